@@ -1,0 +1,99 @@
+# kbvault — plain Makefile. `make`, `make test`, `make install`, `make bench`.
+# Variables: CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR, SANITIZE=address,undefined
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+CFLAGS  ?= -O2 -g
+PKGS    := libzstd libsodium lmdb libxxhash jansson
+
+ifneq ($(SANITIZE),)
+BUILD   ?= build/san
+CFLAGS  += -O1 -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+else
+BUILD   ?= build
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+             -Iinclude $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+LIBS       = $(PKG_LIBS) -lpthread
+
+LIB_SRC := $(wildcard src/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIBKBV  := $(BUILD)/libkbvault.a
+PROG    := $(BUILD)/kbvault
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
+all: $(PROG)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBKBV): $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(PROG): $(CLI_OBJ) $(LIBKBV)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBKBV) $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBKBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBKBV) $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) $(LDFLAGS)
+
+$(BUILD)/bench/%: bench/%.c $(LIBKBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(LIBKBV) $(LIBS) $(LDFLAGS)
+
+# Install the Debian packages the build, the tests and the benchmarks need (as root).
+deps:
+	@scripts/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory test-unit test-cli
+
+test-unit: $(UNIT_BIN)
+	@scripts/run-tests.sh unit $(UNIT_BIN)
+
+test-cli: $(PROG) $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) scripts/run-tests.sh cli tests/cli/*.bats
+
+# The README's first command: install, build, and a short demonstration on the default repository.
+demo: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) scripts/demo.sh
+
+bench: deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh full
+
+bench-quick: deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh quick
+
+soak: deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
+		scripts/run-tests.sh cli tests/cli/crash.bats
+
+install: $(PROG)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(PROG) $(DESTDIR)$(BINDIR)/kbvault
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 docs/kbvault.1 $(DESTDIR)$(MANDIR)/man1/kbvault.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kbvault $(DESTDIR)$(MANDIR)/man1/kbvault.1
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,57 @@
+/* Blob ids, payload codec and encryption envelope (format/blob.md). Pure: no I/O. */
+#ifndef KBV_BLOB_H
+#define KBV_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/buf.h"
+
+#define KBV_ID_BYTES 32
+#define KBV_SEAL_OVERHEAD 40 /* nonce + tag of an encrypted envelope */
+
+enum kbv_blob_type {
+	KBV_BLOB_DATA = 1,
+	KBV_BLOB_TREE = 2,
+	KBV_BLOB_SNAPSHOT = 3,
+	KBV_BLOB_TRAILER = 4,
+};
+
+/* Master key material (format/keyfile.md). Lives in sodium_malloc() memory. */
+struct kbv_keys {
+	uint8_t enc[32];
+	uint8_t id[32];
+	uint8_t gear[32];
+};
+
+/* Per-thread coding state: zstd contexts and scratch space. */
+struct kbv_codec;
+
+/* A codec for one thread. `keys` is borrowed and must outlive the codec. Returns NULL when
+ * out of memory. */
+struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int zstd_level);
+void kbv_codec_free(struct kbv_codec *c);
+
+/* The keyed id of a DATA, TREE or SNAPSHOT blob. */
+void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n, uint8_t id[KBV_ID_BYTES]);
+
+/* Largest envelope encode() can produce for n raw bytes. */
+size_t kbv_blob_bound(size_t n);
+
+/* Compress (when it helps) and seal `n` bytes as a blob of `type` with the given id,
+ * replacing the contents of `out` with the envelope. Returns 0 or a KBV_E* code. */
+int kbv_blob_encode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n,
+		    struct kbv_buf *out);
+
+/* raw_len for kbv_blob_decode() when the caller does not know it (pack trailers): the
+ * payload's own length (raw) or the zstd frame's content size (at most 256 MiB) is used. */
+#define KBV_RAW_UNKNOWN SIZE_MAX
+
+/* Verify and decode an envelope into `out` (replacing its contents). `raw_len` is the
+ * expected decoded length, or KBV_RAW_UNKNOWN. No byte is returned unless authentication (encrypted) or the id
+ * (unencrypted DATA/TREE/SNAPSHOT) verified. Returns 0 or KBV_ECORRUPT (a failed tag is
+ * corruption or tampering, not a password problem); the message says which check failed. */
+int kbv_blob_decode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
+		    size_t raw_len, struct kbv_buf *out);
+
+#endif

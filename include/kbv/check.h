@@ -1,0 +1,47 @@
+/* Repository verification and statistics. */
+#ifndef KBV_CHECK_H
+#define KBV_CHECK_H
+
+#include <stdint.h>
+
+#include "kbv/repo.h"
+
+enum kbv_severity { KBV_INFO = 0, KBV_WARNING = 1, KBV_PROBLEM = 2 };
+
+/* Receives each finding, one line naming pack, blob or snapshot. */
+typedef void (*kbv_report_fn)(void *arg, int severity, const char *msg);
+
+struct kbv_check_opts {
+	int read_data; /* decode and hash every blob in every pack */
+};
+
+struct kbv_check_result {
+	uint64_t packs, blobs, snapshots, bytes_read;
+	uint64_t problems, warnings;
+};
+
+/* Check structure: packs against the index, every snapshot's references; with read_data
+ * every blob. Returns 0 when the check ran (look at res->problems), or a KBV_E* code when
+ * it could not run. The repository must be unlocked. */
+int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_fn report, void *arg,
+	      struct kbv_check_result *res);
+
+struct kbv_repo_stats {
+	uint64_t snapshots;
+	uint64_t raw_bytes;         /* sum of all snapshots' stream sizes */
+	uint64_t unique_raw_bytes;  /* sum of raw lengths of indexed DATA blobs */
+	uint64_t unique_stored_bytes;
+	uint64_t data_blobs, tree_blobs;
+	uint64_t packs, pack_bytes; /* indexed packs and their file sizes */
+};
+
+int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st);
+
+/* Rebuild the index from the pack trailers (needs an exclusive lock). */
+int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs);
+
+/* Every pack file under data/: fn(arg, packid) for each; returns the first non-zero. */
+typedef int (*kbv_packfile_fn)(void *arg, const uint8_t packid[KBV_PACKID_BYTES]);
+int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,32 @@
+/* File-system backend: every read, write, fsync and rename of the repository goes here. */
+#ifndef KBV_FSIO_H
+#define KBV_FSIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kbv/buf.h"
+
+/* Write all n bytes; retries short writes and EINTR. Returns 0 or KBV_EIO naming `what`. */
+int kbv_write_full(int fd, const void *p, size_t n, const char *what);
+/* Read exactly n bytes at offset; KBV_ECORRUPT if the file is shorter ("truncated"). */
+int kbv_pread_full(int fd, void *p, size_t n, off_t off, const char *what);
+/* Read up to n bytes, stopping early only at end of file. *got = bytes read. */
+int kbv_read_upto(int fd, void *p, size_t n, size_t *got, const char *what);
+/* Read a whole file into out (replacing its contents). */
+int kbv_read_file(const char *path, struct kbv_buf *out);
+/* fsync a directory so a rename or create in it is durable. */
+int kbv_fsync_dir(const char *dir);
+/* Create a directory if missing (parents must exist). `*created` set when it was made. */
+int kbv_mkdir(const char *path, int *created);
+/* Durably create `dir/name` with the given content: write to `tmpdir`, fsync, rename,
+ * fsync dir. The file must not exist yet (KBV_EEXIST otherwise). */
+int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n);
+/* Fault injection for tests: when the environment names KBVAULT_FAULT=<point>:<n>, the
+ * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write". */
+int kbv_fault(const char *point);
+/* snprintf that reports truncation as KBV_EINVAL. */
+int kbv_path(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

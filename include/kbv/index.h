@@ -1,0 +1,71 @@
+/* The LMDB index (format/index.md): blob id -> location, pack number -> pack. A cache of
+ * what the pack trailers say; repair rebuilds it. */
+#ifndef KBV_INDEX_H
+#define KBV_INDEX_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/blob.h"
+
+#define KBV_PACKID_BYTES 16
+
+struct kbv_loc {
+	uint32_t pack;
+	uint32_t offset;
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint64_t xxh;
+	uint8_t type;
+};
+
+/* One blob as a pack trailer lists it (format/pack.md). */
+struct kbv_pack_entry {
+	uint8_t type;
+	uint8_t id[KBV_ID_BYTES];
+	uint32_t offset;
+	uint32_t stored_len;
+	uint32_t raw_len;
+	uint64_t xxh;
+};
+
+struct kbv_pack_info {
+	uint8_t id[KBV_PACKID_BYTES];
+	uint64_t size;
+	uint32_t blobs;
+};
+
+struct kbv_index;
+
+/* Open (creating if needed) the index in `dir`. KBV_EVERSION if it has another version. */
+int kbv_index_open(const char *dir, struct kbv_index **out);
+void kbv_index_close(struct kbv_index *idx);
+
+/* Read transactions. A read transaction sees the index as of its begin (or renew); each
+ * thread uses its own. */
+int kbv_index_rbegin(struct kbv_index *idx, MDB_txn **txn);
+int kbv_index_renew(MDB_txn *txn);
+void kbv_index_rend(MDB_txn *txn);
+
+/* Look a blob up. Returns 0 (and fills *loc if non-NULL), KBV_ENOTFOUND or an error. */
+int kbv_index_get(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc);
+/* Pack by number. Returns 0, KBV_ENOTFOUND or an error. */
+int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct kbv_pack_info *info);
+
+/* Record a durable pack and its blobs in one write transaction. A blob already indexed
+ * elsewhere keeps its first location. *packno receives the pack's number. */
+int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
+		       const struct kbv_pack_entry *entries, size_t n, uint32_t *packno);
+
+/* Iterate all blobs / packs in key order; the callback returns 0 to go on, non-zero to stop
+ * (that value is returned). */
+typedef int (*kbv_index_blob_fn)(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc);
+typedef int (*kbv_index_pack_fn)(void *arg, uint32_t packno, const struct kbv_pack_info *info);
+int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg);
+int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn fn, void *arg);
+
+/* Drop every entry (for repair). */
+int kbv_index_clear(struct kbv_index *idx);
+
+#endif

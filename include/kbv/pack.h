@@ -1,0 +1,61 @@
+/* Pack files (format/pack.md): writing one, reading its trailer, reading one blob. */
+#ifndef KBV_PACK_H
+#define KBV_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/index.h"
+#include "kbv/repo.h"
+
+#define KBV_PACK_HEADER 32
+#define KBV_PACK_FOOTER 32
+#define KBV_TRAILER_ENTRY 53
+
+struct kbv_packw;
+
+/* Start a new pack in REPO/tmp. `codec` (borrowed) seals the trailer. */
+int kbv_packw_new(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_packw **out);
+/* Append one blob envelope. */
+int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
+		  uint32_t raw_len);
+/* Bytes written so far and blobs added. */
+uint64_t kbv_packw_size(const struct kbv_packw *w);
+size_t kbv_packw_count(const struct kbv_packw *w);
+/* Blobs added so far, in pack order; valid until the next add or free. */
+const struct kbv_pack_entry *kbv_packw_entries(const struct kbv_packw *w);
+/* Write trailer and footer, fsync, move into data/ durably. *info describes the pack. After
+ * this (success or not) only kbv_packw_free() may be called. */
+int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info);
+/* Free; an unfinished pack's temporary file is removed. NULL is a no-op. */
+void kbv_packw_free(struct kbv_packw *w);
+
+/* Read and verify a pack's header, footer and trailer. `entries` receives an array of
+ * struct kbv_pack_entry (replacing its contents), *n their count, *size the file size.
+ * Errors name the pack file. */
+int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
+			  struct kbv_buf *entries, size_t *n, uint64_t *size);
+
+/* A small per-thread cache of open pack files. */
+struct kbv_packfds {
+	struct {
+		uint32_t packno;
+		int fd;
+		uint64_t used;
+	} slot[8];
+	uint64_t clock;
+};
+void kbv_packfds_init(struct kbv_packfds *c);
+void kbv_packfds_release(struct kbv_packfds *c);
+
+/* Read blob `id` of the given type through the index (`txn` is the caller's read
+ * transaction), verify the stored checksum and decode it into `out`. Errors name the pack,
+ * offset and blob. */
+int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
+		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out);
+
+/* Read and decode the blob at a known location (used by check and repair). */
+int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname,
+		     const struct kbv_pack_entry *e, struct kbv_buf *stored, struct kbv_buf *out);
+
+#endif

@@ -1,0 +1,37 @@
+/* Reading streams back: walk the chunk-list tree, fetch and decode DATA blobs in parallel,
+ * hand them out in order, and verify size and BLAKE2b-256 of the whole stream. */
+#ifndef KBV_READER_H
+#define KBV_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/repo.h"
+#include "kbv/writer.h"
+
+/* Receives the stream in order. Return 0 to go on, or a negative KBV_E* code to stop. */
+typedef int (*kbv_sink_fn)(void *arg, const uint8_t *p, size_t n);
+
+struct kbv_reader;
+
+/* nthreads 0: one per online CPU. The repository must be unlocked. */
+int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out);
+void kbv_reader_free(struct kbv_reader *rd);
+
+/* Restore one stream into `sink`. Every blob is authenticated before its bytes reach the
+ * sink; at the end the size and (if `hash` is non-NULL) the BLAKE2b-256 are compared. On
+ * KBV_ECORRUPT the sink has received a prefix of the stream, never a wrong byte. */
+int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const uint8_t *hash,
+		      kbv_sink_fn sink, void *arg);
+
+/* Restore a whole stream into memory (for entry tables). */
+int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out);
+
+/* Visit every blob id a stream references: TREE nodes (reading them) and DATA leaves
+ * (without reading them). fn returns 0 to go on, KBV_VISIT_SKIP (for a TREE) to skip what
+ * lies below it, anything else to stop with that value. Used by check and gc. */
+#define KBV_VISIT_SKIP 1
+typedef int (*kbv_visit_fn)(void *arg, int type, const uint8_t id[KBV_ID_BYTES]);
+int kbv_reader_visit(struct kbv_reader *rd, const struct kbv_ref *ref, kbv_visit_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,70 @@
+/* A repository on a local file system (format/repository.md).
+ *
+ * Lifecycle: kbv_repo_init() once; then kbv_repo_open() -> kbv_repo_unlock() (when
+ * kbv_repo_needs_password()) -> use -> kbv_repo_close(). The fields are read-only for
+ * library modules; the CLI uses the functions. */
+#ifndef KBV_REPO_H
+#define KBV_REPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/blob.h"
+#include "kbv/buf.h"
+#include "kbv/chunker.h"
+#include "kbv/index.h"
+
+#define KBV_FORMAT_VERSION 1
+
+enum kbv_lock { KBV_LOCK_NONE, KBV_LOCK_SHARED, KBV_LOCK_EXCLUSIVE };
+
+struct kbv_init_opts {
+	int encrypted;          /* 1 by default */
+	uint32_t chunk_avg;     /* 0: default (16 KiB) */
+	int zstd_level;         /* 0: default (3) */
+	uint32_t pack_size;     /* 0: default (16 MiB) */
+	uint64_t kdf_ops;       /* 0: default (3) */
+	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
+};
+#define KBV_DEFAULT_CHUNK_AVG (16u << 10)
+#define KBV_DEFAULT_ZSTD_LEVEL 3
+#define KBV_DEFAULT_PACK_SIZE (16u << 20)
+
+struct kbv_repo {
+	char *path;
+	int lockfd;
+	uint8_t repo_id[16];
+	int encrypted;
+	uint32_t chunk_min, chunk_avg, chunk_max;
+	int zstd_level;
+	uint32_t pack_size;
+	struct kbv_keys *keys;   /* sodium_malloc()ed; NULL until unlocked */
+	struct kbv_cdc cdc;      /* valid once unlocked */
+	struct kbv_index *idx;
+	struct kbv_buf keyfile;  /* raw key file */
+};
+
+/* Create a repository at `path` (absent or an empty directory). `password` may be NULL
+ * when opts->encrypted is 0. Returns 0, KBV_EEXIST, KBV_EINVAL or KBV_EIO. */
+int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char *password, size_t pwlen);
+
+/* Open and lock a repository. KBV_ENOREPO when `path` is not one, KBV_EVERSION for an
+ * unknown version, KBV_ECORRUPT for a damaged config or key file. */
+int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out);
+
+int kbv_repo_needs_password(const struct kbv_repo *r);
+
+/* Derive the key-wrapping key and unwrap the master keys. KBV_EAUTH on a wrong password.
+ * Needed for every operation that reads or writes blobs; unencrypted repositories take
+ * password NULL. */
+int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen);
+
+/* Release the lock, wipe the keys, free. NULL is a no-op. */
+void kbv_repo_close(struct kbv_repo *r);
+
+/* "<repo>/data/XX/<hex>.pack" into out. */
+int kbv_repo_pack_path(const struct kbv_repo *r, const uint8_t packid[KBV_PACKID_BYTES], char *out, size_t cap);
+/* "<repo>/<sub>" into out. */
+int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,80 @@
+/* Snapshot manifests and entry tables (format/snapshot.md). */
+#ifndef KBV_SNAPSHOT_H
+#define KBV_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/reader.h"
+#include "kbv/repo.h"
+#include "kbv/writer.h"
+
+enum kbv_entry_kind {
+	KBV_ENTRY_STDIN = 1,
+	KBV_ENTRY_COMMAND = 2,
+	KBV_ENTRY_FILE = 3,
+	KBV_ENTRY_DIR = 4,
+	KBV_ENTRY_SYMLINK = 5,
+};
+
+struct kbv_entry {
+	uint8_t kind;
+	char *name;   /* relative path, owned */
+	uint32_t mode;
+	int64_t mtime;
+	uint32_t mtime_ns;
+	uint64_t size;
+	uint8_t hash[32];
+	struct kbv_ref ref;
+	char *target; /* symlink target, owned; NULL for other kinds */
+};
+
+struct kbv_snapshot {
+	uint8_t id[KBV_ID_BYTES];
+	int64_t time;
+	uint32_t nsec;
+	int32_t tzoff;
+	char *host;
+	char **tags;
+	size_t ntags;
+	uint64_t nentries;
+	uint64_t total_size;
+	struct kbv_ref table_ref;
+	uint64_t table_size;
+	/* Filled by kbv_snapshot_load_entries(). */
+	struct kbv_entry *entries;
+	size_t nloaded;
+};
+
+/* Is `name` a safe relative path (no empty, "." or ".." component, not absolute)? */
+int kbv_entry_name_ok(const char *name);
+
+/* Serialize entries (the entry table stream). */
+int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out);
+/* Parse an entry table; *out is an array of n entries the caller frees with
+ * kbv_entries_free(). KBV_ECORRUPT on malformed input. */
+int kbv_entries_decode(const uint8_t *p, size_t len, struct kbv_entry **out, size_t *n);
+void kbv_entries_free(struct kbv_entry *e, size_t n);
+
+/* Store `entries` as the table of `s` (through the writer), flush the writer, then write
+ * the manifest durably; s->id is set. After this returns 0 the snapshot exists. */
+int kbv_snapshot_commit(struct kbv_repo *r, struct kbv_writer *w, struct kbv_snapshot *s,
+			const struct kbv_entry *entries, size_t n);
+
+/* Encode / decode a manifest body (exposed for tests and fuzzing). */
+int kbv_snapshot_encode_body(const struct kbv_snapshot *s, struct kbv_buf *out);
+int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *s);
+
+/* Read and verify one manifest file. */
+int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out);
+/* All snapshots, oldest first (by time, then id). *list is an array of n pointers; free
+ * with kbv_snapshot_list_free(). */
+int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n);
+void kbv_snapshot_list_free(struct kbv_snapshot **list, size_t n);
+/* Resolve "latest", a full id or a unique hex prefix (at least 4 digits) within a list. */
+int kbv_snapshot_find(struct kbv_snapshot **list, size_t n, const char *spec, struct kbv_snapshot **out);
+/* Read the entry table of s through `rd`. */
+int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s);
+void kbv_snapshot_free(struct kbv_snapshot *s);
+
+#endif

@@ -1,0 +1,27 @@
+/* Where streams come from: a child process's stdout, or files and directories. */
+#ifndef KBV_SOURCE_H
+#define KBV_SOURCE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* Start argv[0] (PATH search) with stdout to a pipe; *fd is the read end. Its stdin is
+ * /dev/null, its stderr is ours. */
+int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd);
+/* Wait for the child. KBV_ESOURCE, with a message naming `what`, when it exited non-zero
+ * or was killed. `kill_first` sends SIGTERM first (the reader gave up). */
+int kbv_cmd_finish(pid_t pid, const char *what, int kill_first);
+
+/* Walk `path` (lstat; directories recursively, names sorted). fn gets the path on disk,
+ * the stream name (`name` plus the relative part) and the lstat result; returning non-zero
+ * stops the walk with that value. */
+typedef int (*kbv_walk_fn)(void *arg, const char *path, const char *name, const struct stat *st);
+int kbv_walk(const char *path, const char *name, kbv_walk_fn fn, void *arg);
+
+/* The stream name of a path given on the command line: leading "/" and "./" removed,
+ * repeated slashes folded, trailing slashes dropped. KBV_EINVAL for ".." components or an
+ * empty result. */
+int kbv_path_to_name(const char *path, char *out, size_t cap);
+
+#endif

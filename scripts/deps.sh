@@ -1,0 +1,22 @@
+#!/bin/sh
+# Install the Debian packages kbvault needs to build, test and benchmark.
+# Idempotent: does nothing when everything is installed. Needs root (or sudo) otherwise.
+set -eu
+PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
+libcmocka-dev bats lmdb-utils zstd postgresql postgresql-client restic borgbackup time gnuplot-nox
+python3"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "kbvault: installing Debian packages:$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null 2>&1 || { echo "kbvault: run as root (or install sudo) to install:$missing" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,169 @@
+#include "kbv/blob.h"
+#include "kbv/error.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <zstd.h>
+
+struct kbv_codec {
+	const struct kbv_keys *keys;
+	int encrypted;
+	int level;
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+	struct kbv_buf scratch;
+};
+
+struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int zstd_level)
+{
+	struct kbv_codec *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->keys = keys;
+	c->encrypted = encrypted;
+	c->level = zstd_level;
+	c->cctx = ZSTD_createCCtx();
+	c->dctx = ZSTD_createDCtx();
+	if (!c->cctx || !c->dctx) {
+		kbv_codec_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void kbv_codec_free(struct kbv_codec *c)
+{
+	if (!c)
+		return;
+	ZSTD_freeCCtx(c->cctx);
+	ZSTD_freeDCtx(c->dctx);
+	kbv_buf_release(&c->scratch);
+	free(c);
+}
+
+static const char *personal(int type)
+{
+	switch (type) {
+	case KBV_BLOB_DATA: return "kbvault-data\0\0\0";
+	case KBV_BLOB_TREE: return "kbvault-tree\0\0\0";
+	default: return "kbvault-snap\0\0\0";
+	}
+}
+
+void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n, uint8_t id[KBV_ID_BYTES])
+{
+	static const uint8_t salt[16];
+	crypto_generichash_blake2b_salt_personal(id, KBV_ID_BYTES, p, n, keys->id, sizeof keys->id, salt,
+						 (const uint8_t *)personal(type));
+}
+
+size_t kbv_blob_bound(size_t n)
+{
+	return 1 + ZSTD_compressBound(n) + KBV_SEAL_OVERHEAD;
+}
+
+static void make_ad(uint8_t ad[37], int type, const uint8_t id[KBV_ID_BYTES])
+{
+	memcpy(ad, "kbv1", 4);
+	ad[4] = (uint8_t)type;
+	memcpy(ad + 5, id, KBV_ID_BYTES);
+}
+
+int kbv_blob_encode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n,
+		    struct kbv_buf *out)
+{
+	/* Build the payload (codec byte + body) in scratch, or directly in out if unencrypted. */
+	struct kbv_buf *pl = c->encrypted ? &c->scratch : out;
+	pl->len = 0;
+	int rc = kbv_buf_reserve(pl, 1 + ZSTD_compressBound(n));
+	if (rc < 0)
+		return rc;
+	size_t z = ZSTD_compressCCtx(c->cctx, pl->data + 1, pl->cap - 1, p, n, c->level);
+	if (!ZSTD_isError(z) && z < n) {
+		pl->data[0] = 1;
+		pl->len = 1 + z;
+	} else {
+		pl->data[0] = 0;
+		memcpy(pl->data + 1, p, n);
+		pl->len = 1 + n;
+	}
+	if (!c->encrypted)
+		return 0;
+
+	out->len = 0;
+	if ((rc = kbv_buf_reserve(out, pl->len + KBV_SEAL_OVERHEAD)) < 0)
+		return rc;
+	uint8_t ad[37];
+	make_ad(ad, type, id);
+	uint8_t *nonce = out->data;
+	randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	unsigned long long clen;
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + 24, &clen, pl->data, pl->len, ad, sizeof ad, NULL,
+						   nonce, c->keys->enc);
+	out->len = 24 + (size_t)clen;
+	return 0;
+}
+
+int kbv_blob_decode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
+		    size_t raw_len, struct kbv_buf *out)
+{
+	const uint8_t *pl = stored;
+	size_t pl_len = n;
+	int rc;
+	if (c->encrypted) {
+		if (n < KBV_SEAL_OVERHEAD + 1)
+			return kbv_error(KBV_ECORRUPT, "envelope of %zu bytes is too short", n);
+		c->scratch.len = 0;
+		if ((rc = kbv_buf_reserve(&c->scratch, n)) < 0)
+			return rc;
+		uint8_t ad[37];
+		make_ad(ad, type, id);
+		unsigned long long mlen;
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(c->scratch.data, &mlen, NULL, pl + 24, n - 24, ad,
+							       sizeof ad, pl, c->keys->enc) != 0)
+			return kbv_error(KBV_ECORRUPT, "authentication failed (bytes changed, or blob moved)");
+		pl = c->scratch.data;
+		pl_len = (size_t)mlen;
+	}
+	if (pl_len < 1)
+		return kbv_error(KBV_ECORRUPT, "empty payload");
+	if (raw_len == KBV_RAW_UNKNOWN) {
+		if (pl[0] == 0) {
+			raw_len = pl_len - 1;
+		} else {
+			unsigned long long fs = ZSTD_getFrameContentSize(pl + 1, pl_len - 1);
+			if (fs > (256u << 20))
+				return kbv_error(KBV_ECORRUPT, "zstd frame has no usable content size");
+			raw_len = (size_t)fs;
+		}
+	}
+	out->len = 0;
+	if ((rc = kbv_buf_reserve(out, raw_len ? raw_len : 1)) < 0)
+		return rc;
+	if (pl[0] == 0) {
+		if (pl_len - 1 != raw_len)
+			return kbv_error(KBV_ECORRUPT, "raw payload is %zu bytes, expected %zu", pl_len - 1, raw_len);
+		memcpy(out->data, pl + 1, raw_len);
+	} else if (pl[0] == 1) {
+		unsigned long long fsize = ZSTD_getFrameContentSize(pl + 1, pl_len - 1);
+		if (fsize != raw_len)
+			return kbv_error(KBV_ECORRUPT, "zstd frame declares %llu bytes, expected %zu", fsize, raw_len);
+		size_t d = ZSTD_decompressDCtx(c->dctx, out->data, raw_len, pl + 1, pl_len - 1);
+		if (ZSTD_isError(d))
+			return kbv_error(KBV_ECORRUPT, "zstd: %s", ZSTD_getErrorName(d));
+		if (d != raw_len)
+			return kbv_error(KBV_ECORRUPT, "decompressed %zu bytes, expected %zu", d, raw_len);
+	} else {
+		return kbv_error(KBV_ECORRUPT, "unknown codec %u", pl[0]);
+	}
+	out->len = raw_len;
+	if (!c->encrypted && type != KBV_BLOB_TRAILER) {
+		uint8_t got[KBV_ID_BYTES];
+		kbv_blob_id(c->keys, type, out->data, raw_len, got);
+		if (sodium_memcmp(got, id, KBV_ID_BYTES) != 0) {
+			out->len = 0;
+			return kbv_error(KBV_ECORRUPT, "content does not hash to its id");
+		}
+	}
+	return 0;
+}

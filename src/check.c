@@ -1,0 +1,458 @@
+#include "kbv/check.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/idset.h"
+#include "kbv/pack.h"
+#include "kbv/reader.h"
+#include "kbv/snapshot.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg)
+{
+	char data[PATH_MAX], sub[PATH_MAX];
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "data", data, sizeof data));
+	DIR *d = opendir(data);
+	if (!d)
+		return kbv_error(KBV_EIO, "open '%s': %m", data);
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d))) {
+		uint8_t b;
+		if (kbv_unhex(de->d_name, &b, 1) < 0)
+			continue;
+		if ((rc = kbv_path(sub, sizeof sub, "%s/%s", data, de->d_name)) < 0)
+			break;
+		DIR *s = opendir(sub);
+		if (!s)
+			continue;
+		struct dirent *pe;
+		while (rc == 0 && (pe = readdir(s))) {
+			char hex[2 * KBV_PACKID_BYTES + 1];
+			uint8_t id[KBV_PACKID_BYTES];
+			size_t n = strlen(pe->d_name);
+			if (n != 2 * KBV_PACKID_BYTES + 5 || strcmp(pe->d_name + 2 * KBV_PACKID_BYTES, ".pack") != 0)
+				continue;
+			memcpy(hex, pe->d_name, 2 * KBV_PACKID_BYTES);
+			hex[2 * KBV_PACKID_BYTES] = 0;
+			if (kbv_unhex(hex, id, KBV_PACKID_BYTES) < 0 || id[0] != b)
+				continue;
+			rc = fn(arg, id);
+		}
+		closedir(s);
+	}
+	closedir(d);
+out:
+	return rc;
+}
+
+/* ---- check ---- */
+
+struct packmap {
+	uint8_t (*ids)[KBV_PACKID_BYTES];
+	uint32_t *nos;
+	uint64_t *sizes;
+	uint32_t *matched; /* trailer entries whose index location points into this pack */
+	uint32_t *indexed; /* index entries pointing into this pack */
+	uint8_t *seen;     /* file found on disk */
+	size_t n, cap;
+};
+
+struct ck {
+	struct kbv_repo *r;
+	const struct kbv_check_opts *opts;
+	kbv_report_fn report;
+	void *arg;
+	struct kbv_check_result *res;
+	struct kbv_codec *codec;
+	MDB_txn *txn;
+	struct packmap pm;
+	struct kbv_buf entries, stored, out;
+	const char *snapname;
+	const char *streamname;
+	/* TREE blobs already verified with everything below them (shared by many snapshots). */
+	struct kbv_idset trees_seen;
+};
+
+static void say(struct ck *c, int sev, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(struct ck *c, int sev, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (sev == KBV_PROBLEM)
+		c->res->problems++;
+	else if (sev == KBV_WARNING)
+		c->res->warnings++;
+	if (c->report)
+		c->report(c->arg, sev, msg);
+}
+
+static int pm_add(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct packmap *pm = arg;
+	if (pm->n == pm->cap) {
+		size_t cap = pm->cap ? pm->cap * 2 : 64;
+		void *a = realloc(pm->ids, cap * KBV_PACKID_BYTES), *b = realloc(pm->nos, cap * 4),
+		     *c2 = realloc(pm->sizes, cap * 8), *d = realloc(pm->matched, cap * 4), *e = realloc(pm->indexed, cap * 4),
+		     *f = realloc(pm->seen, cap);
+		if (a)
+			pm->ids = a;
+		if (b)
+			pm->nos = b;
+		if (c2)
+			pm->sizes = c2;
+		if (d)
+			pm->matched = d;
+		if (e)
+			pm->indexed = e;
+		if (f)
+			pm->seen = f;
+		if (!a || !b || !c2 || !d || !e || !f)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		pm->cap = cap;
+	}
+	memcpy(pm->ids[pm->n], info->id, KBV_PACKID_BYTES);
+	pm->nos[pm->n] = no;
+	pm->sizes[pm->n] = info->size;
+	pm->matched[pm->n] = pm->indexed[pm->n] = 0;
+	pm->seen[pm->n] = 0;
+	pm->n++;
+	return 0;
+}
+
+static long pm_find_id(const struct packmap *pm, const uint8_t *id)
+{
+	for (size_t i = 0; i < pm->n; i++)
+		if (memcmp(pm->ids[i], id, KBV_PACKID_BYTES) == 0)
+			return (long)i;
+	return -1;
+}
+
+static long pm_find_no(const struct packmap *pm, uint32_t no)
+{
+	for (size_t i = 0; i < pm->n; i++)
+		if (pm->nos[i] == no)
+			return (long)i;
+	return -1;
+}
+
+static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
+{
+	struct ck *c = arg;
+	char hex[2 * KBV_PACKID_BYTES + 1], path[PATH_MAX];
+	size_t n;
+	uint64_t size;
+	kbv_hex(packid, KBV_PACKID_BYTES, hex);
+	c->res->packs++;
+	long pi = pm_find_id(&c->pm, packid);
+	if (pi >= 0)
+		c->pm.seen[pi] = 1;
+	int rc = kbv_pack_read_trailer(c->r, c->codec, packid, &c->entries, &n, &size);
+	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+		if (pi < 0)
+			say(c, KBV_WARNING, "pack %s: unreadable and not indexed (left by an interrupted write; gc removes it): %s",
+			    hex, kbv_errmsg());
+		else
+			say(c, KBV_PROBLEM, "%s", kbv_errmsg());
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	if (pi < 0) {
+		say(c, KBV_WARNING, "pack %s: not in the index (garbage from an interrupted snapshot, or run 'kbvault repair index')",
+		    hex);
+	} else if (c->pm.sizes[pi] != size) {
+		say(c, KBV_PROBLEM, "pack %s: index says %llu bytes, the file has %llu", hex,
+		    (unsigned long long)c->pm.sizes[pi], (unsigned long long)size);
+	}
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)c->entries.data;
+	int fd = -1;
+	if (c->opts->read_data) {
+		if ((rc = kbv_repo_pack_path(c->r, packid, path, sizeof path)) < 0)
+			return rc;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			say(c, KBV_PROBLEM, "pack %s: cannot open: %m", hex);
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		char idhex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(e[i].id, KBV_ID_BYTES, idhex);
+		c->res->blobs++;
+		if (pi >= 0) {
+			struct kbv_loc loc;
+			rc = kbv_index_get(c->r->idx, c->txn, e[i].id, &loc);
+			if (rc == KBV_ENOTFOUND)
+				say(c, KBV_PROBLEM, "pack %s: blob %.16s (offset %u) is missing from the index", hex, idhex,
+				    e[i].offset);
+			else if (rc < 0)
+				return rc;
+			else if (loc.pack == c->pm.nos[pi]) {
+				if (loc.offset != e[i].offset || loc.stored_len != e[i].stored_len ||
+				    loc.raw_len != e[i].raw_len || loc.xxh != e[i].xxh || loc.type != e[i].type)
+					say(c, KBV_PROBLEM, "pack %s: blob %.16s: index and trailer disagree", hex, idhex);
+				else
+					c->pm.matched[pi]++;
+			}
+			/* else: a second copy of a blob indexed in another pack: garbage, harmless. */
+		}
+		if (fd >= 0) {
+			rc = kbv_pack_read_at(c->r, c->codec, fd, path, &e[i], &c->stored, &c->out);
+			c->res->bytes_read += e[i].stored_len;
+			if (rc == KBV_ECORRUPT) {
+				say(c, KBV_PROBLEM, "%s", kbv_errmsg());
+				continue;
+			}
+			if (rc < 0) {
+				close(fd);
+				return rc;
+			}
+			if (e[i].type == KBV_BLOB_DATA || e[i].type == KBV_BLOB_TREE) {
+				uint8_t got[KBV_ID_BYTES];
+				kbv_blob_id(c->r->keys, e[i].type, c->out.data, c->out.len, got);
+				if (memcmp(got, e[i].id, KBV_ID_BYTES) != 0)
+					say(c, KBV_PROBLEM, "pack %s: blob %.16s at offset %u: content does not hash to its id",
+					    hex, idhex, e[i].offset);
+			}
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+static int count_indexed(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
+{
+	struct ck *c = arg;
+	long pi = pm_find_no(&c->pm, loc->pack);
+	if (pi < 0) {
+		char idhex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(id, KBV_ID_BYTES, idhex);
+		say(c, KBV_PROBLEM, "index: blob %.16s points to pack number %u, which the index does not list", idhex,
+		    loc->pack);
+		return 0;
+	}
+	c->pm.indexed[pi]++;
+	return 0;
+}
+
+static int visit(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
+{
+	struct ck *c = arg;
+	char idhex[2 * KBV_ID_BYTES + 1];
+	if (type == KBV_BLOB_TREE) {
+		if (kbv_idset_has(&c->trees_seen, id))
+			return KBV_VISIT_SKIP;
+		return kbv_idset_add(&c->trees_seen, id);
+	}
+	struct kbv_loc loc;
+	int rc = kbv_index_get(c->r->idx, c->txn, id, &loc);
+	if (rc == KBV_ENOTFOUND) {
+		kbv_hex(id, KBV_ID_BYTES, idhex);
+		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': blob %.16s is missing", c->snapname, c->streamname, idhex);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	if (loc.type != type) {
+		kbv_hex(id, KBV_ID_BYTES, idhex);
+		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': blob %.16s has type %u, expected %d", c->snapname,
+		    c->streamname, idhex, loc.type, type);
+	}
+	return 0;
+}
+
+static int visit_stream(struct ck *c, struct kbv_reader *rd, const struct kbv_ref *ref)
+{
+	int rc = kbv_reader_visit(rd, ref, visit, c);
+	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': %s", c->snapname, c->streamname, kbv_errmsg());
+		return 0;
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_fn report, void *arg,
+	      struct kbv_check_result *res)
+{
+	struct ck c = { .r = r, .opts = opts, .report = report, .arg = arg, .res = res };
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	size_t nsnap = 0;
+	int rc = 0;
+	memset(res, 0, sizeof *res);
+	c.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!c.codec)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	TRY(kbv_index_rbegin(r->idx, &c.txn));
+	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));
+	TRY(kbv_each_packfile(r, check_pack, &c));
+	for (size_t i = 0; i < c.pm.n; i++) {
+		char hex[2 * KBV_PACKID_BYTES + 1];
+		kbv_hex(c.pm.ids[i], KBV_PACKID_BYTES, hex);
+		if (!c.pm.seen[i])
+			say(&c, KBV_PROBLEM, "pack %s: in the index but missing from data/", hex);
+	}
+	TRY(kbv_index_each_blob(r->idx, c.txn, count_indexed, &c));
+	for (size_t i = 0; i < c.pm.n; i++) {
+		char hex[2 * KBV_PACKID_BYTES + 1];
+		kbv_hex(c.pm.ids[i], KBV_PACKID_BYTES, hex);
+		if (c.pm.seen[i] && c.pm.indexed[i] != c.pm.matched[i])
+			say(&c, KBV_PROBLEM, "pack %s: the index lists %u blobs in it, its trailer confirms %u", hex,
+			    c.pm.indexed[i], c.pm.matched[i]);
+	}
+
+	rc = kbv_snapshot_list(r, &list, &nsnap);
+	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+		say(&c, KBV_PROBLEM, "%s", kbv_errmsg());
+		rc = 0;
+		goto out;
+	}
+	TRY(rc);
+	TRY(kbv_reader_new(r, 1, &rd));
+	for (size_t i = 0; i < nsnap; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(list[i]->id, KBV_ID_BYTES, hex);
+		hex[12] = 0;
+		c.snapname = hex;
+		c.streamname = "(entry table)";
+		res->snapshots++;
+		TRY(visit_stream(&c, rd, &list[i]->table_ref));
+		rc = kbv_snapshot_load_entries(rd, list[i]);
+		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+			say(&c, KBV_PROBLEM, "%s", kbv_errmsg());
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+		for (size_t k = 0; k < list[i]->nloaded; k++) {
+			c.streamname = list[i]->entries[k].name;
+			TRY(visit_stream(&c, rd, &list[i]->entries[k].ref));
+		}
+	}
+out:
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, nsnap);
+	kbv_index_rend(c.txn);
+	kbv_codec_free(c.codec);
+	kbv_buf_release(&c.entries);
+	kbv_buf_release(&c.stored);
+	kbv_buf_release(&c.out);
+	kbv_idset_release(&c.trees_seen);
+	free(c.pm.ids);
+	free(c.pm.nos);
+	free(c.pm.sizes);
+	free(c.pm.matched);
+	free(c.pm.indexed);
+	free(c.pm.seen);
+	return rc;
+}
+
+/* ---- stats ---- */
+
+static int stat_blob(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
+{
+	struct kbv_repo_stats *st = arg;
+	(void)id;
+	if (loc->type == KBV_BLOB_DATA) {
+		st->data_blobs++;
+		st->unique_raw_bytes += loc->raw_len;
+	} else {
+		st->tree_blobs++;
+	}
+	st->unique_stored_bytes += loc->stored_len;
+	return 0;
+}
+
+static int stat_pack(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct kbv_repo_stats *st = arg;
+	(void)no;
+	st->packs++;
+	st->pack_bytes += info->size;
+	return 0;
+}
+
+int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
+{
+	struct kbv_snapshot **list = NULL;
+	size_t n = 0;
+	MDB_txn *txn = NULL;
+	int rc = 0;
+	memset(st, 0, sizeof *st);
+	TRY(kbv_snapshot_list(r, &list, &n));
+	st->snapshots = n;
+	for (size_t i = 0; i < n; i++)
+		st->raw_bytes += list[i]->total_size;
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	TRY(kbv_index_each_blob(r->idx, txn, stat_blob, st));
+	TRY(kbv_index_each_pack(r->idx, txn, stat_pack, st));
+out:
+	kbv_index_rend(txn);
+	kbv_snapshot_list_free(list, n);
+	return rc;
+}
+
+/* ---- repair ---- */
+
+struct rp {
+	struct kbv_repo *r;
+	struct kbv_codec *codec;
+	struct kbv_buf entries;
+	kbv_report_fn report;
+	void *arg;
+	uint64_t packs, blobs;
+};
+
+static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
+{
+	struct rp *p = arg;
+	size_t n;
+	uint64_t size;
+	int rc = kbv_pack_read_trailer(p->r, p->codec, packid, &p->entries, &n, &size);
+	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+		if (p->report)
+			p->report(p->arg, KBV_WARNING, kbv_errmsg());
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	struct kbv_pack_info info;
+	memcpy(info.id, packid, KBV_PACKID_BYTES);
+	info.size = size;
+	info.blobs = (uint32_t)n;
+	rc = kbv_index_add_pack(p->r->idx, &info, (const struct kbv_pack_entry *)p->entries.data, n, NULL);
+	if (rc == 0) {
+		p->packs++;
+		p->blobs += n;
+	}
+	return rc;
+}
+
+int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs)
+{
+	struct rp p = { .r = r, .report = report, .arg = arg };
+	int rc = 0;
+	p.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!p.codec)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	TRY(kbv_index_clear(r->idx));
+	TRY(kbv_each_packfile(r, repair_pack, &p));
+	*packs = p.packs;
+	*blobs = p.blobs;
+out:
+	kbv_codec_free(p.codec);
+	kbv_buf_release(&p.entries);
+	return rc;
+}

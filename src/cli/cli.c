@@ -1,0 +1,286 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kbv/error.h"
+
+struct cli_opts cli;
+
+int cli_global_option(int c, const char *arg, const char *cmd)
+{
+	switch (c) {
+	case 'r': cli.repo = arg; return 1;
+	case CLI_OPT_PASSWORD_FILE: cli.password_file = arg; return 1;
+	case 'q': cli.quiet = 1; return 1;
+	case CLI_OPT_JSON: cli.json = 1; return 1;
+	case 'v': cli.verbose = 1; return 1;
+	case 'h': cli_help(cmd); exit(EXIT_OK);
+	}
+	return 0;
+}
+
+int cli_exit_code(int rc)
+{
+	switch (rc) {
+	case KBV_OK: return EXIT_OK;
+	case KBV_EINVAL: return EXIT_USAGE;
+	case KBV_ENOREPO:
+	case KBV_EVERSION: return EXIT_NOREPO;
+	case KBV_EAUTH: return EXIT_PASSWORD;
+	case KBV_ECORRUPT: return EXIT_CORRUPT;
+	case KBV_ELOCKED: return EXIT_LOCKED;
+	case KBV_ESOURCE: return EXIT_SOURCE;
+	default: return EXIT_FAIL;
+	}
+}
+
+int cli_fail(int rc)
+{
+	fprintf(stderr, "kbvault: %s\n", kbv_errmsg());
+	return cli_exit_code(rc);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "kbvault %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see 'kbvault help %s')\n", cmd);
+	return EXIT_USAGE;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "kbvault: warning: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+const char *cli_repo_path(void)
+{
+	static char def[PATH_MAX];
+	if (cli.repo)
+		return cli.repo;
+	const char *env = getenv("KBVAULT_REPO");
+	if (env && *env)
+		return env;
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	if (xdg && *xdg)
+		snprintf(def, sizeof def, "%s/kbvault/repo", xdg);
+	else
+		snprintf(def, sizeof def, "%s/.local/share/kbvault/repo", home && *home ? home : ".");
+	return def;
+}
+
+static int read_password_file(const char *path, char **pw, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "kbvault: cannot read password file '%s': %s\n", path, strerror(errno));
+		return EXIT_PASSWORD;
+	}
+	char *buf = sodium_malloc(4096);
+	if (!buf) {
+		close(fd);
+		fprintf(stderr, "kbvault: out of secure memory\n");
+		return EXIT_FAIL;
+	}
+	size_t n = 0;
+	ssize_t r;
+	while (n < 4095 && (r = read(fd, buf + n, 4095 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = 0;
+	if (!n) {
+		sodium_free(buf);
+		fprintf(stderr, "kbvault: password file '%s' is empty\n", path);
+		return EXIT_PASSWORD;
+	}
+	*pw = buf;
+	*len = n;
+	return 0;
+}
+
+static int prompt(int tty, const char *text, char *buf, size_t cap, size_t *len)
+{
+	struct termios old, quiet;
+	if (write(tty, text, strlen(text)) < 0)
+		return -1;
+	tcgetattr(tty, &old);
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(tty, TCSAFLUSH, &quiet);
+	size_t n = 0;
+	char c;
+	while (n + 1 < cap && read(tty, &c, 1) == 1 && c != '\n')
+		buf[n++] = c;
+	buf[n] = 0;
+	tcsetattr(tty, TCSAFLUSH, &old);
+	if (write(tty, "\n", 1) < 0)
+		return -1;
+	*len = n;
+	return 0;
+}
+
+int cli_password(int confirm, char **pw, size_t *len)
+{
+	const char *file = cli.password_file ? cli.password_file : getenv("KBVAULT_PASSWORD_FILE");
+	if (file && *file)
+		return read_password_file(file, pw, len);
+	const char *env = getenv("KBVAULT_PASSWORD");
+	if (env && *env) {
+		*len = strlen(env);
+		*pw = sodium_malloc(*len + 1);
+		if (!*pw)
+			return EXIT_FAIL;
+		memcpy(*pw, env, *len + 1);
+		return 0;
+	}
+	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	if (tty < 0) {
+		fprintf(stderr, "kbvault: the repository is encrypted and no password was given: use --password-file, "
+				"KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD\n");
+		return EXIT_PASSWORD;
+	}
+	char *a = sodium_malloc(1024), *b = sodium_malloc(1024);
+	size_t la = 0, lb = 0;
+	int rc = EXIT_PASSWORD;
+	if (a && b && prompt(tty, "repository password: ", a, 1024, &la) == 0 && la &&
+	    (!confirm || (prompt(tty, "enter it again: ", b, 1024, &lb) == 0 && la == lb && !memcmp(a, b, la)))) {
+		*pw = a;
+		*len = la;
+		a = NULL;
+		rc = 0;
+	} else {
+		fprintf(stderr, "kbvault: %s\n", la ? "the passwords differ" : "empty password");
+	}
+	close(tty);
+	if (a)
+		sodium_free(a);
+	if (b)
+		sodium_free(b);
+	return rc;
+}
+
+void cli_password_free(char *pw)
+{
+	if (pw)
+		sodium_free(pw);
+}
+
+int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
+{
+	struct kbv_repo *r;
+	int rc = kbv_repo_open(cli_repo_path(), lock, &r);
+	if (rc < 0)
+		return cli_fail(rc);
+	if (unlock) {
+		char *pw = NULL;
+		size_t len = 0;
+		if (kbv_repo_needs_password(r) && (rc = cli_password(0, &pw, &len)) != 0) {
+			kbv_repo_close(r);
+			return rc;
+		}
+		rc = kbv_repo_unlock(r, pw, len);
+		cli_password_free(pw);
+		if (rc < 0) {
+			kbv_repo_close(r);
+			return cli_fail(rc);
+		}
+	}
+	*out = r;
+	return 0;
+}
+
+void cli_bytes(uint64_t n, char *out, size_t cap)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	int u = 0;
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, cap, "%llu B", (unsigned long long)n);
+	else
+		snprintf(out, cap, "%.2f %s", v, unit[u]);
+}
+
+void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap)
+{
+	time_t lt = (time_t)(t + tzoff);
+	struct tm tm;
+	gmtime_r(&lt, &tm);
+	int off = tzoff < 0 ? -tzoff : tzoff;
+	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, tzoff < 0 ? '-' : '+', off / 3600, off / 60 % 60);
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int cli_show_progress(void)
+{
+	return !cli.quiet && isatty(STDERR_FILENO);
+}
+
+void cli_progress_init(struct cli_progress *p, const char *verb)
+{
+	p->verb = verb;
+	p->start = p->last = cli_now();
+	p->shown = 0;
+}
+
+void cli_progress_bytes(struct cli_progress *p, uint64_t done, uint64_t total, uint64_t fresh, int force)
+{
+	if (!cli_show_progress())
+		return;
+	double now = cli_now();
+	if (!force && now - p->last < 0.25)
+		return;
+	p->last = now;
+	char d[32], t[32], f[32];
+	cli_bytes(done, d, sizeof d);
+	double el = now - p->start;
+	double rate = el > 0 ? (double)done / el / (1 << 20) : 0;
+	if (total) {
+		cli_bytes(total, t, sizeof t);
+		fprintf(stderr, "\r\033[K%s %s of %s (%.0f%%), %.1f MiB/s", p->verb, d, t, 100.0 * (double)done / (double)total,
+			rate);
+	} else {
+		cli_bytes(fresh, f, sizeof f);
+		fprintf(stderr, "\r\033[K%s %s, %.1f MiB/s, %s new, dedup x%.2f", p->verb, d, rate, f,
+			fresh ? (double)done / (double)fresh : 0.0);
+	}
+	p->shown = 1;
+}
+
+void cli_progress_done(struct cli_progress *p)
+{
+	if (p->shown)
+		fprintf(stderr, "\r\033[K");
+	p->shown = 0;
+}

@@ -1,0 +1,91 @@
+/* Shared pieces of the kbvault command line. The library never prints; this layer does. */
+#ifndef KBV_CLI_H
+#define KBV_CLI_H
+
+#include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/repo.h"
+#include "kbv/writer.h"
+
+/* Exit codes (documented in docs/kbvault.1 and README.md). */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,       /* i/o or other runtime failure */
+	EXIT_USAGE = 2,      /* bad command line or arguments */
+	EXIT_NOREPO = 3,     /* no repository there, or a format version this build does not read */
+	EXIT_PASSWORD = 4,   /* wrong or missing password */
+	EXIT_CORRUPT = 5,    /* data failed verification (check found problems, restore refused) */
+	EXIT_LOCKED = 6,     /* repository lock not available */
+	EXIT_SOURCE = 7,     /* a source failed: dump command exited non-zero, input unreadable */
+};
+
+struct cli_opts {
+	const char *repo;
+	const char *password_file;
+	int quiet;
+	int json;
+	int verbose;
+};
+extern struct cli_opts cli;
+
+/* getopt_long entries every command accepts, and their codes. */
+#define CLI_OPT_PASSWORD_FILE 1001
+#define CLI_OPT_JSON 1002
+#define CLI_GLOBAL_OPTIONS                                                    \
+	{ "repo", required_argument, NULL, 'r' },                             \
+	{ "password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE },  \
+	{ "quiet", no_argument, NULL, 'q' },                                  \
+	{ "json", no_argument, NULL, CLI_OPT_JSON },                          \
+	{ "verbose", no_argument, NULL, 'v' },                                \
+	{ "help", no_argument, NULL, 'h' }
+#define CLI_GLOBAL_SHORT "r:qvh"
+
+/* Handle a global option; returns 1 if `c` was one. 'h' prints the command's help. */
+int cli_global_option(int c, const char *arg, const char *cmd);
+
+/* Print "kbvault: <message>" for a library failure and return the exit code for it. */
+int cli_fail(int rc);
+int cli_exit_code(int rc);
+/* Print "kbvault <cmd>: <message>" and a hint, return EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_help(const char *cmd);
+
+/* The repository path: -r, KBVAULT_REPO, or the built-in default under the user's data dir. */
+const char *cli_repo_path(void);
+/* Read the password per the documented order. `confirm` asks twice on a terminal. *pw is in
+ * sodium_malloc() memory; free with cli_password_free(). Returns 0 or an exit code. */
+int cli_password(int confirm, char **pw, size_t *len);
+void cli_password_free(char *pw);
+/* Open, lock and (when `unlock`) unlock the repository. Returns 0 or an exit code, having
+ * printed why. */
+int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);
+
+/* Formatting. */
+void cli_bytes(uint64_t n, char *out, size_t cap);
+void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap);
+double cli_now(void);
+int cli_show_progress(void);
+
+/* Progress line on stderr, at most 4 updates a second. */
+struct cli_progress {
+	const char *verb;
+	double start, last;
+	int shown;
+};
+void cli_progress_init(struct cli_progress *p, const char *verb);
+void cli_progress_bytes(struct cli_progress *p, uint64_t done, uint64_t total, uint64_t fresh, int force);
+void cli_progress_done(struct cli_progress *p);
+
+/* Commands. */
+int cmd_init(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_snapshots(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
+
+#endif

@@ -1,0 +1,61 @@
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kbv/check.h"
+
+static void report(void *arg, int sev, const char *msg)
+{
+	(void)arg;
+	if (sev == KBV_INFO && !cli.verbose)
+		return;
+	fprintf(cli.json ? stderr : stdout, "%s: %s\n", sev == KBV_PROBLEM ? "problem" : sev == KBV_WARNING ? "warning" : "info",
+		msg);
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option opts[] = { { "read-data", no_argument, NULL, 'd' }, CLI_GLOBAL_OPTIONS, { 0 } };
+	struct kbv_check_opts co = { 0 };
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
+		if (cli_global_option(c, optarg, "check"))
+			continue;
+		if (c == 'd')
+			co.read_data = 1;
+		else
+			return cli_usage("check", "unknown option");
+	}
+	if (optind < argc)
+		return cli_usage("check", "unexpected argument '%s'", argv[optind]);
+	struct kbv_repo *r;
+	struct kbv_check_result res;
+	int code = cli_open(KBV_LOCK_SHARED, 1, &r), rc;
+	if (code)
+		return code;
+	double t0 = cli_now();
+	if ((rc = kbv_check(r, &co, report, NULL, &res)) < 0) {
+		code = cli_fail(rc);
+		goto out;
+	}
+	code = res.problems ? EXIT_CORRUPT : EXIT_OK;
+	if (cli.json) {
+		json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "ok", !res.problems, "problems",
+				      (json_int_t)res.problems, "warnings", (json_int_t)res.warnings, "packs",
+				      (json_int_t)res.packs, "blobs", (json_int_t)res.blobs, "snapshots",
+				      (json_int_t)res.snapshots, "bytes_read", (json_int_t)res.bytes_read, "seconds",
+				      cli_now() - t0);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet || res.problems) {
+		printf("check%s: %llu packs, %llu blobs, %llu snapshots: %s%llu problem%s, %llu warning%s\n",
+		       co.read_data ? " --read-data" : "", (unsigned long long)res.packs, (unsigned long long)res.blobs,
+		       (unsigned long long)res.snapshots, res.problems ? "" : "ok, ", (unsigned long long)res.problems,
+		       res.problems == 1 ? "" : "s", (unsigned long long)res.warnings, res.warnings == 1 ? "" : "s");
+	}
+out:
+	kbv_repo_close(r);
+	return code;
+}

@@ -1,0 +1,89 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (!*s || *end)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "no-encryption", no_argument, NULL, 'n' },
+		{ "chunk-avg", required_argument, NULL, 'c' },
+		{ "zstd-level", required_argument, NULL, 'z' },
+		{ "kdf-ops", required_argument, NULL, 'o' },
+		{ "kdf-mem-mib", required_argument, NULL, 'm' },
+		CLI_GLOBAL_OPTIONS,
+		{ 0 },
+	};
+	struct kbv_init_opts io = { .encrypted = 1 };
+	uint64_t v;
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
+		if (cli_global_option(c, optarg, "init"))
+			continue;
+		switch (c) {
+		case 'n': io.encrypted = 0; break;
+		case 'c':
+			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
+				return cli_usage("init", "--chunk-avg takes a number of bytes");
+			io.chunk_avg = (uint32_t)v;
+			break;
+		case 'z':
+			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
+				return cli_usage("init", "--zstd-level takes 1..19");
+			io.zstd_level = (int)v;
+			break;
+		case 'o':
+			if (parse_u64(optarg, &v) < 0 || v < 1)
+				return cli_usage("init", "--kdf-ops takes a positive number");
+			io.kdf_ops = v;
+			break;
+		case 'm':
+			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 65536)
+				return cli_usage("init", "--kdf-mem-mib takes 1..65536");
+			io.kdf_mem = v << 20;
+			break;
+		default: return cli_usage("init", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage("init", "unexpected argument '%s'", argv[optind]);
+
+	const char *path = cli_repo_path();
+	/* The default location may need its parents. */
+	if (!cli.repo && !getenv("KBVAULT_REPO")) {
+		char tmp[4096];
+		snprintf(tmp, sizeof tmp, "%s", path);
+		for (char *p = tmp + 1; *p; p++) {
+			if (*p == '/') {
+				*p = 0;
+				kbv_mkdir(tmp, NULL);
+				*p = '/';
+			}
+		}
+	}
+	char *pw = NULL;
+	size_t len = 0;
+	int rc;
+	if (io.encrypted && (rc = cli_password(1, &pw, &len)) != 0)
+		return rc;
+	rc = kbv_repo_init(path, &io, pw, len);
+	cli_password_free(pw);
+	if (rc < 0)
+		return cli_fail(rc);
+	if (!cli.quiet)
+		printf("created %s repository at %s\n", io.encrypted ? "encrypted" : "UNENCRYPTED", path);
+	return EXIT_OK;
+}

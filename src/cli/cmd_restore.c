@@ -1,0 +1,249 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/snapshot.h"
+
+struct sink {
+	int fd;
+	const char *what;
+	uint64_t done, total;
+	struct cli_progress *prog;
+};
+
+static int write_sink(void *arg, const uint8_t *p, size_t n)
+{
+	struct sink *s = arg;
+	int rc = kbv_write_full(s->fd, p, n, s->what);
+	s->done += n;
+	cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
+	return rc;
+}
+
+static int has_data(const struct kbv_entry *e)
+{
+	return e->kind == KBV_ENTRY_STDIN || e->kind == KBV_ENTRY_COMMAND || e->kind == KBV_ENTRY_FILE;
+}
+
+static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)
+{
+	if (!nstreams)
+		return 1;
+	for (size_t i = 0; i < nstreams; i++) {
+		size_t n = strlen(streams[i]);
+		if (!strncmp(e->name, streams[i], n) && (e->name[n] == 0 || e->name[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
+/* mkdir -p of the parent directories of dir/name. */
+static int make_parents(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return kbv_error(KBV_EIO, "create directory '%s': %s", tmp, strerror(errno));
+		*p = '/';
+	}
+	return 0;
+}
+
+static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, const char *dir, struct sink *sk)
+{
+	char path[PATH_MAX], part[PATH_MAX];
+	int rc = 0;
+	TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+	TRY(kbv_path(part, sizeof part, "%s.kbvault-partial", path));
+	TRY(make_parents(path));
+	sk->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (sk->fd < 0)
+		return kbv_error(KBV_EIO, "create '%s': %s", part, strerror(errno));
+	sk->what = part;
+	rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, write_sink, sk);
+	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
+		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
+		fchmod(sk->fd, e->mode & 07777);
+		futimens(sk->fd, tv);
+	}
+	if (close(sk->fd) < 0 && rc == 0)
+		rc = kbv_error(KBV_EIO, "close '%s': %s", part, strerror(errno));
+	if (rc == 0 && rename(part, path) < 0)
+		rc = kbv_error(KBV_EIO, "rename '%s' to '%s': %s", part, path, strerror(errno));
+	if (rc < 0) {
+		unlink(part);
+		kbv_error_prefix(rc, "restore '%s'", e->name);
+	}
+out:
+	return rc;
+}
+
+static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const char *dir, char **streams,
+			  size_t nstreams, struct sink *sk, size_t *count)
+{
+	char path[PATH_MAX];
+	int rc = 0;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return kbv_error(KBV_EIO, "create directory '%s': %s", dir, strerror(errno));
+	for (size_t i = 0; i < s->nloaded; i++) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (!selected(e, streams, nstreams))
+			continue;
+		(*count)++;
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		if (e->kind == KBV_ENTRY_DIR) {
+			TRY(make_parents(path));
+			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+				rc = kbv_error(KBV_EIO, "create directory '%s': %s", path, strerror(errno));
+				goto out;
+			}
+		} else if (e->kind == KBV_ENTRY_SYMLINK) {
+			TRY(make_parents(path));
+			unlink(path);
+			if (symlink(e->target, path) < 0) {
+				rc = kbv_error(KBV_EIO, "create symlink '%s': %s", path, strerror(errno));
+				goto out;
+			}
+		} else {
+			TRY(restore_file(rd, e, dir, sk));
+		}
+	}
+	/* Directory modes and times last, deepest first, so writing into them did not change
+	 * their mtime afterwards. */
+	for (size_t i = s->nloaded; i-- > 0;) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (e->kind != KBV_ENTRY_DIR || !selected(e, streams, nstreams))
+			continue;
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
+		chmod(path, e->mode & 07777);
+		utimensat(AT_FDCWD, path, tv, 0);
+	}
+out:
+	return rc;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "stdout", no_argument, NULL, 'o' },
+		{ "target", required_argument, NULL, 't' },
+		{ "stream", required_argument, NULL, 's' },
+		CLI_GLOBAL_OPTIONS,
+		{ 0 },
+	};
+	int to_stdout = 0, c;
+	const char *target = NULL;
+	char **streams = calloc((size_t)argc, sizeof *streams);
+	size_t nstreams = 0;
+	if (!streams)
+		return EXIT_FAIL;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
+		if (cli_global_option(c, optarg, "restore"))
+			continue;
+		switch (c) {
+		case 'o': to_stdout = 1; break;
+		case 't': target = optarg; break;
+		case 's': streams[nstreams++] = optarg; break;
+		default: free(streams); return cli_usage("restore", "unknown option");
+		}
+	}
+	if (optind + 1 != argc || to_stdout == !!target) {
+		free(streams);
+		return cli_usage("restore", "give one SNAPSHOT and either --stdout or --target DIR");
+	}
+	const char *spec = argv[optind];
+
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL, *s;
+	struct kbv_reader *rd = NULL;
+	struct cli_progress prog;
+	size_t n = 0, count = 0;
+	int code, rc;
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0) {
+		free(streams);
+		return code;
+	}
+	double t0 = cli_now();
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_snapshot_find(list, n, spec, &s)) < 0 ||
+	    (rc = kbv_reader_new(r, 0, &rd)) < 0 || (rc = kbv_snapshot_load_entries(rd, s)) < 0)
+		goto fail;
+	for (size_t k = 0; k < nstreams; k++) {
+		int found = 0;
+		for (size_t i = 0; i < s->nloaded && !found; i++)
+			found = selected(&s->entries[i], &streams[k], 1);
+		if (!found) {
+			rc = kbv_error(KBV_ENOTFOUND, "snapshot has no stream '%s'", streams[k]);
+			goto fail;
+		}
+	}
+	struct sink sk = { .prog = &prog };
+	for (size_t i = 0; i < s->nloaded; i++)
+		if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i]))
+			sk.total += s->entries[i].size;
+	cli_progress_init(&prog, "restore:");
+	if (to_stdout) {
+		const struct kbv_entry *one = NULL;
+		size_t ndata = 0;
+		for (size_t i = 0; i < s->nloaded; i++)
+			if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i])) {
+				one = &s->entries[i];
+				ndata++;
+			}
+		if (ndata != 1) {
+			rc = kbv_error(KBV_EINVAL, "--stdout needs exactly one stream, and %zu are selected: choose one with --stream NAME",
+				       ndata);
+			goto fail;
+		}
+		sk.fd = STDOUT_FILENO;
+		sk.what = "stdout";
+		count = 1;
+		rc = kbv_reader_stream(rd, &one->ref, one->size, one->hash, write_sink, &sk);
+		if (rc < 0) {
+			kbv_error_prefix(rc, "restore '%s' to stdout (%llu bytes written before the failure)", one->name,
+					 (unsigned long long)sk.done);
+			goto fail;
+		}
+	} else if ((rc = restore_target(rd, s, target, streams, nstreams, &sk, &count)) < 0) {
+		goto fail;
+	}
+	cli_progress_done(&prog);
+	double secs = cli_now() - t0;
+	char id[2 * KBV_ID_BYTES + 1];
+	kbv_hex(s->id, KBV_ID_BYTES, id);
+	if (cli.json) {
+		json_t *j = json_pack("{s:s, s:I, s:I, s:f}", "id", id, "entries", (json_int_t)count, "bytes",
+				      (json_int_t)sk.done, "seconds", secs);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet) {
+		char b[32];
+		cli_bytes(sk.done, b, sizeof b);
+		fprintf(stderr, "restored snapshot %.8s: %zu %s, %s, verified, %.1f s\n", id, count,
+			count == 1 ? "entry" : "entries", b, secs);
+	}
+	goto out;
+fail:
+	cli_progress_done(&prog);
+	code = cli_fail(rc);
+out:
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	kbv_repo_close(r);
+	free(streams);
+	return code;
+}

@@ -1,0 +1,329 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kbv/error.h"
+#include "kbv/snapshot.h"
+#include "kbv/source.h"
+
+struct snap_ctx {
+	struct kbv_repo *repo;
+	struct kbv_writer *w;
+	struct kbv_entry *e;
+	size_t n, cap;
+	struct cli_progress prog;
+	int64_t now;
+};
+
+static void progress(void *arg, const struct kbv_writer_stats *st)
+{
+	struct snap_ctx *c = arg;
+	cli_progress_bytes(&c->prog, st->raw_bytes, 0, st->new_raw_bytes, 0);
+}
+
+static struct kbv_entry *add_entry(struct snap_ctx *c, int kind, const char *name)
+{
+	if (!kbv_entry_name_ok(name)) {
+		kbv_error(KBV_EINVAL, "'%s' is not a valid stream name (a relative path without '.' or '..')", name);
+		return NULL;
+	}
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		struct kbv_entry *ne = realloc(c->e, cap * sizeof *ne);
+		if (!ne) {
+			kbv_error(KBV_ENOMEM, "out of memory");
+			return NULL;
+		}
+		c->e = ne;
+		c->cap = cap;
+	}
+	struct kbv_entry *x = &c->e[c->n];
+	memset(x, 0, sizeof *x);
+	x->kind = (uint8_t)kind;
+	x->name = strdup(name);
+	if (!x->name) {
+		kbv_error(KBV_ENOMEM, "out of memory");
+		return NULL;
+	}
+	x->ref.depth = KBV_REF_EMPTY;
+	x->mtime = c->now;
+	c->n++;
+	return x;
+}
+
+static void set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
+{
+	x->size = res->size;
+	memcpy(x->hash, res->hash, 32);
+	x->ref = res->ref;
+}
+
+static int add_stdin(struct snap_ctx *c, const char *name)
+{
+	struct kbv_stream_result res;
+	if (isatty(STDIN_FILENO))
+		return kbv_error(KBV_EINVAL, "--stdin reads a pipe or a file, and standard input is a terminal");
+	struct kbv_entry *x = add_entry(c, KBV_ENTRY_STDIN, name);
+	if (!x)
+		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
+	x->mode = 0600;
+	int rc = kbv_writer_fd(c->w, STDIN_FILENO, "stdin", &res);
+	if (rc < 0)
+		return kbv_error_prefix(rc == KBV_EIO ? KBV_ESOURCE : rc, "stream '%s' (stdin)", name);
+	set_result(x, &res);
+	return 0;
+}
+
+static int add_command(struct snap_ctx *c, const char *name, char **argv)
+{
+	struct kbv_stream_result res;
+	char what[512];
+	pid_t pid;
+	int fd;
+	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
+	if (!x)
+		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
+	x->mode = 0600;
+	snprintf(what, sizeof what, "command '%s' (stream '%s')", argv[0], name);
+	int rc = kbv_cmd_start(argv, &pid, &fd);
+	if (rc < 0)
+		return kbv_error_prefix(rc, "stream '%s'", name);
+	rc = kbv_writer_fd(c->w, fd, what, &res);
+	close(fd);
+	if (rc < 0) {
+		kbv_cmd_finish(pid, what, 1);
+		return rc;
+	}
+	if ((rc = kbv_cmd_finish(pid, what, 0)) < 0)
+		return kbv_error_prefix(rc, "no snapshot recorded");
+	set_result(x, &res);
+	return 0;
+}
+
+static int add_path(void *arg, const char *path, const char *name, const struct stat *st)
+{
+	struct snap_ctx *c = arg;
+	struct kbv_stream_result res;
+	int kind = S_ISREG(st->st_mode) ? KBV_ENTRY_FILE : S_ISDIR(st->st_mode) ? KBV_ENTRY_DIR
+						      : S_ISLNK(st->st_mode) ? KBV_ENTRY_SYMLINK : 0;
+	if (!kind) {
+		cli_warn("skipping '%s': not a regular file, directory or symlink", path);
+		return 0;
+	}
+	struct kbv_entry *x = add_entry(c, kind, name);
+	if (!x)
+		return KBV_EINVAL;
+	x->mode = st->st_mode;
+	x->mtime = st->st_mtim.tv_sec;
+	x->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
+	if (kind == KBV_ENTRY_SYMLINK) {
+		char t[PATH_MAX];
+		ssize_t n = readlink(path, t, sizeof t - 1);
+		if (n < 0)
+			return kbv_error(KBV_ESOURCE, "cannot read symlink '%s': %s", path, strerror(errno));
+		t[n] = 0;
+		x->target = strdup(t);
+		x->size = (uint64_t)n;
+		if (!x->target)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		return 0;
+	}
+	if (kind == KBV_ENTRY_DIR)
+		return 0;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kbv_error(KBV_ESOURCE, "cannot open '%s': %s", path, strerror(errno));
+	int rc = kbv_writer_fd(c->w, fd, path, &res);
+	struct stat after;
+	if (rc == 0 && fstat(fd, &after) == 0 &&
+	    (after.st_mtim.tv_sec != st->st_mtim.tv_sec || after.st_mtim.tv_nsec != st->st_mtim.tv_nsec))
+		cli_warn("'%s' changed while it was read; the snapshot holds what was read", path);
+	close(fd);
+	if (rc < 0)
+		return rc == KBV_EIO ? kbv_error_prefix(KBV_ESOURCE, "file '%s'", path) : rc;
+	set_result(x, &res);
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct kbv_entry *const *)a)->name, (*(const struct kbv_entry *const *)b)->name);
+}
+
+static int check_unique(struct snap_ctx *c)
+{
+	const struct kbv_entry **v = malloc((c->n + 1) * sizeof *v);
+	int rc = 0;
+	if (!v)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < c->n; i++)
+		v[i] = &c->e[i];
+	qsort(v, c->n, sizeof *v, cmp_name);
+	for (size_t i = 1; i < c->n && !rc; i++)
+		if (!strcmp(v[i - 1]->name, v[i]->name))
+			rc = kbv_error(KBV_EINVAL, "two streams are named '%s'", v[i]->name);
+	free(v);
+	return rc;
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "stdin", required_argument, NULL, 's' },
+		{ "command", required_argument, NULL, 'c' },
+		{ "tag", required_argument, NULL, 't' },
+		{ "host", required_argument, NULL, 'H' },
+		CLI_GLOBAL_OPTIONS,
+		{ 0 },
+	};
+	const char *stdin_name = NULL, *host = NULL;
+	const char **cmd_names = calloc((size_t)argc, sizeof *cmd_names);
+	char **tags = calloc((size_t)argc, sizeof *tags);
+	size_t ncmd = 0, ntags = 0;
+	struct snap_ctx c = { 0 };
+	struct kbv_snapshot s = { 0 };
+	int rc = 0, code = EXIT_OK;
+	if (!cmd_names || !tags)
+		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+
+	int dd = argc;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			dd = i;
+			break;
+		}
+	int o;
+	while ((o = getopt_long(dd, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
+		if (cli_global_option(o, optarg, "snapshot"))
+			continue;
+		switch (o) {
+		case 's':
+			if (stdin_name) {
+				code = cli_usage("snapshot", "--stdin may be given once");
+				goto done;
+			}
+			stdin_name = optarg;
+			break;
+		case 'c': cmd_names[ncmd++] = optarg; break;
+		case 't': tags[ntags++] = optarg; break;
+		case 'H': host = optarg; break;
+		default: code = cli_usage("snapshot", "unknown option"); goto done;
+		}
+	}
+	/* Command groups after "--", separated by "--". */
+	char ***groups = calloc((size_t)argc, sizeof *groups);
+	size_t ngroups = 0;
+	if (!groups) {
+		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+		goto done;
+	}
+	for (int i = dd; i < argc;) {
+		int start = i + 1, end = start;
+		while (end < argc && strcmp(argv[end], "--"))
+			end++;
+		if (end == start) {
+			code = cli_usage("snapshot", "empty command after '--'");
+			free(groups);
+			goto done;
+		}
+		argv[dd] = NULL; /* terminate the previous group in place */
+		groups[ngroups++] = &argv[start];
+		if (end < argc)
+			argv[end] = NULL;
+		i = end;
+	}
+	if (ngroups != ncmd) {
+		code = cli_usage("snapshot", "%zu --command name(s) but %zu command(s) after '--'", ncmd, ngroups);
+		free(groups);
+		goto done;
+	}
+	int npaths = dd - optind;
+	if (!stdin_name && !ncmd && npaths <= 0) {
+		code = cli_usage("snapshot", "nothing to store: give --stdin NAME, --command NAME -- CMD, or paths");
+		free(groups);
+		goto done;
+	}
+
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &c.repo)) != 0) {
+		free(groups);
+		goto done;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c.now = ts.tv_sec;
+	struct tm tm;
+	localtime_r(&ts.tv_sec, &tm);
+	s.time = ts.tv_sec;
+	s.nsec = (uint32_t)ts.tv_nsec;
+	s.tzoff = (int32_t)tm.tm_gmtoff;
+	char hostbuf[256] = "";
+	if (!host) {
+		gethostname(hostbuf, sizeof hostbuf - 1);
+		host = hostbuf;
+	}
+	s.host = (char *)host;
+	s.tags = tags;
+	s.ntags = ntags;
+	double t0 = cli_now();
+	cli_progress_init(&c.prog, "snapshot:");
+
+	rc = kbv_writer_new(c.repo, 0, &c.w);
+	if (rc == 0)
+		kbv_writer_set_progress(c.w, progress, &c);
+	if (rc == 0 && stdin_name)
+		rc = add_stdin(&c, stdin_name);
+	for (size_t i = 0; rc == 0 && i < ncmd; i++)
+		rc = add_command(&c, cmd_names[i], groups[i]);
+	for (int i = optind; rc == 0 && i < dd; i++) {
+		char name[PATH_MAX];
+		if ((rc = kbv_path_to_name(argv[i], name, sizeof name)) == 0)
+			rc = kbv_walk(argv[i], name, add_path, &c);
+	}
+	if (rc == 0)
+		rc = check_unique(&c);
+	if (rc == 0)
+		rc = kbv_snapshot_commit(c.repo, c.w, &s, c.e, c.n);
+	cli_progress_done(&c.prog);
+	free(groups);
+	if (rc < 0) {
+		code = cli_fail(rc);
+		goto done;
+	}
+
+	const struct kbv_writer_stats *st = kbv_writer_stats(c.w);
+	double secs = cli_now() - t0;
+	char id[2 * KBV_ID_BYTES + 1];
+	kbv_hex(s.id, KBV_ID_BYTES, id);
+	if (cli.json) {
+		json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "short_id", id, 8,
+				      "streams", (json_int_t)c.n, "raw_bytes", (json_int_t)st->raw_bytes, "new_bytes",
+				      (json_int_t)st->new_raw_bytes, "stored_bytes", (json_int_t)st->new_stored_bytes,
+				      "chunks", (json_int_t)st->chunks, "new_chunks", (json_int_t)st->new_chunks,
+				      "seconds", secs);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet) {
+		char raw[32], fresh[32], stored[32];
+		cli_bytes(st->raw_bytes, raw, sizeof raw);
+		cli_bytes(st->new_raw_bytes, fresh, sizeof fresh);
+		cli_bytes(st->new_stored_bytes, stored, sizeof stored);
+		printf("snapshot %.8s saved: %zu %s, %s read, %s new (%s stored), %.1f s, %.1f MiB/s\n", id, c.n,
+		       c.n == 1 ? "entry" : "entries", raw, fresh, stored, secs,
+		       secs > 0 ? (double)st->raw_bytes / secs / (1 << 20) : 0.0);
+	}
+done:
+	kbv_writer_free(c.w);
+	kbv_entries_free(c.e, c.n);
+	kbv_repo_close(c.repo);
+	free(cmd_names);
+	free(tags);
+	return code;
+}

@@ -1,0 +1,98 @@
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kbv/error.h"
+#include "kbv/snapshot.h"
+
+static const char *kind_name(int k)
+{
+	switch (k) {
+	case KBV_ENTRY_STDIN: return "stdin";
+	case KBV_ENTRY_COMMAND: return "command";
+	case KBV_ENTRY_FILE: return "file";
+	case KBV_ENTRY_DIR: return "dir";
+	default: return "symlink";
+	}
+}
+
+int cmd_snapshots(int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_GLOBAL_OPTIONS, { 0 } };
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
+		if (!cli_global_option(c, optarg, "snapshots"))
+			return cli_usage("snapshots", "unknown option");
+	if (optind < argc)
+		return cli_usage("snapshots", "unexpected argument '%s'", argv[optind]);
+
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	size_t n = 0;
+	int code, rc;
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+		return code;
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0) {
+		code = cli_fail(rc);
+		goto out;
+	}
+	json_t *arr = cli.json ? json_array() : NULL;
+	if (!cli.json)
+		printf("%-8s  %-25s  %-16s  %10s  %s\n", "ID", "TIME", "HOST", "SIZE", "STREAMS");
+	for (size_t i = 0; i < n; i++) {
+		struct kbv_snapshot *s = list[i];
+		char id[2 * KBV_ID_BYTES + 1], t[64], sz[32];
+		if ((rc = kbv_snapshot_load_entries(rd, s)) < 0) {
+			json_decref(arr);
+			code = cli_fail(rc);
+			goto out;
+		}
+		kbv_hex(s->id, KBV_ID_BYTES, id);
+		cli_time(s->time, s->tzoff, t, sizeof t);
+		if (cli.json) {
+			json_t *tags = json_array(), *streams = json_array();
+			for (size_t k = 0; k < s->ntags; k++)
+				json_array_append_new(tags, json_string(s->tags[k]));
+			for (size_t k = 0; k < s->nloaded; k++) {
+				struct kbv_entry *e = &s->entries[k];
+				char h[65];
+				kbv_hex(e->hash, 32, h);
+				json_t *o = json_pack("{s:s, s:s, s:I}", "name", e->name, "kind", kind_name(e->kind), "size",
+						      (json_int_t)e->size);
+				if (e->kind != KBV_ENTRY_DIR && e->kind != KBV_ENTRY_SYMLINK)
+					json_object_set_new(o, "blake2b_256", json_string(h));
+				json_array_append_new(streams, o);
+			}
+			json_array_append_new(arr, json_pack("{s:s, s:s#, s:s, s:s, s:o, s:I, s:o}", "id", id, "short_id",
+							     id, 8, "time", t, "host", s->host, "tags", tags, "size",
+							     (json_int_t)s->total_size, "streams", streams));
+		} else {
+			cli_bytes(s->total_size, sz, sizeof sz);
+			printf("%.8s  %-25s  %-16s  %10s  ", id, t, s->host, sz);
+			size_t shown = 0;
+			for (size_t k = 0; k < s->nloaded && shown < 4; k++) {
+				if (s->entries[k].kind == KBV_ENTRY_DIR)
+					continue;
+				printf("%s%s", shown ? ", " : "", s->entries[k].name);
+				shown++;
+			}
+			if (s->nloaded > shown)
+				printf(" (%llu entries)", (unsigned long long)s->nloaded);
+			for (size_t k = 0; k < s->ntags; k++)
+				printf("%s#%s", k ? " " : "  ", s->tags[k]);
+			putchar('\n');
+		}
+	}
+	if (cli.json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(arr);
+	}
+out:
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	kbv_repo_close(r);
+	return code;
+}

@@ -1,0 +1,125 @@
+/* kbvault: the command table. Each command lives in cmd_<name>.c. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define KBVAULT_VERSION "0.1.0"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+	const char *usage;
+};
+
+static const struct command commands[] = {
+	{ "init", cmd_init, "create a repository",
+	  "kbvault init [--no-encryption] [--chunk-avg BYTES] [--zstd-level N] [--kdf-ops N] [--kdf-mem-mib N]\n"
+	  "  Creates the repository (-r/KBVAULT_REPO, or the default) encrypted with a password.\n"
+	  "  --chunk-avg   average chunk size, a power of two (default 16384); fixed for the repository\n"
+	  "  --zstd-level  compression level 1..19 (default 3)\n" },
+	{ "snapshot", cmd_snapshot, "store streams and files as one snapshot",
+	  "kbvault snapshot [--stdin NAME] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"
+	  "                 [-- CMD [ARG]... [-- CMD [ARG]...]]\n"
+	  "  --stdin NAME    store standard input as the stream NAME\n"
+	  "  --command NAME  run the command after '--' (one group per --command, separated by '--')\n"
+	  "                  and store its output as NAME; if it fails, no snapshot is recorded\n"
+	  "  PATH            files and directories, recursively, with mode and mtime\n" },
+	{ "snapshots", cmd_snapshots, "list snapshots", "kbvault snapshots [--json]\n" },
+	{ "restore", cmd_restore, "restore streams of a snapshot",
+	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--stream NAME]...\n"
+	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest'\n"
+	  "  --stdout      write the one selected stream to standard output\n"
+	  "  --target DIR  write every selected stream as a file under DIR\n"
+	  "  --stream NAME select a stream (or a directory and everything below it)\n" },
+	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
+	{ "check", cmd_check, "verify the repository",
+	  "kbvault check [--read-data]\n"
+	  "  Verifies packs against the index and every snapshot's references; with --read-data also\n"
+	  "  decrypts, decompresses and hashes every blob. Exit 5 when problems were found.\n" },
+	{ "repair", cmd_repair, "rebuild the index from the packs", "kbvault repair index\n" },
+};
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+static const char global_help[] =
+	"Global options (before or after the command):\n"
+	"  -r, --repo PATH         repository (default: $KBVAULT_REPO, else ~/.local/share/kbvault/repo)\n"
+	"      --password-file F   read the password from F (else $KBVAULT_PASSWORD_FILE,\n"
+	"                          $KBVAULT_PASSWORD, or a prompt on the terminal)\n"
+	"  -q, --quiet             no progress and no summary\n"
+	"      --json              machine-readable output on stdout\n"
+	"  -v, --verbose           more detail\n"
+	"Exit codes: 0 ok, 1 failure, 2 usage, 3 no repository or unknown format version,\n"
+	"            4 wrong or missing password, 5 data failed verification, 6 locked, 7 source failed\n";
+
+void cli_help(const char *cmd)
+{
+	for (size_t i = 0; cmd && i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, cmd) == 0) {
+			printf("usage: %s\n%s", commands[i].usage, global_help);
+			return;
+		}
+	}
+	printf("usage: kbvault [global options] COMMAND [options]\n\nCommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+	printf("  %-10s %s\n  %-10s %s\n\n%s", "help", "help on a command", "version", "print the version", global_help);
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	if (sodium_init() < 0) {
+		fprintf(stderr, "kbvault: libsodium failed to initialize\n");
+		return EXIT_FAIL;
+	}
+	/* Global options may come before the command. */
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if ((!strcmp(a, "-r") || !strcmp(a, "--repo")) && i + 1 < argc)
+			cli.repo = argv[++i];
+		else if (!strncmp(a, "--repo=", 7))
+			cli.repo = a + 7;
+		else if (!strcmp(a, "--password-file") && i + 1 < argc)
+			cli.password_file = argv[++i];
+		else if (!strncmp(a, "--password-file=", 16))
+			cli.password_file = a + 16;
+		else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+			cli.quiet = 1;
+		else if (!strcmp(a, "--json"))
+			cli.json = 1;
+		else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+			cli.verbose = 1;
+		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			cli_help(NULL);
+			return EXIT_OK;
+		} else if (!strcmp(a, "--version")) {
+			printf("kbvault %s\n", KBVAULT_VERSION);
+			return EXIT_OK;
+		} else {
+			fprintf(stderr, "kbvault: unknown option '%s' (see 'kbvault help')\n", a);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		cli_help(NULL);
+		return EXIT_USAGE;
+	}
+	const char *name = argv[i];
+	if (!strcmp(name, "help")) {
+		cli_help(i + 1 < argc ? argv[i + 1] : NULL);
+		return EXIT_OK;
+	}
+	if (!strcmp(name, "version")) {
+		printf("kbvault %s\n", KBVAULT_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t c = 0; c < NCOMMANDS; c++)
+		if (!strcmp(commands[c].name, name))
+			return commands[c].run(argc - i, argv + i);
+	fprintf(stderr, "kbvault: '%s' is not a command (see 'kbvault help')\n", name);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,282 @@
+#include "kbv/index.h"
+#include "kbv/buf.h"
+#include "kbv/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define INDEX_VERSION 1
+#define LOC_BYTES 25
+#define PACK_BYTES 28
+
+struct kbv_index {
+	MDB_env *env;
+	MDB_dbi blobs, packs, meta;
+};
+
+static int mdb_fail(int mrc, const char *what)
+{
+	return kbv_error(mrc == MDB_MAP_FULL ? KBV_EIO : KBV_EINTERNAL, "index: %s: %s", what, mdb_strerror(mrc));
+}
+
+int kbv_index_open(const char *dir, struct kbv_index **out)
+{
+	struct kbv_index *idx = calloc(1, sizeof *idx);
+	MDB_txn *txn = NULL;
+	int rc = 0, mrc;
+	if (!idx)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	if ((mrc = mdb_env_create(&idx->env)) || (mrc = mdb_env_set_maxdbs(idx->env, 4)) ||
+	    (mrc = mdb_env_set_mapsize(idx->env, (size_t)64 << 30)) || (mrc = mdb_env_set_maxreaders(idx->env, 256))) {
+		rc = mdb_fail(mrc, "create environment");
+		goto out;
+	}
+	if ((mrc = mdb_env_open(idx->env, dir, MDB_NOTLS, 0600))) {
+		rc = mdb_fail(mrc, dir);
+		goto out;
+	}
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)) ||
+	    (mrc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &idx->blobs)) ||
+	    (mrc = mdb_dbi_open(txn, "packs", MDB_CREATE | MDB_INTEGERKEY, &idx->packs)) ||
+	    (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &idx->meta))) {
+		rc = mdb_fail(mrc, "open databases");
+		goto out;
+	}
+	MDB_val k = { 7, "version" }, v;
+	mrc = mdb_get(txn, idx->meta, &k, &v);
+	if (mrc == MDB_NOTFOUND) {
+		uint8_t ver[4];
+		kbv_put32(ver, INDEX_VERSION);
+		v.mv_size = 4;
+		v.mv_data = ver;
+		if ((mrc = mdb_put(txn, idx->meta, &k, &v, 0))) {
+			rc = mdb_fail(mrc, "write version");
+			goto out;
+		}
+	} else if (mrc) {
+		rc = mdb_fail(mrc, "read version");
+		goto out;
+	} else if (v.mv_size != 4 || kbv_get32(v.mv_data) != INDEX_VERSION) {
+		rc = kbv_error(KBV_EVERSION, "index in '%s' has version %u, this build knows %u (run 'kbvault repair index')",
+			       dir, v.mv_size == 4 ? kbv_get32(v.mv_data) : 0, INDEX_VERSION);
+		goto out;
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc) {
+		rc = mdb_fail(mrc, "commit");
+		goto out;
+	}
+	*out = idx;
+	idx = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	kbv_index_close(idx);
+	return rc;
+}
+
+void kbv_index_close(struct kbv_index *idx)
+{
+	if (!idx)
+		return;
+	if (idx->env)
+		mdb_env_close(idx->env);
+	free(idx);
+}
+
+int kbv_index_rbegin(struct kbv_index *idx, MDB_txn **txn)
+{
+	int mrc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, txn);
+	return mrc ? mdb_fail(mrc, "begin read") : 0;
+}
+
+int kbv_index_renew(MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	int mrc = mdb_txn_renew(txn);
+	return mrc ? mdb_fail(mrc, "renew read") : 0;
+}
+
+void kbv_index_rend(MDB_txn *txn)
+{
+	if (txn)
+		mdb_txn_abort(txn);
+}
+
+static void decode_loc(const uint8_t *p, struct kbv_loc *loc)
+{
+	loc->pack = kbv_get32(p);
+	loc->offset = kbv_get32(p + 4);
+	loc->stored_len = kbv_get32(p + 8);
+	loc->raw_len = kbv_get32(p + 12);
+	loc->xxh = kbv_get64(p + 16);
+	loc->type = p[24];
+}
+
+int kbv_index_get(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc)
+{
+	MDB_val k = { KBV_ID_BYTES, (void *)id }, v;
+	int mrc = mdb_get(txn, idx->blobs, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return KBV_ENOTFOUND;
+	if (mrc)
+		return mdb_fail(mrc, "get blob");
+	if (v.mv_size != LOC_BYTES)
+		return kbv_error(KBV_ECORRUPT, "index: blob entry of %zu bytes", v.mv_size);
+	if (loc)
+		decode_loc(v.mv_data, loc);
+	return 0;
+}
+
+static void decode_pack(const uint8_t *p, struct kbv_pack_info *info)
+{
+	memcpy(info->id, p, KBV_PACKID_BYTES);
+	info->size = kbv_get64(p + 16);
+	info->blobs = kbv_get32(p + 24);
+}
+
+int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct kbv_pack_info *info)
+{
+	unsigned int key = packno;
+	MDB_val k = { sizeof key, &key }, v;
+	int mrc = mdb_get(txn, idx->packs, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return kbv_error(KBV_ENOTFOUND, "index: no pack number %u", packno);
+	if (mrc)
+		return mdb_fail(mrc, "get pack");
+	if (v.mv_size != PACK_BYTES)
+		return kbv_error(KBV_ECORRUPT, "index: pack entry of %zu bytes", v.mv_size);
+	decode_pack(v.mv_data, info);
+	return 0;
+}
+
+int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
+		       const struct kbv_pack_entry *entries, size_t n, uint32_t *packno)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0, mrc;
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+		return mdb_fail(mrc, "begin write");
+	MDB_val nk = { 9, "next_pack" }, v;
+	uint32_t no = 0;
+	mrc = mdb_get(txn, idx->meta, &nk, &v);
+	if (mrc == 0 && v.mv_size == 4)
+		no = kbv_get32(v.mv_data);
+	else if (mrc != MDB_NOTFOUND) {
+		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
+		goto out;
+	}
+	uint8_t nb[4], pb[PACK_BYTES];
+	kbv_put32(nb, no + 1);
+	v.mv_size = 4;
+	v.mv_data = nb;
+	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
+		rc = mdb_fail(mrc, "put next_pack");
+		goto out;
+	}
+	memcpy(pb, info->id, KBV_PACKID_BYTES);
+	kbv_put64(pb + 16, info->size);
+	kbv_put32(pb + 24, info->blobs);
+	unsigned int key = no;
+	MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
+	if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
+		rc = mdb_fail(mrc, "put pack");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t lb[LOC_BYTES];
+		kbv_put32(lb, no);
+		kbv_put32(lb + 4, entries[i].offset);
+		kbv_put32(lb + 8, entries[i].stored_len);
+		kbv_put32(lb + 12, entries[i].raw_len);
+		kbv_put64(lb + 16, entries[i].xxh);
+		lb[24] = entries[i].type;
+		MDB_val bk = { KBV_ID_BYTES, (void *)entries[i].id }, bv = { LOC_BYTES, lb };
+		mrc = mdb_put(txn, idx->blobs, &bk, &bv, MDB_NOOVERWRITE);
+		if (mrc && mrc != MDB_KEYEXIST) {
+			rc = mdb_fail(mrc, "put blob");
+			goto out;
+		}
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc) {
+		rc = mdb_fail(mrc, "commit");
+		goto out;
+	}
+	if (packno)
+		*packno = no;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg)
+{
+	MDB_cursor *cur;
+	int mrc = mdb_cursor_open(txn, idx->blobs, &cur), rc = 0;
+	if (mrc)
+		return mdb_fail(mrc, "open cursor");
+	MDB_val k, v;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != KBV_ID_BYTES || v.mv_size != LOC_BYTES) {
+			rc = kbv_error(KBV_ECORRUPT, "index: malformed blob entry");
+			break;
+		}
+		struct kbv_loc loc;
+		decode_loc(v.mv_data, &loc);
+		if ((rc = fn(arg, k.mv_data, &loc)) != 0)
+			break;
+	}
+	if (!rc && mrc != MDB_NOTFOUND)
+		rc = mdb_fail(mrc, "iterate blobs");
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn fn, void *arg)
+{
+	MDB_cursor *cur;
+	int mrc = mdb_cursor_open(txn, idx->packs, &cur), rc = 0;
+	if (mrc)
+		return mdb_fail(mrc, "open cursor");
+	MDB_val k, v;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != sizeof(unsigned int) || v.mv_size != PACK_BYTES) {
+			rc = kbv_error(KBV_ECORRUPT, "index: malformed pack entry");
+			break;
+		}
+		unsigned int no;
+		memcpy(&no, k.mv_data, sizeof no);
+		struct kbv_pack_info info;
+		decode_pack(v.mv_data, &info);
+		if ((rc = fn(arg, no, &info)) != 0)
+			break;
+	}
+	if (!rc && mrc != MDB_NOTFOUND)
+		rc = mdb_fail(mrc, "iterate packs");
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int kbv_index_clear(struct kbv_index *idx)
+{
+	MDB_txn *txn;
+	int mrc = mdb_txn_begin(idx->env, NULL, 0, &txn);
+	if (mrc)
+		return mdb_fail(mrc, "begin write");
+	MDB_val nk = { 9, "next_pack" };
+	if ((mrc = mdb_drop(txn, idx->blobs, 0)) || (mrc = mdb_drop(txn, idx->packs, 0))) {
+		mdb_txn_abort(txn);
+		return mdb_fail(mrc, "clear");
+	}
+	mrc = mdb_del(txn, idx->meta, &nk, NULL);
+	if (mrc && mrc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return mdb_fail(mrc, "clear next_pack");
+	}
+	mrc = mdb_txn_commit(txn);
+	return mrc ? mdb_fail(mrc, "commit") : 0;
+}

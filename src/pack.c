@@ -1,0 +1,360 @@
+#include "kbv/pack.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define WBUF_SIZE (1u << 20)
+
+struct kbv_packw {
+	struct kbv_repo *repo;
+	struct kbv_codec *codec;
+	int fd;
+	int done;
+	uint8_t id[KBV_PACKID_BYTES];
+	char tmp[PATH_MAX];
+	uint64_t off;          /* bytes in the pack so far, buffered or written */
+	struct kbv_buf wbuf;   /* not yet written */
+	struct kbv_buf entries;
+};
+
+static int packw_flush(struct kbv_packw *w)
+{
+	if (!w->wbuf.len)
+		return 0;
+	if (kbv_fault("pack-write"))
+		return kbv_error(KBV_EIO, "write '%s': injected fault", w->tmp);
+	int rc = kbv_write_full(w->fd, w->wbuf.data, w->wbuf.len, w->tmp);
+	w->wbuf.len = 0;
+	return rc;
+}
+
+int kbv_packw_new(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_packw **out)
+{
+	struct kbv_packw *w = calloc(1, sizeof *w);
+	int rc = 0;
+	if (!w)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	w->repo = r;
+	w->codec = codec;
+	w->fd = -1;
+	randombytes_buf(w->id, sizeof w->id);
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	kbv_hex(w->id, sizeof w->id, hex);
+	TRY(kbv_path(w->tmp, sizeof w->tmp, "%s/tmp/%s.pack.tmp", r->path, hex));
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		rc = kbv_error(KBV_EIO, "create pack '%s': %s", w->tmp, strerror(errno));
+		goto out;
+	}
+	TRY(kbv_buf_reserve(&w->wbuf, WBUF_SIZE));
+	uint8_t h[KBV_PACK_HEADER];
+	memcpy(h, "KBVPACK\0", 8);
+	kbv_put32(h + 8, 1);
+	kbv_put32(h + 12, r->encrypted ? 1 : 0);
+	memcpy(h + 16, w->id, KBV_PACKID_BYTES);
+	TRY(kbv_buf_add(&w->wbuf, h, sizeof h));
+	w->off = sizeof h;
+	*out = w;
+	w = NULL;
+out:
+	kbv_packw_free(w);
+	return rc;
+}
+
+int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
+		  uint32_t raw_len)
+{
+	int rc = 0;
+	if (w->off + n > UINT32_MAX - (1u << 24))
+		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
+	struct kbv_pack_entry e = { (uint8_t)type, { 0 }, (uint32_t)w->off, (uint32_t)n, raw_len,
+				    XXH3_64bits(stored, n) };
+	memcpy(e.id, id, KBV_ID_BYTES);
+	TRY(kbv_buf_add(&w->entries, &e, sizeof e));
+	if (w->wbuf.len + n > WBUF_SIZE)
+		TRY(packw_flush(w));
+	if (n >= WBUF_SIZE)
+		TRY(kbv_write_full(w->fd, stored, n, w->tmp));
+	else
+		TRY(kbv_buf_add(&w->wbuf, stored, n));
+	w->off += n;
+out:
+	return rc;
+}
+
+uint64_t kbv_packw_size(const struct kbv_packw *w) { return w->off; }
+size_t kbv_packw_count(const struct kbv_packw *w) { return w->entries.len / sizeof(struct kbv_pack_entry); }
+const struct kbv_pack_entry *kbv_packw_entries(const struct kbv_packw *w)
+{
+	return (const struct kbv_pack_entry *)w->entries.data;
+}
+
+static uint8_t *trailer_id(const uint8_t packid[KBV_PACKID_BYTES], uint8_t id[KBV_ID_BYTES])
+{
+	memset(id, 0, KBV_ID_BYTES);
+	memcpy(id, packid, KBV_PACKID_BYTES);
+	return id;
+}
+
+int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
+{
+	struct kbv_buf plain = KBV_BUF_INIT, env = KBV_BUF_INIT;
+	char dst[PATH_MAX], dir[PATH_MAX];
+	uint8_t tid[KBV_ID_BYTES];
+	int rc = 0;
+	size_t n = kbv_packw_count(w);
+	const struct kbv_pack_entry *e = kbv_packw_entries(w);
+
+	TRY(kbv_buf_add_u32(&plain, (uint32_t)n));
+	for (size_t i = 0; i < n; i++) {
+		TRY(kbv_buf_add_u8(&plain, e[i].type));
+		TRY(kbv_buf_add(&plain, e[i].id, KBV_ID_BYTES));
+		TRY(kbv_buf_add_u32(&plain, e[i].offset));
+		TRY(kbv_buf_add_u32(&plain, e[i].stored_len));
+		TRY(kbv_buf_add_u32(&plain, e[i].raw_len));
+		TRY(kbv_buf_add_u64(&plain, e[i].xxh));
+	}
+	TRY(kbv_blob_encode(w->codec, KBV_BLOB_TRAILER, trailer_id(w->id, tid), plain.data, plain.len, &env));
+	uint8_t f[KBV_PACK_FOOTER];
+	kbv_put64(f, w->off);
+	kbv_put32(f + 8, (uint32_t)env.len);
+	kbv_put32(f + 12, 1);
+	kbv_put64(f + 16, XXH3_64bits(env.data, env.len));
+	memcpy(f + 24, "KBVPEND\0", 8);
+	TRY(packw_flush(w));
+	TRY(kbv_write_full(w->fd, env.data, env.len, w->tmp));
+	TRY(kbv_write_full(w->fd, f, sizeof f, w->tmp));
+	w->off += env.len + sizeof f;
+	if (kbv_fault("pack-fsync") || fsync(w->fd) < 0) {
+		rc = kbv_error(KBV_EIO, "fsync pack '%s': %s", w->tmp, errno ? strerror(errno) : "injected fault");
+		goto out;
+	}
+	TRY(kbv_repo_pack_path(w->repo, w->id, dst, sizeof dst));
+	char hex[3];
+	kbv_hex(w->id, 1, hex);
+	TRY(kbv_path(dir, sizeof dir, "%s/data/%s", w->repo->path, hex));
+	int created;
+	TRY(kbv_mkdir(dir, &created));
+	if (rename(w->tmp, dst) < 0) {
+		rc = kbv_error(KBV_EIO, "rename '%s' to '%s': %s", w->tmp, dst, strerror(errno));
+		goto out;
+	}
+	w->done = 1;
+	TRY(kbv_fsync_dir(dir));
+	if (created) {
+		TRY(kbv_path(dir, sizeof dir, "%s/data", w->repo->path));
+		TRY(kbv_fsync_dir(dir));
+	}
+	memcpy(info->id, w->id, KBV_PACKID_BYTES);
+	info->size = w->off;
+	info->blobs = (uint32_t)n;
+out:
+	kbv_buf_release(&plain);
+	kbv_buf_release(&env);
+	return rc;
+}
+
+void kbv_packw_free(struct kbv_packw *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (!w->done && w->tmp[0])
+		unlink(w->tmp);
+	kbv_buf_release(&w->wbuf);
+	kbv_buf_release(&w->entries);
+	free(w);
+}
+
+int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
+			  struct kbv_buf *entries, size_t *n, uint64_t *size)
+{
+	char path[PATH_MAX];
+	struct kbv_buf env = KBV_BUF_INIT, plain = KBV_BUF_INIT;
+	int rc = 0, fd = -1;
+	TRY(kbv_repo_pack_path(r, packid, path, sizeof path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = kbv_error(errno == ENOENT ? KBV_ENOTFOUND : KBV_EIO, "open pack '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end < KBV_PACK_HEADER + KBV_PACK_FOOTER) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s' is truncated (%lld bytes)", path, (long long)end);
+		goto out;
+	}
+	uint8_t h[KBV_PACK_HEADER], f[KBV_PACK_FOOTER];
+	TRY(kbv_pread_full(fd, h, sizeof h, 0, path));
+	TRY(kbv_pread_full(fd, f, sizeof f, end - KBV_PACK_FOOTER, path));
+	if (memcmp(h, "KBVPACK\0", 8) != 0 || memcmp(f + 24, "KBVPEND\0", 8) != 0) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s' has a bad %s magic (truncated or overwritten)", path,
+			       memcmp(h, "KBVPACK\0", 8) ? "header" : "footer");
+		goto out;
+	}
+	if (kbv_get32(h + 8) != 1 || kbv_get32(f + 12) != 1) {
+		rc = kbv_error(KBV_EVERSION, "pack '%s' has version %u; this kbvault reads version 1", path,
+			       kbv_get32(h + 8));
+		goto out;
+	}
+	if (memcmp(h + 16, packid, KBV_PACKID_BYTES) != 0 || (kbv_get32(h + 12) & 1) != (uint32_t)r->encrypted) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s' header does not match its name or the repository", path);
+		goto out;
+	}
+	uint64_t toff = kbv_get64(f);
+	uint32_t tlen = kbv_get32(f + 8);
+	if (toff < KBV_PACK_HEADER || toff + tlen != (uint64_t)end - KBV_PACK_FOOTER) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s' footer points outside the file", path);
+		goto out;
+	}
+	TRY(kbv_buf_reserve(&env, tlen));
+	TRY(kbv_pread_full(fd, env.data, tlen, (off_t)toff, path));
+	env.len = tlen;
+	if (XXH3_64bits(env.data, tlen) != kbv_get64(f + 16)) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer checksum mismatch at offset %llu", path,
+			       (unsigned long long)toff);
+		goto out;
+	}
+	uint8_t tid[KBV_ID_BYTES];
+	rc = kbv_blob_decode(codec, KBV_BLOB_TRAILER, trailer_id(packid, tid), env.data, tlen, KBV_RAW_UNKNOWN, &plain);
+	if (rc < 0) {
+		kbv_error_prefix(rc, "pack '%s': trailer", path);
+		goto out;
+	}
+	struct kbv_rd rd = kbv_rd_make(plain.data, plain.len);
+	uint32_t count = kbv_rd_u32(&rd);
+	if (plain.len != 4 + (size_t)count * KBV_TRAILER_ENTRY) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer lists %u blobs in %zu bytes", path, count, plain.len);
+		goto out;
+	}
+	entries->len = 0;
+	TRY(kbv_buf_reserve(entries, (size_t)count * sizeof(struct kbv_pack_entry) + 1));
+	struct kbv_pack_entry *e = (struct kbv_pack_entry *)entries->data;
+	for (uint32_t i = 0; i < count; i++) {
+		e[i].type = kbv_rd_u8(&rd);
+		memcpy(e[i].id, kbv_rd_bytes(&rd, KBV_ID_BYTES), KBV_ID_BYTES);
+		e[i].offset = kbv_rd_u32(&rd);
+		e[i].stored_len = kbv_rd_u32(&rd);
+		e[i].raw_len = kbv_rd_u32(&rd);
+		e[i].xxh = kbv_rd_u64(&rd);
+		if (e[i].offset < KBV_PACK_HEADER || (uint64_t)e[i].offset + e[i].stored_len > toff ||
+		    e[i].type < KBV_BLOB_DATA || e[i].type > KBV_BLOB_SNAPSHOT) {
+			rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer entry %u is out of range", path, i);
+			goto out;
+		}
+	}
+	entries->len = (size_t)count * sizeof(struct kbv_pack_entry);
+	*n = count;
+	*size = (uint64_t)end;
+out:
+	if (fd >= 0)
+		close(fd);
+	kbv_buf_release(&env);
+	kbv_buf_release(&plain);
+	return rc;
+}
+
+void kbv_packfds_init(struct kbv_packfds *c)
+{
+	memset(c, 0, sizeof *c);
+	for (int i = 0; i < 8; i++)
+		c->slot[i].fd = -1;
+}
+
+void kbv_packfds_release(struct kbv_packfds *c)
+{
+	for (int i = 0; i < 8; i++)
+		if (c->slot[i].fd >= 0)
+			close(c->slot[i].fd);
+	kbv_packfds_init(c);
+}
+
+static int packfd(struct kbv_repo *r, MDB_txn *txn, struct kbv_packfds *c, uint32_t packno, char *path,
+		  size_t cap, int *fd)
+{
+	struct kbv_pack_info info;
+	int rc = kbv_index_pack(r->idx, txn, packno, &info);
+	if (rc < 0)
+		return rc;
+	TRY(kbv_repo_pack_path(r, info.id, path, cap));
+	int lru = 0;
+	for (int i = 0; i < 8; i++) {
+		if (c->slot[i].fd >= 0 && c->slot[i].packno == packno) {
+			c->slot[i].used = ++c->clock;
+			*fd = c->slot[i].fd;
+			return 0;
+		}
+		if (c->slot[i].used < c->slot[lru].used)
+			lru = i;
+	}
+	int f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return kbv_error(errno == ENOENT ? KBV_ECORRUPT : KBV_EIO, "open pack '%s': %s", path, strerror(errno));
+	if (c->slot[lru].fd >= 0)
+		close(c->slot[lru].fd);
+	c->slot[lru].fd = f;
+	c->slot[lru].packno = packno;
+	c->slot[lru].used = ++c->clock;
+	*fd = f;
+out:
+	return rc;
+}
+
+int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname,
+		     const struct kbv_pack_entry *e, struct kbv_buf *stored, struct kbv_buf *out)
+{
+	char idhex[2 * KBV_ID_BYTES + 1];
+	int rc = 0;
+	(void)r;
+	kbv_hex(e->id, KBV_ID_BYTES, idhex);
+	stored->len = 0;
+	TRY(kbv_buf_reserve(stored, e->stored_len));
+	rc = kbv_pread_full(fd, stored->data, e->stored_len, e->offset, packname);
+	if (rc < 0) {
+		kbv_error_prefix(rc, "blob %.16s", idhex);
+		goto out;
+	}
+	stored->len = e->stored_len;
+	if (XXH3_64bits(stored->data, stored->len) != e->xxh) {
+		rc = kbv_error(KBV_ECORRUPT, "pack '%s': blob %.16s at offset %u: checksum mismatch (stored bytes damaged)",
+			       packname, idhex, e->offset);
+		goto out;
+	}
+	rc = kbv_blob_decode(codec, e->type, e->id, stored->data, stored->len, e->raw_len, out);
+	if (rc < 0)
+		kbv_error_prefix(rc, "pack '%s': blob %.16s at offset %u", packname, idhex, e->offset);
+out:
+	return rc;
+}
+
+int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
+		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out)
+{
+	struct kbv_loc loc;
+	char path[PATH_MAX], idhex[2 * KBV_ID_BYTES + 1];
+	int fd = -1, rc = kbv_index_get(r->idx, txn, id, &loc);
+	if (rc == KBV_ENOTFOUND) {
+		kbv_hex(id, KBV_ID_BYTES, idhex);
+		return kbv_error(KBV_ECORRUPT, "blob %s is missing from the index", idhex);
+	}
+	if (rc < 0)
+		return rc;
+	if (loc.type != type) {
+		kbv_hex(id, KBV_ID_BYTES, idhex);
+		return kbv_error(KBV_ECORRUPT, "blob %.16s has type %u, expected %d", idhex, loc.type, type);
+	}
+	if ((rc = packfd(r, txn, fds, loc.pack, path, sizeof path, &fd)) < 0)
+		return rc;
+	struct kbv_pack_entry e = { loc.type, { 0 }, loc.offset, loc.stored_len, loc.raw_len, loc.xxh };
+	memcpy(e.id, id, KBV_ID_BYTES);
+	return kbv_pack_read_at(r, codec, fd, path, &e, stored, out);
+}

@@ -1,0 +1,148 @@
+#include "kbv/pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+struct kbv_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, done_cv;
+	size_t nslots, job_size, nthreads;
+	size_t head; /* oldest slot not yet released */
+	size_t tail; /* next slot to submit */
+	size_t next; /* next submitted slot a worker takes */
+	int stop;
+	uint8_t *done;
+	uint8_t *jobs;
+	kbv_pool_fn fn;
+	void **workers;
+	pthread_t *threads;
+	struct arg {
+		struct kbv_pool *p;
+		void *worker;
+	} *args;
+};
+
+static void *worker_main(void *a)
+{
+	struct arg *arg = a;
+	struct kbv_pool *p = arg->p;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->next == p->tail && !p->stop)
+			pthread_cond_wait(&p->work_cv, &p->mu);
+		if (p->next == p->tail)
+			break;
+		size_t i = p->next++ % p->nslots;
+		pthread_mutex_unlock(&p->mu);
+		p->fn(arg->worker, p->jobs + i * p->job_size);
+		pthread_mutex_lock(&p->mu);
+		p->done[i] = 1;
+		pthread_cond_broadcast(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers)
+{
+	struct kbv_pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work_cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	p->nslots = nslots;
+	p->job_size = job_size;
+	p->fn = fn;
+	p->workers = workers;
+	p->done = calloc(nslots, 1);
+	p->jobs = calloc(nslots, job_size);
+	p->threads = calloc(nthreads ? nthreads : 1, sizeof *p->threads);
+	p->args = calloc(nthreads ? nthreads : 1, sizeof *p->args);
+	if (!p->done || !p->jobs || !p->threads || !p->args) {
+		kbv_pool_free(p);
+		return NULL;
+	}
+	for (size_t t = 0; t < nthreads; t++) {
+		p->args[t].p = p;
+		p->args[t].worker = workers[t];
+		if (pthread_create(&p->threads[t], NULL, worker_main, &p->args[t]) != 0) {
+			kbv_pool_free(p);
+			return NULL;
+		}
+		p->nthreads++;
+	}
+	return p;
+}
+
+void kbv_pool_free(struct kbv_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+	for (size_t t = 0; t < p->nthreads; t++)
+		pthread_join(p->threads[t], NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->work_cv);
+	pthread_cond_destroy(&p->done_cv);
+	free(p->done);
+	free(p->jobs);
+	free(p->threads);
+	free(p->args);
+	free(p);
+}
+
+size_t kbv_pool_nslots(const struct kbv_pool *p) { return p->nslots; }
+void *kbv_pool_slot(struct kbv_pool *p, size_t i) { return p->jobs + i * p->job_size; }
+
+void *kbv_pool_acquire(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int full = p->tail - p->head == p->nslots;
+	size_t i = p->tail % p->nslots;
+	pthread_mutex_unlock(&p->mu);
+	return full ? NULL : p->jobs + i * p->job_size;
+}
+
+void kbv_pool_submit(struct kbv_pool *p)
+{
+	if (!p->nthreads) {
+		size_t i = p->tail % p->nslots;
+		p->fn(p->workers[0], p->jobs + i * p->job_size);
+		p->done[i] = 1;
+		p->tail++;
+		p->next = p->tail;
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->done[p->tail % p->nslots] = 0;
+	p->tail++;
+	pthread_cond_signal(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void *kbv_pool_oldest(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->head == p->tail) {
+		pthread_mutex_unlock(&p->mu);
+		return NULL;
+	}
+	size_t i = p->head % p->nslots;
+	while (!p->done[i])
+		pthread_cond_wait(&p->done_cv, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+	return p->jobs + i * p->job_size;
+}
+
+void kbv_pool_release(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->done[p->head % p->nslots] = 0;
+	p->head++;
+	pthread_mutex_unlock(&p->mu);
+}

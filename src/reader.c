@@ -1,0 +1,260 @@
+#include "kbv/reader.h"
+#include "kbv/error.h"
+#include "kbv/pack.h"
+#include "kbv/pool.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SLOTS_PER_THREAD 16
+
+struct rjob {
+	uint8_t id[KBV_ID_BYTES];
+	int rc;
+	char err[320];
+	struct kbv_buf stored, out;
+};
+
+struct rworker {
+	struct kbv_repo *repo;
+	struct kbv_codec *codec;
+	MDB_txn *txn;
+	struct kbv_packfds fds;
+};
+
+struct kbv_reader {
+	struct kbv_repo *repo;
+	struct kbv_pool *pool;
+	struct rworker *workers;
+	void **wptrs;
+	size_t nworkers;
+	/* The walking thread's own state, for TREE blobs. */
+	struct rworker self;
+	struct kbv_buf nodes[KBV_TREE_MAX_DEPTH + 1];
+	struct kbv_buf scratch;
+	/* Current stream. */
+	kbv_sink_fn sink;
+	void *arg;
+	crypto_generichash_blake2b_state hs;
+	uint64_t got;
+};
+
+static void rwork(void *wp, void *jp)
+{
+	struct rworker *wk = wp;
+	struct rjob *j = jp;
+	j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->id, &j->stored, &j->out);
+	if (j->rc < 0)
+		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+}
+
+static int rworker_init(struct rworker *wk, struct kbv_repo *r)
+{
+	wk->repo = r;
+	kbv_packfds_init(&wk->fds);
+	wk->codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!wk->codec)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	return kbv_index_rbegin(r->idx, &wk->txn);
+}
+
+static void rworker_release(struct rworker *wk)
+{
+	kbv_codec_free(wk->codec);
+	kbv_index_rend(wk->txn);
+	kbv_packfds_release(&wk->fds);
+}
+
+int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
+{
+	struct kbv_reader *rd = calloc(1, sizeof *rd);
+	int rc = 0;
+	if (!rd)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	rd->repo = r;
+	if (!nthreads) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n > 0 ? (size_t)n : 1;
+	}
+	rd->workers = calloc(nthreads, sizeof *rd->workers);
+	rd->wptrs = calloc(nthreads, sizeof *rd->wptrs);
+	if (!rd->workers || !rd->wptrs) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(rworker_init(&rd->self, r));
+	for (size_t i = 0; i < nthreads; i++) {
+		rd->nworkers++;
+		TRY(rworker_init(&rd->workers[i], r));
+		rd->wptrs[i] = &rd->workers[i];
+	}
+	rd->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct rjob), rwork, rd->wptrs);
+	if (!rd->pool) {
+		rc = kbv_error(KBV_ENOMEM, "cannot start %zu threads", nthreads);
+		goto out;
+	}
+	*out = rd;
+	rd = NULL;
+out:
+	kbv_reader_free(rd);
+	return rc;
+}
+
+static int deliver(struct kbv_reader *rd, struct rjob *j)
+{
+	if (j->rc < 0)
+		return kbv_error(j->rc, "%s", j->err);
+	crypto_generichash_blake2b_update(&rd->hs, j->out.data, j->out.len);
+	rd->got += j->out.len;
+	return rd->sink ? rd->sink(rd->arg, j->out.data, j->out.len) : 0;
+}
+
+static int drain(struct kbv_reader *rd, int all)
+{
+	struct rjob *j;
+	int rc = 0;
+	while ((j = kbv_pool_oldest(rd->pool))) {
+		rc = deliver(rd, j);
+		kbv_pool_release(rd->pool);
+		if (rc < 0 || !all)
+			break;
+	}
+	return rc;
+}
+
+static void discard(struct kbv_reader *rd)
+{
+	while (kbv_pool_oldest(rd->pool))
+		kbv_pool_release(rd->pool);
+}
+
+void kbv_reader_free(struct kbv_reader *rd)
+{
+	if (!rd)
+		return;
+	if (rd->pool) {
+		discard(rd);
+		for (size_t i = 0; i < kbv_pool_nslots(rd->pool); i++) {
+			struct rjob *j = kbv_pool_slot(rd->pool, i);
+			kbv_buf_release(&j->stored);
+			kbv_buf_release(&j->out);
+		}
+		kbv_pool_free(rd->pool);
+	}
+	for (size_t i = 0; i < rd->nworkers; i++)
+		rworker_release(&rd->workers[i]);
+	rworker_release(&rd->self);
+	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
+		kbv_buf_release(&rd->nodes[i]);
+	kbv_buf_release(&rd->scratch);
+	free(rd->workers);
+	free(rd->wptrs);
+	free(rd);
+}
+
+static int read_node(struct kbv_reader *rd, int depth, const uint8_t *id)
+{
+	struct kbv_buf *b = &rd->nodes[depth];
+	int rc = kbv_pack_read_blob(rd->repo, rd->self.txn, rd->self.codec, &rd->self.fds, KBV_BLOB_TREE, id,
+				    &rd->scratch, b);
+	if (rc < 0)
+		return rc;
+	if (b->len == 0 || b->len % KBV_ID_BYTES)
+		return kbv_error(KBV_ECORRUPT, "chunk-list node has %zu bytes, not a multiple of %d", b->len,
+				 KBV_ID_BYTES);
+	return 0;
+}
+
+/* Depth-first walk; leaves go to `leaf`. Node buffers are per depth, so memory is
+ * bounded by the depth. */
+typedef int (*leaf_fn)(struct kbv_reader *rd, const uint8_t *id, void *arg);
+
+static int walk(struct kbv_reader *rd, int depth, const uint8_t *id, leaf_fn leaf, void *arg, kbv_visit_fn visit,
+		void *varg)
+{
+	int rc;
+	if (depth == 0)
+		return leaf ? leaf(rd, id, arg) : visit(varg, KBV_BLOB_DATA, id);
+	if (visit && (rc = visit(varg, KBV_BLOB_TREE, id)) != 0)
+		return rc == KBV_VISIT_SKIP ? 0 : rc;
+	if ((rc = read_node(rd, depth, id)) < 0)
+		return rc;
+	struct kbv_buf *b = &rd->nodes[depth];
+	for (size_t off = 0; off < b->len; off += KBV_ID_BYTES) {
+		uint8_t child[KBV_ID_BYTES];
+		memcpy(child, b->data + off, KBV_ID_BYTES); /* b is reused deeper only at depth-1 */
+		if ((rc = walk(rd, depth - 1, child, leaf, arg, visit, varg)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
+{
+	(void)arg;
+	struct rjob *j;
+	int rc;
+	while (!(j = kbv_pool_acquire(rd->pool)))
+		if ((rc = drain(rd, 0)) < 0)
+			return rc;
+	memcpy(j->id, id, KBV_ID_BYTES);
+	kbv_pool_submit(rd->pool);
+	return 0;
+}
+
+static int check_ref(const struct kbv_ref *ref)
+{
+	if (ref->depth != KBV_REF_EMPTY && ref->depth > KBV_TREE_MAX_DEPTH)
+		return kbv_error(KBV_ECORRUPT, "stream tree depth %u exceeds %d", ref->depth, KBV_TREE_MAX_DEPTH);
+	return 0;
+}
+
+int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const uint8_t *hash,
+		      kbv_sink_fn sink, void *arg)
+{
+	int rc = check_ref(ref);
+	if (rc < 0)
+		return rc;
+	rd->sink = sink;
+	rd->arg = arg;
+	rd->got = 0;
+	crypto_generichash_blake2b_init(&rd->hs, NULL, 0, 32);
+	if (ref->depth != KBV_REF_EMPTY)
+		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
+	if (rc == 0)
+		rc = drain(rd, 1);
+	if (rc < 0) {
+		discard(rd);
+		return rc;
+	}
+	if (rd->got != size)
+		return kbv_error(KBV_ECORRUPT, "stream restored to %llu bytes, the snapshot recorded %llu",
+				 (unsigned long long)rd->got, (unsigned long long)size);
+	uint8_t h[32];
+	crypto_generichash_blake2b_final(&rd->hs, h, sizeof h);
+	if (hash && sodium_memcmp(h, hash, 32) != 0)
+		return kbv_error(KBV_ECORRUPT, "restored stream does not match the BLAKE2b-256 the snapshot recorded");
+	return 0;
+}
+
+static int to_buf(void *arg, const uint8_t *p, size_t n)
+{
+	return kbv_buf_add(arg, p, n);
+}
+
+int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out)
+{
+	out->len = 0;
+	return kbv_reader_stream(rd, ref, size, NULL, to_buf, out);
+}
+
+int kbv_reader_visit(struct kbv_reader *rd, const struct kbv_ref *ref, kbv_visit_fn fn, void *arg)
+{
+	int rc = check_ref(ref);
+	if (rc < 0 || ref->depth == KBV_REF_EMPTY)
+		return rc;
+	return walk(rd, ref->depth, ref->id, NULL, NULL, fn, arg);
+}

@@ -1,0 +1,353 @@
+#include "kbv/repo.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define CONFIG_BYTES 60
+#define KEY_HEADER 92
+#define KEY_MATERIAL 96
+
+int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
+{
+	return kbv_path(out, cap, "%s/%s", r->path, sub);
+}
+
+int kbv_repo_pack_path(const struct kbv_repo *r, const uint8_t packid[KBV_PACKID_BYTES], char *out, size_t cap)
+{
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	kbv_hex(packid, KBV_PACKID_BYTES, hex);
+	return kbv_path(out, cap, "%s/data/%.2s/%s.pack", r->path, hex, hex);
+}
+
+static int dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	int empty = 1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+static void encode_config(uint8_t *p, const struct kbv_repo *r)
+{
+	memcpy(p, "KBVREPO\0", 8);
+	kbv_put32(p + 8, KBV_FORMAT_VERSION);
+	kbv_put32(p + 12, r->encrypted ? 1 : 0);
+	memcpy(p + 16, r->repo_id, 16);
+	kbv_put32(p + 32, r->chunk_min);
+	kbv_put32(p + 36, r->chunk_avg);
+	kbv_put32(p + 40, r->chunk_max);
+	kbv_put32(p + 44, (uint32_t)r->zstd_level);
+	kbv_put32(p + 48, r->pack_size);
+	kbv_put64(p + 52, XXH3_64bits(p, 52));
+}
+
+static int wrap_key(uint8_t out[32], const char *pw, size_t pwlen, const uint8_t salt[16], uint64_t ops, uint64_t mem)
+{
+	if (crypto_pwhash(out, 32, pw, pwlen, salt, ops, (size_t)mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
+		return kbv_error(KBV_ENOMEM, "argon2id with %llu MiB failed (out of memory)",
+				 (unsigned long long)(mem >> 20));
+	return 0;
+}
+
+int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char *password, size_t pwlen)
+{
+	struct kbv_repo r = { 0 };
+	struct kbv_keys *keys = NULL;
+	if (sodium_init() < 0)
+		return kbv_error(KBV_EINTERNAL, "libsodium failed to initialize");
+	uint8_t *kf = NULL;
+	char p[PATH_MAX], tmp[PATH_MAX];
+	int rc = 0;
+
+	r.encrypted = opts->encrypted;
+	r.chunk_avg = opts->chunk_avg ? opts->chunk_avg : KBV_DEFAULT_CHUNK_AVG;
+	r.chunk_min = r.chunk_avg / 4;
+	r.chunk_max = r.chunk_avg * 4;
+	r.zstd_level = opts->zstd_level ? opts->zstd_level : KBV_DEFAULT_ZSTD_LEVEL;
+	r.pack_size = opts->pack_size ? opts->pack_size : KBV_DEFAULT_PACK_SIZE;
+	TRY(kbv_cdc_check_params(r.chunk_min, r.chunk_avg, r.chunk_max));
+	if (r.zstd_level < 1 || r.zstd_level > 19)
+		return kbv_error(KBV_EINVAL, "zstd level %d is outside 1..19", r.zstd_level);
+	if (r.pack_size < (1u << 20) || r.pack_size > (1u << 30))
+		return kbv_error(KBV_EINVAL, "pack size %u is outside 1 MiB..1 GiB", r.pack_size);
+	if (r.encrypted && !password)
+		return kbv_error(KBV_EINVAL, "an encrypted repository needs a password");
+
+	if (mkdir(path, 0700) < 0) {
+		if (errno != EEXIST)
+			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
+		int e = dir_is_empty(path);
+		if (e < 0)
+			return kbv_error(KBV_EEXIST, "'%s' exists and is not a directory", path);
+		if (!e)
+			return kbv_error(KBV_EEXIST, "'%s' is not empty; kbvault init needs a new or empty directory", path);
+	}
+	static const char *const subs[] = { "data", "snapshots", "index", "tmp" };
+	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+		TRY(kbv_path(p, sizeof p, "%s/%s", path, subs[i]));
+		TRY(kbv_mkdir(p, NULL));
+	}
+	TRY(kbv_path(p, sizeof p, "%s/lock", path));
+	int lfd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0) {
+		rc = kbv_error(KBV_EIO, "create '%s': %s", p, strerror(errno));
+		goto out;
+	}
+	close(lfd);
+
+	randombytes_buf(r.repo_id, sizeof r.repo_id);
+	keys = sodium_malloc(sizeof *keys);
+	if (!keys) {
+		rc = kbv_error(KBV_ENOMEM, "out of secure memory");
+		goto out;
+	}
+	randombytes_buf(keys, sizeof *keys);
+
+	/* Key file. */
+	size_t plen = r.encrypted ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
+	size_t kflen = KEY_HEADER + plen + 8;
+	kf = calloc(1, kflen);
+	if (!kf) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	uint64_t ops = opts->kdf_ops ? opts->kdf_ops : 3, mem = opts->kdf_mem ? opts->kdf_mem : (64u << 20);
+	memcpy(kf, "KBVKEY\0\0", 8);
+	kbv_put32(kf + 8, 1);
+	kbv_put32(kf + 12, r.encrypted ? 1 : 0);
+	memcpy(kf + 72, r.repo_id, 16);
+	kbv_put32(kf + 88, (uint32_t)plen);
+	if (r.encrypted) {
+		if (ops < crypto_pwhash_OPSLIMIT_MIN || mem < crypto_pwhash_MEMLIMIT_MIN) {
+			rc = kbv_error(KBV_EINVAL, "argon2id limits too small");
+			goto out;
+		}
+		kbv_put64(kf + 16, ops);
+		kbv_put64(kf + 24, mem);
+		randombytes_buf(kf + 32, 16);
+		randombytes_buf(kf + 48, 24);
+		uint8_t wk[32];
+		TRY(wrap_key(wk, password, pwlen, kf + 32, ops, mem));
+		crypto_aead_xchacha20poly1305_ietf_encrypt(kf + KEY_HEADER, NULL, (const uint8_t *)keys, KEY_MATERIAL,
+							   kf, KEY_HEADER, NULL, kf + 48, wk);
+		sodium_memzero(wk, sizeof wk);
+	} else {
+		memcpy(kf + KEY_HEADER, keys, KEY_MATERIAL);
+	}
+	kbv_put64(kf + KEY_HEADER + plen, XXH3_64bits(kf, KEY_HEADER + plen));
+
+	uint8_t cfg[CONFIG_BYTES];
+	encode_config(cfg, &r);
+	TRY(kbv_path(tmp, sizeof tmp, "%s/tmp", path));
+	TRY(kbv_write_atomic(tmp, path, "key", kf, kflen));
+	TRY(kbv_write_atomic(tmp, path, "config", cfg, sizeof cfg));
+out:
+	if (kf) {
+		sodium_memzero(kf, kflen);
+		free(kf);
+	}
+	sodium_free(keys);
+	return rc;
+}
+
+static int read_config(struct kbv_repo *r)
+{
+	char p[PATH_MAX];
+	struct kbv_buf b = KBV_BUF_INIT;
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "config", p, sizeof p));
+	rc = kbv_read_file(p, &b);
+	if (rc == KBV_ENOTFOUND) {
+		struct stat st;
+		if (stat(r->path, &st) < 0)
+			rc = kbv_error(KBV_ENOREPO, "repository '%s' does not exist (create it with 'kbvault init')", r->path);
+		else
+			rc = kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (no config file)", r->path);
+		goto out;
+	}
+	TRY(rc);
+	if (b.len < 12 || memcmp(b.data, "KBVREPO\0", 8) != 0) {
+		rc = kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", p);
+		goto out;
+	}
+	uint32_t ver = kbv_get32(b.data + 8);
+	if (ver != KBV_FORMAT_VERSION) {
+		rc = kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads version %u",
+			       r->path, ver, KBV_FORMAT_VERSION);
+		goto out;
+	}
+	if (b.len != CONFIG_BYTES || kbv_get64(b.data + 52) != XXH3_64bits(b.data, 52)) {
+		rc = kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", p, b.len);
+		goto out;
+	}
+	uint32_t flags = kbv_get32(b.data + 12);
+	if (flags & ~1u) {
+		rc = kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", p, flags);
+		goto out;
+	}
+	r->encrypted = flags & 1;
+	memcpy(r->repo_id, b.data + 16, 16);
+	r->chunk_min = kbv_get32(b.data + 32);
+	r->chunk_avg = kbv_get32(b.data + 36);
+	r->chunk_max = kbv_get32(b.data + 40);
+	r->zstd_level = (int)kbv_get32(b.data + 44);
+	r->pack_size = kbv_get32(b.data + 48);
+	if (kbv_cdc_check_params(r->chunk_min, r->chunk_avg, r->chunk_max) < 0 || r->zstd_level < 1 ||
+	    r->zstd_level > 19) {
+		rc = kbv_error(KBV_ECORRUPT, "config '%s' has invalid parameters", p);
+		goto out;
+	}
+out:
+	kbv_buf_release(&b);
+	return rc;
+}
+
+static int read_keyfile(struct kbv_repo *r)
+{
+	char p[PATH_MAX];
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "key", p, sizeof p));
+	rc = kbv_read_file(p, &r->keyfile);
+	if (rc == KBV_ENOTFOUND)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", p);
+	TRY(rc);
+	const uint8_t *k = r->keyfile.data;
+	if (r->keyfile.len < KEY_HEADER + 8 || memcmp(k, "KBVKEY\0\0", 8) != 0) {
+		rc = kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (bad magic or truncated)", p);
+		goto out;
+	}
+	if (kbv_get32(k + 8) != 1) {
+		rc = kbv_error(KBV_EVERSION, "key file '%s' has version %u; this kbvault reads version 1", p,
+			       kbv_get32(k + 8));
+		goto out;
+	}
+	uint32_t kdf = kbv_get32(k + 12), plen = kbv_get32(k + 88);
+	size_t want = kdf ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
+	if (kdf > 1 || plen != want || r->keyfile.len != KEY_HEADER + plen + 8 ||
+	    kbv_get64(k + KEY_HEADER + plen) != XXH3_64bits(k, KEY_HEADER + plen)) {
+		rc = kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (checksum mismatch)", p);
+		goto out;
+	}
+	if ((kdf == 1) != (r->encrypted == 1) || memcmp(k + 72, r->repo_id, 16) != 0) {
+		rc = kbv_error(KBV_ECORRUPT, "key file '%s' does not belong to this repository's config", p);
+		goto out;
+	}
+out:
+	return rc;
+}
+
+int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
+{
+	struct kbv_repo *r = calloc(1, sizeof *r);
+	char p[PATH_MAX];
+	int rc = 0;
+	if (sodium_init() < 0) {
+		free(r);
+		return kbv_error(KBV_EINTERNAL, "libsodium failed to initialize");
+	}
+	if (!r)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	r->lockfd = -1;
+	r->path = strdup(path);
+	if (!r->path) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(read_config(r));
+	TRY(read_keyfile(r));
+	if (lock != KBV_LOCK_NONE) {
+		TRY(kbv_repo_sub(r, "lock", p, sizeof p));
+		r->lockfd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (r->lockfd < 0) {
+			rc = kbv_error(KBV_EIO, "open lock '%s': %s", p, strerror(errno));
+			goto out;
+		}
+		/* Blocks while a process holds a conflicting lock; the kernel drops locks of dead
+		 * processes, so this never waits on a crashed one. */
+		while (flock(r->lockfd, lock == KBV_LOCK_SHARED ? LOCK_SH : LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				rc = kbv_error(KBV_ELOCKED, "lock '%s': %s", p, strerror(errno));
+				goto out;
+			}
+		}
+	}
+	TRY(kbv_repo_sub(r, "index", p, sizeof p));
+	TRY(kbv_mkdir(p, NULL));
+	TRY(kbv_index_open(p, &r->idx));
+	*out = r;
+	r = NULL;
+out:
+	kbv_repo_close(r);
+	return rc;
+}
+
+int kbv_repo_needs_password(const struct kbv_repo *r)
+{
+	return r->encrypted;
+}
+
+int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
+{
+	const uint8_t *k = r->keyfile.data;
+	int rc = 0;
+	if (r->keys)
+		return 0;
+	if (r->encrypted && !password)
+		return kbv_error(KBV_EAUTH, "repository '%s' is encrypted and no password was given", r->path);
+	r->keys = sodium_malloc(sizeof *r->keys);
+	if (!r->keys)
+		return kbv_error(KBV_ENOMEM, "out of secure memory");
+	if (r->encrypted) {
+		uint8_t wk[32];
+		TRY(wrap_key(wk, password, pwlen, k + 32, kbv_get64(k + 16), kbv_get64(k + 24)));
+		int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
+			(uint8_t *)r->keys, NULL, NULL, k + KEY_HEADER,
+			KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES, k, KEY_HEADER, k + 48, wk);
+		sodium_memzero(wk, sizeof wk);
+		if (bad) {
+			rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
+			goto out;
+		}
+	} else {
+		memcpy(r->keys, k + KEY_HEADER, KEY_MATERIAL);
+	}
+	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
+out:
+	if (rc < 0) {
+		sodium_free(r->keys);
+		r->keys = NULL;
+	}
+	return rc;
+}
+
+void kbv_repo_close(struct kbv_repo *r)
+{
+	if (!r)
+		return;
+	kbv_index_close(r->idx);
+	if (r->lockfd >= 0)
+		close(r->lockfd);
+	sodium_free(r->keys);
+	if (r->keyfile.data)
+		sodium_memzero(r->keyfile.data, r->keyfile.len);
+	kbv_buf_release(&r->keyfile);
+	free(r->path);
+	free(r);
+}

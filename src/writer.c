@@ -1,0 +1,421 @@
+#include "kbv/writer.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/idset.h"
+#include "kbv/pack.h"
+#include "kbv/pool.h"
+
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SLOTS_PER_THREAD 16
+#define READ_BUF (8u << 20)
+
+struct job {
+	uint8_t *data;
+	size_t len, cap;
+	uint8_t id[KBV_ID_BYTES];
+	int known;
+	int rc;
+	char err[256];
+	struct kbv_buf env;
+};
+
+struct worker {
+	struct kbv_writer *w;
+	struct kbv_codec *codec;
+	MDB_txn *txn;
+	unsigned gen;
+};
+
+struct level {
+	struct kbv_buf ids;
+};
+
+struct kbv_writer {
+	struct kbv_repo *repo;
+	struct kbv_pool *pool;
+	struct worker *workers;
+	void **wptrs;
+	size_t nworkers;
+	atomic_uint gen;          /* bumped after each index commit */
+	struct kbv_codec *codec;  /* the writing thread's */
+	MDB_txn *txn;             /* the writing thread's read view */
+	struct kbv_packw *pack;
+	struct kbv_idset pending; /* ids in the open pack: not in the index yet */
+	struct level levels[KBV_TREE_MAX_DEPTH + 1];
+	int nlevels;
+	crypto_generichash_blake2b_state hs;
+	uint64_t stream_size;
+	struct kbv_writer_stats st;
+	kbv_progress_fn progress;
+	void *progress_arg;
+	uint8_t *rbuf;
+};
+
+void kbv_ref_put(uint8_t out[33], const struct kbv_ref *ref)
+{
+	out[0] = ref->depth;
+	memcpy(out + 1, ref->id, KBV_ID_BYTES);
+}
+
+void kbv_ref_get(const uint8_t in[33], struct kbv_ref *ref)
+{
+	ref->depth = in[0];
+	memcpy(ref->id, in + 1, KBV_ID_BYTES);
+}
+
+static void discard(struct kbv_writer *w);
+
+/* ---- workers ---- */
+
+static void work(void *wp, void *jp)
+{
+	struct worker *wk = wp;
+	struct job *j = jp;
+	j->rc = 0;
+	kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, j->data, j->len, j->id);
+	unsigned gen = atomic_load(&wk->w->gen);
+	if (gen != wk->gen && kbv_index_renew(wk->txn) == 0)
+		wk->gen = gen;
+	int rc = kbv_index_get(wk->w->repo->idx, wk->txn, j->id, NULL);
+	j->known = rc == 0;
+	if (rc == 0 || rc == KBV_ENOTFOUND)
+		rc = j->known ? 0 : kbv_blob_encode(wk->codec, KBV_BLOB_DATA, j->id, j->data, j->len, &j->env);
+	if (rc < 0) {
+		j->rc = rc;
+		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+	}
+}
+
+int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
+{
+	struct kbv_writer *w = calloc(1, sizeof *w);
+	int rc = 0;
+	if (!w)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	w->repo = r;
+	if (!nthreads) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n > 0 ? (size_t)n : 1;
+	}
+	w->nworkers = nthreads;
+	w->workers = calloc(nthreads, sizeof *w->workers);
+	w->wptrs = calloc(nthreads, sizeof *w->wptrs);
+	w->codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	w->rbuf = malloc(READ_BUF + r->chunk_max);
+	if (!w->workers || !w->wptrs || !w->codec || !w->rbuf) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(kbv_index_rbegin(r->idx, &w->txn));
+	for (size_t i = 0; i < nthreads; i++) {
+		w->workers[i].w = w;
+		w->workers[i].codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+		if (!w->workers[i].codec) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		TRY(kbv_index_rbegin(r->idx, &w->workers[i].txn));
+		w->wptrs[i] = &w->workers[i];
+	}
+	w->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct job), work, w->wptrs);
+	if (!w->pool) {
+		rc = kbv_error(KBV_ENOMEM, "cannot start %zu worker threads", nthreads);
+		goto out;
+	}
+	for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
+		struct job *j = kbv_pool_slot(w->pool, i);
+		j->cap = r->chunk_max;
+		j->data = malloc(j->cap);
+		if (!j->data || kbv_buf_reserve(&j->env, kbv_blob_bound(j->cap)) < 0) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	*out = w;
+	w = NULL;
+out:
+	kbv_writer_free(w);
+	return rc;
+}
+
+void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg)
+{
+	w->progress = fn;
+	w->progress_arg = arg;
+}
+
+const struct kbv_writer_stats *kbv_writer_stats(const struct kbv_writer *w) { return &w->st; }
+
+void kbv_writer_free(struct kbv_writer *w)
+{
+	if (!w)
+		return;
+	if (w->pool) {
+		/* Wait out in-flight jobs; idle workers never touch a slot, so the buffers can go
+		 * before the pool joins its threads. */
+		discard(w);
+		for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
+			struct job *j = kbv_pool_slot(w->pool, i);
+			free(j->data);
+			kbv_buf_release(&j->env);
+		}
+		kbv_pool_free(w->pool);
+	}
+	for (size_t i = 0; i < w->nworkers && w->workers; i++) {
+		kbv_codec_free(w->workers[i].codec);
+		kbv_index_rend(w->workers[i].txn);
+	}
+	kbv_packw_free(w->pack);
+	kbv_codec_free(w->codec);
+	kbv_index_rend(w->txn);
+	kbv_idset_release(&w->pending);
+	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
+		kbv_buf_release(&w->levels[i].ids);
+	free(w->workers);
+	free(w->wptrs);
+	free(w->rbuf);
+	free(w);
+}
+
+/* ---- packs ---- */
+
+int kbv_writer_flush(struct kbv_writer *w)
+{
+	struct kbv_pack_info info;
+	int rc = 0;
+	if (!w->pack)
+		return 0;
+	TRY(kbv_packw_finish(w->pack, &info));
+	if (kbv_fault("index-commit")) {
+		rc = kbv_error(KBV_EIO, "index commit: injected fault");
+		goto out;
+	}
+	TRY(kbv_index_add_pack(w->repo->idx, &info, kbv_packw_entries(w->pack), kbv_packw_count(w->pack), NULL));
+	kbv_packw_free(w->pack);
+	w->pack = NULL;
+	kbv_idset_clear(&w->pending);
+	atomic_fetch_add(&w->gen, 1);
+	TRY(kbv_index_renew(w->txn));
+	w->st.packs++;
+out:
+	return rc;
+}
+
+/* Is the blob already stored (indexed, or in the open pack)? */
+static int have_blob(struct kbv_writer *w, const uint8_t *id)
+{
+	if (kbv_idset_has(&w->pending, id))
+		return 1;
+	int rc = kbv_index_get(w->repo->idx, w->txn, id, NULL);
+	return rc == 0 ? 1 : rc == KBV_ENOTFOUND ? 0 : rc;
+}
+
+static int add_envelope(struct kbv_writer *w, int type, const uint8_t *id, const struct kbv_buf *env, size_t raw_len)
+{
+	int rc = 0;
+	if (!w->pack)
+		TRY(kbv_packw_new(w->repo, w->codec, &w->pack));
+	TRY(kbv_packw_add(w->pack, type, id, env->data, env->len, (uint32_t)raw_len));
+	TRY(kbv_idset_add(&w->pending, id));
+	w->st.new_stored_bytes += env->len;
+	if (kbv_packw_size(w->pack) >= w->repo->pack_size)
+		TRY(kbv_writer_flush(w));
+out:
+	return rc;
+}
+
+/* ---- chunk-list tree ---- */
+
+static int tree_push(struct kbv_writer *w, int level, const uint8_t *id);
+
+static int tree_emit(struct kbv_writer *w, int level)
+{
+	struct kbv_buf *b = &w->levels[level].ids;
+	struct kbv_buf env = KBV_BUF_INIT;
+	uint8_t id[KBV_ID_BYTES];
+	int rc = 0;
+	kbv_blob_id(w->repo->keys, KBV_BLOB_TREE, b->data, b->len, id);
+	int have = have_blob(w, id);
+	TRY(have);
+	if (!have) {
+		TRY(kbv_blob_encode(w->codec, KBV_BLOB_TREE, id, b->data, b->len, &env));
+		TRY(add_envelope(w, KBV_BLOB_TREE, id, &env, b->len));
+	}
+	b->len = 0;
+	TRY(tree_push(w, level + 1, id));
+out:
+	kbv_buf_release(&env);
+	return rc;
+}
+
+static int tree_push(struct kbv_writer *w, int level, const uint8_t *id)
+{
+	if (level >= KBV_TREE_MAX_DEPTH)
+		return kbv_error(KBV_EINVAL, "stream too large: chunk-list tree deeper than %d", KBV_TREE_MAX_DEPTH);
+	struct kbv_buf *b = &w->levels[level].ids;
+	int rc = kbv_buf_add(b, id, KBV_ID_BYTES);
+	if (rc < 0)
+		return rc;
+	if (level + 1 > w->nlevels)
+		w->nlevels = level + 1;
+	if (kbv_get16(id + 30) % 512 == 0 || b->len == KBV_TREE_NODE_MAX * KBV_ID_BYTES)
+		return tree_emit(w, level);
+	return 0;
+}
+
+static int tree_finish(struct kbv_writer *w, struct kbv_ref *ref)
+{
+	int rc = 0;
+	if (w->nlevels == 0) {
+		ref->depth = KBV_REF_EMPTY;
+		memset(ref->id, 0, KBV_ID_BYTES);
+		return 0;
+	}
+	for (int k = 0;; k++) {
+		struct kbv_buf *b = &w->levels[k].ids;
+		if (k == w->nlevels - 1 && b->len == KBV_ID_BYTES) {
+			ref->depth = (uint8_t)k;
+			memcpy(ref->id, b->data, KBV_ID_BYTES);
+			b->len = 0;
+			break;
+		}
+		if (b->len)
+			TRY(tree_emit(w, k));
+	}
+out:
+	return rc;
+}
+
+/* ---- streams ---- */
+
+static int consume(struct kbv_writer *w, struct job *j)
+{
+	int rc = 0;
+	if (j->rc < 0)
+		return kbv_error(j->rc, "%s", j->err);
+	w->st.chunks++;
+	int known = j->known;
+	if (!known) {
+		known = have_blob(w, j->id);
+		TRY(known);
+	}
+	if (!known) {
+		TRY(add_envelope(w, KBV_BLOB_DATA, j->id, &j->env, j->len));
+		w->st.new_chunks++;
+		w->st.new_raw_bytes += j->len;
+	}
+	TRY(tree_push(w, 0, j->id));
+	if (w->progress && w->st.chunks % 64 == 0)
+		w->progress(w->progress_arg, &w->st);
+out:
+	return rc;
+}
+
+static int drain(struct kbv_writer *w, int all)
+{
+	struct job *j;
+	int rc = 0;
+	while ((j = kbv_pool_oldest(w->pool))) {
+		rc = consume(w, j);
+		kbv_pool_release(w->pool);
+		if (rc < 0 || !all)
+			break;
+	}
+	return rc;
+}
+
+/* Fail-safe for errors: wait for every in-flight job, so no worker touches a slot later. */
+static void discard(struct kbv_writer *w)
+{
+	while (kbv_pool_oldest(w->pool))
+		kbv_pool_release(w->pool);
+}
+
+static int submit(struct kbv_writer *w, const uint8_t *p, size_t n)
+{
+	struct job *j;
+	int rc;
+	while (!(j = kbv_pool_acquire(w->pool)))
+		if ((rc = drain(w, 0)) < 0)
+			return rc;
+	memcpy(j->data, p, n);
+	j->len = n;
+	kbv_pool_submit(w->pool);
+	crypto_generichash_blake2b_update(&w->hs, p, n);
+	w->stream_size += n;
+	w->st.raw_bytes += n;
+	return 0;
+}
+
+/* Cut and submit chunks from p[0..n). Without eof, stops when less than chunk_max is left. */
+static int feed(struct kbv_writer *w, const uint8_t *p, size_t n, int eof, size_t *used)
+{
+	size_t pos = 0;
+	int rc = 0;
+	while (pos < n && (eof || n - pos >= w->repo->chunk_max)) {
+		size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
+		if ((rc = submit(w, p + pos, cut)) < 0)
+			break;
+		pos += cut;
+	}
+	*used = pos;
+	return rc;
+}
+
+static void stream_begin(struct kbv_writer *w)
+{
+	crypto_generichash_blake2b_init(&w->hs, NULL, 0, 32);
+	w->stream_size = 0;
+	w->nlevels = 0;
+	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
+		w->levels[i].ids.len = 0;
+}
+
+static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *res)
+{
+	if (rc == 0)
+		rc = drain(w, 1);
+	if (rc < 0) {
+		discard(w);
+		return rc;
+	}
+	if ((rc = tree_finish(w, &res->ref)) < 0)
+		return rc;
+	res->size = w->stream_size;
+	crypto_generichash_blake2b_final(&w->hs, res->hash, 32);
+	if (w->progress)
+		w->progress(w->progress_arg, &w->st);
+	return 0;
+}
+
+int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
+{
+	size_t have = 0, used;
+	int rc = 0, eof = 0;
+	stream_begin(w);
+	while (!eof) {
+		size_t got;
+		if ((rc = kbv_read_upto(fd, w->rbuf + have, READ_BUF + w->repo->chunk_max - have, &got, what)) < 0)
+			break;
+		eof = have + got < READ_BUF + w->repo->chunk_max;
+		have += got;
+		if ((rc = feed(w, w->rbuf, have, eof, &used)) < 0)
+			break;
+		memmove(w->rbuf, w->rbuf + used, have - used);
+		have -= used;
+	}
+	return stream_end(w, rc, res);
+}
+
+int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_stream_result *res)
+{
+	size_t used;
+	stream_begin(w);
+	return stream_end(w, feed(w, p, n, 1, &used), res);
+}
