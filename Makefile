@@ -60,14 +60,17 @@ $(BUILD)/bench/%: bench/%.c $(LIBKBV)
 deps:
 	@scripts/deps.sh
 
+TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump)
+
 test: deps
-	@$(MAKE) --no-print-directory test-unit test-cli
+	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(BENCH_BIN)
+	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) --cli tests/cli/*.bats
 
 test-unit: $(UNIT_BIN)
-	@scripts/run-tests.sh unit $(UNIT_BIN)
+	@scripts/run-tests.sh --unit $(UNIT_BIN)
 
 test-cli: $(PROG) $(BENCH_BIN)
-	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) scripts/run-tests.sh cli tests/cli/*.bats
+	@$(TEST_ENV) scripts/run-tests.sh --cli tests/cli/*.bats
 
 # The README's first command: install, build, and a short demonstration on the default repository.
 demo: deps
@@ -82,7 +85,7 @@ bench-quick: deps all $(BENCH_BIN)
 
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
-		scripts/run-tests.sh cli tests/cli/crash.bats
+		scripts/run-tests.sh --cli tests/cli/crash.bats
 
 install: $(PROG)
 	install -d $(DESTDIR)$(BINDIR)

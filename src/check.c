@@ -295,6 +295,16 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	c.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 	if (!c.codec)
 		return kbv_error(KBV_ENOMEM, "out of memory");
+	/* Snapshots may be committed while we run (they take a shared lock too). List the
+	 * manifests before opening the index view: a manifest is written only after its blobs
+	 * were indexed, so this view sees every blob of every listed snapshot. */
+	rc = kbv_snapshot_list(r, &list, &nsnap);
+	int list_rc = rc == KBV_ECORRUPT || rc == KBV_EVERSION ? rc : 0;
+	char list_err[1024];
+	snprintf(list_err, sizeof list_err, "%s", kbv_errmsg());
+	if (list_rc)
+		rc = 0;
+	TRY(rc);
 	TRY(kbv_index_rbegin(r->idx, &c.txn));
 	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));
 	TRY(kbv_each_packfile(r, check_pack, &c));
@@ -313,13 +323,10 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 			    c.pm.indexed[i], c.pm.matched[i]);
 	}
 
-	rc = kbv_snapshot_list(r, &list, &nsnap);
-	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
-		say(&c, KBV_PROBLEM, "%s", kbv_errmsg());
-		rc = 0;
+	if (list_rc) {
+		say(&c, KBV_PROBLEM, "%s", list_err);
 		goto out;
 	}
-	TRY(rc);
 	TRY(kbv_reader_new(r, 1, &rd));
 	for (size_t i = 0; i < nsnap; i++) {
 		char hex[2 * KBV_ID_BYTES + 1];
@@ -391,7 +398,7 @@ int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	memset(st, 0, sizeof *st);
-	TRY(kbv_snapshot_list(r, &list, &n));
+	TRY(kbv_snapshot_list(r, &list, &n)); /* before the index view, as in kbv_check() */
 	st->snapshots = n;
 	for (size_t i = 0; i < n; i++)
 		st->raw_bytes += list[i]->total_size;

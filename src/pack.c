@@ -134,8 +134,12 @@ int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
 	TRY(kbv_write_full(w->fd, env.data, env.len, w->tmp));
 	TRY(kbv_write_full(w->fd, f, sizeof f, w->tmp));
 	w->off += env.len + sizeof f;
-	if (kbv_fault("pack-fsync") || fsync(w->fd) < 0) {
-		rc = kbv_error(KBV_EIO, "fsync pack '%s': %s", w->tmp, errno ? strerror(errno) : "injected fault");
+	if (kbv_fault("pack-fsync")) {
+		rc = kbv_error(KBV_EIO, "fsync pack '%s': injected fault", w->tmp);
+		goto out;
+	}
+	if (fsync(w->fd) < 0) {
+		rc = kbv_error(KBV_EIO, "fsync pack '%s': %s", w->tmp, strerror(errno));
 		goto out;
 	}
 	TRY(kbv_repo_pack_path(w->repo, w->id, dst, sizeof dst));

@@ -401,8 +401,10 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 	stream_begin(w);
 	while (!eof) {
 		size_t got;
-		if ((rc = kbv_read_upto(fd, w->rbuf + have, READ_BUF + w->repo->chunk_max - have, &got, what)) < 0)
+		if ((rc = kbv_read_upto(fd, w->rbuf + have, READ_BUF + w->repo->chunk_max - have, &got, what)) < 0) {
+			rc = KBV_ESOURCE; /* the input failed, not the repository */
 			break;
+		}
 		eof = have + got < READ_BUF + w->repo->chunk_max;
 		have += got;
 		if ((rc = feed(w, w->rbuf, have, eof, &used)) < 0)

@@ -20,13 +20,13 @@ enum kbv_lock { KBV_LOCK_NONE, KBV_LOCK_SHARED, KBV_LOCK_EXCLUSIVE };
 
 struct kbv_init_opts {
 	int encrypted;          /* 1 by default */
-	uint32_t chunk_avg;     /* 0: default (16 KiB) */
+	uint32_t chunk_avg;     /* 0: default (8 KiB) */
 	int zstd_level;         /* 0: default (3) */
 	uint32_t pack_size;     /* 0: default (16 MiB) */
 	uint64_t kdf_ops;       /* 0: default (3) */
 	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
 };
-#define KBV_DEFAULT_CHUNK_AVG (16u << 10)
+#define KBV_DEFAULT_CHUNK_AVG (8u << 10)
 #define KBV_DEFAULT_ZSTD_LEVEL 3
 #define KBV_DEFAULT_PACK_SIZE (16u << 20)
 

@@ -41,7 +41,8 @@ struct kbv_writer;
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out);
 /* Called from the writing thread about every 64 chunks. */
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg);
-/* Store everything read from fd until end of file. `what` names the input in errors. */
+/* Store everything read from fd until end of file. `what` names the input in errors; a
+ * failed read of fd is KBV_ESOURCE, a failure of the repository keeps its own code. */
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res);
 /* Store a byte range. */
 int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_stream_result *res);

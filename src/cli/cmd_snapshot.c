@@ -76,7 +76,7 @@ static int add_stdin(struct snap_ctx *c, const char *name)
 	x->mode = 0600;
 	int rc = kbv_writer_fd(c->w, STDIN_FILENO, "stdin", &res);
 	if (rc < 0)
-		return kbv_error_prefix(rc == KBV_EIO ? KBV_ESOURCE : rc, "stream '%s' (stdin)", name);
+		return kbv_error_prefix(rc, "stream '%s' (stdin)", name);
 	set_result(x, &res);
 	return 0;
 }
@@ -147,7 +147,7 @@ static int add_path(void *arg, const char *path, const char *name, const struct 
 		cli_warn("'%s' changed while it was read; the snapshot holds what was read", path);
 	close(fd);
 	if (rc < 0)
-		return rc == KBV_EIO ? kbv_error_prefix(KBV_ESOURCE, "file '%s'", path) : rc;
+		return kbv_error_prefix(rc, "file '%s'", path);
 	set_result(x, &res);
 	return 0;
 }

@@ -19,7 +19,7 @@ static const struct command commands[] = {
 	{ "init", cmd_init, "create a repository",
 	  "kbvault init [--no-encryption] [--chunk-avg BYTES] [--zstd-level N] [--kdf-ops N] [--kdf-mem-mib N]\n"
 	  "  Creates the repository (-r/KBVAULT_REPO, or the default) encrypted with a password.\n"
-	  "  --chunk-avg   average chunk size, a power of two (default 16384); fixed for the repository\n"
+	  "  --chunk-avg   average chunk size, a power of two (default 8192); fixed for the repository\n"
 	  "  --zstd-level  compression level 1..19 (default 3)\n" },
 	{ "snapshot", cmd_snapshot, "store streams and files as one snapshot",
 	  "kbvault snapshot [--stdin NAME] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"

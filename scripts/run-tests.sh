@@ -1,0 +1,41 @@
+#!/bin/bash
+# Run the unit test binaries (cmocka) and the CLI tests (bats), then print one summary line
+# "tests: N passed, M failed". Usage: run-tests.sh [--unit BIN...] [--cli FILE.bats...]
+set -u
+cd "$(dirname "$0")/.." || exit 1
+passed=0
+failed=0
+mode=""
+unit=()
+cli=()
+for a in "$@"; do
+	case "$a" in
+	--unit) mode=unit ;;
+	--cli) mode=cli ;;
+	*) if [ "$mode" = unit ]; then unit+=("$a"); else cli+=("$a"); fi ;;
+	esac
+done
+for t in "${unit[@]}"; do
+	out=$("$t" 2>&1)
+	rc=$?
+	echo "$out" | grep -E '^\[  (PASSED|FAILED)  \]|^\[  FAILED  \]|FAILED|ERROR' | sed "s|^|$(basename "$t"): |"
+	p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+	f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+	if [ "$rc" != 0 ] && [ -z "$f" ]; then
+		echo "$out" | tail -20
+		failed=$((failed + 1))
+	fi
+done
+if [ "${#cli[@]}" -gt 0 ]; then
+	out=$(bats --tap "${cli[@]}" 2>&1)
+	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.'
+	p=$(echo "$out" | grep -c '^ok ')
+	f=$(echo "$out" | grep -c '^not ok ')
+	echo "cli: $p ok, $f not ok"
+	passed=$((passed + p))
+	failed=$((failed + f))
+fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,189 @@
+#!/usr/bin/env bats
+# The everyday commands, as a user runs them.
+load helpers
+
+setup() { setup_repo; }
+
+@test "init refuses a non-empty directory and a second init" {
+	run kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is not empty"* ]]
+}
+
+@test "stdin stream round trip, byte for byte, with latest and prefixes" {
+	"$GENDUMP" --mb 4 > "$TMPD/kb.sql"
+	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
+	kbv restore latest --stdout > "$TMPD/out.sql"
+	cmp "$TMPD/kb.sql" "$TMPD/out.sql"
+	id=$(snap_id 1)
+	kbv restore "${id:0:6}" --stdout | cmp - "$TMPD/kb.sql"
+	kbv restore "$id" --stream kb.sql --stdout | cmp - "$TMPD/kb.sql"
+}
+
+@test "snapshot --command runs the dumper and stores its output" {
+	"$GENDUMP" --mb 2 > "$TMPD/kb.sql"
+	kbv snapshot -q --command kb.sql -- cat "$TMPD/kb.sql"
+	kbv restore latest --stdout | cmp - "$TMPD/kb.sql"
+}
+
+@test "several streams and paths in one snapshot; --target restores them all" {
+	mkdir -p "$TMPD/src/sub/deeper"
+	echo one > "$TMPD/src/a.txt"
+	head -c 300000 /dev/urandom > "$TMPD/src/sub/blob.bin"
+	: > "$TMPD/src/empty"
+	ln -s a.txt "$TMPD/src/link"
+	chmod 640 "$TMPD/src/sub/blob.bin"
+	touch -d '2020-02-03 04:05:06' "$TMPD/src/a.txt"
+	seq 1 100000 > "$TMPD/seq"
+	cd "$TMPD"
+	kbv snapshot -q --stdin numbers.txt --command date.txt --command two.txt src -- echo hello -- printf 'x\ny\n' < seq
+	kbv restore latest --target "$TMPD/out"
+	cmp "$TMPD/out/numbers.txt" seq
+	[ "$(cat "$TMPD/out/date.txt")" = hello ]
+	[ "$(cat "$TMPD/out/two.txt")" = "$(printf 'x\ny')" ]
+	diff -r "$TMPD/src" "$TMPD/out/src"
+	[ "$(stat -c %a "$TMPD/out/src/sub/blob.bin")" = 640 ]
+	[ "$(stat -c %Y "$TMPD/out/src/a.txt")" = "$(stat -c %Y "$TMPD/src/a.txt")" ]
+	[ "$(readlink "$TMPD/out/src/link")" = a.txt ]
+	[ -d "$TMPD/out/src/sub/deeper" ]
+	# No leftovers of the write-then-rename.
+	! find "$TMPD/out" -name '*.kbvault-partial' | grep -q .
+	# Selecting one directory restores just that.
+	kbv restore latest --target "$TMPD/only" --stream src/sub
+	[ -f "$TMPD/only/src/sub/blob.bin" ]
+	[ ! -e "$TMPD/only/numbers.txt" ]
+}
+
+@test "snapshots --json has the documented fields, oldest first" {
+	echo a | kbv snapshot -q --stdin a --tag nightly --host db1
+	echo bb | kbv snapshot -q --stdin b
+	kbv snapshots --json > "$TMPD/list.json"
+	python3 - "$TMPD/list.json" <<'PY'
+import json, re, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 2
+for x in s:
+    assert re.fullmatch(r"[0-9a-f]{64}", x["id"]) and x["short_id"] == x["id"][:8]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", x["time"])
+    assert isinstance(x["tags"], list) and isinstance(x["host"], str)
+    assert all("name" in t and "size" in t for t in x["streams"])
+assert s[0]["tags"] == ["nightly"] and s[0]["host"] == "db1"
+assert s[0]["streams"][0] == {"name": "a", "kind": "stdin", "size": 2, "blake2b_256": s[0]["streams"][0]["blake2b_256"]}
+assert s[0]["time"] <= s[1]["time"]
+PY
+	# The recorded hash is the plain BLAKE2b-256 of the stream: b2sum can check it.
+	want=$(echo a | b2sum -l 256 | cut -d' ' -f1)
+	grep -q "$want" "$TMPD/list.json"
+	run kbv snapshots
+	[[ "$output" == *"#nightly"* ]]
+}
+
+@test "an unchanged re-snapshot stores almost nothing; stats report dedup" {
+	"$GENDUMP" --mb 8 > "$TMPD/kb.sql"
+	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
+	before=$(du -sb "$KBVAULT_REPO/data" | cut -f1)
+	out=$(kbv snapshot --json --stdin kb.sql < "$TMPD/kb.sql")
+	new=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["new_bytes"])')
+	[ "$new" -lt 1000 ]
+	after=$(du -sb "$KBVAULT_REPO/data" | cut -f1)
+	[ $((after - before)) -lt 20000 ]
+	kbv stats --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s["snapshots"] == 2 and s["dedup_ratio"] > 1.9, s
+assert s["compression_ratio"] > 1.5 and s["stored_bytes"] < s["raw_bytes"] / 3, s
+for k in ("raw_bytes", "stored_bytes", "chunks", "packs"): assert s[k] > 0, k'
+}
+
+@test "a lightly edited dump adds little" {
+	"$GENDUMP" --mb 8 --day 0 > "$TMPD/d0.sql"
+	"$GENDUMP" --mb 8 --day 1 > "$TMPD/d1.sql"
+	kbv snapshot -q --stdin kb.sql < "$TMPD/d0.sql"
+	new=$(kbv snapshot --json --stdin kb.sql < "$TMPD/d1.sql" | python3 -c 'import json,sys; print(json.load(sys.stdin)["new_bytes"])')
+	size=$(stat -c %s "$TMPD/d1.sql")
+	[ "$new" -lt $((size / 2)) ]
+	kbv restore latest --stdout | cmp - "$TMPD/d1.sql"
+	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/d0.sql"
+}
+
+@test "unencrypted repository works and needs no password" {
+	export KBVAULT_REPO="$TMPD/plain"
+	unset KBVAULT_PASSWORD_FILE
+	kbv init -q --no-encryption
+	echo hi | kbv snapshot -q --stdin hi
+	[ "$(kbv restore latest --stdout)" = hi ]
+	kbv check --read-data
+}
+
+@test "empty stream and empty file round trip" {
+	kbv snapshot -q --stdin empty < /dev/null
+	[ "$(kbv restore latest --stdout | wc -c)" = 0 ]
+	kbv check --read-data
+}
+
+@test "check --read-data passes on a healthy repository; repair index rebuilds it" {
+	"$GENDUMP" --mb 4 | kbv snapshot -q --stdin kb.sql
+	kbv check --read-data
+	rm -rf "$KBVAULT_REPO/index"
+	kbv repair index
+	kbv check --read-data
+	"$GENDUMP" --mb 4 | cmp - <(kbv restore latest --stdout)
+}
+
+@test "two snapshots may run at the same time" {
+	"$GENDUMP" --mb 8 --day 0 > "$TMPD/a.sql"
+	"$GENDUMP" --mb 8 --day 3 > "$TMPD/b.sql"
+	kbv snapshot -q --stdin a.sql < "$TMPD/a.sql" &
+	kbv snapshot -q --stdin b.sql < "$TMPD/b.sql" &
+	wait %1
+	wait %2
+	[ "$(snap_count)" = 2 ]
+	kbv check --read-data
+	kbv restore latest --stdout > "$TMPD/x"
+	kbv restore "$(snap_id 1)" --stdout > "$TMPD/y"
+	cat "$TMPD/x" "$TMPD/y" | md5sum > "$TMPD/m1"
+	{ cmp -s "$TMPD/x" "$TMPD/a.sql" && cmp -s "$TMPD/y" "$TMPD/b.sql"; } ||
+		{ cmp -s "$TMPD/x" "$TMPD/b.sql" && cmp -s "$TMPD/y" "$TMPD/a.sql"; }
+}
+
+@test "usage errors exit 2 with a hint" {
+	run kbv snapshot
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"nothing to store"* ]]
+	run kbv restore latest
+	[ "$status" -eq 2 ]
+	run kbv snapshot --stdin a --stdin b
+	[ "$status" -eq 2 ]
+	run kbv frobnicate
+	[ "$status" -eq 2 ]
+	run kbv snapshot --command x
+	[ "$status" -eq 2 ]
+	run kbv snapshot --stdin ../escape < /dev/null
+	[ "$status" -eq 2 ]
+}
+
+@test "help and --help agree for every command" {
+	for c in init snapshot snapshots restore stats check repair; do
+		a=$(kbv help "$c")
+		b=$(kbv "$c" --help)
+		[ "$a" = "$b" ]
+		[[ "$a" == usage:* ]]
+	done
+}
+
+@test "check and restore run safely while snapshots are being written" {
+	for d in 0 1 2 3; do "$GENDUMP" --mb 16 --day $d > "$TMPD/d$d.sql"; done
+	kbv snapshot -q --stdin db.sql < "$TMPD/d0.sql"
+	( for d in 1 2 3; do "$KBVAULT" snapshot -q --stdin db.sql < "$TMPD/d$d.sql"; done ) &
+	writer=$!
+	n=0
+	while kill -0 "$writer" 2>/dev/null; do
+		kbv check -q
+		kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/d0.sql"
+		n=$((n + 1))
+	done
+	wait "$writer"
+	[ "$n" -ge 1 ]
+	[ "$(snap_count)" = 4 ]
+	kbv check --read-data
+}

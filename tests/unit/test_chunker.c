@@ -1,0 +1,167 @@
+/* FastCDC: the two-bytes-per-step cutter equals the specified one-byte loop, chunks respect
+ * min/max and concatenate back to the input, and the frozen test vectors still hold. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "kbv/chunker.h"
+
+#define GOLDEN "tests/golden/chunker-vectors.txt"
+
+static uint8_t *random_input(size_t n, uint8_t fill)
+{
+	uint8_t key[32], nonce[24] = { 0 };
+	uint8_t *p = malloc(n);
+	memset(key, fill, sizeof key);
+	memset(p, 0, n);
+	crypto_stream_xchacha20_xor(p, p, n, nonce, key);
+	return p;
+}
+
+static void cuts_match_reference(size_t avg)
+{
+	static const uint8_t zero[32];
+	struct kbv_cdc c;
+	assert_int_equal(kbv_cdc_init(&c, zero, avg / 4, avg, avg * 4), 0);
+	size_t n = 4 << 20;
+	uint8_t *p = random_input(n, 7);
+	/* Low-entropy stretch: long runs make max-size cuts happen. */
+	memset(p + n / 2, 'a', 300000);
+	size_t pos = 0, chunks = 0, total = 0;
+	while (pos < n) {
+		size_t fast = kbv_cdc_cut(&c, p + pos, n - pos);
+		size_t ref = kbv_cdc_cut_reference(&c, p + pos, n - pos);
+		assert_int_equal(fast, ref);
+		assert_true(fast >= 1 && fast <= c.max);
+		if (pos + fast < n)
+			assert_true(fast >= c.min);
+		pos += fast;
+		total += fast;
+		chunks++;
+	}
+	assert_int_equal(total, n);
+	/* Averages land near the target (normalized chunking narrows the spread). */
+	double mean = (double)n / (double)chunks;
+	assert_true(mean > avg * 0.5 && mean < avg * 2.0);
+	free(p);
+}
+
+static void test_reference_4k(void **s) { (void)s; cuts_match_reference(4096); }
+static void test_reference_8k(void **s) { (void)s; cuts_match_reference(8192); }
+static void test_reference_64k(void **s) { (void)s; cuts_match_reference(65536); }
+
+static void test_odd_lengths(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	struct kbv_cdc c;
+	assert_int_equal(kbv_cdc_init(&c, zero, 1000, 4096, 9999), 0);
+	uint8_t *p = random_input(20000, 9);
+	for (size_t n = 0; n < 20000; n += 37)
+		assert_int_equal(kbv_cdc_cut(&c, p, n), kbv_cdc_cut_reference(&c, p, n));
+	free(p);
+}
+
+static void test_bad_params(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	struct kbv_cdc c;
+	assert_int_not_equal(kbv_cdc_init(&c, zero, 2048, 3000, 32768), 0); /* not a power of two */
+	assert_int_not_equal(kbv_cdc_init(&c, zero, 9000, 8192, 32768), 0); /* min > avg */
+	assert_int_not_equal(kbv_cdc_init(&c, zero, 2048, 8192, 4096), 0);  /* max < avg */
+	assert_int_not_equal(kbv_cdc_init(&c, zero, 2048, 512, 4096), 0);   /* avg < 1 KiB */
+}
+
+/* A shifted copy re-synchronizes: most chunks after an insertion are the same. */
+static void test_resync(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	struct kbv_cdc c;
+	assert_int_equal(kbv_cdc_init(&c, zero, 2048, 8192, 32768), 0);
+	size_t n = 1 << 20;
+	uint8_t *a = random_input(n, 3), *b = malloc(n + 100);
+	memcpy(b, a, 5000);
+	memset(b + 5000, 'x', 100);
+	memcpy(b + 5100, a + 5000, n - 5000);
+	size_t ends_a[1024], na = 0, pos = 0;
+	while (pos < n) {
+		pos += kbv_cdc_cut(&c, a + pos, n - pos);
+		ends_a[na++] = pos;
+	}
+	size_t same = 0;
+	pos = 0;
+	while (pos < n + 100) {
+		pos += kbv_cdc_cut(&c, b + pos, n + 100 - pos);
+		for (size_t i = 0; i < na; i++)
+			if (ends_a[i] + 100 == pos)
+				same++;
+	}
+	assert_true(same + 3 >= na);
+	free(a);
+	free(b);
+}
+
+/* Frozen vectors: format/chunker.md's definition with the all-zero gear key on the
+ * XChaCha20 stream of key 0x42..42 (nonce 0). Regenerate only with a format version bump
+ * (KBV_WRITE_GOLDEN=1). */
+static void test_golden(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	static const size_t avgs[] = { 1024, 8192, 65536 };
+	size_t n = 1 << 20;
+	uint8_t *p = random_input(n, 0x42);
+	char line[256];
+	int write = getenv("KBV_WRITE_GOLDEN") != NULL;
+	FILE *f = fopen(GOLDEN, write ? "w" : "r");
+	assert_non_null(f);
+	if (write)
+		fprintf(f, "# kbvault chunker test vectors, format version 1 (format/chunker.md)\n"
+			   "# gear_key = 32 zero bytes; input = first 1048576 bytes of XChaCha20(key = 32 x 0x42, nonce = 0)\n"
+			   "# per line: min avg max, then the chunk lengths in order\n");
+	for (size_t k = 0; k < 3; k++) {
+		struct kbv_cdc c;
+		assert_int_equal(kbv_cdc_init(&c, zero, avgs[k] / 4, avgs[k], avgs[k] * 4), 0);
+		char got[65536];
+		size_t o = (size_t)snprintf(got, sizeof got, "%zu %zu %zu", c.min, c.avg, c.max);
+		for (size_t pos = 0; pos < n && o < sizeof got - 16;) {
+			size_t cut = kbv_cdc_cut(&c, p + pos, n - pos);
+			o += (size_t)snprintf(got + o, sizeof got - o, " %zu", cut);
+			pos += cut;
+		}
+		if (write) {
+			fprintf(f, "%s\n", got);
+			continue;
+		}
+		static char want[65536];
+		do
+			assert_non_null(fgets(want, sizeof want, f));
+		while (want[0] == '#');
+		want[strcspn(want, "\n")] = 0;
+		(void)line;
+		assert_string_equal(got, want);
+	}
+	fclose(f);
+	free(p);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reference_4k), cmocka_unit_test(test_reference_8k),
+		cmocka_unit_test(test_reference_64k), cmocka_unit_test(test_odd_lengths),
+		cmocka_unit_test(test_bad_params),    cmocka_unit_test(test_resync),
+		cmocka_unit_test(test_golden),
+	};
+	return cmocka_run_group_tests_name("chunker", tests, NULL, NULL);
+}

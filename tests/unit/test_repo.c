@@ -1,0 +1,231 @@
+/* Repository round trips through the library: init, open, unlock, store random streams of
+ * awkward sizes, read them back, rebuild the index from packs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include "kbv/check.h"
+#include "kbv/error.h"
+#include "kbv/pool.h"
+#include "kbv/reader.h"
+#include "kbv/snapshot.h"
+#include "kbv/writer.h"
+
+static char dir[64];
+
+static void make_repo(int encrypted, uint32_t avg)
+{
+	snprintf(dir, sizeof dir, "/tmp/kbv-unit-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	struct kbv_init_opts o = { .encrypted = encrypted, .chunk_avg = avg, .kdf_ops = 1, .kdf_mem = 8 << 20 };
+	assert_int_equal(kbv_repo_init(dir, &o, "pw", 2), 0);
+}
+
+static void remove_repo(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static struct kbv_repo *open_repo(const char *pw)
+{
+	struct kbv_repo *r;
+	assert_int_equal(kbv_repo_open(dir, KBV_LOCK_SHARED, &r), 0);
+	assert_int_equal(kbv_repo_unlock(r, pw, pw ? strlen(pw) : 0), 0);
+	return r;
+}
+
+static void test_password(void **s)
+{
+	(void)s;
+	make_repo(1, 0);
+	struct kbv_repo *r;
+	assert_int_equal(kbv_repo_open(dir, KBV_LOCK_SHARED, &r), 0);
+	assert_true(kbv_repo_needs_password(r));
+	assert_int_equal(kbv_repo_unlock(r, "wrong", 5), KBV_EAUTH);
+	assert_int_equal(kbv_repo_unlock(r, NULL, 0), KBV_EAUTH);
+	assert_int_equal(kbv_repo_unlock(r, "pw", 2), 0);
+	kbv_repo_close(r);
+	/* Not a repository; a non-empty directory cannot be initialized. */
+	assert_int_equal(kbv_repo_open("/tmp", KBV_LOCK_SHARED, &r), KBV_ENOREPO);
+	struct kbv_init_opts o = { .encrypted = 0 };
+	assert_int_equal(kbv_repo_init(dir, &o, NULL, 0), KBV_EEXIST);
+	remove_repo();
+}
+
+struct collect {
+	struct kbv_buf b;
+};
+static int collect(void *arg, const uint8_t *p, size_t n) { return kbv_buf_add(&((struct collect *)arg)->b, p, n); }
+
+static void roundtrip(int encrypted, size_t nthreads)
+{
+	make_repo(encrypted, 1024);
+	struct kbv_repo *r = open_repo(encrypted ? "pw" : NULL);
+	struct kbv_writer *w;
+	struct kbv_reader *rd;
+	/* Sizes around the chunker bounds, and one big enough for a two-level tree. */
+	static const size_t sizes[] = { 0, 1, 255, 256, 257, 1024, 4095, 4096, 4097, 100000, 3 << 20 };
+	struct kbv_stream_result res[11];
+	uint8_t *data[11];
+	assert_int_equal(kbv_writer_new(r, nthreads, &w), 0);
+	for (size_t i = 0; i < 11; i++) {
+		data[i] = malloc(sizes[i] + 1);
+		randombytes_buf(data[i], sizes[i]);
+		if (i == 10) /* make the big one partly repetitive so it also dedups within itself */
+			memcpy(data[i] + sizes[i] / 2, data[i], sizes[i] / 4);
+		assert_int_equal(kbv_writer_mem(w, data[i], sizes[i], &res[i]), 0);
+		assert_int_equal(res[i].size, sizes[i]);
+	}
+	assert_true(res[10].ref.depth >= 2);
+	assert_int_equal(res[0].ref.depth, KBV_REF_EMPTY);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	/* A second pass of the same data stores nothing new. */
+	uint64_t before = kbv_writer_stats(w)->new_stored_bytes;
+	struct kbv_stream_result again;
+	assert_int_equal(kbv_writer_mem(w, data[10], sizes[10], &again), 0);
+	assert_int_equal(kbv_writer_stats(w)->new_stored_bytes, before);
+	assert_memory_equal(&again.ref, &res[10].ref, sizeof again.ref);
+	kbv_writer_free(w);
+
+	assert_int_equal(kbv_reader_new(r, nthreads, &rd), 0);
+	for (size_t i = 0; i < 11; i++) {
+		struct collect c = { KBV_BUF_INIT };
+		assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, res[i].hash, collect, &c), 0);
+		assert_int_equal(c.b.len, sizes[i]);
+		if (sizes[i])
+			assert_memory_equal(c.b.data, data[i], sizes[i]);
+		uint8_t h[32];
+		crypto_generichash_blake2b(h, 32, data[i], sizes[i], NULL, 0);
+		assert_memory_equal(h, res[i].hash, 32);
+		/* A wrong expected size or hash is reported, not ignored. */
+		if (sizes[i]) {
+			c.b.len = 0;
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size + 1, res[i].hash, collect, &c),
+					 KBV_ECORRUPT);
+			uint8_t bad[32];
+			memcpy(bad, res[i].hash, 32);
+			bad[0] ^= 1;
+			c.b.len = 0;
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, bad, collect, &c), KBV_ECORRUPT);
+		}
+		kbv_buf_release(&c.b);
+	}
+	kbv_reader_free(rd);
+
+	/* Rebuild the index from the packs: the same blobs, and everything still reads. */
+	struct kbv_repo_stats st1, st2;
+	assert_int_equal(kbv_repo_stats(r, &st1), 0);
+	uint64_t packs, blobs;
+	assert_int_equal(kbv_repair_index(r, NULL, NULL, &packs, &blobs), 0);
+	assert_int_equal(kbv_repo_stats(r, &st2), 0);
+	assert_int_equal(st1.data_blobs, st2.data_blobs);
+	assert_int_equal(st1.tree_blobs, st2.tree_blobs);
+	assert_int_equal(st1.unique_raw_bytes, st2.unique_raw_bytes);
+	assert_int_equal(kbv_reader_new(r, nthreads, &rd), 0);
+	struct collect c = { KBV_BUF_INIT };
+	assert_int_equal(kbv_reader_stream(rd, &res[10].ref, res[10].size, res[10].hash, collect, &c), 0);
+	kbv_buf_release(&c.b);
+	kbv_reader_free(rd);
+
+	for (size_t i = 0; i < 11; i++)
+		free(data[i]);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
+static void test_roundtrip_encrypted(void **s) { (void)s; roundtrip(1, 2); }
+static void test_roundtrip_plain(void **s) { (void)s; roundtrip(0, 3); }
+static void test_roundtrip_single_thread(void **s) { (void)s; roundtrip(1, 1); }
+
+static void square(void *w, void *j)
+{
+	(void)w;
+	int *x = j;
+	x[1] = x[0] * x[0];
+}
+
+static void test_pool_order(void **s)
+{
+	(void)s;
+	for (size_t threads = 0; threads < 4; threads++) {
+		void *ws[4] = { 0 };
+		struct kbv_pool *p = kbv_pool_new(threads, 5, 2 * sizeof(int), square, ws);
+		assert_non_null(p);
+		int next_in = 0, next_out = 0;
+		while (next_out < 1000) {
+			int *j;
+			while (next_in < 1000 && (j = kbv_pool_acquire(p))) {
+				j[0] = next_in++;
+				kbv_pool_submit(p);
+			}
+			j = kbv_pool_oldest(p);
+			assert_non_null(j);
+			assert_int_equal(j[0], next_out);
+			assert_int_equal(j[1], next_out * next_out);
+			kbv_pool_release(p);
+			next_out++;
+		}
+		assert_null(kbv_pool_oldest(p));
+		kbv_pool_free(p);
+	}
+}
+
+static void test_snapshot_commit_and_list(void **s)
+{
+	(void)s;
+	make_repo(1, 0);
+	struct kbv_repo *r = open_repo("pw");
+	struct kbv_writer *w;
+	assert_int_equal(kbv_writer_new(r, 0, &w), 0);
+	struct kbv_stream_result res;
+	assert_int_equal(kbv_writer_mem(w, "hello\n", 6, &res), 0);
+	struct kbv_entry e = { KBV_ENTRY_STDIN, "hello.txt", 0600, 5, 0, res.size, { 0 }, res.ref, NULL };
+	memcpy(e.hash, res.hash, 32);
+	struct kbv_snapshot snap = { .time = 1000, .host = "h" };
+	assert_int_equal(kbv_snapshot_commit(r, w, &snap, &e, 1), 0);
+	kbv_writer_free(w);
+
+	struct kbv_snapshot **list;
+	size_t n;
+	assert_int_equal(kbv_snapshot_list(r, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_memory_equal(list[0]->id, snap.id, 32);
+	struct kbv_reader *rd;
+	assert_int_equal(kbv_reader_new(r, 1, &rd), 0);
+	assert_int_equal(kbv_snapshot_load_entries(rd, list[0]), 0);
+	assert_string_equal(list[0]->entries[0].name, "hello.txt");
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+
+	struct kbv_check_opts co = { .read_data = 1 };
+	struct kbv_check_result cr;
+	assert_int_equal(kbv_check(r, &co, NULL, NULL, &cr), 0);
+	assert_int_equal(cr.problems, 0);
+	assert_int_equal(cr.snapshots, 1);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_password),
+		cmocka_unit_test(test_roundtrip_encrypted),
+		cmocka_unit_test(test_roundtrip_plain),
+		cmocka_unit_test(test_roundtrip_single_thread),
+		cmocka_unit_test(test_pool_order),
+		cmocka_unit_test(test_snapshot_commit_and_list),
+	};
+	return cmocka_run_group_tests_name("repo", tests, NULL, NULL);
+}
