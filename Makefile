@@ -34,7 +34,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
+.PHONY: all deps bench-deps test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -56,9 +56,12 @@ $(BUILD)/bench/%: bench/%.c $(LIBKBV)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(LIBKBV) $(LIBS) $(LDFLAGS)
 
-# Install the Debian packages the build, the tests and the benchmarks need (as root).
+# Install the Debian packages the build and the tests need (as root, through apt-get).
 deps:
 	@scripts/deps.sh
+
+bench-deps:
+	@scripts/deps.sh bench
 
 TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump)
 
@@ -77,10 +80,10 @@ demo: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) scripts/demo.sh
 
-bench: deps all $(BENCH_BIN)
+bench: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh full
 
-bench-quick: deps all $(BENCH_BIN)
+bench-quick: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh quick
 
 soak: deps all $(BENCH_BIN)

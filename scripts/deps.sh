@@ -1,10 +1,14 @@
 #!/bin/sh
-# Install the Debian packages kbvault needs to build, test and benchmark.
-# Idempotent: does nothing when everything is installed. Needs root (or sudo) otherwise.
+# Install the Debian packages kbvault needs. Idempotent: does nothing when all are there.
+# Needs root (or sudo) when something is missing.
+#   deps.sh         build and test
+#   deps.sh bench   also the peers and tools the benchmarks compare against
 set -eu
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
-libcmocka-dev bats lmdb-utils zstd postgresql postgresql-client restic borgbackup time gnuplot-nox
-python3"
+libcmocka-dev bats python3 coreutils util-linux"
+if [ "${1:-}" = bench ]; then
+	PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip"
+fi
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

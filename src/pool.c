@@ -11,8 +11,14 @@ struct kbv_pool {
 	size_t head; /* oldest slot not yet released */
 	size_t tail; /* next slot to submit */
 	size_t next; /* next submitted slot a worker takes */
+	size_t snext; /* next slot the serial stage takes */
 	int stop;
-	uint8_t *done;
+	uint8_t *done; /* 1: parallel stage done, 2: serial stage done too */
+	kbv_pool_fn serial;      /* run by serial_thread */
+	kbv_pool_fn sync_serial; /* without threads: run inline after fn */
+	void *serial_arg;
+	pthread_t serial_thread;
+	int serial_started;
 	uint8_t *jobs;
 	kbv_pool_fn fn;
 	void **workers;
@@ -44,7 +50,34 @@ static void *worker_main(void *a)
 	return NULL;
 }
 
-struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers)
+static void *serial_main(void *a)
+{
+	struct kbv_pool *p = a;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && (p->snext == p->tail || p->done[p->snext % p->nslots] != 1))
+			pthread_cond_wait(&p->done_cv, &p->mu);
+		if (p->snext == p->tail || p->done[p->snext % p->nslots] != 1)
+			break; /* stopping, and nothing left that is ready */
+		size_t i = p->snext++ % p->nslots;
+		pthread_mutex_unlock(&p->mu);
+		p->serial(p->serial_arg, p->jobs + i * p->job_size);
+		pthread_mutex_lock(&p->mu);
+		p->done[i] = 2;
+		pthread_cond_broadcast(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* The state a slot must reach before the consumer may take it. */
+static uint8_t final_state(const struct kbv_pool *p)
+{
+	return p->serial ? 2 : 1;
+}
+
+struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers,
+			      kbv_pool_fn serial, void *serial_arg)
 {
 	struct kbv_pool *p = calloc(1, sizeof *p);
 	if (!p)
@@ -56,6 +89,9 @@ struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, k
 	p->job_size = job_size;
 	p->fn = fn;
 	p->workers = workers;
+	p->serial = nthreads ? serial : NULL;
+	p->serial_arg = serial_arg;
+	p->sync_serial = nthreads ? NULL : serial;
 	p->done = calloc(nslots, 1);
 	p->jobs = calloc(nslots, job_size);
 	p->threads = calloc(nthreads ? nthreads : 1, sizeof *p->threads);
@@ -73,6 +109,13 @@ struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, k
 		}
 		p->nthreads++;
 	}
+	if (p->serial) {
+		if (pthread_create(&p->serial_thread, NULL, serial_main, p) != 0) {
+			kbv_pool_free(p);
+			return NULL;
+		}
+		p->serial_started = 1;
+	}
 	return p;
 }
 
@@ -84,8 +127,15 @@ void kbv_pool_free(struct kbv_pool *p)
 	p->stop = 1;
 	pthread_cond_broadcast(&p->work_cv);
 	pthread_mutex_unlock(&p->mu);
+	pthread_cond_broadcast(&p->done_cv);
 	for (size_t t = 0; t < p->nthreads; t++)
 		pthread_join(p->threads[t], NULL);
+	if (p->serial_started) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_broadcast(&p->done_cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->serial_thread, NULL);
+	}
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->work_cv);
 	pthread_cond_destroy(&p->done_cv);
@@ -113,7 +163,9 @@ void kbv_pool_submit(struct kbv_pool *p)
 	if (!p->nthreads) {
 		size_t i = p->tail % p->nslots;
 		p->fn(p->workers[0], p->jobs + i * p->job_size);
-		p->done[i] = 1;
+		if (p->sync_serial)
+			p->sync_serial(p->serial_arg, p->jobs + i * p->job_size);
+		p->done[i] = final_state(p);
 		p->tail++;
 		p->next = p->tail;
 		return;
@@ -133,7 +185,7 @@ void *kbv_pool_oldest(struct kbv_pool *p)
 		return NULL;
 	}
 	size_t i = p->head % p->nslots;
-	while (!p->done[i])
+	while (p->done[i] != final_state(p))
 		pthread_cond_wait(&p->done_cv, &p->mu);
 	pthread_mutex_unlock(&p->mu);
 	return p->jobs + i * p->job_size;

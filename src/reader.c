@@ -9,13 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLOTS_PER_THREAD 16
+#define SLOTS_PER_THREAD 4
+#define BATCH_IDS 64 /* DATA blobs per job: the threads meet once per batch */
 
 struct rjob {
-	uint8_t id[KBV_ID_BYTES];
+	uint8_t ids[BATCH_IDS][KBV_ID_BYTES];
+	uint32_t n;
 	int rc;
 	char err[320];
-	struct kbv_buf stored, out;
+	struct kbv_buf stored, one, out; /* out: the batch's decoded bytes, in order */
 };
 
 struct rworker {
@@ -36,9 +38,10 @@ struct kbv_reader {
 	struct kbv_buf nodes[KBV_TREE_MAX_DEPTH + 1];
 	struct kbv_buf scratch;
 	/* Current stream. */
+	struct rjob *open; /* batch being filled, not yet submitted */
 	kbv_sink_fn sink;
 	void *arg;
-	crypto_generichash_blake2b_state hs;
+	crypto_generichash_blake2b_state hs; /* updated only by the pool's serial stage */
 	uint64_t got;
 };
 
@@ -46,7 +49,14 @@ static void rwork(void *wp, void *jp)
 {
 	struct rworker *wk = wp;
 	struct rjob *j = jp;
-	j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->id, &j->stored, &j->out);
+	j->out.len = 0;
+	j->rc = 0;
+	for (uint32_t i = 0; i < j->n && j->rc == 0; i++) {
+		j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->ids[i], &j->stored,
+					   &j->one);
+		if (j->rc == 0)
+			j->rc = kbv_buf_add(&j->out, j->one.data, j->one.len);
+	}
 	if (j->rc < 0)
 		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
 }
@@ -66,6 +76,15 @@ static void rworker_release(struct rworker *wk)
 	kbv_codec_free(wk->codec);
 	kbv_index_rend(wk->txn);
 	kbv_packfds_release(&wk->fds);
+}
+
+/* The serial stage: the whole-stream BLAKE2b of what was decoded, in stream order. */
+static void hash_stage(void *rp, void *jp)
+{
+	struct kbv_reader *rd = rp;
+	struct rjob *j = jp;
+	if (j->rc == 0)
+		crypto_generichash_blake2b_update(&rd->hs, j->out.data, j->out.len);
 }
 
 int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
@@ -91,7 +110,8 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 		TRY(rworker_init(&rd->workers[i], r));
 		rd->wptrs[i] = &rd->workers[i];
 	}
-	rd->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct rjob), rwork, rd->wptrs);
+	rd->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct rjob), rwork, rd->wptrs,
+				hash_stage, rd);
 	if (!rd->pool) {
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu threads", nthreads);
 		goto out;
@@ -107,7 +127,6 @@ static int deliver(struct kbv_reader *rd, struct rjob *j)
 {
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
-	crypto_generichash_blake2b_update(&rd->hs, j->out.data, j->out.len);
 	rd->got += j->out.len;
 	return rd->sink ? rd->sink(rd->arg, j->out.data, j->out.len) : 0;
 }
@@ -140,6 +159,7 @@ void kbv_reader_free(struct kbv_reader *rd)
 		for (size_t i = 0; i < kbv_pool_nslots(rd->pool); i++) {
 			struct rjob *j = kbv_pool_slot(rd->pool, i);
 			kbv_buf_release(&j->stored);
+			kbv_buf_release(&j->one);
 			kbv_buf_release(&j->out);
 		}
 		kbv_pool_free(rd->pool);
@@ -192,16 +212,27 @@ static int walk(struct kbv_reader *rd, int depth, const uint8_t *id, leaf_fn lea
 	return 0;
 }
 
+static void submit_open(struct kbv_reader *rd)
+{
+	if (rd->open) {
+		kbv_pool_submit(rd->pool);
+		rd->open = NULL;
+	}
+}
+
 static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 {
 	(void)arg;
-	struct rjob *j;
 	int rc;
-	while (!(j = kbv_pool_acquire(rd->pool)))
-		if ((rc = drain(rd, 0)) < 0)
+	while (!rd->open) {
+		if ((rd->open = kbv_pool_acquire(rd->pool)))
+			rd->open->n = 0;
+		else if ((rc = drain(rd, 0)) < 0)
 			return rc;
-	memcpy(j->id, id, KBV_ID_BYTES);
-	kbv_pool_submit(rd->pool);
+	}
+	memcpy(rd->open->ids[rd->open->n++], id, KBV_ID_BYTES);
+	if (rd->open->n == BATCH_IDS)
+		submit_open(rd);
 	return 0;
 }
 
@@ -222,8 +253,10 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	rd->arg = arg;
 	rd->got = 0;
 	crypto_generichash_blake2b_init(&rd->hs, NULL, 0, 32);
+	rd->open = NULL;
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
+	submit_open(rd); /* also on error: an acquired slot must go through the pool */
 	if (rc == 0)
 		rc = drain(rd, 1);
 	if (rc < 0) {

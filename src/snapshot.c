@@ -319,7 +319,8 @@ int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n
 		TRY(kbv_snapshot_load(r, id, &v[cnt]));
 		cnt++;
 	}
-	qsort(v, cnt, sizeof *v, snap_cmp);
+	if (cnt)
+		qsort(v, cnt, sizeof *v, snap_cmp);
 	*list = v;
 	*n = cnt;
 	v = NULL;

@@ -90,7 +90,8 @@ int kbv_walk(const char *path, const char *name, kbv_walk_fn fn, void *arg)
 		}
 		n++;
 	}
-	qsort(names, n, sizeof *names, cmpstr);
+	if (n)
+		qsort(names, n, sizeof *names, cmpstr);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char p[PATH_MAX], nm[PATH_MAX];
 		if ((rc = kbv_path(p, sizeof p, "%s/%s", path, names[i])) < 0 ||

@@ -12,17 +12,26 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLOTS_PER_THREAD 16
+#define SLOTS_PER_BATCH_THREAD 3
 #define READ_BUF (8u << 20)
 
+/* A job is a batch of consecutive chunks (about BATCH bytes), so the threads meet once per
+ * batch rather than once per chunk. */
+#define BATCH (1u << 20)
+
 struct job {
-	uint8_t *data;
+	uint8_t *data;          /* the batch's input bytes */
 	size_t len, cap;
-	uint8_t id[KBV_ID_BYTES];
-	int known;
+	uint32_t n, maxn;       /* chunks in the batch */
+	uint32_t *lens;         /* their lengths */
+	uint8_t (*ids)[KBV_ID_BYTES];
+	uint8_t *known;         /* already stored (per the worker's index view) */
+	size_t *env_off;        /* envelope of chunk i in envs, when not known */
+	size_t *env_len;
+	struct kbv_buf envs;
+	struct kbv_buf tmp;
 	int rc;
 	char err[256];
-	struct kbv_buf env;
 };
 
 struct worker {
@@ -49,7 +58,7 @@ struct kbv_writer {
 	struct kbv_idset pending; /* ids in the open pack: not in the index yet */
 	struct level levels[KBV_TREE_MAX_DEPTH + 1];
 	int nlevels;
-	crypto_generichash_blake2b_state hs;
+	crypto_generichash_blake2b_state hs; /* updated only by the pool's serial stage */
 	uint64_t stream_size;
 	struct kbv_writer_stats st;
 	kbv_progress_fn progress;
@@ -77,19 +86,37 @@ static void work(void *wp, void *jp)
 {
 	struct worker *wk = wp;
 	struct job *j = jp;
-	j->rc = 0;
-	kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, j->data, j->len, j->id);
+	int rc = 0;
 	unsigned gen = atomic_load(&wk->w->gen);
 	if (gen != wk->gen && kbv_index_renew(wk->txn) == 0)
 		wk->gen = gen;
-	int rc = kbv_index_get(wk->w->repo->idx, wk->txn, j->id, NULL);
-	j->known = rc == 0;
-	if (rc == 0 || rc == KBV_ENOTFOUND)
-		rc = j->known ? 0 : kbv_blob_encode(wk->codec, KBV_BLOB_DATA, j->id, j->data, j->len, &j->env);
-	if (rc < 0) {
-		j->rc = rc;
-		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+	j->envs.len = 0;
+	size_t off = 0;
+	for (uint32_t i = 0; i < j->n && rc == 0; off += j->lens[i], i++) {
+		const uint8_t *p = j->data + off;
+		kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, p, j->lens[i], j->ids[i]);
+		rc = kbv_index_get(wk->w->repo->idx, wk->txn, j->ids[i], NULL);
+		j->known[i] = rc == 0;
+		if (rc == KBV_ENOTFOUND)
+			rc = 0;
+		if (rc == 0 && !j->known[i] &&
+		    (rc = kbv_blob_encode(wk->codec, KBV_BLOB_DATA, j->ids[i], p, j->lens[i], &j->tmp)) == 0) {
+			j->env_off[i] = j->envs.len;
+			j->env_len[i] = j->tmp.len;
+			rc = kbv_buf_add(&j->envs, j->tmp.data, j->tmp.len);
+		}
 	}
+	j->rc = rc;
+	if (rc < 0)
+		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+}
+
+/* The serial stage: the whole-stream BLAKE2b, in stream order, off the reading thread. */
+static void hash_stage(void *wp, void *jp)
+{
+	struct kbv_writer *w = wp;
+	struct job *j = jp;
+	crypto_generichash_blake2b_update(&w->hs, j->data, j->len);
 }
 
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
@@ -123,16 +150,24 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		TRY(kbv_index_rbegin(r->idx, &w->workers[i].txn));
 		w->wptrs[i] = &w->workers[i];
 	}
-	w->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct job), work, w->wptrs);
+	w->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_BATCH_THREAD, sizeof(struct job), work, w->wptrs, hash_stage, w);
 	if (!w->pool) {
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu worker threads", nthreads);
 		goto out;
 	}
 	for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
 		struct job *j = kbv_pool_slot(w->pool, i);
-		j->cap = r->chunk_max;
+		j->cap = BATCH + r->chunk_max;
+		j->maxn = BATCH / r->chunk_min + 2;
 		j->data = malloc(j->cap);
-		if (!j->data || kbv_buf_reserve(&j->env, kbv_blob_bound(j->cap)) < 0) {
+		j->lens = malloc(j->maxn * sizeof *j->lens);
+		j->ids = malloc(j->maxn * sizeof *j->ids);
+		j->known = malloc(j->maxn);
+		j->env_off = malloc(j->maxn * sizeof *j->env_off);
+		j->env_len = malloc(j->maxn * sizeof *j->env_len);
+		if (!j->data || !j->lens || !j->ids || !j->known || !j->env_off || !j->env_len ||
+		    kbv_buf_reserve(&j->envs, kbv_blob_bound(j->cap)) < 0 ||
+		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(r->chunk_max)) < 0) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -163,7 +198,13 @@ void kbv_writer_free(struct kbv_writer *w)
 		for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
 			struct job *j = kbv_pool_slot(w->pool, i);
 			free(j->data);
-			kbv_buf_release(&j->env);
+			free(j->lens);
+			free(j->ids);
+			free(j->known);
+			free(j->env_off);
+			free(j->env_len);
+			kbv_buf_release(&j->envs);
+			kbv_buf_release(&j->tmp);
 		}
 		kbv_pool_free(w->pool);
 	}
@@ -216,14 +257,15 @@ static int have_blob(struct kbv_writer *w, const uint8_t *id)
 	return rc == 0 ? 1 : rc == KBV_ENOTFOUND ? 0 : rc;
 }
 
-static int add_envelope(struct kbv_writer *w, int type, const uint8_t *id, const struct kbv_buf *env, size_t raw_len)
+static int add_envelope(struct kbv_writer *w, int type, const uint8_t *id, const uint8_t *env, size_t env_len,
+			size_t raw_len)
 {
 	int rc = 0;
 	if (!w->pack)
 		TRY(kbv_packw_new(w->repo, w->codec, &w->pack));
-	TRY(kbv_packw_add(w->pack, type, id, env->data, env->len, (uint32_t)raw_len));
+	TRY(kbv_packw_add(w->pack, type, id, env, env_len, (uint32_t)raw_len));
 	TRY(kbv_idset_add(&w->pending, id));
-	w->st.new_stored_bytes += env->len;
+	w->st.new_stored_bytes += env_len;
 	if (kbv_packw_size(w->pack) >= w->repo->pack_size)
 		TRY(kbv_writer_flush(w));
 out:
@@ -245,7 +287,7 @@ static int tree_emit(struct kbv_writer *w, int level)
 	TRY(have);
 	if (!have) {
 		TRY(kbv_blob_encode(w->codec, KBV_BLOB_TREE, id, b->data, b->len, &env));
-		TRY(add_envelope(w, KBV_BLOB_TREE, id, &env, b->len));
+		TRY(add_envelope(w, KBV_BLOB_TREE, id, env.data, env.len, b->len));
 	}
 	b->len = 0;
 	TRY(tree_push(w, level + 1, id));
@@ -299,19 +341,22 @@ static int consume(struct kbv_writer *w, struct job *j)
 	int rc = 0;
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
-	w->st.chunks++;
-	int known = j->known;
-	if (!known) {
-		known = have_blob(w, j->id);
-		TRY(known);
+	for (uint32_t i = 0; i < j->n; i++) {
+		w->st.chunks++;
+		int known = j->known[i];
+		if (!known) {
+			known = have_blob(w, j->ids[i]);
+			TRY(known);
+		}
+		if (!known) {
+			TRY(add_envelope(w, KBV_BLOB_DATA, j->ids[i], j->envs.data + j->env_off[i], j->env_len[i],
+					 j->lens[i]));
+			w->st.new_chunks++;
+			w->st.new_raw_bytes += j->lens[i];
+		}
+		TRY(tree_push(w, 0, j->ids[i]));
 	}
-	if (!known) {
-		TRY(add_envelope(w, KBV_BLOB_DATA, j->id, &j->env, j->len));
-		w->st.new_chunks++;
-		w->st.new_raw_bytes += j->len;
-	}
-	TRY(tree_push(w, 0, j->id));
-	if (w->progress && w->st.chunks % 64 == 0)
+	if (w->progress)
 		w->progress(w->progress_arg, &w->st);
 out:
 	return rc;
@@ -337,33 +382,31 @@ static void discard(struct kbv_writer *w)
 		kbv_pool_release(w->pool);
 }
 
-static int submit(struct kbv_writer *w, const uint8_t *p, size_t n)
-{
-	struct job *j;
-	int rc;
-	while (!(j = kbv_pool_acquire(w->pool)))
-		if ((rc = drain(w, 0)) < 0)
-			return rc;
-	memcpy(j->data, p, n);
-	j->len = n;
-	kbv_pool_submit(w->pool);
-	crypto_generichash_blake2b_update(&w->hs, p, n);
-	w->stream_size += n;
-	w->st.raw_bytes += n;
-	return 0;
-}
-
-/* Cut and submit chunks from p[0..n). Without eof, stops when less than chunk_max is left. */
+/* Cut p[0..n) into chunks and submit them in batches. Without eof, stops when less than
+ * chunk_max is left (the next cut needs that much look-ahead). */
 static int feed(struct kbv_writer *w, const uint8_t *p, size_t n, int eof, size_t *used)
 {
 	size_t pos = 0;
 	int rc = 0;
 	while (pos < n && (eof || n - pos >= w->repo->chunk_max)) {
-		size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
-		if ((rc = submit(w, p + pos, cut)) < 0)
-			break;
-		pos += cut;
+		struct job *j;
+		while (!(j = kbv_pool_acquire(w->pool)))
+			if ((rc = drain(w, 0)) < 0)
+				goto out;
+		size_t start = pos;
+		j->n = 0;
+		while (pos < n && (eof || n - pos >= w->repo->chunk_max) && pos - start < BATCH && j->n < j->maxn) {
+			size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
+			j->lens[j->n++] = (uint32_t)cut;
+			pos += cut;
+		}
+		j->len = pos - start;
+		memcpy(j->data, p + start, j->len);
+		kbv_pool_submit(w->pool);
+		w->stream_size += j->len;
+		w->st.raw_bytes += j->len;
 	}
+out:
 	*used = pos;
 	return rc;
 }

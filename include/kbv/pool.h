@@ -1,6 +1,7 @@
 /* An ordered worker pool: one thread submits jobs into a ring of slots, worker threads
- * process them in parallel, and the same thread takes the results back in submission order.
- * The ring bounds memory: a slot is reused only after its result was consumed. */
+ * process them in parallel, an optional serial stage sees every job in submission order
+ * (after its parallel stage), and the submitting thread takes the results back in
+ * submission order. The ring bounds memory: a slot is reused only after it was consumed. */
 #ifndef KBV_POOL_H
 #define KBV_POOL_H
 
@@ -13,8 +14,11 @@ struct kbv_pool;
 
 /* nthreads workers (0: jobs run in the submitting thread), nslots slots of job_size bytes
  * each, zero-filled. workers[i] is passed to fn in thread i (workers[0] when nthreads is
- * 0). Returns NULL when out of memory or a thread cannot start. */
-struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers);
+ * 0). `serial` (may be NULL) runs in one more thread on each job in order, with
+ * `serial_arg` as its first argument. Returns NULL when out of memory or a thread cannot
+ * start. */
+struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers,
+			      kbv_pool_fn serial, void *serial_arg);
 /* Stop the threads (after finishing submitted jobs) and free. NULL is a no-op. */
 void kbv_pool_free(struct kbv_pool *p);
 

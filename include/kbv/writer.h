@@ -39,7 +39,7 @@ struct kbv_writer;
 /* A writer for one snapshot. nthreads 0 means one per online CPU. The repository must be
  * unlocked and outlive the writer. */
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out);
-/* Called from the writing thread about every 64 chunks. */
+/* Called from the writing thread after each batch of chunks (about 1 MiB). */
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg);
 /* Store everything read from fd until end of file. `what` names the input in errors; a
  * failed read of fd is KBV_ESOURCE, a failure of the repository keeps its own code. */

@@ -153,12 +153,22 @@ static void square(void *w, void *j)
 	x[1] = x[0] * x[0];
 }
 
+/* The serial stage runs after the parallel one and in submission order. */
+static void serial_check(void *arg, void *j)
+{
+	int *seen = arg, *x = j;
+	assert_int_equal(x[1], x[0] * x[0]);
+	assert_int_equal(x[0], *seen);
+	x[2] = (*seen)++;
+}
+
 static void test_pool_order(void **s)
 {
 	(void)s;
 	for (size_t threads = 0; threads < 4; threads++) {
 		void *ws[4] = { 0 };
-		struct kbv_pool *p = kbv_pool_new(threads, 5, 2 * sizeof(int), square, ws);
+		int serial_seen = 0;
+		struct kbv_pool *p = kbv_pool_new(threads, 5, 3 * sizeof(int), square, ws, serial_check, &serial_seen);
 		assert_non_null(p);
 		int next_in = 0, next_out = 0;
 		while (next_out < 1000) {
@@ -171,6 +181,7 @@ static void test_pool_order(void **s)
 			assert_non_null(j);
 			assert_int_equal(j[0], next_out);
 			assert_int_equal(j[1], next_out * next_out);
+			assert_int_equal(j[2], next_out); /* the serial stage saw it, in order */
 			kbv_pool_release(p);
 			next_out++;
 		}

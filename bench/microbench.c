@@ -1,0 +1,101 @@
+/* microbench: per-core throughput of each stage of the snapshot pipeline, on 256 MiB of
+ * the synthetic SQL dump (or of random bytes with --random). Prints CSV:
+ * stage,bytes,seconds,MB_per_s */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "kbv/blob.h"
+#include "kbv/chunker.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void report(const char *stage, size_t bytes, double secs)
+{
+	printf("%s,%zu,%.4f,%.1f\n", stage, bytes, secs, (double)bytes / secs / 1e6);
+}
+
+int main(int argc, char **argv)
+{
+	size_t n = (size_t)256 << 20;
+	const char *file = NULL;
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--random"))
+			file = argv[i];
+	if (sodium_init() < 0)
+		return 1;
+	uint8_t *p = malloc(n);
+	if (file) {
+		FILE *f = fopen(file, "rb");
+		size_t got = f ? fread(p, 1, n, f) : 0;
+		if (f)
+			fclose(f);
+		for (size_t o = got; got && o < n; o += got) /* repeat to fill */
+			memcpy(p + o, p, o + got <= n ? got : n - o);
+	} else {
+		randombytes_buf(p, n);
+	}
+	static const uint8_t key[32];
+	struct kbv_cdc c;
+	kbv_cdc_init(&c, key, 2048, 8192, 32768);
+	printf("stage,bytes,seconds,MB_per_s\n");
+
+	size_t chunks = 0;
+	double t = now();
+	for (size_t pos = 0; pos < n; chunks++)
+		pos += kbv_cdc_cut(&c, p + pos, n - pos);
+	report("fastcdc_2byte", n, now() - t);
+	t = now();
+	for (size_t pos = 0; pos < n;)
+		pos += kbv_cdc_cut_reference(&c, p + pos, n - pos);
+	report("fastcdc_reference_1byte", n, now() - t);
+
+	struct kbv_keys keys;
+	randombytes_buf(&keys, sizeof keys);
+	uint8_t id[32];
+	t = now();
+	for (size_t pos = 0; pos < n; pos += 8192)
+		kbv_blob_id(&keys, KBV_BLOB_DATA, p + pos, 8192, id);
+	report("blake2b_256_keyed_8k", n, now() - t);
+	t = now();
+	uint64_t x = 0;
+	for (size_t pos = 0; pos < n; pos += 8192)
+		x ^= XXH3_64bits(p + pos, 8192);
+	report("xxh3_8k", n, now() - t);
+
+	struct kbv_codec *enc = kbv_codec_new(&keys, 1, 3), *plain = kbv_codec_new(&keys, 0, 3);
+	struct kbv_buf out = KBV_BUF_INIT, back = KBV_BUF_INIT;
+	size_t sub = n / 4, stored = 0;
+	t = now();
+	for (size_t pos = 0; pos < sub; pos += 8192) {
+		kbv_blob_encode(plain, KBV_BLOB_DATA, id, p + pos, 8192, &out);
+		stored += out.len;
+	}
+	report("zstd3_8k_compress", sub, now() - t);
+	t = now();
+	for (size_t pos = 0; pos < sub; pos += 8192)
+		kbv_blob_encode(enc, KBV_BLOB_DATA, id, p + pos, 8192, &out);
+	report("zstd3_plus_xchacha20poly1305_8k", sub, now() - t);
+	kbv_blob_encode(enc, KBV_BLOB_DATA, id, p, 8192, &out);
+	t = now();
+	for (size_t pos = 0; pos < sub; pos += 8192)
+		kbv_blob_decode(enc, KBV_BLOB_DATA, id, out.data, out.len, 8192, &back);
+	report("decrypt_plus_unzstd_8k", sub, now() - t);
+	fprintf(stderr, "chunks %zu (avg %.0f B), per-chunk zstd ratio x%.2f, xxh %llx\n", chunks,
+		(double)n / (double)chunks, (double)sub / (double)stored, (unsigned long long)x);
+	kbv_codec_free(enc);
+	kbv_codec_free(plain);
+	kbv_buf_release(&out);
+	kbv_buf_release(&back);
+	free(p);
+	return 0;
+}
