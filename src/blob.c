@@ -12,6 +12,7 @@ struct kbv_codec {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	struct kbv_buf scratch;
+	struct kbv_buf plain; /* a bundle's content before encoding */
 };
 
 struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int zstd_level)
@@ -38,6 +39,7 @@ void kbv_codec_free(struct kbv_codec *c)
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
 	kbv_buf_release(&c->scratch);
+	kbv_buf_release(&c->plain);
 	free(c);
 }
 
@@ -157,13 +159,77 @@ int kbv_blob_decode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES
 		return kbv_error(KBV_ECORRUPT, "unknown codec %u", pl[0]);
 	}
 	out->len = raw_len;
-	if (!c->encrypted && type != KBV_BLOB_TRAILER) {
+	if (!c->encrypted && type != KBV_BLOB_TRAILER && type != KBV_BLOB_BUNDLE) {
 		uint8_t got[KBV_ID_BYTES];
 		kbv_blob_id(c->keys, type, out->data, raw_len, got);
 		if (sodium_memcmp(got, id, KBV_ID_BYTES) != 0) {
 			out->len = 0;
 			return kbv_error(KBV_ECORRUPT, "content does not hash to its id");
 		}
+	}
+	return 0;
+}
+
+static const uint8_t zero_id[KBV_ID_BYTES];
+
+int kbv_bundle_encode(struct kbv_codec *c, uint32_t n, const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens,
+		      const uint8_t *const *ptrs, struct kbv_buf *out)
+{
+	struct kbv_buf *b = &c->plain;
+	int rc = 0;
+	b->len = 0;
+	TRY(kbv_buf_add_u32(b, n));
+	for (uint32_t i = 0; i < n; i++) {
+		TRY(kbv_buf_add(b, ids[i], KBV_ID_BYTES));
+		TRY(kbv_buf_add_u32(b, lens[i]));
+	}
+	for (uint32_t i = 0; i < n; i++)
+		TRY(kbv_buf_add(b, ptrs[i], lens[i]));
+	if (b->len > KBV_BUNDLE_MAX_RAW)
+		return kbv_error(KBV_EINVAL, "bundle of %zu bytes exceeds %u", b->len, KBV_BUNDLE_MAX_RAW);
+	rc = kbv_blob_encode(c, KBV_BLOB_BUNDLE, zero_id, b->data, b->len, out);
+out:
+	return rc;
+}
+
+int kbv_bundle_open(struct kbv_codec *c, const void *stored, size_t n, struct kbv_buf *plain)
+{
+	int rc = kbv_blob_decode(c, KBV_BLOB_BUNDLE, zero_id, stored, n, KBV_RAW_UNKNOWN, plain);
+	if (rc == 0 && plain->len > KBV_BUNDLE_MAX_RAW)
+		rc = kbv_error(KBV_ECORRUPT, "bundle of %zu bytes exceeds %u", plain->len, KBV_BUNDLE_MAX_RAW);
+	return rc;
+}
+
+int kbv_bundle_member(struct kbv_codec *c, const struct kbv_buf *plain, const uint8_t id[KBV_ID_BYTES],
+		      uint32_t raw_off, uint32_t raw_len, const uint8_t **p)
+{
+	if (plain->len < 4)
+		return kbv_error(KBV_ECORRUPT, "bundle of %zu bytes has no member table", plain->len);
+	uint32_t n = kbv_get32(plain->data);
+	uint64_t table = 4 + (uint64_t)KBV_BUNDLE_ENTRY * n;
+	if (table > plain->len)
+		return kbv_error(KBV_ECORRUPT, "bundle member table (%u members) exceeds the bundle", n);
+	uint64_t off = table;
+	int found = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = plain->data + 4 + (size_t)KBV_BUNDLE_ENTRY * i;
+		uint32_t len = kbv_get32(e + KBV_ID_BYTES);
+		if (off == raw_off && len == raw_len && memcmp(e, id, KBV_ID_BYTES) == 0)
+			found = 1;
+		off += len;
+	}
+	if (off != plain->len)
+		return kbv_error(KBV_ECORRUPT, "bundle members add up to %llu bytes, the bundle has %zu",
+				 (unsigned long long)off, plain->len);
+	if (!found)
+		return kbv_error(KBV_ECORRUPT, "the bundle does not hold this blob at offset %u (%u bytes): "
+					       "index and pack disagree", raw_off, raw_len);
+	*p = plain->data + raw_off;
+	if (!c->encrypted) {
+		uint8_t got[KBV_ID_BYTES];
+		kbv_blob_id(c->keys, KBV_BLOB_DATA, *p, raw_len, got);
+		if (sodium_memcmp(got, id, KBV_ID_BYTES) != 0)
+			return kbv_error(KBV_ECORRUPT, "content does not hash to its id");
 	}
 	return 0;
 }

@@ -75,6 +75,7 @@ struct ck {
 	MDB_txn *txn;
 	struct packmap pm;
 	struct kbv_buf entries, stored, out;
+	struct kbv_bundle_cache bundle; /* per pack: invalidated when the next pack starts */
 	const char *snapname;
 	const char *streamname;
 	/* TREE blobs already verified with everything below them (shared by many snapshots). */
@@ -177,6 +178,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	}
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)c->entries.data;
 	int fd = -1;
+	c->bundle.valid = 0;
 	if (c->opts->read_data) {
 		if ((rc = kbv_repo_pack_path(c->r, packid, path, sizeof path)) < 0)
 			return rc;
@@ -199,7 +201,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 			else if (rc < 0)
 				return rc;
 			else if (loc.pack == c->pm.nos[pi]) {
-				if (loc.offset != e[i].offset || loc.stored_len != e[i].stored_len ||
+				if (loc.offset != e[i].offset || loc.stored_len != e[i].stored_len || loc.raw_off != e[i].raw_off ||
 				    loc.raw_len != e[i].raw_len || loc.xxh != e[i].xxh || loc.type != e[i].type)
 					say(c, KBV_PROBLEM, "pack %s: blob %.16s: index and trailer disagree", hex, idhex);
 				else
@@ -208,7 +210,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 			/* else: a second copy of a blob indexed in another pack: garbage, harmless. */
 		}
 		if (fd >= 0) {
-			rc = kbv_pack_read_at(c->r, c->codec, fd, path, &e[i], &c->stored, &c->out);
+			rc = kbv_pack_read_at(c->r, c->codec, fd, path, 0, &e[i], &c->bundle, &c->stored, &c->out);
 			c->res->bytes_read += e[i].stored_len;
 			if (rc == KBV_ECORRUPT) {
 				say(c, KBV_PROBLEM, "%s", kbv_errmsg());
@@ -356,6 +358,7 @@ out:
 	kbv_buf_release(&c.entries);
 	kbv_buf_release(&c.stored);
 	kbv_buf_release(&c.out);
+	kbv_buf_release(&c.bundle.plain);
 	kbv_idset_release(&c.trees_seen);
 	free(c.pm.ids);
 	free(c.pm.nos);
@@ -368,17 +371,54 @@ out:
 
 /* ---- stats ---- */
 
+/* Envelopes seen, as (pack << 32 | offset): bundle members share one envelope. */
+struct envset {
+	uint64_t *v;
+	size_t cap, n;
+};
+
+static int envset_add(struct envset *s, uint64_t key) /* 1 if new, 0 if present, <0 error */
+{
+	key += 1; /* 0 marks an empty slot */
+	if ((s->n + 1) * 2 > s->cap) {
+		struct envset g = { calloc(s->cap ? s->cap * 2 : 4096, sizeof(uint64_t)), s->cap ? s->cap * 2 : 4096, 0 };
+		if (!g.v)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->v[i])
+				envset_add(&g, s->v[i] - 1);
+		free(s->v);
+		*s = g;
+	}
+	size_t i = (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 20) & (s->cap - 1);
+	for (; s->v[i]; i = (i + 1) & (s->cap - 1))
+		if (s->v[i] == key)
+			return 0;
+	s->v[i] = key;
+	s->n++;
+	return 1;
+}
+
+struct statctx {
+	struct kbv_repo_stats *st;
+	struct envset envs;
+};
+
 static int stat_blob(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
 {
-	struct kbv_repo_stats *st = arg;
+	struct statctx *c = arg;
 	(void)id;
 	if (loc->type == KBV_BLOB_DATA) {
-		st->data_blobs++;
-		st->unique_raw_bytes += loc->raw_len;
+		c->st->data_blobs++;
+		c->st->unique_raw_bytes += loc->raw_len;
 	} else {
-		st->tree_blobs++;
+		c->st->tree_blobs++;
 	}
-	st->unique_stored_bytes += loc->stored_len;
+	int fresh = envset_add(&c->envs, (uint64_t)loc->pack << 32 | loc->offset);
+	if (fresh < 0)
+		return fresh;
+	if (fresh)
+		c->st->unique_stored_bytes += loc->stored_len;
 	return 0;
 }
 
@@ -398,14 +438,16 @@ int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	memset(st, 0, sizeof *st);
+	struct statctx sc = { st, { NULL, 0, 0 } };
 	TRY(kbv_snapshot_list(r, &list, &n)); /* before the index view, as in kbv_check() */
 	st->snapshots = n;
 	for (size_t i = 0; i < n; i++)
 		st->raw_bytes += list[i]->total_size;
 	TRY(kbv_index_rbegin(r->idx, &txn));
-	TRY(kbv_index_each_blob(r->idx, txn, stat_blob, st));
+	TRY(kbv_index_each_blob(r->idx, txn, stat_blob, &sc));
 	TRY(kbv_index_each_pack(r->idx, txn, stat_pack, st));
 out:
+	free(sc.envs.v);
 	kbv_index_rend(txn);
 	kbv_snapshot_list_free(list, n);
 	return rc;

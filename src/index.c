@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define INDEX_VERSION 1
-#define LOC_BYTES 25
+#define LOC_BYTES 29
 #define PACK_BYTES 28
 
 struct kbv_index {
@@ -109,9 +109,10 @@ static void decode_loc(const uint8_t *p, struct kbv_loc *loc)
 	loc->pack = kbv_get32(p);
 	loc->offset = kbv_get32(p + 4);
 	loc->stored_len = kbv_get32(p + 8);
-	loc->raw_len = kbv_get32(p + 12);
-	loc->xxh = kbv_get64(p + 16);
-	loc->type = p[24];
+	loc->raw_off = kbv_get32(p + 12);
+	loc->raw_len = kbv_get32(p + 16);
+	loc->xxh = kbv_get64(p + 20);
+	loc->type = p[28];
 }
 
 int kbv_index_get(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc)
@@ -189,9 +190,10 @@ int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
 		kbv_put32(lb, no);
 		kbv_put32(lb + 4, entries[i].offset);
 		kbv_put32(lb + 8, entries[i].stored_len);
-		kbv_put32(lb + 12, entries[i].raw_len);
-		kbv_put64(lb + 16, entries[i].xxh);
-		lb[24] = entries[i].type;
+		kbv_put32(lb + 12, entries[i].raw_off);
+		kbv_put32(lb + 16, entries[i].raw_len);
+		kbv_put64(lb + 20, entries[i].xxh);
+		lb[28] = entries[i].type;
 		MDB_val bk = { KBV_ID_BYTES, (void *)entries[i].id }, bv = { LOC_BYTES, lb };
 		mrc = mdb_put(txn, idx->blobs, &bk, &bv, MDB_NOOVERWRITE);
 		if (mrc && mrc != MDB_KEYEXIST) {

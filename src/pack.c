@@ -70,16 +70,9 @@ out:
 	return rc;
 }
 
-int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
-		  uint32_t raw_len)
+static int packw_append(struct kbv_packw *w, const void *stored, size_t n)
 {
 	int rc = 0;
-	if (w->off + n > UINT32_MAX - (1u << 24))
-		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
-	struct kbv_pack_entry e = { (uint8_t)type, { 0 }, (uint32_t)w->off, (uint32_t)n, raw_len,
-				    XXH3_64bits(stored, n) };
-	memcpy(e.id, id, KBV_ID_BYTES);
-	TRY(kbv_buf_add(&w->entries, &e, sizeof e));
 	if (w->wbuf.len + n > WBUF_SIZE)
 		TRY(packw_flush(w));
 	if (n >= WBUF_SIZE)
@@ -87,6 +80,37 @@ int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES],
 	else
 		TRY(kbv_buf_add(&w->wbuf, stored, n));
 	w->off += n;
+out:
+	return rc;
+}
+
+int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
+		  uint32_t raw_len)
+{
+	if (w->off + n > UINT32_MAX - (1u << 24))
+		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
+	struct kbv_pack_entry e = { (uint8_t)type, { 0 }, (uint32_t)w->off, (uint32_t)n, 0, raw_len,
+				    XXH3_64bits(stored, n) };
+	memcpy(e.id, id, KBV_ID_BYTES);
+	int rc = kbv_buf_add(&w->entries, &e, sizeof e);
+	return rc < 0 ? rc : packw_append(w, stored, n);
+}
+
+int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint32_t n,
+			 const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens)
+{
+	if (w->off + size > UINT32_MAX - (1u << 24))
+		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
+	uint64_t xxh = XXH3_64bits(stored, size), before = 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct kbv_pack_entry e = { KBV_BLOB_DATA, { 0 }, (uint32_t)w->off, (uint32_t)size,
+					    kbv_bundle_offset(n, before), lens[i], xxh };
+		memcpy(e.id, ids[i], KBV_ID_BYTES);
+		TRY(kbv_buf_add(&w->entries, &e, sizeof e));
+		before += lens[i];
+	}
+	rc = packw_append(w, stored, size);
 out:
 	return rc;
 }
@@ -120,6 +144,7 @@ int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
 		TRY(kbv_buf_add(&plain, e[i].id, KBV_ID_BYTES));
 		TRY(kbv_buf_add_u32(&plain, e[i].offset));
 		TRY(kbv_buf_add_u32(&plain, e[i].stored_len));
+		TRY(kbv_buf_add_u32(&plain, e[i].raw_off));
 		TRY(kbv_buf_add_u32(&plain, e[i].raw_len));
 		TRY(kbv_buf_add_u64(&plain, e[i].xxh));
 	}
@@ -248,6 +273,7 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 		memcpy(e[i].id, kbv_rd_bytes(&rd, KBV_ID_BYTES), KBV_ID_BYTES);
 		e[i].offset = kbv_rd_u32(&rd);
 		e[i].stored_len = kbv_rd_u32(&rd);
+		e[i].raw_off = kbv_rd_u32(&rd);
 		e[i].raw_len = kbv_rd_u32(&rd);
 		e[i].xxh = kbv_rd_u64(&rd);
 		if (e[i].offset < KBV_PACK_HEADER || (uint64_t)e[i].offset + e[i].stored_len > toff ||
@@ -279,6 +305,7 @@ void kbv_packfds_release(struct kbv_packfds *c)
 	for (int i = 0; i < 8; i++)
 		if (c->slot[i].fd >= 0)
 			close(c->slot[i].fd);
+	kbv_buf_release(&c->bundle.plain);
 	kbv_packfds_init(c);
 }
 
@@ -313,13 +340,20 @@ out:
 	return rc;
 }
 
-int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname,
-		     const struct kbv_pack_entry *e, struct kbv_buf *stored, struct kbv_buf *out)
+int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
+		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
+		     struct kbv_buf *out)
 {
 	char idhex[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
 	(void)r;
 	kbv_hex(e->id, KBV_ID_BYTES, idhex);
+	int bundle = e->type == KBV_BLOB_DATA;
+	struct kbv_bundle_cache local = { 0 };
+	if (bundle && !bc)
+		bc = &local;
+	if (bundle && bc->valid && bc->pack == packno && bc->offset == e->offset)
+		goto member; /* decoded (and verified) already */
 	stored->len = 0;
 	TRY(kbv_buf_reserve(stored, e->stored_len));
 	rc = kbv_pread_full(fd, stored->data, e->stored_len, e->offset, packname);
@@ -333,10 +367,27 @@ int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const 
 			       packname, idhex, e->offset);
 		goto out;
 	}
-	rc = kbv_blob_decode(codec, e->type, e->id, stored->data, stored->len, e->raw_len, out);
+	if (!bundle) {
+		rc = kbv_blob_decode(codec, e->type, e->id, stored->data, stored->len, e->raw_len, out);
+		goto decoded;
+	}
+	bc->valid = 0;
+	if ((rc = kbv_bundle_open(codec, stored->data, stored->len, &bc->plain)) < 0)
+		goto decoded;
+	bc->valid = 1;
+	bc->pack = packno;
+	bc->offset = e->offset;
+member:;
+	const uint8_t *p;
+	if ((rc = kbv_bundle_member(codec, &bc->plain, e->id, e->raw_off, e->raw_len, &p)) == 0) {
+		out->len = 0;
+		rc = kbv_buf_add(out, p, e->raw_len);
+	}
+decoded:
 	if (rc < 0)
 		kbv_error_prefix(rc, "pack '%s': blob %.16s at offset %u", packname, idhex, e->offset);
 out:
+	kbv_buf_release(&local.plain);
 	return rc;
 }
 
@@ -358,7 +409,7 @@ int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec
 	}
 	if ((rc = packfd(r, txn, fds, loc.pack, path, sizeof path, &fd)) < 0)
 		return rc;
-	struct kbv_pack_entry e = { loc.type, { 0 }, loc.offset, loc.stored_len, loc.raw_len, loc.xxh };
+	struct kbv_pack_entry e = { loc.type, { 0 }, loc.offset, loc.stored_len, loc.raw_off, loc.raw_len, loc.xxh };
 	memcpy(e.id, id, KBV_ID_BYTES);
-	return kbv_pack_read_at(r, codec, fd, path, &e, stored, out);
+	return kbv_pack_read_at(r, codec, fd, path, loc.pack, &e, &fds->bundle, stored, out);
 }

@@ -16,18 +16,29 @@
 #define READ_BUF (8u << 20)
 
 /* A job is a batch of consecutive chunks (about BATCH bytes), so the threads meet once per
- * batch rather than once per chunk. */
+ * batch rather than once per chunk. The worker puts the batch's new chunks, in order, into
+ * bundles of up to BUNDLE bytes (format/blob.md) and seals them. */
 #define BATCH (1u << 20)
+#define BUNDLE (128u << 10)
+
+enum { CHUNK_NEW = 0, CHUNK_KNOWN = 1, CHUNK_DUP = 2 };
 
 struct job {
 	uint8_t *data;          /* the batch's input bytes */
 	size_t len, cap;
 	uint32_t n, maxn;       /* chunks in the batch */
 	uint32_t *lens;         /* their lengths */
+	uint32_t *offs;         /* their offsets in data */
 	uint8_t (*ids)[KBV_ID_BYTES];
-	uint8_t *known;         /* already stored (per the worker's index view) */
-	size_t *env_off;        /* envelope of chunk i in envs, when not known */
-	size_t *env_len;
+	uint8_t *state;         /* CHUNK_NEW (in a bundle), _KNOWN (in the index), _DUP (earlier in batch) */
+	/* Bundles: bundle b holds members first[b] .. first[b]+count[b]-1 of the new chunks,
+	 * whose batch indexes are in newidx; its envelope is envs[env_off[b] ..] */
+	uint32_t nnew, nb;
+	uint32_t *newidx, *first, *count;
+	size_t *env_off, *env_len;
+	uint8_t (*bids)[KBV_ID_BYTES]; /* scratch: member ids of one bundle */
+	uint32_t *blens;
+	const uint8_t **bptrs;
 	struct kbv_buf envs;
 	struct kbv_buf tmp;
 	int rc;
@@ -39,6 +50,7 @@ struct worker {
 	struct kbv_codec *codec;
 	MDB_txn *txn;
 	unsigned gen;
+	struct kbv_idset batch; /* new ids seen in the current batch */
 };
 
 struct level {
@@ -82,6 +94,26 @@ static void discard(struct kbv_writer *w);
 
 /* ---- workers ---- */
 
+static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t to)
+{
+	uint32_t k = 0;
+	for (uint32_t m = from; m < to; m++, k++) {
+		uint32_t i = j->newidx[m];
+		memcpy(j->bids[k], j->ids[i], KBV_ID_BYTES);
+		j->blens[k] = j->lens[i];
+		j->bptrs[k] = j->data + j->offs[i];
+	}
+	int rc = kbv_bundle_encode(wk->codec, k, (const uint8_t(*)[KBV_ID_BYTES])j->bids, j->blens, j->bptrs, &j->tmp);
+	if (rc < 0)
+		return rc;
+	j->first[j->nb] = from;
+	j->count[j->nb] = k;
+	j->env_off[j->nb] = j->envs.len;
+	j->env_len[j->nb] = j->tmp.len;
+	j->nb++;
+	return kbv_buf_add(&j->envs, j->tmp.data, j->tmp.len);
+}
+
 static void work(void *wp, void *jp)
 {
 	struct worker *wk = wp;
@@ -91,21 +123,39 @@ static void work(void *wp, void *jp)
 	if (gen != wk->gen && kbv_index_renew(wk->txn) == 0)
 		wk->gen = gen;
 	j->envs.len = 0;
+	j->nnew = j->nb = 0;
+	kbv_idset_clear(&wk->batch);
 	size_t off = 0;
 	for (uint32_t i = 0; i < j->n && rc == 0; off += j->lens[i], i++) {
-		const uint8_t *p = j->data + off;
-		kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, p, j->lens[i], j->ids[i]);
+		j->offs[i] = (uint32_t)off;
+		kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, j->data + off, j->lens[i], j->ids[i]);
+		if (kbv_idset_has(&wk->batch, j->ids[i])) {
+			j->state[i] = CHUNK_DUP;
+			continue;
+		}
 		rc = kbv_index_get(wk->w->repo->idx, wk->txn, j->ids[i], NULL);
-		j->known[i] = rc == 0;
-		if (rc == KBV_ENOTFOUND)
-			rc = 0;
-		if (rc == 0 && !j->known[i] &&
-		    (rc = kbv_blob_encode(wk->codec, KBV_BLOB_DATA, j->ids[i], p, j->lens[i], &j->tmp)) == 0) {
-			j->env_off[i] = j->envs.len;
-			j->env_len[i] = j->tmp.len;
-			rc = kbv_buf_add(&j->envs, j->tmp.data, j->tmp.len);
+		if (rc == 0) {
+			j->state[i] = CHUNK_KNOWN;
+		} else if (rc == KBV_ENOTFOUND) {
+			j->state[i] = CHUNK_NEW;
+			j->newidx[j->nnew++] = i;
+			rc = kbv_idset_add(&wk->batch, j->ids[i]);
 		}
 	}
+	/* Runs of new chunks, in stream order, up to BUNDLE bytes each. */
+	uint32_t from = 0;
+	size_t bytes = 0;
+	for (uint32_t m = 0; m < j->nnew && rc == 0; m++) {
+		uint32_t len = j->lens[j->newidx[m]];
+		if (m > from && bytes + len > BUNDLE) {
+			rc = seal_bundle(wk, j, from, m);
+			from = m;
+			bytes = 0;
+		}
+		bytes += len;
+	}
+	if (rc == 0 && from < j->nnew)
+		rc = seal_bundle(wk, j, from, j->nnew);
 	j->rc = rc;
 	if (rc < 0)
 		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
@@ -161,13 +211,21 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		j->maxn = BATCH / r->chunk_min + 2;
 		j->data = malloc(j->cap);
 		j->lens = malloc(j->maxn * sizeof *j->lens);
+		j->offs = malloc(j->maxn * sizeof *j->offs);
 		j->ids = malloc(j->maxn * sizeof *j->ids);
-		j->known = malloc(j->maxn);
+		j->state = malloc(j->maxn);
+		j->newidx = malloc(j->maxn * sizeof *j->newidx);
+		j->first = malloc(j->maxn * sizeof *j->first);
+		j->count = malloc(j->maxn * sizeof *j->count);
 		j->env_off = malloc(j->maxn * sizeof *j->env_off);
 		j->env_len = malloc(j->maxn * sizeof *j->env_len);
-		if (!j->data || !j->lens || !j->ids || !j->known || !j->env_off || !j->env_len ||
-		    kbv_buf_reserve(&j->envs, kbv_blob_bound(j->cap)) < 0 ||
-		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(r->chunk_max)) < 0) {
+		j->bids = malloc(j->maxn * sizeof *j->bids);
+		j->blens = malloc(j->maxn * sizeof *j->blens);
+		j->bptrs = malloc(j->maxn * sizeof *j->bptrs);
+		if (!j->data || !j->lens || !j->offs || !j->ids || !j->state || !j->newidx || !j->first || !j->count ||
+		    !j->env_off || !j->env_len || !j->bids || !j->blens || !j->bptrs ||
+		    kbv_buf_reserve(&j->envs, kbv_blob_bound(j->cap + (size_t)j->maxn * (KBV_BUNDLE_ENTRY + 64))) < 0 ||
+		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(BUNDLE + r->chunk_max)) < 0) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -199,10 +257,17 @@ void kbv_writer_free(struct kbv_writer *w)
 			struct job *j = kbv_pool_slot(w->pool, i);
 			free(j->data);
 			free(j->lens);
+			free(j->offs);
 			free(j->ids);
-			free(j->known);
+			free(j->state);
+			free(j->newidx);
+			free(j->first);
+			free(j->count);
 			free(j->env_off);
 			free(j->env_len);
+			free(j->bids);
+			free(j->blens);
+			free(j->bptrs);
 			kbv_buf_release(&j->envs);
 			kbv_buf_release(&j->tmp);
 		}
@@ -211,6 +276,7 @@ void kbv_writer_free(struct kbv_writer *w)
 	for (size_t i = 0; i < w->nworkers && w->workers; i++) {
 		kbv_codec_free(w->workers[i].codec);
 		kbv_index_rend(w->workers[i].txn);
+		kbv_idset_release(&w->workers[i].batch);
 	}
 	kbv_packw_free(w->pack);
 	kbv_codec_free(w->codec);
@@ -257,17 +323,61 @@ static int have_blob(struct kbv_writer *w, const uint8_t *id)
 	return rc == 0 ? 1 : rc == KBV_ENOTFOUND ? 0 : rc;
 }
 
-static int add_envelope(struct kbv_writer *w, int type, const uint8_t *id, const uint8_t *env, size_t env_len,
-			size_t raw_len)
+static int open_pack(struct kbv_writer *w)
+{
+	return w->pack ? 0 : kbv_packw_new(w->repo, w->codec, &w->pack);
+}
+
+static int pack_full(struct kbv_writer *w)
+{
+	return kbv_packw_size(w->pack) >= w->repo->pack_size ? kbv_writer_flush(w) : 0;
+}
+
+/* A TREE blob in its own envelope. */
+static int add_tree(struct kbv_writer *w, const uint8_t *id, const uint8_t *env, size_t env_len, size_t raw_len)
 {
 	int rc = 0;
-	if (!w->pack)
-		TRY(kbv_packw_new(w->repo, w->codec, &w->pack));
-	TRY(kbv_packw_add(w->pack, type, id, env, env_len, (uint32_t)raw_len));
+	TRY(open_pack(w));
+	TRY(kbv_packw_add(w->pack, KBV_BLOB_TREE, id, env, env_len, (uint32_t)raw_len));
 	TRY(kbv_idset_add(&w->pending, id));
 	w->st.new_stored_bytes += env_len;
-	if (kbv_packw_size(w->pack) >= w->repo->pack_size)
-		TRY(kbv_writer_flush(w));
+	TRY(pack_full(w));
+out:
+	return rc;
+}
+
+/* Bundle b of job j, unless every member is stored already (another batch of this
+ * snapshot stored it meanwhile: then the worker's seal is simply dropped). */
+static int add_bundle(struct kbv_writer *w, struct job *j, uint32_t b)
+{
+	int rc = 0, fresh = 0;
+	for (uint32_t m = j->first[b]; m < j->first[b] + j->count[b]; m++) {
+		uint32_t i = j->newidx[m];
+		int have = have_blob(w, j->ids[i]);
+		TRY(have);
+		j->state[i] = have ? CHUNK_KNOWN : CHUNK_NEW;
+		fresh += !have;
+	}
+	if (!fresh)
+		return 0;
+	TRY(open_pack(w));
+	for (uint32_t m = j->first[b], k = 0; m < j->first[b] + j->count[b]; m++, k++) {
+		uint32_t i = j->newidx[m];
+		memcpy(j->bids[k], j->ids[i], KBV_ID_BYTES);
+		j->blens[k] = j->lens[i];
+	}
+	TRY(kbv_packw_add_bundle(w->pack, j->envs.data + j->env_off[b], j->env_len[b], j->count[b],
+				 (const uint8_t(*)[KBV_ID_BYTES])j->bids, j->blens));
+	for (uint32_t m = j->first[b]; m < j->first[b] + j->count[b]; m++) {
+		uint32_t i = j->newidx[m];
+		if (j->state[i] != CHUNK_NEW || kbv_idset_has(&w->pending, j->ids[i]))
+			continue; /* a second copy: garbage, the index keeps the first */
+		TRY(kbv_idset_add(&w->pending, j->ids[i]));
+		w->st.new_chunks++;
+		w->st.new_raw_bytes += j->lens[i];
+	}
+	w->st.new_stored_bytes += j->env_len[b];
+	TRY(pack_full(w));
 out:
 	return rc;
 }
@@ -287,7 +397,7 @@ static int tree_emit(struct kbv_writer *w, int level)
 	TRY(have);
 	if (!have) {
 		TRY(kbv_blob_encode(w->codec, KBV_BLOB_TREE, id, b->data, b->len, &env));
-		TRY(add_envelope(w, KBV_BLOB_TREE, id, env.data, env.len, b->len));
+		TRY(add_tree(w, id, env.data, env.len, b->len));
 	}
 	b->len = 0;
 	TRY(tree_push(w, level + 1, id));
@@ -341,19 +451,11 @@ static int consume(struct kbv_writer *w, struct job *j)
 	int rc = 0;
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
+	/* Bundles first: a chunk's blob is in the pack before the tree refers to it. */
+	for (uint32_t b = 0; b < j->nb; b++)
+		TRY(add_bundle(w, j, b));
 	for (uint32_t i = 0; i < j->n; i++) {
 		w->st.chunks++;
-		int known = j->known[i];
-		if (!known) {
-			known = have_blob(w, j->ids[i]);
-			TRY(known);
-		}
-		if (!known) {
-			TRY(add_envelope(w, KBV_BLOB_DATA, j->ids[i], j->envs.data + j->env_off[i], j->env_len[i],
-					 j->lens[i]));
-			w->st.new_chunks++;
-			w->st.new_raw_bytes += j->lens[i];
-		}
 		TRY(tree_push(w, 0, j->ids[i]));
 	}
 	if (w->progress)

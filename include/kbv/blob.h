@@ -15,7 +15,11 @@ enum kbv_blob_type {
 	KBV_BLOB_TREE = 2,
 	KBV_BLOB_SNAPSHOT = 3,
 	KBV_BLOB_TRAILER = 4,
+	KBV_BLOB_BUNDLE = 5, /* envelope type of a bundle of DATA blobs */
 };
+
+#define KBV_BUNDLE_MAX_RAW (16u << 20) /* largest decoded bundle a reader accepts */
+#define KBV_BUNDLE_ENTRY 36          /* id + u32 length in the member table */
 
 /* Master key material (format/keyfile.md). Lives in sodium_malloc() memory. */
 struct kbv_keys {
@@ -53,5 +57,27 @@ int kbv_blob_encode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES
  * corruption or tampering, not a password problem); the message says which check failed. */
 int kbv_blob_decode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
 		    size_t raw_len, struct kbv_buf *out);
+
+/* Seal n DATA blobs (ids[i], lens[i] bytes at ptrs[i]) as one bundle envelope into `out`
+ * (format/blob.md "Bundles"). Returns 0 or a KBV_E* code. */
+int kbv_bundle_encode(struct kbv_codec *c, uint32_t n, const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens,
+		      const uint8_t *const *ptrs, struct kbv_buf *out);
+
+/* Offset of member i's content inside a decoded bundle whose first i members have
+ * `before` bytes in total: 4 + 36n + before. */
+static inline uint32_t kbv_bundle_offset(uint32_t n, uint64_t before)
+{
+	return (uint32_t)(4 + (uint64_t)KBV_BUNDLE_ENTRY * n + before);
+}
+
+/* Verify and decode a bundle envelope into `plain` (its whole decoded content). */
+int kbv_bundle_open(struct kbv_codec *c, const void *stored, size_t n, struct kbv_buf *plain);
+
+/* Find member `id` in a decoded bundle at content offset raw_off with raw_len bytes, as
+ * the pack trailer or index claims. *p points into plain. KBV_ECORRUPT when the table does
+ * not say so (a tampered index, or a damaged bundle). In an unencrypted repository the
+ * member's id is recomputed from its bytes. */
+int kbv_bundle_member(struct kbv_codec *c, const struct kbv_buf *plain, const uint8_t id[KBV_ID_BYTES],
+		      uint32_t raw_off, uint32_t raw_len, const uint8_t **p);
 
 #endif

@@ -30,7 +30,7 @@ struct kbv_repo_stats {
 	uint64_t snapshots;
 	uint64_t raw_bytes;         /* sum of all snapshots' stream sizes */
 	uint64_t unique_raw_bytes;  /* sum of raw lengths of indexed DATA blobs */
-	uint64_t unique_stored_bytes;
+	uint64_t unique_stored_bytes; /* envelopes holding indexed blobs (each counted once) */
 	uint64_t data_blobs, tree_blobs;
 	uint64_t packs, pack_bytes; /* indexed packs and their file sizes */
 };

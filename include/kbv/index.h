@@ -13,8 +13,9 @@
 
 struct kbv_loc {
 	uint32_t pack;
-	uint32_t offset;
-	uint32_t stored_len;
+	uint32_t offset;     /* of the envelope */
+	uint32_t stored_len; /* of the envelope */
+	uint32_t raw_off;    /* of the blob inside the decoded envelope */
 	uint32_t raw_len;
 	uint64_t xxh;
 	uint8_t type;
@@ -26,6 +27,7 @@ struct kbv_pack_entry {
 	uint8_t id[KBV_ID_BYTES];
 	uint32_t offset;
 	uint32_t stored_len;
+	uint32_t raw_off;
 	uint32_t raw_len;
 	uint64_t xxh;
 };

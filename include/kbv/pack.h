@@ -10,15 +10,18 @@
 
 #define KBV_PACK_HEADER 32
 #define KBV_PACK_FOOTER 32
-#define KBV_TRAILER_ENTRY 53
+#define KBV_TRAILER_ENTRY 57
 
 struct kbv_packw;
 
 /* Start a new pack in REPO/tmp. `codec` (borrowed) seals the trailer. */
 int kbv_packw_new(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_packw **out);
-/* Append one blob envelope. */
+/* Append one single-blob envelope (TREE, SNAPSHOT). */
 int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
 		  uint32_t raw_len);
+/* Append one bundle envelope holding n DATA blobs (ids[i], lens[i], in table order). */
+int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint32_t n,
+			 const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens);
 /* Bytes written so far and blobs added. */
 uint64_t kbv_packw_size(const struct kbv_packw *w);
 size_t kbv_packw_count(const struct kbv_packw *w);
@@ -36,7 +39,15 @@ void kbv_packw_free(struct kbv_packw *w);
 int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
 			  struct kbv_buf *entries, size_t *n, uint64_t *size);
 
-/* A small per-thread cache of open pack files. */
+/* The last decoded bundle, so reading its members one after the other decodes it once. */
+struct kbv_bundle_cache {
+	int valid;
+	uint32_t pack;
+	uint32_t offset;
+	struct kbv_buf plain;
+};
+
+/* Per-thread read state: a small cache of open pack files and the last bundle. */
 struct kbv_packfds {
 	struct {
 		uint32_t packno;
@@ -44,6 +55,7 @@ struct kbv_packfds {
 		uint64_t used;
 	} slot[8];
 	uint64_t clock;
+	struct kbv_bundle_cache bundle;
 };
 void kbv_packfds_init(struct kbv_packfds *c);
 void kbv_packfds_release(struct kbv_packfds *c);
@@ -54,8 +66,11 @@ void kbv_packfds_release(struct kbv_packfds *c);
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
 		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out);
 
-/* Read and decode the blob at a known location (used by check and repair). */
-int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname,
-		     const struct kbv_pack_entry *e, struct kbv_buf *stored, struct kbv_buf *out);
+/* Read and decode the blob at a known location (pack number `packno`, for the cache; used by
+ * check and repair too). Bundles go through `bc` (may be NULL). The blob's bytes end up in
+ * `out`. */
+int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
+		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
+		     struct kbv_buf *out);
 
 #endif

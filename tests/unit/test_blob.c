@@ -107,6 +107,55 @@ static void test_empty(void **s)
 	kbv_codec_free(c);
 }
 
+static void bundle(int encrypted)
+{
+	struct kbv_codec *c = kbv_codec_new(&keys, encrypted, 3);
+	struct kbv_buf env = KBV_BUF_INIT, plain = KBV_BUF_INIT;
+	uint8_t data[3][5000], ids[3][32];
+	uint32_t lens[3] = { 5000, 1, 4096 };
+	const uint8_t *ptrs[3];
+	for (int i = 0; i < 3; i++) {
+		memset(data[i], 'a' + i, sizeof data[i]);
+		kbv_blob_id(&keys, KBV_BLOB_DATA, data[i], lens[i], ids[i]);
+		ptrs[i] = data[i];
+	}
+	assert_int_equal(kbv_bundle_encode(c, 3, (const uint8_t(*)[32])ids, lens, ptrs, &env), 0);
+	assert_true(env.len < 500); /* compressed together */
+	assert_int_equal(kbv_bundle_open(c, env.data, env.len, &plain), 0);
+	uint64_t before = 0;
+	for (int i = 0; i < 3; i++) {
+		const uint8_t *p;
+		uint32_t off = kbv_bundle_offset(3, before);
+		assert_int_equal(kbv_bundle_member(c, &plain, ids[i], off, lens[i], &p), 0);
+		assert_memory_equal(p, data[i], lens[i]);
+		/* What a tampered index might claim: another member's place, or a wrong length. */
+		assert_int_equal(kbv_bundle_member(c, &plain, ids[(i + 1) % 3], off, lens[i], &p), KBV_ECORRUPT);
+		assert_int_equal(kbv_bundle_member(c, &plain, ids[i], off + 1, lens[i], &p), KBV_ECORRUPT);
+		assert_int_equal(kbv_bundle_member(c, &plain, ids[i], off, lens[i] + 1, &p), KBV_ECORRUPT);
+		before += lens[i];
+	}
+	/* Damage anywhere fails the whole envelope. */
+	env.data[env.len / 2] ^= 1;
+	if (encrypted)
+		assert_int_equal(kbv_bundle_open(c, env.data, env.len, &plain), KBV_ECORRUPT);
+	else if (kbv_bundle_open(c, env.data, env.len, &plain) == 0) {
+		const uint8_t *p;
+		int bad = 0;
+		before = 0;
+		for (int i = 0; i < 3; i++) {
+			bad |= kbv_bundle_member(c, &plain, ids[i], kbv_bundle_offset(3, before), lens[i], &p) != 0;
+			before += lens[i];
+		}
+		assert_true(bad);
+	}
+	kbv_buf_release(&env);
+	kbv_buf_release(&plain);
+	kbv_codec_free(c);
+}
+
+static void test_bundle_encrypted(void **s) { (void)s; bundle(1); }
+static void test_bundle_plain(void **s) { (void)s; bundle(0); }
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -115,6 +164,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encrypted), cmocka_unit_test(test_plain),  cmocka_unit_test(test_id_domains),
 		cmocka_unit_test(test_other_key), cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_bundle_encrypted), cmocka_unit_test(test_bundle_plain),
 	};
 	return cmocka_run_group_tests_name("blob", tests, NULL, NULL);
 }
