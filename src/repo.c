@@ -288,6 +288,10 @@ int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
 			}
 		}
 	}
+	/* Scratch and cache directories may be missing (a copy made by a tool that drops empty
+	 * directories); they hold nothing a snapshot depends on. */
+	TRY(kbv_repo_sub(r, "tmp", p, sizeof p));
+	TRY(kbv_mkdir(p, NULL));
 	TRY(kbv_repo_sub(r, "index", p, sizeof p));
 	TRY(kbv_mkdir(p, NULL));
 	TRY(kbv_index_open(p, &r->idx));
