@@ -31,6 +31,8 @@ PROG    := $(BUILD)/kbvault
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -52,6 +54,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBKBV)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBKBV) $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) $(LDFLAGS)
 
+$(BUILD)/tests/%: tests/tools/%.c $(LIBKBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBKBV) $(LIBS) $(LDFLAGS)
+
 $(BUILD)/bench/%: bench/%.c $(LIBKBV)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O2 -o $@ $< $(LIBKBV) $(LIBS) $(LDFLAGS)
@@ -63,16 +69,16 @@ deps:
 bench-deps:
 	@scripts/deps.sh bench
 
-TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump)
+TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
 
 test: deps
-	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(BENCH_BIN) $(TOOL_BIN)
 	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) --cli tests/cli/*.bats
 
 test-unit: $(UNIT_BIN)
 	@scripts/run-tests.sh --unit $(UNIT_BIN)
 
-test-cli: $(PROG) $(BENCH_BIN)
+test-cli: $(PROG) $(BENCH_BIN) $(TOOL_BIN)
 	@$(TEST_ENV) scripts/run-tests.sh --cli tests/cli/*.bats
 
 # The README's first command: install, build, and a short demonstration on the default repository.

@@ -185,8 +185,11 @@ int kbv_snapshot_commit(struct kbv_repo *r, struct kbv_writer *w, struct kbv_sna
 
 	s->nentries = n;
 	s->total_size = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (!kbv_entry_name_ok(entries[i].name))
+			return kbv_error(KBV_EINVAL, "'%s' is not a valid entry name", entries[i].name);
 		s->total_size += entries[i].size;
+	}
 	TRY(kbv_entries_encode(entries, n, &table));
 	TRY(kbv_writer_mem(w, table.data, table.len, &res));
 	s->table_ref = res.ref;

@@ -111,14 +111,23 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 				goto out;
 			}
 		} else if (e->kind == KBV_ENTRY_SYMLINK) {
-			TRY(make_parents(path));
-			unlink(path);
-			if (symlink(e->target, path) < 0) {
-				rc = kbv_error(KBV_EIO, "create symlink '%s': %s", path, strerror(errno));
-				goto out;
-			}
+			continue; /* last, below */
 		} else {
 			TRY(restore_file(rd, e, dir, sk));
+		}
+	}
+	/* Symlinks after every file, so no file of this restore is written through a link the
+	 * restore itself created (a manifest with "x -> /etc" and "x/passwd" cannot escape). */
+	for (size_t i = 0; i < s->nloaded; i++) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (e->kind != KBV_ENTRY_SYMLINK || !selected(e, streams, nstreams))
+			continue;
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		TRY(make_parents(path));
+		unlink(path);
+		if (symlink(e->target, path) < 0) {
+			rc = kbv_error(KBV_EIO, "create symlink '%s': %s", path, strerror(errno));
+			goto out;
 		}
 	}
 	/* Directory modes and times last, deepest first, so writing into them did not change

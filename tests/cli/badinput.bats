@@ -149,3 +149,20 @@ setup() {
 	kbv restore latest --stdout | cmp - "$TMPD/big.sql"
 	kbv check --read-data
 }
+
+@test "a crafted manifest cannot make restore write through its own symlink" {
+	mkdir "$TMPD/outside"
+	# "x -> outside" followed by "x/evil": a real directory walk never produces this.
+	KBVAULT_PASSWORD=$(cat "$TMPD/pw") "$MKSNAP" "$KBVAULT_REPO" "link:x=$TMPD/outside" "file:x/evil=gotcha" "file:ok.txt=fine"
+	run kbv restore latest --target "$TMPD/out"
+	[ ! -e "$TMPD/outside/evil" ]
+	[ "$(cat "$TMPD/out/ok.txt")" = fine ]
+}
+
+@test "restore refuses a manifest naming a path outside the target" {
+	# The library refuses to write such a name (and refuses to read one: test_format).
+	KBVAULT_PASSWORD=$(cat "$TMPD/pw") run "$MKSNAP" "$KBVAULT_REPO" "file:../escape=bad"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"not a valid entry name"* ]]
+	[ "$(snap_count)" = 0 ]
+}
