@@ -33,10 +33,12 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps bench-deps test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
+.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -53,6 +55,11 @@ $(PROG): $(CLI_OBJ) $(LIBKBV)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBKBV)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBKBV) $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) $(LDFLAGS)
+
+# Corpus replay of each fuzz target, without libFuzzer (runs in make test).
+$(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBKBV)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -DCORPUS='"tests/fuzz/corpus/$*"' -o $@ $< tests/fuzz/replay.c $(LIBKBV) $(LIBS) $(LDFLAGS)
 
 $(BUILD)/tests/%: tests/tools/%.c $(LIBKBV)
 	@mkdir -p $(dir $@)
@@ -72,11 +79,11 @@ bench-deps:
 TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
 
 test: deps
-	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(BENCH_BIN) $(TOOL_BIN)
-	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) --cli tests/cli/*.bats
+	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN) $(TOOL_BIN)
+	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) $(FUZZ_REPLAY) --cli tests/cli/*.bats
 
-test-unit: $(UNIT_BIN)
-	@scripts/run-tests.sh --unit $(UNIT_BIN)
+test-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
+	@scripts/run-tests.sh --unit $(UNIT_BIN) $(FUZZ_REPLAY)
 
 test-cli: $(PROG) $(BENCH_BIN) $(TOOL_BIN)
 	@$(TEST_ENV) scripts/run-tests.sh --cli tests/cli/*.bats
@@ -95,6 +102,24 @@ bench-quick: deps bench-deps all $(BENCH_BIN)
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
 		scripts/run-tests.sh --cli tests/cli/crash.bats
+
+# libFuzzer with ASan+UBSan, FUZZ_SECONDS per target (default 60); new inputs go to
+# build/fuzz/corpus-NAME; copy the interesting ones into tests/fuzz/corpus/NAME.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_NAMES); do \
+		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Itests/fuzz $(PKG_CFLAGS) \
+			-fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(LIBS) || exit 1; \
+		mkdir -p build/fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build/fuzz/corpus-$$t/; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+			build/fuzz/corpus-$$t 2>&1 | tail -2 || exit 1; \
+	done
+
+fuzz-seeds: $(LIBKBV)
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/seeds tests/fuzz/seeds.c $(LIBKBV) $(LIBS)
+	$(BUILD)/seeds
 
 install: $(PROG)
 	install -d $(DESTDIR)$(BINDIR)

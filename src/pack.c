@@ -259,14 +259,27 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 		kbv_error_prefix(rc, "pack '%s': trailer", path);
 		goto out;
 	}
-	struct kbv_rd rd = kbv_rd_make(plain.data, plain.len);
+	TRY(kbv_trailer_parse(plain.data, plain.len, toff, path, entries, n));
+	*size = (uint64_t)end;
+out:
+	if (fd >= 0)
+		close(fd);
+	kbv_buf_release(&env);
+	kbv_buf_release(&plain);
+	return rc;
+}
+
+int kbv_trailer_parse(const uint8_t *plain, size_t len, uint64_t trailer_off, const char *what,
+		      struct kbv_buf *entries, size_t *n)
+{
+	struct kbv_rd rd = kbv_rd_make(plain, len);
 	uint32_t count = kbv_rd_u32(&rd);
-	if (plain.len != 4 + (size_t)count * KBV_TRAILER_ENTRY) {
-		rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer lists %u blobs in %zu bytes", path, count, plain.len);
-		goto out;
-	}
+	if (rd.bad || len != 4 + (size_t)count * KBV_TRAILER_ENTRY)
+		return kbv_error(KBV_ECORRUPT, "pack '%s': trailer lists %u blobs in %zu bytes", what, count, len);
 	entries->len = 0;
-	TRY(kbv_buf_reserve(entries, (size_t)count * sizeof(struct kbv_pack_entry) + 1));
+	int rc = kbv_buf_reserve(entries, (size_t)count * sizeof(struct kbv_pack_entry) + 1);
+	if (rc < 0)
+		return rc;
 	struct kbv_pack_entry *e = (struct kbv_pack_entry *)entries->data;
 	for (uint32_t i = 0; i < count; i++) {
 		e[i].type = kbv_rd_u8(&rd);
@@ -276,21 +289,13 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 		e[i].raw_off = kbv_rd_u32(&rd);
 		e[i].raw_len = kbv_rd_u32(&rd);
 		e[i].xxh = kbv_rd_u64(&rd);
-		if (e[i].offset < KBV_PACK_HEADER || (uint64_t)e[i].offset + e[i].stored_len > toff ||
-		    e[i].type < KBV_BLOB_DATA || e[i].type > KBV_BLOB_SNAPSHOT) {
-			rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer entry %u is out of range", path, i);
-			goto out;
-		}
+		if (e[i].offset < KBV_PACK_HEADER || (uint64_t)e[i].offset + e[i].stored_len > trailer_off ||
+		    (e[i].type != KBV_BLOB_DATA && e[i].type != KBV_BLOB_TREE && e[i].type != KBV_BLOB_SNAPSHOT))
+			return kbv_error(KBV_ECORRUPT, "pack '%s': trailer entry %u is out of range", what, i);
 	}
 	entries->len = (size_t)count * sizeof(struct kbv_pack_entry);
 	*n = count;
-	*size = (uint64_t)end;
-out:
-	if (fd >= 0)
-		close(fd);
-	kbv_buf_release(&env);
-	kbv_buf_release(&plain);
-	return rc;
+	return 0;
 }
 
 void kbv_packfds_init(struct kbv_packfds *c)

@@ -33,6 +33,11 @@ int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info);
 /* Free; an unfinished pack's temporary file is removed. NULL is a no-op. */
 void kbv_packw_free(struct kbv_packw *w);
 
+/* Parse a decoded trailer into struct kbv_pack_entry records (replacing `entries`),
+ * checking every entry lies inside [header, trailer_off). Pure; KBV_ECORRUPT names `what`. */
+int kbv_trailer_parse(const uint8_t *plain, size_t len, uint64_t trailer_off, const char *what,
+		      struct kbv_buf *entries, size_t *n);
+
 /* Read and verify a pack's header, footer and trailer. `entries` receives an array of
  * struct kbv_pack_entry (replacing its contents), *n their count, *size the file size.
  * Errors name the pack file. */

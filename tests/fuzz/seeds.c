@@ -1,0 +1,69 @@
+/* Writes the initial corpus: valid encodings of each artifact (make fuzz-seeds). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kbv/pack.h"
+#include "kbv/snapshot.h"
+
+static void put(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[512];
+	mkdir("tests/fuzz/corpus", 0755);
+	mkdir(dir, 0755);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	fwrite(p, 1, n, f);
+	fclose(f);
+}
+
+int main(void)
+{
+	struct kbv_entry e[3] = {
+		{ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 1234, { 1 }, { 1, { 9 } }, NULL },
+		{ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL },
+		{ KBV_ENTRY_SYMLINK, "etc/l", 0120777, 2, 3, 1, { 0 }, { KBV_REF_EMPTY, { 0 } }, "t" },
+	};
+	struct kbv_buf b = KBV_BUF_INIT;
+	kbv_entries_encode(e, 3, &b);
+	put("tests/fuzz/corpus/entries", "three-entries", b.data, b.len);
+	char *tags[] = { "nightly" };
+	struct kbv_snapshot s = { .time = 1764072000, .tzoff = 3600, .host = "db1", .tags = tags, .ntags = 1,
+				  .nentries = 3, .total_size = 1234, .table_ref = { 0, { 7 } }, .table_size = b.len };
+	b.len = 0;
+	kbv_snapshot_encode_body(&s, &b);
+	put("tests/fuzz/corpus/body", "body", b.data, b.len);
+
+	/* bundle: [off u32][len u32] + table of 2 members + contents */
+	b.len = 0;
+	kbv_buf_add_u32(&b, kbv_bundle_offset(2, 0));
+	kbv_buf_add_u32(&b, 5);
+	kbv_buf_add_u32(&b, 2);
+	uint8_t id[32] = { 0xaa };
+	kbv_buf_add(&b, id, 32);
+	kbv_buf_add_u32(&b, 5);
+	id[0] = 0xbb;
+	kbv_buf_add(&b, id, 32);
+	kbv_buf_add_u32(&b, 3);
+	kbv_buf_add(&b, "hello", 5);
+	kbv_buf_add(&b, "abc", 3);
+	put("tests/fuzz/corpus/bundle", "two-members", b.data, b.len);
+
+	/* trailer: [trailer offset u64] + count + entries */
+	b.len = 0;
+	kbv_buf_add_u64(&b, 4096);
+	kbv_buf_add_u32(&b, 2);
+	for (int i = 0; i < 2; i++) {
+		kbv_buf_add_u8(&b, KBV_BLOB_DATA);
+		memset(id, i, 32);
+		kbv_buf_add(&b, id, 32);
+		kbv_buf_add_u32(&b, KBV_PACK_HEADER);
+		kbv_buf_add_u32(&b, 1000);
+		kbv_buf_add_u32(&b, kbv_bundle_offset(2, i ? 300 : 0));
+		kbv_buf_add_u32(&b, 300);
+		kbv_buf_add_u64(&b, 0x1234);
+	}
+	put("tests/fuzz/corpus/trailer", "two-entries", b.data, b.len);
+	kbv_buf_release(&b);
+	return 0;
+}
