@@ -7,5 +7,5 @@ set title "Repository size over nights (".mode.")"
 set xlabel "night"
 set ylabel "MB"
 set key left top
-tools = "kbvault kbvault-pk-order restic borg-default borg-small gzip"
+tools = "kbvault kbvault-pk-order restic borg-default borg-small gzip kbvault-heavy restic-heavy"
 plot for [t in tools] "< grep '^".t.",' bench/results/".mode."-series.csv" using 2:($4/1e6) with linespoints title t

@@ -65,11 +65,15 @@ for day in range(1, days + 1):
     out.append(f"| {day} | {inp/1e6:.0f} | " + " | ".join(f"{vals[n]/1e6:.1f}" for n in names) + " |")
 last = {s["tool"]: int(s["repo_bytes"]) for s in series if int(s["day"]) == days}
 out.append("")
+out.append("Columns: the default churn (calibrated to a real series, see bench/gendump.c) for every tool; "
+           "`kbvault-pk-order`: the same nights with rows in primary-key order (what the PostgreSQL source's "
+           "native mode will write); `*-heavy`: ten times the pgbench updates (~9x the change sites).\n")
 out.append(f"After {days} nights kbvault holds ×{last['kbvault']/last['restic']:.2f} of restic's bytes "
            f"(×{last['kbvault-pk-order']/last['restic']:.2f} with rows in primary-key order), "
            f"×{last['kbvault']/last['borg-default']:.2f} of borg's (default chunker), "
            f"×{last['kbvault']/last['borg-small']:.2f} of borg's with 8 KiB chunks, and "
-           f"×{last['kbvault']/last['gzip']:.2f} of the nightly gzip files.\n")
+           f"×{last['kbvault']/last['gzip']:.2f} of the nightly gzip files. Heavy churn: "
+           f"×{last['kbvault-heavy']/last['restic-heavy']:.2f} of restic's.\n")
 
 out.append("## Chunk size sweep (kbvault, same nights)\n")
 out.append("| avg chunk | repo MB | packs MB | index MB | chunks | dedup | seconds |")

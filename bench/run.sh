@@ -98,7 +98,7 @@ VERIFIED=$(restore_check gzip -dc "$W/gzip/a.sql.gz") run gzip restore "$B0" "" 
 rm -rf "$W/kbvault" "$W/restic" "$W/borg-default" "$W/borg-small" "$W/gzip" "$W/big0.sql" "$W/big1.sql"
 
 # --- ten (or five) nights of an evolving database: repository growth per tool
-echo "== $DAYS nights of ~$DAY_MB MB dumps (physical row order), cumulative repository bytes"
+echo "== $DAYS nights of ~$DAY_MB MB dumps (physical row order, default churn), cumulative repository bytes"
 export KBVAULT_REPO=$W/s-kbvault
 "$K" init -q
 restic init -q -r "$W/s-restic" > /dev/null
@@ -125,6 +125,20 @@ for d in $(seq 0 $((DAYS - 1))); do
 	"$K" snapshot -q --stdin db.sql < "$W/day.sql"
 	echo "kbvault-pk-order,$((d + 1)),$(stat -c %s "$W/day.sql"),$(du -sb "$W/s-kbvault-pk" | cut -f1)" >> "$SERIES"
 done
+
+# The heavy-churn profile (10x the pgbench updates, ~9x the change sites): kbvault and restic.
+export KBVAULT_REPO=$W/h-kbvault
+"$K" init -q
+restic init -q -r "$W/h-restic" > /dev/null
+for d in $(seq 0 $((DAYS - 1))); do
+	"$G" --mb "$DAY_MB" --day "$d" --pgbench-permille 50 > "$W/day.sql"
+	n=$(stat -c %s "$W/day.sql")
+	"$K" snapshot -q --stdin db.sql < "$W/day.sql"
+	restic -q -r "$W/h-restic" backup --stdin --stdin-filename db.sql < "$W/day.sql"
+	echo "kbvault-heavy,$((d + 1)),$n,$(du -sb "$W/h-kbvault" | cut -f1)" >> "$SERIES"
+	echo "restic-heavy,$((d + 1)),$n,$(du -sb "$W/h-restic" | cut -f1)" >> "$SERIES"
+done
+rm -rf "$W/h-kbvault" "$W/h-restic"
 
 # --- chunk size sweep on the same nights (kbvault only)
 SWEEP=$OUT/$MODE-chunk-sweep.csv

@@ -215,52 +215,63 @@ out:
 	return rc;
 }
 
-int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg)
+/* The user's callback for a walk over one database. */
+struct visitor {
+	kbv_index_blob_fn blob;
+	kbv_index_pack_fn pack;
+	void *arg;
+};
+
+/* Visit every record of a database in key order; `entry` decodes one and calls the user's
+ * callback. */
+typedef int (*entry_fn)(const MDB_val *k, const MDB_val *v, const struct visitor *vis);
+
+static int each(MDB_txn *txn, MDB_dbi dbi, const char *what, entry_fn entry, const struct visitor *vis)
 {
 	MDB_cursor *cur;
-	int mrc = mdb_cursor_open(txn, idx->blobs, &cur), rc = 0;
+	int mrc = mdb_cursor_open(txn, dbi, &cur), rc = 0;
 	if (mrc)
 		return mdb_fail(mrc, "open cursor");
 	MDB_val k, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != KBV_ID_BYTES || v.mv_size != LOC_BYTES) {
-			rc = kbv_error(KBV_ECORRUPT, "index: malformed blob entry");
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if ((rc = entry(&k, &v, vis)) != 0)
 			break;
-		}
-		struct kbv_loc loc;
-		decode_loc(v.mv_data, &loc);
-		if ((rc = fn(arg, k.mv_data, &loc)) != 0)
-			break;
-	}
 	if (!rc && mrc != MDB_NOTFOUND)
-		rc = mdb_fail(mrc, "iterate blobs");
+		rc = mdb_fail(mrc, what);
 	mdb_cursor_close(cur);
 	return rc;
 }
 
+static int blob_entry(const MDB_val *k, const MDB_val *v, const struct visitor *vis)
+{
+	if (k->mv_size != KBV_ID_BYTES || v->mv_size != LOC_BYTES)
+		return kbv_error(KBV_ECORRUPT, "index: malformed blob entry");
+	struct kbv_loc loc;
+	decode_loc(v->mv_data, &loc);
+	return vis->blob(vis->arg, k->mv_data, &loc);
+}
+
+static int pack_entry(const MDB_val *k, const MDB_val *v, const struct visitor *vis)
+{
+	if (k->mv_size != sizeof(unsigned int) || v->mv_size != PACK_BYTES)
+		return kbv_error(KBV_ECORRUPT, "index: malformed pack entry");
+	unsigned int no;
+	memcpy(&no, k->mv_data, sizeof no);
+	struct kbv_pack_info info;
+	decode_pack(v->mv_data, &info);
+	return vis->pack(vis->arg, no, &info);
+}
+
+int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg)
+{
+	struct visitor vis = { fn, NULL, arg };
+	return each(txn, idx->blobs, "iterate blobs", blob_entry, &vis);
+}
+
 int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn fn, void *arg)
 {
-	MDB_cursor *cur;
-	int mrc = mdb_cursor_open(txn, idx->packs, &cur), rc = 0;
-	if (mrc)
-		return mdb_fail(mrc, "open cursor");
-	MDB_val k, v;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != sizeof(unsigned int) || v.mv_size != PACK_BYTES) {
-			rc = kbv_error(KBV_ECORRUPT, "index: malformed pack entry");
-			break;
-		}
-		unsigned int no;
-		memcpy(&no, k.mv_data, sizeof no);
-		struct kbv_pack_info info;
-		decode_pack(v.mv_data, &info);
-		if ((rc = fn(arg, no, &info)) != 0)
-			break;
-	}
-	if (!rc && mrc != MDB_NOTFOUND)
-		rc = mdb_fail(mrc, "iterate packs");
-	mdb_cursor_close(cur);
-	return rc;
+	struct visitor vis = { NULL, fn, arg };
+	return each(txn, idx->packs, "iterate packs", pack_entry, &vis);
 }
 
 int kbv_index_clear(struct kbv_index *idx)

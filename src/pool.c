@@ -198,3 +198,22 @@ void kbv_pool_release(struct kbv_pool *p)
 	p->head++;
 	pthread_mutex_unlock(&p->mu);
 }
+
+int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int all)
+{
+	void *j;
+	int rc = 0;
+	while ((j = kbv_pool_oldest(p))) {
+		rc = fn(arg, j);
+		kbv_pool_release(p);
+		if (rc < 0 || !all)
+			break;
+	}
+	return rc;
+}
+
+void kbv_pool_discard(struct kbv_pool *p)
+{
+	while (kbv_pool_oldest(p))
+		kbv_pool_release(p);
+}

@@ -123,31 +123,14 @@ out:
 	return rc;
 }
 
-static int deliver(struct kbv_reader *rd, struct rjob *j)
+static int deliver(void *arg, void *job)
 {
+	struct kbv_reader *rd = arg;
+	struct rjob *j = job;
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
 	rd->got += j->out.len;
 	return rd->sink ? rd->sink(rd->arg, j->out.data, j->out.len) : 0;
-}
-
-static int drain(struct kbv_reader *rd, int all)
-{
-	struct rjob *j;
-	int rc = 0;
-	while ((j = kbv_pool_oldest(rd->pool))) {
-		rc = deliver(rd, j);
-		kbv_pool_release(rd->pool);
-		if (rc < 0 || !all)
-			break;
-	}
-	return rc;
-}
-
-static void discard(struct kbv_reader *rd)
-{
-	while (kbv_pool_oldest(rd->pool))
-		kbv_pool_release(rd->pool);
 }
 
 void kbv_reader_free(struct kbv_reader *rd)
@@ -155,7 +138,7 @@ void kbv_reader_free(struct kbv_reader *rd)
 	if (!rd)
 		return;
 	if (rd->pool) {
-		discard(rd);
+		kbv_pool_discard(rd->pool);
 		for (size_t i = 0; i < kbv_pool_nslots(rd->pool); i++) {
 			struct rjob *j = kbv_pool_slot(rd->pool, i);
 			kbv_buf_release(&j->stored);
@@ -227,7 +210,7 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 	while (!rd->open) {
 		if ((rd->open = kbv_pool_acquire(rd->pool)))
 			rd->open->n = 0;
-		else if ((rc = drain(rd, 0)) < 0)
+		else if ((rc = kbv_pool_consume(rd->pool, deliver, rd, 0)) < 0)
 			return rc;
 	}
 	memcpy(rd->open->ids[rd->open->n++], id, KBV_ID_BYTES);
@@ -258,9 +241,9 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
 	submit_open(rd); /* also on error: an acquired slot must go through the pool */
 	if (rc == 0)
-		rc = drain(rd, 1);
+		rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
 	if (rc < 0) {
-		discard(rd);
+		kbv_pool_discard(rd->pool);
 		return rc;
 	}
 	if (rd->got != size)

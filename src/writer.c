@@ -90,8 +90,6 @@ void kbv_ref_get(const uint8_t in[33], struct kbv_ref *ref)
 	memcpy(ref->id, in + 1, KBV_ID_BYTES);
 }
 
-static void discard(struct kbv_writer *w);
-
 /* ---- workers ---- */
 
 static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t to)
@@ -252,7 +250,7 @@ void kbv_writer_free(struct kbv_writer *w)
 	if (w->pool) {
 		/* Wait out in-flight jobs; idle workers never touch a slot, so the buffers can go
 		 * before the pool joins its threads. */
-		discard(w);
+		kbv_pool_discard(w->pool);
 		for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
 			struct job *j = kbv_pool_slot(w->pool, i);
 			free(j->data);
@@ -446,8 +444,10 @@ out:
 
 /* ---- streams ---- */
 
-static int consume(struct kbv_writer *w, struct job *j)
+static int consume(void *arg, void *job)
 {
+	struct kbv_writer *w = arg;
+	struct job *j = job;
 	int rc = 0;
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
@@ -464,26 +464,6 @@ out:
 	return rc;
 }
 
-static int drain(struct kbv_writer *w, int all)
-{
-	struct job *j;
-	int rc = 0;
-	while ((j = kbv_pool_oldest(w->pool))) {
-		rc = consume(w, j);
-		kbv_pool_release(w->pool);
-		if (rc < 0 || !all)
-			break;
-	}
-	return rc;
-}
-
-/* Fail-safe for errors: wait for every in-flight job, so no worker touches a slot later. */
-static void discard(struct kbv_writer *w)
-{
-	while (kbv_pool_oldest(w->pool))
-		kbv_pool_release(w->pool);
-}
-
 /* Cut p[0..n) into chunks and submit them in batches. Without eof, stops when less than
  * chunk_max is left (the next cut needs that much look-ahead). */
 static int feed(struct kbv_writer *w, const uint8_t *p, size_t n, int eof, size_t *used)
@@ -493,7 +473,7 @@ static int feed(struct kbv_writer *w, const uint8_t *p, size_t n, int eof, size_
 	while (pos < n && (eof || n - pos >= w->repo->chunk_max)) {
 		struct job *j;
 		while (!(j = kbv_pool_acquire(w->pool)))
-			if ((rc = drain(w, 0)) < 0)
+			if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
 				goto out;
 		size_t start = pos;
 		j->n = 0;
@@ -525,9 +505,9 @@ static void stream_begin(struct kbv_writer *w)
 static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *res)
 {
 	if (rc == 0)
-		rc = drain(w, 1);
+		rc = kbv_pool_consume(w->pool, consume, w, 1);
 	if (rc < 0) {
-		discard(w);
+		kbv_pool_discard(w->pool);
 		return rc;
 	}
 	if ((rc = tree_finish(w, &res->ref)) < 0)

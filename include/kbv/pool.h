@@ -35,4 +35,11 @@ void *kbv_pool_oldest(struct kbv_pool *p);
 /* Release the slot returned by kbv_pool_oldest(). */
 void kbv_pool_release(struct kbv_pool *p);
 
+/* Hand finished jobs to fn in submission order and release them: all that are in flight
+ * (all = 1) or just the oldest. Stops at the first negative return, which it returns. */
+typedef int (*kbv_pool_consume_fn)(void *arg, void *job);
+int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int all);
+/* Wait for every job in flight and release it unread (after an error). */
+void kbv_pool_discard(struct kbv_pool *p);
+
 #endif
