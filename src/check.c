@@ -481,7 +481,7 @@ static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	memcpy(info.id, packid, KBV_PACKID_BYTES);
 	info.size = size;
 	info.blobs = (uint32_t)n;
-	rc = kbv_index_add_pack(p->r->idx, &info, (const struct kbv_pack_entry *)p->entries.data, n, NULL);
+	rc = kbv_index_add_pack(p->r->idx, &info, (const struct kbv_pack_entry *)p->entries.data, n);
 	if (rc == 0) {
 		p->packs++;
 		p->blobs += n;

@@ -35,6 +35,13 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 		rc = mdb_fail(mrc, dir);
 		goto out;
 	}
+	/* A process killed while reading leaves its reader slot behind; until cleared, it pins
+	 * old pages and the file can only grow. */
+	int dead;
+	if ((mrc = mdb_reader_check(idx->env, &dead))) {
+		rc = mdb_fail(mrc, "reader check");
+		goto out;
+	}
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)) ||
 	    (mrc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &idx->blobs)) ||
 	    (mrc = mdb_dbi_open(txn, "packs", MDB_CREATE | MDB_INTEGERKEY, &idx->packs)) ||
@@ -152,8 +159,8 @@ int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct 
 	return 0;
 }
 
-int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
-		       const struct kbv_pack_entry *entries, size_t n, uint32_t *packno)
+int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks)
 {
 	MDB_txn *txn = NULL;
 	int rc = 0, mrc;
@@ -168,51 +175,57 @@ int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
 		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
 		goto out;
 	}
-	uint8_t nb[4], pb[PACK_BYTES];
-	kbv_put32(nb, no + 1);
+	for (size_t p = 0; p < npacks; p++, no++) {
+		uint8_t pb[PACK_BYTES];
+		memcpy(pb, packs[p].id, KBV_PACKID_BYTES);
+		kbv_put64(pb + 16, packs[p].size);
+		kbv_put32(pb + 24, packs[p].blobs);
+		unsigned int key = no;
+		MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
+		if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
+			rc = mdb_fail(mrc, "put pack");
+			goto out;
+		}
+		for (size_t i = 0; i < counts[p]; i++) {
+			const struct kbv_pack_entry *e = &entries[p][i];
+			uint8_t lb[LOC_BYTES];
+			kbv_put32(lb, no);
+			kbv_put32(lb + 4, e->offset);
+			kbv_put32(lb + 8, e->stored_len);
+			kbv_put32(lb + 12, e->raw_off);
+			kbv_put32(lb + 16, e->raw_len);
+			kbv_put64(lb + 20, e->xxh);
+			lb[28] = e->type;
+			MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
+			mrc = mdb_put(txn, idx->blobs, &bk, &bv, MDB_NOOVERWRITE);
+			if (mrc && mrc != MDB_KEYEXIST) {
+				rc = mdb_fail(mrc, "put blob");
+				goto out;
+			}
+		}
+	}
+	uint8_t nb[4];
+	kbv_put32(nb, no);
 	v.mv_size = 4;
 	v.mv_data = nb;
 	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
 		rc = mdb_fail(mrc, "put next_pack");
 		goto out;
 	}
-	memcpy(pb, info->id, KBV_PACKID_BYTES);
-	kbv_put64(pb + 16, info->size);
-	kbv_put32(pb + 24, info->blobs);
-	unsigned int key = no;
-	MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
-	if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
-		rc = mdb_fail(mrc, "put pack");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		uint8_t lb[LOC_BYTES];
-		kbv_put32(lb, no);
-		kbv_put32(lb + 4, entries[i].offset);
-		kbv_put32(lb + 8, entries[i].stored_len);
-		kbv_put32(lb + 12, entries[i].raw_off);
-		kbv_put32(lb + 16, entries[i].raw_len);
-		kbv_put64(lb + 20, entries[i].xxh);
-		lb[28] = entries[i].type;
-		MDB_val bk = { KBV_ID_BYTES, (void *)entries[i].id }, bv = { LOC_BYTES, lb };
-		mrc = mdb_put(txn, idx->blobs, &bk, &bv, MDB_NOOVERWRITE);
-		if (mrc && mrc != MDB_KEYEXIST) {
-			rc = mdb_fail(mrc, "put blob");
-			goto out;
-		}
-	}
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
-	if (mrc) {
+	if (mrc)
 		rc = mdb_fail(mrc, "commit");
-		goto out;
-	}
-	if (packno)
-		*packno = no;
 out:
 	if (txn)
 		mdb_txn_abort(txn);
 	return rc;
+}
+
+int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
+		       const struct kbv_pack_entry *entries, size_t n)
+{
+	return kbv_index_add_packs(idx, info, &entries, &n, 1);
 }
 
 /* The user's callback for a walk over one database. */

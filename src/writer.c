@@ -14,6 +14,11 @@
 
 #define SLOTS_PER_BATCH_THREAD 3
 #define READ_BUF (8u << 20)
+/* Durable packs are indexed in groups: each LMDB write transaction copies the pages it
+ * touches, and with random keys that is most of the tree, so one transaction per pack
+ * made the index file 2.6x its live size. A group bounds the memory for the ids not yet
+ * indexed (~30 MiB at 32 packs). */
+#define INDEX_GROUP 32
 
 /* A job is a batch of consecutive chunks (about BATCH bytes), so the threads meet once per
  * batch rather than once per chunk. The worker puts the batch's new chunks, in order, into
@@ -67,7 +72,11 @@ struct kbv_writer {
 	struct kbv_codec *codec;  /* the writing thread's */
 	MDB_txn *txn;             /* the writing thread's read view */
 	struct kbv_packw *pack;
-	struct kbv_idset pending; /* ids in the open pack: not in the index yet */
+	/* Packs written durably but not indexed yet, and the ids in them and in the open pack. */
+	struct kbv_pack_info done_info[INDEX_GROUP];
+	struct kbv_buf done_entries[INDEX_GROUP];
+	size_t ndone;
+	struct kbv_idset pending;
 	struct level levels[KBV_TREE_MAX_DEPTH + 1];
 	int nlevels;
 	crypto_generichash_blake2b_state hs; /* updated only by the pool's serial stage */
@@ -280,6 +289,8 @@ void kbv_writer_free(struct kbv_writer *w)
 	kbv_codec_free(w->codec);
 	kbv_index_rend(w->txn);
 	kbv_idset_release(&w->pending);
+	for (size_t i = 0; i < INDEX_GROUP; i++)
+		kbv_buf_release(&w->done_entries[i]);
 	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
 		kbv_buf_release(&w->levels[i].ids);
 	free(w->workers);
@@ -290,26 +301,53 @@ void kbv_writer_free(struct kbv_writer *w)
 
 /* ---- packs ---- */
 
-int kbv_writer_flush(struct kbv_writer *w)
+/* Index the durable packs waiting in done_*, in one transaction. */
+static int index_done(struct kbv_writer *w)
 {
-	struct kbv_pack_info info;
+	const struct kbv_pack_entry *entries[INDEX_GROUP];
+	size_t counts[INDEX_GROUP];
 	int rc = 0;
-	if (!w->pack)
+	if (!w->ndone)
 		return 0;
-	TRY(kbv_packw_finish(w->pack, &info));
-	if (kbv_fault("index-commit")) {
-		rc = kbv_error(KBV_EIO, "index commit: injected fault");
-		goto out;
+	for (size_t i = 0; i < w->ndone; i++) {
+		entries[i] = (const struct kbv_pack_entry *)w->done_entries[i].data;
+		counts[i] = w->done_entries[i].len / sizeof(struct kbv_pack_entry);
 	}
-	TRY(kbv_index_add_pack(w->repo->idx, &info, kbv_packw_entries(w->pack), kbv_packw_count(w->pack), NULL));
-	kbv_packw_free(w->pack);
-	w->pack = NULL;
-	kbv_idset_clear(&w->pending);
+	if (kbv_fault("index-commit"))
+		return kbv_error(KBV_EIO, "index commit: injected fault");
+	TRY(kbv_index_add_packs(w->repo->idx, w->done_info, entries, counts, w->ndone));
+	w->ndone = 0;
+	if (!w->pack)
+		kbv_idset_clear(&w->pending);
 	atomic_fetch_add(&w->gen, 1);
 	TRY(kbv_index_renew(w->txn));
-	w->st.packs++;
 out:
 	return rc;
+}
+
+/* Make the open pack durable; index the group when it is full (or `index_now`). */
+static int finish_pack(struct kbv_writer *w, int index_now)
+{
+	int rc = 0;
+	if (w->pack) {
+		struct kbv_buf *e = &w->done_entries[w->ndone];
+		e->len = 0;
+		TRY(kbv_packw_finish(w->pack, &w->done_info[w->ndone]));
+		TRY(kbv_buf_add(e, kbv_packw_entries(w->pack), kbv_packw_count(w->pack) * sizeof(struct kbv_pack_entry)));
+		w->ndone++;
+		kbv_packw_free(w->pack);
+		w->pack = NULL;
+		w->st.packs++;
+	}
+	if (index_now || w->ndone == INDEX_GROUP)
+		TRY(index_done(w));
+out:
+	return rc;
+}
+
+int kbv_writer_flush(struct kbv_writer *w)
+{
+	return finish_pack(w, 1);
 }
 
 /* Is the blob already stored (indexed, or in the open pack)? */
@@ -328,7 +366,7 @@ static int open_pack(struct kbv_writer *w)
 
 static int pack_full(struct kbv_writer *w)
 {
-	return kbv_packw_size(w->pack) >= w->repo->pack_size ? kbv_writer_flush(w) : 0;
+	return kbv_packw_size(w->pack) >= w->repo->pack_size ? finish_pack(w, 0) : 0;
 }
 
 /* A TREE blob in its own envelope. */

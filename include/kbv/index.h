@@ -55,10 +55,14 @@ int kbv_index_get(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_B
 /* Pack by number. Returns 0, KBV_ENOTFOUND or an error. */
 int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct kbv_pack_info *info);
 
-/* Record a durable pack and its blobs in one write transaction. A blob already indexed
- * elsewhere keeps its first location. *packno receives the pack's number. */
+/* Record durable packs and their blobs in one write transaction (packs[i] with counts[i]
+ * entries). A blob already indexed elsewhere keeps its first location. Fewer, larger
+ * transactions keep the LMDB file small: each one copies the pages it touches. */
+int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks);
+/* One pack. */
 int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
-		       const struct kbv_pack_entry *entries, size_t n, uint32_t *packno);
+		       const struct kbv_pack_entry *entries, size_t n);
 
 /* Iterate all blobs / packs in key order; the callback returns 0 to go on, non-zero to stop
  * (that value is returned). */
