@@ -107,6 +107,7 @@ soak: deps all $(BENCH_BIN)
 # build/fuzz/corpus-NAME; copy the interesting ones into tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60
 fuzz: deps
+	@scripts/deps.sh fuzz
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_NAMES); do \
 		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Itests/fuzz $(PKG_CFLAGS) \

@@ -3,12 +3,14 @@
 # Needs root (or sudo) when something is missing.
 #   deps.sh         build and test
 #   deps.sh bench   also the peers and tools the benchmarks compare against
+#   deps.sh fuzz    also clang (libFuzzer)
 set -eu
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
 libcmocka-dev bats python3 coreutils util-linux"
-if [ "${1:-}" = bench ]; then
-	PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip"
-fi
+case "${1:-}" in
+bench) PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip" ;;
+fuzz) PKGS="$PKGS clang" ;;
+esac
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
