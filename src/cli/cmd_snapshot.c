@@ -189,6 +189,8 @@ int cmd_snapshot(int argc, char **argv)
 	size_t ncmd = 0, ntags = 0;
 	struct snap_ctx c = { 0 };
 	struct kbv_snapshot s = { 0 };
+	char ***groups = NULL;
+	size_t ngroups = 0;
 	int rc = 0, code = EXIT_OK;
 	if (!cmd_names || !tags)
 		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
@@ -217,9 +219,9 @@ int cmd_snapshot(int argc, char **argv)
 		default: code = cli_usage("snapshot", "unknown option"); goto done;
 		}
 	}
-	/* Command groups after "--", separated by "--". */
-	char ***groups = calloc((size_t)argc, sizeof *groups);
-	size_t ngroups = 0;
+	/* Command groups after "--", separated by "--"; each is ended in place by NULLing the
+	 * separator after it (argv[argc] ends the last). */
+	groups = calloc((size_t)argc, sizeof *groups);
 	if (!groups) {
 		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 		goto done;
@@ -230,10 +232,8 @@ int cmd_snapshot(int argc, char **argv)
 			end++;
 		if (end == start) {
 			code = cli_usage("snapshot", "empty command after '--'");
-			free(groups);
 			goto done;
 		}
-		argv[dd] = NULL; /* terminate the previous group in place */
 		groups[ngroups++] = &argv[start];
 		if (end < argc)
 			argv[end] = NULL;
@@ -241,20 +241,16 @@ int cmd_snapshot(int argc, char **argv)
 	}
 	if (ngroups != ncmd) {
 		code = cli_usage("snapshot", "%zu --command name(s) but %zu command(s) after '--'", ncmd, ngroups);
-		free(groups);
 		goto done;
 	}
 	int npaths = dd - optind;
 	if (!stdin_name && !ncmd && npaths <= 0) {
 		code = cli_usage("snapshot", "nothing to store: give --stdin NAME, --command NAME -- CMD, or paths");
-		free(groups);
 		goto done;
 	}
 
-	if ((code = cli_open(KBV_LOCK_SHARED, 1, &c.repo)) != 0) {
-		free(groups);
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &c.repo)) != 0)
 		goto done;
-	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	c.now = ts.tv_sec;
@@ -291,7 +287,6 @@ int cmd_snapshot(int argc, char **argv)
 	if (rc == 0)
 		rc = kbv_snapshot_commit(c.repo, c.w, &s, c.e, c.n);
 	cli_progress_done(&c.prog);
-	free(groups);
 	if (rc < 0) {
 		code = cli_fail(rc);
 		goto done;
@@ -320,6 +315,7 @@ int cmd_snapshot(int argc, char **argv)
 		       secs > 0 ? (double)st->raw_bytes / secs / (1 << 20) : 0.0);
 	}
 done:
+	free(groups);
 	kbv_writer_free(c.w);
 	kbv_entries_free(c.e, c.n);
 	kbv_repo_close(c.repo);
