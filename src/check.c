@@ -62,6 +62,7 @@ struct packmap {
 	uint32_t *matched; /* trailer entries whose index location points into this pack */
 	uint32_t *indexed; /* index entries pointing into this pack */
 	uint8_t *seen;     /* file found on disk */
+	uint32_t *byid;    /* indexes sorted by pack id */
 	size_t n, cap;
 };
 
@@ -131,19 +132,57 @@ static int pm_add(void *arg, uint32_t no, const struct kbv_pack_info *info)
 	return 0;
 }
 
+/* Packs are looked up by id once per pack file and by number once per indexed blob, so
+ * both are binary searches: numbers come from LMDB in ascending order (integer keys), ids
+ * through `byid`, sorted once after loading. */
+static const struct packmap *sort_pm;
+
+static int cmp_byid(const void *a, const void *b)
+{
+	return memcmp(sort_pm->ids[*(const uint32_t *)a], sort_pm->ids[*(const uint32_t *)b], KBV_PACKID_BYTES);
+}
+
+static int pm_sort(struct packmap *pm)
+{
+	pm->byid = malloc((pm->n + 1) * sizeof *pm->byid);
+	if (!pm->byid)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < pm->n; i++)
+		pm->byid[i] = (uint32_t)i;
+	sort_pm = pm; /* check runs on one thread */
+	if (pm->n)
+		qsort(pm->byid, pm->n, sizeof *pm->byid, cmp_byid);
+	return 0;
+}
+
 static long pm_find_id(const struct packmap *pm, const uint8_t *id)
 {
-	for (size_t i = 0; i < pm->n; i++)
-		if (memcmp(pm->ids[i], id, KBV_PACKID_BYTES) == 0)
-			return (long)i;
+	size_t lo = 0, hi = pm->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(pm->ids[pm->byid[mid]], id, KBV_PACKID_BYTES);
+		if (c == 0)
+			return (long)pm->byid[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 
 static long pm_find_no(const struct packmap *pm, uint32_t no)
 {
-	for (size_t i = 0; i < pm->n; i++)
-		if (pm->nos[i] == no)
-			return (long)i;
+	size_t lo = 0, hi = pm->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pm->nos[mid] == no)
+			return (long)mid;
+		if (pm->nos[mid] < no)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 
@@ -309,6 +348,7 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	TRY(rc);
 	TRY(kbv_index_rbegin(r->idx, &c.txn));
 	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));
+	TRY(pm_sort(&c.pm));
 	TRY(kbv_each_packfile(r, check_pack, &c));
 	for (size_t i = 0; i < c.pm.n; i++) {
 		char hex[2 * KBV_PACKID_BYTES + 1];
@@ -366,6 +406,7 @@ out:
 	free(c.pm.matched);
 	free(c.pm.indexed);
 	free(c.pm.seen);
+	free(c.pm.byid);
 	return rc;
 }
 
@@ -455,21 +496,38 @@ out:
 
 /* ---- repair ---- */
 
+#define REPAIR_GROUP 32 /* packs per index transaction, as the writer does */
+
 struct rp {
 	struct kbv_repo *r;
 	struct kbv_codec *codec;
-	struct kbv_buf entries;
+	struct kbv_pack_info info[REPAIR_GROUP];
+	struct kbv_buf entries[REPAIR_GROUP];
+	size_t nwait;
 	kbv_report_fn report;
 	void *arg;
 	uint64_t packs, blobs;
 };
+
+static int repair_commit(struct rp *p)
+{
+	const struct kbv_pack_entry *e[REPAIR_GROUP];
+	size_t counts[REPAIR_GROUP];
+	for (size_t i = 0; i < p->nwait; i++) {
+		e[i] = (const struct kbv_pack_entry *)p->entries[i].data;
+		counts[i] = p->info[i].blobs;
+	}
+	int rc = p->nwait ? kbv_index_add_packs(p->r->idx, p->info, e, counts, p->nwait) : 0;
+	p->nwait = 0;
+	return rc;
+}
 
 static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 {
 	struct rp *p = arg;
 	size_t n;
 	uint64_t size;
-	int rc = kbv_pack_read_trailer(p->r, p->codec, packid, &p->entries, &n, &size);
+	int rc = kbv_pack_read_trailer(p->r, p->codec, packid, &p->entries[p->nwait], &n, &size);
 	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 		if (p->report)
 			p->report(p->arg, KBV_WARNING, kbv_errmsg());
@@ -477,16 +535,13 @@ static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	}
 	if (rc < 0)
 		return rc;
-	struct kbv_pack_info info;
-	memcpy(info.id, packid, KBV_PACKID_BYTES);
-	info.size = size;
-	info.blobs = (uint32_t)n;
-	rc = kbv_index_add_pack(p->r->idx, &info, (const struct kbv_pack_entry *)p->entries.data, n);
-	if (rc == 0) {
-		p->packs++;
-		p->blobs += n;
-	}
-	return rc;
+	struct kbv_pack_info *info = &p->info[p->nwait++];
+	memcpy(info->id, packid, KBV_PACKID_BYTES);
+	info->size = size;
+	info->blobs = (uint32_t)n;
+	p->packs++;
+	p->blobs += n;
+	return p->nwait == REPAIR_GROUP ? repair_commit(p) : 0;
 }
 
 int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs)
@@ -498,10 +553,12 @@ int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	TRY(kbv_index_clear(r->idx));
 	TRY(kbv_each_packfile(r, repair_pack, &p));
+	TRY(repair_commit(&p));
 	*packs = p.packs;
 	*blobs = p.blobs;
 out:
 	kbv_codec_free(p.codec);
-	kbv_buf_release(&p.entries);
+	for (size_t i = 0; i < REPAIR_GROUP; i++)
+		kbv_buf_release(&p.entries[i]);
 	return rc;
 }
