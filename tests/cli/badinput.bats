@@ -166,3 +166,19 @@ setup() {
 	[[ "$output" == *"not a valid entry name"* ]]
 	[ "$(snap_count)" = 0 ]
 }
+
+@test "a truncated manifest or key file is named, exit 5" {
+	echo data | kbv snapshot -q --stdin a
+	f=$(ls "$KBVAULT_REPO"/snapshots/* | head -1)
+	truncate -s -7 "$f"
+	run kbv snapshots
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"$(basename "$f")"* ]]
+	run kbv check
+	[ "$status" -eq 5 ]
+	cp "$KBVAULT_REPO/key" "$TMPD/key.bak"
+	truncate -s 50 "$KBVAULT_REPO/key"
+	run kbv stats
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"key file"* && "$output" == *"damaged"* ]]
+}
