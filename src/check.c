@@ -249,7 +249,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 			/* else: a second copy of a blob indexed in another pack: garbage, harmless. */
 		}
 		if (fd >= 0) {
-			rc = kbv_pack_read_at(c->r, c->codec, fd, path, 0, &e[i], &c->bundle, &c->stored, &c->out);
+			rc = kbv_pack_read_at(c->codec, fd, path, 0, &e[i], &c->bundle, &c->stored, &c->out);
 			c->res->bytes_read += e[i].stored_len;
 			if (rc == KBV_ECORRUPT) {
 				say(c, KBV_PROBLEM, "%s", kbv_errmsg());

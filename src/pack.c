@@ -345,13 +345,12 @@ out:
 	return rc;
 }
 
-int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
+int kbv_pack_read_at(struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
 		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
 		     struct kbv_buf *out)
 {
 	char idhex[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
-	(void)r;
 	kbv_hex(e->id, KBV_ID_BYTES, idhex);
 	int bundle = e->type == KBV_BLOB_DATA;
 	struct kbv_bundle_cache local = { 0 };
@@ -416,5 +415,5 @@ int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec
 		return rc;
 	struct kbv_pack_entry e = { loc.type, { 0 }, loc.offset, loc.stored_len, loc.raw_off, loc.raw_len, loc.xxh };
 	memcpy(e.id, id, KBV_ID_BYTES);
-	return kbv_pack_read_at(r, codec, fd, path, loc.pack, &e, &fds->bundle, stored, out);
+	return kbv_pack_read_at(codec, fd, path, loc.pack, &e, &fds->bundle, stored, out);
 }

@@ -74,7 +74,7 @@ int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec
 /* Read and decode the blob at a known location (pack number `packno`, for the cache; used by
  * check and repair too). Bundles go through `bc` (may be NULL). The blob's bytes end up in
  * `out`. */
-int kbv_pack_read_at(struct kbv_repo *r, struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
+int kbv_pack_read_at(struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
 		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
 		     struct kbv_buf *out);
 
