@@ -13,13 +13,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kbv/config.h"
 #include "kbv/error.h"
 
 struct cli_opts cli;
 
+int cli_load_config(void)
+{
+	char *path = NULL;
+	int rc;
+	if (cli.cfg_loaded)
+		return 0;
+	cli.cfg_loaded = 1;
+	if ((rc = kbv_config_find(cli.config_path, &path)) < 0)
+		return cli_fail(KBV_EINVAL);
+	if (path)
+		rc = kbv_config_load(path, &cli.cfg);
+	free(path);
+	return rc < 0 ? cli_fail(rc == KBV_EIO ? rc : KBV_EINVAL) : 0;
+}
+
 int cli_global_option(int c, const char *arg, const char *cmd)
 {
 	switch (c) {
+	case 'c': cli.config_path = arg; return 1;
 	case 'r': cli.repo = arg; return 1;
 	case CLI_OPT_PASSWORD_FILE: cli.password_file = arg; return 1;
 	case 'q': cli.quiet = 1; return 1;
@@ -80,6 +97,8 @@ const char *cli_repo_path(void)
 	const char *env = getenv("KBVAULT_REPO");
 	if (env && *env)
 		return env;
+	if (cli.cfg && cli.cfg->repo_path)
+		return cli.cfg->repo_path;
 	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	if (xdg && *xdg)
 		snprintf(def, sizeof def, "%s/kbvault/repo", xdg);
@@ -146,6 +165,8 @@ int cli_password(int confirm, char **pw, size_t *len)
 	if (file && *file)
 		return read_password_file(file, pw, len);
 	const char *env = getenv("KBVAULT_PASSWORD");
+	if ((!env || !*env) && cli.cfg && cli.cfg->password_file)
+		return read_password_file(cli.cfg->password_file, pw, len);
 	if (env && *env) {
 		*len = strlen(env);
 		*pw = sodium_malloc(*len + 1);
@@ -189,7 +210,10 @@ void cli_password_free(char *pw)
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 {
 	struct kbv_repo *r;
-	int rc = kbv_repo_open(cli_repo_path(), lock, &r);
+	int rc = cli_load_config();
+	if (rc)
+		return rc;
+	rc = kbv_repo_open(cli_repo_path(), lock, &r);
 	if (rc < 0)
 		return cli_fail(rc);
 	if (unlock) {

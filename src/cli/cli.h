@@ -21,7 +21,12 @@ enum {
 	EXIT_SOURCE = 7,     /* a source failed: dump command exited non-zero, input unreadable */
 };
 
+struct kbv_config;
+
 struct cli_opts {
+	const char *config_path; /* -c */
+	struct kbv_config *cfg;  /* loaded by cli_load_config(); NULL without a file */
+	int cfg_loaded;
 	const char *repo;
 	const char *password_file;
 	int quiet;
@@ -30,17 +35,20 @@ struct cli_opts {
 };
 extern struct cli_opts cli;
 
-/* getopt_long entries every command accepts, and their codes. */
+/* getopt_long entries every command accepts, and their codes. A command's own options must
+ * not use the codes 'c', 'r', 'q', 'v', 'h' or 1001-1002 (cmd_snapshot and cmd_init use
+ * 1101 for their --command and --chunk-avg). */
 #define CLI_OPT_PASSWORD_FILE 1001
 #define CLI_OPT_JSON 1002
 #define CLI_GLOBAL_OPTIONS                                                    \
+	{ "config", required_argument, NULL, 'c' },                           \
 	{ "repo", required_argument, NULL, 'r' },                             \
 	{ "password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE },  \
 	{ "quiet", no_argument, NULL, 'q' },                                  \
 	{ "json", no_argument, NULL, CLI_OPT_JSON },                          \
 	{ "verbose", no_argument, NULL, 'v' },                                \
 	{ "help", no_argument, NULL, 'h' }
-#define CLI_GLOBAL_SHORT "r:qvh"
+#define CLI_GLOBAL_SHORT "c:r:qvh"
 
 /* Handle a global option; returns 1 if `c` was one. 'h' prints the command's help. */
 int cli_global_option(int c, const char *arg, const char *cmd);
@@ -53,7 +61,12 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_help(const char *cmd);
 
-/* The repository path: -r, KBVAULT_REPO, or the built-in default under the user's data dir. */
+/* Find and load the configuration file once (-c, KBVAULT_CONFIG, ./kbvault.conf,
+ * /etc/kbvault/kbvault.conf). Returns 0 or an exit code, having printed the error. */
+int cli_load_config(void);
+
+/* The repository path: -r, KBVAULT_REPO, the config file's [repository] path, or the
+ * built-in default under the user's data directory. */
 const char *cli_repo_path(void);
 /* Read the password per the documented order. `confirm` asks twice on a terminal. *pw is in
  * sodium_malloc() memory; free with cli_password_free(). Returns 0 or an exit code. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 
@@ -20,7 +21,7 @@ int cmd_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "no-encryption", no_argument, NULL, 'n' },
-		{ "chunk-avg", required_argument, NULL, 'c' },
+		{ "chunk-avg", required_argument, NULL, 1101 },
 		{ "zstd-level", required_argument, NULL, 'z' },
 		{ "kdf-ops", required_argument, NULL, 'o' },
 		{ "kdf-mem-mib", required_argument, NULL, 'm' },
@@ -35,7 +36,7 @@ int cmd_init(int argc, char **argv)
 			continue;
 		switch (c) {
 		case 'n': io.encrypted = 0; break;
-		case 'c':
+		case 1101:
 			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
 				return cli_usage("init", "--chunk-avg takes a number of bytes");
 			io.chunk_avg = (uint32_t)v;
@@ -61,9 +62,12 @@ int cmd_init(int argc, char **argv)
 	if (optind < argc)
 		return cli_usage("init", "unexpected argument '%s'", argv[optind]);
 
+	int rc;
+	if ((rc = cli_load_config()) != 0)
+		return rc;
 	const char *path = cli_repo_path();
 	/* The default location may need its parents. */
-	if (!cli.repo && !getenv("KBVAULT_REPO")) {
+	if (!cli.repo && !getenv("KBVAULT_REPO") && !(cli.cfg && cli.cfg->repo_path)) {
 		char tmp[4096];
 		snprintf(tmp, sizeof tmp, "%s", path);
 		for (char *p = tmp + 1; *p; p++) {
@@ -76,7 +80,6 @@ int cmd_init(int argc, char **argv)
 	}
 	char *pw = NULL;
 	size_t len = 0;
-	int rc;
 	if (io.encrypted && (rc = cli_password(1, &pw, &len)) != 0)
 		return rc;
 	rc = kbv_repo_init(path, &io, pw, len);

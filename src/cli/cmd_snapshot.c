@@ -177,7 +177,7 @@ int cmd_snapshot(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "stdin", required_argument, NULL, 's' },
-		{ "command", required_argument, NULL, 'c' },
+		{ "command", required_argument, NULL, 1101 },
 		{ "tag", required_argument, NULL, 't' },
 		{ "host", required_argument, NULL, 'H' },
 		CLI_GLOBAL_OPTIONS,
@@ -213,7 +213,7 @@ int cmd_snapshot(int argc, char **argv)
 			}
 			stdin_name = optarg;
 			break;
-		case 'c': cmd_names[ncmd++] = optarg; break;
+		case 1101: cmd_names[ncmd++] = optarg; break;
 		case 't': tags[ntags++] = optarg; break;
 		case 'H': host = optarg; break;
 		default: code = cli_usage("snapshot", "unknown option"); goto done;

@@ -46,9 +46,12 @@ static const struct command commands[] = {
 
 static const char global_help[] =
 	"Global options (before or after the command):\n"
-	"  -r, --repo PATH         repository (default: $KBVAULT_REPO, else ~/.local/share/kbvault/repo)\n"
+	"  -c, --config FILE       configuration file (else $KBVAULT_CONFIG, ./kbvault.conf,\n"
+	"                          /etc/kbvault/kbvault.conf); flags and environment override it\n"
+	"  -r, --repo PATH         repository (else $KBVAULT_REPO, the config's [repository] path,\n"
+	"                          or ~/.local/share/kbvault/repo)\n"
 	"      --password-file F   read the password from F (else $KBVAULT_PASSWORD_FILE,\n"
-	"                          $KBVAULT_PASSWORD, or a prompt on the terminal)\n"
+	"                          $KBVAULT_PASSWORD, the config's password-file, or a prompt)\n"
 	"  -q, --quiet             no progress and no summary\n"
 	"      --json              machine-readable output on stdout\n"
 	"  -v, --verbose           more detail\n"
@@ -79,7 +82,11 @@ int main(int argc, char **argv)
 	/* Global options may come before the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
-		if ((!strcmp(a, "-r") || !strcmp(a, "--repo")) && i + 1 < argc)
+		if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
+			cli.config_path = argv[++i];
+		else if (!strncmp(a, "--config=", 9))
+			cli.config_path = a + 9;
+		else if ((!strcmp(a, "-r") || !strcmp(a, "--repo")) && i + 1 < argc)
 			cli.repo = argv[++i];
 		else if (!strncmp(a, "--repo=", 7))
 			cli.repo = a + 7;

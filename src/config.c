@@ -1,0 +1,335 @@
+#include "kbv/config.h"
+#include "kbv/error.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const type_names[] = { "postgres", "qdrant", "neo4j", "command", "path" };
+
+const char *kbv_source_type_name(int type)
+{
+	return type >= 0 && type < 5 ? type_names[type] : "?";
+}
+
+/* Keys a [source] section may have, per type (bit i: allowed for type i). */
+#define T(x) (1u << KBV_SOURCE_##x)
+static const struct skey {
+	const char *key;
+	size_t off;
+	unsigned types;
+} source_keys[] = {
+	{ "dsn", offsetof(struct kbv_source_cfg, dsn), T(POSTGRES) },
+	{ "mode", offsetof(struct kbv_source_cfg, mode), T(POSTGRES) },
+	{ "globals", offsetof(struct kbv_source_cfg, globals), T(POSTGRES) },
+	{ "url", offsetof(struct kbv_source_cfg, url), T(QDRANT) },
+	{ "api-key-file", offsetof(struct kbv_source_cfg, api_key_file), T(QDRANT) },
+	{ "collections", offsetof(struct kbv_source_cfg, collections), T(QDRANT) },
+	{ "database", offsetof(struct kbv_source_cfg, database), T(NEO4J) },
+	{ "dump-command", offsetof(struct kbv_source_cfg, dump_command), T(NEO4J) | T(COMMAND) },
+	{ "load-command", offsetof(struct kbv_source_cfg, load_command), T(NEO4J) },
+	{ "restore-command", offsetof(struct kbv_source_cfg, restore_command), T(COMMAND) },
+	{ "before", offsetof(struct kbv_source_cfg, before), T(NEO4J) | T(COMMAND) },
+	{ "after", offsetof(struct kbv_source_cfg, after), T(NEO4J) | T(COMMAND) },
+	{ "drill-load-command", offsetof(struct kbv_source_cfg, drill_load_command), T(NEO4J) | T(COMMAND) },
+	{ "paths", offsetof(struct kbv_source_cfg, paths), T(PATH) },
+};
+/* Keys each type must have. */
+static const struct {
+	int type;
+	const char *key;
+} required[] = {
+	{ KBV_SOURCE_POSTGRES, "dsn" },         { KBV_SOURCE_QDRANT, "url" },
+	{ KBV_SOURCE_NEO4J, "dump-command" },   { KBV_SOURCE_NEO4J, "load-command" },
+	{ KBV_SOURCE_COMMAND, "dump-command" }, { KBV_SOURCE_COMMAND, "restore-command" },
+	{ KBV_SOURCE_PATH, "paths" },
+};
+
+struct parse {
+	struct kbv_config *c;
+	FILE *f;
+	int line;                /* lines read so far: the handler sees the latest */
+	int continued;           /* that line was indented: a continuation of the last value */
+	char err[512];           /* first error found by the handler... */
+	int failed;
+	int err_line;            /* ...and its line */
+	char section[128];       /* current section as written */
+	struct kbv_source_cfg *src; /* current [source], or NULL */
+};
+
+static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse *p, const char *fmt, ...)
+{
+	if (!p->failed) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->err, sizeof p->err, fmt, ap);
+		va_end(ap);
+		p->failed = 1;
+		p->err_line = p->line;
+	}
+	return 0; /* tells inih this line is an error; it returns the first such line */
+}
+
+static int set(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst != NULL;
+}
+
+static int retention_key(struct parse *p, const char *key, const char *value)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} ints[] = {
+		{ "keep-last", offsetof(struct kbv_policy, last) },     { "keep-hourly", offsetof(struct kbv_policy, hourly) },
+		{ "keep-daily", offsetof(struct kbv_policy, daily) },   { "keep-weekly", offsetof(struct kbv_policy, weekly) },
+		{ "keep-monthly", offsetof(struct kbv_policy, monthly) }, { "keep-yearly", offsetof(struct kbv_policy, yearly) },
+	};
+	p->c->has_retention = 1;
+	for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+		if (strcmp(key, ints[i].key))
+			continue;
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (!*value || *end || v < 0 || v > 1000000)
+			return fail(p, "%s must be a whole number, not '%s'", key, value);
+		*(int *)((char *)&p->c->retention + ints[i].off) = (int)v;
+		return 1;
+	}
+	if (!strcmp(key, "keep-within")) {
+		if (kbv_duration_parse(value, &p->c->retention.within) < 0)
+			return fail(p, "keep-within: '%s' is not a duration (e.g. 2d, 36h, 1y6m)", value);
+		return 1;
+	}
+	return fail(p, "unknown key '%s' in [retention]", key);
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse *p = user;
+	struct kbv_config *c = p->c;
+	if (p->failed)
+		return 1; /* report only the first error */
+	if (!*section)
+		return fail(p, "'%s' is outside any section (start with [repository], [source NAME], ...)", key);
+	if (strcmp(section, p->section) != 0) {
+		/* A new section. Debian's libinih does not call the handler for a section header,
+		 * so a section with no keys at all is never seen (and has nothing to check). */
+		snprintf(p->section, sizeof p->section, "%s", section);
+		p->src = NULL;
+		if (!strncmp(section, "source ", 7)) {
+			const char *name = section + 7;
+			while (*name == ' ')
+				name++;
+			if (!*name || strchr(name, '/') || strchr(name, ' '))
+				return fail(p, "[%s]: a source name is one word without '/'", section);
+			if (kbv_config_source(c, name))
+				return fail(p, "source '%s' is defined twice", name);
+			struct kbv_source_cfg *ns = realloc(c->sources, (c->nsources + 1) * sizeof *ns);
+			if (!ns)
+				return fail(p, "out of memory");
+			c->sources = ns;
+			p->src = &c->sources[c->nsources++];
+			memset(p->src, 0, sizeof *p->src);
+			p->src->type = -1;
+			if (!set(&p->src->name, name))
+				return fail(p, "out of memory");
+		} else if (strcmp(section, "repository") && strcmp(section, "drill") && strcmp(section, "retention") &&
+			   strcmp(section, "monitor")) {
+			return fail(p, "unknown section [%s] (repository, source NAME, drill, retention, monitor)", section);
+		}
+	}
+	if (!strncmp(section, "source ", 7)) {
+		struct kbv_source_cfg *s = p->src;
+		if (!s)
+			return 1;
+		if (!strcmp(key, "type")) {
+			if (s->type >= 0) /* inih reports no section headers: a repeated [source x] looks like this */
+				return fail(p, "[source %s] is defined twice, or sets 'type' twice", s->name);
+			for (int t = 0; t < 5; t++)
+				if (!strcmp(value, type_names[t]))
+					s->type = t;
+			if (s->type < 0)
+				return fail(p, "unknown source type '%s' (postgres, qdrant, neo4j, command, path)", value);
+			return 1;
+		}
+		for (size_t i = 0; i < sizeof source_keys / sizeof *source_keys; i++) {
+			if (strcmp(key, source_keys[i].key))
+				continue;
+			if (s->type < 0)
+				return fail(p, "'type' must come first in [source %s]", s->name);
+			if (!(source_keys[i].types & (1u << s->type)))
+				return fail(p, "key '%s' does not apply to a %s source", key, type_names[s->type]);
+			char **dst = (char **)((char *)s + source_keys[i].off);
+			if (*dst && p->continued) { /* an indented line continues the value */
+				size_t n = strlen(*dst) + strlen(value) + 2;
+				char *joined = malloc(n);
+				if (!joined)
+					return fail(p, "out of memory");
+				snprintf(joined, n, "%s %s", *dst, value);
+				free(*dst);
+				*dst = joined;
+				return 1;
+			}
+			if (*dst)
+				return fail(p, "'%s' is set twice in [source %s]", key, s->name);
+			return set(dst, value) ? 1 : fail(p, "out of memory");
+		}
+		return fail(p, "unknown key '%s' in [source %s]", key, s->name);
+	}
+	if (!strcmp(section, "repository")) {
+		if (!strcmp(key, "path"))
+			return set(&c->repo_path, value) ? 1 : fail(p, "out of memory");
+		if (!strcmp(key, "password-file")) {
+			if (access(value, R_OK) != 0)
+				return fail(p, "password file '%s' is not readable: %s", value, strerror(errno));
+			return set(&c->password_file, value) ? 1 : fail(p, "out of memory");
+		}
+		return fail(p, "unknown key '%s' in [repository]", key);
+	}
+	if (!strcmp(section, "drill")) {
+		if (!strcmp(key, "postgres-dsn"))
+			return set(&c->drill_postgres_dsn, value) ? 1 : fail(p, "out of memory");
+		return fail(p, "unknown key '%s' in [drill]", key);
+	}
+	if (!strcmp(section, "retention"))
+		return retention_key(p, key, value);
+	/* [monitor] */
+	char **dst = !strcmp(key, "max-age")        ? &c->max_age
+		     : !strcmp(key, "metrics-file") ? &c->metrics_file
+		     : !strcmp(key, "ping-url")     ? &c->ping_url
+		     : !strcmp(key, "log-file")     ? &c->log_file
+						    : NULL;
+	if (!dst)
+		return fail(p, "unknown key '%s' in [monitor]", key);
+	return set(dst, value) ? 1 : fail(p, "out of memory");
+}
+
+/* Line reader for ini_parse_stream: counts lines so errors can name them. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	char *r = fgets(str, num, p->f);
+	if (r) {
+		p->line++;
+		p->continued = str[0] == ' ' || str[0] == '\t';
+	}
+	return r;
+}
+
+int kbv_config_find(const char *explicit_path, char **path)
+{
+	*path = NULL;
+	const char *cand[] = { explicit_path, getenv("KBVAULT_CONFIG"), "kbvault.conf", "/etc/kbvault/kbvault.conf" };
+	for (int i = 0; i < 4; i++) {
+		if (!cand[i] || !*cand[i])
+			continue;
+		if (access(cand[i], F_OK) != 0) {
+			if (i < 2)
+				return kbv_error(KBV_ENOTFOUND, "config file '%s' does not exist", cand[i]);
+			continue;
+		}
+		*path = strdup(cand[i]);
+		return *path ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int kbv_config_load(const char *path, struct kbv_config **out)
+{
+	struct kbv_config *c = calloc(1, sizeof *c);
+	struct parse p = { .c = c };
+	int rc = 0;
+	if (!c || !(c->file = strdup(path))) {
+		free(c);
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	p.f = fopen(path, "r");
+	if (!p.f) {
+		rc = kbv_error(KBV_EIO, "cannot read config file '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	int line = ini_parse_stream(read_line, &p, handler, &p);
+	fclose(p.f);
+	if (line < 0) {
+		rc = kbv_error(KBV_EIO, "cannot read config file '%s'", path);
+		goto out;
+	}
+	if (line > 0) {
+		/* inih returns the first bad line; if that is not the handler's, it is a syntax
+		 * error (a missing ']', a line without '='). */
+		if (p.failed && p.err_line == line)
+			rc = kbv_error(KBV_EINVAL, "%s:%d: %s", path, line, p.err);
+		else
+			rc = kbv_error(KBV_EINVAL, "%s:%d: syntax error (expected [section] or key = value)", path, line);
+		goto out;
+	}
+	/* Whole-section checks, reported at the section header's line. */
+	for (size_t i = 0; i < c->nsources; i++) {
+		struct kbv_source_cfg *s = &c->sources[i];
+		if (s->type < 0) {
+			rc = kbv_error(KBV_EINVAL, "%s: [source %s] has no type", path, s->name);
+			goto out;
+		}
+		for (size_t r = 0; r < sizeof required / sizeof *required; r++) {
+			if (required[r].type != s->type)
+				continue;
+			for (size_t k = 0; k < sizeof source_keys / sizeof *source_keys; k++)
+				if (!strcmp(source_keys[k].key, required[r].key) &&
+				    !*(char **)((char *)s + source_keys[k].off)) {
+					rc = kbv_error(KBV_EINVAL, "%s: [source %s] (%s) needs '%s'", path, s->name,
+						       type_names[s->type], required[r].key);
+					goto out;
+				}
+		}
+		if (s->mode && strcmp(s->mode, "native") && strcmp(s->mode, "pg_dump")) {
+			rc = kbv_error(KBV_EINVAL, "%s: [source %s] mode must be native or pg_dump, not '%s'", path, s->name,
+				       s->mode);
+			goto out;
+		}
+	}
+	*out = c;
+	c = NULL;
+out:
+	kbv_config_free(c);
+	return rc;
+}
+
+const struct kbv_source_cfg *kbv_config_source(const struct kbv_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsources; i++)
+		if (!strcmp(c->sources[i].name, name))
+			return &c->sources[i];
+	return NULL;
+}
+
+void kbv_config_free(struct kbv_config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nsources; i++) {
+		struct kbv_source_cfg *s = &c->sources[i];
+		free(s->name);
+		for (size_t k = 0; k < sizeof source_keys / sizeof *source_keys; k++)
+			free(*(char **)((char *)s + source_keys[k].off));
+	}
+	free(c->sources);
+	free(c->file);
+	free(c->repo_path);
+	free(c->password_file);
+	free(c->drill_postgres_dsn);
+	free(c->max_age);
+	free(c->metrics_file);
+	free(c->ping_url);
+	free(c->log_file);
+	free(c);
+}
