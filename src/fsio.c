@@ -112,6 +112,23 @@ int kbv_mkdir(const char *path, int *created)
 	return kbv_error(KBV_EIO, "create directory '%s': %s", path, strerror(errno));
 }
 
+int kbv_mkdir_parents(const char *path)
+{
+	char tmp[PATH_MAX];
+	int rc = kbv_path(tmp, sizeof tmp, "%s", path);
+	if (rc < 0)
+		return rc;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return kbv_error(KBV_EIO, "create directory '%s': %s", tmp, strerror(errno));
+		*p = '/';
+	}
+	return 0;
+}
+
 int kbv_path(char *out, size_t cap, const char *fmt, ...)
 {
 	va_list ap;

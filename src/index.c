@@ -222,12 +222,6 @@ out:
 	return rc;
 }
 
-int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
-		       const struct kbv_pack_entry *entries, size_t n)
-{
-	return kbv_index_add_packs(idx, info, &entries, &n, 1);
-}
-
 /* The user's callback for a walk over one database. */
 struct visitor {
 	kbv_index_blob_fn blob;

@@ -3,6 +3,13 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+size_t kbv_pool_default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (size_t)n : 1;
+}
 
 struct kbv_pool {
 	pthread_mutex_t mu;

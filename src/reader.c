@@ -94,10 +94,8 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 	if (!rd)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	rd->repo = r;
-	if (!nthreads) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n > 0 ? (size_t)n : 1;
-	}
+	if (!nthreads)
+		nthreads = kbv_pool_default_threads();
 	rd->workers = calloc(nthreads, sizeof *rd->workers);
 	rd->wptrs = calloc(nthreads, sizeof *rd->wptrs);
 	if (!rd->workers || !rd->wptrs) {

@@ -183,10 +183,8 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	if (!w)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	w->repo = r;
-	if (!nthreads) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n > 0 ? (size_t)n : 1;
-	}
+	if (!nthreads)
+		nthreads = kbv_pool_default_threads();
 	w->nworkers = nthreads;
 	w->workers = calloc(nthreads, sizeof *w->workers);
 	w->wptrs = calloc(nthreads, sizeof *w->wptrs);

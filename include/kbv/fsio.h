@@ -20,6 +20,9 @@ int kbv_read_file(const char *path, struct kbv_buf *out);
 int kbv_fsync_dir(const char *dir);
 /* Create a directory if missing (parents must exist). `*created` set when it was made. */
 int kbv_mkdir(const char *path, int *created);
+/* Create the missing parent directories of `path` (mode 0755; the last component itself is
+ * not created). */
+int kbv_mkdir_parents(const char *path);
 /* Durably create `dir/name` with the given content: write to `tmpdir`, fsync, rename,
  * fsync dir. The file must not exist yet (KBV_EEXIST otherwise). */
 int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n);

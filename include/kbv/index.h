@@ -60,9 +60,6 @@ int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct 
  * transactions keep the LMDB file small: each one copies the pages it touches. */
 int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks);
-/* One pack. */
-int kbv_index_add_pack(struct kbv_index *idx, const struct kbv_pack_info *info,
-		       const struct kbv_pack_entry *entries, size_t n);
 
 /* Iterate all blobs / packs in key order; the callback returns 0 to go on, non-zero to stop
  * (that value is returned). */

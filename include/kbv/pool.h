@@ -12,6 +12,9 @@ typedef void (*kbv_pool_fn)(void *worker, void *job);
 
 struct kbv_pool;
 
+/* Worker threads to use when the caller asks for 0: one per online CPU. */
+size_t kbv_pool_default_threads(void);
+
 /* nthreads workers (0: jobs run in the submitting thread), nslots slots of job_size bytes
  * each, zero-filled. workers[i] is passed to fn in thread i (workers[0] when nthreads is
  * 0). `serial` (may be NULL) runs in one more thread on each job in order, with

@@ -67,17 +67,9 @@ int cmd_init(int argc, char **argv)
 		return rc;
 	const char *path = cli_repo_path();
 	/* The default location may need its parents. */
-	if (!cli.repo && !getenv("KBVAULT_REPO") && !(cli.cfg && cli.cfg->repo_path)) {
-		char tmp[4096];
-		snprintf(tmp, sizeof tmp, "%s", path);
-		for (char *p = tmp + 1; *p; p++) {
-			if (*p == '/') {
-				*p = 0;
-				kbv_mkdir(tmp, NULL);
-				*p = '/';
-			}
-		}
-	}
+	if (!cli.repo && !getenv("KBVAULT_REPO") && !(cli.cfg && cli.cfg->repo_path) &&
+	    (rc = kbv_mkdir_parents(path)) < 0)
+		return cli_fail(rc);
 	char *pw = NULL;
 	size_t len = 0;
 	if (io.encrypted && (rc = cli_password(1, &pw, &len)) != 0)

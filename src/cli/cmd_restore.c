@@ -46,29 +46,13 @@ static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)
 	return 0;
 }
 
-/* mkdir -p of the parent directories of dir/name. */
-static int make_parents(const char *path)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return kbv_error(KBV_EIO, "create directory '%s': %s", tmp, strerror(errno));
-		*p = '/';
-	}
-	return 0;
-}
-
 static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, const char *dir, struct sink *sk)
 {
 	char path[PATH_MAX], part[PATH_MAX];
 	int rc = 0;
 	TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
 	TRY(kbv_path(part, sizeof part, "%s.kbvault-partial", path));
-	TRY(make_parents(path));
+	TRY(kbv_mkdir_parents(path));
 	sk->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (sk->fd < 0)
 		return kbv_error(KBV_EIO, "create '%s': %s", part, strerror(errno));
@@ -105,7 +89,7 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 		(*count)++;
 		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
 		if (e->kind == KBV_ENTRY_DIR) {
-			TRY(make_parents(path));
+			TRY(kbv_mkdir_parents(path));
 			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 				rc = kbv_error(KBV_EIO, "create directory '%s': %s", path, strerror(errno));
 				goto out;
@@ -123,7 +107,7 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 		if (e->kind != KBV_ENTRY_SYMLINK || !selected(e, streams, nstreams))
 			continue;
 		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
-		TRY(make_parents(path));
+		TRY(kbv_mkdir_parents(path));
 		unlink(path);
 		if (symlink(e->target, path) < 0) {
 			rc = kbv_error(KBV_EIO, "create symlink '%s': %s", path, strerror(errno));
