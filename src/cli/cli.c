@@ -165,8 +165,6 @@ int cli_password(int confirm, char **pw, size_t *len)
 	if (file && *file)
 		return read_password_file(file, pw, len);
 	const char *env = getenv("KBVAULT_PASSWORD");
-	if ((!env || !*env) && cli.cfg && cli.cfg->password_file)
-		return read_password_file(cli.cfg->password_file, pw, len);
 	if (env && *env) {
 		*len = strlen(env);
 		*pw = sodium_malloc(*len + 1);
@@ -175,6 +173,8 @@ int cli_password(int confirm, char **pw, size_t *len)
 		memcpy(*pw, env, *len + 1);
 		return 0;
 	}
+	if (cli.cfg && cli.cfg->password_file)
+		return read_password_file(cli.cfg->password_file, pw, len);
 	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
 	if (tty < 0) {
 		fprintf(stderr, "kbvault: the repository is encrypted and no password was given: use --password-file, "
