@@ -101,7 +101,10 @@ void kbv_ref_get(const uint8_t in[33], struct kbv_ref *ref)
 
 /* ---- workers ---- */
 
-static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t to)
+/* Lay out new chunks newidx[from..to) of a job as a bundle's member table (ids, lengths,
+ * content pointers) in the job's scratch arrays; returns the member count. Used by the
+ * worker to seal the bundle and by the writing thread to list it in the pack. */
+static uint32_t gather_members(struct job *j, uint32_t from, uint32_t to)
 {
 	uint32_t k = 0;
 	for (uint32_t m = from; m < to; m++, k++) {
@@ -110,6 +113,12 @@ static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t
 		j->blens[k] = j->lens[i];
 		j->bptrs[k] = j->data + j->offs[i];
 	}
+	return k;
+}
+
+static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t to)
+{
+	uint32_t k = gather_members(j, from, to);
 	int rc = kbv_bundle_encode(wk->codec, k, (const uint8_t(*)[KBV_ID_BYTES])j->bids, j->blens, j->bptrs, &j->tmp);
 	if (rc < 0)
 		return rc;
@@ -395,11 +404,7 @@ static int add_bundle(struct kbv_writer *w, struct job *j, uint32_t b)
 	if (!fresh)
 		return 0;
 	TRY(open_pack(w));
-	for (uint32_t m = j->first[b], k = 0; m < j->first[b] + j->count[b]; m++, k++) {
-		uint32_t i = j->newidx[m];
-		memcpy(j->bids[k], j->ids[i], KBV_ID_BYTES);
-		j->blens[k] = j->lens[i];
-	}
+	gather_members(j, j->first[b], j->first[b] + j->count[b]);
 	TRY(kbv_packw_add_bundle(w->pack, j->envs.data + j->env_off[b], j->env_len[b], j->count[b],
 				 (const uint8_t(*)[KBV_ID_BYTES])j->bids, j->blens));
 	for (uint32_t m = j->first[b]; m < j->first[b] + j->count[b]; m++) {
