@@ -1,4 +1,5 @@
 #include "kbv/config.h"
+#include "kbv/snapshot.h"
 #include "kbv/error.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static const char *const type_names[] = { "postgres", "qdrant", "neo4j", "command", "path" };
@@ -130,8 +132,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 			const char *name = section + 7;
 			while (*name == ' ')
 				name++;
-			if (!*name || strchr(name, '/') || strchr(name, ' '))
-				return fail(p, "[%s]: a source name is one word without '/'", section);
+			if (!kbv_source_name_ok(name))
+				return fail(p, "[%s]: a source name is 1 to 64 letters, digits, '.', '_' or '-'", section);
 			if (kbv_config_source(c, name))
 				return fail(p, "source '%s' is defined twice", name);
 			struct kbv_source_cfg *ns = realloc(c->sources, (c->nsources + 1) * sizeof *ns);
@@ -141,6 +143,7 @@ static int handler(void *user, const char *section, const char *key, const char 
 			p->src = &c->sources[c->nsources++];
 			memset(p->src, 0, sizeof *p->src);
 			p->src->type = -1;
+			p->src->line = p->line;
 			if (!set(&p->src->name, name))
 				return fail(p, "out of memory");
 		} else if (strcmp(section, "repository") && strcmp(section, "drill") && strcmp(section, "retention") &&
@@ -277,7 +280,7 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 	for (size_t i = 0; i < c->nsources; i++) {
 		struct kbv_source_cfg *s = &c->sources[i];
 		if (s->type < 0) {
-			rc = kbv_error(KBV_EINVAL, "%s: [source %s] has no type", path, s->name);
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] has no type", path, s->line, s->name);
 			goto out;
 		}
 		for (size_t r = 0; r < sizeof required / sizeof *required; r++) {
@@ -286,14 +289,19 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 			for (size_t k = 0; k < sizeof source_keys / sizeof *source_keys; k++)
 				if (!strcmp(source_keys[k].key, required[r].key) &&
 				    !*(char **)((char *)s + source_keys[k].off)) {
-					rc = kbv_error(KBV_EINVAL, "%s: [source %s] (%s) needs '%s'", path, s->name,
-						       type_names[s->type], required[r].key);
+					rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] (%s) needs '%s'", path, s->line,
+						       s->name, type_names[s->type], required[r].key);
 					goto out;
 				}
 		}
 		if (s->mode && strcmp(s->mode, "native") && strcmp(s->mode, "pg_dump")) {
-			rc = kbv_error(KBV_EINVAL, "%s: [source %s] mode must be native or pg_dump, not '%s'", path, s->name,
-				       s->mode);
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] mode must be native or pg_dump, not '%s'", path,
+				       s->line, s->name, s->mode);
+			goto out;
+		}
+		if (s->globals && kbv_config_bool(s->globals) < 0) {
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] globals must be yes or no, not '%s'", path, s->line,
+				       s->name, s->globals);
 			goto out;
 		}
 	}
@@ -302,6 +310,17 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 out:
 	kbv_config_free(c);
 	return rc;
+}
+
+int kbv_config_bool(const char *v)
+{
+	if (!v)
+		return 0;
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+		return 1;
+	if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+		return 0;
+	return -1;
 }
 
 const struct kbv_source_cfg *kbv_config_source(const struct kbv_config *c, const char *name)

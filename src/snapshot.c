@@ -3,13 +3,15 @@
 #include "kbv/fsio.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SNAP_HEADER 16
-#define BODY_VERSION 1
+#define BODY_VERSION 2
+#define SOURCE_NAME_MAX 64
 
 int kbv_entry_name_ok(const char *name)
 {
@@ -28,6 +30,30 @@ int kbv_entry_name_ok(const char *name)
 			return 0; /* trailing slash */
 	}
 	return 1;
+}
+
+int kbv_source_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > SOURCE_NAME_MAX || !strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+const struct kbv_snapsource *kbv_snapshot_source(const struct kbv_snapshot *s, const char *name)
+{
+	for (size_t i = 0; i < s->nsources; i++)
+		if (!strcmp(s->sources[i].name, name))
+			return &s->sources[i];
+	return NULL;
+}
+
+static int meta_ok(const char *text)
+{
+	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	int ok = j && json_is_object(j);
+	json_decref(j);
+	return ok;
 }
 
 int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out)
@@ -130,6 +156,18 @@ int kbv_snapshot_encode_body(const struct kbv_snapshot *s, struct kbv_buf *out)
 	kbv_ref_put(ref, &s->table_ref);
 	TRY(kbv_buf_add(out, ref, sizeof ref));
 	TRY(kbv_buf_add_u64(out, s->table_size));
+	if (s->nsources > UINT16_MAX)
+		return kbv_error(KBV_EINVAL, "too many sources");
+	TRY(kbv_buf_add_u16(out, (uint16_t)s->nsources));
+	for (size_t i = 0; i < s->nsources; i++) {
+		const struct kbv_snapsource *x = &s->sources[i];
+		if (!kbv_source_name_ok(x->name) || kbv_snapshot_source(s, x->name) != x || !meta_ok(x->meta))
+			return kbv_error(KBV_EINVAL, "source '%s': bad or duplicate name, or metadata that is not a JSON object",
+					 x->name);
+		TRY(kbv_buf_add_str16(out, x->name));
+		TRY(kbv_buf_add_str16(out, x->type));
+		TRY(kbv_buf_add_str32(out, x->meta));
+	}
 out:
 	return rc;
 }
@@ -138,9 +176,10 @@ int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *
 {
 	struct kbv_rd r = kbv_rd_make(p, len);
 	uint32_t ver = kbv_rd_u32(&r);
-	if (!r.bad && ver != BODY_VERSION)
-		return kbv_error(KBV_EVERSION, "snapshot body has version %u; this kbvault reads version %u", ver,
+	if (!r.bad && ver != 1 && ver != BODY_VERSION)
+		return kbv_error(KBV_EVERSION, "snapshot body has version %u; this kbvault reads versions 1 to %u", ver,
 				 BODY_VERSION);
+	s->body_version = ver;
 	s->time = (int64_t)kbv_rd_u64(&r);
 	s->nsec = kbv_rd_u32(&r);
 	s->tzoff = (int32_t)kbv_rd_u32(&r);
@@ -157,6 +196,23 @@ int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *
 	if (ref)
 		kbv_ref_get(ref, &s->table_ref);
 	s->table_size = kbv_rd_u64(&r);
+	if (ver >= 2 && !r.bad) {
+		size_t n = kbv_rd_u16(&r);
+		s->sources = calloc(n + 1, sizeof *s->sources);
+		if (!s->sources)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		for (size_t i = 0; i < n && !r.bad; i++) {
+			struct kbv_snapsource *x = &s->sources[i];
+			s->nsources++;
+			x->name = kbv_rd_str16(&r);
+			x->type = kbv_rd_str16(&r);
+			x->meta = kbv_rd_str32(&r);
+			if (r.bad)
+				break;
+			if (!kbv_source_name_ok(x->name) || kbv_snapshot_source(s, x->name) != x || !meta_ok(x->meta))
+				return kbv_error(KBV_ECORRUPT, "snapshot body is malformed (source %zu)", i);
+		}
+	}
 	if (r.bad || r.off != r.len || s->nsec >= 1000000000u)
 		return kbv_error(KBV_ECORRUPT, "snapshot body is malformed");
 	return 0;
@@ -170,6 +226,12 @@ void kbv_snapshot_free(struct kbv_snapshot *s)
 	for (size_t i = 0; s->tags && i < s->ntags; i++)
 		free(s->tags[i]);
 	free(s->tags);
+	for (size_t i = 0; s->sources && i < s->nsources; i++) {
+		free(s->sources[i].name);
+		free(s->sources[i].type);
+		free(s->sources[i].meta);
+	}
+	free(s->sources);
 	kbv_entries_free(s->entries, s->nloaded);
 	free(s);
 }

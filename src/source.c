@@ -15,24 +15,43 @@
 
 extern char **environ;
 
-int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd)
+int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	if (in_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
+	else
+		posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	if (out_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+	else
+		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	int e = posix_spawnp(pid, argv[0], &fa, NULL, argv, envp ? envp : environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (e != 0)
+		return kbv_error(KBV_ESOURCE, "cannot run '%s': %s", argv[0], strerror(e));
+	return 0;
+}
+
+int kbv_cmd_start_env(char *const argv[], char *const envp[], pid_t *pid, int *fd)
 {
 	int p[2];
-	posix_spawn_file_actions_t fa;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	int e = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
+	int rc = kbv_cmd_spawn(argv, envp, -1, p[1], pid);
 	close(p[1]);
-	if (e != 0) {
+	if (rc < 0) {
 		close(p[0]);
-		return kbv_error(KBV_ESOURCE, "cannot run '%s': %s", argv[0], strerror(e));
+		return rc;
 	}
 	*fd = p[0];
 	return 0;
+}
+
+int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd)
+{
+	return kbv_cmd_start_env(argv, NULL, pid, fd);
 }
 
 int kbv_cmd_finish(pid_t pid, const char *what, int kill_first)

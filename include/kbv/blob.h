@@ -16,6 +16,7 @@ enum kbv_blob_type {
 	KBV_BLOB_SNAPSHOT = 3,
 	KBV_BLOB_TRAILER = 4,
 	KBV_BLOB_BUNDLE = 5, /* envelope type of a bundle of DATA blobs */
+	KBV_BLOB_RECORD = 6, /* a record body (format/records.md) */
 };
 
 #define KBV_BUNDLE_MAX_RAW (16u << 20) /* largest decoded bundle a reader accepts */
@@ -36,7 +37,7 @@ struct kbv_codec;
 struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int zstd_level);
 void kbv_codec_free(struct kbv_codec *c);
 
-/* The keyed id of a DATA, TREE or SNAPSHOT blob. */
+/* The keyed id of a DATA, TREE, SNAPSHOT or RECORD blob. */
 void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n, uint8_t id[KBV_ID_BYTES]);
 
 /* Largest envelope encode() can produce for n raw bytes. */

@@ -19,7 +19,7 @@ enum kbv_source_type {
 struct kbv_source_cfg {
 	char *name;
 	int type;
-	int line; /* of the section header, for messages */
+	int line; /* of the section's first key, for messages */
 	char *dsn, *mode, *globals;                          /* postgres */
 	char *url, *api_key_file, *collections;              /* qdrant */
 	char *database, *load_command, *before, *after;      /* neo4j */
@@ -54,5 +54,7 @@ void kbv_config_free(struct kbv_config *c);
 /* The source named `name`, or NULL. */
 const struct kbv_source_cfg *kbv_config_source(const struct kbv_config *c, const char *name);
 const char *kbv_source_type_name(int type);
+/* yes/true/on/1 -> 1, no/false/off/0 and NULL -> 0, anything else -> -1. */
+int kbv_config_bool(const char *v);
 
 #endif

@@ -29,8 +29,16 @@ struct kbv_entry {
 	char *target; /* symlink target, owned; NULL for other kinds */
 };
 
+/* One source of an application snapshot (body version 2). Strings are owned. */
+struct kbv_snapsource {
+	char *name;
+	char *type; /* "postgres", "qdrant", "neo4j", "command", "path" */
+	char *meta; /* one JSON object, as stored */
+};
+
 struct kbv_snapshot {
 	uint8_t id[KBV_ID_BYTES];
+	uint32_t body_version; /* set by decode; encode always writes the newest */
 	int64_t time;
 	uint32_t nsec;
 	int32_t tzoff;
@@ -41,6 +49,8 @@ struct kbv_snapshot {
 	uint64_t total_size;
 	struct kbv_ref table_ref;
 	uint64_t table_size;
+	struct kbv_snapsource *sources;
+	size_t nsources;
 	/* Filled by kbv_snapshot_load_entries(). */
 	struct kbv_entry *entries;
 	size_t nloaded;
@@ -48,6 +58,11 @@ struct kbv_snapshot {
 
 /* Is `name` a safe relative path (no empty, "." or ".." component, not absolute)? */
 int kbv_entry_name_ok(const char *name);
+
+/* Is `name` a valid source name (1-64 bytes of A-Z a-z 0-9 . _ -, not "." or "..")? */
+int kbv_source_name_ok(const char *name);
+/* The source of s named `name`, or NULL. */
+const struct kbv_snapsource *kbv_snapshot_source(const struct kbv_snapshot *s, const char *name);
 
 /* Serialize entries (the entry table stream). */
 int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out);

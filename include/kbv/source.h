@@ -9,6 +9,11 @@
 /* Start argv[0] (PATH search) with stdout to a pipe; *fd is the read end. Its stdin is
  * /dev/null, its stderr is ours. */
 int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd);
+/* The same with an environment of its own (NULL: ours). */
+int kbv_cmd_start_env(char *const argv[], char *const envp[], pid_t *pid, int *fd);
+/* Start argv[0] (PATH search) with stdin from in_fd and stdout to out_fd (-1: /dev/null for
+ * either), stderr ours, environment envp (NULL: ours). */
+int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, pid_t *pid);
 /* Wait for the child. KBV_ESOURCE, with a message naming `what`, when it exited non-zero
  * or was killed. `kill_first` sends SIGTERM first (the reader gave up). */
 int kbv_cmd_finish(pid_t pid, const char *what, int kill_first);

@@ -100,5 +100,6 @@ int cmd_restore(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
+int cmd_drill(int argc, char **argv);
 
 #endif

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_pg.h"
+#include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/pg.h"
 #include "kbv/fsio.h"
 #include "kbv/snapshot.h"
 
@@ -129,17 +132,63 @@ out:
 	return rc;
 }
 
+/* restore --source NAME --target-db DB: create DB, load the source's SQL stream, compare
+ * row counts with the snapshot. */
+static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *db,
+		      const char *dsn, int force, struct cli_progress *prog, int *mismatch)
+{
+	json_t *meta = NULL;
+	const struct kbv_entry *e;
+	struct kbv_pg_verdict v = { 0 };
+	char id[2 * KBV_ID_BYTES + 1];
+	int rc = 0;
+	kbv_hex(s->id, KBV_ID_BYTES, id);
+	TRY(cli_pg_source(s, source, &meta, &e));
+	TRY(kbv_pg_create_db(dsn, db, meta, force));
+	TRY(cli_pg_load(rd, e, dsn, db, prog));
+	cli_progress_done(prog);
+	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
+	size_t nbad = json_array_size(v.mismatches);
+	if (nbad) {
+		size_t i;
+		json_t *m;
+		json_array_foreach(v.mismatches, i, m)
+			fprintf(stderr, "kbvault: database '%s': %s\n", db, json_string_value(m));
+		*mismatch = 1;
+	}
+	if (cli.json) {
+		json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:O}", "id", id, "source", source, "database", db,
+				      "tables", (json_int_t)v.tables, "rows", (json_int_t)v.rows, "row_counts_match", !nbad,
+				      "mismatches", v.mismatches);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet || nbad) {
+		fprintf(stderr, "restored source '%s' of snapshot %.8s into database '%s': %zu tables, %llu rows; %s\n", source,
+			id, db, v.tables, (unsigned long long)v.rows,
+			nbad ? "ROW COUNTS DIFFER from the snapshot" : "row counts match the snapshot");
+	}
+out:
+	json_decref(v.mismatches);
+	json_decref(meta);
+	return rc;
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "stdout", no_argument, NULL, 'o' },
 		{ "target", required_argument, NULL, 't' },
 		{ "stream", required_argument, NULL, 's' },
+		{ "source", required_argument, NULL, 1201 },
+		{ "target-db", required_argument, NULL, 1202 },
+		{ "target-dsn", required_argument, NULL, 1203 },
+		{ "force", no_argument, NULL, 1204 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
-	int to_stdout = 0, c;
-	const char *target = NULL;
+	int to_stdout = 0, force = 0, mismatch = 0, c;
+	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL;
 	char **streams = calloc((size_t)argc, sizeof *streams);
 	size_t nstreams = 0;
 	if (!streams)
@@ -151,12 +200,41 @@ int cmd_restore(int argc, char **argv)
 		case 'o': to_stdout = 1; break;
 		case 't': target = optarg; break;
 		case 's': streams[nstreams++] = optarg; break;
+		case 1201: source = optarg; break;
+		case 1202: target_db = optarg; break;
+		case 1203: target_dsn = optarg; break;
+		case 1204: force = 1; break;
 		default: free(streams); return cli_usage("restore", "unknown option");
 		}
 	}
-	if (optind + 1 != argc || to_stdout == !!target) {
+	const char *dsn = target_dsn;
+	if (optind + 1 != argc || to_stdout + !!target + !!target_db != 1) {
 		free(streams);
-		return cli_usage("restore", "give one SNAPSHOT and either --stdout or --target DIR");
+		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR or --source NAME --target-db DB");
+	}
+	if (target_db) {
+		const struct kbv_source_cfg *sc = NULL;
+		int code = 0;
+		if (!source || nstreams)
+			code = cli_usage("restore", "--target-db needs --source NAME (a PostgreSQL source) and no --stream");
+		else if (!dsn && (code = cli_load_config()) == 0) {
+			sc = cli.cfg ? kbv_config_source(cli.cfg, source) : NULL;
+			if (!sc || sc->type != KBV_SOURCE_POSTGRES || !sc->dsn)
+				code = cli_usage("restore", "no PostgreSQL source '%s' in the configuration to take the server "
+							    "from; give --target-dsn CONNINFO",
+						 source);
+			else
+				dsn = sc->dsn;
+		}
+		if (code) {
+			free(streams);
+			return code;
+		}
+	} else if (target_dsn || force) {
+		free(streams);
+		return cli_usage("restore", "--target-dsn and --force go with --target-db");
+	} else if (source) {
+		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
 	}
 	const char *spec = argv[optind];
 
@@ -174,6 +252,13 @@ int cmd_restore(int argc, char **argv)
 	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_snapshot_find(list, n, spec, &s)) < 0 ||
 	    (rc = kbv_reader_new(r, 0, &rd)) < 0 || (rc = kbv_snapshot_load_entries(rd, s)) < 0)
 		goto fail;
+	if (target_db) {
+		cli_progress_init(&prog, "restore:");
+		if ((rc = restore_db(rd, s, source, target_db, dsn, force, &prog, &mismatch)) < 0)
+			goto fail;
+		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+		goto out;
+	}
 	for (size_t k = 0; k < nstreams; k++) {
 		int found = 0;
 		for (size_t i = 0; i < s->nloaded && !found; i++)

@@ -9,12 +9,16 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/pg.h"
 #include "kbv/snapshot.h"
 #include "kbv/source.h"
 
 struct snap_ctx {
 	struct kbv_repo *repo;
+	struct kbv_snapsource *src;
+	size_t nsrc;
 	struct kbv_writer *w;
 	struct kbv_entry *e;
 	size_t n, cap;
@@ -152,6 +156,131 @@ static int add_path(void *arg, const char *path, const char *name, const struct 
 	return 0;
 }
 
+/* Store the output of a child process (started by the caller) as entry `name`. */
+static int store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, const char *what)
+{
+	struct kbv_stream_result res;
+	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
+	int rc = x ? kbv_writer_fd(c->w, fd, what, &res) : KBV_EINVAL;
+	close(fd);
+	int rc2 = kbv_cmd_finish(pid, what, rc < 0);
+	if (rc < 0)
+		return rc;
+	if (rc2 < 0)
+		return rc2;
+	x->mode = 0600;
+	set_result(x, &res);
+	return 0;
+}
+
+static int add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta)
+{
+	char name[256], what[160];
+	struct kbv_pgdump *d;
+	struct kbv_stream_result res;
+	int fd, native = !sc->mode || !strcmp(sc->mode, "native");
+	struct kbv_pg_opts o = { .source = sc->name, .dsn = sc->dsn, .native = native };
+	json_t *streams = json_object();
+
+	snprintf(name, sizeof name, "%s/database.sql", sc->name);
+	snprintf(what, sizeof what, "the dump of PostgreSQL source '%s'", sc->name);
+	int rc = kbv_pgdump_start(&o, &d, &fd);
+	if (rc < 0)
+		goto out;
+	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
+	rc = x ? kbv_writer_fd(c->w, fd, what, &res) : KBV_EINVAL;
+	close(fd); /* a dump still writing now fails with EPIPE and stops */
+	int rc2 = kbv_pgdump_finish(d, meta);
+	if (rc < 0 || (rc = rc2) < 0)
+		goto out;
+	x->mode = 0600;
+	set_result(x, &res);
+	json_object_set_new(streams, "database", json_string(name));
+
+	if (kbv_config_bool(sc->globals) == 1) {
+		char **env = NULL;
+		pid_t pid;
+		char *argv[] = { "pg_dumpall", "--globals-only", NULL };
+		snprintf(name, sizeof name, "%s/globals.sql", sc->name);
+		snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
+		if ((rc = kbv_pg_env(sc->dsn, NULL, &env)) == 0)
+			rc = kbv_cmd_start_env(argv, env, &pid, &fd);
+		kbv_pg_env_free(env);
+		if (rc == 0)
+			rc = store_child(c, name, pid, fd, what);
+		if (rc < 0)
+			goto out;
+		json_object_set_new(streams, "globals", json_string(name));
+	}
+	json_object_set(*meta, "streams", streams);
+out:
+	json_decref(streams);
+	return rc;
+}
+
+static void print_source(const char *name, const json_t *meta)
+{
+	size_t i;
+	const json_t *t;
+	uint64_t rows = 0, keyed = 0;
+	json_array_foreach(json_object_get(meta, "tables"), i, t) {
+		rows += (uint64_t)json_integer_value(json_object_get(t, "rows"));
+		keyed += !strcmp(json_string_value(json_object_get(t, "order")), "key");
+	}
+	char size[32];
+	cli_bytes((uint64_t)json_integer_value(json_object_get(meta, "database_size")), size, sizeof size);
+	printf("  %s: PostgreSQL %s, %s mode, %zu tables (%llu in key order), %llu rows, database %s, LSN %s\n", name,
+	       json_string_value(json_object_get(meta, "server_version")),
+	       json_string_value(json_object_get(meta, "mode")), json_array_size(json_object_get(meta, "tables")),
+	       (unsigned long long)keyed, (unsigned long long)rows, size, json_string_value(json_object_get(meta, "wal_lsn")));
+}
+
+/* One application snapshot: every selected source of the configuration, or nothing. */
+static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
+{
+	const struct kbv_config *cfg = cli.cfg;
+	c->src = calloc(cfg->nsources + 1, sizeof *c->src);
+	if (!c->src)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->nsources; i++) {
+		const struct kbv_source_cfg *sc = &cfg->sources[i];
+		int wanted = nonly == 0;
+		for (size_t k = 0; k < nonly && !wanted; k++)
+			wanted = !strcmp(only[k], sc->name);
+		if (!wanted)
+			continue;
+		json_t *meta = NULL;
+		int rc;
+		if (sc->type == KBV_SOURCE_POSTGRES)
+			rc = add_postgres(c, sc, &meta);
+		else
+			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
+				       kbv_source_type_name(sc->type));
+		if (rc < 0) {
+			json_decref(meta);
+			return kbv_error_prefix(rc, "source '%s' failed, no snapshot recorded", sc->name);
+		}
+		struct kbv_snapsource *x = &c->src[c->nsrc++];
+		x->name = strdup(sc->name);
+		x->type = strdup(kbv_source_type_name(sc->type));
+		x->meta = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(meta);
+		if (!x->name || !x->type || !x->meta)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static void free_sources(struct snap_ctx *c)
+{
+	for (size_t i = 0; i < c->nsrc; i++) {
+		free(c->src[i].name);
+		free(c->src[i].type);
+		free(c->src[i].meta);
+	}
+	free(c->src);
+}
+
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp((*(const struct kbv_entry *const *)a)->name, (*(const struct kbv_entry *const *)b)->name);
@@ -180,19 +309,21 @@ int cmd_snapshot(int argc, char **argv)
 		{ "command", required_argument, NULL, 1101 },
 		{ "tag", required_argument, NULL, 't' },
 		{ "host", required_argument, NULL, 'H' },
+		{ "source", required_argument, NULL, 1102 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
 	const char *stdin_name = NULL, *host = NULL;
 	const char **cmd_names = calloc((size_t)argc, sizeof *cmd_names);
 	char **tags = calloc((size_t)argc, sizeof *tags);
-	size_t ncmd = 0, ntags = 0;
+	const char **only = calloc((size_t)argc, sizeof *only);
+	size_t ncmd = 0, ntags = 0, nonly = 0;
 	struct snap_ctx c = { 0 };
 	struct kbv_snapshot s = { 0 };
 	char ***groups = NULL;
 	size_t ngroups = 0;
 	int rc = 0, code = EXIT_OK;
-	if (!cmd_names || !tags)
+	if (!cmd_names || !tags || !only)
 		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 
 	int dd = argc;
@@ -216,6 +347,7 @@ int cmd_snapshot(int argc, char **argv)
 		case 1101: cmd_names[ncmd++] = optarg; break;
 		case 't': tags[ntags++] = optarg; break;
 		case 'H': host = optarg; break;
+		case 1102: only[nonly++] = optarg; break;
 		default: code = cli_usage("snapshot", "unknown option"); goto done;
 		}
 	}
@@ -244,9 +376,24 @@ int cmd_snapshot(int argc, char **argv)
 		goto done;
 	}
 	int npaths = dd - optind;
-	if (!stdin_name && !ncmd && npaths <= 0) {
-		code = cli_usage("snapshot", "nothing to store: give --stdin NAME, --command NAME -- CMD, or paths");
+	int adhoc = stdin_name || ncmd || npaths > 0;
+	if (adhoc && nonly) {
+		code = cli_usage("snapshot", "--source takes configured sources; it does not mix with --stdin, --command or paths");
 		goto done;
+	}
+	if (!adhoc) {
+		if ((code = cli_load_config()) != 0)
+			goto done;
+		if (!cli.cfg || !cli.cfg->nsources) {
+			code = cli_usage("snapshot", "nothing to store: configure sources ([source NAME] in the config file), "
+						     "or give --stdin NAME, --command NAME -- CMD, or paths");
+			goto done;
+		}
+		for (size_t k = 0; k < nonly; k++)
+			if (!kbv_config_source(cli.cfg, only[k])) {
+				code = cli_usage("snapshot", "no source '%s' in %s", only[k], cli.cfg->file);
+				goto done;
+			}
 	}
 
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &c.repo)) != 0)
@@ -273,6 +420,8 @@ int cmd_snapshot(int argc, char **argv)
 	rc = kbv_writer_new(c.repo, 0, &c.w);
 	if (rc == 0)
 		kbv_writer_set_progress(c.w, progress, &c);
+	if (rc == 0 && !adhoc)
+		rc = add_sources(&c, only, nonly);
 	if (rc == 0 && stdin_name)
 		rc = add_stdin(&c, stdin_name);
 	for (size_t i = 0; rc == 0 && i < ncmd; i++)
@@ -284,6 +433,8 @@ int cmd_snapshot(int argc, char **argv)
 	}
 	if (rc == 0)
 		rc = check_unique(&c);
+	s.sources = c.src;
+	s.nsources = c.nsrc;
 	if (rc == 0)
 		rc = kbv_snapshot_commit(c.repo, c.w, &s, c.e, c.n);
 	cli_progress_done(&c.prog);
@@ -302,6 +453,11 @@ int cmd_snapshot(int argc, char **argv)
 				      (json_int_t)st->new_raw_bytes, "stored_bytes", (json_int_t)st->new_stored_bytes,
 				      "chunks", (json_int_t)st->chunks, "new_chunks", (json_int_t)st->new_chunks,
 				      "seconds", secs);
+		json_t *srcs = json_array();
+		for (size_t i = 0; i < c.nsrc; i++)
+			json_array_append_new(srcs, json_pack("{s:s, s:s, s:o}", "name", c.src[i].name, "type", c.src[i].type,
+							      "meta", json_loads(c.src[i].meta, 0, NULL)));
+		json_object_set_new(j, "sources", srcs);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -313,13 +469,21 @@ int cmd_snapshot(int argc, char **argv)
 		printf("snapshot %.8s saved: %zu %s, %s read, %s new (%s stored), %.1f s, %.1f MiB/s\n", id, c.n,
 		       c.n == 1 ? "entry" : "entries", raw, fresh, stored, secs,
 		       secs > 0 ? (double)st->raw_bytes / secs / (1 << 20) : 0.0);
+		for (size_t i = 0; i < c.nsrc; i++) {
+			json_t *meta = json_loads(c.src[i].meta, 0, NULL);
+			if (!strcmp(c.src[i].type, "postgres"))
+				print_source(c.src[i].name, meta);
+			json_decref(meta);
+		}
 	}
 done:
 	free(groups);
 	kbv_writer_free(c.w);
 	kbv_entries_free(c.e, c.n);
 	kbv_repo_close(c.repo);
+	free_sources(&c);
 	free(cmd_names);
 	free(tags);
+	free(only);
 	return code;
 }

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "kbv/error.h"
+#include "kbv/record.h"
 #include "kbv/snapshot.h"
 
 static const char *kind_name(int k)
@@ -34,13 +35,15 @@ int cmd_snapshots(int argc, char **argv)
 	int code, rc;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
 		return code;
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0) {
+	json_t *drills = NULL;
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
+	    (cli.json && (rc = kbv_record_list(r, "drill", &drills)) < 0)) {
 		code = cli_fail(rc);
 		goto out;
 	}
 	json_t *arr = cli.json ? json_array() : NULL;
 	if (!cli.json)
-		printf("%-8s  %-25s  %-16s  %10s  %s\n", "ID", "TIME", "HOST", "SIZE", "STREAMS");
+		printf("%-8s  %-25s  %-16s  %10s  %s\n", "ID", "TIME", "HOST", "SIZE", "SOURCES OR STREAMS");
 	for (size_t i = 0; i < n; i++) {
 		struct kbv_snapshot *s = list[i];
 		char id[2 * KBV_ID_BYTES + 1], t[64], sz[32];
@@ -65,20 +68,37 @@ int cmd_snapshots(int argc, char **argv)
 					json_object_set_new(o, "blake2b_256", json_string(h));
 				json_array_append_new(streams, o);
 			}
-			json_array_append_new(arr, json_pack("{s:s, s:s#, s:s, s:s, s:o, s:I, s:o}", "id", id, "short_id",
-							     id, 8, "time", t, "host", s->host, "tags", tags, "size",
-							     (json_int_t)s->total_size, "streams", streams));
+			json_t *srcs = json_array();
+			for (size_t k = 0; k < s->nsources; k++)
+				json_array_append_new(srcs, json_pack("{s:s, s:s, s:o}", "name", s->sources[k].name, "type",
+								      s->sources[k].type, "meta",
+								      json_loads(s->sources[k].meta, 0, NULL)));
+			json_t *o = json_pack("{s:s, s:s#, s:s, s:s, s:o, s:I, s:o, s:o}", "id", id, "short_id", id, 8, "time",
+					      t, "host", s->host, "tags", tags, "size", (json_int_t)s->total_size, "sources",
+					      srcs, "streams", streams);
+			/* The newest drill of this snapshot, if any (format/records.md). */
+			size_t k;
+			json_t *d, *last = NULL;
+			json_array_foreach(drills, k, d)
+				if (!strcmp(json_string_value(json_object_get(d, "snapshot")), id))
+					last = d;
+			if (last)
+				json_object_set_new(o, "last_drill", json_pack("{s:O, s:O}", "time", json_object_get(last, "time"),
+									       "ok", json_object_get(last, "ok")));
+			json_array_append_new(arr, o);
 		} else {
 			cli_bytes(s->total_size, sz, sizeof sz);
 			printf("%.8s  %-25s  %-16s  %10s  ", id, t, s->host, sz);
 			size_t shown = 0;
-			for (size_t k = 0; k < s->nloaded && shown < 4; k++) {
+			for (size_t k = 0; k < s->nsources; k++)
+				printf("%s%s (%s)", k ? ", " : "", s->sources[k].name, s->sources[k].type);
+			for (size_t k = 0; k < s->nloaded && shown < 4 && !s->nsources; k++) {
 				if (s->entries[k].kind == KBV_ENTRY_DIR)
 					continue;
 				printf("%s%s", shown ? ", " : "", s->entries[k].name);
 				shown++;
 			}
-			if (s->nloaded > shown)
+			if (s->nloaded > shown && !s->nsources)
 				printf(" (%llu entries)", (unsigned long long)s->nloaded);
 			for (size_t k = 0; k < s->ntags; k++)
 				printf("%s#%s", k ? " " : "  ", s->tags[k]);
@@ -91,6 +111,7 @@ int cmd_snapshots(int argc, char **argv)
 		json_decref(arr);
 	}
 out:
+	json_decref(drills);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
 	kbv_repo_close(r);

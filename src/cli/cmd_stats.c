@@ -3,6 +3,7 @@
 
 #include "cli.h"
 #include "kbv/check.h"
+#include "kbv/record.h"
 
 int cmd_stats(int argc, char **argv)
 {
@@ -18,7 +19,8 @@ int cmd_stats(int argc, char **argv)
 	int code = cli_open(KBV_LOCK_SHARED, 1, &r), rc;
 	if (code)
 		return code;
-	if ((rc = kbv_repo_stats(r, &st)) < 0) {
+	json_t *drills = NULL;
+	if ((rc = kbv_repo_stats(r, &st)) < 0 || (rc = kbv_record_list(r, "drill", &drills)) < 0) {
 		code = cli_fail(rc);
 		goto out;
 	}
@@ -33,6 +35,16 @@ int cmd_stats(int argc, char **argv)
 				      "compression_ratio", comp, "total_ratio", total, "chunks", (json_int_t)st.data_blobs,
 				      "tree_blobs", (json_int_t)st.tree_blobs, "packs", (json_int_t)st.packs, "chunk_avg",
 				      (int)r->chunk_avg, "encrypted", r->encrypted, "zstd_level", r->zstd_level);
+		/* The newest drill, and the newest that passed (format/records.md). */
+		json_t *last = NULL, *last_ok = NULL, *d;
+		size_t i;
+		json_array_foreach(drills, i, d) {
+			last = d;
+			if (json_is_true(json_object_get(d, "ok")))
+				last_ok = d;
+		}
+		json_object_set(j, "last_drill", last ? last : json_null());
+		json_object_set(j, "last_successful_drill", last_ok ? last_ok : json_null());
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(j);
@@ -52,8 +64,18 @@ int cmd_stats(int argc, char **argv)
 		printf("total ratio:       x%.2f (raw / stored)\n", total);
 		printf("chunks:            %llu (+ %llu chunk-list blobs)\n", (unsigned long long)st.data_blobs,
 		       (unsigned long long)st.tree_blobs);
+		size_t nd = json_array_size(drills);
+		if (nd) {
+			json_t *ld = json_array_get(drills, nd - 1);
+			printf("last drill:        %s, snapshot %.8s: %s\n", json_string_value(json_object_get(ld, "time")),
+			       json_string_value(json_object_get(ld, "snapshot")),
+			       json_is_true(json_object_get(ld, "ok")) ? "PASS" : "FAIL");
+		} else {
+			printf("last drill:        none (kbvault drill)\n");
+		}
 	}
 out:
+	json_decref(drills);
 	kbv_repo_close(r);
 	return code;
 }

@@ -1,5 +1,6 @@
 /* kbvault: the command table. Each command lives in cmd_<name>.c. */
 #include <sodium.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +23,34 @@ static const struct command commands[] = {
 	  "  --chunk-avg   average chunk size, a power of two (default 8192); fixed for the repository\n"
 	  "  --zstd-level  compression level 1..19 (default 3)\n" },
 	{ "snapshot", cmd_snapshot, "store streams and files as one snapshot",
+	  "kbvault snapshot [--source NAME]... [--tag TAG]... [--host HOST]\n"
 	  "kbvault snapshot [--stdin NAME] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"
 	  "                 [-- CMD [ARG]... [-- CMD [ARG]...]]\n"
+	  "  (no streams)    one application snapshot of every source in the configuration; all or\n"
+	  "                  nothing: if one source fails, no snapshot is recorded\n"
+	  "  --source NAME   only this configured source (repeatable)\n"
 	  "  --stdin NAME    store standard input as the stream NAME\n"
 	  "  --command NAME  run the command after '--' (one group per --command, separated by '--')\n"
 	  "                  and store its output as NAME; if it fails, no snapshot is recorded\n"
 	  "  PATH            files and directories, recursively, with mode and mtime\n" },
 	{ "snapshots", cmd_snapshots, "list snapshots", "kbvault snapshots [--json]\n" },
 	{ "restore", cmd_restore, "restore streams of a snapshot",
-	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--stream NAME]...\n"
+	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]...\n"
+	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force]\n"
 	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest'\n"
 	  "  --stdout      write the one selected stream to standard output\n"
 	  "  --target DIR  write every selected stream as a file under DIR\n"
-	  "  --stream NAME select a stream (or a directory and everything below it)\n" },
+	  "  --stream NAME select a stream (or a directory and everything below it)\n"
+	  "  --source NAME select the streams of a configured source\n"
+	  "  --target-db DB  create DB on the source's server (or --target-dsn's) and load the\n"
+	  "                PostgreSQL source into it, then compare row counts with the snapshot\n"
+	  "  --force       drop and recreate DB when it exists and is not empty\n" },
+	{ "drill", cmd_drill, "prove a snapshot restores: load it into a scratch database and compare",
+	  "kbvault drill [SNAPSHOT] [--source NAME]...\n"
+	  "  Restores every PostgreSQL source of SNAPSHOT (default: latest) into a scratch database on\n"
+	  "  the [drill] postgres-dsn server, compares row counts and row checksums with the snapshot,\n"
+	  "  drops the scratch database and records the verdict in the repository.\n"
+	  "  Exit 0 when every source passed, 5 when a restored database differs.\n" },
 	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
 	{ "check", cmd_check, "verify the repository",
 	  "kbvault check [--read-data]\n"
@@ -79,6 +95,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kbvault: libsodium failed to initialize\n");
 		return EXIT_FAIL;
 	}
+	/* A reader that goes away (psql stopping on an error, `| head`) is an error we report,
+	 * not a silent death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	/* Global options may come before the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];

@@ -118,14 +118,17 @@ static void test_errors(void **s)
 	expect_error("[source kb]\ntype = postgres\ndsn = a\n[source x]\ntype = path\npaths = /\n[source kb]\ntype = path\n",
 		     8, "defined twice");
 	expect_error("[source kb]\ntype = postgres\ndsn = a\ndsn = b\n", 4, "'dsn' is set twice");
-	expect_error("[source kb]\ntype = postgres\n", 0, "needs 'dsn'");
-	expect_error("[source c]\ntype = command\ndump-command = x\n", 0, "needs 'restore-command'");
-	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = fast\n", 0, "mode must be native or pg_dump");
+	expect_error("[source kb]\ntype = postgres\n", 2, "needs 'dsn'");
+	expect_error("[source c]\ntype = command\ndump-command = x\n", 2, "needs 'restore-command'");
+	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = fast\n", 2, "mode must be native or pg_dump");
+	expect_error("[repository]\npath = /x\n[source kb]\ntype = postgres\ndsn = a\nglobals = maybe\n", 4,
+		     "globals must be yes or no");
 	expect_error("[retention]\nkeep-last = seven\n", 2, "whole number");
 	expect_error("[retention]\nkeep-within = 2 weeks\n", 2, "not a duration");
 	expect_error("[repository]\npassword-file = /nonexistent/pw\n", 2, "not readable");
 	expect_error("[repository\npath = x\n", 1, "syntax error");
-	expect_error("[source a/b]\ntype = path\n", 2, "one word");
+	expect_error("[source a/b]\ntype = path\n", 2, "1 to 64 letters");
+	expect_error("[source ..]\ntype = path\n", 2, "1 to 64 letters");
 	expect_error("path = /x\n[repository]\n", 1, "outside any section");
 	expect_error("[repository]\npath = /x\nthis line has no equals sign\n", 3, "syntax error");
 }

@@ -88,9 +88,11 @@ static void test_body_roundtrip(void **s)
 {
 	(void)s;
 	char *tags[] = { "nightly", "release" };
+	struct kbv_snapsource src[] = { { "kb", "postgres", "{\"mode\":\"native\",\"tables\":[]}" },
+					{ "files", "path", "{}" } };
 	struct kbv_snapshot a = { .time = 1764072000, .nsec = 42, .tzoff = -18000, .host = "db1", .tags = tags,
 				  .ntags = 2, .nentries = 3, .total_size = 1000, .table_ref = { 1, { 7 } },
-				  .table_size = 300 };
+				  .table_size = 300, .sources = src, .nsources = 2 };
 	struct kbv_buf b = KBV_BUF_INIT;
 	assert_int_equal(kbv_snapshot_encode_body(&a, &b), 0);
 	struct kbv_snapshot *x = calloc(1, sizeof *x);
@@ -102,6 +104,13 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(x->ntags, 2);
 	assert_string_equal(x->tags[1], "release");
 	assert_int_equal(x->table_size, 300);
+	assert_int_equal(x->body_version, 2);
+	assert_int_equal(x->nsources, 2);
+	assert_string_equal(x->sources[0].name, "kb");
+	assert_string_equal(x->sources[0].type, "postgres");
+	assert_string_equal(x->sources[0].meta, src[0].meta);
+	assert_non_null(kbv_snapshot_source(x, "files"));
+	assert_null(kbv_snapshot_source(x, "nope"));
 	kbv_snapshot_free(x);
 	for (size_t len = 0; len < b.len; len++) {
 		x = calloc(1, sizeof *x);
@@ -114,9 +123,48 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, x), KBV_ECORRUPT);
 	kbv_snapshot_free(x);
 	/* An unknown body version is a version error, not corruption. */
-	b.data[0] = 2;
+	b.data[0] = 3;
 	x = calloc(1, sizeof *x);
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len - 1, x), KBV_EVERSION);
+	kbv_snapshot_free(x);
+	kbv_buf_release(&b);
+
+	/* Sources that a writer must refuse and a reader must reject. */
+	struct kbv_snapsource bad[][2] = {
+		{ { "kb", "postgres", "{}" }, { "kb", "path", "{}" } },       /* duplicate */
+		{ { "a/b", "postgres", "{}" }, { "x", "path", "{}" } },       /* not one component */
+		{ { "kb", "postgres", "[1]" }, { "x", "path", "{}" } },       /* not an object */
+		{ { "kb", "postgres", "{\"a\":" }, { "x", "path", "{}" } }, /* not JSON */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		struct kbv_snapshot y = a;
+		y.sources = bad[i];
+		assert_int_equal(kbv_snapshot_encode_body(&y, &b), KBV_EINVAL);
+		kbv_buf_release(&b);
+	}
+}
+
+/* Body version 1 (no source table) is still read: it is what format v1 golden
+ * repositories hold. */
+static void test_body_v1(void **s)
+{
+	(void)s;
+	struct kbv_snapshot a = { .time = 1764072000, .host = "old", .nentries = 1, .total_size = 5,
+				  .table_ref = { 0, { 9 } }, .table_size = 80 };
+	struct kbv_buf b = KBV_BUF_INIT;
+	assert_int_equal(kbv_snapshot_encode_body(&a, &b), 0);
+	/* A v2 body with no sources is a v1 body plus the u16 source count 0. */
+	assert_int_equal(b.data[0], 2);
+	b.data[0] = 1;
+	struct kbv_snapshot *x = calloc(1, sizeof *x);
+	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len - 2, x), 0);
+	assert_int_equal(x->body_version, 1);
+	assert_int_equal(x->nsources, 0);
+	assert_string_equal(x->host, "old");
+	kbv_snapshot_free(x);
+	/* ...and a v1 body with trailing bytes is malformed. */
+	x = calloc(1, sizeof *x);
+	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, x), KBV_ECORRUPT);
 	kbv_snapshot_free(x);
 	kbv_buf_release(&b);
 }
@@ -140,7 +188,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names), cmocka_unit_test(test_entries_roundtrip),
-		cmocka_unit_test(test_body_roundtrip), cmocka_unit_test(test_find),
+		cmocka_unit_test(test_body_roundtrip), cmocka_unit_test(test_body_v1), cmocka_unit_test(test_find),
 	};
 	return cmocka_run_group_tests_name("format", tests, NULL, NULL);
 }

@@ -1,0 +1,88 @@
+/* PostgreSQL sources through libpq: consistent dumps (native or pg_dump mode), loading a
+ * dump into a new database, and verifying a restored database against the figures a
+ * snapshot recorded (format/snapshot.md, "Source metadata: postgres"). Never prints;
+ * pg_dump, pg_dumpall and psql write their own diagnostics to stderr. */
+#ifndef KBV_PG_H
+#define KBV_PG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- The COPY-block scanner: per-table rows and checksums of a plain SQL dump. ---- */
+
+struct kbv_pgtable {
+	char *name;    /* schema-qualified, quoted as in the COPY line */
+	char *columns; /* the COPY line's column list; "" when it has none */
+	uint64_t rows;
+	uint64_t sum; /* sum mod 2^64 of XXH3-64 of every row line (order does not matter) */
+};
+
+struct kbv_pgscan;
+struct kbv_pgscan *kbv_pgscan_new(void);
+/* Feed the next bytes of the stream. KBV_ENOMEM only. */
+int kbv_pgscan_feed(struct kbv_pgscan *s, const void *p, size_t n);
+/* The stream ended: KBV_ESOURCE when it ended inside a COPY block (a truncated dump). */
+int kbv_pgscan_end(struct kbv_pgscan *s);
+const struct kbv_pgtable *kbv_pgscan_tables(const struct kbv_pgscan *s, size_t *n);
+/* The version pg_dump wrote into its "-- Dumped by pg_dump version X" line, or NULL. */
+const char *kbv_pgscan_dump_tool(const struct kbv_pgscan *s);
+void kbv_pgscan_free(struct kbv_pgscan *s);
+
+/* The order-independent row checksum, as 16 hex digits plus NUL. */
+void kbv_pg_sum_hex(uint64_t sum, char out[17]);
+
+/* ---- Dumping ---- */
+
+struct kbv_pg_opts {
+	const char *source; /* source name, for messages */
+	const char *dsn;    /* libpq conninfo; never put into a message */
+	int native;         /* 1: native mode (key-ordered COPY); 0: stock pg_dump -Fp */
+};
+
+struct kbv_pgdump;
+
+/* Connect, open a REPEATABLE READ READ ONLY transaction, export its snapshot, read what
+ * the metadata needs, and start writing the database's SQL stream to *fd from a thread of
+ * its own. Read *fd to its end (or stop early), close it, then call kbv_pgdump_finish().
+ * KBV_ESOURCE for anything the server or pg_dump refuses. */
+int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *fd);
+
+/* Wait for the dump and free it. Returns 0 only when the whole stream was written; then
+ * *meta is the source metadata (a JSON object the caller owns). */
+int kbv_pgdump_finish(struct kbv_pgdump *d, json_t **meta);
+
+/* ---- Client programs ---- */
+
+/* An environment for pg_dump, pg_dumpall or psql connecting as `dsn` says (each conninfo
+ * setting becomes its PG* variable, so no password shows in a process listing), with the
+ * database replaced by `dbname` when not NULL. NULL-terminated; free with kbv_pg_env_free. */
+int kbv_pg_env(const char *dsn, const char *dbname, char ***env);
+void kbv_pg_env_free(char **env);
+
+/* ---- Restoring and verifying ---- */
+
+/* Create database `name` on the server `dsn` points at, with the encoding and locale that
+ * `meta` recorded (TEMPLATE template0). When it exists: empty -> used as it is; holding
+ * relations -> KBV_EEXIST, unless `force`, which drops and recreates it. */
+int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force);
+int kbv_pg_drop_db(const char *dsn, const char *name);
+
+/* Start `psql` loading a plain SQL stream into database `dbname` (ON_ERROR_STOP, one
+ * transaction). Write the stream to *fd, close it, then kbv_cmd_finish(pid, ...). */
+int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd);
+
+struct kbv_pg_verdict {
+	size_t tables;     /* tables compared */
+	uint64_t rows;     /* rows counted */
+	json_t *mismatches; /* array of strings, one per table that differed */
+};
+
+/* Compare database `dbname` with the tables `meta` recorded: row counts, and with
+ * `checksums` the order-independent row checksum. v->mismatches is always set on return
+ * 0 (caller decrefs); a difference is not an error. */
+int kbv_pg_verify(const char *dsn, const char *dbname, const json_t *meta, int checksums,
+		  struct kbv_pg_verdict *v);
+
+#endif

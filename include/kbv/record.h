@@ -1,0 +1,17 @@
+/* Records: small sealed JSON documents about the repository's life, such as drill
+ * verdicts (format/records.md). */
+#ifndef KBV_RECORD_H
+#define KBV_RECORD_H
+
+#include <jansson.h>
+
+#include "kbv/repo.h"
+
+/* Seal `rec` (a JSON object with "kind" and "time") and write it durably to records/. */
+int kbv_record_write(struct kbv_repo *r, const json_t *rec);
+
+/* Every record of `kind`, oldest first (by "time"), as a new JSON array. A record that
+ * fails verification is KBV_ECORRUPT naming its file. */
+int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out);
+
+#endif

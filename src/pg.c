@@ -1,0 +1,920 @@
+/* PostgreSQL through libpq: one exported snapshot for everything a dump holds.
+ *
+ * Data path of kbv_pgdump_start() (format/snapshot.md, "Source metadata: postgres"):
+ *
+ *   session: REPEATABLE READ READ ONLY, pg_export_snapshot() -> S, metadata, table plan,
+ *            ACCESS SHARE locks, sequence values
+ *   thread:  native:  pg_dump --section=pre-data --snapshot=S
+ *                     COPY (SELECT cols FROM ONLY t ORDER BY key) TO STDOUT, per table
+ *                     setval() per sequence
+ *                     pg_dump --section=post-data --snapshot=S
+ *            pg_dump: pg_dump -Fp --snapshot=S
+ *            everything -> the COPY-block scanner (rows, checksums) -> the pipe
+ *
+ * The reader of the pipe (the repository writer) sees a truncated stream if the thread
+ * fails; kbv_pgdump_finish() reports the failure, and the caller records nothing. */
+#include "kbv/pg.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+extern char **environ;
+
+/* The settings every dump and every verification session uses, so that row text (and
+ * so the checksums) do not depend on the server's or the user's defaults. pg_dump sets
+ * DateStyle, IntervalStyle and extra_float_digits itself; TimeZone and bytea_output reach
+ * it through PGOPTIONS. */
+static const char SESSION_SQL[] =
+	"SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "
+	"SET TimeZone = 'UTC'; SET bytea_output = hex; SET row_security = off; "
+	"SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
+	"SET synchronize_seqscans = off";
+static const char TOOL_OPTIONS[] = "-c TimeZone=UTC -c bytea_output=hex";
+
+/* A server's message as one line: libpq's text without trailing newlines, inner newlines
+ * folded (messages may carry DETAIL and HINT lines). */
+static const char *one_line(const char *msg, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (const char *p = msg; *p && n + 3 < cap; p++) {
+		if (*p == '\n') {
+			if (p[1] == 0)
+				break;
+			buf[n++] = ';';
+			buf[n++] = ' ';
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	buf[n] = 0;
+	return buf;
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static int pg_connect(const char *dsn, const char *dbname, const char *what, PGconn **out)
+{
+	char *err = NULL, line[1024];
+	PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+	if (!opts) {
+		int rc = kbv_error(KBV_EINVAL, "%s: the connection string does not parse: %s", what,
+				   err ? one_line(err, line, sizeof line) : "out of memory");
+		PQfreemem(err);
+		return rc;
+	}
+	size_t n = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		n++;
+	const char **keys = calloc(n + 3, sizeof *keys), **vals = calloc(n + 3, sizeof *vals);
+	int rc = 0, has_app = 0;
+	if (!keys || !vals) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t k = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || (dbname && !strcmp(o->keyword, "dbname")))
+			continue;
+		has_app |= !strcmp(o->keyword, "application_name");
+		keys[k] = o->keyword;
+		vals[k++] = o->val;
+	}
+	if (dbname) {
+		keys[k] = "dbname";
+		vals[k++] = dbname;
+	}
+	if (!has_app) {
+		keys[k] = "application_name";
+		vals[k++] = "kbvault";
+	}
+	PGconn *c = PQconnectdbParams(keys, vals, 0);
+	if (!c || PQstatus(c) != CONNECTION_OK) {
+		rc = kbv_error(KBV_ESOURCE, "%s: cannot connect: %s", what,
+			       c ? one_line(PQerrorMessage(c), line, sizeof line) : "out of memory");
+		PQfinish(c);
+		goto out;
+	}
+	PQsetNoticeProcessor(c, quiet_notice, NULL);
+	*out = c;
+out:
+	free(keys);
+	free(vals);
+	PQconninfoFree(opts);
+	return rc;
+}
+
+/* Run one statement; *res (when not NULL) receives a TUPLES_OK result to PQclear. */
+static int exec(PGconn *c, const char *sql, PGresult **res, const char *what)
+{
+	char line[1024];
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		int rc = kbv_error(KBV_ESOURCE, "%s: %s", what, one_line(PQerrorMessage(c), line, sizeof line));
+		PQclear(r);
+		return rc;
+	}
+	if (res)
+		*res = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+static int session_setup(PGconn *c, const char *encoding, const char *what)
+{
+	char line[1024];
+	if (PQsetClientEncoding(c, encoding) != 0)
+		return kbv_error(KBV_ESOURCE, "%s: cannot use client encoding %s: %s", what, encoding,
+				 one_line(PQerrorMessage(c), line, sizeof line));
+	return exec(c, SESSION_SQL, NULL, what);
+}
+
+/* ---- Client program environments ---- */
+
+static int env_add(char ***env, size_t *n, const char *name, const char *val)
+{
+	size_t len = strlen(name) + strlen(val) + 2;
+	char *s = malloc(len);
+	if (!s)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	snprintf(s, len, "%s=%s", name, val);
+	(*env)[(*n)++] = s;
+	return 0;
+}
+
+static int pg_env(const char *dsn, const char *dbname, const char *add_options, char ***out)
+{
+	char *err = NULL, line[1024];
+	PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+	if (!opts) {
+		int rc = kbv_error(KBV_EINVAL, "the connection string does not parse: %s",
+				   err ? one_line(err, line, sizeof line) : "out of memory");
+		PQfreemem(err);
+		return rc;
+	}
+	size_t nenv = 0, nopt = 0, n = 0;
+	while (environ[nenv])
+		nenv++;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		nopt++;
+	char **env = calloc(nenv + nopt + 4, sizeof *env);
+	int rc = 0;
+	if (!env) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	const char *options = getenv("PGOPTIONS");
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (o->val && !strcmp(o->keyword, "options"))
+			options = o->val;
+	/* Our own environment, minus every variable the connection string decides. */
+	for (size_t i = 0; i < nenv; i++) {
+		const char *e = environ[i];
+		const char *eq = strchr(e, '=');
+		size_t len = eq ? (size_t)(eq - e) : strlen(e);
+		int drop = (len == 9 && !memcmp(e, "PGOPTIONS", 9)) || (len == 16 && !memcmp(e, "PGCLIENTENCODING", 16)) ||
+			   (dbname && len == 10 && !memcmp(e, "PGDATABASE", 10));
+		for (PQconninfoOption *o = opts; o->keyword && !drop; o++)
+			drop = o->val && o->envvar && strlen(o->envvar) == len && !memcmp(e, o->envvar, len);
+		if (drop)
+			continue;
+		env[n] = strdup(e);
+		if (!env[n++]) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !o->envvar || !strcmp(o->keyword, "options") || (dbname && !strcmp(o->keyword, "dbname")))
+			continue;
+		TRY(env_add(&env, &n, o->envvar, o->val));
+	}
+	if (dbname)
+		TRY(env_add(&env, &n, "PGDATABASE", dbname));
+	if (options || add_options) {
+		char buf[4096];
+		snprintf(buf, sizeof buf, "%s%s%s", options ? options : "", options && add_options ? " " : "",
+			 add_options ? add_options : "");
+		TRY(env_add(&env, &n, "PGOPTIONS", buf));
+	}
+	*out = env;
+	env = NULL;
+out:
+	kbv_pg_env_free(env);
+	PQconninfoFree(opts);
+	return rc;
+}
+
+int kbv_pg_env(const char *dsn, const char *dbname, char ***env)
+{
+	return pg_env(dsn, dbname, NULL, env);
+}
+
+void kbv_pg_env_free(char **env)
+{
+	for (size_t i = 0; env && env[i]; i++)
+		free(env[i]);
+	free(env);
+}
+
+/* ---- Dumping ---- */
+
+struct table {
+	char *qname, *schema, *rel, *owner, *cols, *keys; /* keys: ORDER BY list, "" for none */
+};
+
+struct kbv_pgdump {
+	char *source, *dsn;
+	int native;
+	PGconn *c;
+	char what[160];
+	char snapshot[128];
+	char **env;
+	json_t *meta;
+	struct table *t;
+	size_t nt;
+	char *setvals; /* the sequence section, ready to emit */
+	struct kbv_pgscan *scan;
+	int wfd;
+	pthread_t th;
+	int started;
+	int rc;
+	char err[1024];
+};
+
+static void dump_free(struct kbv_pgdump *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->nt; i++) {
+		struct table *t = &d->t[i];
+		free(t->qname), free(t->schema), free(t->rel), free(t->owner), free(t->cols), free(t->keys);
+	}
+	free(d->t);
+	free(d->setvals);
+	kbv_pg_env_free(d->env);
+	json_decref(d->meta);
+	kbv_pgscan_free(d->scan);
+	if (d->c)
+		PQfinish(d->c);
+	if (d->wfd >= 0)
+		close(d->wfd);
+	free(d->source);
+	free(d->dsn);
+	free(d);
+}
+
+static int emit(struct kbv_pgdump *d, const void *p, size_t n)
+{
+	int rc = kbv_pgscan_feed(d->scan, p, n);
+	if (rc == 0)
+		rc = kbv_write_full(d->wfd, p, n, "the dump stream");
+	return rc;
+}
+
+static int emit_str(struct kbv_pgdump *d, const char *s)
+{
+	return emit(d, s, strlen(s));
+}
+
+/* Run pg_dump with `args` (after "pg_dump -Fp --snapshot=S") and pass its output on. */
+static int run_pg_dump(struct kbv_pgdump *d, const char *section)
+{
+	char snap[160], buf[1 << 16];
+	snprintf(snap, sizeof snap, "--snapshot=%s", d->snapshot);
+	char *argv[] = { "pg_dump", "-Fp", snap, (char *)section, NULL };
+	pid_t pid;
+	int fd, rc = kbv_cmd_start_env(argv, d->env, &pid, &fd);
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		ssize_t got = read(fd, buf, sizeof buf);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = kbv_error(KBV_ESOURCE, "read pg_dump's output: %s", strerror(errno));
+			break;
+		}
+		if (got == 0)
+			break;
+		if ((rc = emit(d, buf, (size_t)got)) < 0)
+			break;
+	}
+	close(fd);
+	char what[64];
+	snprintf(what, sizeof what, "pg_dump%s%s", section ? " " : "", section ? section : "");
+	if (rc < 0) {
+		kbv_cmd_finish(pid, what, 1);
+		return rc;
+	}
+	return kbv_cmd_finish(pid, what, 0);
+}
+
+/* Comment text may not carry a line break into the script (psql meta-commands). */
+static void comment_safe(char *s)
+{
+	for (; *s; s++)
+		if (*s == '\n' || *s == '\r')
+			*s = ' ';
+}
+
+static int copy_table(struct kbv_pgdump *d, const struct table *t)
+{
+	char line[1024];
+	size_t len = strlen(t->schema) + strlen(t->rel) + strlen(t->owner) + strlen(t->qname) + strlen(t->cols) +
+		     strlen(t->keys) + 256;
+	char *s = malloc(len);
+	int rc = 0;
+	if (!s)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	char *schema = strdup(t->schema), *rel = strdup(t->rel), *owner = strdup(t->owner);
+	if (!schema || !rel || !owner) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	comment_safe(schema), comment_safe(rel), comment_safe(owner);
+	snprintf(s, len, "\n--\n-- Data for Name: %s; Type: TABLE DATA; Schema: %s; Owner: %s\n--\n\nCOPY %s%s%s%s FROM stdin;\n",
+		 rel, schema, owner, t->qname, *t->cols ? " (" : "", t->cols, *t->cols ? ")" : "");
+	TRY(emit_str(d, s));
+	snprintf(s, len, "COPY (SELECT %s FROM ONLY %s%s%s) TO STDOUT", t->cols, t->qname, *t->keys ? " ORDER BY " : "",
+		 t->keys);
+	PGresult *r = PQexec(d->c, s);
+	if (PQresultStatus(r) != PGRES_COPY_OUT) {
+		rc = kbv_error(KBV_ESOURCE, "COPY of table %s: %s", t->qname, one_line(PQerrorMessage(d->c), line, sizeof line));
+		PQclear(r);
+		goto out;
+	}
+	PQclear(r);
+	for (;;) {
+		char *row = NULL;
+		int n = PQgetCopyData(d->c, &row, 0);
+		if (n == -1)
+			break;
+		if (n < 0) {
+			rc = kbv_error(KBV_ESOURCE, "COPY of table %s: %s", t->qname,
+				       one_line(PQerrorMessage(d->c), line, sizeof line));
+			goto out;
+		}
+		rc = emit(d, row, (size_t)n);
+		PQfreemem(row);
+		if (rc < 0)
+			goto out;
+	}
+	while ((r = PQgetResult(d->c))) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc)
+			rc = kbv_error(KBV_ESOURCE, "COPY of table %s: %s", t->qname,
+				       one_line(PQerrorMessage(d->c), line, sizeof line));
+		PQclear(r);
+	}
+	if (rc == 0)
+		rc = emit_str(d, "\\.\n\n\n");
+out:
+	free(schema), free(rel), free(owner);
+	free(s);
+	return rc;
+}
+
+static void *dump_thread(void *arg)
+{
+	struct kbv_pgdump *d = arg;
+	int rc = 0;
+	if (!d->native) {
+		TRY(run_pg_dump(d, NULL));
+	} else {
+		TRY(run_pg_dump(d, "--section=pre-data"));
+		for (size_t i = 0; i < d->nt; i++)
+			TRY(copy_table(d, &d->t[i]));
+		if (d->setvals)
+			TRY(emit_str(d, d->setvals));
+		TRY(run_pg_dump(d, "--section=post-data"));
+	}
+out:
+	if (rc < 0) {
+		d->rc = rc;
+		snprintf(d->err, sizeof d->err, "%s", kbv_errmsg());
+	}
+	/* The reader sees the end of the stream; finish() tells it whether that was the end. */
+	close(d->wfd);
+	d->wfd = -1;
+	return NULL;
+}
+
+static char *dupval(PGresult *r, int row, int col)
+{
+	return strdup(PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* The tables whose data a native dump holds, in a stable order, with their COPY column
+ * list and the key to order rows by: the primary key, else the first valid unique index
+ * without expressions or predicate whose key columns are all NOT NULL. */
+static const char TABLES_SQL[] =
+	"SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname, c.relname, "
+	"       pg_get_userbyid(c.relowner), "
+	"       coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a "
+	"                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), ''), "
+	"       coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) "
+	"                 FROM (SELECT i.indkey, i.indnkeyatts FROM pg_index i "
+	"                       WHERE i.indrelid = c.oid AND i.indisvalid AND (i.indisprimary OR (i.indisunique "
+	"                         AND i.indexprs IS NULL AND i.indpred IS NULL AND NOT EXISTS ("
+	"                           SELECT 1 FROM unnest(i.indkey::int2[]) u(attnum) JOIN pg_attribute na "
+	"                           ON na.attrelid = c.oid AND na.attnum = u.attnum WHERE NOT na.attnotnull))) "
+	"                       ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1) ix, "
+	"                      unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
+	"                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+	"                 WHERE k.ord <= ix.indnkeyatts), '') "
+	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+	"WHERE c.relkind = 'r' AND c.relpersistence <> 't' "
+	"  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+	"  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid "
+	"                  AND e.deptype = 'e') "
+	"ORDER BY n.nspname, c.relname";
+
+static const char SEQS_SQL[] =
+	"SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) "
+	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+	"WHERE c.relkind = 'S' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+	"  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid "
+	"                  AND e.deptype = 'e') "
+	"ORDER BY n.nspname, c.relname";
+
+static int plan_native(struct kbv_pgdump *d)
+{
+	PGresult *r = NULL;
+	int rc = 0;
+	char *buf = NULL;
+	TRY(exec(d->c, "SELECT count(*) FROM pg_largeobject_metadata", &r, d->what));
+	long nlo = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	r = NULL;
+	if (nlo > 0) {
+		rc = kbv_error(KBV_ESOURCE,
+			       "%s: the database holds %ld large object(s), which mode = native does not dump; set "
+			       "mode = pg_dump for this source",
+			       d->what, nlo);
+		goto out;
+	}
+	TRY(exec(d->c, "SELECT coalesce(string_agg(extname, ', '), '') FROM pg_extension WHERE extconfig IS NOT NULL",
+		 &r, d->what));
+	if (*PQgetvalue(r, 0, 0)) {
+		rc = kbv_error(KBV_ESOURCE,
+			       "%s: extension(s) %s keep configuration tables whose rows pg_dump dumps, which mode = "
+			       "native does not reproduce; set mode = pg_dump for this source",
+			       d->what, PQgetvalue(r, 0, 0));
+		goto out;
+	}
+	PQclear(r);
+	r = NULL;
+
+	TRY(exec(d->c, TABLES_SQL, &r, d->what));
+	int n = PQntuples(r);
+	d->t = calloc((size_t)n + 1, sizeof *d->t);
+	if (!d->t) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		struct table *t = &d->t[i];
+		d->nt++;
+		t->qname = dupval(r, i, 0), t->schema = dupval(r, i, 1), t->rel = dupval(r, i, 2);
+		t->owner = dupval(r, i, 3), t->cols = dupval(r, i, 4), t->keys = dupval(r, i, 5);
+		if (!t->qname || !t->schema || !t->rel || !t->owner || !t->cols || !t->keys) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	PQclear(r);
+	r = NULL;
+	/* As pg_dump does: hold ACCESS SHARE on every table until the dump ends, so no
+	 * ALTER, DROP, VACUUM FULL or CLUSTER can change one under us. */
+	for (size_t i = 0; i < d->nt; i++) {
+		char sql[1024 + 64];
+		if (strlen(d->t[i].qname) > 1024) {
+			rc = kbv_error(KBV_EINVAL, "%s: table name too long", d->what);
+			goto out;
+		}
+		snprintf(sql, sizeof sql, "LOCK TABLE ONLY %s IN ACCESS SHARE MODE", d->t[i].qname);
+		TRY(exec(d->c, sql, NULL, d->what));
+	}
+
+	/* Sequence values: read now, written after the data, as pg_dump's SEQUENCE SET. */
+	TRY(exec(d->c, SEQS_SQL, &r, d->what));
+	n = PQntuples(r);
+	size_t cap = 256, len = 0;
+	buf = malloc(cap);
+	if (!buf) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	len = (size_t)snprintf(buf, cap, "\n--\n-- Sequence values\n--\n\n");
+	for (int i = 0; i < n; i++) {
+		const char *seq = PQgetvalue(r, i, 0);
+		char sql[1100];
+		PGresult *v = NULL;
+		if (strlen(seq) > 1024) {
+			rc = kbv_error(KBV_EINVAL, "%s: sequence name too long", d->what);
+			goto out;
+		}
+		snprintf(sql, sizeof sql, "SELECT last_value, is_called FROM %s", seq);
+		TRY(exec(d->c, sql, &v, d->what));
+		char *lit = PQescapeLiteral(d->c, seq, strlen(seq));
+		size_t need = len + strlen(lit ? lit : "") + 128;
+		if (lit && need > cap) {
+			while (cap < need)
+				cap *= 2;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				PQfreemem(lit);
+				PQclear(v);
+				rc = kbv_error(KBV_ENOMEM, "out of memory");
+				goto out;
+			}
+			buf = nb;
+		}
+		if (lit)
+			len += (size_t)snprintf(buf + len, cap - len, "SELECT pg_catalog.setval(%s, %s, %s);\n", lit,
+						PQgetvalue(v, 0, 0), !strcmp(PQgetvalue(v, 0, 1), "t") ? "true" : "false");
+		PQfreemem(lit);
+		PQclear(v);
+		if (!lit) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (n > 0) {
+		d->setvals = buf;
+		buf = NULL;
+	}
+out:
+	free(buf);
+	PQclear(r);
+	return rc;
+}
+
+int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *fd)
+{
+	struct kbv_pgdump *d = calloc(1, sizeof *d);
+	PGresult *r = NULL;
+	int p[2] = { -1, -1 }, rc = 0;
+	if (!d)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	d->wfd = -1;
+	d->native = o->native;
+	d->source = strdup(o->source);
+	d->dsn = strdup(o->dsn);
+	d->scan = kbv_pgscan_new();
+	d->meta = json_object();
+	if (!d->source || !d->dsn || !d->scan || !d->meta) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(d->what, sizeof d->what, "PostgreSQL source '%s'", o->source);
+	TRY(pg_connect(o->dsn, NULL, d->what, &d->c));
+	TRY(exec(d->c,
+		 "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+		 "WHERE datname = current_database()",
+		 &r, d->what));
+	json_object_set_new(d->meta, "mode", json_string(d->native ? "native" : "pg_dump"));
+	json_object_set_new(d->meta, "encoding", json_string(PQgetvalue(r, 0, 0)));
+	json_object_set_new(d->meta, "collate", json_string(PQgetvalue(r, 0, 1)));
+	json_object_set_new(d->meta, "ctype", json_string(PQgetvalue(r, 0, 2)));
+	TRY(session_setup(d->c, PQgetvalue(r, 0, 0), d->what));
+	PQclear(r);
+	r = NULL;
+	TRY(exec(d->c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", NULL, d->what));
+	TRY(exec(d->c,
+		 "SELECT pg_export_snapshot(), current_database(), pg_database_size(current_database()), "
+		 "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, "
+		 "current_setting('server_version'), current_setting('server_version_num')::int",
+		 &r, d->what));
+	snprintf(d->snapshot, sizeof d->snapshot, "%s", PQgetvalue(r, 0, 0));
+	json_object_set_new(d->meta, "database", json_string(PQgetvalue(r, 0, 1)));
+	json_object_set_new(d->meta, "database_size", json_integer(atoll(PQgetvalue(r, 0, 2))));
+	json_object_set_new(d->meta, "wal_lsn", json_string(PQgetvalue(r, 0, 3)));
+	json_object_set_new(d->meta, "server_version", json_string(PQgetvalue(r, 0, 4)));
+	json_object_set_new(d->meta, "server_version_num", json_integer(atoll(PQgetvalue(r, 0, 5))));
+	json_object_set_new(d->meta, "snapshot", json_string(d->snapshot));
+	PQclear(r);
+	r = NULL;
+	if (d->native)
+		TRY(plan_native(d));
+	TRY(pg_env(o->dsn, NULL, TOOL_OPTIONS, &d->env));
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		rc = kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	d->wfd = p[1];
+	p[1] = -1;
+	int e = pthread_create(&d->th, NULL, dump_thread, d);
+	if (e != 0) {
+		rc = kbv_error(KBV_EIO, "cannot start the dump thread: %s", strerror(e));
+		goto out;
+	}
+	d->started = 1;
+	*fd = p[0];
+	p[0] = -1;
+	*out = d;
+	d = NULL;
+out:
+	PQclear(r);
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	dump_free(d);
+	return rc;
+}
+
+int kbv_pgdump_finish(struct kbv_pgdump *d, json_t **meta)
+{
+	int rc = 0;
+	pthread_join(d->th, NULL);
+	if (d->rc < 0) {
+		rc = kbv_error(d->rc, "%s: %s", d->what, d->err);
+		goto out;
+	}
+	if ((rc = kbv_pgscan_end(d->scan)) < 0) {
+		kbv_error_prefix(rc, "%s", d->what);
+		goto out;
+	}
+	size_t n;
+	const struct kbv_pgtable *t = kbv_pgscan_tables(d->scan, &n);
+	/* In native mode we wrote the COPY blocks ourselves: the scanner must have seen
+	 * exactly those. Anything else is a bug, and the figures would be wrong. */
+	if (d->native && n != d->nt) {
+		rc = kbv_error(KBV_EINTERNAL, "%s: wrote %zu tables but read back %zu", d->what, d->nt, n);
+		goto out;
+	}
+	json_t *tables = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char sum[17];
+		if (d->native && strcmp(t[i].name, d->t[i].qname) != 0) {
+			json_decref(tables);
+			rc = kbv_error(KBV_EINTERNAL, "%s: wrote table %s but read back %s", d->what, d->t[i].qname,
+				       t[i].name);
+			goto out;
+		}
+		kbv_pg_sum_hex(t[i].sum, sum);
+		json_array_append_new(tables, json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", t[i].name, "columns",
+							t[i].columns, "rows", (json_int_t)t[i].rows, "order",
+							d->native && *d->t[i].keys ? "key" : "physical", "checksum", sum));
+	}
+	json_object_set_new(d->meta, "tables", tables);
+	const char *tool = kbv_pgscan_dump_tool(d->scan);
+	json_object_set_new(d->meta, "dump_tool", json_string(tool ? tool : ""));
+	*meta = d->meta;
+	d->meta = NULL;
+out:
+	dump_free(d);
+	return rc;
+}
+
+/* ---- Restoring and verifying ---- */
+
+static const char *meta_str(const json_t *meta, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(meta, key));
+	return s ? s : dflt;
+}
+
+int kbv_pg_drop_db(const char *dsn, const char *name)
+{
+	PGconn *c = NULL;
+	int rc = 0;
+	char what[160];
+	snprintf(what, sizeof what, "drop database '%s'", name);
+	TRY(pg_connect(dsn, NULL, what, &c));
+	char *id = PQescapeIdentifier(c, name, strlen(name));
+	if (!id) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	char sql[512];
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", id);
+	PQfreemem(id);
+	rc = exec(c, sql, NULL, what);
+out:
+	if (c)
+		PQfinish(c);
+	return rc;
+}
+
+int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force)
+{
+	PGconn *c = NULL, *t = NULL;
+	PGresult *r = NULL;
+	char what[160], sql[1024];
+	char *id = NULL, *enc = NULL, *coll = NULL, *ctype = NULL;
+	int rc = 0;
+	if (strlen(name) > 63)
+		return kbv_error(KBV_EINVAL, "database name '%s' is longer than PostgreSQL allows (63 bytes)", name);
+	snprintf(what, sizeof what, "create database '%s'", name);
+	TRY(pg_connect(dsn, NULL, what, &c));
+	const char *params[1] = { name };
+	r = PQexecParams(c, "SELECT datname = current_database() FROM pg_database WHERE datname = $1", 1, NULL, params,
+			 NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		rc = kbv_error(KBV_ESOURCE, "%s: %s", what, one_line(PQerrorMessage(c), sql, sizeof sql));
+		goto out;
+	}
+	int exists = PQntuples(r) > 0, current = exists && !strcmp(PQgetvalue(r, 0, 0), "t");
+	PQclear(r);
+	r = NULL;
+	if (current) {
+		rc = kbv_error(KBV_EINVAL, "%s: it is the database the connection itself uses; connect to another one",
+			       what);
+		goto out;
+	}
+	if (exists) {
+		TRY(pg_connect(dsn, name, what, &t));
+		TRY(exec(t,
+			 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+			 "WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' AND c.relkind IN ('r','p','v','m','S','f')",
+			 &r, what));
+		long rels = atol(PQgetvalue(r, 0, 0));
+		PQclear(r);
+		r = NULL;
+		PQfinish(t);
+		t = NULL;
+		if (rels == 0)
+			goto out; /* empty: load into it as it is */
+		if (!force) {
+			rc = kbv_error(KBV_EEXIST,
+				       "database '%s' exists and is not empty (%ld tables, views or sequences); "
+				       "use --force to drop and recreate it",
+				       name, rels);
+			goto out;
+		}
+	}
+	id = PQescapeIdentifier(c, name, strlen(name));
+	const char *e = meta_str(meta, "encoding", "UTF8"), *co = meta_str(meta, "collate", "C"),
+		   *ct = meta_str(meta, "ctype", "C");
+	enc = PQescapeLiteral(c, e, strlen(e));
+	coll = PQescapeLiteral(c, co, strlen(co));
+	ctype = PQescapeLiteral(c, ct, strlen(ct));
+	if (!id || !enc || !coll || !ctype) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (exists) {
+		snprintf(sql, sizeof sql, "DROP DATABASE %s", id);
+		TRY(exec(c, sql, NULL, what));
+	}
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s", id, enc,
+		 coll, ctype);
+	TRY(exec(c, sql, NULL, what));
+out:
+	PQfreemem(id), PQfreemem(enc), PQfreemem(coll), PQfreemem(ctype);
+	PQclear(r);
+	if (t)
+		PQfinish(t);
+	if (c)
+		PQfinish(c);
+	return rc;
+}
+
+int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd)
+{
+	char **env = NULL;
+	int p[2];
+	int rc = pg_env(dsn, dbname, NULL, &env);
+	if (rc < 0)
+		return rc;
+	char *argv[] = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-", NULL };
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		kbv_pg_env_free(env);
+		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+	}
+	rc = kbv_cmd_spawn(argv, env, p[0], -1, pid);
+	kbv_pg_env_free(env);
+	close(p[0]);
+	if (rc < 0) {
+		close(p[1]);
+		return rc;
+	}
+	*fd = p[1];
+	return 0;
+}
+
+static int count_rows(PGconn *c, const char *name, const char *cols, int checksums, uint64_t *rows, uint64_t *sum,
+		      char *err, size_t errcap)
+{
+	size_t len = strlen(name) + strlen(cols) + 64;
+	char *sql = malloc(len);
+	char line[1024];
+	int rc = 0;
+	*rows = *sum = 0;
+	if (!sql)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	if (!checksums) {
+		PGresult *r;
+		snprintf(sql, len, "SELECT count(*) FROM ONLY %s", name);
+		r = PQexec(c, sql);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			*rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+		else
+			rc = -1, snprintf(err, errcap, "%s", one_line(PQerrorMessage(c), line, sizeof line));
+		PQclear(r);
+		free(sql);
+		return rc;
+	}
+	snprintf(sql, len, "COPY (SELECT %s FROM ONLY %s) TO STDOUT", cols, name);
+	PGresult *r = PQexec(c, sql);
+	free(sql);
+	if (PQresultStatus(r) != PGRES_COPY_OUT) {
+		snprintf(err, errcap, "%s", one_line(PQerrorMessage(c), line, sizeof line));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	for (;;) {
+		char *row = NULL;
+		int n = PQgetCopyData(c, &row, 0);
+		if (n == -1)
+			break;
+		if (n < 0) {
+			snprintf(err, errcap, "%s", one_line(PQerrorMessage(c), line, sizeof line));
+			rc = -1;
+			break;
+		}
+		(*rows)++;
+		*sum += XXH3_64bits(row, n > 0 && row[n - 1] == '\n' ? (size_t)n - 1 : (size_t)n);
+		PQfreemem(row);
+	}
+	while ((r = PQgetResult(c))) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) {
+			snprintf(err, errcap, "%s", one_line(PQerrorMessage(c), line, sizeof line));
+			rc = -1;
+		}
+		PQclear(r);
+	}
+	return rc;
+}
+
+int kbv_pg_verify(const char *dsn, const char *dbname, const json_t *meta, int checksums, struct kbv_pg_verdict *v)
+{
+	PGconn *c = NULL;
+	char what[160];
+	int rc = 0;
+	memset(v, 0, sizeof *v);
+	snprintf(what, sizeof what, "verify database '%s'", dbname);
+	TRY(pg_connect(dsn, dbname, what, &c));
+	TRY(session_setup(c, meta_str(meta, "encoding", "UTF8"), what));
+	v->mismatches = json_array();
+	const json_t *tables = json_object_get(meta, "tables");
+	size_t i;
+	const json_t *t;
+	json_array_foreach(tables, i, t) {
+		const char *name = json_string_value(json_object_get(t, "name"));
+		const char *cols = json_string_value(json_object_get(t, "columns"));
+		const json_t *jrows = json_object_get(t, "rows");
+		const char *want_sum = json_string_value(json_object_get(t, "checksum"));
+		if (!name || !cols || !json_is_integer(jrows) || !want_sum) {
+			rc = kbv_error(KBV_ECORRUPT, "%s: the snapshot's table list is malformed (entry %zu)", what, i);
+			goto out;
+		}
+		uint64_t rows, sum;
+		char err[1024], msg[1400], got_sum[17];
+		v->tables++;
+		if (count_rows(c, name, cols, checksums, &rows, &sum, err, sizeof err) < 0) {
+			snprintf(msg, sizeof msg, "%s: cannot read it: %s", name, err);
+			json_array_append_new(v->mismatches, json_string(msg));
+			continue;
+		}
+		v->rows += rows;
+		if (rows != (uint64_t)json_integer_value(jrows)) {
+			snprintf(msg, sizeof msg, "%s: %llu rows, the snapshot recorded %lld", name, (unsigned long long)rows,
+				 (long long)json_integer_value(jrows));
+			json_array_append_new(v->mismatches, json_string(msg));
+			continue;
+		}
+		kbv_pg_sum_hex(sum, got_sum);
+		if (checksums && strcmp(got_sum, want_sum) != 0) {
+			snprintf(msg, sizeof msg, "%s: row checksum %s, the snapshot recorded %s", name, got_sum, want_sum);
+			json_array_append_new(v->mismatches, json_string(msg));
+		}
+	}
+out:
+	if (rc < 0) {
+		json_decref(v->mismatches);
+		v->mismatches = NULL;
+	}
+	if (c)
+		PQfinish(c);
+	return rc;
+}

@@ -1,0 +1,153 @@
+#include "kbv/record.h"
+#include "kbv/blob.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REC_HEADER 16
+
+int kbv_record_write(struct kbv_repo *r, const json_t *rec)
+{
+	struct kbv_buf env = KBV_BUF_INIT, file = KBV_BUF_INIT;
+	struct kbv_codec *codec = NULL;
+	char dir[PATH_MAX], tmp[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
+	uint8_t id[KBV_ID_BYTES], h[REC_HEADER];
+	int rc = 0;
+	char *body = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!body || !codec) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t len = strlen(body);
+	kbv_blob_id(r->keys, KBV_BLOB_RECORD, body, len, id);
+	TRY(kbv_blob_encode(codec, KBV_BLOB_RECORD, id, body, len, &env));
+	memcpy(h, "KBVRCRD\0", 8);
+	kbv_put32(h + 8, 1);
+	kbv_put32(h + 12, r->encrypted ? 1 : 0);
+	TRY(kbv_buf_add(&file, h, sizeof h));
+	TRY(kbv_buf_add(&file, env.data, env.len));
+	TRY(kbv_repo_sub(r, "records", dir, sizeof dir));
+	TRY(kbv_repo_sub(r, "tmp", tmp, sizeof tmp));
+	int created = 0;
+	TRY(kbv_mkdir(dir, &created));
+	if (created)
+		TRY(kbv_fsync_dir(r->path));
+	kbv_hex(id, KBV_ID_BYTES, name);
+	rc = kbv_write_atomic(tmp, dir, name, file.data, file.len);
+	if (rc == KBV_EEXIST)
+		rc = 0; /* the very same record (same body) is already there */
+out:
+	free(body);
+	kbv_codec_free(codec);
+	kbv_buf_release(&env);
+	kbv_buf_release(&file);
+	return rc;
+}
+
+static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const char *dir, const char *name,
+		    const uint8_t id[KBV_ID_BYTES], json_t **out)
+{
+	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	char path[PATH_MAX];
+	int rc = 0;
+	(void)r;
+	TRY(kbv_path(path, sizeof path, "%s/%s", dir, name));
+	TRY(kbv_read_file(path, &file));
+	if (file.len < REC_HEADER || memcmp(file.data, "KBVRCRD\0", 8) != 0) {
+		rc = kbv_error(KBV_ECORRUPT, "record '%s' is damaged (bad magic or truncated)", path);
+		goto out;
+	}
+	if (kbv_get32(file.data + 8) != 1) {
+		rc = kbv_error(KBV_EVERSION, "record '%s' has version %u; this kbvault reads version 1", path,
+			       kbv_get32(file.data + 8));
+		goto out;
+	}
+	rc = kbv_blob_decode(codec, KBV_BLOB_RECORD, id, file.data + REC_HEADER, file.len - REC_HEADER, KBV_RAW_UNKNOWN,
+			     &body);
+	if (rc < 0) {
+		kbv_error_prefix(rc, "record '%s'", path);
+		goto out;
+	}
+	json_t *j = json_loadb((const char *)body.data, body.len, JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(j) || !json_is_string(json_object_get(j, "kind")) ||
+	    !json_is_string(json_object_get(j, "time"))) {
+		json_decref(j);
+		rc = kbv_error(KBV_ECORRUPT, "record '%s' is not a record (JSON object with kind and time)", path);
+		goto out;
+	}
+	*out = j;
+out:
+	kbv_buf_release(&file);
+	kbv_buf_release(&body);
+	return rc;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	return strcmp(json_string_value(json_object_get(x, "time")), json_string_value(json_object_get(y, "time")));
+}
+
+int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out)
+{
+	char dir[PATH_MAX];
+	struct kbv_codec *codec = NULL;
+	json_t **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	DIR *d = NULL;
+	TRY(kbv_repo_sub(r, "records", dir, sizeof dir));
+	d = opendir(dir);
+	if (!d && errno != ENOENT) {
+		rc = kbv_error(KBV_EIO, "open '%s': %s", dir, strerror(errno));
+		goto out;
+	}
+	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!codec) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		uint8_t id[KBV_ID_BYTES];
+		json_t *j = NULL;
+		if (strlen(de->d_name) != 2 * KBV_ID_BYTES || kbv_unhex(de->d_name, id, KBV_ID_BYTES) < 0)
+			continue;
+		TRY(load_one(r, codec, dir, de->d_name, id, &j));
+		if (strcmp(json_string_value(json_object_get(j, "kind")), kind) != 0) {
+			json_decref(j);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			json_t **nv = realloc(v, cap * sizeof *nv);
+			if (!nv) {
+				json_decref(j);
+				rc = kbv_error(KBV_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = nv;
+		}
+		v[n++] = j;
+	}
+	if (n)
+		qsort(v, n, sizeof *v, by_time);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append(arr, v[i]);
+	*out = arr;
+out:
+	for (size_t i = 0; i < n; i++)
+		json_decref(v[i]);
+	free(v);
+	if (d)
+		closedir(d);
+	kbv_codec_free(codec);
+	return rc;
+}
