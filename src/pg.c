@@ -736,9 +736,11 @@ int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int 
 	PQclear(r);
 	r = NULL;
 	if (current) {
-		rc = kbv_error(KBV_EINVAL, "%s: it is the database the connection itself uses; connect to another one",
-			       what);
-		goto out;
+		/* Restoring over the very database the connection string names: work from the
+		 * maintenance database, as createdb and dropdb do. */
+		PQfinish(c);
+		c = NULL;
+		TRY(pg_connect(dsn, "postgres", what, &c));
 	}
 	if (exists) {
 		TRY(pg_connect(dsn, name, what, &t));

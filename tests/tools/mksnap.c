@@ -1,14 +1,30 @@
 /* mksnap: write a hand-made snapshot through the library, for tests of what a restore does
  * with manifests the CLI would never produce (a file below a symlink, say).
  *   mksnap REPO ENTRY...   with ENTRY = file:NAME=CONTENT | link:NAME=TARGET | dir:NAME
- * The password comes from KBVAULT_PASSWORD (unset for an unencrypted repository). */
+ *                               | source:NAME=TYPE=METADATA
+ * CONTENT and METADATA starting with '@' name a file to read them from. The password comes
+ * from KBVAULT_PASSWORD (unset for an unencrypted repository). */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "kbv/snapshot.h"
+
+/* "@path" -> the file's content (NUL-terminated, leaked: a test tool); else s itself. */
+static char *content(char *s)
+{
+	if (s[0] != '@')
+		return s;
+	struct kbv_buf b = KBV_BUF_INIT;
+	if (kbv_read_file(s + 1, &b) < 0 || kbv_buf_add_u8(&b, 0) < 0) {
+		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
+		exit(1);
+	}
+	return (char *)b.data;
+}
 
 int main(int argc, char **argv)
 {
@@ -22,10 +38,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
 		return 1;
 	}
-	size_t n = (size_t)argc - 2;
-	struct kbv_entry *e = calloc(n, sizeof *e);
-	for (size_t i = 0; i < n; i++) {
-		char *spec = argv[i + 2], *colon = strchr(spec, ':'), *eq = strchr(spec, '=');
+	size_t n = 0, nsrc = 0;
+	struct kbv_entry *e = calloc((size_t)argc, sizeof *e);
+	struct kbv_snapsource *src = calloc((size_t)argc, sizeof *src);
+	for (int a = 2; a < argc; a++) {
+		char *spec = argv[a], *colon = strchr(spec, ':'), *eq = strchr(spec, '=');
+		if (!strncmp(spec, "source:", 7) && eq && strchr(eq + 1, '=')) {
+			char *eq2 = strchr(eq + 1, '=');
+			*eq = *eq2 = 0;
+			src[nsrc].name = spec + 7;
+			src[nsrc].type = eq + 1;
+			src[nsrc++].meta = content(eq2 + 1);
+			continue;
+		}
+		size_t i = n++;
 		if (!colon)
 			return 2;
 		*colon = 0;
@@ -35,7 +61,8 @@ int main(int argc, char **argv)
 		e[i].ref.depth = KBV_REF_EMPTY;
 		if (!strcmp(spec, "file")) {
 			struct kbv_stream_result res;
-			if (!eq || kbv_writer_mem(w, eq + 1, strlen(eq + 1), &res) < 0)
+			char *body = eq ? content(eq + 1) : NULL;
+			if (!body || kbv_writer_mem(w, body, strlen(body), &res) < 0)
 				return 1;
 			e[i].kind = KBV_ENTRY_FILE;
 			e[i].mode = 0100644;
@@ -52,7 +79,7 @@ int main(int argc, char **argv)
 			e[i].mode = 040755;
 		}
 	}
-	struct kbv_snapshot s = { .time = 1, .host = "mksnap" };
+	struct kbv_snapshot s = { .time = 1, .host = "mksnap", .sources = src, .nsources = nsrc };
 	if (kbv_snapshot_commit(r, w, &s, e, n) < 0) {
 		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
 		return 1;
@@ -60,5 +87,6 @@ int main(int argc, char **argv)
 	kbv_writer_free(w);
 	kbv_repo_close(r);
 	free(e);
+	free(src);
 	return 0;
 }
