@@ -13,7 +13,10 @@
 #include "kbv/fsio.h"
 #include "kbv/snapshot.h"
 
-/* "@path" -> the file's content (NUL-terminated, leaked: a test tool); else s itself. */
+static char *loaded[64];
+static size_t nloaded;
+
+/* "@path" -> the file's content (NUL-terminated; freed at exit); else s itself. */
 static char *content(char *s)
 {
 	if (s[0] != '@')
@@ -23,7 +26,9 @@ static char *content(char *s)
 		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
 		exit(1);
 	}
-	return (char *)b.data;
+	if (nloaded == sizeof loaded / sizeof *loaded)
+		exit(2);
+	return loaded[nloaded++] = (char *)b.data;
 }
 
 int main(int argc, char **argv)
@@ -88,5 +93,7 @@ int main(int argc, char **argv)
 	kbv_repo_close(r);
 	free(e);
 	free(src);
+	while (nloaded)
+		free(loaded[--nloaded]);
 	return 0;
 }
