@@ -51,3 +51,37 @@ assert names == ["kb.sql", "echo.txt", "tree", "tree/a.txt", "tree/link", "tree/
 	KBVAULT_PASSWORD=wrong run kbv snapshots
 	[ "$status" -eq 4 ]
 }
+
+# Snapshot body version 2 (sources with metadata) and records version 1 (a drill verdict),
+# written by tests/golden/make-golden-sources.sh.
+@test "golden repository with a PostgreSQL source and a drill record still reads and restores" {
+	export TMPD="$BATS_TEST_TMPDIR"
+	cp -a "$BATS_TEST_DIRNAME/../golden/v1-sources/repo-encrypted" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo" KBVAULT_PASSWORD=kbvault-golden
+	unset KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	EXP="$BATS_TEST_DIRNAME/../golden/v1-sources/expected.b2"
+	kbv snapshots --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert len(s) == 1 and s[0]["host"] == "golden" and s[0]["tags"] == ["sources"], s
+src = s[0]["sources"]
+assert [(x["name"], x["type"]) for x in src] == [("kb", "postgres")], src
+m = src[0]["meta"]
+assert m["mode"] == "native" and m["database"] == "golden" and m["streams"] == {"database": "kb/database.sql"}, m
+assert [(t["name"], t["rows"], t["order"]) for t in m["tables"]] == [("public.docs", 50, "key"), ("public.tags", 20, "physical")], m
+assert s[0]["last_drill"]["ok"] is True, s[0]'
+	kbv stats --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["last_successful_drill"]
+assert d["kind"] == "drill" and d["sources"][0]["rows"] == 70, d'
+	kbv check --read-data
+	[ "$(kbv restore latest --source kb --stdout | b2sum | cut -d' ' -f1)" = "$(want database.sql)" ]
+	kbv restore latest --source kb --target "$TMPD/out"
+	[ "$(b2sum < "$TMPD/out/kb/database.sql" | cut -d' ' -f1)" = "$(want database.sql)" ]
+	# A damaged record is named, not skipped.
+	rec=$(ls "$KBVAULT_REPO/records/" | head -1)
+	flip_byte "$KBVAULT_REPO/records/$rec" 40
+	run kbv stats --json
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"record"*"$rec"* ]]
+}
