@@ -38,7 +38,7 @@ FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick soak check-san
+.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -98,6 +98,13 @@ bench: deps bench-deps all $(BENCH_BIN)
 
 bench-quick: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh quick
+
+# PostgreSQL sources over days of an evolving database (bench/pg-evolve.sh).
+bench-pg: deps bench-deps all
+	@KBVAULT=$(abspath $(PROG)) bench/pg-evolve.sh full
+
+bench-pg-quick: deps bench-deps all
+	@KBVAULT=$(abspath $(PROG)) bench/pg-evolve.sh quick
 
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \

@@ -30,6 +30,7 @@ static const struct skey {
 	{ "dsn", offsetof(struct kbv_source_cfg, dsn), T(POSTGRES) },
 	{ "mode", offsetof(struct kbv_source_cfg, mode), T(POSTGRES) },
 	{ "globals", offsetof(struct kbv_source_cfg, globals), T(POSTGRES) },
+	{ "jobs", offsetof(struct kbv_source_cfg, jobs), T(POSTGRES) },
 	{ "url", offsetof(struct kbv_source_cfg, url), T(QDRANT) },
 	{ "api-key-file", offsetof(struct kbv_source_cfg, api_key_file), T(QDRANT) },
 	{ "collections", offsetof(struct kbv_source_cfg, collections), T(QDRANT) },
@@ -298,6 +299,21 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] mode must be native or pg_dump, not '%s'", path,
 				       s->line, s->name, s->mode);
 			goto out;
+		}
+		if (s->jobs) {
+			char *end;
+			long j = strtol(s->jobs, &end, 10);
+			if (!*s->jobs || *end || j < 1 || j > 64) {
+				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] jobs must be a whole number from 1 to 64, not '%s'",
+					       path, s->line, s->name, s->jobs);
+				goto out;
+			}
+			if (!s->mode || strcmp(s->mode, "pg_dump") != 0) {
+				rc = kbv_error(KBV_EINVAL,
+					       "%s:%d: [source %s] jobs (pg_dump's directory format) needs mode = pg_dump",
+					       path, s->line, s->name);
+				goto out;
+			}
 		}
 		if (s->globals && kbv_config_bool(s->globals) < 0) {
 			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] globals must be yes or no, not '%s'", path, s->line,

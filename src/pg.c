@@ -201,7 +201,10 @@ static int pg_env(const char *dsn, const char *dbname, const char *add_options, 
 		}
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !o->envvar || !strcmp(o->keyword, "options") || (dbname && !strcmp(o->keyword, "dbname")))
+		/* client_encoding: dumps are always in the database's encoding (the checksums and
+		 * the restore depend on it); the script sets it for psql itself. */
+		if (!o->val || !o->envvar || !strcmp(o->keyword, "options") || !strcmp(o->keyword, "client_encoding") ||
+		    (dbname && !strcmp(o->keyword, "dbname")))
 			continue;
 		TRY(env_add(&env, &n, o->envvar, o->val));
 	}
@@ -293,12 +296,11 @@ static int emit_str(struct kbv_pgdump *d, const char *s)
 	return emit(d, s, strlen(s));
 }
 
-/* Run pg_dump with `args` (after "pg_dump -Fp --snapshot=S") and pass its output on. */
-static int run_pg_dump(struct kbv_pgdump *d, const char *section)
+/* Run a client program with the source's environment; its output goes through the
+ * scanner and, when `forward`, on into the dump stream. */
+static int run_tool(struct kbv_pgdump *d, char *const argv[], const char *what, int forward)
 {
-	char snap[160], buf[1 << 16];
-	snprintf(snap, sizeof snap, "--snapshot=%s", d->snapshot);
-	char *argv[] = { "pg_dump", "-Fp", snap, (char *)section, NULL };
+	char buf[1 << 16];
 	pid_t pid;
 	int fd, rc = kbv_cmd_start_env(argv, d->env, &pid, &fd);
 	if (rc < 0)
@@ -308,22 +310,31 @@ static int run_pg_dump(struct kbv_pgdump *d, const char *section)
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			rc = kbv_error(KBV_ESOURCE, "read pg_dump's output: %s", strerror(errno));
+			rc = kbv_error(KBV_ESOURCE, "read %s's output: %s", what, strerror(errno));
 			break;
 		}
 		if (got == 0)
 			break;
-		if ((rc = emit(d, buf, (size_t)got)) < 0)
+		rc = forward ? emit(d, buf, (size_t)got) : kbv_pgscan_feed(d->scan, buf, (size_t)got);
+		if (rc < 0)
 			break;
 	}
 	close(fd);
-	char what[64];
-	snprintf(what, sizeof what, "pg_dump%s%s", section ? " " : "", section ? section : "");
 	if (rc < 0) {
 		kbv_cmd_finish(pid, what, 1);
 		return rc;
 	}
 	return kbv_cmd_finish(pid, what, 0);
+}
+
+/* pg_dump -Fp [section] --snapshot=S, passed on into the stream. */
+static int run_pg_dump(struct kbv_pgdump *d, const char *section)
+{
+	char snap[160], what[64];
+	snprintf(snap, sizeof snap, "--snapshot=%s", d->snapshot);
+	snprintf(what, sizeof what, "pg_dump%s%s", section ? " " : "", section ? section : "");
+	char *argv[] = { "pg_dump", "-Fp", snap, (char *)section, NULL };
+	return run_tool(d, argv, what, 1);
 }
 
 /* Comment text may not carry a line break into the script (psql meta-commands). */
@@ -566,11 +577,13 @@ out:
 	return rc;
 }
 
-int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *fd)
+/* Connect, open the transaction, export the snapshot, read the metadata (and the table
+ * plan in native mode), and prepare the client programs' environment. */
+static int dump_open(const struct kbv_pg_opts *o, struct kbv_pgdump **out)
 {
 	struct kbv_pgdump *d = calloc(1, sizeof *d);
 	PGresult *r = NULL;
-	int p[2] = { -1, -1 }, rc = 0;
+	int rc = 0;
 	if (!d)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	d->wfd = -1;
@@ -590,6 +603,9 @@ int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *
 		 "WHERE datname = current_database()",
 		 &r, d->what));
 	json_object_set_new(d->meta, "mode", json_string(d->native ? "native" : "pg_dump"));
+	json_object_set_new(d->meta, "format", json_string(o->jobs ? "directory" : "plain"));
+	if (o->jobs)
+		json_object_set_new(d->meta, "jobs", json_integer(o->jobs));
 	json_object_set_new(d->meta, "encoding", json_string(PQgetvalue(r, 0, 0)));
 	json_object_set_new(d->meta, "collate", json_string(PQgetvalue(r, 0, 1)));
 	json_object_set_new(d->meta, "ctype", json_string(PQgetvalue(r, 0, 2)));
@@ -614,6 +630,54 @@ int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *
 	if (d->native)
 		TRY(plan_native(d));
 	TRY(pg_env(o->dsn, NULL, TOOL_OPTIONS, &d->env));
+	*out = d;
+	d = NULL;
+out:
+	PQclear(r);
+	dump_free(d);
+	return rc;
+}
+
+/* The scanner's figures into the metadata; hands the metadata to *meta. */
+static int dump_meta(struct kbv_pgdump *d, json_t **meta)
+{
+	int rc = kbv_pgscan_end(d->scan);
+	if (rc < 0)
+		return kbv_error_prefix(rc, "%s", d->what);
+	size_t n;
+	const struct kbv_pgtable *t = kbv_pgscan_tables(d->scan, &n);
+	/* In native mode we wrote the COPY blocks ourselves: the scanner must have seen
+	 * exactly those. Anything else is a bug, and the figures would be wrong. */
+	if (d->native && n != d->nt)
+		return kbv_error(KBV_EINTERNAL, "%s: wrote %zu tables but read back %zu", d->what, d->nt, n);
+	json_t *tables = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char sum[17];
+		if (d->native && strcmp(t[i].name, d->t[i].qname) != 0) {
+			json_decref(tables);
+			return kbv_error(KBV_EINTERNAL, "%s: wrote table %s but read back %s", d->what, d->t[i].qname,
+					 t[i].name);
+		}
+		kbv_pg_sum_hex(t[i].sum, sum);
+		json_array_append_new(tables, json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", t[i].name, "columns",
+							t[i].columns, "rows", (json_int_t)t[i].rows, "order",
+							d->native && *d->t[i].keys ? "key" : "physical", "checksum", sum));
+	}
+	json_object_set_new(d->meta, "tables", tables);
+	const char *tool = kbv_pgscan_dump_tool(d->scan);
+	json_object_set_new(d->meta, "dump_tool", json_string(tool ? tool : ""));
+	*meta = d->meta;
+	d->meta = NULL;
+	return 0;
+}
+
+int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *fd)
+{
+	struct kbv_pgdump *d = NULL;
+	int p[2] = { -1, -1 }, rc = 0;
+	if (o->jobs)
+		return kbv_error(KBV_EINVAL, "a directory-format dump is taken with kbv_pgdump_to_dir()");
+	TRY(dump_open(o, &d));
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		rc = kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
 		goto out;
@@ -631,7 +695,6 @@ int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *
 	*out = d;
 	d = NULL;
 out:
-	PQclear(r);
 	if (p[0] >= 0)
 		close(p[0]);
 	if (p[1] >= 0)
@@ -640,46 +703,38 @@ out:
 	return rc;
 }
 
+int kbv_pgdump_to_dir(const struct kbv_pg_opts *o, const char *dir, json_t **meta)
+{
+	struct kbv_pgdump *d = NULL;
+	char snap[160], jobs[16];
+	int rc = 0;
+	if (o->native || o->jobs < 1)
+		return kbv_error(KBV_EINVAL, "a directory-format dump needs mode = pg_dump and jobs >= 1");
+	TRY(dump_open(o, &d));
+	snprintf(snap, sizeof snap, "--snapshot=%s", d->snapshot);
+	snprintf(jobs, sizeof jobs, "%d", o->jobs);
+	char *dump[] = { "pg_dump", "-Fd", "-Z0", "-j", jobs, snap, "-f", (char *)dir, NULL };
+	TRY(run_tool(d, dump, "pg_dump -Fd", 0));
+	/* The figures: pg_restore writes the data back out as a plain script, which the
+	 * scanner reads like any other (no server involved). */
+	char *scan[] = { "pg_restore", "--data-only", "-f", "-", (char *)dir, NULL };
+	TRY(run_tool(d, scan, "pg_restore --data-only", 0));
+	TRY(dump_meta(d, meta));
+out:
+	if (rc < 0 && d)
+		kbv_error_prefix(rc, "%s", d->what);
+	dump_free(d);
+	return rc;
+}
+
 int kbv_pgdump_finish(struct kbv_pgdump *d, json_t **meta)
 {
 	int rc = 0;
 	pthread_join(d->th, NULL);
-	if (d->rc < 0) {
+	if (d->rc < 0)
 		rc = kbv_error(d->rc, "%s: %s", d->what, d->err);
-		goto out;
-	}
-	if ((rc = kbv_pgscan_end(d->scan)) < 0) {
-		kbv_error_prefix(rc, "%s", d->what);
-		goto out;
-	}
-	size_t n;
-	const struct kbv_pgtable *t = kbv_pgscan_tables(d->scan, &n);
-	/* In native mode we wrote the COPY blocks ourselves: the scanner must have seen
-	 * exactly those. Anything else is a bug, and the figures would be wrong. */
-	if (d->native && n != d->nt) {
-		rc = kbv_error(KBV_EINTERNAL, "%s: wrote %zu tables but read back %zu", d->what, d->nt, n);
-		goto out;
-	}
-	json_t *tables = json_array();
-	for (size_t i = 0; i < n; i++) {
-		char sum[17];
-		if (d->native && strcmp(t[i].name, d->t[i].qname) != 0) {
-			json_decref(tables);
-			rc = kbv_error(KBV_EINTERNAL, "%s: wrote table %s but read back %s", d->what, d->t[i].qname,
-				       t[i].name);
-			goto out;
-		}
-		kbv_pg_sum_hex(t[i].sum, sum);
-		json_array_append_new(tables, json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", t[i].name, "columns",
-							t[i].columns, "rows", (json_int_t)t[i].rows, "order",
-							d->native && *d->t[i].keys ? "key" : "physical", "checksum", sum));
-	}
-	json_object_set_new(d->meta, "tables", tables);
-	const char *tool = kbv_pgscan_dump_tool(d->scan);
-	json_object_set_new(d->meta, "dump_tool", json_string(tool ? tool : ""));
-	*meta = d->meta;
-	d->meta = NULL;
-out:
+	else
+		rc = dump_meta(d, meta);
 	dump_free(d);
 	return rc;
 }
@@ -788,6 +843,25 @@ out:
 	if (c)
 		PQfinish(c);
 	return rc;
+}
+
+int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs)
+{
+	char **env = NULL, j[16];
+	pid_t pid;
+	int rc = pg_env(dsn, dbname, NULL, &env);
+	if (rc < 0)
+		return rc;
+	snprintf(j, sizeof j, "%d", jobs < 1 ? 1 : jobs);
+	char *argv[] = { "pg_restore", "--exit-on-error", "-j", j, "-d", (char *)dbname, (char *)dir, NULL };
+	/* -d takes the database name; host, port, user and password come from env. */
+	rc = kbv_cmd_spawn(argv, env, -1, -1, &pid);
+	kbv_pg_env_free(env);
+	if (rc < 0)
+		return rc;
+	char what[160];
+	snprintf(what, sizeof what, "pg_restore into database '%s'", dbname);
+	return kbv_cmd_finish(pid, what, 0);
 }
 
 int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd)

@@ -20,7 +20,7 @@ struct kbv_source_cfg {
 	char *name;
 	int type;
 	int line; /* of the section's first key, for messages */
-	char *dsn, *mode, *globals;                          /* postgres */
+	char *dsn, *mode, *globals, *jobs;                   /* postgres */
 	char *url, *api_key_file, *collections;              /* qdrant */
 	char *database, *load_command, *before, *after;      /* neo4j */
 	char *dump_command, *restore_command, *drill_load_command; /* neo4j, command */

@@ -38,7 +38,8 @@ void kbv_pg_sum_hex(uint64_t sum, char out[17]);
 struct kbv_pg_opts {
 	const char *source; /* source name, for messages */
 	const char *dsn;    /* libpq conninfo; never put into a message */
-	int native;         /* 1: native mode (key-ordered COPY); 0: stock pg_dump -Fp */
+	int native;         /* 1: native mode (key-ordered COPY); 0: stock pg_dump */
+	int jobs;           /* 0: one plain SQL stream; N: pg_dump -Fd -Z0 -j N (pg_dump mode) */
 };
 
 struct kbv_pgdump;
@@ -48,6 +49,11 @@ struct kbv_pgdump;
  * its own. Read *fd to its end (or stop early), close it, then call kbv_pgdump_finish().
  * KBV_ESOURCE for anything the server or pg_dump refuses. */
 int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *fd);
+
+/* Directory format (o->jobs > 0, pg_dump mode): pg_dump -Fd -Z0 -j N --snapshot=S into
+ * `dir` (which must not exist), then the per-table figures from pg_restore's data-only
+ * script. On success *meta is the source metadata. The caller stores and removes `dir`. */
+int kbv_pgdump_to_dir(const struct kbv_pg_opts *o, const char *dir, json_t **meta);
 
 /* Wait for the dump and free it. Returns 0 only when the whole stream was written; then
  * *meta is the source metadata (a JSON object the caller owns). */
@@ -72,6 +78,10 @@ int kbv_pg_drop_db(const char *dsn, const char *name);
 /* Start `psql` loading a plain SQL stream into database `dbname` (ON_ERROR_STOP, one
  * transaction). Write the stream to *fd, close it, then kbv_cmd_finish(pid, ...). */
 int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd);
+
+/* Load a directory-format dump with pg_restore --exit-on-error -j jobs into `dbname`. Not
+ * one transaction: on failure the database holds part of the dump. */
+int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs);
 
 struct kbv_pg_verdict {
 	size_t tables;     /* tables compared */

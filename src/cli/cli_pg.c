@@ -1,6 +1,11 @@
 /* Shared by restore and drill: find a PostgreSQL source in a snapshot and load its SQL
  * stream into a database with psql. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,7 +17,7 @@
 #include "kbv/pg.h"
 #include "kbv/source.h"
 
-int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta, const struct kbv_entry **db)
+int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta)
 {
 	const struct kbv_snapsource *src = kbv_snapshot_source(s, name);
 	char id[2 * KBV_ID_BYTES + 1];
@@ -22,20 +27,23 @@ int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta,
 	if (strcmp(src->type, "postgres") != 0)
 		return kbv_error(KBV_EINVAL, "source '%s' of snapshot %.8s is a %s source, not postgres", name, id, src->type);
 	json_t *m = json_loads(src->meta, 0, NULL);
-	const char *entry = json_string_value(json_object_get(json_object_get(m, "streams"), "database"));
-	if (!m || !entry || !json_is_array(json_object_get(m, "tables"))) {
+	json_t *streams = json_object_get(m, "streams");
+	if (!m || !json_is_array(json_object_get(m, "tables")) ||
+	    !(json_is_string(json_object_get(streams, "database")) || json_is_string(json_object_get(streams, "directory")))) {
 		json_decref(m);
 		return kbv_error(KBV_ECORRUPT, "snapshot %.8s: the metadata of source '%s' is incomplete", id, name);
 	}
+	*meta = m;
+	return 0;
+}
+
+/* The entry named `name`, or NULL. */
+static const struct kbv_entry *entry(const struct kbv_snapshot *s, const char *name)
+{
 	for (size_t i = 0; i < s->nloaded; i++)
-		if (!strcmp(s->entries[i].name, entry)) {
-			*db = &s->entries[i];
-			*meta = m;
-			return 0;
-		}
-	json_decref(m);
-	return kbv_error(KBV_ECORRUPT, "snapshot %.8s: source '%s' names stream '%s', which the snapshot lacks", id, name,
-			 entry);
+		if (!strcmp(s->entries[i].name, name))
+			return &s->entries[i];
+	return NULL;
 }
 
 struct load_sink {
@@ -54,8 +62,8 @@ static int load_write(void *arg, const uint8_t *p, size_t n)
 	return rc;
 }
 
-int cli_pg_load(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
-		struct cli_progress *prog)
+static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
+		      struct cli_progress *prog)
 {
 	pid_t pid;
 	int fd, rc = kbv_pg_load_start(dsn, db, &pid, &fd);
@@ -75,4 +83,69 @@ int cli_pg_load(struct kbv_reader *rd, const struct kbv_entry *e, const char *ds
 	}
 	close(fd);
 	return kbv_cmd_finish(pid, what, 0);
+}
+
+/* Directory format: every file of the dump is restored (and verified) into a scratch
+ * directory first, then pg_restore -j N loads it. */
+static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *prefix, int jobs,
+			  const char *dsn, const char *db, struct cli_progress *prog)
+{
+	const char *tmpdir = getenv("TMPDIR");
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	int rc = 0;
+	size_t plen = strlen(prefix);
+	snprintf(dir, sizeof dir, "%s/kbvault-pgrestore-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+	if (!mkdtemp(dir))
+		return kbv_error(KBV_EIO, "create a scratch directory in %s: %s", tmpdir ? tmpdir : "/tmp", strerror(errno));
+	struct load_sink sk = { .fd = -1, .prog = prog };
+	for (size_t i = 0; i < s->nloaded; i++) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (e->kind == KBV_ENTRY_FILE && !strncmp(e->name, prefix, plen) && e->name[plen] == '/')
+			sk.total += e->size;
+	}
+	for (size_t i = 0; i < s->nloaded && rc == 0; i++) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (e->kind != KBV_ENTRY_FILE || strncmp(e->name, prefix, plen) != 0 || e->name[plen] != '/' ||
+		    strchr(e->name + plen + 1, '/'))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, e->name + plen + 1);
+		sk.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (sk.fd < 0) {
+			rc = kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
+			break;
+		}
+		rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+		if (close(sk.fd) < 0 && rc == 0)
+			rc = kbv_error(KBV_EIO, "close '%s': %s", path, strerror(errno));
+		if (rc < 0)
+			kbv_error_prefix(rc, "restore '%s'", e->name);
+	}
+	if (prog)
+		cli_progress_done(prog);
+	if (rc == 0)
+		rc = kbv_pg_restore_dir(dsn, db, dir, jobs);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	return rc;
+}
+
+int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *dsn,
+		const char *db, struct cli_progress *prog)
+{
+	const json_t *streams = json_object_get(meta, "streams");
+	const char *plain = json_string_value(json_object_get(streams, "database"));
+	const char *directory = json_string_value(json_object_get(streams, "directory"));
+	if (directory)
+		return load_directory(rd, s, directory, (int)json_integer_value(json_object_get(meta, "jobs")), dsn, db,
+				      prog);
+	const struct kbv_entry *e = entry(s, plain);
+	if (!e)
+		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
+	return load_plain(rd, e, dsn, db, prog);
 }

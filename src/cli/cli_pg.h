@@ -8,14 +8,15 @@
 #include "kbv/reader.h"
 #include "kbv/snapshot.h"
 
-/* The postgres source `name` of s (entries loaded): its metadata (caller decrefs) and the
- * entry holding its SQL stream. */
-int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta, const struct kbv_entry **db);
+/* The postgres source `name` of s: its metadata (caller decrefs). */
+int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta);
 
-/* Stream entry e into database `db` on the server `dsn` names, through psql in one
- * transaction. The stream's size and hash are verified before psql sees the end of its
- * input; on any failure psql is killed first, so nothing is committed. */
-int cli_pg_load(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
-		struct cli_progress *prog);
+/* Load the source described by `meta` (entries of s loaded) into database `db` on the
+ * server `dsn` names. A plain SQL stream goes through psql in one transaction; its size
+ * and hash are verified before psql sees the end of its input, and on any failure psql is
+ * killed first, so nothing is committed. A directory-format dump is restored and verified
+ * into a scratch directory, then loaded by pg_restore -j N. */
+int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *dsn,
+		const char *db, struct cli_progress *prog);
 
 #endif

@@ -32,7 +32,6 @@ static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *s
 		    int *ok)
 {
 	json_t *meta = NULL;
-	const struct kbv_entry *e;
 	struct kbv_pg_verdict v = { 0 };
 	struct cli_progress prog;
 	char scratch[64], id[2 * KBV_ID_BYTES + 1];
@@ -41,12 +40,12 @@ static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *s
 	snprintf(scratch, sizeof scratch, "kbvault_drill_%.8s_%ld", id, (long)getpid());
 	*ok = 0;
 	cli_progress_init(&prog, "drill:");
-	TRY(cli_pg_source(s, source, &meta, &e));
+	TRY(cli_pg_source(s, source, &meta));
 	/* force: a scratch database of this name can only be the leftover of a drill killed
 	 * before it could drop it. */
 	TRY(kbv_pg_create_db(dsn, scratch, meta, 1));
 	created = 1;
-	TRY(cli_pg_load(rd, e, dsn, scratch, &prog));
+	TRY(cli_pg_load(rd, s, meta, dsn, scratch, &prog));
 	cli_progress_done(&prog);
 	TRY(kbv_pg_verify(dsn, scratch, meta, 1, &v));
 	json_object_set_new(res, "tables", json_integer((json_int_t)v.tables));

@@ -138,14 +138,13 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 		      const char *dsn, int force, struct cli_progress *prog, int *mismatch)
 {
 	json_t *meta = NULL;
-	const struct kbv_entry *e;
 	struct kbv_pg_verdict v = { 0 };
 	char id[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
 	kbv_hex(s->id, KBV_ID_BYTES, id);
-	TRY(cli_pg_source(s, source, &meta, &e));
+	TRY(cli_pg_source(s, source, &meta));
 	TRY(kbv_pg_create_db(dsn, db, meta, force));
-	TRY(cli_pg_load(rd, e, dsn, db, prog));
+	TRY(cli_pg_load(rd, s, meta, dsn, db, prog));
 	cli_progress_done(prog);
 	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
 	size_t nbad = json_array_size(v.mismatches);

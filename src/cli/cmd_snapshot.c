@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -173,6 +174,39 @@ static int store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, 
 	return 0;
 }
 
+/* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
+static int add_globals(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t *streams)
+{
+	char **env = NULL, name[256], what[160];
+	pid_t pid;
+	int fd;
+	char *argv[] = { "pg_dumpall", "--globals-only", NULL };
+	snprintf(name, sizeof name, "%s/globals.sql", sc->name);
+	snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
+	int rc = kbv_pg_env(sc->dsn, NULL, &env);
+	if (rc == 0)
+		rc = kbv_cmd_start_env(argv, env, &pid, &fd);
+	kbv_pg_env_free(env);
+	if (rc == 0)
+		rc = store_child(c, name, pid, fd, what);
+	if (rc == 0)
+		json_object_set_new(streams, "globals", json_string(name));
+	return rc;
+}
+
+/* A directory of plain files (pg_dump -Fd output), removed with its files. */
+static void remove_flat_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
 static int add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta)
 {
 	char name[256], what[160];
@@ -182,6 +216,29 @@ static int add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, jso
 	struct kbv_pg_opts o = { .source = sc->name, .dsn = sc->dsn, .native = native };
 	json_t *streams = json_object();
 
+	if (sc->jobs) {
+		/* pg_dump -Fd -j N writes files; they are spooled into the repository's tmp/ and
+		 * stored as entries "<source>/dump/...". */
+		char tmp[PATH_MAX], dir[PATH_MAX + 64];
+		o.jobs = atoi(sc->jobs);
+		int rc = kbv_repo_sub(c->repo, "tmp", tmp, sizeof tmp);
+		snprintf(dir, sizeof dir, "%s/pgdump-%s-%ld", tmp, sc->name, (long)getpid());
+		snprintf(name, sizeof name, "%s/dump", sc->name);
+		remove_flat_dir(dir);
+		if (rc == 0)
+			rc = kbv_pgdump_to_dir(&o, dir, meta);
+		if (rc == 0)
+			rc = kbv_walk(dir, name, add_path, c);
+		remove_flat_dir(dir);
+		if (rc == 0)
+			json_object_set_new(streams, "directory", json_string(name));
+		if (rc == 0 && kbv_config_bool(sc->globals) == 1)
+			rc = add_globals(c, sc, streams);
+		if (rc == 0)
+			json_object_set(*meta, "streams", streams);
+		json_decref(streams);
+		return rc;
+	}
 	snprintf(name, sizeof name, "%s/database.sql", sc->name);
 	snprintf(what, sizeof what, "the dump of PostgreSQL source '%s'", sc->name);
 	int rc = kbv_pgdump_start(&o, &d, &fd);
@@ -197,21 +254,8 @@ static int add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, jso
 	set_result(x, &res);
 	json_object_set_new(streams, "database", json_string(name));
 
-	if (kbv_config_bool(sc->globals) == 1) {
-		char **env = NULL;
-		pid_t pid;
-		char *argv[] = { "pg_dumpall", "--globals-only", NULL };
-		snprintf(name, sizeof name, "%s/globals.sql", sc->name);
-		snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
-		if ((rc = kbv_pg_env(sc->dsn, NULL, &env)) == 0)
-			rc = kbv_cmd_start_env(argv, env, &pid, &fd);
-		kbv_pg_env_free(env);
-		if (rc == 0)
-			rc = store_child(c, name, pid, fd, what);
-		if (rc < 0)
-			goto out;
-		json_object_set_new(streams, "globals", json_string(name));
-	}
+	if (kbv_config_bool(sc->globals) == 1 && (rc = add_globals(c, sc, streams)) < 0)
+		goto out;
 	json_object_set(*meta, "streams", streams);
 out:
 	json_decref(streams);

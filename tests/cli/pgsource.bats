@@ -164,6 +164,25 @@ assert all(t["order"] == "physical" for t in m["tables"])'
 	kbv restore latest --source kb --stdout | grep -q '^-- Dumped by pg_dump version'
 }
 
+@test "pg_dump mode with jobs: a parallel directory-format dump, restored by pg_restore -j and drilled" {
+	rich_schema "$DB"
+	write_config pg_dump "jobs = 2"
+	kbv snapshot -q
+	kbv snapshots --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)[0]
+names = [x["name"] for x in s["streams"]]
+assert "kb/dump/toc.dat" in names and sum(n.endswith(".dat") for n in names) > 10, names
+m = s["sources"][0]["meta"]
+assert m["format"] == "directory" and m["jobs"] == 2 and m["streams"] == {"directory": "kb/dump"}, m
+rows = {t["name"]: t["rows"] for t in m["tables"]}
+assert rows["app.documents"] == 2000 and rows["app.nokey"] == 100, rows'
+	[ -z "$(ls "$KBVAULT_REPO/tmp")" ] # the spooled dump is gone
+	kbv restore latest --source kb --target-db fromdir
+	same_db "$DB" fromdir
+	kbv drill -q
+}
+
 @test "snapshot, change, snapshot: the first restores to exactly what the database held then" {
 	rich_schema "$DB"
 	pg_dump -Fp -d "$DB" > "$TMPD/reference.sql"

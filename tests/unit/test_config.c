@@ -123,6 +123,8 @@ static void test_errors(void **s)
 	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = fast\n", 2, "mode must be native or pg_dump");
 	expect_error("[repository]\npath = /x\n[source kb]\ntype = postgres\ndsn = a\nglobals = maybe\n", 4,
 		     "globals must be yes or no");
+	expect_error("[source kb]\ntype = postgres\ndsn = a\njobs = 4\n", 2, "needs mode = pg_dump");
+	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = pg_dump\njobs = 0\n", 2, "from 1 to 64");
 	expect_error("[retention]\nkeep-last = seven\n", 2, "whole number");
 	expect_error("[retention]\nkeep-within = 2 weeks\n", 2, "not a duration");
 	expect_error("[repository]\npassword-file = /nonexistent/pw\n", 2, "not readable");

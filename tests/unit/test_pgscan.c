@@ -1,6 +1,7 @@
-/* The COPY-block scanner that gives PostgreSQL snapshots their per-table row counts and
- * checksums (format/snapshot.md): what it counts, what it must not count, and that the
- * result does not depend on how the stream is split. */
+/* The pure parts of the PostgreSQL source: the COPY-block scanner that gives snapshots
+ * their per-table row counts and checksums (format/snapshot.md) -- what it counts, what it
+ * must not count, and that the result does not depend on how the stream is split -- and
+ * the environment that carries a connection string to pg_dump and psql. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,6 +127,51 @@ static void test_truncated(void **st)
 	kbv_pgscan_free(s);
 }
 
+static const char *env_get(char **env, const char *name)
+{
+	size_t n = strlen(name);
+	const char *found = NULL;
+	for (; *env; env++)
+		if (!strncmp(*env, name, n) && (*env)[n] == '=') {
+			if (found)
+				fail_msg("%s is set twice", name);
+			found = *env + n + 1;
+		}
+	return found;
+}
+
+/* Each conninfo setting becomes its PG* variable (so no password is on a command line);
+ * a database override replaces dbname; our own PGDATABASE/PGOPTIONS do not leak through. */
+static void test_env(void **st)
+{
+	(void)st;
+	char **env = NULL;
+	setenv("PGDATABASE", "from_env", 1);
+	setenv("PGCLIENTENCODING", "LATIN1", 1);
+	setenv("KBV_TEST_KEEP", "yes", 1);
+	assert_int_equal(kbv_pg_env("host=db.example port=6543 dbname=kb user=u password=s3cret client_encoding=LATIN1 "
+				    "options='-c work_mem=64MB'",
+				    "target", &env),
+			 0);
+	assert_string_equal(env_get(env, "PGHOST"), "db.example");
+	assert_string_equal(env_get(env, "PGPORT"), "6543");
+	assert_string_equal(env_get(env, "PGUSER"), "u");
+	assert_string_equal(env_get(env, "PGPASSWORD"), "s3cret");
+	assert_string_equal(env_get(env, "PGDATABASE"), "target");
+	assert_string_equal(env_get(env, "PGOPTIONS"), "-c work_mem=64MB");
+	assert_null(env_get(env, "PGCLIENTENCODING")); /* the dump is in the database's encoding */
+	assert_string_equal(env_get(env, "KBV_TEST_KEEP"), "yes");
+	kbv_pg_env_free(env);
+	env = NULL;
+	assert_int_equal(kbv_pg_env("host=h", NULL, &env), 0);
+	assert_string_equal(env_get(env, "PGDATABASE"), "from_env"); /* not overridden: as libpq would */
+	kbv_pg_env_free(env);
+	assert_int_equal(kbv_pg_env("host='unterminated", NULL, &env), KBV_EINVAL);
+	unsetenv("PGDATABASE");
+	unsetenv("PGCLIENTENCODING");
+	unsetenv("KBV_TEST_KEEP");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_splits),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_env),
 	};
 	return cmocka_run_group_tests_name("pgscan", tests, NULL, NULL);
 }
