@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -10,22 +9,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "snap.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
-#include "kbv/pg.h"
 #include "kbv/snapshot.h"
 #include "kbv/source.h"
-
-struct snap_ctx {
-	struct kbv_repo *repo;
-	struct kbv_snapsource *src;
-	size_t nsrc;
-	struct kbv_writer *w;
-	struct kbv_entry *e;
-	size_t n, cap;
-	struct cli_progress prog;
-	int64_t now;
-};
 
 static void progress(void *arg, const struct kbv_writer_stats *st)
 {
@@ -33,7 +21,7 @@ static void progress(void *arg, const struct kbv_writer_stats *st)
 	cli_progress_bytes(&c->prog, st->raw_bytes, 0, st->new_raw_bytes, 0);
 }
 
-static struct kbv_entry *add_entry(struct snap_ctx *c, int kind, const char *name)
+struct kbv_entry *snap_add_entry(struct snap_ctx *c, int kind, const char *name)
 {
 	if (!kbv_entry_name_ok(name)) {
 		kbv_error(KBV_EINVAL, "'%s' is not a valid stream name (a relative path without '.' or '..')", name);
@@ -63,7 +51,7 @@ static struct kbv_entry *add_entry(struct snap_ctx *c, int kind, const char *nam
 	return x;
 }
 
-static void set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
+void snap_set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
 {
 	x->size = res->size;
 	memcpy(x->hash, res->hash, 32);
@@ -75,14 +63,14 @@ static int add_stdin(struct snap_ctx *c, const char *name)
 	struct kbv_stream_result res;
 	if (isatty(STDIN_FILENO))
 		return kbv_error(KBV_EINVAL, "--stdin reads a pipe or a file, and standard input is a terminal");
-	struct kbv_entry *x = add_entry(c, KBV_ENTRY_STDIN, name);
+	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_STDIN, name);
 	if (!x)
 		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
 	x->mode = 0600;
 	int rc = kbv_writer_fd(c->w, STDIN_FILENO, "stdin", &res);
 	if (rc < 0)
 		return kbv_error_prefix(rc, "stream '%s' (stdin)", name);
-	set_result(x, &res);
+	snap_set_result(x, &res);
 	return 0;
 }
 
@@ -92,7 +80,7 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	char what[512];
 	pid_t pid;
 	int fd;
-	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
+	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_COMMAND, name);
 	if (!x)
 		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
 	x->mode = 0600;
@@ -108,11 +96,11 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	}
 	if ((rc = kbv_cmd_finish(pid, what, 0)) < 0)
 		return kbv_error_prefix(rc, "no snapshot recorded");
-	set_result(x, &res);
+	snap_set_result(x, &res);
 	return 0;
 }
 
-static int add_path(void *arg, const char *path, const char *name, const struct stat *st)
+int snap_add_path(void *arg, const char *path, const char *name, const struct stat *st)
 {
 	struct snap_ctx *c = arg;
 	struct kbv_stream_result res;
@@ -122,7 +110,7 @@ static int add_path(void *arg, const char *path, const char *name, const struct 
 		cli_warn("skipping '%s': not a regular file, directory or symlink", path);
 		return 0;
 	}
-	struct kbv_entry *x = add_entry(c, kind, name);
+	struct kbv_entry *x = snap_add_entry(c, kind, name);
 	if (!x)
 		return KBV_EINVAL;
 	x->mode = st->st_mode;
@@ -153,15 +141,15 @@ static int add_path(void *arg, const char *path, const char *name, const struct 
 	close(fd);
 	if (rc < 0)
 		return kbv_error_prefix(rc, "file '%s'", path);
-	set_result(x, &res);
+	snap_set_result(x, &res);
 	return 0;
 }
 
 /* Store the output of a child process (started by the caller) as entry `name`. */
-static int store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, const char *what)
+int snap_store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, const char *what)
 {
 	struct kbv_stream_result res;
-	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
+	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_COMMAND, name);
 	int rc = x ? kbv_writer_fd(c->w, fd, what, &res) : KBV_EINVAL;
 	close(fd);
 	int rc2 = kbv_cmd_finish(pid, what, rc < 0);
@@ -170,113 +158,8 @@ static int store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, 
 	if (rc2 < 0)
 		return rc2;
 	x->mode = 0600;
-	set_result(x, &res);
+	snap_set_result(x, &res);
 	return 0;
-}
-
-/* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
-static int add_globals(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t *streams)
-{
-	char **env = NULL, name[256], what[160];
-	pid_t pid;
-	int fd;
-	char *argv[] = { "pg_dumpall", "--globals-only", NULL };
-	snprintf(name, sizeof name, "%s/globals.sql", sc->name);
-	snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
-	int rc = kbv_pg_env(sc->dsn, NULL, &env);
-	if (rc == 0)
-		rc = kbv_cmd_start_env(argv, env, &pid, &fd);
-	kbv_pg_env_free(env);
-	if (rc == 0)
-		rc = store_child(c, name, pid, fd, what);
-	if (rc == 0)
-		json_object_set_new(streams, "globals", json_string(name));
-	return rc;
-}
-
-/* A directory of plain files (pg_dump -Fd output), removed with its files. */
-static void remove_flat_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			unlinkat(dirfd(d), de->d_name, 0);
-	if (d)
-		closedir(d);
-	rmdir(dir);
-}
-
-static int add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta)
-{
-	char name[256], what[160];
-	struct kbv_pgdump *d;
-	struct kbv_stream_result res;
-	int fd, native = !sc->mode || !strcmp(sc->mode, "native");
-	struct kbv_pg_opts o = { .source = sc->name, .dsn = sc->dsn, .native = native };
-	json_t *streams = json_object();
-
-	if (sc->jobs) {
-		/* pg_dump -Fd -j N writes files; they are spooled into the repository's tmp/ and
-		 * stored as entries "<source>/dump/...". */
-		char tmp[PATH_MAX], dir[PATH_MAX + 64];
-		o.jobs = atoi(sc->jobs);
-		int rc = kbv_repo_sub(c->repo, "tmp", tmp, sizeof tmp);
-		snprintf(dir, sizeof dir, "%s/pgdump-%s-%ld", tmp, sc->name, (long)getpid());
-		snprintf(name, sizeof name, "%s/dump", sc->name);
-		remove_flat_dir(dir);
-		if (rc == 0)
-			rc = kbv_pgdump_to_dir(&o, dir, meta);
-		if (rc == 0)
-			rc = kbv_walk(dir, name, add_path, c);
-		remove_flat_dir(dir);
-		if (rc == 0)
-			json_object_set_new(streams, "directory", json_string(name));
-		if (rc == 0 && kbv_config_bool(sc->globals) == 1)
-			rc = add_globals(c, sc, streams);
-		if (rc == 0)
-			json_object_set(*meta, "streams", streams);
-		json_decref(streams);
-		return rc;
-	}
-	snprintf(name, sizeof name, "%s/database.sql", sc->name);
-	snprintf(what, sizeof what, "the dump of PostgreSQL source '%s'", sc->name);
-	int rc = kbv_pgdump_start(&o, &d, &fd);
-	if (rc < 0)
-		goto out;
-	struct kbv_entry *x = add_entry(c, KBV_ENTRY_COMMAND, name);
-	rc = x ? kbv_writer_fd(c->w, fd, what, &res) : KBV_EINVAL;
-	close(fd); /* a dump still writing now fails with EPIPE and stops */
-	int rc2 = kbv_pgdump_finish(d, meta);
-	if (rc < 0 || (rc = rc2) < 0)
-		goto out;
-	x->mode = 0600;
-	set_result(x, &res);
-	json_object_set_new(streams, "database", json_string(name));
-
-	if (kbv_config_bool(sc->globals) == 1 && (rc = add_globals(c, sc, streams)) < 0)
-		goto out;
-	json_object_set(*meta, "streams", streams);
-out:
-	json_decref(streams);
-	return rc;
-}
-
-static void print_source(const char *name, const json_t *meta)
-{
-	size_t i;
-	const json_t *t;
-	uint64_t rows = 0, keyed = 0;
-	json_array_foreach(json_object_get(meta, "tables"), i, t) {
-		rows += (uint64_t)json_integer_value(json_object_get(t, "rows"));
-		keyed += !strcmp(json_string_value(json_object_get(t, "order")), "key");
-	}
-	char size[32];
-	cli_bytes((uint64_t)json_integer_value(json_object_get(meta, "database_size")), size, sizeof size);
-	printf("  %s: PostgreSQL %s, %s mode, %zu tables (%llu in key order), %llu rows, database %s, LSN %s\n", name,
-	       json_string_value(json_object_get(meta, "server_version")),
-	       json_string_value(json_object_get(meta, "mode")), json_array_size(json_object_get(meta, "tables")),
-	       (unsigned long long)keyed, (unsigned long long)rows, size, json_string_value(json_object_get(meta, "wal_lsn")));
 }
 
 /* One application snapshot: every selected source of the configuration, or nothing. */
@@ -296,7 +179,7 @@ static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 		json_t *meta = NULL;
 		int rc;
 		if (sc->type == KBV_SOURCE_POSTGRES)
-			rc = add_postgres(c, sc, &meta);
+			rc = snap_add_postgres(c, sc, &meta);
 		else
 			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
 				       kbv_source_type_name(sc->type));
@@ -473,7 +356,7 @@ int cmd_snapshot(int argc, char **argv)
 	for (int i = optind; rc == 0 && i < dd; i++) {
 		char name[PATH_MAX];
 		if ((rc = kbv_path_to_name(argv[i], name, sizeof name)) == 0)
-			rc = kbv_walk(argv[i], name, add_path, &c);
+			rc = kbv_walk(argv[i], name, snap_add_path, &c);
 	}
 	if (rc == 0)
 		rc = check_unique(&c);
@@ -516,7 +399,7 @@ int cmd_snapshot(int argc, char **argv)
 		for (size_t i = 0; i < c.nsrc; i++) {
 			json_t *meta = json_loads(c.src[i].meta, 0, NULL);
 			if (!strcmp(c.src[i].type, "postgres"))
-				print_source(c.src[i].name, meta);
+				snap_print_postgres(c.src[i].name, meta);
 			json_decref(meta);
 		}
 	}
