@@ -48,6 +48,7 @@ static const struct kbv_entry *entry(const struct kbv_snapshot *s, const char *n
 
 struct load_sink {
 	int fd;
+	int write_failed; /* the child stopped reading (it exited, or closed its input) */
 	uint64_t done, total;
 	struct cli_progress *prog;
 };
@@ -55,11 +56,35 @@ struct load_sink {
 static int load_write(void *arg, const uint8_t *p, size_t n)
 {
 	struct load_sink *s = arg;
-	int rc = kbv_write_full(s->fd, p, n, "psql's input");
+	int rc = kbv_write_full(s->fd, p, n, "the child's input");
+	s->write_failed |= rc < 0;
 	s->done += n;
 	if (s->prog)
 		cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
 	return rc;
+}
+
+int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, int fd, const char *what,
+		   struct cli_progress *prog)
+{
+	struct load_sink sk = { .fd = fd, .total = e->size, .prog = prog };
+	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+	if (rc < 0 && sk.write_failed) {
+		/* The child stopped reading: its own exit status says why, if it failed. */
+		close(fd);
+		int crc = kbv_cmd_finish(pid, what, 0);
+		return crc < 0 ? crc : kbv_error_prefix(rc, "%s stopped reading its input", what);
+	}
+	if (rc < 0) {
+		/* The child must not see the end of its input: psql would COMMIT what it has, a
+		 * load command would take a short stream for a whole one. Killed first. */
+		kill(pid, SIGKILL);
+		close(fd);
+		kbv_cmd_finish(pid, what, 0);
+		return kbv_error_prefix(rc, "%s abandoned (killed before the end of its input)", what);
+	}
+	close(fd);
+	return kbv_cmd_finish(pid, what, 0);
 }
 
 static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
@@ -69,20 +94,12 @@ static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const ch
 	int fd, rc = kbv_pg_load_start(dsn, db, &pid, &fd);
 	if (rc < 0)
 		return rc;
-	struct load_sink sk = { .fd = fd, .total = e->size, .prog = prog };
-	rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
 	char what[160];
 	snprintf(what, sizeof what, "psql loading '%s' into database '%s'", e->name, db);
-	if (rc < 0) {
-		/* psql must not see the end of its input: it would COMMIT what it has. Killed
-		 * first, its connection drops and the server rolls the transaction back. */
-		kill(pid, SIGKILL);
-		close(fd);
-		kbv_cmd_finish(pid, what, 0);
-		return kbv_error_prefix(rc, "load into database '%s' abandoned and rolled back", db);
-	}
-	close(fd);
-	return kbv_cmd_finish(pid, what, 0);
+	rc = cli_feed_child(rd, e, pid, fd, what, prog);
+	if (rc == KBV_ECORRUPT)
+		kbv_error_prefix(rc, "load into database '%s' rolled back", db);
+	return rc;
 }
 
 /* Directory format: every file of the dump is restored (and verified) into a scratch

@@ -8,6 +8,12 @@
 #include "kbv/reader.h"
 #include "kbv/snapshot.h"
 
+/* Stream entry e into a started child's stdin (fd), then wait for it. The stream is
+ * verified before the child sees the end of its input; on any failure the child is
+ * killed first. */
+int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, int fd, const char *what,
+		   struct cli_progress *prog);
+
 /* The postgres source `name` of s: its metadata (caller decrefs). */
 int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta);
 

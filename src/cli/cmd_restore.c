@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cli_pg.h"
+#include "shell.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/pg.h"
@@ -17,6 +18,7 @@
 #include "kbv/snapshot.h"
 
 struct sink {
+	size_t strip; /* leading bytes of entry names left out on disk ("<source>/" for --in-place) */
 	int fd;
 	const char *what;
 	uint64_t done, total;
@@ -53,7 +55,7 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, const 
 {
 	char path[PATH_MAX], part[PATH_MAX];
 	int rc = 0;
-	TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+	TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
 	TRY(kbv_path(part, sizeof part, "%s.kbvault-partial", path));
 	TRY(kbv_mkdir_parents(path));
 	sk->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -87,10 +89,10 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 		return kbv_error(KBV_EIO, "create directory '%s': %s", dir, strerror(errno));
 	for (size_t i = 0; i < s->nloaded; i++) {
 		const struct kbv_entry *e = &s->entries[i];
-		if (!selected(e, streams, nstreams))
+		if (!selected(e, streams, nstreams) || strlen(e->name) <= sk->strip)
 			continue;
 		(*count)++;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
 		if (e->kind == KBV_ENTRY_DIR) {
 			TRY(kbv_mkdir_parents(path));
 			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
@@ -109,7 +111,7 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 		const struct kbv_entry *e = &s->entries[i];
 		if (e->kind != KBV_ENTRY_SYMLINK || !selected(e, streams, nstreams))
 			continue;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
 		TRY(kbv_mkdir_parents(path));
 		unlink(path);
 		if (symlink(e->target, path) < 0) {
@@ -123,7 +125,7 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 		const struct kbv_entry *e = &s->entries[i];
 		if (e->kind != KBV_ENTRY_DIR || !selected(e, streams, nstreams))
 			continue;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name));
+		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
 		chmod(path, e->mode & 07777);
 		utimensat(AT_FDCWD, path, tv, 0);
@@ -173,6 +175,57 @@ out:
 	return rc;
 }
 
+/* restore --source NAME for command and neo4j sources: the stream into the configured
+ * restore-command (command) or load-command between the before and after hooks (neo4j). */
+static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			       struct cli_progress *prog)
+{
+	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+	int neo4j = !strcmp(src->type, "neo4j"), rc = 0;
+	if (!strcmp(src->type, "postgres"))
+		return kbv_error(KBV_EINVAL, "source '%s' is PostgreSQL: give --target-db DB (or --stdout / --target DIR "
+					     "for the SQL stream)", src->name);
+	if (!neo4j && strcmp(src->type, "command") != 0)
+		return kbv_error(KBV_EINVAL, "source '%s' (%s) cannot be restored this way; give --target DIR", src->name,
+				 src->type);
+	const char *cmd = !sc ? NULL : neo4j ? sc->load_command : sc->restore_command;
+	if (!cmd || (sc->type == KBV_SOURCE_NEO4J) != neo4j)
+		return kbv_error(KBV_EINVAL, "no %s for source '%s' in the configuration", neo4j ? "load-command" : "restore-command",
+				 src->name);
+	json_t *meta = json_loads(src->meta, 0, NULL);
+	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
+	const struct kbv_entry *e = NULL;
+	for (size_t i = 0; name && i < s->nloaded && !e; i++)
+		if (!strcmp(s->entries[i].name, name))
+			e = &s->entries[i];
+	json_decref(meta);
+	if (!e)
+		return kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not hold the stream its metadata names",
+				 src->name);
+	char what[200];
+	snprintf(what, sizeof what, "the %s of source '%s'", neo4j ? "load-command" : "restore-command", src->name);
+	if (sc->before)
+		rc = shell_hook(src->name, "before", sc->before);
+	if (rc == 0) {
+		pid_t pid;
+		int fd;
+		rc = shell_start_writer(cmd, &pid, &fd);
+		if (rc == 0)
+			rc = cli_feed_child(rd, e, pid, fd, what, prog);
+	}
+	if (sc->after) {
+		int arc = shell_hook(src->name, "after", sc->after);
+		if (rc == 0)
+			rc = arc;
+		else if (arc < 0)
+			cli_warn("the after hook of source '%s' failed too", src->name);
+	}
+	if (rc == 0 && !cli.quiet)
+		fprintf(stderr, "restored source '%s' (%s) through its %s: %llu bytes\n", src->name, src->type,
+			neo4j ? "load-command" : "restore-command", (unsigned long long)e->size);
+	return rc;
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -183,10 +236,11 @@ int cmd_restore(int argc, char **argv)
 		{ "target-db", required_argument, NULL, 1202 },
 		{ "target-dsn", required_argument, NULL, 1203 },
 		{ "force", no_argument, NULL, 1204 },
+		{ "in-place", no_argument, NULL, 1205 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
-	int to_stdout = 0, force = 0, mismatch = 0, c;
+	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, c;
 	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL;
 	char **streams = calloc((size_t)argc, sizeof *streams);
 	size_t nstreams = 0;
@@ -203,13 +257,18 @@ int cmd_restore(int argc, char **argv)
 		case 1202: target_db = optarg; break;
 		case 1203: target_dsn = optarg; break;
 		case 1204: force = 1; break;
+		case 1205: in_place = 1; break;
 		default: free(streams); return cli_usage("restore", "unknown option");
 		}
 	}
 	const char *dsn = target_dsn;
-	if (optind + 1 != argc || to_stdout + !!target + !!target_db != 1) {
+	/* --source alone: back into the source itself (its restore or load command, or its
+	 * original paths with --in-place). */
+	int into_source = source && !to_stdout && !target && !target_db;
+	if (optind + 1 != argc || to_stdout + !!target + !!target_db + into_source != 1 || (in_place && !into_source)) {
 		free(streams);
-		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR or --source NAME --target-db DB");
+		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
+					    "or --source NAME alone (its restore command, or --in-place)");
 	}
 	if (target_db) {
 		const struct kbv_source_cfg *sc = NULL;
@@ -234,6 +293,11 @@ int cmd_restore(int argc, char **argv)
 		return cli_usage("restore", "--target-dsn and --force go with --target-db");
 	} else if (source) {
 		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
+		int code = into_source ? cli_load_config() : 0;
+		if (code) {
+			free(streams);
+			return code;
+		}
 	}
 	const char *spec = argv[optind];
 
@@ -256,6 +320,36 @@ int cmd_restore(int argc, char **argv)
 		if ((rc = restore_db(rd, s, source, target_db, dsn, force, &prog, &mismatch)) < 0)
 			goto fail;
 		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+		goto out;
+	}
+	if (into_source) {
+		const struct kbv_snapsource *src = kbv_snapshot_source(s, source);
+		cli_progress_init(&prog, "restore:");
+		if (!src) {
+			rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", source);
+			goto fail;
+		}
+		if (!strcmp(src->type, "path")) {
+			if (!in_place) {
+				code = cli_usage("restore", "source '%s' holds files: give --target DIR, or --in-place to write "
+							    "them back where they were", source);
+				goto out;
+			}
+			struct sink sk = { .prog = &prog, .strip = strlen(source) + 1 };
+			if ((rc = restore_target(rd, s, "/", streams, nstreams, &sk, &count)) < 0)
+				goto fail;
+			cli_progress_done(&prog);
+			if (!cli.quiet)
+				fprintf(stderr, "restored source '%s' in place: %zu entries\n", source, count);
+			goto out;
+		}
+		if (in_place) {
+			code = cli_usage("restore", "--in-place is for path sources");
+			goto out;
+		}
+		if ((rc = restore_into_source(rd, s, src, &prog)) < 0)
+			goto fail;
+		cli_progress_done(&prog);
 		goto out;
 	}
 	for (size_t k = 0; k < nstreams; k++) {

@@ -180,6 +180,10 @@ static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 		int rc;
 		if (sc->type == KBV_SOURCE_POSTGRES)
 			rc = snap_add_postgres(c, sc, &meta);
+		else if (sc->type == KBV_SOURCE_COMMAND || sc->type == KBV_SOURCE_NEO4J)
+			rc = snap_add_dump_command(c, sc, &meta);
+		else if (sc->type == KBV_SOURCE_PATH)
+			rc = snap_add_paths(c, sc, &meta);
 		else
 			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
 				       kbv_source_type_name(sc->type));
@@ -402,6 +406,10 @@ int cmd_snapshot(int argc, char **argv)
 				snap_print_postgres(c.src[i].name, meta);
 			json_decref(meta);
 		}
+	}
+	if (c.hook_failed) {
+		cli_warn("snapshot %.8s is recorded, but an after hook failed (see above): check that the source is running", id);
+		code = EXIT_FAIL;
 	}
 done:
 	free(groups);

@@ -20,6 +20,7 @@ struct snap_ctx {
 	size_t n, cap;
 	struct cli_progress prog;
 	int64_t now;
+	int hook_failed; /* an after hook failed although its dump succeeded */
 };
 
 /* A new entry of `kind` named `name` (validated); NULL with the error set. The pointer is
@@ -33,6 +34,10 @@ int snap_store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, co
 
 /* Source kinds: each adds its entries ("<source>/...") and sets *meta. */
 int snap_add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
+/* type = command and type = neo4j: before hook, dump-command, after hook (always). */
+int snap_add_dump_command(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
+/* type = path: the listed absolute paths, recursively. */
+int snap_add_paths(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
 void snap_print_postgres(const char *name, const json_t *meta);
 
 #endif

@@ -1,0 +1,214 @@
+#!/usr/bin/env bats
+# Sources other than PostgreSQL in application snapshots: a neo4j source driven through a
+# STAND-IN for neo4j-admin (tests/standins/neo4j-admin: same commands, same dump header,
+# same exit codes; no Neo4j server can be installed here), command sources and path
+# sources. Then one application snapshot holding PostgreSQL (a real server), Neo4j, a path
+# and a command source, and what a failure of any one of them does.
+load helpers
+load pg
+
+setup_file() { pg_start; }
+teardown_file() { pg_stop; }
+
+STANDIN="$BATS_TEST_DIRNAME/../standins/neo4j-admin"
+
+setup() {
+	setup_repo
+	export KBVAULT_CONFIG="$TMPD/kbvault.conf"
+	export NEO4J_STANDIN_HOME="$TMPD/neo4j"
+	store="$NEO4J_STANDIN_HOME/data/databases/neo4j"
+	mkdir -p "$store/schema"
+	head -c 300000 /dev/urandom > "$store/neostore.nodestore.db"
+	seq 1 20000 > "$store/neostore.relationshipstore.db"
+	echo v1 > "$store/schema/index.txt"
+	LOG="$TMPD/hooks.log"
+}
+
+teardown() { dropdb --if-exists kbsrc > /dev/null 2>&1 || true; dropdb --if-exists kbsrc_back > /dev/null 2>&1 || true; }
+
+neo4j_conf() {
+	cat >> "$KBVAULT_CONFIG" <<EOF
+[source graph]
+type = neo4j
+database = neo4j
+dump-command = $STANDIN database dump neo4j --to-stdout
+load-command = $STANDIN database load neo4j --from-stdin --overwrite-destination=true
+before = echo before >> $LOG
+after = echo after >> $LOG
+EOF
+}
+
+store_sum() { (cd "$store" && find . -type f -print0 | sort -z | xargs -0 b2sum); }
+
+@test "neo4j: dump between the hooks, restore through load-command between the hooks" {
+	neo4j_conf
+	kbv snapshot -q
+	[ "$(cat "$LOG")" = "$(printf 'before\nafter')" ]
+	want=$(store_sum)
+	kbv snapshots --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)[0]
+assert [x["name"] for x in s["streams"]] == ["graph/neo4j.dump"], s["streams"]
+assert s["sources"] == [{"name": "graph", "type": "neo4j", "meta": {"database": "neo4j", "streams": {"dump": "graph/neo4j.dump"}}}], s'
+	# The stored stream is the dump as neo4j-admin wrote it.
+	[ "$(kbv restore latest --source graph --stdout | head -c 4)" = DZV1 ]
+	echo v2 > "$store/schema/index.txt"
+	rm "$store/neostore.nodestore.db"
+	kbv restore latest --source graph
+	[ "$(store_sum)" = "$want" ]
+	[ "$(tail -2 "$LOG")" = "$(printf 'before\nafter')" ]
+}
+
+@test "neo4j: a dump that fails midway records nothing; the after hook still runs" {
+	neo4j_conf
+	NEO4J_STANDIN_FAIL=dump-midway run kbv snapshot
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"source 'graph' failed"*"exited with status 1"* ]]
+	[ "$(snap_count)" = 0 ]
+	[ "$(cat "$LOG")" = "$(printf 'before\nafter')" ]
+	kbv check
+}
+
+@test "neo4j: a before hook that fails stops the source (after still runs); an after hook that fails is reported" {
+	neo4j_conf
+	sed -i 's/^before = .*/before = echo before >> '"${LOG//\//\\/}"'; exit 3/' "$KBVAULT_CONFIG"
+	run kbv snapshot
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"before hook of source 'graph' exited with status 3"* ]]
+	[ "$(snap_count)" = 0 ]
+	[ "$(cat "$LOG")" = "$(printf 'before\nafter')" ]
+	# The dump worked but the database did not come back: the snapshot is kept, and the
+	# exit status and the message say what needs attention.
+	sed -i 's/^before = .*/before = true/; s/^after = .*/after = exit 4/' "$KBVAULT_CONFIG"
+	run kbv snapshot
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"after hook of source 'graph' exited with status 4"* ]]
+	[[ "$output" == *"is recorded, but an after hook failed"* ]]
+	[ "$(snap_count)" = 1 ]
+}
+
+@test "neo4j: a load that fails is an error, and a damaged snapshot never reaches load-command whole" {
+	neo4j_conf
+	kbv snapshot -q
+	NEO4J_STANDIN_FAIL=load run kbv restore latest --source graph
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"load-command of source 'graph' exited with status 1"* ]]
+	echo v2 > "$store/schema/index.txt"
+	pack=$(a_pack)
+	flip_byte "$pack" $(($(stat -c %s "$pack") / 2))
+	run kbv restore latest --source graph
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"killed before the end of its input"* ]]
+	[ "$(cat "$store/schema/index.txt")" = v2 ] # the store was not overwritten
+}
+
+@test "command source: any dump/restore pair, exit statuses checked both ways" {
+	mkdir -p "$TMPD/cache"
+	seq 1 5000 > "$TMPD/cache/a"
+	cat > "$KBVAULT_CONFIG" <<EOF
+[source cache]
+type = command
+dump-command = tar -C $TMPD/cache -cf - . | gzip -1 | gzip -d
+restore-command = tar -C $TMPD/cache -xf -
+EOF
+	kbv snapshot -q
+	rm "$TMPD/cache/a"
+	kbv restore latest --source cache
+	[ "$(seq 1 5000)" = "$(cat "$TMPD/cache/a")" ]
+	# A pipeline whose first command fails is a failure (bash -o pipefail).
+	sed -i 's|^dump-command = .*|dump-command = tar -C /nonexistent -cf - . \| cat|' "$KBVAULT_CONFIG"
+	run kbv snapshot
+	[ "$status" -eq 7 ]
+	[ "$(snap_count)" = 1 ]
+	sed -i 's|^restore-command = .*|restore-command = cat > /dev/null; exit 9|' "$KBVAULT_CONFIG"
+	run kbv restore latest --source cache
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"restore-command of source 'cache' exited with status 9"* ]]
+}
+
+@test "path source: recursive, mode, mtime and symlinks kept; restore to a directory or in place" {
+	d="$TMPD/srv/uploads"
+	mkdir -p "$d/sub"
+	echo hello > "$d/a.txt"
+	head -c 100000 /dev/urandom > "$d/sub/blob.bin"
+	chmod 640 "$d/sub/blob.bin"
+	ln -s a.txt "$d/link"
+	touch -h -d '2026-01-02 03:04:05' "$d/a.txt" "$d/link"
+	cat > "$KBVAULT_CONFIG" <<EOF
+[source uploads]
+type = path
+paths = $d $TMPD/srv/missing-is-an-error
+EOF
+	run kbv snapshot
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"source 'uploads' failed"*"missing-is-an-error"* ]]
+	sed -i "s|^paths = .*|paths = $d|" "$KBVAULT_CONFIG"
+	kbv snapshot -q
+	want=$(cd "$d" && find . -type f -print0 | sort -z | xargs -0 b2sum)
+	kbv restore latest --source uploads --target "$TMPD/out"
+	rel=${d#/}
+	[ "$(cd "$TMPD/out/uploads/$rel" && find . -type f -print0 | sort -z | xargs -0 b2sum)" = "$want" ]
+	# In place: back where it was.
+	rm -rf "$d"
+	run kbv restore latest --source uploads
+	[ "$status" -eq 2 ] # files: --target DIR or --in-place, said explicitly
+	kbv restore latest --source uploads --in-place -q
+	[ "$(cd "$d" && find . -type f -print0 | sort -z | xargs -0 b2sum)" = "$want" ]
+	[ "$(stat -c %a "$d/sub/blob.bin")" = 640 ]
+	[ "$(readlink "$d/link")" = a.txt ]
+	[ "$(date -u -r "$d/a.txt" +%F)" = 2026-01-02 ] || [ "$(date -r "$d/a.txt" +%F)" = 2026-01-02 ]
+}
+
+@test "one application snapshot of PostgreSQL, Neo4j, a path and a command; a failure in any one records nothing" {
+	createdb kbsrc
+	psql_q -d kbsrc -c "CREATE TABLE t (id int PRIMARY KEY, v text)" -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g" > /dev/null
+	mkdir -p "$TMPD/files"
+	echo file > "$TMPD/files/f.txt"
+	cat > "$KBVAULT_CONFIG" <<EOF
+[source kb]
+type = postgres
+dsn = host=127.0.0.1 port=$PGPORT dbname=kbsrc user=postgres
+
+[source uploads]
+type = path
+paths = $TMPD/files
+
+[source cache]
+type = command
+dump-command = echo cached
+restore-command = cat > $TMPD/cache.out
+EOF
+	neo4j_conf
+	kbv snapshot -q
+	kbv snapshots --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert len(s) == 1
+assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"), ("uploads", "path"), ("cache", "command"), ("graph", "neo4j")], s[0]["sources"]'
+	kbv snapshots | grep -q 'kb (postgres), uploads (path), cache (command), graph (neo4j)'
+	# Each restores.
+	kbv restore latest --source kb --target-db kbsrc_back -q
+	[ "$(psql_q -At -d kbsrc_back -c 'SELECT count(*) FROM t')" = 1000 ]
+	kbv restore latest --source cache
+	[ "$(cat "$TMPD/cache.out")" = cached ]
+	kbv restore latest --source uploads --target "$TMPD/out"
+	[ "$(cat "$TMPD/out/uploads/${TMPD#/}/files/f.txt")" = file ]
+	kbv restore latest --source graph
+	# Any one failing: nothing recorded, the source named.
+	for broken in kb uploads cache graph; do
+		cp "$KBVAULT_CONFIG" "$TMPD/good.conf"
+		case $broken in
+		kb) sed -i 's/dbname=kbsrc/dbname=nope/' "$KBVAULT_CONFIG" ;;
+		uploads) sed -i "s|^paths = .*|paths = $TMPD/nope|" "$KBVAULT_CONFIG" ;;
+		cache) sed -i 's/^dump-command = echo cached/dump-command = false/' "$KBVAULT_CONFIG" ;;
+		graph) export NEO4J_STANDIN_FAIL=dump-midway ;;
+		esac
+		run kbv snapshot
+		unset NEO4J_STANDIN_FAIL
+		cp "$TMPD/good.conf" "$KBVAULT_CONFIG"
+		[ "$status" -eq 7 ]
+		[[ "$output" == *"source '$broken' failed, no snapshot recorded"* ]]
+		[ "$(snap_count)" = 1 ]
+	done
+	kbv check
+}
