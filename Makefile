@@ -6,7 +6,7 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 CFLAGS  ?= -O2 -g
-PKGS    := libzstd libsodium lmdb libxxhash jansson inih libpq
+PKGS    := libzstd libsodium lmdb libxxhash jansson inih libpq libcurl
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build/san

@@ -6,7 +6,7 @@
 #   deps.sh fuzz    also clang (libFuzzer)
 set -eu
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
-libcmocka-dev libinih-dev libpq-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar"
+libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip" ;;
 fuzz) PKGS="$PKGS clang" ;;

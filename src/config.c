@@ -34,6 +34,7 @@ static const struct skey {
 	{ "url", offsetof(struct kbv_source_cfg, url), T(QDRANT) },
 	{ "api-key-file", offsetof(struct kbv_source_cfg, api_key_file), T(QDRANT) },
 	{ "collections", offsetof(struct kbv_source_cfg, collections), T(QDRANT) },
+	{ "timeout", offsetof(struct kbv_source_cfg, timeout), T(QDRANT) },
 	{ "database", offsetof(struct kbv_source_cfg, database), T(NEO4J) },
 	{ "dump-command", offsetof(struct kbv_source_cfg, dump_command), T(NEO4J) | T(COMMAND) },
 	{ "load-command", offsetof(struct kbv_source_cfg, load_command), T(NEO4J) },
@@ -314,6 +315,20 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 					       path, s->line, s->name);
 				goto out;
 			}
+		}
+		if (s->timeout) {
+			char *end;
+			long t = strtol(s->timeout, &end, 10);
+			if (!*s->timeout || *end || t < 1 || t > 86400) {
+				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] timeout must be seconds from 1 to 86400, not '%s'",
+					       path, s->line, s->name, s->timeout);
+				goto out;
+			}
+		}
+		if (s->api_key_file && access(s->api_key_file, R_OK) != 0) {
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] api-key-file '%s' is not readable: %s", path, s->line,
+				       s->name, s->api_key_file, strerror(errno));
+			goto out;
 		}
 		if (s->globals && kbv_config_bool(s->globals) < 0) {
 			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] globals must be yes or no, not '%s'", path, s->line,

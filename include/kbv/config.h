@@ -21,7 +21,7 @@ struct kbv_source_cfg {
 	int type;
 	int line; /* of the section's first key, for messages */
 	char *dsn, *mode, *globals, *jobs;                   /* postgres */
-	char *url, *api_key_file, *collections;              /* qdrant */
+	char *url, *api_key_file, *collections, *timeout;    /* qdrant */
 	char *database, *load_command, *before, *after;      /* neo4j */
 	char *dump_command, *restore_command, *drill_load_command; /* neo4j, command */
 	char *paths;                                         /* path */

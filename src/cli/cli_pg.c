@@ -64,6 +64,13 @@ static int load_write(void *arg, const uint8_t *p, size_t n)
 	return rc;
 }
 
+int cli_restore_to_fd(struct kbv_reader *rd, const struct kbv_entry *e, int fd)
+{
+	struct load_sink sk = { .fd = fd, .total = e->size };
+	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+	return rc < 0 ? kbv_error_prefix(rc, "restore '%s'", e->name) : 0;
+}
+
 int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, int fd, const char *what,
 		   struct cli_progress *prog)
 {

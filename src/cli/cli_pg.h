@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "kbv/config.h"
 #include "kbv/reader.h"
 #include "kbv/snapshot.h"
 
@@ -13,6 +14,18 @@
  * killed first. */
 int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, int fd, const char *what,
 		   struct cli_progress *prog);
+
+/* Restore entry e (verified) into fd. */
+int cli_restore_to_fd(struct kbv_reader *rd, const struct kbv_entry *e, int fd);
+
+struct kbv_qdrant;
+/* A client for Qdrant source sc (its url, or `url`), with its API key and timeout. */
+int cli_qdrant_open(const struct kbv_source_cfg *sc, const char *url, struct kbv_qdrant **q);
+/* Upload every collection of a Qdrant source's snapshot to the server (sc's, or `url`)
+ * as <collection><suffix>, then read back its point count; one object per collection
+ * ({collection, restored_as, points, recorded_points}) is appended to `report`. */
+int cli_qdrant_restore(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_source_cfg *sc,
+		       const json_t *meta, const char *url, const char *suffix, json_t *report);
 
 /* The postgres source `name` of s: its metadata (caller decrefs). */
 int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta);

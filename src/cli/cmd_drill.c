@@ -1,7 +1,11 @@
 /* kbvault drill: restore every PostgreSQL source of a snapshot into a scratch database,
  * compare row counts and row checksums with what the snapshot recorded, drop the scratch
  * database, and keep the verdict in the repository (format/records.md). */
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +14,8 @@
 
 #include "cli.h"
 #include "cli_pg.h"
+#include "shell.h"
+#include "kbv/qdrant.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/pg.h"
@@ -52,6 +58,10 @@ static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *s
 	json_object_set_new(res, "rows", json_integer((json_int_t)v.rows));
 	json_object_set(res, "mismatches", v.mismatches);
 	*ok = json_array_size(v.mismatches) == 0;
+	char sum[200];
+	snprintf(sum, sizeof sum, "restored into a scratch database; %zu tables, %llu rows, row counts and checksums match",
+		 v.tables, (unsigned long long)v.rows);
+	json_object_set_new(res, "summary", json_string(sum));
 out:
 	cli_progress_done(&prog);
 	if (created) {
@@ -64,6 +74,161 @@ out:
 	}
 	json_decref(v.mismatches);
 	json_decref(meta);
+	return rc;
+}
+
+/* Qdrant: every collection uploaded as <name>_kbvault_drill_<pid> to the source's own
+ * server, point counts compared, the scratch collections deleted. */
+static int drill_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			const struct kbv_source_cfg *sc, json_t *res, int *ok)
+{
+	char suffix[64];
+	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array(), *mism = json_array();
+	struct kbv_source_cfg bare = { .name = (char *)src->name, .type = KBV_SOURCE_QDRANT };
+	struct kbv_qdrant *q = NULL;
+	*ok = 0;
+	if (!sc || sc->type != KBV_SOURCE_QDRANT) {
+		bare.url = (char *)json_string_value(json_object_get(meta, "url"));
+		sc = &bare;
+	}
+	snprintf(suffix, sizeof suffix, "_kbvault_drill_%ld", (long)getpid());
+	int rc = cli_qdrant_restore(rd, s, sc, meta, NULL, suffix, report);
+	size_t i;
+	json_t *r, *c;
+	int64_t points = 0;
+	json_array_foreach(report, i, r) {
+		json_int_t got = json_integer_value(json_object_get(r, "points"));
+		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
+		points += got;
+		if (got != want) {
+			char m[600];
+			snprintf(m, sizeof m, "collection %s: %lld points, the snapshot recorded %lld",
+				 json_string_value(json_object_get(r, "collection")), (long long)got, (long long)want);
+			json_array_append_new(mism, json_string(m));
+		}
+	}
+	/* Scratch collections go, including one a failed upload may have left. */
+	if (cli_qdrant_open(sc, NULL, &q) == 0) {
+		json_array_foreach(json_object_get(meta, "collections"), i, c) {
+			char name[600];
+			int64_t n;
+			snprintf(name, sizeof name, "%s%s", json_string_value(json_object_get(c, "name")), suffix);
+			if (kbv_qdrant_points(q, name, &n) == 0 && kbv_qdrant_drop(q, name) < 0)
+				cli_warn("%s (delete it by hand)", kbv_errmsg());
+		}
+		kbv_qdrant_close(q);
+	}
+	if (rc == 0) {
+		char sum[200];
+		snprintf(sum, sizeof sum, "uploaded %zu collections as scratch collections; %lld points, counts match",
+			 json_array_size(report), (long long)points);
+		json_object_set_new(res, "summary", json_string(sum));
+		json_object_set_new(res, "collections", json_integer((json_int_t)json_array_size(report)));
+		json_object_set_new(res, "points", json_integer(points));
+		json_object_set(res, "mismatches", mism);
+		*ok = json_array_size(mism) == 0;
+	}
+	json_decref(mism);
+	json_decref(report);
+	json_decref(meta);
+	return rc;
+}
+
+/* Path: every file restored into a scratch directory, read back from disk and hashed. */
+static int drill_path(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src, json_t *res,
+		      int *ok)
+{
+	const char *tmpdir = getenv("TMPDIR");
+	char dir[PATH_MAX], file[PATH_MAX + 32], prefix[128];
+	size_t plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", src->name);
+	uint64_t files = 0, bytes = 0;
+	json_t *mism = json_array();
+	int rc = 0;
+	*ok = 0;
+	snprintf(dir, sizeof dir, "%s/kbvault-drill-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+	if (!mkdtemp(dir)) {
+		json_decref(mism);
+		return kbv_error(KBV_EIO, "create a scratch directory: %s", strerror(errno));
+	}
+	for (size_t i = 0; i < s->nloaded && rc == 0; i++) {
+		const struct kbv_entry *e = &s->entries[i];
+		if (e->kind != KBV_ENTRY_FILE || strncmp(e->name, prefix, plen) != 0)
+			continue;
+		snprintf(file, sizeof file, "%s/%zu", dir, i);
+		int fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = kbv_error(KBV_EIO, "create '%s': %s", file, strerror(errno));
+			break;
+		}
+		rc = cli_restore_to_fd(rd, e, fd);
+		if (rc == 0) {
+			/* What landed on disk, hashed again. */
+			crypto_generichash_state st;
+			uint8_t h[32], buf[1 << 16];
+			ssize_t got;
+			uint64_t n = 0;
+			crypto_generichash_init(&st, NULL, 0, 32);
+			lseek(fd, 0, SEEK_SET);
+			while ((got = read(fd, buf, sizeof buf)) > 0) {
+				crypto_generichash_update(&st, buf, (size_t)got);
+				n += (uint64_t)got;
+			}
+			crypto_generichash_final(&st, h, 32);
+			if (got < 0 || n != e->size || memcmp(h, e->hash, 32) != 0) {
+				char m[PATH_MAX + 64];
+				snprintf(m, sizeof m, "%s: restored file does not hash to the snapshot's BLAKE2b", e->name);
+				json_array_append_new(mism, json_string(m));
+			}
+			files++;
+			bytes += n;
+		}
+		close(fd);
+		unlink(file);
+	}
+	rmdir(dir);
+	if (rc == 0) {
+		char sum[200];
+		snprintf(sum, sizeof sum, "restored %llu files (%llu bytes) into a scratch directory; every hash matches",
+			 (unsigned long long)files, (unsigned long long)bytes);
+		json_object_set_new(res, "summary", json_string(sum));
+		json_object_set_new(res, "files", json_integer((json_int_t)files));
+		json_object_set(res, "mismatches", mism);
+		*ok = json_array_size(mism) == 0;
+	}
+	json_decref(mism);
+	return rc;
+}
+
+/* Command and neo4j: the stream into drill-load-command, whose exit status is the verdict. */
+static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+		      const struct kbv_source_cfg *sc, json_t *res, int *ok)
+{
+	json_t *meta = json_loads(src->meta, 0, NULL);
+	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
+	const struct kbv_entry *e = NULL;
+	char what[200];
+	int rc = 0;
+	*ok = 0;
+	for (size_t i = 0; name && i < s->nloaded && !e; i++)
+		if (!strcmp(s->entries[i].name, name))
+			e = &s->entries[i];
+	json_decref(meta);
+	if (!e)
+		return kbv_error(KBV_ECORRUPT, "source '%s': the snapshot lacks the stream its metadata names", src->name);
+	snprintf(what, sizeof what, "the drill-load-command of source '%s'", src->name);
+	pid_t pid;
+	int fd;
+	rc = shell_start_writer(sc->drill_load_command, &pid, &fd);
+	if (rc == 0)
+		rc = cli_feed_child(rd, e, pid, fd, what, NULL);
+	if (rc == 0) {
+		char sum[200];
+		snprintf(sum, sizeof sum, "%llu bytes loaded by its drill-load-command, which succeeded",
+			 (unsigned long long)e->size);
+		json_object_set_new(res, "summary", json_string(sum));
+		json_object_set_new(res, "mismatches", json_array());
+		*ok = 1;
+	}
 	return rc;
 }
 
@@ -126,20 +291,30 @@ int cmd_drill(int argc, char **argv)
 		const struct kbv_snapsource *src = &s->sources[i];
 		if (!wanted(src->name, only, nonly))
 			continue;
-		if (strcmp(src->type, "postgres") != 0) {
-			if (!cli.quiet && !cli.json)
-				printf("drill %s: skipped (%s sources are not drilled by this version)\n", src->name, src->type);
-			continue;
-		}
-		if (!dsn) {
+		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+		int is_pg = !strcmp(src->type, "postgres"), is_cmd = !strcmp(src->type, "command") || !strcmp(src->type, "neo4j");
+		if (is_pg && !dsn) {
 			code = cli_usage("drill", "set [drill] postgres-dsn in the configuration: the server where scratch "
 						  "databases may be created");
 			goto done;
 		}
+		if (is_cmd && (!sc || !sc->drill_load_command)) {
+			if (!cli.quiet && !cli.json)
+				printf("drill %s: skipped (no drill-load-command configured for this %s source)\n", src->name,
+				       src->type);
+			continue;
+		}
 		json_t *res = json_pack("{s:s, s:s}", "name", src->name, "type", src->type);
 		int ok = 0;
 		double ts = cli_now();
-		rc = drill_pg(rd, s, src->name, dsn, res, &ok);
+		if (is_pg)
+			rc = drill_pg(rd, s, src->name, dsn, res, &ok);
+		else if (!strcmp(src->type, "qdrant"))
+			rc = drill_qdrant(rd, s, src, sc, res, &ok);
+		else if (!strcmp(src->type, "path"))
+			rc = drill_path(rd, s, src, res, &ok);
+		else
+			rc = drill_load(rd, s, src, sc, res, &ok);
 		drilled++;
 		if (rc < 0) {
 			json_object_set_new(res, "error", json_string(kbv_errmsg()));
@@ -156,18 +331,16 @@ int cmd_drill(int argc, char **argv)
 			else if (!ok) {
 				size_t k;
 				json_t *m;
-				fprintf(f, "drill %s: FAIL: the restored database differs from snapshot %.8s\n", src->name, id);
+				fprintf(f, "drill %s: FAIL: the restore differs from snapshot %.8s\n", src->name, id);
 				json_array_foreach(json_object_get(res, "mismatches"), k, m)
 					fprintf(f, "  %s\n", json_string_value(m));
 			} else
-				fprintf(f, "drill %s: PASS: restored snapshot %.8s into a scratch database; %lld tables, %lld rows, "
-					   "row counts and checksums match (%.1f s)\n",
-					src->name, id, (long long)json_integer_value(json_object_get(res, "tables")),
-					(long long)json_integer_value(json_object_get(res, "rows")), cli_now() - ts);
+				fprintf(f, "drill %s: PASS: snapshot %.8s: %s (%.1f s)\n", src->name, id,
+					json_string_value(json_object_get(res, "summary")), cli_now() - ts);
 		}
 	}
 	if (!drilled) {
-		code = cli_usage("drill", "snapshot %.8s has no PostgreSQL source to drill", id);
+		code = cli_usage("drill", "snapshot %.8s has no source this drill can check", id);
 		goto done;
 	}
 	char now[40], secs[24];

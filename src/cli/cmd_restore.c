@@ -175,6 +175,45 @@ out:
 	return rc;
 }
 
+/* restore --source NAME for a Qdrant source: upload every collection (to --target-url,
+ * with --collection-suffix), then compare point counts with the snapshot. */
+static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			  const char *url, const char *suffix, int *mismatch)
+{
+	const struct kbv_source_cfg *cfg = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+	struct kbv_source_cfg bare = { .name = (char *)src->name, .type = KBV_SOURCE_QDRANT };
+	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array();
+	if (!cfg || cfg->type != KBV_SOURCE_QDRANT) {
+		/* Not configured here (a new host): the server the snapshot came from, no key. */
+		bare.url = (char *)json_string_value(json_object_get(meta, "url"));
+		cfg = &bare;
+	}
+	int rc = cfg->url || url ? cli_qdrant_restore(rd, s, cfg, meta, url, suffix, report)
+				 : kbv_error(KBV_EINVAL, "source '%s': no Qdrant URL; give --target-url", src->name);
+	size_t i;
+	json_t *r;
+	json_array_foreach(report, i, r) {
+		json_int_t got = json_integer_value(json_object_get(r, "points"));
+		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
+		if (got != want) {
+			*mismatch = 1;
+			fprintf(stderr, "kbvault: collection '%s': %lld points, the snapshot recorded %lld\n",
+				json_string_value(json_object_get(r, "restored_as")), (long long)got, (long long)want);
+		} else if (!cli.quiet && !cli.json) {
+			fprintf(stderr, "restored collection '%s' as '%s': %lld points, as the snapshot recorded\n",
+				json_string_value(json_object_get(r, "collection")),
+				json_string_value(json_object_get(r, "restored_as")), (long long)got);
+		}
+	}
+	if (rc == 0 && cli.json) {
+		json_dumpf(report, stdout, JSON_COMPACT);
+		putchar('\n');
+	}
+	json_decref(report);
+	json_decref(meta);
+	return rc;
+}
+
 /* restore --source NAME for command and neo4j sources: the stream into the configured
  * restore-command (command) or load-command between the before and after hooks (neo4j). */
 static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
@@ -237,11 +276,14 @@ int cmd_restore(int argc, char **argv)
 		{ "target-dsn", required_argument, NULL, 1203 },
 		{ "force", no_argument, NULL, 1204 },
 		{ "in-place", no_argument, NULL, 1205 },
+		{ "target-url", required_argument, NULL, 1206 },
+		{ "collection-suffix", required_argument, NULL, 1207 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
 	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, c;
-	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL;
+	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL, *target_url = NULL,
+		   *suffix = NULL;
 	char **streams = calloc((size_t)argc, sizeof *streams);
 	size_t nstreams = 0;
 	if (!streams)
@@ -258,6 +300,8 @@ int cmd_restore(int argc, char **argv)
 		case 1203: target_dsn = optarg; break;
 		case 1204: force = 1; break;
 		case 1205: in_place = 1; break;
+		case 1206: target_url = optarg; break;
+		case 1207: suffix = optarg; break;
 		default: free(streams); return cli_usage("restore", "unknown option");
 		}
 	}
@@ -345,6 +389,16 @@ int cmd_restore(int argc, char **argv)
 		}
 		if (in_place) {
 			code = cli_usage("restore", "--in-place is for path sources");
+			goto out;
+		}
+		if (!strcmp(src->type, "qdrant")) {
+			if ((rc = restore_qdrant(rd, s, src, target_url, suffix, &mismatch)) < 0)
+				goto fail;
+			code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+			goto out;
+		}
+		if (target_url || suffix) {
+			code = cli_usage("restore", "--target-url and --collection-suffix are for Qdrant sources");
 			goto out;
 		}
 		if ((rc = restore_into_source(rd, s, src, &prog)) < 0)

@@ -184,6 +184,8 @@ static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 			rc = snap_add_dump_command(c, sc, &meta);
 		else if (sc->type == KBV_SOURCE_PATH)
 			rc = snap_add_paths(c, sc, &meta);
+		else if (sc->type == KBV_SOURCE_QDRANT)
+			rc = snap_add_qdrant(c, sc, &meta);
 		else
 			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
 				       kbv_source_type_name(sc->type));

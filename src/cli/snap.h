@@ -36,6 +36,8 @@ int snap_store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, co
 int snap_add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
 /* type = command and type = neo4j: before hook, dump-command, after hook (always). */
 int snap_add_dump_command(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
+/* type = qdrant: every (or each configured) collection's snapshot. */
+int snap_add_qdrant(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
 /* type = path: the listed absolute paths, recursively. */
 int snap_add_paths(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta);
 void snap_print_postgres(const char *name, const json_t *meta);

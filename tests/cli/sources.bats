@@ -6,6 +6,7 @@
 # and a command source, and what a failure of any one of them does.
 load helpers
 load pg
+load qdrant
 
 setup_file() { pg_start; }
 teardown_file() { pg_stop; }
@@ -24,7 +25,11 @@ setup() {
 	LOG="$TMPD/hooks.log"
 }
 
-teardown() { dropdb --if-exists kbsrc > /dev/null 2>&1 || true; dropdb --if-exists kbsrc_back > /dev/null 2>&1 || true; }
+teardown() {
+	qdrant_stop
+	dropdb --if-exists kbsrc > /dev/null 2>&1 || true
+	dropdb --if-exists kbsrc_back > /dev/null 2>&1 || true
+}
 
 neo4j_conf() {
 	cat >> "$KBVAULT_CONFIG" <<EOF
@@ -159,7 +164,40 @@ EOF
 	[ "$(date -u -r "$d/a.txt" +%F)" = 2026-01-02 ] || [ "$(date -r "$d/a.txt" +%F)" = 2026-01-02 ]
 }
 
-@test "one application snapshot of PostgreSQL, Neo4j, a path and a command; a failure in any one records nothing" {
+@test "drill: path sources are restored and hashed, command and neo4j sources go through drill-load-command" {
+	mkdir -p "$TMPD/files/sub"
+	seq 1 3000 > "$TMPD/files/sub/a"
+	cat > "$KBVAULT_CONFIG" <<EOF
+[source uploads]
+type = path
+paths = $TMPD/files
+
+[source cache]
+type = command
+dump-command = seq 1 100
+restore-command = cat > /dev/null
+drill-load-command = test "\$(wc -l)" = 100
+EOF
+	neo4j_conf
+	kbv snapshot -q
+	run kbv drill
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"drill uploads: PASS"*"restored 1 files (13893 bytes) into a scratch directory; every hash matches"* ]]
+	[[ "$output" == *"drill cache: PASS"*"drill-load-command, which succeeded"* ]]
+	[[ "$output" == *"drill graph: skipped (no drill-load-command"* ]]
+	# A drill-load-command that rejects what it is given fails the drill.
+	sed -i 's/= 100$/= 99/' "$KBVAULT_CONFIG"
+	run kbv drill
+	[ "$status" -eq 7 ]
+	[[ "$output" == *"drill cache: FAIL"*"drill-load-command of source 'cache' exited with status 1"* ]]
+	kbv stats --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["last_drill"]["ok"] is False and d["last_successful_drill"]["ok"] is True, d'
+}
+
+@test "one application snapshot of PostgreSQL, Qdrant, Neo4j, a path and a command; a failure in any one records nothing" {
+	qdrant_start
 	createdb kbsrc
 	psql_q -d kbsrc -c "CREATE TABLE t (id int PRIMARY KEY, v text)" -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g" > /dev/null
 	mkdir -p "$TMPD/files"
@@ -177,6 +215,10 @@ paths = $TMPD/files
 type = command
 dump-command = echo cached
 restore-command = cat > $TMPD/cache.out
+
+[source vectors]
+type = qdrant
+url = $QURL
 EOF
 	neo4j_conf
 	kbv snapshot -q
@@ -184,8 +226,8 @@ EOF
 import json, sys
 s = json.load(sys.stdin)
 assert len(s) == 1
-assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"), ("uploads", "path"), ("cache", "command"), ("graph", "neo4j")], s[0]["sources"]'
-	kbv snapshots | grep -q 'kb (postgres), uploads (path), cache (command), graph (neo4j)'
+assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"), ("uploads", "path"), ("cache", "command"), ("vectors", "qdrant"), ("graph", "neo4j")], s[0]["sources"]'
+	kbv snapshots | grep -q 'kb (postgres), uploads (path), cache (command), vectors (qdrant), graph (neo4j)'
 	# Each restores.
 	kbv restore latest --source kb --target-db kbsrc_back -q
 	[ "$(psql_q -At -d kbsrc_back -c 'SELECT count(*) FROM t')" = 1000 ]
@@ -194,14 +236,17 @@ assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"),
 	kbv restore latest --source uploads --target "$TMPD/out"
 	[ "$(cat "$TMPD/out/uploads/${TMPD#/}/files/f.txt")" = file ]
 	kbv restore latest --source graph
+	kbv restore latest --source vectors --collection-suffix _back -q
+	[ "$(curl -sf "$QURL/collections/docs_back" | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["points_count"])')" = 1000 ]
 	# Any one failing: nothing recorded, the source named.
-	for broken in kb uploads cache graph; do
+	for broken in kb uploads cache vectors graph; do
 		cp "$KBVAULT_CONFIG" "$TMPD/good.conf"
 		case $broken in
 		kb) sed -i 's/dbname=kbsrc/dbname=nope/' "$KBVAULT_CONFIG" ;;
 		uploads) sed -i "s|^paths = .*|paths = $TMPD/nope|" "$KBVAULT_CONFIG" ;;
 		cache) sed -i 's/^dump-command = echo cached/dump-command = false/' "$KBVAULT_CONFIG" ;;
 		graph) export NEO4J_STANDIN_FAIL=dump-midway ;;
+		vectors) qdrant_fault download-500 ;;
 		esac
 		run kbv snapshot
 		unset NEO4J_STANDIN_FAIL
