@@ -37,6 +37,7 @@ static const struct command commands[] = {
 	{ "restore", cmd_restore, "restore streams of a snapshot",
 	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]...\n"
 	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force]\n"
+	  "kbvault restore SNAPSHOT --source NAME [--in-place] [--target-url URL] [--collection-suffix S]\n"
 	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest'\n"
 	  "  --stdout      write the one selected stream to standard output\n"
 	  "  --target DIR  write every selected stream as a file under DIR\n"
@@ -44,13 +45,17 @@ static const struct command commands[] = {
 	  "  --source NAME select the streams of a configured source\n"
 	  "  --target-db DB  create DB on the source's server (or --target-dsn's) and load the\n"
 	  "                PostgreSQL source into it, then compare row counts with the snapshot\n"
-	  "  --force       drop and recreate DB when it exists and is not empty\n" },
+	  "  --force       drop and recreate DB when it exists and is not empty\n"
+	  "  --source NAME alone: back into the source (Qdrant upload, Neo4j load-command,\n"
+	  "                command restore-command; path sources need --in-place or --target)\n"
+	  "  --target-url, --collection-suffix   Qdrant: another server, collection names + S\n" },
 	{ "drill", cmd_drill, "prove a snapshot restores: load it into a scratch database and compare",
 	  "kbvault drill [SNAPSHOT] [--source NAME]...\n"
-	  "  Restores every PostgreSQL source of SNAPSHOT (default: latest) into a scratch database on\n"
-	  "  the [drill] postgres-dsn server, compares row counts and row checksums with the snapshot,\n"
-	  "  drops the scratch database and records the verdict in the repository.\n"
-	  "  Exit 0 when every source passed, 5 when a restored database differs.\n" },
+	  "  Restores every source of SNAPSHOT (default: latest) somewhere scratch and checks it:\n"
+	  "  PostgreSQL into a database on [drill] postgres-dsn (row counts and checksums), Qdrant\n"
+	  "  into scratch collections (point counts), paths into a scratch directory (hashes), Neo4j\n"
+	  "  and command sources through drill-load-command. Scratch copies are removed; the\n"
+	  "  verdict is recorded in the repository. Exit 0 when all passed, 5 when one differs.\n" },
 	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
 	{ "check", cmd_check, "verify the repository",
 	  "kbvault check [--read-data]\n"
