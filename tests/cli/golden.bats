@@ -85,3 +85,38 @@ assert d["kind"] == "drill" and d["sources"][0]["rows"] == 70, d'
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"record"*"$rec"* ]]
 }
+
+# Snapshot body version 2 with Qdrant, Neo4j, command and path metadata, unencrypted
+# (tests/golden/make-golden-kinds.sh, through the stand-ins).
+@test "golden repository with qdrant, neo4j, command and path sources still reads and restores" {
+	export TMPD="$BATS_TEST_TMPDIR"
+	G="$BATS_TEST_DIRNAME/../golden/v1-kinds"
+	cp -a "$G/repo-plain" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo"
+	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	EXP="$G/expected.b2"
+	prefix=$(cat "$G/path-prefix")
+	kbv snapshots --json | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+assert len(s) == 1 and s[0]['tags'] == ['kinds'], s
+src = {x['name']: x for x in s[0]['sources']}
+assert [x['type'] for x in s[0]['sources']] == ['qdrant', 'neo4j', 'command', 'path'], s[0]['sources']
+q = src['vectors']['meta']
+assert q['version'] == '1.12.4-standin' and q['collections'][0]['name'] == 'docs' and q['collections'][0]['points'] == 1000, q
+assert q['collections'][0]['stream'] == 'vectors/docs.snapshot' and len(q['collections'][0]['checksum']) == 64, q
+assert src['graph']['meta'] == {'database': 'neo4j', 'streams': {'dump': 'graph/neo4j.dump'}}, src['graph']
+assert src['cache']['meta'] == {'streams': {'dump': 'cache/dump'}}, src['cache']
+assert src['uploads']['meta'] == {'paths': ['/$prefix/files']}, src['uploads']"
+	kbv check --read-data
+	for stream in vectors/docs.snapshot graph/neo4j.dump cache/dump; do
+		[ "$(kbv restore latest --stream "$stream" --stdout | b2sum | cut -d' ' -f1)" = "$(want "$stream")" ]
+	done
+	# The Qdrant stream is the snapshot file Qdrant described: its recorded SHA-256.
+	sum=$(kbv snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["sources"][0]["meta"]["collections"][0]["checksum"])')
+	[ "$(kbv restore latest --stream vectors/docs.snapshot --stdout | sha256sum | cut -d' ' -f1)" = "$sum" ]
+	kbv restore latest --source uploads --target "$TMPD/out"
+	[ "$(b2sum < "$TMPD/out/uploads/$prefix/files/a.txt" | cut -d' ' -f1)" = "$(want a.txt)" ]
+	[ "$(b2sum < "$TMPD/out/uploads/$prefix/files/sub/b.txt" | cut -d' ' -f1)" = "$(want sub/b.txt)" ]
+	[ "$(readlink "$TMPD/out/uploads/$prefix/files/link")" = a.txt ]
+}
