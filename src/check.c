@@ -55,6 +55,17 @@ out:
 
 /* ---- check ---- */
 
+int kbv_check_in_subset(const uint8_t packid[KBV_PACKID_BYTES], double pct, uint32_t day)
+{
+	if (pct <= 0 || pct >= 100)
+		return 1;
+	uint32_t k = (uint32_t)(100.0 / pct + 0.5);
+	if (k < 2)
+		return 1;
+	uint32_t x = (uint32_t)packid[0] << 24 | (uint32_t)packid[1] << 16 | (uint32_t)packid[2] << 8 | packid[3];
+	return (x % k + day % k) % k == 0;
+}
+
 struct packmap {
 	uint8_t (*ids)[KBV_PACKID_BYTES];
 	uint32_t *nos;
@@ -235,7 +246,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)c->entries.data;
 	int fd = -1;
 	c->bundle.valid = 0;
-	if (c->opts->read_data) {
+	if (c->opts->read_data && kbv_check_in_subset(packid, c->opts->subset_pct, c->opts->subset_day)) {
 		if ((rc = kbv_repo_pack_path(c->r, packid, path, sizeof path)) < 0)
 			return rc;
 		fd = open(path, O_RDONLY | O_CLOEXEC);

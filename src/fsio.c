@@ -174,15 +174,16 @@ out:
 
 int kbv_fault(const char *point)
 {
-	static _Thread_local int counts[4];
-	static const char *const points[] = { "pack-fsync", "pack-write", "snapshot-write", "index-commit" };
+	static _Thread_local int counts[7];
+	static const char *const points[] = { "pack-fsync",	 "pack-write",      "snapshot-write", "index-commit",
+					      "gc-pack-write", "gc-index-commit", "gc-delete" };
 	const char *spec = getenv("KBVAULT_FAULT");
 	if (!spec)
 		return 0;
 	size_t len = strlen(point);
 	if (strncmp(spec, point, len) != 0 || spec[len] != ':')
 		return 0;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 7; i++)
 		if (strcmp(points[i], point) == 0)
 			return ++counts[i] == atoi(spec + len + 1);
 	return 0;

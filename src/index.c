@@ -281,6 +281,103 @@ int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn f
 	return each(txn, idx->packs, "iterate packs", pack_entry, &vis);
 }
 
+int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
+			const uint32_t *gone, const struct kbv_pack_entry *const *gone_entries, const size_t *gone_counts,
+			size_t ngone)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0, mrc;
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+		return mdb_fail(mrc, "begin write");
+	MDB_val nk = { 9, "next_pack" }, v;
+	uint32_t no = 0;
+	mrc = mdb_get(txn, idx->meta, &nk, &v);
+	if (mrc == 0 && v.mv_size == 4)
+		no = kbv_get32(v.mv_data);
+	else if (mrc != MDB_NOTFOUND) {
+		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
+		goto out;
+	}
+	/* New packs first: their blobs take over the locations (the copies they hold are the
+	 * ones the removed packs held). */
+	for (size_t p = 0; p < npacks; p++, no++) {
+		uint8_t pb[PACK_BYTES];
+		memcpy(pb, packs[p].id, KBV_PACKID_BYTES);
+		kbv_put64(pb + 16, packs[p].size);
+		kbv_put32(pb + 24, packs[p].blobs);
+		unsigned int key = no;
+		MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
+		if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
+			rc = mdb_fail(mrc, "put pack");
+			goto out;
+		}
+		for (size_t i = 0; i < counts[p]; i++) {
+			const struct kbv_pack_entry *e = &entries[p][i];
+			uint8_t lb[LOC_BYTES];
+			kbv_put32(lb, no);
+			kbv_put32(lb + 4, e->offset);
+			kbv_put32(lb + 8, e->stored_len);
+			kbv_put32(lb + 12, e->raw_off);
+			kbv_put32(lb + 16, e->raw_len);
+			kbv_put64(lb + 20, e->xxh);
+			lb[28] = e->type;
+			MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
+			if ((mrc = mdb_put(txn, idx->blobs, &bk, &bv, 0))) {
+				rc = mdb_fail(mrc, "put blob");
+				goto out;
+			}
+		}
+	}
+	/* Then the removed packs: every blob still located in one goes (it is dead, or a
+	 * copy lives on elsewhere), and the pack itself. */
+	for (size_t g = 0; g < ngone; g++) {
+		for (size_t i = 0; i < gone_counts[g]; i++) {
+			MDB_val bk = { KBV_ID_BYTES, (void *)gone_entries[g][i].id }, bv;
+			mrc = mdb_get(txn, idx->blobs, &bk, &bv);
+			if (mrc == MDB_NOTFOUND)
+				continue;
+			if (mrc) {
+				rc = mdb_fail(mrc, "get blob");
+				goto out;
+			}
+			if (bv.mv_size == LOC_BYTES && kbv_get32(bv.mv_data) == gone[g] && (mrc = mdb_del(txn, idx->blobs, &bk, NULL))) {
+				rc = mdb_fail(mrc, "delete blob");
+				goto out;
+			}
+		}
+		unsigned int key = gone[g];
+		MDB_val pk = { sizeof key, &key };
+		mrc = mdb_del(txn, idx->packs, &pk, NULL);
+		if (mrc && mrc != MDB_NOTFOUND) {
+			rc = mdb_fail(mrc, "delete pack");
+			goto out;
+		}
+	}
+	uint8_t nb[4];
+	kbv_put32(nb, no);
+	v.mv_size = 4;
+	v.mv_data = nb;
+	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
+		rc = mdb_fail(mrc, "put next_pack");
+		goto out;
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc)
+		rc = mdb_fail(mrc, "commit");
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+int kbv_index_compact(struct kbv_index *idx, const char *dir)
+{
+	int mrc = mdb_env_copy2(idx->env, dir, MDB_CP_COMPACT);
+	return mrc ? mdb_fail(mrc, "compact copy") : 0;
+}
+
 int kbv_index_clear(struct kbv_index *idx)
 {
 	MDB_txn *txn;

@@ -115,6 +115,25 @@ out:
 	return rc;
 }
 
+int kbv_packw_add_copy(struct kbv_packw *w, const void *stored, size_t size, const struct kbv_pack_entry *e, size_t k)
+{
+	if (w->off + size > UINT32_MAX - (1u << 24))
+		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
+	uint64_t xxh = XXH3_64bits(stored, size);
+	int rc = 0;
+	for (size_t i = 0; i < k; i++) {
+		struct kbv_pack_entry c = e[i];
+		if (c.xxh != xxh || c.stored_len != size)
+			return kbv_error(KBV_ECORRUPT, "blob %02x%02x%02x%02x...: its envelope does not match its trailer entry",
+					 c.id[0], c.id[1], c.id[2], c.id[3]);
+		c.offset = (uint32_t)w->off;
+		TRY(kbv_buf_add(&w->entries, &c, sizeof c));
+	}
+	rc = packw_append(w, stored, size);
+out:
+	return rc;
+}
+
 uint64_t kbv_packw_size(const struct kbv_packw *w) { return w->off; }
 size_t kbv_packw_count(const struct kbv_packw *w) { return w->entries.len / sizeof(struct kbv_pack_entry); }
 const struct kbv_pack_entry *kbv_packw_entries(const struct kbv_packw *w)

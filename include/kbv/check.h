@@ -12,8 +12,14 @@ enum kbv_severity { KBV_INFO = 0, KBV_WARNING = 1, KBV_PROBLEM = 2 };
 typedef void (*kbv_report_fn)(void *arg, int severity, const char *msg);
 
 struct kbv_check_opts {
-	int read_data; /* decode and hash every blob in every pack */
+	int read_data;     /* decode and hash every blob in every pack */
+	double subset_pct; /* with read_data: only this share of the packs (0: all) ... */
+	uint32_t subset_day; /* ... the share chosen by this number (days since the epoch) */
 };
+
+/* Is the pack in today's share? Packs fall into k = round(100 / pct) classes by their id;
+ * day d reads class d mod k, so k consecutive days read every pack once. */
+int kbv_check_in_subset(const uint8_t packid[KBV_PACKID_BYTES], double pct, uint32_t day);
 
 struct kbv_check_result {
 	uint64_t packs, blobs, snapshots, bytes_read;

@@ -27,7 +27,8 @@ int kbv_mkdir_parents(const char *path);
  * fsync dir. The file must not exist yet (KBV_EEXIST otherwise). */
 int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n);
 /* Fault injection for tests: when the environment names KBVAULT_FAULT=<point>:<n>, the
- * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write". */
+ * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write",
+ * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete". */
 int kbv_fault(const char *point);
 /* snprintf that reports truncation as KBV_EINVAL. */
 int kbv_path(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -68,6 +68,17 @@ typedef int (*kbv_index_pack_fn)(void *arg, uint32_t packno, const struct kbv_pa
 int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg);
 int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn fn, void *arg);
 
+/* gc, in one write transaction: add the new packs (their blobs take over the locations),
+ * then remove packs gone[g] (every blob of gone_entries[g] still located in that pack is
+ * deleted, and the pack). After this returns 0 the removed pack files may be deleted. */
+int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
+			const uint32_t *gone, const struct kbv_pack_entry *const *gone_entries, const size_t *gone_counts,
+			size_t ngone);
+
+/* Write a compacted copy of the index into the (existing, empty) directory `dir`. */
+int kbv_index_compact(struct kbv_index *idx, const char *dir);
+
 /* Drop every entry (for repair). */
 int kbv_index_clear(struct kbv_index *idx);
 

@@ -22,6 +22,10 @@ int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES],
 /* Append one bundle envelope holding n DATA blobs (ids[i], lens[i], in table order). */
 int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint32_t n,
 			 const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens);
+/* Append an envelope copied from another pack, with k of the trailer entries that
+ * described it there (the blobs to keep; offsets are rewritten, raw_off and the rest
+ * kept). KBV_ECORRUPT when the bytes do not match the entries' size and checksum. */
+int kbv_packw_add_copy(struct kbv_packw *w, const void *stored, size_t size, const struct kbv_pack_entry *e, size_t k);
 /* Bytes written so far and blobs added. */
 uint64_t kbv_packw_size(const struct kbv_packw *w);
 size_t kbv_packw_count(const struct kbv_packw *w);

@@ -101,5 +101,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_forget(int argc, char **argv);
 
 #endif

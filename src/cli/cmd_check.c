@@ -1,6 +1,8 @@
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "kbv/check.h"
@@ -16,7 +18,8 @@ static void report(void *arg, int sev, const char *msg)
 
 int cmd_check(int argc, char **argv)
 {
-	static const struct option opts[] = { { "read-data", no_argument, NULL, 'd' }, CLI_GLOBAL_OPTIONS, { 0 } };
+	static const struct option opts[] = { { "read-data", no_argument, NULL, 'd' },
+					      { "read-data-subset", required_argument, NULL, 1501 }, CLI_GLOBAL_OPTIONS, { 0 } };
 	struct kbv_check_opts co = { 0 };
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
@@ -24,7 +27,17 @@ int cmd_check(int argc, char **argv)
 			continue;
 		if (c == 'd')
 			co.read_data = 1;
-		else
+		else if (c == 1501) {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (end == optarg || (*end && strcmp(end, "%")) || v <= 0 || v > 100)
+				return cli_usage("check", "--read-data-subset takes a percentage such as 10%%, not '%s'", optarg);
+			co.read_data = 1;
+			co.subset_pct = v;
+			/* KBVAULT_CHECK_DAY pins the rotation (tests); otherwise today's share. */
+			const char *day = getenv("KBVAULT_CHECK_DAY");
+			co.subset_day = day ? (uint32_t)strtoul(day, NULL, 10) : (uint32_t)(time(NULL) / 86400);
+		} else
 			return cli_usage("check", "unknown option");
 	}
 	if (optind < argc)
@@ -50,8 +63,8 @@ int cmd_check(int argc, char **argv)
 		putchar('\n');
 		json_decref(j);
 	} else if (!cli.quiet || res.problems) {
-		printf("check%s: %llu packs, %llu blobs, %llu snapshots: %s%llu problem%s, %llu warning%s\n",
-		       co.read_data ? " --read-data" : "", (unsigned long long)res.packs, (unsigned long long)res.blobs,
+		printf("check%s%s: %llu packs, %llu blobs, %llu snapshots: %s%llu problem%s, %llu warning%s\n",
+		       co.read_data ? " --read-data" : "", co.subset_pct > 0 ? "-subset" : "", (unsigned long long)res.packs, (unsigned long long)res.blobs,
 		       (unsigned long long)res.snapshots, res.problems ? "" : "ok, ", (unsigned long long)res.problems,
 		       res.problems == 1 ? "" : "s", (unsigned long long)res.warnings, res.warnings == 1 ? "" : "s");
 	}

@@ -56,6 +56,16 @@ static const struct command commands[] = {
 	  "  into scratch collections (point counts), paths into a scratch directory (hashes), Neo4j\n"
 	  "  and command sources through drill-load-command. Scratch copies are removed; the\n"
 	  "  verdict is recorded in the repository. Exit 0 when all passed, 5 when one differs.\n" },
+	{ "forget", cmd_forget, "remove snapshots (space comes back at the next gc)", "kbvault forget SNAPSHOT...\n" },
+	{ "gc", cmd_gc, "apply the retention policy and collect garbage",
+	  "kbvault gc [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]\n"
+	  "           [--keep-yearly N] [--keep-within DURATION] [--keep-tag TAG]... | --keep-all\n"
+	  "           [--dry-run] [--max-unused PCT] [--max-repack SIZE] [--allow-remove-all]\n"
+	  "  The policy comes from the options, else from [retention] in the configuration; without\n"
+	  "  either, gc refuses. Snapshots compete within a group (same host, same sources). The\n"
+	  "  newest snapshot of each bucket is kept; policies combine as a union. Then every pack\n"
+	  "  with nothing live is deleted, and packs more than --max-unused (default 10%) dead are\n"
+	  "  repacked, at most --max-repack bytes of them per run. --dry-run shows the plan.\n" },
 	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
 	{ "check", cmd_check, "verify the repository",
 	  "kbvault check [--read-data]\n"

@@ -1,0 +1,356 @@
+/* kbvault gc: apply a retention policy (flags, else [retention]) and collect garbage;
+ * kbvault forget: remove named snapshots (space comes back at the next gc). */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "kbv/config.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/gc.h"
+#include "kbv/reader.h"
+#include "kbv/retention.h"
+#include "kbv/snapshot.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Snapshots compete for retention within a group: the same host and the same sources (or,
+ * for ad-hoc snapshots, the same top-level stream names). */
+static int group_of(struct kbv_reader *rd, struct kbv_snapshot *s, char **out)
+{
+	size_t n = s->nsources, cap = 64 + strlen(s->host);
+	char **names = NULL;
+	int rc = n ? 0 : kbv_snapshot_load_entries(rd, s);
+	if (rc < 0)
+		return rc;
+	size_t total = n ? n : s->nloaded;
+	names = calloc(total + 1, sizeof *names);
+	if (!names)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	size_t k = 0;
+	for (size_t i = 0; i < total; i++) {
+		const char *nm = n ? s->sources[i].name : s->entries[i].name;
+		size_t len = strcspn(nm, "/");
+		int dup = 0;
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = strlen(names[j]) == len && !strncmp(names[j], nm, len);
+		if (!dup) {
+			names[k] = strndup(nm, len);
+			cap += len + 1;
+			k++;
+		}
+	}
+	qsort(names, k, sizeof *names, cmp_str);
+	char *g = malloc(cap);
+	if (g) {
+		snprintf(g, cap, "%s %s:", s->host, n ? "sources" : "streams");
+		for (size_t j = 0; j < k; j++) {
+			strcat(g, j ? "," : "");
+			strcat(g, names[j] ? names[j] : "");
+		}
+	}
+	for (size_t j = 0; j < k; j++)
+		free(names[j]);
+	free(names);
+	*out = g;
+	return g ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
+}
+
+static void gc_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	(void)arg;
+	if (!cli_show_progress())
+		return;
+	fprintf(stderr, "\r\033[Kgc: %s %llu/%llu", phase, (unsigned long long)done, (unsigned long long)total);
+	if (done == total)
+		fprintf(stderr, "\r\033[K");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t mul = 1;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	}
+	if (end == s || *end || v < 0)
+		return -1;
+	*out = (uint64_t)(v * (double)mul);
+	return 0;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "keep-last", required_argument, NULL, 1401 },
+		{ "keep-hourly", required_argument, NULL, 1402 },
+		{ "keep-daily", required_argument, NULL, 1403 },
+		{ "keep-weekly", required_argument, NULL, 1404 },
+		{ "keep-monthly", required_argument, NULL, 1405 },
+		{ "keep-yearly", required_argument, NULL, 1406 },
+		{ "keep-within", required_argument, NULL, 1407 },
+		{ "keep-tag", required_argument, NULL, 1408 },
+		{ "keep-all", no_argument, NULL, 1409 },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "max-unused", required_argument, NULL, 1410 },
+		{ "max-repack", required_argument, NULL, 1411 },
+		{ "allow-remove-all", no_argument, NULL, 1412 },
+		CLI_GLOBAL_OPTIONS,
+		{ 0 },
+	};
+	struct kbv_policy pol = { 0 };
+	const char **tags = calloc((size_t)argc + 1, sizeof *tags);
+	struct kbv_gc_opts go = { .max_unused = 0.10, .progress = gc_progress };
+	int flags = 0, keep_all = 0, allow_all = 0, c;
+	if (!tags)
+		return EXIT_FAIL;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT "n", opts, NULL)) != -1) {
+		if (cli_global_option(c, optarg, "gc"))
+			continue;
+		int *num = c == 1401 ? &pol.last : c == 1402 ? &pol.hourly : c == 1403 ? &pol.daily : c == 1404 ? &pol.weekly
+			 : c == 1405 ? &pol.monthly : c == 1406 ? &pol.yearly : NULL;
+		if (num) {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 || v > 1000000) {
+				free(tags);
+				return cli_usage("gc", "%s needs a whole number, not '%s'", argv[optind - 1], optarg);
+			}
+			*num = (int)v;
+			flags = 1;
+			continue;
+		}
+		switch (c) {
+		case 1407:
+			if (kbv_duration_parse(optarg, &pol.within) < 0) {
+				free(tags);
+				return cli_usage("gc", "--keep-within: '%s' is not a duration (e.g. 2d, 36h, 1y6m)", optarg);
+			}
+			flags = 1;
+			break;
+		case 1408: tags[pol.ntags++] = optarg; flags = 1; break;
+		case 1409: keep_all = 1; break;
+		case 'n': go.dry_run = 1; break;
+		case 1410: {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (end == optarg || (*end && strcmp(end, "%")) || v < 0 || v > 100) {
+				free(tags);
+				return cli_usage("gc", "--max-unused takes a percentage from 0 to 100, not '%s'", optarg);
+			}
+			go.max_unused = v / 100;
+			break;
+		}
+		case 1411:
+			if (parse_size(optarg, &go.max_repack) < 0) {
+				free(tags);
+				return cli_usage("gc", "--max-repack takes a size such as 500M or 2G, not '%s'", optarg);
+			}
+			break;
+		case 1412: allow_all = 1; break;
+		default: free(tags); return cli_usage("gc", "unknown option");
+		}
+	}
+	pol.tags = tags;
+	if (optind < argc) {
+		free(tags);
+		return cli_usage("gc", "unexpected argument '%s' (to remove given snapshots, use kbvault forget)", argv[optind]);
+	}
+	int code = cli_load_config();
+	if (code) {
+		free(tags);
+		return code;
+	}
+	if (keep_all && flags) {
+		free(tags);
+		return cli_usage("gc", "--keep-all does not combine with --keep-* policies");
+	}
+	if (!flags && !keep_all) {
+		if (cli.cfg && cli.cfg->has_retention) {
+			const char *const *keep_tags = pol.tags;
+			pol = cli.cfg->retention;
+			pol.tags = keep_tags;
+		} else {
+			free(tags);
+			return cli_usage("gc", "no retention policy: give --keep-* options, set [retention] in the configuration, "
+					       "or --keep-all to only collect garbage (gc never guesses)");
+		}
+	}
+	if (!keep_all && kbv_policy_is_empty(&pol)) {
+		free(tags);
+		return cli_usage("gc", "the retention policy keeps nothing; refusing (set a --keep-* value above 0)");
+	}
+
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	struct kbv_retention_item *items = NULL;
+	char **groups = NULL;
+	uint8_t (*drop)[KBV_ID_BYTES] = NULL;
+	size_t n = 0, ndrop = 0;
+	json_t *jkeep = json_array(), *jdrop = json_array();
+	int rc;
+	if ((code = cli_open(KBV_LOCK_EXCLUSIVE, 1, &r)) != 0)
+		goto done;
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0) {
+		code = cli_fail(rc);
+		goto done;
+	}
+	items = calloc(n + 1, sizeof *items);
+	groups = calloc(n + 1, sizeof *groups);
+	drop = calloc(n + 1, sizeof *drop);
+	if (!items || !groups || !drop) {
+		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = group_of(rd, list[i], &groups[i])) < 0) {
+			if (rc == KBV_ENOTFOUND || rc == KBV_ECORRUPT)
+				kbv_error_prefix(rc, "gc stops before changing anything (if the index is stale, run 'kbvault "
+						     "repair index')");
+			code = cli_fail(rc);
+			goto done;
+		}
+		items[i] = (struct kbv_retention_item){ .time = list[i]->time, .nsec = list[i]->nsec, .tzoff = list[i]->tzoff,
+							 .group = groups[i], .tags = (const char *const *)list[i]->tags,
+							 .ntags = list[i]->ntags, .keep = keep_all };
+		if (keep_all)
+			snprintf(items[i].reasons, sizeof items[i].reasons, "all");
+	}
+	if (!keep_all && (rc = kbv_retention_apply(&pol, items, n)) < 0) {
+		code = cli_fail(rc);
+		goto done;
+	}
+	/* Never every snapshot of a group, unless asked in so many words. */
+	for (size_t i = 0; i < n && !allow_all; i++) {
+		int kept = 0;
+		for (size_t k = 0; k < n; k++)
+			kept |= items[k].keep && !strcmp(groups[k], groups[i]);
+		if (!kept) {
+			code = cli_usage("gc", "the policy would remove every snapshot of '%s'; refusing without --allow-remove-all",
+					 groups[i]);
+			goto done;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		char id[2 * KBV_ID_BYTES + 1], t[64];
+		kbv_hex(list[i]->id, KBV_ID_BYTES, id);
+		cli_time(list[i]->time, list[i]->tzoff, t, sizeof t);
+		if (!items[i].keep)
+			memcpy(drop[ndrop++], list[i]->id, KBV_ID_BYTES);
+		json_array_append_new(items[i].keep ? jkeep : jdrop,
+				      json_pack("{s:s, s:s, s:s, s:s}", "id", id, "time", t, "group", groups[i], "reasons",
+						items[i].reasons));
+		if (!cli.json && !cli.quiet)
+			printf("%s %.8s  %s  %-30s %s\n", items[i].keep ? "keep  " : "remove", id, t, groups[i],
+			       items[i].reasons);
+	}
+	kbv_reader_free(rd);
+	rd = NULL;
+
+	struct kbv_gc_result res;
+	double t0 = cli_now();
+	if ((rc = kbv_gc(r, (const uint8_t(*)[KBV_ID_BYTES])drop, ndrop, &go, &res)) < 0) {
+		code = cli_fail(rc);
+		goto done;
+	}
+	double secs = cli_now() - t0;
+	if (cli.json) {
+		json_t *j = json_pack("{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}}",
+				      "dry_run", go.dry_run, "kept", jkeep, "removed", jdrop, "gc", "live_blobs",
+				      (json_int_t)res.live_blobs, "packs", (json_int_t)res.packs, "pack_bytes",
+				      (json_int_t)res.pack_bytes, "packs_deleted", (json_int_t)res.packs_deleted,
+				      "packs_repacked", (json_int_t)res.packs_repacked, "packs_written",
+				      (json_int_t)res.packs_written, "packs_left_mostly_dead",
+				      (json_int_t)res.packs_left_mostly_dead, "bytes_freed",
+				      (json_int_t)(res.pack_bytes - res.bytes_after), "bytes_after",
+				      (json_int_t)res.bytes_after, "tmp_removed", (json_int_t)res.tmp_removed,
+				      "index_bytes_before", (json_int_t)res.index_bytes_before, "index_bytes_after",
+				      (json_int_t)res.index_bytes_after, "seconds", secs);
+		jkeep = jdrop = NULL;
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet) {
+		char before[32], after[32], freed[32];
+		cli_bytes(res.pack_bytes, before, sizeof before);
+		cli_bytes(res.bytes_after, after, sizeof after);
+		cli_bytes(res.pack_bytes - res.bytes_after, freed, sizeof freed);
+		printf("gc%s: %s %llu snapshots, kept %llu; %llu live blobs; %s %llu of %llu packs, %s %llu (into %llu "
+		       "new)%s; %s %s (%s -> %s), %.1f s\n",
+		       go.dry_run ? " --dry-run" : "", go.dry_run ? "would remove" : "removed",
+		       (unsigned long long)res.snapshots_dropped, (unsigned long long)res.snapshots_kept,
+		       (unsigned long long)res.live_blobs, go.dry_run ? "would delete" : "deleted",
+		       (unsigned long long)res.packs_deleted, (unsigned long long)res.packs,
+		       go.dry_run ? "would repack" : "repacked", (unsigned long long)res.packs_repacked,
+		       (unsigned long long)res.packs_written, res.packs_left_mostly_dead ? " (more next time: --max-repack)" : "",
+		       go.dry_run ? "would free" : "freed", freed, before, after, secs);
+	}
+	code = EXIT_OK;
+done:
+	json_decref(jkeep);
+	json_decref(jdrop);
+	for (size_t i = 0; groups && i < n; i++)
+		free(groups[i]);
+	free(groups);
+	free(items);
+	free(drop);
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	kbv_repo_close(r);
+	free(tags);
+	return code;
+}
+
+int cmd_forget(int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_GLOBAL_OPTIONS, { 0 } };
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
+		if (!cli_global_option(c, optarg, "forget"))
+			return cli_usage("forget", "unknown option");
+	if (optind >= argc)
+		return cli_usage("forget", "name the snapshots to remove (ids, prefixes or latest)");
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL, *s;
+	size_t n = 0;
+	char dir[PATH_MAX];
+	int code, rc = 0;
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+		return code;
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_repo_sub(r, "snapshots", dir, sizeof dir)) < 0)
+		goto out;
+	/* Resolve every name first: a typo removes nothing. */
+	for (int i = optind; i < argc && rc == 0; i++)
+		rc = kbv_snapshot_find(list, n, argv[i], &s);
+	for (int i = optind; i < argc && rc == 0; i++) {
+		char hex[2 * KBV_ID_BYTES + 1], path[PATH_MAX + 80];
+		kbv_snapshot_find(list, n, argv[i], &s);
+		kbv_hex(s->id, KBV_ID_BYTES, hex);
+		snprintf(path, sizeof path, "%s/%s", dir, hex);
+		if (unlink(path) < 0 && errno != ENOENT)
+			rc = kbv_error(KBV_EIO, "remove '%s': %s", path, strerror(errno));
+		else if (!cli.quiet)
+			printf("removed snapshot %.8s (its space comes back at the next gc)\n", hex);
+	}
+	if (rc == 0)
+		rc = kbv_fsync_dir(dir);
+out:
+	if (rc < 0)
+		code = cli_fail(rc);
+	kbv_snapshot_list_free(list, n);
+	kbv_repo_close(r);
+	return code;
+}

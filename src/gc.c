@@ -1,0 +1,683 @@
+/* Garbage collection. The order of every step is what keeps a kill -9 harmless
+ * (format/repository.md, "gc"):
+ *
+ *   1. drop:    unlink the dropped manifests (fsync snapshots/)
+ *   2. mark:    walk every remaining manifest's trees; the live set is the sorted 64-bit
+ *               prefixes of the referenced blob ids (8 bytes per blob: ~8 MB per million)
+ *               plus an exact set of TREE ids to skip shared subtrees. Every referenced
+ *               blob must be in the index, or gc stops: a stale index must never make live
+ *               data look dead.
+ *   3. sweep:   read every pack file's trailer (indexed or not). A blob is live when its id
+ *               is in the live set AND the index locates it at exactly this place; other
+ *               copies are garbage. A prefix collision can only keep garbage, never lose
+ *               data.
+ *   4. repack:  copy the live envelopes of mostly-dead packs, byte for byte (no
+ *               re-encryption), into new packs, made durable like any pack
+ *   5. index:   one LMDB transaction: new packs in, removed packs and their dead blobs out
+ *   6. delete:  unlink the removed pack files; then leftovers in tmp/
+ *   7. compact: copy the index with MDB_CP_COMPACT and rename it into place
+ *
+ * A crash before 5 leaves new packs unindexed (garbage for the next gc); after 5, old
+ * packs unindexed (garbage too). The index always points at durable packs. */
+#include "kbv/gc.h"
+#include "kbv/check.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/idset.h"
+#include "kbv/index.h"
+#include "kbv/pack.h"
+#include "kbv/reader.h"
+#include "kbv/snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the live set: sorted 64-bit id prefixes ---- */
+
+struct live {
+	uint64_t *v;
+	size_t n, cap, uniq; /* v[0..uniq) sorted and unique; v[uniq..n) appended since */
+};
+
+static uint64_t prefix(const uint8_t *id)
+{
+	uint64_t x;
+	memcpy(&x, id, sizeof x);
+	return x;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void live_compact(struct live *l)
+{
+	if (l->uniq == l->n)
+		return;
+	qsort(l->v, l->n, sizeof *l->v, cmp_u64);
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (k == 0 || l->v[i] != l->v[k - 1])
+			l->v[k++] = l->v[i];
+	l->n = l->uniq = k;
+}
+
+static int live_add(struct live *l, const uint8_t *id)
+{
+	if (l->n == l->cap) {
+		live_compact(l); /* duplicates (chunks shared by snapshots) go first */
+		if (l->cap == 0 || l->n > l->cap / 2) {
+			size_t cap = l->cap ? 2 * l->cap : 1 << 16;
+			uint64_t *nv = realloc(l->v, cap * sizeof *nv);
+			if (!nv)
+				return kbv_error(KBV_ENOMEM, "out of memory (live set of %zu blobs)", l->n);
+			l->v = nv;
+			l->cap = cap;
+		}
+	}
+	l->v[l->n++] = prefix(id);
+	return 0;
+}
+
+static int live_has(const struct live *l, const uint8_t *id)
+{
+	uint64_t key = prefix(id);
+	return bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64) != NULL;
+}
+
+/* ---- mark ---- */
+
+struct mark {
+	struct kbv_repo *r;
+	MDB_txn *txn;
+	struct kbv_idset trees;
+	struct live live;
+	const char *snap; /* short id, for messages */
+};
+
+static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
+{
+	struct mark *m = arg;
+	if (type == KBV_BLOB_TREE) {
+		if (kbv_idset_has(&m->trees, id))
+			return KBV_VISIT_SKIP; /* shared with a snapshot already marked */
+		int rc = kbv_idset_add(&m->trees, id);
+		if (rc < 0)
+			return rc;
+	} else {
+		/* The reader checked TREE blobs by reading them; a DATA blob is only named, so
+		 * its presence in the index is checked here. */
+		int rc = kbv_index_get(m->r->idx, m->txn, id, NULL);
+		if (rc == KBV_ENOTFOUND) {
+			char hex[2 * KBV_ID_BYTES + 1];
+			kbv_hex(id, KBV_ID_BYTES, hex);
+			return kbv_error(KBV_ECORRUPT,
+					 "blob %.16s, referenced by snapshot %s, is not in the index: gc stops here; run "
+					 "'kbvault repair index' (and 'kbvault check'), then gc again",
+					 hex, m->snap);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return live_add(&m->live, id);
+}
+
+static int mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot *s)
+{
+	char hex[2 * KBV_ID_BYTES + 1];
+	int rc = 0;
+	kbv_hex(s->id, KBV_ID_BYTES, hex);
+	hex[12] = 0;
+	m->snap = hex;
+	if (s->table_ref.depth != KBV_REF_EMPTY)
+		TRY(kbv_reader_visit(rd, &s->table_ref, mark_one, m));
+	TRY(kbv_snapshot_load_entries(rd, s));
+	for (size_t i = 0; i < s->nloaded; i++)
+		if (s->entries[i].ref.depth != KBV_REF_EMPTY)
+			TRY(kbv_reader_visit(rd, &s->entries[i].ref, mark_one, m));
+out:
+	return rc;
+}
+
+/* ---- sweep ---- */
+
+struct packno_map {
+	uint8_t id[KBV_PACKID_BYTES];
+	uint32_t no;
+};
+
+struct plan_pack {
+	uint8_t id[KBV_PACKID_BYTES];
+	long no; /* -1: not indexed */
+	uint64_t size, live, total;
+	struct kbv_buf entries; /* struct kbv_pack_entry, kept for delete/repack candidates */
+	size_t n;
+	uint8_t *is_live;       /* per entry */
+	int action;             /* 0 keep, 1 delete, 2 repack */
+};
+
+struct sweep {
+	struct kbv_repo *r;
+	struct kbv_codec *codec;
+	MDB_txn *txn;
+	const struct live *live;
+	struct packno_map *map;
+	size_t nmap, capmap;
+	struct plan_pack *p;
+	size_t np, capp;
+	const struct kbv_gc_opts *o;
+	uint64_t done, total;
+};
+
+static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct sweep *s = arg;
+	if (s->nmap == s->capmap) {
+		size_t cap = s->capmap ? 2 * s->capmap : 256;
+		struct packno_map *nm = realloc(s->map, cap * sizeof *nm);
+		if (!nm)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->map = nm;
+		s->capmap = cap;
+	}
+	memcpy(s->map[s->nmap].id, info->id, KBV_PACKID_BYTES);
+	s->map[s->nmap++].no = no;
+	return 0;
+}
+
+static int cmp_map(const void *a, const void *b)
+{
+	return memcmp(a, b, KBV_PACKID_BYTES);
+}
+
+static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
+{
+	(void)id;
+	((struct sweep *)arg)->total++;
+	return 0;
+}
+
+static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
+{
+	struct sweep *s = arg;
+	struct kbv_buf entries = KBV_BUF_INIT;
+	size_t n = 0;
+	uint64_t size = 0;
+	int rc = 0;
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	kbv_hex(id, KBV_PACKID_BYTES, hex);
+	struct packno_map *m = bsearch(id, s->map, s->nmap, sizeof *s->map, cmp_map);
+	if (s->np == s->capp) {
+		size_t cap = s->capp ? 2 * s->capp : 256;
+		struct plan_pack *np = realloc(s->p, cap * sizeof *np);
+		if (!np)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->p = np;
+		s->capp = cap;
+	}
+	struct plan_pack *p = &s->p[s->np];
+	memset(p, 0, sizeof *p);
+	memcpy(p->id, id, KBV_PACKID_BYTES);
+	p->no = m ? (long)m->no : -1;
+	rc = kbv_pack_read_trailer(s->r, s->codec, id, &entries, &n, &size);
+	if (rc < 0) {
+		if (p->no >= 0)
+			return kbv_error_prefix(rc, "gc stops: indexed pack %s cannot be read (run 'kbvault check')", hex);
+		/* Not indexed and unreadable: left by an interrupted write. Nothing can live in it. */
+		char path[PATH_MAX];
+		struct stat st;
+		if (kbv_repo_pack_path(s->r, id, path, sizeof path) == 0 && stat(path, &st) == 0)
+			p->size = (uint64_t)st.st_size;
+		p->action = 1;
+		s->np++;
+		return 0;
+	}
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	p->size = size;
+	p->n = n;
+	p->is_live = calloc(n + 1, 1);
+	if (!p->is_live) {
+		kbv_buf_release(&entries);
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct kbv_loc loc;
+		if (p->no < 0 || !live_has(s->live, e[i].id))
+			continue;
+		rc = kbv_index_get(s->r->idx, s->txn, e[i].id, &loc);
+		if (rc == KBV_ENOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		p->is_live[i] = loc.pack == (uint32_t)p->no && loc.offset == e[i].offset && loc.raw_off == e[i].raw_off &&
+				loc.type == e[i].type;
+	}
+	/* Per envelope (bundle members share one): live if any member is. */
+	for (size_t i = 0; rc == 0 && i < n;) {
+		size_t j = i;
+		int any = 0;
+		while (j < n && e[j].offset == e[i].offset)
+			any |= p->is_live[j++];
+		p->total += e[i].stored_len;
+		if (any)
+			p->live += e[i].stored_len;
+		i = j;
+	}
+	if (rc == 0) {
+		if (p->live == 0)
+			p->action = 1;
+		else if (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused)
+			p->action = 2;
+		if (p->action) {
+			p->entries = entries; /* kept: needed to repack, and to unindex */
+			entries = (struct kbv_buf)KBV_BUF_INIT;
+		} else {
+			free(p->is_live);
+			p->is_live = NULL;
+		}
+		s->np++;
+	} else {
+		free(p->is_live);
+	}
+	kbv_buf_release(&entries);
+	s->done++;
+	if (s->o->progress)
+		s->o->progress(s->o->arg, "sweep", s->done, s->total);
+	return rc;
+}
+
+/* ---- repack ---- */
+
+struct newpacks {
+	struct kbv_pack_info *info;
+	struct kbv_buf *entries;
+	size_t n, cap;
+};
+
+static int newpack_finish(struct kbv_packw **w, struct newpacks *np, uint64_t *written)
+{
+	int rc = 0;
+	if (!*w)
+		return 0;
+	if (np->n == np->cap) {
+		size_t cap = np->cap ? 2 * np->cap : 16;
+		struct kbv_pack_info *ni = realloc(np->info, cap * sizeof *ni);
+		if (ni)
+			np->info = ni;
+		struct kbv_buf *ne = realloc(np->entries, cap * sizeof *ne);
+		if (ne)
+			np->entries = ne;
+		if (!ni || !ne)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		np->cap = cap;
+	}
+	if (kbv_fault("gc-pack-write")) {
+		rc = kbv_error(KBV_EIO, "gc: write pack: injected fault");
+		goto out;
+	}
+	struct kbv_buf *eb = &np->entries[np->n];
+	*eb = (struct kbv_buf)KBV_BUF_INIT;
+	TRY(kbv_buf_add(eb, kbv_packw_entries(*w), kbv_packw_count(*w) * sizeof(struct kbv_pack_entry)));
+	rc = kbv_packw_finish(*w, &np->info[np->n]);
+	if (rc < 0) {
+		kbv_buf_release(eb);
+		goto out;
+	}
+	*written += np->info[np->n].size;
+	np->n++;
+out:
+	kbv_packw_free(*w);
+	*w = NULL;
+	return rc;
+}
+
+static int repack_one(struct kbv_repo *r, struct kbv_codec *codec, struct plan_pack *p, struct kbv_packw **w,
+		      struct newpacks *np, uint64_t *written)
+{
+	char path[PATH_MAX];
+	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT;
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)p->entries.data;
+	int rc = 0, fd = -1;
+	TRY(kbv_repo_pack_path(r, p->id, path, sizeof path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = kbv_error(KBV_EIO, "open '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	for (size_t i = 0; i < p->n;) {
+		size_t j = i;
+		live.len = 0;
+		while (j < p->n && e[j].offset == e[i].offset) {
+			if (p->is_live[j])
+				TRY(kbv_buf_add(&live, &e[j], sizeof e[j]));
+			j++;
+		}
+		if (live.len) {
+			TRY(kbv_buf_reserve(&stored, e[i].stored_len));
+			TRY(kbv_pread_full(fd, stored.data, e[i].stored_len, e[i].offset, path));
+			if (!*w)
+				TRY(kbv_packw_new(r, codec, w));
+			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
+						live.len / sizeof(struct kbv_pack_entry));
+			if (rc < 0) {
+				kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')", path,
+						 e[i].offset);
+				goto out;
+			}
+			if (kbv_packw_size(*w) >= r->pack_size)
+				TRY(newpack_finish(w, np, written));
+		}
+		i = j;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	kbv_buf_release(&stored);
+	kbv_buf_release(&live);
+	return rc;
+}
+
+/* ---- housekeeping ---- */
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Remove everything in tmp/ (files and the flat spool directories of pg_dump -Fd). Only
+ * under the exclusive lock: nobody is writing there. */
+static uint64_t clean_tmp(struct kbv_repo *r)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	uint64_t n = 0;
+	if (kbv_repo_sub(r, "tmp", dir, sizeof dir) < 0)
+		return 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0) {
+			n++;
+			continue;
+		}
+		DIR *s = opendir(path);
+		struct dirent *se;
+		while (s && (se = readdir(s)))
+			if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
+				unlinkat(dirfd(s), se->d_name, 0);
+		if (s)
+			closedir(s);
+		if (rmdir(path) == 0)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Copy the index compacted and rename it into place (exclusive lock: no other process has
+ * it open). */
+static int compact_index(struct kbv_repo *r, struct kbv_gc_result *res)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX + 16], data[PATH_MAX + 16], cdata[PATH_MAX + 32];
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "index", dir, sizeof dir));
+	snprintf(tmp, sizeof tmp, "%s/compact", dir);
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	snprintf(cdata, sizeof cdata, "%s/data.mdb", tmp);
+	res->index_bytes_before = file_size(data);
+	unlink(cdata);
+	snprintf(cdata, sizeof cdata, "%s/lock.mdb", tmp);
+	unlink(cdata);
+	rmdir(tmp);
+	if (mkdir(tmp, 0700) < 0)
+		return kbv_error(KBV_EIO, "create '%s': %s", tmp, strerror(errno));
+	snprintf(cdata, sizeof cdata, "%s/data.mdb", tmp);
+	rc = kbv_index_compact(r->idx, tmp);
+	if (rc == 0) {
+		int fd = open(cdata, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			rc = kbv_error(KBV_EIO, "fsync '%s': %s", cdata, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0) {
+		kbv_index_close(r->idx);
+		r->idx = NULL;
+		if (rename(cdata, data) < 0)
+			rc = kbv_error(KBV_EIO, "rename '%s': %s", cdata, strerror(errno));
+		else
+			rc = kbv_fsync_dir(dir);
+		int orc = kbv_index_open(dir, &r->idx);
+		if (rc == 0)
+			rc = orc;
+	}
+	rmdir(tmp);
+	res->index_bytes_after = file_size(data);
+out:
+	return rc;
+}
+
+/* ---- gc ---- */
+
+static int cmp_dead_share(const void *a, const void *b)
+{
+	const struct plan_pack *x = *(struct plan_pack *const *)a, *y = *(struct plan_pack *const *)b;
+	double dx = x->total ? (double)(x->total - x->live) / (double)x->total : 1;
+	double dy = y->total ? (double)(y->total - y->live) / (double)y->total : 1;
+	return dx > dy ? -1 : dx < dy;
+}
+
+int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
+	   struct kbv_gc_result *res)
+{
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
+	struct sweep sw = { .r = r, .o = o };
+	struct newpacks np = { 0 };
+	struct kbv_packw *w = NULL;
+	struct plan_pack **rep = NULL;
+	size_t n = 0;
+	char dir[PATH_MAX];
+	int rc = 0;
+	memset(res, 0, sizeof *res);
+
+	/* 1. drop */
+	TRY(kbv_repo_sub(r, "snapshots", dir, sizeof dir));
+	if (!o->dry_run && ndrop) {
+		for (size_t i = 0; i < ndrop; i++) {
+			char hex[2 * KBV_ID_BYTES + 1], path[PATH_MAX + 80];
+			kbv_hex(drop[i], KBV_ID_BYTES, hex);
+			snprintf(path, sizeof path, "%s/%s", dir, hex);
+			if (unlink(path) < 0 && errno != ENOENT) {
+				rc = kbv_error(KBV_EIO, "remove snapshot '%s': %s", path, strerror(errno));
+				goto out;
+			}
+			res->snapshots_dropped++;
+		}
+		TRY(kbv_fsync_dir(dir));
+	}
+
+	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
+	TRY(kbv_snapshot_list(r, &list, &n));
+	TRY(kbv_reader_new(r, 0, &rd));
+	TRY(kbv_index_rbegin(r->idx, &m.txn));
+	for (size_t i = 0; i < n; i++) {
+		int dropped = 0;
+		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)
+			dropped = !memcmp(drop[k], list[i]->id, KBV_ID_BYTES);
+		if (dropped) {
+			res->snapshots_dropped++;
+			continue;
+		}
+		res->snapshots_kept++;
+		TRY(mark_snapshot(&m, rd, list[i]));
+		if (o->progress)
+			o->progress(o->arg, "mark", i + 1, n);
+	}
+	live_compact(&m.live);
+	res->live_blobs = m.live.n;
+	kbv_reader_free(rd); /* before the index is closed and reopened by compaction */
+	rd = NULL;
+
+	/* 3. sweep */
+	sw.live = &m.live;
+	sw.txn = m.txn;
+	sw.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!sw.codec) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(kbv_index_each_pack(r->idx, m.txn, collect_packno, &sw));
+	if (sw.nmap)
+		qsort(sw.map, sw.nmap, sizeof *sw.map, cmp_map);
+	TRY(kbv_each_packfile(r, count_pack, &sw));
+	TRY(kbv_each_packfile(r, sweep_pack, &sw));
+	kbv_index_rend(m.txn);
+	m.txn = NULL;
+
+	/* Plan: delete the dead; repack the mostly dead, most dead first, up to the cap. */
+	size_t nrep = 0;
+	uint64_t repack_bytes = 0;
+	rep = calloc(sw.np + 1, sizeof *rep);
+	if (!rep) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < sw.np; i++) {
+		res->packs++;
+		res->pack_bytes += sw.p[i].size;
+		if (sw.p[i].action == 2)
+			rep[nrep++] = &sw.p[i];
+	}
+	qsort(rep, nrep, sizeof *rep, cmp_dead_share);
+	for (size_t i = 0; i < nrep; i++) {
+		if (o->max_repack && repack_bytes + rep[i]->size > o->max_repack) {
+			rep[i]->action = 0; /* next run */
+			res->packs_left_mostly_dead++;
+			continue;
+		}
+		repack_bytes += rep[i]->size;
+	}
+	uint64_t planned_written = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		if (sw.p[i].action == 1) {
+			res->packs_deleted++;
+			res->bytes_deleted += sw.p[i].size;
+		} else if (sw.p[i].action == 2) {
+			res->packs_repacked++;
+			res->bytes_deleted += sw.p[i].size;
+			planned_written += sw.p[i].live;
+		}
+	}
+	if (o->dry_run) {
+		res->bytes_written = planned_written;
+		res->bytes_after = res->pack_bytes - res->bytes_deleted + planned_written;
+		goto out;
+	}
+
+	/* 4. repack */
+	size_t done = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		if (sw.p[i].action != 2)
+			continue;
+		TRY(repack_one(r, sw.codec, &sw.p[i], &w, &np, &res->bytes_written));
+		if (o->progress)
+			o->progress(o->arg, "repack", ++done, res->packs_repacked);
+	}
+	TRY(newpack_finish(&w, &np, &res->bytes_written));
+	res->packs_written = np.n;
+
+	/* 5. index: one transaction */
+	{
+		size_t ngone = 0;
+		uint32_t *gone = calloc(sw.np + 1, sizeof *gone);
+		const struct kbv_pack_entry **ge = calloc(sw.np + 1, sizeof *ge);
+		size_t *gc = calloc(sw.np + 1, sizeof *gc);
+		const struct kbv_pack_entry **ne = calloc(np.n + 1, sizeof *ne);
+		size_t *nc = calloc(np.n + 1, sizeof *nc);
+		if (!gone || !ge || !gc || !ne || !nc)
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < sw.np; i++) {
+			if (!sw.p[i].action || sw.p[i].no < 0)
+				continue;
+			gone[ngone] = (uint32_t)sw.p[i].no;
+			ge[ngone] = (const struct kbv_pack_entry *)sw.p[i].entries.data;
+			gc[ngone++] = sw.p[i].n;
+		}
+		for (size_t i = 0; rc == 0 && i < np.n; i++) {
+			ne[i] = (const struct kbv_pack_entry *)np.entries[i].data;
+			nc[i] = np.entries[i].len / sizeof(struct kbv_pack_entry);
+		}
+		if (rc == 0 && kbv_fault("gc-index-commit"))
+			rc = kbv_error(KBV_EIO, "gc: index commit: injected fault");
+		if (rc == 0 && (np.n || ngone))
+			rc = kbv_index_gc_commit(r->idx, np.info, ne, nc, np.n, gone, ge, gc, ngone);
+		free(gone), free(ge), free(gc), free(ne), free(nc);
+		if (rc < 0)
+			goto out;
+	}
+
+	/* 6. delete */
+	done = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		char path[PATH_MAX], pdir[PATH_MAX];
+		if (!sw.p[i].action)
+			continue;
+		if (kbv_fault("gc-delete")) {
+			rc = kbv_error(KBV_EIO, "gc: delete: injected fault");
+			goto out;
+		}
+		TRY(kbv_repo_pack_path(r, sw.p[i].id, path, sizeof path));
+		if (unlink(path) < 0 && errno != ENOENT) {
+			rc = kbv_error(KBV_EIO, "remove '%s': %s", path, strerror(errno));
+			goto out;
+		}
+		snprintf(pdir, sizeof pdir, "%s", path);
+		*strrchr(pdir, '/') = 0;
+		TRY(kbv_fsync_dir(pdir));
+		if (o->progress)
+			o->progress(o->arg, "delete", ++done, res->packs_deleted + res->packs_repacked);
+	}
+	res->tmp_removed = clean_tmp(r);
+	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
+
+	/* 7. compact */
+	TRY(compact_index(r, res));
+out:
+	if (m.txn)
+		kbv_index_rend(m.txn);
+	kbv_packw_free(w);
+	for (size_t i = 0; i < np.n; i++)
+		kbv_buf_release(&np.entries[i]);
+	free(np.info);
+	free(np.entries);
+	for (size_t i = 0; i < sw.np; i++) {
+		kbv_buf_release(&sw.p[i].entries);
+		free(sw.p[i].is_live);
+	}
+	free(sw.p);
+	free(sw.map);
+	free(rep);
+	kbv_codec_free(sw.codec);
+	kbv_idset_release(&m.trees);
+	free(m.live.v);
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	return rc;
+}
