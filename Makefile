@@ -38,7 +38,7 @@ FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick bench-sources soak check-san
+.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -105,6 +105,10 @@ bench-pg: deps bench-deps all
 
 bench-pg-quick: deps bench-deps all
 	@KBVAULT=$(abspath $(PROG)) bench/pg-evolve.sh quick
+
+# gc and check on a repository of > 1M chunks vs restic forget --prune (bench/gc.sh).
+bench-gc: deps bench-deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/gc.sh
 
 # Qdrant snapshots and Neo4j dumps over nights, through the stand-ins (bench/sources.sh).
 bench-sources: deps bench-deps all

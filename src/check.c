@@ -299,6 +299,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	}
 	if (fd >= 0)
 		close(fd);
+	kbv_index_release_pages(c->r->idx); /* a long scan need not keep the index resident */
 	return 0;
 }
 

@@ -7,18 +7,22 @@
  *               plus an exact set of TREE ids to skip shared subtrees. Every referenced
  *               blob must be in the index, or gc stops: a stale index must never make live
  *               data look dead.
- *   3. sweep:   read every pack file's trailer (indexed or not). A blob is live when its id
- *               is in the live set AND the index locates it at exactly this place; other
- *               copies are garbage. A prefix collision can only keep garbage, never lose
- *               data.
+ *   3. sweep:   one pass over the index in key order collects where each live blob is;
+ *               then every pack file's trailer is read (indexed or not). A blob is live
+ *               when its id is in the live set AND the index locates it at exactly this
+ *               place; other copies are garbage. A prefix collision can only keep
+ *               garbage. Every live blob must be found this way, or gc stops.
  *   4. repack:  copy the live envelopes of mostly-dead packs, byte for byte (no
- *               re-encryption), into new packs, made durable like any pack
- *   5. index:   one LMDB transaction: new packs in, removed packs and their dead blobs out
+ *               re-encryption), into new packs, made durable like any pack and indexed
+ *               at once (their blobs take over the locations; the old copies remain)
+ *   5. index:   removed packs and the blobs still located in them out, in write
+ *               transactions of bounded size (the old files still exist)
  *   6. delete:  unlink the removed pack files; then leftovers in tmp/
  *   7. compact: copy the index with MDB_CP_COMPACT and rename it into place
  *
- * A crash before 5 leaves new packs unindexed (garbage for the next gc); after 5, old
- * packs unindexed (garbage too). The index always points at durable packs. */
+ * A crash in 4 leaves new packs unindexed or indexed beside the old ones; in or after 5,
+ * old packs partly unindexed: garbage for the next gc, either way. The index always
+ * points at durable packs holding what it says. */
 #include "kbv/gc.h"
 #include "kbv/check.h"
 #include "kbv/error.h"
@@ -88,17 +92,18 @@ static int live_add(struct live *l, const uint8_t *id)
 	return 0;
 }
 
-static int live_has(const struct live *l, const uint8_t *id)
+/* Position of the id's prefix in the live set, or -1. */
+static long live_find(const struct live *l, const uint8_t *id)
 {
 	uint64_t key = prefix(id);
-	return bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64) != NULL;
+	const uint64_t *p = bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64);
+	return p ? (long)(p - l->v) : -1;
 }
 
 /* ---- mark ---- */
 
 struct mark {
 	struct kbv_repo *r;
-	MDB_txn *txn;
 	struct kbv_idset trees;
 	struct live live;
 	const char *snap; /* short id, for messages */
@@ -113,21 +118,8 @@ static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
 		int rc = kbv_idset_add(&m->trees, id);
 		if (rc < 0)
 			return rc;
-	} else {
-		/* The reader checked TREE blobs by reading them; a DATA blob is only named, so
-		 * its presence in the index is checked here. */
-		int rc = kbv_index_get(m->r->idx, m->txn, id, NULL);
-		if (rc == KBV_ENOTFOUND) {
-			char hex[2 * KBV_ID_BYTES + 1];
-			kbv_hex(id, KBV_ID_BYTES, hex);
-			return kbv_error(KBV_ECORRUPT,
-					 "blob %.16s, referenced by snapshot %s, is not in the index: gc stops here; run "
-					 "'kbvault repair index' (and 'kbvault check'), then gc again",
-					 hex, m->snap);
-		}
-		if (rc < 0)
-			return rc;
 	}
+	/* A DATA blob is only named here; the sweep checks that each one is indexed. */
 	return live_add(&m->live, id);
 }
 
@@ -159,13 +151,32 @@ struct plan_pack {
 	uint8_t id[KBV_PACKID_BYTES];
 	long no; /* -1: not indexed */
 	uint64_t size, live, total;
-	struct kbv_buf entries; /* struct kbv_pack_entry, kept for delete/repack candidates */
+	struct kbv_buf entries; /* unused once swept */
 	size_t n;
-	uint8_t *is_live;       /* per entry */
+	uint8_t *is_live;       /* per entry, while sweeping */
 	int action;             /* 0 keep, 1 delete, 2 repack */
 };
 
+/* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
+struct loctuple {
+	uint32_t pack, offset, raw_off, live; /* live: position in the live set */
+};
+
+static int cmp_tuple(const void *a, const void *b)
+{
+	const struct loctuple *x = a, *y = b;
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->raw_off < y->raw_off ? -1 : x->raw_off > y->raw_off;
+}
+
 struct sweep {
+	uint8_t *found; /* one bit per live prefix: seen at its indexed location */
+	uint64_t scanned;
+	struct loctuple *locs;
+	size_t nlocs, caplocs;
 	struct kbv_repo *r;
 	struct kbv_codec *codec;
 	MDB_txn *txn;
@@ -194,6 +205,28 @@ static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *in
 	return 0;
 }
 
+/* One pass over the index in key order (sequential, unlike a lookup per trailer entry):
+ * the location of every blob whose id is in the live set. */
+static int collect_loc(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
+{
+	struct sweep *s = arg;
+	if (++s->scanned % 65536 == 0)
+		kbv_index_release_pages(s->r->idx);
+	long li = live_find(s->live, id);
+	if (li < 0)
+		return 0;
+	if (s->nlocs == s->caplocs) {
+		size_t cap = s->caplocs ? 2 * s->caplocs : 1 << 16;
+		struct loctuple *nl = realloc(s->locs, cap * sizeof *nl);
+		if (!nl)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->locs = nl;
+		s->caplocs = cap;
+	}
+	s->locs[s->nlocs++] = (struct loctuple){ loc->pack, loc->offset, loc->raw_off, (uint32_t)li };
+	return 0;
+}
+
 static int cmp_map(const void *a, const void *b)
 {
 	return memcmp(a, b, KBV_PACKID_BYTES);
@@ -204,6 +237,21 @@ static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 	(void)id;
 	((struct sweep *)arg)->total++;
 	return 0;
+}
+
+/* Which entries of pack p's trailer are the index's copy of a live blob. */
+static void mark_live(struct sweep *s, const struct plan_pack *p, const struct kbv_pack_entry *e, size_t n,
+		      uint8_t *is_live)
+{
+	for (size_t i = 0; p->no >= 0 && i < n; i++) {
+		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0 };
+		const struct loctuple *t = bsearch(&key, s->locs, s->nlocs, sizeof *s->locs, cmp_tuple);
+		/* The same place, and the same id there. */
+		if (t && s->live->v[t->live] == prefix(e[i].id)) {
+			is_live[i] = 1;
+			s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
+		}
+	}
 }
 
 static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
@@ -249,20 +297,7 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 		kbv_buf_release(&entries);
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct kbv_loc loc;
-		if (p->no < 0 || !live_has(s->live, e[i].id))
-			continue;
-		rc = kbv_index_get(s->r->idx, s->txn, e[i].id, &loc);
-		if (rc == KBV_ENOTFOUND) {
-			rc = 0;
-			continue;
-		}
-		if (rc < 0)
-			break;
-		p->is_live[i] = loc.pack == (uint32_t)p->no && loc.offset == e[i].offset && loc.raw_off == e[i].raw_off &&
-				loc.type == e[i].type;
-	}
+	mark_live(s, p, e, n, p->is_live);
 	/* Per envelope (bundle members share one): live if any member is. */
 	for (size_t i = 0; rc == 0 && i < n;) {
 		size_t j = i;
@@ -279,13 +314,9 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 			p->action = 1;
 		else if (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused)
 			p->action = 2;
-		if (p->action) {
-			p->entries = entries; /* kept: needed to repack, and to unindex */
-			entries = (struct kbv_buf)KBV_BUF_INIT;
-		} else {
-			free(p->is_live);
-			p->is_live = NULL;
-		}
+		/* Nothing per entry is kept: repacking reads the trailer again. */
+		free(p->is_live);
+		p->is_live = NULL;
 		s->np++;
 	} else {
 		free(p->is_live);
@@ -299,67 +330,66 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 
 /* ---- repack ---- */
 
-struct newpacks {
-	struct kbv_pack_info *info;
-	struct kbv_buf *entries;
-	size_t n, cap;
-};
-
-static int newpack_finish(struct kbv_packw **w, struct newpacks *np, uint64_t *written)
+/* Finish the open repack pack: durable first, then indexed at once (its blobs take over
+ * their locations; the old packs stay until the very end, so every state is valid). */
+static int newpack_finish(struct kbv_repo *r, struct kbv_packw **w, uint64_t *packs, uint64_t *written)
 {
+	struct kbv_pack_info info;
 	int rc = 0;
 	if (!*w)
 		return 0;
-	if (np->n == np->cap) {
-		size_t cap = np->cap ? 2 * np->cap : 16;
-		struct kbv_pack_info *ni = realloc(np->info, cap * sizeof *ni);
-		if (ni)
-			np->info = ni;
-		struct kbv_buf *ne = realloc(np->entries, cap * sizeof *ne);
-		if (ne)
-			np->entries = ne;
-		if (!ni || !ne)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		np->cap = cap;
-	}
 	if (kbv_fault("gc-pack-write")) {
 		rc = kbv_error(KBV_EIO, "gc: write pack: injected fault");
 		goto out;
 	}
-	struct kbv_buf *eb = &np->entries[np->n];
-	*eb = (struct kbv_buf)KBV_BUF_INIT;
-	TRY(kbv_buf_add(eb, kbv_packw_entries(*w), kbv_packw_count(*w) * sizeof(struct kbv_pack_entry)));
-	rc = kbv_packw_finish(*w, &np->info[np->n]);
-	if (rc < 0) {
-		kbv_buf_release(eb);
-		goto out;
+	struct kbv_buf eb = KBV_BUF_INIT;
+	size_t n = kbv_packw_count(*w);
+	rc = kbv_buf_add(&eb, kbv_packw_entries(*w), n * sizeof(struct kbv_pack_entry));
+	if (rc == 0)
+		rc = kbv_packw_finish(*w, &info);
+	if (rc == 0) {
+		const struct kbv_pack_entry *ep = (const struct kbv_pack_entry *)eb.data;
+		rc = kbv_index_gc_commit(r->idx, &info, &ep, &n, 1, NULL, 0);
 	}
-	*written += np->info[np->n].size;
-	np->n++;
+	kbv_buf_release(&eb);
+	if (rc == 0) {
+		*written += info.size;
+		(*packs)++;
+	}
 out:
 	kbv_packw_free(*w);
 	*w = NULL;
 	return rc;
 }
 
-static int repack_one(struct kbv_repo *r, struct kbv_codec *codec, struct plan_pack *p, struct kbv_packw **w,
-		      struct newpacks *np, uint64_t *written)
+static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p, struct kbv_packw **w,
+		      uint64_t *packs, uint64_t *written)
 {
 	char path[PATH_MAX];
-	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT;
-	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)p->entries.data;
+	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT;
+	uint8_t *is_live = NULL;
+	size_t n = 0;
+	uint64_t size;
 	int rc = 0, fd = -1;
+	TRY(kbv_pack_read_trailer(r, sw->codec, p->id, &entries, &n, &size));
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	is_live = calloc(n + 1, 1);
+	if (!is_live) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	mark_live(sw, p, e, n, is_live);
 	TRY(kbv_repo_pack_path(r, p->id, path, sizeof path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = kbv_error(KBV_EIO, "open '%s': %s", path, strerror(errno));
 		goto out;
 	}
-	for (size_t i = 0; i < p->n;) {
+	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		live.len = 0;
-		while (j < p->n && e[j].offset == e[i].offset) {
-			if (p->is_live[j])
+		while (j < n && e[j].offset == e[i].offset) {
+			if (is_live[j])
 				TRY(kbv_buf_add(&live, &e[j], sizeof e[j]));
 			j++;
 		}
@@ -367,7 +397,7 @@ static int repack_one(struct kbv_repo *r, struct kbv_codec *codec, struct plan_p
 			TRY(kbv_buf_reserve(&stored, e[i].stored_len));
 			TRY(kbv_pread_full(fd, stored.data, e[i].stored_len, e[i].offset, path));
 			if (!*w)
-				TRY(kbv_packw_new(r, codec, w));
+				TRY(kbv_packw_new(r, sw->codec, w));
 			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
 						live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
@@ -376,13 +406,15 @@ static int repack_one(struct kbv_repo *r, struct kbv_codec *codec, struct plan_p
 				goto out;
 			}
 			if (kbv_packw_size(*w) >= r->pack_size)
-				TRY(newpack_finish(w, np, written));
+				TRY(newpack_finish(r, w, packs, written));
 		}
 		i = j;
 	}
 out:
 	if (fd >= 0)
 		close(fd);
+	free(is_live);
+	kbv_buf_release(&entries);
 	kbv_buf_release(&stored);
 	kbv_buf_release(&live);
 	return rc;
@@ -447,7 +479,9 @@ static int compact_index(struct kbv_repo *r, struct kbv_gc_result *res)
 	if (mkdir(tmp, 0700) < 0)
 		return kbv_error(KBV_EIO, "create '%s': %s", tmp, strerror(errno));
 	snprintf(cdata, sizeof cdata, "%s/data.mdb", tmp);
+	kbv_index_release_pages(r->idx);
 	rc = kbv_index_compact(r->idx, tmp);
+	kbv_index_release_pages(r->idx);
 	if (rc == 0) {
 		int fd = open(cdata, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fsync(fd) < 0)
@@ -489,7 +523,6 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	struct kbv_reader *rd = NULL;
 	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
 	struct sweep sw = { .r = r, .o = o };
-	struct newpacks np = { 0 };
 	struct kbv_packw *w = NULL;
 	struct plan_pack **rep = NULL;
 	size_t n = 0;
@@ -516,7 +549,6 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
 	TRY(kbv_snapshot_list(r, &list, &n));
 	TRY(kbv_reader_new(r, 0, &rd));
-	TRY(kbv_index_rbegin(r->idx, &m.txn));
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;
 		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)
@@ -536,20 +568,41 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	rd = NULL;
 
 	/* 3. sweep */
+	kbv_index_release_pages(r->idx);
 	sw.live = &m.live;
-	sw.txn = m.txn;
+	sw.found = calloc(m.live.n / 8 + 1, 1);
+	TRY(kbv_index_rbegin(r->idx, &sw.txn));
+	if (!sw.found) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
 	sw.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 	if (!sw.codec) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
-	TRY(kbv_index_each_pack(r->idx, m.txn, collect_packno, &sw));
+	TRY(kbv_index_each_pack(r->idx, sw.txn, collect_packno, &sw));
 	if (sw.nmap)
 		qsort(sw.map, sw.nmap, sizeof *sw.map, cmp_map);
+	TRY(kbv_index_each_blob(r->idx, sw.txn, collect_loc, &sw));
+	if (sw.nlocs)
+		qsort(sw.locs, sw.nlocs, sizeof *sw.locs, cmp_tuple);
 	TRY(kbv_each_packfile(r, count_pack, &sw));
 	TRY(kbv_each_packfile(r, sweep_pack, &sw));
-	kbv_index_rend(m.txn);
-	m.txn = NULL;
+	kbv_index_rend(sw.txn);
+	sw.txn = NULL;
+	kbv_index_release_pages(r->idx);
+	/* Every blob a snapshot references must have been found where the index says. If
+	 * not, the index is stale or a pack is gone: nothing may be deleted on its word. */
+	for (size_t i = 0; i < m.live.n; i++)
+		if (!(sw.found[i / 8] & (1u << (i % 8)))) {
+			rc = kbv_error(KBV_ECORRUPT,
+				       "a blob the snapshots reference (id prefix %016llx) is not where the index says, or "
+				       "not indexed: gc stops before changing anything; run 'kbvault repair index' and "
+				       "'kbvault check', then gc again",
+				       (unsigned long long)m.live.v[i]);
+			goto out;
+		}
 
 	/* Plan: delete the dead; repack the mostly dead, most dead first, up to the cap. */
 	size_t nrep = 0;
@@ -596,39 +649,29 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	for (size_t i = 0; i < sw.np; i++) {
 		if (sw.p[i].action != 2)
 			continue;
-		TRY(repack_one(r, sw.codec, &sw.p[i], &w, &np, &res->bytes_written));
+		TRY(repack_one(r, &sw, &sw.p[i], &w, &res->packs_written, &res->bytes_written));
 		if (o->progress)
 			o->progress(o->arg, "repack", ++done, res->packs_repacked);
 	}
-	TRY(newpack_finish(&w, &np, &res->bytes_written));
-	res->packs_written = np.n;
+	TRY(newpack_finish(r, &w, &res->packs_written, &res->bytes_written));
 
-	/* 5. index: one transaction */
+	/* 5. index: the new packs are in already; now the removed ones go */
 	{
 		size_t ngone = 0;
 		uint32_t *gone = calloc(sw.np + 1, sizeof *gone);
-		const struct kbv_pack_entry **ge = calloc(sw.np + 1, sizeof *ge);
-		size_t *gc = calloc(sw.np + 1, sizeof *gc);
-		const struct kbv_pack_entry **ne = calloc(np.n + 1, sizeof *ne);
-		size_t *nc = calloc(np.n + 1, sizeof *nc);
-		if (!gone || !ge || !gc || !ne || !nc)
+		if (!gone) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < sw.np; i++) {
-			if (!sw.p[i].action || sw.p[i].no < 0)
-				continue;
-			gone[ngone] = (uint32_t)sw.p[i].no;
-			ge[ngone] = (const struct kbv_pack_entry *)sw.p[i].entries.data;
-			gc[ngone++] = sw.p[i].n;
+			goto out;
 		}
-		for (size_t i = 0; rc == 0 && i < np.n; i++) {
-			ne[i] = (const struct kbv_pack_entry *)np.entries[i].data;
-			nc[i] = np.entries[i].len / sizeof(struct kbv_pack_entry);
-		}
-		if (rc == 0 && kbv_fault("gc-index-commit"))
+		for (size_t i = 0; i < sw.np; i++)
+			if (sw.p[i].action && sw.p[i].no >= 0)
+				gone[ngone++] = (uint32_t)sw.p[i].no;
+		if (kbv_fault("gc-index-commit"))
 			rc = kbv_error(KBV_EIO, "gc: index commit: injected fault");
-		if (rc == 0 && (np.n || ngone))
-			rc = kbv_index_gc_commit(r->idx, np.info, ne, nc, np.n, gone, ge, gc, ngone);
-		free(gone), free(ge), free(gc), free(ne), free(nc);
+		if (rc == 0 && ngone)
+			rc = kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, gone, ngone);
+		free(gone);
+		kbv_index_release_pages(r->idx);
 		if (rc < 0)
 			goto out;
 	}
@@ -657,16 +700,21 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	res->tmp_removed = clean_tmp(r);
 	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
 
-	/* 7. compact */
-	TRY(compact_index(r, res));
+	/* 7. compact, when the file has grown well past what it holds */
+	{
+		uint64_t used, file;
+		TRY(kbv_index_usage(r->idx, &used, &file));
+		if (file > used + used / 2 + (1u << 20))
+			TRY(compact_index(r, res));
+		else
+			res->index_bytes_before = res->index_bytes_after = file;
+	}
 out:
-	if (m.txn)
-		kbv_index_rend(m.txn);
+	if (sw.txn)
+		kbv_index_rend(sw.txn);
+	free(sw.found);
+	free(sw.locs);
 	kbv_packw_free(w);
-	for (size_t i = 0; i < np.n; i++)
-		kbv_buf_release(&np.entries[i]);
-	free(np.info);
-	free(np.entries);
 	for (size_t i = 0; i < sw.np; i++) {
 		kbv_buf_release(&sw.p[i].entries);
 		free(sw.p[i].is_live);

@@ -1,4 +1,7 @@
 #include "kbv/index.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
@@ -281,92 +284,174 @@ int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn f
 	return each(txn, idx->packs, "iterate packs", pack_entry, &vis);
 }
 
+#define GC_BATCH 5000 /* changes per write transaction: bounds LMDB's dirty pages */
+
+static int put_loc(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_entry *e)
+{
+	uint8_t lb[LOC_BYTES];
+	kbv_put32(lb, no);
+	kbv_put32(lb + 4, e->offset);
+	kbv_put32(lb + 8, e->stored_len);
+	kbv_put32(lb + 12, e->raw_off);
+	kbv_put32(lb + 16, e->raw_len);
+	kbv_put64(lb + 20, e->xxh);
+	lb[28] = e->type;
+	MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
+	int mrc = mdb_put(txn, dbi, &bk, &bv, 0);
+	return mrc ? mdb_fail(mrc, "put blob") : 0;
+}
+
+struct put {
+	const struct kbv_pack_entry *e;
+	uint32_t no;
+};
+
+static int cmp_put(const void *a, const void *b)
+{
+	return memcmp(((const struct put *)a)->e->id, ((const struct put *)b)->e->id, KBV_ID_BYTES);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
-			const uint32_t *gone, const struct kbv_pack_entry *const *gone_entries, const size_t *gone_counts,
-			size_t ngone)
+			const uint32_t *gone, size_t ngone)
 {
 	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
 	int rc = 0, mrc;
+	size_t changes = 0;
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
 		return mdb_fail(mrc, "begin write");
 	MDB_val nk = { 9, "next_pack" }, v;
-	uint32_t no = 0;
+	uint32_t first = 0;
 	mrc = mdb_get(txn, idx->meta, &nk, &v);
 	if (mrc == 0 && v.mv_size == 4)
-		no = kbv_get32(v.mv_data);
+		first = kbv_get32(v.mv_data);
 	else if (mrc != MDB_NOTFOUND) {
 		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
 		goto out;
 	}
-	/* New packs first: their blobs take over the locations (the copies they hold are the
-	 * ones the removed packs held). */
-	for (size_t p = 0; p < npacks; p++, no++) {
+	/* The new packs and the numbers they take, in the first transaction. */
+	for (size_t p = 0; p < npacks; p++) {
 		uint8_t pb[PACK_BYTES];
 		memcpy(pb, packs[p].id, KBV_PACKID_BYTES);
 		kbv_put64(pb + 16, packs[p].size);
 		kbv_put32(pb + 24, packs[p].blobs);
-		unsigned int key = no;
+		unsigned int key = first + (uint32_t)p;
 		MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
 		if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
 			rc = mdb_fail(mrc, "put pack");
 			goto out;
 		}
-		for (size_t i = 0; i < counts[p]; i++) {
-			const struct kbv_pack_entry *e = &entries[p][i];
-			uint8_t lb[LOC_BYTES];
-			kbv_put32(lb, no);
-			kbv_put32(lb + 4, e->offset);
-			kbv_put32(lb + 8, e->stored_len);
-			kbv_put32(lb + 12, e->raw_off);
-			kbv_put32(lb + 16, e->raw_len);
-			kbv_put64(lb + 20, e->xxh);
-			lb[28] = e->type;
-			MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
-			if ((mrc = mdb_put(txn, idx->blobs, &bk, &bv, 0))) {
-				rc = mdb_fail(mrc, "put blob");
-				goto out;
-			}
-		}
-	}
-	/* Then the removed packs: every blob still located in one goes (it is dead, or a
-	 * copy lives on elsewhere), and the pack itself. */
-	for (size_t g = 0; g < ngone; g++) {
-		for (size_t i = 0; i < gone_counts[g]; i++) {
-			MDB_val bk = { KBV_ID_BYTES, (void *)gone_entries[g][i].id }, bv;
-			mrc = mdb_get(txn, idx->blobs, &bk, &bv);
-			if (mrc == MDB_NOTFOUND)
-				continue;
-			if (mrc) {
-				rc = mdb_fail(mrc, "get blob");
-				goto out;
-			}
-			if (bv.mv_size == LOC_BYTES && kbv_get32(bv.mv_data) == gone[g] && (mrc = mdb_del(txn, idx->blobs, &bk, NULL))) {
-				rc = mdb_fail(mrc, "delete blob");
-				goto out;
-			}
-		}
-		unsigned int key = gone[g];
-		MDB_val pk = { sizeof key, &key };
-		mrc = mdb_del(txn, idx->packs, &pk, NULL);
-		if (mrc && mrc != MDB_NOTFOUND) {
-			rc = mdb_fail(mrc, "delete pack");
-			goto out;
-		}
 	}
 	uint8_t nb[4];
-	kbv_put32(nb, no);
+	kbv_put32(nb, first + (uint32_t)npacks);
 	v.mv_size = 4;
 	v.mv_data = nb;
 	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
 		rc = mdb_fail(mrc, "put next_pack");
 		goto out;
 	}
+	/* Their blobs take over the locations, in key order (so a batch dirties few pages),
+	 * in batches: until every batch is in, the old locations stay valid (the old packs
+	 * are deleted only after this returns). */
+	size_t total = 0;
+	for (size_t p = 0; p < npacks; p++)
+		total += counts[p];
+	struct put *puts = malloc((total + 1) * sizeof *puts);
+	if (!puts) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t np = 0;
+	for (size_t p = 0; p < npacks; p++)
+		for (size_t i = 0; i < counts[p]; i++)
+			puts[np++] = (struct put){ &entries[p][i], first + (uint32_t)p };
+	qsort(puts, total, sizeof *puts, cmp_put);
+	for (size_t i = 0; i < total && rc == 0; i++) {
+		rc = put_loc(txn, idx->blobs, puts[i].no, puts[i].e);
+		if (rc == 0 && ++changes % GC_BATCH == 0) {
+			mrc = mdb_txn_commit(txn);
+			txn = NULL;
+			kbv_index_release_pages(idx);
+			if (mrc || (mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+				rc = mdb_fail(mrc, "commit");
+		}
+	}
+	free(puts);
+	if (rc < 0)
+		goto out;
+	/* Then every blob still located in a removed pack goes: one pass in key order. */
+	uint32_t *g = malloc((ngone + 1) * sizeof *g);
+	if (!g) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(g, gone, ngone * sizeof *g);
+	qsort(g, ngone, sizeof *g, cmp_u32);
+	uint8_t resume[KBV_ID_BYTES];
+	int resuming = 0;
+	for (; ngone;) {
+		if ((mrc = mdb_cursor_open(txn, idx->blobs, &cur))) {
+			rc = mdb_fail(mrc, "cursor");
+			break;
+		}
+		MDB_val k = { KBV_ID_BYTES, resume }, val;
+		mrc = resuming ? mdb_cursor_get(cur, &k, &val, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &val, MDB_FIRST);
+		int batch_full = 0;
+		while (mrc == 0) {
+			uint32_t no = val.mv_size == LOC_BYTES ? kbv_get32(val.mv_data) : UINT32_MAX;
+			if (ngone && bsearch(&no, g, ngone, sizeof *g, cmp_u32)) {
+				memcpy(resume, k.mv_data, KBV_ID_BYTES);
+				if ((mrc = mdb_cursor_del(cur, 0)))
+					break;
+				if (++changes % GC_BATCH == 0) {
+					batch_full = 1;
+					break;
+				}
+			}
+			mrc = mdb_cursor_get(cur, &k, &val, MDB_NEXT);
+		}
+		mdb_cursor_close(cur);
+		cur = NULL;
+		if (mrc && mrc != MDB_NOTFOUND) {
+			rc = mdb_fail(mrc, "delete blobs");
+			break;
+		}
+		if (!batch_full)
+			break;
+		/* Commit this batch and go on after the last deleted key. */
+		mrc = mdb_txn_commit(txn);
+		txn = NULL;
+		kbv_index_release_pages(idx);
+		if (mrc || (mrc = mdb_txn_begin(idx->env, NULL, 0, &txn))) {
+			rc = mdb_fail(mrc, "commit");
+			break;
+		}
+		resuming = 1;
+	}
+	for (size_t i = 0; rc == 0 && i < ngone; i++) {
+		unsigned int key = g[i];
+		MDB_val pk = { sizeof key, &key };
+		mrc = mdb_del(txn, idx->packs, &pk, NULL);
+		if (mrc && mrc != MDB_NOTFOUND)
+			rc = mdb_fail(mrc, "delete pack");
+	}
+	free(g);
+	if (rc < 0)
+		goto out;
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc)
 		rc = mdb_fail(mrc, "commit");
 out:
+	if (cur)
+		mdb_cursor_close(cur);
 	if (txn)
 		mdb_txn_abort(txn);
 	return rc;
@@ -376,6 +461,44 @@ int kbv_index_compact(struct kbv_index *idx, const char *dir)
 {
 	int mrc = mdb_env_copy2(idx->env, dir, MDB_CP_COMPACT);
 	return mrc ? mdb_fail(mrc, "compact copy") : 0;
+}
+
+void kbv_index_release_pages(struct kbv_index *idx)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(idx->env, &info) == 0 && info.me_mapaddr) {
+		/* The map is read-only (no MDB_WRITEMAP): dropping its pages from this process
+		 * loses nothing; the next access reads them back from the page cache. */
+		long page = sysconf(_SC_PAGESIZE);
+		size_t used = (info.me_last_pgno + 1) * (size_t)page;
+		madvise(info.me_mapaddr, used, MADV_DONTNEED);
+	}
+}
+
+int kbv_index_usage(struct kbv_index *idx, uint64_t *used, uint64_t *file)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int mrc = mdb_env_info(idx->env, &info);
+	if (mrc == 0)
+		mrc = mdb_env_stat(idx->env, &st);
+	if (mrc)
+		return mdb_fail(mrc, "stat");
+	*file = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	/* Pages in use: every named database's pages plus the main one's. */
+	MDB_txn *txn;
+	uint64_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	if ((mrc = mdb_txn_begin(idx->env, NULL, MDB_RDONLY, &txn)))
+		return mdb_fail(mrc, "begin read");
+	MDB_dbi dbs[3] = { idx->blobs, idx->packs, idx->meta };
+	for (int i = 0; i < 3; i++) {
+		MDB_stat ds;
+		if (mdb_stat(txn, dbs[i], &ds) == 0)
+			pages += ds.ms_branch_pages + ds.ms_leaf_pages + ds.ms_overflow_pages;
+	}
+	mdb_txn_abort(txn);
+	*used = pages * st.ms_psize;
+	return 0;
 }
 
 int kbv_index_clear(struct kbv_index *idx)

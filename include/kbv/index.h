@@ -68,16 +68,23 @@ typedef int (*kbv_index_pack_fn)(void *arg, uint32_t packno, const struct kbv_pa
 int kbv_index_each_blob(struct kbv_index *idx, MDB_txn *txn, kbv_index_blob_fn fn, void *arg);
 int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn fn, void *arg);
 
-/* gc, in one write transaction: add the new packs (their blobs take over the locations),
- * then remove packs gone[g] (every blob of gone_entries[g] still located in that pack is
- * deleted, and the pack). After this returns 0 the removed pack files may be deleted. */
+/* gc: add the new packs (their blobs take over the locations), then remove packs gone[]
+ * and every blob still located in one. Several write transactions of bounded size: every
+ * intermediate state is consistent as long as the removed pack files still exist, so
+ * delete them only after this returns 0. */
 int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
-			const uint32_t *gone, const struct kbv_pack_entry *const *gone_entries, const size_t *gone_counts,
-			size_t ngone);
+			const uint32_t *gone, size_t ngone);
 
 /* Write a compacted copy of the index into the (existing, empty) directory `dir`. */
 int kbv_index_compact(struct kbv_index *idx, const char *dir);
+
+/* Drop the index's mapped pages from this process's resident set (long scans over a big
+ * index; they stay in the page cache). */
+void kbv_index_release_pages(struct kbv_index *idx);
+/* Bytes of pages in use and the file's used size (a compaction would bring the file
+ * close to the former). */
+int kbv_index_usage(struct kbv_index *idx, uint64_t *used, uint64_t *file);
 
 /* Drop every entry (for repair). */
 int kbv_index_clear(struct kbv_index *idx);

@@ -68,9 +68,10 @@ static const struct command commands[] = {
 	  "  repacked, at most --max-repack bytes of them per run. --dry-run shows the plan.\n" },
 	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
 	{ "check", cmd_check, "verify the repository",
-	  "kbvault check [--read-data]\n"
+	  "kbvault check [--read-data | --read-data-subset PCT]\n"
 	  "  Verifies packs against the index and every snapshot's references; with --read-data also\n"
-	  "  decrypts, decompresses and hashes every blob. Exit 5 when problems were found.\n" },
+	  "  decrypts, decompresses and hashes every blob; with --read-data-subset a rotating share\n"
+	  "  of the packs a day. Exit 5 when problems were found.\n" },
 	{ "repair", cmd_repair, "rebuild the index from the packs", "kbvault repair index\n" },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
