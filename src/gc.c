@@ -96,6 +96,8 @@ static int live_add(struct live *l, const uint8_t *id)
 static long live_find(const struct live *l, const uint8_t *id)
 {
 	uint64_t key = prefix(id);
+	if (!l->uniq)
+		return -1;
 	const uint64_t *p = bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64);
 	return p ? (long)(p - l->v) : -1;
 }
@@ -243,7 +245,7 @@ static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 static void mark_live(struct sweep *s, const struct plan_pack *p, const struct kbv_pack_entry *e, size_t n,
 		      uint8_t *is_live)
 {
-	for (size_t i = 0; p->no >= 0 && i < n; i++) {
+	for (size_t i = 0; p->no >= 0 && s->nlocs && i < n; i++) {
 		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0 };
 		const struct loctuple *t = bsearch(&key, s->locs, s->nlocs, sizeof *s->locs, cmp_tuple);
 		/* The same place, and the same id there. */
@@ -263,7 +265,7 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 	int rc = 0;
 	char hex[2 * KBV_PACKID_BYTES + 1];
 	kbv_hex(id, KBV_PACKID_BYTES, hex);
-	struct packno_map *m = bsearch(id, s->map, s->nmap, sizeof *s->map, cmp_map);
+	struct packno_map *m = s->nmap ? bsearch(id, s->map, s->nmap, sizeof *s->map, cmp_map) : NULL;
 	if (s->np == s->capp) {
 		size_t cap = s->capp ? 2 * s->capp : 256;
 		struct plan_pack *np = realloc(s->p, cap * sizeof *np);

@@ -372,7 +372,8 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 	for (size_t p = 0; p < npacks; p++)
 		for (size_t i = 0; i < counts[p]; i++)
 			puts[np++] = (struct put){ &entries[p][i], first + (uint32_t)p };
-	qsort(puts, total, sizeof *puts, cmp_put);
+	if (total)
+		qsort(puts, total, sizeof *puts, cmp_put);
 	for (size_t i = 0; i < total && rc == 0; i++) {
 		rc = put_loc(txn, idx->blobs, puts[i].no, puts[i].e);
 		if (rc == 0 && ++changes % GC_BATCH == 0) {
@@ -392,8 +393,10 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
-	memcpy(g, gone, ngone * sizeof *g);
-	qsort(g, ngone, sizeof *g, cmp_u32);
+	if (ngone) {
+		memcpy(g, gone, ngone * sizeof *g);
+		qsort(g, ngone, sizeof *g, cmp_u32);
+	}
 	uint8_t resume[KBV_ID_BYTES];
 	int resuming = 0;
 	for (; ngone;) {
