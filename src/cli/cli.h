@@ -103,5 +103,6 @@ int cmd_repair(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

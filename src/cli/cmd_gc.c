@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -13,6 +14,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/gc.h"
+#include "kbv/record.h"
 #include "kbv/reader.h"
 #include "kbv/retention.h"
 #include "kbv/snapshot.h"
@@ -267,6 +269,24 @@ int cmd_gc(int argc, char **argv)
 		goto done;
 	}
 	double secs = cli_now() - t0;
+	if (!go.dry_run) {
+		/* For status and monitoring: when gc last ran, and what it did (format/records.md). */
+		char now[40], ts[24];
+		struct timespec tsp;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &tsp);
+		gmtime_r(&tsp.tv_sec, &tm);
+		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(now, sizeof now, "%s.%03ldZ", ts, tsp.tv_nsec / 1000000);
+		json_t *rec = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "kind", "gc", "time", now, "ok", 1,
+					"snapshots_removed", (json_int_t)res.snapshots_dropped, "snapshots_kept",
+					(json_int_t)res.snapshots_kept, "packs_deleted", (json_int_t)res.packs_deleted,
+					"packs_repacked", (json_int_t)res.packs_repacked, "bytes_freed",
+					(json_int_t)(res.pack_bytes - res.bytes_after), "seconds", secs);
+		if ((rc = kbv_record_write(r, rec)) < 0)
+			cli_warn("gc finished, but its record could not be written: %s", kbv_errmsg());
+		json_decref(rec);
+	}
 	if (cli.json) {
 		json_t *j = json_pack("{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}}",
 				      "dry_run", go.dry_run, "kept", jkeep, "removed", jdrop, "gc", "live_blobs",

@@ -66,6 +66,13 @@ static const struct command commands[] = {
 	  "  newest snapshot of each bucket is kept; policies combine as a union. Then every pack\n"
 	  "  with nothing live is deleted, and packs more than --max-unused (default 10%) dead are\n"
 	  "  repacked, at most --max-repack bytes of them per run. --dry-run shows the plan.\n" },
+	{ "status", cmd_status, "is the backup alive? (Nagios/Icinga plugin conventions)",
+	  "kbvault status [--max-age AGE] [--json]\n"
+	  "  First line: KBVAULT OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata. Per source: the\n"
+	  "  last snapshot, its age and size; the last drill and gc; the repository size.\n"
+	  "  Exit 0 OK; 1 WARNING (a source's last snapshot older than AGE, or the last drill\n"
+	  "  failed); 2 CRITICAL (older than twice AGE, or none); 3 UNKNOWN (unreadable).\n"
+	  "  AGE: 90s, 30m, 26h (default, or [monitor] max-age), 2d.\n" },
 	{ "stats", cmd_stats, "repository size, deduplication and compression", "kbvault stats [--json]\n" },
 	{ "check", cmd_check, "verify the repository",
 	  "kbvault check [--read-data | --read-data-subset PCT]\n"

@@ -1,0 +1,234 @@
+/* kbvault status: is the backup alive? Nagios/Icinga plugin conventions: the first line
+ * of stdout is "KBVAULT <STATE> - summary | perfdata", exit 0 OK, 1 WARNING, 2 CRITICAL,
+ * 3 UNKNOWN. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "kbv/check.h"
+#include "kbv/config.h"
+#include "kbv/error.h"
+#include "kbv/reader.h"
+#include "kbv/record.h"
+#include "kbv/snapshot.h"
+
+enum { ST_OK, ST_WARNING, ST_CRITICAL, ST_UNKNOWN };
+static const char *const state_name[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
+
+/* "90s", "30m", "26h", "2d", "1w" -> seconds; -1 if malformed. */
+static long long parse_age(const char *s)
+{
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || v <= 0)
+		return -1;
+	long long mul = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") || !*end ? 3600
+		      : !strcmp(end, "d") ? 86400 : !strcmp(end, "w") ? 604800 : -1;
+	return mul < 0 ? -1 : v * mul;
+}
+
+static void age_text(long long secs, char *out, size_t cap)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 120)
+		snprintf(out, cap, "%llds", secs);
+	else if (secs < 7200)
+		snprintf(out, cap, "%lldm", secs / 60);
+	else if (secs < 172800)
+		snprintf(out, cap, "%lldh", secs / 3600);
+	else
+		snprintf(out, cap, "%lldd", secs / 86400);
+}
+
+/* RFC 3339 UTC "2026-11-25T16:00:00.123Z" -> epoch seconds. */
+static long long parse_rfc3339(const char *s)
+{
+	struct tm tm = { 0 };
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (long long)timegm(&tm);
+}
+
+struct src_state {
+	const char *name;
+	long long time; /* 0: never */
+	uint64_t size;
+	char id[2 * KBV_ID_BYTES + 1];
+};
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = { { "max-age", required_argument, NULL, 1601 }, CLI_GLOBAL_OPTIONS, { 0 } };
+	const char *max_age_s = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
+		if (cli_global_option(c, optarg, "status"))
+			continue;
+		if (c == 1601)
+			max_age_s = optarg;
+		else {
+			printf("KBVAULT UNKNOWN - unknown option (kbvault help status)\n");
+			return ST_UNKNOWN;
+		}
+	}
+	if (optind < argc) {
+		printf("KBVAULT UNKNOWN - unexpected argument '%s'\n", argv[optind]);
+		return ST_UNKNOWN;
+	}
+	if (cli_load_config() != 0) {
+		printf("KBVAULT UNKNOWN - the configuration file cannot be read\n");
+		return ST_UNKNOWN;
+	}
+	if (!max_age_s)
+		max_age_s = cli.cfg && cli.cfg->max_age ? cli.cfg->max_age : "26h";
+	long long max_age = parse_age(max_age_s);
+	if (max_age < 0) {
+		printf("KBVAULT UNKNOWN - max-age '%s' is not a duration (90s, 30m, 26h, 2d)\n", max_age_s);
+		return ST_UNKNOWN;
+	}
+
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	struct kbv_repo_stats st;
+	json_t *drills = NULL, *gcs = NULL;
+	struct src_state *src = NULL;
+	size_t n = 0, nsrc = 0;
+	int state = ST_OK, rc;
+	char problem[512] = "";
+	if (cli_open(KBV_LOCK_SHARED, 1, &r) != 0) {
+		printf("KBVAULT UNKNOWN - the repository cannot be opened (%s)\n", cli_repo_path());
+		return ST_UNKNOWN;
+	}
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
+	    (rc = kbv_record_list(r, "drill", &drills)) < 0 || (rc = kbv_record_list(r, "gc", &gcs)) < 0 ||
+	    (rc = kbv_repo_stats(r, &st)) < 0) {
+		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
+		state = ST_UNKNOWN;
+		goto out;
+	}
+	/* The sources to watch: the configured ones, else whatever the snapshots hold. */
+	size_t cap = (cli.cfg ? cli.cfg->nsources : 0) + n + 1;
+	src = calloc(cap, sizeof *src);
+	if (!src) {
+		printf("KBVAULT UNKNOWN - out of memory\n");
+		state = ST_UNKNOWN;
+		goto out;
+	}
+	for (size_t i = 0; cli.cfg && i < cli.cfg->nsources; i++)
+		src[nsrc++].name = cli.cfg->sources[i].name;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = list[i]->nsources ? list[i]->nsources : 1;
+		for (size_t j = 0; j < k; j++) {
+			const char *name = list[i]->nsources ? list[i]->sources[j].name : "(ad-hoc streams)";
+			size_t f = 0;
+			while (f < nsrc && strcmp(src[f].name, name))
+				f++;
+			if (f == nsrc) {
+				if (cli.cfg && cli.cfg->nsources)
+					continue; /* configured set: others are history */
+				src[nsrc++].name = name;
+			}
+			/* list is oldest first: the last one seen is the newest. */
+			src[f].time = list[i]->time;
+			kbv_hex(list[i]->id, KBV_ID_BYTES, src[f].id);
+			src[f].size = 0;
+			if (kbv_snapshot_load_entries(rd, list[i]) == 0)
+				for (size_t e = 0; e < list[i]->nloaded; e++) {
+					size_t len = strlen(name);
+					if (!list[i]->nsources || (!strncmp(list[i]->entries[e].name, name, len) &&
+								  list[i]->entries[e].name[len] == '/'))
+						src[f].size += list[i]->entries[e].size;
+				}
+		}
+	}
+	long long now = (long long)time(NULL), oldest = 0;
+	for (size_t i = 0; i < nsrc; i++) {
+		long long age = src[i].time ? now - src[i].time : -1;
+		int s = age < 0 ? ST_CRITICAL : age > 2 * max_age ? ST_CRITICAL : age > max_age ? ST_WARNING : ST_OK;
+		if (age > oldest)
+			oldest = age;
+		if (s > state) {
+			state = s;
+			char a[32];
+			age_text(age, a, sizeof a);
+			if (age < 0)
+				snprintf(problem, sizeof problem, "no snapshot of %s", src[i].name);
+			else
+				snprintf(problem, sizeof problem, "last snapshot of %s is %s old (max %s)", src[i].name, a,
+					 max_age_s);
+		}
+	}
+	if (!nsrc) {
+		state = ST_CRITICAL;
+		snprintf(problem, sizeof problem, "no snapshots at all");
+	}
+	json_t *last_drill = json_array_size(drills) ? json_array_get(drills, json_array_size(drills) - 1) : NULL;
+	json_t *last_gc = json_array_size(gcs) ? json_array_get(gcs, json_array_size(gcs) - 1) : NULL;
+	if (last_drill && !json_is_true(json_object_get(last_drill, "ok")) && state < ST_WARNING) {
+		state = ST_WARNING;
+		snprintf(problem, sizeof problem, "the last drill FAILED (%s)",
+			 json_string_value(json_object_get(last_drill, "time")));
+	}
+
+	char oa[32], drill[96] = "never drilled", gc[96] = "never collected", repo[32];
+	age_text(oldest, oa, sizeof oa);
+	cli_bytes(st.pack_bytes, repo, sizeof repo);
+	if (last_drill) {
+		char a[32];
+		age_text(now - parse_rfc3339(json_string_value(json_object_get(last_drill, "time"))), a, sizeof a);
+		snprintf(drill, sizeof drill, "last drill %s %s ago", json_is_true(json_object_get(last_drill, "ok")) ? "PASS" : "FAIL", a);
+	}
+	if (last_gc) {
+		char a[32];
+		age_text(now - parse_rfc3339(json_string_value(json_object_get(last_gc, "time"))), a, sizeof a);
+		snprintf(gc, sizeof gc, "last gc %s ago", a);
+	}
+	if (cli.json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < nsrc; i++) {
+			json_t *o = json_pack("{s:s, s:I}", "name", src[i].name, "size", (json_int_t)src[i].size);
+			if (src[i].time) {
+				json_object_set_new(o, "last_snapshot", json_string(src[i].id));
+				json_object_set_new(o, "time", json_integer(src[i].time));
+				json_object_set_new(o, "age_seconds", json_integer(now - src[i].time));
+			}
+			json_array_append_new(arr, o);
+		}
+		json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:o, s:I, s:f, s:O?, s:O?}", "status", state_name[state], "code",
+				      state, "problem", problem, "max_age_seconds", (json_int_t)max_age, "sources", arr,
+				      "repository_bytes", (json_int_t)st.pack_bytes, "dedup_ratio",
+				      st.unique_raw_bytes ? (double)st.raw_bytes / (double)st.unique_raw_bytes : 0.0,
+				      "last_drill", last_drill, "last_gc", last_gc);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+		goto out;
+	}
+	printf("KBVAULT %s - %s%s%zu source%s, oldest last snapshot %s ago, %s, %s, repository %s | oldest_age=%llds;%lld;%lld "
+	       "repository_bytes=%lluB\n",
+	       state_name[state], problem, *problem ? "; " : "", nsrc, nsrc == 1 ? "" : "s", oa, drill, gc, repo, oldest,
+	       max_age, 2 * max_age, (unsigned long long)st.pack_bytes);
+	for (size_t i = 0; i < nsrc; i++) {
+		char a[32], sz[32];
+		if (!src[i].time) {
+			printf("%s: no snapshot\n", src[i].name);
+			continue;
+		}
+		age_text(now - src[i].time, a, sizeof a);
+		cli_bytes(src[i].size, sz, sizeof sz);
+		printf("%s: snapshot %.8s, %s ago, %s\n", src[i].name, src[i].id, a, sz);
+	}
+out:
+	free(src);
+	json_decref(drills);
+	json_decref(gcs);
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	kbv_repo_close(r);
+	return state;
+}
