@@ -1,6 +1,7 @@
 #include "kbv/fsio.h"
 #include "kbv/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -170,6 +171,18 @@ out:
 		close(fd);
 	unlink(tmp);
 	return rc;
+}
+
+int kbv_rmdir_flat(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
+	return rmdir(dir) == 0 ? 0 : -1;
 }
 
 int kbv_fault(const char *point)

@@ -448,14 +448,7 @@ static uint64_t clean_tmp(struct kbv_repo *r)
 			n++;
 			continue;
 		}
-		DIR *s = opendir(path);
-		struct dirent *se;
-		while (s && (se = readdir(s)))
-			if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
-				unlinkat(dirfd(s), se->d_name, 0);
-		if (s)
-			closedir(s);
-		if (rmdir(path) == 0)
+		if (kbv_rmdir_flat(path) == 0)
 			n++;
 	}
 	if (d)

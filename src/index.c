@@ -162,6 +162,48 @@ int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct 
 	return 0;
 }
 
+static int put_loc(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_entry *e, unsigned int flags)
+{
+	uint8_t lb[LOC_BYTES];
+	kbv_put32(lb, no);
+	kbv_put32(lb + 4, e->offset);
+	kbv_put32(lb + 8, e->stored_len);
+	kbv_put32(lb + 12, e->raw_off);
+	kbv_put32(lb + 16, e->raw_len);
+	kbv_put64(lb + 20, e->xxh);
+	lb[28] = e->type;
+	MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
+	int mrc = mdb_put(txn, dbi, &bk, &bv, flags);
+	if (mrc == MDB_KEYEXIST)
+		return KBV_EEXIST;
+	return mrc ? mdb_fail(mrc, "put blob") : 0;
+}
+
+/* meta "next_pack": the number the next pack takes (0 in a new index). */
+static int get_next_pack(MDB_txn *txn, MDB_dbi meta, uint32_t *no)
+{
+	MDB_val nk = { 9, "next_pack" }, v;
+	int mrc = mdb_get(txn, meta, &nk, &v);
+	*no = 0;
+	if (mrc == 0 && v.mv_size == 4)
+		*no = kbv_get32(v.mv_data);
+	else if (mrc != MDB_NOTFOUND)
+		return mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
+	return 0;
+}
+
+static int put_pack(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_info *info)
+{
+	uint8_t pb[PACK_BYTES];
+	memcpy(pb, info->id, KBV_PACKID_BYTES);
+	kbv_put64(pb + 16, info->size);
+	kbv_put32(pb + 24, info->blobs);
+	unsigned int key = no;
+	MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
+	int mrc = mdb_put(txn, dbi, &pk, &pv, 0);
+	return mrc ? mdb_fail(mrc, "put pack") : 0;
+}
+
 int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks)
 {
@@ -170,41 +212,16 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
 		return mdb_fail(mrc, "begin write");
 	MDB_val nk = { 9, "next_pack" }, v;
-	uint32_t no = 0;
-	mrc = mdb_get(txn, idx->meta, &nk, &v);
-	if (mrc == 0 && v.mv_size == 4)
-		no = kbv_get32(v.mv_data);
-	else if (mrc != MDB_NOTFOUND) {
-		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
-		goto out;
-	}
+	uint32_t no;
+	TRY(get_next_pack(txn, idx->meta, &no));
 	for (size_t p = 0; p < npacks; p++, no++) {
-		uint8_t pb[PACK_BYTES];
-		memcpy(pb, packs[p].id, KBV_PACKID_BYTES);
-		kbv_put64(pb + 16, packs[p].size);
-		kbv_put32(pb + 24, packs[p].blobs);
-		unsigned int key = no;
-		MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
-		if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
-			rc = mdb_fail(mrc, "put pack");
-			goto out;
-		}
+		TRY(put_pack(txn, idx->packs, no, &packs[p]));
 		for (size_t i = 0; i < counts[p]; i++) {
-			const struct kbv_pack_entry *e = &entries[p][i];
-			uint8_t lb[LOC_BYTES];
-			kbv_put32(lb, no);
-			kbv_put32(lb + 4, e->offset);
-			kbv_put32(lb + 8, e->stored_len);
-			kbv_put32(lb + 12, e->raw_off);
-			kbv_put32(lb + 16, e->raw_len);
-			kbv_put64(lb + 20, e->xxh);
-			lb[28] = e->type;
-			MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
-			mrc = mdb_put(txn, idx->blobs, &bk, &bv, MDB_NOOVERWRITE);
-			if (mrc && mrc != MDB_KEYEXIST) {
-				rc = mdb_fail(mrc, "put blob");
+			rc = put_loc(txn, idx->blobs, no, &entries[p][i], MDB_NOOVERWRITE);
+			if (rc == KBV_EEXIST)
+				rc = 0; /* indexed elsewhere first: this copy is garbage */
+			if (rc < 0)
 				goto out;
-			}
 		}
 	}
 	uint8_t nb[4];
@@ -286,21 +303,6 @@ int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn f
 
 #define GC_BATCH 5000 /* changes per write transaction: bounds LMDB's dirty pages */
 
-static int put_loc(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_entry *e)
-{
-	uint8_t lb[LOC_BYTES];
-	kbv_put32(lb, no);
-	kbv_put32(lb + 4, e->offset);
-	kbv_put32(lb + 8, e->stored_len);
-	kbv_put32(lb + 12, e->raw_off);
-	kbv_put32(lb + 16, e->raw_len);
-	kbv_put64(lb + 20, e->xxh);
-	lb[28] = e->type;
-	MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
-	int mrc = mdb_put(txn, dbi, &bk, &bv, 0);
-	return mrc ? mdb_fail(mrc, "put blob") : 0;
-}
-
 struct put {
 	const struct kbv_pack_entry *e;
 	uint32_t no;
@@ -328,27 +330,11 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
 		return mdb_fail(mrc, "begin write");
 	MDB_val nk = { 9, "next_pack" }, v;
-	uint32_t first = 0;
-	mrc = mdb_get(txn, idx->meta, &nk, &v);
-	if (mrc == 0 && v.mv_size == 4)
-		first = kbv_get32(v.mv_data);
-	else if (mrc != MDB_NOTFOUND) {
-		rc = mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
-		goto out;
-	}
+	uint32_t first;
+	TRY(get_next_pack(txn, idx->meta, &first));
 	/* The new packs and the numbers they take, in the first transaction. */
-	for (size_t p = 0; p < npacks; p++) {
-		uint8_t pb[PACK_BYTES];
-		memcpy(pb, packs[p].id, KBV_PACKID_BYTES);
-		kbv_put64(pb + 16, packs[p].size);
-		kbv_put32(pb + 24, packs[p].blobs);
-		unsigned int key = first + (uint32_t)p;
-		MDB_val pk = { sizeof key, &key }, pv = { PACK_BYTES, pb };
-		if ((mrc = mdb_put(txn, idx->packs, &pk, &pv, 0))) {
-			rc = mdb_fail(mrc, "put pack");
-			goto out;
-		}
-	}
+	for (size_t p = 0; p < npacks; p++)
+		TRY(put_pack(txn, idx->packs, first + (uint32_t)p, &packs[p]));
 	uint8_t nb[4];
 	kbv_put32(nb, first + (uint32_t)npacks);
 	v.mv_size = 4;
@@ -375,7 +361,7 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 	if (total)
 		qsort(puts, total, sizeof *puts, cmp_put);
 	for (size_t i = 0; i < total && rc == 0; i++) {
-		rc = put_loc(txn, idx->blobs, puts[i].no, puts[i].e);
+		rc = put_loc(txn, idx->blobs, puts[i].no, puts[i].e, 0);
 		if (rc == 0 && ++changes % GC_BATCH == 0) {
 			mrc = mdb_txn_commit(txn);
 			txn = NULL;

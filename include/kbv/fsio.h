@@ -26,6 +26,9 @@ int kbv_mkdir_parents(const char *path);
 /* Durably create `dir/name` with the given content: write to `tmpdir`, fsync, rename,
  * fsync dir. The file must not exist yet (KBV_EEXIST otherwise). */
 int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n);
+/* Remove a directory and the files directly in it (spool and scratch directories, which
+ * hold no subdirectories). 0 when the directory is gone. */
+int kbv_rmdir_flat(const char *dir);
 /* Fault injection for tests: when the environment names KBVAULT_FAULT=<point>:<n>, the
  * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write",
  * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete". */

@@ -80,6 +80,8 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);
 void cli_bytes(uint64_t n, char *out, size_t cap);
 void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap);
 double cli_now(void);
+/* Now as RFC 3339 UTC with milliseconds, "2026-11-25T16:00:00.123Z" (records' "time"). */
+void cli_utc_now(char *out, size_t cap);
 int cli_show_progress(void);
 
 /* Progress line on stderr, at most 4 updates a second. */

@@ -1,6 +1,5 @@
 /* Shared by restore and drill: find a PostgreSQL source in a snapshot and load its SQL
  * stream into a database with psql. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -148,14 +147,7 @@ static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, c
 		cli_progress_done(prog);
 	if (rc == 0)
 		rc = kbv_pg_restore_dir(dsn, db, dir, jobs);
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			unlinkat(dirfd(d), de->d_name, 0);
-	if (d)
-		closedir(d);
-	rmdir(dir);
+	kbv_rmdir_flat(dir);
 	return rc;
 }
 

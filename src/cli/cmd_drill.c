@@ -343,13 +343,8 @@ int cmd_drill(int argc, char **argv)
 		code = cli_usage("drill", "snapshot %.8s has no source this drill can check", id);
 		goto done;
 	}
-	char now[40], secs[24];
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(now, sizeof now, "%s.%03ldZ", secs, ts.tv_nsec / 1000000);
+	char now[40];
+	cli_utc_now(now, sizeof now);
 	rec = json_pack("{s:s, s:s, s:s, s:b, s:f, s:O}", "kind", "drill", "time", now, "snapshot", id, "ok", !any_fail,
 			"seconds", cli_now() - t0, "sources", sources);
 	if ((rc = kbv_record_write(r, rec)) < 0) {

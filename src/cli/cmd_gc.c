@@ -271,13 +271,8 @@ int cmd_gc(int argc, char **argv)
 	double secs = cli_now() - t0;
 	if (!go.dry_run) {
 		/* For status and monitoring: when gc last ran, and what it did (format/records.md). */
-		char now[40], ts[24];
-		struct timespec tsp;
-		struct tm tm;
-		clock_gettime(CLOCK_REALTIME, &tsp);
-		gmtime_r(&tsp.tv_sec, &tm);
-		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(now, sizeof now, "%s.%03ldZ", ts, tsp.tv_nsec / 1000000);
+		char now[40];
+		cli_utc_now(now, sizeof now);
 		json_t *rec = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:f}", "kind", "gc", "time", now, "ok", 1,
 					"snapshots_removed", (json_int_t)res.snapshots_dropped, "snapshots_kept",
 					(json_int_t)res.snapshots_kept, "packs_deleted", (json_int_t)res.packs_deleted,

@@ -1,5 +1,4 @@
 /* kbvault snapshot: PostgreSQL sources (the dump itself is src/pg.c). */
-#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 
 #include "snap.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "kbv/pg.h"
 #include "kbv/source.h"
 
@@ -31,19 +31,6 @@ static int add_globals(struct snap_ctx *c, const struct kbv_source_cfg *sc, json
 	return rc;
 }
 
-/* A directory of plain files (pg_dump -Fd output), removed with its files. */
-static void remove_flat_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			unlinkat(dirfd(d), de->d_name, 0);
-	if (d)
-		closedir(d);
-	rmdir(dir);
-}
-
 int snap_add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t **meta)
 {
 	char name[256], what[160];
@@ -61,12 +48,12 @@ int snap_add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_
 		int rc = kbv_repo_sub(c->repo, "tmp", tmp, sizeof tmp);
 		snprintf(dir, sizeof dir, "%s/pgdump-%s-%ld", tmp, sc->name, (long)getpid());
 		snprintf(name, sizeof name, "%s/dump", sc->name);
-		remove_flat_dir(dir);
+		kbv_rmdir_flat(dir);
 		if (rc == 0)
 			rc = kbv_pgdump_to_dir(&o, dir, meta);
 		if (rc == 0)
 			rc = kbv_walk(dir, name, snap_add_path, c);
-		remove_flat_dir(dir);
+		kbv_rmdir_flat(dir);
 		if (rc == 0)
 			json_object_set_new(streams, "directory", json_string(name));
 		if (rc == 0 && kbv_config_bool(sc->globals) == 1)
