@@ -121,7 +121,8 @@ int cmd_status(int argc, char **argv)
 	}
 	for (size_t i = 0; cli.cfg && i < cli.cfg->nsources; i++)
 		src[nsrc++].name = cli.cfg->sources[i].name;
-	for (size_t i = 0; i < n; i++) {
+	/* Newest first: each source's newest snapshot is the only one whose entries are read. */
+	for (size_t i = n; i-- > 0;) {
 		size_t k = list[i]->nsources ? list[i]->nsources : 1;
 		for (size_t j = 0; j < k; j++) {
 			const char *name = list[i]->nsources ? list[i]->sources[j].name : "(ad-hoc streams)";
@@ -133,7 +134,8 @@ int cmd_status(int argc, char **argv)
 					continue; /* configured set: others are history */
 				src[nsrc++].name = name;
 			}
-			/* list is oldest first: the last one seen is the newest. */
+			if (src[f].time)
+				continue; /* a newer snapshot of it was seen already */
 			src[f].time = list[i]->time;
 			kbv_hex(list[i]->id, KBV_ID_BYTES, src[f].id);
 			src[f].size = 0;
