@@ -173,6 +173,21 @@ static int esc(struct kbv_qdrant *q, const char *s, char *out, size_t cap)
 	return ok ? 0 : kbv_error(KBV_EINVAL, "name too long: '%s'", s);
 }
 
+/* "/collections/{collection}[/snapshots/{snap}]{tail}", names URL-escaped. */
+static int coll_path(struct kbv_qdrant *q, const char *collection, const char *snap, const char *tail, char *out,
+		     size_t cap)
+{
+	char e[512], en[512] = "";
+	int rc = esc(q, collection, e, sizeof e);
+	if (rc == 0 && snap)
+		rc = esc(q, snap, en, sizeof en);
+	if (rc < 0)
+		return rc;
+	if (snprintf(out, cap, "/collections/%s%s%s%s", e, snap ? "/snapshots/" : "", en, tail) >= (int)cap)
+		return kbv_error(KBV_EINVAL, "Qdrant path too long for collection '%s'", collection);
+	return 0;
+}
+
 /* ---- The API ---- */
 
 int kbv_qdrant_version(struct kbv_qdrant *q, char **version)
@@ -213,12 +228,11 @@ int kbv_qdrant_collections(struct kbv_qdrant *q, char ***names, size_t *n)
 
 int kbv_qdrant_points(struct kbv_qdrant *q, const char *collection, int64_t *points)
 {
-	char e[512], path[600], what[600];
+	char path[1200], what[600];
 	json_t *j;
-	int rc = esc(q, collection, e, sizeof e);
+	int rc = coll_path(q, collection, NULL, "", path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s", e);
 	snprintf(what, sizeof what, "collection '%s'", collection);
 	if ((rc = json_call(q, "GET", path, NULL, &j, what)) < 0)
 		return rc;
@@ -230,12 +244,11 @@ int kbv_qdrant_points(struct kbv_qdrant *q, const char *collection, int64_t *poi
 
 int kbv_qdrant_drop(struct kbv_qdrant *q, const char *collection)
 {
-	char e[512], path[600], what[600];
+	char path[1200], what[600];
 	json_t *j;
-	int rc = esc(q, collection, e, sizeof e);
+	int rc = coll_path(q, collection, NULL, "", path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s", e);
 	snprintf(what, sizeof what, "delete collection '%s'", collection);
 	if ((rc = json_call(q, "DELETE", path, NULL, &j, what)) == 0)
 		json_decref(j);
@@ -244,12 +257,11 @@ int kbv_qdrant_drop(struct kbv_qdrant *q, const char *collection)
 
 int kbv_qdrant_snapshot_create(struct kbv_qdrant *q, const char *collection, struct kbv_qdrant_snap *s)
 {
-	char e[512], path[600], what[600];
+	char path[1200], what[600];
 	json_t *j;
-	int rc = esc(q, collection, e, sizeof e);
+	int rc = coll_path(q, collection, NULL, "/snapshots?wait=true", path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s/snapshots?wait=true", e);
 	snprintf(what, sizeof what, "create a snapshot of collection '%s'", collection);
 	if ((rc = json_call(q, "POST", path, NULL, &j, what)) < 0)
 		return rc;
@@ -270,13 +282,10 @@ int kbv_qdrant_snapshot_create(struct kbv_qdrant *q, const char *collection, str
 int kbv_qdrant_snapshot_download(struct kbv_qdrant *q, const char *collection, const struct kbv_qdrant_snap *snap,
 				 int fd)
 {
-	char e[512], en[512], path[1100], what[800];
-	int rc = esc(q, collection, e, sizeof e);
-	if (rc == 0)
-		rc = esc(q, snap->name, en, sizeof en);
+	char path[1200], what[800];
+	int rc = coll_path(q, collection, snap->name, "", path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s/snapshots/%s", e, en);
 	snprintf(what, sizeof what, "download snapshot '%s' of collection '%s'", snap->name, collection);
 	struct sink s = { .fd = fd };
 	long status;
@@ -299,14 +308,11 @@ int kbv_qdrant_snapshot_download(struct kbv_qdrant *q, const char *collection, c
 
 int kbv_qdrant_snapshot_delete(struct kbv_qdrant *q, const char *collection, const char *name)
 {
-	char e[512], en[512], path[1100], what[800];
+	char path[1200], what[800];
 	json_t *j;
-	int rc = esc(q, collection, e, sizeof e);
-	if (rc == 0)
-		rc = esc(q, name, en, sizeof en);
+	int rc = coll_path(q, collection, name, "", path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s/snapshots/%s", e, en);
 	snprintf(what, sizeof what, "delete snapshot '%s' of collection '%s' on the server", name, collection);
 	if ((rc = json_call(q, "DELETE", path, NULL, &j, what)) == 0)
 		json_decref(j);
@@ -315,12 +321,12 @@ int kbv_qdrant_snapshot_delete(struct kbv_qdrant *q, const char *collection, con
 
 int kbv_qdrant_upload(struct kbv_qdrant *q, const char *collection, const char *file, const char *checksum)
 {
-	char e[512], path[800], what[600];
+	char path[1200], tail[128], what[600];
 	json_t *j;
-	int rc = esc(q, collection, e, sizeof e);
+	snprintf(tail, sizeof tail, "/snapshots/upload?priority=snapshot&checksum=%s", checksum);
+	int rc = coll_path(q, collection, NULL, tail, path, sizeof path);
 	if (rc < 0)
 		return rc;
-	snprintf(path, sizeof path, "/collections/%s/snapshots/upload?priority=snapshot&checksum=%s", e, checksum);
 	snprintf(what, sizeof what, "upload a snapshot into collection '%s'", collection);
 	curl_easy_reset(q->curl);
 	curl_mime *mime = curl_mime_init(q->curl);

@@ -19,6 +19,10 @@ int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, 
 int cli_restore_to_fd(struct kbv_reader *rd, const struct kbv_entry *e, int fd);
 
 struct kbv_qdrant;
+/* The Qdrant source's configuration here, or, when it is not configured, `bare` filled
+ * with the URL the snapshot recorded (no API key). */
+const struct kbv_source_cfg *cli_qdrant_cfg(const struct kbv_snapsource *src, const json_t *meta,
+					     struct kbv_source_cfg *bare);
 /* A client for Qdrant source sc (its url, or `url`), with its API key and timeout. */
 int cli_qdrant_open(const struct kbv_source_cfg *sc, const char *url, struct kbv_qdrant **q);
 /* Upload every collection of a Qdrant source's snapshot to the server (sc's, or `url`)

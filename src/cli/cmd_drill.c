@@ -79,18 +79,15 @@ out:
 
 /* Qdrant: every collection uploaded as <name>_kbvault_drill_<pid> to the source's own
  * server, point counts compared, the scratch collections deleted. */
-static int drill_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			const struct kbv_source_cfg *sc, json_t *res, int *ok)
+static int drill_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src, json_t *res,
+			int *ok)
 {
 	char suffix[64];
 	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array(), *mism = json_array();
-	struct kbv_source_cfg bare = { .name = (char *)src->name, .type = KBV_SOURCE_QDRANT };
+	struct kbv_source_cfg bare;
+	const struct kbv_source_cfg *sc = cli_qdrant_cfg(src, meta, &bare);
 	struct kbv_qdrant *q = NULL;
 	*ok = 0;
-	if (!sc || sc->type != KBV_SOURCE_QDRANT) {
-		bare.url = (char *)json_string_value(json_object_get(meta, "url"));
-		sc = &bare;
-	}
 	snprintf(suffix, sizeof suffix, "_kbvault_drill_%ld", (long)getpid());
 	int rc = cli_qdrant_restore(rd, s, sc, meta, NULL, suffix, report);
 	size_t i;
@@ -310,7 +307,7 @@ int cmd_drill(int argc, char **argv)
 		if (is_pg)
 			rc = drill_pg(rd, s, src->name, dsn, res, &ok);
 		else if (!strcmp(src->type, "qdrant"))
-			rc = drill_qdrant(rd, s, src, sc, res, &ok);
+			rc = drill_qdrant(rd, s, src, res, &ok);
 		else if (!strcmp(src->type, "path"))
 			rc = drill_path(rd, s, src, res, &ok);
 		else

@@ -180,14 +180,9 @@ out:
 static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
 			  const char *url, const char *suffix, int *mismatch)
 {
-	const struct kbv_source_cfg *cfg = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
-	struct kbv_source_cfg bare = { .name = (char *)src->name, .type = KBV_SOURCE_QDRANT };
+	struct kbv_source_cfg bare;
 	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array();
-	if (!cfg || cfg->type != KBV_SOURCE_QDRANT) {
-		/* Not configured here (a new host): the server the snapshot came from, no key. */
-		bare.url = (char *)json_string_value(json_object_get(meta, "url"));
-		cfg = &bare;
-	}
+	const struct kbv_source_cfg *cfg = cli_qdrant_cfg(src, meta, &bare);
 	int rc = cfg->url || url ? cli_qdrant_restore(rd, s, cfg, meta, url, suffix, report)
 				 : kbv_error(KBV_EINVAL, "source '%s': no Qdrant URL; give --target-url", src->name);
 	size_t i;

@@ -38,6 +38,18 @@ static int api_key(const struct kbv_source_cfg *sc, char **out)
 	return *out ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
 }
 
+const struct kbv_source_cfg *cli_qdrant_cfg(const struct kbv_snapsource *src, const json_t *meta,
+					     struct kbv_source_cfg *bare)
+{
+	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+	if (sc && sc->type == KBV_SOURCE_QDRANT)
+		return sc;
+	/* Not configured here (a new host): the server the snapshot came from, no key. */
+	*bare = (struct kbv_source_cfg){ .name = (char *)src->name, .type = KBV_SOURCE_QDRANT,
+					 .url = (char *)json_string_value(json_object_get(meta, "url")) };
+	return bare;
+}
+
 int cli_qdrant_open(const struct kbv_source_cfg *sc, const char *url, struct kbv_qdrant **q)
 {
 	char *key = NULL;
