@@ -20,7 +20,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
              -Iinclude $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
-LIBS       = $(PKG_LIBS) -lpthread
+LIBS       = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard src/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -76,7 +76,7 @@ deps:
 bench-deps:
 	@scripts/deps.sh bench
 
-TEST_ENV = KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
+TEST_ENV = PROMTOOL=$(abspath build/tools/promtool) KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
 
 test: deps
 	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN) $(TOOL_BIN)

@@ -502,6 +502,31 @@ static int stat_pack(void *arg, uint32_t no, const struct kbv_pack_info *info)
 	return 0;
 }
 
+int kbv_repo_usage(struct kbv_repo *r, struct kbv_repo_usage *u)
+{
+	struct kbv_repo_stats st = { 0 };
+	char dir[PATH_MAX];
+	MDB_txn *txn = NULL;
+	int rc = 0;
+	memset(u, 0, sizeof *u);
+	TRY(kbv_repo_sub(r, "snapshots", dir, sizeof dir));
+	DIR *d = opendir(dir);
+	if (!d)
+		return kbv_error(KBV_EIO, "open '%s': %m", dir);
+	struct dirent *de;
+	uint8_t id[KBV_ID_BYTES];
+	while ((de = readdir(d)))
+		u->snapshots += kbv_unhex(de->d_name, id, KBV_ID_BYTES) == 0; /* as kbv_snapshot_list() */
+	closedir(d);
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	TRY(kbv_index_each_pack(r->idx, txn, stat_pack, &st));
+	u->packs = st.packs;
+	u->pack_bytes = st.pack_bytes;
+out:
+	kbv_index_rend(txn);
+	return rc;
+}
+
 int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
 {
 	struct kbv_snapshot **list = NULL;

@@ -213,9 +213,18 @@ static int handler(void *user, const char *section, const char *key, const char 
 		     : !strcmp(key, "metrics-file") ? &c->metrics_file
 		     : !strcmp(key, "ping-url")     ? &c->ping_url
 		     : !strcmp(key, "log-file")     ? &c->log_file
+		     : !strcmp(key, "ping-timeout") ? &c->ping_timeout
 						    : NULL;
 	if (!dst)
 		return fail(p, "unknown key '%s' in [monitor]", key);
+	if (dst == &c->ping_timeout) {
+		char *end;
+		long t = strtol(value, &end, 10);
+		if (!*value || *end || t < 1 || t > 600)
+			return fail(p, "ping-timeout must be seconds from 1 to 600, not '%s'", value);
+	}
+	if (dst == &c->ping_url && strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+		return fail(p, "ping-url must be an http:// or https:// URL");
 	return set(dst, value) ? 1 : fail(p, "out of memory");
 }
 
@@ -381,5 +390,6 @@ void kbv_config_free(struct kbv_config *c)
 	free(c->metrics_file);
 	free(c->ping_url);
 	free(c->log_file);
+	free(c->ping_timeout);
 	free(c);
 }

@@ -15,10 +15,24 @@
 
 extern char **environ;
 
+static int child_stderr = -1; /* -1: ours */
+
+void kbv_cmd_set_stderr(int fd)
+{
+	child_stderr = fd;
+}
+
+int kbv_cmd_stderr(void)
+{
+	return child_stderr >= 0 ? child_stderr : STDERR_FILENO;
+}
+
 int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
+	if (child_stderr >= 0)
+		posix_spawn_file_actions_adddup2(&fa, child_stderr, STDERR_FILENO);
 	if (in_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
 	else

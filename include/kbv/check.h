@@ -43,6 +43,12 @@ struct kbv_repo_stats {
 
 int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st);
 
+/* Cheap figures: snapshot files, indexed packs and their bytes (no blob is visited). */
+struct kbv_repo_usage {
+	uint64_t snapshots, packs, pack_bytes;
+};
+int kbv_repo_usage(struct kbv_repo *r, struct kbv_repo_usage *u);
+
 /* Rebuild the index from the pack trailers (needs an exclusive lock). */
 int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs);
 

@@ -36,7 +36,7 @@ struct kbv_config {
 	char *drill_postgres_dsn;
 	struct kbv_policy retention; /* [retention]; tags not supported in the file yet */
 	int has_retention;
-	char *max_age, *metrics_file, *ping_url, *log_file; /* [monitor] */
+	char *max_age, *metrics_file, *ping_url, *log_file, *ping_timeout; /* [monitor] */
 };
 
 /* Which file to read: `explicit_path` (-c) if given, else $KBVAULT_CONFIG, else

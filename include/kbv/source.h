@@ -6,6 +6,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+/* Children's stderr: ours by default; kbv_cmd_set_stderr(fd) gives every child started
+ * from now on `fd` instead (-1: ours again). kbv_cmd_stderr() is the fd in effect, for a
+ * child whose stdout should go where stderr goes. "stderr ours" below means this fd. */
+void kbv_cmd_set_stderr(int fd);
+int kbv_cmd_stderr(void);
+
 /* Start argv[0] (PATH search) with stdout to a pipe; *fd is the read end. Its stdin is
  * /dev/null, its stderr is ours. */
 int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd);

@@ -20,17 +20,23 @@ struct cli_opts cli;
 
 int cli_load_config(void)
 {
+	static int result;
 	char *path = NULL;
 	int rc;
 	if (cli.cfg_loaded)
-		return 0;
+		return result; /* reported the first time */
 	cli.cfg_loaded = 1;
 	if ((rc = kbv_config_find(cli.config_path, &path)) < 0)
-		return cli_fail(KBV_EINVAL);
+		return result = cli_fail(KBV_EINVAL);
 	if (path)
 		rc = kbv_config_load(path, &cli.cfg);
 	free(path);
-	return rc < 0 ? cli_fail(rc == KBV_EIO ? rc : KBV_EINVAL) : 0;
+	if (rc < 0)
+		return result = cli_fail(rc == KBV_EIO ? rc : KBV_EINVAL);
+	if (cli.cfg && cli.cfg->log_file && (rc = cli_log_open(cli.cfg->log_file)) < 0)
+		cli_log(CLI_WARN, "cannot open log file '%s' ([monitor] log-file): %s; logging to stderr only",
+			cli.cfg->log_file, strerror(-rc));
+	return 0;
 }
 
 int cli_global_option(int c, const char *arg, const char *cmd)
@@ -41,7 +47,7 @@ int cli_global_option(int c, const char *arg, const char *cmd)
 	case CLI_OPT_PASSWORD_FILE: cli.password_file = arg; return 1;
 	case 'q': cli.quiet = 1; return 1;
 	case CLI_OPT_JSON: cli.json = 1; return 1;
-	case 'v': cli.verbose = 1; return 1;
+	case 'v': cli.verbose++; return 1;
 	case 'h': cli_help(cmd); exit(EXIT_OK);
 	}
 	return 0;
@@ -64,29 +70,27 @@ int cli_exit_code(int rc)
 
 int cli_fail(int rc)
 {
-	fprintf(stderr, "kbvault: %s\n", kbv_errmsg());
+	cli_log(CLI_ERROR, "%s", kbv_errmsg());
 	return cli_exit_code(rc);
 }
 
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
-	fprintf(stderr, "kbvault %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n(see 'kbvault help %s')\n", cmd);
+	cli_log(CLI_ERROR, "%s (see 'kbvault help %s')", msg, cmd);
 	return EXIT_USAGE;
 }
 
 void cli_warn(const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "kbvault: warning: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	cli_vlog(CLI_WARN, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 const char *cli_repo_path(void)
@@ -111,13 +115,13 @@ static int read_password_file(const char *path, char **pw, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "kbvault: cannot read password file '%s': %s\n", path, strerror(errno));
+		cli_log(CLI_ERROR, "cannot read password file '%s': %s", path, strerror(errno));
 		return EXIT_PASSWORD;
 	}
 	char *buf = sodium_malloc(4096);
 	if (!buf) {
 		close(fd);
-		fprintf(stderr, "kbvault: out of secure memory\n");
+		cli_log(CLI_ERROR, "out of secure memory");
 		return EXIT_FAIL;
 	}
 	size_t n = 0;
@@ -130,7 +134,7 @@ static int read_password_file(const char *path, char **pw, size_t *len)
 	buf[n] = 0;
 	if (!n) {
 		sodium_free(buf);
-		fprintf(stderr, "kbvault: password file '%s' is empty\n", path);
+		cli_log(CLI_ERROR, "password file '%s' is empty", path);
 		return EXIT_PASSWORD;
 	}
 	*pw = buf;
@@ -177,8 +181,8 @@ int cli_password(int confirm, char **pw, size_t *len)
 		return read_password_file(cli.cfg->password_file, pw, len);
 	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
 	if (tty < 0) {
-		fprintf(stderr, "kbvault: the repository is encrypted and no password was given: use --password-file, "
-				"KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD\n");
+		cli_log(CLI_ERROR, "the repository is encrypted and no password was given: use --password-file, "
+				   "KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD");
 		return EXIT_PASSWORD;
 	}
 	char *a = sodium_malloc(1024), *b = sodium_malloc(1024);
@@ -191,7 +195,7 @@ int cli_password(int confirm, char **pw, size_t *len)
 		a = NULL;
 		rc = 0;
 	} else {
-		fprintf(stderr, "kbvault: %s\n", la ? "the passwords differ" : "empty password");
+		cli_log(CLI_ERROR, "%s", la ? "the passwords differ" : "empty password");
 	}
 	close(tty);
 	if (a)
@@ -311,6 +315,7 @@ void cli_progress_bytes(struct cli_progress *p, uint64_t done, uint64_t total, u
 			fresh ? (double)done / (double)fresh : 0.0);
 	}
 	p->shown = 1;
+	cli_log_progress_shown(1);
 }
 
 void cli_progress_done(struct cli_progress *p)
@@ -318,4 +323,5 @@ void cli_progress_done(struct cli_progress *p)
 	if (p->shown)
 		fprintf(stderr, "\r\033[K");
 	p->shown = 0;
+	cli_log_progress_shown(0);
 }

@@ -3,11 +3,14 @@
 #define KBV_CLI_H
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kbv/repo.h"
 #include "kbv/writer.h"
+
+#define KBVAULT_VERSION "0.1.0"
 
 /* Exit codes (documented in docs/kbvault.1 and README.md). */
 enum {
@@ -49,6 +52,34 @@ extern struct cli_opts cli;
 	{ "verbose", no_argument, NULL, 'v' },                                \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_GLOBAL_SHORT "c:r:qvh"
+
+/* The event log (log.c): "TIME LEVEL kbvault CMD[PID]: message", one line per event, to
+ * stderr (WARN and ERROR; -v adds INFO, -vv DEBUG) and to [monitor] log-file (INFO and up).
+ * Passwords in conninfo strings and URIs are masked in every sink. */
+enum { CLI_DEBUG, CLI_INFO, CLI_WARN, CLI_ERROR };
+void cli_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_vlog(int level, const char *fmt, va_list ap);
+void cli_log_command(const char *command);
+/* Append to `path` from now on; -errno on failure. */
+int cli_log_open(const char *path);
+void cli_log_progress_shown(int shown);
+/* The last few KiB of INFO-and-up lines (the body of a failure ping). */
+const char *cli_log_tail(void);
+void cli_log_redact(const char *in, char *out, size_t cap);
+/* From now on children's stderr is logged line by line ("output: ..."); _end drains it. */
+void cli_log_capture_children(void);
+void cli_log_capture_end(void);
+
+/* A monitored run (monitor.c) of snapshot, gc or drill: begin loads the configuration and
+ * sends the start ping; the command reports per-source attempts, figures and the
+ * repository; end writes [monitor] metrics-file (format/metrics.md), sends the success or
+ * failure ping with the log's tail, and returns `code` unchanged. */
+void cli_run_begin(const char *command);
+void cli_run_attempt(const char *source, int ok, double seconds);
+/* kbvault_<name>{source="..."} (source NULL: the whole run). */
+void cli_run_metric(const char *name, const char *source, double v);
+void cli_run_repo(struct kbv_repo *r);
+int cli_run_end(int code);
 
 /* Handle a global option; returns 1 if `c` was one. 'h' prints the command's help. */
 int cli_global_option(int c, const char *arg, const char *cmd);

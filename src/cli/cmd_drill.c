@@ -229,7 +229,7 @@ static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struc
 	return rc;
 }
 
-int cmd_drill(int argc, char **argv)
+static int drill_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "source", required_argument, NULL, 1301 },
@@ -256,6 +256,7 @@ int cmd_drill(int argc, char **argv)
 		return cli_usage("drill", "give at most one SNAPSHOT (default: latest)");
 	}
 	const char *spec = optind < argc ? argv[optind] : "latest";
+	cli_run_begin("drill");
 	int code = cli_load_config();
 	if (code) {
 		free(only);
@@ -321,19 +322,21 @@ int cmd_drill(int argc, char **argv)
 		json_object_set_new(res, "ok", json_boolean(ok));
 		json_array_append_new(sources, res);
 		any_fail |= !ok;
-		if (!cli.json && (!cli.quiet || !ok)) {
-			FILE *f = ok ? stdout : stderr;
-			if (rc < 0)
-				fprintf(f, "drill %s: FAIL: %s\n", src->name, kbv_errmsg());
-			else if (!ok) {
-				size_t k;
-				json_t *m;
-				fprintf(f, "drill %s: FAIL: the restore differs from snapshot %.8s\n", src->name, id);
-				json_array_foreach(json_object_get(res, "mismatches"), k, m)
-					fprintf(f, "  %s\n", json_string_value(m));
-			} else
-				fprintf(f, "drill %s: PASS: snapshot %.8s: %s (%.1f s)\n", src->name, id,
-					json_string_value(json_object_get(res, "summary")), cli_now() - ts);
+		double secs = cli_now() - ts;
+		cli_run_attempt(src->name, ok, secs);
+		if (rc < 0) {
+			cli_log(CLI_ERROR, "drill %s: FAIL: %s", src->name, kbv_errmsg());
+		} else if (!ok) {
+			size_t k;
+			json_t *m;
+			cli_log(CLI_ERROR, "drill %s: FAIL: the restore differs from snapshot %.8s", src->name, id);
+			json_array_foreach(json_object_get(res, "mismatches"), k, m)
+				cli_log(CLI_ERROR, "drill %s: %s", src->name, json_string_value(m));
+		} else {
+			const char *summary = json_string_value(json_object_get(res, "summary"));
+			cli_log(CLI_INFO, "drill %s: PASS: snapshot %.8s: %s (%.1f s)", src->name, id, summary, secs);
+			if (!cli.json && !cli.quiet)
+				printf("drill %s: PASS: snapshot %.8s: %s (%.1f s)\n", src->name, id, summary, secs);
 		}
 	}
 	if (!drilled) {
@@ -358,7 +361,14 @@ done:
 	json_decref(sources);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	if (r)
+		cli_run_repo(r);
 	kbv_repo_close(r);
 	free(only);
 	return code;
+}
+
+int cmd_drill(int argc, char **argv)
+{
+	return cli_run_end(drill_main(argc, argv));
 }

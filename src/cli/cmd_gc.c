@@ -72,6 +72,7 @@ static void gc_progress(void *arg, const char *phase, uint64_t done, uint64_t to
 	if (!cli_show_progress())
 		return;
 	fprintf(stderr, "\r\033[Kgc: %s %llu/%llu", phase, (unsigned long long)done, (unsigned long long)total);
+	cli_log_progress_shown(done != total);
 	if (done == total)
 		fprintf(stderr, "\r\033[K");
 }
@@ -93,7 +94,7 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int cmd_gc(int argc, char **argv)
+static int gc_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "keep-last", required_argument, NULL, 1401 },
@@ -166,6 +167,8 @@ int cmd_gc(int argc, char **argv)
 		}
 	}
 	pol.tags = tags;
+	if (!go.dry_run)
+		cli_run_begin("gc"); /* a dry run changes nothing: not a run to monitor */
 	if (optind < argc) {
 		free(tags);
 		return cli_usage("gc", "unexpected argument '%s' (to remove given snapshots, use kbvault forget)", argv[optind]);
@@ -269,6 +272,12 @@ int cmd_gc(int argc, char **argv)
 		goto done;
 	}
 	double secs = cli_now() - t0;
+	cli_run_metric("gc_removed_snapshots", NULL, (double)res.snapshots_dropped);
+	cli_run_metric("gc_freed_bytes", NULL, (double)(res.pack_bytes - res.bytes_after));
+	cli_log(CLI_INFO, "gc removed %llu snapshots, kept %llu; deleted %llu packs, repacked %llu; %llu bytes freed",
+		(unsigned long long)res.snapshots_dropped, (unsigned long long)res.snapshots_kept,
+		(unsigned long long)res.packs_deleted, (unsigned long long)res.packs_repacked,
+		(unsigned long long)(res.pack_bytes - res.bytes_after));
 	if (!go.dry_run) {
 		/* For status and monitoring: when gc last ran, and what it did (format/records.md). */
 		char now[40];
@@ -324,9 +333,16 @@ done:
 	free(drop);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	if (r)
+		cli_run_repo(r);
 	kbv_repo_close(r);
 	free(tags);
 	return code;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	return cli_run_end(gc_main(argc, argv));
 }
 
 int cmd_forget(int argc, char **argv)

@@ -8,7 +8,7 @@ static void report(void *arg, int sev, const char *msg)
 {
 	(void)arg;
 	(void)sev;
-	fprintf(stderr, "kbvault: warning: %s\n", msg);
+	cli_log(CLI_WARN, "%s", msg);
 }
 
 int cmd_repair(int argc, char **argv)

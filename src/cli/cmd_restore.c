@@ -154,7 +154,7 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 		size_t i;
 		json_t *m;
 		json_array_foreach(v.mismatches, i, m)
-			fprintf(stderr, "kbvault: database '%s': %s\n", db, json_string_value(m));
+			cli_log(CLI_ERROR, "database '%s': %s", db, json_string_value(m));
 		*mismatch = 1;
 	}
 	if (cli.json) {
@@ -192,7 +192,7 @@ static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
 		if (got != want) {
 			*mismatch = 1;
-			fprintf(stderr, "kbvault: collection '%s': %lld points, the snapshot recorded %lld\n",
+			cli_log(CLI_ERROR, "collection '%s': %lld points, the snapshot recorded %lld",
 				json_string_value(json_object_get(r, "restored_as")), (long long)got, (long long)want);
 		} else if (!cli.quiet && !cli.json) {
 			fprintf(stderr, "restored collection '%s' as '%s': %lld points, as the snapshot recorded\n",

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,22 +163,49 @@ int snap_store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, co
 	return 0;
 }
 
+static int source_wanted(const struct kbv_source_cfg *sc, const char **only, size_t nonly)
+{
+	for (size_t k = 0; k < nonly; k++)
+		if (!strcmp(only[k], sc->name))
+			return 1;
+	return nonly == 0;
+}
+
+/* kbvault_snapshot_* for one source (name) or the whole snapshot (NULL). */
+static void snapshot_metrics(const char *name, const struct kbv_writer_stats *st)
+{
+	cli_run_metric("snapshot_raw_bytes", name, (double)st->raw_bytes);
+	cli_run_metric("snapshot_new_bytes", name, (double)st->new_raw_bytes);
+	cli_run_metric("snapshot_stored_bytes", name, (double)st->new_stored_bytes);
+	cli_run_metric("snapshot_dedup_ratio", name,
+		       st->new_stored_bytes ? (double)st->raw_bytes / (double)st->new_stored_bytes : INFINITY);
+	cli_run_metric("snapshot_chunks", name, (double)st->chunks);
+	cli_run_metric("snapshot_new_chunks", name, (double)st->new_chunks);
+}
+
 /* One application snapshot: every selected source of the configuration, or nothing. */
 static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 {
 	const struct kbv_config *cfg = cli.cfg;
 	c->src = calloc(cfg->nsources + 1, sizeof *c->src);
-	if (!c->src)
+	c->src_st = calloc(cfg->nsources + 1, sizeof *c->src_st);
+	c->src_secs = calloc(cfg->nsources + 1, sizeof *c->src_secs);
+	if (!c->src || !c->src_st || !c->src_secs)
 		return kbv_error(KBV_ENOMEM, "out of memory");
+	/* Every selected source's attempt fails unless the snapshot is recorded (all or
+	 * nothing); cmd_snapshot() marks them done after the commit. */
+	for (size_t i = 0; i < cfg->nsources; i++)
+		if (source_wanted(&cfg->sources[i], only, nonly))
+			cli_run_attempt(cfg->sources[i].name, 0, 0);
 	for (size_t i = 0; i < cfg->nsources; i++) {
 		const struct kbv_source_cfg *sc = &cfg->sources[i];
-		int wanted = nonly == 0;
-		for (size_t k = 0; k < nonly && !wanted; k++)
-			wanted = !strcmp(only[k], sc->name);
-		if (!wanted)
+		if (!source_wanted(sc, only, nonly))
 			continue;
 		json_t *meta = NULL;
+		struct kbv_writer_stats before = *kbv_writer_stats(c->w);
+		double t0 = cli_now();
 		int rc;
+		cli_log(CLI_INFO, "source '%s' (%s): dumping", sc->name, kbv_source_type_name(sc->type));
 		if (sc->type == KBV_SOURCE_POSTGRES)
 			rc = snap_add_postgres(c, sc, &meta);
 		else if (sc->type == KBV_SOURCE_COMMAND || sc->type == KBV_SOURCE_NEO4J)
@@ -189,10 +217,22 @@ static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 		else
 			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
 				       kbv_source_type_name(sc->type));
+		double secs = cli_now() - t0;
+		cli_run_attempt(sc->name, 0, secs);
 		if (rc < 0) {
 			json_decref(meta);
 			return kbv_error_prefix(rc, "source '%s' failed, no snapshot recorded", sc->name);
 		}
+		const struct kbv_writer_stats *after = kbv_writer_stats(c->w);
+		struct kbv_writer_stats *d = &c->src_st[c->nsrc];
+		d->raw_bytes = after->raw_bytes - before.raw_bytes;
+		d->new_raw_bytes = after->new_raw_bytes - before.new_raw_bytes;
+		d->new_stored_bytes = after->new_stored_bytes - before.new_stored_bytes;
+		d->chunks = after->chunks - before.chunks;
+		d->new_chunks = after->new_chunks - before.new_chunks;
+		c->src_secs[c->nsrc] = secs;
+		cli_log(CLI_INFO, "source '%s': %llu bytes read, %llu new, in %.1f s", sc->name,
+			(unsigned long long)d->raw_bytes, (unsigned long long)d->new_raw_bytes, secs);
 		struct kbv_snapsource *x = &c->src[c->nsrc++];
 		x->name = strdup(sc->name);
 		x->type = strdup(kbv_source_type_name(sc->type));
@@ -212,6 +252,8 @@ static void free_sources(struct snap_ctx *c)
 		free(c->src[i].meta);
 	}
 	free(c->src);
+	free(c->src_st);
+	free(c->src_secs);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -284,6 +326,7 @@ int cmd_snapshot(int argc, char **argv)
 		default: code = cli_usage("snapshot", "unknown option"); goto done;
 		}
 	}
+	cli_run_begin("snapshot");
 	/* Command groups after "--", separated by "--"; each is ended in place by NULLing the
 	 * separator after it (argv[argc] ends the last). */
 	groups = calloc((size_t)argc, sizeof *groups);
@@ -380,6 +423,14 @@ int cmd_snapshot(int argc, char **argv)
 	double secs = cli_now() - t0;
 	char id[2 * KBV_ID_BYTES + 1];
 	kbv_hex(s.id, KBV_ID_BYTES, id);
+	for (size_t i = 0; i < c.nsrc; i++) {
+		cli_run_attempt(c.src[i].name, 1, c.src_secs[i]);
+		snapshot_metrics(c.src[i].name, &c.src_st[i]);
+	}
+	snapshot_metrics(NULL, st);
+	cli_log(CLI_INFO, "snapshot %.8s saved: %zu %s, %llu bytes read, %llu new, %llu stored", id, c.n,
+		c.n == 1 ? "entry" : "entries", (unsigned long long)st->raw_bytes, (unsigned long long)st->new_raw_bytes,
+		(unsigned long long)st->new_stored_bytes);
 	if (cli.json) {
 		json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "short_id", id, 8,
 				      "streams", (json_int_t)c.n, "raw_bytes", (json_int_t)st->raw_bytes, "new_bytes",
@@ -414,6 +465,9 @@ int cmd_snapshot(int argc, char **argv)
 		code = EXIT_FAIL;
 	}
 done:
+	if (c.repo)
+		cli_run_repo(c.repo);
+	code = cli_run_end(code);
 	free(groups);
 	kbv_writer_free(c.w);
 	kbv_entries_free(c.e, c.n);

@@ -7,8 +7,6 @@
 
 #include "cli.h"
 
-#define KBVAULT_VERSION "0.1.0"
-
 struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -93,7 +91,7 @@ static const char global_help[] =
 	"                          $KBVAULT_PASSWORD, the config's password-file, or a prompt)\n"
 	"  -q, --quiet             no progress and no summary\n"
 	"      --json              machine-readable output on stdout\n"
-	"  -v, --verbose           more detail\n"
+	"  -v, --verbose           log INFO events on stderr too (-vv: and DEBUG)\n"
 	"Exit codes: 0 ok, 1 failure, 2 usage, 3 no repository or unknown format version,\n"
 	"            4 wrong or missing password, 5 data failed verification, 6 locked, 7 source failed\n";
 
@@ -141,7 +139,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--json"))
 			cli.json = 1;
 		else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
-			cli.verbose = 1;
+			cli.verbose++;
+		else if (!strcmp(a, "-vv"))
+			cli.verbose += 2;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			cli_help(NULL);
 			return EXIT_OK;
@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 			printf("kbvault %s\n", KBVAULT_VERSION);
 			return EXIT_OK;
 		} else {
-			fprintf(stderr, "kbvault: unknown option '%s' (see 'kbvault help')\n", a);
+			cli_log(CLI_ERROR, "unknown option '%s' (see 'kbvault help')", a);
 			return EXIT_USAGE;
 		}
 	}
@@ -167,8 +167,10 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	for (size_t c = 0; c < NCOMMANDS; c++)
-		if (!strcmp(commands[c].name, name))
+		if (!strcmp(commands[c].name, name)) {
+			cli_log_command(commands[c].name);
 			return commands[c].run(argc - i, argv + i);
-	fprintf(stderr, "kbvault: '%s' is not a command (see 'kbvault help')\n", name);
+		}
+	cli_log(CLI_ERROR, "'%s' is not a command (see 'kbvault help')", name);
 	return EXIT_USAGE;
 }

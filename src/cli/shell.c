@@ -41,7 +41,7 @@ int shell_start_writer(const char *cmd, pid_t *pid, int *fd)
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
-	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, p[0], STDERR_FILENO, pid);
+	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, p[0], kbv_cmd_stderr(), pid);
 	close(p[0]);
 	if (rc < 0) {
 		close(p[1]);
@@ -56,7 +56,7 @@ int shell_hook(const char *source, const char *which, const char *cmd)
 	char *argv[6], what[160];
 	pid_t pid;
 	snprintf(what, sizeof what, "the %s hook of source '%s'", which, source);
-	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, -1, STDERR_FILENO, &pid);
+	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, -1, kbv_cmd_stderr(), &pid);
 	if (rc < 0)
 		return kbv_error_prefix(rc, "%s", what);
 	return kbv_cmd_finish(pid, what, 0);

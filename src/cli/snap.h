@@ -21,6 +21,9 @@ struct snap_ctx {
 	struct cli_progress prog;
 	int64_t now;
 	int hook_failed; /* an after hook failed although its dump succeeded */
+	/* per recorded source (parallel to src): what its dump added, and how long it took */
+	struct kbv_writer_stats *src_st;
+	double *src_secs;
 };
 
 /* A new entry of `kind` named `name` (validated); NULL with the error set. The pointer is
