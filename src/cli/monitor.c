@@ -261,7 +261,7 @@ static void format_value(double v, char *out, size_t cap)
 	else if (v == floor(v) && fabs(v) < 1e15)
 		snprintf(out, cap, "%.0f", v);
 	else
-		snprintf(out, cap, "%.17g", v);
+		snprintf(out, cap, "%.15g", v); /* enough for a timestamp in ms */
 }
 
 static int write_file(const char *path, struct samples *all)

@@ -287,3 +287,29 @@ CONF
 	# the sink did get the failure pings (so their bodies were checked above)
 	grep -q '"/p/uuid/fail"' pings.jsonl
 }
+
+@test "golden: a version 1 metrics file is read and merged, its counters continued" {
+	echo one > alpha.txt
+	echo two > beta.txt
+	write_config "metrics-file = $TMPD/kbvault.prom"
+	cp "$BATS_TEST_DIRNAME/../golden/metrics/v1.prom" kbvault.prom
+	"$PROMTOOL" check metrics < kbvault.prom
+	rm beta.txt
+	run kbv snapshot -q
+	[ "$status" -eq 7 ]
+	"$PROMTOOL" check metrics < kbvault.prom
+	# the failed attempt continues the counters and keeps the last success
+	[ "$(metric 'kbvault_errors_total{command="snapshot"}')" = 4 ]
+	[ "$(metric 'kbvault_errors_total{command="snapshot",source="alpha"}')" = 4 ]
+	[ "$(metric 'kbvault_errors_total{command="snapshot",source="beta"}')" = 1 ]
+	[ "$(metric 'kbvault_last_success_timestamp_seconds{command="snapshot",source="alpha"}')" = 1795545600 ]
+	# gc's samples are not this run's: kept as they were
+	[ "$(metric 'kbvault_gc_freed_bytes')" = 123456789 ]
+	[ "$(metric 'kbvault_last_duration_seconds{command="gc"}')" = 0.75 ]
+	[ "$(metric 'kbvault_last_success_timestamp_seconds{command="gc"}')" = 1795635600.5 ]
+	echo two > beta.txt
+	kbv snapshot -q
+	[ "$(metric 'kbvault_errors_total{command="snapshot"}')" = 4 ]
+	[ "$(metric 'kbvault_last_attempt_success{command="snapshot",source="alpha"}')" = 1 ]
+	[ "$(metric 'kbvault_gc_removed_snapshots')" = 4 ]
+}
