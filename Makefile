@@ -35,10 +35,12 @@ TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
+MAN1      := $(wildcard docs/man/*.1)
+MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -137,14 +139,30 @@ fuzz-seeds: $(LIBKBV)
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/seeds tests/fuzz/seeds.c $(LIBKBV) $(LIBS)
 	$(BUILD)/seeds
 
+# What teams already type. The configuration (-c via KBVAULT_CONFIG, ./kbvault.conf or
+# /etc/kbvault/kbvault.conf) names the sources, the repository and the [retention] policy.
+#   make backup                                   snapshot every source, then gc
+#   make restore BACKUP=<snapshot|latest> [SOURCE=<name>] [FORCE=1]
+#                                                 every source (or one) back where it came from
+KBVAULT_BIN ?= $(PROG)
+backup: $(if $(filter $(PROG),$(KBVAULT_BIN)),$(PROG))
+	$(KBVAULT_BIN) snapshot
+	$(KBVAULT_BIN) gc
+
+restore: $(if $(filter $(PROG),$(KBVAULT_BIN)),$(PROG))
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<snapshot id, prefix or latest> [SOURCE=<name>] [FORCE=1]" >&2; exit 2; }
+	$(KBVAULT_BIN) restore $(BACKUP) $(if $(SOURCE),--source $(SOURCE),--all-sources --in-place) $(if $(FORCE),--force)
+
 install: $(PROG)
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 $(PROG) $(DESTDIR)$(BINDIR)/kbvault
-	install -d $(DESTDIR)$(MANDIR)/man1
-	install -m 644 docs/kbvault.1 $(DESTDIR)$(MANDIR)/man1/kbvault.1
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/kbvault $(DESTDIR)$(MANDIR)/man1/kbvault.1
+	rm -f $(DESTDIR)$(BINDIR)/kbvault $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
 
 clean:
 	rm -rf build

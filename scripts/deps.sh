@@ -10,7 +10,8 @@
 set -eu
 TOOLS="$(cd "$(dirname "$0")/.." && pwd)/build/tools"
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
-libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl"
+libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
+systemd man-db groff-base"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip" ;;
 fuzz) PKGS="$PKGS clang" ;;

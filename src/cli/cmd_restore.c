@@ -260,6 +260,54 @@ static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, co
 	return rc;
 }
 
+/* What restoring into sources needs besides the snapshot. */
+struct into_opts {
+	int in_place, force;
+	const char *target_url, *suffix;
+	struct cli_progress *prog;
+};
+
+/* One source back where it came from: PostgreSQL into its recorded database on its
+ * configured server, Qdrant by upload, Neo4j and command through their load or restore
+ * command, paths in place. Sets *mismatch when a verified restore differs. */
+static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			  const struct into_opts *o, int *mismatch)
+{
+	int rc = 0;
+	cli_log(CLI_INFO, "restoring source '%s' (%s)", src->name, src->type);
+	if (!strcmp(src->type, "postgres")) {
+		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+		json_t *meta = json_loads(src->meta, 0, NULL);
+		const char *db = json_string_value(json_object_get(meta, "database"));
+		if (!sc || sc->type != KBV_SOURCE_POSTGRES || !sc->dsn)
+			rc = kbv_error(KBV_EINVAL, "source '%s': no PostgreSQL source of that name in the configuration to "
+						   "take the server from; give --target-db DB --target-dsn CONNINFO",
+				       src->name);
+		else if (!db)
+			rc = kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not record its database", src->name);
+		else
+			rc = restore_db(rd, s, src->name, db, sc->dsn, o->force, o->prog, mismatch);
+		json_decref(meta);
+		return rc;
+	}
+	if (!strcmp(src->type, "path")) {
+		size_t count = 0;
+		char *streams[1] = { src->name };
+		struct sink sk = { .prog = o->prog, .strip = strlen(src->name) + 1 };
+		if ((rc = restore_target(rd, s, "/", streams, 1, &sk, &count)) < 0)
+			return rc;
+		cli_progress_done(o->prog);
+		if (!cli.quiet)
+			fprintf(stderr, "restored source '%s' in place: %zu entries\n", src->name, count);
+		return 0;
+	}
+	if (!strcmp(src->type, "qdrant"))
+		return restore_qdrant(rd, s, src, o->target_url, o->suffix, mismatch);
+	rc = restore_into_source(rd, s, src, o->prog);
+	cli_progress_done(o->prog);
+	return rc;
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -273,16 +321,21 @@ int cmd_restore(int argc, char **argv)
 		{ "in-place", no_argument, NULL, 1205 },
 		{ "target-url", required_argument, NULL, 1206 },
 		{ "collection-suffix", required_argument, NULL, 1207 },
+		{ "all-sources", no_argument, NULL, 1208 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
-	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, c;
+	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, all_sources = 0, c;
 	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL, *target_url = NULL,
 		   *suffix = NULL;
-	char **streams = calloc((size_t)argc, sizeof *streams);
-	size_t nstreams = 0;
-	if (!streams)
+	char **streams = calloc((size_t)argc + 1, sizeof *streams);
+	const char **sources = calloc((size_t)argc + 1, sizeof *sources);
+	size_t nstreams = 0, nsources = 0;
+	if (!streams || !sources) {
+		free(streams);
+		free(sources);
 		return EXIT_FAIL;
+	}
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
 		if (cli_global_option(c, optarg, "restore"))
 			continue;
@@ -290,24 +343,26 @@ int cmd_restore(int argc, char **argv)
 		case 'o': to_stdout = 1; break;
 		case 't': target = optarg; break;
 		case 's': streams[nstreams++] = optarg; break;
-		case 1201: source = optarg; break;
+		case 1201: source = sources[nsources++] = optarg; break;
 		case 1202: target_db = optarg; break;
 		case 1203: target_dsn = optarg; break;
 		case 1204: force = 1; break;
 		case 1205: in_place = 1; break;
 		case 1206: target_url = optarg; break;
 		case 1207: suffix = optarg; break;
-		default: free(streams); return cli_usage("restore", "unknown option");
+		case 1208: all_sources = 1; break;
+		default: free(streams); free(sources); return cli_usage("restore", "unknown option");
 		}
 	}
 	const char *dsn = target_dsn;
-	/* --source alone: back into the source itself (its restore or load command, or its
-	 * original paths with --in-place). */
-	int into_source = source && !to_stdout && !target && !target_db;
-	if (optind + 1 != argc || to_stdout + !!target + !!target_db + into_source != 1 || (in_place && !into_source)) {
+	/* --source alone (repeatable) or --all-sources: back into the sources themselves. */
+	int into_source = (source || all_sources) && !to_stdout && !target && !target_db;
+	if (optind + 1 != argc || to_stdout + !!target + !!target_db + into_source != 1 || (in_place && !into_source) ||
+	    (all_sources && !into_source) || (nsources > 1 && !into_source)) {
 		free(streams);
+		free(sources);
 		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
-					    "or --source NAME alone (its restore command, or --in-place)");
+					    "or --source NAME... / --all-sources alone (back into each source)");
 	}
 	if (target_db) {
 		const struct kbv_source_cfg *sc = NULL;
@@ -325,18 +380,23 @@ int cmd_restore(int argc, char **argv)
 		}
 		if (code) {
 			free(streams);
+			free(sources);
 			return code;
 		}
-	} else if (target_dsn || force) {
+	} else if (target_dsn || (force && !into_source)) {
 		free(streams);
-		return cli_usage("restore", "--target-dsn and --force go with --target-db");
-	} else if (source) {
-		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
-		int code = into_source ? cli_load_config() : 0;
+		free(sources);
+		return cli_usage("restore", "--target-dsn goes with --target-db; --force with --target-db or a restore into "
+					    "PostgreSQL sources");
+	} else if (into_source) {
+		int code = cli_load_config();
 		if (code) {
 			free(streams);
+			free(sources);
 			return code;
 		}
+	} else if (source) {
+		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
 	}
 	const char *spec = argv[optind];
 
@@ -348,6 +408,7 @@ int cmd_restore(int argc, char **argv)
 	int code, rc;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0) {
 		free(streams);
+		free(sources);
 		return code;
 	}
 	double t0 = cli_now();
@@ -362,43 +423,46 @@ int cmd_restore(int argc, char **argv)
 		goto out;
 	}
 	if (into_source) {
-		const struct kbv_snapsource *src = kbv_snapshot_source(s, source);
+		struct into_opts io = { in_place, force, target_url, suffix, &prog };
+		int any_path = 0, any_qdrant = 0;
 		cli_progress_init(&prog, "restore:");
-		if (!src) {
-			rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", source);
+		if (all_sources)
+			for (size_t i = 0; i < s->nsources; i++)
+				sources[nsources++] = s->sources[i].name;
+		if (!nsources) {
+			rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no sources (it holds ad-hoc streams: use --target DIR)");
 			goto fail;
 		}
-		if (!strcmp(src->type, "path")) {
-			if (!in_place) {
+		/* Everything is checked before anything is restored. */
+		for (size_t k = 0; k < nsources; k++) {
+			const struct kbv_snapsource *src = kbv_snapshot_source(s, sources[k]);
+			if (!src) {
+				rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", sources[k]);
+				goto fail;
+			}
+			any_path |= !strcmp(src->type, "path");
+			any_qdrant |= !strcmp(src->type, "qdrant");
+			if (!strcmp(src->type, "path") && !in_place) {
 				code = cli_usage("restore", "source '%s' holds files: give --target DIR, or --in-place to write "
-							    "them back where they were", source);
+							    "them back where they were", src->name);
 				goto out;
 			}
-			struct sink sk = { .prog = &prog, .strip = strlen(source) + 1 };
-			if ((rc = restore_target(rd, s, "/", streams, nstreams, &sk, &count)) < 0)
-				goto fail;
-			cli_progress_done(&prog);
-			if (!cli.quiet)
-				fprintf(stderr, "restored source '%s' in place: %zu entries\n", source, count);
-			goto out;
 		}
-		if (in_place) {
+		if (in_place && !any_path && !all_sources) {
 			code = cli_usage("restore", "--in-place is for path sources");
 			goto out;
 		}
-		if (!strcmp(src->type, "qdrant")) {
-			if ((rc = restore_qdrant(rd, s, src, target_url, suffix, &mismatch)) < 0)
-				goto fail;
-			code = mismatch ? EXIT_CORRUPT : EXIT_OK;
-			goto out;
-		}
-		if (target_url || suffix) {
+		if ((target_url || suffix) && !any_qdrant) {
 			code = cli_usage("restore", "--target-url and --collection-suffix are for Qdrant sources");
 			goto out;
 		}
-		if ((rc = restore_into_source(rd, s, src, &prog)) < 0)
-			goto fail;
-		cli_progress_done(&prog);
+		for (size_t k = 0; k < nsources; k++) {
+			int mm = 0;
+			if ((rc = restore_source(rd, s, kbv_snapshot_source(s, sources[k]), &io, &mm)) < 0)
+				goto fail;
+			mismatch |= mm;
+		}
+		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
 		goto out;
 	}
 	for (size_t k = 0; k < nstreams; k++) {
@@ -465,5 +529,6 @@ out:
 	kbv_snapshot_list_free(list, n);
 	kbv_repo_close(r);
 	free(streams);
+	free(sources);
 	return code;
 }

@@ -35,7 +35,8 @@ static const struct command commands[] = {
 	{ "restore", cmd_restore, "restore streams of a snapshot",
 	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]...\n"
 	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force]\n"
-	  "kbvault restore SNAPSHOT --source NAME [--in-place] [--target-url URL] [--collection-suffix S]\n"
+	  "kbvault restore SNAPSHOT (--source NAME... | --all-sources) [--in-place] [--force] [--target-url URL]\n"
+	  "                [--collection-suffix S]\n"
 	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest'\n"
 	  "  --stdout      write the one selected stream to standard output\n"
 	  "  --target DIR  write every selected stream as a file under DIR\n"
@@ -44,8 +45,9 @@ static const struct command commands[] = {
 	  "  --target-db DB  create DB on the source's server (or --target-dsn's) and load the\n"
 	  "                PostgreSQL source into it, then compare row counts with the snapshot\n"
 	  "  --force       drop and recreate DB when it exists and is not empty\n"
-	  "  --source NAME alone: back into the source (Qdrant upload, Neo4j load-command,\n"
-	  "                command restore-command; path sources need --in-place or --target)\n"
+	  "  --source NAME alone (repeatable), --all-sources: back into each source: PostgreSQL\n"
+	  "                into its recorded database (--force if it holds tables), Qdrant upload,\n"
+	  "                Neo4j load-command, command restore-command, paths with --in-place\n"
 	  "  --target-url, --collection-suffix   Qdrant: another server, collection names + S\n" },
 	{ "drill", cmd_drill, "prove a snapshot restores: load it into a scratch database and compare",
 	  "kbvault drill [SNAPSHOT] [--source NAME]...\n"
@@ -99,7 +101,8 @@ void cli_help(const char *cmd)
 {
 	for (size_t i = 0; cmd && i < NCOMMANDS; i++) {
 		if (strcmp(commands[i].name, cmd) == 0) {
-			printf("usage: %s\n%s", commands[i].usage, global_help);
+			printf("usage: %s\n%s(man kbvault-%s for the whole page)\n", commands[i].usage, global_help,
+			       commands[i].name);
 			return;
 		}
 	}
