@@ -779,7 +779,10 @@ int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int 
 	if (strlen(name) > 63)
 		return kbv_error(KBV_EINVAL, "database name '%s' is longer than PostgreSQL allows (63 bytes)", name);
 	snprintf(what, sizeof what, "create database '%s'", name);
-	TRY(pg_connect(dsn, NULL, what, &c));
+	/* From the maintenance database, as createdb does: the database the connection string
+	 * names may be the one that is gone. Its own database if "postgres" is not open to us. */
+	if (pg_connect(dsn, "postgres", what, &c) < 0)
+		TRY(pg_connect(dsn, NULL, what, &c));
 	const char *params[1] = { name };
 	r = PQexecParams(c, "SELECT datname = current_database() FROM pg_database WHERE datname = $1", 1, NULL, params,
 			 NULL, NULL, 0);

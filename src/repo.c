@@ -90,6 +90,9 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	if (r.encrypted && !password)
 		return kbv_error(KBV_EINVAL, "an encrypted repository needs a password");
 
+	int prc = kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
+	if (prc < 0)
+		return prc;
 	if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST)
 			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
