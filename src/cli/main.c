@@ -80,6 +80,14 @@ static const struct command commands[] = {
 	  "  decrypts, decompresses and hashes every blob; with --read-data-subset a rotating share\n"
 	  "  of the packs a day. Exit 5 when problems were found.\n" },
 	{ "repair", cmd_repair, "rebuild the index from the packs", "kbvault repair index\n" },
+	{ "bench", cmd_bench, "what each chunk size would make of your dumps (writes nothing)",
+	  "kbvault bench chunking [--sizes 4K,8K,...] [--zstd-level N] [--json] FILE...\n"
+	  "  Chunks the files in order (each a stream, like successive nights' dumps) at each average\n"
+	  "  chunk size and prints chunks, distinct chunks, dedup ratio (raw / distinct), estimated\n"
+	  "  stored bytes (compressed as the writer would), estimated index size and speed, then what\n"
+	  "  each file would add. No repository, no password.\n"
+	  "  --sizes       average chunk sizes, powers of two 1K..4M (default 4K,8K,16K,32K,64K,128K,256K,1M)\n"
+	  "  --zstd-level  compression for the estimate (default 3, as init; 0: none)\n" },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
