@@ -40,7 +40,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -95,10 +95,20 @@ demo: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) scripts/demo.sh
 
+# The benchmark: a real PostgreSQL knowledge base, Qdrant-like and Neo4j-like streams,
+# kbvault against restic, borg and nightly gzip (bench/kb.sh).
 bench: deps bench-deps all $(BENCH_BIN)
-	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh full
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/kb.sh full
 
 bench-quick: deps bench-deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/kb.sh quick
+
+# Synthetic pg_dump output (bench/gendump): one 1.1 GB dump, ten nights, chunk sweep
+# through real repositories (bench/run.sh).
+bench-synthetic: deps bench-deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh full
+
+bench-synthetic-quick: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/run.sh quick
 
 # PostgreSQL sources over days of an evolving database (bench/pg-evolve.sh).

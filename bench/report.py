@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Turn bench/results/<mode>*.csv into bench/results/<mode>.md (tables and ratios)."""
+"""Turn bench/results/synthetic-<mode>*.csv into bench/results/synthetic-<mode>.md (bench/run.sh)."""
 import csv, os, subprocess, sys
 
-mode = sys.argv[1] if len(sys.argv) > 1 else "quick"
+prefix = sys.argv[1] if len(sys.argv) > 1 else "synthetic-quick"
+mode = prefix.split("-")[-1]
 d = os.path.join(os.path.dirname(__file__), "results")
-rows = list(csv.DictReader(open(f"{d}/{mode}.csv")))
-series = list(csv.DictReader(open(f"{d}/{mode}-series.csv")))
-sweep = list(csv.DictReader(open(f"{d}/{mode}-chunk-sweep.csv")))
-micro = list(csv.DictReader(open(f"{d}/{mode}-micro.csv")))
+rows = list(csv.DictReader(open(f"{d}/{prefix}.csv")))
+series = list(csv.DictReader(open(f"{d}/{prefix}-series.csv")))
+sweep = list(csv.DictReader(open(f"{d}/{prefix}-chunk-sweep.csv")))
+micro = list(csv.DictReader(open(f"{d}/{prefix}-micro.csv")))
 
 def get(tool, op, key):
     for r in rows:
@@ -31,7 +32,7 @@ restic_v = sh("restic version | cut -d' ' -f1-2")
 gzip_v = sh("gzip --version | head -1")
 out.append(f"Machine: {sh('nproc')} cores, {mem} GiB RAM, Linux {sh('uname -r')}. Versions: "
            f"{sh('$KBVAULT version')}, {restic_v}, {sh('borg --version')}, {gzip_v}.\n")
-out.append(f"Command: `make bench{'' if mode == 'full' else '-quick'}` (bench/run.sh {mode}). Input: `bench/gendump` "
+out.append(f"Command: `make bench-synthetic{'' if mode == 'full' else '-quick'}` (bench/run.sh {mode}). Input: `bench/gendump` "
            "synthetic pg_dump SQL (prose documents, embeddings as real[], pgbench accounts).\n")
 big = int(rows[0]["input_bytes"])
 out.append(f"## One dump of {big/1e6:.0f} MB: snapshot, re-snapshot, lightly edited, restore\n")
@@ -88,5 +89,5 @@ out.append("|---|---|")
 for m in micro:
     out.append(f"| {m['stage']} | {float(m['MB_per_s']):.0f} |")
 out.append("")
-open(f"{d}/{mode}.md", "w").write("\n".join(out) + "\n")
+open(f"{d}/{prefix}.md", "w").write("\n".join(out) + "\n")
 print("\n".join(out))

@@ -1,8 +1,9 @@
 #!/bin/bash
-# kbvault against restic, borg and the nightly-gzip script, on the same data in the same run.
-#   bench/run.sh quick   (~3 minutes)   bench/run.sh full   (~15 minutes)
+# kbvault against restic, borg and the nightly-gzip script on synthetic pg_dump output
+# (bench/gendump), on the same data in the same run.
+#   bench/run.sh quick   (make bench-synthetic-quick, ~3 min)   bench/run.sh full   (make bench-synthetic, ~15 min)
 # Needs KBVAULT (the binary) and BENCHBIN (gendump, microbench); `make bench` sets both.
-# Writes bench/results/<mode>.csv, <mode>-series.csv, <mode>.md and plots.
+# Writes bench/results/synthetic-<mode>.csv, -series.csv, .md and plots.
 set -euo pipefail
 MODE=${1:-quick}
 K=${KBVAULT:?}
@@ -17,8 +18,9 @@ if [ "$MODE" = full ]; then BIG_MB=1250; DAYS=10; DAY_MB=256; else BIG_MB=300; D
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR="$W/borg-base" RESTIC_CACHE_DIR="$W/restic-cache" XDG_CACHE_HOME="$W/cache"
-CSV=$OUT/$MODE.csv
-SERIES=$OUT/$MODE-series.csv
+P=synthetic-$MODE
+CSV=$OUT/$P.csv
+SERIES=$OUT/$P-series.csv
 echo "tool,operation,input_bytes,seconds,mb_per_s,peak_rss_kb,repo_bytes,verified" > "$CSV"
 echo "tool,day,input_bytes,repo_bytes" > "$SERIES"
 
@@ -141,7 +143,7 @@ done
 rm -rf "$W/h-kbvault" "$W/h-restic"
 
 # --- chunk size sweep on the same nights (kbvault only)
-SWEEP=$OUT/$MODE-chunk-sweep.csv
+SWEEP=$OUT/$P-chunk-sweep.csv
 echo "chunk_avg,repo_bytes,data_bytes,index_bytes,chunks,dedup_ratio,seconds" > "$SWEEP"
 for avg in 4096 8192 16384 65536 1048576; do
 	export KBVAULT_REPO=$W/sweep-$avg
@@ -161,9 +163,9 @@ done
 
 # --- microbenchmarks (one core each)
 "$G" --mb 256 > "$W/micro.sql"
-"$BENCHBIN/microbench" "$W/micro.sql" > "$OUT/$MODE-micro.csv" 2> /dev/null
+"$BENCHBIN/microbench" "$W/micro.sql" > "$OUT/$P-micro.csv" 2> /dev/null
 
-python3 bench/report.py "$MODE"
-command -v gnuplot > /dev/null && gnuplot -e "mode='$MODE'" bench/plot.gp || true
+python3 bench/report.py "$P"
+command -v gnuplot > /dev/null && gnuplot -e "mode='$P'" bench/plot.gp || true
 rm -rf "$W"
-echo "== results: $OUT/$MODE.md"
+echo "== results: $OUT/$P.md"

@@ -393,7 +393,10 @@ int cmd_snapshot(int argc, char **argv)
 	double t0 = cli_now();
 	cli_progress_init(&c.prog, "snapshot:");
 
-	rc = kbv_writer_new(c.repo, 0, &c.w);
+	/* KBVAULT_THREADS: worker threads (default one per CPU); benchmarks measure scaling. */
+	const char *th = getenv("KBVAULT_THREADS");
+	long nthreads = th && *th ? strtol(th, NULL, 10) : 0;
+	rc = kbv_writer_new(c.repo, nthreads > 0 && nthreads <= 256 ? (size_t)nthreads : 0, &c.w);
 	if (rc == 0)
 		kbv_writer_set_progress(c.w, progress, &c);
 	if (rc == 0 && !adhoc)

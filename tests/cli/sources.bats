@@ -196,8 +196,9 @@ d = json.load(sys.stdin)
 assert d["last_drill"]["ok"] is False and d["last_successful_drill"]["ok"] is True, d'
 }
 
-@test "one application snapshot of PostgreSQL, Qdrant, Neo4j, a path and a command; a failure in any one records nothing" {
-	qdrant_start
+# A database kbsrc of 1000 rows, a directory, and a configuration of three sources: kb
+# (PostgreSQL), uploads (path), cache (command).
+mixed_sources() {
 	createdb kbsrc
 	psql_q -d kbsrc -c "CREATE TABLE t (id int PRIMARY KEY, v text)" -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g" > /dev/null
 	mkdir -p "$TMPD/files"
@@ -215,6 +216,13 @@ paths = $TMPD/files
 type = command
 dump-command = echo cached
 restore-command = cat > $TMPD/cache.out
+EOF
+}
+
+@test "one application snapshot of PostgreSQL, Qdrant, Neo4j, a path and a command; a failure in any one records nothing" {
+	qdrant_start
+	mixed_sources
+	cat >> "$KBVAULT_CONFIG" <<EOF
 
 [source vectors]
 type = qdrant
@@ -259,24 +267,7 @@ assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"),
 }
 
 @test "restore --all-sources puts every source back: PostgreSQL into its recorded database, files in place" {
-	createdb kbsrc
-	psql_q -d kbsrc -c "CREATE TABLE t (id int PRIMARY KEY, v text)" -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g" > /dev/null
-	mkdir -p "$TMPD/files"
-	echo file > "$TMPD/files/f.txt"
-	cat > "$KBVAULT_CONFIG" <<EOF
-[source kb]
-type = postgres
-dsn = host=127.0.0.1 port=$PGPORT dbname=kbsrc user=postgres
-
-[source uploads]
-type = path
-paths = $TMPD/files
-
-[source cache]
-type = command
-dump-command = echo cached
-restore-command = cat > $TMPD/cache.out
-EOF
+	mixed_sources
 	neo4j_conf
 	kbv snapshot -q
 	want=$(store_sum)
