@@ -447,6 +447,16 @@ int cmd_restore(int argc, char **argv)
 							    "them back where they were", src->name);
 				goto out;
 			}
+			const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+			const char *need = !strcmp(src->type, "postgres") && (!sc || !sc->dsn) ? "a [source] with its dsn"
+					   : !strcmp(src->type, "command") && (!sc || !sc->restore_command) ? "its restore-command"
+					   : !strcmp(src->type, "neo4j") && (!sc || !sc->load_command)      ? "its load-command"
+													    : NULL;
+			if (need) {
+				code = cli_usage("restore", "source '%s' (%s) needs %s in the configuration to be restored "
+							    "into; nothing was restored", src->name, src->type, need);
+				goto out;
+			}
 		}
 		if (in_place && !any_path && !all_sources) {
 			code = cli_usage("restore", "--in-place is for path sources");

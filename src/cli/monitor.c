@@ -408,10 +408,13 @@ static void ping(const char *suffix, const char *what, const char *body)
 		curl_ready = 1;
 	}
 	char url[2048], origin[512], err[CURL_ERROR_SIZE] = "";
-	size_t bl = strlen(base);
+	/* The suffix goes after the path, before any query string the URL carries. */
+	const char *q = strchr(base, '?');
+	size_t bl = q ? (size_t)(q - base) : strlen(base);
 	while (bl && base[bl - 1] == '/')
 		bl--;
-	snprintf(url, sizeof url, "%.*s%s?rid=%s", (int)bl, base, suffix, run.rid);
+	snprintf(url, sizeof url, "%.*s%s?%s%srid=%s", (int)bl, base, suffix, q ? q + 1 : "", q && q[1] ? "&" : "",
+		 run.rid);
 	url_origin(base, origin, sizeof origin);
 	CURL *h = curl_easy_init();
 	if (!h) {

@@ -47,7 +47,7 @@ setup() { setup_repo; }
 	[ "$(readlink "$TMPD/out/src/link")" = a.txt ]
 	[ -d "$TMPD/out/src/sub/deeper" ]
 	# No leftovers of the write-then-rename.
-	! find "$TMPD/out" -name '*.kbvault-partial' | grep -q .
+	[ -z "$(find "$TMPD/out" -name '*.kbvault-partial')" ]
 	# Selecting one directory restores just that.
 	kbv restore latest --target "$TMPD/only" --stream src/sub
 	[ -f "$TMPD/only/src/sub/blob.bin" ]

@@ -142,7 +142,7 @@ metric() { awk -v k="$1" '$1 == k { print $2 }' "$TMPD/kbvault.prom"; }
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"WARN"*"not a kbvault metrics file"* ]]
 	"$PROMTOOL" check metrics < kbvault.prom
-	! grep -q garbage kbvault.prom
+	if grep -q garbage kbvault.prom; then false; fi
 }
 
 @test "pings: /start, then success, with a run id; /fail with the log's tail" {
@@ -171,6 +171,18 @@ body = p[1]["body"]
 assert "source 'beta' failed, no snapshot recorded" in body and "ERROR" in body, body
 assert "beta.txt" in body, body
 PY
+	# A URL with a query string keeps it, after the suffix.
+	rm "$TMPD/pings.jsonl"
+	echo two > beta.txt
+	write_config "ping-url = $SINK_URL/ping/0b1c2d3e?create=1"
+	kbv snapshot -q
+	python3 - "$TMPD/pings.jsonl" <<'PY'
+import json, sys
+p = [json.loads(l) for l in open(sys.argv[1])]
+assert [x["path"] for x in p] == ["/ping/0b1c2d3e/start", "/ping/0b1c2d3e"], p
+assert all(x["query"]["create"] == ["1"] and len(x["query"]["rid"][0]) == 36 for x in p), p
+PY
+	write_config "ping-url = $SINK_URL/ping/0b1c2d3e"
 	# gc pings too
 	rm "$TMPD/pings.jsonl"
 	echo two > beta.txt
@@ -231,7 +243,7 @@ ping-timeout = 1"
 	# the error also reaches stderr, as the same line
 	[[ "$output" == *"ERROR kbvault snapshot["*"source 'beta' failed"* ]]
 	# every line has a time and a level
-	! grep -vE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z (DEBUG|INFO |WARN |ERROR) kbvault [a-z]+\[[0-9]+\]: ' kbvault.log
+	[ -z "$(grep -vE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z (DEBUG|INFO |WARN |ERROR) kbvault [a-z]+\[[0-9]+\]: ' kbvault.log)" ]
 	echo two > beta.txt
 	run kbv -v snapshot -q
 	[[ "$output" == *"INFO  kbvault snapshot["*"snapshot started"* ]]
@@ -282,7 +294,7 @@ CONF
 	grep -q "output: connecting with password=\*\*\*" kbvault.log
 	for f in "$TMPD/stderr.all" kbvault.log kbvault.prom pings.jsonl; do
 		[ -s "$f" ]
-		! grep -E 's3cret|correct horse' "$f"
+		if grep -E 's3cret|correct horse' "$f"; then echo "a secret in $f"; false; fi
 	done
 	# the sink did get the failure pings (so their bodies were checked above)
 	grep -q '"/p/uuid/fail"' pings.jsonl

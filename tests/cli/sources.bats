@@ -280,6 +280,15 @@ assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"),
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"source 'uploads' holds files"* ]]
 	[ ! -e "$TMPD/cache.out" ]
+	# A source the configuration cannot restore into is found before anything is restored.
+	cp "$KBVAULT_CONFIG" "$TMPD/good.conf"
+	sed -i '/^\[source cache\]/,/^restore-command/d' "$KBVAULT_CONFIG"
+	if grep -q cache "$KBVAULT_CONFIG"; then false; fi
+	run kbv restore latest --all-sources --in-place --force
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"source 'cache' (command) needs its restore-command in the configuration"* ]]
+	[ "$(psql_q -At -d kbsrc -c 'SELECT count(*) FROM t')" = 10 ]
+	cp "$TMPD/good.conf" "$KBVAULT_CONFIG"
 	# A database holding tables is not overwritten without --force.
 	run kbv restore latest --all-sources --in-place
 	[ "$status" -ne 0 ]
