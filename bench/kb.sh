@@ -24,6 +24,8 @@ CUR=$W/current # the night's files, at the same path every night # a maintenance
 
 # shellcheck source=../tests/cli/pg.bash
 . tests/cli/pg.bash
+# shellcheck source=pg/lib.sh
+. bench/pg/lib.sh
 rm -rf "$W"
 mkdir -p "$W/nights" "$OUT"
 pg_start
@@ -50,9 +52,7 @@ timed() {
 }
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $("$K" version); $(restic version | cut -d' ' -f1-2); $(borg --version); $(pg_dump --version)"
-createdb kb
-psql_q -d kb -v docs="$DOCS" -f bench/pg/kb-init.sql > /dev/null
-"$PGBIN/pgbench" -i -q -s "$SCALE" kb > /dev/null 2>&1
+kb_create "$DOCS" "$SCALE"
 python3 bench/streams.py init "$W/data" "$SEGS" "$SEG_KB" "$RECORDS"
 
 # kbvault with its sources: the PostgreSQL source in each mode, the two other streams as
@@ -85,10 +85,7 @@ BORG_SMALL=(--chunker-params buzhash,11,15,13,4095) # ~8 KiB chunks, like kbvaul
 
 for day in $(seq 0 $((DAYS - 1))); do
 	if [ "$day" -gt 0 ]; then
-		psql_q -d kb -v day="$day" -f bench/pg/kb-day.sql > /dev/null
-		"$PGBIN/pgbench" -n -c 1 -t $((SCALE * 2000)) --random-seed="$day" kb > /dev/null 2>&1
-		psql_q -d kb -c "VACUUM ANALYZE" > /dev/null
-		[ "$day" = "$REWRITE_DAY" ] && psql_q -d kb -c "CLUSTER chunks USING chunks_doc" > /dev/null
+		kb_night "$day" "$SCALE" "$REWRITE_DAY"
 		python3 bench/streams.py night "$W/data" "$day"
 	fi
 	# The night's files, what the script and the peers back up.

@@ -17,16 +17,16 @@ REWRITE_DAY=5 # a maintenance night: CLUSTER chunks by document, rewriting it in
 
 # shellcheck source=../tests/cli/pg.bash
 . tests/cli/pg.bash
+# shellcheck source=pg/lib.sh
+. bench/pg/lib.sh
 rm -rf "$W"
 mkdir -p "$W/gz" "$OUT"
 pg_start
 trap 'pg_stop' EXIT
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$W/restic-cache"
-createdb kb
 echo "== machine: $(nproc) cores; $("$K" version); $(restic version | cut -d' ' -f1-2); $(pg_dump --version)"
 echo "== day 0: $DOCS documents, pgbench scale $SCALE"
-psql_q -d kb -v docs="$DOCS" -f bench/pg/kb-init.sql > /dev/null
-"$PGBIN/pgbench" -i -q -s "$SCALE" kb > /dev/null 2>&1
+kb_create "$DOCS" "$SCALE"
 
 for m in native pg_dump; do
 	cat > "$W/$m.conf" <<CONF
@@ -47,13 +47,8 @@ size() { du -sb "$1" | cut -f1; }
 for day in $(seq 0 $((DAYS - 1))); do
 	note=""
 	if [ "$day" -gt 0 ]; then
-		psql_q -d kb -v day="$day" -f bench/pg/kb-day.sql > /dev/null
-		"$PGBIN/pgbench" -n -c 1 -t $((SCALE * 2000)) --random-seed="$day" kb > /dev/null 2>&1
-		psql_q -d kb -c "VACUUM ANALYZE" > /dev/null
-		if [ "$day" = "$REWRITE_DAY" ]; then
-			psql_q -d kb -c "CLUSTER chunks USING chunks_doc" > /dev/null
-			note="CLUSTER chunks USING chunks_doc"
-		fi
+		kb_night "$day" "$SCALE" "$REWRITE_DAY"
+		[ "$day" = "$REWRITE_DAY" ] && note="CLUSTER chunks USING chunks_doc"
 	fi
 	t0=$(date +%s.%N)
 	KBVAULT_CONFIG="$W/native.conf" "$K" snapshot -q
