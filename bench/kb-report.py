@@ -32,27 +32,21 @@ L.append(f"Command: `make bench{'' if mode == 'full' else '-quick'}` (bench/kb.s
          "store gets 200 edits. The peers back up the night's three files (pg_dump -Fp, the Qdrant tar, the DZV1+zstd "
          "dump); `kbvault` does the same; `kbvault-native` and `kbvault-pg_dump` take the database through the "
          "PostgreSQL source (native mode: rows in key order; pg_dump mode: stock pg_dump) and the same two files.")
-L.append("")
-L.append("## Repository bytes after each night (MB)")
-L.append("")
-L.append("| night | input MB | " + " | ".join(tools) + " |")
-L.append("|---|---|" + "---|" * len(tools))
-for dd in days:
-    L.append(f"| {dd} | {mb(at[('kbvault', dd)]['input_bytes']):.0f} | " + " | ".join(f"{mb(at[(t, dd)]['repo_bytes']):.1f}" for t in tools) + " |")
-L.append("")
-L.append("Ingest MB/s each night (input bytes over wall time; peak RSS in the CSV):")
-L.append("")
-L.append("| night | " + " | ".join(tools) + " |")
-L.append("|---|" + "---|" * len(tools))
-for dd in days:
-    L.append(f"| {dd} | " + " | ".join(f"{int(at[(t, dd)]['input_bytes']) / float(at[(t, dd)]['seconds']) / 1e6:.0f}" for t in tools) + " |")
-L.append("")
-L.append("All input so far over repository bytes (dedup x compression) each night:")
-L.append("")
-L.append("| night | " + " | ".join(tools) + " |")
-L.append("|---|" + "---|" * len(tools))
-for dd in days:
-    L.append(f"| {dd} | " + " | ".join(f"x{sum(int(at[(t, e)]['input_bytes']) for e in days if e <= dd) / int(at[(t, dd)]['repo_bytes']):.2f}" for t in tools) + " |")
+def night_table(title, cell, input_column=False):
+    """One row per night, one column per tool; cell(tool, night) gives the text."""
+    L.extend(["", title, ""])
+    L.append("| night | " + ("input MB | " if input_column else "") + " | ".join(tools) + " |")
+    L.append("|---|" + ("---|" if input_column else "") + "---|" * len(tools))
+    for dd in days:
+        first = f"{mb(at[('kbvault', dd)]['input_bytes']):.0f} | " if input_column else ""
+        L.append(f"| {dd} | {first}" + " | ".join(cell(t, dd) for t in tools) + " |")
+
+
+night_table("## Repository bytes after each night (MB)", lambda t, dd: f"{mb(at[(t, dd)]['repo_bytes']):.1f}", True)
+night_table("Ingest MB/s each night (input bytes over wall time; peak RSS in the CSV):",
+            lambda t, dd: f"{int(at[(t, dd)]['input_bytes']) / float(at[(t, dd)]['seconds']) / 1e6:.0f}")
+night_table("All input so far over repository bytes (dedup x compression) each night:",
+            lambda t, dd: f"x{sum(int(at[(t, e)]['input_bytes']) for e in days if e <= dd) / int(at[(t, dd)]['repo_bytes']):.2f}")
 last = days[-1]
 total_in = {t: sum(int(at[(t, dd)]["input_bytes"]) for dd in days) for t in tools}
 L.append("")
