@@ -209,23 +209,31 @@ static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 	return rc;
 }
 
-/* restore --source NAME for command and neo4j sources: the stream into the configured
- * restore-command (command) or load-command between the before and after hooks (neo4j). */
+/* What restoring `src` back into its system needs from the configuration and the
+ * configuration lacks ("its restore-command"), or NULL when nothing is missing. The config
+ * loader allows dsn only on postgres sources, load-command only on neo4j ones and
+ * restore-command only on command ones, so the key's presence also checks the type. */
+static const char *into_source_missing(const struct kbv_snapsource *src)
+{
+	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+	if (!strcmp(src->type, "postgres"))
+		return sc && sc->dsn ? NULL : "a [source] with its dsn";
+	if (!strcmp(src->type, "command"))
+		return sc && sc->restore_command ? NULL : "its restore-command";
+	if (!strcmp(src->type, "neo4j"))
+		return sc && sc->load_command ? NULL : "its load-command";
+	return NULL; /* qdrant (the recorded URL will do) and path sources need nothing */
+}
+
+/* restore --source NAME for command and neo4j sources (into_source_missing() passed): the
+ * stream into the configured restore-command (command) or load-command between the before
+ * and after hooks (neo4j). */
 static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
 			       struct cli_progress *prog)
 {
-	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+	const struct kbv_source_cfg *sc = kbv_config_source(cli.cfg, src->name);
 	int neo4j = !strcmp(src->type, "neo4j"), rc = 0;
-	if (!strcmp(src->type, "postgres"))
-		return kbv_error(KBV_EINVAL, "source '%s' is PostgreSQL: give --target-db DB (or --stdout / --target DIR "
-					     "for the SQL stream)", src->name);
-	if (!neo4j && strcmp(src->type, "command") != 0)
-		return kbv_error(KBV_EINVAL, "source '%s' (%s) cannot be restored this way; give --target DIR", src->name,
-				 src->type);
-	const char *cmd = !sc ? NULL : neo4j ? sc->load_command : sc->restore_command;
-	if (!cmd || (sc->type == KBV_SOURCE_NEO4J) != neo4j)
-		return kbv_error(KBV_EINVAL, "no %s for source '%s' in the configuration", neo4j ? "load-command" : "restore-command",
-				 src->name);
+	const char *cmd = neo4j ? sc->load_command : sc->restore_command;
 	json_t *meta = json_loads(src->meta, 0, NULL);
 	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
 	const struct kbv_entry *e = NULL;
@@ -267,23 +275,20 @@ struct into_opts {
 	struct cli_progress *prog;
 };
 
-/* One source back where it came from: PostgreSQL into its recorded database on its
- * configured server, Qdrant by upload, Neo4j and command through their load or restore
- * command, paths in place. Sets *mismatch when a verified restore differs. */
+/* One source back where it came from (into_source_missing() passed): PostgreSQL into its
+ * recorded database on its configured server, Qdrant by upload, Neo4j and command through
+ * their load or restore command, paths in place. Sets *mismatch when a verified restore
+ * differs. */
 static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
 			  const struct into_opts *o, int *mismatch)
 {
 	int rc = 0;
 	cli_log(CLI_INFO, "restoring source '%s' (%s)", src->name, src->type);
 	if (!strcmp(src->type, "postgres")) {
-		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+		const struct kbv_source_cfg *sc = kbv_config_source(cli.cfg, src->name); /* checked: has a dsn */
 		json_t *meta = json_loads(src->meta, 0, NULL);
 		const char *db = json_string_value(json_object_get(meta, "database"));
-		if (!sc || sc->type != KBV_SOURCE_POSTGRES || !sc->dsn)
-			rc = kbv_error(KBV_EINVAL, "source '%s': no PostgreSQL source of that name in the configuration to "
-						   "take the server from; give --target-db DB --target-dsn CONNINFO",
-				       src->name);
-		else if (!db)
+		if (!db)
 			rc = kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not record its database", src->name);
 		else
 			rc = restore_db(rd, s, src->name, db, sc->dsn, o->force, o->prog, mismatch);
@@ -303,6 +308,9 @@ static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 	}
 	if (!strcmp(src->type, "qdrant"))
 		return restore_qdrant(rd, s, src, o->target_url, o->suffix, mismatch);
+	if (strcmp(src->type, "command") && strcmp(src->type, "neo4j"))
+		return kbv_error(KBV_EINVAL, "source '%s' (%s) cannot be restored this way; give --target DIR", src->name,
+				 src->type);
 	rc = restore_into_source(rd, s, src, o->prog);
 	cli_progress_done(o->prog);
 	return rc;
@@ -447,11 +455,7 @@ int cmd_restore(int argc, char **argv)
 							    "them back where they were", src->name);
 				goto out;
 			}
-			const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
-			const char *need = !strcmp(src->type, "postgres") && (!sc || !sc->dsn) ? "a [source] with its dsn"
-					   : !strcmp(src->type, "command") && (!sc || !sc->restore_command) ? "its restore-command"
-					   : !strcmp(src->type, "neo4j") && (!sc || !sc->load_command)      ? "its load-command"
-													    : NULL;
+			const char *need = into_source_missing(src);
 			if (need) {
 				code = cli_usage("restore", "source '%s' (%s) needs %s in the configuration to be restored "
 							    "into; nothing was restored", src->name, src->type, need);
