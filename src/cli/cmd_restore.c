@@ -217,7 +217,7 @@ static const char *into_source_missing(const struct kbv_snapsource *src)
 {
 	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
 	if (!strcmp(src->type, "postgres"))
-		return sc && sc->dsn ? NULL : "a [source] with its dsn";
+		return sc && sc->dsn ? NULL : "a [source] with its dsn (or give --target-db DB --target-dsn CONNINFO)";
 	if (!strcmp(src->type, "command"))
 		return sc && sc->restore_command ? NULL : "its restore-command";
 	if (!strcmp(src->type, "neo4j"))
