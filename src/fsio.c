@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,24 +142,27 @@ int kbv_path(char *out, size_t cap, const char *fmt, ...)
 	return 0;
 }
 
+/* Write p[0..n) to a new file `tmp` (mode `mode`) and fsync it. */
+static int write_synced(const char *tmp, const void *p, size_t n, mode_t mode)
+{
+	int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return kbv_error(KBV_EIO, "create '%s': %s", tmp, strerror(errno));
+	TRY(kbv_write_full(fd, p, n, tmp));
+	if (fsync(fd) < 0)
+		rc = kbv_error(KBV_EIO, "fsync '%s': %s", tmp, strerror(errno));
+out:
+	close(fd);
+	return rc;
+}
+
 int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX];
-	int rc = 0, fd = -1;
+	int rc = 0;
 	TRY(kbv_path(tmp, sizeof tmp, "%s/%s.%ld.tmp", tmpdir, name, (long)getpid()));
 	TRY(kbv_path(dst, sizeof dst, "%s/%s", dir, name));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = kbv_error(KBV_EIO, "create '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	TRY(kbv_write_full(fd, p, n, tmp));
-	if (fsync(fd) < 0) {
-		rc = kbv_error(KBV_EIO, "fsync '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	close(fd);
-	fd = -1;
+	TRY(write_synced(tmp, p, n, 0600));
 	/* link() fails if the destination exists, so an existing file is never replaced. */
 	if (link(tmp, dst) < 0) {
 		rc = errno == EEXIST ? kbv_error(KBV_EEXIST, "'%s' already exists", dst)
@@ -167,9 +171,24 @@ int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, cons
 	}
 	TRY(kbv_fsync_dir(dir));
 out:
-	if (fd >= 0)
-		close(fd);
 	unlink(tmp);
+	return rc;
+}
+
+int kbv_write_replace(const char *path, const void *p, size_t n, mode_t mode)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	int rc = 0;
+	TRY(kbv_path(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()));
+	TRY(kbv_path(dir, sizeof dir, "%s", path));
+	TRY(write_synced(tmp, p, n, mode));
+	if (rename(tmp, path) < 0) {
+		rc = kbv_error(KBV_EIO, "rename '%s' to '%s': %s", tmp, path, strerror(errno));
+		goto out;
+	}
+	TRY(kbv_fsync_dir(dirname(dir)));
+out:
+	unlink(tmp); /* gone after a rename; left by a failure */
 	return rc;
 }
 

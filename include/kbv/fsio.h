@@ -26,6 +26,10 @@ int kbv_mkdir_parents(const char *path);
 /* Durably create `dir/name` with the given content: write to `tmpdir`, fsync, rename,
  * fsync dir. The file must not exist yet (KBV_EEXIST otherwise). */
 int kbv_write_atomic(const char *tmpdir, const char *dir, const char *name, const void *p, size_t n);
+/* Durably replace `path` with the given content (created with `mode` if new): write
+ * `path`.tmp.PID beside it, fsync, rename over `path`, fsync its directory. A reader sees
+ * the old file or the new one, never a mix. */
+int kbv_write_replace(const char *path, const void *p, size_t n, mode_t mode);
 /* Remove a directory and the files directly in it (spool and scratch directories, which
  * hold no subdirectories). 0 when the directory is gone. */
 int kbv_rmdir_flat(const char *dir);

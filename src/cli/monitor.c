@@ -7,7 +7,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <sodium.h>
@@ -15,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kbv/check.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 
 /* ---- the metric families (format/metrics.md) ---- */
 
@@ -264,20 +263,12 @@ static void format_value(double v, char *out, size_t cap)
 		snprintf(out, cap, "%.15g", v); /* enough for a timestamp in ms */
 }
 
-static int write_file(const char *path, struct samples *all)
+/* The exposition text of all samples, families in table order. *out is malloc'd. */
+static int render(struct samples *all, char **out, size_t *len)
 {
-	char tmp[PATH_MAX], dirbuf[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	FILE *f = fdopen(fd, "w");
-	if (!f) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		return -e;
-	}
+	FILE *f = open_memstream(out, len);
+	if (!f)
+		return -1;
 	qsort(all->v, all->n, sizeof *all->v, cmp_sample);
 	int last = -1;
 	for (size_t i = 0; i < all->n; i++) {
@@ -290,24 +281,7 @@ static int write_file(const char *path, struct samples *all)
 		format_value(all->v[i].v, val, sizeof val);
 		fprintf(f, "%s %s\n", all->v[i].key, val);
 	}
-	int bad = fflush(f) != 0 || fsync(fd) != 0;
-	int e = errno;
-	if (fclose(f) != 0 && !bad) {
-		bad = 1;
-		e = errno;
-	}
-	if (bad || rename(tmp, path) != 0) {
-		e = bad ? e : errno;
-		unlink(tmp);
-		return -e;
-	}
-	snprintf(dirbuf, sizeof dirbuf, "%s", path);
-	int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return fclose(f) == 0 ? 0 : -1;
 }
 
 /* The attempt rows of the run (source NULL) or of one source. */
@@ -356,11 +330,15 @@ static void write_metrics(const char *path, int code, double now, double secs)
 	fail |= put(&all, key, code);
 	for (size_t i = 0; i < run.set.n; i++)
 		fail |= put(&all, run.set.v[i].key, run.set.v[i].v);
-	int rc = fail ? -ENOMEM : write_file(path, &all);
-	if (rc < 0)
-		cli_log(CLI_WARN, "metrics: cannot write '%s': %s", path, strerror(-rc));
+	char *text = NULL;
+	size_t len = 0;
+	if (fail || render(&all, &text, &len) < 0)
+		cli_log(CLI_WARN, "metrics: out of memory; '%s' not written", path);
+	else if (kbv_write_replace(path, text, len, 0644) < 0)
+		cli_log(CLI_WARN, "metrics: %s", kbv_errmsg());
 	else
 		cli_log(CLI_DEBUG, "metrics written to '%s'", path);
+	free(text);
 	samples_free(&all);
 	close(lfd); /* releases the lock */
 }
