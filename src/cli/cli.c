@@ -238,6 +238,25 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 	return 0;
 }
 
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t mul = 1;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	}
+	if (mul > 1 && end[0] == 'i' && end[1] == 'B')
+		end += 2;
+	if (end == s || *end || v < 0)
+		return -1;
+	*out = (uint64_t)(v * (double)mul);
+	return 0;
+}
+
 void cli_bytes(uint64_t n, char *out, size_t cap)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };

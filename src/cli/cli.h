@@ -107,6 +107,9 @@ void cli_password_free(char *pw);
  * printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);
 
+/* "500M", "2G", "8KiB", "1.5T", "4096": a size in bytes (binary units). -1 if not one. */
+int cli_parse_size(const char *s, uint64_t *out);
+
 /* Formatting. */
 void cli_bytes(uint64_t n, char *out, size_t cap);
 void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap);

@@ -1,6 +1,7 @@
 /* kbvault bench chunking FILE...: on the user's own dumps, what each average chunk size
  * would give (dedup, stored bytes, index size, chunks), without writing a repository. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,32 +10,21 @@
 #include "kbv/error.h"
 #include "kbv/study.h"
 
+/* "4K,8K,1M" into v[0..*n). */
 static int parse_sizes(const char *arg, size_t *v, size_t cap, size_t *n)
 {
 	char *copy = strdup(arg), *save = NULL;
+	int rc = copy ? 0 : -1;
 	*n = 0;
-	if (!copy)
-		return -1;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		char *end;
-		unsigned long long x = strtoull(t, &end, 10);
-		if (end == t || *n == cap)
-			goto bad;
-		if (*end == 'K' || *end == 'k')
-			x <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			x <<= 20, end++;
-		if (*end == 'i' && end[1] == 'B')
-			end += 2;
-		if (*end)
-			goto bad;
-		v[(*n)++] = (size_t)x;
+	for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+		uint64_t x;
+		if (*n == cap || cli_parse_size(t, &x) < 0 || x > SIZE_MAX)
+			rc = -1;
+		else
+			v[(*n)++] = (size_t)x;
 	}
 	free(copy);
-	return *n ? 0 : -1;
-bad:
-	free(copy);
-	return -1;
+	return rc == 0 && *n ? 0 : -1;
 }
 
 static void size_text(size_t avg, char *out, size_t cap)

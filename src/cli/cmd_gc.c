@@ -77,23 +77,6 @@ static void gc_progress(void *arg, const char *phase, uint64_t done, uint64_t to
 		fprintf(stderr, "\r\033[K");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	uint64_t mul = 1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
-	}
-	if (end == s || *end || v < 0)
-		return -1;
-	*out = (uint64_t)(v * (double)mul);
-	return 0;
-}
-
 static int gc_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -157,7 +140,7 @@ static int gc_main(int argc, char **argv)
 			break;
 		}
 		case 1411:
-			if (parse_size(optarg, &go.max_repack) < 0) {
+			if (cli_parse_size(optarg, &go.max_repack) < 0) {
 				free(tags);
 				return cli_usage("gc", "--max-repack takes a size such as 500M or 2G, not '%s'", optarg);
 			}
