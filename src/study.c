@@ -21,7 +21,9 @@
 #define STUDY_TRAILER_ENTRY 48 /* about what a pack trailer spends per blob */
 
 /* Open-addressing set of XXH3-128 digests; the all-zero digest is the empty slot (a chunk
- * hashing to it is counted as new every time: probability 2^-128). */
+ * hashing to it is counted as new every time: probability 2^-128). Not kbv_idset: that one
+ * holds 32-byte ids at half load for small sets; this one holds millions of chunks of a
+ * user's dumps at 16 bytes and 70% load (about 23 bytes a chunk instead of 66 to 132). */
 struct set {
 	XXH128_hash_t *v;
 	size_t cap, n;

@@ -138,6 +138,8 @@ const char *cli_log_tail(void)
 	return lg.tail;
 }
 
+/* Not kbv_write_full(): a failed log write must not replace the library error that the
+ * line may be reporting (kbv_errmsg() is read again after cli_fail()). */
 static void write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
