@@ -138,8 +138,8 @@ const char *cli_log_tail(void)
 	return lg.tail;
 }
 
-/* Not kbv_write_full(): a failed log write must not replace the library error that the
- * line may be reporting (kbv_errmsg() is read again after cli_fail()). */
+/* Not kbv_write_full(): a failed log write must not replace the library error (kbv_errmsg())
+ * that a caller may still read after logging it. */
 static void write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
