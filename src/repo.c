@@ -7,10 +7,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -256,7 +259,89 @@ out:
 	return rc;
 }
 
+/* "PID 1234 (kbvault gc --keep-last 3)": the first process /proc/locks shows holding a
+ * lock on the file behind fd, or "another process" when it cannot tell. */
+static void lock_holder(int fd, char *out, size_t cap)
+{
+	struct stat st;
+	char line[256];
+	long pid = 0;
+	snprintf(out, cap, "another process");
+	FILE *f = fstat(fd, &st) == 0 ? fopen("/proc/locks", "re") : NULL;
+	if (!f)
+		return;
+	while (!pid && fgets(line, sizeof line, f)) {
+		char kind[16], mode[16];
+		long p;
+		unsigned maj, min;
+		unsigned long long ino;
+		if (strstr(line, "->")) /* a waiter, not a holder */
+			continue;
+		if (sscanf(line, "%*[^:]: %15s %*s %15s %ld %x:%x:%llu", kind, mode, &p, &maj, &min, &ino) == 6 &&
+		    !strcmp(kind, "FLOCK") && ino == (unsigned long long)st.st_ino && makedev(maj, min) == st.st_dev)
+			pid = p;
+	}
+	fclose(f);
+	if (!pid)
+		return;
+	char path[64], cmd[160] = "";
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	int cfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (cfd >= 0) {
+		ssize_t n = read(cfd, cmd, sizeof cmd - 1);
+		close(cfd);
+		for (ssize_t i = 0; i < n; i++)
+			if (cmd[i] == 0 || (unsigned char)cmd[i] < 0x20)
+				cmd[i] = ' ';
+		cmd[n > 0 ? n : 0] = 0;
+		while (n > 0 && cmd[n - 1] == ' ')
+			cmd[--n] = 0;
+	}
+	snprintf(out, cap, *cmd ? "PID %ld (%s)" : "PID %ld", pid, cmd);
+}
+
+/* Take the repository lock, waiting at most w->seconds (forever without w). The kernel
+ * drops the locks of dead processes, so this never waits on a crashed one. */
+static int take_lock(int fd, const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w)
+{
+	int op = lock == KBV_LOCK_SHARED ? LOCK_SH : LOCK_EX;
+	struct timespec t0, now;
+	int told = 0;
+	if (!w) {
+		while (flock(fd, op) < 0)
+			if (errno != EINTR)
+				return kbv_error(KBV_ELOCKED, "lock '%s': %s", path, strerror(errno));
+		return 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (flock(fd, op | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return kbv_error(KBV_ELOCKED, "lock '%s': %s", path, strerror(errno));
+		char holder[200];
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double waited = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (waited >= w->seconds) {
+			lock_holder(fd, holder, sizeof holder);
+			return kbv_error(KBV_ELOCKED, "the repository is locked by %s; gave up after %.0f s (--lock-wait)",
+					 holder, waited);
+		}
+		if (!told++ && w->waiting) {
+			lock_holder(fd, holder, sizeof holder);
+			w->waiting(w->arg, holder);
+		}
+		struct timespec nap = { 0, 100 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
 int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
+{
+	return kbv_repo_open_wait(path, lock, NULL, out);
+}
+
+int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w, struct kbv_repo **out)
 {
 	struct kbv_repo *r = calloc(1, sizeof *r);
 	char p[PATH_MAX];
@@ -282,14 +367,7 @@ int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
 			rc = kbv_error(KBV_EIO, "open lock '%s': %s", p, strerror(errno));
 			goto out;
 		}
-		/* Blocks while a process holds a conflicting lock; the kernel drops locks of dead
-		 * processes, so this never waits on a crashed one. */
-		while (flock(r->lockfd, lock == KBV_LOCK_SHARED ? LOCK_SH : LOCK_EX) < 0) {
-			if (errno != EINTR) {
-				rc = kbv_error(KBV_ELOCKED, "lock '%s': %s", p, strerror(errno));
-				goto out;
-			}
-		}
+		TRY(take_lock(r->lockfd, p, lock, w));
 	}
 	/* Scratch and cache directories may be missing (a copy made by a tool that drops empty
 	 * directories); they hold nothing a snapshot depends on. */

@@ -52,6 +52,18 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
  * unknown version, KBV_ECORRUPT for a damaged config or key file. */
 int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out);
 
+/* How long kbv_repo_open_wait() waits for a lock another process holds, and whom it tells. */
+struct kbv_lock_wait {
+	double seconds; /* 0: do not wait */
+	/* Called once when the lock is held by someone else, with who ("PID 1234 (kbvault
+	 * gc)"); may be NULL. */
+	void (*waiting)(void *arg, const char *holder);
+	void *arg;
+};
+/* kbv_repo_open() that waits at most w->seconds for the lock (w NULL: as long as it
+ * takes), then fails with KBV_ELOCKED naming the holder. */
+int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w, struct kbv_repo **out);
+
 int kbv_repo_needs_password(const struct kbv_repo *r);
 
 /* Derive the key-wrapping key and unwrap the master keys. KBV_EAUTH on a wrong password.
