@@ -1,5 +1,6 @@
 #include "kbv/index.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "kbv/buf.h"
@@ -38,6 +39,11 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 		rc = mdb_fail(mrc, dir);
 		goto out;
 	}
+	/* LMDB opens its data file without O_CLOEXEC: a child process must not inherit a
+	 * writable descriptor of the index. */
+	mdb_filehandle_t dfd;
+	if (mdb_env_get_fd(idx->env, &dfd) == 0 && dfd >= 0)
+		fcntl(dfd, F_SETFD, fcntl(dfd, F_GETFD) | FD_CLOEXEC);
 	/* A process killed while reading leaves its reader slot behind; until cleared, it pins
 	 * old pages and the file can only grow. */
 	int dead;

@@ -41,6 +41,9 @@ int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd,
 		posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
 	else
 		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	/* Nothing else of ours reaches a child: the index, packs, the lock, pipes to other
+	 * children (every descriptor is O_CLOEXEC too; this is the backstop). */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	int e = posix_spawnp(pid, argv[0], &fa, NULL, argv, envp ? envp : environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (e != 0)
