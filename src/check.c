@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg)
@@ -90,8 +91,19 @@ struct ck {
 	struct kbv_bundle_cache bundle; /* per pack: invalidated when the next pack starts */
 	const char *snapname;
 	const char *streamname;
-	/* TREE blobs already verified with everything below them (shared by many snapshots). */
+	/* TREE blobs already verified with everything below them (shared by many snapshots);
+	 * not used once damage was found, so every snapshot it reaches is named. */
 	struct kbv_idset trees_seen;
+	/* What the pack scan found: blobs that failed to decode or hash, index numbers of packs
+	 * whose trailer is damaged or whose file is missing, and the blobs of packs the index
+	 * does not list (a missing or stale index, not damage). */
+	struct kbv_idset damaged, unindexed;
+	uint32_t *bad_packs;
+	size_t nbad_packs;
+	int stream_damaged;     /* the stream being visited reaches damage */
+	struct kbv_buf affected; /* "abc123 (kb, uploads), ..." for the summary */
+	size_t naffected;
+	uint64_t stale_blobs;   /* blobs snapshots use that only unindexed packs hold */
 };
 
 static void say(struct ck *c, int sev, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -109,6 +121,55 @@ static void say(struct ck *c, int sev, const char *fmt, ...)
 	if (c->report)
 		c->report(c->arg, sev, msg);
 }
+
+static int bad_pack_add(struct ck *c, uint32_t no)
+{
+	uint32_t *nb = realloc(c->bad_packs, (c->nbad_packs + 1) * sizeof *nb);
+	if (!nb)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	c->bad_packs = nb;
+	c->bad_packs[c->nbad_packs++] = no;
+	return 0;
+}
+
+static int bad_pack_has(const struct ck *c, uint32_t no)
+{
+	for (size_t i = 0; i < c->nbad_packs; i++)
+		if (c->bad_packs[i] == no)
+			return 1;
+	return 0;
+}
+
+/* Name one snapshot the damage reaches: which sources and streams cannot be restored. */
+static int affected_add(struct ck *c, const struct kbv_snapshot *s, int table_damaged, const char *streams,
+			size_t nstreams)
+{
+	char when[32], srcs[512] = "", one[64];
+	time_t t = (time_t)s->time;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+	for (size_t k = 0; k < s->nsources; k++) {
+		size_t len = strlen(srcs);
+		snprintf(srcs + len, sizeof srcs - len, "%s%s", k ? ", " : "", s->sources[k].name);
+	}
+	if (table_damaged)
+		say(c, KBV_PROBLEM, "snapshot %s of %s%s%s%s: its entry table is damaged: no stream of it can be restored",
+		    c->snapname, when, *srcs ? " (sources " : "", srcs, *srcs ? ")" : "");
+	else
+		say(c, KBV_PROBLEM, "snapshot %s of %s%s%s%s: cannot be restored whole: %s %s damaged or missing blobs",
+		    c->snapname, when, *srcs ? " (sources " : "", srcs, *srcs ? ")" : "", streams,
+		    nstreams == 1 ? "uses" : "use");
+	int w = snprintf(one, sizeof one, "%s%s", c->naffected ? ", " : "", c->snapname);
+	c->naffected++;
+	return c->affected.len < 1200 ? kbv_buf_add(&c->affected, one, (size_t)w) : 0;
+}
+
+static int damaged_add(struct ck *c, const uint8_t id[KBV_ID_BYTES])
+{
+	return kbv_idset_has(&c->damaged, id) ? 0 : kbv_idset_add(&c->damaged, id);
+}
+
 
 static int pm_add(void *arg, uint32_t no, const struct kbv_pack_info *info)
 {
@@ -227,18 +288,23 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 		c->pm.seen[pi] = 1;
 	int rc = kbv_pack_read_trailer(c->r, c->codec, packid, &c->entries, &n, &size);
 	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
-		if (pi < 0)
+		if (pi < 0) {
 			say(c, KBV_WARNING, "pack %s: unreadable and not indexed (left by an interrupted write; gc removes it): %s",
 			    hex, kbv_errmsg());
-		else
-			say(c, KBV_PROBLEM, "%s", kbv_errmsg());
-		return 0;
+			return 0;
+		}
+		say(c, KBV_PROBLEM, "%s", kbv_errmsg());
+		return bad_pack_add(c, c->pm.nos[pi]);
 	}
 	if (rc < 0)
 		return rc;
 	if (pi < 0) {
 		say(c, KBV_WARNING, "pack %s: not in the index (garbage from an interrupted snapshot, or run 'kbvault repair index')",
 		    hex);
+		const struct kbv_pack_entry *ue = (const struct kbv_pack_entry *)c->entries.data;
+		for (size_t i = 0; i < n; i++)
+			if (!kbv_idset_has(&c->unindexed, ue[i].id) && (rc = kbv_idset_add(&c->unindexed, ue[i].id)) < 0)
+				return rc;
 	} else if (c->pm.sizes[pi] != size) {
 		say(c, KBV_PROBLEM, "pack %s: index says %llu bytes, the file has %llu", hex,
 		    (unsigned long long)c->pm.sizes[pi], (unsigned long long)size);
@@ -282,6 +348,10 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 			c->res->bytes_read += e[i].stored_len;
 			if (rc == KBV_ECORRUPT) {
 				say(c, KBV_PROBLEM, "%s", kbv_errmsg());
+				if ((rc = damaged_add(c, e[i].id)) < 0) {
+					close(fd);
+					return rc;
+				}
 				continue;
 			}
 			if (rc < 0) {
@@ -291,9 +361,14 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 			if (e[i].type == KBV_BLOB_DATA || e[i].type == KBV_BLOB_TREE) {
 				uint8_t got[KBV_ID_BYTES];
 				kbv_blob_id(c->r->keys, e[i].type, c->out.data, c->out.len, got);
-				if (memcmp(got, e[i].id, KBV_ID_BYTES) != 0)
+				if (memcmp(got, e[i].id, KBV_ID_BYTES) != 0) {
 					say(c, KBV_PROBLEM, "pack %s: blob %.16s at offset %u: content does not hash to its id",
 					    hex, idhex, e[i].offset);
+					if ((rc = damaged_add(c, e[i].id)) < 0) {
+						close(fd);
+						return rc;
+					}
+				}
 			}
 		}
 	}
@@ -322,20 +397,29 @@ static int visit(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
 {
 	struct ck *c = arg;
 	char idhex[2 * KBV_ID_BYTES + 1];
-	if (type == KBV_BLOB_TREE) {
-		if (kbv_idset_has(&c->trees_seen, id))
-			return KBV_VISIT_SKIP;
-		return kbv_idset_add(&c->trees_seen, id);
-	}
+	int any_damage = c->damaged.n || c->nbad_packs;
+	if (type == KBV_BLOB_TREE && !any_damage && kbv_idset_has(&c->trees_seen, id))
+		return KBV_VISIT_SKIP;
 	struct kbv_loc loc;
 	int rc = kbv_index_get(c->r->idx, c->txn, id, &loc);
 	if (rc == KBV_ENOTFOUND) {
+		if (kbv_idset_has(&c->unindexed, id)) {
+			/* There, in a pack the index lacks: the index is stale, and what lies below
+			 * cannot be read through it until it is repaired. */
+			c->stale_blobs++;
+			return type == KBV_BLOB_TREE ? KBV_VISIT_SKIP : 0;
+		}
 		kbv_hex(id, KBV_ID_BYTES, idhex);
 		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': blob %.16s is missing", c->snapname, c->streamname, idhex);
+		c->stream_damaged = 1;
 		return 0;
 	}
 	if (rc < 0)
 		return rc;
+	if (kbv_idset_has(&c->damaged, id) || bad_pack_has(c, loc.pack))
+		c->stream_damaged = 1;
+	if (type == KBV_BLOB_TREE)
+		return any_damage ? 0 : kbv_idset_add(&c->trees_seen, id);
 	if (loc.type != type) {
 		kbv_hex(id, KBV_ID_BYTES, idhex);
 		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': blob %.16s has type %u, expected %d", c->snapname,
@@ -344,11 +428,25 @@ static int visit(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
 	return 0;
 }
 
+/* Is the stream's root blob only in packs the index lacks (unreadable until repair)? */
+static int stale_root(struct ck *c, const struct kbv_ref *ref)
+{
+	struct kbv_loc loc;
+	return ref->depth != KBV_REF_EMPTY && kbv_index_get(c->r->idx, c->txn, ref->id, &loc) == KBV_ENOTFOUND &&
+	       kbv_idset_has(&c->unindexed, ref->id);
+}
+
 static int visit_stream(struct ck *c, struct kbv_reader *rd, const struct kbv_ref *ref)
 {
+	c->stream_damaged = 0;
+	if (stale_root(c, ref)) {
+		c->stale_blobs++;
+		return 0;
+	}
 	int rc = kbv_reader_visit(rd, ref, visit, c);
 	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 		say(c, KBV_PROBLEM, "snapshot %s: stream '%s': %s", c->snapname, c->streamname, kbv_errmsg());
+		c->stream_damaged = 1;
 		return 0;
 	}
 	return rc < 0 ? rc : 0;
@@ -383,8 +481,10 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	for (size_t i = 0; i < c.pm.n; i++) {
 		char hex[2 * KBV_PACKID_BYTES + 1];
 		kbv_hex(c.pm.ids[i], KBV_PACKID_BYTES, hex);
-		if (!c.pm.seen[i])
+		if (!c.pm.seen[i]) {
 			say(&c, KBV_PROBLEM, "pack %s: in the index but missing from data/", hex);
+			TRY(bad_pack_add(&c, c.pm.nos[i]));
+		}
 	}
 	TRY(kbv_index_each_blob(r->idx, c.txn, count_indexed, &c));
 	for (size_t i = 0; i < c.pm.n; i++) {
@@ -402,23 +502,52 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	TRY(kbv_reader_new(r, 1, &rd));
 	for (size_t i = 0; i < nsnap; i++) {
 		char hex[2 * KBV_ID_BYTES + 1];
+		char hit[512] = ""; /* the damaged streams' names */
+		size_t nhit = 0;
 		kbv_hex(list[i]->id, KBV_ID_BYTES, hex);
 		hex[12] = 0;
 		c.snapname = hex;
 		c.streamname = "(entry table)";
 		res->snapshots++;
+		if (stale_root(&c, &list[i]->table_ref)) {
+			c.stale_blobs++; /* its entry table cannot be read until the index is repaired */
+			continue;
+		}
 		TRY(visit_stream(&c, rd, &list[i]->table_ref));
+		int table_damaged = c.stream_damaged;
 		rc = kbv_snapshot_load_entries(rd, list[i]);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			say(&c, KBV_PROBLEM, "%s", kbv_errmsg());
+			table_damaged = 1;
 			rc = 0;
-			continue;
 		}
 		TRY(rc);
 		for (size_t k = 0; k < list[i]->nloaded; k++) {
 			c.streamname = list[i]->entries[k].name;
 			TRY(visit_stream(&c, rd, &list[i]->entries[k].ref));
+			if (c.stream_damaged && nhit++ < 5) {
+				size_t len = strlen(hit);
+				snprintf(hit + len, sizeof hit - len, "%s'%s'", len ? ", " : "", c.streamname);
+			}
 		}
+		if (nhit > 5) {
+			size_t len = strlen(hit);
+			snprintf(hit + len, sizeof hit - len, " and %zu more streams", nhit - 5);
+		}
+		if (table_damaged || nhit)
+			TRY(affected_add(&c, list[i], table_damaged, hit, nhit));
+	}
+	if (c.stale_blobs)
+		say(&c, KBV_WARNING,
+		    "index: %llu blobs the snapshots use are in packs the index does not list: the index is missing or "
+		    "stale (a copy made without index/?), nothing is damaged; run 'kbvault repair index'",
+		    (unsigned long long)c.stale_blobs);
+	if (c.affected.len) {
+		char msg[1536];
+		snprintf(msg, sizeof msg, "damage reaches %zu of %zu snapshots (%.*s); every other snapshot is intact",
+			 c.naffected, nsnap, (int)(c.affected.len > 1200 ? 1200 : c.affected.len), (char *)c.affected.data);
+		if (c.report)
+			c.report(c.arg, KBV_PROBLEM, msg); /* a summary of problems already counted */
 	}
 out:
 	kbv_reader_free(rd);
@@ -430,6 +559,10 @@ out:
 	kbv_buf_release(&c.out);
 	kbv_buf_release(&c.bundle.plain);
 	kbv_idset_release(&c.trees_seen);
+	kbv_idset_release(&c.damaged);
+	kbv_idset_release(&c.unindexed);
+	kbv_buf_release(&c.affected);
+	free(c.bad_packs);
 	free(c.pm.ids);
 	free(c.pm.nos);
 	free(c.pm.sizes);
