@@ -42,6 +42,7 @@ static const struct skey {
 	{ "before", offsetof(struct kbv_source_cfg, before), T(NEO4J) | T(COMMAND) },
 	{ "after", offsetof(struct kbv_source_cfg, after), T(NEO4J) | T(COMMAND) },
 	{ "drill-load-command", offsetof(struct kbv_source_cfg, drill_load_command), T(NEO4J) | T(COMMAND) },
+	{ "drill-cleanup-command", offsetof(struct kbv_source_cfg, drill_cleanup_command), T(NEO4J) | T(COMMAND) },
 	{ "paths", offsetof(struct kbv_source_cfg, paths), T(PATH) },
 };
 /* Keys each type must have. */
@@ -64,6 +65,7 @@ struct parse {
 	int failed;
 	int err_line;            /* ...and its line */
 	char section[128];       /* current section as written */
+	int long_line, max_line; /* the first line too long for libinih's buffer, and the limit */
 	struct kbv_source_cfg *src; /* current [source], or NULL */
 };
 
@@ -115,6 +117,21 @@ static int retention_key(struct parse *p, const char *key, const char *value)
 		return 1;
 	}
 	return fail(p, "unknown key '%s' in [retention]", key);
+}
+
+int kbv_age_parse(const char *s, long long *secs)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || v <= 0 || errno || v > 100LL * 365 * 86400)
+		return -1;
+	long long mul = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") || !*end ? 3600
+		      : !strcmp(end, "d") ? 86400 : !strcmp(end, "w") ? 604800 : -1;
+	if (mul < 0)
+		return -1;
+	*secs = v * mul;
+	return 0;
 }
 
 static int handler(void *user, const char *section, const char *key, const char *value)
@@ -223,6 +240,11 @@ static int handler(void *user, const char *section, const char *key, const char 
 		if (!*value || *end || t < 1 || t > 600)
 			return fail(p, "ping-timeout must be seconds from 1 to 600, not '%s'", value);
 	}
+	if (dst == &c->max_age) {
+		long long secs;
+		if (kbv_age_parse(value, &secs) < 0)
+			return fail(p, "max-age must be a duration (90s, 30m, 26h, 2d, 1w), not '%s'", value);
+	}
 	if (dst == &c->ping_url && strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
 		return fail(p, "ping-url must be an http:// or https:// URL");
 	return set(dst, value) ? 1 : fail(p, "out of memory");
@@ -236,6 +258,26 @@ static char *read_line(char *str, int num, void *stream)
 	if (r) {
 		p->line++;
 		p->continued = str[0] == ' ' || str[0] == '\t';
+		size_t len = strlen(str);
+		if (len == (size_t)num - 1 && str[len - 1] != '\n') {
+			/* Longer than libinih's line buffer: refused below, by line; the rest of
+			 * the physical line is dropped so line numbers stay right. */
+			int ch;
+			if (!p->long_line) {
+				p->long_line = p->line;
+				p->max_line = num - 2;
+			}
+			while ((ch = fgetc(p->f)) != EOF && ch != '\n')
+				;
+		}
+		/* An inline comment starts with '#' after white space, as one with ';' does in
+		 * libinih: "max-age = 26h  # for status" is "26h" for every command. */
+		for (char *h = str + 1; (h = strchr(h, '#')) != NULL; h++)
+			if (h[-1] == ' ' || h[-1] == '\t') {
+				h[0] = '\n';
+				h[1] = 0;
+				break;
+			}
 	}
 	return r;
 }
@@ -276,6 +318,11 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 	fclose(p.f);
 	if (line < 0) {
 		rc = kbv_error(KBV_EIO, "cannot read config file '%s'", path);
+		goto out;
+	}
+	if (p.long_line && (line == 0 || p.long_line <= line)) {
+		rc = kbv_error(KBV_EINVAL, "%s:%d: a line longer than %d characters; continue a long value on indented lines",
+			       path, p.long_line, p.max_line);
 		goto out;
 	}
 	if (line > 0) {
