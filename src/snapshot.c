@@ -396,13 +396,62 @@ out:
 	return rc;
 }
 
+int kbv_snapshot_matches(const struct kbv_snapshot *s, const struct kbv_snapshot_filter *f)
+{
+	if (!f)
+		return 1;
+	if (f->host && (!s->host || strcmp(s->host, f->host)))
+		return 0;
+	for (size_t i = 0; i < f->nsources; i++)
+		if (!kbv_snapshot_source(s, f->sources[i]))
+			return 0;
+	for (size_t i = 0; i < f->ntags; i++) {
+		size_t k = 0;
+		while (k < s->ntags && strcmp(s->tags[k], f->tags[i]))
+			k++;
+		if (k == s->ntags)
+			return 0;
+	}
+	return 1;
+}
+
+void kbv_snapshot_filter_describe(const struct kbv_snapshot_filter *f, char *out, size_t cap)
+{
+	size_t len = 0;
+	out[0] = 0;
+#define ADD(...)                                                                   \
+	do {                                                                       \
+		int w_ = snprintf(out + len, cap - len, __VA_ARGS__);              \
+		len = w_ < 0 ? len : (size_t)w_ >= cap - len ? cap - 1 : len + (size_t)w_; \
+	} while (0)
+	for (size_t i = 0; f && i < f->nsources; i++)
+		ADD("%s'%s'", i ? ", " : f->nsources > 1 ? "of sources " : "of source ", f->sources[i]);
+	if (f && f->host)
+		ADD("%son host '%s'", len ? " " : "", f->host);
+	for (size_t i = 0; f && i < f->ntags; i++)
+		ADD("%s'%s'", i ? ", " : len ? " tagged " : "tagged ", f->tags[i]);
+#undef ADD
+}
+
 int kbv_snapshot_find(struct kbv_snapshot **list, size_t n, const char *spec, struct kbv_snapshot **out)
+{
+	return kbv_snapshot_find_in(list, n, spec, NULL, out);
+}
+
+int kbv_snapshot_find_in(struct kbv_snapshot **list, size_t n, const char *spec, const struct kbv_snapshot_filter *f,
+			 struct kbv_snapshot **out)
 {
 	if (strcmp(spec, "latest") == 0) {
 		if (!n)
 			return kbv_error(KBV_ENOTFOUND, "the repository has no snapshots");
-		*out = list[n - 1];
-		return 0;
+		for (size_t i = n; i-- > 0;)
+			if (kbv_snapshot_matches(list[i], f)) {
+				*out = list[i];
+				return 0;
+			}
+		char what[512];
+		kbv_snapshot_filter_describe(f, what, sizeof what);
+		return kbv_error(KBV_ENOTFOUND, "no snapshot %s", what);
 	}
 	size_t len = strlen(spec);
 	if (len < 4 || len > 2 * KBV_ID_BYTES || strspn(spec, "0123456789abcdef") != len)

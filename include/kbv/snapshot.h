@@ -88,6 +88,25 @@ int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n
 void kbv_snapshot_list_free(struct kbv_snapshot **list, size_t n);
 /* Resolve "latest", a full id or a unique hex prefix (at least 4 digits) within a list. */
 int kbv_snapshot_find(struct kbv_snapshot **list, size_t n, const char *spec, struct kbv_snapshot **out);
+
+/* What "latest" must hold (restic's --host, --tag and --path filters). NULL or zero
+ * members match everything; every named source and tag must be present. Borrowed. */
+struct kbv_snapshot_filter {
+	const char *host;
+	const char *const *tags;
+	size_t ntags;
+	const char *const *sources;
+	size_t nsources;
+};
+/* Does s pass the filter (f may be NULL)? */
+int kbv_snapshot_matches(const struct kbv_snapshot *s, const struct kbv_snapshot_filter *f);
+/* kbv_snapshot_find() where "latest" is the newest snapshot that passes `f`; an id or a
+ * prefix names one snapshot whatever the filter. KBV_ENOTFOUND names the filter when no
+ * snapshot passes it. */
+int kbv_snapshot_find_in(struct kbv_snapshot **list, size_t n, const char *spec, const struct kbv_snapshot_filter *f,
+			 struct kbv_snapshot **out);
+/* The filter as words for messages: "of source 'kb' on host 'db1'" ("" for none). */
+void kbv_snapshot_filter_describe(const struct kbv_snapshot_filter *f, char *out, size_t cap);
 /* Read the entry table of s through `rd`. */
 int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s);
 void kbv_snapshot_free(struct kbv_snapshot *s);
