@@ -5,6 +5,12 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/kbvault
+# Where the cron file goes: not /etc/cron.d by default, so installing enables no job by
+# surprise (make install CRONDIR=/etc/cron.d does).
+CRONDIR ?= $(DOCDIR)/cron.d
 CFLAGS  ?= -O2 -g
 PKGS    := libzstd libsodium lmdb libxxhash jansson inih libpq libcurl
 
@@ -169,10 +175,22 @@ install: $(PROG)
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	@# The schedules call the program where it was installed, not where the sources say.
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CRONDIR)
+	for u in docs/systemd/*; do \
+		sed 's|/usr/local/bin/kbvault|$(BINDIR)/kbvault|g' "$$u" > $(DESTDIR)$(UNITDIR)/$$(basename "$$u") && \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename "$$u") || exit 1; \
+	done
+	sed 's|^PATH=/usr/local/bin:|PATH=$(BINDIR):|' docs/cron/kbvault > $(DESTDIR)$(CRONDIR)/kbvault
+	chmod 644 $(DESTDIR)$(CRONDIR)/kbvault
+	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/kbvault
+	install -m 600 docs/examples/kbvault.conf $(DESTDIR)$(SYSCONFDIR)/kbvault/kbvault.conf.example
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kbvault $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
-		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(wildcard docs/systemd/*))) \
+		$(DESTDIR)$(CRONDIR)/kbvault $(DESTDIR)$(SYSCONFDIR)/kbvault/kbvault.conf.example
 
 clean:
 	rm -rf build

@@ -48,6 +48,10 @@ int cli_global_option(int c, const char *arg, const char *cmd)
 	case 'q': cli.quiet = 1; return 1;
 	case CLI_OPT_JSON: cli.json = 1; return 1;
 	case 'v': cli.verbose++; return 1;
+	case CLI_OPT_LOCK_WAIT:
+		if (cli_lock_wait(arg) != 0)
+			exit(EXIT_USAGE);
+		return 1;
 	case 'h': cli_help(cmd); exit(EXIT_OK);
 	}
 	return 0;
@@ -85,6 +89,13 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_bad_option(const char *cmd, char **argv)
+{
+	/* getopt_long (opterr = 0) has stepped past the argument it refused. */
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	return cli_usage(cmd, "'%s' is not an option of %s, or its value is missing", arg, cmd);
+}
+
 void cli_warn(const char *fmt, ...)
 {
 	va_list ap;
@@ -114,10 +125,14 @@ const char *cli_repo_path(void)
 static int read_password_file(const char *path, char **pw, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
 	if (fd < 0) {
 		cli_log(CLI_ERROR, "cannot read password file '%s': %s", path, strerror(errno));
 		return EXIT_PASSWORD;
 	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+		cli_log(CLI_WARN, "password file '%s' can be read by %s (mode %04o): 'chmod 600 %s'", path,
+			st.st_mode & 07 ? "every user" : "its group", (unsigned)(st.st_mode & 07777), path);
 	char *buf = sodium_malloc(4096);
 	if (!buf) {
 		close(fd);
@@ -163,12 +178,30 @@ static int prompt(int tty, const char *text, char *buf, size_t cap, size_t *len)
 	return 0;
 }
 
+/* KBVAULT_PASSWORD, taken out of the environment at start-up (cli_take_env_secrets) so no
+ * child process (pg_dump, psql, dump commands, hooks) ever receives it. */
+static char *env_password;
+
+void cli_take_env_secrets(void)
+{
+	const char *v = getenv("KBVAULT_PASSWORD");
+	if (v) {
+		size_t n = strlen(v);
+		env_password = sodium_malloc(n + 1);
+		if (env_password)
+			memcpy(env_password, v, n + 1);
+		/* Overwrite the value in place (ps e, /proc/PID/environ) before removing it. */
+		sodium_memzero((char *)v, n);
+		unsetenv("KBVAULT_PASSWORD");
+	}
+}
+
 int cli_password(int confirm, char **pw, size_t *len)
 {
 	const char *file = cli.password_file ? cli.password_file : getenv("KBVAULT_PASSWORD_FILE");
 	if (file && *file)
 		return read_password_file(file, pw, len);
-	const char *env = getenv("KBVAULT_PASSWORD");
+	const char *env = env_password;
 	if (env && *env) {
 		*len = strlen(env);
 		*pw = sodium_malloc(*len + 1);
@@ -211,13 +244,32 @@ void cli_password_free(char *pw)
 		sodium_free(pw);
 }
 
+static void lock_waiting(void *arg, const char *holder)
+{
+	(void)arg;
+	cli_log(CLI_WARN, "the repository is locked by %s; waiting up to %.0f s for it (--lock-wait)", holder,
+		cli.lock_wait);
+}
+
+int cli_lock_wait(const char *arg)
+{
+	long long secs;
+	if (!strcmp(arg, "0"))
+		secs = 0;
+	else if (kbv_age_parse(arg, &secs) < 0 || (strchr("0123456789", arg[strlen(arg) - 1]) && strcmp(arg, "0")))
+		return cli_usage("help", "--lock-wait takes a duration such as 0, 30s, 10m or 1h, not '%s'", arg);
+	cli.lock_wait = (double)secs;
+	return 0;
+}
+
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 {
 	struct kbv_repo *r;
 	int rc = cli_load_config();
 	if (rc)
 		return rc;
-	rc = kbv_repo_open(cli_repo_path(), lock, &r);
+	struct kbv_lock_wait w = { cli.lock_wait, lock_waiting, NULL };
+	rc = kbv_repo_open_wait(cli_repo_path(), lock, &w, &r);
 	if (rc < 0)
 		return cli_fail(rc);
 	if (unlock) {

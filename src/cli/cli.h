@@ -35,6 +35,7 @@ struct cli_opts {
 	int quiet;
 	int json;
 	int verbose;
+	double lock_wait; /* --lock-wait, seconds (default 10 minutes) */
 };
 extern struct cli_opts cli;
 
@@ -43,6 +44,7 @@ extern struct cli_opts cli;
  * 1101 for their --command and --chunk-avg). */
 #define CLI_OPT_PASSWORD_FILE 1001
 #define CLI_OPT_JSON 1002
+#define CLI_OPT_LOCK_WAIT 1003
 #define CLI_GLOBAL_OPTIONS                                                    \
 	{ "config", required_argument, NULL, 'c' },                           \
 	{ "repo", required_argument, NULL, 'r' },                             \
@@ -50,6 +52,7 @@ extern struct cli_opts cli;
 	{ "quiet", no_argument, NULL, 'q' },                                  \
 	{ "json", no_argument, NULL, CLI_OPT_JSON },                          \
 	{ "verbose", no_argument, NULL, 'v' },                                \
+	{ "lock-wait", required_argument, NULL, CLI_OPT_LOCK_WAIT },          \
 	{ "help", no_argument, NULL, 'h' }
 #define CLI_GLOBAL_SHORT "c:r:qvh"
 
@@ -69,6 +72,9 @@ void cli_log_redact(const char *in, char *out, size_t cap);
 /* From now on children's stderr is logged line by line ("output: ..."); _end drains it. */
 void cli_log_capture_children(void);
 void cli_log_capture_end(void);
+/* Where a hook's or load command's standard output goes: logged as INFO while children
+ * are captured, else our stderr. */
+int cli_log_child_stdout(void);
 
 /* A monitored run (monitor.c) of snapshot, gc or drill: begin loads the configuration and
  * sends the start ping; the command reports per-source attempts, figures and the
@@ -81,6 +87,8 @@ void cli_run_metric(const char *name, const char *source, double v);
 void cli_run_repo(struct kbv_repo *r);
 int cli_run_end(int code);
 
+/* --lock-wait DURATION: 0, 30s, 10m, 1h. 0 or EXIT_USAGE (printed). */
+int cli_lock_wait(const char *arg);
 /* Handle a global option; returns 1 if `c` was one. 'h' prints the command's help. */
 int cli_global_option(int c, const char *arg, const char *cmd);
 
@@ -89,6 +97,8 @@ int cli_fail(int rc);
 int cli_exit_code(int rc);
 /* Print "kbvault <cmd>: <message>" and a hint, return EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The one message for an option getopt_long refused (named), EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char **argv);
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_help(const char *cmd);
 
@@ -103,6 +113,9 @@ const char *cli_repo_path(void);
  * sodium_malloc() memory; free with cli_password_free(). Returns 0 or an exit code. */
 int cli_password(int confirm, char **pw, size_t *len);
 void cli_password_free(char *pw);
+/* Move kbvault's own secrets (KBVAULT_PASSWORD) out of the environment, before any child
+ * process can be started; cli_password() still finds it. */
+void cli_take_env_secrets(void);
 /* Open, lock and (when `unlock`) unlock the repository. Returns 0 or an exit code, having
  * printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);

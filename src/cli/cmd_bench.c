@@ -59,7 +59,7 @@ static int chunking(int argc, char **argv)
 				return cli_usage("bench", "--zstd-level takes 0 (no compression) to 19, not '%s'", optarg);
 			level = (int)l;
 		} else {
-			return cli_usage("bench", "unknown option");
+			return cli_bad_option("bench", argv);
 		}
 	}
 	if (optind >= argc)
@@ -144,6 +144,9 @@ int cmd_bench(int argc, char **argv)
 			cli_help("bench");
 			return EXIT_OK;
 		}
+		if (argc >= 2 && argv[1][0] == '-')
+			return cli_usage("bench", "'%s' is not an option of bench, or its value is missing; the benchmark "
+						  "comes first: 'kbvault bench chunking [options] FILE...'", argv[1]);
 		return cli_usage("bench", "the benchmark to run: 'kbvault bench chunking FILE...'");
 	}
 	return chunking(argc - 1, argv + 1);

@@ -38,7 +38,7 @@ int cmd_check(int argc, char **argv)
 			const char *day = getenv("KBVAULT_CHECK_DAY");
 			co.subset_day = day ? (uint32_t)strtoul(day, NULL, 10) : (uint32_t)(time(NULL) / 86400);
 		} else
-			return cli_usage("check", "unknown option");
+			return cli_bad_option("check", argv);
 	}
 	if (optind < argc)
 		return cli_usage("check", "unexpected argument '%s'", argv[optind]);

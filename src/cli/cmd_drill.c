@@ -22,14 +22,18 @@
 #include "kbv/record.h"
 #include "kbv/snapshot.h"
 
-static int wanted(const char *name, char **only, size_t nonly)
+static int listed(const char *name, char **names, size_t n)
 {
-	if (!nonly)
-		return 1;
-	for (size_t i = 0; i < nonly; i++)
-		if (!strcmp(only[i], name))
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names[i], name))
 			return 1;
 	return 0;
+}
+
+/* Is the source `name` selected by --source (all are without one)? */
+static int wanted(const char *name, char **only, size_t nonly)
+{
+	return !nonly || listed(name, only, nonly);
 }
 
 /* Drill one source; fills `res` (the verdict object). Returns 0 when the drill ran (pass
@@ -196,9 +200,37 @@ static int drill_path(struct kbv_reader *rd, struct kbv_snapshot *s, const struc
 	return rc;
 }
 
-/* Command and neo4j: the stream into drill-load-command, whose exit status is the verdict. */
+static int drill_load_run(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			  const struct kbv_source_cfg *sc, char *const env[], json_t *res, int *ok);
+
+/* Command and neo4j: the stream into drill-load-command, whose exit status is the verdict;
+ * then drill-cleanup-command, whatever happened. Both find where to put the scratch copy
+ * in their environment: KBVAULT_DRILL_NAME (a name no other drill uses, for a scratch
+ * database or directory), KBVAULT_DRILL_SOURCE and KBVAULT_DRILL_SNAPSHOT. */
 static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
 		      const struct kbv_source_cfg *sc, json_t *res, int *ok)
+{
+	char id[2 * KBV_ID_BYTES + 1], name[96], vsrc[128], vsnap[96];
+	kbv_hex(s->id, KBV_ID_BYTES, id);
+	snprintf(name, sizeof name, "KBVAULT_DRILL_NAME=kbvault_drill_%.8s_%ld", id, (long)getpid());
+	snprintf(vsrc, sizeof vsrc, "KBVAULT_DRILL_SOURCE=%s", src->name);
+	snprintf(vsnap, sizeof vsnap, "KBVAULT_DRILL_SNAPSHOT=%s", id);
+	char *env[] = { name, vsrc, vsnap, NULL };
+	int rc = drill_load_run(rd, s, src, sc, env, res, ok);
+	if (sc->drill_cleanup_command) {
+		int crc = shell_hook_env(src->name, "drill-cleanup-command", sc->drill_cleanup_command, env);
+		if (crc < 0) {
+			cli_warn("%s (clean up by hand: %s)", kbv_errmsg(), name + strlen("KBVAULT_DRILL_NAME="));
+			if (rc == 0)
+				rc = crc;
+			*ok = 0;
+		}
+	}
+	return rc;
+}
+
+static int drill_load_run(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			  const struct kbv_source_cfg *sc, char *const env[], json_t *res, int *ok)
 {
 	json_t *meta = json_loads(src->meta, 0, NULL);
 	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
@@ -215,7 +247,7 @@ static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struc
 	snprintf(what, sizeof what, "the drill-load-command of source '%s'", src->name);
 	pid_t pid;
 	int fd;
-	rc = shell_start_writer(sc->drill_load_command, &pid, &fd);
+	rc = shell_start_writer_env(sc->drill_load_command, env, &pid, &fd);
 	if (rc == 0)
 		rc = cli_feed_child(rd, e, pid, fd, what, NULL);
 	if (rc == 0) {
@@ -227,6 +259,148 @@ static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struc
 		*ok = 1;
 	}
 	return rc;
+}
+
+/* What a drill run carries from one snapshot to the next. */
+struct drill_run {
+	struct kbv_repo *repo;
+	struct kbv_reader *rd;
+	const char *dsn; /* [drill] postgres-dsn */
+	size_t drilled;
+	int any_fail, first_err;
+};
+
+/* Drill the sources of s named in only[] (all when nonly is 0) and record one verdict for
+ * the snapshot. Returns 0 or an exit code, having printed why. */
+static int drill_snapshot(struct drill_run *d, struct kbv_snapshot *s, char **only, size_t nonly)
+{
+	json_t *sources = json_array(), *rec = NULL;
+	size_t drilled = 0;
+	int rc, code = 0, any_fail = 0;
+	char id[2 * KBV_ID_BYTES + 1];
+	kbv_hex(s->id, KBV_ID_BYTES, id);
+	if ((rc = kbv_snapshot_load_entries(d->rd, s)) < 0) {
+		code = cli_fail(rc);
+		goto done;
+	}
+	double t0 = cli_now();
+	for (size_t i = 0; i < s->nsources; i++) {
+		const struct kbv_snapsource *src = &s->sources[i];
+		if (!wanted(src->name, only, nonly))
+			continue;
+		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
+		int is_pg = !strcmp(src->type, "postgres"), is_cmd = !strcmp(src->type, "command") || !strcmp(src->type, "neo4j");
+		if (is_pg && !d->dsn) {
+			code = cli_usage("drill", "set [drill] postgres-dsn in the configuration: the server where scratch "
+						  "databases may be created");
+			goto done;
+		}
+		if (is_cmd && (!sc || !sc->drill_load_command)) {
+			if (!cli.quiet && !cli.json)
+				printf("drill %s: skipped (no drill-load-command configured for this %s source)\n", src->name,
+				       src->type);
+			continue;
+		}
+		json_t *res = json_pack("{s:s, s:s}", "name", src->name, "type", src->type);
+		int ok = 0;
+		double ts = cli_now();
+		if (is_pg)
+			rc = drill_pg(d->rd, s, src->name, d->dsn, res, &ok);
+		else if (!strcmp(src->type, "qdrant"))
+			rc = drill_qdrant(d->rd, s, src, res, &ok);
+		else if (!strcmp(src->type, "path"))
+			rc = drill_path(d->rd, s, src, res, &ok);
+		else
+			rc = drill_load(d->rd, s, src, sc, res, &ok);
+		drilled++;
+		if (rc < 0) {
+			json_object_set_new(res, "error", json_string(kbv_errmsg()));
+			if (!d->first_err)
+				d->first_err = rc;
+		}
+		json_object_set_new(res, "ok", json_boolean(ok));
+		json_array_append_new(sources, res);
+		any_fail |= !ok;
+		double secs = cli_now() - ts;
+		cli_run_attempt(src->name, ok, secs);
+		if (rc < 0) {
+			cli_log(CLI_ERROR, "drill %s: FAIL: %s", src->name, kbv_errmsg());
+		} else if (!ok) {
+			size_t k;
+			json_t *m;
+			cli_log(CLI_ERROR, "drill %s: FAIL: the restore differs from snapshot %.8s", src->name, id);
+			json_array_foreach(json_object_get(res, "mismatches"), k, m)
+				cli_log(CLI_ERROR, "drill %s: %s", src->name, json_string_value(m));
+		} else {
+			const char *summary = json_string_value(json_object_get(res, "summary"));
+			cli_log(CLI_INFO, "drill %s: PASS: snapshot %.8s: %s (%.1f s)", src->name, id, summary, secs);
+			if (!cli.json && !cli.quiet)
+				printf("drill %s: PASS: snapshot %.8s: %s (%.1f s)\n", src->name, id, summary, secs);
+		}
+	}
+	if (!drilled)
+		goto done;
+	d->drilled += drilled;
+	d->any_fail |= any_fail;
+	char now[40];
+	cli_utc_now(now, sizeof now);
+	rec = json_pack("{s:s, s:s, s:s, s:b, s:f, s:O}", "kind", "drill", "time", now, "snapshot", id, "ok", !any_fail,
+			"seconds", cli_now() - t0, "sources", sources);
+	if ((rc = kbv_record_write(d->repo, rec)) < 0) {
+		code = cli_fail(kbv_error_prefix(rc, "the drill ran, but its verdict could not be recorded"));
+		goto done;
+	}
+	if (cli.json) {
+		json_dumpf(rec, stdout, JSON_COMPACT);
+		putchar('\n');
+	}
+done:
+	json_decref(rec);
+	json_decref(sources);
+	return code;
+}
+
+/* Without a SNAPSHOT, each source is drilled at its own newest snapshot: the sources named
+ * with --source, else the configured ones the repository holds, else every source it holds.
+ * Sources whose newest snapshot is the same are drilled together (one verdict). */
+static int drill_latest(struct drill_run *d, struct kbv_snapshot **list, size_t n, char **only, size_t nonly)
+{
+	for (size_t k = 0; k < nonly; k++) {
+		const char *one[1] = { only[k] };
+		struct kbv_snapshot_filter f = { .sources = one, .nsources = 1 };
+		struct kbv_snapshot *s;
+		if (kbv_snapshot_find_in(list, n, "latest", &f, &s) < 0)
+			return cli_usage("drill", "no snapshot holds source '%s'", only[k]);
+	}
+	/* Which sources: --source, else the configured ones present, else all present. */
+	int use_cfg = 0;
+	for (size_t i = 0; i < n && !nonly && cli.cfg && !use_cfg; i++)
+		for (size_t k = 0; k < list[i]->nsources && !use_cfg; k++)
+			use_cfg = kbv_config_source(cli.cfg, list[i]->sources[k].name) != NULL;
+	/* Newest first: a source is taken at the first snapshot that holds it. taken[] lists
+	 * the sources in that order, so each snapshot's share of it is contiguous. */
+	size_t cap = 0, ntaken = 0;
+	for (size_t i = 0; i < n; i++)
+		cap += list[i]->nsources;
+	char **taken = calloc(cap + 1, sizeof *taken);
+	if (!taken)
+		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+	int code = 0;
+	for (size_t i = n; i-- > 0 && !code;) {
+		struct kbv_snapshot *s = list[i];
+		size_t from = ntaken;
+		for (size_t k = 0; k < s->nsources; k++) {
+			char *nm = s->sources[k].name;
+			if (nonly ? !wanted(nm, only, nonly) : use_cfg && !kbv_config_source(cli.cfg, nm))
+				continue;
+			if (!listed(nm, taken, ntaken))
+				taken[ntaken++] = nm;
+		}
+		if (ntaken > from)
+			code = drill_snapshot(d, s, &taken[from], ntaken - from);
+	}
+	free(taken);
+	return code;
 }
 
 static int drill_main(int argc, char **argv)
@@ -249,121 +423,60 @@ static int drill_main(int argc, char **argv)
 			continue;
 		}
 		free(only);
-		return cli_usage("drill", "unknown option");
+		return cli_bad_option("drill", argv);
 	}
 	if (argc - optind > 1) {
 		free(only);
-		return cli_usage("drill", "give at most one SNAPSHOT (default: latest)");
+		return cli_usage("drill", "give at most one SNAPSHOT (default: each source's latest)");
 	}
-	const char *spec = optind < argc ? argv[optind] : "latest";
+	const char *spec = optind < argc ? argv[optind] : NULL;
 	cli_run_begin("drill");
 	int code = cli_load_config();
 	if (code) {
 		free(only);
 		return code;
 	}
-	const char *dsn = cli.cfg ? cli.cfg->drill_postgres_dsn : NULL;
-
-	struct kbv_repo *r = NULL;
+	struct drill_run d = { .dsn = cli.cfg ? cli.cfg->drill_postgres_dsn : NULL };
 	struct kbv_snapshot **list = NULL, *s;
-	struct kbv_reader *rd = NULL;
-	json_t *sources = json_array(), *rec = NULL;
-	size_t n = 0, drilled = 0;
-	int rc, any_fail = 0, first_err = 0;
-	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+	size_t n = 0;
+	int rc;
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &d.repo)) != 0)
 		goto done;
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_snapshot_find(list, n, spec, &s)) < 0 ||
-	    (rc = kbv_reader_new(r, 0, &rd)) < 0 || (rc = kbv_snapshot_load_entries(rd, s)) < 0) {
+	if ((rc = kbv_snapshot_list(d.repo, &list, &n)) < 0 || (rc = kbv_reader_new(d.repo, 0, &d.rd)) < 0) {
 		code = cli_fail(rc);
 		goto done;
 	}
-	for (size_t k = 0; k < nonly; k++)
-		if (!kbv_snapshot_source(s, only[k])) {
-			code = cli_usage("drill", "the snapshot has no source '%s'", only[k]);
+	if (!spec) {
+		if (!n) {
+			code = cli_fail(kbv_error(KBV_ENOTFOUND, "the repository has no snapshots"));
 			goto done;
 		}
-	char id[2 * KBV_ID_BYTES + 1];
-	kbv_hex(s->id, KBV_ID_BYTES, id);
-	double t0 = cli_now();
-	for (size_t i = 0; i < s->nsources; i++) {
-		const struct kbv_snapsource *src = &s->sources[i];
-		if (!wanted(src->name, only, nonly))
-			continue;
-		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
-		int is_pg = !strcmp(src->type, "postgres"), is_cmd = !strcmp(src->type, "command") || !strcmp(src->type, "neo4j");
-		if (is_pg && !dsn) {
-			code = cli_usage("drill", "set [drill] postgres-dsn in the configuration: the server where scratch "
-						  "databases may be created");
+		code = drill_latest(&d, list, n, only, nonly);
+	} else {
+		if ((rc = kbv_snapshot_find(list, n, spec, &s)) < 0) {
+			code = cli_fail(rc);
 			goto done;
 		}
-		if (is_cmd && (!sc || !sc->drill_load_command)) {
-			if (!cli.quiet && !cli.json)
-				printf("drill %s: skipped (no drill-load-command configured for this %s source)\n", src->name,
-				       src->type);
-			continue;
-		}
-		json_t *res = json_pack("{s:s, s:s}", "name", src->name, "type", src->type);
-		int ok = 0;
-		double ts = cli_now();
-		if (is_pg)
-			rc = drill_pg(rd, s, src->name, dsn, res, &ok);
-		else if (!strcmp(src->type, "qdrant"))
-			rc = drill_qdrant(rd, s, src, res, &ok);
-		else if (!strcmp(src->type, "path"))
-			rc = drill_path(rd, s, src, res, &ok);
-		else
-			rc = drill_load(rd, s, src, sc, res, &ok);
-		drilled++;
-		if (rc < 0) {
-			json_object_set_new(res, "error", json_string(kbv_errmsg()));
-			if (!first_err)
-				first_err = rc;
-		}
-		json_object_set_new(res, "ok", json_boolean(ok));
-		json_array_append_new(sources, res);
-		any_fail |= !ok;
-		double secs = cli_now() - ts;
-		cli_run_attempt(src->name, ok, secs);
-		if (rc < 0) {
-			cli_log(CLI_ERROR, "drill %s: FAIL: %s", src->name, kbv_errmsg());
-		} else if (!ok) {
-			size_t k;
-			json_t *m;
-			cli_log(CLI_ERROR, "drill %s: FAIL: the restore differs from snapshot %.8s", src->name, id);
-			json_array_foreach(json_object_get(res, "mismatches"), k, m)
-				cli_log(CLI_ERROR, "drill %s: %s", src->name, json_string_value(m));
-		} else {
-			const char *summary = json_string_value(json_object_get(res, "summary"));
-			cli_log(CLI_INFO, "drill %s: PASS: snapshot %.8s: %s (%.1f s)", src->name, id, summary, secs);
-			if (!cli.json && !cli.quiet)
-				printf("drill %s: PASS: snapshot %.8s: %s (%.1f s)\n", src->name, id, summary, secs);
-		}
+		for (size_t k = 0; k < nonly; k++)
+			if (!kbv_snapshot_source(s, only[k])) {
+				code = cli_usage("drill", "the snapshot has no source '%s'", only[k]);
+				goto done;
+			}
+		code = drill_snapshot(&d, s, only, nonly);
 	}
-	if (!drilled) {
-		code = cli_usage("drill", "snapshot %.8s has no source this drill can check", id);
+	if (code)
+		goto done;
+	if (!d.drilled) {
+		code = cli_usage("drill", "%s no source this drill can check", spec ? "the snapshot has" : "the repository has");
 		goto done;
 	}
-	char now[40];
-	cli_utc_now(now, sizeof now);
-	rec = json_pack("{s:s, s:s, s:s, s:b, s:f, s:O}", "kind", "drill", "time", now, "snapshot", id, "ok", !any_fail,
-			"seconds", cli_now() - t0, "sources", sources);
-	if ((rc = kbv_record_write(r, rec)) < 0) {
-		code = cli_fail(kbv_error_prefix(rc, "the drill ran, but its verdict could not be recorded"));
-		goto done;
-	}
-	if (cli.json) {
-		json_dumpf(rec, stdout, JSON_COMPACT);
-		putchar('\n');
-	}
-	code = !any_fail ? EXIT_OK : first_err ? cli_exit_code(first_err) : EXIT_CORRUPT;
+	code = !d.any_fail ? EXIT_OK : d.first_err ? cli_exit_code(d.first_err) : EXIT_CORRUPT;
 done:
-	json_decref(rec);
-	json_decref(sources);
-	kbv_reader_free(rd);
+	kbv_reader_free(d.rd);
 	kbv_snapshot_list_free(list, n);
-	if (r)
-		cli_run_repo(r);
-	kbv_repo_close(r);
+	if (d.repo)
+		cli_run_repo(d.repo);
+	kbv_repo_close(d.repo);
 	free(only);
 	return code;
 }

@@ -146,7 +146,7 @@ static int gc_main(int argc, char **argv)
 			}
 			break;
 		case 1412: allow_all = 1; break;
-		default: free(tags); return cli_usage("gc", "unknown option");
+		default: free(tags); return cli_bad_option("gc", argv);
 		}
 	}
 	pol.tags = tags;
@@ -334,7 +334,7 @@ int cmd_forget(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
 		if (!cli_global_option(c, optarg, "forget"))
-			return cli_usage("forget", "unknown option");
+			return cli_bad_option("forget", argv);
 	if (optind >= argc)
 		return cli_usage("forget", "name the snapshots to remove (ids, prefixes or latest)");
 	struct kbv_repo *r = NULL;
@@ -342,8 +342,11 @@ int cmd_forget(int argc, char **argv)
 	size_t n = 0;
 	char dir[PATH_MAX];
 	int code, rc = 0;
-	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+	json_t *removed = json_array();
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0) {
+		json_decref(removed);
 		return code;
+	}
 	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_repo_sub(r, "snapshots", dir, sizeof dir)) < 0)
 		goto out;
 	/* Resolve every name first: a typo removes nothing. */
@@ -356,14 +359,23 @@ int cmd_forget(int argc, char **argv)
 		snprintf(path, sizeof path, "%s/%s", dir, hex);
 		if (unlink(path) < 0 && errno != ENOENT)
 			rc = kbv_error(KBV_EIO, "remove '%s': %s", path, strerror(errno));
+		else if (cli.json)
+			json_array_append_new(removed, json_string(hex));
 		else if (!cli.quiet)
 			printf("removed snapshot %.8s (its space comes back at the next gc)\n", hex);
 	}
 	if (rc == 0)
 		rc = kbv_fsync_dir(dir);
+	if (rc == 0 && cli.json) {
+		json_t *j = json_pack("{s:O}", "removed", removed);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	}
 out:
 	if (rc < 0)
 		code = cli_fail(rc);
+	json_decref(removed);
 	kbv_snapshot_list_free(list, n);
 	kbv_repo_close(r);
 	return code;

@@ -1,3 +1,4 @@
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,7 @@ int cmd_init(int argc, char **argv)
 				return cli_usage("init", "--kdf-mem-mib takes 1..65536");
 			io.kdf_mem = v << 20;
 			break;
-		default: return cli_usage("init", "unknown option");
+		default: return cli_bad_option("init", argv);
 		}
 	}
 	if (optind < argc)
@@ -78,7 +79,13 @@ int cmd_init(int argc, char **argv)
 	cli_password_free(pw);
 	if (rc < 0)
 		return cli_fail(rc);
-	if (!cli.quiet)
+	if (cli.json) {
+		json_t *j = json_pack("{s:s, s:b}", "path", path, "encrypted", io.encrypted);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(j);
+	} else if (!cli.quiet) {
 		printf("created %s repository at %s\n", io.encrypted ? "encrypted" : "UNENCRYPTED", path);
+	}
 	return EXIT_OK;
 }

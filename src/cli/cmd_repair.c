@@ -17,7 +17,7 @@ int cmd_repair(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
 		if (!cli_global_option(c, optarg, "repair"))
-			return cli_usage("repair", "unknown option");
+			return cli_bad_option("repair", argv);
 	if (optind + 1 != argc || strcmp(argv[optind], "index"))
 		return cli_usage("repair", "the only repair is 'kbvault repair index'");
 	struct kbv_repo *r;
@@ -27,6 +27,8 @@ int cmd_repair(int argc, char **argv)
 		return code;
 	if ((rc = kbv_repair_index(r, report, NULL, &packs, &blobs)) < 0)
 		code = cli_fail(rc);
+	else if (cli.json)
+		printf("{\"packs\":%llu,\"blobs\":%llu}\n", (unsigned long long)packs, (unsigned long long)blobs);
 	else if (!cli.quiet)
 		printf("index rebuilt from %llu packs: %llu blobs\n", (unsigned long long)packs, (unsigned long long)blobs);
 	kbv_repo_close(r);

@@ -15,6 +15,7 @@
 #include "kbv/error.h"
 #include "kbv/pg.h"
 #include "kbv/fsio.h"
+#include "kbv/restore.h"
 #include "kbv/snapshot.h"
 
 struct sink {
@@ -29,7 +30,8 @@ static int write_sink(void *arg, const uint8_t *p, size_t n)
 {
 	struct sink *s = arg;
 	int rc = kbv_write_full(s->fd, p, n, s->what);
-	s->done += n;
+	if (rc == 0)
+		s->done += n; /* what reached the sink, not what was offered to it */
 	cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
 	return rc;
 }
@@ -51,86 +53,51 @@ static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)
 	return 0;
 }
 
-static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, const char *dir, struct sink *sk)
+struct select_arg {
+	char **streams;
+	size_t nstreams;
+};
+
+static int select_entry(const struct kbv_entry *e, void *arg)
 {
-	char path[PATH_MAX], part[PATH_MAX];
-	int rc = 0;
-	TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
-	TRY(kbv_path(part, sizeof part, "%s.kbvault-partial", path));
-	TRY(kbv_mkdir_parents(path));
-	sk->fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (sk->fd < 0)
-		return kbv_error(KBV_EIO, "create '%s': %s", part, strerror(errno));
-	sk->what = part;
-	rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, write_sink, sk);
-	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
-		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		fchmod(sk->fd, e->mode & 07777);
-		futimens(sk->fd, tv);
-	}
-	if (close(sk->fd) < 0 && rc == 0)
-		rc = kbv_error(KBV_EIO, "close '%s': %s", part, strerror(errno));
-	if (rc == 0 && rename(part, path) < 0)
-		rc = kbv_error(KBV_EIO, "rename '%s' to '%s': %s", part, path, strerror(errno));
-	if (rc < 0) {
-		unlink(part);
-		kbv_error_prefix(rc, "restore '%s'", e->name);
-	}
-out:
-	return rc;
+	struct select_arg *sa = arg;
+	return selected(e, sa->streams, sa->nstreams);
 }
 
-static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const char *dir, char **streams,
-			  size_t nstreams, struct sink *sk, size_t *count)
+static void restore_progress(void *arg, uint64_t bytes)
 {
-	char path[PATH_MAX];
-	int rc = 0;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return kbv_error(KBV_EIO, "create directory '%s': %s", dir, strerror(errno));
-	for (size_t i = 0; i < s->nloaded; i++) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (!selected(e, streams, nstreams) || strlen(e->name) <= sk->strip)
-			continue;
-		(*count)++;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
-		if (e->kind == KBV_ENTRY_DIR) {
-			TRY(kbv_mkdir_parents(path));
-			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-				rc = kbv_error(KBV_EIO, "create directory '%s': %s", path, strerror(errno));
-				goto out;
-			}
-		} else if (e->kind == KBV_ENTRY_SYMLINK) {
-			continue; /* last, below */
-		} else {
-			TRY(restore_file(rd, e, dir, sk));
-		}
-	}
-	/* Symlinks after every file, so no file of this restore is written through a link the
-	 * restore itself created (a manifest with "x -> /etc" and "x/passwd" cannot escape). */
-	for (size_t i = 0; i < s->nloaded; i++) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (e->kind != KBV_ENTRY_SYMLINK || !selected(e, streams, nstreams))
-			continue;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
-		TRY(kbv_mkdir_parents(path));
-		unlink(path);
-		if (symlink(e->target, path) < 0) {
-			rc = kbv_error(KBV_EIO, "create symlink '%s': %s", path, strerror(errno));
-			goto out;
-		}
-	}
-	/* Directory modes and times last, deepest first, so writing into them did not change
-	 * their mtime afterwards. */
-	for (size_t i = s->nloaded; i-- > 0;) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (e->kind != KBV_ENTRY_DIR || !selected(e, streams, nstreams))
-			continue;
-		TRY(kbv_path(path, sizeof path, "%s/%s", dir, e->name + sk->strip));
-		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		chmod(path, e->mode & 07777);
-		utimensat(AT_FDCWD, path, tv, 0);
-	}
-out:
+	struct sink *sk = arg;
+	sk->done = bytes;
+	cli_progress_bytes(sk->prog, sk->done, sk->total, 0, 0);
+}
+
+static void restore_skipped(void *arg, const char *path)
+{
+	size_t *n = arg;
+	if (++*n <= 10)
+		cli_warn("'%s' exists and was left as it is (--overwrite replaces it)", path);
+}
+
+/* The selected entries under dir (kbv_restore_dir: no symlink of the target followed).
+ * Something already at an entry's path is kept unless `overwrite`: then the restore goes
+ * on, says what it skipped, and fails at its end (EXIT_FAIL through *skipped). */
+static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const char *dir, char **streams,
+			  size_t nstreams, struct sink *sk, int overwrite, int in_place, size_t *count, size_t *skipped)
+{
+	struct select_arg sa = { streams, nstreams };
+	size_t nskipped = 0;
+	struct kbv_restore_opts o = {
+		.select = select_entry, .select_arg = &sa, .strip = sk->strip, .overwrite = overwrite,
+		.follow_trusted_links = in_place, .progress = restore_progress, .progress_arg = sk,
+		.skipped = restore_skipped, .skipped_arg = &nskipped,
+	};
+	struct kbv_restore_result res;
+	int rc = kbv_restore_dir(rd, s, dir, &o, &res);
+	*count += res.entries;
+	*skipped += res.skipped;
+	sk->done = res.bytes;
+	if (res.skipped > 10)
+		cli_warn("... and %zu more left as they were", res.skipped - 10);
 	return rc;
 }
 
@@ -247,7 +214,7 @@ static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, co
 	char what[200];
 	snprintf(what, sizeof what, "the %s of source '%s'", neo4j ? "load-command" : "restore-command", src->name);
 	if (sc->before)
-		rc = shell_hook(src->name, "before", sc->before);
+		rc = shell_hook(src->name, "before hook", sc->before);
 	if (rc == 0) {
 		pid_t pid;
 		int fd;
@@ -256,7 +223,7 @@ static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, co
 			rc = cli_feed_child(rd, e, pid, fd, what, prog);
 	}
 	if (sc->after) {
-		int arc = shell_hook(src->name, "after", sc->after);
+		int arc = shell_hook(src->name, "after hook", sc->after);
 		if (rc == 0)
 			rc = arc;
 		else if (arc < 0)
@@ -298,8 +265,10 @@ static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 	if (!strcmp(src->type, "path")) {
 		size_t count = 0;
 		char *streams[1] = { src->name };
+		size_t skipped = 0;
 		struct sink sk = { .prog = o->prog, .strip = strlen(src->name) + 1 };
-		if ((rc = restore_target(rd, s, "/", streams, 1, &sk, &count)) < 0)
+		/* Back where they were: replacing what is there is the point. */
+		if ((rc = restore_target(rd, s, "/", streams, 1, &sk, 1, 1, &count, &skipped)) < 0)
 			return rc;
 		cli_progress_done(o->prog);
 		if (!cli.quiet)
@@ -316,6 +285,46 @@ static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 	return rc;
 }
 
+/* Has s every stream in streams[] (entries loaded)? */
+static int has_streams(const struct kbv_snapshot *s, char **streams, size_t nstreams)
+{
+	for (size_t k = 0; k < nstreams; k++) {
+		int found = 0;
+		for (size_t i = 0; i < s->nloaded && !found; i++)
+			found = selected(&s->entries[i], &streams[k], 1);
+		if (!found)
+			return 0;
+	}
+	return 1;
+}
+
+/* The snapshot `spec` names, its entries loaded. For "latest" it is the newest that passes
+ * the filter and holds every stream in streams[]; an id names one snapshot whatever it
+ * holds (what it lacks is reported later). */
+static int find_snapshot(struct kbv_reader *rd, struct kbv_snapshot **list, size_t n, const char *spec,
+			 const struct kbv_snapshot_filter *f, char **streams, size_t nstreams, struct kbv_snapshot **out)
+{
+	int rc = kbv_snapshot_find_in(list, n, spec, f, out);
+	if (rc < 0)
+		return rc;
+	if (strcmp(spec, "latest") || !nstreams)
+		return kbv_snapshot_load_entries(rd, *out);
+	for (size_t i = n; i-- > 0;) {
+		if (!kbv_snapshot_matches(list[i], f))
+			continue;
+		if ((rc = kbv_snapshot_load_entries(rd, list[i])) < 0)
+			return rc;
+		if (has_streams(list[i], streams, nstreams)) {
+			*out = list[i];
+			return 0;
+		}
+	}
+	char what[512];
+	kbv_snapshot_filter_describe(f, what, sizeof what);
+	return kbv_error(KBV_ENOTFOUND, "no stream '%s'%s in any snapshot%s%s", streams[0],
+			 nstreams > 1 ? " (with the other streams named)" : "", *what ? " " : "", what);
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -330,19 +339,29 @@ int cmd_restore(int argc, char **argv)
 		{ "target-url", required_argument, NULL, 1206 },
 		{ "collection-suffix", required_argument, NULL, 1207 },
 		{ "all-sources", no_argument, NULL, 1208 },
+		{ "host", required_argument, NULL, 1209 },
+		{ "tag", required_argument, NULL, 1210 },
+		{ "overwrite", no_argument, NULL, 1211 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
-	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, all_sources = 0, c;
+	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, all_sources = 0, overwrite = 0, c, code = EXIT_OK, rc;
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL, *s;
+	struct kbv_reader *rd = NULL;
+	struct cli_progress prog;
+	size_t n = 0, count = 0, skipped = 0;
+	cli_progress_init(&prog, "restore:");
 	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL, *target_url = NULL,
 		   *suffix = NULL;
 	char **streams = calloc((size_t)argc + 1, sizeof *streams);
 	const char **sources = calloc((size_t)argc + 1, sizeof *sources);
-	size_t nstreams = 0, nsources = 0;
-	if (!streams || !sources) {
-		free(streams);
-		free(sources);
-		return EXIT_FAIL;
+	const char **tags = calloc((size_t)argc + 1, sizeof *tags);
+	size_t nstreams = 0, nsources = 0, ntags = 0;
+	const char *host = NULL;
+	if (!streams || !sources || !tags) {
+		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+		goto out;
 	}
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
 		if (cli_global_option(c, optarg, "restore"))
@@ -359,7 +378,10 @@ int cmd_restore(int argc, char **argv)
 		case 1206: target_url = optarg; break;
 		case 1207: suffix = optarg; break;
 		case 1208: all_sources = 1; break;
-		default: free(streams); free(sources); return cli_usage("restore", "unknown option");
+		case 1209: host = optarg; break;
+		case 1210: tags[ntags++] = optarg; break;
+		case 1211: overwrite = 1; break;
+		default: code = cli_bad_option("restore", argv); goto out;
 		}
 	}
 	const char *dsn = target_dsn;
@@ -367,14 +389,12 @@ int cmd_restore(int argc, char **argv)
 	int into_source = (source || all_sources) && !to_stdout && !target && !target_db;
 	if (optind + 1 != argc || to_stdout + !!target + !!target_db + into_source != 1 || (in_place && !into_source) ||
 	    (all_sources && !into_source) || (nsources > 1 && !into_source)) {
-		free(streams);
-		free(sources);
-		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
+		code = cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
 					    "or --source NAME... / --all-sources alone (back into each source)");
+		goto out;
 	}
 	if (target_db) {
 		const struct kbv_source_cfg *sc = NULL;
-		int code = 0;
 		if (!source || nstreams)
 			code = cli_usage("restore", "--target-db needs --source NAME (a PostgreSQL source) and no --stream");
 		else if (!dsn && (code = cli_load_config()) == 0) {
@@ -386,45 +406,32 @@ int cmd_restore(int argc, char **argv)
 			else
 				dsn = sc->dsn;
 		}
-		if (code) {
-			free(streams);
-			free(sources);
-			return code;
-		}
+		if (code)
+			goto out;
 	} else if (target_dsn || (force && !into_source)) {
-		free(streams);
-		free(sources);
-		return cli_usage("restore", "--target-dsn goes with --target-db; --force with --target-db or a restore into "
+		code = cli_usage("restore", "--target-dsn goes with --target-db; --force with --target-db or a restore into "
 					    "PostgreSQL sources");
+		goto out;
 	} else if (into_source) {
-		int code = cli_load_config();
-		if (code) {
-			free(streams);
-			free(sources);
-			return code;
-		}
+		if ((code = cli_load_config()) != 0)
+			goto out;
 	} else if (source) {
 		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
 	}
 	const char *spec = argv[optind];
+	/* "latest" means the newest snapshot that holds what was asked for (restic filters
+	 * latest by host, tag and path the same way): the sources named, then below the
+	 * streams named. */
+	size_t nadhoc_streams = nstreams - (source && !into_source && !target_db ? 1 : 0);
+	struct kbv_snapshot_filter filter = { host, tags, ntags, sources, nsources };
 
-	struct kbv_repo *r = NULL;
-	struct kbv_snapshot **list = NULL, *s;
-	struct kbv_reader *rd = NULL;
-	struct cli_progress prog;
-	size_t n = 0, count = 0;
-	int code, rc;
-	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0) {
-		free(streams);
-		free(sources);
-		return code;
-	}
+	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+		goto out;
 	double t0 = cli_now();
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_snapshot_find(list, n, spec, &s)) < 0 ||
-	    (rc = kbv_reader_new(r, 0, &rd)) < 0 || (rc = kbv_snapshot_load_entries(rd, s)) < 0)
+	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
+	    (rc = find_snapshot(rd, list, n, spec, &filter, streams, nadhoc_streams, &s)) < 0)
 		goto fail;
 	if (target_db) {
-		cli_progress_init(&prog, "restore:");
 		if ((rc = restore_db(rd, s, source, target_db, dsn, force, &prog, &mismatch)) < 0)
 			goto fail;
 		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
@@ -433,7 +440,6 @@ int cmd_restore(int argc, char **argv)
 	if (into_source) {
 		struct into_opts io = { in_place, force, target_url, suffix, &prog };
 		int any_path = 0, any_qdrant = 0;
-		cli_progress_init(&prog, "restore:");
 		if (all_sources)
 			for (size_t i = 0; i < s->nsources; i++)
 				sources[nsources++] = s->sources[i].name;
@@ -492,7 +498,6 @@ int cmd_restore(int argc, char **argv)
 	for (size_t i = 0; i < s->nloaded; i++)
 		if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i]))
 			sk.total += s->entries[i].size;
-	cli_progress_init(&prog, "restore:");
 	if (to_stdout) {
 		const struct kbv_entry *one = NULL;
 		size_t ndata = 0;
@@ -515,7 +520,7 @@ int cmd_restore(int argc, char **argv)
 					 (unsigned long long)sk.done);
 			goto fail;
 		}
-	} else if ((rc = restore_target(rd, s, target, streams, nstreams, &sk, &count)) < 0) {
+	} else if ((rc = restore_target(rd, s, target, streams, nstreams, &sk, overwrite, 0, &count, &skipped)) < 0) {
 		goto fail;
 	}
 	cli_progress_done(&prog);
@@ -523,16 +528,26 @@ int cmd_restore(int argc, char **argv)
 	char id[2 * KBV_ID_BYTES + 1];
 	kbv_hex(s->id, KBV_ID_BYTES, id);
 	if (cli.json) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:f}", "id", id, "entries", (json_int_t)count, "bytes",
-				      (json_int_t)sk.done, "seconds", secs);
-		json_dumpf(j, stdout, JSON_COMPACT);
-		putchar('\n');
+		/* With --stdout the restored stream owns standard output: the summary goes to
+		 * standard error, never after the data. */
+		FILE *out = to_stdout ? stderr : stdout;
+		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f}", "id", id, "entries", (json_int_t)count, "skipped",
+				      (json_int_t)skipped, "bytes", (json_int_t)sk.done, "seconds", secs);
+		json_dumpf(j, out, JSON_COMPACT);
+		fputc('\n', out);
 		json_decref(j);
 	} else if (!cli.quiet) {
 		char b[32];
 		cli_bytes(sk.done, b, sizeof b);
 		fprintf(stderr, "restored snapshot %.8s: %zu %s, %s, verified, %.1f s\n", id, count,
 			count == 1 ? "entry" : "entries", b, secs);
+	}
+	if (skipped) {
+		cli_log(CLI_ERROR, "%zu %s already existed in '%s' and %s left as %s: restore with --overwrite to replace "
+				   "them",
+			skipped, skipped == 1 ? "entry" : "entries", target, skipped == 1 ? "was" : "were",
+			skipped == 1 ? "it was" : "they were");
+		code = EXIT_FAIL;
 	}
 	goto out;
 fail:
@@ -544,5 +559,6 @@ out:
 	kbv_repo_close(r);
 	free(streams);
 	free(sources);
+	free(tags);
 	return code;
 }

@@ -59,7 +59,9 @@ void snap_set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
 	x->ref = res->ref;
 }
 
-static int add_stdin(struct snap_ctx *c, const char *name)
+/* A dump that died before writing anything still leaves an empty, readable pipe: an empty
+ * --stdin stream is refused unless the user says it may be empty. */
+static int add_stdin(struct snap_ctx *c, const char *name, int allow_empty)
 {
 	struct kbv_stream_result res;
 	if (isatty(STDIN_FILENO))
@@ -71,6 +73,11 @@ static int add_stdin(struct snap_ctx *c, const char *name)
 	int rc = kbv_writer_fd(c->w, STDIN_FILENO, "stdin", &res);
 	if (rc < 0)
 		return kbv_error_prefix(rc, "stream '%s' (stdin)", name);
+	if (res.size == 0 && !allow_empty)
+		return kbv_error(KBV_ESOURCE,
+				 "stream '%s': standard input was empty; no snapshot recorded (did the dump fail? run a "
+				 "pipeline with 'set -o pipefail', or pass --allow-empty if empty is right)",
+				 name);
 	snap_set_result(x, &res);
 	return 0;
 }
@@ -285,6 +292,7 @@ int cmd_snapshot(int argc, char **argv)
 		{ "tag", required_argument, NULL, 't' },
 		{ "host", required_argument, NULL, 'H' },
 		{ "source", required_argument, NULL, 1102 },
+		{ "allow-empty", no_argument, NULL, 1103 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -297,7 +305,7 @@ int cmd_snapshot(int argc, char **argv)
 	struct kbv_snapshot s = { 0 };
 	char ***groups = NULL;
 	size_t ngroups = 0;
-	int rc = 0, code = EXIT_OK;
+	int rc = 0, code = EXIT_OK, allow_empty = 0;
 	if (!cmd_names || !tags || !only)
 		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 
@@ -323,7 +331,8 @@ int cmd_snapshot(int argc, char **argv)
 		case 't': tags[ntags++] = optarg; break;
 		case 'H': host = optarg; break;
 		case 1102: only[nonly++] = optarg; break;
-		default: code = cli_usage("snapshot", "unknown option"); goto done;
+		case 1103: allow_empty = 1; break;
+		default: code = cli_bad_option("snapshot", argv); goto done;
 		}
 	}
 	cli_run_begin("snapshot");
@@ -402,7 +411,7 @@ int cmd_snapshot(int argc, char **argv)
 	if (rc == 0 && !adhoc)
 		rc = add_sources(&c, only, nonly);
 	if (rc == 0 && stdin_name)
-		rc = add_stdin(&c, stdin_name);
+		rc = add_stdin(&c, stdin_name, allow_empty);
 	for (size_t i = 0; rc == 0 && i < ncmd; i++)
 		rc = add_command(&c, cmd_names[i], groups[i]);
 	for (int i = optind; rc == 0 && i < dd; i++) {
@@ -424,6 +433,11 @@ int cmd_snapshot(int argc, char **argv)
 
 	const struct kbv_writer_stats *st = kbv_writer_stats(c.w);
 	double secs = cli_now() - t0;
+	/* What the streams and files held; the writer's raw_bytes also counts the snapshot's
+	 * own entry table. */
+	uint64_t read = 0;
+	for (size_t i = 0; i < c.n; i++)
+		read += c.e[i].size;
 	char id[2 * KBV_ID_BYTES + 1];
 	kbv_hex(s.id, KBV_ID_BYTES, id);
 	for (size_t i = 0; i < c.nsrc; i++) {
@@ -432,7 +446,7 @@ int cmd_snapshot(int argc, char **argv)
 	}
 	snapshot_metrics(NULL, st);
 	cli_log(CLI_INFO, "snapshot %.8s saved: %zu %s, %llu bytes read, %llu new, %llu stored", id, c.n,
-		c.n == 1 ? "entry" : "entries", (unsigned long long)st->raw_bytes, (unsigned long long)st->new_raw_bytes,
+		c.n == 1 ? "entry" : "entries", (unsigned long long)read, (unsigned long long)st->new_raw_bytes,
 		(unsigned long long)st->new_stored_bytes);
 	if (cli.json) {
 		json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "short_id", id, 8,
@@ -445,17 +459,18 @@ int cmd_snapshot(int argc, char **argv)
 			json_array_append_new(srcs, json_pack("{s:s, s:s, s:o}", "name", c.src[i].name, "type", c.src[i].type,
 							      "meta", json_loads(c.src[i].meta, 0, NULL)));
 		json_object_set_new(j, "sources", srcs);
+		json_object_set_new(j, "read_bytes", json_integer((json_int_t)read));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
 	} else if (!cli.quiet) {
 		char raw[32], fresh[32], stored[32];
-		cli_bytes(st->raw_bytes, raw, sizeof raw);
+		cli_bytes(read, raw, sizeof raw);
 		cli_bytes(st->new_raw_bytes, fresh, sizeof fresh);
 		cli_bytes(st->new_stored_bytes, stored, sizeof stored);
 		printf("snapshot %.8s saved: %zu %s, %s read, %s new (%s stored), %.1f s, %.1f MiB/s\n", id, c.n,
 		       c.n == 1 ? "entry" : "entries", raw, fresh, stored, secs,
-		       secs > 0 ? (double)st->raw_bytes / secs / (1 << 20) : 0.0);
+		       secs > 0 ? (double)read / secs / (1 << 20) : 0.0);
 		for (size_t i = 0; i < c.nsrc; i++) {
 			json_t *meta = json_loads(c.src[i].meta, 0, NULL);
 			if (!strcmp(c.src[i].type, "postgres"))

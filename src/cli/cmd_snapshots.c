@@ -24,7 +24,7 @@ int cmd_snapshots(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
 		if (!cli_global_option(c, optarg, "snapshots"))
-			return cli_usage("snapshots", "unknown option");
+			return cli_bad_option("snapshots", argv);
 	if (optind < argc)
 		return cli_usage("snapshots", "unexpected argument '%s'", argv[optind]);
 

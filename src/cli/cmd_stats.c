@@ -11,7 +11,7 @@ int cmd_stats(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1)
 		if (!cli_global_option(c, optarg, "stats"))
-			return cli_usage("stats", "unknown option");
+			return cli_bad_option("stats", argv);
 	if (optind < argc)
 		return cli_usage("stats", "unexpected argument '%s'", argv[optind]);
 	struct kbv_repo *r;

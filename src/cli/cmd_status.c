@@ -21,13 +21,8 @@ static const char *const state_name[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN"
 /* "90s", "30m", "26h", "2d", "1w" -> seconds; -1 if malformed. */
 static long long parse_age(const char *s)
 {
-	char *end;
-	long long v = strtoll(s, &end, 10);
-	if (end == s || v <= 0)
-		return -1;
-	long long mul = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") || !*end ? 3600
-		      : !strcmp(end, "d") ? 86400 : !strcmp(end, "w") ? 604800 : -1;
-	return mul < 0 ? -1 : v * mul;
+	long long secs;
+	return kbv_age_parse(s, &secs) < 0 ? -1 : secs;
 }
 
 static void age_text(long long secs, char *out, size_t cap)
@@ -58,7 +53,25 @@ struct src_state {
 	long long time; /* 0: never */
 	uint64_t size;
 	char id[2 * KBV_ID_BYTES + 1];
+	json_t *drill; /* this source's verdict in its newest drill record (borrowed), or NULL */
+	json_t *drill_rec; /* that record (borrowed) */
 };
+
+/* Each source's newest drill verdict: a drill of one source says nothing of another. */
+static void find_drills(struct src_state *src, size_t nsrc, json_t *drills)
+{
+	for (size_t i = 0; i < nsrc; i++)
+		for (size_t d = json_array_size(drills); d-- > 0 && !src[i].drill;) {
+			json_t *rec = json_array_get(drills, d), *v;
+			size_t k;
+			json_array_foreach(json_object_get(rec, "sources"), k, v)
+				if (!strcmp(json_string_value(json_object_get(v, "name")) ?: "", src[i].name)) {
+					src[i].drill = v;
+					src[i].drill_rec = rec;
+					break;
+				}
+		}
+}
 
 int cmd_status(int argc, char **argv)
 {
@@ -171,19 +184,42 @@ int cmd_status(int argc, char **argv)
 	}
 	json_t *last_drill = json_array_size(drills) ? json_array_get(drills, json_array_size(drills) - 1) : NULL;
 	json_t *last_gc = json_array_size(gcs) ? json_array_get(gcs, json_array_size(gcs) - 1) : NULL;
-	if (last_drill && !json_is_true(json_object_get(last_drill, "ok")) && state < ST_WARNING) {
+	/* Drills per source: a failed drill of one source is not hidden by a later pass of
+	 * another, and a source never drilled is named. */
+	find_drills(src, nsrc, drills);
+	size_t ndrilled = 0, nfailed = 0;
+	long long oldest_drill = -1;
+	const char *failed = NULL, *failed_time = NULL;
+	for (size_t i = 0; i < nsrc; i++) {
+		if (!src[i].drill)
+			continue;
+		ndrilled++;
+		long long t = parse_rfc3339(json_string_value(json_object_get(src[i].drill_rec, "time")));
+		if (oldest_drill < 0 || t < oldest_drill)
+			oldest_drill = t;
+		if (!json_is_true(json_object_get(src[i].drill, "ok")) && !nfailed++) {
+			failed = src[i].name;
+			failed_time = json_string_value(json_object_get(src[i].drill_rec, "time"));
+		}
+	}
+	if (nfailed && state < ST_WARNING) {
 		state = ST_WARNING;
-		snprintf(problem, sizeof problem, "the last drill FAILED (%s)",
-			 json_string_value(json_object_get(last_drill, "time")));
+		snprintf(problem, sizeof problem, "the last drill of %s FAILED (%s)%s", failed, failed_time ?: "?",
+			 nfailed > 1 ? " and of other sources" : "");
 	}
 
-	char oa[32], drill[96] = "never drilled", gc[96] = "never collected", repo[32];
+	char oa[32], drill[160] = "never drilled", gc[96] = "never collected", repo[32];
 	age_text(oldest, oa, sizeof oa);
 	cli_bytes(st.pack_bytes, repo, sizeof repo);
-	if (last_drill) {
-		char a[32];
-		age_text(now - parse_rfc3339(json_string_value(json_object_get(last_drill, "time"))), a, sizeof a);
-		snprintf(drill, sizeof drill, "last drill %s %s ago", json_is_true(json_object_get(last_drill, "ok")) ? "PASS" : "FAIL", a);
+	if (ndrilled) {
+		char a[32], never[64] = "";
+		age_text(now - oldest_drill, a, sizeof a);
+		if (ndrilled < nsrc)
+			snprintf(never, sizeof never, ", %zu source%s never drilled", nsrc - ndrilled, nsrc - ndrilled == 1 ? "" : "s");
+		if (nfailed)
+			snprintf(drill, sizeof drill, "last drill FAIL for %zu of %zu sources%s", nfailed, nsrc, never);
+		else
+			snprintf(drill, sizeof drill, "last drill PASS %s ago%s", a, never);
 	}
 	if (last_gc) {
 		char a[32];
@@ -199,6 +235,13 @@ int cmd_status(int argc, char **argv)
 				json_object_set_new(o, "time", json_integer(src[i].time));
 				json_object_set_new(o, "age_seconds", json_integer(now - src[i].time));
 			}
+			json_object_set_new(o, "last_drill",
+					    src[i].drill ? json_pack("{s:O, s:O, s:O, s:O?}", "time",
+								     json_object_get(src[i].drill_rec, "time"), "snapshot",
+								     json_object_get(src[i].drill_rec, "snapshot"), "ok",
+								     json_object_get(src[i].drill, "ok"), "error",
+								     json_object_get(src[i].drill, "error"))
+							 : json_null());
 			json_array_append_new(arr, o);
 		}
 		json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:o, s:I, s:f, s:O?, s:O?}", "status", state_name[state], "code",
@@ -221,9 +264,17 @@ int cmd_status(int argc, char **argv)
 			printf("%s: no snapshot\n", src[i].name);
 			continue;
 		}
+		char dr[96] = "never drilled";
 		age_text(now - src[i].time, a, sizeof a);
 		cli_bytes(src[i].size, sz, sizeof sz);
-		printf("%s: snapshot %.8s, %s ago, %s\n", src[i].name, src[i].id, a, sz);
+		if (src[i].drill) {
+			char da[32];
+			age_text(now - parse_rfc3339(json_string_value(json_object_get(src[i].drill_rec, "time"))), da, sizeof da);
+			snprintf(dr, sizeof dr, "drill %s %s ago (snapshot %.8s)",
+				 json_is_true(json_object_get(src[i].drill, "ok")) ? "PASS" : "FAIL", da,
+				 json_string_value(json_object_get(src[i].drill_rec, "snapshot")) ?: "?");
+		}
+		printf("%s: snapshot %.8s, %s ago, %s, %s\n", src[i].name, src[i].id, a, sz, dr);
 	}
 out:
 	free(src);

@@ -198,21 +198,26 @@ void cli_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* ---- children's stderr ---- */
+/* ---- children's output ---- */
 
-static struct {
+/* One relay per level: children's stderr is logged as WARN (it is where tools say what
+ * went wrong), the standard output of hooks and load commands as INFO (psql's "CREATE
+ * TABLE" of a passing drill is no warning). */
+struct relay {
+	int level;
 	int rfd, wfd;
 	pthread_t th;
 	int running;
-} relay = { -1, -1, 0, 0 };
+};
+static struct relay relay_err = { CLI_WARN, -1, -1, 0, 0 }, relay_out = { CLI_INFO, -1, -1, 0, 0 };
 
 static void *relay_main(void *arg)
 {
-	(void)arg;
+	struct relay *rl = arg;
 	char buf[2048];
 	size_t n = 0;
 	for (;;) {
-		ssize_t r = read(relay.rfd, buf + n, sizeof buf - 1 - n);
+		ssize_t r = read(rl->rfd, buf + n, sizeof buf - 1 - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -222,54 +227,72 @@ static void *relay_main(void *arg)
 		while ((nl = memchr(start, '\n', n - (size_t)(start - buf)))) {
 			*nl = 0;
 			if (nl > start)
-				cli_log(CLI_WARN, "output: %s", start);
+				cli_log(rl->level, "output: %s", start);
 			start = nl + 1;
 		}
 		n -= (size_t)(start - buf);
 		memmove(buf, start, n);
 		if (n == sizeof buf - 1) { /* a very long line: log it in pieces */
 			buf[n] = 0;
-			cli_log(CLI_WARN, "output: %s", buf);
+			cli_log(rl->level, "output: %s", buf);
 			n = 0;
 		}
 	}
 	if (n) {
 		buf[n] = 0;
-		cli_log(CLI_WARN, "output: %s", buf);
+		cli_log(rl->level, "output: %s", buf);
 	}
 	return NULL;
 }
 
-void cli_log_capture_children(void)
+static void relay_start(struct relay *rl)
 {
 	int p[2];
-	if (relay.running || pipe2(p, O_CLOEXEC) != 0)
+	if (rl->running || pipe2(p, O_CLOEXEC) != 0)
 		return;
-	relay.rfd = p[0];
-	relay.wfd = p[1];
-	if (pthread_create(&relay.th, NULL, relay_main, NULL) != 0) {
+	rl->rfd = p[0];
+	rl->wfd = p[1];
+	if (pthread_create(&rl->th, NULL, relay_main, rl) != 0) {
 		close(p[0]);
 		close(p[1]);
 		return;
 	}
-	relay.running = 1;
-	kbv_cmd_set_stderr(relay.wfd);
+	rl->running = 1;
 }
 
-void cli_log_capture_end(void)
+static void relay_end(struct relay *rl)
 {
-	if (!relay.running)
+	if (!rl->running)
 		return;
-	kbv_cmd_set_stderr(-1);
-	close(relay.wfd);
+	close(rl->wfd);
 	/* EOF comes when the last child holding the pipe exits; a daemon a hook left behind
 	 * may hold it forever, so wait at most two seconds. */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 2;
-	if (pthread_timedjoin_np(relay.th, NULL, &ts) == 0)
-		close(relay.rfd);
+	if (pthread_timedjoin_np(rl->th, NULL, &ts) == 0)
+		close(rl->rfd);
 	else
-		pthread_detach(relay.th);
-	relay.running = 0;
+		pthread_detach(rl->th);
+	rl->running = 0;
+}
+
+void cli_log_capture_children(void)
+{
+	relay_start(&relay_err);
+	relay_start(&relay_out);
+	if (relay_err.running)
+		kbv_cmd_set_stderr(relay_err.wfd);
+}
+
+int cli_log_child_stdout(void)
+{
+	return relay_out.running ? relay_out.wfd : STDERR_FILENO;
+}
+
+void cli_log_capture_end(void)
+{
+	kbv_cmd_set_stderr(-1);
+	relay_end(&relay_err);
+	relay_end(&relay_out);
 }

@@ -1,5 +1,7 @@
 /* kbvault: the command table. Each command lives in cmd_<name>.c. */
 #include <sodium.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,24 +24,29 @@ static const struct command commands[] = {
 	  "  --zstd-level  compression level 1..19 (default 3)\n" },
 	{ "snapshot", cmd_snapshot, "store streams and files as one snapshot",
 	  "kbvault snapshot [--source NAME]... [--tag TAG]... [--host HOST]\n"
-	  "kbvault snapshot [--stdin NAME] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"
+	  "kbvault snapshot [--stdin NAME [--allow-empty]] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"
 	  "                 [-- CMD [ARG]... [-- CMD [ARG]...]]\n"
 	  "  (no streams)    one application snapshot of every source in the configuration; all or\n"
 	  "                  nothing: if one source fails, no snapshot is recorded\n"
 	  "  --source NAME   only this configured source (repeatable)\n"
-	  "  --stdin NAME    store standard input as the stream NAME\n"
+	  "  --stdin NAME    store standard input as the stream NAME; an empty input is refused (a\n"
+	  "                  dump that failed) unless --allow-empty. Pipe with 'set -o pipefail'\n"
 	  "  --command NAME  run the command after '--' (one group per --command, separated by '--')\n"
 	  "                  and store its output as NAME; if it fails, no snapshot is recorded\n"
 	  "  PATH            files and directories, recursively, with mode and mtime\n" },
 	{ "snapshots", cmd_snapshots, "list snapshots", "kbvault snapshots [--json]\n" },
 	{ "restore", cmd_restore, "restore streams of a snapshot",
-	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]...\n"
+	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]... [--host HOST] [--tag TAG]...\n"
+	  "                [--overwrite]\n"
 	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force]\n"
 	  "kbvault restore SNAPSHOT (--source NAME... | --all-sources) [--in-place] [--force] [--target-url URL]\n"
 	  "                [--collection-suffix S]\n"
-	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest'\n"
-	  "  --stdout      write the one selected stream to standard output\n"
-	  "  --target DIR  write every selected stream as a file under DIR\n"
+	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest': the newest snapshot\n"
+	  "                holding the --source and --stream named, of --host, with every --tag\n"
+	  "  --stdout      write the one selected stream to standard output (--json's summary goes to\n"
+	  "                standard error)\n"
+	  "  --target DIR  write every selected stream as a file under DIR; files there are kept (exit 1)\n"
+	  "                unless --overwrite; no symlink in DIR is followed\n"
 	  "  --stream NAME select a stream (or a directory and everything below it)\n"
 	  "  --source NAME select the streams of a configured source\n"
 	  "  --target-db DB  create DB on the source's server (or --target-dsn's) and load the\n"
@@ -51,15 +58,16 @@ static const struct command commands[] = {
 	  "  --target-url, --collection-suffix   Qdrant: another server, collection names + S\n" },
 	{ "drill", cmd_drill, "prove a snapshot restores: load it into a scratch database and compare",
 	  "kbvault drill [SNAPSHOT] [--source NAME]...\n"
-	  "  Restores every source of SNAPSHOT (default: latest) somewhere scratch and checks it:\n"
+	  "  Restores every source of SNAPSHOT (default: each source at its own newest snapshot) somewhere\n"
+	  "  scratch and checks it:\n"
 	  "  PostgreSQL into a database on [drill] postgres-dsn (row counts and checksums), Qdrant\n"
 	  "  into scratch collections (point counts), paths into a scratch directory (hashes), Neo4j\n"
 	  "  and command sources through drill-load-command. Scratch copies are removed; the\n"
 	  "  verdict is recorded in the repository. Exit 0 when all passed, 5 when one differs.\n" },
 	{ "forget", cmd_forget, "remove snapshots (space comes back at the next gc)", "kbvault forget SNAPSHOT...\n" },
 	{ "gc", cmd_gc, "apply the retention policy and collect garbage",
-	  "kbvault gc [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]\n"
-	  "           [--keep-yearly N] [--keep-within DURATION] [--keep-tag TAG]... | --keep-all\n"
+	  "kbvault gc [[--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]\n"
+	  "           [--keep-yearly N] [--keep-within DURATION] [--keep-tag TAG]... | --keep-all]\n"
 	  "           [--dry-run] [--max-unused PCT] [--max-repack SIZE] [--allow-remove-all]\n"
 	  "  The policy comes from the options, else from [retention] in the configuration; without\n"
 	  "  either, gc refuses. Snapshots compete within a group (same host, same sources). The\n"
@@ -102,8 +110,18 @@ static const char global_help[] =
 	"  -q, --quiet             no progress and no summary\n"
 	"      --json              machine-readable output on stdout\n"
 	"  -v, --verbose           log INFO events on stderr too (-vv: and DEBUG)\n"
+	"      --lock-wait DURATION  wait at most this long for a repository lock another process\n"
+	"                          holds (default 10m; 0: fail at once), then exit 6 naming it\n"
 	"Exit codes: 0 ok, 1 failure, 2 usage, 3 no repository or unknown format version,\n"
 	"            4 wrong or missing password, 5 data failed verification, 6 locked, 7 source failed\n";
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
 
 void cli_help(const char *cmd)
 {
@@ -129,7 +147,17 @@ int main(int argc, char **argv)
 	}
 	/* A reader that goes away (psql stopping on an error, `| head`) is an error we report,
 	 * not a silent death by SIGPIPE. */
+	/* A closed 0, 1 or 2 would be taken by the next file or pipe we open (kbvault would
+	 * then hold the write end of its own stdin and wait forever): fill them with
+	 * /dev/null first. */
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", fd ? O_WRONLY : O_RDONLY) != fd)
+			return EXIT_FAIL;
+	cli_take_env_secrets();
 	signal(SIGPIPE, SIG_IGN);
+	/* Commands report a refused option themselves, once (cli_bad_option). */
+	opterr = 0;
+	cli.lock_wait = 600;
 	/* Global options may come before the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
@@ -151,7 +179,13 @@ int main(int argc, char **argv)
 			cli.json = 1;
 		else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
 			cli.verbose++;
-		else if (!strcmp(a, "-vv"))
+		else if (!strcmp(a, "--lock-wait") && i + 1 < argc) {
+			if (cli_lock_wait(argv[++i]) != 0)
+				return EXIT_USAGE;
+		} else if (!strncmp(a, "--lock-wait=", 12)) {
+			if (cli_lock_wait(a + 12) != 0)
+				return EXIT_USAGE;
+		} else if (!strcmp(a, "-vv"))
 			cli.verbose += 2;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			cli_help(NULL);
@@ -170,18 +204,23 @@ int main(int argc, char **argv)
 	}
 	const char *name = argv[i];
 	if (!strcmp(name, "help")) {
-		cli_help(i + 1 < argc ? argv[i + 1] : NULL);
+		const char *what = i + 1 < argc ? argv[i + 1] : NULL;
+		if (what && strcmp(what, "help") && strcmp(what, "version") && !find_command(what)) {
+			cli_log(CLI_ERROR, "'%s' is not a command (see 'kbvault help')", what);
+			return EXIT_USAGE;
+		}
+		cli_help(what);
 		return EXIT_OK;
 	}
 	if (!strcmp(name, "version")) {
 		printf("kbvault %s\n", KBVAULT_VERSION);
 		return EXIT_OK;
 	}
-	for (size_t c = 0; c < NCOMMANDS; c++)
-		if (!strcmp(commands[c].name, name)) {
-			cli_log_command(commands[c].name);
-			return commands[c].run(argc - i, argv + i);
-		}
+	const struct command *cmd = find_command(name);
+	if (cmd) {
+		cli_log_command(cmd->name);
+		return cmd->run(argc - i, argv + i);
+	}
 	cli_log(CLI_ERROR, "'%s' is not a command (see 'kbvault help')", name);
 	return EXIT_USAGE;
 }

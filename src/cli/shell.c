@@ -1,9 +1,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "shell.h"
 #include "kbv/error.h"
 #include "kbv/source.h"
@@ -35,13 +37,50 @@ int shell_start(const char *cmd, int in_fd, pid_t *pid, int *fd)
 	return 0;
 }
 
+/* Our environment with `extra` ("NAME=value", NULL-terminated) set on top, for one child;
+ * free() the array only (the strings are borrowed). NULL when out of memory. */
+static char **env_plus(char *const extra[])
+{
+	extern char **environ;
+	size_t n = 0, k = 0, j = 0;
+	while (environ[n])
+		n++;
+	while (extra[k])
+		k++;
+	char **e = calloc(n + k + 1, sizeof *e);
+	if (!e)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t x = 0;
+		while (x < k && strncmp(environ[i], extra[x], (size_t)(strchr(extra[x], '=') - extra[x]) + 1))
+			x++;
+		if (x == k)
+			e[j++] = environ[i];
+	}
+	for (size_t x = 0; x < k; x++)
+		e[j++] = extra[x];
+	return e;
+}
+
 int shell_start_writer(const char *cmd, pid_t *pid, int *fd)
+{
+	char *none[] = { NULL };
+	return shell_start_writer_env(cmd, none, pid, fd);
+}
+
+int shell_start_writer_env(const char *cmd, char *const extra[], pid_t *pid, int *fd)
 {
 	char *argv[6];
 	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
+	char **env = env_plus(extra);
+	if (!env)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(env);
 		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
-	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, p[0], kbv_cmd_stderr(), pid);
+	}
+	int rc = kbv_cmd_spawn(argv_of(cmd, argv), env, p[0], cli_log_child_stdout(), pid);
+	free(env);
 	close(p[0]);
 	if (rc < 0) {
 		close(p[1]);
@@ -53,10 +92,20 @@ int shell_start_writer(const char *cmd, pid_t *pid, int *fd)
 
 int shell_hook(const char *source, const char *which, const char *cmd)
 {
+	char *none[] = { NULL };
+	return shell_hook_env(source, which, cmd, none);
+}
+
+int shell_hook_env(const char *source, const char *which, const char *cmd, char *const extra[])
+{
 	char *argv[6], what[160];
 	pid_t pid;
-	snprintf(what, sizeof what, "the %s hook of source '%s'", which, source);
-	int rc = kbv_cmd_spawn(argv_of(cmd, argv), NULL, -1, kbv_cmd_stderr(), &pid);
+	char **env = env_plus(extra);
+	if (!env)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	snprintf(what, sizeof what, "the %s of source '%s'", which, source);
+	int rc = kbv_cmd_spawn(argv_of(cmd, argv), env, -1, cli_log_child_stdout(), &pid);
+	free(env);
 	if (rc < 0)
 		return kbv_error_prefix(rc, "%s", what);
 	return kbv_cmd_finish(pid, what, 0);

@@ -12,5 +12,9 @@ int shell_start_writer(const char *cmd, pid_t *pid, int *fd);
 /* Run a hook (`which` = "before", "after", ...) of source `source`, stdout to our stderr;
  * KBV_ESOURCE naming both when it fails. */
 int shell_hook(const char *source, const char *which, const char *cmd);
+/* The same with `extra` ("NAME=value" strings, NULL-terminated) added to the child's
+ * environment; `which` names the command in messages ("before hook", "drill-cleanup-command"). */
+int shell_start_writer_env(const char *cmd, char *const extra[], pid_t *pid, int *fd);
+int shell_hook_env(const char *source, const char *which, const char *cmd, char *const extra[]);
 
 #endif

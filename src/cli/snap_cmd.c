@@ -21,7 +21,7 @@ int snap_add_dump_command(struct snap_ctx *c, const struct kbv_source_cfg *sc, j
 		snprintf(name, sizeof name, "%s/dump", sc->name);
 	snprintf(what, sizeof what, "the dump-command of source '%s'", sc->name);
 	if (sc->before)
-		rc = shell_hook(sc->name, "before", sc->before);
+		rc = shell_hook(sc->name, "before hook", sc->before);
 	if (rc == 0) {
 		pid_t pid;
 		int fd;
@@ -31,7 +31,7 @@ int snap_add_dump_command(struct snap_ctx *c, const struct kbv_source_cfg *sc, j
 	}
 	/* The after hook runs whatever happened: it restarts what before stopped. */
 	if (sc->after) {
-		int arc = shell_hook(sc->name, "after", sc->after);
+		int arc = shell_hook(sc->name, "after hook", sc->after);
 		if (arc < 0 && rc == 0) {
 			cli_warn("%s; the dump itself succeeded and is kept", kbv_errmsg());
 			c->hook_failed = 1;

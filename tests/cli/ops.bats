@@ -178,3 +178,22 @@ PY
 	make -s -C "$ROOT" restore BACKUP="${id:0:8}" SOURCE=notes KBVAULT_BIN="$KBVAULT"
 	[ "$(cat "$TMPD/notes.restored")" = "$(head -n -1 "$TMPD/notes.txt")" ]
 }
+
+@test "make install: systemd units and cron file call the installed program; an example configuration that loads" {
+	make -s -C "$ROOT" install DESTDIR="$TMPD/root" PREFIX=/opt/kbv PROG="$KBVAULT" > /dev/null
+	units="$TMPD/root/opt/kbv/lib/systemd/system"
+	[ "$(ls "$units" | wc -l)" -eq 4 ]
+	grep -h '^ExecStart=' "$units"/*.service | while read -r l; do
+		[[ "$l" == "ExecStart=/opt/kbv/bin/kbvault "* ]] || { echo "$l"; exit 1; }
+	done
+	! grep -q /usr/local "$units"/* || { echo "a unit still names /usr/local"; false; }
+	grep -qx 'PATH=/opt/kbv/bin:/usr/bin:/bin' "$TMPD/root/opt/kbv/share/doc/kbvault/cron.d/kbvault"
+	ex="$TMPD/root/etc/kbvault/kbvault.conf.example"
+	[ "$(stat -c %a "$ex")" = 600 ]
+	# The example loads (no line is refused); it only fails on the repository it names.
+	sed -i "s|^password-file = .*|password-file = $TMPD/pw|; s|^path = .*|path = $TMPD/nothing|" "$ex"
+	run env -u KBVAULT_REPO -u KBVAULT_PASSWORD_FILE "$KBVAULT" -c "$ex" snapshots
+	[[ "$output" == *"repository '$TMPD/nothing' does not exist"* ]] || { echo "$output"; false; }
+	make -s -C "$ROOT" uninstall DESTDIR="$TMPD/root" PREFIX=/opt/kbv > /dev/null
+	[ -z "$(find "$TMPD/root" -type f)" ]
+}
