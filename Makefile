@@ -183,6 +183,8 @@ install: $(PROG)
 	done
 	sed 's|^PATH=/usr/local/bin:|PATH=$(BINDIR):|' docs/cron/kbvault > $(DESTDIR)$(CRONDIR)/kbvault
 	chmod 644 $(DESTDIR)$(CRONDIR)/kbvault
+	install -d $(DESTDIR)$(DOCDIR)/prometheus
+	install -m 644 docs/prometheus/kbvault-rules.yml $(DESTDIR)$(DOCDIR)/prometheus/
 	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/kbvault
 	install -m 600 docs/examples/kbvault.conf $(DESTDIR)$(SYSCONFDIR)/kbvault/kbvault.conf.example
 
@@ -190,7 +192,8 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kbvault $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
 		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(wildcard docs/systemd/*))) \
-		$(DESTDIR)$(CRONDIR)/kbvault $(DESTDIR)$(SYSCONFDIR)/kbvault/kbvault.conf.example
+		$(DESTDIR)$(CRONDIR)/kbvault $(DESTDIR)$(SYSCONFDIR)/kbvault/kbvault.conf.example \
+		$(DESTDIR)$(DOCDIR)/prometheus/kbvault-rules.yml
 
 clean:
 	rm -rf build

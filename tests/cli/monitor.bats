@@ -325,3 +325,13 @@ CONF
 	[ "$(metric 'kbvault_last_attempt_success{command="snapshot",source="alpha"}')" = 1 ]
 	[ "$(metric 'kbvault_gc_removed_snapshots')" = 4 ]
 }
+
+@test "alerting rules: promtool checks and unit-tests them, and every metric they use is in the metrics spec" {
+	dir="$BATS_TEST_DIRNAME/../../docs/prometheus"
+	run "$PROMTOOL" check rules "$dir/kbvault-rules.yml"
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	(cd "$dir" && "$PROMTOOL" test rules kbvault-rules.test.yml)
+	for m in $(grep -o 'kbvault_[a-z_]*' "$dir/kbvault-rules.yml" | sort -u); do
+		grep -q "\`$m\`" "$BATS_TEST_DIRNAME/../../format/metrics.md" || { echo "$m is not in format/metrics.md"; false; }
+	done
+}
