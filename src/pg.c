@@ -599,8 +599,8 @@ static int dump_open(const struct kbv_pg_opts *o, struct kbv_pgdump **out)
 	snprintf(d->what, sizeof d->what, "PostgreSQL source '%s'", o->source);
 	TRY(pg_connect(o->dsn, NULL, d->what, &d->c));
 	TRY(exec(d->c,
-		 "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-		 "WHERE datname = current_database()",
+		 "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba), datacl::text "
+		 "FROM pg_database WHERE datname = current_database()",
 		 &r, d->what));
 	json_object_set_new(d->meta, "mode", json_string(d->native ? "native" : "pg_dump"));
 	json_object_set_new(d->meta, "format", json_string(o->jobs ? "directory" : "plain"));
@@ -609,6 +609,11 @@ static int dump_open(const struct kbv_pg_opts *o, struct kbv_pgdump **out)
 	json_object_set_new(d->meta, "encoding", json_string(PQgetvalue(r, 0, 0)));
 	json_object_set_new(d->meta, "collate", json_string(PQgetvalue(r, 0, 1)));
 	json_object_set_new(d->meta, "ctype", json_string(PQgetvalue(r, 0, 2)));
+	/* What pg_dump leaves out without --create: who owns the database and who may connect
+	 * to it (on PostgreSQL 15 the owner is who may create tables in public). */
+	json_object_set_new(d->meta, "owner", json_string(PQgetvalue(r, 0, 3)));
+	if (!PQgetisnull(r, 0, 4))
+		json_object_set_new(d->meta, "database_acl", json_string(PQgetvalue(r, 0, 4)));
 	TRY(session_setup(d->c, PQgetvalue(r, 0, 0), d->what));
 	PQclear(r);
 	r = NULL;
@@ -769,7 +774,91 @@ out:
 	return rc;
 }
 
-int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force)
+static int role_exists(PGconn *c, const char *role)
+{
+	const char *params[1] = { role };
+	PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, NULL, params, NULL, NULL, 0);
+	int yes = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+	PQclear(r);
+	return yes;
+}
+
+static void note_missing(struct kbv_pg_owner *o, const char *role)
+{
+	size_t len = strlen(o->missing);
+	if (!strstr(o->missing, role))
+		snprintf(o->missing + len, sizeof o->missing - len, "%s%s", len ? ", " : "", role);
+}
+
+/* One aclitem's grantee ("" for PUBLIC), its privileges and grant option, from text such
+ * as kb=CTc/postgres or "odd name"=c*\/postgres. Returns the text after it, or NULL. */
+static const char *acl_item(const char *p, char *grantee, size_t cap, char *privs, size_t pcap)
+{
+	size_t n = 0;
+	if (*p == '"') {
+		for (p++; *p && !(*p == '"' && p[1] != '"'); p++) {
+			if (*p == '"')
+				p++;
+			if (n + 1 < cap)
+				grantee[n++] = *p;
+		}
+		if (*p == '"')
+			p++;
+	} else {
+		while (*p && *p != '=' && n + 1 < cap)
+			grantee[n++] = *p++;
+	}
+	grantee[n] = 0;
+	if (*p++ != '=')
+		return NULL;
+	n = 0;
+	while (*p && *p != '/' && n + 1 < pcap)
+		privs[n++] = *p++;
+	privs[n] = 0;
+	while (*p && *p != ',' && *p != '}')
+		p++; /* the grantor */
+	return p;
+}
+
+/* Replay a database's ACL ("{=Tc/postgres,kb=CTc/postgres}") on database `id` (quoted):
+ * PUBLIC loses its defaults, then each grantee that exists gets what it had. */
+static int apply_db_acl(PGconn *c, const char *id, const char *acl, struct kbv_pg_owner *o, const char *what)
+{
+	char sql[1024], grantee[128], privs[32];
+	int rc = 0;
+	snprintf(sql, sizeof sql, "REVOKE ALL ON DATABASE %s FROM PUBLIC", id);
+	if ((rc = exec(c, sql, NULL, what)) < 0)
+		return rc;
+	for (const char *p = acl + (*acl == '{'); p && *p && *p != '}'; p += *p == ',') {
+		p = acl_item(p, grantee, sizeof grantee, privs, sizeof privs);
+		if (!p)
+			break;
+		char list[64] = "";
+		int grant_option = strchr(privs, '*') != NULL;
+		for (const char *k = privs; *k; k++) {
+			const char *word = *k == 'C' ? "CREATE" : *k == 'T' ? "TEMPORARY" : *k == 'c' ? "CONNECT" : NULL;
+			if (word) {
+				size_t len = strlen(list);
+				snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", word);
+			}
+		}
+		if (!*list)
+			continue;
+		if (*grantee && !role_exists(c, grantee)) {
+			note_missing(o, grantee);
+			continue;
+		}
+		char *who = *grantee ? PQescapeIdentifier(c, grantee, strlen(grantee)) : NULL;
+		snprintf(sql, sizeof sql, "GRANT %s ON DATABASE %s TO %s%s", list, id, who ? who : "PUBLIC",
+			 grant_option ? " WITH GRANT OPTION" : "");
+		PQfreemem(who);
+		if ((rc = exec(c, sql, NULL, what)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force, struct kbv_pg_owner *o)
 {
 	PGconn *c = NULL, *t = NULL;
 	PGresult *r = NULL;
@@ -835,9 +924,30 @@ int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int 
 		snprintf(sql, sizeof sql, "DROP DATABASE %s", id);
 		TRY(exec(c, sql, NULL, what));
 	}
-	snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s", id, enc,
-		 coll, ctype);
-	TRY(exec(c, sql, NULL, what));
+	const char *owner = o ? o->owner : NULL;
+	if (o && !owner && o->restore) {
+		owner = json_string_value(json_object_get(meta, "owner"));
+		if (owner && !role_exists(c, owner)) {
+			note_missing(o, owner);
+			owner = NULL;
+		}
+	} else if (owner && !role_exists(c, owner)) {
+		rc = kbv_error(KBV_EINVAL, "%s: role '%s' does not exist on that server", what, owner);
+		goto out;
+	}
+	char *own = owner ? PQescapeIdentifier(c, owner, strlen(owner)) : NULL;
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s%s%s", id,
+		 enc, coll, ctype, own ? " OWNER " : "", own ? own : "");
+	PQfreemem(own);
+	if ((rc = exec(c, sql, NULL, what)) < 0) {
+		if (strstr(kbv_errmsg(), "permission denied to create database"))
+			rc = kbv_error_prefix(rc, "the role of this connection may not create databases (it lacks CREATEDB): "
+						  "give --target-dsn a role that may, such as user=postgres");
+		goto out;
+	}
+	const char *acl = json_string_value(json_object_get(meta, "database_acl"));
+	if (o && o->restore && acl)
+		TRY(apply_db_acl(c, id, acl, o, what));
 out:
 	PQfreemem(id), PQfreemem(enc), PQfreemem(coll), PQfreemem(ctype);
 	PQclear(r);

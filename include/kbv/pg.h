@@ -69,10 +69,21 @@ void kbv_pg_env_free(char **env);
 
 /* ---- Restoring and verifying ---- */
 
+/* Who owns a database kbv_pg_create_db() makes. */
+struct kbv_pg_owner {
+	int restore;       /* give it the recorded owner and database ACL ("owner", "database_acl") */
+	const char *owner; /* this role instead of the recorded owner (must exist) */
+	/* Out: roles the recorded owner or ACL names that do not exist on the target server
+	 * (left out; the database then belongs to the connecting role), or "" */
+	char missing[256];
+};
+
 /* Create database `name` on the server `dsn` points at, with the encoding and locale that
- * `meta` recorded (TEMPLATE template0). When it exists: empty -> used as it is; holding
- * relations -> KBV_EEXIST, unless `force`, which drops and recreates it. */
-int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force);
+ * `meta` recorded (TEMPLATE template0) and the owner `o` asks for (NULL: the connecting
+ * role). When it exists: empty -> used as it is; holding relations -> KBV_EEXIST, unless
+ * `force`, which drops and recreates it. A role without CREATEDB gets an error that says
+ * so and points to --target-dsn. */
+int kbv_pg_create_db(const char *dsn, const char *name, const json_t *meta, int force, struct kbv_pg_owner *o);
 int kbv_pg_drop_db(const char *dsn, const char *name);
 
 /* Start `psql` loading a plain SQL stream into database `dbname` (ON_ERROR_STOP, one

@@ -53,7 +53,7 @@ static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *s
 	TRY(cli_pg_source(s, source, &meta));
 	/* force: a scratch database of this name can only be the leftover of a drill killed
 	 * before it could drop it. */
-	TRY(kbv_pg_create_db(dsn, scratch, meta, 1));
+	TRY(kbv_pg_create_db(dsn, scratch, meta, 1, NULL));
 	created = 1;
 	TRY(cli_pg_load(rd, s, meta, dsn, scratch, &prog));
 	cli_progress_done(&prog);

@@ -104,15 +104,22 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 /* restore --source NAME --target-db DB: create DB, load the source's SQL stream, compare
  * row counts with the snapshot. */
 static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *db,
-		      const char *dsn, int force, struct cli_progress *prog, int *mismatch)
+		      const char *dsn, int force, const char *owner, struct cli_progress *prog, int *mismatch)
 {
+	struct kbv_pg_owner own = { .restore = 1, .owner = owner };
 	json_t *meta = NULL;
 	struct kbv_pg_verdict v = { 0 };
 	char id[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
 	kbv_hex(s->id, KBV_ID_BYTES, id);
 	TRY(cli_pg_source(s, source, &meta));
-	TRY(kbv_pg_create_db(dsn, db, meta, force));
+	TRY(kbv_pg_create_db(dsn, db, meta, force, &own));
+	if (*own.missing)
+		cli_warn("database '%s': %s %s named by the snapshot as owner or in its access list %s not exist on this "
+			 "server and %s left out (the database belongs to the role you connect as): create the roles "
+			 "(globals = yes keeps them) or give --owner ROLE",
+			 db, strchr(own.missing, ',') ? "roles" : "role", own.missing, strchr(own.missing, ',') ? "do" : "does",
+			 strchr(own.missing, ',') ? "were" : "was");
 	TRY(cli_pg_load(rd, s, meta, dsn, db, prog));
 	cli_progress_done(prog);
 	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
@@ -238,7 +245,7 @@ static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, co
 /* What restoring into sources needs besides the snapshot. */
 struct into_opts {
 	int in_place, force;
-	const char *target_url, *suffix;
+	const char *target_url, *suffix, *owner;
 	struct cli_progress *prog;
 };
 
@@ -258,7 +265,7 @@ static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 		if (!db)
 			rc = kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not record its database", src->name);
 		else
-			rc = restore_db(rd, s, src->name, db, sc->dsn, o->force, o->prog, mismatch);
+			rc = restore_db(rd, s, src->name, db, sc->dsn, o->force, o->owner, o->prog, mismatch);
 		json_decref(meta);
 		return rc;
 	}
@@ -342,6 +349,7 @@ int cmd_restore(int argc, char **argv)
 		{ "host", required_argument, NULL, 1209 },
 		{ "tag", required_argument, NULL, 1210 },
 		{ "overwrite", no_argument, NULL, 1211 },
+		{ "owner", required_argument, NULL, 1212 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -358,7 +366,7 @@ int cmd_restore(int argc, char **argv)
 	const char **sources = calloc((size_t)argc + 1, sizeof *sources);
 	const char **tags = calloc((size_t)argc + 1, sizeof *tags);
 	size_t nstreams = 0, nsources = 0, ntags = 0;
-	const char *host = NULL;
+	const char *host = NULL, *owner = NULL;
 	if (!streams || !sources || !tags) {
 		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 		goto out;
@@ -381,6 +389,7 @@ int cmd_restore(int argc, char **argv)
 		case 1209: host = optarg; break;
 		case 1210: tags[ntags++] = optarg; break;
 		case 1211: overwrite = 1; break;
+		case 1212: owner = optarg; break;
 		default: code = cli_bad_option("restore", argv); goto out;
 		}
 	}
@@ -408,9 +417,9 @@ int cmd_restore(int argc, char **argv)
 		}
 		if (code)
 			goto out;
-	} else if (target_dsn || (force && !into_source)) {
-		code = cli_usage("restore", "--target-dsn goes with --target-db; --force with --target-db or a restore into "
-					    "PostgreSQL sources");
+	} else if (target_dsn || (force && !into_source) || (owner && !into_source)) {
+		code = cli_usage("restore", "--target-dsn goes with --target-db; --force and --owner with --target-db or a "
+					    "restore into PostgreSQL sources");
 		goto out;
 	} else if (into_source) {
 		if ((code = cli_load_config()) != 0)
@@ -432,13 +441,13 @@ int cmd_restore(int argc, char **argv)
 	    (rc = find_snapshot(rd, list, n, spec, &filter, streams, nadhoc_streams, &s)) < 0)
 		goto fail;
 	if (target_db) {
-		if ((rc = restore_db(rd, s, source, target_db, dsn, force, &prog, &mismatch)) < 0)
+		if ((rc = restore_db(rd, s, source, target_db, dsn, force, owner, &prog, &mismatch)) < 0)
 			goto fail;
 		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
 		goto out;
 	}
 	if (into_source) {
-		struct into_opts io = { in_place, force, target_url, suffix, &prog };
+		struct into_opts io = { in_place, force, target_url, suffix, owner, &prog };
 		int any_path = 0, any_qdrant = 0;
 		if (all_sources)
 			for (size_t i = 0; i < s->nsources; i++)

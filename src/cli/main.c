@@ -38,7 +38,7 @@ static const struct command commands[] = {
 	{ "restore", cmd_restore, "restore streams of a snapshot",
 	  "kbvault restore SNAPSHOT (--stdout | --target DIR) [--source NAME] [--stream NAME]... [--host HOST] [--tag TAG]...\n"
 	  "                [--overwrite]\n"
-	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force]\n"
+	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force] [--owner ROLE]\n"
 	  "kbvault restore SNAPSHOT (--source NAME... | --all-sources) [--in-place] [--force] [--target-url URL]\n"
 	  "                [--collection-suffix S]\n"
 	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest': the newest snapshot\n"
@@ -52,6 +52,8 @@ static const struct command commands[] = {
 	  "  --target-db DB  create DB on the source's server (or --target-dsn's) and load the\n"
 	  "                PostgreSQL source into it, then compare row counts with the snapshot\n"
 	  "  --force       drop and recreate DB when it exists and is not empty\n"
+	  "  --owner ROLE  DB belongs to ROLE (default: the owner the snapshot recorded, when that role\n"
+	  "                exists; its database access list is restored too)\n"
 	  "  --source NAME alone (repeatable), --all-sources: back into each source: PostgreSQL\n"
 	  "                into its recorded database (--force if it holds tables), Qdrant upload,\n"
 	  "                Neo4j load-command, command restore-command, paths with --in-place\n"

@@ -466,3 +466,37 @@ wait_for() {
 	[ "$status" -eq 2 ] # two streams: choose one
 	kbv snapshots | grep -q 'kb (postgres)'
 }
+
+@test "restore --target-db: the recorded owner and access list come back; a role without CREATEDB is told what to do" {
+	psql_q -c "CREATE ROLE kbapp LOGIN" -c "CREATE ROLE kbbackup LOGIN" -c "CREATE ROLE ghost LOGIN" > /dev/null
+	psql_q -c "ALTER DATABASE $DB OWNER TO kbapp" -c "REVOKE ALL ON DATABASE $DB FROM PUBLIC" \
+		-c "GRANT CONNECT ON DATABASE $DB TO kbbackup" > /dev/null
+	psql_q -d "$DB" -U kbapp -c "CREATE TABLE docs (id int PRIMARY KEY, body text)" -c "INSERT INTO docs VALUES (1, 'a')" > /dev/null
+	kbv snapshot -q
+	acl=$(psql_q -At -c "SELECT datacl::text FROM pg_database WHERE datname = '$DB'")
+	kbv restore latest --source kb --target-db kb_back -q
+	[ "$(psql_q -At -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'kb_back'")" = kbapp ]
+	[ "$(psql_q -At -c "SELECT datacl::text FROM pg_database WHERE datname = 'kb_back'")" = "$acl" ]
+	# PostgreSQL 15: the owner is who may create tables in public; the application works on
+	psql_q -d kb_back -U kbapp -c "CREATE TABLE newer (x int)" > /dev/null
+	# --owner: someone else
+	kbv restore latest --source kb --target-db kb_other --owner kbbackup -q
+	[ "$(psql_q -At -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'kb_other'")" = kbbackup ]
+	run kbv restore latest --source kb --target-db kb_x --owner nosuchrole
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"role 'nosuchrole' does not exist"* ]]
+	# A backup role without CREATEDB: the error says so and where to go
+	run kbv restore latest --source kb --target-db kb_y --target-dsn "host=127.0.0.1 port=$PGPORT user=kbbackup dbname=postgres"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"lacks CREATEDB"*"--target-dsn"* ]]
+	# A recorded owner that is gone: the database is the connecting role's, and the role is named
+	psql_q -c "ALTER DATABASE $DB OWNER TO ghost" > /dev/null
+	kbv snapshot -q
+	psql_q -c "ALTER DATABASE $DB OWNER TO postgres" -c "DROP ROLE ghost" > /dev/null
+	run kbv restore latest --source kb --target-db kb_z
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"role ghost named by the snapshot as owner"*"--owner ROLE"* ]] || { echo "$output"; false; }
+	[ "$(psql_q -At -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'kb_z'")" = postgres ]
+	for d in kb_back kb_other kb_z "$DB"; do dropdb "$d"; done
+	psql_q -c "DROP ROLE kbapp" -c "DROP ROLE kbbackup" > /dev/null
+}
