@@ -44,6 +44,8 @@ static const struct skey {
 	{ "drill-load-command", offsetof(struct kbv_source_cfg, drill_load_command), T(NEO4J) | T(COMMAND) },
 	{ "drill-cleanup-command", offsetof(struct kbv_source_cfg, drill_cleanup_command), T(NEO4J) | T(COMMAND) },
 	{ "paths", offsetof(struct kbv_source_cfg, paths), T(PATH) },
+	{ "pg-bin-dir", offsetof(struct kbv_source_cfg, pg_bin_dir), T(POSTGRES) },
+	{ "client-command-prefix", offsetof(struct kbv_source_cfg, client_command_prefix), T(POSTGRES) },
 };
 /* Keys each type must have. */
 static const struct {
@@ -371,6 +373,18 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 					       path, s->line, s->name);
 				goto out;
 			}
+			if (s->client_command_prefix) {
+				rc = kbv_error(KBV_EINVAL,
+					       "%s:%d: [source %s] jobs writes pg_dump's files where pg_dump runs: it does not "
+					       "go with client-command-prefix",
+					       path, s->line, s->name);
+				goto out;
+			}
+		}
+		if (s->pg_bin_dir && s->pg_bin_dir[0] != '/') {
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] pg-bin-dir must be an absolute path, not '%s'", path,
+				       s->line, s->name, s->pg_bin_dir);
+			goto out;
 		}
 		if (s->timeout) {
 			char *end;

@@ -224,6 +224,166 @@ out:
 	return rc;
 }
 
+/* Append " key='value'" (quotes and backslashes escaped) to a connection string. */
+static int conninfo_add(struct kbv_buf *b, const char *key, const char *val)
+{
+	int rc = 0;
+	if (b->len)
+		TRY(kbv_buf_add(b, " ", 1));
+	TRY(kbv_buf_add(b, key, strlen(key)));
+	TRY(kbv_buf_add(b, "='", 2));
+	for (const char *p = val; *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			TRY(kbv_buf_add(b, "\\", 1));
+		TRY(kbv_buf_add(b, p, 1));
+	}
+	TRY(kbv_buf_add(b, "'", 1));
+out:
+	return rc;
+}
+
+/* The connection string a client behind a prefix gets: every setting of `dsn` but the
+ * password (which stays in PGPASSWORD) and client_encoding, the database `dbname` when
+ * given, `add_options` added to options. */
+static int prefix_conninfo(const char *dsn, const char *dbname, const char *add_options, struct kbv_buf *out)
+{
+	char *err = NULL, line[1024];
+	PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+	int rc = 0;
+	if (!opts) {
+		rc = kbv_error(KBV_EINVAL, "the connection string does not parse: %s",
+			       err ? one_line(err, line, sizeof line) : "out of memory");
+		PQfreemem(err);
+		return rc;
+	}
+	const char *options = NULL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!strcmp(o->keyword, "options"))
+			options = o->val;
+		else if (o->val && strcmp(o->keyword, "password") && strcmp(o->keyword, "client_encoding") &&
+			 (strcmp(o->keyword, "dbname") || !dbname))
+			TRY(conninfo_add(out, o->keyword, o->val));
+	}
+	if (dbname)
+		TRY(conninfo_add(out, "dbname", dbname));
+	if (options || add_options) {
+		char buf[4096];
+		snprintf(buf, sizeof buf, "%s%s%s", options ? options : "", options && add_options ? " " : "",
+			 add_options ? add_options : "");
+		TRY(conninfo_add(out, "options", buf));
+	}
+	TRY(kbv_buf_add(out, "", 1)); /* NUL */
+out:
+	PQconninfoFree(opts);
+	return rc;
+}
+
+int kbv_pg_client_spawn(const struct kbv_pg_client *cl, const char *dsn, const char *dbname, const char *add_options,
+			int conn, char *const tool_argv[], int in_fd, int out_fd, pid_t *pid)
+{
+	char **env = NULL, **argv = NULL, *words = NULL, *tool = NULL, *dbarg = NULL;
+	struct kbv_buf ci = KBV_BUF_INIT;
+	const char *prefix = cl && cl->prefix && *cl->prefix ? cl->prefix : NULL;
+	size_t nw = 0, nt = 0, n = 0;
+	int rc = 0;
+	TRY(pg_env(dsn, dbname, add_options, &env));
+	if (conn != KBV_PG_CONN_NONE && prefix) {
+		TRY(prefix_conninfo(dsn, dbname, add_options, &ci));
+		dbarg = malloc(ci.len + 16);
+		if (dbarg)
+			snprintf(dbarg, ci.len + 16, "--dbname=%s", (const char *)ci.data);
+	} else if (conn == KBV_PG_CONN_ARG) {
+		dbarg = malloc(strlen(dbname ? dbname : "") + 16);
+		if (dbarg)
+			snprintf(dbarg, strlen(dbname ? dbname : "") + 16, "--dbname=%s", dbname ? dbname : "");
+	}
+	if (conn != KBV_PG_CONN_NONE && (prefix || conn == KBV_PG_CONN_ARG) && !dbarg) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* The prefix, split at white space (no quoting: write a script for anything more). */
+	if (prefix && !(words = strdup(prefix))) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (char *p = words; p && *p; nw++) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	while (tool_argv[nt])
+		nt++;
+	argv = calloc(nw + nt + 2, sizeof *argv);
+	if (cl && cl->bin_dir && *cl->bin_dir) {
+		size_t len = strlen(cl->bin_dir) + strlen(tool_argv[0]) + 2;
+		if ((tool = malloc(len)))
+			snprintf(tool, len, "%s/%s", cl->bin_dir, tool_argv[0]);
+	}
+	if (!argv || (cl && cl->bin_dir && *cl->bin_dir && !tool)) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (char *p = words; p && *p;) {
+		while (*p == ' ' || *p == '\t')
+			*p++ = 0;
+		if (!*p)
+			break;
+		argv[n++] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+	}
+	argv[n++] = tool ? tool : tool_argv[0];
+	for (size_t i = 1; i < nt; i++)
+		argv[n++] = tool_argv[i];
+	if (dbarg)
+		argv[n++] = dbarg;
+	rc = kbv_cmd_spawn(argv, env, in_fd, out_fd, pid);
+	if (rc < 0 && (prefix || tool))
+		kbv_error_prefix(rc, "%s%s%s", prefix ? "client-command-prefix '" : "pg-bin-dir", prefix ? prefix : "",
+				 prefix ? "'" : "");
+out:
+	kbv_pg_env_free(env);
+	kbv_buf_release(&ci);
+	free(argv);
+	free(words);
+	free(tool);
+	free(dbarg);
+	return rc;
+}
+
+int kbv_pg_client_major(const struct kbv_pg_client *cl, const char *program, int *major)
+{
+	char *argv[] = { (char *)program, "--version", NULL }, buf[256], what[96];
+	int p[2], rc;
+	pid_t pid;
+	size_t n = 0;
+	ssize_t got;
+	*major = 0;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+	rc = kbv_pg_client_spawn(cl, "", NULL, NULL, KBV_PG_CONN_NONE, argv, -1, p[1], &pid);
+	close(p[1]);
+	if (rc < 0) {
+		close(p[0]);
+		return rc;
+	}
+	while (n < sizeof buf - 1 && ((got = read(p[0], buf + n, sizeof buf - 1 - n)) > 0 || (got < 0 && errno == EINTR)))
+		n += got > 0 ? (size_t)got : 0;
+	close(p[0]);
+	buf[n] = 0;
+	snprintf(what, sizeof what, "%s --version", program);
+	if ((rc = kbv_cmd_finish(pid, what, 0)) < 0)
+		return rc;
+	/* "pg_dump (PostgreSQL) 15.5 (Debian 15.5-0+deb12u1)" */
+	const char *v = strstr(buf, ") ");
+	if (!v || (*major = atoi(v + 2)) <= 0)
+		return kbv_error(KBV_ESOURCE, "%s printed no version: '%.80s'", what, buf);
+	return 0;
+}
+
 int kbv_pg_env(const char *dsn, const char *dbname, char ***env)
 {
 	return pg_env(dsn, dbname, NULL, env);
@@ -248,7 +408,7 @@ struct kbv_pgdump {
 	PGconn *c;
 	char what[160];
 	char snapshot[128];
-	char **env;
+	struct kbv_pg_client client; /* borrowed from the options */
 	json_t *meta;
 	struct table *t;
 	size_t nt;
@@ -271,7 +431,6 @@ static void dump_free(struct kbv_pgdump *d)
 	}
 	free(d->t);
 	free(d->setvals);
-	kbv_pg_env_free(d->env);
 	json_decref(d->meta);
 	kbv_pgscan_free(d->scan);
 	if (d->c)
@@ -302,9 +461,16 @@ static int run_tool(struct kbv_pgdump *d, char *const argv[], const char *what, 
 {
 	char buf[1 << 16];
 	pid_t pid;
-	int fd, rc = kbv_cmd_start_env(argv, d->env, &pid, &fd);
-	if (rc < 0)
+	int fd, p[2], rc;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+	rc = kbv_pg_client_spawn(&d->client, d->dsn, NULL, TOOL_OPTIONS, KBV_PG_CONN_ENV, argv, -1, p[1], &pid);
+	close(p[1]);
+	if (rc < 0) {
+		close(p[0]);
 		return rc;
+	}
+	fd = p[0];
 	for (;;) {
 		ssize_t got = read(fd, buf, sizeof buf);
 		if (got < 0 && errno == EINTR)
@@ -634,7 +800,21 @@ static int dump_open(const struct kbv_pg_opts *o, struct kbv_pgdump **out)
 	r = NULL;
 	if (d->native)
 		TRY(plan_native(d));
-	TRY(pg_env(o->dsn, NULL, TOOL_OPTIONS, &d->env));
+	/* pg_dump refuses a server newer than itself; say so before anything runs, and how
+	 * to give it a client of the server's version. */
+	int major, server_major = (int)(json_integer_value(json_object_get(d->meta, "server_version_num")) / 10000);
+	TRY(kbv_pg_client_major(&o->client, "pg_dump", &major));
+	if (major < server_major) {
+		rc = kbv_error(KBV_ESOURCE,
+			       "pg_dump is version %d and the server %d: a client older than the server cannot dump "
+			       "it; set pg-bin-dir to the directory of a pg_dump %d or newer, or client-command-prefix "
+			       "to run the server's own (docker exec ...)",
+			       major, server_major, server_major);
+		goto out;
+	}
+	json_object_set_new(d->meta, "client_major", json_integer(major));
+	d->client.bin_dir = o->client.bin_dir;
+	d->client.prefix = o->client.prefix;
 	*out = d;
 	d = NULL;
 out:
@@ -958,18 +1138,15 @@ out:
 	return rc;
 }
 
-int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs)
+int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs, const struct kbv_pg_client *cl)
 {
-	char **env = NULL, j[16];
+	char j[16];
 	pid_t pid;
-	int rc = pg_env(dsn, dbname, NULL, &env);
-	if (rc < 0)
-		return rc;
+	int rc;
 	snprintf(j, sizeof j, "%d", jobs < 1 ? 1 : jobs);
-	char *argv[] = { "pg_restore", "--exit-on-error", "-j", j, "-d", (char *)dbname, (char *)dir, NULL };
-	/* -d takes the database name; host, port, user and password come from env. */
-	rc = kbv_cmd_spawn(argv, env, -1, -1, &pid);
-	kbv_pg_env_free(env);
+	char *argv[] = { "pg_restore", "--exit-on-error", "-j", j, (char *)dir, NULL };
+	/* --dbname (added) takes the database; host, port, user and password come from env. */
+	rc = kbv_pg_client_spawn(cl, dsn, dbname, NULL, KBV_PG_CONN_ARG, argv, -1, -1, &pid);
 	if (rc < 0)
 		return rc;
 	char what[160];
@@ -977,20 +1154,13 @@ int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int
 	return kbv_cmd_finish(pid, what, 0);
 }
 
-int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd)
+int kbv_pg_load_start(const char *dsn, const char *dbname, const struct kbv_pg_client *cl, pid_t *pid, int *fd)
 {
-	char **env = NULL;
-	int p[2];
-	int rc = pg_env(dsn, dbname, NULL, &env);
-	if (rc < 0)
-		return rc;
+	int p[2], rc;
 	char *argv[] = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-", NULL };
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		kbv_pg_env_free(env);
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
-	}
-	rc = kbv_cmd_spawn(argv, env, p[0], -1, pid);
-	kbv_pg_env_free(env);
+	rc = kbv_pg_client_spawn(cl, dsn, dbname, NULL, KBV_PG_CONN_ENV, argv, p[0], -1, pid);
 	close(p[0]);
 	if (rc < 0) {
 		close(p[1]);

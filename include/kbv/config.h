@@ -25,6 +25,7 @@ struct kbv_source_cfg {
 	char *database, *load_command, *before, *after;      /* neo4j */
 	char *dump_command, *restore_command, *drill_load_command, *drill_cleanup_command; /* neo4j, command */
 	char *paths;                                         /* path */
+	char *pg_bin_dir, *client_command_prefix;            /* postgres: where the client programs are */
 };
 
 struct kbv_config {

@@ -35,8 +35,19 @@ void kbv_pg_sum_hex(uint64_t sum, char out[17]);
 
 /* ---- Dumping ---- */
 
+/* Where PostgreSQL's client programs (pg_dump, pg_dumpall, psql, pg_restore) come from. */
+struct kbv_pg_client {
+	const char *bin_dir; /* run them from this directory (NULL: from PATH) */
+	/* Words run in front of them, e.g. "docker exec -i -e PGPASSWORD kb-postgres-1": the
+	 * client then runs where the server is. An environment does not cross such a prefix,
+	 * so the connection settings (all but the password) go on the command line as a
+	 * connection string; the password stays in PGPASSWORD of the prefix's environment. */
+	const char *prefix;
+};
+
 struct kbv_pg_opts {
 	const char *source; /* source name, for messages */
+	struct kbv_pg_client client;
 	const char *dsn;    /* libpq conninfo; never put into a message */
 	int native;         /* 1: native mode (key-ordered COPY); 0: stock pg_dump */
 	int jobs;           /* 0: one plain SQL stream; N: pg_dump -Fd -Z0 -j N (pg_dump mode) */
@@ -67,6 +78,18 @@ int kbv_pgdump_finish(struct kbv_pgdump *d, json_t **meta);
 int kbv_pg_env(const char *dsn, const char *dbname, char ***env);
 void kbv_pg_env_free(char **env);
 
+/* How a client program connects: through its environment (behind a prefix, also
+ * --dbname=<connection string>), always with --dbname (pg_restore), or not at all. */
+enum { KBV_PG_CONN_ENV, KBV_PG_CONN_ARG, KBV_PG_CONN_NONE };
+/* Start the client program tool_argv[0] ("pg_dump") with tool_argv's arguments as `cl`
+ * says (NULL: from PATH), connecting as `dsn` says to database `dbname` (NULL: the dsn's),
+ * with `add_options` added to the server options; stdin from in_fd, stdout to out_fd (-1:
+ * /dev/null). The password never reaches its command line. */
+int kbv_pg_client_spawn(const struct kbv_pg_client *cl, const char *dsn, const char *dbname, const char *add_options,
+			int conn, char *const tool_argv[], int in_fd, int out_fd, pid_t *pid);
+/* The major version `program --version` prints (15 for "pg_dump (PostgreSQL) 15.5"). */
+int kbv_pg_client_major(const struct kbv_pg_client *cl, const char *program, int *major);
+
 /* ---- Restoring and verifying ---- */
 
 /* Who owns a database kbv_pg_create_db() makes. */
@@ -88,11 +111,11 @@ int kbv_pg_drop_db(const char *dsn, const char *name);
 
 /* Start `psql` loading a plain SQL stream into database `dbname` (ON_ERROR_STOP, one
  * transaction). Write the stream to *fd, close it, then kbv_cmd_finish(pid, ...). */
-int kbv_pg_load_start(const char *dsn, const char *dbname, pid_t *pid, int *fd);
+int kbv_pg_load_start(const char *dsn, const char *dbname, const struct kbv_pg_client *cl, pid_t *pid, int *fd);
 
 /* Load a directory-format dump with pg_restore --exit-on-error -j jobs into `dbname`. Not
  * one transaction: on failure the database holds part of the dump. */
-int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs);
+int kbv_pg_restore_dir(const char *dsn, const char *dbname, const char *dir, int jobs, const struct kbv_pg_client *cl);
 
 struct kbv_pg_verdict {
 	size_t tables;     /* tables compared */

@@ -94,10 +94,10 @@ int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, 
 }
 
 static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
-		      struct cli_progress *prog)
+		      const struct kbv_pg_client *cl, struct cli_progress *prog)
 {
 	pid_t pid;
-	int fd, rc = kbv_pg_load_start(dsn, db, &pid, &fd);
+	int fd, rc = kbv_pg_load_start(dsn, db, cl, &pid, &fd);
 	if (rc < 0)
 		return rc;
 	char what[160];
@@ -111,7 +111,7 @@ static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const ch
 /* Directory format: every file of the dump is restored (and verified) into a scratch
  * directory first, then pg_restore -j N loads it. */
 static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *prefix, int jobs,
-			  const char *dsn, const char *db, struct cli_progress *prog)
+			  const char *dsn, const char *db, const struct kbv_pg_client *cl, struct cli_progress *prog)
 {
 	const char *tmpdir = getenv("TMPDIR");
 	char dir[PATH_MAX], path[PATH_MAX + 256];
@@ -146,22 +146,31 @@ static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, c
 	if (prog)
 		cli_progress_done(prog);
 	if (rc == 0)
-		rc = kbv_pg_restore_dir(dsn, db, dir, jobs);
+		rc = kbv_pg_restore_dir(dsn, db, dir, jobs, cl);
 	kbv_rmdir_flat(dir);
 	return rc;
 }
 
-int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *dsn,
-		const char *db, struct cli_progress *prog)
+void cli_pg_client(const char *source, struct kbv_pg_client *cl)
 {
+	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, source) : NULL;
+	cl->bin_dir = sc ? sc->pg_bin_dir : NULL;
+	cl->prefix = sc ? sc->client_command_prefix : NULL;
+}
+
+int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *source, const json_t *meta,
+		const char *dsn, const char *db, struct cli_progress *prog)
+{
+	struct kbv_pg_client cl;
+	cli_pg_client(source, &cl);
 	const json_t *streams = json_object_get(meta, "streams");
 	const char *plain = json_string_value(json_object_get(streams, "database"));
 	const char *directory = json_string_value(json_object_get(streams, "directory"));
 	if (directory)
 		return load_directory(rd, s, directory, (int)json_integer_value(json_object_get(meta, "jobs")), dsn, db,
-				      prog);
+				      &cl, prog);
 	const struct kbv_entry *e = entry(s, plain);
 	if (!e)
 		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
-	return load_plain(rd, e, dsn, db, prog);
+	return load_plain(rd, e, dsn, db, &cl, prog);
 }

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "kbv/config.h"
+#include "kbv/pg.h"
 #include "kbv/reader.h"
 #include "kbv/snapshot.h"
 
@@ -39,7 +40,11 @@ int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta)
  * and hash are verified before psql sees the end of its input, and on any failure psql is
  * killed first, so nothing is committed. A directory-format dump is restored and verified
  * into a scratch directory, then loaded by pg_restore -j N. */
-int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *dsn,
+int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *source, const json_t *meta, const char *dsn,
 		const char *db, struct cli_progress *prog);
+
+/* The client programs configured for source `source` (pg-bin-dir, client-command-prefix);
+ * both NULL without a configuration. Borrowed from the configuration. */
+void cli_pg_client(const char *source, struct kbv_pg_client *cl);
 
 #endif

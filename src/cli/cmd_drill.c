@@ -55,7 +55,7 @@ static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *s
 	 * before it could drop it. */
 	TRY(kbv_pg_create_db(dsn, scratch, meta, 1, NULL));
 	created = 1;
-	TRY(cli_pg_load(rd, s, meta, dsn, scratch, &prog));
+	TRY(cli_pg_load(rd, s, source, meta, dsn, scratch, &prog));
 	cli_progress_done(&prog);
 	TRY(kbv_pg_verify(dsn, scratch, meta, 1, &v));
 	json_object_set_new(res, "tables", json_integer((json_int_t)v.tables));

@@ -120,7 +120,7 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 			 "(globals = yes keeps them) or give --owner ROLE",
 			 db, strchr(own.missing, ',') ? "roles" : "role", own.missing, strchr(own.missing, ',') ? "do" : "does",
 			 strchr(own.missing, ',') ? "were" : "was");
-	TRY(cli_pg_load(rd, s, meta, dsn, db, prog));
+	TRY(cli_pg_load(rd, s, source, meta, dsn, db, prog));
 	cli_progress_done(prog);
 	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
 	size_t nbad = json_array_size(v.mismatches);

@@ -1,4 +1,6 @@
 /* kbvault snapshot: PostgreSQL sources (the dump itself is src/pg.c). */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +16,21 @@
 /* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
 static int add_globals(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t *streams)
 {
-	char **env = NULL, name[256], what[160];
+	char name[256], what[160];
 	pid_t pid;
-	int fd;
+	int p[2];
 	char *argv[] = { "pg_dumpall", "--globals-only", NULL };
+	struct kbv_pg_client cl = { sc->pg_bin_dir, sc->client_command_prefix };
 	snprintf(name, sizeof name, "%s/globals.sql", sc->name);
 	snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
-	int rc = kbv_pg_env(sc->dsn, NULL, &env);
-	if (rc == 0)
-		rc = kbv_cmd_start_env(argv, env, &pid, &fd);
-	kbv_pg_env_free(env);
-	if (rc == 0)
-		rc = snap_store_child(c, name, pid, fd, what);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+	int rc = kbv_pg_client_spawn(&cl, sc->dsn, NULL, NULL, KBV_PG_CONN_ENV, argv, -1, p[1], &pid);
+	close(p[1]);
+	if (rc < 0)
+		close(p[0]);
+	else
+		rc = snap_store_child(c, name, pid, p[0], what);
 	if (rc == 0)
 		json_object_set_new(streams, "globals", json_string(name));
 	return rc;
@@ -37,7 +42,8 @@ int snap_add_postgres(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_
 	struct kbv_pgdump *d;
 	struct kbv_stream_result res;
 	int fd, native = !sc->mode || !strcmp(sc->mode, "native");
-	struct kbv_pg_opts o = { .source = sc->name, .dsn = sc->dsn, .native = native };
+	struct kbv_pg_opts o = { .source = sc->name, .client = { sc->pg_bin_dir, sc->client_command_prefix },
+				 .dsn = sc->dsn, .native = native };
 	json_t *streams = json_object();
 
 	if (sc->jobs) {

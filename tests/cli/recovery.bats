@@ -3,7 +3,8 @@
 # scene (a real PostgreSQL server, a repository with a snapshot, then a loss) and runs the
 # page's own command blocks marked for it (tests/tools/runbook.py). Only machine paths are
 # replaced: /etc/kbvault, /var/backups/kbvault, /tmp/ and the install prefix, and sudo is
-# dropped.
+# dropped; and the test server's address where a psql in a container (the docker stand-in
+# runs the host's) would find its server on the local socket.
 load helpers
 load pg
 load qdrant
@@ -64,6 +65,7 @@ runbook() {
 		-s "/etc/kbvault=$ETC" -s "/var/backups/kbvault=$REPO" -s "/tmp/=$TMPD/" -s "sudo =" \
 		-s "make install=make install DESTDIR=$TMPD/newhost" -s "offsite/=$TMPD/offsite/" \
 		-s "http://127.0.0.1:6333=${QURL:-none}" \
+		-s "knowledgebase-postgres-1 psql -d=knowledgebase-postgres-1 psql -h 127.0.0.1 -p ${PGPORT:-5432} -U postgres -d" \
 		"$ROOT/docs/recovery.md" "$1"
 }
 
@@ -73,6 +75,9 @@ run_runbook() {
 }
 
 @test "runbook 1-2: a dropped PostgreSQL database comes back under its own name" {
+	# The newest snapshot holds only the files: "latest --source kb" must still find kb's.
+	echo 'later' > "$TMPD/srv/uploads/later.txt"
+	kbv snapshot -q --source uploads
 	psql_q -d postgres -c 'DROP DATABASE kb' > /dev/null
 	run run_runbook lose-postgres
 	echo "$output"
@@ -160,4 +165,46 @@ EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(b2sum < "$store/neostore.nodestore.db")" = "$want" ]
+}
+
+@test "runbook 4: databases in Docker: Neo4j and PostgreSQL come back through the containers (docker and neo4j-admin STAND-INs)" {
+	export PATH="$BATS_TEST_DIRNAME/../standins:$PATH"
+	export DOCKER_STANDIN_HOME="$TMPD/docker" DOCKER_STANDIN_LOG="$TMPD/docker.log"
+	c="$DOCKER_STANDIN_HOME/containers"
+	mkdir -p "$c/knowledgebase-postgres-1" "$c/knowledgebase-neo4j-1" "$DOCKER_STANDIN_HOME/volumes/knowledgebase_neo4j_data/databases/neo4j"
+	echo running > "$c/knowledgebase-postgres-1/state"
+	echo "knowledgebase_neo4j_data:/data" > "$c/knowledgebase-neo4j-1/mounts"
+	echo neo4j:5-community > "$c/knowledgebase-neo4j-1/image"
+	store="$DOCKER_STANDIN_HOME/volumes/knowledgebase_neo4j_data/databases/neo4j"
+	head -c 200000 /dev/urandom > "$store/neostore.nodestore.db"
+	want=$(b2sum < "$store/neostore.nodestore.db")
+	docker start knowledgebase-neo4j-1 > /dev/null
+	# The README's configuration for these two sources, the server's address substituted.
+	python3 - "$ROOT/README.md" "$PGPORT" >> "$ETC/kbvault.conf" <<'PY'
+import re, sys
+readme, port = sys.argv[1], sys.argv[2]
+text = open(readme).read().split("## Databases in containers", 1)[1]
+ini = re.search(r"```ini\n(.*?)```", text, re.S).group(1)
+for sect in re.split(r"\n(?=\[)", ini):
+    if sect.startswith("[source graph]"):
+        print("\n" + sect.strip())
+    if sect.startswith("[source kb]"):
+        pre = [l for l in sect.splitlines() if l.startswith("client-command-prefix")]
+        print("\n".join(pre))
+PY
+	# the prefix line was printed last: move it into [source kb]
+	prefix=$(grep '^client-command-prefix' "$ETC/kbvault.conf")
+	sed -i '/^client-command-prefix/d' "$ETC/kbvault.conf"
+	sed -i "/^dsn = host=127.0.0.1 port=$PGPORT dbname=kb user=postgres/a $prefix" "$ETC/kbvault.conf"
+	kbv snapshot -q
+	grep -q 'docker exec -i -e PGPASSWORD knowledgebase-postgres-1 pg_dump' "$DOCKER_STANDIN_LOG"
+	rm -rf "$store"
+	psql_q -d postgres -c 'DROP DATABASE kb' > /dev/null
+	run run_runbook containers
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(b2sum < "$store/neostore.nodestore.db")" = "$want" ]
+	[[ "$output" == *"1000"* ]]
+	[ "$(psql_q -At -d kb -c 'SELECT count(*) FROM documents')" = 1000 ]
+	[ "$(cat "$c/knowledgebase-neo4j-1/state")" = running ]
 }
