@@ -44,6 +44,7 @@ static const struct skey {
 	{ "drill-load-command", offsetof(struct kbv_source_cfg, drill_load_command), T(NEO4J) | T(COMMAND) },
 	{ "drill-cleanup-command", offsetof(struct kbv_source_cfg, drill_cleanup_command), T(NEO4J) | T(COMMAND) },
 	{ "paths", offsetof(struct kbv_source_cfg, paths), T(PATH) },
+	{ "exclude", offsetof(struct kbv_source_cfg, exclude), T(PATH) },
 	{ "pg-bin-dir", offsetof(struct kbv_source_cfg, pg_bin_dir), T(POSTGRES) },
 	{ "client-command-prefix", offsetof(struct kbv_source_cfg, client_command_prefix), T(POSTGRES) },
 };

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,11 +132,42 @@ static int write_file(void *arg, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Mode bits a restore applies: never setuid or setgid, since owners are not restored (a
- * user's setuid file must not come back as a setuid-root one). */
-static mode_t safe_mode(uint32_t mode)
+/* The owner to give an entry: only as root (nobody else may), only when the snapshot
+ * recorded one (entry format 2), by name when that name exists here, else by number.
+ * Returns 1 with *uid and *gid set, or 0. */
+static int owner_for(const struct kbv_entry *e, uid_t *uid, gid_t *gid)
 {
-	return (mode_t)(mode & 01777);
+	if (geteuid() != 0 || !e->user || !e->group)
+		return 0;
+	struct passwd pw, *pr = NULL;
+	struct group gr, *gres = NULL;
+	char buf[1024];
+	*uid = *e->user && getpwnam_r(e->user, &pw, buf, sizeof buf, &pr) == 0 && pr ? pr->pw_uid : (uid_t)e->uid;
+	*gid = *e->group && getgrnam_r(e->group, &gr, buf, sizeof buf, &gres) == 0 && gres ? gres->gr_gid : (gid_t)e->gid;
+	return 1;
+}
+
+/* Mode bits a restore applies: setuid and setgid only when the owner was restored too (a
+ * user's setuid file must never come back as a setuid-root one). */
+static mode_t safe_mode(uint32_t mode, int owned)
+{
+	return (mode_t)(mode & (owned ? 07777 : 01777));
+}
+
+/* Give fd (or, with fd < 0, pfd/name without following a symlink) the entry's owner; 1
+ * when it was given, 0 when there is none to give, <0 on failure. chown clears setuid
+ * bits, so it comes before the mode. */
+static int set_owner(const struct kbv_entry *e, int fd, int pfd, const char *name, const char *path)
+{
+	uid_t uid;
+	gid_t gid;
+	if (!owner_for(e, &uid, &gid))
+		return 0;
+	int r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+	if (r < 0)
+		return kbv_error(KBV_EIO, "set the owner of '%s' to %u:%u: %s", path, (unsigned)uid, (unsigned)gid,
+				 strerror(errno));
+	return 1;
 }
 
 static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int rootfd, const char *name,
@@ -165,7 +198,10 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 	rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, write_file, &f);
 	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		if (fchmod(f.fd, safe_mode(e->mode)) < 0 || futimens(f.fd, tv) < 0)
+		int owned = set_owner(e, f.fd, -1, NULL, name);
+		if (owned < 0)
+			rc = owned;
+		else if (fchmod(f.fd, safe_mode(e->mode, owned)) < 0 || futimens(f.fd, tv) < 0)
 			rc = kbv_error(KBV_EIO, "set mode and time of '%s': %s", name, strerror(errno));
 	}
 	if (close(f.fd) < 0 && rc == 0)
@@ -198,7 +234,11 @@ static int restore_symlink(const struct kbv_entry *e, int rootfd, const char *na
 	} else {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
 		utimensat(pfd, tmp, tv, AT_SYMLINK_NOFOLLOW);
-		rc = put_in_place(pfd, tmp, base, name, o->overwrite);
+		rc = set_owner(e, -1, pfd, tmp, name);
+		if (rc < 0)
+			unlinkat(pfd, tmp, 0);
+		else
+			rc = put_in_place(pfd, tmp, base, name, o->overwrite);
 		if (rc == 1) {
 			*skipped = 1;
 			rc = 0;
@@ -284,7 +324,10 @@ int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const c
 		if ((rc = open_dir(rootfd, name, strlen(name), 0, o->follow_trusted_links, &fd)) < 0)
 			break;
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		if (fchmod(fd, safe_mode(e->mode)) < 0 || futimens(fd, tv) < 0)
+		int owned = set_owner(e, fd, -1, NULL, name);
+		if (owned < 0)
+			rc = owned;
+		else if (fchmod(fd, safe_mode(e->mode, owned)) < 0 || futimens(fd, tv) < 0)
 			rc = kbv_error(KBV_EIO, "set mode and time of directory '%s': %s", name, strerror(errno));
 		close(fd);
 	}

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define SNAP_HEADER 16
-#define BODY_VERSION 2
+#define BODY_VERSION 3 /* 3: entry table format 2 (owners); 2: sources; 1: the first */
 #define SOURCE_NAME_MAX 64
 
 int kbv_entry_name_ok(const char *name)
@@ -71,6 +71,10 @@ int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out)
 		kbv_ref_put(ref, &e[i].ref);
 		TRY(kbv_buf_add(out, ref, sizeof ref));
 		TRY(kbv_buf_add_str32(out, e[i].target ? e[i].target : ""));
+		TRY(kbv_buf_add_u32(out, e[i].uid));
+		TRY(kbv_buf_add_u32(out, e[i].gid));
+		TRY(kbv_buf_add_str16(out, e[i].user ? e[i].user : ""));
+		TRY(kbv_buf_add_str16(out, e[i].group ? e[i].group : ""));
 	}
 out:
 	return rc;
@@ -83,11 +87,18 @@ void kbv_entries_free(struct kbv_entry *e, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(e[i].name);
 		free(e[i].target);
+		free(e[i].user);
+		free(e[i].group);
 	}
 	free(e);
 }
 
 int kbv_entries_decode(const uint8_t *p, size_t len, struct kbv_entry **out, size_t *n)
+{
+	return kbv_entries_decode_format(p, len, 2, out, n);
+}
+
+int kbv_entries_decode_format(const uint8_t *p, size_t len, int format, struct kbv_entry **out, size_t *n)
 {
 	struct kbv_rd r = kbv_rd_make(p, len);
 	struct kbv_entry *e = NULL;
@@ -119,6 +130,12 @@ int kbv_entries_decode(const uint8_t *p, size_t len, struct kbv_entry **out, siz
 		if (ref)
 			kbv_ref_get(ref, &x->ref);
 		x->target = kbv_rd_str32(&r);
+		if (format >= 2) {
+			x->uid = kbv_rd_u32(&r);
+			x->gid = kbv_rd_u32(&r);
+			x->user = kbv_rd_str16(&r);
+			x->group = kbv_rd_str16(&r);
+		}
 		if (r.bad || x->kind < KBV_ENTRY_STDIN || x->kind > KBV_ENTRY_SYMLINK || !kbv_entry_name_ok(x->name) ||
 		    x->mtime_ns >= 1000000000u) {
 			rc = kbv_error(KBV_ECORRUPT, "entry table is malformed at byte %zu (entry %zu)", r.off, cnt - 1);
@@ -176,7 +193,7 @@ int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *
 {
 	struct kbv_rd r = kbv_rd_make(p, len);
 	uint32_t ver = kbv_rd_u32(&r);
-	if (!r.bad && ver != 1 && ver != BODY_VERSION)
+	if (!r.bad && (ver < 1 || ver > BODY_VERSION))
 		return kbv_error(KBV_EVERSION, "snapshot body has version %u; this kbvault reads versions 1 to %u", ver,
 				 BODY_VERSION);
 	s->body_version = ver;
@@ -480,7 +497,7 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 		return 0;
 	rc = kbv_reader_mem(rd, &s->table_ref, s->table_size, &table);
 	if (rc == 0)
-		rc = kbv_entries_decode(table.data, table.len, &s->entries, &s->nloaded);
+		rc = kbv_entries_decode_format(table.data, table.len, s->body_version >= 3 ? 2 : 1, &s->entries, &s->nloaded);
 	if (rc == 0 && s->nloaded != s->nentries)
 		rc = kbv_error(KBV_ECORRUPT, "entry table holds %zu entries, the manifest says %llu", s->nloaded,
 			       (unsigned long long)s->nentries);

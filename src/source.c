@@ -100,6 +100,8 @@ int kbv_walk(const char *path, const char *name, kbv_walk_fn fn, void *arg)
 	if (lstat(path, &st) < 0)
 		return kbv_error(KBV_ESOURCE, "cannot read '%s': %s", path, strerror(errno));
 	int rc = fn(arg, path, name, &st);
+	if (rc == KBV_WALK_SKIP)
+		return 0;
 	if (rc != 0 || !S_ISDIR(st.st_mode))
 		return rc;
 	DIR *d = opendir(path);

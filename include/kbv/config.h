@@ -24,7 +24,7 @@ struct kbv_source_cfg {
 	char *url, *api_key_file, *collections, *timeout;    /* qdrant */
 	char *database, *load_command, *before, *after;      /* neo4j */
 	char *dump_command, *restore_command, *drill_load_command, *drill_cleanup_command; /* neo4j, command */
-	char *paths;                                         /* path */
+	char *paths, *exclude;                               /* path */
 	char *pg_bin_dir, *client_command_prefix;            /* postgres: where the client programs are */
 };
 

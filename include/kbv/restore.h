@@ -41,7 +41,8 @@ struct kbv_restore_result {
  * Directories are merged; their modes and times are applied last, deepest first. A file is
  * written to a temporary name (O_EXCL, O_NOFOLLOW) in its directory and renamed over the
  * final name once verified, so a planted symlink is replaced, never written through.
- * setuid and setgid bits are cleared: the restore does not restore owners. Returns 0 or a
+ * Run as root, entries that recorded an owner get it back (by name when the name exists
+ * here, else by number); setuid and setgid bits are restored only with the owner. Returns 0 or a
  * KBV_E* code naming the entry; `res` counts what was done up to then. */
 int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *dir,
 		    const struct kbv_restore_opts *o, struct kbv_restore_result *res);

@@ -27,6 +27,10 @@ struct kbv_entry {
 	uint8_t hash[32];
 	struct kbv_ref ref;
 	char *target; /* symlink target, owned; NULL for other kinds */
+	/* Owner (entry format 2, body version 3): numbers and names, owned; user and group are
+	 * NULL in entries of older snapshots, which recorded no owner. */
+	uint32_t uid, gid;
+	char *user, *group;
 };
 
 /* One source of an application snapshot (body version 2). Strings are owned. */
@@ -64,11 +68,13 @@ int kbv_source_name_ok(const char *name);
 /* The source of s named `name`, or NULL. */
 const struct kbv_snapsource *kbv_snapshot_source(const struct kbv_snapshot *s, const char *name);
 
-/* Serialize entries (the entry table stream). */
+/* Serialize entries (the entry table stream, newest format: 2, with owners). */
 int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out);
-/* Parse an entry table; *out is an array of n entries the caller frees with
- * kbv_entries_free(). KBV_ECORRUPT on malformed input. */
+/* Parse an entry table of the newest format; *out is an array of n entries the caller
+ * frees with kbv_entries_free(). KBV_ECORRUPT on malformed input. */
 int kbv_entries_decode(const uint8_t *p, size_t len, struct kbv_entry **out, size_t *n);
+/* The same for entry format `format` (1: body versions 1 and 2, no owners; 2: version 3). */
+int kbv_entries_decode_format(const uint8_t *p, size_t len, int format, struct kbv_entry **out, size_t *n);
 void kbv_entries_free(struct kbv_entry *e, size_t n);
 
 /* Store `entries` as the table of `s` (through the writer), flush the writer, then write

@@ -25,8 +25,10 @@ int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd,
 int kbv_cmd_finish(pid_t pid, const char *what, int kill_first);
 
 /* Walk `path` (lstat; directories recursively, names sorted). fn gets the path on disk,
- * the stream name (`name` plus the relative part) and the lstat result; returning non-zero
- * stops the walk with that value. */
+ * the stream name (`name` plus the relative part) and the lstat result; returning
+ * KBV_WALK_SKIP leaves that path out (a directory: with everything below it), any other
+ * non-zero value stops the walk with that value. */
+#define KBV_WALK_SKIP 1
 typedef int (*kbv_walk_fn)(void *arg, const char *path, const char *name, const struct stat *st);
 int kbv_walk(const char *path, const char *name, kbv_walk_fn fn, void *arg);
 

@@ -1,4 +1,7 @@
 #include <errno.h>
+#include <fnmatch.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -108,6 +111,55 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	return 0;
 }
 
+/* The owner of a file by number and by name (names resolve to the right numbers on
+ * another host); the last lookups are kept, most files of a tree share one owner. */
+static int owner_of(const struct stat *st, struct kbv_entry *x)
+{
+	static uid_t last_uid = (uid_t)-1;
+	static gid_t last_gid = (gid_t)-1;
+	static char user[64], group[64];
+	if (st->st_uid != last_uid) {
+		struct passwd pw, *res = NULL;
+		char buf[1024];
+		last_uid = st->st_uid;
+		snprintf(user, sizeof user, "%s",
+			 getpwuid_r(st->st_uid, &pw, buf, sizeof buf, &res) == 0 && res ? res->pw_name : "");
+	}
+	if (st->st_gid != last_gid) {
+		struct group gr, *res = NULL;
+		char buf[1024];
+		last_gid = st->st_gid;
+		snprintf(group, sizeof group, "%s",
+			 getgrgid_r(st->st_gid, &gr, buf, sizeof buf, &res) == 0 && res ? res->gr_name : "");
+	}
+	x->uid = st->st_uid;
+	x->gid = st->st_gid;
+	x->user = strdup(user);
+	x->group = strdup(group);
+	return x->user && x->group ? 0 : -1;
+}
+
+/* Does an exclude pattern (path sources' `exclude`, separated by white space) match? A
+ * pattern with a '/' matches the whole path, one without the last component (fnmatch). */
+static int excluded(const char *patterns, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	for (const char *p = patterns; p && *p;) {
+		char pat[PATH_MAX];
+		size_t n = strcspn(p, " \t");
+		if (n && n < sizeof pat) {
+			memcpy(pat, p, n);
+			pat[n] = 0;
+			if (strchr(pat, '/') ? fnmatch(pat, path, FNM_PATHNAME) == 0 : fnmatch(pat, base, 0) == 0)
+				return 1;
+		}
+		p += n;
+		p += strspn(p, " \t");
+	}
+	return 0;
+}
+
 int snap_add_path(void *arg, const char *path, const char *name, const struct stat *st)
 {
 	struct snap_ctx *c = arg;
@@ -118,9 +170,15 @@ int snap_add_path(void *arg, const char *path, const char *name, const struct st
 		cli_warn("skipping '%s': not a regular file, directory or symlink", path);
 		return 0;
 	}
+	if (excluded(c->exclude, path)) {
+		cli_log(CLI_INFO, "excluded: %s", path);
+		return KBV_WALK_SKIP;
+	}
 	struct kbv_entry *x = snap_add_entry(c, kind, name);
 	if (!x)
 		return KBV_EINVAL;
+	if (owner_of(st, x) < 0)
+		return kbv_error(KBV_ENOMEM, "out of memory");
 	x->mode = st->st_mode;
 	x->mtime = st->st_mtim.tv_sec;
 	x->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;

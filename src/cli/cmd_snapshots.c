@@ -66,6 +66,10 @@ int cmd_snapshots(int argc, char **argv)
 						      (json_int_t)e->size);
 				if (e->kind != KBV_ENTRY_DIR && e->kind != KBV_ENTRY_SYMLINK)
 					json_object_set_new(o, "blake2b_256", json_string(h));
+				if (e->user && e->kind >= KBV_ENTRY_FILE)
+					json_object_set_new(o, "owner", json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)e->uid,
+										  "gid", (json_int_t)e->gid, "user", e->user,
+										  "group", e->group));
 				json_array_append_new(streams, o);
 			}
 			json_t *srcs = json_array();

@@ -21,6 +21,7 @@ struct snap_ctx {
 	struct cli_progress prog;
 	int64_t now;
 	int hook_failed; /* an after hook failed although its dump succeeded */
+	const char *exclude; /* the path source being walked: its exclude patterns (borrowed) */
 	/* per recorded source (parallel to src): what its dump added, and how long it took */
 	struct kbv_writer_stats *src_st;
 	double *src_secs;

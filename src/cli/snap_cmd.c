@@ -62,7 +62,9 @@ int snap_add_paths(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t *
 		if ((rc = kbv_path_to_name(p, rel, sizeof rel)) < 0)
 			break;
 		snprintf(name, sizeof name, "%s/%s", sc->name, rel);
+		c->exclude = sc->exclude;
 		rc = kbv_walk(p, name, snap_add_path, c);
+		c->exclude = NULL;
 		json_array_append_new(paths, json_string(p));
 	}
 	free(list);
@@ -71,5 +73,7 @@ int snap_add_paths(struct snap_ctx *c, const struct kbv_source_cfg *sc, json_t *
 		return rc;
 	}
 	*meta = json_pack("{s:o}", "paths", paths);
+	if (sc->exclude)
+		json_object_set_new(*meta, "exclude", json_string(sc->exclude));
 	return 0;
 }

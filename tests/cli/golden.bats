@@ -120,3 +120,36 @@ assert src['uploads']['meta'] == {'paths': ['/$prefix/files']}, src['uploads']"
 	[ "$(b2sum < "$TMPD/out/uploads/$prefix/files/sub/b.txt" | cut -d' ' -f1)" = "$(want sub/b.txt)" ]
 	[ "$(readlink "$TMPD/out/uploads/$prefix/files/link")" = a.txt ]
 }
+
+# Snapshot body version 3: entry format 2 with owners (tests/golden/make-golden-owners.sh).
+@test "golden repository of body version 3 (owners) reads, and restores owners as root" {
+	export TMPD="$BATS_TEST_TMPDIR"
+	G="$BATS_TEST_DIRNAME/../golden/v3-owners"
+	cp -a "$G/repo-plain" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo"
+	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	EXP="$G/expected.b2"
+	prefix=$(cat "$G/path-prefix")
+	kbv snapshots --json | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+assert len(s) == 1 and s[0]['tags'] == ['owners'], s
+e = {x['name'].split('/files/', 1)[-1]: x for x in s[0]['streams']}
+assert e['home/nobody.txt']['owner'] == {'uid': 65534, 'gid': 65534, 'user': 'nobody', 'group': 'nogroup'}, e['home/nobody.txt']
+assert e['root.txt']['owner']['user'] == 'root' and e['root.txt']['owner']['uid'] == 0, e['root.txt']
+assert e['home/link']['owner']['user'] == 'nobody', e['home/link']"
+	kbv check --read-data
+	kbv restore latest --target "$TMPD/out"
+	d="$TMPD/out/files/$prefix/files"
+	[ "$(b2sum < "$d/root.txt" | cut -d' ' -f1)" = "$(want root.txt)" ]
+	[ "$(b2sum < "$d/home/nobody.txt" | cut -d' ' -f1)" = "$(want home/nobody.txt)" ]
+	[ "$(b2sum < "$d/home/tool" | cut -d' ' -f1)" = "$(want home/tool)" ]
+	if [ "$(id -u)" = 0 ]; then
+		[ "$(stat -c '%U:%G' "$d/home/nobody.txt")" = nobody:nogroup ]
+		[ "$(stat -c '%U:%G %a' "$d/home/tool")" = "nobody:nogroup 4755" ]
+		[ "$(stat -c '%U:%G' "$d/home")" = nobody:nogroup ]
+		[ "$(stat -c '%U' "$d/root.txt")" = root ]
+		[ "$(stat -c '%U:%G' "$d/home/link")" = nobody:nogroup ]
+		[ "$(readlink "$d/home/link")" = nobody.txt ]
+	fi
+}

@@ -83,12 +83,22 @@ outside_untouched() {
 	[ "$(cat "$TMPD/T/src/dir/file")" = "restored content" ]
 }
 
-@test "a setuid or setgid file never comes back setuid or setgid (owners are not restored)" {
+@test "a user's setuid file comes back as that user's, never as root's; without its owner, without the bit" {
+	[ "$(id -u)" = 0 ] || skip "needs root to own files as another user"
 	cp /bin/true "$TMPD/src/tool"
+	chown nobody:nogroup "$TMPD/src/tool"
 	chmod 6755 "$TMPD/src/tool"
 	(cd "$TMPD" && kbv snapshot -q src)
 	kbv restore latest --target "$TMPD/T"
-	[ "$(stat -c %a "$TMPD/T/src/tool")" = 755 ]
+	[ "$(stat -c '%U:%G %a' "$TMPD/T/src/tool")" = "nobody:nogroup 6755" ]
+	# Restored by a user who cannot give files away: no setuid, no setgid.
+	d="$TMPD"
+	while [ "$d" != / ]; do chmod o+x "$d"; d=$(dirname "$d"); done
+	cp -a "$KBVAULT_REPO" "$TMPD/repo-nobody"
+	chown -R nobody "$TMPD/repo-nobody" "$TMPD/pw"
+	mkdir "$TMPD/T2" && chown nobody "$TMPD/T2"
+	setpriv --reuid=nobody --regid=nogroup --clear-groups "$KBVAULT" -r "$TMPD/repo-nobody" restore latest --target "$TMPD/T2" -q
+	[ "$(stat -c '%U %a' "$TMPD/T2/src/tool")" = "nobody 755" ]
 }
 
 @test "children get no kbvault secret and no descriptor of ours; a closed stdin does not hang" {

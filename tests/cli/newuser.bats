@@ -330,3 +330,26 @@ EOF2
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"kbvault.conf:3: a line longer than"*"continue a long value on indented lines"* ]]
 }
+
+@test "path sources keep owners (by name and number, restored as root) and honour exclude patterns" {
+	[ "$(id -u)" = 0 ] || skip "needs root to own files as another user"
+	id postgres > /dev/null # installed with PostgreSQL by make deps
+	mkdir -p "$TMPD/files/cache" "$TMPD/files/data"
+	echo pgdata > "$TMPD/files/data/pg.conf"
+	chown postgres:postgres "$TMPD/files/data" "$TMPD/files/data/pg.conf"
+	echo junk > "$TMPD/files/cache/junk.bin"
+	echo tmp > "$TMPD/files/a.tmp"
+	echo "exclude = *.tmp $TMPD/files/cache" >> "$KBVAULT_CONFIG"
+	kbv snapshot -q --source uploads
+	kbv snapshots --json | python3 -c "
+import json, sys
+e = {x['name'].rsplit('/', 1)[-1]: x for x in json.load(sys.stdin)[0]['streams']}
+assert e['pg.conf']['owner']['user'] == 'postgres' and e['pg.conf']['owner']['group'] == 'postgres', e['pg.conf']
+assert 'junk.bin' not in e and 'cache' not in e and 'a.tmp' not in e, sorted(e)
+assert 'a.txt' in e, sorted(e)"
+	rm -rf "$TMPD/files/data"
+	kbv restore latest --source uploads --in-place
+	[ "$(stat -c %U:%G "$TMPD/files/data/pg.conf")" = postgres:postgres ]
+	[ "$(stat -c %U:%G "$TMPD/files/data")" = postgres:postgres ]
+	[ "$(cat "$TMPD/files/data/pg.conf")" = pgdata ]
+}

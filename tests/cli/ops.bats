@@ -197,3 +197,24 @@ PY
 	make -s -C "$ROOT" uninstall DESTDIR="$TMPD/root" PREFIX=/opt/kbv > /dev/null
 	[ -z "$(find "$TMPD/root" -type f)" ]
 }
+
+@test "every configuration example in README.md and docs/examples loads: no line of them is refused" {
+	python3 - "$ROOT/README.md" "$TMPD" <<'PY'
+import re, sys
+readme, out = sys.argv[1], sys.argv[2]
+blocks = re.findall(r"```ini\n(.*?)```", open(readme).read(), re.S)
+assert len(blocks) >= 4, len(blocks)
+for i, b in enumerate(blocks):
+    open(f"{out}/readme-{i}.conf", "w").write(b)
+PY
+	cp "$ROOT/docs/examples/kbvault.conf" "$TMPD/readme-example.conf"
+	n=0
+	for f in "$TMPD"/readme-*.conf; do
+		# the password files they name do not exist here: point them at one that does
+		sed -i "s|^password-file = [^ ;#]*|password-file = $TMPD/pw|; s|^api-key-file = [^ ;#]*|api-key-file = $TMPD/pw|" "$f"
+		run env -u KBVAULT_PASSWORD_FILE "$KBVAULT" -c "$f" -r "$TMPD/no-repo" snapshots
+		[[ "$output" == *"repository '$TMPD/no-repo' does not exist"* ]] || { echo "$f:"; cat "$f"; echo "$output"; false; }
+		n=$((n + 1))
+	done
+	[ "$n" -ge 5 ]
+}

@@ -33,10 +33,41 @@ static void make_sample(void)
 {
 	memset(sample, 0, sizeof sample);
 	sample[0] = (struct kbv_entry){ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 123456789, { 1 },
-					{ 2, { 9 } }, NULL };
-	sample[1] = (struct kbv_entry){ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL };
+					{ 2, { 9 } }, NULL, 0, 0, NULL, NULL };
+	sample[1] = (struct kbv_entry){ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL,
+					0, 0, NULL, NULL };
 	sample[2] = (struct kbv_entry){ KBV_ENTRY_SYMLINK, "etc/link", 0120777, 2, 999999999, 6, { 0 },
-					{ KBV_REF_EMPTY, { 0 } }, "target" };
+					{ KBV_REF_EMPTY, { 0 } }, "target", 0, 0, NULL, NULL };
+}
+
+/* Entry format 2 carries owners; format 1 (body versions 1 and 2) has none and still reads. */
+static void test_entries_owners(void **s)
+{
+	(void)s;
+	struct kbv_entry f = { KBV_ENTRY_FILE, "srv/pg.conf", 0104644, 5, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL,
+			       108, 114, "postgres", "ssl-cert" };
+	struct kbv_buf b = KBV_BUF_INIT;
+	struct kbv_entry *e;
+	size_t n;
+	assert_int_equal(kbv_entries_encode(&f, 1, &b), 0);
+	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].uid, 108);
+	assert_int_equal(e[0].gid, 114);
+	assert_string_equal(e[0].user, "postgres");
+	assert_string_equal(e[0].group, "ssl-cert");
+	kbv_entries_free(e, n);
+	/* The same entry in format 1 is the format 2 bytes less the owner fields. */
+	size_t owner = 4 + 4 + 2 + strlen("postgres") + 2 + strlen("ssl-cert");
+	assert_int_equal(kbv_entries_decode_format(b.data, b.len - owner, 1, &e, &n), 0);
+	assert_int_equal(n, 1);
+	assert_null(e[0].user);
+	assert_null(e[0].group);
+	assert_string_equal(e[0].name, "srv/pg.conf");
+	kbv_entries_free(e, n);
+	/* Format 2 bytes read as format 1 (or the reverse) do not pass as valid. */
+	assert_int_equal(kbv_entries_decode(b.data, b.len - owner, &e, &n), KBV_ECORRUPT);
+	kbv_buf_release(&b);
 }
 
 static void test_entries_roundtrip(void **s)
@@ -104,7 +135,7 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(x->ntags, 2);
 	assert_string_equal(x->tags[1], "release");
 	assert_int_equal(x->table_size, 300);
-	assert_int_equal(x->body_version, 2);
+	assert_int_equal(x->body_version, 3); /* written as the newest version */
 	assert_int_equal(x->nsources, 2);
 	assert_string_equal(x->sources[0].name, "kb");
 	assert_string_equal(x->sources[0].type, "postgres");
@@ -123,7 +154,7 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, x), KBV_ECORRUPT);
 	kbv_snapshot_free(x);
 	/* An unknown body version is a version error, not corruption. */
-	b.data[0] = 3;
+	b.data[0] = 4;
 	x = calloc(1, sizeof *x);
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len - 1, x), KBV_EVERSION);
 	kbv_snapshot_free(x);
@@ -153,8 +184,14 @@ static void test_body_v1(void **s)
 				  .table_ref = { 0, { 9 } }, .table_size = 80 };
 	struct kbv_buf b = KBV_BUF_INIT;
 	assert_int_equal(kbv_snapshot_encode_body(&a, &b), 0);
-	/* A v2 body with no sources is a v1 body plus the u16 source count 0. */
-	assert_int_equal(b.data[0], 2);
+	/* A v3 body (written now) and a v2 body have the same layout, and one with no
+	 * sources is a v1 body plus the u16 source count 0. */
+	assert_int_equal(b.data[0], 3);
+	b.data[0] = 2;
+	struct kbv_snapshot *v2 = calloc(1, sizeof *v2);
+	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, v2), 0);
+	assert_int_equal(v2->body_version, 2);
+	kbv_snapshot_free(v2);
 	b.data[0] = 1;
 	struct kbv_snapshot *x = calloc(1, sizeof *x);
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len - 2, x), 0);
@@ -188,6 +225,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names), cmocka_unit_test(test_entries_roundtrip),
+		cmocka_unit_test(test_entries_owners),
 		cmocka_unit_test(test_body_roundtrip), cmocka_unit_test(test_body_v1), cmocka_unit_test(test_find),
 	};
 	return cmocka_run_group_tests_name("format", tests, NULL, NULL);

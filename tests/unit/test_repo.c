@@ -199,7 +199,7 @@ static void test_snapshot_commit_and_list(void **s)
 	assert_int_equal(kbv_writer_new(r, 0, &w), 0);
 	struct kbv_stream_result res;
 	assert_int_equal(kbv_writer_mem(w, "hello\n", 6, &res), 0);
-	struct kbv_entry e = { KBV_ENTRY_STDIN, "hello.txt", 0600, 5, 0, res.size, { 0 }, res.ref, NULL };
+	struct kbv_entry e = { KBV_ENTRY_STDIN, "hello.txt", 0600, 5, 0, res.size, { 0 }, res.ref, NULL, 0, 0, NULL, NULL };
 	memcpy(e.hash, res.hash, 32);
 	struct kbv_snapshot snap = { .time = 1000, .host = "h" };
 	assert_int_equal(kbv_snapshot_commit(r, w, &snap, &e, 1), 0);
