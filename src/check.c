@@ -8,12 +8,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg)
@@ -467,13 +469,9 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	/* Snapshots may be committed while we run (they take a shared lock too). List the
 	 * manifests before opening the index view: a manifest is written only after its blobs
 	 * were indexed, so this view sees every blob of every listed snapshot. */
-	rc = kbv_snapshot_list(r, &list, &nsnap);
-	int list_rc = rc == KBV_ECORRUPT || rc == KBV_EVERSION ? rc : 0;
-	char list_err[1024];
-	snprintf(list_err, sizeof list_err, "%s", kbv_errmsg());
-	if (list_rc)
-		rc = 0;
-	TRY(rc);
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t nbad = 0;
+	TRY(kbv_snapshot_list_damaged(r, &list, &nsnap, &bad, &nbad));
 	TRY(kbv_index_rbegin(r->idx, &c.txn));
 	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));
 	TRY(pm_sort(&c.pm));
@@ -495,9 +493,12 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 			    c.pm.indexed[i], c.pm.matched[i]);
 	}
 
-	if (list_rc) {
-		say(&c, KBV_PROBLEM, "%s", list_err);
-		goto out;
+	for (size_t i = 0; i < nbad; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(bad[i].id, KBV_ID_BYTES, hex);
+		say(&c, KBV_PROBLEM, "snapshot %.12s: its manifest is damaged: %s ('kbvault forget %.12s' removes it; the "
+				     "other snapshots are checked below)",
+		    hex, bad[i].msg, hex);
 	}
 	TRY(kbv_reader_new(r, 1, &rd));
 	for (size_t i = 0; i < nsnap; i++) {
@@ -552,6 +553,7 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 out:
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, nsnap);
+	kbv_snapshot_damage_free(bad, nbad);
 	kbv_index_rend(c.txn);
 	kbv_codec_free(c.codec);
 	kbv_buf_release(&c.entries);
@@ -668,7 +670,12 @@ int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
 	int rc = 0;
 	memset(st, 0, sizeof *st);
 	struct statctx sc = { st, { NULL, 0, 0 } };
-	TRY(kbv_snapshot_list(r, &list, &n)); /* before the index view, as in kbv_check() */
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t nbad = 0;
+	/* Before the index view, as in kbv_check(); a damaged manifest is not counted (its
+	 * size is unknown), and says so where it is listed. */
+	TRY(kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad));
+	kbv_snapshot_damage_free(bad, nbad);
 	st->snapshots = n;
 	for (size_t i = 0; i < n; i++)
 		st->raw_bytes += list[i]->total_size;
@@ -715,6 +722,8 @@ static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	struct rp *p = arg;
 	size_t n;
 	uint64_t size;
+	if (kbv_fault("repair-pack"))
+		return kbv_error(KBV_EIO, "repair: injected fault (KBVAULT_FAULT)");
 	int rc = kbv_pack_read_trailer(p->r, p->codec, packid, &p->entries[p->nwait], &n, &size);
 	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 		if (p->report)
@@ -736,15 +745,55 @@ int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64
 {
 	struct rp p = { .r = r, .report = report, .arg = arg };
 	int rc = 0;
+	char dir[PATH_MAX], fresh[PATH_MAX + 16];
+	struct kbv_index *old = r->idx, *idx = NULL;
 	p.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 	if (!p.codec)
 		return kbv_error(KBV_ENOMEM, "out of memory");
-	TRY(kbv_index_clear(r->idx));
-	TRY(kbv_each_packfile(r, repair_pack, &p));
-	TRY(repair_commit(&p));
+	/* The new index is built beside the old one and swapped in whole when complete: a
+	 * repair killed half-way leaves the old index as it was (and index.rebuild/, which
+	 * the next repair clears). */
+	TRY(kbv_repo_sub(r, "index", dir, sizeof dir));
+	snprintf(fresh, sizeof fresh, "%s.rebuild", dir);
+	kbv_rmdir_flat(fresh);
+	if (mkdir(fresh, 0700) < 0) {
+		rc = kbv_error(KBV_EIO, "create '%s': %s", fresh, strerror(errno));
+		goto out;
+	}
+	TRY(kbv_index_open(fresh, &idx));
+	r->idx = idx; /* the pack walk below indexes through r->idx */
+	rc = kbv_each_packfile(r, repair_pack, &p);
+	if (rc == 0)
+		rc = repair_commit(&p);
+	r->idx = old;
+	TRY(rc);
+	kbv_index_close(idx);
+	idx = NULL;
+	kbv_index_close(old);
+	r->idx = NULL;
+	if (renameat2(AT_FDCWD, fresh, AT_FDCWD, dir, RENAME_EXCHANGE) < 0) {
+		rc = kbv_error(KBV_EIO, "swap the rebuilt index into '%s': %s", dir, strerror(errno));
+	} else {
+		char parent[PATH_MAX];
+		snprintf(parent, sizeof parent, "%s", dir);
+		char *slash = strrchr(parent, '/');
+		if (slash)
+			*slash = 0;
+		rc = kbv_fsync_dir(slash ? parent : ".");
+		kbv_rmdir_flat(fresh); /* now the old index */
+	}
+	int orc = kbv_index_open(dir, &r->idx);
+	if (rc == 0)
+		rc = orc;
+	if (rc < 0)
+		goto out;
 	*packs = p.packs;
 	*blobs = p.blobs;
 out:
+	if (idx) {
+		kbv_index_close(idx);
+		kbv_rmdir_flat(fresh);
+	}
 	kbv_codec_free(p.codec);
 	for (size_t i = 0; i < REPAIR_GROUP; i++)
 		kbv_buf_release(&p.entries[i]);

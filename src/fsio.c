@@ -206,16 +206,16 @@ int kbv_rmdir_flat(const char *dir)
 
 int kbv_fault(const char *point)
 {
-	static _Thread_local int counts[7];
 	static const char *const points[] = { "pack-fsync",	 "pack-write",      "snapshot-write", "index-commit",
-					      "gc-pack-write", "gc-index-commit", "gc-delete" };
+					      "gc-pack-write", "gc-index-commit", "gc-delete",     "repair-pack" };
+	static _Thread_local int counts[sizeof points / sizeof *points];
 	const char *spec = getenv("KBVAULT_FAULT");
 	if (!spec)
 		return 0;
 	size_t len = strlen(point);
 	if (strncmp(spec, point, len) != 0 || spec[len] != ':')
 		return 0;
-	for (int i = 0; i < 7; i++)
+	for (size_t i = 0; i < sizeof points / sizeof *points; i++)
 		if (strcmp(points[i], point) == 0)
 			return ++counts[i] == atoi(spec + len + 1);
 	return 0;

@@ -1,10 +1,15 @@
 #include "kbv/index.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <limits.h>
+#include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include "kbv/buf.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +28,54 @@ static int mdb_fail(int mrc, const char *what)
 	return kbv_error(mrc == MDB_MAP_FULL ? KBV_EIO : KBV_EINTERNAL, "index: %s: %s", what, mdb_strerror(mrc));
 }
 
+/* Is dir/data.mdb at least as long as its own newest meta page says (LMDB maps the file;
+ * reading a page past its end is SIGBUS, not an error)? The meta pages are pages 0 and 1:
+ * a 16-byte page header, then magic, version, address, mapsize, two 48-byte database
+ * records (the first one's u32 pad holds the page size), last page number, txn id. */
+int kbv_index_file_check(const char *dir)
+{
+	char path[PATH_MAX];
+	uint8_t m[2][160];
+	struct stat st;
+	int rc = 0;
+	if ((rc = kbv_path(path, sizeof path, "%s/data.mdb", dir)) < 0)
+		return rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : kbv_error(KBV_EIO, "open '%s': %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || st.st_size == 0) { /* new: LMDB writes it */
+		close(fd);
+		return 0;
+	}
+	uint64_t best_txn = 0, need = 0;
+	int found = 0;
+	ssize_t got = pread(fd, m[0], sizeof m[0], 0);
+	uint32_t psize = got == (ssize_t)sizeof m[0] ? kbv_get32(m[0] + 16 + 24) : 0;
+	for (int i = 0; i < 2 && psize >= 512 && psize <= (1u << 16); i++) {
+		if (i == 1 && pread(fd, m[1], sizeof m[1], (off_t)psize) != (ssize_t)sizeof m[1])
+			break;
+		const uint8_t *meta = m[i] + 16;
+		if (kbv_get32(meta) != 0xBEEFC0DEu)
+			continue;
+		uint64_t last = kbv_get64(meta + 120), txn = kbv_get64(meta + 128);
+		if (!found || txn > best_txn) {
+			best_txn = txn;
+			need = (last + 1) * psize;
+			found = 1;
+		}
+	}
+	close(fd);
+	if (!found)
+		return kbv_error(KBV_ECORRUPT, "index '%s' is damaged (no valid meta page): the index is a cache; "
+					       "'kbvault repair index' rebuilds it from the packs",
+				 path);
+	if ((uint64_t)st.st_size < need)
+		return kbv_error(KBV_ECORRUPT, "index '%s' is truncated (%lld of %llu bytes): the index is a cache; "
+					       "'kbvault repair index' rebuilds it from the packs",
+				 path, (long long)st.st_size, (unsigned long long)need);
+	return 0;
+}
+
 int kbv_index_open(const char *dir, struct kbv_index **out)
 {
 	struct kbv_index *idx = calloc(1, sizeof *idx);
@@ -35,6 +88,7 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 		rc = mdb_fail(mrc, "create environment");
 		goto out;
 	}
+	TRY(kbv_index_file_check(dir));
 	if ((mrc = mdb_env_open(idx->env, dir, MDB_NOTLS, 0600))) {
 		rc = mdb_fail(mrc, dir);
 		goto out;
@@ -496,22 +550,3 @@ int kbv_index_usage(struct kbv_index *idx, uint64_t *used, uint64_t *file)
 	return 0;
 }
 
-int kbv_index_clear(struct kbv_index *idx)
-{
-	MDB_txn *txn;
-	int mrc = mdb_txn_begin(idx->env, NULL, 0, &txn);
-	if (mrc)
-		return mdb_fail(mrc, "begin write");
-	MDB_val nk = { 9, "next_pack" };
-	if ((mrc = mdb_drop(txn, idx->blobs, 0)) || (mrc = mdb_drop(txn, idx->packs, 0))) {
-		mdb_txn_abort(txn);
-		return mdb_fail(mrc, "clear");
-	}
-	mrc = mdb_del(txn, idx->meta, &nk, NULL);
-	if (mrc && mrc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		return mdb_fail(mrc, "clear next_pack");
-	}
-	mrc = mdb_txn_commit(txn);
-	return mrc ? mdb_fail(mrc, "commit") : 0;
-}

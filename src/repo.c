@@ -375,7 +375,21 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	TRY(kbv_mkdir(p, NULL));
 	TRY(kbv_repo_sub(r, "index", p, sizeof p));
 	TRY(kbv_mkdir(p, NULL));
-	TRY(kbv_index_open(p, &r->idx));
+	rc = kbv_index_open(p, &r->idx);
+	if (rc == KBV_ECORRUPT && lock == KBV_LOCK_EXCLUSIVE) {
+		/* The index is a cache. Alone in the repository (repair index, gc), a damaged one
+		 * is set aside and a new empty one opened: repair rebuilds it, gc refuses to
+		 * delete anything with an index that lacks what the snapshots use. */
+		char from[PATH_MAX + 16], to[PATH_MAX + 32];
+		snprintf(from, sizeof from, "%s/data.mdb", p);
+		snprintf(to, sizeof to, "%s/data.mdb.damaged", p);
+		if (rename(from, to) == 0) {
+			snprintf(from, sizeof from, "%s/lock.mdb", p);
+			unlink(from);
+			rc = kbv_index_open(p, &r->idx);
+		}
+	}
+	TRY(rc);
 	*out = r;
 	r = NULL;
 out:

@@ -371,11 +371,35 @@ void kbv_snapshot_list_free(struct kbv_snapshot **list, size_t n)
 	free(list);
 }
 
+void kbv_snapshot_damage_free(struct kbv_snapshot_damage *d, size_t n)
+{
+	for (size_t i = 0; d && i < n; i++)
+		free(d[i].msg);
+	free(d);
+}
+
 int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n)
+{
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t nbad = 0;
+	int rc = kbv_snapshot_list_damaged(r, list, n, &bad, &nbad);
+	if (rc == 0 && nbad) {
+		rc = kbv_error(KBV_ECORRUPT, "%s", bad[0].msg);
+		kbv_snapshot_list_free(*list, *n);
+		*list = NULL;
+		*n = 0;
+	}
+	kbv_snapshot_damage_free(bad, nbad);
+	return rc;
+}
+
+int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
+			      struct kbv_snapshot_damage **damaged, size_t *n_damaged)
 {
 	char dir[PATH_MAX];
 	struct kbv_snapshot **v = NULL;
-	size_t cnt = 0, cap = 0;
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0;
 	DIR *d = NULL;
 	TRY(kbv_repo_sub(r, "snapshots", dir, sizeof dir));
@@ -398,18 +422,40 @@ int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n
 			}
 			v = nv;
 		}
-		TRY(kbv_snapshot_load(r, id, &v[cnt]));
+		rc = kbv_snapshot_load(r, id, &v[cnt]);
+		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
+			if (!nb) {
+				rc = kbv_error(KBV_ENOMEM, "out of memory");
+				goto out;
+			}
+			bad = nb;
+			memcpy(bad[nbad].id, id, KBV_ID_BYTES);
+			if (!(bad[nbad].msg = strdup(kbv_errmsg()))) {
+				rc = kbv_error(KBV_ENOMEM, "out of memory");
+				goto out;
+			}
+			nbad++;
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
 		cnt++;
 	}
 	if (cnt)
 		qsort(v, cnt, sizeof *v, snap_cmp);
 	*list = v;
 	*n = cnt;
+	*damaged = bad;
+	*n_damaged = nbad;
 	v = NULL;
+	bad = NULL;
+	nbad = 0;
 out:
 	if (d)
 		closedir(d);
 	kbv_snapshot_list_free(v, cnt);
+	kbv_snapshot_damage_free(bad, nbad);
 	return rc;
 }
 

@@ -35,7 +35,8 @@ int kbv_write_replace(const char *path, const void *p, size_t n, mode_t mode);
 int kbv_rmdir_flat(const char *dir);
 /* Fault injection for tests: when the environment names KBVAULT_FAULT=<point>:<n>, the
  * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write",
- * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete". */
+ * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete",
+ * "repair-pack". */
 int kbv_fault(const char *point);
 /* snprintf that reports truncation as KBV_EINVAL. */
 int kbv_path(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -41,6 +41,9 @@ struct kbv_pack_info {
 struct kbv_index;
 
 /* Open (creating if needed) the index in `dir`. KBV_EVERSION if it has another version. */
+/* KBV_ECORRUPT naming the file when dir/data.mdb is shorter than its meta page says or has
+ * no valid meta page (mapping it would end in SIGBUS); 0 when it is sound or absent. */
+int kbv_index_file_check(const char *dir);
 int kbv_index_open(const char *dir, struct kbv_index **out);
 void kbv_index_close(struct kbv_index *idx);
 
@@ -86,7 +89,5 @@ void kbv_index_release_pages(struct kbv_index *idx);
  * close to the former). */
 int kbv_index_usage(struct kbv_index *idx, uint64_t *used, uint64_t *file);
 
-/* Drop every entry (for repair). */
-int kbv_index_clear(struct kbv_index *idx);
 
 #endif

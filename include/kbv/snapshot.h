@@ -89,9 +89,22 @@ int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *
 /* Read and verify one manifest file. */
 int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out);
 /* All snapshots, oldest first (by time, then id). *list is an array of n pointers; free
- * with kbv_snapshot_list_free(). */
+ * with kbv_snapshot_list_free(). A damaged manifest fails the whole call (gc and check
+ * need every snapshot); see kbv_snapshot_list_damaged() for the others. */
 int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n);
 void kbv_snapshot_list_free(struct kbv_snapshot **list, size_t n);
+
+/* A manifest that failed to load: its id (from the file name) and why. */
+struct kbv_snapshot_damage {
+	uint8_t id[KBV_ID_BYTES];
+	char *msg; /* owned */
+};
+/* kbv_snapshot_list(), but a manifest that fails verification or has an unknown version
+ * costs only itself: it goes to *damaged (n_damaged of them; free with
+ * kbv_snapshot_damage_free) and the others are listed. Any other error fails the call. */
+int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
+			      struct kbv_snapshot_damage **damaged, size_t *n_damaged);
+void kbv_snapshot_damage_free(struct kbv_snapshot_damage *d, size_t n);
 /* Resolve "latest", a full id or a unique hex prefix (at least 4 digits) within a list. */
 int kbv_snapshot_find(struct kbv_snapshot **list, size_t n, const char *spec, struct kbv_snapshot **out);
 

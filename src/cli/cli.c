@@ -15,6 +15,7 @@
 
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/snapshot.h"
 
 struct cli_opts cli;
 
@@ -309,6 +310,19 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+const char *cli_printable(const char *s, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p && o + 5 < cap; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+		else
+			out[o++] = (char)*p;
+	}
+	out[o] = 0;
+	return out;
+}
+
 void cli_bytes(uint64_t n, char *out, size_t cap)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
@@ -395,4 +409,30 @@ void cli_progress_done(struct cli_progress *p)
 		fprintf(stderr, "\r\033[K");
 	p->shown = 0;
 	cli_log_progress_shown(0);
+}
+
+int cli_list_snapshots(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n, struct kbv_snapshot_damage **bad,
+		       size_t *nbad)
+{
+	int rc = kbv_snapshot_list_damaged(r, list, n, bad, nbad);
+	for (size_t i = 0; rc == 0 && i < *nbad; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex((*bad)[i].id, KBV_ID_BYTES, hex);
+		cli_log(CLI_WARN, "snapshot %.8s is damaged and cannot be restored (%s); the others are not affected: "
+				  "'kbvault forget %.8s' removes it (docs/recovery.md)",
+			hex, (*bad)[i].msg, hex);
+	}
+	return rc;
+}
+
+int cli_damaged_spec(const struct kbv_snapshot_damage *bad, size_t nbad, const char *spec)
+{
+	size_t len = strlen(spec);
+	for (size_t i = 0; i < nbad && len >= 4; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(bad[i].id, KBV_ID_BYTES, hex);
+		if (len <= 2 * KBV_ID_BYTES && !strncmp(hex, spec, len))
+			return kbv_error(KBV_ECORRUPT, "snapshot %.8s is damaged: %s", hex, bad[i].msg);
+	}
+	return 0;
 }

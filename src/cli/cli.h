@@ -36,6 +36,7 @@ struct cli_opts {
 	int json;
 	int verbose;
 	double lock_wait; /* --lock-wait, seconds (default 10 minutes) */
+	int closed_std;   /* bit fd set: standard descriptor fd was closed at start (now /dev/null) */
 };
 extern struct cli_opts cli;
 
@@ -120,10 +121,23 @@ void cli_take_env_secrets(void);
  * printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);
 
+/* Every snapshot that reads (kbv_snapshot_list_damaged), with one warning per damaged
+ * manifest saying what it costs and how to remove it. */
+struct kbv_snapshot;
+struct kbv_snapshot_damage;
+int cli_list_snapshots(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n, struct kbv_snapshot_damage **bad,
+		       size_t *nbad);
+/* KBV_ECORRUPT naming the damage when `spec` (an id or prefix) names a damaged manifest,
+ * else 0. */
+int cli_damaged_spec(const struct kbv_snapshot_damage *bad, size_t nbad, const char *spec);
+
 /* "500M", "2G", "8KiB", "1.5T", "4096": a size in bytes (binary units). -1 if not one. */
 int cli_parse_size(const char *s, uint64_t *out);
 
 /* Formatting. */
+/* `s` with control characters written as \xNN (names from a snapshot reach a terminal);
+ * cut to fit `cap`. Returns out. */
+const char *cli_printable(const char *s, char *out, size_t cap);
 void cli_bytes(uint64_t n, char *out, size_t cap);
 void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap);
 double cli_now(void);

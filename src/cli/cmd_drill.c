@@ -438,11 +438,13 @@ static int drill_main(int argc, char **argv)
 	}
 	struct drill_run d = { .dsn = cli.cfg ? cli.cfg->drill_postgres_dsn : NULL };
 	struct kbv_snapshot **list = NULL, *s;
-	size_t n = 0;
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t n = 0, nbad = 0;
 	int rc;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &d.repo)) != 0)
 		goto done;
-	if ((rc = kbv_snapshot_list(d.repo, &list, &n)) < 0 || (rc = kbv_reader_new(d.repo, 0, &d.rd)) < 0) {
+	if ((rc = cli_list_snapshots(d.repo, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(d.repo, 0, &d.rd)) < 0 ||
+	    (spec && (rc = cli_damaged_spec(bad, nbad, spec)) < 0)) {
 		code = cli_fail(rc);
 		goto done;
 	}
@@ -474,6 +476,7 @@ static int drill_main(int argc, char **argv)
 done:
 	kbv_reader_free(d.rd);
 	kbv_snapshot_list_free(list, n);
+	kbv_snapshot_damage_free(bad, nbad);
 	if (d.repo)
 		cli_run_repo(d.repo);
 	kbv_repo_close(d.repo);

@@ -193,6 +193,12 @@ static int gc_main(int argc, char **argv)
 	if ((code = cli_open(KBV_LOCK_EXCLUSIVE, 1, &r)) != 0)
 		goto done;
 	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0) {
+		/* What a damaged manifest referenced is unknown: gc deletes nothing until it is
+		 * forgotten or put back from a copy. */
+		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION)
+			kbv_error_prefix(rc, "gc deletes nothing while a snapshot manifest is damaged (a good copy of it "
+					     "may still need its data): 'kbvault forget ID' removes it, or put back a copy "
+					     "(docs/recovery.md)");
 		code = cli_fail(rc);
 		goto done;
 	}
@@ -328,6 +334,19 @@ int cmd_gc(int argc, char **argv)
 	return cli_run_end(gc_main(argc, argv));
 }
 
+/* The id of the damaged manifest `spec` names (4+ hex digits), or NULL. */
+static const uint8_t *damaged_id(const struct kbv_snapshot_damage *bad, size_t nbad, const char *spec)
+{
+	size_t len = strlen(spec);
+	for (size_t i = 0; i < nbad && len >= 4 && len <= 2 * KBV_ID_BYTES; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(bad[i].id, KBV_ID_BYTES, hex);
+		if (!strncmp(hex, spec, len))
+			return bad[i].id;
+	}
+	return NULL;
+}
+
 int cmd_forget(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_GLOBAL_OPTIONS, { 0 } };
@@ -343,19 +362,28 @@ int cmd_forget(int argc, char **argv)
 	char dir[PATH_MAX];
 	int code, rc = 0;
 	json_t *removed = json_array();
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t nbad = 0;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0) {
 		json_decref(removed);
 		return code;
 	}
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_repo_sub(r, "snapshots", dir, sizeof dir)) < 0)
+	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 ||
+	    (rc = kbv_repo_sub(r, "snapshots", dir, sizeof dir)) < 0)
 		goto out;
-	/* Resolve every name first: a typo removes nothing. */
+	/* Resolve every name first: a typo removes nothing. A damaged manifest is named by its
+	 * file name (id or a prefix of it): removing it is how it stops costing anything. */
 	for (int i = optind; i < argc && rc == 0; i++)
-		rc = kbv_snapshot_find(list, n, argv[i], &s);
+		if (!damaged_id(bad, nbad, argv[i]))
+			rc = kbv_snapshot_find(list, n, argv[i], &s);
 	for (int i = optind; i < argc && rc == 0; i++) {
 		char hex[2 * KBV_ID_BYTES + 1], path[PATH_MAX + 80];
-		kbv_snapshot_find(list, n, argv[i], &s);
-		kbv_hex(s->id, KBV_ID_BYTES, hex);
+		const uint8_t *id = damaged_id(bad, nbad, argv[i]);
+		if (!id) {
+			kbv_snapshot_find(list, n, argv[i], &s);
+			id = s->id;
+		}
+		kbv_hex(id, KBV_ID_BYTES, hex);
 		snprintf(path, sizeof path, "%s/%s", dir, hex);
 		if (unlink(path) < 0 && errno != ENOENT)
 			rc = kbv_error(KBV_EIO, "remove '%s': %s", path, strerror(errno));
@@ -376,6 +404,7 @@ out:
 	if (rc < 0)
 		code = cli_fail(rc);
 	json_decref(removed);
+	kbv_snapshot_damage_free(bad, nbad);
 	kbv_snapshot_list_free(list, n);
 	kbv_repo_close(r);
 	return code;

@@ -358,7 +358,8 @@ int cmd_restore(int argc, char **argv)
 	struct kbv_snapshot **list = NULL, *s;
 	struct kbv_reader *rd = NULL;
 	struct cli_progress prog;
-	size_t n = 0, count = 0, skipped = 0;
+	size_t n = 0, count = 0, skipped = 0, nbad = 0;
+	struct kbv_snapshot_damage *bad = NULL;
 	cli_progress_init(&prog, "restore:");
 	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL, *target_url = NULL,
 		   *suffix = NULL;
@@ -437,7 +438,8 @@ int cmd_restore(int argc, char **argv)
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
 		goto out;
 	double t0 = cli_now();
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
+	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = cli_damaged_spec(bad, nbad, spec)) < 0 ||
+	    (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
 	    (rc = find_snapshot(rd, list, n, spec, &filter, streams, nadhoc_streams, &s)) < 0)
 		goto fail;
 	if (target_db) {
@@ -520,6 +522,12 @@ int cmd_restore(int argc, char **argv)
 				       ndata);
 			goto fail;
 		}
+		if (cli.closed_std & (1 << STDOUT_FILENO)) {
+			rc = kbv_error(KBV_EIO, "restore '%s' to stdout: standard output is closed (0 bytes written before "
+						"the failure)",
+				       one->name);
+			goto fail;
+		}
 		sk.fd = STDOUT_FILENO;
 		sk.what = "stdout";
 		count = 1;
@@ -565,6 +573,7 @@ fail:
 out:
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	kbv_snapshot_damage_free(bad, nbad);
 	kbv_repo_close(r);
 	free(streams);
 	free(sources);

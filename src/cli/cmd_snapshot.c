@@ -25,10 +25,32 @@ static void progress(void *arg, const struct kbv_writer_stats *st)
 	cli_progress_bytes(&c->prog, st->raw_bytes, 0, st->new_raw_bytes, 0);
 }
 
+/* Can `name` be restored as a file under a directory? Path components of at most NAME_MAX
+ * bytes, a whole name well below PATH_MAX; and a name the user typed (a stream, not a file
+ * found on disk) holds no control characters, which would reach terminals raw. */
+static int restorable_name(int kind, const char *name)
+{
+	size_t comp = 0, total = 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++, total++) {
+		comp = *p == '/' ? 0 : comp + 1;
+		if (comp > NAME_MAX || ((kind == KBV_ENTRY_STDIN || kind == KBV_ENTRY_COMMAND) && (*p < 0x20 || *p == 0x7f)))
+			return 0;
+	}
+	return total <= 3072;
+}
+
 struct kbv_entry *snap_add_entry(struct snap_ctx *c, int kind, const char *name)
 {
 	if (!kbv_entry_name_ok(name)) {
-		kbv_error(KBV_EINVAL, "'%s' is not a valid stream name (a relative path without '.' or '..')", name);
+		kbv_error(KBV_EINVAL, "'%s' is not a valid stream name (a relative path, not empty, without '.', '..' "
+				      "or empty components)",
+			  name);
+		return NULL;
+	}
+	if (!restorable_name(kind, name)) {
+		kbv_error(KBV_EINVAL, "stream name '%.80s%s' cannot be restored: no control characters, at most %d bytes "
+				      "between slashes and 3072 in all",
+			  name, strlen(name) > 80 ? "..." : "", NAME_MAX);
 		return NULL;
 	}
 	if (c->n == c->cap) {
@@ -71,7 +93,7 @@ static int add_stdin(struct snap_ctx *c, const char *name, int allow_empty)
 		return kbv_error(KBV_EINVAL, "--stdin reads a pipe or a file, and standard input is a terminal");
 	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_STDIN, name);
 	if (!x)
-		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
+		return KBV_EINVAL; /* the message is set */
 	x->mode = 0600;
 	int rc = kbv_writer_fd(c->w, STDIN_FILENO, "stdin", &res);
 	if (rc < 0)
@@ -93,7 +115,7 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	int fd;
 	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_COMMAND, name);
 	if (!x)
-		return kbv_error(KBV_EINVAL, "%s", kbv_errmsg());
+		return KBV_EINVAL; /* the message is set */
 	x->mode = 0600;
 	snprintf(what, sizeof what, "command '%s' (stream '%s')", argv[0], name);
 	int rc = kbv_cmd_start(argv, &pid, &fd);
@@ -338,6 +360,25 @@ static int check_unique(struct snap_ctx *c)
 	for (size_t i = 1; i < c->n && !rc; i++)
 		if (!strcmp(v[i - 1]->name, v[i]->name))
 			rc = kbv_error(KBV_EINVAL, "two streams are named '%s'", v[i]->name);
+	/* A stream or file that is also the directory of another entry ("p" and "p/q") could
+	 * never be restored into a directory: refused now, not found out at restore time. */
+	for (size_t i = 0; i < c->n && !rc; i++) {
+		if (v[i]->kind == KBV_ENTRY_DIR)
+			continue;
+		size_t len = strlen(v[i]->name), lo = i + 1, hi = c->n;
+		while (lo < hi) { /* the first name not below "<name>/" */
+			size_t mid = lo + (hi - lo) / 2;
+			int cmp = strncmp(v[mid]->name, v[i]->name, len);
+			if (cmp < 0 || (cmp == 0 && v[mid]->name[len] < '/'))
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < c->n && !strncmp(v[lo]->name, v[i]->name, len) && v[lo]->name[len] == '/')
+			rc = kbv_error(KBV_EINVAL, "stream '%s' would also be the directory holding '%s': give them names "
+						   "that can both be restored",
+				       v[i]->name, v[lo]->name);
+	}
 	free(v);
 	return rc;
 }
@@ -477,6 +518,9 @@ int cmd_snapshot(int argc, char **argv)
 		if ((rc = kbv_path_to_name(argv[i], name, sizeof name)) == 0)
 			rc = kbv_walk(argv[i], name, snap_add_path, &c);
 	}
+	if (rc == 0 && c.n == 0)
+		rc = kbv_error(KBV_ESOURCE, "nothing was stored (the paths given hold no regular file, directory or "
+					    "symlink); no snapshot recorded");
 	if (rc == 0)
 		rc = check_unique(&c);
 	s.sources = c.src;

@@ -36,7 +36,9 @@ int cmd_snapshots(int argc, char **argv)
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
 		return code;
 	json_t *drills = NULL;
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t nbad = 0;
+	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
 	    (cli.json && (rc = kbv_record_list(r, "drill", &drills)) < 0)) {
 		code = cli_fail(rc);
 		goto out;
@@ -47,10 +49,19 @@ int cmd_snapshots(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		struct kbv_snapshot *s = list[i];
 		char id[2 * KBV_ID_BYTES + 1], t[64], sz[32];
+		/* A snapshot whose entries cannot be read (a pack gone) is listed all the same,
+		 * with the reason; the others are not affected. */
+		char unreadable[600] = "";
 		if ((rc = kbv_snapshot_load_entries(rd, s)) < 0) {
-			json_decref(arr);
-			code = cli_fail(rc);
-			goto out;
+			if (rc != KBV_ECORRUPT && rc != KBV_EVERSION) {
+				json_decref(arr);
+				code = cli_fail(rc);
+				goto out;
+			}
+			snprintf(unreadable, sizeof unreadable, "%s", kbv_errmsg());
+			cli_log(CLI_WARN, "%s", unreadable);
+			code = EXIT_CORRUPT; /* everything is listed; the status says something is damaged */
+			rc = 0;
 		}
 		kbv_hex(s->id, KBV_ID_BYTES, id);
 		cli_time(s->time, s->tzoff, t, sizeof t);
@@ -80,6 +91,8 @@ int cmd_snapshots(int argc, char **argv)
 			json_t *o = json_pack("{s:s, s:s#, s:s, s:s, s:o, s:I, s:o, s:o}", "id", id, "short_id", id, 8, "time",
 					      t, "host", s->host, "tags", tags, "size", (json_int_t)s->total_size, "sources",
 					      srcs, "streams", streams);
+			if (*unreadable)
+				json_object_set_new(o, "error", json_string(unreadable));
 			/* The newest drill of this snapshot, if any (format/records.md). */
 			size_t k;
 			json_t *d, *last = NULL;
@@ -92,22 +105,37 @@ int cmd_snapshots(int argc, char **argv)
 			json_array_append_new(arr, o);
 		} else {
 			cli_bytes(s->total_size, sz, sizeof sz);
-			printf("%.8s  %-25s  %-16s  %10s  ", id, t, s->host, sz);
+			char pr[1024];
+			printf("%.8s  %-25s  %-16s  %10s  ", id, t, cli_printable(s->host, pr, sizeof pr), sz);
 			size_t shown = 0;
 			for (size_t k = 0; k < s->nsources; k++)
 				printf("%s%s (%s)", k ? ", " : "", s->sources[k].name, s->sources[k].type);
 			for (size_t k = 0; k < s->nloaded && shown < 4 && !s->nsources; k++) {
 				if (s->entries[k].kind == KBV_ENTRY_DIR)
 					continue;
-				printf("%s%s", shown ? ", " : "", s->entries[k].name);
+				printf("%s%s", shown ? ", " : "", cli_printable(s->entries[k].name, pr, sizeof pr));
 				shown++;
 			}
 			if (s->nloaded > shown && !s->nsources)
 				printf(" (%llu entries)", (unsigned long long)s->nloaded);
+			if (*unreadable)
+				printf("  DAMAGED: entries unreadable");
 			for (size_t k = 0; k < s->ntags; k++)
-				printf("%s#%s", k ? " " : "  ", s->tags[k]);
+				printf("%s#%s", k ? " " : "  ", cli_printable(s->tags[k], pr, sizeof pr));
 			putchar('\n');
 		}
+	}
+	/* Damaged manifests: listed, never silently left out; the exit status says so. */
+	if (nbad)
+		code = EXIT_CORRUPT;
+	for (size_t i = 0; i < nbad; i++) {
+		char id[2 * KBV_ID_BYTES + 1];
+		kbv_hex(bad[i].id, KBV_ID_BYTES, id);
+		if (cli.json)
+			json_array_append_new(arr, json_pack("{s:s, s:s#, s:b, s:s}", "id", id, "short_id", id, 8, "damaged", 1,
+							     "error", bad[i].msg));
+		else
+			printf("%.8s  DAMAGED: %s\n", id, bad[i].msg);
 	}
 	if (cli.json) {
 		json_dumpf(arr, stdout, JSON_INDENT(2));
@@ -115,6 +143,7 @@ int cmd_snapshots(int argc, char **argv)
 		json_decref(arr);
 	}
 out:
+	kbv_snapshot_damage_free(bad, nbad);
 	json_decref(drills);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);

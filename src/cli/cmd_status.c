@@ -110,14 +110,15 @@ int cmd_status(int argc, char **argv)
 	struct kbv_repo_stats st;
 	json_t *drills = NULL, *gcs = NULL;
 	struct src_state *src = NULL;
-	size_t n = 0, nsrc = 0;
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t n = 0, nsrc = 0, nbad = 0;
 	int state = ST_OK, rc;
 	char problem[512] = "";
 	if (cli_open(KBV_LOCK_SHARED, 1, &r) != 0) {
 		printf("KBVAULT UNKNOWN - the repository cannot be opened (%s)\n", cli_repo_path());
 		return ST_UNKNOWN;
 	}
-	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
+	if ((rc = kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
 	    (rc = kbv_record_list(r, "drill", &drills)) < 0 || (rc = kbv_record_list(r, "gc", &gcs)) < 0 ||
 	    (rc = kbv_repo_stats(r, &st)) < 0) {
 		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
@@ -202,6 +203,14 @@ int cmd_status(int argc, char **argv)
 			failed_time = json_string_value(json_object_get(src[i].drill_rec, "time"));
 		}
 	}
+	if (nbad && state < ST_WARNING) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(bad[0].id, KBV_ID_BYTES, hex);
+		state = ST_WARNING;
+		snprintf(problem, sizeof problem, "%zu damaged snapshot manifest%s (%.8s%s): kbvault snapshots, "
+						  "docs/recovery.md",
+			 nbad, nbad == 1 ? "" : "s", hex, nbad > 1 ? ", ..." : "");
+	}
 	if (nfailed && state < ST_WARNING) {
 		state = ST_WARNING;
 		snprintf(problem, sizeof problem, "the last drill of %s FAILED (%s)%s", failed, failed_time ?: "?",
@@ -249,6 +258,7 @@ int cmd_status(int argc, char **argv)
 				      "repository_bytes", (json_int_t)st.pack_bytes, "dedup_ratio",
 				      st.unique_raw_bytes ? (double)st.raw_bytes / (double)st.unique_raw_bytes : 0.0,
 				      "last_drill", last_drill, "last_gc", last_gc);
+		json_object_set_new(j, "damaged_snapshots", json_integer((json_int_t)nbad));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -282,6 +292,7 @@ out:
 	json_decref(gcs);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	kbv_snapshot_damage_free(bad, nbad);
 	kbv_repo_close(r);
 	return state;
 }

@@ -153,8 +153,11 @@ int main(int argc, char **argv)
 	 * then hold the write end of its own stdin and wait forever): fill them with
 	 * /dev/null first. */
 	for (int fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", fd ? O_WRONLY : O_RDONLY) != fd)
-			return EXIT_FAIL;
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			if (open("/dev/null", fd ? O_WRONLY : O_RDONLY) != fd)
+				return EXIT_FAIL;
+			cli.closed_std |= 1 << fd; /* data for it must not go to /dev/null unnoticed */
+		}
 	cli_take_env_secrets();
 	signal(SIGPIPE, SIG_IGN);
 	/* Commands report a refused option themselves, once (cli_bad_option). */

@@ -353,3 +353,15 @@ assert 'a.txt' in e, sorted(e)"
 	[ "$(stat -c %U:%G "$TMPD/files/data")" = postgres:postgres ]
 	[ "$(cat "$TMPD/files/data/pg.conf")" = pgdata ]
 }
+
+@test "drill metrics are per source: a later pass of one source does not hide another's failure" {
+	echo "[monitor]" >> "$KBVAULT_CONFIG"
+	echo "metrics-file = $TMPD/kbvault.prom" >> "$KBVAULT_CONFIG"
+	kbv snapshot -q
+	echo "changed" > "$TMPD/db.txt" # kb's drill-load-command (cmp) now fails
+	run kbv drill
+	[ "$status" -ne 0 ]
+	kbv drill --source uploads
+	grep -qx 'kbvault_last_attempt_success{command="drill",source="kb"} 0' "$TMPD/kbvault.prom"
+	grep -qx 'kbvault_last_attempt_success{command="drill",source="uploads"} 1' "$TMPD/kbvault.prom"
+}
