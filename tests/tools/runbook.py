@@ -16,7 +16,7 @@ while len(args) > 2 and args[0] == "-s":
     args = args[2:]
 page, name = args
 text = open(page).read()
-blocks = re.findall(r"<!-- runbook-test: ([a-z0-9-]+) -->\s*```sh\n(.*?)```", text, re.S)
+blocks = re.findall(r"<!-- runbook-test: ([a-z0-9-]+)[^>]*-->\s*```sh\n(.*?)```", text, re.S)
 script = "".join(body for tag, body in blocks if tag == name)
 if not script:
     sys.exit(f"no runbook-test block named {name} in {page}")
