@@ -61,10 +61,7 @@ EOF
 }
 
 @test "through a prefix the password crosses in PGPASSWORD, never on a command line" {
-	psql_q -c "CREATE ROLE kbsecret LOGIN SUPERUSER PASSWORD 'pa55-in-the-dsn'" > /dev/null
-	sed -i '1i host all kbsecret 127.0.0.1/32 scram-sha-256' "$PGDIR/data/pg_hba.conf"
-	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
-	sleep 0.3
+	pg_password_role kbsecret pa55-in-the-dsn
 	cat > "$KBVAULT_CONFIG" <<EOF
 [source kb]
 type = postgres
@@ -72,8 +69,7 @@ dsn = host=127.0.0.1 port=$PGPORT dbname=kb user=kbsecret password=pa55-in-the-d
 client-command-prefix = docker exec -i -e PGPASSWORD kb-postgres-1
 EOF
 	run kbv snapshot -q
-	sed -i '1d' "$PGDIR/data/pg_hba.conf"
-	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
+	pg_password_role_end kbsecret
 	[ "$status" -eq 0 ] || { echo "$output"; false; }
 	[ "$(snap_count)" = 1 ]
 	! grep -q 'pa55' "$DOCKER_STANDIN_LOG" || { grep pa55 "$DOCKER_STANDIN_LOG"; false; }

@@ -15,6 +15,18 @@ golden() {
 
 want() { grep " $1\$" "$EXP" | cut -d' ' -f1; }
 
+# golden_plain NAME: a copy of the unencrypted golden repository tests/golden/NAME, its
+# expected hashes (EXP, for want) and the path prefix its path source recorded (prefix).
+golden_plain() {
+	export TMPD="$BATS_TEST_TMPDIR"
+	G="$BATS_TEST_DIRNAME/../golden/$1"
+	cp -a "$G/repo-plain" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo"
+	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	EXP="$G/expected.b2"
+	prefix=$(cat "$G/path-prefix")
+}
+
 check_v1() {
 	golden 1 "$1"
 	[ "$(snap_count)" = 2 ]
@@ -89,13 +101,7 @@ assert d["kind"] == "drill" and d["sources"][0]["rows"] == 70, d'
 # Snapshot body version 2 with Qdrant, Neo4j, command and path metadata, unencrypted
 # (tests/golden/make-golden-kinds.sh, through the stand-ins).
 @test "golden repository with qdrant, neo4j, command and path sources still reads and restores" {
-	export TMPD="$BATS_TEST_TMPDIR"
-	G="$BATS_TEST_DIRNAME/../golden/v1-kinds"
-	cp -a "$G/repo-plain" "$TMPD/repo"
-	export KBVAULT_REPO="$TMPD/repo"
-	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
-	EXP="$G/expected.b2"
-	prefix=$(cat "$G/path-prefix")
+	golden_plain v1-kinds
 	kbv snapshots --json | python3 -c "
 import json, sys
 s = json.load(sys.stdin)
@@ -123,13 +129,7 @@ assert src['uploads']['meta'] == {'paths': ['/$prefix/files']}, src['uploads']"
 
 # Snapshot body version 3: entry format 2 with owners (tests/golden/make-golden-owners.sh).
 @test "golden repository of body version 3 (owners) reads, and restores owners as root" {
-	export TMPD="$BATS_TEST_TMPDIR"
-	G="$BATS_TEST_DIRNAME/../golden/v3-owners"
-	cp -a "$G/repo-plain" "$TMPD/repo"
-	export KBVAULT_REPO="$TMPD/repo"
-	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
-	EXP="$G/expected.b2"
-	prefix=$(cat "$G/path-prefix")
+	golden_plain v3-owners
 	kbv snapshots --json | python3 -c "
 import json, sys
 s = json.load(sys.stdin)

@@ -40,3 +40,17 @@ pg_stop() {
 }
 
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# pg_password_role NAME PASSWORD: a superuser that must log in with its password over TCP
+# (scram-sha-256 in pg_hba.conf); pg_password_role_end removes the pg_hba line again.
+pg_password_role() {
+	psql_q -c "CREATE ROLE $1 LOGIN SUPERUSER PASSWORD '$2'" > /dev/null
+	sed -i "1i host all $1 127.0.0.1/32 scram-sha-256" "$PGDIR/data/pg_hba.conf"
+	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
+	sleep 0.3
+}
+
+pg_password_role_end() {
+	sed -i "/^host all $1 127.0.0.1\/32 scram-sha-256$/d" "$PGDIR/data/pg_hba.conf"
+	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
+}

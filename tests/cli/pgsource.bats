@@ -376,10 +376,7 @@ EOF
 }
 
 @test "a wrong password: no snapshot, a clear error, and the password never printed" {
-	psql_q -c "CREATE ROLE pwuser LOGIN PASSWORD 'right-secret' SUPERUSER" > /dev/null
-	sed -i '1i host all pwuser 127.0.0.1/32 scram-sha-256' "$PGDIR/data/pg_hba.conf"
-	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
-	sleep 0.3
+	pg_password_role pwuser right-secret
 	cat > "$KBVAULT_CONFIG" <<EOF
 [source kb]
 type = postgres
@@ -397,8 +394,7 @@ EOF
 	sed -i "s/user=postgres$/user=pwuser/" "$KBVAULT_CONFIG"
 	PGPASSFILE="$TMPD/pgpass" kbv snapshot -q
 	[ "$(snap_count)" = 1 ]
-	sed -i '1d' "$PGDIR/data/pg_hba.conf"
-	pg_as "$PGBIN/pg_ctl" -D "$PGDIR/data" reload > /dev/null
+	pg_password_role_end pwuser
 }
 
 big_table() {
