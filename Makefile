@@ -135,6 +135,8 @@ bench-sources: deps bench-deps all
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
 		scripts/run-tests.sh --cli tests/cli/crash.bats tests/cli/gc.bats
+	@# every repository file flipped, truncated and deleted in turn (tests/soak/corruption.sh)
+	@KBVAULT=$(abspath $(PROG)) tests/soak/corruption.sh
 
 # libFuzzer with ASan+UBSan, FUZZ_SECONDS per target (default 60); new inputs go to
 # build/fuzz/corpus-NAME; copy the interesting ones into tests/fuzz/corpus/NAME.
