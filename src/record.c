@@ -53,37 +53,42 @@ out:
 static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const char *dir, const char *name,
 		    const uint8_t id[KBV_ID_BYTES], json_t **out)
 {
-	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	struct kbv_buf file = KBV_BUF_INIT;
 	char path[PATH_MAX];
 	int rc = 0;
 	(void)r;
 	TRY(kbv_path(path, sizeof path, "%s/%s", dir, name));
 	TRY(kbv_read_file(path, &file));
-	if (file.len < REC_HEADER || memcmp(file.data, "KBVRCRD\0", 8) != 0) {
-		rc = kbv_error(KBV_ECORRUPT, "record '%s' is damaged (bad magic or truncated)", path);
-		goto out;
-	}
-	if (kbv_get32(file.data + 8) != 1) {
-		rc = kbv_error(KBV_EVERSION, "record '%s' has version %u; this kbvault reads version 1", path,
-			       kbv_get32(file.data + 8));
-		goto out;
-	}
-	rc = kbv_blob_decode(codec, KBV_BLOB_RECORD, id, file.data + REC_HEADER, file.len - REC_HEADER, KBV_RAW_UNKNOWN,
-			     &body);
+	rc = kbv_record_decode(codec, id, file.data, file.len, path, out);
+out:
+	kbv_buf_release(&file);
+	return rc;
+}
+
+int kbv_record_decode(struct kbv_codec *codec, const uint8_t id[KBV_ID_BYTES], const uint8_t *p, size_t len,
+		      const char *what, json_t **out)
+{
+	struct kbv_buf body = KBV_BUF_INIT;
+	int rc = 0;
+	if (len < REC_HEADER || memcmp(p, "KBVRCRD\0", 8) != 0)
+		return kbv_error(KBV_ECORRUPT, "record '%s' is damaged (bad magic or truncated)", what);
+	if (kbv_get32(p + 8) != 1)
+		return kbv_error(KBV_EVERSION, "record '%s' has version %u; this kbvault reads version 1", what,
+				 kbv_get32(p + 8));
+	rc = kbv_blob_decode(codec, KBV_BLOB_RECORD, id, p + REC_HEADER, len - REC_HEADER, KBV_RAW_UNKNOWN, &body);
 	if (rc < 0) {
-		kbv_error_prefix(rc, "record '%s'", path);
+		kbv_error_prefix(rc, "record '%s'", what);
 		goto out;
 	}
 	json_t *j = json_loadb((const char *)body.data, body.len, JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(j) || !json_is_string(json_object_get(j, "kind")) ||
 	    !json_is_string(json_object_get(j, "time"))) {
 		json_decref(j);
-		rc = kbv_error(KBV_ECORRUPT, "record '%s' is not a record (JSON object with kind and time)", path);
+		rc = kbv_error(KBV_ECORRUPT, "record '%s' is not a record (JSON object with kind and time)", what);
 		goto out;
 	}
 	*out = j;
 out:
-	kbv_buf_release(&file);
 	kbv_buf_release(&body);
 	return rc;
 }

@@ -173,6 +173,32 @@ out:
 	return rc;
 }
 
+int kbv_repo_config_decode(const uint8_t *b, size_t len, const char *what, struct kbv_repo *r)
+{
+	if (len < 12 || memcmp(b, "KBVREPO\0", 8) != 0)
+		return kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", what);
+	uint32_t ver = kbv_get32(b + 8);
+	if (ver != KBV_FORMAT_VERSION)
+		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads version %u",
+				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION);
+	if (len != CONFIG_BYTES || kbv_get64(b + 52) != XXH3_64bits(b, 52))
+		return kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", what, len);
+	uint32_t flags = kbv_get32(b + 12);
+	if (flags & ~1u)
+		return kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", what, flags);
+	r->encrypted = flags & 1;
+	memcpy(r->repo_id, b + 16, 16);
+	r->chunk_min = kbv_get32(b + 32);
+	r->chunk_avg = kbv_get32(b + 36);
+	r->chunk_max = kbv_get32(b + 40);
+	r->zstd_level = (int)kbv_get32(b + 44);
+	r->pack_size = kbv_get32(b + 48);
+	if (kbv_cdc_check_params(r->chunk_min, r->chunk_avg, r->chunk_max) < 0 || r->zstd_level < 1 ||
+	    r->zstd_level > 19)
+		return kbv_error(KBV_ECORRUPT, "config '%s' has invalid parameters", what);
+	return 0;
+}
+
 static int read_config(struct kbv_repo *r)
 {
 	char p[PATH_MAX];
@@ -189,40 +215,27 @@ static int read_config(struct kbv_repo *r)
 		goto out;
 	}
 	TRY(rc);
-	if (b.len < 12 || memcmp(b.data, "KBVREPO\0", 8) != 0) {
-		rc = kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", p);
-		goto out;
-	}
-	uint32_t ver = kbv_get32(b.data + 8);
-	if (ver != KBV_FORMAT_VERSION) {
-		rc = kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads version %u",
-			       r->path, ver, KBV_FORMAT_VERSION);
-		goto out;
-	}
-	if (b.len != CONFIG_BYTES || kbv_get64(b.data + 52) != XXH3_64bits(b.data, 52)) {
-		rc = kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", p, b.len);
-		goto out;
-	}
-	uint32_t flags = kbv_get32(b.data + 12);
-	if (flags & ~1u) {
-		rc = kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", p, flags);
-		goto out;
-	}
-	r->encrypted = flags & 1;
-	memcpy(r->repo_id, b.data + 16, 16);
-	r->chunk_min = kbv_get32(b.data + 32);
-	r->chunk_avg = kbv_get32(b.data + 36);
-	r->chunk_max = kbv_get32(b.data + 40);
-	r->zstd_level = (int)kbv_get32(b.data + 44);
-	r->pack_size = kbv_get32(b.data + 48);
-	if (kbv_cdc_check_params(r->chunk_min, r->chunk_avg, r->chunk_max) < 0 || r->zstd_level < 1 ||
-	    r->zstd_level > 19) {
-		rc = kbv_error(KBV_ECORRUPT, "config '%s' has invalid parameters", p);
-		goto out;
-	}
+	rc = kbv_repo_config_decode(b.data, b.len, p, r);
 out:
 	kbv_buf_release(&b);
 	return rc;
+}
+
+int kbv_keyfile_check(const uint8_t *k, size_t len, const char *what, const struct kbv_repo *r)
+{
+	if (len < KEY_HEADER + 8 || memcmp(k, "KBVKEY\0\0", 8) != 0)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (bad magic or truncated)", what);
+	if (kbv_get32(k + 8) != 1)
+		return kbv_error(KBV_EVERSION, "key file '%s' has version %u; this kbvault reads version 1", what,
+				 kbv_get32(k + 8));
+	uint32_t kdf = kbv_get32(k + 12), plen = kbv_get32(k + 88);
+	size_t want = kdf ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
+	if (kdf > 1 || plen != want || len != KEY_HEADER + (size_t)plen + 8 ||
+	    kbv_get64(k + KEY_HEADER + plen) != XXH3_64bits(k, KEY_HEADER + plen))
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (checksum mismatch)", what);
+	if ((kdf == 1) != (r->encrypted == 1) || memcmp(k + 72, r->repo_id, 16) != 0)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' does not belong to this repository's config", what);
+	return 0;
 }
 
 static int read_keyfile(struct kbv_repo *r)
@@ -234,27 +247,7 @@ static int read_keyfile(struct kbv_repo *r)
 	if (rc == KBV_ENOTFOUND)
 		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", p);
 	TRY(rc);
-	const uint8_t *k = r->keyfile.data;
-	if (r->keyfile.len < KEY_HEADER + 8 || memcmp(k, "KBVKEY\0\0", 8) != 0) {
-		rc = kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (bad magic or truncated)", p);
-		goto out;
-	}
-	if (kbv_get32(k + 8) != 1) {
-		rc = kbv_error(KBV_EVERSION, "key file '%s' has version %u; this kbvault reads version 1", p,
-			       kbv_get32(k + 8));
-		goto out;
-	}
-	uint32_t kdf = kbv_get32(k + 12), plen = kbv_get32(k + 88);
-	size_t want = kdf ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
-	if (kdf > 1 || plen != want || r->keyfile.len != KEY_HEADER + plen + 8 ||
-	    kbv_get64(k + KEY_HEADER + plen) != XXH3_64bits(k, KEY_HEADER + plen)) {
-		rc = kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (checksum mismatch)", p);
-		goto out;
-	}
-	if ((kdf == 1) != (r->encrypted == 1) || memcmp(k + 72, r->repo_id, 16) != 0) {
-		rc = kbv_error(KBV_ECORRUPT, "key file '%s' does not belong to this repository's config", p);
-		goto out;
-	}
+	rc = kbv_keyfile_check(r->keyfile.data, r->keyfile.len, p, r);
 out:
 	return rc;
 }

@@ -14,4 +14,10 @@ int kbv_record_write(struct kbv_repo *r, const json_t *rec);
  * fails verification is KBV_ECORRUPT naming its file. */
 int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out);
 
+/* One record file's bytes (magic, version, sealed RECORD blob of id `id`) into a new JSON
+ * object; KBV_ECORRUPT / KBV_EVERSION naming `what`. For kbv_record_list and fuzzing. */
+struct kbv_codec;
+int kbv_record_decode(struct kbv_codec *codec, const uint8_t id[KBV_ID_BYTES], const uint8_t *p, size_t len,
+		      const char *what, json_t **out);
+
 #endif

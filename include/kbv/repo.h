@@ -44,6 +44,12 @@ struct kbv_repo {
 	struct kbv_buf keyfile;  /* raw key file */
 };
 
+/* The repository `config` file's bytes (format/repository.md) into r's parameters;
+ * KBV_ENOREPO, KBV_EVERSION or KBV_ECORRUPT naming `what`. For kbv_repo_open and fuzzing. */
+int kbv_repo_config_decode(const uint8_t *b, size_t len, const char *what, struct kbv_repo *r);
+/* Is k a sound key file (format/keyfile.md) of the repository whose config r holds? */
+int kbv_keyfile_check(const uint8_t *k, size_t len, const char *what, const struct kbv_repo *r);
+
 /* Create a repository at `path` (absent or an empty directory). `password` may be NULL
  * when opts->encrypted is 0. Returns 0, KBV_EEXIST, KBV_EINVAL or KBV_EIO. */
 int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char *password, size_t pwlen);
