@@ -7,15 +7,16 @@
 #include "kbv/snapshot.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg)
@@ -100,6 +101,7 @@ struct ck {
 	 * whose trailer is damaged or whose file is missing, and the blobs of packs the index
 	 * does not list (a missing or stale index, not damage). */
 	struct kbv_idset damaged, unindexed;
+	time_t writers_since; /* the oldest writer running when the check began, or 0 */
 	uint32_t *bad_packs;
 	size_t nbad_packs;
 	int stream_damaged;     /* the stream being visited reaches damage */
@@ -277,6 +279,74 @@ static int same_pack_copy(const struct kbv_loc *loc, const struct kbv_pack_entry
 	return 0;
 }
 
+struct kbv_pack_map_probe {
+	const uint8_t *id;
+	int found;
+};
+
+static int probe_pack(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct kbv_pack_map_probe *p = arg;
+	(void)no;
+	if (!memcmp(info->id, p->id, KBV_PACKID_BYTES)) {
+		p->found = 1;
+		return 1; /* stop */
+	}
+	return 0;
+}
+
+/* The start (lock file time) of the oldest writer running now, or 0 when none is: each
+ * writer holds tmp/writer-*.lock locked while it lives. Locks nobody holds are left by
+ * dead writers and are removed. */
+static time_t oldest_running_writer(struct kbv_repo *r)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	time_t oldest = 0;
+	if (kbv_repo_sub(r, "tmp", dir, sizeof dir) < 0)
+		return 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		struct stat st;
+		if (strncmp(de->d_name, "writer-", 7) || !strstr(de->d_name, ".lock"))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+			if (fstat(fd, &st) == 0 && (!oldest || st.st_mtime < oldest))
+				oldest = st.st_mtime;
+		} else {
+			unlink(path); /* its writer is gone */
+		}
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+	return oldest;
+}
+
+/* Is an unindexed pack one that a writer running now will index: written since that
+ * writer started, or indexed by now (a fresh look at the index)? */
+static int pack_in_flight(struct ck *c, const uint8_t packid[KBV_PACKID_BYTES])
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (c->writers_since && kbv_repo_pack_path(c->r, packid, path, sizeof path) == 0 && stat(path, &st) == 0 &&
+	    st.st_mtime >= c->writers_since - 1)
+		return 1;
+	MDB_txn *now = NULL;
+	int indexed = 0;
+	if (kbv_index_rbegin(c->r->idx, &now) == 0) {
+		struct kbv_pack_map_probe probe = { packid, 0 };
+		kbv_index_each_pack(c->r->idx, now, probe_pack, &probe);
+		indexed = probe.found;
+		kbv_index_rend(now);
+	}
+	return indexed;
+}
+
 static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 {
 	struct ck *c = arg;
@@ -300,6 +370,10 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	}
 	if (rc < 0)
 		return rc;
+	if (pi < 0 && pack_in_flight(c, packid)) {
+		say(c, KBV_INFO, "pack %s: written by a snapshot running beside this check, not indexed yet", hex);
+		return 0;
+	}
 	if (pi < 0) {
 		say(c, KBV_WARNING, "pack %s: not in the index (garbage from an interrupted snapshot, or run 'kbvault repair index')",
 		    hex);
@@ -472,6 +546,7 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	struct kbv_snapshot_damage *bad = NULL;
 	size_t nbad = 0;
 	TRY(kbv_snapshot_list_damaged(r, &list, &nsnap, &bad, &nbad));
+	c.writers_since = oldest_running_writer(r);
 	TRY(kbv_index_rbegin(r->idx, &c.txn));
 	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));
 	TRY(pm_sort(&c.pm));

@@ -5,11 +5,15 @@
 #include "kbv/pack.h"
 #include "kbv/pool.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #define SLOTS_PER_BATCH_THREAD 3
@@ -64,6 +68,8 @@ struct level {
 
 struct kbv_writer {
 	struct kbv_repo *repo;
+	int lockfd;                 /* tmp/writer-*.lock, held while this writer lives */
+	char lockpath[PATH_MAX];
 	struct kbv_pool *pool;
 	struct worker *workers;
 	void **wptrs;
@@ -192,6 +198,19 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	if (!w)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	w->repo = r;
+	w->lockfd = -1;
+	/* A writer announces itself for as long as it runs, so a check beside it can tell the
+	 * packs it has not indexed yet from garbage (format/repository.md, tmp/). */
+	uint8_t rnd[8];
+	char hex[17];
+	randombytes_buf(rnd, sizeof rnd);
+	kbv_hex(rnd, sizeof rnd, hex);
+	TRY(kbv_path(w->lockpath, sizeof w->lockpath, "%s/tmp/writer-%s.lock", r->path, hex));
+	w->lockfd = open(w->lockpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (w->lockfd < 0 || flock(w->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = kbv_error(KBV_EIO, "create '%s': %s", w->lockpath, strerror(errno));
+		goto out;
+	}
 	if (!nthreads)
 		nthreads = kbv_pool_default_threads();
 	w->nworkers = nthreads;
@@ -263,6 +282,10 @@ void kbv_writer_free(struct kbv_writer *w)
 {
 	if (!w)
 		return;
+	if (w->lockfd >= 0) {
+		unlink(w->lockpath);
+		close(w->lockfd);
+	}
 	if (w->pool) {
 		/* Wait out in-flight jobs; idle workers never touch a slot, so the buffers can go
 		 * before the pool joins its threads. */

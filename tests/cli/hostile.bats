@@ -262,3 +262,16 @@ assert [x.get('damaged', False) for x in s] == [False, False, True], s"
 	[ ! -e "$KBVAULT_REPO/index.rebuild" ]
 	kbv check --read-data
 }
+
+@test "check beside a running snapshot does not call its packs garbage" {
+	"$KBVAULT" snapshot -q --command slow -- sh -c 'head -c 40000000 /dev/urandom; sleep 4' &
+	pid=$!
+	sleep 2.5
+	run kbv check
+	wait "$pid"
+	[ "$status" -eq 0 ]
+	[[ "$output" != *"not in the index"* ]] || { echo "$output"; false; }
+	[[ "$output" == *"0 warnings"* ]]
+	# after it: nothing left behind, and a writer that died leaves only a lock that check clears
+	[ -z "$(ls "$KBVAULT_REPO/tmp")" ]
+}
