@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int kbv_write_full(int fd, const void *p, size_t n, const char *what)
@@ -219,4 +220,10 @@ int kbv_fault(const char *point)
 		if (strcmp(points[i], point) == 0)
 			return ++counts[i] == atoi(spec + len + 1);
 	return 0;
+}
+
+int kbv_disk_full(const char *path)
+{
+	struct statvfs vfs;
+	return statvfs(path, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (1u << 20);
 }

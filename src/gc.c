@@ -403,8 +403,13 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
 						live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
-				kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')", path,
-						 e[i].offset);
+				if (kbv_disk_full(r->path))
+					kbv_error_prefix(rc, "gc stops: no space left on device while it repacks; no pack is "
+							     "deleted yet and every kept snapshot is intact: free space, or run "
+							     "gc --max-unused 100 to delete only packs that are wholly dead");
+				else
+					kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')",
+							 path, e[i].offset);
 				goto out;
 			}
 			if (kbv_packw_size(*w) >= r->pack_size)

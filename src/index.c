@@ -28,6 +28,19 @@ static int mdb_fail(int mrc, const char *what)
 	return kbv_error(mrc == MDB_MAP_FULL ? KBV_EIO : KBV_EINTERNAL, "index: %s: %s", what, mdb_strerror(mrc));
 }
 
+/* A failed commit: LMDB reports a short write on a full disk as EIO; say what it is and
+ * what state the repository is in (the transaction was not committed). */
+static int commit_fail(struct kbv_index *idx, int mrc)
+{
+	const char *dir = NULL;
+	if ((mrc == EIO || mrc == ENOSPC) && mdb_env_get_path(idx->env, &dir) == 0 && dir && kbv_disk_full(dir))
+		return kbv_error(KBV_EIO, "index: commit: no space left on device ('%s'): what this run wrote is not "
+					  "recorded and the repository is as before it; free space and run it again (gc "
+					  "removes the leftovers)",
+				 dir);
+	return mdb_fail(mrc, "commit");
+}
+
 /* Is dir/data.mdb at least as long as its own newest meta page says (LMDB maps the file;
  * reading a page past its end is SIGBUS, not an error)? The meta pages are pages 0 and 1:
  * a 16-byte page header, then magic, version, address, mapsize, two 48-byte database
@@ -134,7 +147,7 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc) {
-		rc = mdb_fail(mrc, "commit");
+		rc = commit_fail(idx, mrc);
 		goto out;
 	}
 	*out = idx;
@@ -295,7 +308,7 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc)
-		rc = mdb_fail(mrc, "commit");
+		rc = commit_fail(idx, mrc);
 out:
 	if (txn)
 		mdb_txn_abort(txn);
@@ -427,7 +440,7 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 			txn = NULL;
 			kbv_index_release_pages(idx);
 			if (mrc || (mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
-				rc = mdb_fail(mrc, "commit");
+				rc = commit_fail(idx, mrc);
 		}
 	}
 	free(puts);
@@ -479,7 +492,7 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 		txn = NULL;
 		kbv_index_release_pages(idx);
 		if (mrc || (mrc = mdb_txn_begin(idx->env, NULL, 0, &txn))) {
-			rc = mdb_fail(mrc, "commit");
+			rc = commit_fail(idx, mrc);
 			break;
 		}
 		resuming = 1;
@@ -497,7 +510,7 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc)
-		rc = mdb_fail(mrc, "commit");
+		rc = commit_fail(idx, mrc);
 out:
 	if (cur)
 		mdb_cursor_close(cur);

@@ -38,6 +38,9 @@ int kbv_rmdir_flat(const char *dir);
  * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete",
  * "repair-pack". */
 int kbv_fault(const char *point);
+/* Has the file system holding `path` (almost) no space left (under 1 MiB for us)? For
+ * messages: a failed write there is a full disk, not damage. */
+int kbv_disk_full(const char *path);
 /* snprintf that reports truncation as KBV_EINVAL. */
 int kbv_path(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -14,6 +14,11 @@ setup() {
 	(cd "$TMPD" && kbv snapshot -q src)
 }
 
+teardown() {
+	# the full-disk test's small file system, also when it failed half-way
+	if mountpoint -q "$TMPD/small" 2> /dev/null; then umount "$TMPD/small"; fi
+}
+
 # The id of the snapshot holding stream NAME.
 id_of() { kbv snapshots --json 2> /dev/null | python3 -c "import json,sys; print([x['id'] for x in json.load(sys.stdin) if any(e['name'] == '$1' for e in x.get('streams', []))][0])"; }
 
@@ -274,4 +279,20 @@ assert [x.get('damaged', False) for x in s] == [False, False, True], s"
 	[[ "$output" == *"0 warnings"* ]]
 	# after it: nothing left behind, and a writer that died leaves only a lock that check clears
 	[ -z "$(ls "$KBVAULT_REPO/tmp")" ]
+}
+
+@test "a full disk is called a full disk, and leaves the repository as it was" {
+	[ "$(id -u)" = 0 ] || skip "needs root to mount a small file system"
+	mkdir -p "$TMPD/small"
+	mount -t tmpfs -o size=3m none "$TMPD/small" || skip "cannot mount a tmpfs here"
+	export KBVAULT_REPO="$TMPD/small/repo"
+	kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	head -c 1500000 /dev/urandom > "$TMPD/a"
+	kbv snapshot -q --stdin a < "$TMPD/a"
+	run bash -c "head -c 1500000 /dev/urandom | '$KBVAULT' snapshot --stdin b"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no space left on device"* || "$output" == *"No space left on device"* ]] || { echo "$output"; false; }
+	[[ "$output" != *"Input/output error"* ]]
+	[ "$(snap_count)" = 1 ]
+	kbv restore latest --stdout | cmp - "$TMPD/a"
 }
