@@ -206,8 +206,10 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 	}
 	if (close(f.fd) < 0 && rc == 0)
 		rc = kbv_error(KBV_EIO, "close '%s': %s", name, strerror(errno));
-	if (rc < 0)
+	if (rc < 0) {
 		unlinkat(pfd, tmp, 0);
+		kbv_error_prefix(rc, "restore '%s'", name);
+	}
 	else if ((rc = put_in_place(pfd, tmp, base, name, o->overwrite)) == 1) {
 		*skipped = 1;
 		rc = 0;

@@ -378,6 +378,19 @@ void kbv_snapshot_damage_free(struct kbv_snapshot_damage *d, size_t n)
 	free(d);
 }
 
+const struct kbv_snapshot_damage *kbv_snapshot_damage_find(const struct kbv_snapshot_damage *d, size_t n,
+							   const char *spec)
+{
+	size_t len = strlen(spec);
+	for (size_t i = 0; i < n && len >= 4 && len <= 2 * KBV_ID_BYTES; i++) {
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(d[i].id, KBV_ID_BYTES, hex);
+		if (!strncmp(hex, spec, len))
+			return &d[i];
+	}
+	return NULL;
+}
+
 int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n)
 {
 	struct kbv_snapshot_damage *bad = NULL;

@@ -105,6 +105,9 @@ struct kbv_snapshot_damage {
 int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
 			      struct kbv_snapshot_damage **damaged, size_t *n_damaged);
 void kbv_snapshot_damage_free(struct kbv_snapshot_damage *d, size_t n);
+/* The damaged manifest whose id `spec` (4 to 64 hex digits) begins, or NULL. Borrowed. */
+const struct kbv_snapshot_damage *kbv_snapshot_damage_find(const struct kbv_snapshot_damage *d, size_t n,
+							   const char *spec);
 /* Resolve "latest", a full id or a unique hex prefix (at least 4 digits) within a list. */
 int kbv_snapshot_find(struct kbv_snapshot **list, size_t n, const char *spec, struct kbv_snapshot **out);
 

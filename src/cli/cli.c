@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -254,11 +255,13 @@ static void lock_waiting(void *arg, const char *holder)
 
 int cli_lock_wait(const char *arg)
 {
-	long long secs;
-	if (!strcmp(arg, "0"))
-		secs = 0;
-	else if (kbv_age_parse(arg, &secs) < 0 || (strchr("0123456789", arg[strlen(arg) - 1]) && strcmp(arg, "0")))
-		return cli_usage("help", "--lock-wait takes a duration such as 0, 30s, 10m or 1h, not '%s'", arg);
+	long long secs = 0;
+	/* "0", or a number with its unit (a bare number would read as hours in kbv_age_parse) */
+	size_t len = strlen(arg);
+	if (strcmp(arg, "0") && (!len || isdigit((unsigned char)arg[len - 1]) || kbv_age_parse(arg, &secs) < 0)) {
+		cli_log(CLI_ERROR, "--lock-wait takes a duration such as 0, 30s, 10m or 1h, not '%s'", arg);
+		return EXIT_USAGE;
+	}
 	cli.lock_wait = (double)secs;
 	return 0;
 }
@@ -427,12 +430,10 @@ int cli_list_snapshots(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *
 
 int cli_damaged_spec(const struct kbv_snapshot_damage *bad, size_t nbad, const char *spec)
 {
-	size_t len = strlen(spec);
-	for (size_t i = 0; i < nbad && len >= 4; i++) {
-		char hex[2 * KBV_ID_BYTES + 1];
-		kbv_hex(bad[i].id, KBV_ID_BYTES, hex);
-		if (len <= 2 * KBV_ID_BYTES && !strncmp(hex, spec, len))
-			return kbv_error(KBV_ECORRUPT, "snapshot %.8s is damaged: %s", hex, bad[i].msg);
-	}
-	return 0;
+	const struct kbv_snapshot_damage *d = kbv_snapshot_damage_find(bad, nbad, spec);
+	char hex[2 * KBV_ID_BYTES + 1];
+	if (!d)
+		return 0;
+	kbv_hex(d->id, KBV_ID_BYTES, hex);
+	return kbv_error(KBV_ECORRUPT, "snapshot %.8s is damaged: %s", hex, d->msg);
 }

@@ -334,19 +334,6 @@ int cmd_gc(int argc, char **argv)
 	return cli_run_end(gc_main(argc, argv));
 }
 
-/* The id of the damaged manifest `spec` names (4+ hex digits), or NULL. */
-static const uint8_t *damaged_id(const struct kbv_snapshot_damage *bad, size_t nbad, const char *spec)
-{
-	size_t len = strlen(spec);
-	for (size_t i = 0; i < nbad && len >= 4 && len <= 2 * KBV_ID_BYTES; i++) {
-		char hex[2 * KBV_ID_BYTES + 1];
-		kbv_hex(bad[i].id, KBV_ID_BYTES, hex);
-		if (!strncmp(hex, spec, len))
-			return bad[i].id;
-	}
-	return NULL;
-}
-
 int cmd_forget(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_GLOBAL_OPTIONS, { 0 } };
@@ -374,11 +361,12 @@ int cmd_forget(int argc, char **argv)
 	/* Resolve every name first: a typo removes nothing. A damaged manifest is named by its
 	 * file name (id or a prefix of it): removing it is how it stops costing anything. */
 	for (int i = optind; i < argc && rc == 0; i++)
-		if (!damaged_id(bad, nbad, argv[i]))
+		if (!kbv_snapshot_damage_find(bad, nbad, argv[i]))
 			rc = kbv_snapshot_find(list, n, argv[i], &s);
 	for (int i = optind; i < argc && rc == 0; i++) {
 		char hex[2 * KBV_ID_BYTES + 1], path[PATH_MAX + 80];
-		const uint8_t *id = damaged_id(bad, nbad, argv[i]);
+		const struct kbv_snapshot_damage *d = kbv_snapshot_damage_find(bad, nbad, argv[i]);
+		const uint8_t *id = d ? d->id : NULL;
 		if (!id) {
 			kbv_snapshot_find(list, n, argv[i], &s);
 			id = s->id;
