@@ -4,6 +4,7 @@
 #include "kbv/idset.h"
 #include "kbv/pack.h"
 #include "kbv/reader.h"
+#include "kbv/salvage.h"
 #include "kbv/snapshot.h"
 
 #include <dirent.h>
@@ -800,13 +801,38 @@ static int repair_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	if (kbv_fault("repair-pack"))
 		return kbv_error(KBV_EIO, "repair: injected fault (KBVAULT_FAULT)");
 	int rc = kbv_pack_read_trailer(p->r, p->codec, packid, &p->entries[p->nwait], &n, &size);
-	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+	if (rc == KBV_ECORRUPT) {
+		/* The trailer is what is damaged, often not the blobs: walk the pack and keep
+		 * every envelope that verifies whole. */
+		char msg[1024], hex[2 * KBV_PACKID_BYTES + 1];
+		uint64_t lost = 0;
+		snprintf(msg, sizeof msg, "%s", kbv_errmsg());
+		kbv_hex(packid, KBV_PACKID_BYTES, hex);
+		rc = kbv_pack_salvage(p->r, p->codec, packid, &p->entries[p->nwait], &n, &lost, &size);
+		if (rc < 0 || n == 0) {
+			if (p->report)
+				p->report(p->arg, KBV_WARNING, rc < 0 ? kbv_errmsg() : msg);
+			return 0;
+		}
+		if (p->report) {
+			char rec[1400];
+			if (lost)
+				snprintf(rec, sizeof rec, "%s; walking pack %s recovered %zu blobs, and nothing from offset %llu on "
+							  "(of %llu bytes) could be proven: what lay there is lost",
+					 msg, hex, n, (unsigned long long)lost, (unsigned long long)size);
+			else
+				snprintf(rec, sizeof rec, "%s; walking pack %s recovered all its %zu blobs (the next gc "
+							  "rewrites it with a sound trailer)",
+					 msg, hex, n);
+			p->report(p->arg, KBV_WARNING, rec);
+		}
+	} else if (rc == KBV_EVERSION) {
 		if (p->report)
 			p->report(p->arg, KBV_WARNING, kbv_errmsg());
 		return 0;
-	}
-	if (rc < 0)
+	} else if (rc < 0) {
 		return rc;
+	}
 	struct kbv_pack_info *info = &p->info[p->nwait++];
 	memcpy(info->id, packid, KBV_PACKID_BYTES);
 	info->size = size;

@@ -31,6 +31,7 @@
 #include "kbv/index.h"
 #include "kbv/pack.h"
 #include "kbv/reader.h"
+#include "kbv/salvage.h"
 #include "kbv/snapshot.h"
 
 #include <dirent.h>
@@ -256,6 +257,26 @@ static void mark_live(struct sweep *s, const struct plan_pack *p, const struct k
 	}
 }
 
+/* A pack's blobs: from its trailer; when the trailer is damaged but walking the pack proves
+ * every envelope up to it (kbv_pack_salvage), from the walk, and *salvaged is set (gc then
+ * rewrites the pack, which gives it a sound trailer). */
+static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
+			struct kbv_buf *entries, size_t *n, uint64_t *size, int *salvaged)
+{
+	char msg[1024];
+	uint64_t lost = 0;
+	*salvaged = 0;
+	int rc = kbv_pack_read_trailer(r, c, id, entries, n, size);
+	if (rc != KBV_ECORRUPT)
+		return rc;
+	snprintf(msg, sizeof msg, "%s", kbv_errmsg());
+	if (kbv_pack_salvage(r, c, id, entries, n, &lost, size) == 0 && lost == 0 && *n > 0) {
+		*salvaged = 1;
+		return 0;
+	}
+	return kbv_error(KBV_ECORRUPT, "%s", msg);
+}
+
 static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 {
 	struct sweep *s = arg;
@@ -278,7 +299,8 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 	memset(p, 0, sizeof *p);
 	memcpy(p->id, id, KBV_PACKID_BYTES);
 	p->no = m ? (long)m->no : -1;
-	rc = kbv_pack_read_trailer(s->r, s->codec, id, &entries, &n, &size);
+	int salvaged;
+	rc = pack_entries(s->r, s->codec, id, &entries, &n, &size, &salvaged);
 	if (rc < 0) {
 		if (p->no >= 0)
 			return kbv_error_prefix(rc, "gc stops: indexed pack %s cannot be read (run 'kbvault check')", hex);
@@ -314,8 +336,8 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES])
 	if (rc == 0) {
 		if (p->live == 0)
 			p->action = 1;
-		else if (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused)
-			p->action = 2;
+		else if (salvaged || (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused))
+			p->action = 2; /* a pack with a damaged trailer is rewritten whatever it holds */
 		/* Nothing per entry is kept: repacking reads the trailer again. */
 		free(p->is_live);
 		p->is_live = NULL;
@@ -373,7 +395,8 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 	size_t n = 0;
 	uint64_t size;
 	int rc = 0, fd = -1;
-	TRY(kbv_pack_read_trailer(r, sw->codec, p->id, &entries, &n, &size));
+	int salvaged;
+	TRY(pack_entries(r, sw->codec, p->id, &entries, &n, &size, &salvaged));
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
 	is_live = calloc(n + 1, 1);
 	if (!is_live) {
