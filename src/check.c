@@ -280,22 +280,6 @@ static int same_pack_copy(const struct kbv_loc *loc, const struct kbv_pack_entry
 	return 0;
 }
 
-struct kbv_pack_map_probe {
-	const uint8_t *id;
-	int found;
-};
-
-static int probe_pack(void *arg, uint32_t no, const struct kbv_pack_info *info)
-{
-	struct kbv_pack_map_probe *p = arg;
-	(void)no;
-	if (!memcmp(info->id, p->id, KBV_PACKID_BYTES)) {
-		p->found = 1;
-		return 1; /* stop */
-	}
-	return 0;
-}
-
 /* The start (lock file time) of the oldest writer running now, or 0 when none is: each
  * writer holds tmp/writer-*.lock locked while it lives. Locks nobody holds are left by
  * dead writers and are removed. */
@@ -328,9 +312,11 @@ static time_t oldest_running_writer(struct kbv_repo *r)
 	return oldest;
 }
 
-/* Is an unindexed pack one that a writer running now will index: written since that
- * writer started, or indexed by now (a fresh look at the index)? */
-static int pack_in_flight(struct ck *c, const uint8_t packid[KBV_PACKID_BYTES])
+/* Is an unindexed pack (its trailer entries e, n of them) one that a writer running now
+ * will index: written since that writer started, or indexed by now (its first blob found
+ * with a fresh view of the index)? */
+static int pack_in_flight(struct ck *c, const uint8_t packid[KBV_PACKID_BYTES], const struct kbv_pack_entry *e,
+			  size_t n)
 {
 	char path[PATH_MAX];
 	struct stat st;
@@ -339,10 +325,8 @@ static int pack_in_flight(struct ck *c, const uint8_t packid[KBV_PACKID_BYTES])
 		return 1;
 	MDB_txn *now = NULL;
 	int indexed = 0;
-	if (kbv_index_rbegin(c->r->idx, &now) == 0) {
-		struct kbv_pack_map_probe probe = { packid, 0 };
-		kbv_index_each_pack(c->r->idx, now, probe_pack, &probe);
-		indexed = probe.found;
+	if (n && kbv_index_rbegin(c->r->idx, &now) == 0) {
+		indexed = kbv_index_get(c->r->idx, now, e[0].id, NULL) == 0;
 		kbv_index_rend(now);
 	}
 	return indexed;
@@ -371,7 +355,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES])
 	}
 	if (rc < 0)
 		return rc;
-	if (pi < 0 && pack_in_flight(c, packid)) {
+	if (pi < 0 && pack_in_flight(c, packid, (const struct kbv_pack_entry *)c->entries.data, n)) {
 		say(c, KBV_INFO, "pack %s: written by a snapshot running beside this check, not indexed yet", hex);
 		return 0;
 	}

@@ -496,15 +496,11 @@ int cmd_restore(int argc, char **argv)
 		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
 		goto out;
 	}
-	for (size_t k = 0; k < nstreams; k++) {
-		int found = 0;
-		for (size_t i = 0; i < s->nloaded && !found; i++)
-			found = selected(&s->entries[i], &streams[k], 1);
-		if (!found) {
+	for (size_t k = 0; k < nstreams; k++)
+		if (!has_streams(s, &streams[k], 1)) {
 			rc = kbv_error(KBV_ENOTFOUND, "snapshot has no stream '%s'", streams[k]);
 			goto fail;
 		}
-	}
 	struct sink sk = { .prog = &prog };
 	for (size_t i = 0; i < s->nloaded; i++)
 		if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i]))
