@@ -28,7 +28,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prot
              -Iinclude $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS       = $(PKG_LIBS) -lpthread -lm
 
-LIB_SRC := $(wildcard src/*.c)
+LIB_SRC := $(wildcard src/util/*.c src/codec/*.c src/store/*.c src/engine/*.c src/sources/*.c src/config/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -46,7 +46,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -152,6 +152,14 @@ fuzz: deps
 		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 			build/fuzz/corpus-$$t 2>&1 | tail -2 || exit 1; \
 	done
+
+# A fuzz campaign: each of FUZZ_TARGETS (default: all) until it has used FUZZ_CPU_SECONDS
+# of CPU (default one hour); executions, corpus growth and findings per target go to
+# build/fuzz/campaign.log (tests/fuzz/campaign.sh).
+FUZZ_CPU_SECONDS ?= 3600
+fuzz-campaign:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=1
+	@FUZZ_CPU_SECONDS=$(FUZZ_CPU_SECONDS) tests/fuzz/campaign.sh $(FUZZ_TARGETS)
 
 fuzz-seeds: $(LIBKBV)
 	$(CC) $(ALL_CFLAGS) -o $(BUILD)/seeds tests/fuzz/seeds.c $(LIBKBV) $(LIBS)

@@ -52,8 +52,4 @@ int kbv_repo_usage(struct kbv_repo *r, struct kbv_repo_usage *u);
 /* Rebuild the index from the pack trailers (needs an exclusive lock). */
 int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs);
 
-/* Every pack file under data/: fn(arg, packid) for each; returns the first non-zero. */
-typedef int (*kbv_packfile_fn)(void *arg, const uint8_t packid[KBV_PACKID_BYTES]);
-int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg);
-
 #endif

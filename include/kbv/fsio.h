@@ -1,4 +1,7 @@
-/* File-system backend: every read, write, fsync and rename of the repository goes here. */
+/* File-system helpers: whole writes and reads, durable directory changes, paths. The
+ * repository's objects are reached through the storage backend (backend.h), whose local
+ * implementation uses these; the rest use them for local files (the index cache, spools,
+ * restore targets). */
 #ifndef KBV_FSIO_H
 #define KBV_FSIO_H
 
@@ -33,10 +36,10 @@ int kbv_write_replace(const char *path, const void *p, size_t n, mode_t mode);
 /* Remove a directory and the files directly in it (spool and scratch directories, which
  * hold no subdirectories). 0 when the directory is gone. */
 int kbv_rmdir_flat(const char *dir);
-/* Fault injection for tests: when the environment names KBVAULT_FAULT=<point>:<n>, the
- * n-th time that point is reached fails (returns 1). Points: "pack-fsync", "pack-write",
- * "snapshot-write", "index-commit", "gc-pack-write", "gc-index-commit", "gc-delete",
- * "repair-pack". */
+/* Fault injection for tests at the index cache, which is not a backend object: when the
+ * environment names KBVAULT_FAULT=<point>:<n>, the n-th time that point is reached fails
+ * (returns 1). Points: "index-commit", "gc-index-commit", "repair-pack". Faults of the
+ * repository's objects go through the fault-injecting backend (kbv_repo_backend()). */
 int kbv_fault(const char *point);
 /* Has the file system holding `path` (almost) no space left (under 1 MiB for us)? For
  * messages: a failed write there is a full disk, not damage. */

@@ -79,6 +79,11 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			const uint32_t *gone, size_t ngone);
 
+/* Store raw bytes as the value of `key` in the blobs (table 0) or packs (table 1)
+ * database, whatever they say (val NULL: delete the key): for fuzzing and tests of what
+ * readers do with a tampered index (format/index.md: the index is not authenticated). */
+int kbv_index_put_raw(struct kbv_index *idx, int table, const void *key, size_t klen, const void *val, size_t vlen);
+
 /* Write a compacted copy of the index into the (existing, empty) directory `dir`. */
 int kbv_index_compact(struct kbv_index *idx, const char *dir);
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kbv/backend.h"
 #include "kbv/index.h"
 #include "kbv/repo.h"
 
@@ -14,7 +15,8 @@
 
 struct kbv_packw;
 
-/* Start a new pack in REPO/tmp. `codec` (borrowed) seals the trailer. */
+/* Start a new pack object (invisible until finished). `codec` (borrowed) seals the
+ * trailer. */
 int kbv_packw_new(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_packw **out);
 /* Append one single-blob envelope (TREE, SNAPSHOT). */
 int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
@@ -31,11 +33,17 @@ uint64_t kbv_packw_size(const struct kbv_packw *w);
 size_t kbv_packw_count(const struct kbv_packw *w);
 /* Blobs added so far, in pack order; valid until the next add or free. */
 const struct kbv_pack_entry *kbv_packw_entries(const struct kbv_packw *w);
-/* Write trailer and footer, fsync, move into data/ durably. *info describes the pack. After
+/* Write trailer and footer and commit the pack object durably. *info describes the pack. After
  * this (success or not) only kbv_packw_free() may be called. */
 int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info);
 /* Free; an unfinished pack's temporary file is removed. NULL is a no-op. */
 void kbv_packw_free(struct kbv_packw *w);
+
+/* Every pack object of the repository: fn(arg, packid, size, mtime) for each, in no
+ * particular order (mtime as the storage keeps it, seconds since the epoch); returns the
+ * first non-zero. */
+typedef int (*kbv_packfile_fn)(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_t size, int64_t mtime);
+int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg);
 
 /* Parse a decoded trailer into struct kbv_pack_entry records (replacing `entries`),
  * checking every entry lies inside [header, trailer_off). Pure; KBV_ECORRUPT names `what`. */
@@ -56,11 +64,12 @@ struct kbv_bundle_cache {
 	struct kbv_buf plain;
 };
 
-/* Per-thread read state: a small cache of open pack files and the last bundle. */
+/* Per-thread read state: a small cache of open packs and the last bundle. */
 struct kbv_packfds {
 	struct {
 		uint32_t packno;
-		int fd;
+		struct kbv_be_rd *rd; /* NULL: a free slot */
+		uint64_t size;        /* of the pack object */
 		uint64_t used;
 	} slot[8];
 	uint64_t clock;
@@ -75,10 +84,10 @@ void kbv_packfds_release(struct kbv_packfds *c);
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
 		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out);
 
-/* Read and decode the blob at a known location (pack number `packno`, for the cache; used by
- * check and repair too). Bundles go through `bc` (may be NULL). The blob's bytes end up in
- * `out`. */
-int kbv_pack_read_at(struct kbv_codec *codec, int fd, const char *packname, uint32_t packno,
+/* Read and decode the blob at a known location of the open pack `rd` (pack number
+ * `packno`, for the cache; used by check and repair too; `packname` for messages). Bundles
+ * go through `bc` (may be NULL). The blob's bytes end up in `out`. */
+int kbv_pack_read_at(struct kbv_codec *codec, struct kbv_be_rd *rd, const char *packname, uint32_t packno,
 		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
 		     struct kbv_buf *out);
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kbv/backend.h"
 #include "kbv/blob.h"
 #include "kbv/buf.h"
 #include "kbv/chunker.h"
@@ -42,7 +43,13 @@ struct kbv_repo {
 	struct kbv_cdc cdc;      /* valid once unlocked */
 	struct kbv_index *idx;
 	struct kbv_buf keyfile;  /* raw key file */
+	struct kbv_backend *be;  /* where the objects are (backend.h) */
 };
+
+/* The storage backend of the repository at `path`: the local directory, wrapped in the
+ * fault-injecting backend when the environment names KBVAULT_FAULT (tests; see
+ * kbv_backend_fault_new() for the spec). *out is the caller's (kbv_backend_free()). */
+int kbv_repo_backend(const char *path, struct kbv_backend **out);
 
 /* The repository `config` file's bytes (format/repository.md) into r's parameters;
  * KBV_ENOREPO, KBV_EVERSION or KBV_ECORRUPT naming `what`. For kbv_repo_open and fuzzing. */
@@ -80,9 +87,8 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen);
 /* Release the lock, wipe the keys, free. NULL is a no-op. */
 void kbv_repo_close(struct kbv_repo *r);
 
-/* "<repo>/data/XX/<hex>.pack" into out. */
-int kbv_repo_pack_path(const struct kbv_repo *r, const uint8_t packid[KBV_PACKID_BYTES], char *out, size_t cap);
-/* "<repo>/<sub>" into out. */
+/* "<repo>/<sub>" into out: the local directories beside the objects, tmp (scratch: spools,
+ * writer locks), index (the LMDB cache) and lock. Objects are reached through r->be. */
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap);
 
 #endif

@@ -49,4 +49,12 @@ int kbv_duration_parse(const char *s, struct kbv_duration *d);
 /* Decide keep/reasons for every item (any order). Returns 0 or KBV_ENOMEM. */
 int kbv_retention_apply(const struct kbv_policy *p, struct kbv_retention_item *items, size_t n);
 
+struct kbv_reader;
+struct kbv_snapshot;
+/* The retention group of s, into *out (malloc()ed, the caller's): snapshots compete for
+ * retention within a group, the same host and the same sources ("HOST sources:a,b"), or,
+ * for ad-hoc snapshots, the same top-level stream names ("HOST streams:x,y"; entries are
+ * loaded through rd when needed). */
+int kbv_retention_group(struct kbv_reader *rd, struct kbv_snapshot *s, char **out);
+
 #endif

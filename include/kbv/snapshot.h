@@ -99,6 +99,14 @@ struct kbv_snapshot_damage {
 	uint8_t id[KBV_ID_BYTES];
 	char *msg; /* owned */
 };
+/* Remove a manifest durably (the snapshot is gone; its data stays until gc). A missing
+ * one is not an error. */
+int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES]);
+
+/* The ids of every manifest in the repository, KBV_ID_BYTES each, into ids (replacing
+ * its contents); none is read. */
+int kbv_snapshot_ids(struct kbv_repo *r, struct kbv_buf *ids);
+
 /* kbv_snapshot_list(), but a manifest that fails verification or has an unknown version
  * costs only itself: it goes to *damaged (n_damaged of them; free with
  * kbv_snapshot_damage_free) and the others are listed. Any other error fails the call. */

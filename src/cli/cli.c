@@ -18,8 +18,6 @@
 #include "kbv/error.h"
 #include "kbv/snapshot.h"
 
-struct cli_opts cli;
-
 int cli_load_config(void)
 {
 	static int result;
@@ -351,23 +349,7 @@ void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap)
 		 tm.tm_hour, tm.tm_min, tm.tm_sec, tzoff < 0 ? '-' : '+', off / 3600, off / 60 % 60);
 }
 
-void cli_utc_now(char *out, size_t cap)
-{
-	char secs[24];
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, cap, "%s.%03ldZ", secs, ts.tv_nsec / 1000000);
-}
 
-double cli_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int cli_show_progress(void)
 {

@@ -71,11 +71,10 @@ void cli_log_progress_shown(int shown);
 const char *cli_log_tail(void);
 void cli_log_redact(const char *in, char *out, size_t cap);
 /* From now on children's stderr is logged line by line ("output: ..."); _end drains it. */
+/* While children are captured, their stderr and the stdout of hooks and load commands
+ * (kbv_cmd_stdout()) are logged as INFO; else they go to our stderr. */
 void cli_log_capture_children(void);
 void cli_log_capture_end(void);
-/* Where a hook's or load command's standard output goes: logged as INFO while children
- * are captured, else our stderr. */
-int cli_log_child_stdout(void);
 
 /* A monitored run (monitor.c) of snapshot, gc or drill: begin loads the configuration and
  * sends the start ping; the command reports per-source attempts, figures and the
@@ -102,6 +101,8 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_bad_option(const char *cmd, char **argv);
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_help(const char *cmd);
+/* Is `name` a command (help.c's table)? */
+int cli_is_command(const char *name);
 
 /* Find and load the configuration file once (-c, KBVAULT_CONFIG, ./kbvault.conf,
  * /etc/kbvault/kbvault.conf). Returns 0 or an exit code, having printed the error. */

@@ -1,155 +1,7 @@
-/* Shared by restore and drill: find a PostgreSQL source in a snapshot and load its SQL
- * stream into a database with psql. */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-
+/* The CLI's side of loading restored streams (the loading itself is src/sources/load.c):
+ * the configured PostgreSQL client programs, and progress shown on the terminal. */
 #include "cli.h"
 #include "cli_pg.h"
-#include "kbv/error.h"
-#include "kbv/fsio.h"
-#include "kbv/pg.h"
-#include "kbv/source.h"
-
-int cli_pg_source(const struct kbv_snapshot *s, const char *name, json_t **meta)
-{
-	const struct kbv_snapsource *src = kbv_snapshot_source(s, name);
-	char id[2 * KBV_ID_BYTES + 1];
-	kbv_hex(s->id, KBV_ID_BYTES, id);
-	if (!src)
-		return kbv_error(KBV_ENOTFOUND, "snapshot %.8s has no source '%s'", id, name);
-	if (strcmp(src->type, "postgres") != 0)
-		return kbv_error(KBV_EINVAL, "source '%s' of snapshot %.8s is a %s source, not postgres", name, id, src->type);
-	json_t *m = json_loads(src->meta, 0, NULL);
-	json_t *streams = json_object_get(m, "streams");
-	if (!m || !json_is_array(json_object_get(m, "tables")) ||
-	    !(json_is_string(json_object_get(streams, "database")) || json_is_string(json_object_get(streams, "directory")))) {
-		json_decref(m);
-		return kbv_error(KBV_ECORRUPT, "snapshot %.8s: the metadata of source '%s' is incomplete", id, name);
-	}
-	*meta = m;
-	return 0;
-}
-
-/* The entry named `name`, or NULL. */
-static const struct kbv_entry *entry(const struct kbv_snapshot *s, const char *name)
-{
-	for (size_t i = 0; i < s->nloaded; i++)
-		if (!strcmp(s->entries[i].name, name))
-			return &s->entries[i];
-	return NULL;
-}
-
-struct load_sink {
-	int fd;
-	int write_failed; /* the child stopped reading (it exited, or closed its input) */
-	uint64_t done, total;
-	struct cli_progress *prog;
-};
-
-static int load_write(void *arg, const uint8_t *p, size_t n)
-{
-	struct load_sink *s = arg;
-	int rc = kbv_write_full(s->fd, p, n, "the child's input");
-	s->write_failed |= rc < 0;
-	s->done += n;
-	if (s->prog)
-		cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
-	return rc;
-}
-
-int cli_restore_to_fd(struct kbv_reader *rd, const struct kbv_entry *e, int fd)
-{
-	struct load_sink sk = { .fd = fd, .total = e->size };
-	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
-	return rc < 0 ? kbv_error_prefix(rc, "restore '%s'", e->name) : 0;
-}
-
-int cli_feed_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, int fd, const char *what,
-		   struct cli_progress *prog)
-{
-	struct load_sink sk = { .fd = fd, .total = e->size, .prog = prog };
-	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
-	if (rc < 0 && sk.write_failed) {
-		/* The child stopped reading: its own exit status says why, if it failed. */
-		close(fd);
-		int crc = kbv_cmd_finish(pid, what, 0);
-		return crc < 0 ? crc : kbv_error_prefix(rc, "%s stopped reading its input", what);
-	}
-	if (rc < 0) {
-		/* The child must not see the end of its input: psql would COMMIT what it has, a
-		 * load command would take a short stream for a whole one. Killed first. */
-		kill(pid, SIGKILL);
-		close(fd);
-		kbv_cmd_finish(pid, what, 0);
-		return kbv_error_prefix(rc, "%s abandoned (killed before the end of its input)", what);
-	}
-	close(fd);
-	return kbv_cmd_finish(pid, what, 0);
-}
-
-static int load_plain(struct kbv_reader *rd, const struct kbv_entry *e, const char *dsn, const char *db,
-		      const struct kbv_pg_client *cl, struct cli_progress *prog)
-{
-	pid_t pid;
-	int fd, rc = kbv_pg_load_start(dsn, db, cl, &pid, &fd);
-	if (rc < 0)
-		return rc;
-	char what[160];
-	snprintf(what, sizeof what, "psql loading '%s' into database '%s'", e->name, db);
-	rc = cli_feed_child(rd, e, pid, fd, what, prog);
-	if (rc == KBV_ECORRUPT)
-		kbv_error_prefix(rc, "load into database '%s' rolled back", db);
-	return rc;
-}
-
-/* Directory format: every file of the dump is restored (and verified) into a scratch
- * directory first, then pg_restore -j N loads it. */
-static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *prefix, int jobs,
-			  const char *dsn, const char *db, const struct kbv_pg_client *cl, struct cli_progress *prog)
-{
-	const char *tmpdir = getenv("TMPDIR");
-	char dir[PATH_MAX], path[PATH_MAX + 256];
-	int rc = 0;
-	size_t plen = strlen(prefix);
-	snprintf(dir, sizeof dir, "%s/kbvault-pgrestore-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-	if (!mkdtemp(dir))
-		return kbv_error(KBV_EIO, "create a scratch directory in %s: %s", tmpdir ? tmpdir : "/tmp", strerror(errno));
-	struct load_sink sk = { .fd = -1, .prog = prog };
-	for (size_t i = 0; i < s->nloaded; i++) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (e->kind == KBV_ENTRY_FILE && !strncmp(e->name, prefix, plen) && e->name[plen] == '/')
-			sk.total += e->size;
-	}
-	for (size_t i = 0; i < s->nloaded && rc == 0; i++) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (e->kind != KBV_ENTRY_FILE || strncmp(e->name, prefix, plen) != 0 || e->name[plen] != '/' ||
-		    strchr(e->name + plen + 1, '/'))
-			continue;
-		snprintf(path, sizeof path, "%s/%s", dir, e->name + plen + 1);
-		sk.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (sk.fd < 0) {
-			rc = kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
-			break;
-		}
-		rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
-		if (close(sk.fd) < 0 && rc == 0)
-			rc = kbv_error(KBV_EIO, "close '%s': %s", path, strerror(errno));
-		if (rc < 0)
-			kbv_error_prefix(rc, "restore '%s'", e->name);
-	}
-	if (prog)
-		cli_progress_done(prog);
-	if (rc == 0)
-		rc = kbv_pg_restore_dir(dsn, db, dir, jobs, cl);
-	kbv_rmdir_flat(dir);
-	return rc;
-}
 
 void cli_pg_client(const char *source, struct kbv_pg_client *cl)
 {
@@ -158,19 +10,18 @@ void cli_pg_client(const char *source, struct kbv_pg_client *cl)
 	cl->prefix = sc ? sc->client_command_prefix : NULL;
 }
 
-int cli_pg_load(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *source, const json_t *meta,
-		const char *dsn, const char *db, struct cli_progress *prog)
+static void prog_bytes(void *arg, uint64_t done, uint64_t total)
 {
-	struct kbv_pg_client cl;
-	cli_pg_client(source, &cl);
-	const json_t *streams = json_object_get(meta, "streams");
-	const char *plain = json_string_value(json_object_get(streams, "database"));
-	const char *directory = json_string_value(json_object_get(streams, "directory"));
-	if (directory)
-		return load_directory(rd, s, directory, (int)json_integer_value(json_object_get(meta, "jobs")), dsn, db,
-				      &cl, prog);
-	const struct kbv_entry *e = entry(s, plain);
-	if (!e)
-		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
-	return load_plain(rd, e, dsn, db, &cl, prog);
+	cli_progress_bytes(arg, done, total, 0, 0);
+}
+
+static void prog_done(void *arg)
+{
+	cli_progress_done(arg);
+}
+
+struct kbv_progress cli_progress_of(struct cli_progress *prog)
+{
+	struct kbv_progress p = { prog ? prog_bytes : NULL, prog ? prog_done : NULL, prog };
+	return p;
 }

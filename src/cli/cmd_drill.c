@@ -14,10 +14,11 @@
 
 #include "cli.h"
 #include "cli_pg.h"
-#include "shell.h"
+#include "kbv/shell.h"
 #include "kbv/qdrant.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/kinds.h"
 #include "kbv/pg.h"
 #include "kbv/record.h"
 #include "kbv/snapshot.h"
@@ -36,229 +37,17 @@ static int wanted(const char *name, char **only, size_t nonly)
 	return !nonly || listed(name, only, nonly);
 }
 
-/* Drill one source; fills `res` (the verdict object). Returns 0 when the drill ran (pass
- * or fail), or the error that stopped it. */
-static int drill_pg(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *dsn, json_t *res,
-		    int *ok)
-{
-	json_t *meta = NULL;
-	struct kbv_pg_verdict v = { 0 };
-	struct cli_progress prog;
-	char scratch[64], id[2 * KBV_ID_BYTES + 1];
-	int rc = 0, created = 0;
-	kbv_hex(s->id, KBV_ID_BYTES, id);
-	snprintf(scratch, sizeof scratch, "kbvault_drill_%.8s_%ld", id, (long)getpid());
-	*ok = 0;
-	cli_progress_init(&prog, "drill:");
-	TRY(cli_pg_source(s, source, &meta));
-	/* force: a scratch database of this name can only be the leftover of a drill killed
-	 * before it could drop it. */
-	TRY(kbv_pg_create_db(dsn, scratch, meta, 1, NULL));
-	created = 1;
-	TRY(cli_pg_load(rd, s, source, meta, dsn, scratch, &prog));
-	cli_progress_done(&prog);
-	TRY(kbv_pg_verify(dsn, scratch, meta, 1, &v));
-	json_object_set_new(res, "tables", json_integer((json_int_t)v.tables));
-	json_object_set_new(res, "rows", json_integer((json_int_t)v.rows));
-	json_object_set(res, "mismatches", v.mismatches);
-	*ok = json_array_size(v.mismatches) == 0;
-	char sum[200];
-	snprintf(sum, sizeof sum, "restored into a scratch database; %zu tables, %llu rows, row counts and checksums match",
-		 v.tables, (unsigned long long)v.rows);
-	json_object_set_new(res, "summary", json_string(sum));
-out:
-	cli_progress_done(&prog);
-	if (created) {
-		int drc = kbv_pg_drop_db(dsn, scratch);
-		if (drc < 0) {
-			cli_warn("%s (drop it by hand)", kbv_errmsg());
-			if (rc == 0)
-				rc = drc;
-		}
-	}
-	json_decref(v.mismatches);
-	json_decref(meta);
-	return rc;
-}
 
-/* Qdrant: every collection uploaded as <name>_kbvault_drill_<pid> to the source's own
- * server, point counts compared, the scratch collections deleted. */
-static int drill_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src, json_t *res,
-			int *ok)
-{
-	char suffix[64];
-	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array(), *mism = json_array();
-	struct kbv_source_cfg bare;
-	const struct kbv_source_cfg *sc = cli_qdrant_cfg(src, meta, &bare);
-	struct kbv_qdrant *q = NULL;
-	*ok = 0;
-	snprintf(suffix, sizeof suffix, "_kbvault_drill_%ld", (long)getpid());
-	int rc = cli_qdrant_restore(rd, s, sc, meta, NULL, suffix, report);
-	size_t i;
-	json_t *r, *c;
-	int64_t points = 0;
-	json_array_foreach(report, i, r) {
-		json_int_t got = json_integer_value(json_object_get(r, "points"));
-		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
-		points += got;
-		if (got != want) {
-			char m[600];
-			snprintf(m, sizeof m, "collection %s: %lld points, the snapshot recorded %lld",
-				 json_string_value(json_object_get(r, "collection")), (long long)got, (long long)want);
-			json_array_append_new(mism, json_string(m));
-		}
-	}
-	/* Scratch collections go, including one a failed upload may have left. */
-	if (cli_qdrant_open(sc, NULL, &q) == 0) {
-		json_array_foreach(json_object_get(meta, "collections"), i, c) {
-			char name[600];
-			int64_t n;
-			snprintf(name, sizeof name, "%s%s", json_string_value(json_object_get(c, "name")), suffix);
-			if (kbv_qdrant_points(q, name, &n) == 0 && kbv_qdrant_drop(q, name) < 0)
-				cli_warn("%s (delete it by hand)", kbv_errmsg());
-		}
-		kbv_qdrant_close(q);
-	}
-	if (rc == 0) {
-		char sum[200];
-		snprintf(sum, sizeof sum, "uploaded %zu collections as scratch collections; %lld points, counts match",
-			 json_array_size(report), (long long)points);
-		json_object_set_new(res, "summary", json_string(sum));
-		json_object_set_new(res, "collections", json_integer((json_int_t)json_array_size(report)));
-		json_object_set_new(res, "points", json_integer(points));
-		json_object_set(res, "mismatches", mism);
-		*ok = json_array_size(mism) == 0;
-	}
-	json_decref(mism);
-	json_decref(report);
-	json_decref(meta);
-	return rc;
-}
 
-/* Path: every file restored into a scratch directory, read back from disk and hashed. */
-static int drill_path(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src, json_t *res,
-		      int *ok)
-{
-	const char *tmpdir = getenv("TMPDIR");
-	char dir[PATH_MAX], file[PATH_MAX + 32], prefix[128];
-	size_t plen = (size_t)snprintf(prefix, sizeof prefix, "%s/", src->name);
-	uint64_t files = 0, bytes = 0;
-	json_t *mism = json_array();
-	int rc = 0;
-	*ok = 0;
-	snprintf(dir, sizeof dir, "%s/kbvault-drill-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-	if (!mkdtemp(dir)) {
-		json_decref(mism);
-		return kbv_error(KBV_EIO, "create a scratch directory: %s", strerror(errno));
-	}
-	for (size_t i = 0; i < s->nloaded && rc == 0; i++) {
-		const struct kbv_entry *e = &s->entries[i];
-		if (e->kind != KBV_ENTRY_FILE || strncmp(e->name, prefix, plen) != 0)
-			continue;
-		snprintf(file, sizeof file, "%s/%zu", dir, i);
-		int fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			rc = kbv_error(KBV_EIO, "create '%s': %s", file, strerror(errno));
-			break;
-		}
-		rc = cli_restore_to_fd(rd, e, fd);
-		if (rc == 0) {
-			/* What landed on disk, hashed again. */
-			crypto_generichash_state st;
-			uint8_t h[32], buf[1 << 16];
-			ssize_t got;
-			uint64_t n = 0;
-			crypto_generichash_init(&st, NULL, 0, 32);
-			lseek(fd, 0, SEEK_SET);
-			while ((got = read(fd, buf, sizeof buf)) > 0) {
-				crypto_generichash_update(&st, buf, (size_t)got);
-				n += (uint64_t)got;
-			}
-			crypto_generichash_final(&st, h, 32);
-			if (got < 0 || n != e->size || memcmp(h, e->hash, 32) != 0) {
-				char m[PATH_MAX + 64];
-				snprintf(m, sizeof m, "%s: restored file does not hash to the snapshot's BLAKE2b", e->name);
-				json_array_append_new(mism, json_string(m));
-			}
-			files++;
-			bytes += n;
-		}
-		close(fd);
-		unlink(file);
-	}
-	rmdir(dir);
-	if (rc == 0) {
-		char sum[200];
-		snprintf(sum, sizeof sum, "restored %llu files (%llu bytes) into a scratch directory; every hash matches",
-			 (unsigned long long)files, (unsigned long long)bytes);
-		json_object_set_new(res, "summary", json_string(sum));
-		json_object_set_new(res, "files", json_integer((json_int_t)files));
-		json_object_set(res, "mismatches", mism);
-		*ok = json_array_size(mism) == 0;
-	}
-	json_decref(mism);
-	return rc;
-}
 
-static int drill_load_run(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			  const struct kbv_source_cfg *sc, char *const env[], json_t *res, int *ok);
 
-/* Command and neo4j: the stream into drill-load-command, whose exit status is the verdict;
- * then drill-cleanup-command, whatever happened. Both find where to put the scratch copy
- * in their environment: KBVAULT_DRILL_NAME (a name no other drill uses, for a scratch
- * database or directory), KBVAULT_DRILL_SOURCE and KBVAULT_DRILL_SNAPSHOT. */
-static int drill_load(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-		      const struct kbv_source_cfg *sc, json_t *res, int *ok)
-{
-	char id[2 * KBV_ID_BYTES + 1], name[96], vsrc[128], vsnap[96];
-	kbv_hex(s->id, KBV_ID_BYTES, id);
-	snprintf(name, sizeof name, "KBVAULT_DRILL_NAME=kbvault_drill_%.8s_%ld", id, (long)getpid());
-	snprintf(vsrc, sizeof vsrc, "KBVAULT_DRILL_SOURCE=%s", src->name);
-	snprintf(vsnap, sizeof vsnap, "KBVAULT_DRILL_SNAPSHOT=%s", id);
-	char *env[] = { name, vsrc, vsnap, NULL };
-	int rc = drill_load_run(rd, s, src, sc, env, res, ok);
-	if (sc->drill_cleanup_command) {
-		int crc = shell_hook_env(src->name, "drill-cleanup-command", sc->drill_cleanup_command, env);
-		if (crc < 0) {
-			cli_warn("%s (clean up by hand: %s)", kbv_errmsg(), name + strlen("KBVAULT_DRILL_NAME="));
-			if (rc == 0)
-				rc = crc;
-			*ok = 0;
-		}
-	}
-	return rc;
-}
 
-static int drill_load_run(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			  const struct kbv_source_cfg *sc, char *const env[], json_t *res, int *ok)
+
+
+static void drill_warn(void *arg, const char *msg)
 {
-	json_t *meta = json_loads(src->meta, 0, NULL);
-	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
-	const struct kbv_entry *e = NULL;
-	char what[200];
-	int rc = 0;
-	*ok = 0;
-	for (size_t i = 0; name && i < s->nloaded && !e; i++)
-		if (!strcmp(s->entries[i].name, name))
-			e = &s->entries[i];
-	json_decref(meta);
-	if (!e)
-		return kbv_error(KBV_ECORRUPT, "source '%s': the snapshot lacks the stream its metadata names", src->name);
-	snprintf(what, sizeof what, "the drill-load-command of source '%s'", src->name);
-	pid_t pid;
-	int fd;
-	rc = shell_start_writer_env(sc->drill_load_command, env, &pid, &fd);
-	if (rc == 0)
-		rc = cli_feed_child(rd, e, pid, fd, what, NULL);
-	if (rc == 0) {
-		char sum[200];
-		snprintf(sum, sizeof sum, "%llu bytes loaded by its drill-load-command, which succeeded",
-			 (unsigned long long)e->size);
-		json_object_set_new(res, "summary", json_string(sum));
-		json_object_set_new(res, "mismatches", json_array());
-		*ok = 1;
-	}
-	return rc;
+	(void)arg;
+	cli_warn("%s", msg);
 }
 
 /* What a drill run carries from one snapshot to the next. */
@@ -289,13 +78,18 @@ static int drill_snapshot(struct drill_run *d, struct kbv_snapshot *s, char **on
 		if (!wanted(src->name, only, nonly))
 			continue;
 		const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
-		int is_pg = !strcmp(src->type, "postgres"), is_cmd = !strcmp(src->type, "command") || !strcmp(src->type, "neo4j");
-		if (is_pg && !d->dsn) {
+		const struct kbv_source_kind *kind = kbv_source_kind_named(src->type);
+		if (!kind || !kind->drill) {
+			if (!cli.quiet && !cli.json)
+				printf("drill %s: skipped (this kbvault cannot drill a %s source)\n", src->name, src->type);
+			continue;
+		}
+		if ((kind->drill_needs & KBV_DRILL_NEEDS_PG_DSN) && !d->dsn) {
 			code = cli_usage("drill", "set [drill] postgres-dsn in the configuration: the server where scratch "
 						  "databases may be created");
 			goto done;
 		}
-		if (is_cmd && (!sc || !sc->drill_load_command)) {
+		if ((kind->drill_needs & KBV_DRILL_NEEDS_LOAD_COMMAND) && (!sc || !sc->drill_load_command)) {
 			if (!cli.quiet && !cli.json)
 				printf("drill %s: skipped (no drill-load-command configured for this %s source)\n", src->name,
 				       src->type);
@@ -304,14 +98,13 @@ static int drill_snapshot(struct drill_run *d, struct kbv_snapshot *s, char **on
 		json_t *res = json_pack("{s:s, s:s}", "name", src->name, "type", src->type);
 		int ok = 0;
 		double ts = cli_now();
-		if (is_pg)
-			rc = drill_pg(d->rd, s, src->name, d->dsn, res, &ok);
-		else if (!strcmp(src->type, "qdrant"))
-			rc = drill_qdrant(d->rd, s, src, res, &ok);
-		else if (!strcmp(src->type, "path"))
-			rc = drill_path(d->rd, s, src, res, &ok);
-		else
-			rc = drill_load(d->rd, s, src, sc, res, &ok);
+		struct cli_progress prog;
+		cli_progress_init(&prog, "drill:");
+		struct kbv_progress lp = cli_progress_of(&prog);
+		struct kbv_sink_events ev = { drill_warn, NULL, NULL };
+		struct kbv_drill_ctx ctx = { d->rd, s, src, sc, d->dsn, &lp, &ev };
+		rc = kind->drill(&ctx, res, &ok);
+		cli_progress_done(&prog);
 		drilled++;
 		if (rc < 0) {
 			json_object_set_new(res, "error", json_string(kbv_errmsg()));

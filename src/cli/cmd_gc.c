@@ -19,53 +19,6 @@
 #include "kbv/retention.h"
 #include "kbv/snapshot.h"
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Snapshots compete for retention within a group: the same host and the same sources (or,
- * for ad-hoc snapshots, the same top-level stream names). */
-static int group_of(struct kbv_reader *rd, struct kbv_snapshot *s, char **out)
-{
-	size_t n = s->nsources, cap = 64 + strlen(s->host);
-	char **names = NULL;
-	int rc = n ? 0 : kbv_snapshot_load_entries(rd, s);
-	if (rc < 0)
-		return rc;
-	size_t total = n ? n : s->nloaded;
-	names = calloc(total + 1, sizeof *names);
-	if (!names)
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	size_t k = 0;
-	for (size_t i = 0; i < total; i++) {
-		const char *nm = n ? s->sources[i].name : s->entries[i].name;
-		size_t len = strcspn(nm, "/");
-		int dup = 0;
-		for (size_t j = 0; j < k && !dup; j++)
-			dup = strlen(names[j]) == len && !strncmp(names[j], nm, len);
-		if (!dup) {
-			names[k] = strndup(nm, len);
-			cap += len + 1;
-			k++;
-		}
-	}
-	qsort(names, k, sizeof *names, cmp_str);
-	char *g = malloc(cap);
-	if (g) {
-		snprintf(g, cap, "%s %s:", s->host, n ? "sources" : "streams");
-		for (size_t j = 0; j < k; j++) {
-			strcat(g, j ? "," : "");
-			strcat(g, names[j] ? names[j] : "");
-		}
-	}
-	for (size_t j = 0; j < k; j++)
-		free(names[j]);
-	free(names);
-	*out = g;
-	return g ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
-}
-
 static void gc_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 {
 	(void)arg;
@@ -210,7 +163,7 @@ static int gc_main(int argc, char **argv)
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = group_of(rd, list[i], &groups[i])) < 0) {
+		if ((rc = kbv_retention_group(rd, list[i], &groups[i])) < 0) {
 			if (rc == KBV_ENOTFOUND || rc == KBV_ECORRUPT)
 				kbv_error_prefix(rc, "gc stops before changing anything (if the index is stale, run 'kbvault "
 						     "repair index')");
@@ -346,7 +299,6 @@ int cmd_forget(int argc, char **argv)
 	struct kbv_repo *r = NULL;
 	struct kbv_snapshot **list = NULL, *s;
 	size_t n = 0;
-	char dir[PATH_MAX];
 	int code, rc = 0;
 	json_t *removed = json_array();
 	struct kbv_snapshot_damage *bad = NULL;
@@ -355,8 +307,7 @@ int cmd_forget(int argc, char **argv)
 		json_decref(removed);
 		return code;
 	}
-	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 ||
-	    (rc = kbv_repo_sub(r, "snapshots", dir, sizeof dir)) < 0)
+	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0)
 		goto out;
 	/* Resolve every name first: a typo removes nothing. A damaged manifest is named by its
 	 * file name (id or a prefix of it): removing it is how it stops costing anything. */
@@ -364,7 +315,7 @@ int cmd_forget(int argc, char **argv)
 		if (!kbv_snapshot_damage_find(bad, nbad, argv[i]))
 			rc = kbv_snapshot_find(list, n, argv[i], &s);
 	for (int i = optind; i < argc && rc == 0; i++) {
-		char hex[2 * KBV_ID_BYTES + 1], path[PATH_MAX + 80];
+		char hex[2 * KBV_ID_BYTES + 1];
 		const struct kbv_snapshot_damage *d = kbv_snapshot_damage_find(bad, nbad, argv[i]);
 		const uint8_t *id = d ? d->id : NULL;
 		if (!id) {
@@ -372,16 +323,13 @@ int cmd_forget(int argc, char **argv)
 			id = s->id;
 		}
 		kbv_hex(id, KBV_ID_BYTES, hex);
-		snprintf(path, sizeof path, "%s/%s", dir, hex);
-		if (unlink(path) < 0 && errno != ENOENT)
-			rc = kbv_error(KBV_EIO, "remove '%s': %s", path, strerror(errno));
+		if ((rc = kbv_snapshot_remove(r, id)) < 0)
+			break;
 		else if (cli.json)
 			json_array_append_new(removed, json_string(hex));
 		else if (!cli.quiet)
 			printf("removed snapshot %.8s (its space comes back at the next gc)\n", hex);
 	}
-	if (rc == 0)
-		rc = kbv_fsync_dir(dir);
 	if (rc == 0 && cli.json) {
 		json_t *j = json_pack("{s:O}", "removed", removed);
 		json_dumpf(j, stdout, JSON_COMPACT);

@@ -10,9 +10,10 @@
 
 #include "cli.h"
 #include "cli_pg.h"
-#include "shell.h"
+#include "kbv/shell.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/kinds.h"
 #include "kbv/pg.h"
 #include "kbv/fsio.h"
 #include "kbv/restore.h"
@@ -112,7 +113,7 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 	char id[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
 	kbv_hex(s->id, KBV_ID_BYTES, id);
-	TRY(cli_pg_source(s, source, &meta));
+	TRY(kbv_pg_source_meta(s, source, &meta));
 	TRY(kbv_pg_create_db(dsn, db, meta, force, &own));
 	if (*own.missing)
 		cli_warn("database '%s': %s %s named by the snapshot as owner or in its access list %s not exist on this "
@@ -120,7 +121,10 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 			 "(globals = yes keeps them) or give --owner ROLE",
 			 db, strchr(own.missing, ',') ? "roles" : "role", own.missing, strchr(own.missing, ',') ? "do" : "does",
 			 strchr(own.missing, ',') ? "were" : "was");
-	TRY(cli_pg_load(rd, s, source, meta, dsn, db, prog));
+	struct kbv_pg_client cl;
+	struct kbv_progress lp = cli_progress_of(prog);
+	cli_pg_client(source, &cl);
+	TRY(kbv_pg_load_snapshot(rd, s, &cl, meta, dsn, db, &lp));
 	cli_progress_done(prog);
 	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
 	size_t nbad = json_array_size(v.mismatches);
@@ -156,8 +160,8 @@ static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 {
 	struct kbv_source_cfg bare;
 	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array();
-	const struct kbv_source_cfg *cfg = cli_qdrant_cfg(src, meta, &bare);
-	int rc = cfg->url || url ? cli_qdrant_restore(rd, s, cfg, meta, url, suffix, report)
+	const struct kbv_source_cfg *cfg = kbv_qdrant_source_cfg(cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL, src, meta, &bare);
+	int rc = cfg->url || url ? kbv_qdrant_restore_source(rd, s, cfg, meta, url, suffix, report)
 				 : kbv_error(KBV_EINVAL, "source '%s': no Qdrant URL; give --target-url", src->name);
 	size_t i;
 	json_t *r;
@@ -221,16 +225,17 @@ static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, co
 	char what[200];
 	snprintf(what, sizeof what, "the %s of source '%s'", neo4j ? "load-command" : "restore-command", src->name);
 	if (sc->before)
-		rc = shell_hook(src->name, "before hook", sc->before);
+		rc = kbv_shell_hook(src->name, "before hook", sc->before);
 	if (rc == 0) {
 		pid_t pid;
 		int fd;
-		rc = shell_start_writer(cmd, &pid, &fd);
+		struct kbv_progress lp = cli_progress_of(prog);
+		rc = kbv_shell_start_writer(cmd, &pid, &fd);
 		if (rc == 0)
-			rc = cli_feed_child(rd, e, pid, fd, what, prog);
+			rc = kbv_load_child(rd, e, pid, fd, what, &lp);
 	}
 	if (sc->after) {
-		int arc = shell_hook(src->name, "after hook", sc->after);
+		int arc = kbv_shell_hook(src->name, "after hook", sc->after);
 		if (rc == 0)
 			rc = arc;
 		else if (arc < 0)

@@ -13,11 +13,54 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "snap.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/kinds.h"
+#include "kbv/sink.h"
 #include "kbv/snapshot.h"
-#include "kbv/source.h"
+#include "kbv/proc.h"
+
+/* One run of `kbvault snapshot`: the sink its sources write into, and what is reported. */
+struct snap_ctx {
+	struct kbv_repo *repo;
+	struct kbv_writer *w;
+	struct kbv_sink *sink;
+	struct kbv_snapsource *src;
+	size_t nsrc;
+	struct cli_progress prog;
+	/* per recorded source (parallel to src): what its dump added, and how long it took */
+	struct kbv_writer_stats *src_st;
+	double *src_secs;
+};
+
+static void sink_warn(void *arg, const char *msg)
+{
+	(void)arg;
+	cli_warn("%s", msg);
+}
+
+static void sink_info(void *arg, const char *msg)
+{
+	(void)arg;
+	cli_log(CLI_INFO, "%s", msg);
+}
+
+static void print_postgres(const char *name, const json_t *meta)
+{
+	size_t i;
+	const json_t *t;
+	uint64_t rows = 0, keyed = 0;
+	json_array_foreach(json_object_get(meta, "tables"), i, t) {
+		rows += (uint64_t)json_integer_value(json_object_get(t, "rows"));
+		keyed += !strcmp(json_string_value(json_object_get(t, "order")), "key");
+	}
+	char size[32];
+	cli_bytes((uint64_t)json_integer_value(json_object_get(meta, "database_size")), size, sizeof size);
+	printf("  %s: PostgreSQL %s, %s mode, %zu tables (%llu in key order), %llu rows, database %s, LSN %s\n", name,
+	       json_string_value(json_object_get(meta, "server_version")),
+	       json_string_value(json_object_get(meta, "mode")), json_array_size(json_object_get(meta, "tables")),
+	       (unsigned long long)keyed, (unsigned long long)rows, size, json_string_value(json_object_get(meta, "wal_lsn")));
+}
 
 static void progress(void *arg, const struct kbv_writer_stats *st)
 {
@@ -25,64 +68,8 @@ static void progress(void *arg, const struct kbv_writer_stats *st)
 	cli_progress_bytes(&c->prog, st->raw_bytes, 0, st->new_raw_bytes, 0);
 }
 
-/* Can `name` be restored as a file under a directory? Path components of at most NAME_MAX
- * bytes, a whole name well below PATH_MAX; and a name the user typed (a stream, not a file
- * found on disk) holds no control characters, which would reach terminals raw. */
-static int restorable_name(int kind, const char *name)
-{
-	size_t comp = 0, total = 0;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++, total++) {
-		comp = *p == '/' ? 0 : comp + 1;
-		if (comp > NAME_MAX || ((kind == KBV_ENTRY_STDIN || kind == KBV_ENTRY_COMMAND) && (*p < 0x20 || *p == 0x7f)))
-			return 0;
-	}
-	return total <= 3072;
-}
 
-struct kbv_entry *snap_add_entry(struct snap_ctx *c, int kind, const char *name)
-{
-	if (!kbv_entry_name_ok(name)) {
-		kbv_error(KBV_EINVAL, "'%s' is not a valid stream name (a relative path, not empty, without '.', '..' "
-				      "or empty components)",
-			  name);
-		return NULL;
-	}
-	if (!restorable_name(kind, name)) {
-		kbv_error(KBV_EINVAL, "stream name '%.80s%s' cannot be restored: no control characters, at most %d bytes "
-				      "between slashes and 3072 in all",
-			  name, strlen(name) > 80 ? "..." : "", NAME_MAX);
-		return NULL;
-	}
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 16;
-		struct kbv_entry *ne = realloc(c->e, cap * sizeof *ne);
-		if (!ne) {
-			kbv_error(KBV_ENOMEM, "out of memory");
-			return NULL;
-		}
-		c->e = ne;
-		c->cap = cap;
-	}
-	struct kbv_entry *x = &c->e[c->n];
-	memset(x, 0, sizeof *x);
-	x->kind = (uint8_t)kind;
-	x->name = strdup(name);
-	if (!x->name) {
-		kbv_error(KBV_ENOMEM, "out of memory");
-		return NULL;
-	}
-	x->ref.depth = KBV_REF_EMPTY;
-	x->mtime = c->now;
-	c->n++;
-	return x;
-}
 
-void snap_set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
-{
-	x->size = res->size;
-	memcpy(x->hash, res->hash, 32);
-	x->ref = res->ref;
-}
 
 /* A dump that died before writing anything still leaves an empty, readable pipe: an empty
  * --stdin stream is refused unless the user says it may be empty. */
@@ -91,7 +78,7 @@ static int add_stdin(struct snap_ctx *c, const char *name, int allow_empty)
 	struct kbv_stream_result res;
 	if (isatty(STDIN_FILENO))
 		return kbv_error(KBV_EINVAL, "--stdin reads a pipe or a file, and standard input is a terminal");
-	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_STDIN, name);
+	struct kbv_entry *x = kbv_sink_entry(c->sink, KBV_ENTRY_STDIN, name);
 	if (!x)
 		return KBV_EINVAL; /* the message is set */
 	x->mode = 0600;
@@ -103,7 +90,7 @@ static int add_stdin(struct snap_ctx *c, const char *name, int allow_empty)
 				 "stream '%s': standard input was empty; no snapshot recorded (did the dump fail? run a "
 				 "pipeline with 'set -o pipefail', or pass --allow-empty if empty is right)",
 				 name);
-	snap_set_result(x, &res);
+	kbv_sink_set_result(x, &res);
 	return 0;
 }
 
@@ -113,7 +100,7 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	char what[512];
 	pid_t pid;
 	int fd;
-	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_COMMAND, name);
+	struct kbv_entry *x = kbv_sink_entry(c->sink, KBV_ENTRY_COMMAND, name);
 	if (!x)
 		return KBV_EINVAL; /* the message is set */
 	x->mode = 0600;
@@ -129,126 +116,13 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	}
 	if ((rc = kbv_cmd_finish(pid, what, 0)) < 0)
 		return kbv_error_prefix(rc, "no snapshot recorded");
-	snap_set_result(x, &res);
+	kbv_sink_set_result(x, &res);
 	return 0;
 }
 
-/* The owner of a file by number and by name (names resolve to the right numbers on
- * another host); the last lookups are kept, most files of a tree share one owner. */
-static int owner_of(const struct stat *st, struct kbv_entry *x)
-{
-	static uid_t last_uid = (uid_t)-1;
-	static gid_t last_gid = (gid_t)-1;
-	static char user[64], group[64];
-	if (st->st_uid != last_uid) {
-		struct passwd pw, *res = NULL;
-		char buf[1024];
-		last_uid = st->st_uid;
-		snprintf(user, sizeof user, "%s",
-			 getpwuid_r(st->st_uid, &pw, buf, sizeof buf, &res) == 0 && res ? res->pw_name : "");
-	}
-	if (st->st_gid != last_gid) {
-		struct group gr, *res = NULL;
-		char buf[1024];
-		last_gid = st->st_gid;
-		snprintf(group, sizeof group, "%s",
-			 getgrgid_r(st->st_gid, &gr, buf, sizeof buf, &res) == 0 && res ? res->gr_name : "");
-	}
-	x->uid = st->st_uid;
-	x->gid = st->st_gid;
-	x->user = strdup(user);
-	x->group = strdup(group);
-	return x->user && x->group ? 0 : -1;
-}
 
-/* Does an exclude pattern (path sources' `exclude`, separated by white space) match? A
- * pattern with a '/' matches the whole path, one without the last component (fnmatch). */
-static int excluded(const char *patterns, const char *path)
-{
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	for (const char *p = patterns; p && *p;) {
-		char pat[PATH_MAX];
-		size_t n = strcspn(p, " \t");
-		if (n && n < sizeof pat) {
-			memcpy(pat, p, n);
-			pat[n] = 0;
-			if (strchr(pat, '/') ? fnmatch(pat, path, FNM_PATHNAME) == 0 : fnmatch(pat, base, 0) == 0)
-				return 1;
-		}
-		p += n;
-		p += strspn(p, " \t");
-	}
-	return 0;
-}
 
-int snap_add_path(void *arg, const char *path, const char *name, const struct stat *st)
-{
-	struct snap_ctx *c = arg;
-	struct kbv_stream_result res;
-	int kind = S_ISREG(st->st_mode) ? KBV_ENTRY_FILE : S_ISDIR(st->st_mode) ? KBV_ENTRY_DIR
-						      : S_ISLNK(st->st_mode) ? KBV_ENTRY_SYMLINK : 0;
-	if (!kind) {
-		cli_warn("skipping '%s': not a regular file, directory or symlink", path);
-		return 0;
-	}
-	if (excluded(c->exclude, path)) {
-		cli_log(CLI_INFO, "excluded: %s", path);
-		return KBV_WALK_SKIP;
-	}
-	struct kbv_entry *x = snap_add_entry(c, kind, name);
-	if (!x)
-		return KBV_EINVAL;
-	if (owner_of(st, x) < 0)
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	x->mode = st->st_mode;
-	x->mtime = st->st_mtim.tv_sec;
-	x->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
-	if (kind == KBV_ENTRY_SYMLINK) {
-		char t[PATH_MAX];
-		ssize_t n = readlink(path, t, sizeof t - 1);
-		if (n < 0)
-			return kbv_error(KBV_ESOURCE, "cannot read symlink '%s': %s", path, strerror(errno));
-		t[n] = 0;
-		x->target = strdup(t);
-		x->size = (uint64_t)n;
-		if (!x->target)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		return 0;
-	}
-	if (kind == KBV_ENTRY_DIR)
-		return 0;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return kbv_error(KBV_ESOURCE, "cannot open '%s': %s", path, strerror(errno));
-	int rc = kbv_writer_fd(c->w, fd, path, &res);
-	struct stat after;
-	if (rc == 0 && fstat(fd, &after) == 0 &&
-	    (after.st_mtim.tv_sec != st->st_mtim.tv_sec || after.st_mtim.tv_nsec != st->st_mtim.tv_nsec))
-		cli_warn("'%s' changed while it was read; the snapshot holds what was read", path);
-	close(fd);
-	if (rc < 0)
-		return kbv_error_prefix(rc, "file '%s'", path);
-	snap_set_result(x, &res);
-	return 0;
-}
 
-/* Store the output of a child process (started by the caller) as entry `name`. */
-int snap_store_child(struct snap_ctx *c, const char *name, pid_t pid, int fd, const char *what)
-{
-	struct kbv_stream_result res;
-	struct kbv_entry *x = snap_add_entry(c, KBV_ENTRY_COMMAND, name);
-	int rc = x ? kbv_writer_fd(c->w, fd, what, &res) : KBV_EINVAL;
-	close(fd);
-	int rc2 = kbv_cmd_finish(pid, what, rc < 0);
-	if (rc < 0)
-		return rc;
-	if (rc2 < 0)
-		return rc2;
-	x->mode = 0600;
-	snap_set_result(x, &res);
-	return 0;
-}
 
 static int source_wanted(const struct kbv_source_cfg *sc, const char **only, size_t nonly)
 {
@@ -293,17 +167,7 @@ static int add_sources(struct snap_ctx *c, const char **only, size_t nonly)
 		double t0 = cli_now();
 		int rc;
 		cli_log(CLI_INFO, "source '%s' (%s): dumping", sc->name, kbv_source_type_name(sc->type));
-		if (sc->type == KBV_SOURCE_POSTGRES)
-			rc = snap_add_postgres(c, sc, &meta);
-		else if (sc->type == KBV_SOURCE_COMMAND || sc->type == KBV_SOURCE_NEO4J)
-			rc = snap_add_dump_command(c, sc, &meta);
-		else if (sc->type == KBV_SOURCE_PATH)
-			rc = snap_add_paths(c, sc, &meta);
-		else if (sc->type == KBV_SOURCE_QDRANT)
-			rc = snap_add_qdrant(c, sc, &meta);
-		else
-			rc = kbv_error(KBV_EINVAL, "source '%s': type %s is not supported by this version of kbvault", sc->name,
-				       kbv_source_type_name(sc->type));
+		rc = kbv_source_snapshot(c->sink, sc, &meta);
 		double secs = cli_now() - t0;
 		cli_run_attempt(sc->name, 0, secs);
 		if (rc < 0) {
@@ -343,45 +207,7 @@ static void free_sources(struct snap_ctx *c)
 	free(c->src_secs);
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp((*(const struct kbv_entry *const *)a)->name, (*(const struct kbv_entry *const *)b)->name);
-}
 
-static int check_unique(struct snap_ctx *c)
-{
-	const struct kbv_entry **v = malloc((c->n + 1) * sizeof *v);
-	int rc = 0;
-	if (!v)
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	for (size_t i = 0; i < c->n; i++)
-		v[i] = &c->e[i];
-	qsort(v, c->n, sizeof *v, cmp_name);
-	for (size_t i = 1; i < c->n && !rc; i++)
-		if (!strcmp(v[i - 1]->name, v[i]->name))
-			rc = kbv_error(KBV_EINVAL, "two streams are named '%s'", v[i]->name);
-	/* A stream or file that is also the directory of another entry ("p" and "p/q") could
-	 * never be restored into a directory: refused now, not found out at restore time. */
-	for (size_t i = 0; i < c->n && !rc; i++) {
-		if (v[i]->kind == KBV_ENTRY_DIR)
-			continue;
-		size_t len = strlen(v[i]->name), lo = i + 1, hi = c->n;
-		while (lo < hi) { /* the first name not below "<name>/" */
-			size_t mid = lo + (hi - lo) / 2;
-			int cmp = strncmp(v[mid]->name, v[i]->name, len);
-			if (cmp < 0 || (cmp == 0 && v[mid]->name[len] < '/'))
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < c->n && !strncmp(v[lo]->name, v[i]->name, len) && v[lo]->name[len] == '/')
-			rc = kbv_error(KBV_EINVAL, "stream '%s' would also be the directory holding '%s': give them names "
-						   "that can both be restored",
-				       v[i]->name, v[lo]->name);
-	}
-	free(v);
-	return rc;
-}
 
 int cmd_snapshot(int argc, char **argv)
 {
@@ -484,7 +310,6 @@ int cmd_snapshot(int argc, char **argv)
 		goto done;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	c.now = ts.tv_sec;
 	struct tm tm;
 	localtime_r(&ts.tv_sec, &tm);
 	s.time = ts.tv_sec;
@@ -507,6 +332,9 @@ int cmd_snapshot(int argc, char **argv)
 	rc = kbv_writer_new(c.repo, nthreads > 0 && nthreads <= 256 ? (size_t)nthreads : 0, &c.w);
 	if (rc == 0)
 		kbv_writer_set_progress(c.w, progress, &c);
+	struct kbv_sink_events ev = { sink_warn, sink_info, NULL };
+	if (rc == 0)
+		rc = kbv_sink_new(c.repo, c.w, ts.tv_sec, &ev, &c.sink);
 	if (rc == 0 && !adhoc)
 		rc = add_sources(&c, only, nonly);
 	if (rc == 0 && stdin_name)
@@ -516,17 +344,19 @@ int cmd_snapshot(int argc, char **argv)
 	for (int i = optind; rc == 0 && i < dd; i++) {
 		char name[PATH_MAX];
 		if ((rc = kbv_path_to_name(argv[i], name, sizeof name)) == 0)
-			rc = kbv_walk(argv[i], name, snap_add_path, &c);
+			rc = kbv_sink_tree(c.sink, argv[i], name, NULL);
 	}
-	if (rc == 0 && c.n == 0)
+	size_t nent = 0;
+	const struct kbv_entry *ent = c.sink ? kbv_sink_entries(c.sink, &nent) : NULL;
+	if (rc == 0 && nent == 0)
 		rc = kbv_error(KBV_ESOURCE, "nothing was stored (the paths given hold no regular file, directory or "
 					    "symlink); no snapshot recorded");
 	if (rc == 0)
-		rc = check_unique(&c);
+		rc = kbv_sink_check(c.sink);
 	s.sources = c.src;
 	s.nsources = c.nsrc;
 	if (rc == 0)
-		rc = kbv_snapshot_commit(c.repo, c.w, &s, c.e, c.n);
+		rc = kbv_snapshot_commit(c.repo, c.w, &s, ent, nent);
 	cli_progress_done(&c.prog);
 	if (rc < 0) {
 		code = cli_fail(rc);
@@ -538,8 +368,8 @@ int cmd_snapshot(int argc, char **argv)
 	/* What the streams and files held; the writer's raw_bytes also counts the snapshot's
 	 * own entry table. */
 	uint64_t read = 0;
-	for (size_t i = 0; i < c.n; i++)
-		read += c.e[i].size;
+	for (size_t i = 0; i < nent; i++)
+		read += ent[i].size;
 	char id[2 * KBV_ID_BYTES + 1];
 	kbv_hex(s.id, KBV_ID_BYTES, id);
 	for (size_t i = 0; i < c.nsrc; i++) {
@@ -547,12 +377,12 @@ int cmd_snapshot(int argc, char **argv)
 		snapshot_metrics(c.src[i].name, &c.src_st[i]);
 	}
 	snapshot_metrics(NULL, st);
-	cli_log(CLI_INFO, "snapshot %.8s saved: %zu %s, %llu bytes read, %llu new, %llu stored", id, c.n,
-		c.n == 1 ? "entry" : "entries", (unsigned long long)read, (unsigned long long)st->new_raw_bytes,
+	cli_log(CLI_INFO, "snapshot %.8s saved: %zu %s, %llu bytes read, %llu new, %llu stored", id, nent,
+		nent == 1 ? "entry" : "entries", (unsigned long long)read, (unsigned long long)st->new_raw_bytes,
 		(unsigned long long)st->new_stored_bytes);
 	if (cli.json) {
 		json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "short_id", id, 8,
-				      "streams", (json_int_t)c.n, "raw_bytes", (json_int_t)st->raw_bytes, "new_bytes",
+				      "streams", (json_int_t)nent, "raw_bytes", (json_int_t)st->raw_bytes, "new_bytes",
 				      (json_int_t)st->new_raw_bytes, "stored_bytes", (json_int_t)st->new_stored_bytes,
 				      "chunks", (json_int_t)st->chunks, "new_chunks", (json_int_t)st->new_chunks,
 				      "seconds", secs);
@@ -570,17 +400,17 @@ int cmd_snapshot(int argc, char **argv)
 		cli_bytes(read, raw, sizeof raw);
 		cli_bytes(st->new_raw_bytes, fresh, sizeof fresh);
 		cli_bytes(st->new_stored_bytes, stored, sizeof stored);
-		printf("snapshot %.8s saved: %zu %s, %s read, %s new (%s stored), %.1f s, %.1f MiB/s\n", id, c.n,
-		       c.n == 1 ? "entry" : "entries", raw, fresh, stored, secs,
+		printf("snapshot %.8s saved: %zu %s, %s read, %s new (%s stored), %.1f s, %.1f MiB/s\n", id, nent,
+		       nent == 1 ? "entry" : "entries", raw, fresh, stored, secs,
 		       secs > 0 ? (double)read / secs / (1 << 20) : 0.0);
 		for (size_t i = 0; i < c.nsrc; i++) {
 			json_t *meta = json_loads(c.src[i].meta, 0, NULL);
 			if (!strcmp(c.src[i].type, "postgres"))
-				snap_print_postgres(c.src[i].name, meta);
+				print_postgres(c.src[i].name, meta);
 			json_decref(meta);
 		}
 	}
-	if (c.hook_failed) {
+	if (kbv_sink_degraded(c.sink)) {
 		cli_warn("snapshot %.8s is recorded, but an after hook failed (see above): check that the source is running", id);
 		code = EXIT_FAIL;
 	}
@@ -589,8 +419,8 @@ done:
 		cli_run_repo(c.repo);
 	code = cli_run_end(code);
 	free(groups);
+	kbv_sink_free(c.sink);
 	kbv_writer_free(c.w);
-	kbv_entries_free(c.e, c.n);
 	kbv_repo_close(c.repo);
 	free_sources(&c);
 	free(cmd_names);

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kbv/source.h"
+#include "kbv/proc.h"
 
 #define LOG_TAIL 8192 /* bytes of recent lines kept for the failure ping */
 
@@ -283,16 +283,14 @@ void cli_log_capture_children(void)
 	relay_start(&relay_out);
 	if (relay_err.running)
 		kbv_cmd_set_stderr(relay_err.wfd);
-}
-
-int cli_log_child_stdout(void)
-{
-	return relay_out.running ? relay_out.wfd : STDERR_FILENO;
+	if (relay_out.running)
+		kbv_cmd_set_stdout(relay_out.wfd);
 }
 
 void cli_log_capture_end(void)
 {
 	kbv_cmd_set_stderr(-1);
+	kbv_cmd_set_stdout(-1);
 	relay_end(&relay_err);
 	relay_end(&relay_out);
 }

@@ -366,8 +366,10 @@ static void url_origin(const char *url, char *out, size_t cap)
 
 static long ping_timeout(void)
 {
-	const char *t = cli.cfg ? cli.cfg->ping_timeout : NULL;
-	return t ? atol(t) : 10;
+	long t = 10; /* the configuration checked it: 1..600 */
+	if (cli.cfg && cli.cfg->ping_timeout)
+		kbv_parse_long(cli.cfg->ping_timeout, 1, 600, &t);
+	return t;
 }
 
 /* POST `body` to ping-url + suffix (?rid=...). Three tries, 0.5 s and 1 s apart; connection

@@ -1,4 +1,4 @@
-/* The COPY-block scanner (src/pgscan.c) on arbitrary streams, fed in two pieces split at
+/* The COPY-block scanner (src/sources/pgscan.c) on arbitrary streams, fed in two pieces split at
  * a point the first byte chooses: no crash, and the figures do not depend on the split. */
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 
 #include "kbv/buf.h"
 #include "kbv/error.h"
-#include "kbv/source.h"
+#include "kbv/proc.h"
 
 static void test_reader_bounds(void **s)
 {

@@ -1,0 +1,42 @@
+#!/bin/bash
+# A/B of two kbvault binaries on the same dump, interleaved so that a noisy machine hurts
+# both alike: first snapshot, unchanged re-snapshot and restore (to /dev/null), each ROUNDS
+# times per binary, encrypted repositories. Prints the medians and new/old ratios.
+#   bench/ab.sh OLD_KBVAULT NEW_KBVAULT [MB] [ROUNDS]
+# Needs GENDUMP (build/bench/gendump).
+set -euo pipefail
+OLD=${1:?old kbvault} NEW=${2:?new kbvault} MB=${3:-200} ROUNDS=${4:-3}
+G=${GENDUMP:?}
+W=${BENCH_WORK:-/tmp/kbvault-bench-ab}
+rm -rf "$W"
+mkdir -p "$W"
+export KBVAULT_PASSWORD=bench
+"$G" --mb "$MB" --day 1 > "$W/dump.sql"
+bytes=$(stat -c %s "$W/dump.sql")
+run() { # BIN OP -> seconds
+	local bin=$1 op=$2 repo=$W/repo-$3
+	case $op in
+	first) rm -rf "$repo"; "$bin" -r "$repo" init --kdf-mem-mib 16 > /dev/null
+	       /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
+	again) /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
+	restore) /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" restore latest --stdout > /dev/null ;;
+	esac
+	cat "$W/t"
+}
+declare -A T
+for r in $(seq 1 "$ROUNDS"); do
+	for side in old new; do
+		bin=$OLD
+		[ $side = new ] && bin=$NEW
+		for op in first again restore; do
+			T[$side-$op]+="$(run "$bin" $op $side) "
+		done
+	done
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "dump: $MB MB ($bytes bytes), $ROUNDS rounds, interleaved; medians"
+printf "%-10s %10s %10s %10s %8s\n" operation old_s new_s new_MB/s new/old
+for op in first again restore; do
+	o=$(echo "${T[old-$op]}" | median) n=$(echo "${T[new-$op]}" | median)
+	awk -v op=$op -v o="$o" -v n="$n" -v b="$bytes" 'BEGIN {printf "%-10s %10.2f %10.2f %10.0f %8.2f\n", op, o, n, b/1e6/n, n/o}'
+done

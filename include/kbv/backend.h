@@ -1,0 +1,96 @@
+/* Storage backends: every byte that goes to or comes from a repository's objects passes
+ * here (format/repository.md names the objects). The layers above never see a path, a
+ * file descriptor or a rename: they put an object whole, read it whole or by range, stat,
+ * list and remove it. The interface fits an object store: no rename, no append after
+ * commit, no directory fsync; listing is by kind, through a callback, and may be slow.
+ *
+ * Implementations (one file each, src/store/backend_*.c): the local directory and a
+ * fault-injecting wrapper for tests. A backend handle is not shared between threads
+ * except through readers: each thread opens its own (struct kbv_be_rd).
+ *
+ * Errors: 0 or a negative KBV_E* code with the message set (kbv_errmsg()); a missing
+ * object is KBV_ENOTFOUND, a short object KBV_ECORRUPT ("truncated"), anything the storage
+ * refuses KBV_EIO with its reason ("No space left on device"). */
+#ifndef KBV_BACKEND_H
+#define KBV_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/buf.h"
+
+/* What an object is; each kind has its own name space. */
+enum kbv_obj {
+	KBV_OBJ_CONFIG,   /* the repository config (one object; name "") */
+	KBV_OBJ_KEY,      /* the key file (one object; name "") */
+	KBV_OBJ_PACK,     /* packs, named by 32 hex digits */
+	KBV_OBJ_SNAPSHOT, /* manifests, named by 64 hex digits */
+	KBV_OBJ_RECORD,   /* records (drill verdicts), named by 64 hex digits */
+	KBV_OBJ_KINDS
+};
+
+struct kbv_backend; /* opaque */
+struct kbv_be_wr;   /* an object being written: invisible until committed */
+struct kbv_be_rd;   /* an object open for reading by range */
+
+/* Flags of kbv_be_commit() and kbv_be_put(). */
+#define KBV_PUT_EXCL 1u /* fail with KBV_EEXIST when the object exists (create-if-absent) */
+
+/* The local directory backend over the repository directory `root` (borrowed for the
+ * call; the backend keeps a copy). *out is freed with kbv_backend_free(). */
+int kbv_backend_local_new(const char *root, struct kbv_backend **out);
+
+/* Wrap `inner` (owned from here on) so that the n-th operation of one kind fails, as
+ * `spec` says: "OP[:KIND]:N[:ERROR]" with OP one of write, commit, read, list, remove;
+ * KIND one of config, key, pack, snapshot, record (any when absent); ERROR eio (default),
+ * enospc or short (write: half the bytes reach the object, then EIO; read: the object
+ * looks truncated). Messages of injected faults say "injected fault". A spec that does
+ * not parse is KBV_EINVAL and inner is freed. */
+int kbv_backend_fault_new(struct kbv_backend *inner, const char *spec, struct kbv_backend **out);
+/* How many operations of that OP (and KIND) the wrapper has seen. */
+uint64_t kbv_backend_fault_count(const struct kbv_backend *be);
+
+/* Close and free a backend. NULL is a no-op. */
+void kbv_backend_free(struct kbv_backend *be);
+
+/* Backend features, for what only some storage can do. */
+#define KBV_BE_LOCAL 1u /* objects are files under kbv_backend_root() */
+unsigned kbv_backend_features(const struct kbv_backend *be);
+/* The local directory of a KBV_BE_LOCAL backend (borrowed, valid until free), else NULL. */
+const char *kbv_backend_root(const struct kbv_backend *be);
+
+/* A human name for an object in messages ("/repo/data/3f/3f…pack" for a local backend)
+ * into out. */
+void kbv_be_describe(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap);
+
+/* Writing: create, append any number of times, then commit (durable and visible under its
+ * name, whole, at once) or discard. kbv_be_discard() frees the writer in every case (after
+ * a commit too) and drops what was not committed. */
+int kbv_be_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_wr **out);
+int kbv_be_append(struct kbv_be_wr *w, const void *p, size_t n);
+int kbv_be_commit(struct kbv_be_wr *w, unsigned flags);
+void kbv_be_discard(struct kbv_be_wr *w);
+/* create + append + commit + discard. */
+int kbv_be_put(struct kbv_backend *be, enum kbv_obj kind, const char *name, const void *p, size_t n, unsigned flags);
+
+/* Reading: open (KBV_ENOTFOUND when missing; *size its size), read n bytes at off (exactly
+ * n: a short object is KBV_ECORRUPT), close. NULL is a no-op for close. */
+int kbv_be_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
+int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
+void kbv_be_close(struct kbv_be_rd *rd);
+/* The whole object into out (its contents replaced). */
+int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
+
+/* Every object of a kind: fn(arg, name, size, mtime) in no particular order; names that do
+ * not have the kind's shape are skipped. mtime is seconds since the epoch as the storage
+ * keeps it. A non-zero return of fn stops the listing and is returned. */
+typedef int (*kbv_be_list_fn)(void *arg, const char *name, uint64_t size, int64_t mtime);
+int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
+
+/* Remove an object durably; a missing one is not an error. */
+int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name);
+
+/* Does `name` have the shape of an object name of that kind? */
+int kbv_obj_name_ok(enum kbv_obj kind, const char *name);
+
+#endif

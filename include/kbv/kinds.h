@@ -1,0 +1,83 @@
+/* Source kinds as a table (src/sources/kinds.c): each kind registers its type name and the
+ * function that dumps a configured source into a snapshot's sink. Adding a kind is one new
+ * file in src/sources/ and one line in the table (and its type in config.h).
+ *
+ * A kind writes streams named "<source>/..." into the sink and returns, in *meta, the JSON
+ * object the manifest records for the source (format/snapshot.md, "Source metadata"). It
+ * reports through the sink's events and never prints. */
+#ifndef KBV_KINDS_H
+#define KBV_KINDS_H
+
+#include <jansson.h>
+
+#include "kbv/config.h"
+#include "kbv/load.h"
+#include "kbv/qdrant.h"
+#include "kbv/reader.h"
+#include "kbv/sink.h"
+
+/* What a drill of one recorded source gets. */
+struct kbv_drill_ctx {
+	struct kbv_reader *rd;
+	const struct kbv_snapshot *s;        /* entries loaded */
+	const struct kbv_snapsource *src;    /* the source as the snapshot recorded it */
+	const struct kbv_source_cfg *sc;     /* its configuration here, or NULL */
+	const char *pg_dsn;                  /* [drill] postgres-dsn */
+	const struct kbv_progress *progress; /* may be NULL */
+	const struct kbv_sink_events *ev;    /* warnings (scratch copies left behind); may be NULL */
+};
+
+/* What a kind's drill needs from the configuration, checked before it runs. */
+#define KBV_DRILL_NEEDS_PG_DSN 1u       /* [drill] postgres-dsn: else a usage error */
+#define KBV_DRILL_NEEDS_LOAD_COMMAND 2u /* the source's drill-load-command: else skipped */
+
+struct kbv_source_kind {
+	enum kbv_source_type type;
+	const char *name; /* as in the configuration: "postgres" */
+	/* Dump source sc into s; *meta is the caller's (json_decref) on success. A failure
+	 * leaves entries in the sink that the caller must not commit. */
+	int (*snapshot)(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+	/* Restore the recorded source somewhere scratch and check it against what the
+	 * snapshot recorded; fills `res` (the verdict object: summary, mismatches, figures)
+	 * and *ok. Returns 0 when the drill ran (pass or fail), or the error that stopped it.
+	 * Scratch copies are removed in every case. */
+	int (*drill)(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+	unsigned drill_needs; /* KBV_DRILL_NEEDS_* */
+};
+
+/* The kind of a type, or NULL when this build has none. */
+const struct kbv_source_kind *kbv_source_kind(enum kbv_source_type type);
+/* The kind named `name` as a snapshot records it ("postgres"), or NULL. */
+const struct kbv_source_kind *kbv_source_kind_named(const char *name);
+
+/* Dump one configured source through its kind: KBV_EINVAL naming it when the kind is not
+ * supported. */
+int kbv_source_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+
+/* The kinds' functions (one file each in src/sources/). */
+int kbv_kind_postgres_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+int kbv_kind_qdrant_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+int kbv_kind_command_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+int kbv_kind_path_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
+int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+int kbv_kind_qdrant_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+int kbv_kind_command_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+
+/* A Qdrant client for source sc (its url, or `url` when non-NULL; its api-key-file, read
+ * and wiped; its timeout). Used by snapshot, restore and drill. */
+int kbv_qdrant_connect(const struct kbv_source_cfg *sc, const char *url, struct kbv_qdrant **q);
+
+/* The Qdrant source's configuration: sc when it is one (configured here), else `bare`
+ * filled with the URL the snapshot recorded (no API key): a new host restores from the
+ * server the snapshot came from. */
+const struct kbv_source_cfg *kbv_qdrant_source_cfg(const struct kbv_source_cfg *sc, const struct kbv_snapsource *src,
+						   const json_t *meta, struct kbv_source_cfg *bare);
+/* Upload every collection of a Qdrant source's snapshot (entries of s loaded) to the
+ * server (sc's, or `url`) as <collection><suffix>, each restored and verified into a
+ * scratch file first, then read back its point count; one object per collection
+ * ({collection, restored_as, points, recorded_points}) is appended to `report`. */
+int kbv_qdrant_restore_source(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_source_cfg *sc,
+			      const json_t *meta, const char *url, const char *suffix, json_t *report);
+
+#endif

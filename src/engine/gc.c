@@ -1,0 +1,731 @@
+/* Garbage collection. The order of every step is what keeps a kill -9 harmless
+ * (format/repository.md, "gc"):
+ *
+ *   1. drop:    unlink the dropped manifests (fsync snapshots/)
+ *   2. mark:    walk every remaining manifest's trees; the live set is the sorted 64-bit
+ *               prefixes of the referenced blob ids (8 bytes per blob: ~8 MB per million)
+ *               plus an exact set of TREE ids to skip shared subtrees. Every referenced
+ *               blob must be in the index, or gc stops: a stale index must never make live
+ *               data look dead.
+ *   3. sweep:   one pass over the index in key order collects where each live blob is;
+ *               then every pack file's trailer is read (indexed or not). A blob is live
+ *               when its id is in the live set AND the index locates it at exactly this
+ *               place; other copies are garbage. A prefix collision can only keep
+ *               garbage. Every live blob must be found this way, or gc stops.
+ *   4. repack:  copy the live envelopes of mostly-dead packs, byte for byte (no
+ *               re-encryption), into new packs, made durable like any pack and indexed
+ *               at once (their blobs take over the locations; the old copies remain)
+ *   5. index:   removed packs and the blobs still located in them out, in write
+ *               transactions of bounded size (the old files still exist)
+ *   6. delete:  unlink the removed pack files; then leftovers in tmp/
+ *   7. compact: copy the index with MDB_CP_COMPACT and rename it into place
+ *
+ * A crash in 4 leaves new packs unindexed or indexed beside the old ones; in or after 5,
+ * old packs partly unindexed: garbage for the next gc, either way. The index always
+ * points at durable packs holding what it says. */
+#include "kbv/gc.h"
+#include "kbv/check.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/idset.h"
+#include "kbv/index.h"
+#include "kbv/pack.h"
+#include "kbv/reader.h"
+#include "kbv/salvage.h"
+#include "kbv/snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the live set: sorted 64-bit id prefixes ---- */
+
+struct live {
+	uint64_t *v;
+	size_t n, cap, uniq; /* v[0..uniq) sorted and unique; v[uniq..n) appended since */
+};
+
+static uint64_t prefix(const uint8_t *id)
+{
+	uint64_t x;
+	memcpy(&x, id, sizeof x);
+	return x;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void live_compact(struct live *l)
+{
+	if (l->uniq == l->n)
+		return;
+	qsort(l->v, l->n, sizeof *l->v, cmp_u64);
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (k == 0 || l->v[i] != l->v[k - 1])
+			l->v[k++] = l->v[i];
+	l->n = l->uniq = k;
+}
+
+static int live_add(struct live *l, const uint8_t *id)
+{
+	if (l->n == l->cap) {
+		live_compact(l); /* duplicates (chunks shared by snapshots) go first */
+		if (l->cap == 0 || l->n > l->cap / 2) {
+			size_t cap = l->cap ? 2 * l->cap : 1 << 16;
+			uint64_t *nv = realloc(l->v, cap * sizeof *nv);
+			if (!nv)
+				return kbv_error(KBV_ENOMEM, "out of memory (live set of %zu blobs)", l->n);
+			l->v = nv;
+			l->cap = cap;
+		}
+	}
+	l->v[l->n++] = prefix(id);
+	return 0;
+}
+
+/* Position of the id's prefix in the live set, or -1. */
+static long live_find(const struct live *l, const uint8_t *id)
+{
+	uint64_t key = prefix(id);
+	if (!l->uniq)
+		return -1;
+	const uint64_t *p = bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64);
+	return p ? (long)(p - l->v) : -1;
+}
+
+/* ---- mark ---- */
+
+struct mark {
+	struct kbv_repo *r;
+	struct kbv_idset trees;
+	struct live live;
+	const char *snap; /* short id, for messages */
+};
+
+static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
+{
+	struct mark *m = arg;
+	if (type == KBV_BLOB_TREE) {
+		if (kbv_idset_has(&m->trees, id))
+			return KBV_VISIT_SKIP; /* shared with a snapshot already marked */
+		int rc = kbv_idset_add(&m->trees, id);
+		if (rc < 0)
+			return rc;
+	}
+	/* A DATA blob is only named here; the sweep checks that each one is indexed. */
+	return live_add(&m->live, id);
+}
+
+static int mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot *s)
+{
+	char hex[2 * KBV_ID_BYTES + 1];
+	int rc = 0;
+	kbv_hex(s->id, KBV_ID_BYTES, hex);
+	hex[12] = 0;
+	m->snap = hex;
+	if (s->table_ref.depth != KBV_REF_EMPTY)
+		TRY(kbv_reader_visit(rd, &s->table_ref, mark_one, m));
+	TRY(kbv_snapshot_load_entries(rd, s));
+	for (size_t i = 0; i < s->nloaded; i++)
+		if (s->entries[i].ref.depth != KBV_REF_EMPTY)
+			TRY(kbv_reader_visit(rd, &s->entries[i].ref, mark_one, m));
+out:
+	return rc;
+}
+
+/* ---- sweep ---- */
+
+struct packno_map {
+	uint8_t id[KBV_PACKID_BYTES];
+	uint32_t no;
+};
+
+struct plan_pack {
+	uint8_t id[KBV_PACKID_BYTES];
+	long no; /* -1: not indexed */
+	uint64_t size, live, total;
+	struct kbv_buf entries; /* unused once swept */
+	size_t n;
+	uint8_t *is_live;       /* per entry, while sweeping */
+	int action;             /* 0 keep, 1 delete, 2 repack */
+};
+
+/* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
+struct loctuple {
+	uint32_t pack, offset, raw_off, live; /* live: position in the live set */
+};
+
+static int cmp_tuple(const void *a, const void *b)
+{
+	const struct loctuple *x = a, *y = b;
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->raw_off < y->raw_off ? -1 : x->raw_off > y->raw_off;
+}
+
+struct sweep {
+	uint8_t *found; /* one bit per live prefix: seen at its indexed location */
+	uint64_t scanned;
+	struct loctuple *locs;
+	size_t nlocs, caplocs;
+	struct kbv_repo *r;
+	struct kbv_codec *codec;
+	MDB_txn *txn;
+	const struct live *live;
+	struct packno_map *map;
+	size_t nmap, capmap;
+	struct plan_pack *p;
+	size_t np, capp;
+	const struct kbv_gc_opts *o;
+	uint64_t done, total;
+};
+
+static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct sweep *s = arg;
+	if (s->nmap == s->capmap) {
+		size_t cap = s->capmap ? 2 * s->capmap : 256;
+		struct packno_map *nm = realloc(s->map, cap * sizeof *nm);
+		if (!nm)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->map = nm;
+		s->capmap = cap;
+	}
+	memcpy(s->map[s->nmap].id, info->id, KBV_PACKID_BYTES);
+	s->map[s->nmap++].no = no;
+	return 0;
+}
+
+/* One pass over the index in key order (sequential, unlike a lookup per trailer entry):
+ * the location of every blob whose id is in the live set. */
+static int collect_loc(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
+{
+	struct sweep *s = arg;
+	if (++s->scanned % 65536 == 0)
+		kbv_index_release_pages(s->r->idx);
+	long li = live_find(s->live, id);
+	if (li < 0)
+		return 0;
+	if (s->nlocs == s->caplocs) {
+		size_t cap = s->caplocs ? 2 * s->caplocs : 1 << 16;
+		struct loctuple *nl = realloc(s->locs, cap * sizeof *nl);
+		if (!nl)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->locs = nl;
+		s->caplocs = cap;
+	}
+	s->locs[s->nlocs++] = (struct loctuple){ loc->pack, loc->offset, loc->raw_off, (uint32_t)li };
+	return 0;
+}
+
+static int cmp_map(const void *a, const void *b)
+{
+	return memcmp(a, b, KBV_PACKID_BYTES);
+}
+
+static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
+{
+	(void)id;
+	(void)size;
+	(void)mtime;
+	((struct sweep *)arg)->total++;
+	return 0;
+}
+
+/* Which entries of pack p's trailer are the index's copy of a live blob. */
+static void mark_live(struct sweep *s, const struct plan_pack *p, const struct kbv_pack_entry *e, size_t n,
+		      uint8_t *is_live)
+{
+	for (size_t i = 0; p->no >= 0 && s->nlocs && i < n; i++) {
+		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0 };
+		const struct loctuple *t = bsearch(&key, s->locs, s->nlocs, sizeof *s->locs, cmp_tuple);
+		/* The same place, and the same id there. */
+		if (t && s->live->v[t->live] == prefix(e[i].id)) {
+			is_live[i] = 1;
+			s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
+		}
+	}
+}
+
+/* A pack's blobs: from its trailer; when the trailer is damaged but walking the pack proves
+ * every envelope up to it (kbv_pack_salvage), from the walk, and *salvaged is set (gc then
+ * rewrites the pack, which gives it a sound trailer). */
+static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
+			struct kbv_buf *entries, size_t *n, uint64_t *size, int *salvaged)
+{
+	char msg[1024];
+	uint64_t lost = 0;
+	*salvaged = 0;
+	int rc = kbv_pack_read_trailer(r, c, id, entries, n, size);
+	if (rc != KBV_ECORRUPT)
+		return rc;
+	snprintf(msg, sizeof msg, "%s", kbv_errmsg());
+	if (kbv_pack_salvage(r, c, id, entries, n, &lost, size) == 0 && lost == 0 && *n > 0) {
+		*salvaged = 1;
+		return 0;
+	}
+	return kbv_error(KBV_ECORRUPT, "%s", msg);
+}
+
+static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fsize, int64_t mtime)
+{
+	(void)mtime;
+	struct sweep *s = arg;
+	struct kbv_buf entries = KBV_BUF_INIT;
+	size_t n = 0;
+	uint64_t size = 0;
+	int rc = 0;
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	kbv_hex(id, KBV_PACKID_BYTES, hex);
+	struct packno_map *m = s->nmap ? bsearch(id, s->map, s->nmap, sizeof *s->map, cmp_map) : NULL;
+	if (s->np == s->capp) {
+		size_t cap = s->capp ? 2 * s->capp : 256;
+		struct plan_pack *np = realloc(s->p, cap * sizeof *np);
+		if (!np)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->p = np;
+		s->capp = cap;
+	}
+	struct plan_pack *p = &s->p[s->np];
+	memset(p, 0, sizeof *p);
+	memcpy(p->id, id, KBV_PACKID_BYTES);
+	p->no = m ? (long)m->no : -1;
+	int salvaged;
+	rc = pack_entries(s->r, s->codec, id, &entries, &n, &size, &salvaged);
+	if (rc < 0) {
+		if (p->no >= 0)
+			return kbv_error_prefix(rc, "gc stops: indexed pack %s cannot be read (run 'kbvault check')", hex);
+		/* Not indexed and unreadable: left by an interrupted write. Nothing can live in it. */
+		p->size = fsize;
+		p->action = 1;
+		s->np++;
+		return 0;
+	}
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	p->size = size;
+	p->n = n;
+	p->is_live = calloc(n + 1, 1);
+	if (!p->is_live) {
+		kbv_buf_release(&entries);
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	mark_live(s, p, e, n, p->is_live);
+	/* Per envelope (bundle members share one): live if any member is. */
+	for (size_t i = 0; rc == 0 && i < n;) {
+		size_t j = i;
+		int any = 0;
+		while (j < n && e[j].offset == e[i].offset)
+			any |= p->is_live[j++];
+		p->total += e[i].stored_len;
+		if (any)
+			p->live += e[i].stored_len;
+		i = j;
+	}
+	if (rc == 0) {
+		if (p->live == 0)
+			p->action = 1;
+		else if (salvaged || (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused))
+			p->action = 2; /* a pack with a damaged trailer is rewritten whatever it holds */
+		/* Nothing per entry is kept: repacking reads the trailer again. */
+		free(p->is_live);
+		p->is_live = NULL;
+		s->np++;
+	} else {
+		free(p->is_live);
+	}
+	kbv_buf_release(&entries);
+	s->done++;
+	if (s->o->progress)
+		s->o->progress(s->o->arg, "sweep", s->done, s->total);
+	return rc;
+}
+
+/* ---- repack ---- */
+
+/* Finish the open repack pack: durable first, then indexed at once (its blobs take over
+ * their locations; the old packs stay until the very end, so every state is valid). */
+static int newpack_finish(struct kbv_repo *r, struct kbv_packw **w, uint64_t *packs, uint64_t *written)
+{
+	struct kbv_pack_info info;
+	int rc = 0;
+	if (!*w)
+		return 0;
+	struct kbv_buf eb = KBV_BUF_INIT;
+	size_t n = kbv_packw_count(*w);
+	rc = kbv_buf_add(&eb, kbv_packw_entries(*w), n * sizeof(struct kbv_pack_entry));
+	if (rc == 0)
+		rc = kbv_packw_finish(*w, &info);
+	if (rc == 0) {
+		const struct kbv_pack_entry *ep = (const struct kbv_pack_entry *)eb.data;
+		rc = kbv_index_gc_commit(r->idx, &info, &ep, &n, 1, NULL, 0);
+	}
+	kbv_buf_release(&eb);
+	if (rc == 0) {
+		*written += info.size;
+		(*packs)++;
+	}
+	kbv_packw_free(*w);
+	*w = NULL;
+	return rc;
+}
+
+static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p, struct kbv_packw **w,
+		      uint64_t *packs, uint64_t *written)
+{
+	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
+	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT;
+	struct kbv_be_rd *fd = NULL;
+	uint8_t *is_live = NULL;
+	size_t n = 0;
+	uint64_t size;
+	int rc = 0;
+	int salvaged;
+	TRY(pack_entries(r, sw->codec, p->id, &entries, &n, &size, &salvaged));
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	is_live = calloc(n + 1, 1);
+	if (!is_live) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	mark_live(sw, p, e, n, is_live);
+	kbv_hex(p->id, KBV_PACKID_BYTES, hex);
+	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, path, sizeof path);
+	TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		live.len = 0;
+		while (j < n && e[j].offset == e[i].offset) {
+			if (is_live[j])
+				TRY(kbv_buf_add(&live, &e[j], sizeof e[j]));
+			j++;
+		}
+		if (live.len) {
+			TRY(kbv_buf_reserve(&stored, e[i].stored_len));
+			TRY(kbv_be_read(fd, stored.data, e[i].stored_len, e[i].offset));
+			if (!*w)
+				TRY(kbv_packw_new(r, sw->codec, w));
+			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
+						live.len / sizeof(struct kbv_pack_entry));
+			if (rc < 0) {
+				if (kbv_disk_full(r->path))
+					kbv_error_prefix(rc, "gc stops: no space left on device while it repacks; no pack is "
+							     "deleted yet and every kept snapshot is intact: free space, or run "
+							     "gc --max-unused 100 to delete only packs that are wholly dead");
+				else
+					kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')",
+							 path, e[i].offset);
+				goto out;
+			}
+			if (kbv_packw_size(*w) >= r->pack_size)
+				TRY(newpack_finish(r, w, packs, written));
+		}
+		i = j;
+	}
+out:
+	kbv_be_close(fd);
+	free(is_live);
+	kbv_buf_release(&entries);
+	kbv_buf_release(&stored);
+	kbv_buf_release(&live);
+	return rc;
+}
+
+/* ---- housekeeping ---- */
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Remove everything in tmp/ (files and the flat spool directories of pg_dump -Fd). Only
+ * under the exclusive lock: nobody is writing there. */
+static uint64_t clean_tmp(struct kbv_repo *r)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	uint64_t n = 0;
+	if (kbv_repo_sub(r, "tmp", dir, sizeof dir) < 0)
+		return 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0) {
+			n++;
+			continue;
+		}
+		if (kbv_rmdir_flat(path) == 0)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Copy the index compacted and rename it into place (exclusive lock: no other process has
+ * it open). */
+static int compact_index(struct kbv_repo *r, struct kbv_gc_result *res)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX + 16], data[PATH_MAX + 16], cdata[PATH_MAX + 32];
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "index", dir, sizeof dir));
+	snprintf(tmp, sizeof tmp, "%s/compact", dir);
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	snprintf(cdata, sizeof cdata, "%s/data.mdb", tmp);
+	res->index_bytes_before = file_size(data);
+	unlink(cdata);
+	snprintf(cdata, sizeof cdata, "%s/lock.mdb", tmp);
+	unlink(cdata);
+	rmdir(tmp);
+	if (mkdir(tmp, 0700) < 0)
+		return kbv_error(KBV_EIO, "create '%s': %s", tmp, strerror(errno));
+	snprintf(cdata, sizeof cdata, "%s/data.mdb", tmp);
+	kbv_index_release_pages(r->idx);
+	rc = kbv_index_compact(r->idx, tmp);
+	kbv_index_release_pages(r->idx);
+	if (rc == 0) {
+		int fd = open(cdata, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			rc = kbv_error(KBV_EIO, "fsync '%s': %s", cdata, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0) {
+		kbv_index_close(r->idx);
+		r->idx = NULL;
+		if (rename(cdata, data) < 0)
+			rc = kbv_error(KBV_EIO, "rename '%s': %s", cdata, strerror(errno));
+		else
+			rc = kbv_fsync_dir(dir);
+		int orc = kbv_index_open(dir, &r->idx);
+		if (rc == 0)
+			rc = orc;
+	}
+	rmdir(tmp);
+	res->index_bytes_after = file_size(data);
+out:
+	return rc;
+}
+
+/* ---- gc ---- */
+
+static int cmp_dead_share(const void *a, const void *b)
+{
+	const struct plan_pack *x = *(struct plan_pack *const *)a, *y = *(struct plan_pack *const *)b;
+	double dx = x->total ? (double)(x->total - x->live) / (double)x->total : 1;
+	double dy = y->total ? (double)(y->total - y->live) / (double)y->total : 1;
+	return dx > dy ? -1 : dx < dy;
+}
+
+int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
+	   struct kbv_gc_result *res)
+{
+	struct kbv_snapshot **list = NULL;
+	struct kbv_reader *rd = NULL;
+	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
+	struct sweep sw = { .r = r, .o = o };
+	struct kbv_packw *w = NULL;
+	struct plan_pack **rep = NULL;
+	size_t n = 0;
+	int rc = 0;
+	memset(res, 0, sizeof *res);
+
+	/* 1. drop */
+	if (!o->dry_run && ndrop) {
+		for (size_t i = 0; i < ndrop; i++) {
+			TRY(kbv_snapshot_remove(r, drop[i]));
+			res->snapshots_dropped++;
+		}
+	}
+
+	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
+	TRY(kbv_snapshot_list(r, &list, &n));
+	TRY(kbv_reader_new(r, 0, &rd));
+	for (size_t i = 0; i < n; i++) {
+		int dropped = 0;
+		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)
+			dropped = !memcmp(drop[k], list[i]->id, KBV_ID_BYTES);
+		if (dropped) {
+			res->snapshots_dropped++;
+			continue;
+		}
+		res->snapshots_kept++;
+		TRY(mark_snapshot(&m, rd, list[i]));
+		if (o->progress)
+			o->progress(o->arg, "mark", i + 1, n);
+	}
+	live_compact(&m.live);
+	res->live_blobs = m.live.n;
+	kbv_reader_free(rd); /* before the index is closed and reopened by compaction */
+	rd = NULL;
+
+	/* 3. sweep */
+	kbv_index_release_pages(r->idx);
+	sw.live = &m.live;
+	sw.found = calloc(m.live.n / 8 + 1, 1);
+	TRY(kbv_index_rbegin(r->idx, &sw.txn));
+	if (!sw.found) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	sw.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!sw.codec) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(kbv_index_each_pack(r->idx, sw.txn, collect_packno, &sw));
+	if (sw.nmap)
+		qsort(sw.map, sw.nmap, sizeof *sw.map, cmp_map);
+	TRY(kbv_index_each_blob(r->idx, sw.txn, collect_loc, &sw));
+	if (sw.nlocs)
+		qsort(sw.locs, sw.nlocs, sizeof *sw.locs, cmp_tuple);
+	TRY(kbv_each_packfile(r, count_pack, &sw));
+	TRY(kbv_each_packfile(r, sweep_pack, &sw));
+	kbv_index_rend(sw.txn);
+	sw.txn = NULL;
+	kbv_index_release_pages(r->idx);
+	/* Every blob a snapshot references must have been found where the index says. If
+	 * not, the index is stale or a pack is gone: nothing may be deleted on its word. */
+	for (size_t i = 0; i < m.live.n; i++)
+		if (!(sw.found[i / 8] & (1u << (i % 8)))) {
+			rc = kbv_error(KBV_ECORRUPT,
+				       "a blob the snapshots reference (id prefix %016llx) is not where the index says, or "
+				       "not indexed: gc stops before changing anything; run 'kbvault repair index' and "
+				       "'kbvault check', then gc again",
+				       (unsigned long long)m.live.v[i]);
+			goto out;
+		}
+
+	/* Plan: delete the dead; repack the mostly dead, most dead first, up to the cap. */
+	size_t nrep = 0;
+	uint64_t repack_bytes = 0;
+	rep = calloc(sw.np + 1, sizeof *rep);
+	if (!rep) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < sw.np; i++) {
+		res->packs++;
+		res->pack_bytes += sw.p[i].size;
+		if (sw.p[i].action == 2)
+			rep[nrep++] = &sw.p[i];
+	}
+	qsort(rep, nrep, sizeof *rep, cmp_dead_share);
+	for (size_t i = 0; i < nrep; i++) {
+		if (o->max_repack && repack_bytes + rep[i]->size > o->max_repack) {
+			rep[i]->action = 0; /* next run */
+			res->packs_left_mostly_dead++;
+			continue;
+		}
+		repack_bytes += rep[i]->size;
+	}
+	uint64_t planned_written = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		if (sw.p[i].action == 1) {
+			res->packs_deleted++;
+			res->bytes_deleted += sw.p[i].size;
+		} else if (sw.p[i].action == 2) {
+			res->packs_repacked++;
+			res->bytes_deleted += sw.p[i].size;
+			planned_written += sw.p[i].live;
+		}
+	}
+	if (o->dry_run) {
+		res->bytes_written = planned_written;
+		res->bytes_after = res->pack_bytes - res->bytes_deleted + planned_written;
+		goto out;
+	}
+
+	/* 4. repack */
+	size_t done = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		if (sw.p[i].action != 2)
+			continue;
+		TRY(repack_one(r, &sw, &sw.p[i], &w, &res->packs_written, &res->bytes_written));
+		if (o->progress)
+			o->progress(o->arg, "repack", ++done, res->packs_repacked);
+	}
+	TRY(newpack_finish(r, &w, &res->packs_written, &res->bytes_written));
+
+	/* 5. index: the new packs are in already; now the removed ones go */
+	{
+		size_t ngone = 0;
+		uint32_t *gone = calloc(sw.np + 1, sizeof *gone);
+		if (!gone) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < sw.np; i++)
+			if (sw.p[i].action && sw.p[i].no >= 0)
+				gone[ngone++] = (uint32_t)sw.p[i].no;
+		if (kbv_fault("gc-index-commit"))
+			rc = kbv_error(KBV_EIO, "gc: index commit: injected fault");
+		if (rc == 0 && ngone)
+			rc = kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, gone, ngone);
+		free(gone);
+		kbv_index_release_pages(r->idx);
+		if (rc < 0)
+			goto out;
+	}
+
+	/* 6. delete */
+	done = 0;
+	for (size_t i = 0; i < sw.np; i++) {
+		char hex[2 * KBV_PACKID_BYTES + 1];
+		if (!sw.p[i].action)
+			continue;
+		kbv_hex(sw.p[i].id, KBV_PACKID_BYTES, hex);
+		rc = kbv_be_remove(r->be, KBV_OBJ_PACK, hex);
+		if (rc < 0) {
+			kbv_error_prefix(rc, "gc: delete");
+			goto out;
+		}
+		if (o->progress)
+			o->progress(o->arg, "delete", ++done, res->packs_deleted + res->packs_repacked);
+	}
+	res->tmp_removed = clean_tmp(r);
+	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
+
+	/* 7. compact, when the file has grown well past what it holds */
+	{
+		uint64_t used, file;
+		TRY(kbv_index_usage(r->idx, &used, &file));
+		if (file > used + used / 2 + (1u << 20))
+			TRY(compact_index(r, res));
+		else
+			res->index_bytes_before = res->index_bytes_after = file;
+	}
+out:
+	if (sw.txn)
+		kbv_index_rend(sw.txn);
+	free(sw.found);
+	free(sw.locs);
+	kbv_packw_free(w);
+	for (size_t i = 0; i < sw.np; i++) {
+		kbv_buf_release(&sw.p[i].entries);
+		free(sw.p[i].is_live);
+	}
+	free(sw.p);
+	free(sw.map);
+	free(rep);
+	kbv_codec_free(sw.codec);
+	kbv_idset_release(&m.trees);
+	free(m.live.v);
+	kbv_reader_free(rd);
+	kbv_snapshot_list_free(list, n);
+	return rc;
+}

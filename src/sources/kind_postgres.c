@@ -1,0 +1,143 @@
+/* Source kind "postgres": one consistent dump of a database (native key-ordered COPY or
+ * pg_dump, src/sources/pg.c) as "<source>/database.sql", or pg_dump -Fd -j N spooled into
+ * the repository's tmp/ as "<source>/dump/..."; with globals = yes, pg_dumpall
+ * --globals-only as "<source>/globals.sql". */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "kbv/kinds.h"
+#include "kbv/load.h"
+#include "kbv/pg.h"
+#include "kbv/proc.h"
+
+/* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
+static int add_globals(struct kbv_sink *c, const struct kbv_source_cfg *sc, json_t *streams)
+{
+	char name[256], what[160];
+	pid_t pid;
+	int p[2];
+	char *argv[] = { "pg_dumpall", "--globals-only", NULL };
+	struct kbv_pg_client cl = { sc->pg_bin_dir, sc->client_command_prefix };
+	snprintf(name, sizeof name, "%s/globals.sql", sc->name);
+	snprintf(what, sizeof what, "pg_dumpall --globals-only of PostgreSQL source '%s'", sc->name);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kbv_error(KBV_EIO, "pipe: %s", strerror(errno));
+	int rc = kbv_pg_client_spawn(&cl, sc->dsn, NULL, NULL, KBV_PG_CONN_ENV, argv, -1, p[1], &pid);
+	close(p[1]);
+	if (rc < 0)
+		close(p[0]);
+	else
+		rc = kbv_sink_child(c, name, pid, p[0], what);
+	if (rc == 0)
+		json_object_set_new(streams, "globals", json_string(name));
+	return rc;
+}
+
+int kbv_kind_postgres_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *sc, json_t **meta)
+{
+	char name[256], what[160];
+	struct kbv_pgdump *d;
+	int fd, native = !sc->mode || !strcmp(sc->mode, "native");
+	struct kbv_pg_opts o = { .source = sc->name, .client = { sc->pg_bin_dir, sc->client_command_prefix },
+				 .dsn = sc->dsn, .native = native };
+	json_t *streams = json_object();
+
+	if (sc->jobs) {
+		/* pg_dump -Fd -j N writes files; they are spooled into the repository's tmp/ and
+		 * stored as entries "<source>/dump/...". */
+		char tmp[PATH_MAX], dir[PATH_MAX + 64];
+		long jobs;
+		int rc = kbv_parse_long(sc->jobs, 1, 64, &jobs);
+		if (rc < 0)
+			return kbv_error(rc, "source '%s': jobs must be 1..64, not '%s'", sc->name, sc->jobs);
+		o.jobs = (int)jobs;
+		rc = kbv_repo_sub(kbv_sink_repo(c), "tmp", tmp, sizeof tmp);
+		snprintf(dir, sizeof dir, "%s/pgdump-%s-%ld", tmp, sc->name, (long)getpid());
+		snprintf(name, sizeof name, "%s/dump", sc->name);
+		kbv_rmdir_flat(dir);
+		if (rc == 0)
+			rc = kbv_pgdump_to_dir(&o, dir, meta);
+		if (rc == 0)
+			rc = kbv_sink_tree(c, dir, name, NULL);
+		kbv_rmdir_flat(dir);
+		if (rc == 0)
+			json_object_set_new(streams, "directory", json_string(name));
+		if (rc == 0 && kbv_config_bool(sc->globals) == 1)
+			rc = add_globals(c, sc, streams);
+		if (rc == 0)
+			json_object_set(*meta, "streams", streams);
+		json_decref(streams);
+		return rc;
+	}
+	snprintf(name, sizeof name, "%s/database.sql", sc->name);
+	snprintf(what, sizeof what, "the dump of PostgreSQL source '%s'", sc->name);
+	int rc = kbv_pgdump_start(&o, &d, &fd);
+	if (rc < 0)
+		goto out;
+	rc = kbv_sink_fd(c, name, fd, what);
+	close(fd); /* a dump still writing now fails with EPIPE and stops */
+	int rc2 = kbv_pgdump_finish(d, meta);
+	if (rc < 0 || (rc = rc2) < 0)
+		goto out;
+	json_object_set_new(streams, "database", json_string(name));
+
+	if (kbv_config_bool(sc->globals) == 1 && (rc = add_globals(c, sc, streams)) < 0)
+		goto out;
+	json_object_set(*meta, "streams", streams);
+out:
+	json_decref(streams);
+	return rc;
+}
+
+/* drill: restored into a scratch database on [drill] postgres-dsn, row counts and row
+ * checksums compared with what the snapshot recorded, the scratch database dropped. */
+int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
+{
+	struct kbv_reader *rd = d->rd;
+	const struct kbv_snapshot *s = d->s;
+	const char *source = d->src->name, *dsn = d->pg_dsn;
+	struct kbv_pg_client cl = { d->sc ? d->sc->pg_bin_dir : NULL, d->sc ? d->sc->client_command_prefix : NULL };
+	json_t *meta = NULL;
+	struct kbv_pg_verdict v = { 0 };
+	char scratch[64], id[2 * KBV_ID_BYTES + 1];
+	int rc = 0, created = 0;
+	kbv_hex(s->id, KBV_ID_BYTES, id);
+	snprintf(scratch, sizeof scratch, "kbvault_drill_%.8s_%ld", id, (long)getpid());
+	*ok = 0;
+	TRY(kbv_pg_source_meta(s, source, &meta));
+	/* force: a scratch database of this name can only be the leftover of a drill killed
+	 * before it could drop it. */
+	TRY(kbv_pg_create_db(dsn, scratch, meta, 1, NULL));
+	created = 1;
+	TRY(kbv_pg_load_snapshot(rd, s, &cl, meta, dsn, scratch, d->progress));
+	TRY(kbv_pg_verify(dsn, scratch, meta, 1, &v));
+	json_object_set_new(res, "tables", json_integer((json_int_t)v.tables));
+	json_object_set_new(res, "rows", json_integer((json_int_t)v.rows));
+	json_object_set(res, "mismatches", v.mismatches);
+	*ok = json_array_size(v.mismatches) == 0;
+	char sum[200];
+	snprintf(sum, sizeof sum, "restored into a scratch database; %zu tables, %llu rows, row counts and checksums match",
+		 v.tables, (unsigned long long)v.rows);
+	json_object_set_new(res, "summary", json_string(sum));
+out:
+	if (d->progress && d->progress->done)
+		d->progress->done(d->progress->arg);
+	if (created) {
+		int drc = kbv_pg_drop_db(dsn, scratch);
+		if (drc < 0) {
+			kbv_events_warn(d->ev, "%s (drop it by hand)", kbv_errmsg());
+			if (rc == 0)
+				rc = drc;
+		}
+	}
+	json_decref(v.mismatches);
+	json_decref(meta);
+	return rc;
+}

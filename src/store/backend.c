@@ -1,0 +1,142 @@
+/* The generic layer of the storage backends: dispatch to the implementation, and what is
+ * built from its operations (put, get). */
+#include "backend_impl.h"
+#include "kbv/error.h"
+
+#include <string.h>
+
+static int hex_name(const char *name, size_t len)
+{
+	if (strlen(name) != len)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+int kbv_obj_name_ok(enum kbv_obj kind, const char *name)
+{
+	switch (kind) {
+	case KBV_OBJ_CONFIG:
+	case KBV_OBJ_KEY:
+		return name[0] == 0;
+	case KBV_OBJ_PACK:
+		return hex_name(name, 32);
+	case KBV_OBJ_SNAPSHOT:
+	case KBV_OBJ_RECORD:
+		return hex_name(name, 64);
+	default:
+		return 0;
+	}
+}
+
+static int bad_name(enum kbv_obj kind, const char *name)
+{
+	return kbv_error(KBV_EINVAL, "'%s' is not a valid name for a repository object of kind %d", name, (int)kind);
+}
+
+void kbv_backend_free(struct kbv_backend *be)
+{
+	if (be)
+		be->ops->free(be);
+}
+
+unsigned kbv_backend_features(const struct kbv_backend *be)
+{
+	return be->features;
+}
+
+const char *kbv_backend_root(const struct kbv_backend *be)
+{
+	return (be->features & KBV_BE_LOCAL) ? be->root : NULL;
+}
+
+void kbv_be_describe(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap)
+{
+	be->ops->describe(be, kind, name, out, cap);
+}
+
+int kbv_be_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_wr **out)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	return be->ops->create(be, kind, name, out);
+}
+
+int kbv_be_append(struct kbv_be_wr *w, const void *p, size_t n)
+{
+	return n ? w->be->ops->append(w, p, n) : 0;
+}
+
+int kbv_be_commit(struct kbv_be_wr *w, unsigned flags)
+{
+	return w->be->ops->commit(w, flags);
+}
+
+void kbv_be_discard(struct kbv_be_wr *w)
+{
+	if (w)
+		w->be->ops->discard(w);
+}
+
+int kbv_be_put(struct kbv_backend *be, enum kbv_obj kind, const char *name, const void *p, size_t n, unsigned flags)
+{
+	struct kbv_be_wr *w = NULL;
+	int rc = 0;
+	TRY(kbv_be_create(be, kind, name, &w));
+	TRY(kbv_be_append(w, p, n));
+	TRY(kbv_be_commit(w, flags));
+out:
+	kbv_be_discard(w);
+	return rc;
+}
+
+int kbv_be_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	return be->ops->open(be, kind, name, out, size);
+}
+
+int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off)
+{
+	return n ? rd->be->ops->read(rd, p, n, off) : 0;
+}
+
+void kbv_be_close(struct kbv_be_rd *rd)
+{
+	if (rd)
+		rd->be->ops->close(rd);
+}
+
+int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out)
+{
+	struct kbv_be_rd *rd = NULL;
+	uint64_t size;
+	int rc = 0;
+	TRY(kbv_be_open(be, kind, name, &rd, &size));
+	if (size > ((uint64_t)1 << 40)) {
+		rc = kbv_error(KBV_ECORRUPT, "object of %llu bytes is too large to read whole", (unsigned long long)size);
+		goto out;
+	}
+	out->len = 0;
+	TRY(kbv_buf_reserve(out, (size_t)size + 1));
+	TRY(kbv_be_read(rd, out->data, (size_t)size, 0));
+	out->len = (size_t)size;
+out:
+	kbv_be_close(rd);
+	return rc;
+}
+
+int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+{
+	return be->ops->list(be, kind, fn, arg);
+}
+
+int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	return be->ops->remove(be, kind, name);
+}

@@ -1,0 +1,39 @@
+/* The inside of a storage backend: what an implementation fills in (include/kbv/backend.h
+ * is what the rest of kbvault calls). Each implementation embeds struct kbv_backend,
+ * struct kbv_be_wr and struct kbv_be_rd as the first member of its own structs. */
+#ifndef KBV_BACKEND_IMPL_H
+#define KBV_BACKEND_IMPL_H
+
+#include "kbv/backend.h"
+
+struct kbv_backend_ops {
+	const char *name;
+	int (*create)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_wr **out);
+	int (*append)(struct kbv_be_wr *w, const void *p, size_t n);
+	int (*commit)(struct kbv_be_wr *w, unsigned flags);
+	void (*discard)(struct kbv_be_wr *w);
+	int (*open)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out,
+		    uint64_t *size);
+	int (*read)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
+	void (*close)(struct kbv_be_rd *rd);
+	int (*list)(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
+	int (*remove)(struct kbv_backend *be, enum kbv_obj kind, const char *name);
+	void (*describe)(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap);
+	void (*free)(struct kbv_backend *be);
+};
+
+struct kbv_backend {
+	const struct kbv_backend_ops *ops;
+	unsigned features;
+	const char *root; /* KBV_BE_LOCAL: the directory */
+};
+
+struct kbv_be_wr {
+	struct kbv_backend *be;
+};
+
+struct kbv_be_rd {
+	struct kbv_backend *be;
+};
+
+#endif

@@ -1,0 +1,476 @@
+#include "kbv/repo.h"
+#include "kbv/backend.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define CONFIG_BYTES 60
+#define KEY_HEADER 92
+#define KEY_MATERIAL 96
+
+int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
+{
+	return kbv_path(out, cap, "%s/%s", r->path, sub);
+}
+
+static int dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	int empty = 1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+static void encode_config(uint8_t *p, const struct kbv_repo *r)
+{
+	memcpy(p, "KBVREPO\0", 8);
+	kbv_put32(p + 8, KBV_FORMAT_VERSION);
+	kbv_put32(p + 12, r->encrypted ? 1 : 0);
+	memcpy(p + 16, r->repo_id, 16);
+	kbv_put32(p + 32, r->chunk_min);
+	kbv_put32(p + 36, r->chunk_avg);
+	kbv_put32(p + 40, r->chunk_max);
+	kbv_put32(p + 44, (uint32_t)r->zstd_level);
+	kbv_put32(p + 48, r->pack_size);
+	kbv_put64(p + 52, XXH3_64bits(p, 52));
+}
+
+static int wrap_key(uint8_t out[32], const char *pw, size_t pwlen, const uint8_t salt[16], uint64_t ops, uint64_t mem)
+{
+	if (crypto_pwhash(out, 32, pw, pwlen, salt, ops, (size_t)mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
+		return kbv_error(KBV_ENOMEM, "argon2id with %llu MiB failed (out of memory)",
+				 (unsigned long long)(mem >> 20));
+	return 0;
+}
+
+/* The names KBVAULT_FAULT took before there was a backend layer, as backend faults. The
+ * index (a local cache, not a backend object) keeps its own points: index-commit,
+ * gc-index-commit, repair-pack (kbv_fault()). */
+static const char *const legacy_faults[][2] = {
+	{ "pack-write:", "write:pack:" },	  { "pack-fsync:", "commit:pack:" },
+	{ "snapshot-write:", "commit:snapshot:" }, { "gc-pack-write:", "commit:pack:" },
+	{ "gc-delete:", "remove:pack:" },
+};
+
+int kbv_repo_backend(const char *path, struct kbv_backend **out)
+{
+	int rc = kbv_backend_local_new(path, out);
+	const char *spec = getenv("KBVAULT_FAULT");
+	if (rc < 0 || !spec || !*spec)
+		return rc;
+	if (!strncmp(spec, "index-commit:", 13) || !strncmp(spec, "gc-index-commit:", 16) ||
+	    !strncmp(spec, "repair-pack:", 12))
+		return 0;
+	char buf[64];
+	for (size_t i = 0; i < sizeof legacy_faults / sizeof *legacy_faults; i++) {
+		size_t len = strlen(legacy_faults[i][0]);
+		if (!strncmp(spec, legacy_faults[i][0], len)) {
+			snprintf(buf, sizeof buf, "%s%s", legacy_faults[i][1], spec + len);
+			spec = buf;
+			break;
+		}
+	}
+	rc = kbv_backend_fault_new(*out, spec, out);
+	if (rc < 0)
+		*out = NULL;
+	return rc;
+}
+
+int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char *password, size_t pwlen)
+{
+	struct kbv_repo r = { 0 };
+	struct kbv_keys *keys = NULL;
+	if (sodium_init() < 0)
+		return kbv_error(KBV_EINTERNAL, "libsodium failed to initialize");
+	uint8_t *kf = NULL;
+	char p[PATH_MAX];
+	struct kbv_backend *be = NULL;
+	int rc = 0;
+
+	r.encrypted = opts->encrypted;
+	r.chunk_avg = opts->chunk_avg ? opts->chunk_avg : KBV_DEFAULT_CHUNK_AVG;
+	r.chunk_min = r.chunk_avg / 4;
+	r.chunk_max = r.chunk_avg * 4;
+	r.zstd_level = opts->zstd_level ? opts->zstd_level : KBV_DEFAULT_ZSTD_LEVEL;
+	r.pack_size = opts->pack_size ? opts->pack_size : KBV_DEFAULT_PACK_SIZE;
+	TRY(kbv_cdc_check_params(r.chunk_min, r.chunk_avg, r.chunk_max));
+	if (r.zstd_level < 1 || r.zstd_level > 19)
+		return kbv_error(KBV_EINVAL, "zstd level %d is outside 1..19", r.zstd_level);
+	if (r.pack_size < (1u << 20) || r.pack_size > (1u << 30))
+		return kbv_error(KBV_EINVAL, "pack size %u is outside 1 MiB..1 GiB", r.pack_size);
+	if (r.encrypted && !password)
+		return kbv_error(KBV_EINVAL, "an encrypted repository needs a password");
+
+	int prc = kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
+	if (prc < 0)
+		return prc;
+	if (mkdir(path, 0700) < 0) {
+		if (errno != EEXIST)
+			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
+		int e = dir_is_empty(path);
+		if (e < 0)
+			return kbv_error(KBV_EEXIST, "'%s' exists and is not a directory", path);
+		if (!e)
+			return kbv_error(KBV_EEXIST, "'%s' is not empty; kbvault init needs a new or empty directory", path);
+	}
+	static const char *const subs[] = { "data", "snapshots", "index", "tmp" };
+	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+		TRY(kbv_path(p, sizeof p, "%s/%s", path, subs[i]));
+		TRY(kbv_mkdir(p, NULL));
+	}
+	TRY(kbv_path(p, sizeof p, "%s/lock", path));
+	int lfd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0) {
+		rc = kbv_error(KBV_EIO, "create '%s': %s", p, strerror(errno));
+		goto out;
+	}
+	close(lfd);
+
+	randombytes_buf(r.repo_id, sizeof r.repo_id);
+	keys = sodium_malloc(sizeof *keys);
+	if (!keys) {
+		rc = kbv_error(KBV_ENOMEM, "out of secure memory");
+		goto out;
+	}
+	randombytes_buf(keys, sizeof *keys);
+
+	/* Key file. */
+	size_t plen = r.encrypted ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
+	size_t kflen = KEY_HEADER + plen + 8;
+	kf = calloc(1, kflen);
+	if (!kf) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	uint64_t ops = opts->kdf_ops ? opts->kdf_ops : 3, mem = opts->kdf_mem ? opts->kdf_mem : (64u << 20);
+	memcpy(kf, "KBVKEY\0\0", 8);
+	kbv_put32(kf + 8, 1);
+	kbv_put32(kf + 12, r.encrypted ? 1 : 0);
+	memcpy(kf + 72, r.repo_id, 16);
+	kbv_put32(kf + 88, (uint32_t)plen);
+	if (r.encrypted) {
+		if (ops < crypto_pwhash_OPSLIMIT_MIN || mem < crypto_pwhash_MEMLIMIT_MIN) {
+			rc = kbv_error(KBV_EINVAL, "argon2id limits too small");
+			goto out;
+		}
+		kbv_put64(kf + 16, ops);
+		kbv_put64(kf + 24, mem);
+		randombytes_buf(kf + 32, 16);
+		randombytes_buf(kf + 48, 24);
+		uint8_t wk[32];
+		TRY(wrap_key(wk, password, pwlen, kf + 32, ops, mem));
+		crypto_aead_xchacha20poly1305_ietf_encrypt(kf + KEY_HEADER, NULL, (const uint8_t *)keys, KEY_MATERIAL,
+							   kf, KEY_HEADER, NULL, kf + 48, wk);
+		sodium_memzero(wk, sizeof wk);
+	} else {
+		memcpy(kf + KEY_HEADER, keys, KEY_MATERIAL);
+	}
+	kbv_put64(kf + KEY_HEADER + plen, XXH3_64bits(kf, KEY_HEADER + plen));
+
+	uint8_t cfg[CONFIG_BYTES];
+	encode_config(cfg, &r);
+	TRY(kbv_repo_backend(path, &be));
+	TRY(kbv_be_put(be, KBV_OBJ_KEY, "", kf, kflen, KBV_PUT_EXCL));
+	TRY(kbv_be_put(be, KBV_OBJ_CONFIG, "", cfg, sizeof cfg, KBV_PUT_EXCL));
+out:
+	kbv_backend_free(be);
+	if (kf) {
+		sodium_memzero(kf, kflen);
+		free(kf);
+	}
+	sodium_free(keys);
+	return rc;
+}
+
+int kbv_repo_config_decode(const uint8_t *b, size_t len, const char *what, struct kbv_repo *r)
+{
+	if (len < 12 || memcmp(b, "KBVREPO\0", 8) != 0)
+		return kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", what);
+	uint32_t ver = kbv_get32(b + 8);
+	if (ver != KBV_FORMAT_VERSION)
+		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads version %u",
+				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION);
+	if (len != CONFIG_BYTES || kbv_get64(b + 52) != XXH3_64bits(b, 52))
+		return kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", what, len);
+	uint32_t flags = kbv_get32(b + 12);
+	if (flags & ~1u)
+		return kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", what, flags);
+	r->encrypted = flags & 1;
+	memcpy(r->repo_id, b + 16, 16);
+	r->chunk_min = kbv_get32(b + 32);
+	r->chunk_avg = kbv_get32(b + 36);
+	r->chunk_max = kbv_get32(b + 40);
+	r->zstd_level = (int)kbv_get32(b + 44);
+	r->pack_size = kbv_get32(b + 48);
+	if (kbv_cdc_check_params(r->chunk_min, r->chunk_avg, r->chunk_max) < 0 || r->zstd_level < 1 ||
+	    r->zstd_level > 19)
+		return kbv_error(KBV_ECORRUPT, "config '%s' has invalid parameters", what);
+	return 0;
+}
+
+static int read_config(struct kbv_repo *r)
+{
+	char p[PATH_MAX];
+	struct kbv_buf b = KBV_BUF_INIT;
+	int rc = 0;
+	kbv_be_describe(r->be, KBV_OBJ_CONFIG, "", p, sizeof p);
+	rc = kbv_be_get(r->be, KBV_OBJ_CONFIG, "", &b);
+	if (rc == KBV_ENOTFOUND) {
+		struct stat st;
+		if (stat(r->path, &st) < 0)
+			rc = kbv_error(KBV_ENOREPO, "repository '%s' does not exist (create it with 'kbvault init')", r->path);
+		else
+			rc = kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (no config file)", r->path);
+		goto out;
+	}
+	TRY(rc);
+	rc = kbv_repo_config_decode(b.data, b.len, p, r);
+out:
+	kbv_buf_release(&b);
+	return rc;
+}
+
+int kbv_keyfile_check(const uint8_t *k, size_t len, const char *what, const struct kbv_repo *r)
+{
+	if (len < KEY_HEADER + 8 || memcmp(k, "KBVKEY\0\0", 8) != 0)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (bad magic or truncated)", what);
+	if (kbv_get32(k + 8) != 1)
+		return kbv_error(KBV_EVERSION, "key file '%s' has version %u; this kbvault reads version 1", what,
+				 kbv_get32(k + 8));
+	uint32_t kdf = kbv_get32(k + 12), plen = kbv_get32(k + 88);
+	size_t want = kdf ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
+	if (kdf > 1 || plen != want || len != KEY_HEADER + (size_t)plen + 8 ||
+	    kbv_get64(k + KEY_HEADER + plen) != XXH3_64bits(k, KEY_HEADER + plen))
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (checksum mismatch)", what);
+	if ((kdf == 1) != (r->encrypted == 1) || memcmp(k + 72, r->repo_id, 16) != 0)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' does not belong to this repository's config", what);
+	return 0;
+}
+
+static int read_keyfile(struct kbv_repo *r)
+{
+	char p[PATH_MAX];
+	int rc = 0;
+	kbv_be_describe(r->be, KBV_OBJ_KEY, "", p, sizeof p);
+	rc = kbv_be_get(r->be, KBV_OBJ_KEY, "", &r->keyfile);
+	if (rc == KBV_ENOTFOUND)
+		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", p);
+	TRY(rc);
+	rc = kbv_keyfile_check(r->keyfile.data, r->keyfile.len, p, r);
+out:
+	return rc;
+}
+
+/* "PID 1234 (kbvault gc --keep-last 3)": the first process /proc/locks shows holding a
+ * lock on the file behind fd, or "another process" when it cannot tell. */
+static void lock_holder(int fd, char *out, size_t cap)
+{
+	struct stat st;
+	char line[256];
+	long pid = 0;
+	snprintf(out, cap, "another process");
+	FILE *f = fstat(fd, &st) == 0 ? fopen("/proc/locks", "re") : NULL;
+	if (!f)
+		return;
+	while (!pid && fgets(line, sizeof line, f)) {
+		char kind[16], mode[16];
+		long p;
+		unsigned maj, min;
+		unsigned long long ino;
+		if (strstr(line, "->")) /* a waiter, not a holder */
+			continue;
+		if (sscanf(line, "%*[^:]: %15s %*s %15s %ld %x:%x:%llu", kind, mode, &p, &maj, &min, &ino) == 6 &&
+		    !strcmp(kind, "FLOCK") && ino == (unsigned long long)st.st_ino && makedev(maj, min) == st.st_dev)
+			pid = p;
+	}
+	fclose(f);
+	if (!pid)
+		return;
+	char path[64], cmd[160] = "";
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	int cfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (cfd >= 0) {
+		ssize_t n = read(cfd, cmd, sizeof cmd - 1);
+		close(cfd);
+		for (ssize_t i = 0; i < n; i++)
+			if (cmd[i] == 0 || (unsigned char)cmd[i] < 0x20)
+				cmd[i] = ' ';
+		cmd[n > 0 ? n : 0] = 0;
+		while (n > 0 && cmd[n - 1] == ' ')
+			cmd[--n] = 0;
+	}
+	snprintf(out, cap, *cmd ? "PID %ld (%s)" : "PID %ld", pid, cmd);
+}
+
+/* Take the repository lock, waiting at most w->seconds (forever without w). The kernel
+ * drops the locks of dead processes, so this never waits on a crashed one. */
+static int take_lock(int fd, const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w)
+{
+	int op = lock == KBV_LOCK_SHARED ? LOCK_SH : LOCK_EX;
+	struct timespec t0, now;
+	int told = 0;
+	if (!w) {
+		while (flock(fd, op) < 0)
+			if (errno != EINTR)
+				return kbv_error(KBV_ELOCKED, "lock '%s': %s", path, strerror(errno));
+		return 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (flock(fd, op | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return kbv_error(KBV_ELOCKED, "lock '%s': %s", path, strerror(errno));
+		char holder[200];
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double waited = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (waited >= w->seconds) {
+			lock_holder(fd, holder, sizeof holder);
+			return kbv_error(KBV_ELOCKED, "the repository is locked by %s; gave up after %.0f s (--lock-wait)",
+					 holder, waited);
+		}
+		if (!told++ && w->waiting) {
+			lock_holder(fd, holder, sizeof holder);
+			w->waiting(w->arg, holder);
+		}
+		struct timespec nap = { 0, 100 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
+int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
+{
+	return kbv_repo_open_wait(path, lock, NULL, out);
+}
+
+int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w, struct kbv_repo **out)
+{
+	struct kbv_repo *r = calloc(1, sizeof *r);
+	char p[PATH_MAX];
+	int rc = 0;
+	if (sodium_init() < 0) {
+		free(r);
+		return kbv_error(KBV_EINTERNAL, "libsodium failed to initialize");
+	}
+	if (!r)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	r->lockfd = -1;
+	r->path = strdup(path);
+	if (!r->path) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(kbv_repo_backend(r->path, &r->be));
+	TRY(read_config(r));
+	TRY(read_keyfile(r));
+	if (lock != KBV_LOCK_NONE) {
+		TRY(kbv_repo_sub(r, "lock", p, sizeof p));
+		r->lockfd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (r->lockfd < 0) {
+			rc = kbv_error(KBV_EIO, "open lock '%s': %s", p, strerror(errno));
+			goto out;
+		}
+		TRY(take_lock(r->lockfd, p, lock, w));
+	}
+	/* Scratch and cache directories may be missing (a copy made by a tool that drops empty
+	 * directories); they hold nothing a snapshot depends on. */
+	TRY(kbv_repo_sub(r, "tmp", p, sizeof p));
+	TRY(kbv_mkdir(p, NULL));
+	TRY(kbv_repo_sub(r, "index", p, sizeof p));
+	TRY(kbv_mkdir(p, NULL));
+	rc = kbv_index_open(p, &r->idx);
+	if (rc == KBV_ECORRUPT && lock == KBV_LOCK_EXCLUSIVE) {
+		/* The index is a cache. Alone in the repository (repair index, gc), a damaged one
+		 * is set aside and a new empty one opened: repair rebuilds it, gc refuses to
+		 * delete anything with an index that lacks what the snapshots use. */
+		char from[PATH_MAX + 16], to[PATH_MAX + 32];
+		snprintf(from, sizeof from, "%s/data.mdb", p);
+		snprintf(to, sizeof to, "%s/data.mdb.damaged", p);
+		if (rename(from, to) == 0) {
+			snprintf(from, sizeof from, "%s/lock.mdb", p);
+			unlink(from);
+			rc = kbv_index_open(p, &r->idx);
+		}
+	}
+	TRY(rc);
+	*out = r;
+	r = NULL;
+out:
+	kbv_repo_close(r);
+	return rc;
+}
+
+int kbv_repo_needs_password(const struct kbv_repo *r)
+{
+	return r->encrypted;
+}
+
+int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
+{
+	const uint8_t *k = r->keyfile.data;
+	int rc = 0;
+	if (r->keys)
+		return 0;
+	if (r->encrypted && !password)
+		return kbv_error(KBV_EAUTH, "repository '%s' is encrypted and no password was given", r->path);
+	r->keys = sodium_malloc(sizeof *r->keys);
+	if (!r->keys)
+		return kbv_error(KBV_ENOMEM, "out of secure memory");
+	if (r->encrypted) {
+		uint8_t wk[32];
+		TRY(wrap_key(wk, password, pwlen, k + 32, kbv_get64(k + 16), kbv_get64(k + 24)));
+		int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
+			(uint8_t *)r->keys, NULL, NULL, k + KEY_HEADER,
+			KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES, k, KEY_HEADER, k + 48, wk);
+		sodium_memzero(wk, sizeof wk);
+		if (bad) {
+			rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
+			goto out;
+		}
+	} else {
+		memcpy(r->keys, k + KEY_HEADER, KEY_MATERIAL);
+	}
+	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
+out:
+	if (rc < 0) {
+		sodium_free(r->keys);
+		r->keys = NULL;
+	}
+	return rc;
+}
+
+void kbv_repo_close(struct kbv_repo *r)
+{
+	if (!r)
+		return;
+	kbv_index_close(r->idx);
+	if (r->lockfd >= 0)
+		close(r->lockfd);
+	sodium_free(r->keys);
+	if (r->keyfile.data)
+		sodium_memzero(r->keyfile.data, r->keyfile.len);
+	kbv_buf_release(&r->keyfile);
+	kbv_backend_free(r->be);
+	free(r->path);
+	free(r);
+}

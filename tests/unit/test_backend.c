@@ -1,0 +1,227 @@
+/* The storage backend interface (include/kbv/backend.h) on the local directory backend and
+ * through the fault-injecting wrapper: what every implementation must do. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kbv/backend.h"
+#include "kbv/error.h"
+
+#define PACK_A "0123456789abcdef0123456789abcdef"
+#define PACK_B "ffffffffffffffffffffffffffffff00"
+#define SNAP_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+static char dir[64];
+
+static struct kbv_backend *local(void)
+{
+	char sub[128];
+	struct kbv_backend *be;
+	snprintf(dir, sizeof dir, "/tmp/kbv-be-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	static const char *const subs[] = { "data", "snapshots", "tmp" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", dir, subs[i]);
+		assert_int_equal(mkdir(sub, 0700), 0);
+	}
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	return be;
+}
+
+static void cleanup(struct kbv_backend *be)
+{
+	char cmd[128];
+	kbv_backend_free(be);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int tmp_files(void)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s/tmp)\"", dir);
+	return system(cmd) != 0;
+}
+
+struct seen {
+	char names[8][80];
+	uint64_t sizes[8];
+	int n;
+};
+
+static int collect(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct seen *s = arg;
+	assert_true(mtime > 0);
+	assert_true(s->n < 8);
+	snprintf(s->names[s->n], sizeof s->names[0], "%s", name);
+	s->sizes[s->n++] = size;
+	return 0;
+}
+
+static void test_put_get_list_remove(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local();
+	struct kbv_buf b = KBV_BUF_INIT;
+	assert_true(kbv_backend_features(be) & KBV_BE_LOCAL);
+	assert_string_equal(kbv_backend_root(be), dir);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), KBV_ENOTFOUND);
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_PACK, PACK_A, "hello pack", 10, 0), 0);
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_PACK, PACK_B, "x", 1, 0), 0);
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_SNAPSHOT, SNAP_A, "manifest", 8, KBV_PUT_EXCL), 0);
+	/* create-if-absent: the first manifest stays */
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_SNAPSHOT, SNAP_A, "other", 5, KBV_PUT_EXCL), KBV_EEXIST);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, SNAP_A, &b), 0);
+	assert_int_equal(b.len, 8);
+	assert_memory_equal(b.data, "manifest", 8);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), 0);
+	assert_memory_equal(b.data, "hello pack", 10);
+	/* the layout of format/repository.md */
+	char path[300];
+	kbv_be_describe(be, KBV_OBJ_PACK, PACK_A, path, sizeof path);
+	char want[300];
+	snprintf(want, sizeof want, "%s/data/01/%s.pack", dir, PACK_A);
+	assert_string_equal(path, want);
+	assert_int_equal(access(want, R_OK), 0);
+
+	struct seen s = { 0 };
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_PACK, collect, &s), 0);
+	assert_int_equal(s.n, 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(s.sizes[i], strcmp(s.names[i], PACK_A) ? 1 : 10);
+	/* names of another shape (editor leftovers) are not objects */
+	snprintf(path, sizeof path, "%s/snapshots/%s~", dir, SNAP_A);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.names[0], SNAP_A);
+	/* records/ does not exist yet: an empty listing */
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_RECORD, collect, &s), 0);
+	assert_int_equal(s.n, 0);
+
+	assert_int_equal(kbv_be_remove(be, KBV_OBJ_PACK, PACK_A), 0);
+	assert_int_equal(kbv_be_remove(be, KBV_OBJ_PACK, PACK_A), 0); /* gone already: fine */
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), KBV_ENOTFOUND);
+	/* bad names never reach the storage */
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_PACK, "../../etc/passwd", "x", 1, 0), KBV_EINVAL);
+	assert_int_equal(kbv_be_remove(be, KBV_OBJ_SNAPSHOT, "abc"), KBV_EINVAL);
+	assert_false(tmp_files());
+	kbv_buf_release(&b);
+	cleanup(be);
+}
+
+static void test_ranges_and_truncation(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local();
+	struct kbv_be_rd *rd;
+	uint64_t size;
+	char buf[8];
+	assert_int_equal(kbv_be_put(be, KBV_OBJ_PACK, PACK_A, "0123456789", 10, 0), 0);
+	assert_int_equal(kbv_be_open(be, KBV_OBJ_PACK, PACK_A, &rd, &size), 0);
+	assert_int_equal(size, 10);
+	assert_int_equal(kbv_be_read(rd, buf, 4, 3), 0);
+	assert_memory_equal(buf, "3456", 4);
+	/* past the end: truncated, never short data */
+	assert_int_equal(kbv_be_read(rd, buf, 4, 8), KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), "truncated"));
+	kbv_be_close(rd);
+	kbv_be_close(NULL);
+	assert_int_equal(kbv_be_open(be, KBV_OBJ_PACK, PACK_B, &rd, &size), KBV_ENOTFOUND);
+	cleanup(be);
+}
+
+static void test_uncommitted_is_invisible(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local();
+	struct kbv_be_wr *w;
+	struct kbv_buf b = KBV_BUF_INIT;
+	assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, PACK_A, &w), 0);
+	assert_int_equal(kbv_be_append(w, "part", 4), 0);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), KBV_ENOTFOUND);
+	kbv_be_discard(w); /* never committed: nothing left, not even in tmp/ */
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), KBV_ENOTFOUND);
+	assert_false(tmp_files());
+	assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, PACK_A, &w), 0);
+	assert_int_equal(kbv_be_append(w, "whole", 5), 0);
+	assert_int_equal(kbv_be_commit(w, 0), 0);
+	kbv_be_discard(w);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), 0);
+	assert_int_equal(b.len, 5);
+	kbv_buf_release(&b);
+	cleanup(be);
+}
+
+static void test_fault_wrapper(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local(), *f;
+	struct kbv_buf b = KBV_BUF_INIT;
+	/* the 2nd pack commit fails; other kinds pass */
+	assert_int_equal(kbv_backend_fault_new(be, "commit:pack:2", &f), 0);
+	assert_int_equal(kbv_be_put(f, KBV_OBJ_PACK, PACK_A, "a", 1, 0), 0);
+	assert_int_equal(kbv_be_put(f, KBV_OBJ_SNAPSHOT, SNAP_A, "s", 1, 0), 0);
+	assert_int_equal(kbv_be_put(f, KBV_OBJ_PACK, PACK_B, "b", 1, 0), KBV_EIO);
+	assert_non_null(strstr(kbv_errmsg(), "injected fault"));
+	assert_int_equal(kbv_backend_fault_count(f), 2);
+	assert_int_equal(kbv_be_get(f, KBV_OBJ_PACK, PACK_B, &b), KBV_ENOTFOUND); /* nothing half there */
+	assert_int_equal(kbv_be_put(f, KBV_OBJ_PACK, PACK_B, "b", 1, 0), 0);     /* only the 2nd fails */
+	kbv_backend_free(f);
+
+	/* ENOSPC on the first write of anything; a short read looks truncated */
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "write:1:enospc", &f), 0);
+	assert_int_equal(kbv_be_put(f, KBV_OBJ_RECORD, SNAP_A, "r", 1, 0), KBV_EIO);
+	assert_non_null(strstr(kbv_errmsg(), "No space left on device"));
+	kbv_backend_free(f);
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "read:pack:1:short", &f), 0);
+	assert_int_equal(kbv_be_get(f, KBV_OBJ_PACK, PACK_A, &b), KBV_ECORRUPT);
+	assert_int_equal(kbv_be_get(f, KBV_OBJ_PACK, PACK_A, &b), 0);
+	kbv_backend_free(f);
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "remove:snapshot:1", &f), 0);
+	assert_int_equal(kbv_be_remove(f, KBV_OBJ_SNAPSHOT, SNAP_A), KBV_EIO);
+	assert_int_equal(kbv_be_get(f, KBV_OBJ_SNAPSHOT, SNAP_A, &b), 0); /* still there */
+	kbv_backend_free(f);
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "list:1", &f), 0);
+	struct seen s = { 0 };
+	assert_int_equal(kbv_be_list(f, KBV_OBJ_PACK, collect, &s), KBV_EIO);
+	kbv_backend_free(f);
+
+	/* specs that do not parse are refused (and free the inner backend) */
+	static const char *const bad[] = { "", "write", "write:0", "write:pack", "burn:1", "write:1:ebad",
+					   "write:pack:1:eio:x", "write:pack:x" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+		assert_int_equal(kbv_backend_fault_new(be, bad[i], &f), KBV_EINVAL);
+	}
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	kbv_buf_release(&b);
+	cleanup(be);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_put_get_list_remove),
+		cmocka_unit_test(test_ranges_and_truncation),
+		cmocka_unit_test(test_uncommitted_is_invisible),
+		cmocka_unit_test(test_fault_wrapper),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

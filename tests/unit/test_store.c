@@ -1,0 +1,240 @@
+/* The store layer without the engine: a pack written with kbv_packw and read back through
+ * its trailer and the index; damage (a flipped byte, a truncated pack, a pack the index
+ * names that is gone) is an error naming the pack, never a wrong byte; the index keeps the
+ * first location of a blob, survives a reopen, and gc_commit moves and drops locations. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include "kbv/error.h"
+#include "kbv/pack.h"
+
+#define NBLOBS 40
+
+static char dir[64];
+static struct kbv_repo *repo;
+static struct kbv_codec *codec;
+static uint8_t ids[NBLOBS][KBV_ID_BYTES];
+static struct kbv_buf blobs[NBLOBS];
+
+static void blob_content(size_t i, struct kbv_buf *b)
+{
+	b->len = 0;
+	for (size_t k = 0; k < 1000 + 37 * i; k++)
+		assert_int_equal(kbv_buf_add_u8(b, (uint8_t)(k * (i + 1) ^ (k >> 3))), 0);
+}
+
+/* A pack of NBLOBS tree blobs (single-blob envelopes), indexed. */
+static void write_pack(struct kbv_pack_info *info)
+{
+	struct kbv_packw *w;
+	struct kbv_buf env = KBV_BUF_INIT;
+	assert_int_equal(kbv_packw_new(repo, codec, &w), 0);
+	for (size_t i = 0; i < NBLOBS; i++) {
+		blob_content(i, &blobs[i]);
+		kbv_blob_id(repo->keys, KBV_BLOB_TREE, blobs[i].data, blobs[i].len, ids[i]);
+		assert_int_equal(kbv_blob_encode(codec, KBV_BLOB_TREE, ids[i], blobs[i].data, blobs[i].len, &env), 0);
+		assert_int_equal(kbv_packw_add(w, KBV_BLOB_TREE, ids[i], env.data, env.len, (uint32_t)blobs[i].len), 0);
+	}
+	assert_int_equal(kbv_packw_count(w), NBLOBS);
+	struct kbv_buf copy = KBV_BUF_INIT;
+	assert_int_equal(kbv_buf_add(&copy, kbv_packw_entries(w), NBLOBS * sizeof(struct kbv_pack_entry)), 0);
+	assert_int_equal(kbv_packw_finish(w, info), 0);
+	kbv_packw_free(w);
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)copy.data;
+	size_t n = NBLOBS;
+	assert_int_equal(kbv_index_add_packs(repo->idx, info, &e, &n, 1), 0);
+	kbv_buf_release(&copy);
+	kbv_buf_release(&env);
+}
+
+static int setup(void **st)
+{
+	(void)st;
+	snprintf(dir, sizeof dir, "/tmp/kbv-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	struct kbv_init_opts o = { .encrypted = 1, .kdf_ops = 1, .kdf_mem = 8 << 20 };
+	assert_int_equal(kbv_repo_init(dir, &o, "pw", 2), 0);
+	assert_int_equal(kbv_repo_open(dir, KBV_LOCK_SHARED, &repo), 0);
+	assert_int_equal(kbv_repo_unlock(repo, "pw", 2), 0);
+	codec = kbv_codec_new(repo->keys, repo->encrypted, repo->zstd_level);
+	assert_non_null(codec);
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	(void)st;
+	char cmd[128];
+	kbv_codec_free(codec);
+	kbv_repo_close(repo);
+	for (size_t i = 0; i < NBLOBS; i++)
+		kbv_buf_release(&blobs[i]);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void read_all(MDB_txn *txn, int expect)
+{
+	struct kbv_packfds fds;
+	struct kbv_buf stored = KBV_BUF_INIT, out = KBV_BUF_INIT;
+	kbv_packfds_init(&fds);
+	for (size_t i = 0; i < NBLOBS; i++) {
+		int rc = kbv_pack_read_blob(repo, txn, codec, &fds, KBV_BLOB_TREE, ids[i], &stored, &out);
+		if (expect == 0) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(out.len, blobs[i].len);
+			assert_memory_equal(out.data, blobs[i].data, out.len);
+		} else if (rc == 0) { /* a blob the damage did not reach: still exactly right */
+			assert_memory_equal(out.data, blobs[i].data, blobs[i].len);
+		} else {
+			assert_int_equal(rc, expect);
+			assert_non_null(strstr(kbv_errmsg(), "pack"));
+		}
+	}
+	kbv_packfds_release(&fds);
+	kbv_buf_release(&stored);
+	kbv_buf_release(&out);
+}
+
+static void test_pack_round_trip_and_damage(void **st)
+{
+	(void)st;
+	struct kbv_pack_info info;
+	write_pack(&info);
+	assert_int_equal(info.blobs, NBLOBS);
+
+	/* the trailer lists what was written */
+	struct kbv_buf entries = KBV_BUF_INIT;
+	size_t n;
+	uint64_t size;
+	assert_int_equal(kbv_pack_read_trailer(repo, codec, info.id, &entries, &n, &size), 0);
+	assert_int_equal(n, NBLOBS);
+	assert_int_equal(size, info.size);
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	for (size_t i = 0; i < n; i++)
+		assert_memory_equal(e[i].id, ids[i], KBV_ID_BYTES);
+
+	/* every blob through the index */
+	MDB_txn *txn;
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	read_all(txn, 0);
+
+	/* a flipped byte in blob 7's envelope: that blob fails, naming the pack and offset */
+	char hex[2 * KBV_PACKID_BYTES + 1], path[300];
+	kbv_hex(info.id, KBV_PACKID_BYTES, hex);
+	snprintf(path, sizeof path, "%s/data/%.2s/%s.pack", dir, hex, hex);
+	FILE *f = fopen(path, "r+b");
+	assert_non_null(f);
+	fseek(f, (long)e[7].offset + 20, SEEK_SET);
+	int c = fgetc(f);
+	fseek(f, (long)e[7].offset + 20, SEEK_SET);
+	fputc(c ^ 0x40, f);
+	fclose(f);
+	struct kbv_packfds fds;
+	struct kbv_buf stored = KBV_BUF_INIT, out = KBV_BUF_INIT;
+	kbv_packfds_init(&fds);
+	assert_int_equal(kbv_pack_read_blob(repo, txn, codec, &fds, KBV_BLOB_TREE, ids[7], &stored, &out), KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), "checksum mismatch"));
+	assert_non_null(strstr(kbv_errmsg(), hex));
+	assert_int_equal(kbv_pack_read_blob(repo, txn, codec, &fds, KBV_BLOB_TREE, ids[8], &stored, &out), 0);
+	assert_memory_equal(out.data, blobs[8].data, blobs[8].len);
+	kbv_packfds_release(&fds);
+
+	/* truncated in the middle: the trailer is unreadable; blobs before the cut still read */
+	assert_int_equal(truncate(path, (off_t)e[20].offset), 0);
+	assert_int_equal(kbv_pack_read_trailer(repo, codec, info.id, &entries, &n, &size), KBV_ECORRUPT);
+	read_all(txn, KBV_ECORRUPT);
+
+	/* gone: the index names a pack that is not there */
+	assert_int_equal(unlink(path), 0);
+	kbv_packfds_init(&fds);
+	assert_int_equal(kbv_pack_read_blob(repo, txn, codec, &fds, KBV_BLOB_TREE, ids[0], &stored, &out), KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), hex));
+	kbv_packfds_release(&fds);
+	assert_int_equal(kbv_pack_read_trailer(repo, codec, info.id, &entries, &n, &size), KBV_ENOTFOUND);
+	kbv_index_rend(txn);
+	kbv_buf_release(&entries);
+	kbv_buf_release(&stored);
+	kbv_buf_release(&out);
+}
+
+static int count_blob(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
+{
+	(void)id;
+	(void)loc;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static void test_index_first_location_reopen_and_gc(void **st)
+{
+	(void)st;
+	struct kbv_pack_info a, b;
+	MDB_txn *txn;
+	struct kbv_loc la, lb;
+	/* the previous test deleted its pack: gone from the index too, as gc would do */
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, ids[0], &la), 0);
+	kbv_index_rend(txn);
+	assert_int_equal(kbv_index_gc_commit(repo->idx, NULL, NULL, NULL, 0, &la.pack, 1), 0);
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, ids[0], &la), KBV_ENOTFOUND);
+	kbv_index_rend(txn);
+	write_pack(&a); /* the same blobs again ... */
+	write_pack(&b); /* ... and a second copy: the first location stays */
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, ids[3], &la), 0);
+	struct kbv_pack_info pi;
+	assert_int_equal(kbv_index_pack(repo->idx, txn, la.pack, &pi), 0);
+	assert_memory_equal(pi.id, a.id, KBV_PACKID_BYTES);
+	uint32_t pack_a = la.pack;
+	kbv_index_rend(txn);
+
+	/* reopen: still there */
+	kbv_index_close(repo->idx);
+	char idir[128];
+	snprintf(idir, sizeof idir, "%s/index", dir);
+	assert_int_equal(kbv_index_file_check(idir), 0);
+	assert_int_equal(kbv_index_open(idir, &repo->idx), 0);
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, ids[3], &lb), 0);
+	assert_int_equal(lb.pack, pack_a);
+	kbv_index_rend(txn);
+
+	/* gc drops pack a: its blobs go with it; b's copies are not indexed (first location
+	 * won), so a gc that wants them keeps them by re-adding b first */
+	struct kbv_buf entries = KBV_BUF_INIT;
+	size_t n;
+	uint64_t size;
+	assert_int_equal(kbv_pack_read_trailer(repo, codec, b.id, &entries, &n, &size), 0);
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+	assert_int_equal(kbv_index_gc_commit(repo->idx, &b, &e, &n, 1, &pack_a, 1), 0);
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, ids[3], &lb), 0);
+	assert_int_not_equal(lb.pack, pack_a);
+	assert_int_equal(kbv_index_pack(repo->idx, txn, pack_a, &pi), KBV_ENOTFOUND);
+	size_t count = 0;
+	assert_int_equal(kbv_index_each_blob(repo->idx, txn, count_blob, &count), 0);
+	assert_int_equal(count, NBLOBS);
+	read_all(txn, 0);
+	kbv_index_rend(txn);
+	kbv_buf_release(&entries);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pack_round_trip_and_damage),
+		cmocka_unit_test(test_index_first_location_reopen_and_gc),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
