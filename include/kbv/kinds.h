@@ -27,6 +27,33 @@ struct kbv_drill_ctx {
 	const struct kbv_sink_events *ev;    /* warnings (scratch copies left behind); may be NULL */
 };
 
+/* What a restore of one recorded source back into its system gets. */
+struct kbv_restore_ctx {
+	struct kbv_reader *rd;
+	const struct kbv_snapshot *s;        /* entries loaded */
+	const struct kbv_snapsource *src;
+	const struct kbv_source_cfg *sc;     /* its configuration here, or NULL */
+	int force;                           /* PostgreSQL: replace a database that holds tables */
+	const char *owner;                   /* PostgreSQL: the database's owner (NULL: as recorded) */
+	const char *target_url, *suffix;     /* Qdrant: another server; collection names + suffix */
+	const struct kbv_progress *progress; /* may be NULL */
+	const struct kbv_sink_events *ev;    /* warnings; may be NULL */
+};
+
+/* What a restore reports, for the caller to show: the object `report` gets
+ *   "lines":  array of strings, what was done (shown unless the user asked for quiet;
+ *             "always": true shows them even then),
+ *   "errors": array of strings, each a way the result differs from the snapshot,
+ *   "json":   the machine-readable result, when the kind has one ("has_json": true) and
+ *             the restore ran; a caller asked for JSON shows it instead of the lines. */
+
+/* Add a printf-formatted line to the report's array `key` ("lines", "errors"). */
+void kbv_report_add(json_t *report, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* What a restore into the source needs that the configuration lacks. */
+#define KBV_RESTORE_IN_PLACE 1u /* writes files back where they were: only with --in-place */
+#define KBV_RESTORE_URL 2u      /* takes --target-url and --collection-suffix */
+
 /* What a kind's drill needs from the configuration, checked before it runs. */
 #define KBV_DRILL_NEEDS_PG_DSN 1u       /* [drill] postgres-dsn: else a usage error */
 #define KBV_DRILL_NEEDS_LOAD_COMMAND 2u /* the source's drill-load-command: else skipped */
@@ -43,6 +70,14 @@ struct kbv_source_kind {
 	 * Scratch copies are removed in every case. */
 	int (*drill)(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 	unsigned drill_needs; /* KBV_DRILL_NEEDS_* */
+	/* Restore the recorded source back into its system (NULL: this kind cannot; give
+	 * --target DIR); fills `report` as above, sets *mismatch when the verified result
+	 * differs from the snapshot. Returns 0 when the restore ran. */
+	int (*restore)(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
+	/* What restoring into the source needs from its configuration sc (may be NULL) and sc
+	 * lacks ("its restore-command"), or NULL when nothing is missing. NULL: nothing. */
+	const char *(*restore_needs)(const struct kbv_source_cfg *sc);
+	unsigned restore_flags; /* KBV_RESTORE_* */
 };
 
 /* The kind of a type, or NULL when this build has none. */
@@ -63,6 +98,21 @@ int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 int kbv_kind_qdrant_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 int kbv_kind_command_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+int kbv_kind_postgres_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
+int kbv_kind_qdrant_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
+int kbv_kind_command_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
+int kbv_kind_path_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
+const char *kbv_kind_postgres_restore_needs(const struct kbv_source_cfg *sc);
+const char *kbv_kind_command_restore_needs(const struct kbv_source_cfg *sc);
+const char *kbv_kind_neo4j_restore_needs(const struct kbv_source_cfg *sc);
+
+/* PostgreSQL: create database `db` on the server `dsn` names (owner and access list as
+ * the snapshot recorded, or `owner`; `force` replaces one that holds tables), load the
+ * source `source` of s into it with the client programs of `client`, and compare row
+ * counts and checksums with the snapshot; fills `report` as a restore does. Shared by
+ * the kind's restore and `restore --target-db`. */
+int kbv_pg_restore_db(const struct kbv_restore_ctx *c, const char *source, const char *db, const char *dsn,
+		      const struct kbv_pg_client *client, json_t *report, int *mismatch);
 
 /* A Qdrant client for source sc (its url, or `url` when non-NULL; its api-key-file, read
  * and wiped; its timeout). Used by snapshot, restore and drill. */

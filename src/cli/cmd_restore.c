@@ -102,198 +102,88 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 	return rc;
 }
 
+
+
+
+
+
+
+/* Show what a kind's restore reported: differences as errors; with --json, for a kind
+ * that has a JSON result, that result (when the restore ran) on standard output; else its
+ * lines on standard error unless --quiet (or "always"). */
+static void show_report(const json_t *report)
+{
+	size_t i;
+	const json_t *line;
+	json_array_foreach(json_object_get(report, "errors"), i, line)
+		cli_log(CLI_ERROR, "%s", json_string_value(line));
+	if (cli.json && json_is_true(json_object_get(report, "has_json"))) {
+		const json_t *j = json_object_get(report, "json");
+		if (j) {
+			json_dumpf(j, stdout, JSON_COMPACT);
+			putchar('\n');
+		}
+		return;
+	}
+	if (cli.quiet && !json_is_true(json_object_get(report, "always")))
+		return;
+	json_array_foreach(json_object_get(report, "lines"), i, line)
+		fprintf(stderr, "%s\n", json_string_value(line));
+}
+
+static void restore_warn(void *arg, const char *msg)
+{
+	(void)arg;
+	cli_warn("%s", msg);
+}
+
+/* What restoring into sources needs besides the snapshot. */
+struct into_opts {
+	int force;
+	const char *target_url, *suffix, *owner;
+	struct cli_progress *prog;
+};
+
+/* One source back where it came from through its kind (restore_needs passed): PostgreSQL
+ * into its recorded database on its configured server, Qdrant by upload, Neo4j and
+ * command through their load or restore command, paths in place. Sets *mismatch when a
+ * verified restore differs. */
+static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
+			  const struct into_opts *o, int *mismatch)
+{
+	const struct kbv_source_kind *kind = kbv_source_kind_named(src->type);
+	cli_log(CLI_INFO, "restoring source '%s' (%s)", src->name, src->type);
+	if (!kind || !kind->restore)
+		return kbv_error(KBV_EINVAL, "source '%s' (%s) cannot be restored this way; give --target DIR", src->name,
+				 src->type);
+	struct kbv_progress lp = cli_progress_of(o->prog);
+	struct kbv_sink_events ev = { restore_warn, NULL, NULL };
+	struct kbv_restore_ctx c = { rd, s, src, cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL, o->force,
+				     o->owner, o->target_url, o->suffix, &lp, &ev };
+	json_t *report = json_object();
+	int rc = kind->restore(&c, report, mismatch);
+	cli_progress_done(o->prog);
+	show_report(report);
+	json_decref(report);
+	return rc;
+}
+
 /* restore --source NAME --target-db DB: create DB, load the source's SQL stream, compare
  * row counts with the snapshot. */
 static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *db,
 		      const char *dsn, int force, const char *owner, struct cli_progress *prog, int *mismatch)
 {
-	struct kbv_pg_owner own = { .restore = 1, .owner = owner };
-	json_t *meta = NULL;
-	struct kbv_pg_verdict v = { 0 };
-	char id[2 * KBV_ID_BYTES + 1];
-	int rc = 0;
-	kbv_hex(s->id, KBV_ID_BYTES, id);
-	TRY(kbv_pg_source_meta(s, source, &meta));
-	TRY(kbv_pg_create_db(dsn, db, meta, force, &own));
-	if (*own.missing)
-		cli_warn("database '%s': %s %s named by the snapshot as owner or in its access list %s not exist on this "
-			 "server and %s left out (the database belongs to the role you connect as): create the roles "
-			 "(globals = yes keeps them) or give --owner ROLE",
-			 db, strchr(own.missing, ',') ? "roles" : "role", own.missing, strchr(own.missing, ',') ? "do" : "does",
-			 strchr(own.missing, ',') ? "were" : "was");
 	struct kbv_pg_client cl;
 	struct kbv_progress lp = cli_progress_of(prog);
+	struct kbv_sink_events ev = { restore_warn, NULL, NULL };
+	struct kbv_restore_ctx c = { rd, s, NULL, NULL, force, owner, NULL, NULL, &lp, &ev };
+	json_t *report = json_object();
 	cli_pg_client(source, &cl);
-	TRY(kbv_pg_load_snapshot(rd, s, &cl, meta, dsn, db, &lp));
+	int rc = kbv_pg_restore_db(&c, source, db, dsn, &cl, report, mismatch);
 	cli_progress_done(prog);
-	TRY(kbv_pg_verify(dsn, db, meta, 0, &v));
-	size_t nbad = json_array_size(v.mismatches);
-	if (nbad) {
-		size_t i;
-		json_t *m;
-		json_array_foreach(v.mismatches, i, m)
-			cli_log(CLI_ERROR, "database '%s': %s", db, json_string_value(m));
-		*mismatch = 1;
-	}
-	if (cli.json) {
-		json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:O}", "id", id, "source", source, "database", db,
-				      "tables", (json_int_t)v.tables, "rows", (json_int_t)v.rows, "row_counts_match", !nbad,
-				      "mismatches", v.mismatches);
-		json_dumpf(j, stdout, JSON_COMPACT);
-		putchar('\n');
-		json_decref(j);
-	} else if (!cli.quiet || nbad) {
-		fprintf(stderr, "restored source '%s' of snapshot %.8s into database '%s': %zu tables, %llu rows; %s\n", source,
-			id, db, v.tables, (unsigned long long)v.rows,
-			nbad ? "ROW COUNTS DIFFER from the snapshot" : "row counts match the snapshot");
-	}
-out:
-	json_decref(v.mismatches);
-	json_decref(meta);
-	return rc;
-}
-
-/* restore --source NAME for a Qdrant source: upload every collection (to --target-url,
- * with --collection-suffix), then compare point counts with the snapshot. */
-static int restore_qdrant(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			  const char *url, const char *suffix, int *mismatch)
-{
-	struct kbv_source_cfg bare;
-	json_t *meta = json_loads(src->meta, 0, NULL), *report = json_array();
-	const struct kbv_source_cfg *cfg = kbv_qdrant_source_cfg(cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL, src, meta, &bare);
-	int rc = cfg->url || url ? kbv_qdrant_restore_source(rd, s, cfg, meta, url, suffix, report)
-				 : kbv_error(KBV_EINVAL, "source '%s': no Qdrant URL; give --target-url", src->name);
-	size_t i;
-	json_t *r;
-	json_array_foreach(report, i, r) {
-		json_int_t got = json_integer_value(json_object_get(r, "points"));
-		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
-		if (got != want) {
-			*mismatch = 1;
-			cli_log(CLI_ERROR, "collection '%s': %lld points, the snapshot recorded %lld",
-				json_string_value(json_object_get(r, "restored_as")), (long long)got, (long long)want);
-		} else if (!cli.quiet && !cli.json) {
-			fprintf(stderr, "restored collection '%s' as '%s': %lld points, as the snapshot recorded\n",
-				json_string_value(json_object_get(r, "collection")),
-				json_string_value(json_object_get(r, "restored_as")), (long long)got);
-		}
-	}
-	if (rc == 0 && cli.json) {
-		json_dumpf(report, stdout, JSON_COMPACT);
-		putchar('\n');
-	}
+	if (rc == 0)
+		show_report(report);
 	json_decref(report);
-	json_decref(meta);
-	return rc;
-}
-
-/* What restoring `src` back into its system needs from the configuration and the
- * configuration lacks ("its restore-command"), or NULL when nothing is missing. The config
- * loader allows dsn only on postgres sources, load-command only on neo4j ones and
- * restore-command only on command ones, so the key's presence also checks the type. */
-static const char *into_source_missing(const struct kbv_snapsource *src)
-{
-	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL;
-	if (!strcmp(src->type, "postgres"))
-		return sc && sc->dsn ? NULL : "a [source] with its dsn (or give --target-db DB --target-dsn CONNINFO)";
-	if (!strcmp(src->type, "command"))
-		return sc && sc->restore_command ? NULL : "its restore-command";
-	if (!strcmp(src->type, "neo4j"))
-		return sc && sc->load_command ? NULL : "its load-command";
-	return NULL; /* qdrant (the recorded URL will do) and path sources need nothing */
-}
-
-/* restore --source NAME for command and neo4j sources (into_source_missing() passed): the
- * stream into the configured restore-command (command) or load-command between the before
- * and after hooks (neo4j). */
-static int restore_into_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			       struct cli_progress *prog)
-{
-	const struct kbv_source_cfg *sc = kbv_config_source(cli.cfg, src->name);
-	int neo4j = !strcmp(src->type, "neo4j"), rc = 0;
-	const char *cmd = neo4j ? sc->load_command : sc->restore_command;
-	json_t *meta = json_loads(src->meta, 0, NULL);
-	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
-	const struct kbv_entry *e = NULL;
-	for (size_t i = 0; name && i < s->nloaded && !e; i++)
-		if (!strcmp(s->entries[i].name, name))
-			e = &s->entries[i];
-	json_decref(meta);
-	if (!e)
-		return kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not hold the stream its metadata names",
-				 src->name);
-	char what[200];
-	snprintf(what, sizeof what, "the %s of source '%s'", neo4j ? "load-command" : "restore-command", src->name);
-	if (sc->before)
-		rc = kbv_shell_hook(src->name, "before hook", sc->before);
-	if (rc == 0) {
-		pid_t pid;
-		int fd;
-		struct kbv_progress lp = cli_progress_of(prog);
-		rc = kbv_shell_start_writer(cmd, &pid, &fd);
-		if (rc == 0)
-			rc = kbv_load_child(rd, e, pid, fd, what, &lp);
-	}
-	if (sc->after) {
-		int arc = kbv_shell_hook(src->name, "after hook", sc->after);
-		if (rc == 0)
-			rc = arc;
-		else if (arc < 0)
-			cli_warn("the after hook of source '%s' failed too", src->name);
-	}
-	if (rc == 0 && !cli.quiet)
-		fprintf(stderr, "restored source '%s' (%s) through its %s: %llu bytes\n", src->name, src->type,
-			neo4j ? "load-command" : "restore-command", (unsigned long long)e->size);
-	return rc;
-}
-
-/* What restoring into sources needs besides the snapshot. */
-struct into_opts {
-	int in_place, force;
-	const char *target_url, *suffix, *owner;
-	struct cli_progress *prog;
-};
-
-/* One source back where it came from (into_source_missing() passed): PostgreSQL into its
- * recorded database on its configured server, Qdrant by upload, Neo4j and command through
- * their load or restore command, paths in place. Sets *mismatch when a verified restore
- * differs. */
-static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const struct kbv_snapsource *src,
-			  const struct into_opts *o, int *mismatch)
-{
-	int rc = 0;
-	cli_log(CLI_INFO, "restoring source '%s' (%s)", src->name, src->type);
-	if (!strcmp(src->type, "postgres")) {
-		const struct kbv_source_cfg *sc = kbv_config_source(cli.cfg, src->name); /* checked: has a dsn */
-		json_t *meta = json_loads(src->meta, 0, NULL);
-		const char *db = json_string_value(json_object_get(meta, "database"));
-		if (!db)
-			rc = kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not record its database", src->name);
-		else
-			rc = restore_db(rd, s, src->name, db, sc->dsn, o->force, o->owner, o->prog, mismatch);
-		json_decref(meta);
-		return rc;
-	}
-	if (!strcmp(src->type, "path")) {
-		size_t count = 0;
-		char *streams[1] = { src->name };
-		size_t skipped = 0;
-		struct sink sk = { .prog = o->prog, .strip = strlen(src->name) + 1 };
-		/* Back where they were: replacing what is there is the point. */
-		if ((rc = restore_target(rd, s, "/", streams, 1, &sk, 1, 1, &count, &skipped)) < 0)
-			return rc;
-		cli_progress_done(o->prog);
-		if (!cli.quiet)
-			fprintf(stderr, "restored source '%s' in place: %zu entries\n", src->name, count);
-		return 0;
-	}
-	if (!strcmp(src->type, "qdrant"))
-		return restore_qdrant(rd, s, src, o->target_url, o->suffix, mismatch);
-	if (strcmp(src->type, "command") && strcmp(src->type, "neo4j"))
-		return kbv_error(KBV_EINVAL, "source '%s' (%s) cannot be restored this way; give --target DIR", src->name,
-				 src->type);
-	rc = restore_into_source(rd, s, src, o->prog);
-	cli_progress_done(o->prog);
 	return rc;
 }
 
@@ -454,7 +344,7 @@ int cmd_restore(int argc, char **argv)
 		goto out;
 	}
 	if (into_source) {
-		struct into_opts io = { in_place, force, target_url, suffix, owner, &prog };
+		struct into_opts io = { force, target_url, suffix, owner, &prog };
 		int any_path = 0, any_qdrant = 0;
 		if (all_sources)
 			for (size_t i = 0; i < s->nsources; i++)
@@ -470,14 +360,18 @@ int cmd_restore(int argc, char **argv)
 				rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", sources[k]);
 				goto fail;
 			}
-			any_path |= !strcmp(src->type, "path");
-			any_qdrant |= !strcmp(src->type, "qdrant");
-			if (!strcmp(src->type, "path") && !in_place) {
+			const struct kbv_source_kind *kind = kbv_source_kind_named(src->type);
+			unsigned flags = kind ? kind->restore_flags : 0;
+			any_path |= (flags & KBV_RESTORE_IN_PLACE) != 0;
+			any_qdrant |= (flags & KBV_RESTORE_URL) != 0;
+			if ((flags & KBV_RESTORE_IN_PLACE) && !in_place) {
 				code = cli_usage("restore", "source '%s' holds files: give --target DIR, or --in-place to write "
 							    "them back where they were", src->name);
 				goto out;
 			}
-			const char *need = into_source_missing(src);
+			const char *need = kind && kind->restore_needs
+						   ? kind->restore_needs(cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL)
+						   : NULL;
 			if (need) {
 				code = cli_usage("restore", "source '%s' (%s) needs %s in the configuration to be restored "
 							    "into; nothing was restored", src->name, src->type, need);

@@ -106,3 +106,56 @@ int kbv_kind_command_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 	}
 	return rc;
 }
+
+/* restore --source: the stream into the configured restore-command (command) or
+ * load-command between the before and after hooks (neo4j). */
+int kbv_kind_command_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch)
+{
+	const struct kbv_source_cfg *sc = c->sc; /* restore_needs passed: it has the command */
+	const struct kbv_snapsource *src = c->src;
+	int neo4j = !strcmp(src->type, "neo4j"), rc = 0;
+	const char *cmd = neo4j ? sc->load_command : sc->restore_command;
+	json_t *meta = json_loads(src->meta, 0, NULL);
+	const char *name = json_string_value(json_object_get(json_object_get(meta, "streams"), "dump"));
+	const struct kbv_entry *e = NULL;
+	(void)mismatch;
+	for (size_t i = 0; name && i < c->s->nloaded && !e; i++)
+		if (!strcmp(c->s->entries[i].name, name))
+			e = &c->s->entries[i];
+	json_decref(meta);
+	if (!e)
+		return kbv_error(KBV_ECORRUPT, "source '%s': the snapshot does not hold the stream its metadata names",
+				 src->name);
+	char what[200];
+	snprintf(what, sizeof what, "the %s of source '%s'", neo4j ? "load-command" : "restore-command", src->name);
+	if (sc->before)
+		rc = kbv_shell_hook(src->name, "before hook", sc->before);
+	if (rc == 0) {
+		pid_t pid;
+		int fd;
+		rc = kbv_shell_start_writer(cmd, &pid, &fd);
+		if (rc == 0)
+			rc = kbv_load_child(c->rd, e, pid, fd, what, c->progress);
+	}
+	if (sc->after) {
+		int arc = kbv_shell_hook(src->name, "after hook", sc->after);
+		if (rc == 0)
+			rc = arc;
+		else if (arc < 0)
+			kbv_events_warn(c->ev, "the after hook of source '%s' failed too", src->name);
+	}
+	if (rc == 0)
+		kbv_report_add(report, "lines", "restored source '%s' (%s) through its %s: %llu bytes", src->name, src->type,
+			       neo4j ? "load-command" : "restore-command", (unsigned long long)e->size);
+	return rc;
+}
+
+const char *kbv_kind_command_restore_needs(const struct kbv_source_cfg *sc)
+{
+	return sc && sc->restore_command ? NULL : "its restore-command";
+}
+
+const char *kbv_kind_neo4j_restore_needs(const struct kbv_source_cfg *sc)
+{
+	return sc && sc->load_command ? NULL : "its load-command";
+}

@@ -12,6 +12,7 @@
 #include "kbv/error.h"
 #include "kbv/kinds.h"
 #include "kbv/load.h"
+#include "kbv/restore.h"
 #include "kbv/proc.h"
 
 int kbv_kind_path_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *sc, json_t **meta)
@@ -109,5 +110,46 @@ int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 		*ok = json_array_size(mism) == 0;
 	}
 	json_decref(mism);
+	return rc;
+}
+
+struct in_place {
+	const struct kbv_progress *progress;
+	uint64_t total;
+};
+
+static int in_source(const struct kbv_entry *e, void *arg)
+{
+	const char *prefix = arg;
+	size_t n = strlen(prefix);
+	return !strncmp(e->name, prefix, n) && (e->name[n] == 0 || e->name[n] == '/');
+}
+
+static void in_place_progress(void *arg, uint64_t bytes)
+{
+	struct in_place *ip = arg;
+	if (ip->progress && ip->progress->bytes)
+		ip->progress->bytes(ip->progress->arg, bytes, ip->total);
+}
+
+/* restore --source --in-place: back where the files were, replacing what is there (that
+ * is the point), following only links the snapshot itself recorded as trusted. */
+int kbv_kind_path_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch)
+{
+	struct in_place ip = { c->progress, 0 };
+	(void)mismatch;
+	for (size_t i = 0; i < c->s->nloaded; i++)
+		if (in_source(&c->s->entries[i], (void *)c->src->name) && c->s->entries[i].kind == KBV_ENTRY_FILE)
+			ip.total += c->s->entries[i].size;
+	struct kbv_restore_opts o = {
+		.select = in_source, .select_arg = (void *)c->src->name, .strip = strlen(c->src->name) + 1,
+		.overwrite = 1, .follow_trusted_links = 1, .progress = in_place_progress, .progress_arg = &ip,
+	};
+	struct kbv_restore_result res;
+	int rc = kbv_restore_dir(c->rd, c->s, "/", &o, &res);
+	if (c->progress && c->progress->done)
+		c->progress->done(c->progress->arg);
+	if (rc == 0)
+		kbv_report_add(report, "lines", "restored source '%s' in place: %zu entries", c->src->name, res.entries);
 	return rc;
 }

@@ -276,3 +276,36 @@ int kbv_kind_qdrant_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 	json_decref(meta);
 	return rc;
 }
+
+/* restore --source: every collection uploaded (to --target-url, with --collection-suffix),
+ * point counts compared with the snapshot. */
+int kbv_kind_qdrant_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch)
+{
+	struct kbv_source_cfg bare;
+	json_t *meta = json_loads(c->src->meta, 0, NULL), *list = json_array();
+	const struct kbv_source_cfg *sc = kbv_qdrant_source_cfg(c->sc, c->src, meta, &bare);
+	json_object_set_new(report, "has_json", json_true());
+	int rc = sc->url || c->target_url
+			 ? kbv_qdrant_restore_source(c->rd, c->s, sc, meta, c->target_url, c->suffix, list)
+			 : kbv_error(KBV_EINVAL, "source '%s': no Qdrant URL; give --target-url", c->src->name);
+	size_t i;
+	json_t *r;
+	json_array_foreach(list, i, r) {
+		json_int_t got = json_integer_value(json_object_get(r, "points"));
+		json_int_t want = json_integer_value(json_object_get(r, "recorded_points"));
+		if (got != want) {
+			*mismatch = 1;
+			kbv_report_add(report, "errors", "collection '%s': %lld points, the snapshot recorded %lld",
+				       json_string_value(json_object_get(r, "restored_as")), (long long)got, (long long)want);
+		} else {
+			kbv_report_add(report, "lines", "restored collection '%s' as '%s': %lld points, as the snapshot recorded",
+				       json_string_value(json_object_get(r, "collection")),
+				       json_string_value(json_object_get(r, "restored_as")), (long long)got);
+		}
+	}
+	if (rc == 0)
+		json_object_set(report, "json", list);
+	json_decref(list);
+	json_decref(meta);
+	return rc;
+}

@@ -78,8 +78,8 @@ static struct kbv_repo *open_repo(const char *dir, const char *fault, enum kbv_l
 	return r;
 }
 
-/* A snapshot of one stream named `name`. */
-static int snapshot(struct kbv_repo *r, const char *name, const uint8_t *p, size_t n)
+/* A snapshot of one stream named `name`, from host `host`. */
+static int snapshot(struct kbv_repo *r, const char *host, const char *name, const uint8_t *p, size_t n)
 {
 	struct kbv_writer *w = NULL;
 	struct kbv_stream_result res;
@@ -90,7 +90,7 @@ static int snapshot(struct kbv_repo *r, const char *name, const uint8_t *p, size
 		struct kbv_entry e = { .kind = KBV_ENTRY_FILE, .name = (char *)name, .mode = 0100644, .size = res.size,
 				       .ref = res.ref };
 		memcpy(e.hash, res.hash, 32);
-		struct kbv_snapshot s = { .time = 1, .host = "unit" };
+		struct kbv_snapshot s = { .time = 1, .host = (char *)host };
 		rc = kbv_snapshot_commit(r, w, &s, &e, 1);
 	}
 	kbv_writer_free(w);
@@ -203,7 +203,7 @@ static void enumerate(run_fn run, enum kbv_lock lock, size_t before, size_t afte
 
 static int run_snapshot_b(struct kbv_repo *r)
 {
-	return snapshot(r, "b.sql", data_b, len_b);
+	return snapshot(r, "unit", "b.sql", data_b, len_b);
 }
 
 static void test_every_failure_of_a_snapshot(void **st)
@@ -213,7 +213,7 @@ static void test_every_failure_of_a_snapshot(void **st)
 	int rc;
 	struct kbv_repo *r = open_repo(tmpl, NULL, KBV_LOCK_SHARED, &rc);
 	assert_non_null(r);
-	assert_int_equal(snapshot(r, "a.sql", data_a, len_a), 0);
+	assert_int_equal(snapshot(r, "unit", "a.sql", data_a, len_a), 0);
 	kbv_repo_close(r);
 	unsigned before = points;
 	enumerate(run_snapshot_b, KBV_LOCK_SHARED, 1, 2);
@@ -250,16 +250,8 @@ static void test_every_failure_of_a_gc(void **st)
 	int rc;
 	struct kbv_repo *r = open_repo(tmpl, NULL, KBV_LOCK_SHARED, &rc);
 	assert_non_null(r);
-	struct kbv_writer *w;
-	struct kbv_stream_result res;
-	assert_int_equal(kbv_writer_new(r, 1, &w), 0);
-	assert_int_equal(kbv_writer_mem(w, data_a, len_a, &res), 0);
-	struct kbv_entry e = { .kind = KBV_ENTRY_FILE, .name = "a.sql", .mode = 0100644, .size = res.size, .ref = res.ref };
-	memcpy(e.hash, res.hash, 32);
-	struct kbv_snapshot s = { .time = 1, .host = "unit-a" };
-	assert_int_equal(kbv_snapshot_commit(r, w, &s, &e, 1), 0);
-	kbv_writer_free(w);
-	assert_int_equal(snapshot(r, "b.sql", data_b, len_b), 0);
+	assert_int_equal(snapshot(r, "unit-a", "a.sql", data_a, len_a), 0);
+	assert_int_equal(snapshot(r, "unit", "b.sql", data_b, len_b), 0);
 	kbv_repo_close(r);
 	unsigned before = points;
 	enumerate(run_gc_drop_a, KBV_LOCK_EXCLUSIVE, 2, 1);
