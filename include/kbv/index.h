@@ -79,6 +79,11 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			const uint32_t *gone, size_t ngone);
 
+/* For fuzzing only: commits are no longer flushed to disk (a crash may lose the last
+ * ones), so that a fuzzer writing the index thousands of times a second is not bound by
+ * fsync. Never used by kbvault itself. */
+void kbv_index_set_nosync(struct kbv_index *idx);
+
 /* Store raw bytes as the value of `key` in the blobs (table 0) or packs (table 1)
  * database, whatever they say (val NULL: delete the key): for fuzzing and tests of what
  * readers do with a tampered index (format/index.md: the index is not authenticated). */

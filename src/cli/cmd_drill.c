@@ -37,13 +37,6 @@ static int wanted(const char *name, char **only, size_t nonly)
 	return !nonly || listed(name, only, nonly);
 }
 
-
-
-
-
-
-
-
 static void drill_warn(void *arg, const char *msg)
 {
 	(void)arg;

@@ -102,12 +102,6 @@ static int restore_target(struct kbv_reader *rd, struct kbv_snapshot *s, const c
 	return rc;
 }
 
-
-
-
-
-
-
 /* Show what a kind's restore reported: differences as errors; with --json, for a kind
  * that has a JSON result, that result (when the restore ran) on standard output; else its
  * lines on standard error unless --quiet (or "always"). */

@@ -68,9 +68,6 @@ static void progress(void *arg, const struct kbv_writer_stats *st)
 	cli_progress_bytes(&c->prog, st->raw_bytes, 0, st->new_raw_bytes, 0);
 }
 
-
-
-
 /* A dump that died before writing anything still leaves an empty, readable pipe: an empty
  * --stdin stream is refused unless the user says it may be empty. */
 static int add_stdin(struct snap_ctx *c, const char *name, int allow_empty)
@@ -119,10 +116,6 @@ static int add_command(struct snap_ctx *c, const char *name, char **argv)
 	kbv_sink_set_result(x, &res);
 	return 0;
 }
-
-
-
-
 
 static int source_wanted(const struct kbv_source_cfg *sc, const char **only, size_t nonly)
 {
@@ -206,8 +199,6 @@ static void free_sources(struct snap_ctx *c)
 	free(c->src_st);
 	free(c->src_secs);
 }
-
-
 
 int cmd_snapshot(int argc, char **argv)
 {

@@ -138,7 +138,6 @@ static int damaged_add(struct ck *c, const uint8_t id[KBV_ID_BYTES])
 	return kbv_idset_has(&c->damaged, id) ? 0 : kbv_idset_add(&c->damaged, id);
 }
 
-
 static int pm_add(void *arg, uint32_t no, const struct kbv_pack_info *info)
 {
 	struct packmap *pm = arg;

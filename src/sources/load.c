@@ -150,7 +150,6 @@ static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, c
 	return rc;
 }
 
-
 int kbv_pg_load_snapshot(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_pg_client *client,
 			 const json_t *meta, const char *dsn, const char *db, const struct kbv_progress *prog)
 {

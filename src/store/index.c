@@ -235,6 +235,11 @@ int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct 
 	return 0;
 }
 
+void kbv_index_set_nosync(struct kbv_index *idx)
+{
+	mdb_env_set_flags(idx->env, MDB_NOSYNC, 1);
+}
+
 int kbv_index_put_raw(struct kbv_index *idx, int table, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	MDB_txn *txn;

@@ -95,6 +95,7 @@ static void setup(void)
 	if (kbv_repo_init(dir, &o, "pw", 2) < 0 || kbv_repo_open(dir, KBV_LOCK_NONE, &repo) < 0 ||
 	    kbv_repo_unlock(repo, "pw", 2) < 0 || kbv_writer_new(repo, 1, &w) < 0)
 		die("set up");
+	kbv_index_set_nosync(repo->idx); /* thousands of index writes a second, not fsyncs */
 	for (int s = 0; s < 3; s++) {
 		size_t n = 20000 + 7000 * (size_t)s;
 		uint8_t *p = malloc(n);
