@@ -237,10 +237,9 @@ static int handler(void *user, const char *section, const char *key, const char 
 						    : NULL;
 	if (!dst)
 		return fail(p, "unknown key '%s' in [monitor]", key);
+	long t;
 	if (dst == &c->ping_timeout) {
-		char *end;
-		long t = strtol(value, &end, 10);
-		if (!*value || *end || t < 1 || t > 600)
+		if (kbv_parse_long(value, 1, 600, &t) < 0)
 			return fail(p, "ping-timeout must be seconds from 1 to 600, not '%s'", value);
 	}
 	if (dst == &c->max_age) {
@@ -360,10 +359,9 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 				       s->line, s->name, s->mode);
 			goto out;
 		}
+		long num;
 		if (s->jobs) {
-			char *end;
-			long j = strtol(s->jobs, &end, 10);
-			if (!*s->jobs || *end || j < 1 || j > 64) {
+			if (kbv_parse_long(s->jobs, 1, 64, &num) < 0) {
 				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] jobs must be a whole number from 1 to 64, not '%s'",
 					       path, s->line, s->name, s->jobs);
 				goto out;
@@ -388,9 +386,7 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 			goto out;
 		}
 		if (s->timeout) {
-			char *end;
-			long t = strtol(s->timeout, &end, 10);
-			if (!*s->timeout || *end || t < 1 || t > 86400) {
+			if (kbv_parse_long(s->timeout, 1, 86400, &num) < 0) {
 				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] timeout must be seconds from 1 to 86400, not '%s'",
 					       path, s->line, s->name, s->timeout);
 				goto out;
