@@ -25,7 +25,7 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-             -Iinclude $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+             -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS       = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard src/util/*.c src/codec/*.c src/store/*.c src/engine/*.c src/sources/*.c src/config/*.c)
@@ -145,7 +145,7 @@ fuzz: deps
 	@scripts/deps.sh fuzz
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_NAMES); do \
-		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Itests/fuzz $(PKG_CFLAGS) \
+		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -Itests/fuzz $(PKG_CFLAGS) \
 			-fsanitize=fuzzer,address,undefined -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(LIBS) || exit 1; \
 		mkdir -p build/fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build/fuzz/corpus-$$t/; \
 		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \

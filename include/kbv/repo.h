@@ -1,8 +1,8 @@
 /* A repository on a local file system (format/repository.md).
  *
  * Lifecycle: kbv_repo_init() once; then kbv_repo_open() -> kbv_repo_unlock() (when
- * kbv_repo_needs_password()) -> use -> kbv_repo_close(). The fields are read-only for
- * library modules; the CLI uses the functions. */
+ * kbv_repo_needs_password()) -> use -> kbv_repo_close(). The handle is opaque; library
+ * modules see its fields through src/store/repo_impl.h. */
 #ifndef KBV_REPO_H
 #define KBV_REPO_H
 
@@ -13,7 +13,7 @@
 #include "kbv/blob.h"
 #include "kbv/buf.h"
 #include "kbv/chunker.h"
-#include "kbv/index.h"
+#include "store/index.h"
 
 #define KBV_FORMAT_VERSION 1
 
@@ -31,19 +31,16 @@ struct kbv_init_opts {
 #define KBV_DEFAULT_ZSTD_LEVEL 3
 #define KBV_DEFAULT_PACK_SIZE (16u << 20)
 
-struct kbv_repo {
-	char *path;
-	int lockfd;
+/* An open repository: an opaque handle (kbv_repo_open() .. kbv_repo_close()). */
+struct kbv_repo;
+
+/* What the repository's config says (format/repository.md); read-only. */
+struct kbv_repo_params {
 	uint8_t repo_id[16];
 	int encrypted;
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	int zstd_level;
 	uint32_t pack_size;
-	struct kbv_keys *keys;   /* sodium_malloc()ed; NULL until unlocked */
-	struct kbv_cdc cdc;      /* valid once unlocked */
-	struct kbv_index *idx;
-	struct kbv_buf keyfile;  /* raw key file */
-	struct kbv_backend *be;  /* where the objects are (backend.h) */
 };
 
 /* The storage backend of the repository at `path`: the local directory, wrapped in the
@@ -79,6 +76,11 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 
 int kbv_repo_needs_password(const struct kbv_repo *r);
 
+/* The repository's parameters into *out (valid once kbv_repo_open() returned). */
+void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out);
+/* The location the repository was opened at; borrowed, valid until kbv_repo_close(). */
+const char *kbv_repo_path(const struct kbv_repo *r);
+
 /* Derive the key-wrapping key and unwrap the master keys. KBV_EAUTH on a wrong password.
  * Needed for every operation that reads or writes blobs; unencrypted repositories take
  * password NULL. */
@@ -88,7 +90,7 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen);
 void kbv_repo_close(struct kbv_repo *r);
 
 /* "<repo>/<sub>" into out: the local directories beside the objects, tmp (scratch: spools,
- * writer locks), index (the LMDB cache) and lock. Objects are reached through r->be. */
+ * writer locks), index (the LMDB cache) and lock. Objects are reached through the backend. */
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap);
 
 #endif

@@ -27,6 +27,8 @@ int cmd_stats(int argc, char **argv)
 	double dedup = st.unique_raw_bytes ? (double)st.raw_bytes / (double)st.unique_raw_bytes : 0;
 	double comp = st.unique_stored_bytes ? (double)st.unique_raw_bytes / (double)st.unique_stored_bytes : 0;
 	double total = st.pack_bytes ? (double)st.raw_bytes / (double)st.pack_bytes : 0;
+	struct kbv_repo_params rp;
+	kbv_repo_params(r, &rp);
 	if (cli.json) {
 		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:b, s:i}", "snapshots",
 				      (json_int_t)st.snapshots, "raw_bytes", (json_int_t)st.raw_bytes, "unique_bytes",
@@ -34,7 +36,7 @@ int cmd_stats(int argc, char **argv)
 				      "blob_bytes", (json_int_t)st.unique_stored_bytes, "dedup_ratio", dedup,
 				      "compression_ratio", comp, "total_ratio", total, "chunks", (json_int_t)st.data_blobs,
 				      "tree_blobs", (json_int_t)st.tree_blobs, "packs", (json_int_t)st.packs, "chunk_avg",
-				      (int)r->chunk_avg, "encrypted", r->encrypted, "zstd_level", r->zstd_level);
+				      (int)rp.chunk_avg, "encrypted", rp.encrypted, "zstd_level", rp.zstd_level);
 		/* The newest drill, and the newest that passed (format/records.md). */
 		json_t *last = NULL, *last_ok = NULL, *d;
 		size_t i;
@@ -53,8 +55,8 @@ int cmd_stats(int argc, char **argv)
 		cli_bytes(st.raw_bytes, a, sizeof a);
 		cli_bytes(st.unique_raw_bytes, b, sizeof b);
 		cli_bytes(st.pack_bytes, d, sizeof d);
-		printf("repository:        %s (%s, chunks avg %u KiB, zstd %d)\n", r->path,
-		       r->encrypted ? "encrypted" : "unencrypted", r->chunk_avg >> 10, r->zstd_level);
+		printf("repository:        %s (%s, chunks avg %u KiB, zstd %d)\n", kbv_repo_path(r),
+		       rp.encrypted ? "encrypted" : "unencrypted", rp.chunk_avg >> 10, rp.zstd_level);
 		printf("snapshots:         %llu\n", (unsigned long long)st.snapshots);
 		printf("raw bytes:         %s (all snapshots' streams)\n", a);
 		printf("unique bytes:      %s after deduplication\n", b);

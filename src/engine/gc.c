@@ -28,11 +28,12 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
-#include "kbv/index.h"
-#include "kbv/pack.h"
+#include "store/index.h"
+#include "store/pack.h"
 #include "kbv/reader.h"
-#include "kbv/salvage.h"
+#include "store/salvage.h"
 #include "kbv/snapshot.h"
+#include "store/repo_impl.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,8 @@
 #include "kbv/reader.h"
 #include "kbv/error.h"
-#include "kbv/pack.h"
+#include "store/pack.h"
 #include "kbv/pool.h"
+#include "store/repo_impl.h"
 
 #include <sodium.h>
 #include <stdio.h>

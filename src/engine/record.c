@@ -2,6 +2,7 @@
 #include "kbv/blob.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/repo_impl.h"
 
 #include <dirent.h>
 #include <errno.h>

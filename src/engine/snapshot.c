@@ -1,6 +1,7 @@
 #include "kbv/snapshot.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/repo_impl.h"
 
 #include <dirent.h>
 #include <jansson.h>

@@ -2,8 +2,9 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
-#include "kbv/pack.h"
+#include "store/pack.h"
 #include "kbv/pool.h"
+#include "store/repo_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "kbv/index.h"
+#include "store/index.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

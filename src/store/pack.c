@@ -1,7 +1,8 @@
-#include "kbv/pack.h"
+#include "store/pack.h"
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/repo_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,6 +2,7 @@
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/repo_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -423,6 +424,22 @@ out:
 int kbv_repo_needs_password(const struct kbv_repo *r)
 {
 	return r->encrypted;
+}
+
+void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out)
+{
+	memcpy(out->repo_id, r->repo_id, sizeof out->repo_id);
+	out->encrypted = r->encrypted;
+	out->chunk_min = r->chunk_min;
+	out->chunk_avg = r->chunk_avg;
+	out->chunk_max = r->chunk_max;
+	out->zstd_level = r->zstd_level;
+	out->pack_size = r->pack_size;
+}
+
+const char *kbv_repo_path(const struct kbv_repo *r)
+{
+	return r->path;
 }
 
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)

@@ -14,7 +14,7 @@
  *     the walk of an unencrypted pack stops at its first TREE node.
  * The first envelope that cannot be proven ends the walk: everything after it is lost and
  * said so. */
-#include "kbv/salvage.h"
+#include "store/salvage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +30,7 @@
 #include "kbv/blob.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/repo_impl.h"
 
 #define WINDOW ((size_t)1 << 20) /* larger than any envelope a writer makes */
 #define TREE_MAX (2048 * 32)

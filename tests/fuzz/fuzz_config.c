@@ -6,6 +6,7 @@
 #include "fuzz.h"
 #include "kbv/chunker.h"
 #include "kbv/repo.h"
+#include "store/repo_impl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -14,8 +14,9 @@
 
 #include "fuzz.h"
 #include "kbv/error.h"
-#include "kbv/pack.h"
+#include "store/pack.h"
 #include "kbv/writer.h"
+#include "store/repo_impl.h"
 
 #define LOC 29
 #define PACK 28

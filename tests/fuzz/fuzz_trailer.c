@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "fuzz.h"
-#include "kbv/pack.h"
+#include "store/pack.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "kbv/pack.h"
+#include "store/pack.h"
 #include "kbv/snapshot.h"
 
 static void put(const char *dir, const char *name, const void *p, size_t n)

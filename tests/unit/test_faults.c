@@ -22,6 +22,7 @@
 #include "kbv/reader.h"
 #include "kbv/snapshot.h"
 #include "kbv/writer.h"
+#include "store/repo_impl.h"
 
 #define MIB (1u << 20)
 

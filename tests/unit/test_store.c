@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "kbv/error.h"
-#include "kbv/pack.h"
+#include "store/pack.h"
+#include "store/repo_impl.h"
 
 #define NBLOBS 40
 

@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 #include "kbv/buf.h"
-#include "kbv/index.h"
-#include "kbv/pack.h"
+#include "store/index.h"
+#include "store/pack.h"
 #include "kbv/repo.h"
 
 struct kbv_codec;

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "kbv/backend.h"
-#include "kbv/index.h"
+#include "store/index.h"
 #include "kbv/repo.h"
 
 #define KBV_PACK_HEADER 32
