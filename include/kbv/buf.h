@@ -78,5 +78,7 @@ int kbv_unhex(const char *s, uint8_t *out, size_t n);
 /* A whole decimal number in [min, max] (no sign for min >= 0, no trailing characters);
  * KBV_EINVAL otherwise, with *out untouched. The checked replacement for atoi/atol. */
 int kbv_parse_long(const char *s, long min, long max, long *out);
+/* yes/true/on/1 -> 1, no/false/off/0 and NULL -> 0, anything else -> -1. */
+int kbv_parse_bool(const char *v);
 
 #endif

@@ -6,27 +6,7 @@
 #include <stddef.h>
 
 #include "kbv/retention.h"
-
-enum kbv_source_type {
-	KBV_SOURCE_POSTGRES,
-	KBV_SOURCE_QDRANT,
-	KBV_SOURCE_NEO4J,
-	KBV_SOURCE_COMMAND,
-	KBV_SOURCE_PATH,
-};
-
-/* One [source NAME] section. Strings are owned; NULL when not set. */
-struct kbv_source_cfg {
-	char *name;
-	int type;
-	int line; /* of the section's first key, for messages */
-	char *dsn, *mode, *globals, *jobs;                   /* postgres */
-	char *url, *api_key_file, *collections, *timeout;    /* qdrant */
-	char *database, *load_command, *before, *after;      /* neo4j */
-	char *dump_command, *restore_command, *drill_load_command, *drill_cleanup_command; /* neo4j, command */
-	char *paths, *exclude;                               /* path */
-	char *pg_bin_dir, *client_command_prefix;            /* postgres: where the client programs are */
-};
+#include "kbv/source.h"
 
 struct kbv_config {
 	char *file;
@@ -54,10 +34,7 @@ void kbv_config_free(struct kbv_config *c);
 
 /* The source named `name`, or NULL. */
 const struct kbv_source_cfg *kbv_config_source(const struct kbv_config *c, const char *name);
-const char *kbv_source_type_name(int type);
 /* A maximum age: "90s", "30m", "26h" (also "26"), "2d", "1w". 0, or -1 when it is not one. */
 int kbv_age_parse(const char *s, long long *secs);
-/* yes/true/on/1 -> 1, no/false/off/0 and NULL -> 0, anything else -> -1. */
-int kbv_config_bool(const char *v);
 
 #endif

@@ -1,6 +1,7 @@
 /* Source kinds as a table (src/sources/kinds.c): each kind registers its type name and the
- * function that dumps a configured source into a snapshot's sink. Adding a kind is one new
- * file in src/sources/ and one line in the table (and its type in config.h).
+ * configuration keys, the function that dumps a configured source into a snapshot's sink,
+ * its drill and its restore. Adding a kind is one new file in src/sources/ and one entry in
+ * the table (plus its type in source.h, and a field there for each key no kind had).
  *
  * A kind writes streams named "<source>/..." into the sink and returns, in *meta, the JSON
  * object the manifest records for the source (format/snapshot.md, "Source metadata"). It
@@ -10,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "kbv/config.h"
+#include "kbv/source.h"
 #include "kbv/load.h"
 #include "kbv/qdrant.h"
 #include "kbv/reader.h"
@@ -78,12 +79,21 @@ struct kbv_source_kind {
 	 * lacks ("its restore-command"), or NULL when nothing is missing. NULL: nothing. */
 	const char *(*restore_needs)(const struct kbv_source_cfg *sc);
 	unsigned restore_flags; /* KBV_RESTORE_* */
+	/* The keys its [source] section may have besides 'type'; ends with { NULL }. */
+	const struct kbv_source_key *keys;
+	/* Checks of the values (NULL: none): 0, or -1 with what is wrong in msg ("mode must be
+	 * native or pg_dump, not 'x'"); the configuration adds file, line and source name. */
+	int (*check)(const struct kbv_source_cfg *sc, char *msg, size_t cap);
 };
 
 /* The kind of a type, or NULL when this build has none. */
 const struct kbv_source_kind *kbv_source_kind(enum kbv_source_type type);
 /* The kind named `name` as a snapshot records it ("postgres"), or NULL. */
 const struct kbv_source_kind *kbv_source_kind_named(const char *name);
+/* The name of a type ("postgres"; "?" when there is none); static storage. */
+const char *kbv_source_type_name(int type);
+/* The kinds' names for a message, "postgres, qdrant, ...", into out. */
+void kbv_source_kind_list(char *out, size_t cap);
 
 /* Dump one configured source through its kind: KBV_EINVAL naming it when the kind is not
  * supported. */
@@ -103,6 +113,10 @@ int kbv_kind_qdrant_restore(const struct kbv_restore_ctx *c, json_t *report, int
 int kbv_kind_command_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
 int kbv_kind_path_restore(const struct kbv_restore_ctx *c, json_t *report, int *mismatch);
 const char *kbv_kind_postgres_restore_needs(const struct kbv_source_cfg *sc);
+extern const struct kbv_source_key kbv_kind_postgres_keys[], kbv_kind_qdrant_keys[], kbv_kind_neo4j_keys[],
+	kbv_kind_command_keys[], kbv_kind_path_keys[];
+int kbv_kind_postgres_check(const struct kbv_source_cfg *sc, char *msg, size_t cap);
+int kbv_kind_qdrant_check(const struct kbv_source_cfg *sc, char *msg, size_t cap);
 const char *kbv_kind_command_restore_needs(const struct kbv_source_cfg *sc);
 const char *kbv_kind_neo4j_restore_needs(const struct kbv_source_cfg *sc);
 

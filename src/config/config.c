@@ -1,6 +1,8 @@
 #include "kbv/config.h"
-#include "kbv/snapshot.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
+#include "kbv/kinds.h"
+#include "kbv/snapshot.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -12,52 +14,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-static const char *const type_names[] = { "postgres", "qdrant", "neo4j", "command", "path" };
-
-const char *kbv_source_type_name(int type)
-{
-	return type >= 0 && type < 5 ? type_names[type] : "?";
-}
-
-/* Keys a [source] section may have, per type (bit i: allowed for type i). */
-#define T(x) (1u << KBV_SOURCE_##x)
-static const struct skey {
-	const char *key;
-	size_t off;
-	unsigned types;
-} source_keys[] = {
-	{ "dsn", offsetof(struct kbv_source_cfg, dsn), T(POSTGRES) },
-	{ "mode", offsetof(struct kbv_source_cfg, mode), T(POSTGRES) },
-	{ "globals", offsetof(struct kbv_source_cfg, globals), T(POSTGRES) },
-	{ "jobs", offsetof(struct kbv_source_cfg, jobs), T(POSTGRES) },
-	{ "url", offsetof(struct kbv_source_cfg, url), T(QDRANT) },
-	{ "api-key-file", offsetof(struct kbv_source_cfg, api_key_file), T(QDRANT) },
-	{ "collections", offsetof(struct kbv_source_cfg, collections), T(QDRANT) },
-	{ "timeout", offsetof(struct kbv_source_cfg, timeout), T(QDRANT) },
-	{ "database", offsetof(struct kbv_source_cfg, database), T(NEO4J) },
-	{ "dump-command", offsetof(struct kbv_source_cfg, dump_command), T(NEO4J) | T(COMMAND) },
-	{ "load-command", offsetof(struct kbv_source_cfg, load_command), T(NEO4J) },
-	{ "restore-command", offsetof(struct kbv_source_cfg, restore_command), T(COMMAND) },
-	{ "before", offsetof(struct kbv_source_cfg, before), T(NEO4J) | T(COMMAND) },
-	{ "after", offsetof(struct kbv_source_cfg, after), T(NEO4J) | T(COMMAND) },
-	{ "drill-load-command", offsetof(struct kbv_source_cfg, drill_load_command), T(NEO4J) | T(COMMAND) },
-	{ "drill-cleanup-command", offsetof(struct kbv_source_cfg, drill_cleanup_command), T(NEO4J) | T(COMMAND) },
-	{ "paths", offsetof(struct kbv_source_cfg, paths), T(PATH) },
-	{ "exclude", offsetof(struct kbv_source_cfg, exclude), T(PATH) },
-	{ "pg-bin-dir", offsetof(struct kbv_source_cfg, pg_bin_dir), T(POSTGRES) },
-	{ "client-command-prefix", offsetof(struct kbv_source_cfg, client_command_prefix), T(POSTGRES) },
-};
-/* Keys each type must have. */
-static const struct {
-	int type;
-	const char *key;
-} required[] = {
-	{ KBV_SOURCE_POSTGRES, "dsn" },         { KBV_SOURCE_QDRANT, "url" },
-	{ KBV_SOURCE_NEO4J, "dump-command" },   { KBV_SOURCE_NEO4J, "load-command" },
-	{ KBV_SOURCE_COMMAND, "dump-command" }, { KBV_SOURCE_COMMAND, "restore-command" },
-	{ KBV_SOURCE_PATH, "paths" },
-};
 
 struct parse {
 	struct kbv_config *c;
@@ -137,6 +93,25 @@ int kbv_age_parse(const char *s, long long *secs)
 	return 0;
 }
 
+/* The key `name` of a source of type `type`, as its kind registers it, or NULL. */
+static const struct kbv_source_key *source_key(int type, const char *name)
+{
+	const struct kbv_source_kind *k = kbv_source_kind((enum kbv_source_type)type);
+	for (const struct kbv_source_key *sk = k ? k->keys : NULL; sk && sk->name; sk++)
+		if (!strcmp(sk->name, name))
+			return sk;
+	return NULL;
+}
+
+/* Does some kind have the key `name` (for "does not apply" rather than "unknown")? */
+static int any_kind_has(const char *name)
+{
+	for (int t = KBV_SOURCE_POSTGRES; t <= KBV_SOURCE_PATH; t++)
+		if (source_key(t, name))
+			return 1;
+	return 0;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse *p = user;
@@ -180,36 +155,37 @@ static int handler(void *user, const char *section, const char *key, const char 
 		if (!strcmp(key, "type")) {
 			if (s->type >= 0) /* inih reports no section headers: a repeated [source x] looks like this */
 				return fail(p, "[source %s] is defined twice, or sets 'type' twice", s->name);
-			for (int t = 0; t < 5; t++)
-				if (!strcmp(value, type_names[t]))
-					s->type = t;
-			if (s->type < 0)
-				return fail(p, "unknown source type '%s' (postgres, qdrant, neo4j, command, path)", value);
+			const struct kbv_source_kind *k = kbv_source_kind_named(value);
+			if (!k) {
+				char names[128];
+				kbv_source_kind_list(names, sizeof names);
+				return fail(p, "unknown source type '%s' (%s)", value, names);
+			}
+			s->type = (int)k->type;
 			return 1;
 		}
-		for (size_t i = 0; i < sizeof source_keys / sizeof *source_keys; i++) {
-			if (strcmp(key, source_keys[i].key))
-				continue;
-			if (s->type < 0)
-				return fail(p, "'type' must come first in [source %s]", s->name);
-			if (!(source_keys[i].types & (1u << s->type)))
-				return fail(p, "key '%s' does not apply to a %s source", key, type_names[s->type]);
-			char **dst = (char **)((char *)s + source_keys[i].off);
-			if (*dst && p->continued) { /* an indented line continues the value */
-				size_t n = strlen(*dst) + strlen(value) + 2;
-				char *joined = malloc(n);
-				if (!joined)
-					return fail(p, "out of memory");
-				snprintf(joined, n, "%s %s", *dst, value);
-				free(*dst);
-				*dst = joined;
-				return 1;
-			}
-			if (*dst)
-				return fail(p, "'%s' is set twice in [source %s]", key, s->name);
-			return set(dst, value) ? 1 : fail(p, "out of memory");
+		if (s->type < 0)
+			return fail(p, "'type' must come first in [source %s]", s->name);
+		const struct kbv_source_key *sk = source_key(s->type, key);
+		if (!sk) {
+			if (any_kind_has(key))
+				return fail(p, "key '%s' does not apply to a %s source", key, kbv_source_type_name(s->type));
+			return fail(p, "unknown key '%s' in [source %s]", key, s->name);
 		}
-		return fail(p, "unknown key '%s' in [source %s]", key, s->name);
+		char **dst = (char **)((char *)s + sk->off);
+		if (*dst && p->continued) { /* an indented line continues the value */
+			size_t n = strlen(*dst) + strlen(value) + 2;
+			char *joined = malloc(n);
+			if (!joined)
+				return fail(p, "out of memory");
+			snprintf(joined, n, "%s %s", *dst, value);
+			free(*dst);
+			*dst = joined;
+			return 1;
+		}
+		if (*dst)
+			return fail(p, "'%s' is set twice in [source %s]", key, s->name);
+		return set(dst, value) ? 1 : fail(p, "out of memory");
 	}
 	if (!strcmp(section, "repository")) {
 		if (!strcmp(key, "path"))
@@ -343,63 +319,16 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] has no type", path, s->line, s->name);
 			goto out;
 		}
-		for (size_t r = 0; r < sizeof required / sizeof *required; r++) {
-			if (required[r].type != s->type)
-				continue;
-			for (size_t k = 0; k < sizeof source_keys / sizeof *source_keys; k++)
-				if (!strcmp(source_keys[k].key, required[r].key) &&
-				    !*(char **)((char *)s + source_keys[k].off)) {
-					rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] (%s) needs '%s'", path, s->line,
-						       s->name, type_names[s->type], required[r].key);
-					goto out;
-				}
-		}
-		if (s->mode && strcmp(s->mode, "native") && strcmp(s->mode, "pg_dump")) {
-			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] mode must be native or pg_dump, not '%s'", path,
-				       s->line, s->name, s->mode);
-			goto out;
-		}
-		long num;
-		if (s->jobs) {
-			if (kbv_parse_long(s->jobs, 1, 64, &num) < 0) {
-				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] jobs must be a whole number from 1 to 64, not '%s'",
-					       path, s->line, s->name, s->jobs);
+		const struct kbv_source_kind *k = kbv_source_kind((enum kbv_source_type)s->type);
+		for (const struct kbv_source_key *sk = k->keys; sk->name; sk++)
+			if (sk->required && !*(char **)((char *)s + sk->off)) {
+				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] (%s) needs '%s'", path, s->line, s->name,
+					       k->name, sk->name);
 				goto out;
 			}
-			if (!s->mode || strcmp(s->mode, "pg_dump") != 0) {
-				rc = kbv_error(KBV_EINVAL,
-					       "%s:%d: [source %s] jobs (pg_dump's directory format) needs mode = pg_dump",
-					       path, s->line, s->name);
-				goto out;
-			}
-			if (s->client_command_prefix) {
-				rc = kbv_error(KBV_EINVAL,
-					       "%s:%d: [source %s] jobs writes pg_dump's files where pg_dump runs: it does not "
-					       "go with client-command-prefix",
-					       path, s->line, s->name);
-				goto out;
-			}
-		}
-		if (s->pg_bin_dir && s->pg_bin_dir[0] != '/') {
-			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] pg-bin-dir must be an absolute path, not '%s'", path,
-				       s->line, s->name, s->pg_bin_dir);
-			goto out;
-		}
-		if (s->timeout) {
-			if (kbv_parse_long(s->timeout, 1, 86400, &num) < 0) {
-				rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] timeout must be seconds from 1 to 86400, not '%s'",
-					       path, s->line, s->name, s->timeout);
-				goto out;
-			}
-		}
-		if (s->api_key_file && access(s->api_key_file, R_OK) != 0) {
-			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] api-key-file '%s' is not readable: %s", path, s->line,
-				       s->name, s->api_key_file, strerror(errno));
-			goto out;
-		}
-		if (s->globals && kbv_config_bool(s->globals) < 0) {
-			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] globals must be yes or no, not '%s'", path, s->line,
-				       s->name, s->globals);
+		char msg[512];
+		if (k->check && k->check(s, msg, sizeof msg) < 0) {
+			rc = kbv_error(KBV_EINVAL, "%s:%d: [source %s] %s", path, s->line, s->name, msg);
 			goto out;
 		}
 	}
@@ -408,17 +337,6 @@ int kbv_config_load(const char *path, struct kbv_config **out)
 out:
 	kbv_config_free(c);
 	return rc;
-}
-
-int kbv_config_bool(const char *v)
-{
-	if (!v)
-		return 0;
-	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
-		return 1;
-	if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcmp(v, "0"))
-		return 0;
-	return -1;
 }
 
 const struct kbv_source_cfg *kbv_config_source(const struct kbv_config *c, const char *name)
@@ -436,8 +354,9 @@ void kbv_config_free(struct kbv_config *c)
 	for (size_t i = 0; i < c->nsources; i++) {
 		struct kbv_source_cfg *s = &c->sources[i];
 		free(s->name);
-		for (size_t k = 0; k < sizeof source_keys / sizeof *source_keys; k++)
-			free(*(char **)((char *)s + source_keys[k].off));
+		const struct kbv_source_kind *k = kbv_source_kind((enum kbv_source_type)s->type);
+		for (const struct kbv_source_key *sk = k ? k->keys : NULL; sk && sk->name; sk++)
+			free(*(char **)((char *)s + sk->off));
 	}
 	free(c->sources);
 	free(c->file);

@@ -159,3 +159,25 @@ const char *kbv_kind_neo4j_restore_needs(const struct kbv_source_cfg *sc)
 {
 	return sc && sc->load_command ? NULL : "its load-command";
 }
+
+/* neo4j: neo4j-admin's dump to stdout and load from stdin, with the database recorded */
+const struct kbv_source_key kbv_kind_neo4j_keys[] = {
+	KBV_SOURCE_KEY("database", database, 0),
+	KBV_SOURCE_KEY("dump-command", dump_command, 1),
+	KBV_SOURCE_KEY("load-command", load_command, 1),
+	KBV_SOURCE_KEY("before", before, 0),
+	KBV_SOURCE_KEY("after", after, 0),
+	KBV_SOURCE_KEY("drill-load-command", drill_load_command, 0),
+	KBV_SOURCE_KEY("drill-cleanup-command", drill_cleanup_command, 0),
+	{ NULL, 0, 0 },
+};
+
+const struct kbv_source_key kbv_kind_command_keys[] = {
+	KBV_SOURCE_KEY("dump-command", dump_command, 1),
+	KBV_SOURCE_KEY("restore-command", restore_command, 1),
+	KBV_SOURCE_KEY("before", before, 0),
+	KBV_SOURCE_KEY("after", after, 0),
+	KBV_SOURCE_KEY("drill-load-command", drill_load_command, 0),
+	KBV_SOURCE_KEY("drill-cleanup-command", drill_cleanup_command, 0),
+	{ NULL, 0, 0 },
+};

@@ -153,3 +153,9 @@ int kbv_kind_path_restore(const struct kbv_restore_ctx *c, json_t *report, int *
 		kbv_report_add(report, "lines", "restored source '%s' in place: %zu entries", c->src->name, res.entries);
 	return rc;
 }
+
+const struct kbv_source_key kbv_kind_path_keys[] = {
+	KBV_SOURCE_KEY("paths", paths, 1),
+	KBV_SOURCE_KEY("exclude", exclude, 0),
+	{ NULL, 0, 0 },
+};

@@ -69,7 +69,7 @@ int kbv_kind_postgres_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *
 		kbv_rmdir_flat(dir);
 		if (rc == 0)
 			json_object_set_new(streams, "directory", json_string(name));
-		if (rc == 0 && kbv_config_bool(sc->globals) == 1)
+		if (rc == 0 && kbv_parse_bool(sc->globals) == 1)
 			rc = add_globals(c, sc, streams);
 		if (rc == 0)
 			json_object_set(*meta, "streams", streams);
@@ -88,7 +88,7 @@ int kbv_kind_postgres_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *
 		goto out;
 	json_object_set_new(streams, "database", json_string(name));
 
-	if (kbv_config_bool(sc->globals) == 1 && (rc = add_globals(c, sc, streams)) < 0)
+	if (kbv_parse_bool(sc->globals) == 1 && (rc = add_globals(c, sc, streams)) < 0)
 		goto out;
 	json_object_set(*meta, "streams", streams);
 out:
@@ -201,4 +201,35 @@ int kbv_kind_postgres_restore(const struct kbv_restore_ctx *c, json_t *report, i
 const char *kbv_kind_postgres_restore_needs(const struct kbv_source_cfg *sc)
 {
 	return sc && sc->dsn ? NULL : "a [source] with its dsn (or give --target-db DB --target-dsn CONNINFO)";
+}
+
+const struct kbv_source_key kbv_kind_postgres_keys[] = {
+	KBV_SOURCE_KEY("dsn", dsn, 1),
+	KBV_SOURCE_KEY("mode", mode, 0),
+	KBV_SOURCE_KEY("globals", globals, 0),
+	KBV_SOURCE_KEY("jobs", jobs, 0),
+	KBV_SOURCE_KEY("pg-bin-dir", pg_bin_dir, 0),
+	KBV_SOURCE_KEY("client-command-prefix", client_command_prefix, 0),
+	{ NULL, 0, 0 },
+};
+
+int kbv_kind_postgres_check(const struct kbv_source_cfg *sc, char *msg, size_t cap)
+{
+	long jobs;
+	if (sc->mode && strcmp(sc->mode, "native") && strcmp(sc->mode, "pg_dump"))
+		snprintf(msg, cap, "mode must be native or pg_dump, not '%s'", sc->mode);
+	else if (sc->jobs && kbv_parse_long(sc->jobs, 1, 64, &jobs) < 0)
+		snprintf(msg, cap, "jobs must be a whole number from 1 to 64, not '%s'", sc->jobs);
+	else if (sc->jobs && (!sc->mode || strcmp(sc->mode, "pg_dump") != 0))
+		snprintf(msg, cap, "jobs (pg_dump's directory format) needs mode = pg_dump");
+	else if (sc->jobs && sc->client_command_prefix)
+		snprintf(msg, cap, "jobs writes pg_dump's files where pg_dump runs: it does not go with "
+				   "client-command-prefix");
+	else if (sc->pg_bin_dir && sc->pg_bin_dir[0] != '/')
+		snprintf(msg, cap, "pg-bin-dir must be an absolute path, not '%s'", sc->pg_bin_dir);
+	else if (sc->globals && kbv_parse_bool(sc->globals) < 0)
+		snprintf(msg, cap, "globals must be yes or no, not '%s'", sc->globals);
+	else
+		return 0;
+	return -1;
 }

@@ -309,3 +309,23 @@ int kbv_kind_qdrant_restore(const struct kbv_restore_ctx *c, json_t *report, int
 	json_decref(meta);
 	return rc;
 }
+
+const struct kbv_source_key kbv_kind_qdrant_keys[] = {
+	KBV_SOURCE_KEY("url", url, 1),
+	KBV_SOURCE_KEY("api-key-file", api_key_file, 0),
+	KBV_SOURCE_KEY("collections", collections, 0),
+	KBV_SOURCE_KEY("timeout", timeout, 0),
+	{ NULL, 0, 0 },
+};
+
+int kbv_kind_qdrant_check(const struct kbv_source_cfg *sc, char *msg, size_t cap)
+{
+	long secs;
+	if (sc->timeout && kbv_parse_long(sc->timeout, 1, 86400, &secs) < 0)
+		snprintf(msg, cap, "timeout must be seconds from 1 to 86400, not '%s'", sc->timeout);
+	else if (sc->api_key_file && access(sc->api_key_file, R_OK) != 0)
+		snprintf(msg, cap, "api-key-file '%s' is not readable: %s", sc->api_key_file, strerror(errno));
+	else
+		return 0;
+	return -1;
+}

@@ -1,8 +1,10 @@
-#include <errno.h>
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 int kbv_buf_reserve(struct kbv_buf *b, size_t extra)
 {
@@ -188,4 +190,15 @@ int kbv_parse_long(const char *s, long min, long max, long *out)
 		return KBV_EINVAL;
 	*out = v;
 	return 0;
+}
+
+int kbv_parse_bool(const char *v)
+{
+	if (!v)
+		return 0;
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+		return 1;
+	if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+		return 0;
+	return -1;
 }
