@@ -221,7 +221,27 @@ static int find_snapshot(struct kbv_reader *rd, struct kbv_snapshot **list, size
 			 nstreams > 1 ? " (with the other streams named)" : "", *what ? " " : "", what);
 }
 
-int cmd_restore(int argc, char **argv)
+/* What `restore` was asked: its options, checked by parse_args(). */
+struct restore_args {
+	int to_stdout, force, in_place, all_sources, overwrite;
+	int into_source; /* --source NAME... or --all-sources alone: back into the sources */
+	const char *spec, *target, *source, *target_db, *dsn, *target_url, *suffix, *host, *owner;
+	char **streams;  /* --stream (and --source NAME with --target DIR: "<source>/...") */
+	size_t nstreams, nadhoc_streams;
+	const char **sources, **tags;
+	size_t nsources, ntags;
+};
+
+static void args_release(struct restore_args *a)
+{
+	free(a->streams);
+	free(a->sources);
+	free(a->tags);
+}
+
+/* Parse and check restore's options into *a (released by args_release() in every case).
+ * Returns 0 or the exit code of a usage error (already reported). */
+static int parse_args(int argc, char **argv, struct restore_args *a)
 {
 	static const struct option opts[] = {
 		{ "stdout", no_argument, NULL, 'o' },
@@ -242,219 +262,240 @@ int cmd_restore(int argc, char **argv)
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
-	int to_stdout = 0, force = 0, mismatch = 0, in_place = 0, all_sources = 0, overwrite = 0, c, code = EXIT_OK, rc;
-	struct kbv_repo *r = NULL;
-	struct kbv_snapshot **list = NULL, *s;
-	struct kbv_reader *rd = NULL;
-	struct cli_progress prog;
-	size_t n = 0, count = 0, skipped = 0, nbad = 0;
-	struct kbv_snapshot_damage *bad = NULL;
-	cli_progress_init(&prog, "restore:");
-	const char *target = NULL, *source = NULL, *target_db = NULL, *target_dsn = NULL, *target_url = NULL,
-		   *suffix = NULL;
-	char **streams = calloc((size_t)argc + 1, sizeof *streams);
-	const char **sources = calloc((size_t)argc + 1, sizeof *sources);
-	const char **tags = calloc((size_t)argc + 1, sizeof *tags);
-	size_t nstreams = 0, nsources = 0, ntags = 0;
-	const char *host = NULL, *owner = NULL;
-	if (!streams || !sources || !tags) {
-		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
-		goto out;
-	}
+	int c, code = 0;
+	const char *target_dsn = NULL;
+	a->streams = calloc((size_t)argc + 1, sizeof *a->streams);
+	a->sources = calloc((size_t)argc + 1, sizeof *a->sources);
+	a->tags = calloc((size_t)argc + 1, sizeof *a->tags);
+	if (!a->streams || !a->sources || !a->tags)
+		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
 		if (cli_global_option(c, optarg, "restore"))
 			continue;
 		switch (c) {
-		case 'o': to_stdout = 1; break;
-		case 't': target = optarg; break;
-		case 's': streams[nstreams++] = optarg; break;
-		case 1201: source = sources[nsources++] = optarg; break;
-		case 1202: target_db = optarg; break;
+		case 'o': a->to_stdout = 1; break;
+		case 't': a->target = optarg; break;
+		case 's': a->streams[a->nstreams++] = optarg; break;
+		case 1201: a->source = a->sources[a->nsources++] = optarg; break;
+		case 1202: a->target_db = optarg; break;
 		case 1203: target_dsn = optarg; break;
-		case 1204: force = 1; break;
-		case 1205: in_place = 1; break;
-		case 1206: target_url = optarg; break;
-		case 1207: suffix = optarg; break;
-		case 1208: all_sources = 1; break;
-		case 1209: host = optarg; break;
-		case 1210: tags[ntags++] = optarg; break;
-		case 1211: overwrite = 1; break;
-		case 1212: owner = optarg; break;
-		default: code = cli_bad_option("restore", argv); goto out;
+		case 1204: a->force = 1; break;
+		case 1205: a->in_place = 1; break;
+		case 1206: a->target_url = optarg; break;
+		case 1207: a->suffix = optarg; break;
+		case 1208: a->all_sources = 1; break;
+		case 1209: a->host = optarg; break;
+		case 1210: a->tags[a->ntags++] = optarg; break;
+		case 1211: a->overwrite = 1; break;
+		case 1212: a->owner = optarg; break;
+		default: return cli_bad_option("restore", argv);
 		}
 	}
-	const char *dsn = target_dsn;
-	/* --source alone (repeatable) or --all-sources: back into the sources themselves. */
-	int into_source = (source || all_sources) && !to_stdout && !target && !target_db;
-	if (optind + 1 != argc || to_stdout + !!target + !!target_db + into_source != 1 || (in_place && !into_source) ||
-	    (all_sources && !into_source) || (nsources > 1 && !into_source)) {
-		code = cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
+	a->dsn = target_dsn;
+	a->into_source = (a->source || a->all_sources) && !a->to_stdout && !a->target && !a->target_db;
+	if (optind + 1 != argc || a->to_stdout + !!a->target + !!a->target_db + a->into_source != 1 ||
+	    (a->in_place && !a->into_source) || (a->all_sources && !a->into_source) ||
+	    (a->nsources > 1 && !a->into_source))
+		return cli_usage("restore", "give one SNAPSHOT and one of --stdout, --target DIR, --source NAME --target-db DB, "
 					    "or --source NAME... / --all-sources alone (back into each source)");
-		goto out;
-	}
-	if (target_db) {
-		const struct kbv_source_cfg *sc = NULL;
-		if (!source || nstreams)
-			code = cli_usage("restore", "--target-db needs --source NAME (a PostgreSQL source) and no --stream");
-		else if (!dsn && (code = cli_load_config()) == 0) {
-			sc = cli.cfg ? kbv_config_source(cli.cfg, source) : NULL;
-			if (!sc || sc->type != KBV_SOURCE_POSTGRES || !sc->dsn)
-				code = cli_usage("restore", "no PostgreSQL source '%s' in the configuration to take the server "
-							    "from; give --target-dsn CONNINFO",
-						 source);
-			else
-				dsn = sc->dsn;
-		}
-		if (code)
-			goto out;
-	} else if (target_dsn || (force && !into_source) || (owner && !into_source)) {
-		code = cli_usage("restore", "--target-dsn goes with --target-db; --force and --owner with --target-db or a "
-					    "restore into PostgreSQL sources");
-		goto out;
-	} else if (into_source) {
-		if ((code = cli_load_config()) != 0)
-			goto out;
-	} else if (source) {
-		streams[nstreams++] = (char *)source; /* its entries are "<source>/..." */
-	}
-	const char *spec = argv[optind];
+	a->spec = argv[optind];
 	/* "latest" means the newest snapshot that holds what was asked for (restic filters
 	 * latest by host, tag and path the same way): the sources named, then below the
 	 * streams named. */
-	size_t nadhoc_streams = nstreams - (source && !into_source && !target_db ? 1 : 0);
-	struct kbv_snapshot_filter filter = { host, tags, ntags, sources, nsources };
+	a->nadhoc_streams = a->nstreams;
+	if (a->target_db) {
+		if (!a->source || a->nstreams)
+			return cli_usage("restore", "--target-db needs --source NAME (a PostgreSQL source) and no --stream");
+		if (!a->dsn && (code = cli_load_config()) == 0) {
+			const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, a->source) : NULL;
+			if (!sc || sc->type != KBV_SOURCE_POSTGRES || !sc->dsn)
+				return cli_usage("restore", "no PostgreSQL source '%s' in the configuration to take the server "
+							    "from; give --target-dsn CONNINFO",
+						 a->source);
+			a->dsn = sc->dsn;
+		}
+		return code;
+	}
+	if (target_dsn || (a->force && !a->into_source) || (a->owner && !a->into_source))
+		return cli_usage("restore", "--target-dsn goes with --target-db; --force and --owner with --target-db or a "
+					    "restore into PostgreSQL sources");
+	if (a->into_source)
+		return cli_load_config();
+	if (a->source)
+		a->streams[a->nstreams++] = (char *)a->source; /* its entries are "<source>/..." */
+	return 0;
+}
 
-	if ((code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
-		goto out;
-	double t0 = cli_now();
-	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = cli_damaged_spec(bad, nbad, spec)) < 0 ||
-	    (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
-	    (rc = find_snapshot(rd, list, n, spec, &filter, streams, nadhoc_streams, &s)) < 0)
-		goto fail;
-	if (target_db) {
-		if ((rc = restore_db(rd, s, source, target_db, dsn, force, owner, &prog, &mismatch)) < 0)
-			goto fail;
-		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
-		goto out;
-	}
-	if (into_source) {
-		struct into_opts io = { force, target_url, suffix, owner, &prog };
-		int any_path = 0, any_qdrant = 0;
-		if (all_sources)
-			for (size_t i = 0; i < s->nsources; i++)
-				sources[nsources++] = s->sources[i].name;
-		if (!nsources) {
-			rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no sources (it holds ad-hoc streams: use --target DIR)");
-			goto fail;
-		}
-		/* Everything is checked before anything is restored. */
-		for (size_t k = 0; k < nsources; k++) {
-			const struct kbv_snapsource *src = kbv_snapshot_source(s, sources[k]);
-			if (!src) {
-				rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", sources[k]);
-				goto fail;
-			}
-			const struct kbv_source_kind *kind = kbv_source_kind_named(src->type);
-			unsigned flags = kind ? kind->restore_flags : 0;
-			any_path |= (flags & KBV_RESTORE_IN_PLACE) != 0;
-			any_qdrant |= (flags & KBV_RESTORE_URL) != 0;
-			if ((flags & KBV_RESTORE_IN_PLACE) && !in_place) {
-				code = cli_usage("restore", "source '%s' holds files: give --target DIR, or --in-place to write "
-							    "them back where they were", src->name);
-				goto out;
-			}
-			const char *need = kind && kind->restore_needs
-						   ? kind->restore_needs(cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL)
-						   : NULL;
-			if (need) {
-				code = cli_usage("restore", "source '%s' (%s) needs %s in the configuration to be restored "
-							    "into; nothing was restored", src->name, src->type, need);
-				goto out;
-			}
-		}
-		if (in_place && !any_path && !all_sources) {
-			code = cli_usage("restore", "--in-place is for path sources");
-			goto out;
-		}
-		if ((target_url || suffix) && !any_qdrant) {
-			code = cli_usage("restore", "--target-url and --collection-suffix are for Qdrant sources");
-			goto out;
-		}
-		for (size_t k = 0; k < nsources; k++) {
-			int mm = 0;
-			if ((rc = restore_source(rd, s, kbv_snapshot_source(s, sources[k]), &io, &mm)) < 0)
-				goto fail;
-			mismatch |= mm;
-		}
-		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+/* Back into the sources themselves (--source NAME... or --all-sources). Everything is
+ * checked before anything is restored. Returns the exit code. */
+static int into_sources(struct kbv_reader *rd, struct kbv_snapshot *s, const struct restore_args *a,
+			struct cli_progress *prog)
+{
+	struct into_opts io = { a->force, a->target_url, a->suffix, a->owner, prog };
+	int any_path = 0, any_qdrant = 0, mismatch = 0, code = EXIT_OK, rc = 0;
+	size_t n = a->all_sources ? s->nsources : a->nsources;
+	const char **names = a->all_sources ? calloc(n + 1, sizeof *names) : a->sources;
+	if (!names)
+		return cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
+	for (size_t i = 0; a->all_sources && i < n; i++)
+		names[i] = s->sources[i].name;
+	if (!n) {
+		rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no sources (it holds ad-hoc streams: use --target DIR)");
 		goto out;
 	}
-	for (size_t k = 0; k < nstreams; k++)
-		if (!has_streams(s, &streams[k], 1)) {
-			rc = kbv_error(KBV_ENOTFOUND, "snapshot has no stream '%s'", streams[k]);
-			goto fail;
+	for (size_t k = 0; k < n; k++) {
+		const struct kbv_snapsource *src = kbv_snapshot_source(s, names[k]);
+		if (!src) {
+			rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", names[k]);
+			goto out;
 		}
-	struct sink sk = { .prog = &prog };
+		const struct kbv_source_kind *kind = kbv_source_kind_named(src->type);
+		unsigned flags = kind ? kind->restore_flags : 0;
+		any_path |= (flags & KBV_RESTORE_IN_PLACE) != 0;
+		any_qdrant |= (flags & KBV_RESTORE_URL) != 0;
+		if ((flags & KBV_RESTORE_IN_PLACE) && !a->in_place) {
+			code = cli_usage("restore", "source '%s' holds files: give --target DIR, or --in-place to write "
+						    "them back where they were", src->name);
+			goto out;
+		}
+		const char *need = kind && kind->restore_needs
+					   ? kind->restore_needs(cli.cfg ? kbv_config_source(cli.cfg, src->name) : NULL)
+					   : NULL;
+		if (need) {
+			code = cli_usage("restore", "source '%s' (%s) needs %s in the configuration to be restored "
+						    "into; nothing was restored", src->name, src->type, need);
+			goto out;
+		}
+	}
+	if (a->in_place && !any_path && !a->all_sources) {
+		code = cli_usage("restore", "--in-place is for path sources");
+		goto out;
+	}
+	if ((a->target_url || a->suffix) && !any_qdrant) {
+		code = cli_usage("restore", "--target-url and --collection-suffix are for Qdrant sources");
+		goto out;
+	}
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		int mm = 0;
+		rc = restore_source(rd, s, kbv_snapshot_source(s, names[k]), &io, &mm);
+		mismatch |= mm;
+	}
+	if (rc == 0)
+		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+out:
+	if (rc < 0) {
+		cli_progress_done(prog);
+		code = cli_fail(rc);
+	}
+	if (names != a->sources)
+		free(names);
+	return code;
+}
+
+/* The one selected stream to standard output; *done counts the bytes written. */
+static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct restore_args *a, struct sink *sk)
+{
+	const struct kbv_entry *one = NULL;
+	size_t ndata = 0;
 	for (size_t i = 0; i < s->nloaded; i++)
-		if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i]))
-			sk.total += s->entries[i].size;
-	if (to_stdout) {
-		const struct kbv_entry *one = NULL;
-		size_t ndata = 0;
-		for (size_t i = 0; i < s->nloaded; i++)
-			if (selected(&s->entries[i], streams, nstreams) && has_data(&s->entries[i])) {
-				one = &s->entries[i];
-				ndata++;
-			}
-		if (ndata != 1) {
-			rc = kbv_error(KBV_EINVAL, "--stdout needs exactly one stream, and %zu are selected: choose one with --stream NAME",
-				       ndata);
-			goto fail;
+		if (selected(&s->entries[i], a->streams, a->nstreams) && has_data(&s->entries[i])) {
+			one = &s->entries[i];
+			ndata++;
 		}
-		if (cli.closed_std & (1 << STDOUT_FILENO)) {
-			rc = kbv_error(KBV_EIO, "restore '%s' to stdout: standard output is closed (0 bytes written before "
-						"the failure)",
-				       one->name);
-			goto fail;
-		}
-		sk.fd = STDOUT_FILENO;
-		sk.what = "stdout";
-		count = 1;
-		rc = kbv_reader_stream(rd, &one->ref, one->size, one->hash, write_sink, &sk);
-		if (rc < 0) {
-			kbv_error_prefix(rc, "restore '%s' to stdout (%llu bytes written before the failure)", one->name,
-					 (unsigned long long)sk.done);
-			goto fail;
-		}
-	} else if ((rc = restore_target(rd, s, target, streams, nstreams, &sk, overwrite, 0, &count, &skipped)) < 0) {
-		goto fail;
-	}
-	cli_progress_done(&prog);
-	double secs = cli_now() - t0;
+	if (ndata != 1)
+		return kbv_error(KBV_EINVAL, "--stdout needs exactly one stream, and %zu are selected: choose one with "
+					     "--stream NAME",
+				 ndata);
+	if (cli.closed_std & (1 << STDOUT_FILENO))
+		return kbv_error(KBV_EIO, "restore '%s' to stdout: standard output is closed (0 bytes written before "
+					  "the failure)",
+				 one->name);
+	sk->fd = STDOUT_FILENO;
+	sk->what = "stdout";
+	int rc = kbv_reader_stream(rd, &one->ref, one->size, one->hash, write_sink, sk);
+	if (rc < 0)
+		kbv_error_prefix(rc, "restore '%s' to stdout (%llu bytes written before the failure)", one->name,
+				 (unsigned long long)sk->done);
+	return rc;
+}
+
+/* What a restore to stdout or a directory did, as text or JSON; the exit code. */
+static int summary(const struct kbv_snapshot *s, const struct restore_args *a, const struct sink *sk, size_t count,
+		   size_t skipped, double secs)
+{
 	char id[2 * KBV_ID_BYTES + 1];
 	kbv_hex(s->id, KBV_ID_BYTES, id);
 	if (cli.json) {
 		/* With --stdout the restored stream owns standard output: the summary goes to
 		 * standard error, never after the data. */
-		FILE *out = to_stdout ? stderr : stdout;
+		FILE *out = a->to_stdout ? stderr : stdout;
 		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f}", "id", id, "entries", (json_int_t)count, "skipped",
-				      (json_int_t)skipped, "bytes", (json_int_t)sk.done, "seconds", secs);
+				      (json_int_t)skipped, "bytes", (json_int_t)sk->done, "seconds", secs);
 		json_dumpf(j, out, JSON_COMPACT);
 		fputc('\n', out);
 		json_decref(j);
 	} else if (!cli.quiet) {
 		char b[32];
-		cli_bytes(sk.done, b, sizeof b);
+		cli_bytes(sk->done, b, sizeof b);
 		fprintf(stderr, "restored snapshot %.8s: %zu %s, %s, verified, %.1f s\n", id, count,
 			count == 1 ? "entry" : "entries", b, secs);
 	}
-	if (skipped) {
-		cli_log(CLI_ERROR, "%zu %s already existed in '%s' and %s left as %s: restore with --overwrite to replace "
-				   "them",
-			skipped, skipped == 1 ? "entry" : "entries", target, skipped == 1 ? "was" : "were",
-			skipped == 1 ? "it was" : "they were");
-		code = EXIT_FAIL;
+	if (!skipped)
+		return EXIT_OK;
+	cli_log(CLI_ERROR, "%zu %s already existed in '%s' and %s left as %s: restore with --overwrite to replace them",
+		skipped, skipped == 1 ? "entry" : "entries", a->target, skipped == 1 ? "was" : "were",
+		skipped == 1 ? "it was" : "they were");
+	return EXIT_FAIL;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct restore_args a = { 0 };
+	struct kbv_repo *r = NULL;
+	struct kbv_snapshot **list = NULL, *s;
+	struct kbv_reader *rd = NULL;
+	struct kbv_snapshot_damage *bad = NULL;
+	struct cli_progress prog;
+	size_t n = 0, nbad = 0, count = 0, skipped = 0;
+	int code, rc, mismatch = 0;
+	cli_progress_init(&prog, "restore:");
+	if ((code = parse_args(argc, argv, &a)) != 0 || (code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+		goto out;
+	struct kbv_snapshot_filter filter = { a.host, a.tags, a.ntags, a.sources, a.nsources };
+	double t0 = cli_now();
+	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = cli_damaged_spec(bad, nbad, a.spec)) < 0 ||
+	    (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
+	    (rc = find_snapshot(rd, list, n, a.spec, &filter, a.streams, a.nadhoc_streams, &s)) < 0)
+		goto fail;
+	if (a.target_db) {
+		if ((rc = restore_db(rd, s, a.source, a.target_db, a.dsn, a.force, a.owner, &prog, &mismatch)) < 0)
+			goto fail;
+		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
+		goto out;
 	}
+	if (a.into_source) {
+		code = into_sources(rd, s, &a, &prog);
+		goto out;
+	}
+	for (size_t k = 0; k < a.nstreams; k++)
+		if (!has_streams(s, &a.streams[k], 1)) {
+			rc = kbv_error(KBV_ENOTFOUND, "snapshot has no stream '%s'", a.streams[k]);
+			goto fail;
+		}
+	struct sink sk = { .prog = &prog };
+	for (size_t i = 0; i < s->nloaded; i++)
+		if (selected(&s->entries[i], a.streams, a.nstreams) && has_data(&s->entries[i]))
+			sk.total += s->entries[i].size;
+	if (a.to_stdout) {
+		count = 1;
+		rc = to_stdout(rd, s, &a, &sk);
+	} else {
+		rc = restore_target(rd, s, a.target, a.streams, a.nstreams, &sk, a.overwrite, 0, &count, &skipped);
+	}
+	if (rc < 0)
+		goto fail;
+	cli_progress_done(&prog);
+	code = summary(s, &a, &sk, count, skipped, cli_now() - t0);
 	goto out;
 fail:
 	cli_progress_done(&prog);
@@ -464,8 +505,6 @@ out:
 	kbv_snapshot_list_free(list, n);
 	kbv_snapshot_damage_free(bad, nbad);
 	kbv_repo_close(r);
-	free(streams);
-	free(sources);
-	free(tags);
+	args_release(&a);
 	return code;
 }

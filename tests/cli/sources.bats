@@ -304,3 +304,19 @@ assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"),
 	kbv restore latest --source kb --force -q
 	[ "$(psql_q -At -d kbsrc -c 'SELECT count(*) FROM t')" = 1000 ]
 }
+
+@test "restore --all-sources with more sources than command-line words puts every one back" {
+	# The list of sources restored grows past the words restore was given (it once lived in
+	# an array sized by them); twelve path sources, each back in place byte for byte.
+	: > "$KBVAULT_CONFIG"
+	for i in $(seq 1 12); do
+		mkdir -p "$TMPD/many/s$i"
+		head -c $((i * 1000)) /dev/urandom > "$TMPD/many/s$i/data"
+		printf '[source s%d]\ntype = path\npaths = %s\n' "$i" "$TMPD/many/s$i" >> "$KBVAULT_CONFIG"
+	done
+	want=$(cd "$TMPD/many" && find . -type f -print0 | sort -z | xargs -0 b2sum)
+	kbv snapshot -q
+	rm -rf "$TMPD/many"
+	kbv restore latest --all-sources --in-place -q
+	[ "$(cd "$TMPD/many" && find . -type f -print0 | sort -z | xargs -0 b2sum)" = "$want" ]
+}
