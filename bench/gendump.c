@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbv/buf.h"
+
 static uint64_t seed = 1;
 
 static uint64_t mix(uint64_t x)
@@ -119,19 +121,20 @@ static void order(struct row *v, size_t n)
 
 int main(int argc, char **argv)
 {
-	int day = 0;
+	long day = 0, permille = 0;
 	double mb = 64;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--seed") && i + 1 < argc)
 			seed = strtoull(argv[++i], NULL, 10);
-		else if (!strcmp(argv[i], "--day") && i + 1 < argc)
-			day = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--day") && i + 1 < argc && kbv_parse_long(argv[++i], 0, 100000, &day) == 0)
+			;
 		else if (!strcmp(argv[i], "--mb") && i + 1 < argc)
 			mb = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--pk-order"))
 			pk_order = 1;
-		else if (!strcmp(argv[i], "--pgbench-permille") && i + 1 < argc)
-			pgbench_permille = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--pgbench-permille") && i + 1 < argc &&
+			 kbv_parse_long(argv[++i], 0, 1000, &permille) == 0)
+			pgbench_permille = (unsigned)permille;
 		else {
 			fprintf(stderr, "usage: gendump [--seed S] [--day D] [--mb M] [--pk-order] [--pgbench-permille N]\n");
 			return 2;

@@ -21,18 +21,23 @@ static struct kbv_repo *repo;
 static struct kbv_writer *w;
 static char warned[2048], informed[2048];
 
+/* Append msg and a newline to buf (truncated when full). */
+static void add_line(char *buf, size_t cap, const char *msg)
+{
+	size_t n = strlen(buf);
+	snprintf(buf + n, cap - n, "%s\n", msg);
+}
+
 static void on_warn(void *arg, const char *msg)
 {
 	(void)arg;
-	strncat(warned, msg, sizeof warned - strlen(warned) - 2);
-	strcat(warned, "\n");
+	add_line(warned, sizeof warned, msg);
 }
 
 static void on_info(void *arg, const char *msg)
 {
 	(void)arg;
-	strncat(informed, msg, sizeof informed - strlen(informed) - 2);
-	strcat(informed, "\n");
+	add_line(informed, sizeof informed, msg);
 }
 
 static const struct kbv_sink_events ev = { on_warn, on_info, NULL };
