@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the Debian packages kbvault needs. Idempotent: does nothing when all are there.
 # Needs root (or sudo) when something is missing.
-#   deps.sh         build and test
+#   deps.sh         build and test (the S3 tests run Debian's Ceph: ceph-mon, ceph-osd,
+#                   radosgw, ceph-common)
 #   deps.sh bench   also the peers and tools the benchmarks compare against
 #   deps.sh fuzz    also clang (libFuzzer)
 # The tests also need promtool (Debian's prometheus package): it is unpacked from the
@@ -10,8 +11,8 @@
 set -eu
 TOOLS="$(cd "$(dirname "$0")/.." && pwd)/build/tools"
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
-libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
-systemd man-db groff-base"
+libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev libexpat1-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
+systemd man-db groff-base ceph-mon ceph-osd radosgw ceph-common"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip" ;;
 fuzz) PKGS="$PKGS clang" ;;

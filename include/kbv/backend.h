@@ -4,8 +4,8 @@
  * list and remove it. The interface fits an object store: no rename, no append after
  * commit, no directory fsync; listing is by kind, through a callback, and may be slow.
  *
- * Implementations (one file each, src/store/backend_*.c): the local directory and a
- * fault-injecting wrapper for tests. A backend handle is not shared between threads
+ * Implementations (one file each, src/store/backend_*.c): the local directory, S3-compatible
+ * object storage and a fault-injecting wrapper for tests. A backend handle is not shared between threads
  * except through readers: each thread opens its own (struct kbv_be_rd).
  *
  * Errors: 0 or a negative KBV_E* code with the message set (kbv_errmsg()); a missing
@@ -39,6 +39,25 @@ struct kbv_be_rd;   /* an object open for reading by range */
 /* The local directory backend over the repository directory `root` (borrowed for the
  * call; the backend keeps a copy). *out is freed with kbv_backend_free(). */
 int kbv_backend_local_new(const char *root, struct kbv_backend **out);
+
+/* How to reach S3-compatible storage. Strings are borrowed for the call (the backend keeps
+ * copies and wipes the secrets when freed). */
+struct kbv_s3_opts {
+	const char *access_key, *secret_key; /* required */
+	const char *session_token;           /* NULL: none */
+	const char *region;                  /* NULL: us-east-1 */
+	const char *ca_file;                 /* NULL: the system's certificate authorities */
+};
+
+/* Is `url` an S3 repository URL ("s3:...")? */
+int kbv_s3_url_ok(const char *url);
+/* The S3 backend for "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" (path-style requests,
+ * SigV4, TLS verified). KBV_EINVAL for a URL that does not parse or missing credentials;
+ * nothing is sent until the first operation. *out is freed with kbv_backend_free(). */
+int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_backend **out);
+/* Create the bucket of an S3 backend when it is missing (0 when it exists and is ours);
+ * a no-op for other backends. */
+int kbv_backend_s3_make_bucket(struct kbv_backend *be);
 
 /* Wrap `inner` (owned from here on) so that the n-th operation of one kind fails, as
  * `spec` says: "OP[:KIND]:N[:ERROR]" with OP one of write, commit, read, list, remove;

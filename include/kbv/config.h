@@ -12,6 +12,7 @@ struct kbv_config {
 	char *file;
 	char *repo_path;        /* [repository] path */
 	char *password_file;    /* [repository] password-file */
+	char *s3_region, *s3_credentials_file, *s3_ca_file; /* [repository] s3-*: object storage */
 	struct kbv_source_cfg *sources;
 	size_t nsources;
 	char *drill_postgres_dsn;

@@ -1,4 +1,6 @@
-/* A repository on a local file system (format/repository.md).
+/* A repository: a directory on a local file system, or a bucket (and prefix) of
+ * S3-compatible object storage named "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]"
+ * (format/repository.md).
  *
  * Lifecycle: kbv_repo_init() once; then kbv_repo_open() -> kbv_repo_unlock() (when
  * kbv_repo_needs_password()) -> use -> kbv_repo_close(). The handle is opaque; library
@@ -76,6 +78,17 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 
 int kbv_repo_needs_password(const struct kbv_repo *r);
 
+/* Where repositories on object storage are reached and cached, for the whole process: the
+ * S3 credentials and options (copied; secrets wiped on the next call or at exit) and the
+ * base of the cache directories (NULL: $XDG_CACHE_HOME/kbvault, else ~/.cache/kbvault).
+ * Call before kbv_repo_init() or kbv_repo_open() of an s3: URL. */
+int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir);
+
+/* What the last cache refresh of a repository on object storage did (kbv_repo_unlock()
+ * refreshes it): packs indexed, packs dropped because the storage no longer holds them, and
+ * packs left out because their trailer is damaged. All 0 for a local repository. */
+void kbv_repo_cache_report(const struct kbv_repo *r, uint64_t *added, uint64_t *dropped, uint64_t *damaged);
+
 /* The repository's parameters into *out (valid once kbv_repo_open() returned). */
 void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out);
 /* The location the repository was opened at; borrowed, valid until kbv_repo_close(). */
@@ -89,8 +102,10 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen);
 /* Release the lock, wipe the keys, free. NULL is a no-op. */
 void kbv_repo_close(struct kbv_repo *r);
 
-/* "<repo>/<sub>" into out: the local directories beside the objects, tmp (scratch: spools,
- * writer locks), index (the LMDB cache) and lock. Objects are reached through the backend. */
+/* "<local>/<sub>" into out: this host's directories for the repository, tmp (scratch:
+ * spools, writer locks), index (the LMDB cache) and lock; beside the objects for a local
+ * repository, in the cache directory for one on object storage. Objects are reached
+ * through the backend. */
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap);
 
 #endif

@@ -194,6 +194,7 @@ void cli_take_env_secrets(void)
 		sodium_memzero((char *)v, n);
 		unsetenv("KBVAULT_PASSWORD");
 	}
+	cli_take_s3_secrets();
 }
 
 int cli_password(int confirm, char **pw, size_t *len)
@@ -271,6 +272,8 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 	if (rc)
 		return rc;
 	struct kbv_lock_wait w = { cli.lock_wait, lock_waiting, NULL };
+	if ((rc = cli_remote_setup(cli_repo_path())) != 0)
+		return rc;
 	rc = kbv_repo_open_wait(cli_repo_path(), lock, &w, &r);
 	if (rc < 0)
 		return cli_fail(rc);
@@ -287,6 +290,7 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 			kbv_repo_close(r);
 			return cli_fail(rc);
 		}
+		cli_remote_report(r);
 	}
 	*out = r;
 	return 0;

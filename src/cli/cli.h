@@ -118,6 +118,14 @@ void cli_password_free(char *pw);
 /* Move kbvault's own secrets (KBVAULT_PASSWORD) out of the environment, before any child
  * process can be started; cli_password() still finds it. */
 void cli_take_env_secrets(void);
+/* The same for the S3 secret key and session token (cli_remote.c). */
+void cli_take_s3_secrets(void);
+/* For a repository on object storage (an s3: URL), hand the library its credentials and
+ * options from the environment and the configuration; a no-op for a local path. Returns 0
+ * or an exit code, having printed why. */
+int cli_remote_setup(const char *path);
+/* Say what refreshing the cache of a repository on object storage did. */
+void cli_remote_report(const struct kbv_repo *r);
 /* Open, lock and (when `unlock`) unlock the repository. Returns 0 or an exit code, having
  * printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);

@@ -195,6 +195,14 @@ static int handler(void *user, const char *section, const char *key, const char 
 				return fail(p, "password file '%s' is not readable: %s", value, strerror(errno));
 			return set(&c->password_file, value) ? 1 : fail(p, "out of memory");
 		}
+		if (!strcmp(key, "s3-region"))
+			return set(&c->s3_region, value) ? 1 : fail(p, "out of memory");
+		if (!strcmp(key, "s3-credentials-file") || !strcmp(key, "s3-ca-file")) {
+			if (access(value, R_OK) != 0)
+				return fail(p, "%s '%s' is not readable: %s", key, value, strerror(errno));
+			char **dst = !strcmp(key, "s3-credentials-file") ? &c->s3_credentials_file : &c->s3_ca_file;
+			return set(dst, value) ? 1 : fail(p, "out of memory");
+		}
 		return fail(p, "unknown key '%s' in [repository]", key);
 	}
 	if (!strcmp(section, "drill")) {
@@ -362,6 +370,9 @@ void kbv_config_free(struct kbv_config *c)
 	free(c->file);
 	free(c->repo_path);
 	free(c->password_file);
+	free(c->s3_region);
+	free(c->s3_credentials_file);
+	free(c->s3_ca_file);
 	free(c->drill_postgres_dsn);
 	free(c->max_age);
 	free(c->metrics_file);

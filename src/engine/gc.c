@@ -420,7 +420,7 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
 						live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
-				if (kbv_disk_full(r->path))
+				if (kbv_disk_full(r->local))
 					kbv_error_prefix(rc, "gc stops: no space left on device while it repacks; no pack is "
 							     "deleted yet and every kept snapshot is intact: free space, or run "
 							     "gc --max-unused 100 to delete only packs that are wholly dead");

@@ -206,7 +206,9 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	char hex[17];
 	randombytes_buf(rnd, sizeof rnd);
 	kbv_hex(rnd, sizeof rnd, hex);
-	TRY(kbv_path(w->lockpath, sizeof w->lockpath, "%s/tmp/writer-%s.lock", r->path, hex));
+	char tmp[PATH_MAX];
+	TRY(kbv_repo_sub(r, "tmp", tmp, sizeof tmp));
+	TRY(kbv_path(w->lockpath, sizeof w->lockpath, "%s/writer-%s.lock", tmp, hex));
 	w->lockfd = open(w->lockpath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->lockfd < 0 || flock(w->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		rc = kbv_error(KBV_EIO, "create '%s': %s", w->lockpath, strerror(errno));

@@ -25,7 +25,87 @@
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
-	return kbv_path(out, cap, "%s/%s", r->path, sub);
+	return kbv_path(out, cap, "%s/%s", r->local ? r->local : r->path, sub);
+}
+
+/* Process-wide settings for repositories on object storage (kbv_repo_set_remote). */
+static struct {
+	char *access, *secret, *token, *region, *ca_file, *cache_dir;
+	int set;
+} remote;
+
+static void forget_secret(char **p)
+{
+	if (*p) {
+		sodium_memzero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static void remote_clear(void)
+{
+	forget_secret(&remote.access);
+	forget_secret(&remote.secret);
+	forget_secret(&remote.token);
+	free(remote.region);
+	free(remote.ca_file);
+	free(remote.cache_dir);
+	remote.region = remote.ca_file = remote.cache_dir = NULL;
+}
+
+static int dup_opt(char **dst, const char *v)
+{
+	*dst = NULL;
+	return v && !(*dst = strdup(v)) ? -1 : 0;
+}
+
+int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir)
+{
+	if (!remote.set) {
+		atexit(remote_clear);
+		remote.set = 1;
+	}
+	remote_clear();
+	if ((s3 && (dup_opt(&remote.access, s3->access_key) < 0 || dup_opt(&remote.secret, s3->secret_key) < 0 ||
+		    dup_opt(&remote.token, s3->session_token) < 0 || dup_opt(&remote.region, s3->region) < 0 ||
+		    dup_opt(&remote.ca_file, s3->ca_file) < 0)) ||
+	    dup_opt(&remote.cache_dir, cache_dir) < 0) {
+		remote_clear();
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* The cache directory of the repository r (config read): <base>/<repository id>. */
+static int cache_dir(struct kbv_repo *r)
+{
+	char base[PATH_MAX], hex[33], dir[PATH_MAX];
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	int rc = 0;
+	if (remote.cache_dir)
+		TRY(kbv_path(base, sizeof base, "%s", remote.cache_dir));
+	else if (xdg && xdg[0] == '/')
+		TRY(kbv_path(base, sizeof base, "%s/kbvault", xdg));
+	else if (home && home[0] == '/')
+		TRY(kbv_path(base, sizeof base, "%s/.cache/kbvault", home));
+	else
+		return kbv_error(KBV_EINVAL, "repository '%s': no cache directory (set XDG_CACHE_HOME or HOME)", r->path);
+	kbv_hex(r->repo_id, sizeof r->repo_id, hex);
+	TRY(kbv_path(dir, sizeof dir, "%s/%s", base, hex));
+	TRY(kbv_mkdir_parents(dir));
+	TRY(kbv_mkdir(dir, NULL));
+	if (!(r->local = strdup(dir)))
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+out:
+	return rc;
+}
+
+void kbv_repo_cache_report(const struct kbv_repo *r, uint64_t *added, uint64_t *dropped, uint64_t *damaged)
+{
+	*added = r->cache_added;
+	*dropped = r->cache_dropped;
+	*damaged = r->cache_damaged;
 }
 
 static int dir_is_empty(const char *path)
@@ -75,7 +155,13 @@ static const char *const legacy_faults[][2] = {
 
 int kbv_repo_backend(const char *path, struct kbv_backend **out)
 {
-	int rc = kbv_backend_local_new(path, out);
+	int rc;
+	if (kbv_s3_url_ok(path)) {
+		struct kbv_s3_opts o = { remote.access, remote.secret, remote.token, remote.region, remote.ca_file };
+		rc = kbv_backend_s3_new(path, &o, out);
+	} else {
+		rc = kbv_backend_local_new(path, out);
+	}
 	const char *spec = getenv("KBVAULT_FAULT");
 	if (rc < 0 || !spec || !*spec)
 		return rc;
@@ -122,10 +208,16 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	if (r.encrypted && !password)
 		return kbv_error(KBV_EINVAL, "an encrypted repository needs a password");
 
-	int prc = kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
+	int s3 = kbv_s3_url_ok(path);
+	int prc = s3 ? 0 : kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
 	if (prc < 0)
 		return prc;
-	if (mkdir(path, 0700) < 0) {
+	if (s3) {
+		/* A bucket: created when missing; the config object's create-if-absent below
+		 * refuses a prefix that holds a repository already. */
+		TRY(kbv_repo_backend(path, &be));
+		TRY(kbv_backend_s3_make_bucket(be));
+	} else if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST)
 			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
 		int e = dir_is_empty(path);
@@ -135,17 +227,19 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 			return kbv_error(KBV_EEXIST, "'%s' is not empty; kbvault init needs a new or empty directory", path);
 	}
 	static const char *const subs[] = { "data", "snapshots", "index", "tmp" };
-	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+	for (size_t i = 0; !s3 && i < sizeof subs / sizeof *subs; i++) {
 		TRY(kbv_path(p, sizeof p, "%s/%s", path, subs[i]));
 		TRY(kbv_mkdir(p, NULL));
 	}
-	TRY(kbv_path(p, sizeof p, "%s/lock", path));
-	int lfd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0) {
-		rc = kbv_error(KBV_EIO, "create '%s': %s", p, strerror(errno));
-		goto out;
+	if (!s3) {
+		TRY(kbv_path(p, sizeof p, "%s/lock", path));
+		int lfd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (lfd < 0) {
+			rc = kbv_error(KBV_EIO, "create '%s': %s", p, strerror(errno));
+			goto out;
+		}
+		close(lfd);
 	}
-	close(lfd);
 
 	randombytes_buf(r.repo_id, sizeof r.repo_id);
 	keys = sodium_malloc(sizeof *keys);
@@ -190,7 +284,8 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 
 	uint8_t cfg[CONFIG_BYTES];
 	encode_config(cfg, &r);
-	TRY(kbv_repo_backend(path, &be));
+	if (!be)
+		TRY(kbv_repo_backend(path, &be));
 	TRY(kbv_be_put(be, KBV_OBJ_KEY, "", kf, kflen, KBV_PUT_EXCL));
 	TRY(kbv_be_put(be, KBV_OBJ_CONFIG, "", cfg, sizeof cfg, KBV_PUT_EXCL));
 out:
@@ -236,6 +331,12 @@ static int read_config(struct kbv_repo *r)
 	int rc = 0;
 	kbv_be_describe(r->be, KBV_OBJ_CONFIG, "", p, sizeof p);
 	rc = kbv_be_get(r->be, KBV_OBJ_CONFIG, "", &b);
+	if (rc == KBV_ENOTFOUND && kbv_s3_url_ok(r->path)) {
+		rc = kbv_error(KBV_ENOREPO, "no kbvault repository at '%s' (no config object, or no such bucket; create "
+					    "it with 'kbvault init')",
+			       r->path);
+		goto out;
+	}
 	if (rc == KBV_ENOTFOUND) {
 		struct stat st;
 		if (stat(r->path, &st) < 0)
@@ -384,6 +485,14 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	TRY(kbv_repo_backend(r->path, &r->be));
 	TRY(read_config(r));
 	TRY(read_keyfile(r));
+	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
+		r->local = strdup(r->path);
+	else
+		TRY(cache_dir(r));
+	if (!r->local) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
 	if (lock != KBV_LOCK_NONE) {
 		TRY(kbv_repo_sub(r, "lock", p, sizeof p));
 		r->lockfd = open(p, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -468,6 +577,18 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 		memcpy(r->keys, k + KEY_HEADER, KEY_MATERIAL);
 	}
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
+	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
+		/* Other hosts write to object storage too: the cache catches up before use. */
+		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+		if (!codec) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = kbv_repo_refresh_cache(r, codec, &r->cache_added, &r->cache_dropped, &r->cache_damaged);
+		kbv_codec_free(codec);
+		if (rc < 0)
+			goto out;
+	}
 out:
 	if (rc < 0) {
 		sodium_free(r->keys);
@@ -489,5 +610,6 @@ void kbv_repo_close(struct kbv_repo *r)
 	kbv_buf_release(&r->keyfile);
 	kbv_backend_free(r->be);
 	free(r->path);
+	free(r->local);
 	free(r);
 }

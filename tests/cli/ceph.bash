@@ -1,5 +1,5 @@
 # A one-node Ceph with an S3 gateway (Debian's radosgw) for the object-storage tests
-# (issue 15; no test uses it yet), started as root without systemd on free loopback ports,
+# (s3.bats), started as root without systemd on free loopback ports,
 # data in RAM (memstore), authentication off inside the cluster (S3 requests are still
 # signed and checked by radosgw). Packages: ceph-mon ceph-osd radosgw ceph-common
 # (--no-install-recommends). Measured here: up in ~15 s (the gateway takes ~10 of them);
@@ -75,6 +75,24 @@ EOF
 	curl -s -o /dev/null "$S3_ENDPOINT" || { echo "ceph: radosgw did not start ($d/log)" >&2; return 1; }
 	timeout 60 radosgw-admin $c user create --uid kbvtest --display-name kbvtest --access-key "$AWS_ACCESS_KEY_ID" \
 		--secret "$AWS_SECRET_ACCESS_KEY" > /dev/null || { echo "ceph: radosgw-admin user create failed" >&2; return 1; }
+}
+
+# Stop and start the gateway alone (the cluster stays): a server that goes away mid-request.
+ceph_rgw_stop() {
+	local p="$CEPH_DIR/run/client.rgw.a.pid"
+	[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+	rm -f "$p"
+}
+
+ceph_rgw_start() {
+	radosgw -c "$CEPH_DIR/ceph.conf" -n client.rgw.a >> "$CEPH_DIR/log/start-rgw" 2>&1
+	local i
+	for i in $(seq 1 600); do
+		curl -s -o /dev/null "$S3_ENDPOINT" && return 0
+		sleep 0.1
+	done
+	echo "ceph: radosgw did not start again ($CEPH_DIR/log)" >&2
+	return 1
 }
 
 ceph_stop() {

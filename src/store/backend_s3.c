@@ -1,0 +1,740 @@
+/* The S3 backend: a repository in a bucket of S3-compatible object storage (AWS S3, Ceph
+ * RGW, MinIO, ...), reached with libcurl, path-style, signed with AWS Signature Version 4
+ * (curl's CURLOPT_AWS_SIGV4 with the payload's SHA-256 sent as x-amz-content-sha256,
+ * which curl 7.88 does not add itself).
+ *
+ * Objects keep the local directory's names under the repository's prefix (config, key,
+ * data/<2 hex>/<id>.pack, snapshots/<id>, records/<id>; format/repository.md). A PUT is
+ * atomic: an object is there whole or not at all, so an object being written is a buffer
+ * in memory (a pack: at most the repository's pack size) sent by kbv_be_commit();
+ * create-if-absent is If-None-Match: *. Requests that fail in a way that may pass
+ * (connection refused or reset, time-outs, 500, 502, 503 SlowDown, 504) are retried
+ * with exponential backoff and jitter, a bounded number of times; the rest fail at once
+ * with the operation, the object and the server's own error code. Credentials are never
+ * part of a URL or a message.
+ *
+ * Threads: every request uses its own curl handle; connections are shared through a
+ * curl share object under a mutex, so readers on several threads are fine. */
+#include "backend_impl.h"
+#include "kbv/buf.h"
+#include "kbv/error.h"
+
+#include <curl/curl.h>
+#include <expat.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define S3_ATTEMPTS 6       /* tries of one request when its failures may pass */
+#define KBV_STR_(x) #x
+#define KBV_STR(x) KBV_STR_(x)
+#define S3_ERRBODY (8 << 10) /* bytes of an error reply kept for its code */
+
+struct s3 {
+	struct kbv_backend base;
+	char *url;      /* as given, "s3:http://host:port/bucket/prefix", for messages */
+	char *endpoint; /* "http://host:port" */
+	char *bucket;
+	char *prefix;   /* "" or "some/path/" */
+	char *access, *secret, *token, *ca_file;
+	char sigv4[96]; /* "aws:amz:REGION:s3" */
+	CURLSH *share;
+	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
+};
+
+struct s3_wr {
+	struct kbv_be_wr base;
+	enum kbv_obj kind;
+	char key[512];
+	struct kbv_buf data;
+};
+
+struct s3_rd {
+	struct kbv_be_rd base;
+	char key[512];
+	uint64_t size;
+};
+
+/* One request and what came back. */
+struct req {
+	const char *method; /* GET, PUT, HEAD, DELETE */
+	const char *key;    /* below the bucket, prefix included; NULL: the bucket itself */
+	const char *query;  /* canonical (sorted, encoded) or NULL */
+	const void *body;
+	size_t len;
+	const char *hdr[3]; /* extra headers: If-None-Match, Range */
+	/* Response body: into dst (exactly dst_cap bytes expected) or into out. */
+	void *dst;
+	size_t dst_cap, dst_len;
+	struct kbv_buf *out;
+	size_t sent;
+	long status;
+	uint64_t length; /* HEAD: Content-Length */
+	struct kbv_buf err;
+	char code[64]; /* the server's error code ("NoSuchKey") */
+	CURL *curl;
+};
+
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/" };
+
+static void obj_key(const struct s3 *s, enum kbv_obj kind, const char *name, char *out, size_t cap)
+{
+	switch (kind) {
+	case KBV_OBJ_CONFIG: snprintf(out, cap, "%sconfig", s->prefix); break;
+	case KBV_OBJ_KEY: snprintf(out, cap, "%skey", s->prefix); break;
+	case KBV_OBJ_PACK: snprintf(out, cap, "%sdata/%.2s/%s.pack", s->prefix, name, name); break;
+	default: snprintf(out, cap, "%s%s%s", s->prefix, kind_dir[kind], name); break;
+	}
+}
+
+static void s3_describe(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	obj_key(s, kind, name, key, sizeof key);
+	snprintf(out, cap, "s3:%s/%s/%s", s->endpoint, s->bucket, key);
+}
+
+/* RFC 3986 unreserved characters stay, everything else is %XX (SigV4's UriEncode). */
+static void uri_encode(const char *in, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && n + 4 < cap; p++) {
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		    *p == '_' || *p == '.' || *p == '~') {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct req *q = arg;
+	size_t n = size * nmemb;
+	long status = 0;
+	curl_easy_getinfo(q->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 300) { /* an error reply: keep its start for the code */
+		size_t keep = q->err.len < S3_ERRBODY ? S3_ERRBODY - q->err.len : 0;
+		if (kbv_buf_add(&q->err, p, n < keep ? n : keep) < 0)
+			return 0;
+		return n;
+	}
+	if (q->dst) {
+		if (q->dst_len + n > q->dst_cap)
+			return 0; /* more than asked for: fail the transfer */
+		memcpy((char *)q->dst + q->dst_len, p, n);
+		q->dst_len += n;
+		return n;
+	}
+	if (q->out && kbv_buf_add(q->out, p, n) < 0)
+		return 0;
+	return n;
+}
+
+static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct req *q = arg;
+	size_t n = size * nmemb, left = q->len - q->sent;
+	if (n > left)
+		n = left;
+	memcpy(p, (const char *)q->body + q->sent, n);
+	q->sent += n;
+	return n;
+}
+
+static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg)
+{
+	(void)c;
+	(void)a;
+	pthread_mutex_lock(&((struct s3 *)arg)->mu[d]);
+}
+
+static void share_unlock(CURL *c, curl_lock_data d, void *arg)
+{
+	(void)c;
+	pthread_mutex_unlock(&((struct s3 *)arg)->mu[d]);
+}
+
+/* The text of <tag> in an XML reply (error replies are small and flat). */
+static void xml_field(const struct kbv_buf *b, const char *tag, char *out, size_t cap)
+{
+	char open[64], close[64];
+	out[0] = 0;
+	snprintf(open, sizeof open, "<%s>", tag);
+	snprintf(close, sizeof close, "</%s>", tag);
+	const char *s = memmem(b->data, b->len, open, strlen(open));
+	if (!s)
+		return;
+	s += strlen(open);
+	const char *e = memmem(s, b->len - (size_t)(s - (const char *)b->data), close, strlen(close));
+	if (!e)
+		return;
+	size_t n = (size_t)(e - s) < cap - 1 ? (size_t)(e - s) : cap - 1;
+	memcpy(out, s, n);
+	out[n] = 0;
+}
+
+static int transient_status(long st, const char *code)
+{
+	return st == 500 || st == 502 || st == 503 || st == 504 || st == 429 ||
+	       (st == 400 && !strcmp(code, "RequestTimeout"));
+}
+
+static int transient_curl(CURLcode c)
+{
+	switch (c) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Perform q: 0 with q->status set (any HTTP status: the caller judges it), or KBV_EIO when
+ * no reply came (after the retries) or transient replies persisted. */
+static int s3_do(struct s3 *s, struct req *q)
+{
+	char url[2048], what[1024], sha_hdr[96], tok_hdr[4096];
+	unsigned char sha[crypto_hash_sha256_BYTES];
+	char shahex[2 * crypto_hash_sha256_BYTES + 1];
+	crypto_hash_sha256(sha, q->body ? q->body : (const void *)"", q->body ? q->len : 0);
+	sodium_bin2hex(shahex, sizeof shahex, sha, sizeof sha);
+	snprintf(sha_hdr, sizeof sha_hdr, "x-amz-content-sha256: %s", shahex);
+	snprintf(url, sizeof url, "%s/%s%s%s%s%s", s->endpoint, s->bucket, q->key ? "/" : "", q->key ? q->key : "",
+		 q->query ? "?" : "", q->query ? q->query : "");
+	snprintf(what, sizeof what, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
+		 q->key ? q->key : "");
+	CURLcode cc = CURLE_OK;
+	char cerr[CURL_ERROR_SIZE];
+	for (int attempt = 0; attempt < S3_ATTEMPTS; attempt++) {
+		if (attempt) {
+			/* 0.1 s, 0.2 s, ... up to 5 s, each scaled by a random 0.5..1.0 */
+			double d = 0.1 * (double)(1u << (attempt - 1));
+			if (d > 5)
+				d = 5;
+			d *= 0.5 + 0.5 * (double)randombytes_uniform(1000) / 1000.0;
+			struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
+			nanosleep(&ts, NULL);
+		}
+		q->status = 0;
+		q->dst_len = 0;
+		q->sent = 0;
+		q->code[0] = 0;
+		q->err.len = 0;
+		if (q->out)
+			q->out->len = 0;
+		struct curl_slist *h = NULL, *hn;
+		CURL *c = curl_easy_init();
+		if (!c)
+			return kbv_error(KBV_ENOMEM, "%s: curl_easy_init failed", what);
+		q->curl = c;
+		int bad = !(h = curl_slist_append(h, sha_hdr));
+		if (!bad && s->token) {
+			snprintf(tok_hdr, sizeof tok_hdr, "x-amz-security-token: %s", s->token);
+			bad = !(hn = curl_slist_append(h, tok_hdr)) || !(h = hn);
+		}
+		for (size_t i = 0; !bad && i < sizeof q->hdr / sizeof *q->hdr && q->hdr[i]; i++)
+			bad = !(hn = curl_slist_append(h, q->hdr[i])) || !(h = hn);
+		if (bad) {
+			curl_slist_free_all(h);
+			curl_easy_cleanup(c);
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		}
+		cerr[0] = 0;
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_SHARE, s->share);
+		curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
+		curl_easy_setopt(c, CURLOPT_USERNAME, s->access);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, s->secret);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+		/* An empty "Expect:" header would be signed by curl 7.88 without being sent (403
+		 * SignatureDoesNotMatch): keep 100-continue, but do not wait long for it. */
+		curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
+		if (s->ca_file)
+			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+		if (!strcmp(q->method, "PUT")) {
+			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+			curl_easy_setopt(c, CURLOPT_READDATA, q);
+			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->len);
+		} else if (!strcmp(q->method, "HEAD")) {
+			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		} else if (strcmp(q->method, "GET")) {
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+		}
+		cc = curl_easy_perform(c);
+		if (cc == CURLE_OK) {
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &q->status);
+			curl_off_t cl = -1;
+			curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+			q->length = cl > 0 ? (uint64_t)cl : 0;
+			xml_field(&q->err, "Code", q->code, sizeof q->code);
+		} else if (cc == CURLE_WRITE_ERROR && q->dst && q->dst_len + 1 > q->dst_cap) {
+			curl_slist_free_all(h);
+			curl_easy_cleanup(c);
+			return kbv_error(KBV_ECORRUPT, "%s: the server sent more bytes than asked for", what);
+		}
+		curl_slist_free_all(h);
+		curl_easy_cleanup(c);
+		q->curl = NULL;
+		if (cc == CURLE_OK && !transient_status(q->status, q->code))
+			return 0;
+		if (cc != CURLE_OK && !transient_curl(cc))
+			break;
+	}
+	if (cc != CURLE_OK)
+		return kbv_error(KBV_EIO, "%s: %s%s", what, *cerr ? cerr : curl_easy_strerror(cc),
+				 transient_curl(cc) ? " (after " KBV_STR(S3_ATTEMPTS) " attempts)" : "");
+	return kbv_error(KBV_EIO, "%s: HTTP %ld %s, still after %d attempts", what, q->status,
+			 *q->code ? q->code : "(no error code)", S3_ATTEMPTS);
+}
+
+/* The error for a reply that is not a success. */
+static int s3_fail(struct s3 *s, const struct req *q)
+{
+	char what[1024];
+	snprintf(what, sizeof what, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
+		 q->key ? q->key : "");
+	const char *code = *q->code ? q->code : "(no error code)";
+	if (q->status == 404)
+		return kbv_error(KBV_ENOTFOUND, "%s: %s", what, !strcmp(q->method, "HEAD") && !*q->code ? "NotFound" : code);
+	if (q->status == 412)
+		return kbv_error(KBV_EEXIST, "%s: the object exists already (%s)", what, code);
+	if (q->status == 403 && (!*q->code || !strcmp(code, "SignatureDoesNotMatch") || !strcmp(code, "InvalidAccessKeyId")))
+		return kbv_error(KBV_EIO, "%s: HTTP 403 %s (check the access key and secret)", what,
+				 *q->code ? code : "Forbidden");
+	if (!strcmp(code, "RequestTimeTooSkewed"))
+		return kbv_error(KBV_EIO, "%s: HTTP %ld %s (this machine's clock is off; S3 allows 15 minutes)", what,
+				 q->status, code);
+	return kbv_error(KBV_EIO, "%s: HTTP %ld %s", what, q->status, code);
+}
+
+static int s3_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_wr **out)
+{
+	struct s3_wr *w = calloc(1, sizeof *w);
+	if (!w)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	w->base.be = be;
+	w->kind = kind;
+	obj_key((struct s3 *)be, kind, name, w->key, sizeof w->key);
+	*out = &w->base;
+	return 0;
+}
+
+static int s3_append(struct kbv_be_wr *bw, const void *p, size_t n)
+{
+	struct s3_wr *w = (struct s3_wr *)bw;
+	return kbv_buf_add(&w->data, p, n);
+}
+
+static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
+{
+	struct s3_wr *w = (struct s3_wr *)bw;
+	struct s3 *s = (struct s3 *)bw->be;
+	struct req q = { .method = "PUT", .key = w->key, .body = w->data.data, .len = w->data.len };
+	if (flags & KBV_PUT_EXCL)
+		q.hdr[0] = "If-None-Match: *";
+	int rc = s3_do(s, &q);
+	if (rc == 0 && (q.status < 200 || q.status >= 300))
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
+}
+
+static void s3_discard(struct kbv_be_wr *bw)
+{
+	struct s3_wr *w = (struct s3_wr *)bw;
+	kbv_buf_release(&w->data);
+	free(w);
+}
+
+static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size)
+{
+	struct s3 *s = (struct s3 *)be;
+	struct s3_rd *r = calloc(1, sizeof *r);
+	if (!r)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	r->base.be = be;
+	obj_key(s, kind, name, r->key, sizeof r->key);
+	struct req q = { .method = "HEAD", .key = r->key };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	r->size = q.length;
+	if (size)
+		*size = r->size;
+	*out = &r->base;
+	return 0;
+}
+
+static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
+{
+	struct s3_rd *r = (struct s3_rd *)br;
+	struct s3 *s = (struct s3 *)br->be;
+	char range[80];
+	if (n == 0)
+		return 0;
+	if (off + n > r->size)
+		return kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %llu bytes, a read of %zu at %llu",
+				 s->bucket, r->key, (unsigned long long)r->size, n, (unsigned long long)off);
+	snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
+		 (unsigned long long)(off + n - 1));
+	struct req q = { .method = "GET", .key = r->key, .dst = p, .dst_cap = n, .hdr = { range } };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status == 416)
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated (a read of %zu bytes at %llu)", s->bucket,
+			       r->key, n, (unsigned long long)off);
+	else if (rc == 0 && q.status != 206 && q.status != 200)
+		rc = s3_fail(s, &q);
+	else if (rc == 0 && q.dst_len != n)
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %zu of %zu bytes at %llu came", s->bucket,
+			       r->key, q.dst_len, n, (unsigned long long)off);
+	kbv_buf_release(&q.err);
+	return rc;
+}
+
+static void s3_close(struct kbv_be_rd *br)
+{
+	free(br);
+}
+
+/* ListObjectsV2 replies, parsed with expat. */
+struct page_item {
+	char name[80];
+	uint64_t size;
+	int64_t mtime;
+};
+
+struct listing {
+	struct page_item *items;
+	size_t n, cap;
+	int in_contents, truncated, bad;
+	struct kbv_buf text; /* character data of the element being read */
+	char key[1024];
+	uint64_t size;
+	int64_t mtime;
+	char token[1024];
+};
+
+static void xml_start(void *arg, const XML_Char *el, const XML_Char **attr)
+{
+	struct listing *l = arg;
+	(void)attr;
+	l->text.len = 0;
+	if (!strcmp(el, "Contents")) {
+		l->in_contents = 1;
+		l->key[0] = 0;
+		l->size = 0;
+		l->mtime = 0;
+	}
+}
+
+static void xml_text(void *arg, const XML_Char *s, int len)
+{
+	struct listing *l = arg;
+	if (len > 0 && kbv_buf_add(&l->text, s, (size_t)len) < 0)
+		l->bad = 1;
+}
+
+static int64_t parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+static void xml_end(void *arg, const XML_Char *el)
+{
+	struct listing *l = arg;
+	char v[1024];
+	size_t n = l->text.len < sizeof v - 1 ? l->text.len : sizeof v - 1;
+	memcpy(v, l->text.data ? (const char *)l->text.data : "", n);
+	v[n] = 0;
+	l->text.len = 0;
+	if (l->in_contents && !strcmp(el, "Key")) {
+		snprintf(l->key, sizeof l->key, "%s", v);
+	} else if (l->in_contents && !strcmp(el, "Size")) {
+		l->size = strtoull(v, NULL, 10);
+	} else if (l->in_contents && !strcmp(el, "LastModified")) {
+		l->mtime = parse_time(v);
+	} else if (!strcmp(el, "Contents")) {
+		l->in_contents = 0;
+		if (l->n == l->cap) {
+			size_t cap = l->cap ? 2 * l->cap : 1024;
+			struct page_item *it = realloc(l->items, cap * sizeof *it);
+			if (!it) {
+				l->bad = 1;
+				return;
+			}
+			l->items = it;
+			l->cap = cap;
+		}
+		struct page_item *it = &l->items[l->n];
+		/* The name is the last path element, without ".pack" for packs. */
+		const char *slash = strrchr(l->key, '/'), *base = slash ? slash + 1 : l->key;
+		size_t len = strlen(base);
+		if (len >= sizeof it->name)
+			len = 0; /* no object name is that long: skipped by the name check */
+		memcpy(it->name, base, len);
+		it->name[len] = 0;
+		if (len > 5 && !strcmp(it->name + len - 5, ".pack"))
+			it->name[len - 5] = 0;
+		it->size = l->size;
+		it->mtime = l->mtime;
+		l->n++;
+	} else if (!strcmp(el, "IsTruncated")) {
+		l->truncated = !strcmp(v, "true");
+	} else if (!strcmp(el, "NextContinuationToken")) {
+		snprintf(l->token, sizeof l->token, "%s", v);
+	}
+}
+
+static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+{
+	struct s3 *s = (struct s3 *)be;
+	char prefix[512], eprefix[1536], etoken[3072], query[4800];
+	struct kbv_buf body = KBV_BUF_INIT;
+	struct listing l = { 0 };
+	int rc = 0;
+	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY)
+		return 0;
+	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, kind_dir[kind]);
+	uri_encode(prefix, eprefix, sizeof eprefix);
+	do {
+		/* Parameters sorted by name and encoded: curl signs the query as it is given. */
+		if (*l.token) {
+			uri_encode(l.token, etoken, sizeof etoken);
+			snprintf(query, sizeof query, "continuation-token=%s&list-type=2&prefix=%s", etoken, eprefix);
+		} else {
+			snprintf(query, sizeof query, "list-type=2&prefix=%s", eprefix);
+		}
+		struct req q = { .method = "GET", .query = query, .out = &body };
+		rc = s3_do(s, &q);
+		if (rc == 0 && q.status != 200)
+			rc = s3_fail(s, &q);
+		kbv_buf_release(&q.err);
+		if (rc < 0)
+			break;
+		l.n = 0;
+		l.truncated = 0;
+		l.token[0] = 0;
+		XML_Parser xp = XML_ParserCreate(NULL);
+		if (!xp) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			break;
+		}
+		XML_SetUserData(xp, &l);
+		XML_SetElementHandler(xp, xml_start, xml_end);
+		XML_SetCharacterDataHandler(xp, xml_text);
+		int ok = XML_Parse(xp, (const char *)body.data, (int)body.len, 1) == XML_STATUS_OK;
+		XML_ParserFree(xp);
+		if (!ok || l.bad) {
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a ListObjectsV2 result", s->endpoint,
+				       s->bucket, prefix);
+			break;
+		}
+		for (size_t i = 0; i < l.n && rc == 0; i++)
+			if (kbv_obj_name_ok(kind, l.items[i].name))
+				rc = fn(arg, l.items[i].name, l.items[i].size, l.items[i].mtime);
+		if (rc)
+			break;
+		if (l.truncated && !*l.token) {
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: a truncated listing without a continuation token",
+				       s->endpoint, s->bucket, prefix);
+			break;
+		}
+	} while (l.truncated);
+	free(l.items);
+	kbv_buf_release(&l.text);
+	kbv_buf_release(&body);
+	return rc;
+}
+
+static int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	obj_key(s, kind, name, key, sizeof key);
+	struct req q = { .method = "DELETE", .key = key };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 204 && q.status != 200 && q.status != 404)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
+}
+
+static void s3_free(struct kbv_backend *be)
+{
+	struct s3 *s = (struct s3 *)be;
+	if (s->share)
+		curl_share_cleanup(s->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&s->mu[i]);
+	if (s->secret)
+		sodium_memzero(s->secret, strlen(s->secret));
+	if (s->token)
+		sodium_memzero(s->token, strlen(s->token));
+	free(s->url);
+	free(s->endpoint);
+	free(s->bucket);
+	free(s->prefix);
+	free(s->access);
+	free(s->secret);
+	free(s->token);
+	free(s->ca_file);
+	free(s);
+}
+
+static const struct kbv_backend_ops s3_ops = {
+	.name = "s3",
+	.create = s3_create,
+	.append = s3_append,
+	.commit = s3_commit,
+	.discard = s3_discard,
+	.open = s3_open,
+	.read = s3_read,
+	.close = s3_close,
+	.list = s3_list,
+	.remove = s3_remove,
+	.describe = s3_describe,
+	.free = s3_free,
+};
+
+int kbv_s3_url_ok(const char *url)
+{
+	return url && !strncmp(url, "s3:", 3);
+}
+
+/* "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" into its parts. */
+static int parse_url(struct s3 *s, const char *url)
+{
+	const char *u = url + 3, *scheme_end = strstr(u, "://");
+	if (!scheme_end || (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)))
+		return kbv_error(KBV_EINVAL, "repository '%s': an S3 URL is s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]", url);
+	const char *host = scheme_end + 3, *slash = strchr(host, '/');
+	if (!slash || slash == host)
+		return kbv_error(KBV_EINVAL, "repository '%s': no bucket (s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX])", url);
+	const char *bucket = slash + 1, *bend = strchr(bucket, '/');
+	size_t blen = bend ? (size_t)(bend - bucket) : strlen(bucket);
+	if (blen < 3 || blen > 63)
+		return kbv_error(KBV_EINVAL, "repository '%s': a bucket name has 3 to 63 characters", url);
+	for (size_t i = 0; i < blen; i++)
+		if (!((bucket[i] >= 'a' && bucket[i] <= 'z') || (bucket[i] >= '0' && bucket[i] <= '9') || bucket[i] == '-' ||
+		      bucket[i] == '.'))
+			return kbv_error(KBV_EINVAL, "repository '%s': a bucket name has lower-case letters, digits, '-' and '.'",
+					 url);
+	const char *pre = bend ? bend + 1 : "";
+	size_t plen = strlen(pre);
+	while (plen && pre[plen - 1] == '/')
+		plen--;
+	for (size_t i = 0; i < plen; i++)
+		if (!((pre[i] >= 'a' && pre[i] <= 'z') || (pre[i] >= 'A' && pre[i] <= 'Z') ||
+		      (pre[i] >= '0' && pre[i] <= '9') || strchr("-_./", pre[i])))
+			return kbv_error(KBV_EINVAL, "repository '%s': the prefix may hold letters, digits, '-', '_', '.' and '/'",
+					 url);
+	s->endpoint = strndup(u, (size_t)(slash - u));
+	s->bucket = strndup(bucket, blen);
+	s->prefix = malloc(plen + 2);
+	if (!s->endpoint || !s->bucket || !s->prefix)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	memcpy(s->prefix, pre, plen);
+	if (plen)
+		s->prefix[plen++] = '/';
+	s->prefix[plen] = 0;
+	return 0;
+}
+
+static CURLcode curl_init_rc;
+static void init_curl(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_backend **out)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct s3 *s = calloc(1, sizeof *s);
+	int rc = 0;
+	if (!s)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&s->mu[i], NULL);
+	s->base.ops = &s3_ops;
+	if ((rc = parse_url(s, url)) < 0)
+		goto fail;
+	pthread_once(&once, init_curl);
+	if (curl_init_rc != CURLE_OK) {
+		rc = kbv_error(KBV_EINTERNAL, "libcurl failed to initialize");
+		goto fail;
+	}
+	if (!o || !o->access_key || !*o->access_key || !o->secret_key || !*o->secret_key) {
+		rc = kbv_error(KBV_EINVAL, "repository '%s': no S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+					   "or [repository] s3-credentials-file)", url);
+		goto fail;
+	}
+	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", o->region && *o->region ? o->region : "us-east-1");
+	s->url = strdup(url);
+	s->access = strdup(o->access_key);
+	s->secret = strdup(o->secret_key);
+	s->token = o->session_token && *o->session_token ? strdup(o->session_token) : NULL;
+	s->ca_file = o->ca_file && *o->ca_file ? strdup(o->ca_file) : NULL;
+	s->share = curl_share_init();
+	if (!s->url || !s->access || !s->secret || (o->session_token && *o->session_token && !s->token) ||
+	    (o->ca_file && *o->ca_file && !s->ca_file) || !s->share) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto fail;
+	}
+	curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(s->share, CURLSHOPT_USERDATA, s);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	*out = &s->base;
+	return 0;
+fail:
+	s3_free(&s->base);
+	return rc;
+}
+
+int kbv_backend_s3_make_bucket(struct kbv_backend *be)
+{
+	struct s3 *s = (struct s3 *)be;
+	if (be->ops != &s3_ops)
+		return 0;
+	struct req q = { .method = "PUT" };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status == 409 && !strcmp(q.code, "BucketAlreadyOwnedByYou"))
+		q.status = 200;
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
+}

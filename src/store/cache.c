@@ -1,0 +1,138 @@
+/* The index of a repository on object storage is a cache on this host
+ * ($XDG_CACHE_HOME/kbvault/<repository id>/index): other hosts add packs to the bucket
+ * and their gc removes some. Before it is used, the cache is brought up to date with the
+ * bucket: one listing of the packs; packs the cache lacks are indexed from their trailers
+ * (ranged GETs), packs the bucket no longer holds are dropped. A new host with an empty
+ * cache reads every pack's trailer once. */
+#include "kbv/error.h"
+#include "store/pack.h"
+#include "store/repo_impl.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "kbv/idset.h"
+
+struct listed {
+	struct kbv_idset there; /* packs in the bucket, ids padded to 32 bytes */
+	uint8_t (*ids)[KBV_PACKID_BYTES];
+	size_t n, cap;
+};
+
+static void pad(const uint8_t packid[KBV_PACKID_BYTES], uint8_t out[32])
+{
+	memset(out, 0, 32);
+	memcpy(out, packid, KBV_PACKID_BYTES);
+}
+
+static int on_listed(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
+{
+	struct listed *l = arg;
+	uint8_t k[32];
+	(void)size;
+	(void)mtime;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		void *p = realloc(l->ids, cap * KBV_PACKID_BYTES);
+		if (!p)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		l->ids = p;
+		l->cap = cap;
+	}
+	memcpy(l->ids[l->n++], packid, KBV_PACKID_BYTES);
+	pad(packid, k);
+	return kbv_idset_add(&l->there, k);
+}
+
+struct known {
+	const struct kbv_idset *there;
+	struct kbv_idset have; /* packs in the cache */
+	uint32_t *gone;        /* packs in the cache that the bucket no longer holds */
+	size_t ngone, cap;
+};
+
+static int on_indexed(void *arg, uint32_t packno, const struct kbv_pack_info *info)
+{
+	struct known *k = arg;
+	uint8_t key[32];
+	pad(info->id, key);
+	if (kbv_idset_has(&k->have, key) == 0 && kbv_idset_add(&k->have, key) < 0)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	if (kbv_idset_has(k->there, key))
+		return 0;
+	if (k->ngone == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 64;
+		uint32_t *p = realloc(k->gone, cap * sizeof *p);
+		if (!p)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		k->gone = p;
+		k->cap = cap;
+	}
+	k->gone[k->ngone++] = packno;
+	return 0;
+}
+
+int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *added, uint64_t *dropped,
+			   uint64_t *damaged)
+{
+	struct listed l = { KBV_IDSET_INIT, NULL, 0, 0 };
+	struct known k = { &l.there, KBV_IDSET_INIT, NULL, 0, 0 };
+	struct kbv_buf entries = KBV_BUF_INIT;
+	MDB_txn *txn = NULL;
+	char lockpath[PATH_MAX];
+	int rc = 0, lockfd = -1;
+	*added = *dropped = *damaged = 0;
+	/* One process of this host refreshes at a time; the others wait and then find little
+	 * left to do. */
+	TRY(kbv_repo_sub(r, "refresh.lock", lockpath, sizeof lockpath));
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+		rc = kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
+		goto out;
+	}
+	TRY(kbv_each_packfile(r, on_listed, &l));
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	rc = kbv_index_each_pack(r->idx, txn, on_indexed, &k);
+	kbv_index_rend(txn);
+	TRY(rc);
+	for (size_t i = 0; i < l.n; i++) {
+		uint8_t key[32];
+		size_t n;
+		pad(l.ids[i], key);
+		if (kbv_idset_has(&k.have, key))
+			continue;
+		struct kbv_pack_info info;
+		rc = kbv_pack_read_trailer(r, codec, l.ids[i], &entries, &n, &info.size);
+		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+			/* One damaged pack costs what is in it, not the repository: check and
+			 * repair index name it. */
+			(*damaged)++;
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+		memcpy(info.id, l.ids[i], KBV_PACKID_BYTES);
+		info.blobs = (uint32_t)n;
+		const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
+		TRY(kbv_index_add_packs(r->idx, &info, &e, &n, 1));
+		(*added)++;
+	}
+	if (k.ngone) {
+		TRY(kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, k.gone, k.ngone));
+		*dropped = k.ngone;
+	}
+out:
+	if (lockfd >= 0)
+		close(lockfd);
+	kbv_buf_release(&entries);
+	kbv_idset_release(&l.there);
+	kbv_idset_release(&k.have);
+	free(l.ids);
+	free(k.gone);
+	return rc;
+}

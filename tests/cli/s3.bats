@@ -1,0 +1,201 @@
+#!/usr/bin/env bats
+# Repositories on S3-compatible object storage, against a real server: Debian's Ceph
+# radosgw on a one-node cluster that this file starts on free loopback ports (ceph.bash)
+# and stops at the end. Every test has its own bucket.
+load helpers
+load ceph
+
+setup_file() { ceph_start; }
+teardown_file() { ceph_stop; }
+
+setup() {
+	export TMPD="$BATS_TEST_TMPDIR"
+	printf 'correct horse battery staple\n' > "$TMPD/pw"
+	chmod 600 "$TMPD/pw"
+	export KBVAULT_PASSWORD_FILE="$TMPD/pw"
+	unset KBVAULT_PASSWORD
+	export XDG_CACHE_HOME="$TMPD/cache-a"
+	BUCKET="kbv-$BATS_TEST_NUMBER-$RANDOM"
+	export KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/prod"
+	head -c 3000000 /dev/urandom > "$TMPD/a.bin"
+	head -c 1000000 /dev/urandom > "$TMPD/b.bin"
+}
+
+s3_init() { kbv init -q --kdf-ops 1 --kdf-mem-mib 8; }
+
+# Keys in the bucket under a prefix (ListObjectsV2, signed by curl).
+s3_keys() {
+	curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+		"$S3_ENDPOINT/$BUCKET?list-type=2&prefix=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "${1:-}")" |
+		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
+}
+
+@test "s3: init creates the bucket; snapshot, restore byte for byte, check --read-data; a second init is refused" {
+	s3_init
+	[ "$(s3_keys prod/ | sort | tr '\n' ' ')" = "prod/config prod/key " ]
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	kbv snapshot -q --stdin a < "$TMPD/a.bin" # unchanged: deduplicated
+	[ "$(snap_count)" = 2 ]
+	[ "$(s3_keys prod/data/ | wc -l)" = 1 ]
+	[ "$(s3_keys prod/snapshots/ | wc -l)" = 2 ]
+	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 packs"*"2 snapshots: ok, 0 problems"* ]]
+	# Nothing of the repository's own state lands outside the bucket but the cache.
+	[ -d "$XDG_CACHE_HOME/kbvault" ]
+	run kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"exists"* ]]
+	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+}
+
+@test "s3: another host with an empty cache restores and snapshots; gc elsewhere is noticed by its cache" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	# Host B: its own cache directory, nothing in it.
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v restore latest --stdout
+	[ "$status" -eq 0 ]
+	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	XDG_CACHE_HOME="$TMPD/cache-b" kbv snapshot -q --host b --stdin b < "$TMPD/b.bin"
+	# Host A sees B's snapshot and its pack, and restores it.
+	kbv restore latest --host b --stdout | cmp - "$TMPD/b.bin"
+	# A forgets its own snapshot and collects the garbage; B's cache still lists that pack
+	# until B looks again: then it drops it, and both still check clean.
+	kbv forget "$(kbv snapshots --json | python3 -c 'import json,sys; print([s["id"] for s in json.load(sys.stdin) if s["host"] != "b"][0])')" -q
+	kbv gc -q --keep-all
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 dropped (gone from the storage)"* ]]
+	[[ "$output" == *"1 snapshots: ok, 0 problems"* ]]
+	kbv restore latest --stdout | cmp - "$TMPD/b.bin"
+	# A deleted cache is rebuilt, not trusted.
+	rm -rf "$TMPD/cache-b"
+	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
+}
+
+@test "s3: a wrong secret, a missing bucket, no credentials and a server that does not answer: clear errors, no secret in any output" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	secret=$AWS_SECRET_ACCESS_KEY
+	AWS_SECRET_ACCESS_KEY=not-the-secret-at-all run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"403"*"check the access key and secret"* ]]
+	[[ "$output" != *"not-the-secret-at-all"* ]]
+	run kbv -r "s3:$S3_ENDPOINT/no-such-bucket-$RANDOM" snapshots
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"no kbvault repository"*"kbvault init"* ]]
+	AWS_SECRET_ACCESS_KEY= run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no S3 credentials"* ]]
+	run kbv -r "s3:http://127.0.0.1:1/$BUCKET" snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Couldn't connect"*"attempts"* ]]
+	# A child process never sees the secret: a command stream dumps its environment.
+	kbv snapshot -q --command env -- env
+	run kbv restore latest --stream env --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"AWS_ACCESS_KEY_ID"* ]]
+	[[ "$output" != *"$secret"* ]]
+	[[ "$output" != *"AWS_SECRET_ACCESS_KEY"* ]]
+	# Nor do logs, errors or the status output name it.
+	run kbv -v status
+	[[ "$output" != *"$secret"* ]]
+}
+
+@test "s3: credentials from [repository] s3-credentials-file (AWS format, profiles), region and URL checks" {
+	cat > "$TMPD/creds" <<EOF
+[default]
+aws_access_key_id = WRONG
+aws_secret_access_key = WRONG
+
+[backup]
+aws_access_key_id = $AWS_ACCESS_KEY_ID
+aws_secret_access_key = $AWS_SECRET_ACCESS_KEY
+EOF
+	cat > "$TMPD/kbvault.conf" <<EOF
+[repository]
+path = $KBVAULT_REPO
+s3-credentials-file = $TMPD/creds
+s3-region = us-east-1
+EOF
+	export KBVAULT_CONFIG="$TMPD/kbvault.conf"
+	unset KBVAULT_REPO
+	local id=$AWS_ACCESS_KEY_ID secret=$AWS_SECRET_ACCESS_KEY
+	unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+	AWS_PROFILE=backup s3_init
+	AWS_PROFILE=backup kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	AWS_PROFILE=backup kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	run kbv snapshots # [default] holds wrong keys
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"403"* ]]
+	AWS_PROFILE=nobody run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no profile [nobody]"* ]]
+	export AWS_ACCESS_KEY_ID=$id AWS_SECRET_ACCESS_KEY=$secret
+	for bad in "s3:ftp://h/b" "s3:http://127.0.0.1:1" "s3:http://127.0.0.1:1/BAD_BUCKET" "s3:http://127.0.0.1:1/ab"; do
+		run kbv -r "$bad" snapshots
+		[ "$status" -eq 2 ] || [ "$status" -eq 1 ]
+		[[ "$output" == *"$bad"* ]]
+	done
+}
+
+@test "s3: failures of the storage mid-snapshot record nothing; the next snapshot works and everything checks clean" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	# Through the fault-injecting backend around S3: the manifest's PUT, a pack's PUT, a listing.
+	for spec in commit:snapshot:1 commit:pack:1 list:pack:1; do
+		KBVAULT_FAULT=$spec run kbv snapshot -q --stdin b < "$TMPD/b.bin"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"injected fault"* ]]
+		[ "$(snap_count)" = 1 ]
+	done
+	# The server gone mid-snapshot (radosgw killed while a big stream is being sent).
+	head -c 40000000 /dev/urandom > "$TMPD/big.bin"
+	kbv snapshot -q --stdin big < "$TMPD/big.bin" 2> "$TMPD/err" &
+	pid=$!
+	sleep 0.5
+	ceph_rgw_stop
+	st=0
+	wait "$pid" || st=$?
+	ceph_rgw_start
+	[ "$st" -ne 0 ]
+	grep -q "s3 " "$TMPD/err"
+	[ "$(snap_count)" = 1 ]
+	kbv snapshot -q --stdin b < "$TMPD/b.bin"
+	[ "$(snap_count)" = 2 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
+	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/a.bin"
+}
+
+@test "s3: kill -9 during snapshots and gc leaves every committed snapshot restorable" {
+	s3_init
+	head -c 20000000 /dev/urandom > "$TMPD/big.bin"
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	for delay in 0.3 0.6 1.0; do
+		kbv snapshot -q --stdin big < "$TMPD/big.bin" &
+		pid=$!
+		sleep "$delay"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	kbv gc -q --keep-all &
+	pid=$!
+	sleep 0.2
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	run kbv check --read-data
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/a.bin"
+	n=$(snap_count)
+	for i in $(seq 2 "$n"); do
+		kbv restore "$(snap_id "$i")" --stdout | cmp - "$TMPD/big.bin"
+	done
+	kbv gc -q --keep-all
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"0 problems"* ]]
+}
