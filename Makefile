@@ -46,7 +46,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc bench-s3 soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -127,6 +127,10 @@ bench-pg-quick: deps bench-deps all
 # gc and check on a repository of > 1M chunks vs restic forget --prune (bench/gc.sh).
 bench-gc: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/gc.sh
+
+# kbvault against restic on Debian's Ceph radosgw, same run (bench/s3.sh).
+bench-s3: deps bench-deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3.sh
 
 # Qdrant snapshots and Neo4j dumps over nights, through the stand-ins (bench/sources.sh).
 bench-sources: deps bench-deps all

@@ -60,7 +60,16 @@ EOF
 		sleep 0.2
 	done
 	uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
-	timeout 60 ceph $c osd new "$uuid" > "$d/log/osd-new" 2>&1 || { echo "ceph: osd new failed" >&2; return 1; }
+	# On a loaded machine the monitor may take a while to accept commands: a few tries.
+	for i in 1 2 3 4 5; do
+		timeout 60 ceph $c osd new "$uuid" > "$d/log/osd-new" 2>&1 && break
+		sleep 2
+	done
+	timeout 30 ceph $c osd ls 2> /dev/null | grep -qx 0 || {
+		echo "ceph: osd new failed:" >&2
+		tail -n 5 "$d/log/osd-new" "$d/log/mon.a.log" >&2
+		return 1
+	}
 	ceph-osd $c -i 0 --mkfs --no-mon-config --osd-uuid "$uuid" > "$d/log/mkfs-osd" 2>&1
 	ceph-osd $c -i 0 > "$d/log/start-osd" 2>&1
 	radosgw $c -n client.rgw.a > "$d/log/start-rgw" 2>&1
