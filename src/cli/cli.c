@@ -197,6 +197,8 @@ void cli_take_env_secrets(void)
 	cli_take_s3_secrets();
 }
 
+static int tty_password(const char *label, int confirm, const char *none, char **pw, size_t *len);
+
 int cli_password(int confirm, char **pw, size_t *len)
 {
 	const char *file = cli.password_file ? cli.password_file : getenv("KBVAULT_PASSWORD_FILE");
@@ -213,16 +215,34 @@ int cli_password(int confirm, char **pw, size_t *len)
 	}
 	if (cli.cfg && cli.cfg->password_file)
 		return read_password_file(cli.cfg->password_file, pw, len);
+	return tty_password("repository password: ", confirm,
+			    "the repository is encrypted and no password was given: use --password-file, "
+			    "KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD",
+			    pw, len);
+}
+
+int cli_new_password(const char *file, char **pw, size_t *len)
+{
+	if (!file || !*file)
+		file = getenv("KBVAULT_NEW_PASSWORD_FILE");
+	if (file && *file)
+		return read_password_file(file, pw, len);
+	return tty_password("new password: ", 1,
+			    "no new password was given: use --new-password-file or KBVAULT_NEW_PASSWORD_FILE", pw, len);
+}
+
+/* A password typed on the terminal (twice when confirm); `none` is the error without one. */
+static int tty_password(const char *label, int confirm, const char *none, char **pw, size_t *len)
+{
 	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
 	if (tty < 0) {
-		cli_log(CLI_ERROR, "the repository is encrypted and no password was given: use --password-file, "
-				   "KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD");
+		cli_log(CLI_ERROR, "%s", none);
 		return EXIT_PASSWORD;
 	}
 	char *a = sodium_malloc(1024), *b = sodium_malloc(1024);
 	size_t la = 0, lb = 0;
 	int rc = EXIT_PASSWORD;
-	if (a && b && prompt(tty, "repository password: ", a, 1024, &la) == 0 && la &&
+	if (a && b && prompt(tty, label, a, 1024, &la) == 0 && la &&
 	    (!confirm || (prompt(tty, "enter it again: ", b, 1024, &lb) == 0 && la == lb && !memcmp(a, b, la)))) {
 		*pw = a;
 		*len = la;

@@ -115,6 +115,9 @@ const char *cli_repo_path(void);
  * sodium_malloc() memory; free with cli_password_free(). Returns 0 or an exit code. */
 int cli_password(int confirm, char **pw, size_t *len);
 void cli_password_free(char *pw);
+/* A new password (key add, key passwd): from `file` (--new-password-file), else
+ * $KBVAULT_NEW_PASSWORD_FILE, else typed twice on the terminal. */
+int cli_new_password(const char *file, char **pw, size_t *len);
 /* Move kbvault's own secrets (KBVAULT_PASSWORD) out of the environment, before any child
  * process can be started; cli_password() still finds it. */
 void cli_take_env_secrets(void);
@@ -172,6 +175,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_forget(int argc, char **argv);

@@ -85,6 +85,14 @@ static const struct command_help commands[] = {
 	  "  decrypts, decompresses and hashes every blob; with --read-data-subset a rotating share\n"
 	  "  of the packs a day. Exit 5 when problems were found.\n" },
 	{ "repair", "rebuild the index from the packs", "kbvault repair index\n" },
+	{ "key", "list, add, remove and change the repository's passwords",
+	  "kbvault key list\n"
+	  "kbvault key add [--new-password-file FILE]\n"
+	  "kbvault key remove ID [--force]\n"
+	  "kbvault key passwd [--new-password-file FILE]\n"
+	  "  Every key opens the repository with its own password; init made the first ('key').\n"
+	  "  --new-password-file FILE  the new password (else $KBVAULT_NEW_PASSWORD_FILE, or typed)\n"
+	  "  --force                   remove the key this command opened the repository with\n" },
 	{ "bench", "what each chunk size would make of your dumps (writes nothing)",
 	  "kbvault bench chunking [--sizes 4K,8K,...] [--zstd-level N] [--json] FILE...\n"
 	  "  Chunks the files in order (each a stream, like successive nights' dumps) at each average\n"

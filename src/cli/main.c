@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats },
 	{ "check", cmd_check },
 	{ "repair", cmd_repair },
+	{ "key", cmd_key },
 	{ "bench", cmd_bench },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)

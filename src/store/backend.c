@@ -19,8 +19,9 @@ int kbv_obj_name_ok(enum kbv_obj kind, const char *name)
 {
 	switch (kind) {
 	case KBV_OBJ_CONFIG:
-	case KBV_OBJ_KEY:
 		return name[0] == 0;
+	case KBV_OBJ_KEY: /* `key`, or keys/<32 hex> */
+		return name[0] == 0 || hex_name(name, 32);
 	case KBV_OBJ_PACK:
 		return hex_name(name, 32);
 	case KBV_OBJ_SNAPSHOT:

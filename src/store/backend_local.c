@@ -44,7 +44,7 @@ static int obj_path(struct local *l, enum kbv_obj kind, const char *name, char *
 	case KBV_OBJ_CONFIG:
 		return kbv_path(out, cap, "%s/config", l->root);
 	case KBV_OBJ_KEY:
-		return kbv_path(out, cap, "%s/key", l->root);
+		return *name ? kbv_path(out, cap, "%s/keys/%s", l->root, name) : kbv_path(out, cap, "%s/key", l->root);
 	case KBV_OBJ_PACK:
 		return kbv_path(out, cap, "%s/data/%.2s/%s.pack", l->root, name, name);
 	default:
@@ -119,8 +119,8 @@ static int local_commit(struct kbv_be_wr *bw, unsigned flags)
 		return kbv_error(KBV_EIO, "fsync '%s': %s", w->tmp, strerror(errno));
 	TRY(kbv_path(dir, sizeof dir, "%s", w->dst));
 	*strrchr(dir, '/') = 0;
-	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD)
-		TRY(ensure_dir(dir)); /* data/XX/ and records/ are made on first use */
+	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD || w->kind == KBV_OBJ_KEY)
+		TRY(ensure_dir(dir)); /* data/XX/, records/ and keys/ are made on first use */
 	if (flags & KBV_PUT_EXCL) {
 		/* link() fails if the destination exists: an existing object is never replaced. */
 		if (link(w->tmp, w->dst) < 0)
@@ -233,7 +233,13 @@ static int local_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn 
 		TRY(obj_path(l, kind, "", dir, sizeof dir));
 		if (stat(dir, &st) == 0)
 			rc = fn(arg, "", (uint64_t)st.st_size, (int64_t)st.st_mtime);
-		return rc;
+		if (rc || kind == KBV_OBJ_CONFIG)
+			return rc;
+		/* keys/<keyid> (format/keyfile.md); none before the first `key add` */
+		TRY(kbv_path(dir, sizeof dir, "%s/keys", l->root));
+		if (stat(dir, &st) != 0)
+			return 0;
+		return list_dir(dir, kind, NULL, "", fn, arg);
 	}
 	TRY(kbv_path(dir, sizeof dir, "%s/%s", l->root, kind_dir[kind]));
 	if (kind != KBV_OBJ_PACK)

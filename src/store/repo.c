@@ -20,8 +20,6 @@
 #include <xxhash.h>
 
 #define CONFIG_BYTES 60
-#define KEY_HEADER 92
-#define KEY_MATERIAL 96
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
@@ -136,14 +134,6 @@ static void encode_config(uint8_t *p, const struct kbv_repo *r)
 	kbv_put64(p + 52, XXH3_64bits(p, 52));
 }
 
-static int wrap_key(uint8_t out[32], const char *pw, size_t pwlen, const uint8_t salt[16], uint64_t ops, uint64_t mem)
-{
-	if (crypto_pwhash(out, 32, pw, pwlen, salt, ops, (size_t)mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
-		return kbv_error(KBV_ENOMEM, "argon2id with %llu MiB failed (out of memory)",
-				 (unsigned long long)(mem >> 20));
-	return 0;
-}
-
 /* The names KBVAULT_FAULT took before there was a backend layer, as backend faults. The
  * index (a local cache, not a backend object) keeps its own points: index-commit,
  * gc-index-commit, repair-pack (kbv_fault()). */
@@ -189,7 +179,7 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	struct kbv_keys *keys = NULL;
 	if (sodium_init() < 0)
 		return kbv_error(KBV_EINTERNAL, "libsodium failed to initialize");
-	uint8_t *kf = NULL;
+	struct kbv_buf kf = KBV_BUF_INIT;
 	char p[PATH_MAX];
 	struct kbv_backend *be = NULL;
 	int rc = 0;
@@ -249,51 +239,21 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	}
 	randombytes_buf(keys, sizeof *keys);
 
-	/* Key file. */
-	size_t plen = r.encrypted ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
-	size_t kflen = KEY_HEADER + plen + 8;
-	kf = calloc(1, kflen);
-	if (!kf) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
+	/* Key file (version 1: `key`). */
 	uint64_t ops = opts->kdf_ops ? opts->kdf_ops : 3, mem = opts->kdf_mem ? opts->kdf_mem : (64u << 20);
-	memcpy(kf, "KBVKEY\0\0", 8);
-	kbv_put32(kf + 8, 1);
-	kbv_put32(kf + 12, r.encrypted ? 1 : 0);
-	memcpy(kf + 72, r.repo_id, 16);
-	kbv_put32(kf + 88, (uint32_t)plen);
-	if (r.encrypted) {
-		if (ops < crypto_pwhash_OPSLIMIT_MIN || mem < crypto_pwhash_MEMLIMIT_MIN) {
-			rc = kbv_error(KBV_EINVAL, "argon2id limits too small");
-			goto out;
-		}
-		kbv_put64(kf + 16, ops);
-		kbv_put64(kf + 24, mem);
-		randombytes_buf(kf + 32, 16);
-		randombytes_buf(kf + 48, 24);
-		uint8_t wk[32];
-		TRY(wrap_key(wk, password, pwlen, kf + 32, ops, mem));
-		crypto_aead_xchacha20poly1305_ietf_encrypt(kf + KEY_HEADER, NULL, (const uint8_t *)keys, KEY_MATERIAL,
-							   kf, KEY_HEADER, NULL, kf + 48, wk);
-		sodium_memzero(wk, sizeof wk);
-	} else {
-		memcpy(kf + KEY_HEADER, keys, KEY_MATERIAL);
-	}
-	kbv_put64(kf + KEY_HEADER + plen, XXH3_64bits(kf, KEY_HEADER + plen));
+	TRY(kbv_keyfile_make(r.repo_id, r.encrypted, keys, password, pwlen, ops, mem, NULL, &kf));
 
 	uint8_t cfg[CONFIG_BYTES];
 	encode_config(cfg, &r);
 	if (!be)
 		TRY(kbv_repo_backend(path, &be));
-	TRY(kbv_be_put(be, KBV_OBJ_KEY, "", kf, kflen, KBV_PUT_EXCL));
+	TRY(kbv_be_put(be, KBV_OBJ_KEY, "", kf.data, kf.len, KBV_PUT_EXCL));
 	TRY(kbv_be_put(be, KBV_OBJ_CONFIG, "", cfg, sizeof cfg, KBV_PUT_EXCL));
 out:
 	kbv_backend_free(be);
-	if (kf) {
-		sodium_memzero(kf, kflen);
-		free(kf);
-	}
+	if (kf.data)
+		sodium_memzero(kf.data, kf.len);
+	kbv_buf_release(&kf);
 	sodium_free(keys);
 	return rc;
 }
@@ -349,37 +309,6 @@ static int read_config(struct kbv_repo *r)
 	rc = kbv_repo_config_decode(b.data, b.len, p, r);
 out:
 	kbv_buf_release(&b);
-	return rc;
-}
-
-int kbv_keyfile_check(const uint8_t *k, size_t len, const char *what, const struct kbv_repo *r)
-{
-	if (len < KEY_HEADER + 8 || memcmp(k, "KBVKEY\0\0", 8) != 0)
-		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (bad magic or truncated)", what);
-	if (kbv_get32(k + 8) != 1)
-		return kbv_error(KBV_EVERSION, "key file '%s' has version %u; this kbvault reads version 1", what,
-				 kbv_get32(k + 8));
-	uint32_t kdf = kbv_get32(k + 12), plen = kbv_get32(k + 88);
-	size_t want = kdf ? KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES : KEY_MATERIAL;
-	if (kdf > 1 || plen != want || len != KEY_HEADER + (size_t)plen + 8 ||
-	    kbv_get64(k + KEY_HEADER + plen) != XXH3_64bits(k, KEY_HEADER + plen))
-		return kbv_error(KBV_ECORRUPT, "key file '%s' is damaged (checksum mismatch)", what);
-	if ((kdf == 1) != (r->encrypted == 1) || memcmp(k + 72, r->repo_id, 16) != 0)
-		return kbv_error(KBV_ECORRUPT, "key file '%s' does not belong to this repository's config", what);
-	return 0;
-}
-
-static int read_keyfile(struct kbv_repo *r)
-{
-	char p[PATH_MAX];
-	int rc = 0;
-	kbv_be_describe(r->be, KBV_OBJ_KEY, "", p, sizeof p);
-	rc = kbv_be_get(r->be, KBV_OBJ_KEY, "", &r->keyfile);
-	if (rc == KBV_ENOTFOUND)
-		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", p);
-	TRY(rc);
-	rc = kbv_keyfile_check(r->keyfile.data, r->keyfile.len, p, r);
-out:
 	return rc;
 }
 
@@ -477,6 +406,7 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	if (!r)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	r->lockfd = -1;
+	r->key_used = -1;
 	r->path = strdup(path);
 	if (!r->path) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
@@ -484,7 +414,7 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	}
 	TRY(kbv_repo_backend(r->path, &r->be));
 	TRY(read_config(r));
-	TRY(read_keyfile(r));
+	TRY(kbv_repo_read_keys(r));
 	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
 		r->local = strdup(r->path);
 	else
@@ -553,7 +483,6 @@ const char *kbv_repo_path(const struct kbv_repo *r)
 
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 {
-	const uint8_t *k = r->keyfile.data;
 	int rc = 0;
 	if (r->keys)
 		return 0;
@@ -562,20 +491,12 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	r->keys = sodium_malloc(sizeof *r->keys);
 	if (!r->keys)
 		return kbv_error(KBV_ENOMEM, "out of secure memory");
-	if (r->encrypted) {
-		uint8_t wk[32];
-		TRY(wrap_key(wk, password, pwlen, k + 32, kbv_get64(k + 16), kbv_get64(k + 24)));
-		int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
-			(uint8_t *)r->keys, NULL, NULL, k + KEY_HEADER,
-			KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES, k, KEY_HEADER, k + 48, wk);
-		sodium_memzero(wk, sizeof wk);
-		if (bad) {
-			rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
-			goto out;
-		}
-	} else {
-		memcpy(r->keys, k + KEY_HEADER, KEY_MATERIAL);
+	rc = kbv_repo_try_keys(r, password, pwlen);
+	if (rc == KBV_EAUTH) {
+		rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
+		goto out;
 	}
+	TRY(rc);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
 	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
 		/* Other hosts write to object storage too: the cache catches up before use. */
@@ -605,9 +526,7 @@ void kbv_repo_close(struct kbv_repo *r)
 	if (r->lockfd >= 0)
 		close(r->lockfd);
 	sodium_free(r->keys);
-	if (r->keyfile.data)
-		sodium_memzero(r->keyfile.data, r->keyfile.len);
-	kbv_buf_release(&r->keyfile);
+	kbv_repo_free_keys(r);
 	kbv_backend_free(r->be);
 	free(r->path);
 	free(r->local);

@@ -7,6 +7,14 @@
 #include "kbv/repo.h"
 #include "store/index.h"
 
+/* One key object of the repository (format/keyfile.md). */
+struct kbv_keyobj {
+	char name[40];        /* "" for `key`, else the keyid */
+	struct kbv_buf data;  /* the file (wiped when freed) */
+	int damaged;          /* failed its checks (or vanished): skipped */
+	char why[512];        /* what its check said */
+};
+
 struct kbv_repo {
 	char *path;  /* as opened: a directory or an s3: URL */
 	char *local; /* this host's directory for lock, tmp/ and index/: path itself for a local
@@ -21,9 +29,25 @@ struct kbv_repo {
 	struct kbv_keys *keys;   /* sodium_malloc()ed; NULL until unlocked */
 	struct kbv_cdc cdc;      /* valid once unlocked */
 	struct kbv_index *idx;
-	struct kbv_buf keyfile;  /* raw key file */
+	struct kbv_keyobj *keyobjs; /* every key object, `key` first */
+	size_t nkeyobjs;
+	int key_used;            /* index of the one that unlocked keys; -1 before */
 	struct kbv_backend *be;  /* where the objects are (backend.h) */
 };
+
+/* Key objects (src/store/keys.c). Read and check them all (at least one sound, else the
+ * first one's error); free them; unwrap the master keys into r->keys with the first key
+ * the password opens (KBV_EAUTH when none does). */
+int kbv_repo_read_keys(struct kbv_repo *r);
+void kbv_repo_free_keys(struct kbv_repo *r);
+int kbv_repo_try_keys(struct kbv_repo *r, const char *pw, size_t pwlen);
+/* The first key object that passed its checks, or NULL. */
+const struct kbv_keyobj *kbv_repo_first_key(const struct kbv_repo *r);
+/* A key file: version 1 when meta is NULL, else version 2 with that JSON metadata. */
+int kbv_keyfile_make(const uint8_t repo_id[16], int encrypted, const struct kbv_keys *keys, const char *pw,
+		     size_t pwlen, uint64_t ops, uint64_t mem, const char *meta, struct kbv_buf *out);
+/* Unwrap a checked key file's material into keys: 0, or KBV_EAUTH for another password. */
+int kbv_keyfile_unwrap(const uint8_t *k, const char *pw, size_t pwlen, struct kbv_keys *keys);
 
 /* Bring the index cache of a repository on object storage up to date with the packs the
  * storage holds (src/store/cache.c): index the packs it lacks from their trailers, drop the

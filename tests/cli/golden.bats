@@ -153,3 +153,27 @@ assert e['home/link']['owner']['user'] == 'nobody', e['home/link']"
 		[ "$(readlink "$d/home/link")" = nobody.txt ]
 	fi
 }
+
+# Key file version 2 (keys/<keyid> with metadata) beside version 1 (`key`), written by
+# tests/golden/make-golden-keys.sh: either password opens the repository.
+@test "golden repository with key files of versions 1 and 2 opens with either password" {
+	export TMPD="$BATS_TEST_TMPDIR"
+	G="$BATS_TEST_DIRNAME/../golden/v2-keys"
+	cp -a "$G/repo-encrypted" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo"
+	unset KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	for pw in kbvault-golden kbvault-golden-2; do
+		[ "$(KBVAULT_PASSWORD=$pw kbv restore latest --stdout | b2sum | cut -d' ' -f1)" = "$(cat "$G/expected.b2")" ]
+	done
+	KBVAULT_PASSWORD=kbvault-golden-2 kbv key list --json | python3 -c '
+import json, sys
+k = {x["id"]: x for x in json.load(sys.stdin)}
+assert len(k) == 2 and "key" in k, k
+v2 = [x for i, x in k.items() if i != "key"][0]
+assert v2["current"] and not k["key"]["current"], k
+assert v2["created"].startswith("2026-") and v2["user"] and v2["host"], v2
+assert k["key"]["created"] == "" and not k["key"]["damaged"], k'
+	KBVAULT_PASSWORD=kbvault-golden kbv check --read-data
+	KBVAULT_PASSWORD=wrong run kbv snapshots
+	[ "$status" -eq 4 ]
+}

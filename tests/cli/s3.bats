@@ -37,12 +37,17 @@ s3_keys() {
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	kbv snapshot -q --stdin a < "$TMPD/a.bin" # unchanged: deduplicated
 	[ "$(snap_count)" = 2 ]
-	[ "$(s3_keys prod/data/ | wc -l)" = 1 ]
 	[ "$(s3_keys prod/snapshots/ | wc -l)" = 2 ]
+	# The second snapshot stored next to nothing: the stored bytes are one copy's.
+	kbv stats --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s["raw_bytes"] == 2 * 3000000 and s["stored_bytes"] < 3000000 * 1.02, s'
+	[ "$(s3_keys prod/data/ | wc -l)" -le 2 ]
 	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
 	run kbv check --read-data
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"1 packs"*"2 snapshots: ok, 0 problems"* ]]
+	[[ "$output" == *"2 snapshots: ok, 0 problems"* ]]
 	# Nothing of the repository's own state lands outside the bucket but the cache.
 	[ -d "$XDG_CACHE_HOME/kbvault" ]
 	run kbv init -q --kdf-ops 1 --kdf-mem-mib 8
@@ -73,6 +78,27 @@ s3_keys() {
 	# A deleted cache is rebuilt, not trusted.
 	rm -rf "$TMPD/cache-b"
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
+}
+
+@test "s3: listings page through continuation tokens (pages of 2 keys): snapshots, cache refresh, check, gc" {
+	s3_init
+	for i in 1 2 3 4 5 6 7; do
+		head -c 100000 /dev/urandom > "$TMPD/s$i"
+		kbv snapshot -q --stdin "s$i" < "$TMPD/s$i"
+	done
+	[ "$(s3_keys prod/data/ | wc -l)" = 7 ]
+	export KBVAULT_S3_LIST_PAGE=2
+	[ "$(snap_count)" = 7 ]
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"7 packs indexed"* ]]
+	[[ "$output" == *"7 packs"*"7 snapshots: ok, 0 problems"* ]]
+	kbv forget -q "$(snap_id 1)"
+	kbv gc -q --keep-all
+	[ "$(s3_keys prod/data/ | wc -l)" = 6 ]
+	for i in 2 3 4 5 6 7; do
+		XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stream "s$i" --stdout | cmp - "$TMPD/s$i"
+	done
 }
 
 @test "s3: a wrong secret, a missing bucket, no credentials and a server that does not answer: clear errors, no secret in any output" {
@@ -198,4 +224,27 @@ EOF
 	run kbv check --read-data
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"0 problems"* ]]
+}
+
+@test "s3: key add, passwd and remove on object storage; the old password is refused afterwards" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	printf 'second password\n' > "$TMPD/pw2"
+	printf 'third password\n' > "$TMPD/pw3"
+	chmod 600 "$TMPD/pw2" "$TMPD/pw3"
+	kbv key add -q --new-password-file "$TMPD/pw2"
+	[ "$(s3_keys prod/keys/ | wc -l)" = 1 ]
+	KBVAULT_PASSWORD_FILE=$TMPD/pw2 kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	KBVAULT_PASSWORD_FILE=$TMPD/pw2 kbv key passwd -q --new-password-file "$TMPD/pw3"
+	KBVAULT_PASSWORD_FILE=$TMPD/pw2 run kbv snapshots
+	[ "$status" -eq 4 ]
+	kbv snapshots > /dev/null # `key` (init's) still opens it
+	run kbv key remove key # the key in use
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--force"* ]]
+	KBVAULT_PASSWORD_FILE=$TMPD/pw3 kbv key remove -q key
+	[ "$(s3_keys prod/ | grep -c '^prod/key$' || true)" = 0 ]
+	run kbv snapshots
+	[ "$status" -eq 4 ]
+	KBVAULT_PASSWORD_FILE=$TMPD/pw3 kbv restore latest --stdout | cmp - "$TMPD/a.bin"
 }
