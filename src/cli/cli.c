@@ -122,7 +122,7 @@ const char *cli_repo_path(void)
 	return def;
 }
 
-static int read_password_file(const char *path, char **pw, size_t *len)
+int cli_password_file(const char *path, char **pw, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -203,7 +203,7 @@ int cli_password(int confirm, char **pw, size_t *len)
 {
 	const char *file = cli.password_file ? cli.password_file : getenv("KBVAULT_PASSWORD_FILE");
 	if (file && *file)
-		return read_password_file(file, pw, len);
+		return cli_password_file(file, pw, len);
 	const char *env = env_password;
 	if (env && *env) {
 		*len = strlen(env);
@@ -214,7 +214,7 @@ int cli_password(int confirm, char **pw, size_t *len)
 		return 0;
 	}
 	if (cli.cfg && cli.cfg->password_file)
-		return read_password_file(cli.cfg->password_file, pw, len);
+		return cli_password_file(cli.cfg->password_file, pw, len);
 	return tty_password("repository password: ", confirm,
 			    "the repository is encrypted and no password was given: use --password-file, "
 			    "KBVAULT_PASSWORD_FILE or KBVAULT_PASSWORD",
@@ -226,7 +226,7 @@ int cli_new_password(const char *file, char **pw, size_t *len)
 	if (!file || !*file)
 		file = getenv("KBVAULT_NEW_PASSWORD_FILE");
 	if (file && *file)
-		return read_password_file(file, pw, len);
+		return cli_password_file(file, pw, len);
 	return tty_password("new password: ", 1,
 			    "no new password was given: use --new-password-file or KBVAULT_NEW_PASSWORD_FILE", pw, len);
 }

@@ -115,6 +115,8 @@ const char *cli_repo_path(void);
  * sodium_malloc() memory; free with cli_password_free(). Returns 0 or an exit code. */
 int cli_password(int confirm, char **pw, size_t *len);
 void cli_password_free(char *pw);
+/* The first line of a password file (a warning when others can read it). */
+int cli_password_file(const char *path, char **pw, size_t *len);
 /* A new password (key add, key passwd): from `file` (--new-password-file), else
  * $KBVAULT_NEW_PASSWORD_FILE, else typed twice on the terminal. */
 int cli_new_password(const char *file, char **pw, size_t *len);
@@ -176,6 +178,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_forget(int argc, char **argv);

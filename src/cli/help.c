@@ -85,6 +85,13 @@ static const struct command_help commands[] = {
 	  "  decrypts, decompresses and hashes every blob; with --read-data-subset a rotating share\n"
 	  "  of the packs a day. Exit 5 when problems were found.\n" },
 	{ "repair", "rebuild the index from the packs", "kbvault repair index\n" },
+	{ "copy", "copy snapshots from another repository into this one",
+	  "kbvault copy --from-repo REPO [--from-password-file FILE] [SNAPSHOT]...\n"
+	  "  Every snapshot of REPO (or the ones named) that this repository lacks is read, verified\n"
+	  "  and stored here with its time, host, tags and sources; only chunks this repository\n"
+	  "  lacks are written. Running it again copies nothing.\n"
+	  "  --from-repo REPO          the repository to copy from (a directory or s3:...)\n"
+	  "  --from-password-file FILE its password (else $KBVAULT_FROM_PASSWORD_FILE)\n" },
 	{ "key", "list, add, remove and change the repository's passwords",
 	  "kbvault key list\n"
 	  "kbvault key add [--new-password-file FILE]\n"

@@ -28,6 +28,7 @@ static const struct command commands[] = {
 	{ "check", cmd_check },
 	{ "repair", cmd_repair },
 	{ "key", cmd_key },
+	{ "copy", cmd_copy },
 	{ "bench", cmd_bench },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)

@@ -53,14 +53,27 @@ struct known {
 	const struct kbv_idset *there;
 	struct kbv_idset have; /* packs in the cache */
 	uint32_t *gone;        /* packs in the cache that the bucket no longer holds */
+	uint8_t (*gone_ids)[KBV_PACKID_BYTES];
 	size_t ngone, cap;
 };
 
-static int on_indexed(void *arg, uint32_t packno, const struct kbv_pack_info *info)
+struct indexed {
+	uint32_t packno;
+	uint8_t id[KBV_PACKID_BYTES];
+};
+
+static int collect_indexed(void *arg, uint32_t packno, const struct kbv_pack_info *info)
 {
-	struct known *k = arg;
+	struct indexed x = { packno, { 0 } };
+	memcpy(x.id, info->id, KBV_PACKID_BYTES);
+	return kbv_buf_add(arg, &x, sizeof x);
+}
+
+static int on_indexed(struct known *k, const struct indexed *x)
+{
+	uint32_t packno = x->packno;
 	uint8_t key[32];
-	pad(info->id, key);
+	pad(x->id, key);
 	if (kbv_idset_has(&k->have, key) == 0 && kbv_idset_add(&k->have, key) < 0)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	if (kbv_idset_has(k->there, key))
@@ -68,11 +81,16 @@ static int on_indexed(void *arg, uint32_t packno, const struct kbv_pack_info *in
 	if (k->ngone == k->cap) {
 		size_t cap = k->cap ? 2 * k->cap : 64;
 		uint32_t *p = realloc(k->gone, cap * sizeof *p);
-		if (!p)
+		if (p)
+			k->gone = p;
+		void *q = realloc(k->gone_ids, cap * KBV_PACKID_BYTES);
+		if (q)
+			k->gone_ids = q;
+		if (!p || !q)
 			return kbv_error(KBV_ENOMEM, "out of memory");
-		k->gone = p;
 		k->cap = cap;
 	}
+	memcpy(k->gone_ids[k->ngone], x->id, KBV_PACKID_BYTES);
 	k->gone[k->ngone++] = packno;
 	return 0;
 }
@@ -81,7 +99,7 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t
 			   uint64_t *damaged)
 {
 	struct listed l = { KBV_IDSET_INIT, NULL, 0, 0 };
-	struct known k = { &l.there, KBV_IDSET_INIT, NULL, 0, 0 };
+	struct known k = { &l.there, KBV_IDSET_INIT, NULL, NULL, 0, 0 };
 	struct kbv_buf entries = KBV_BUF_INIT;
 	MDB_txn *txn = NULL;
 	char lockpath[PATH_MAX];
@@ -95,11 +113,36 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t
 		rc = kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
 		goto out;
 	}
-	TRY(kbv_each_packfile(r, on_listed, &l));
+	/* The index is read before the storage is listed: a pack indexed by then was uploaded
+	 * before, so missing from the listing means gone (other processes of this host index
+	 * what they upload meanwhile; those packs are neither here nor dropped). */
+	struct kbv_buf seen = KBV_BUF_INIT;
 	TRY(kbv_index_rbegin(r->idx, &txn));
-	rc = kbv_index_each_pack(r->idx, txn, on_indexed, &k);
+	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &seen);
 	kbv_index_rend(txn);
+	if (rc == 0)
+		rc = kbv_each_packfile(r, on_listed, &l);
+	for (size_t off = 0; rc == 0 && off < seen.len; off += sizeof(struct indexed))
+		rc = on_indexed(&k, (const struct indexed *)(seen.data + off));
+	kbv_buf_release(&seen);
 	TRY(rc);
+	/* A listing may lag behind a PUT on some stores: gone only when the object says so. */
+	size_t keep = 0;
+	for (size_t i = 0; i < k.ngone; i++) {
+		char hex[2 * KBV_PACKID_BYTES + 1];
+		struct kbv_be_rd *rd = NULL;
+		kbv_hex(k.gone_ids[i], KBV_PACKID_BYTES, hex);
+		rc = kbv_be_open(r->be, KBV_OBJ_PACK, hex, &rd, NULL);
+		kbv_be_close(rd);
+		if (rc == KBV_ENOTFOUND) {
+			k.gone[keep] = k.gone[i];
+			memcpy(k.gone_ids[keep++], k.gone_ids[i], KBV_PACKID_BYTES);
+		} else if (rc < 0) {
+			goto out;
+		}
+		rc = 0;
+	}
+	k.ngone = keep;
 	for (size_t i = 0; i < l.n; i++) {
 		uint8_t key[32];
 		size_t n;
@@ -134,5 +177,6 @@ out:
 	kbv_idset_release(&k.have);
 	free(l.ids);
 	free(k.gone);
+	free(k.gone_ids);
 	return rc;
 }

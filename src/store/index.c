@@ -299,6 +299,42 @@ static int put_pack(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pac
 	return mrc ? mdb_fail(mrc, "put pack") : 0;
 }
 
+/* Is the pack `pi` (its blobs e[0..n)) indexed already? Another process of this host may
+ * have indexed it since the caller looked: the cache refresh of a repository on object
+ * storage indexes the packs it finds listed, among them one a running snapshot has just
+ * uploaded and is about to index itself. A second entry for one pack file would let gc
+ * see it as dead under one number and delete the file the other number's blobs live in.
+ * A blob of the pack that is not indexed proves the pack is not (indexing adds every
+ * blob); one located in this pack proves it is; when every blob is located elsewhere, the
+ * pack table is searched. */
+static int pack_known(struct kbv_index *idx, MDB_txn *txn, const struct kbv_pack_info *pi,
+		      const struct kbv_pack_entry *e, size_t n, int *known)
+{
+	struct kbv_pack_info other;
+	struct kbv_loc loc;
+	*known = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = kbv_index_get(idx, txn, e[i].id, &loc);
+		if (rc == KBV_ENOTFOUND)
+			return 0;
+		if (rc < 0)
+			return rc;
+		if (kbv_index_pack(idx, txn, loc.pack, &other) == 0 && !memcmp(other.id, pi->id, KBV_PACKID_BYTES)) {
+			*known = 1;
+			return 0;
+		}
+	}
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int mrc = mdb_cursor_open(txn, idx->packs, &cur);
+	if (mrc)
+		return mdb_fail(mrc, "open cursor");
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && !*known; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		*known = v.mv_size == PACK_BYTES && !memcmp(v.mv_data, pi->id, KBV_PACKID_BYTES);
+	mdb_cursor_close(cur);
+	return mrc && mrc != MDB_NOTFOUND ? mdb_fail(mrc, "scan packs") : 0;
+}
+
 int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks)
 {
@@ -309,7 +345,11 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 	MDB_val nk = { 9, "next_pack" }, v;
 	uint32_t no;
 	TRY(get_next_pack(txn, idx->meta, &no));
-	for (size_t p = 0; p < npacks; p++, no++) {
+	for (size_t p = 0; p < npacks; p++) {
+		int known;
+		TRY(pack_known(idx, txn, &packs[p], entries[p], counts[p], &known));
+		if (known)
+			continue;
 		TRY(put_pack(txn, idx->packs, no, &packs[p]));
 		for (size_t i = 0; i < counts[p]; i++) {
 			rc = put_loc(txn, idx->blobs, no, &entries[p][i], MDB_NOOVERWRITE);
@@ -318,6 +358,7 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 			if (rc < 0)
 				goto out;
 		}
+		no++;
 	}
 	uint8_t nb[4];
 	kbv_put32(nb, no);

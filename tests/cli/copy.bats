@@ -1,0 +1,69 @@
+#!/usr/bin/env bats
+# kbvault copy between local repositories (tests/cli/s3.bats copies to object storage and
+# back): what is copied restores byte for byte, a second run copies nothing, and a damaged
+# source records nothing.
+load helpers
+
+setup() {
+	setup_repo # the source, password "correct horse battery staple"
+	SRC=$KBVAULT_REPO
+	head -c 2000000 /dev/urandom > "$TMPD/r1"
+	kbv snapshot -q --stdin r --tag night --host db1 < "$TMPD/r1"
+	mkdir -p "$TMPD/tree/sub"
+	echo hello > "$TMPD/tree/sub/x"
+	ln -s x "$TMPD/tree/sub/link"
+	kbv snapshot -q "$TMPD/tree"
+	head -c 500000 /dev/urandom > "$TMPD/r2"
+	cat "$TMPD/r1" "$TMPD/r2" | kbv snapshot -q --stdin r --tag night --host db1
+	# The target: another password.
+	printf 'target password\n' > "$TMPD/pw-target"
+	chmod 600 "$TMPD/pw-target"
+	export KBVAULT_REPO=$TMPD/target KBVAULT_PASSWORD_FILE=$TMPD/pw-target
+	kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+}
+
+@test "copy: every snapshot arrives with its time, host, tags and bytes; the second run copies nothing" {
+	run kbv copy --from-repo "$SRC" --from-password-file "$TMPD/pw"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"3 snapshots copied, 0 already there"* ]]
+	strip() { python3 -c 'import json,sys; print([(s["time"], s["host"], s["tags"], s["size"], [(x["name"], x["blake2b_256"]) for x in s["streams"]]) for s in json.load(sys.stdin)])'; }
+	[ "$(kbv snapshots --json | strip)" = "$(KBVAULT_REPO=$SRC KBVAULT_PASSWORD_FILE=$TMPD/pw kbv snapshots --json | strip)" ]
+	kbv restore latest --host db1 --stdout | cmp - <(cat "$TMPD/r1" "$TMPD/r2")
+	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/r1"
+	kbv restore "$(snap_id 2)" --target "$TMPD/out"
+	[ "$(readlink "$TMPD/out/${TMPD#/}/tree/sub/link")" = x ]
+	kbv check --read-data
+	before=$(find "$KBVAULT_REPO/data" "$KBVAULT_REPO/snapshots" -type f | sort)
+	run kbv copy --from-repo "$SRC" --from-password-file "$TMPD/pw"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"0 snapshots copied, 3 already there"* ]]
+	[ "$(find "$KBVAULT_REPO/data" "$KBVAULT_REPO/snapshots" -type f | sort)" = "$before" ]
+	# Deduplicated in the target: the third snapshot's first 2 MB were stored once.
+	kbv stats --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert s["stored_bytes"] < 2600000, s'
+}
+
+@test "copy of the snapshots named; the source's password is checked; nothing copied from a damaged source" {
+	KBVAULT_PASSWORD_FILE=$TMPD/pw-target run kbv copy --from-repo "$SRC" --from-password-file "$TMPD/pw-target"
+	[ "$status" -eq 4 ]
+	run kbv copy --from-repo "$SRC"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *"--from-password-file"* ]]
+	first=$(KBVAULT_REPO=$SRC KBVAULT_PASSWORD_FILE=$TMPD/pw snap_id 1)
+	KBVAULT_FROM_PASSWORD_FILE=$TMPD/pw kbv copy -q --from-repo "$SRC" "${first:0:8}"
+	[ "$(snap_count)" = 1 ]
+	kbv restore latest --stdout | cmp - "$TMPD/r1"
+	# Damage the source's newest data: its copy fails, and records nothing.
+	for p in $(find "$SRC/data" -name '*.pack'); do
+		size=$(stat -c %s "$p")
+		flip_byte "$p" $((size / 3))
+	done
+	run kbv copy --from-repo "$SRC" --from-password-file "$TMPD/pw"
+	[ "$status" -ne 0 ]
+	[ "$(snap_count)" -lt 3 ]
+	kbv check --read-data
+	run kbv copy --from-repo "$KBVAULT_REPO" --from-password-file "$TMPD/pw-target"
+	[ "$status" -eq 2 ]
+}
