@@ -82,6 +82,7 @@ struct req {
 	uint64_t length; /* HEAD: Content-Length */
 	struct kbv_buf err;
 	char code[64]; /* the server's error code ("NoSuchKey") */
+	int retried;   /* an earlier try got no reply: a PUT may have been applied already */
 	CURL *curl;
 };
 
@@ -315,6 +316,7 @@ static int s3_do(struct s3 *s, struct req *q)
 			return 0;
 		if (cc != CURLE_OK && !transient_curl(cc))
 			break;
+		q->retried |= cc != CURLE_OK;
 	}
 	if (cc != CURLE_OK)
 		return kbv_error(KBV_EIO, "%s: %s%s", what, *cerr ? cerr : curl_easy_strerror(cc),
@@ -369,6 +371,17 @@ static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 	if (flags & KBV_PUT_EXCL)
 		q.hdr[0] = "If-None-Match: *";
 	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status == 412 && q.retried) {
+		/* The connection broke during an earlier try: that PUT may have been applied, and
+		 * this one found its object. Ours when it holds exactly our bytes. */
+		struct kbv_buf got = KBV_BUF_INIT;
+		struct req g = { .method = "GET", .key = w->key, .out = &got };
+		if (s3_do(s, &g) == 0 && g.status == 200 && got.len == w->data.len &&
+		    !memcmp(got.data, w->data.data, got.len))
+			q.status = 200;
+		kbv_buf_release(&g.err);
+		kbv_buf_release(&got);
+	}
 	if (rc == 0 && (q.status < 200 || q.status >= 300))
 		rc = s3_fail(s, &q);
 	kbv_buf_release(&q.err);
