@@ -194,7 +194,6 @@ void cli_take_env_secrets(void)
 		sodium_memzero((char *)v, n);
 		unsetenv("KBVAULT_PASSWORD");
 	}
-	cli_take_s3_secrets();
 }
 
 static int tty_password(const char *label, int confirm, const char *none, char **pw, size_t *len);
@@ -292,8 +291,8 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 	if (rc)
 		return rc;
 	struct kbv_lock_wait w = { cli.lock_wait, lock_waiting, NULL };
-	if ((rc = cli_remote_setup(cli_repo_path())) != 0)
-		return rc;
+	if ((rc = cli_remote_setup(cli_repo_path())) < 0)
+		return cli_fail(rc);
 	rc = kbv_repo_open_wait(cli_repo_path(), lock, &w, &r);
 	if (rc < 0)
 		return cli_fail(rc);

@@ -127,7 +127,7 @@ void cli_take_env_secrets(void);
 void cli_take_s3_secrets(void);
 /* For a repository on object storage (an s3: URL), hand the library its credentials and
  * options from the environment and the configuration; a no-op for a local path. Returns 0
- * or an exit code, having printed why. */
+ * or a KBV_E* code with its message set (the caller reports it with cli_fail()). */
 int cli_remote_setup(const char *path);
 /* Say what refreshing the cache of a repository on object storage did. */
 void cli_remote_report(const struct kbv_repo *r);

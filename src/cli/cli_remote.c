@@ -97,14 +97,14 @@ int cli_remote_setup(const char *path)
 	if ((!access || !*access || !secret || !*secret) && cfg && cfg->s3_credentials_file) {
 		int line = ini_parse(cfg->s3_credentials_file, creds_key, &c);
 		if (line != 0) {
-			rc = cli_fail(kbv_error(KBV_EINVAL, "s3-credentials-file '%s': %s", cfg->s3_credentials_file,
-						line < 0 ? "cannot be read" : "not in the AWS shared-credentials format"));
+			rc = kbv_error(KBV_EINVAL, "s3-credentials-file '%s': %s", cfg->s3_credentials_file,
+				       line < 0 ? "cannot be read" : "not in the AWS shared-credentials format");
 			goto out;
 		}
 		if (!c.found || !c.access || !c.secret) {
-			rc = cli_fail(kbv_error(KBV_EINVAL, "s3-credentials-file '%s' has no profile [%s] with "
-							    "aws_access_key_id and aws_secret_access_key",
-						cfg->s3_credentials_file, c.profile));
+			rc = kbv_error(KBV_EINVAL, "s3-credentials-file '%s' has no profile [%s] with "
+						   "aws_access_key_id and aws_secret_access_key",
+				       cfg->s3_credentials_file, c.profile);
 			goto out;
 		}
 		access = c.access;
@@ -112,8 +112,7 @@ int cli_remote_setup(const char *path)
 		token = c.token;
 	}
 	struct kbv_s3_opts o = { access, secret, token, region, cfg ? cfg->s3_ca_file : NULL };
-	if ((rc = kbv_repo_set_remote(&o, NULL)) < 0)
-		rc = cli_fail(rc);
+	rc = kbv_repo_set_remote(&o, NULL);
 out:
 	wipe(c.access);
 	wipe(c.secret);
@@ -129,6 +128,6 @@ void cli_remote_report(const struct kbv_repo *r)
 		cli_log(CLI_INFO, "cache of %s: %llu packs indexed, %llu dropped (gone from the storage)",
 			kbv_repo_path(r), (unsigned long long)added, (unsigned long long)dropped);
 	if (damaged)
-		cli_warn("cache of %s: %llu packs could not be indexed (damaged trailer): run 'kbvault check'",
-			 kbv_repo_path(r), (unsigned long long)damaged);
+		cli_log(CLI_WARN, "cache of %s: %llu packs could not be indexed (damaged trailer): run 'kbvault check'",
+			kbv_repo_path(r), (unsigned long long)damaged);
 }

@@ -16,8 +16,8 @@ static int open_source(const char *path, const char *pwfile, struct kbv_repo **o
 	char *pw = NULL;
 	size_t len = 0;
 	int code, rc;
-	if ((code = cli_remote_setup(path)) != 0)
-		return code;
+	if ((rc = cli_remote_setup(path)) < 0)
+		return cli_fail(rc);
 	if ((rc = kbv_repo_open_wait(path, KBV_LOCK_SHARED, &w, &r)) < 0)
 		return cli_fail(kbv_error_prefix(rc, "source repository"));
 	if (kbv_repo_needs_password(r)) {

@@ -71,8 +71,8 @@ int cmd_init(int argc, char **argv)
 	if (!cli.repo && !getenv("KBVAULT_REPO") && !(cli.cfg && cli.cfg->repo_path) &&
 	    (rc = kbv_mkdir_parents(path)) < 0)
 		return cli_fail(rc);
-	if ((rc = cli_remote_setup(path)) != 0)
-		return rc;
+	if ((rc = cli_remote_setup(path)) < 0)
+		return cli_fail(rc);
 	char *pw = NULL;
 	size_t len = 0;
 	if (io.encrypted && (rc = cli_password(1, &pw, &len)) != 0)

@@ -60,6 +60,7 @@ int main(int argc, char **argv)
 			cli.closed_std |= 1 << fd; /* data for it must not go to /dev/null unnoticed */
 		}
 	cli_take_env_secrets();
+	cli_take_s3_secrets();
 	signal(SIGPIPE, SIG_IGN);
 	/* Commands report a refused option themselves, once (cli_bad_option). */
 	opterr = 0;

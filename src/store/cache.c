@@ -5,6 +5,7 @@
  * (ranged GETs), packs the bucket no longer holds are dropped. A new host with an empty
  * cache reads every pack's trailer once. */
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "store/pack.h"
 #include "store/repo_impl.h"
 
@@ -107,7 +108,7 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t
 	*added = *dropped = *damaged = 0;
 	/* One process of this host refreshes at a time; the others wait and then find little
 	 * left to do. */
-	TRY(kbv_repo_sub(r, "refresh.lock", lockpath, sizeof lockpath));
+	TRY(kbv_path(lockpath, sizeof lockpath, "%s/refresh.lock", r->local));
 	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
 		rc = kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
