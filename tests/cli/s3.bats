@@ -295,3 +295,26 @@ EOF
 	[ "$(snap_count)" = 9 ]
 	for i in 1 2 3; do kbv restore latest --stream "big$i" --stdout | cmp - "$TMPD/big.bin"; done
 }
+
+@test "s3: kill -9 during a copy into the bucket; the next copy completes and everything restores" {
+	export KBVAULT_REPO_S3=$KBVAULT_REPO
+	export KBVAULT_REPO=$TMPD/local-a
+	kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	head -c 20000000 /dev/urandom > "$TMPD/big.bin"
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	kbv snapshot -q --stdin big < "$TMPD/big.bin"
+	KBVAULT_REPO=$KBVAULT_REPO_S3 kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	for delay in 0.4 0.8 1.2; do
+		"$KBVAULT" -r "$KBVAULT_REPO_S3" copy -q --from-repo "$TMPD/local-a" --from-password-file "$TMPD/pw" &
+		pid=$!
+		sleep "$delay"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		run kbv -r "$KBVAULT_REPO_S3" check --read-data
+		[ "$status" -eq 0 ] || { echo "$output"; false; }
+	done
+	kbv -r "$KBVAULT_REPO_S3" copy -q --from-repo "$TMPD/local-a" --from-password-file "$TMPD/pw"
+	[ "$(KBVAULT_REPO=$KBVAULT_REPO_S3 snap_count)" = 2 ]
+	kbv -r "$KBVAULT_REPO_S3" restore latest --stream big --stdout | cmp - "$TMPD/big.bin"
+	kbv -r "$KBVAULT_REPO_S3" restore latest --stream a --stdout | cmp - "$TMPD/a.bin"
+}
