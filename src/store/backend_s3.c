@@ -159,7 +159,8 @@ static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb, left = q->len - q->sent;
 	if (n > left)
 		n = left;
-	memcpy(p, (const char *)q->body + q->sent, n);
+	if (n)
+		memcpy(p, (const char *)q->body + q->sent, n);
 	q->sent += n;
 	return n;
 }
@@ -184,6 +185,8 @@ static void xml_field(const struct kbv_buf *b, const char *tag, char *out, size_
 	out[0] = 0;
 	snprintf(open, sizeof open, "<%s>", tag);
 	snprintf(close, sizeof close, "</%s>", tag);
+	if (!b->len)
+		return;
 	const char *s = memmem(b->data, b->len, open, strlen(open));
 	if (!s)
 		return;
@@ -377,7 +380,7 @@ static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 		struct kbv_buf got = KBV_BUF_INIT;
 		struct req g = { .method = "GET", .key = w->key, .out = &got };
 		if (s3_do(s, &g) == 0 && g.status == 200 && got.len == w->data.len &&
-		    !memcmp(got.data, w->data.data, got.len))
+		    (!got.len || !memcmp(got.data, w->data.data, got.len)))
 			q.status = 200;
 		kbv_buf_release(&g.err);
 		kbv_buf_release(&got);
