@@ -62,6 +62,9 @@ struct kbv_snapshot {
 
 /* Is `name` a safe relative path (no empty, "." or ".." component, not absolute)? */
 int kbv_entry_name_ok(const char *name);
+/* Does an entry of this kind hold a stream of bytes (stdin, command, file), as opposed to a
+ * directory or a symlink? */
+int kbv_entry_has_data(const struct kbv_entry *e);
 
 /* Is `name` a valid source name (1-64 bytes of A-Z a-z 0-9 . _ -, not "." or "..")? */
 int kbv_source_name_ok(const char *name);

@@ -37,11 +37,6 @@ static int write_sink(void *arg, const uint8_t *p, size_t n)
 	return rc;
 }
 
-static int has_data(const struct kbv_entry *e)
-{
-	return e->kind == KBV_ENTRY_STDIN || e->kind == KBV_ENTRY_COMMAND || e->kind == KBV_ENTRY_FILE;
-}
-
 static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)
 {
 	if (!nstreams)
@@ -398,7 +393,7 @@ static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct
 	const struct kbv_entry *one = NULL;
 	size_t ndata = 0;
 	for (size_t i = 0; i < s->nloaded; i++)
-		if (selected(&s->entries[i], a->streams, a->nstreams) && has_data(&s->entries[i])) {
+		if (selected(&s->entries[i], a->streams, a->nstreams) && kbv_entry_has_data(&s->entries[i])) {
 			one = &s->entries[i];
 			ndata++;
 		}
@@ -484,7 +479,7 @@ int cmd_restore(int argc, char **argv)
 		}
 	struct sink sk = { .prog = &prog };
 	for (size_t i = 0; i < s->nloaded; i++)
-		if (selected(&s->entries[i], a.streams, a.nstreams) && has_data(&s->entries[i]))
+		if (selected(&s->entries[i], a.streams, a.nstreams) && kbv_entry_has_data(&s->entries[i]))
 			sk.total += s->entries[i].size;
 	if (a.to_stdout) {
 		count = 1;

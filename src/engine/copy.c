@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Bytes to copy: a stream that is not empty. */
 static int has_data(const struct kbv_entry *e)
 {
-	return (e->kind == KBV_ENTRY_STDIN || e->kind == KBV_ENTRY_COMMAND || e->kind == KBV_ENTRY_FILE) &&
-	       e->size > 0 && e->ref.depth != KBV_REF_EMPTY;
+	return kbv_entry_has_data(e) && e->size > 0 && e->ref.depth != KBV_REF_EMPTY;
 }
 
 static int str_eq(const char *a, const char *b)

@@ -14,6 +14,11 @@
 #define BODY_VERSION 3 /* 3: entry table format 2 (owners); 2: sources; 1: the first */
 #define SOURCE_NAME_MAX 64
 
+int kbv_entry_has_data(const struct kbv_entry *e)
+{
+	return e->kind == KBV_ENTRY_STDIN || e->kind == KBV_ENTRY_COMMAND || e->kind == KBV_ENTRY_FILE;
+}
+
 int kbv_entry_name_ok(const char *name)
 {
 	if (!name[0] || name[0] == '/')
