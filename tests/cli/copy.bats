@@ -67,3 +67,16 @@ assert s["stored_bytes"] < 2600000, s'
 	run kbv copy --from-repo "$KBVAULT_REPO" --from-password-file "$TMPD/pw-target"
 	[ "$status" -eq 2 ]
 }
+
+@test "what copy brings over deduplicates against what is snapshotted here: copy cuts it with this repository's chunker" {
+	# restic needs init --copy-chunker-params for this; kbvault's copy re-chunks every stream
+	# through the target's own writer, so the target's Gear key cuts both alike.
+	kbv copy -q --from-repo "$SRC" --from-password-file "$TMPD/pw" "$(KBVAULT_REPO=$SRC KBVAULT_PASSWORD_FILE=$TMPD/pw snap_id 1)"
+	new=$(kbv snapshot --json --stdin again < "$TMPD/r1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["new_bytes"])')
+	echo "new bytes of the same 2 MB snapshotted after the copy: $new"
+	[ "$new" -lt 10000 ]
+	kbv restore latest --stream again --stdout | cmp - "$TMPD/r1"
+	# The target's keys are its own: the source's password does not open it.
+	KBVAULT_PASSWORD_FILE=$TMPD/pw run kbv snapshots
+	[ "$status" -eq 4 ]
+}
