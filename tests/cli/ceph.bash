@@ -142,5 +142,7 @@ ceph_stop() {
 	for p in "$CEPH_DIR"/run/*.pid; do
 		[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
 	done
+	# a daemon of a failed start may have written no pid file
+	pkill -9 -f -- "-c $CEPH_DIR/ceph.conf" 2>/dev/null || true
 	rm -rf "$CEPH_DIR"
 }
