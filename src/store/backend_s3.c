@@ -221,6 +221,13 @@ static int transient_curl(CURLcode c)
 	}
 }
 
+/* "s3 PUT s3:http://host:port/bucket/key": the operation and the object, for messages. */
+static void req_what(const struct s3 *s, const struct req *q, char *out, size_t cap)
+{
+	snprintf(out, cap, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
+		 q->key ? q->key : "");
+}
+
 /* Perform q: 0 with q->status set (any HTTP status: the caller judges it), or KBV_EIO when
  * no reply came (after the retries) or transient replies persisted. */
 static int s3_do(struct s3 *s, struct req *q)
@@ -233,8 +240,7 @@ static int s3_do(struct s3 *s, struct req *q)
 	snprintf(sha_hdr, sizeof sha_hdr, "x-amz-content-sha256: %s", shahex);
 	snprintf(url, sizeof url, "%s/%s%s%s%s%s", s->endpoint, s->bucket, q->key ? "/" : "", q->key ? q->key : "",
 		 q->query ? "?" : "", q->query ? q->query : "");
-	snprintf(what, sizeof what, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
-		 q->key ? q->key : "");
+	req_what(s, q, what, sizeof what);
 	CURLcode cc = CURLE_OK;
 	char cerr[CURL_ERROR_SIZE];
 	for (int attempt = 0; attempt < S3_ATTEMPTS; attempt++) {
@@ -332,8 +338,7 @@ static int s3_do(struct s3 *s, struct req *q)
 static int s3_fail(struct s3 *s, const struct req *q)
 {
 	char what[1024];
-	snprintf(what, sizeof what, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
-		 q->key ? q->key : "");
+	req_what(s, q, what, sizeof what);
 	const char *code = *q->code ? q->code : "(no error code)";
 	if (q->status == 404)
 		return kbv_error(KBV_ENOTFOUND, "%s: %s", what, !strcmp(q->method, "HEAD") && !*q->code ? "NotFound" : code);
