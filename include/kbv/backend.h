@@ -26,6 +26,7 @@ enum kbv_obj {
 	KBV_OBJ_PACK,     /* packs, named by 32 hex digits */
 	KBV_OBJ_SNAPSHOT, /* manifests, named by 64 hex digits */
 	KBV_OBJ_RECORD,   /* records (drill verdicts), named by 64 hex digits */
+	KBV_OBJ_INDEX,    /* index objects (object storage; format/index.md), 64 hex digits */
 	KBV_OBJ_KINDS
 };
 

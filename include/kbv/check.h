@@ -49,7 +49,8 @@ struct kbv_repo_usage {
 };
 int kbv_repo_usage(struct kbv_repo *r, struct kbv_repo_usage *u);
 
-/* Rebuild the index from the pack trailers (needs an exclusive lock). */
+/* Rebuild the index from the pack trailers (needs an exclusive lock); on object storage,
+ * then replace the index objects by ones written from the rebuilt index. */
 int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64_t *packs, uint64_t *blobs);
 
 #endif

@@ -29,6 +29,7 @@ struct kbv_gc_result {
 	uint64_t bytes_after;                 /* pack bytes after (planned, with dry_run) */
 	uint64_t tmp_removed;                 /* leftover files in tmp/ */
 	uint64_t index_bytes_before, index_bytes_after;
+	uint64_t index_objects_written, index_objects_removed; /* object storage (format/index.md) */
 };
 
 /* Remove the snapshots in `drop` (their manifests), then collect everything no remaining

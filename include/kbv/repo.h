@@ -85,9 +85,17 @@ int kbv_repo_needs_password(const struct kbv_repo *r);
 int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir);
 
 /* What the last cache refresh of a repository on object storage did (kbv_repo_unlock()
- * refreshes it): packs indexed, packs dropped because the storage no longer holds them, and
- * packs left out because their trailer is damaged. All 0 for a local repository. */
-void kbv_repo_cache_report(const struct kbv_repo *r, uint64_t *added, uint64_t *dropped, uint64_t *damaged);
+ * refreshes it). All 0 for a local repository. */
+struct kbv_cache_report {
+	uint64_t index_objects;    /* index objects fetched and merged */
+	uint64_t from_index;       /* packs indexed from them */
+	uint64_t from_trailers;    /* packs indexed from their own trailers (no index object listed them) */
+	uint64_t dropped;          /* packs dropped: the storage no longer holds them */
+	uint64_t damaged;          /* packs left out: damaged trailer */
+	uint64_t damaged_index;    /* index objects skipped: damaged or of another version */
+	char damaged_index_name[65]; /* the first of those */
+};
+void kbv_repo_cache_report(const struct kbv_repo *r, struct kbv_cache_report *out);
 
 /* The repository's parameters into *out (valid once kbv_repo_open() returned). */
 void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out);

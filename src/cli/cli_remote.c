@@ -122,12 +122,20 @@ out:
 
 void cli_remote_report(const struct kbv_repo *r)
 {
-	uint64_t added, dropped, damaged;
-	kbv_repo_cache_report(r, &added, &dropped, &damaged);
-	if (added || dropped)
-		cli_log(CLI_INFO, "cache of %s: %llu packs indexed, %llu dropped (gone from the storage)",
-			kbv_repo_path(r), (unsigned long long)added, (unsigned long long)dropped);
-	if (damaged)
+	struct kbv_cache_report c;
+	kbv_repo_cache_report(r, &c);
+	if (c.from_index || c.from_trailers || c.dropped)
+		cli_log(CLI_INFO,
+			"cache of %s: %llu packs indexed from %llu index objects, %llu from pack trailers; %llu "
+			"dropped (gone from the storage)",
+			kbv_repo_path(r), (unsigned long long)c.from_index, (unsigned long long)c.index_objects,
+			(unsigned long long)c.from_trailers, (unsigned long long)c.dropped);
+	if (c.damaged)
 		cli_log(CLI_WARN, "cache of %s: %llu packs could not be indexed (damaged trailer): run 'kbvault check'",
-			kbv_repo_path(r), (unsigned long long)damaged);
+			kbv_repo_path(r), (unsigned long long)c.damaged);
+	if (c.damaged_index)
+		cli_log(CLI_WARN,
+			"cache of %s: %llu index objects are damaged or of another version, '%s' the first (their "
+			"packs were read from their trailers): 'kbvault repair index' replaces them",
+			kbv_repo_path(r), (unsigned long long)c.damaged_index, c.damaged_index_name);
 }

@@ -234,7 +234,7 @@ static int gc_main(int argc, char **argv)
 		json_decref(rec);
 	}
 	if (cli.json) {
-		json_t *j = json_pack("{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}}",
+		json_t *j = json_pack("{s:b, s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}}",
 				      "dry_run", go.dry_run, "kept", jkeep, "removed", jdrop, "gc", "live_blobs",
 				      (json_int_t)res.live_blobs, "packs", (json_int_t)res.packs, "pack_bytes",
 				      (json_int_t)res.pack_bytes, "packs_deleted", (json_int_t)res.packs_deleted,
@@ -244,7 +244,9 @@ static int gc_main(int argc, char **argv)
 				      (json_int_t)(res.pack_bytes - res.bytes_after), "bytes_after",
 				      (json_int_t)res.bytes_after, "tmp_removed", (json_int_t)res.tmp_removed,
 				      "index_bytes_before", (json_int_t)res.index_bytes_before, "index_bytes_after",
-				      (json_int_t)res.index_bytes_after, "seconds", secs);
+				      (json_int_t)res.index_bytes_after, "index_objects_written",
+				      (json_int_t)res.index_objects_written, "index_objects_removed",
+				      (json_int_t)res.index_objects_removed, "seconds", secs);
 		jkeep = jdrop = NULL;
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');

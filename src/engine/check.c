@@ -2,6 +2,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
+#include "store/idxobj.h"
 #include "store/pack.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
@@ -828,6 +829,10 @@ int kbv_repair_index(struct kbv_repo *r, kbv_report_fn report, void *arg, uint64
 		rc = orc;
 	if (rc < 0)
 		goto out;
+	/* On object storage the index objects are rewritten from what the trailers said: a
+	 * damaged or stale one is replaced. */
+	uint64_t written, removed;
+	TRY(kbv_repo_compact_index_objects(r, 1, &written, &removed));
 	*packs = p.packs;
 	*blobs = p.blobs;
 out:

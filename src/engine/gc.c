@@ -29,6 +29,7 @@
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
 #include "store/index.h"
+#include "store/idxobj.h"
 #include "store/pack.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
@@ -698,6 +699,11 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 		if (o->progress)
 			o->progress(o->arg, "delete", ++done, res->packs_deleted + res->packs_repacked);
 	}
+	/* 6b. on object storage: one set of index objects for what is left */
+	rc = kbv_repo_compact_index_objects(r, res->packs_deleted || res->packs_repacked || res->packs_written,
+					    &res->index_objects_written, &res->index_objects_removed);
+	if (rc < 0)
+		goto out;
 	res->tmp_removed = clean_tmp(r);
 	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
 

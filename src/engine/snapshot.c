@@ -1,6 +1,7 @@
 #include "kbv/snapshot.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/idxobj.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -279,8 +280,10 @@ int kbv_snapshot_commit(struct kbv_repo *r, struct kbv_writer *w, struct kbv_sna
 	TRY(kbv_writer_mem(w, table.data, table.len, &res));
 	s->table_ref = res.ref;
 	s->table_size = res.size;
-	/* Everything the manifest references must be durable and indexed first. */
+	/* Everything the manifest references must be durable and indexed first (on object
+	 * storage: listed in an index object). */
 	TRY(kbv_writer_flush(w));
+	TRY(kbv_repo_publish_index(r));
 
 	TRY(kbv_snapshot_encode_body(s, &body));
 	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);

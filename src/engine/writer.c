@@ -2,6 +2,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
+#include "store/idxobj.h"
 #include "store/pack.h"
 #include "kbv/pool.h"
 #include "store/repo_impl.h"
@@ -349,6 +350,8 @@ static int index_done(struct kbv_writer *w)
 	if (kbv_fault("index-commit"))
 		return kbv_error(KBV_EIO, "index commit: injected fault");
 	TRY(kbv_index_add_packs(w->repo->idx, w->done_info, entries, counts, w->ndone));
+	/* on object storage, an index object will list them (before any manifest uses them) */
+	TRY(kbv_repo_note_packs(w->repo, w->done_info, entries, counts, w->ndone));
 	w->ndone = 0;
 	if (!w->pack)
 		kbv_idset_clear(&w->pending);

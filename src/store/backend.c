@@ -26,6 +26,7 @@ int kbv_obj_name_ok(enum kbv_obj kind, const char *name)
 		return hex_name(name, 32);
 	case KBV_OBJ_SNAPSHOT:
 	case KBV_OBJ_RECORD:
+	case KBV_OBJ_INDEX:
 		return hex_name(name, 64);
 	default:
 		return 0;

@@ -36,7 +36,7 @@ struct local_rd {
 	char path[PATH_MAX];
 };
 
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records", "idx" };
 
 static int obj_path(struct local *l, enum kbv_obj kind, const char *name, char *out, size_t cap)
 {
@@ -119,8 +119,9 @@ static int local_commit(struct kbv_be_wr *bw, unsigned flags)
 		return kbv_error(KBV_EIO, "fsync '%s': %s", w->tmp, strerror(errno));
 	TRY(kbv_path(dir, sizeof dir, "%s", w->dst));
 	*strrchr(dir, '/') = 0;
-	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD || w->kind == KBV_OBJ_KEY)
-		TRY(ensure_dir(dir)); /* data/XX/, records/ and keys/ are made on first use */
+	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD || w->kind == KBV_OBJ_KEY ||
+	    w->kind == KBV_OBJ_INDEX)
+		TRY(ensure_dir(dir)); /* data/XX/, records/, keys/ and idx/ are made on first use */
 	if (flags & KBV_PUT_EXCL) {
 		/* link() fails if the destination exists: an existing object is never replaced. */
 		if (link(w->tmp, w->dst) < 0)

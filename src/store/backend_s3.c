@@ -86,7 +86,7 @@ struct req {
 	CURL *curl;
 };
 
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/", "idx/" };
 
 static void obj_key(const struct s3 *s, enum kbv_obj kind, const char *name, char *out, size_t cap)
 {

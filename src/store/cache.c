@@ -1,11 +1,13 @@
 /* The index of a repository on object storage is a cache on this host
  * ($XDG_CACHE_HOME/kbvault/<repository id>/index): other hosts add packs to the bucket
  * and their gc removes some. Before it is used, the cache is brought up to date with the
- * bucket: one listing of the packs; packs the cache lacks are indexed from their trailers
- * (ranged GETs), packs the bucket no longer holds are dropped. A new host with an empty
- * cache reads every pack's trailer once. */
+ * bucket: one listing of the packs; packs the cache lacks are indexed from the index
+ * objects (store/idxobj.c) and, when none lists them, from their own trailers (ranged
+ * GETs); packs the bucket no longer holds are dropped. An idle repository costs one
+ * listing; a new host with an empty cache fetches the index objects, not every pack. */
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/idxobj.h"
 #include "store/pack.h"
 #include "store/repo_impl.h"
 
@@ -21,7 +23,7 @@
 
 struct listed {
 	struct kbv_idset there; /* packs in the bucket, ids padded to 32 bytes */
-	uint8_t (*ids)[KBV_PACKID_BYTES];
+	struct kbv_want_pack *p; /* with their sizes */
 	size_t n, cap;
 };
 
@@ -35,17 +37,18 @@ static int on_listed(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_t
 {
 	struct listed *l = arg;
 	uint8_t k[32];
-	(void)size;
 	(void)mtime;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 256;
-		void *p = realloc(l->ids, cap * KBV_PACKID_BYTES);
+		void *p = realloc(l->p, cap * sizeof *l->p);
 		if (!p)
 			return kbv_error(KBV_ENOMEM, "out of memory");
-		l->ids = p;
+		l->p = p;
 		l->cap = cap;
 	}
-	memcpy(l->ids[l->n++], packid, KBV_PACKID_BYTES);
+	memcpy(l->p[l->n].id, packid, KBV_PACKID_BYTES);
+	l->p[l->n].size = size;
+	l->p[l->n++].need = 0;
 	pad(packid, k);
 	return kbv_idset_add(&l->there, k);
 }
@@ -96,8 +99,12 @@ static int on_indexed(struct known *k, const struct indexed *x)
 	return 0;
 }
 
-int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *added, uint64_t *dropped,
-			   uint64_t *damaged)
+static int cmp_want(const void *a, const void *b)
+{
+	return memcmp(((const struct kbv_want_pack *)a)->id, ((const struct kbv_want_pack *)b)->id, KBV_PACKID_BYTES);
+}
+
+int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep)
 {
 	struct listed l = { KBV_IDSET_INIT, NULL, 0, 0 };
 	struct known k = { &l.there, KBV_IDSET_INIT, NULL, NULL, 0, 0 };
@@ -105,7 +112,7 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t
 	MDB_txn *txn = NULL;
 	char lockpath[PATH_MAX];
 	int rc = 0, lockfd = -1;
-	*added = *dropped = *damaged = 0;
+	memset(rep, 0, sizeof *rep);
 	/* One process of this host refreshes at a time; the others wait and then find little
 	 * left to do. */
 	TRY(kbv_path(lockpath, sizeof lockpath, "%s/refresh.lock", r->local));
@@ -144,31 +151,43 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t
 		rc = 0;
 	}
 	k.ngone = keep;
+	size_t nwant = 0;
 	for (size_t i = 0; i < l.n; i++) {
 		uint8_t key[32];
-		size_t n;
-		pad(l.ids[i], key);
+		pad(l.p[i].id, key);
 		if (kbv_idset_has(&k.have, key))
 			continue;
+		l.p[nwant] = l.p[i];
+		l.p[nwant++].need = 1;
+	}
+	if (nwant) {
+		qsort(l.p, nwant, sizeof *l.p, cmp_want);
+		TRY(kbv_repo_merge_index_objects(r, codec, l.p, nwant, &rep->index_objects, &rep->from_index,
+						 &rep->damaged_index, rep->damaged_index_name));
+	}
+	for (size_t i = 0; i < nwant; i++) {
+		size_t n;
+		if (!l.p[i].need)
+			continue;
 		struct kbv_pack_info info;
-		rc = kbv_pack_read_trailer(r, codec, l.ids[i], &entries, &n, &info.size);
+		rc = kbv_pack_read_trailer(r, codec, l.p[i].id, &entries, &n, &info.size);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			/* One damaged pack costs what is in it, not the repository: check and
 			 * repair index name it. */
-			(*damaged)++;
+			rep->damaged++;
 			rc = 0;
 			continue;
 		}
 		TRY(rc);
-		memcpy(info.id, l.ids[i], KBV_PACKID_BYTES);
+		memcpy(info.id, l.p[i].id, KBV_PACKID_BYTES);
 		info.blobs = (uint32_t)n;
 		const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
 		TRY(kbv_index_add_packs(r->idx, &info, &e, &n, 1));
-		(*added)++;
+		rep->from_trailers++;
 	}
 	if (k.ngone) {
 		TRY(kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, k.gone, k.ngone));
-		*dropped = k.ngone;
+		rep->dropped = k.ngone;
 	}
 out:
 	if (lockfd >= 0)
@@ -176,7 +195,7 @@ out:
 	kbv_buf_release(&entries);
 	kbv_idset_release(&l.there);
 	kbv_idset_release(&k.have);
-	free(l.ids);
+	free(l.p);
 	free(k.gone);
 	free(k.gone_ids);
 	return rc;

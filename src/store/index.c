@@ -437,6 +437,85 @@ int kbv_index_each_pack(struct kbv_index *idx, MDB_txn *txn, kbv_index_pack_fn f
 	return each(txn, idx->packs, "iterate packs", pack_entry, &vis);
 }
 
+/* ---- index objects merged (meta `idxobj:` + 32-byte id) ---- */
+
+#define OBJ_PREFIX "idxobj:"
+#define OBJ_PREFIX_LEN 7
+
+static void obj_key(const uint8_t id[KBV_ID_BYTES], uint8_t k[OBJ_PREFIX_LEN + KBV_ID_BYTES])
+{
+	memcpy(k, OBJ_PREFIX, OBJ_PREFIX_LEN);
+	memcpy(k + OBJ_PREFIX_LEN, id, KBV_ID_BYTES);
+}
+
+int kbv_index_obj_merged(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_BYTES])
+{
+	uint8_t kb[OBJ_PREFIX_LEN + KBV_ID_BYTES];
+	obj_key(id, kb);
+	MDB_val k = { sizeof kb, kb }, v;
+	int mrc = mdb_get(txn, idx->meta, &k, &v);
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	return mrc ? mdb_fail(mrc, "look up index object") : 1;
+}
+
+int kbv_index_each_obj(struct kbv_index *idx, MDB_txn *txn, kbv_index_obj_fn fn, void *arg)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = { OBJ_PREFIX_LEN, OBJ_PREFIX }, v;
+	int rc = 0, mrc;
+	if ((mrc = mdb_cursor_open(txn, idx->meta, &cur)))
+		return mdb_fail(mrc, "iterate index objects");
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && rc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < OBJ_PREFIX_LEN || memcmp(k.mv_data, OBJ_PREFIX, OBJ_PREFIX_LEN) != 0)
+			break;
+		if (k.mv_size == OBJ_PREFIX_LEN + KBV_ID_BYTES)
+			rc = fn(arg, (const uint8_t *)k.mv_data + OBJ_PREFIX_LEN);
+	}
+	mdb_cursor_close(cur);
+	if (rc == 0 && mrc && mrc != MDB_NOTFOUND)
+		rc = mdb_fail(mrc, "iterate index objects");
+	return rc;
+}
+
+int kbv_index_mark_objs(struct kbv_index *idx, const uint8_t (*add)[KBV_ID_BYTES], size_t nadd,
+			const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0, mrc;
+	if (!nadd && !ndrop)
+		return 0;
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+		return mdb_fail(mrc, "begin write transaction");
+	for (size_t i = 0; i < ndrop; i++) {
+		uint8_t kb[OBJ_PREFIX_LEN + KBV_ID_BYTES];
+		obj_key(drop[i], kb);
+		MDB_val k = { sizeof kb, kb };
+		if ((mrc = mdb_del(txn, idx->meta, &k, NULL)) && mrc != MDB_NOTFOUND) {
+			rc = mdb_fail(mrc, "forget index object");
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < nadd; i++) {
+		uint8_t kb[OBJ_PREFIX_LEN + KBV_ID_BYTES];
+		obj_key(add[i], kb);
+		MDB_val k = { sizeof kb, kb }, v = { 0, "" };
+		if ((mrc = mdb_put(txn, idx->meta, &k, &v, 0))) {
+			rc = mdb_fail(mrc, "record index object");
+			goto out;
+		}
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc)
+		rc = commit_fail(idx, mrc);
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
 #define GC_BATCH 5000 /* changes per write transaction: bounds LMDB's dirty pages */
 
 struct put {

@@ -79,6 +79,16 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			const uint32_t *gone, size_t ngone);
 
+/* Index objects this cache has merged (format/index.md, meta keys `idxobj:<id>`).
+ * kbv_index_obj_merged: 1 if merged, 0 if not, or an error. kbv_index_each_obj calls
+ * fn(arg, id) for each (non-zero stops). kbv_index_mark_objs records add[] as merged and
+ * forgets drop[], in one write transaction. */
+typedef int (*kbv_index_obj_fn)(void *arg, const uint8_t id[KBV_ID_BYTES]);
+int kbv_index_obj_merged(struct kbv_index *idx, MDB_txn *txn, const uint8_t id[KBV_ID_BYTES]);
+int kbv_index_each_obj(struct kbv_index *idx, MDB_txn *txn, kbv_index_obj_fn fn, void *arg);
+int kbv_index_mark_objs(struct kbv_index *idx, const uint8_t (*add)[KBV_ID_BYTES], size_t nadd,
+			const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop);
+
 /* For fuzzing only: commits are no longer flushed to disk (a crash may lose the last
  * ones), so that a fuzzer writing the index thousands of times a second is not bound by
  * fsync. Never used by kbvault itself. */

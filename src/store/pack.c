@@ -148,16 +148,7 @@ int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
 	size_t n = kbv_packw_count(w);
 	const struct kbv_pack_entry *e = kbv_packw_entries(w);
 
-	TRY(kbv_buf_add_u32(&plain, (uint32_t)n));
-	for (size_t i = 0; i < n; i++) {
-		TRY(kbv_buf_add_u8(&plain, e[i].type));
-		TRY(kbv_buf_add(&plain, e[i].id, KBV_ID_BYTES));
-		TRY(kbv_buf_add_u32(&plain, e[i].offset));
-		TRY(kbv_buf_add_u32(&plain, e[i].stored_len));
-		TRY(kbv_buf_add_u32(&plain, e[i].raw_off));
-		TRY(kbv_buf_add_u32(&plain, e[i].raw_len));
-		TRY(kbv_buf_add_u64(&plain, e[i].xxh));
-	}
+	TRY(kbv_trailer_encode(e, n, &plain));
 	TRY(kbv_blob_encode(w->codec, KBV_BLOB_TRAILER, trailer_id(w->id, tid), plain.data, plain.len, &env));
 	uint8_t f[KBV_PACK_FOOTER];
 	kbv_put64(f, w->off);
@@ -251,6 +242,24 @@ out:
 	kbv_be_close(rd);
 	kbv_buf_release(&env);
 	kbv_buf_release(&plain);
+	return rc;
+}
+
+int kbv_trailer_encode(const struct kbv_pack_entry *e, size_t n, struct kbv_buf *out)
+{
+	int rc = 0;
+	TRY(kbv_buf_reserve(out, 4 + n * KBV_TRAILER_ENTRY));
+	TRY(kbv_buf_add_u32(out, (uint32_t)n));
+	for (size_t i = 0; i < n; i++) {
+		TRY(kbv_buf_add_u8(out, e[i].type));
+		TRY(kbv_buf_add(out, e[i].id, KBV_ID_BYTES));
+		TRY(kbv_buf_add_u32(out, e[i].offset));
+		TRY(kbv_buf_add_u32(out, e[i].stored_len));
+		TRY(kbv_buf_add_u32(out, e[i].raw_off));
+		TRY(kbv_buf_add_u32(out, e[i].raw_len));
+		TRY(kbv_buf_add_u64(out, e[i].xxh));
+	}
+out:
 	return rc;
 }
 

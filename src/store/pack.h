@@ -45,6 +45,8 @@ void kbv_packw_free(struct kbv_packw *w);
 typedef int (*kbv_packfile_fn)(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_t size, int64_t mtime);
 int kbv_each_packfile(struct kbv_repo *r, kbv_packfile_fn fn, void *arg);
 
+/* Append the trailer plaintext of n entries (u32 count, then the 57-byte entries) to out. */
+int kbv_trailer_encode(const struct kbv_pack_entry *e, size_t n, struct kbv_buf *out);
 /* Parse a decoded trailer into struct kbv_pack_entry records (replacing `entries`),
  * checking every entry lies inside [header, trailer_off). Pure; KBV_ECORRUPT names `what`. */
 int kbv_trailer_parse(const uint8_t *plain, size_t len, uint64_t trailer_off, const char *what,

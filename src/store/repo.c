@@ -99,11 +99,9 @@ out:
 	return rc;
 }
 
-void kbv_repo_cache_report(const struct kbv_repo *r, uint64_t *added, uint64_t *dropped, uint64_t *damaged)
+void kbv_repo_cache_report(const struct kbv_repo *r, struct kbv_cache_report *out)
 {
-	*added = r->cache_added;
-	*dropped = r->cache_dropped;
-	*damaged = r->cache_damaged;
+	*out = r->cache;
 }
 
 static int dir_is_empty(const char *path)
@@ -406,6 +404,7 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	if (!r)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	r->lockfd = -1;
+	pthread_mutex_init(&r->idx_mu, NULL);
 	r->key_used = -1;
 	r->path = strdup(path);
 	if (!r->path) {
@@ -505,7 +504,7 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = kbv_repo_refresh_cache(r, codec, &r->cache_added, &r->cache_dropped, &r->cache_damaged);
+		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
 		kbv_codec_free(codec);
 		if (rc < 0)
 			goto out;
@@ -528,6 +527,8 @@ void kbv_repo_close(struct kbv_repo *r)
 	sodium_free(r->keys);
 	kbv_repo_free_keys(r);
 	kbv_backend_free(r->be);
+	kbv_buf_release(&r->idx_pend);
+	pthread_mutex_destroy(&r->idx_mu);
 	free(r->path);
 	free(r->local);
 	free(r);

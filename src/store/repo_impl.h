@@ -4,6 +4,8 @@
 #ifndef KBV_STORE_REPO_IMPL_H
 #define KBV_STORE_REPO_IMPL_H
 
+#include <pthread.h>
+
 #include "kbv/repo.h"
 #include "store/index.h"
 
@@ -19,7 +21,7 @@ struct kbv_repo {
 	char *path;  /* as opened: a directory or an s3: URL */
 	char *local; /* this host's directory for lock, tmp/ and index/: path itself for a local
 		      * repository, the cache directory for one on object storage */
-	uint64_t cache_added, cache_dropped, cache_damaged; /* the last cache refresh */
+	struct kbv_cache_report cache; /* what the last cache refresh did */
 	int lockfd;
 	uint8_t repo_id[16];
 	int encrypted;
@@ -33,6 +35,11 @@ struct kbv_repo {
 	size_t nkeyobjs;
 	int key_used;            /* index of the one that unlocked keys; -1 before */
 	struct kbv_backend *be;  /* where the objects are (backend.h) */
+	/* Packs written and indexed that no index object lists yet (object storage only;
+	 * store/idxobj.h): their body parts, under idx_mu. */
+	pthread_mutex_t idx_mu;
+	struct kbv_buf idx_pend;
+	uint32_t idx_pend_packs;
 };
 
 /* Key objects (src/store/keys.c). Read and check them all (at least one sound, else the
@@ -50,10 +57,9 @@ int kbv_keyfile_make(const uint8_t repo_id[16], int encrypted, const struct kbv_
 int kbv_keyfile_unwrap(const uint8_t *k, const char *pw, size_t pwlen, struct kbv_keys *keys);
 
 /* Bring the index cache of a repository on object storage up to date with the packs the
- * storage holds (src/store/cache.c): index the packs it lacks from their trailers, drop the
- * packs that are gone. Counts what it did; a pack whose trailer is damaged is counted in
- * *damaged and left out (check and repair name it). */
-int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *added, uint64_t *dropped,
-			   uint64_t *damaged);
+ * storage holds (src/store/cache.c): index the packs it lacks from index objects, else
+ * from their trailers; drop the packs that are gone. Counts what it did into *rep; a pack
+ * whose trailer is damaged is counted and left out (check and repair name it). */
+int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep);
 
 #endif

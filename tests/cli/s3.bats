@@ -80,6 +80,92 @@ assert s["raw_bytes"] == 2 * 3000000 and s["stored_bytes"] < 3000000 * 1.02, s'
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
 }
 
+# Fetch and store one object (signed by curl): s3_get KEY FILE, s3_put KEY FILE.
+s3_get() {
+	curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+		-o "$2" "$S3_ENDPOINT/$BUCKET/$1"
+}
+s3_put() {
+	curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$S3_ENDPOINT/$BUCKET/$1"
+}
+
+@test "s3: index objects: an empty cache is built from them, not from pack trailers; gc compacts them; a damaged one costs only speed" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	kbv snapshot -q --stdin b < "$TMPD/b.bin"
+	kbv snapshot -q --stdin a2 < "$TMPD/a.bin" # its data deduplicated, a new entry table
+	# One index object per snapshot (each one wrote a pack: its entry table at least).
+	[ "$(s3_keys prod/idx/ | wc -l)" = 3 ]
+	npacks=$(s3_keys prod/data/ | wc -l)
+	# A new host reads the three index objects and no pack trailer.
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v restore latest --stream b --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$npacks packs indexed from 3 index objects, 0 from pack trailers"* ]]
+	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
+	# Host A writes once more; host B fetches that one index object only.
+	head -c 500000 /dev/urandom > "$TMPD/c.bin"
+	kbv snapshot -q --stdin c < "$TMPD/c.bin"
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v restore latest --stream c --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 packs indexed from 1 index objects, 0 from pack trailers"* ]]
+	# An idle repository: nothing to fetch, nothing said.
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v snapshots
+	[[ "$output" != *"indexed from"* ]]
+	# gc leaves one index object that lists what is left; a third host builds from it.
+	kbv forget -q "$(kbv snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+	kbv gc --json --keep-all | python3 -c '
+import json, sys
+g = json.load(sys.stdin)["gc"]
+assert g["index_objects_written"] == 1 and g["index_objects_removed"] == 4, g'
+	[ "$(s3_keys prod/idx/ | wc -l)" = 1 ]
+	npacks=$(s3_keys prod/data/ | wc -l)
+	XDG_CACHE_HOME="$TMPD/cache-c" run kbv -v check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$npacks packs indexed from 1 index objects, 0 from pack trailers"* ]]
+	[[ "$output" == *"3 snapshots: ok, 0 problems"* ]]
+	# A damaged index object: a warning, the packs come from their trailers, nothing is lost.
+	key=$(s3_keys prod/idx/)
+	s3_get "$key" "$TMPD/idx"
+	python3 - "$TMPD/idx" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[40] ^= 1; open(p, 'wb').write(b)
+PY
+	s3_put "$key" "$TMPD/idx"
+	XDG_CACHE_HOME="$TMPD/cache-d" run kbv -v restore latest --stream c --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 index objects are damaged"* ]]
+	[[ "$output" == *"0 packs indexed from 1 index objects, $npacks from pack trailers"* ]]
+	XDG_CACHE_HOME="$TMPD/cache-d" kbv restore latest --stream c --stdout | cmp - "$TMPD/c.bin"
+	# repair index replaces it.
+	kbv repair index -q
+	[ "$(s3_keys prod/idx/)" != "$key" ]
+	[ "$(s3_keys prod/idx/ | wc -l)" = 1 ]
+	XDG_CACHE_HOME="$TMPD/cache-e" run kbv -v restore latest --stream a2 --stdout
+	[[ "$output" == *"$npacks packs indexed from 1 index objects, 0 from pack trailers"* ]]
+	XDG_CACHE_HOME="$TMPD/cache-e" kbv restore latest --stream a2 --stdout | cmp - "$TMPD/a.bin"
+}
+
+@test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
+	G="$BATS_TEST_DIRNAME/../golden/v1-bucket"
+	export KBVAULT_PASSWORD=kbvault-golden
+	unset KBVAULT_PASSWORD_FILE
+	# an empty bucket (made by a throwaway repository), then the golden objects under prod/
+	KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/scratch" kbv init -q --kdf-ops 1 --kdf-mem-mib 8
+	(cd "$G/objects" && find . -type f | sed 's|^\./||') | while read -r f; do
+		s3_put "prod/$f" "$G/objects/$f"
+	done
+	run kbv -v restore latest --stream one.txt --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 packs indexed from 2 index objects, 0 from pack trailers"* ]]
+	[ "$(kbv restore latest --stream one.txt --stdout | b2sum | cut -d' ' -f1)" = "$(cat "$G/expected-one.b2")" ]
+	[ "$(kbv restore latest --stream two.txt --stdout | b2sum | cut -d' ' -f1)" = "$(cat "$G/expected-two.b2")" ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 snapshots: ok, 0 problems"* ]]
+}
+
 @test "s3: listings page through continuation tokens (pages of 2 keys): snapshots, cache refresh, check, gc" {
 	s3_init
 	for i in 1 2 3 4 5 6 7; do

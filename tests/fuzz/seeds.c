@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/idxobj.h"
 #include "store/pack.h"
 #include "kbv/snapshot.h"
 
@@ -64,6 +65,20 @@ int main(void)
 		kbv_buf_add_u64(&b, 0x1234);
 	}
 	put("tests/fuzz/corpus/trailer", "two-entries", b.data, b.len);
+
+	/* index object body: two packs, the first with the two entries above, the second empty */
+	struct kbv_buf body = KBV_BUF_INIT, ents = KBV_BUF_INIT;
+	size_t n;
+	kbv_trailer_parse(b.data + 8, b.len - 8, 4096, "seed", &ents, &n);
+	struct kbv_pack_info pi = { { 1, 2, 3 }, 4096, 2 };
+	kbv_buf_add_u32(&body, 2);
+	kbv_idxobj_add_pack(&body, &pi, (const struct kbv_pack_entry *)ents.data, n);
+	pi.id[0] = 9;
+	pi.size = 200;
+	kbv_idxobj_add_pack(&body, &pi, NULL, 0);
+	put("tests/fuzz/corpus/idxobj", "two-packs", body.data, body.len);
+	kbv_buf_release(&body);
+	kbv_buf_release(&ents);
 	kbv_buf_release(&b);
 	return 0;
 }
