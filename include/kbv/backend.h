@@ -109,6 +109,18 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
 
 /* Remove an object durably; a missing one is not an error. */
 int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name);
+/* Remove n objects of a kind, in as few requests as the storage allows (S3: DeleteObjects,
+ * 1000 keys per request); missing ones are not errors. On an error some of them may be
+ * gone and others not; the error names the first object that failed. */
+int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n);
+
+/* Requests this process sent to object storage so far, every attempt counted. */
+enum kbv_be_req { KBV_REQ_GET, KBV_REQ_PUT, KBV_REQ_HEAD, KBV_REQ_LIST, KBV_REQ_DELETE, KBV_REQ_KINDS };
+struct kbv_be_requests {
+	uint64_t n[KBV_REQ_KINDS];
+	uint64_t retries; /* of those, repeated after a transient failure */
+};
+void kbv_s3_requests(struct kbv_be_requests *out);
 
 /* Does `name` have the shape of an object name of that kind? */
 int kbv_obj_name_ok(enum kbv_obj kind, const char *name);

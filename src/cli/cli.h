@@ -131,6 +131,8 @@ void cli_take_s3_secrets(void);
 int cli_remote_setup(const char *path);
 /* Say what refreshing the cache of a repository on object storage did. */
 void cli_remote_report(const struct kbv_repo *r);
+/* With -v: the requests this run sent to object storage, by kind (none: nothing said). */
+void cli_remote_requests(void);
 /* Open, lock and (when `unlock`) unlock the repository. Returns 0 or an exit code, having
  * printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);

@@ -120,6 +120,21 @@ out:
 	return rc;
 }
 
+void cli_remote_requests(void)
+{
+	struct kbv_be_requests q;
+	kbv_s3_requests(&q);
+	uint64_t total = 0;
+	for (int i = 0; i < KBV_REQ_KINDS; i++)
+		total += q.n[i];
+	if (total)
+		cli_log(CLI_INFO, "object storage requests: %llu GET, %llu PUT, %llu HEAD, %llu LIST, %llu DELETE (%llu of "
+				  "them retries)",
+			(unsigned long long)q.n[KBV_REQ_GET], (unsigned long long)q.n[KBV_REQ_PUT],
+			(unsigned long long)q.n[KBV_REQ_HEAD], (unsigned long long)q.n[KBV_REQ_LIST],
+			(unsigned long long)q.n[KBV_REQ_DELETE], (unsigned long long)q.retries);
+}
+
 void cli_remote_report(const struct kbv_repo *r)
 {
 	struct kbv_cache_report c;

@@ -126,7 +126,9 @@ int main(int argc, char **argv)
 	const struct command *cmd = find_command(name);
 	if (cmd) {
 		cli_log_command(cmd->name);
-		return cmd->run(argc - i, argv + i);
+		int code = cmd->run(argc - i, argv + i);
+		cli_remote_requests();
+		return code;
 	}
 	cli_log(CLI_ERROR, "'%s' is not a command (see 'kbvault help')", name);
 	return EXIT_USAGE;

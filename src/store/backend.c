@@ -136,6 +136,21 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
 	return be->ops->list(be, kind, fn, arg);
 }
 
+int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!kbv_obj_name_ok(kind, names[i]))
+			return bad_name(kind, names[i]);
+	if (be->ops->remove_many)
+		return n ? be->ops->remove_many(be, kind, names, n) : 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = be->ops->remove(be, kind, names[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	if (!kbv_obj_name_ok(kind, name))

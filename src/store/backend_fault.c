@@ -163,6 +163,24 @@ static int fault_remove(struct kbv_backend *be, enum kbv_obj kind, const char *n
 	return kbv_be_remove(f->inner, kind, name);
 }
 
+/* Each name counts as one remove, so that the n-th remove fails whether objects go one by
+ * one or in batches: the ones before it are removed, it and the rest are not. */
+static int fault_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	struct fault *f = (struct fault *)be;
+	for (size_t i = 0; i < n; i++) {
+		if (hit(f, F_REMOVE, kind)) {
+			char what[300];
+			int rc = kbv_be_remove_many(f->inner, kind, names, i);
+			if (rc < 0)
+				return rc;
+			kbv_be_describe(f->inner, kind, names[i], what, sizeof what);
+			return fail(f, F_REMOVE, what);
+		}
+	}
+	return kbv_be_remove_many(f->inner, kind, names, n);
+}
+
 static void fault_free(struct kbv_backend *be)
 {
 	struct fault *f = (struct fault *)be;
@@ -181,6 +199,7 @@ static const struct kbv_backend_ops fault_ops = {
 	.close = fault_close,
 	.list = fault_list,
 	.remove = fault_remove,
+	.remove_many = fault_remove_many,
 	.describe = fault_describe,
 	.free = fault_free,
 };

@@ -18,6 +18,8 @@ struct kbv_backend_ops {
 	void (*close)(struct kbv_be_rd *rd);
 	int (*list)(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
 	int (*remove)(struct kbv_backend *be, enum kbv_obj kind, const char *name);
+	/* optional: several at once (names checked by the caller); else one by one */
+	int (*remove_many)(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n);
 	void (*describe)(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap);
 	void (*free)(struct kbv_backend *be);
 };

@@ -23,6 +23,7 @@
 #include <expat.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ struct s3 {
 	CURLSH *share;
 	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
 };
+
+/* Requests sent by this process, every attempt counted (kbv_s3_requests). */
+static _Atomic uint64_t requests_sent[KBV_REQ_KINDS], requests_retried;
 
 struct s3_wr {
 	struct kbv_be_wr base;
@@ -72,7 +76,7 @@ struct req {
 	const char *query;  /* canonical (sorted, encoded) or NULL */
 	const void *body;
 	size_t len;
-	const char *hdr[3]; /* extra headers: If-None-Match, Range */
+	const char *hdr[4]; /* extra headers: If-None-Match, Range, checksums */
 	/* Response body: into dst (exactly dst_cap bytes expected) or into out. */
 	void *dst;
 	size_t dst_cap, dst_len;
@@ -253,6 +257,15 @@ static int s3_do(struct s3 *s, struct req *q)
 			struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
 			nanosleep(&ts, NULL);
 		}
+		enum kbv_be_req kind = !strcmp(q->method, "PUT")      ? KBV_REQ_PUT
+				       : !strcmp(q->method, "HEAD")   ? KBV_REQ_HEAD
+				       : !strcmp(q->method, "DELETE") ? KBV_REQ_DELETE
+				       : !strcmp(q->method, "POST")   ? KBV_REQ_DELETE /* DeleteObjects */
+				       : q->query && strstr(q->query, "list-type=") ? KBV_REQ_LIST
+										    : KBV_REQ_GET;
+		atomic_fetch_add(&requests_sent[kind], 1);
+		if (attempt)
+			atomic_fetch_add(&requests_retried, 1);
 		q->status = 0;
 		q->dst_len = 0;
 		q->sent = 0;
@@ -301,6 +314,10 @@ static int s3_do(struct s3 *s, struct req *q)
 			curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
 			curl_easy_setopt(c, CURLOPT_READDATA, q);
 			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)q->len);
+		} else if (!strcmp(q->method, "POST")) {
+			curl_easy_setopt(c, CURLOPT_POST, 1L);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);
 		} else if (!strcmp(q->method, "HEAD")) {
 			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 		} else if (strcmp(q->method, "GET")) {
@@ -669,6 +686,77 @@ static int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name
 	return rc;
 }
 
+/* DeleteObjects (POST ?delete=) takes at most 1000 keys. Its body must carry a checksum:
+ * AWS wants Content-MD5 or an x-amz-checksum-* header; the SHA-256 one is sent. */
+#define S3_DELETE_BATCH 1000
+
+static int xml_escape_add(struct kbv_buf *b, const char *s)
+{
+	int rc = 0;
+	for (; *s && rc == 0; s++) {
+		switch (*s) {
+		case '&': rc = kbv_buf_add(b, "&amp;", 5); break;
+		case '<': rc = kbv_buf_add(b, "&lt;", 4); break;
+		case '>': rc = kbv_buf_add(b, "&gt;", 4); break;
+		default: rc = kbv_buf_add(b, s, 1); break;
+		}
+	}
+	return rc;
+}
+
+static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	struct kbv_buf body = KBV_BUF_INIT, resp = KBV_BUF_INIT;
+	unsigned char sha[crypto_hash_sha256_BYTES];
+	char b64[64], sum_hdr[128], key[512];
+	int rc = 0;
+	TRY(kbv_buf_add(&body, "<Delete><Quiet>true</Quiet>", 27));
+	for (size_t i = 0; i < n; i++) {
+		obj_key(s, kind, names[i], key, sizeof key);
+		TRY(kbv_buf_add(&body, "<Object><Key>", 13));
+		TRY(xml_escape_add(&body, key));
+		TRY(kbv_buf_add(&body, "</Key></Object>", 15));
+	}
+	TRY(kbv_buf_add(&body, "</Delete>", 9));
+	crypto_hash_sha256(sha, body.data, body.len);
+	sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
+	snprintf(sum_hdr, sizeof sum_hdr, "x-amz-checksum-sha256: %s", b64);
+	struct req q = { .method = "POST", .query = "delete=", .body = body.data, .len = body.len,
+			 .hdr = { sum_hdr, "x-amz-sdk-checksum-algorithm: SHA256", "Content-Type: application/xml" },
+			 .out = &resp };
+	rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	if (rc == 0 && memmem(resp.data ? resp.data : (uint8_t *)"", resp.len, "<Error>", 7)) {
+		/* Quiet: only the keys that could not be deleted are listed */
+		char ekey[512], code[64], what[1024];
+		xml_field(&resp, "Key", ekey, sizeof ekey);
+		xml_field(&resp, "Code", code, sizeof code);
+		req_what(s, &q, what, sizeof what);
+		rc = kbv_error(KBV_EIO, "%s: '%s' was not deleted: %s", what, ekey, *code ? code : "(no error code)");
+	}
+	kbv_buf_release(&q.err);
+out:
+	kbv_buf_release(&body);
+	kbv_buf_release(&resp);
+	return rc;
+}
+
+static int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i += S3_DELETE_BATCH)
+		rc = delete_batch((struct s3 *)be, kind, names + i, n - i < S3_DELETE_BATCH ? n - i : S3_DELETE_BATCH);
+	return rc;
+}
+
+void kbv_s3_requests(struct kbv_be_requests *out)
+{
+	for (int i = 0; i < KBV_REQ_KINDS; i++)
+		out->n[i] = atomic_load(&requests_sent[i]);
+	out->retries = atomic_load(&requests_retried);
+}
+
 static void s3_free(struct kbv_backend *be)
 {
 	struct s3 *s = (struct s3 *)be;
@@ -702,6 +790,7 @@ static const struct kbv_backend_ops s3_ops = {
 	.close = s3_close,
 	.list = s3_list,
 	.remove = s3_remove,
+	.remove_many = s3_remove_many,
 	.describe = s3_describe,
 	.free = s3_free,
 };

@@ -302,6 +302,8 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 	struct names old = { NULL, 0, 0 }, made = { NULL, 0, 0 };
 	struct gather g = { 0 };
 	struct kbv_buf parts = KBV_BUF_INIT;
+	char (*gone_names)[65] = NULL;
+	const char **gone_ptrs = NULL;
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	*written = *removed = 0;
@@ -350,21 +352,34 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 	/* everything remembered is in the cache, and so in what was just written */
 	r->idx_pend.len = 0;
 	r->idx_pend_packs = 0;
-	for (size_t i = 0; i < old.n; i++) {
-		char name[65];
-		if (names_has(&made, old.ids[i]))
-			continue;
-		kbv_hex(old.ids[i], KBV_ID_BYTES, name);
-		rc = kbv_be_remove(r->be, KBV_OBJ_INDEX, name);
-		if (rc < 0) {
-			kbv_error_prefix(rc, "gc: remove index object");
+	/* the old ones go in one request (per 1000); the cache forgets them afterwards */
+	size_t ngo = 0;
+	for (size_t i = 0; i < old.n; i++)
+		if (!names_has(&made, old.ids[i]))
+			memmove(old.ids[ngo++], old.ids[i], KBV_ID_BYTES);
+	if (ngo) {
+		gone_names = calloc(ngo, sizeof *gone_names);
+		gone_ptrs = calloc(ngo, sizeof *gone_ptrs);
+		if (!gone_names || !gone_ptrs) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
-		TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])old.ids[i], 1));
-		(*removed)++;
+		for (size_t i = 0; i < ngo; i++) {
+			kbv_hex(old.ids[i], KBV_ID_BYTES, gone_names[i]);
+			gone_ptrs[i] = gone_names[i];
+		}
+		rc = kbv_be_remove_many(r->be, KBV_OBJ_INDEX, gone_ptrs, ngo);
+		if (rc < 0) {
+			kbv_error_prefix(rc, "gc: remove index objects");
+			goto out;
+		}
+		TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])old.ids, ngo));
+		*removed = ngo;
 	}
 out:
 	pthread_mutex_unlock(&r->idx_mu);
+	free(gone_names);
+	free(gone_ptrs);
 	free(old.ids);
 	free(made.ids);
 	free(g.v);

@@ -147,6 +147,25 @@ PY
 	XDG_CACHE_HOME="$TMPD/cache-e" kbv restore latest --stream a2 --stdout | cmp - "$TMPD/a.bin"
 }
 
+@test "s3: gc removes packs and index objects with one DeleteObjects request each; -v counts the requests" {
+	s3_init
+	for i in 1 2 3 4 5; do
+		head -c 300000 /dev/urandom > "$TMPD/s$i"
+		kbv snapshot -q --stdin "s$i" < "$TMPD/s$i"
+	done
+	before=$(s3_keys prod/data/ | wc -l)
+	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:-1]))')
+	run kbv -v gc --keep-all
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"object storage requests: "*", 2 DELETE (0 of them retries)"* ]]
+	[ "$((before - $(s3_keys prod/data/ | wc -l)))" -ge 4 ]
+	[ "$(s3_keys prod/idx/ | wc -l)" = 1 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 snapshots: ok, 0 problems"* ]]
+	kbv restore latest --stdout | cmp - "$TMPD/s5"
+}
+
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
 	G="$BATS_TEST_DIRNAME/../golden/v1-bucket"
 	export KBVAULT_PASSWORD=kbvault-golden
