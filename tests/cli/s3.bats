@@ -23,6 +23,18 @@ setup() {
 
 s3_init() { kbv init -q --kdf-ops 1 --kdf-mem-mib 8; }
 
+teardown() { [ -z "${PROXY_PID:-}" ] || kill "$PROXY_PID" 2>/dev/null || true; }
+
+# A fault-injecting proxy in front of radosgw (s3proxy.py): $PROXY is its endpoint, the
+# rules go into $TMPD/rules.
+s3proxy_start() {
+	: > "$TMPD/rules"
+	python3 "$BATS_TEST_DIRNAME/s3proxy.py" "${S3_ENDPOINT##*:}" "$TMPD/rules" "$TMPD/proxy.port" 3>&- &
+	PROXY_PID=$!
+	for _ in $(seq 100); do [ -f "$TMPD/proxy.port" ] && break; sleep 0.1; done
+	PROXY="http://127.0.0.1:$(cat "$TMPD/proxy.port")"
+}
+
 # Keys in the bucket under a prefix (ListObjectsV2, signed by curl).
 s3_keys() {
 	curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
@@ -300,6 +312,56 @@ EOF
 	[ "$status" -eq 0 ]
 	kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
 	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/a.bin"
+}
+
+@test "s3: a server answering 503 SlowDown and 500, resetting connections and cutting uploads: retried; when it persists, a clear error and nothing recorded" {
+	s3proxy_start
+	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"
+	s3_init
+	printf 'every 3 503\nevery 5 reset\nevery 7 cut\nevery 11 500\n' > "$TMPD/rules"
+	run kbv -v snapshot --stdin a < "$TMPD/a.bin"
+	[ "$status" -eq 0 ]
+	retries=$(printf '%s\n' "$output" | sed -n 's/.*DELETE (\([0-9]*\) of them retries).*/\1/p')
+	[ "$retries" -ge 3 ]
+	kbv snapshot -q --stdin b < "$TMPD/b.bin"
+	kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 snapshots: ok, 0 problems"* ]]
+	all="$output"
+	# A server that keeps answering 503: a bounded number of tries, then one clear line.
+	echo 'always 503' > "$TMPD/rules"
+	run kbv snapshot -q --stdin c < "$TMPD/a.bin"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 HEAD s3:$PROXY/$BUCKET/prod/config: HTTP 503"*", still after 6 attempts"* ]]
+	all="$all$output"
+	# The same from the middle of a snapshot: its packs' PUTs answered 503 SlowDown.
+	echo 'PUT 503 SlowDown' > "$TMPD/rules"
+	run kbv snapshot -q --stdin c < "$TMPD/a.bin"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 PUT s3:$PROXY/$BUCKET/prod/data/"*": HTTP 503 SlowDown, still after 6 attempts"* ]]
+	all="$all$output"
+	# A full quota: not retried, the server's code named, nothing recorded.
+	echo 'PUT 403 QuotaExceeded' > "$TMPD/rules"
+	head -c 100000 /dev/urandom > "$TMPD/c.bin"
+	run kbv -v snapshot --stdin c < "$TMPD/c.bin"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 PUT s3:$PROXY/$BUCKET/prod/"*"HTTP 403 QuotaExceeded"* ]]
+	[[ "$output" == *"GET, 1 PUT, "*"(0 of them retries)"* ]]
+	all="$all$output"
+	# A clock too far off: said so.
+	echo 'GET 403 RequestTimeTooSkewed' > "$TMPD/rules"
+	run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"RequestTimeTooSkewed (this machine's clock is off"* ]]
+	all="$all$output"
+	: > "$TMPD/rules"
+	[ "$(snap_count)" = 2 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 snapshots: ok, 0 problems"* ]]
+	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/a.bin"
+	[[ "$all" != *"$AWS_SECRET_ACCESS_KEY"* ]]
 }
 
 @test "s3: kill -9 during snapshots and gc leaves every committed snapshot restorable" {

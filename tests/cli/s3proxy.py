@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy in front of the test S3 server (tests/cli/s3.bats).
+
+    s3proxy.py UPSTREAM_PORT RULES_FILE PORT_FILE
+
+Listens on a free loopback port (written to PORT_FILE), forwards every request unchanged
+(Host header included, so SigV4 signatures stay valid) to 127.0.0.1:UPSTREAM_PORT, and
+before each one reads RULES_FILE, one rule per line, applied to the n-th request since the
+rules last changed (counting from 1):
+
+    every N 503      answer 503 SlowDown instead of forwarding, every N-th request
+    every N 500      the same with 500 InternalError
+    every N reset    read the request, then close the connection without an answer
+    every N cut      forward a PUT, but close the connection after half of its body
+    METHOD STATUS CODE  answer every METHOD request (PUT, GET, ...) with that HTTP status
+                     and S3 error code (PUT 403 QuotaExceeded, PUT 503 SlowDown)
+    always 503       every request 503 SlowDown
+
+An empty file forwards everything. Served requests are counted in RULES_FILE.count.
+"""
+import http.client
+import http.server
+import os
+import socketserver
+import sys
+import threading
+
+UPSTREAM = int(sys.argv[1])
+RULES = sys.argv[2]
+lock = threading.Lock()
+state = {"rules": None, "n": 0, "served": 0}
+
+ERR = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+       "<Message>injected by s3proxy</Message></Error>")
+
+
+def next_action(method):
+    try:
+        with open(RULES) as f:
+            rules = f.read()
+    except OSError:
+        rules = ""
+    with lock:
+        if rules != state["rules"]:
+            state["rules"], state["n"] = rules, 0
+        state["n"] += 1
+        state["served"] += 1
+        n = state["n"]
+        with open(RULES + ".count", "w") as f:
+            f.write(str(state["served"]))
+    for line in rules.splitlines():
+        w = line.split()
+        if len(w) == 3 and w[0] == "every" and n % int(w[1]) == 0:
+            return w[2], None
+        if len(w) == 2 and w[0] == "always":
+            return w[1], None
+        if len(w) == 3 and w[0] == method:
+            return "status", (int(w[1]), w[2])
+    return None, None
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, code):
+        body = ERR.format(code=code).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        action, code = next_action(self.command)
+        if action == "cut" and self.command == "PUT" and length > 1:
+            self.rfile.read(length // 2)
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        body = self.rfile.read(length) if length else b""
+        if action == "reset":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if action in ("503", "500"):
+            self.answer(int(action), "SlowDown" if action == "503" else "InternalError")
+            return
+        if action == "status":
+            self.answer(*code)
+            return
+        up = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "connection")}
+        up.request(self.command, self.path, body=body, headers=headers)
+        r = up.getresponse()
+        data = r.read()
+        self.send_response(r.status, r.reason)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        # a HEAD reply keeps the object's length; others say what is sent
+        self.send_header("Content-Length", r.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        up.close()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+srv = Server(("127.0.0.1", 0), Proxy)
+tmp = sys.argv[3] + ".tmp"
+with open(tmp, "w") as f:
+    f.write(str(srv.server_address[1]))
+os.rename(tmp, sys.argv[3])
+srv.serve_forever()
