@@ -13,6 +13,7 @@ struct kbv_config {
 	char *repo_path;        /* [repository] path */
 	char *password_file;    /* [repository] password-file */
 	char *s3_region, *s3_credentials_file, *s3_ca_file; /* [repository] s3-*: object storage */
+	char *copy_to, *copy_to_password_file; /* [repository] copy-to: filled after each snapshot */
 	struct kbv_source_cfg *sources;
 	size_t nsources;
 	char *drill_postgres_dsn;

@@ -181,6 +181,9 @@ int cmd_check(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
+/* After a snapshot: copy what [repository] copy-to lacks from `src` (cmd_copy.c). EXIT_OK
+ * when there is no copy-to or all went well, else an exit code (said why). */
+int cli_copy_to(struct kbv_repo *src);
 int cmd_drill(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_forget(int argc, char **argv);

@@ -405,6 +405,10 @@ int cmd_snapshot(int argc, char **argv)
 		cli_warn("snapshot %.8s is recorded, but an after hook failed (see above): check that the source is running", id);
 		code = EXIT_FAIL;
 	}
+	/* 3-2-1: the second copy, filled after each snapshot ([repository] copy-to) */
+	int ccode = cli_copy_to(c.repo);
+	if (ccode != EXIT_OK && code == EXIT_OK)
+		code = ccode;
 done:
 	if (c.repo)
 		cli_run_repo(c.repo);

@@ -197,6 +197,13 @@ static int handler(void *user, const char *section, const char *key, const char 
 		}
 		if (!strcmp(key, "s3-region"))
 			return set(&c->s3_region, value) ? 1 : fail(p, "out of memory");
+		if (!strcmp(key, "copy-to"))
+			return set(&c->copy_to, value) ? 1 : fail(p, "out of memory");
+		if (!strcmp(key, "copy-to-password-file")) {
+			if (access(value, R_OK) != 0)
+				return fail(p, "password file '%s' is not readable: %s", value, strerror(errno));
+			return set(&c->copy_to_password_file, value) ? 1 : fail(p, "out of memory");
+		}
 		if (!strcmp(key, "s3-credentials-file") || !strcmp(key, "s3-ca-file")) {
 			if (access(value, R_OK) != 0)
 				return fail(p, "%s '%s' is not readable: %s", key, value, strerror(errno));
@@ -373,6 +380,8 @@ void kbv_config_free(struct kbv_config *c)
 	free(c->s3_region);
 	free(c->s3_credentials_file);
 	free(c->s3_ca_file);
+	free(c->copy_to);
+	free(c->copy_to_password_file);
 	free(c->drill_postgres_dsn);
 	free(c->max_age);
 	free(c->metrics_file);

@@ -80,3 +80,35 @@ assert s["stored_bytes"] < 2600000, s'
 	KBVAULT_PASSWORD_FILE=$TMPD/pw run kbv snapshots
 	[ "$status" -eq 4 ]
 }
+
+@test "copy-to: [repository] copy-to is filled after each snapshot; a failed copy says so, keeps the snapshot, and the next run catches up" {
+	# The source keeps its password (taken for the copy-to too), the target has its own file.
+	cat > "$TMPD/kbvault.conf" <<CONF
+[repository]
+path = $SRC
+password-file = $TMPD/pw
+copy-to = $TMPD/target
+copy-to-password-file = $TMPD/pw-target
+CONF
+	unset KBVAULT_REPO KBVAULT_PASSWORD_FILE
+	export KBVAULT_CONFIG=$TMPD/kbvault.conf
+	head -c 300000 /dev/urandom > "$TMPD/r3"
+	run kbv -v snapshot --stdin r3 < "$TMPD/r3"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"copy-to '$TMPD/target': 4 snapshots copied, 0 already there"* ]]
+	KBVAULT_REPO=$TMPD/target KBVAULT_PASSWORD_FILE=$TMPD/pw-target kbv restore latest --stream r3 --stdout | cmp - "$TMPD/r3"
+	# The copy-to repository out of reach: the snapshot is recorded, the exit code says what failed.
+	mv "$TMPD/target" "$TMPD/target.away"
+	head -c 300000 /dev/urandom > "$TMPD/r4"
+	run kbv snapshot -q --stdin r4 < "$TMPD/r4"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"copy-to '$TMPD/target' failed; the snapshot is recorded in '$SRC'"* ]]
+	kbv restore latest --stream r4 --stdout | cmp - "$TMPD/r4"
+	# Back again: the next snapshot brings both over.
+	mv "$TMPD/target.away" "$TMPD/target"
+	run kbv -v snapshot --stdin r5 < "$TMPD/r3"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"2 snapshots copied, 4 already there"* ]]
+	KBVAULT_REPO=$TMPD/target KBVAULT_PASSWORD_FILE=$TMPD/pw-target kbv restore latest --stream r4 --stdout | cmp - "$TMPD/r4"
+	[ "$(KBVAULT_REPO=$TMPD/target KBVAULT_PASSWORD_FILE=$TMPD/pw-target snap_count)" = 6 ]
+}
