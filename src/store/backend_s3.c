@@ -42,6 +42,7 @@ struct s3 {
 	char *prefix;   /* "" or "some/path/" */
 	char *access, *secret, *token, *ca_file;
 	char sigv4[96]; /* "aws:amz:REGION:s3" */
+	char region[64];
 	CURLSH *share;
 	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
 };
@@ -867,7 +868,8 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 					   "or [repository] s3-credentials-file)", url);
 		goto fail;
 	}
-	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", o->region && *o->region ? o->region : "us-east-1");
+	snprintf(s->region, sizeof s->region, "%s", o->region && *o->region ? o->region : "us-east-1");
+	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->region);
 	s->url = strdup(url);
 	s->access = strdup(o->access_key);
 	s->secret = strdup(o->secret_key);
@@ -896,11 +898,25 @@ int kbv_backend_s3_make_bucket(struct kbv_backend *be)
 	struct s3 *s = (struct s3 *)be;
 	if (be->ops != &s3_ops)
 		return 0;
-	struct req q = { .method = "PUT" };
+	/* Outside us-east-1 the region goes in the body (AWS refuses a bucket whose
+	 * LocationConstraint is not the region the request is signed for). */
+	char body[256] = "";
+	if (strcmp(s->region, "us-east-1"))
+		snprintf(body, sizeof body,
+			 "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			 "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+			 s->region);
+	struct req q = { .method = "PUT", .body = body, .len = strlen(body) };
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 409 && !strcmp(q.code, "BucketAlreadyOwnedByYou"))
 		q.status = 200;
-	if (rc == 0 && q.status != 200)
+	if (rc == 0 && !strcmp(q.code, "InvalidLocationConstraint")) {
+		char what[1024];
+		req_what(s, &q, what, sizeof what);
+		rc = kbv_error(KBV_EIO, "%s: HTTP %ld InvalidLocationConstraint (the server does not serve region '%s': "
+					"set [repository] s3-region or AWS_DEFAULT_REGION to its region)",
+			       what, q.status, s->region);
+	} else if (rc == 0 && q.status != 200)
 		rc = s3_fail(s, &q);
 	kbv_buf_release(&q.err);
 	return rc;

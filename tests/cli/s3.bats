@@ -277,6 +277,14 @@ EOF
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"no profile [nobody]"* ]]
 	export AWS_ACCESS_KEY_ID=$id AWS_SECRET_ACCESS_KEY=$secret
+	# A bucket outside us-east-1 is created with its region as LocationConstraint: this
+	# radosgw serves the region "default" and refuses others, by name.
+	AWS_DEFAULT_REGION=eu-west-1 run kbv -r "s3:$S3_ENDPOINT/$BUCKET-eu/r" init -q --kdf-ops 1 --kdf-mem-mib 8
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"InvalidLocationConstraint (the server does not serve region 'eu-west-1'"* ]]
+	AWS_DEFAULT_REGION=default kbv -r "s3:$S3_ENDPOINT/$BUCKET-dflt/r" init -q --kdf-ops 1 --kdf-mem-mib 8
+	AWS_DEFAULT_REGION=default kbv -r "s3:$S3_ENDPOINT/$BUCKET-dflt/r" snapshot -q --stdin b < "$TMPD/b.bin"
+	AWS_DEFAULT_REGION=default kbv -r "s3:$S3_ENDPOINT/$BUCKET-dflt/r" restore latest --stdout | cmp - "$TMPD/b.bin"
 	for bad in "s3:ftp://h/b" "s3:http://127.0.0.1:1" "s3:http://127.0.0.1:1/BAD_BUCKET" "s3:http://127.0.0.1:1/ab"; do
 		run kbv -r "$bad" snapshots
 		[ "$status" -eq 2 ] || [ "$status" -eq 1 ]
