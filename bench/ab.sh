@@ -3,7 +3,8 @@
 # both alike: first snapshot, unchanged re-snapshot and restore (to /dev/null), each ROUNDS
 # times per binary, encrypted repositories. Prints the medians and new/old ratios.
 #   bench/ab.sh OLD_KBVAULT NEW_KBVAULT [MB] [ROUNDS]
-# Needs GENDUMP (build/bench/gendump).
+# Needs GENDUMP (build/bench/gendump). With AB_S3=1 the repositories are buckets of a Ceph
+# radosgw started here (tests/cli/ceph.bash; as root), a new bucket for each first snapshot.
 set -euo pipefail
 OLD=${1:?old kbvault} NEW=${2:?new kbvault} MB=${3:-200} ROUNDS=${4:-3}
 G=${GENDUMP:?}
@@ -11,10 +12,21 @@ W=${BENCH_WORK:-/tmp/kbvault-bench-ab}
 rm -rf "$W"
 mkdir -p "$W"
 export KBVAULT_PASSWORD=bench
+if [ -n "${AB_S3:-}" ]; then
+	# shellcheck source=../tests/cli/ceph.bash
+	. "$(dirname "$0")/../tests/cli/ceph.bash"
+	ceph_start
+	trap ceph_stop EXIT
+	export XDG_CACHE_HOME=$W/cache
+fi
 "$G" --mb "$MB" --day 1 > "$W/dump.sql"
 bytes=$(stat -c %s "$W/dump.sql")
 run() { # BIN OP -> seconds
 	local bin=$1 op=$2 repo=$W/repo-$3
+	if [ -n "${AB_S3:-}" ]; then # (run is called in a subshell: the bucket's name is kept in a file)
+		[ "$op" = first ] && echo "s3:$S3_ENDPOINT/ab-$3-$(date +%s%N)" > "$W/bucket-$3"
+		repo=$(cat "$W/bucket-$3")
+	fi
 	case $op in
 	first) rm -rf "$repo"; "$bin" -r "$repo" init --kdf-mem-mib 16 > /dev/null
 	       /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;

@@ -36,6 +36,11 @@ struct kbv_be_rd;   /* an object open for reading by range */
 
 /* Flags of kbv_be_commit() and kbv_be_put(). */
 #define KBV_PUT_EXCL 1u /* fail with KBV_EEXIST when the object exists (create-if-absent) */
+/* Commit may return before the object is durable (object storage uploads it beside the
+ * caller's work, a few at a time); kbv_be_sync() waits for all of them and returns the
+ * first failure, which a later async commit may also return. Backends without parallel
+ * transfers commit at once. Not with KBV_PUT_EXCL. */
+#define KBV_COMMIT_ASYNC 2u
 
 /* The local directory backend over the repository directory `root` (borrowed for the
  * call; the backend keeps a copy). *out is freed with kbv_backend_free(). */
@@ -48,6 +53,7 @@ struct kbv_s3_opts {
 	const char *session_token;           /* NULL: none */
 	const char *region;                  /* NULL: us-east-1 */
 	const char *ca_file;                 /* NULL: the system's certificate authorities */
+	int connections;                     /* parallel uploads of packs; 0: the default, 4 */
 };
 
 /* Is `url` an S3 repository URL ("s3:...")? */
@@ -90,6 +96,9 @@ int kbv_be_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, s
 int kbv_be_append(struct kbv_be_wr *w, const void *p, size_t n);
 int kbv_be_commit(struct kbv_be_wr *w, unsigned flags);
 void kbv_be_discard(struct kbv_be_wr *w);
+/* Wait for every KBV_COMMIT_ASYNC commit of this backend: 0 when all are durable, else the
+ * first failure. */
+int kbv_be_sync(struct kbv_backend *be);
 /* create + append + commit + discard. */
 int kbv_be_put(struct kbv_backend *be, enum kbv_obj kind, const char *name, const void *p, size_t n, unsigned flags);
 

@@ -14,6 +14,7 @@ struct kbv_config {
 	char *password_file;    /* [repository] password-file */
 	char *s3_region, *s3_credentials_file, *s3_ca_file; /* [repository] s3-*: object storage */
 	char *copy_to, *copy_to_password_file; /* [repository] copy-to: filled after each snapshot */
+	int s3_connections;                     /* [repository] s3-connections; 0: the default */
 	struct kbv_source_cfg *sources;
 	size_t nsources;
 	char *drill_postgres_dsn;

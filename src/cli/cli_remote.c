@@ -111,7 +111,8 @@ int cli_remote_setup(const char *path)
 		secret = c.secret;
 		token = c.token;
 	}
-	struct kbv_s3_opts o = { access, secret, token, region, cfg ? cfg->s3_ca_file : NULL };
+	struct kbv_s3_opts o = { access, secret, token, region, cfg ? cfg->s3_ca_file : NULL,
+				 cfg ? cfg->s3_connections : 0 };
 	rc = kbv_repo_set_remote(&o, NULL);
 out:
 	wipe(c.access);

@@ -197,6 +197,13 @@ static int handler(void *user, const char *section, const char *key, const char 
 		}
 		if (!strcmp(key, "s3-region"))
 			return set(&c->s3_region, value) ? 1 : fail(p, "out of memory");
+		if (!strcmp(key, "s3-connections")) {
+			long n;
+			if (kbv_parse_long(value, 1, 32, &n) < 0)
+				return fail(p, "s3-connections must be a number from 1 to 32, not '%s'", value);
+			c->s3_connections = (int)n;
+			return 1;
+		}
 		if (!strcmp(key, "copy-to"))
 			return set(&c->copy_to, value) ? 1 : fail(p, "out of memory");
 		if (!strcmp(key, "copy-to-password-file")) {

@@ -368,7 +368,7 @@ static int newpack_finish(struct kbv_repo *r, struct kbv_packw **w, uint64_t *pa
 	size_t n = kbv_packw_count(*w);
 	rc = kbv_buf_add(&eb, kbv_packw_entries(*w), n * sizeof(struct kbv_pack_entry));
 	if (rc == 0)
-		rc = kbv_packw_finish(*w, &info);
+		rc = kbv_packw_finish(*w, 0, &info);
 	if (rc == 0) {
 		const struct kbv_pack_entry *ep = (const struct kbv_pack_entry *)eb.data;
 		rc = kbv_index_gc_commit(r->idx, &info, &ep, &n, 1, NULL, 0);

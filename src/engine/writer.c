@@ -347,6 +347,8 @@ static int index_done(struct kbv_writer *w)
 		entries[i] = (const struct kbv_pack_entry *)w->done_entries[i].data;
 		counts[i] = w->done_entries[i].len / sizeof(struct kbv_pack_entry);
 	}
+	/* the packs are durable before anything points at them */
+	TRY(kbv_be_sync(w->repo->be));
 	if (kbv_fault("index-commit"))
 		return kbv_error(KBV_EIO, "index commit: injected fault");
 	TRY(kbv_index_add_packs(w->repo->idx, w->done_info, entries, counts, w->ndone));
@@ -368,7 +370,9 @@ static int finish_pack(struct kbv_writer *w, int index_now)
 	if (w->pack) {
 		struct kbv_buf *e = &w->done_entries[w->ndone];
 		e->len = 0;
-		TRY(kbv_packw_finish(w->pack, &w->done_info[w->ndone]));
+		/* on object storage the upload runs beside the next pack's work; index_done
+		 * waits for it before the pack is indexed */
+		TRY(kbv_packw_finish(w->pack, KBV_COMMIT_ASYNC, &w->done_info[w->ndone]));
 		TRY(kbv_buf_add(e, kbv_packw_entries(w->pack), kbv_packw_count(w->pack) * sizeof(struct kbv_pack_entry)));
 		w->ndone++;
 		kbv_packw_free(w->pack);

@@ -76,6 +76,11 @@ int kbv_be_commit(struct kbv_be_wr *w, unsigned flags)
 	return w->be->ops->commit(w, flags);
 }
 
+int kbv_be_sync(struct kbv_backend *be)
+{
+	return be->ops->sync ? be->ops->sync(be) : 0;
+}
+
 void kbv_be_discard(struct kbv_be_wr *w)
 {
 	if (w)

@@ -181,6 +181,11 @@ static int fault_remove_many(struct kbv_backend *be, enum kbv_obj kind, const ch
 	return kbv_be_remove_many(f->inner, kind, names, n);
 }
 
+static int fault_sync(struct kbv_backend *be)
+{
+	return kbv_be_sync(((struct fault *)be)->inner);
+}
+
 static void fault_free(struct kbv_backend *be)
 {
 	struct fault *f = (struct fault *)be;
@@ -200,6 +205,7 @@ static const struct kbv_backend_ops fault_ops = {
 	.list = fault_list,
 	.remove = fault_remove,
 	.remove_many = fault_remove_many,
+	.sync = fault_sync,
 	.describe = fault_describe,
 	.free = fault_free,
 };

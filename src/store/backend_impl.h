@@ -12,6 +12,7 @@ struct kbv_backend_ops {
 	int (*append)(struct kbv_be_wr *w, const void *p, size_t n);
 	int (*commit)(struct kbv_be_wr *w, unsigned flags);
 	void (*discard)(struct kbv_be_wr *w);
+	int (*sync)(struct kbv_backend *be); /* optional: for KBV_COMMIT_ASYNC */
 	int (*open)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out,
 		    uint64_t *size);
 	int (*read)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);

@@ -34,6 +34,10 @@
 #define KBV_STR(x) KBV_STR_(x)
 #define S3_ERRBODY (8 << 10) /* bytes of an error reply kept for its code */
 
+#define S3_MAX_CONNS 32
+#define S3_DEFAULT_CONNS 4
+struct upload;
+
 struct s3 {
 	struct kbv_backend base;
 	char *url;      /* as given, "s3:http://host:port/bucket/prefix", for messages */
@@ -43,6 +47,13 @@ struct s3 {
 	char *access, *secret, *token, *ca_file;
 	char sigv4[96]; /* "aws:amz:REGION:s3" */
 	char region[64];
+	/* KBV_COMMIT_ASYNC: packs being uploaded by their own threads, oldest first */
+	int conns;
+	pthread_mutex_t up_mu;
+	struct upload *up[S3_MAX_CONNS];
+	size_t nup;
+	int up_rc;             /* the first failed upload: every later sync fails too, so */
+	char up_err[1024];     /* that no writer indexes a pack that is not there */
 	CURLSH *share;
 	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
 };
@@ -389,11 +400,10 @@ static int s3_append(struct kbv_be_wr *bw, const void *p, size_t n)
 	return kbv_buf_add(&w->data, p, n);
 }
 
-static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
+/* One PUT of a whole object (create-if-absent with KBV_PUT_EXCL). */
+static int put_object(struct s3 *s, const char *key, const struct kbv_buf *data, unsigned flags)
 {
-	struct s3_wr *w = (struct s3_wr *)bw;
-	struct s3 *s = (struct s3 *)bw->be;
-	struct req q = { .method = "PUT", .key = w->key, .body = w->data.data, .len = w->data.len };
+	struct req q = { .method = "PUT", .key = key, .body = data->data, .len = data->len };
 	if (flags & KBV_PUT_EXCL)
 		q.hdr[0] = "If-None-Match: *";
 	int rc = s3_do(s, &q);
@@ -401,9 +411,9 @@ static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 		/* The connection broke during an earlier try: that PUT may have been applied, and
 		 * this one found its object. Ours when it holds exactly our bytes. */
 		struct kbv_buf got = KBV_BUF_INIT;
-		struct req g = { .method = "GET", .key = w->key, .out = &got };
-		if (s3_do(s, &g) == 0 && g.status == 200 && got.len == w->data.len &&
-		    (!got.len || !memcmp(got.data, w->data.data, got.len)))
+		struct req g = { .method = "GET", .key = key, .out = &got };
+		if (s3_do(s, &g) == 0 && g.status == 200 && got.len == data->len &&
+		    (!got.len || !memcmp(got.data, data->data, got.len)))
 			q.status = 200;
 		kbv_buf_release(&g.err);
 		kbv_buf_release(&got);
@@ -411,6 +421,94 @@ static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 	if (rc == 0 && (q.status < 200 || q.status >= 300))
 		rc = s3_fail(s, &q);
 	kbv_buf_release(&q.err);
+	return rc;
+}
+
+/* A pack uploaded by its own thread (KBV_COMMIT_ASYNC). */
+struct upload {
+	pthread_t th;
+	struct s3 *s;
+	char key[512];
+	struct kbv_buf data;
+	int rc;
+	char err[1024]; /* its message: errors are per thread */
+};
+
+static void *upload_main(void *arg)
+{
+	struct upload *u = arg;
+	u->rc = put_object(u->s, u->key, &u->data, 0);
+	if (u->rc < 0)
+		snprintf(u->err, sizeof u->err, "%s", kbv_errmsg());
+	kbv_buf_release(&u->data);
+	return NULL;
+}
+
+/* Wait for the oldest upload (s->up_mu held). A failure is kept for every later sync and
+ * raised in this thread. */
+static int join_oldest(struct s3 *s)
+{
+	struct upload *u = s->up[0];
+	memmove(s->up, s->up + 1, (s->nup - 1) * sizeof *s->up);
+	s->nup--;
+	pthread_join(u->th, NULL);
+	if (u->rc < 0 && s->up_rc == 0) {
+		s->up_rc = u->rc;
+		snprintf(s->up_err, sizeof s->up_err, "%s", u->err);
+	}
+	free(u);
+	return s->up_rc < 0 ? kbv_error(s->up_rc, "%s", s->up_err) : 0;
+}
+
+static int s3_sync(struct kbv_backend *be)
+{
+	struct s3 *s = (struct s3 *)be;
+	int rc = 0;
+	pthread_mutex_lock(&s->up_mu);
+	while (s->nup) {
+		int r = join_oldest(s);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	if (rc == 0 && s->up_rc < 0)
+		rc = kbv_error(s->up_rc, "%s", s->up_err);
+	pthread_mutex_unlock(&s->up_mu);
+	return rc;
+}
+
+static int s3_commit(struct kbv_be_wr *bw, unsigned flags)
+{
+	struct s3_wr *w = (struct s3_wr *)bw;
+	struct s3 *s = (struct s3 *)bw->be;
+	int rc = 0;
+	if (!(flags & KBV_COMMIT_ASYNC) || (flags & KBV_PUT_EXCL) || s->conns < 2)
+		return put_object(s, w->key, &w->data, flags & KBV_PUT_EXCL);
+	/* At most `conns` uploads at a time, each holding its pack: memory stays bounded. */
+	pthread_mutex_lock(&s->up_mu);
+	while (s->nup >= (size_t)s->conns) {
+		int r = join_oldest(s);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	if (rc == 0 && s->up_rc < 0)
+		rc = kbv_error(s->up_rc, "%s", s->up_err);
+	struct upload *u = rc == 0 ? calloc(1, sizeof *u) : NULL;
+	if (rc == 0 && !u)
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+	if (rc == 0) {
+		u->s = s;
+		snprintf(u->key, sizeof u->key, "%s", w->key);
+		u->data = w->data; /* taken over: the writer's discard frees nothing more */
+		memset(&w->data, 0, sizeof w->data);
+		if (pthread_create(&u->th, NULL, upload_main, u) != 0) {
+			rc = put_object(s, u->key, &u->data, 0); /* no thread: upload it here */
+			kbv_buf_release(&u->data);
+			free(u);
+		} else {
+			s->up[s->nup++] = u;
+		}
+	}
+	pthread_mutex_unlock(&s->up_mu);
 	return rc;
 }
 
@@ -761,6 +859,8 @@ void kbv_s3_requests(struct kbv_be_requests *out)
 static void s3_free(struct kbv_backend *be)
 {
 	struct s3 *s = (struct s3 *)be;
+	s3_sync(be); /* no upload outlives its backend (a failure was the caller's to see) */
+	pthread_mutex_destroy(&s->up_mu);
 	if (s->share)
 		curl_share_cleanup(s->share);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -786,6 +886,7 @@ static const struct kbv_backend_ops s3_ops = {
 	.append = s3_append,
 	.commit = s3_commit,
 	.discard = s3_discard,
+	.sync = s3_sync,
 	.open = s3_open,
 	.read = s3_read,
 	.close = s3_close,
@@ -855,6 +956,7 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->mu[i], NULL);
+	pthread_mutex_init(&s->up_mu, NULL);
 	s->base.ops = &s3_ops;
 	if ((rc = parse_url(s, url)) < 0)
 		goto fail;
@@ -869,6 +971,8 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 		goto fail;
 	}
 	snprintf(s->region, sizeof s->region, "%s", o->region && *o->region ? o->region : "us-east-1");
+	s->conns = o->connections > 0 ? (o->connections < S3_MAX_CONNS ? o->connections : S3_MAX_CONNS)
+				      : S3_DEFAULT_CONNS;
 	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->region);
 	s->url = strdup(url);
 	s->access = strdup(o->access_key);

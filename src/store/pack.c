@@ -140,7 +140,7 @@ static uint8_t *trailer_id(const uint8_t packid[KBV_PACKID_BYTES], uint8_t id[KB
 	return id;
 }
 
-int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
+int kbv_packw_finish(struct kbv_packw *w, unsigned flags, struct kbv_pack_info *info)
 {
 	struct kbv_buf plain = KBV_BUF_INIT, env = KBV_BUF_INIT;
 	uint8_t tid[KBV_ID_BYTES];
@@ -160,7 +160,7 @@ int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info)
 	TRY(kbv_be_append(w->obj, env.data, env.len));
 	TRY(kbv_be_append(w->obj, f, sizeof f));
 	w->off += env.len + sizeof f;
-	TRY(kbv_be_commit(w->obj, 0));
+	TRY(kbv_be_commit(w->obj, flags));
 	memcpy(info->id, w->id, KBV_PACKID_BYTES);
 	info->size = w->off;
 	info->blobs = (uint32_t)n;

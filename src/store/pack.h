@@ -33,9 +33,10 @@ uint64_t kbv_packw_size(const struct kbv_packw *w);
 size_t kbv_packw_count(const struct kbv_packw *w);
 /* Blobs added so far, in pack order; valid until the next add or free. */
 const struct kbv_pack_entry *kbv_packw_entries(const struct kbv_packw *w);
-/* Write trailer and footer and commit the pack object durably. *info describes the pack. After
- * this (success or not) only kbv_packw_free() may be called. */
-int kbv_packw_finish(struct kbv_packw *w, struct kbv_pack_info *info);
+/* Write trailer and footer and commit the pack object durably (with KBV_COMMIT_ASYNC in
+ * `flags`: durable once kbv_be_sync() returned 0). *info describes the pack. After this
+ * (success or not) only kbv_packw_free() may be called. */
+int kbv_packw_finish(struct kbv_packw *w, unsigned flags, struct kbv_pack_info *info);
 /* Free; an unfinished pack's temporary file is removed. NULL is a no-op. */
 void kbv_packw_free(struct kbv_packw *w);
 

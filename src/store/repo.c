@@ -29,6 +29,7 @@ int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t ca
 /* Process-wide settings for repositories on object storage (kbv_repo_set_remote). */
 static struct {
 	char *access, *secret, *token, *region, *ca_file, *cache_dir;
+	int connections;
 	int set;
 } remote;
 
@@ -72,6 +73,7 @@ int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir)
 		remote_clear();
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	}
+	remote.connections = s3 ? s3->connections : 0;
 	return 0;
 }
 
@@ -145,7 +147,8 @@ int kbv_repo_backend(const char *path, struct kbv_backend **out)
 {
 	int rc;
 	if (kbv_s3_url_ok(path)) {
-		struct kbv_s3_opts o = { remote.access, remote.secret, remote.token, remote.region, remote.ca_file };
+		struct kbv_s3_opts o = { remote.access, remote.secret, remote.token, remote.region, remote.ca_file,
+					 remote.connections };
 		rc = kbv_backend_s3_new(path, &o, out);
 	} else {
 		rc = kbv_backend_local_new(path, out);

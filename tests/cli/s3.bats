@@ -47,8 +47,14 @@ s3_keys() {
 	s3_init
 	[ "$(s3_keys prod/ | sort | tr '\n' ' ')" = "prod/config prod/key " ]
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
-	kbv snapshot -q --stdin a < "$TMPD/a.bin" # unchanged: deduplicated
+	# unchanged: deduplicated; packs uploaded one at a time here (s3-connections = 1)
+	printf '[repository]\ns3-connections = 1\n' > "$TMPD/one.conf"
+	kbv -c "$TMPD/one.conf" snapshot -q --stdin a < "$TMPD/a.bin"
 	[ "$(snap_count)" = 2 ]
+	printf '[repository]\ns3-connections = 0\n' > "$TMPD/zero.conf"
+	run kbv -c "$TMPD/zero.conf" snapshots
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"s3-connections must be a number from 1 to 32, not '0'"* ]]
 	[ "$(s3_keys prod/snapshots/ | wc -l)" = 2 ]
 	# The second snapshot stored next to nothing: the stored bytes are one copy's.
 	kbv stats --json | python3 -c '

@@ -47,7 +47,7 @@ static void write_pack(struct kbv_pack_info *info)
 	assert_int_equal(kbv_packw_count(w), NBLOBS);
 	struct kbv_buf copy = KBV_BUF_INIT;
 	assert_int_equal(kbv_buf_add(&copy, kbv_packw_entries(w), NBLOBS * sizeof(struct kbv_pack_entry)), 0);
-	assert_int_equal(kbv_packw_finish(w, info), 0);
+	assert_int_equal(kbv_packw_finish(w, 0, info), 0);
 	kbv_packw_free(w);
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)copy.data;
 	size_t n = NBLOBS;
