@@ -185,23 +185,20 @@ int kbv_repo_publish_index(struct kbv_repo *r)
 
 /* ---- gc: compaction ---- */
 
+/* A list of object ids (32 bytes each). */
 struct names {
-	uint8_t (*ids)[KBV_ID_BYTES];
-	size_t n, cap;
+	struct kbv_buf b;
+	size_t n;
 };
+#define NAMES_INIT { KBV_BUF_INIT, 0 }
+#define NAME(s, i) ((s)->b.data + (size_t)(i) * KBV_ID_BYTES)
 
 static int names_add(struct names *s, const uint8_t id[KBV_ID_BYTES])
 {
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 16;
-		void *p = realloc(s->ids, cap * KBV_ID_BYTES);
-		if (!p)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->ids = p;
-		s->cap = cap;
-	}
-	memcpy(s->ids[s->n++], id, KBV_ID_BYTES);
-	return 0;
+	int rc = kbv_buf_add(&s->b, id, KBV_ID_BYTES);
+	if (rc == 0)
+		s->n++;
+	return rc;
 }
 
 static int on_name(void *arg, const char *name, uint64_t size, int64_t mtime)
@@ -223,12 +220,12 @@ static int cmp_id(const void *a, const void *b)
 static void names_sort(struct names *s)
 {
 	if (s->n)
-		qsort(s->ids, s->n, KBV_ID_BYTES, cmp_id);
+		qsort(s->b.data, s->n, KBV_ID_BYTES, cmp_id);
 }
 
 static int names_has(const struct names *s, const uint8_t id[KBV_ID_BYTES])
 {
-	return s->n && bsearch(id, s->ids, s->n, KBV_ID_BYTES, cmp_id) != NULL;
+	return s->n && bsearch(id, s->b.data, s->n, KBV_ID_BYTES, cmp_id) != NULL;
 }
 
 struct held {
@@ -236,55 +233,24 @@ struct held {
 	struct kbv_pack_entry e;
 };
 
+/* What the index cache holds: struct held for each blob, and struct kbv_pack_info and
+ * the pack number of each pack, in the packs table's (pack number) order. */
 struct gather {
-	struct held *v;
-	size_t n, cap;
-	struct kbv_pack_info *packs; /* by pack number order of the packs table */
-	uint32_t *nos;
-	size_t np, pcap;
+	struct kbv_buf blobs, packs, nos;
 };
 
 static int gather_blob(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
 {
-	struct gather *g = arg;
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? 2 * g->cap : 4096;
-		void *p = realloc(g->v, cap * sizeof *g->v);
-		if (!p)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		g->v = p;
-		g->cap = cap;
-	}
-	struct held *h = &g->v[g->n++];
-	h->packno = loc->pack;
-	h->e.type = loc->type;
-	memcpy(h->e.id, id, KBV_ID_BYTES);
-	h->e.offset = loc->offset;
-	h->e.stored_len = loc->stored_len;
-	h->e.raw_off = loc->raw_off;
-	h->e.raw_len = loc->raw_len;
-	h->e.xxh = loc->xxh;
-	return 0;
+	struct held h = { loc->pack, { loc->type, { 0 }, loc->offset, loc->stored_len, loc->raw_off, loc->raw_len, loc->xxh } };
+	memcpy(h.e.id, id, KBV_ID_BYTES);
+	return kbv_buf_add(&((struct gather *)arg)->blobs, &h, sizeof h);
 }
 
 static int gather_pack(void *arg, uint32_t packno, const struct kbv_pack_info *info)
 {
 	struct gather *g = arg;
-	if (g->np == g->pcap) {
-		size_t cap = g->pcap ? 2 * g->pcap : 256;
-		void *p = realloc(g->packs, cap * sizeof *g->packs);
-		if (p)
-			g->packs = p;
-		void *q = realloc(g->nos, cap * sizeof *g->nos);
-		if (q)
-			g->nos = q;
-		if (!p || !q)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		g->pcap = cap;
-	}
-	g->packs[g->np] = *info;
-	g->nos[g->np++] = packno;
-	return 0;
+	int rc = kbv_buf_add(&g->packs, info, sizeof *info);
+	return rc < 0 ? rc : kbv_buf_add(&g->nos, &packno, sizeof packno);
 }
 
 static int cmp_held(const void *a, const void *b)
@@ -299,8 +265,8 @@ static int cmp_held(const void *a, const void *b)
 
 int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *written, uint64_t *removed)
 {
-	struct names old = { NULL, 0, 0 }, made = { NULL, 0, 0 };
-	struct gather g = { 0 };
+	struct names old = NAMES_INIT, made = NAMES_INIT;
+	struct gather g = { KBV_BUF_INIT, KBV_BUF_INIT, KBV_BUF_INIT };
 	struct kbv_buf parts = KBV_BUF_INIT;
 	char (*gone_names)[65] = NULL;
 	const char **gone_ptrs = NULL;
@@ -320,26 +286,31 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 	kbv_index_rend(txn);
 	kbv_index_release_pages(r->idx);
 	TRY(rc);
-	qsort(g.v, g.n, sizeof *g.v, cmp_held);
+	struct held *hv = (struct held *)g.blobs.data;
+	const struct kbv_pack_info *packs = (const struct kbv_pack_info *)g.packs.data;
+	const uint32_t *nos = (const uint32_t *)g.nos.data;
+	size_t nv = g.blobs.len / sizeof *hv, np = g.packs.len / sizeof *packs;
+	if (nv)
+		qsort(hv, nv, sizeof *hv, cmp_held);
 	/* packs are listed in pack-number order (the packs table's key order), blobs sorted
 	 * the same way: one pass pairs them */
 	size_t b = 0;
 	uint32_t nparts = 0;
-	for (size_t p = 0; p < g.np; p++) {
-		while (b < g.n && g.v[b].packno < g.nos[p])
+	for (size_t p = 0; p < np; p++) {
+		while (b < nv && hv[b].packno < nos[p])
 			b++; /* a blob of a pack the table lacks: not listed */
 		size_t first = b;
-		while (b < g.n && g.v[b].packno == g.nos[p])
+		while (b < nv && hv[b].packno == nos[p])
 			b++;
 		struct kbv_buf e = KBV_BUF_INIT;
 		for (size_t i = first; i < b && rc == 0; i++)
-			rc = kbv_buf_add(&e, &g.v[i].e, sizeof g.v[i].e);
+			rc = kbv_buf_add(&e, &hv[i].e, sizeof hv[i].e);
 		if (rc == 0)
-			rc = kbv_idxobj_add_pack(&parts, &g.packs[p], (const struct kbv_pack_entry *)e.data, b - first);
+			rc = kbv_idxobj_add_pack(&parts, &packs[p], (const struct kbv_pack_entry *)e.data, b - first);
 		kbv_buf_release(&e);
 		TRY(rc);
 		nparts++;
-		if (parts.len >= KBV_IDXOBJ_MAX_BODY || p + 1 == g.np) {
+		if (parts.len >= KBV_IDXOBJ_MAX_BODY || p + 1 == np) {
 			uint8_t id[KBV_ID_BYTES];
 			TRY(put_object(r, nparts, &parts, id));
 			TRY(names_add(&made, id));
@@ -355,8 +326,8 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 	/* the old ones go in one request (per 1000); the cache forgets them afterwards */
 	size_t ngo = 0;
 	for (size_t i = 0; i < old.n; i++)
-		if (!names_has(&made, old.ids[i]))
-			memmove(old.ids[ngo++], old.ids[i], KBV_ID_BYTES);
+		if (!names_has(&made, NAME(&old, i)))
+			memmove(NAME(&old, ngo++), NAME(&old, i), KBV_ID_BYTES);
 	if (ngo) {
 		gone_names = calloc(ngo, sizeof *gone_names);
 		gone_ptrs = calloc(ngo, sizeof *gone_ptrs);
@@ -365,7 +336,7 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 			goto out;
 		}
 		for (size_t i = 0; i < ngo; i++) {
-			kbv_hex(old.ids[i], KBV_ID_BYTES, gone_names[i]);
+			kbv_hex(NAME(&old, i), KBV_ID_BYTES, gone_names[i]);
 			gone_ptrs[i] = gone_names[i];
 		}
 		rc = kbv_be_remove_many(r->be, KBV_OBJ_INDEX, gone_ptrs, ngo);
@@ -373,18 +344,18 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 			kbv_error_prefix(rc, "gc: remove index objects");
 			goto out;
 		}
-		TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])old.ids, ngo));
+		TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])old.b.data, ngo));
 		*removed = ngo;
 	}
 out:
 	pthread_mutex_unlock(&r->idx_mu);
 	free(gone_names);
 	free(gone_ptrs);
-	free(old.ids);
-	free(made.ids);
-	free(g.v);
-	free(g.packs);
-	free(g.nos);
+	kbv_buf_release(&old.b);
+	kbv_buf_release(&made.b);
+	kbv_buf_release(&g.blobs);
+	kbv_buf_release(&g.packs);
+	kbv_buf_release(&g.nos);
 	kbv_buf_release(&parts);
 	return rc;
 }
@@ -432,7 +403,7 @@ static int stale_obj(void *arg, const uint8_t id[KBV_ID_BYTES])
 int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_want_pack *want,
 				 size_t nwant, uint64_t *objects, uint64_t *packs, uint64_t *damaged, char first_damaged[65])
 {
-	struct listed_objs lo = { { NULL, 0, 0 }, { NULL, 0, 0 } };
+	struct listed_objs lo = { NAMES_INIT, NAMES_INIT };
 	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
 	struct merge m = { r, want, nwant, 0, 0 };
 	MDB_txn *txn = NULL;
@@ -445,7 +416,7 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 	for (size_t i = 0; i < lo.all.n && m.left; i++) {
 		char name[65];
 		TRY(kbv_index_rbegin(r->idx, &txn));
-		rc = kbv_index_obj_merged(r->idx, txn, lo.all.ids[i]);
+		rc = kbv_index_obj_merged(r->idx, txn, NAME(&lo.all, i));
 		kbv_index_rend(txn);
 		txn = NULL;
 		TRY(rc);
@@ -453,7 +424,7 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 			rc = 0;
 			continue;
 		}
-		kbv_hex(lo.all.ids[i], KBV_ID_BYTES, name);
+		kbv_hex(NAME(&lo.all, i), KBV_ID_BYTES, name);
 		rc = kbv_be_get(r->be, KBV_OBJ_INDEX, name, &file);
 		if (rc == KBV_ENOTFOUND) { /* removed by a gc since the listing */
 			rc = 0;
@@ -473,17 +444,17 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 			continue;
 		}
 		TRY(rc);
-		TRY(kbv_index_mark_objs(r->idx, (const uint8_t(*)[KBV_ID_BYTES])lo.all.ids[i], 1, NULL, 0));
+		TRY(kbv_index_mark_objs(r->idx, (const uint8_t(*)[KBV_ID_BYTES])NAME(&lo.all, i), 1, NULL, 0));
 	}
 	TRY(kbv_index_rbegin(r->idx, &txn));
 	rc = kbv_index_each_obj(r->idx, txn, stale_obj, &lo);
 	kbv_index_rend(txn);
 	TRY(rc);
-	TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])lo.stale.ids, lo.stale.n));
+	TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])lo.stale.b.data, lo.stale.n));
 	*packs = m.added;
 out:
-	free(lo.all.ids);
-	free(lo.stale.ids);
+	kbv_buf_release(&lo.all.b);
+	kbv_buf_release(&lo.stale.b);
 	kbv_buf_release(&file);
 	kbv_buf_release(&body);
 	return rc;
