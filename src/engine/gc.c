@@ -684,33 +684,30 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 			goto out;
 	}
 
-	/* 6. delete, in batches (one request per 1000 packs on object storage) */
+	/* 6. delete, in one call: object storage turns it into a request per 1000 packs */
 	{
-		enum { BATCH = 1000 };
-		char names[BATCH][2 * KBV_PACKID_BYTES + 1];
-		const char *ptrs[BATCH];
-		size_t nb = 0;
-		done = 0;
-		for (size_t i = 0; i <= sw.np; i++) {
-			if (i < sw.np && !sw.p[i].action)
+		char(*names)[2 * KBV_PACKID_BYTES + 1] = calloc(sw.np + 1, sizeof *names);
+		const char **ptrs = calloc(sw.np + 1, sizeof *ptrs);
+		size_t k = 0;
+		if (!names || !ptrs)
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < sw.np; i++) {
+			if (!sw.p[i].action)
 				continue;
-			if (i < sw.np) {
-				kbv_hex(sw.p[i].id, KBV_PACKID_BYTES, names[nb]);
-				ptrs[nb] = names[nb];
-				nb++;
-			}
-			if (nb == BATCH || (i == sw.np && nb)) {
-				rc = kbv_be_remove_many(r->be, KBV_OBJ_PACK, ptrs, nb);
-				if (rc < 0) {
-					kbv_error_prefix(rc, "gc: delete");
-					goto out;
-				}
-				done += nb;
-				nb = 0;
-				if (o->progress)
-					o->progress(o->arg, "delete", done, res->packs_deleted + res->packs_repacked);
-			}
+			kbv_hex(sw.p[i].id, KBV_PACKID_BYTES, names[k]);
+			ptrs[k] = names[k];
+			k++;
 		}
+		if (rc == 0)
+			rc = kbv_be_remove_many(r->be, KBV_OBJ_PACK, ptrs, k);
+		free(names);
+		free(ptrs);
+		if (rc < 0) {
+			kbv_error_prefix(rc, "gc: delete");
+			goto out;
+		}
+		if (o->progress)
+			o->progress(o->arg, "delete", k, k);
 	}
 	/* 6b. on object storage: one set of index objects for what is left */
 	rc = kbv_repo_compact_index_objects(r, res->packs_deleted || res->packs_repacked || res->packs_written,
