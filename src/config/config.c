@@ -190,10 +190,11 @@ static int handler(void *user, const char *section, const char *key, const char 
 	if (!strcmp(section, "repository")) {
 		if (!strcmp(key, "path"))
 			return set(&c->repo_path, value) ? 1 : fail(p, "out of memory");
-		if (!strcmp(key, "password-file")) {
+		if (!strcmp(key, "password-file") || !strcmp(key, "copy-to-password-file")) {
 			if (access(value, R_OK) != 0)
 				return fail(p, "password file '%s' is not readable: %s", value, strerror(errno));
-			return set(&c->password_file, value) ? 1 : fail(p, "out of memory");
+			char **dst = !strcmp(key, "password-file") ? &c->password_file : &c->copy_to_password_file;
+			return set(dst, value) ? 1 : fail(p, "out of memory");
 		}
 		if (!strcmp(key, "s3-region"))
 			return set(&c->s3_region, value) ? 1 : fail(p, "out of memory");
@@ -206,11 +207,6 @@ static int handler(void *user, const char *section, const char *key, const char 
 		}
 		if (!strcmp(key, "copy-to"))
 			return set(&c->copy_to, value) ? 1 : fail(p, "out of memory");
-		if (!strcmp(key, "copy-to-password-file")) {
-			if (access(value, R_OK) != 0)
-				return fail(p, "password file '%s' is not readable: %s", value, strerror(errno));
-			return set(&c->copy_to_password_file, value) ? 1 : fail(p, "out of memory");
-		}
 		if (!strcmp(key, "s3-credentials-file") || !strcmp(key, "s3-ca-file")) {
 			if (access(value, R_OK) != 0)
 				return fail(p, "%s '%s' is not readable: %s", key, value, strerror(errno));
