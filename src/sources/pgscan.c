@@ -171,7 +171,7 @@ static int text_line(struct kbv_pgscan *s)
 
 static int add_text(struct kbv_pgscan *s, const char *p, size_t n)
 {
-	if (s->overflow)
+	if (s->overflow || n == 0)
 		return 0;
 	if (s->len + n > LINE_MAX_KEEP) {
 		s->overflow = 1;

@@ -3,7 +3,7 @@
 # it has used FUZZ_CPU_SECONDS of CPU time (default 3600), at nice 10 so that it can share
 # the machine. One line per target goes to build/fuzz/campaign.log:
 #   date target cpu_seconds wall_seconds executions corpus_before corpus_after findings
-# A finding (crash, leak, timeout, OOM) leaves build/fuzz/crash-*|leak-*|timeout-*|oom-*.
+# A finding (crash, leak, timeout, OOM, undefined behaviour) leaves build/fuzz/crash-*|leak-*|timeout-*|oom-*.
 # Build the targets first with `make fuzz FUZZ_SECONDS=1`.
 set -u
 cd "$(dirname "$0")/../.."
@@ -35,5 +35,9 @@ for t in "${targets[@]}"; do
 	[ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "build/fuzz/campaign-$t.out" | tail -1 | tr -d '#')
 	after=$(ls "$corpus" | wc -l)
 	found=$(( $(ls build/fuzz | grep -cE '^(crash|leak|timeout|oom)-') - found_before ))
+	# undefined behaviour is a finding too (the targets are built with -fno-sanitize-recover,
+	# so it also stops the run and leaves a crash-* input; counted here in case it did not)
+	ub=$(grep -c 'runtime error:' "build/fuzz/campaign-$t.out")
+	[ "$ub" -eq 0 ] || found=$(( found > ub ? found : ub ))
 	echo "$(date -u +%FT%TZ) $t cpu=${used}s wall=${wall}s execs=${execs:-?} corpus=$before->$after findings=$found" | tee -a "$log"
 done
