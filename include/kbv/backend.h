@@ -106,6 +106,12 @@ int kbv_be_put(struct kbv_backend *be, enum kbv_obj kind, const char *name, cons
  * n: a short object is KBV_ECORRUPT), close. NULL is a no-op for close. */
 int kbv_be_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
 int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
+/* Open an object whose size the caller knows (*size: a pack's, from the index). Object
+ * storage skips the HEAD; a read of an object that is gone, or shorter than *size, is then
+ * KBV_ECORRUPT naming it. Backends without the shortcut open it as kbv_be_open does
+ * (KBV_ENOTFOUND when missing) and put its real size into *size. */
+int kbv_be_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t *size,
+		      struct kbv_be_rd **out);
 void kbv_be_close(struct kbv_be_rd *rd);
 /* The whole object into out (its contents replaced). */
 int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);

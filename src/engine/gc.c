@@ -11,7 +11,9 @@
  *               then every pack file's trailer is read (indexed or not). A blob is live
  *               when its id is in the live set AND the index locates it at exactly this
  *               place; other copies are garbage. A prefix collision can only keep
- *               garbage. Every live blob must be found this way, or gc stops.
+ *               garbage. Every live blob must be found this way, or gc stops. On
+ *               object storage the plan comes from the index alone (plan_from_index):
+ *               only the trailers of packs to be rewritten are fetched.
  *   4. repack:  copy the live envelopes of mostly-dead packs, byte for byte (no
  *               re-encryption), into new packs, made durable like any pack and indexed
  *               at once (their blobs take over the locations; the old copies remain)
@@ -24,6 +26,7 @@
  * old packs partly unindexed: garbage for the next gc, either way. The index always
  * points at durable packs holding what it says. */
 #include "kbv/gc.h"
+#include "kbv/backend.h"
 #include "kbv/check.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -165,6 +168,7 @@ struct plan_pack {
 /* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
 struct loctuple {
 	uint32_t pack, offset, raw_off, live; /* live: position in the live set */
+	uint32_t stored_len;                  /* of its envelope */
 };
 
 static int cmp_tuple(const void *a, const void *b)
@@ -192,7 +196,26 @@ struct sweep {
 	size_t np, capp;
 	const struct kbv_gc_opts *o;
 	uint64_t done, total;
+	/* Object storage: plan from the index, not from every pack's trailer (below). */
+	int from_index;
+	uint64_t *indexed; /* per pack number: bytes of the envelopes the index locates there */
+	size_t nindexed;
+	struct kbv_idset envelopes; /* (pack, offset) of each envelope counted in indexed[] */
 };
+
+/* An envelope as a set key: a mixed 64-bit hash first (the set hashes by the first bytes),
+ * then pack and offset themselves, so distinct envelopes never share a key. */
+static void envelope_key(uint32_t pack, uint32_t offset, uint8_t key[32])
+{
+	uint64_t z = ((uint64_t)pack << 32 | offset) + 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	memset(key, 0, 32);
+	memcpy(key, &z, 8);
+	memcpy(key + 8, &pack, 4);
+	memcpy(key + 12, &offset, 4);
+}
 
 static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *info)
 {
@@ -207,6 +230,17 @@ static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *in
 	}
 	memcpy(s->map[s->nmap].id, info->id, KBV_PACKID_BYTES);
 	s->map[s->nmap++].no = no;
+	if (s->from_index && no >= s->nindexed) {
+		size_t cap = s->nindexed ? 2 * s->nindexed : 256;
+		while (cap <= no)
+			cap *= 2;
+		uint64_t *ni = realloc(s->indexed, cap * sizeof *ni);
+		if (!ni)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		memset(ni + s->nindexed, 0, (cap - s->nindexed) * sizeof *ni);
+		s->indexed = ni;
+		s->nindexed = cap;
+	}
 	return 0;
 }
 
@@ -217,6 +251,19 @@ static int collect_loc(void *arg, const uint8_t id[KBV_ID_BYTES], const struct k
 	struct sweep *s = arg;
 	if (++s->scanned % 65536 == 0)
 		kbv_index_release_pages(s->r->idx);
+	/* Each envelope counted once, whichever of its members comes first (bundles hold
+	 * many). An envelope no member of which the index locates here is missed, which can
+	 * only make a pack look more live than it is. */
+	if (s->from_index && loc->pack < s->nindexed) {
+		uint8_t key[32];
+		envelope_key(loc->pack, loc->offset, key);
+		if (!kbv_idset_has(&s->envelopes, key)) {
+			int rc = kbv_idset_add(&s->envelopes, key);
+			if (rc < 0)
+				return rc;
+			s->indexed[loc->pack] += loc->stored_len;
+		}
+	}
 	long li = live_find(s->live, id);
 	if (li < 0)
 		return 0;
@@ -228,7 +275,7 @@ static int collect_loc(void *arg, const uint8_t id[KBV_ID_BYTES], const struct k
 		s->locs = nl;
 		s->caplocs = cap;
 	}
-	s->locs[s->nlocs++] = (struct loctuple){ loc->pack, loc->offset, loc->raw_off, (uint32_t)li };
+	s->locs[s->nlocs++] = (struct loctuple){ loc->pack, loc->offset, loc->raw_off, (uint32_t)li, loc->stored_len };
 	return 0;
 }
 
@@ -251,7 +298,7 @@ static void mark_live(struct sweep *s, const struct plan_pack *p, const struct k
 		      uint8_t *is_live)
 {
 	for (size_t i = 0; p->no >= 0 && s->nlocs && i < n; i++) {
-		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0 };
+		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0, 0 };
 		const struct loctuple *t = bsearch(&key, s->locs, s->nlocs, sizeof *s->locs, cmp_tuple);
 		/* The same place, and the same id there. */
 		if (t && s->live->v[t->live] == prefix(e[i].id)) {
@@ -281,6 +328,47 @@ static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t i
 	return kbv_error(KBV_ECORRUPT, "%s", msg);
 }
 
+/* On object storage a trailer costs a HEAD and two GETs per pack, so the plan comes from
+ * the index alone, as restic and kopia plan theirs: the cache was brought up to date with
+ * the bucket when the repository was opened (from authenticated index objects and
+ * trailers), and every pack it names was just listed. A pack's live bytes are its
+ * envelopes holding a blob the index locates there; its size is the envelopes the index
+ * locates there at all. A pack the index does not know holds nothing live (the same
+ * decision a trailer leads to: liveness is where the index says). The trailer of a pack
+ * to be rewritten is still read, and every blob copied is checked against it. */
+static void plan_from_index(struct sweep *s, struct plan_pack *p, uint64_t fsize)
+{
+	p->size = fsize;
+	if (p->no < 0) {
+		p->action = 1;
+		return;
+	}
+	/* the live tuples of this pack: sorted by (pack, offset) */
+	size_t lo = 0, hi = s->nlocs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->locs[mid].pack < (uint32_t)p->no)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	uint32_t last_off = UINT32_MAX;
+	for (size_t i = lo; i < s->nlocs && s->locs[i].pack == (uint32_t)p->no; i++) {
+		const struct loctuple *t = &s->locs[i];
+		s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
+		if (t->offset != last_off)
+			p->live += t->stored_len;
+		last_off = t->offset;
+	}
+	p->total = (size_t)p->no < s->nindexed ? s->indexed[p->no] : 0;
+	if (p->total < p->live)
+		p->total = p->live;
+	if (p->live == 0)
+		p->action = 1;
+	else if (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused)
+		p->action = 2;
+}
+
 static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fsize, int64_t mtime)
 {
 	(void)mtime;
@@ -304,6 +392,14 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fs
 	memset(p, 0, sizeof *p);
 	memcpy(p->id, id, KBV_PACKID_BYTES);
 	p->no = m ? (long)m->no : -1;
+	if (s->from_index) {
+		plan_from_index(s, p, fsize);
+		s->np++;
+		s->done++;
+		if (s->o->progress)
+			s->o->progress(s->o->arg, "sweep", s->done, s->total);
+		return 0;
+	}
 	int salvaged;
 	rc = pack_entries(s->r, s->codec, id, &entries, &n, &size, &salvaged);
 	if (rc < 0) {
@@ -539,7 +635,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	struct kbv_snapshot **list = NULL;
 	struct kbv_reader *rd = NULL;
 	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
-	struct sweep sw = { .r = r, .o = o };
+	struct sweep sw = { .r = r, .o = o, .envelopes = KBV_IDSET_INIT };
 	struct kbv_packw *w = NULL;
 	struct plan_pack **rep = NULL;
 	size_t n = 0;
@@ -578,6 +674,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	/* 3. sweep */
 	kbv_index_release_pages(r->idx);
 	sw.live = &m.live;
+	sw.from_index = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
 	sw.found = calloc(m.live.n / 8 + 1, 1);
 	TRY(kbv_index_rbegin(r->idx, &sw.txn));
 	if (!sw.found) {
@@ -731,6 +828,8 @@ out:
 		kbv_index_rend(sw.txn);
 	free(sw.found);
 	free(sw.locs);
+	free(sw.indexed);
+	kbv_idset_release(&sw.envelopes);
 	kbv_packw_free(w);
 	for (size_t i = 0; i < sw.np; i++) {
 		kbv_buf_release(&sw.p[i].entries);

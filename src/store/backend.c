@@ -106,6 +106,16 @@ int kbv_be_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, str
 	return be->ops->open(be, kind, name, out, size);
 }
 
+int kbv_be_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t *size,
+		      struct kbv_be_rd **out)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	if (be->ops->open_known)
+		return be->ops->open_known(be, kind, name, *size, out);
+	return be->ops->open(be, kind, name, out, size);
+}
+
 int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off)
 {
 	return n ? rd->be->ops->read(rd, p, n, off) : 0;
@@ -122,6 +132,11 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
 	struct kbv_be_rd *rd = NULL;
 	uint64_t size;
 	int rc = 0;
+	if (be->ops->get) {
+		if (!kbv_obj_name_ok(kind, name))
+			return bad_name(kind, name);
+		return be->ops->get(be, kind, name, out);
+	}
 	TRY(kbv_be_open(be, kind, name, &rd, &size));
 	if (size > ((uint64_t)1 << 40)) {
 		rc = kbv_error(KBV_ECORRUPT, "object of %llu bytes is too large to read whole", (unsigned long long)size);

@@ -15,8 +15,15 @@ struct kbv_backend_ops {
 	int (*sync)(struct kbv_backend *be); /* optional: for KBV_COMMIT_ASYNC */
 	int (*open)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out,
 		    uint64_t *size);
+	/* optional: open an object whose size the caller knows (from the index): object
+	 * storage then sends no HEAD, and a missing object is found at the first read */
+	int (*open_known)(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
+			  struct kbv_be_rd **out);
 	int (*read)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
 	void (*close)(struct kbv_be_rd *rd);
+	/* optional: a whole object in one request (object storage: one GET, not HEAD + GET);
+	 * else open, read and close */
+	int (*get)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
 	int (*list)(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
 	int (*remove)(struct kbv_backend *be, enum kbv_obj kind, const char *name);
 	/* optional: several at once (names checked by the caller); else one by one */

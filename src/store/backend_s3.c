@@ -543,7 +543,39 @@ static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, 
 	return 0;
 }
 
+/* A whole object with one GET (manifests, keys, index objects: small, read whole). */
+static int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	obj_key(s, kind, name, key, sizeof key);
+	struct req q = { .method = "GET", .key = key, .out = out };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	if (rc < 0)
+		out->len = 0;
+	return rc;
+}
+
+static int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
+			 struct kbv_be_rd **out)
+{
+	struct s3 *s = (struct s3 *)be;
+	struct s3_rd *r = calloc(1, sizeof *r);
+	if (!r)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	r->base.be = be;
+	obj_key(s, kind, name, r->key, sizeof r->key);
+	r->size = size;
+	*out = &r->base;
+	return 0;
+}
+
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off);
+static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+			  size_t *got);
 
 static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 {
@@ -565,17 +597,30 @@ static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 	if (!r->win && !(r->win = malloc(S3_WINDOW)))
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	r->win_len = 0;
-	int rc = get_range(s, r, r->win, len, off);
+	/* The window may reach past the object's real end when its size came from the index
+	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
+	 * only the bytes asked for must have come. */
+	size_t got = 0;
+	int rc = get_range_upto(s, r, r->win, len, off, n, &got);
 	if (rc < 0)
 		return rc;
 	r->win_off = off;
-	r->win_len = len;
+	r->win_len = got;
 	memcpy(p, r->win, n);
 	return 0;
 }
 
 /* Exactly n bytes at off into p, with one ranged GET. */
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off)
+{
+	size_t got;
+	return get_range_upto(s, r, p, n, off, n, &got);
+}
+
+/* Up to n bytes at off into p (*got of them), with one ranged GET; fewer than need of them
+ * is KBV_ECORRUPT (the object is shorter than it should be). */
+static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+			  size_t *got)
 {
 	char range[80];
 	snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
@@ -585,11 +630,15 @@ static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t 
 	if (rc == 0 && q.status == 416)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated (a read of %zu bytes at %llu)", s->bucket,
 			       r->key, n, (unsigned long long)off);
+	else if (rc == 0 && q.status == 404) /* opened, or known from the index: it was there */
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is gone (HTTP 404 %s)", s->bucket, r->key,
+			       *q.code ? q.code : "NotFound");
 	else if (rc == 0 && q.status != 206 && q.status != 200)
 		rc = s3_fail(s, &q);
-	else if (rc == 0 && q.dst_len != n)
+	else if (rc == 0 && q.dst_len < need)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %zu of %zu bytes at %llu came", s->bucket,
-			       r->key, q.dst_len, n, (unsigned long long)off);
+			       r->key, q.dst_len, need, (unsigned long long)off);
+	*got = q.dst_len;
 	kbv_buf_release(&q.err);
 	return rc;
 }
@@ -888,8 +937,10 @@ static const struct kbv_backend_ops s3_ops = {
 	.discard = s3_discard,
 	.sync = s3_sync,
 	.open = s3_open,
+	.open_known = s3_open_known,
 	.read = s3_read,
 	.close = s3_close,
+	.get = s3_get,
 	.list = s3_list,
 	.remove = s3_remove,
 	.remove_many = s3_remove_many,

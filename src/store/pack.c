@@ -349,8 +349,8 @@ static int packrd(struct kbv_repo *r, MDB_txn *txn, struct kbv_packfds *c, uint3
 			lru = i;
 	}
 	struct kbv_be_rd *f = NULL;
-	uint64_t fsize = 0;
-	rc = kbv_be_open(r->be, KBV_OBJ_PACK, hex, &f, &fsize);
+	uint64_t fsize = info.size;
+	rc = kbv_be_open_known(r->be, KBV_OBJ_PACK, hex, &fsize, &f);
 	if (rc == KBV_ENOTFOUND) /* the index names it: a pack that is gone is damage */
 		return kbv_error(KBV_ECORRUPT, "open pack '%s': %s", path, "No such file or directory");
 	if (rc < 0)

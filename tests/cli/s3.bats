@@ -4,6 +4,7 @@
 # and stops at the end. Every test has its own bucket.
 load helpers
 load ceph
+load s3obj
 
 setup_file() { ceph_start; }
 teardown_file() { ceph_stop; }
@@ -35,13 +36,6 @@ s3proxy_start() {
 	PROXY="http://127.0.0.1:$(cat "$TMPD/proxy.port")"
 }
 
-# Keys in the bucket under a prefix (ListObjectsV2, signed by curl).
-s3_keys() {
-	curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
-		"$S3_ENDPOINT/$BUCKET?list-type=2&prefix=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "${1:-}")" |
-		grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'
-}
 
 @test "s3: init creates the bucket; snapshot, restore byte for byte, check --read-data; a second init is refused" {
 	s3_init
@@ -96,17 +90,6 @@ assert s["raw_bytes"] == 2 * 3000000 and s["stored_bytes"] < 3000000 * 1.02, s'
 	# A deleted cache is rebuilt, not trusted.
 	rm -rf "$TMPD/cache-b"
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
-}
-
-# Fetch and store one object (signed by curl): s3_get KEY FILE, s3_put KEY FILE.
-s3_get() {
-	curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
-		-o "$2" "$S3_ENDPOINT/$BUCKET/$1"
-}
-s3_put() {
-	curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-		-H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$S3_ENDPOINT/$BUCKET/$1"
 }
 
 @test "s3: index objects: an empty cache is built from them, not from pack trailers; gc compacts them; a damaged one costs only speed" {
@@ -182,6 +165,34 @@ PY
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"1 snapshots: ok, 0 problems"* ]]
 	kbv restore latest --stdout | cmp - "$TMPD/s5"
+}
+
+@test "s3: gc plans from the index: a pack it deletes whole is never read, one it keeps is never HEAD-ed" {
+	s3_init
+	for i in 1 2 3 4 5; do
+		head -c 300000 /dev/urandom > "$TMPD/s$i"
+		kbv snapshot -q --stdin "s$i" < "$TMPD/s$i"
+	done
+	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:2]))')
+	s3_keys prod/data/ | sort > "$TMPD/before"
+	s3proxy_start
+	run kbv -r "s3:$PROXY/$BUCKET/prod" gc --keep-all --json
+	[ "$status" -eq 0 ]
+	python3 -c 'import json,sys; r=json.loads(sys.argv[1])["gc"]; assert r["packs_deleted"]==2 and r["packs_repacked"]==0, r' \
+		"$(grep '^{' <<< "$output")"
+	s3_keys prod/data/ | sort > "$TMPD/after"
+	comm -23 "$TMPD/before" "$TMPD/after" > "$TMPD/deleted"
+	[ "$(wc -l < "$TMPD/deleted")" = 2 ]
+	# reading every trailer (as on a local disk) would GET the dead packs' ends too
+	while read -r key; do
+		[ "$(grep -c "^GET /$BUCKET/$key " "$TMPD/rules.log")" = 0 ]
+	done < "$TMPD/deleted"
+	# the packs of the kept snapshots are read for their trees, with their size from the index
+	[ "$(grep -c '^HEAD .*\.pack ' "$TMPD/rules.log")" = 0 ]
+	grep -q '^GET .*\.pack bytes=' "$TMPD/rules.log"
+	for i in 3 4 5; do kbv restore "$(snap_id $((i - 2)))" --stdout | cmp - "$TMPD/s$i"; done
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
 }
 
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
@@ -347,7 +358,7 @@ EOF
 	echo 'always 503' > "$TMPD/rules"
 	run kbv snapshot -q --stdin c < "$TMPD/a.bin"
 	[ "$status" -ne 0 ]
-	[[ "$output" == *"s3 HEAD s3:$PROXY/$BUCKET/prod/config: HTTP 503"*", still after 6 attempts"* ]]
+	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET/prod/config: HTTP 503"*", still after 6 attempts"* ]]
 	all="$all$output"
 	# The same from the middle of a snapshot: its packs' PUTs answered 503 SlowDown.
 	echo 'PUT 503 SlowDown' > "$TMPD/rules"

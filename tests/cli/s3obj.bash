@@ -1,0 +1,26 @@
+# Objects of a test bucket, signed by curl (SigV4): for tests that look at or damage what
+# a repository on S3 holds. Needs S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+# (ceph.bash) and BUCKET. Keys are below the bucket ("prod/data/3f/3f….pack").
+S3_EMPTY_SHA=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+
+s3_curl() {
+	curl -s --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"
+}
+
+s3_urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+
+# The listing of the keys under a prefix, as ListObjectsV2's XML (up to 1000 keys).
+s3_listing() {
+	s3_curl -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET?list-type=2&prefix=$(s3_urlencode "${1:-}")"
+}
+
+# Keys in the bucket under a prefix.
+s3_keys() { s3_listing "${1:-}" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'; }
+
+# Bytes of the objects under a prefix.
+s3_bytes() { s3_listing "${1:-}" | grep -o '<Size>[0-9]*</Size>' | sed 's/<[^>]*>//g' | awk '{s += $1} END {print s + 0}'; }
+
+# Fetch, store and delete one object: s3_get KEY FILE, s3_put KEY FILE, s3_del KEY.
+s3_get() { s3_curl -f -H "x-amz-content-sha256: $S3_EMPTY_SHA" -o "$2" "$S3_ENDPOINT/$BUCKET/$1"; }
+s3_put() { s3_curl -f -H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$S3_ENDPOINT/$BUCKET/$1"; }
+s3_del() { s3_curl -f -X DELETE -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET/$1"; }
