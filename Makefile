@@ -86,15 +86,18 @@ bench-deps:
 
 TEST_ENV = PROMTOOL=$(abspath build/tools/promtool) KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
 
+# The core suites run a second time with their repositories on object storage (Ceph).
+CLI_S3 := tests/cli/basic.bats tests/cli/crash.bats tests/cli/gc.bats tests/cli/badinput.bats
+
 test: deps
 	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN) $(TOOL_BIN)
-	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) $(FUZZ_REPLAY) --cli tests/cli/*.bats
+	@$(TEST_ENV) scripts/run-tests.sh --unit $(UNIT_BIN) $(FUZZ_REPLAY) --cli tests/cli/*.bats --cli-s3 $(CLI_S3)
 
 test-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
 	@scripts/run-tests.sh --unit $(UNIT_BIN) $(FUZZ_REPLAY)
 
 test-cli: $(PROG) $(BENCH_BIN) $(TOOL_BIN)
-	@$(TEST_ENV) scripts/run-tests.sh --cli tests/cli/*.bats
+	@$(TEST_ENV) scripts/run-tests.sh --cli tests/cli/*.bats --cli-s3 $(CLI_S3)
 
 # The README's first command: install, build, and a short demonstration on the default repository.
 demo: deps

@@ -1,6 +1,9 @@
 #!/bin/bash
 # Run the unit test binaries (cmocka) and the CLI tests (bats), then print one summary line
-# "tests: N passed, M failed". Usage: run-tests.sh [--unit BIN...] [--cli FILE.bats...]
+# "tests: N passed, M failed". Usage:
+#   run-tests.sh [--unit BIN...] [--cli FILE.bats...] [--cli-s3 FILE.bats...]
+# --cli-s3 runs those suites again with their repositories on object storage
+# (tests/cli/with-ceph.sh starts a one-node Ceph S3 gateway for them); their lines say "s3".
 set -u
 cd "$(dirname "$0")/.." || exit 1
 passed=0
@@ -8,11 +11,13 @@ failed=0
 mode=""
 unit=()
 cli=()
+clis3=()
 for a in "$@"; do
 	case "$a" in
 	--unit) mode=unit ;;
 	--cli) mode=cli ;;
-	*) if [ "$mode" = unit ]; then unit+=("$a"); else cli+=("$a"); fi ;;
+	--cli-s3) mode=clis3 ;;
+	*) case "$mode" in unit) unit+=("$a") ;; clis3) clis3+=("$a") ;; *) cli+=("$a") ;; esac ;;
 	esac
 done
 for t in "${unit[@]}"; do
@@ -34,6 +39,16 @@ if [ "${#cli[@]}" -gt 0 ]; then
 	p=$(echo "$out" | grep -c '^ok ')
 	f=$(echo "$out" | grep -c '^not ok ')
 	echo "cli: $p ok, $f not ok"
+	passed=$((passed + p))
+	failed=$((failed + f))
+fi
+if [ "${#clis3[@]}" -gt 0 ]; then
+	out=$(tests/cli/with-ceph.sh bats --tap "${clis3[@]}" 2>&1)
+	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.' | sed 's/^/s3 /'
+	p=$(echo "$out" | grep -c '^ok ')
+	f=$(echo "$out" | grep -c '^not ok ')
+	[ "$p$f" != 00 ] || { echo "$out" | tail -5; f=1; }
+	echo "cli on s3: $p ok, $f not ok"
 	passed=$((passed + p))
 	failed=$((failed + f))
 fi

@@ -35,15 +35,17 @@ setup() {
 	[[ "$output" == *"not a kbvault repository"* ]]
 }
 
+version_2() { printf '\x02' | dd of="$1" bs=1 seek=8 conv=notrunc 2>/dev/null; }
+
 @test "unknown format version: exit 3, naming both versions" {
-	printf '\x02' | dd of="$KBVAULT_REPO/config" bs=1 seek=8 conv=notrunc 2>/dev/null
+	obj_edit "$(repo_obj "" config)" version_2
 	run kbv snapshots
 	[ "$status" -eq 3 ]
 	[[ "$output" == *"format version 2"* && "$output" == *"version 1"* ]]
 }
 
 @test "damaged config or key file: exit 5, naming the file" {
-	flip_byte "$KBVAULT_REPO/config" 40
+	flip_byte "$(repo_obj "" config)" 40
 	run kbv snapshots
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"config"* && "$output" == *"damaged"* ]]
@@ -71,17 +73,17 @@ setup() {
 	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
 	pack=$(a_pack)
 	# Losing only the footer: check reports it; restore still reads every (verified) blob.
-	truncate -s -100 "$pack"
+	obj_truncate "$pack" -100
 	run kbv check
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"$(basename "$pack" .pack)"* && "$output" == *"truncated"* ]]
 	kbv restore latest --stdout | cmp - "$TMPD/kb.sql"
 	# Losing data: restore fails, naming the pack.
-	truncate -s $(($(stat -c %s "$pack") / 2)) "$pack"
+	obj_truncate "$pack" $(($(obj_size "$pack") / 2))
 	run kbv restore latest --stdout
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"$(basename "$pack" .pack)"* && "$output" == *"truncated"* ]]
-	rm "$pack"
+	obj_rm "$pack"
 	run kbv check
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"missing"* ]]
@@ -91,8 +93,8 @@ setup() {
 
 @test "a tampered or renamed snapshot file is refused" {
 	echo data | kbv snapshot -q --stdin a
-	f=$(ls "$KBVAULT_REPO"/snapshots/* | head -1)
-	mv "$f" "$KBVAULT_REPO/snapshots/$(printf 'ab%.0s' {1..32})"
+	f=$(repo_obj snapshots "$(repo_ls snapshots | head -1)")
+	obj_rename "$f" "$(repo_obj snapshots "$(printf 'ab%.0s' {1..32})")"
 	run kbv snapshots
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"authentication failed"* ]]
@@ -169,15 +171,14 @@ setup() {
 
 @test "a truncated manifest or key file is named, exit 5" {
 	echo data | kbv snapshot -q --stdin a
-	f=$(ls "$KBVAULT_REPO"/snapshots/* | head -1)
-	truncate -s -7 "$f"
+	f=$(repo_obj snapshots "$(repo_ls snapshots | head -1)")
+	obj_truncate "$f" -7
 	run kbv snapshots
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"$(basename "$f")"* ]]
 	run kbv check
 	[ "$status" -eq 5 ]
-	cp "$KBVAULT_REPO/key" "$TMPD/key.bak"
-	truncate -s 50 "$KBVAULT_REPO/key"
+	obj_truncate "$(repo_obj "" key)" 50
 	run kbv stats
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"key file"* && "$output" == *"damaged"* ]]

@@ -23,7 +23,7 @@ nights() {
 	done
 }
 
-data_bytes() { du -sb "$KBVAULT_REPO/data" | cut -f1; }
+data_bytes() { repo_bytes data; }
 
 # Every snapshot restores to the BLAKE2b-256 its manifest recorded.
 all_restore() {
@@ -115,14 +115,31 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 
 @test "packs left by an interrupted snapshot are collected; a stale index stops gc before it deletes anything" {
 	nights 0 1
+	repo_ls data > "$TMPD/packs.before"
 	KBVAULT_FAULT=index-commit:1 run kbv snapshot --stdin x.sql < "$TMPD/night1.sql"
 	[ "$status" -ne 0 ]
 	"$GENDUMP" --mb 3 --day 9 --seed 9 | { KBVAULT_FAULT=index-commit:1 kbv snapshot -q --stdin y.sql || true; }
-	kbv check | grep -q "1 warning\|warnings" || true
-	[ "$(kbv check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["warnings"])')" -ge 1 ]
+	orphans=$(repo_ls data | comm -13 "$TMPD/packs.before" -)
+	[ -n "$orphans" ]
+	# A directory's check warns of packs its index does not know; on object storage the
+	# cache indexes them from their trailers when it is brought up to date (they are
+	# garbage either way, and only gc removes them).
+	if ! on_s3; then
+		[ "$(kbv check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["warnings"])')" -ge 1 ]
+	fi
 	kbv gc -q --keep-all
 	[ "$(kbv check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["warnings"])')" = 0 ]
+	[ -z "$(repo_ls data | grep -xF "$orphans")" ]
 	all_restore
+	if on_s3; then
+		# On object storage the index is a cache: a lost one is rebuilt from the bucket
+		# before gc decides anything, and gc goes on.
+		rm -rf "$(repo_index_dir)"
+		kbv gc -q --keep-all
+		kbv check --read-data
+		all_restore
+		return
+	fi
 	# An index that lost entries must not make live data look dead.
 	rm -rf "$KBVAULT_REPO/index"
 	before=$(data_bytes)
@@ -162,10 +179,11 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 	all_restore
 }
 
-@test "kill -9 at random points of gc, 50 times: no kept snapshot lost, check always passes" {
+@test "kill -9 at random points of gc in a loop (50 times; 8 on object storage): no kept snapshot lost, check always passes" {
 	MB=4 nights 0 2
 	killed=0
 	iters=50
+	on_s3 && iters=8 # each round restores every snapshot from the bucket; s3.bats kills gc too
 	[ -n "${KBV_SOAK:-}" ] && iters=300
 	for i in $(seq 1 "$iters"); do
 		"$GENDUMP" --mb 4 --day $((i + 2)) > "$TMPD/n.sql"
@@ -191,7 +209,9 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 
 @test "a snapshot started while the repository is held exclusively waits, then succeeds" {
 	nights 0 0
-	flock -x "$KBVAULT_REPO/lock" sleep 1.5 &
+	lock=$KBVAULT_REPO/lock
+	on_s3 && lock=$(ls "$XDG_CACHE_HOME"/kbvault/*/lock) # object storage: the host's lock
+	flock -x "$lock" sleep 1.5 &
 	holder=$!
 	sleep 0.2
 	start=$(date +%s%N)

@@ -1,9 +1,24 @@
 # Shared set-up for the CLI tests: a scratch directory, a fast-KDF repository, helpers.
 # KBVAULT (the binary) and GENDUMP (the dump generator) come from the Makefile.
+#
+# The core suites (basic, crash, gc, badinput) run twice in make test: on a directory, and
+# with KBV_TEST_BACKEND=s3 against the S3 server tests/cli/with-ceph.sh started (a bucket
+# per test, the index cache in the test's directory). The repo_* helpers below look at and
+# damage the repository's objects on either; a test that only makes sense on one backend
+# says so with local_only REASON.
+load s3obj
+
+on_s3() { [ "${KBV_TEST_BACKEND:-local}" = s3 ]; }
+local_only() { if on_s3; then skip "local repositories only: $1"; fi; }
 
 setup_repo() {
 	export TMPD="$BATS_TEST_TMPDIR"
 	export KBVAULT_REPO="$TMPD/repo"
+	if on_s3; then
+		[ -n "${S3_ENDPOINT:-}" ] || { echo "KBV_TEST_BACKEND=s3 needs S3_ENDPOINT (tests/cli/with-ceph.sh)" >&2; return 1; }
+		BUCKET="kbv-$(basename "$BATS_TEST_FILENAME" .bats)-$BATS_TEST_NUMBER-$RANDOM"
+		export KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/repo" XDG_CACHE_HOME="$TMPD/cache"
+	fi
 	printf 'correct horse battery staple\n' > "$TMPD/pw"
 	chmod 600 "$TMPD/pw"
 	export KBVAULT_PASSWORD_FILE="$TMPD/pw"
@@ -17,12 +32,82 @@ kbv() { "$KBVAULT" "$@"; }
 snap_id() { kbv snapshots --json | python3 -c "import json,sys; print(json.load(sys.stdin)[$1-1]['id'])"; }
 snap_count() { kbv snapshots --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))"; }
 
-# A pack file of the repository (the largest, so it holds data).
-a_pack() { find "$KBVAULT_REPO/data" -name '*.pack' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2; }
+# A repository object is named by its path: a file for a local repository, "s3:KEY" (the
+# key below the bucket) on S3.
+# repo_ls DIR: the names in snapshots/, keys/, data/ (packs: their ids), ...
+repo_ls() {
+	if on_s3; then
+		s3_keys "repo/$1/" | sed 's|.*/||; s|\.pack$||' | sort
+	else
+		find "$KBVAULT_REPO/$1" -type f ! -name '.*' -printf '%f\n' 2>/dev/null | sed 's|\.pack$||' | sort
+	fi
+}
+# repo_obj DIR NAME: the object's path ("snapshots" ID, "data" PACKID, "" config).
+repo_obj() {
+	local rel=$2
+	[ -z "$1" ] || rel=$1/$2
+	[ "$1" != data ] || rel=data/${2:0:2}/$2.pack
+	if on_s3; then echo "s3:repo/$rel"; else echo "$KBVAULT_REPO/$rel"; fi
+}
+# Bytes of the objects under DIR (data: the packs).
+repo_bytes() {
+	if on_s3; then s3_bytes "repo/$1/"; else du -sb "$KBVAULT_REPO/$1" | cut -f1; fi
+}
+# The index: on a directory the repository's own; on S3 the local cache of it.
+repo_index_dir() {
+	if on_s3; then echo "$XDG_CACHE_HOME/kbvault"; else echo "$KBVAULT_REPO/index"; fi
+}
 
-# Flip one byte at an offset of a file.
+# Edit an object in place: obj_edit OBJ CMD... runs CMD with a local file holding it.
+obj_edit() {
+	local o=$1
+	shift
+	if [[ "$o" == s3:* ]]; then
+		local f="$TMPD/obj.$RANDOM"
+		s3_get "${o#s3:}" "$f"
+		"$@" "$f"
+		s3_put "${o#s3:}" "$f"
+		rm -f "$f"
+	else
+		"$@" "$o"
+	fi
+}
+obj_size() { if [[ "$1" == s3:* ]]; then s3_curl -I -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET/${1#s3:}" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ength: //p'; else stat -c %s "$1"; fi; }
+obj_rm() { if [[ "$1" == s3:* ]]; then s3_del "${1#s3:}"; else rm "$1"; fi; }
+# obj_truncate OBJ SIZE (truncate(1)'s sizes: -100 cuts 100 bytes)
+obj_truncate() { obj_edit "$1" truncate -s "$2"; }
+obj_rename() { # OBJ NEWOBJ
+	if [[ "$1" == s3:* ]]; then
+		s3_get "${1#s3:}" "$TMPD/obj.mv" && s3_put "${2#s3:}" "$TMPD/obj.mv" && s3_del "${1#s3:}"
+	else
+		mv "$1" "$2"
+	fi
+}
+
+# A pack of the repository (the largest, so it holds data).
+a_pack() {
+	if on_s3; then
+		s3_listing repo/data/ | python3 -c '
+import re, sys
+x = sys.stdin.read()
+c = re.findall(r"<Key>([^<]*)</Key>.*?<Size>(\d+)</Size>", x, re.S)
+print("s3:" + max(c, key=lambda k: int(k[1]))[0])'
+	else
+		find "$KBVAULT_REPO/data" -name '*.pack' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2
+	fi
+}
+
+# Flip one byte at an offset of a file (or of a repository object: s3:KEY).
 flip_byte() {
 	local f=$1 off=$2
+	if [[ "$f" == s3:* ]]; then
+		obj_edit "$f" flip_byte_file "$off"
+	else
+		flip_byte_file "$off" "$f"
+	fi
+}
+flip_byte_file() {
+	local off=$1 f=$2
 	local b
 	b=$(dd if="$f" bs=1 skip="$off" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
 	printf "$(printf '\\%03o' $(((b ^ 0x55) & 255)))" | dd of="$f" bs=1 seek="$off" count=1 conv=notrunc 2>/dev/null

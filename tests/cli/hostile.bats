@@ -116,7 +116,7 @@ outside_untouched() {
 	kbv -r "$TMPD/r2" snapshot -q --command probe -- sh -c 'env; ls -l /proc/$$/fd'
 	kbv -r "$TMPD/r2" restore latest --stdout > "$TMPD/probe"
 	! grep -q 's3cret' "$TMPD/probe" || { grep s3cret "$TMPD/probe"; false; }
-	! grep -q KBVAULT_PASSWORD "$TMPD/probe"
+	! grep -q KBVAULT_PASSWORD "$TMPD/probe" || { grep KBVAULT_PASSWORD "$TMPD/probe"; false; }
 	# only 0, 1 and 2 (the listing's own: total line, then one line per descriptor)
 	fds=$(grep -- '->' "$TMPD/probe" | awk '{print $9}' | sort -n | tr '\n' ' ')
 	[ "$fds" = "0 1 2 " ] || { cat "$TMPD/probe"; false; }

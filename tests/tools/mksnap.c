@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kbv/backend.h"
 #include "kbv/error.h"
+#include "kbv/repo.h"
 #include "kbv/fsio.h"
 #include "kbv/snapshot.h"
 
@@ -38,6 +40,13 @@ int main(int argc, char **argv)
 	const char *pw = getenv("KBVAULT_PASSWORD");
 	if (argc < 3 || sodium_init() < 0)
 		return 2;
+	/* a repository on object storage: the credentials from the environment, as the CLI's */
+	struct kbv_s3_opts s3 = { getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"),
+				  getenv("AWS_DEFAULT_REGION"), NULL, 0 };
+	if (kbv_s3_url_ok(argv[1]) && kbv_repo_set_remote(&s3, NULL) < 0) {
+		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
+		return 1;
+	}
 	if (kbv_repo_open(argv[1], KBV_LOCK_SHARED, &r) < 0 || kbv_repo_unlock(r, pw, pw ? strlen(pw) : 0) < 0 ||
 	    kbv_writer_new(r, 1, &w) < 0) {
 		fprintf(stderr, "mksnap: %s\n", kbv_errmsg());
