@@ -16,11 +16,11 @@
  * Threads: every request uses its own curl handle; connections are shared through a
  * curl share object under a mutex, so readers on several threads are fine. */
 #include "backend_impl.h"
+#include "s3xml.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
 #include <curl/curl.h>
-#include <expat.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -194,27 +194,6 @@ static void share_unlock(CURL *c, curl_lock_data d, void *arg)
 	pthread_mutex_unlock(&((struct s3 *)arg)->mu[d]);
 }
 
-/* The text of <tag> in an XML reply (error replies are small and flat). */
-static void xml_field(const struct kbv_buf *b, const char *tag, char *out, size_t cap)
-{
-	char open[64], close[64];
-	out[0] = 0;
-	snprintf(open, sizeof open, "<%s>", tag);
-	snprintf(close, sizeof close, "</%s>", tag);
-	if (!b->len)
-		return;
-	const char *s = memmem(b->data, b->len, open, strlen(open));
-	if (!s)
-		return;
-	s += strlen(open);
-	const char *e = memmem(s, b->len - (size_t)(s - (const char *)b->data), close, strlen(close));
-	if (!e)
-		return;
-	size_t n = (size_t)(e - s) < cap - 1 ? (size_t)(e - s) : cap - 1;
-	memcpy(out, s, n);
-	out[n] = 0;
-}
-
 static int transient_status(long st, const char *code)
 {
 	return st == 500 || st == 502 || st == 503 || st == 504 || st == 429 ||
@@ -341,7 +320,7 @@ static int s3_do(struct s3 *s, struct req *q)
 			curl_off_t cl = -1;
 			curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
 			q->length = cl > 0 ? (uint64_t)cl : 0;
-			xml_field(&q->err, "Code", q->code, sizeof q->code);
+			kbv_s3_xml_field(q->err.data, q->err.len, "Code", q->code, sizeof q->code);
 		} else if (cc == CURLE_WRITE_ERROR && q->dst && q->dst_len + 1 > q->dst_cap) {
 			curl_slist_free_all(h);
 			curl_easy_cleanup(c);
@@ -649,104 +628,12 @@ static void s3_close(struct kbv_be_rd *br)
 	free(br);
 }
 
-/* ListObjectsV2 replies, parsed with expat. */
-struct page_item {
-	char name[80];
-	uint64_t size;
-	int64_t mtime;
-};
-
-struct listing {
-	struct page_item *items;
-	size_t n, cap;
-	int in_contents, truncated, bad;
-	struct kbv_buf text; /* character data of the element being read */
-	char key[1024];
-	uint64_t size;
-	int64_t mtime;
-	char token[1024];
-};
-
-static void xml_start(void *arg, const XML_Char *el, const XML_Char **attr)
-{
-	struct listing *l = arg;
-	(void)attr;
-	l->text.len = 0;
-	if (!strcmp(el, "Contents")) {
-		l->in_contents = 1;
-		l->key[0] = 0;
-		l->size = 0;
-		l->mtime = 0;
-	}
-}
-
-static void xml_text(void *arg, const XML_Char *s, int len)
-{
-	struct listing *l = arg;
-	if (len > 0 && kbv_buf_add(&l->text, s, (size_t)len) < 0)
-		l->bad = 1;
-}
-
-static int64_t parse_time(const char *s)
-{
-	struct tm tm = { 0 };
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
-static void xml_end(void *arg, const XML_Char *el)
-{
-	struct listing *l = arg;
-	char v[1024];
-	size_t n = l->text.len < sizeof v - 1 ? l->text.len : sizeof v - 1;
-	memcpy(v, l->text.data ? (const char *)l->text.data : "", n);
-	v[n] = 0;
-	l->text.len = 0;
-	if (l->in_contents && !strcmp(el, "Key")) {
-		snprintf(l->key, sizeof l->key, "%s", v);
-	} else if (l->in_contents && !strcmp(el, "Size")) {
-		l->size = strtoull(v, NULL, 10);
-	} else if (l->in_contents && !strcmp(el, "LastModified")) {
-		l->mtime = parse_time(v);
-	} else if (!strcmp(el, "Contents")) {
-		l->in_contents = 0;
-		if (l->n == l->cap) {
-			size_t cap = l->cap ? 2 * l->cap : 1024;
-			struct page_item *it = realloc(l->items, cap * sizeof *it);
-			if (!it) {
-				l->bad = 1;
-				return;
-			}
-			l->items = it;
-			l->cap = cap;
-		}
-		struct page_item *it = &l->items[l->n];
-		/* The name is the last path element, without ".pack" for packs. */
-		const char *slash = strrchr(l->key, '/'), *base = slash ? slash + 1 : l->key;
-		size_t len = strlen(base);
-		if (len >= sizeof it->name)
-			len = 0; /* no object name is that long: skipped by the name check */
-		memcpy(it->name, base, len);
-		it->name[len] = 0;
-		if (len > 5 && !strcmp(it->name + len - 5, ".pack"))
-			it->name[len - 5] = 0;
-		it->size = l->size;
-		it->mtime = l->mtime;
-		l->n++;
-	} else if (!strcmp(el, "IsTruncated")) {
-		l->truncated = !strcmp(v, "true");
-	} else if (!strcmp(el, "NextContinuationToken")) {
-		snprintf(l->token, sizeof l->token, "%s", v);
-	}
-}
-
 static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
 {
 	struct s3 *s = (struct s3 *)be;
 	char prefix[512], eprefix[1536], etoken[3072], query[4800];
 	struct kbv_buf body = KBV_BUF_INIT;
-	struct listing l = { 0 };
+	struct kbv_s3_listing l = { 0 };
 	int rc = 0;
 	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY) {
 		/* One object: is it there? Keys: `key`, then keys/<keyid> below. */
@@ -786,20 +673,12 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 		kbv_buf_release(&q.err);
 		if (rc < 0)
 			break;
-		l.n = 0;
-		l.truncated = 0;
-		l.token[0] = 0;
-		XML_Parser xp = XML_ParserCreate(NULL);
-		if (!xp) {
+		rc = kbv_s3_listing_parse(&l, body.data, body.len);
+		if (rc == KBV_ENOMEM) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			break;
 		}
-		XML_SetUserData(xp, &l);
-		XML_SetElementHandler(xp, xml_start, xml_end);
-		XML_SetCharacterDataHandler(xp, xml_text);
-		int ok = XML_Parse(xp, (const char *)body.data, (int)body.len, 1) == XML_STATUS_OK;
-		XML_ParserFree(xp);
-		if (!ok || l.bad) {
+		if (rc < 0) {
 			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a ListObjectsV2 result", s->endpoint,
 				       s->bucket, prefix);
 			break;
@@ -815,8 +694,7 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 			break;
 		}
 	} while (l.truncated);
-	free(l.items);
-	kbv_buf_release(&l.text);
+	kbv_s3_listing_release(&l);
 	kbv_buf_release(&body);
 	return rc;
 }
@@ -878,8 +756,8 @@ static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *name
 	if (rc == 0 && memmem(resp.data ? resp.data : (uint8_t *)"", resp.len, "<Error>", 7)) {
 		/* Quiet: only the keys that could not be deleted are listed */
 		char ekey[512], code[64], what[1024];
-		xml_field(&resp, "Key", ekey, sizeof ekey);
-		xml_field(&resp, "Code", code, sizeof code);
+		kbv_s3_xml_field(resp.data, resp.len, "Key", ekey, sizeof ekey);
+		kbv_s3_xml_field(resp.data, resp.len, "Code", code, sizeof code);
 		req_what(s, &q, what, sizeof what);
 		rc = kbv_error(KBV_EIO, "%s: '%s' was not deleted: %s", what, ekey, *code ? code : "(no error code)");
 	}

@@ -1,0 +1,139 @@
+/* Replies of object storage, parsed (s3xml.h). */
+#include "s3xml.h"
+#include "kbv/error.h"
+
+#include <expat.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void kbv_s3_xml_field(const void *body, size_t len, const char *tag, char *out, size_t cap)
+{
+	char open[64], close[64];
+	out[0] = 0;
+	snprintf(open, sizeof open, "<%s>", tag);
+	snprintf(close, sizeof close, "</%s>", tag);
+	if (!body || !len)
+		return;
+	const char *s = memmem(body, len, open, strlen(open));
+	if (!s)
+		return;
+	s += strlen(open);
+	const char *e = memmem(s, len - (size_t)(s - (const char *)body), close, strlen(close));
+	if (!e)
+		return;
+	size_t n = (size_t)(e - s) < cap - 1 ? (size_t)(e - s) : cap - 1;
+	memcpy(out, s, n);
+	out[n] = 0;
+}
+
+static void xml_start(void *arg, const XML_Char *el, const XML_Char **attr)
+{
+	struct kbv_s3_listing *l = arg;
+	(void)attr;
+	l->text.len = 0;
+	if (!strcmp(el, "Contents")) {
+		l->in_contents = 1;
+		l->key[0] = 0;
+		l->size = 0;
+		l->mtime = 0;
+	}
+}
+
+static void xml_text(void *arg, const XML_Char *s, int len)
+{
+	struct kbv_s3_listing *l = arg;
+	if (len > 0 && kbv_buf_add(&l->text, s, (size_t)len) < 0)
+		l->bad = KBV_ENOMEM;
+}
+
+static int64_t parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+static void add_item(struct kbv_s3_listing *l)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		struct kbv_s3_item *it = realloc(l->items, cap * sizeof *it);
+		if (!it) {
+			l->bad = KBV_ENOMEM;
+			return;
+		}
+		l->items = it;
+		l->cap = cap;
+	}
+	struct kbv_s3_item *it = &l->items[l->n];
+	/* The name is the last path element, without ".pack" for packs. */
+	const char *slash = strrchr(l->key, '/'), *base = slash ? slash + 1 : l->key;
+	size_t len = strlen(base);
+	if (len >= sizeof it->name)
+		len = 0; /* no object name is that long: skipped by the caller's name check */
+	memcpy(it->name, base, len);
+	it->name[len] = 0;
+	if (len > 5 && !strcmp(it->name + len - 5, ".pack"))
+		it->name[len - 5] = 0;
+	it->size = l->size;
+	it->mtime = l->mtime;
+	l->n++;
+}
+
+static void xml_end(void *arg, const XML_Char *el)
+{
+	struct kbv_s3_listing *l = arg;
+	char v[1024];
+	size_t n = l->text.len < sizeof v - 1 ? l->text.len : sizeof v - 1;
+	memcpy(v, l->text.data ? (const char *)l->text.data : "", n);
+	v[n] = 0;
+	l->text.len = 0;
+	if (l->in_contents && !strcmp(el, "Key")) {
+		snprintf(l->key, sizeof l->key, "%s", v);
+	} else if (l->in_contents && !strcmp(el, "Size")) {
+		l->size = strtoull(v, NULL, 10);
+	} else if (l->in_contents && !strcmp(el, "LastModified")) {
+		l->mtime = parse_time(v);
+	} else if (!strcmp(el, "Contents")) {
+		l->in_contents = 0;
+		add_item(l);
+	} else if (!strcmp(el, "IsTruncated")) {
+		l->truncated = !strcmp(v, "true");
+	} else if (!strcmp(el, "NextContinuationToken")) {
+		snprintf(l->token, sizeof l->token, "%s", v);
+	}
+}
+
+int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len)
+{
+	l->n = 0;
+	l->truncated = 0;
+	l->token[0] = 0;
+	l->in_contents = 0;
+	l->bad = 0;
+	l->text.len = 0;
+	if (len > INT_MAX)
+		return KBV_ECORRUPT;
+	XML_Parser xp = XML_ParserCreate(NULL);
+	if (!xp)
+		return KBV_ENOMEM;
+	XML_SetUserData(xp, l);
+	XML_SetElementHandler(xp, xml_start, xml_end);
+	XML_SetCharacterDataHandler(xp, xml_text);
+	int ok = XML_Parse(xp, body ? (const char *)body : "", (int)len, 1) == XML_STATUS_OK;
+	XML_ParserFree(xp);
+	if (l->bad)
+		return l->bad;
+	return ok ? 0 : KBV_ECORRUPT;
+}
+
+void kbv_s3_listing_release(struct kbv_s3_listing *l)
+{
+	free(l->items);
+	kbv_buf_release(&l->text);
+	memset(l, 0, sizeof *l);
+}
