@@ -498,7 +498,9 @@ static void s3_discard(struct kbv_be_wr *bw)
 	free(w);
 }
 
-static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size)
+/* A reader of an object whose size is known (from the index): no request yet. */
+static int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
+			 struct kbv_be_rd **out)
 {
 	struct s3 *s = (struct s3 *)be;
 	struct s3_rd *r = calloc(1, sizeof *r);
@@ -506,8 +508,22 @@ static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, 
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	r->base.be = be;
 	obj_key(s, kind, name, r->key, sizeof r->key);
+	r->size = size;
+	*out = &r->base;
+	return 0;
+}
+
+/* A reader of an object, its size from a HEAD (KBV_ENOTFOUND when it is missing). */
+static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size)
+{
+	struct s3 *s = (struct s3 *)be;
+	struct kbv_be_rd *rd = NULL;
+	int rc = s3_open_known(be, kind, name, 0, &rd);
+	if (rc < 0)
+		return rc;
+	struct s3_rd *r = (struct s3_rd *)rd;
 	struct req q = { .method = "HEAD", .key = r->key };
-	int rc = s3_do(s, &q);
+	rc = s3_do(s, &q);
 	if (rc == 0 && q.status != 200)
 		rc = s3_fail(s, &q);
 	kbv_buf_release(&q.err);
@@ -518,7 +534,7 @@ static int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, 
 	r->size = q.length;
 	if (size)
 		*size = r->size;
-	*out = &r->base;
+	*out = rd;
 	return 0;
 }
 
@@ -536,20 +552,6 @@ static int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, s
 	if (rc < 0)
 		out->len = 0;
 	return rc;
-}
-
-static int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
-			 struct kbv_be_rd **out)
-{
-	struct s3 *s = (struct s3 *)be;
-	struct s3_rd *r = calloc(1, sizeof *r);
-	if (!r)
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	r->base.be = be;
-	obj_key(s, kind, name, r->key, sizeof r->key);
-	r->size = size;
-	*out = &r->base;
-	return 0;
 }
 
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off);
