@@ -159,6 +159,7 @@ struct plan_pack {
 	uint8_t id[KBV_PACKID_BYTES];
 	long no; /* -1: not indexed */
 	uint64_t size, live, total;
+	size_t nlive; /* planned from the index: live blobs it locates here */
 	struct kbv_buf entries; /* unused once swept */
 	size_t n;
 	uint8_t *is_live;       /* per entry, while sweeping */
@@ -356,6 +357,7 @@ static void plan_from_index(struct sweep *s, struct plan_pack *p, uint64_t fsize
 	for (size_t i = lo; i < s->nlocs && s->locs[i].pack == (uint32_t)p->no; i++) {
 		const struct loctuple *t = &s->locs[i];
 		s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
+		p->nlive++;
 		if (t->offset != last_off)
 			p->live += t->stored_len;
 		last_off = t->offset;
@@ -500,6 +502,20 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 	mark_live(sw, p, e, n, is_live);
 	kbv_hex(p->id, KBV_PACKID_BYTES, hex);
 	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, path, sizeof path);
+	if (sw->from_index) {
+		/* Planned from the index alone: the trailer must hold every live blob where the
+		 * index says, or nothing is deleted on the index's word. */
+		size_t confirmed = 0;
+		for (size_t i = 0; i < n; i++)
+			confirmed += is_live[i];
+		if (confirmed != p->nlive) {
+			rc = kbv_error(KBV_ECORRUPT,
+				       "gc stops before deleting anything: the index locates %zu live blobs in pack '%s', "
+				       "its trailer confirms %zu; run 'kbvault repair index' and 'kbvault check'",
+				       p->nlive, path, confirmed);
+			goto out;
+		}
+	}
 	TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
