@@ -69,7 +69,11 @@ import json, sys
 s = json.load(sys.stdin)
 share = s["new_bytes"] / s["raw_bytes"]
 print("new bytes after 5%% and 2%% of one segment changed: %.1f%%" % (100 * share))
-assert share < 0.10, s  # 0.9% of the bytes changed; chunk boundaries (keyed per repository) add the rest'
+# 0.9% of the bytes changed, in two runs of one segment each; what else is new is the
+# chunks around them and around the tar headers that changed, and where chunk boundaries
+# fall depends on the repository'"'"'s keyed Gear table: 12 runs here gave 2.8 to 6.5%, one CI
+# run 11.7% (27 new chunks of 228). Without deduplication it would be 100%.
+assert share < 0.20, s'
 }
 
 @test "a wrong API key: no snapshot, HTTP 403 named, the key never printed" {
