@@ -33,24 +33,21 @@ for t in "${unit[@]}"; do
 		failed=$((failed + 1))
 	fi
 done
-if [ "${#cli[@]}" -gt 0 ]; then
-	out=$(bats --tap "${cli[@]}" 2>&1)
-	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.'
-	p=$(echo "$out" | grep -c '^ok ')
-	f=$(echo "$out" | grep -c '^not ok ')
-	echo "cli: $p ok, $f not ok"
-	passed=$((passed + p))
-	failed=$((failed + f))
-fi
-if [ "${#clis3[@]}" -gt 0 ]; then
-	out=$(tests/cli/with-ceph.sh bats --tap "${clis3[@]}" 2>&1)
-	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.' | sed 's/^/s3 /'
+# run_bats LABEL PREFIX CMD...: CMD runs bats --tap; every line but the passes is shown
+# (with PREFIX), and a run in which no test ran at all counts as a failure.
+run_bats() {
+	local label=$1 prefix=$2 out p f
+	shift 2
+	out=$("$@" 2>&1)
+	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.' | sed "s/^/$prefix/"
 	p=$(echo "$out" | grep -c '^ok ')
 	f=$(echo "$out" | grep -c '^not ok ')
 	[ "$p$f" != 00 ] || { echo "$out" | tail -5; f=1; }
-	echo "cli on s3: $p ok, $f not ok"
+	echo "$label: $p ok, $f not ok"
 	passed=$((passed + p))
 	failed=$((failed + f))
-fi
+}
+[ "${#cli[@]}" -eq 0 ] || run_bats cli "" bats --tap "${cli[@]}"
+[ "${#clis3[@]}" -eq 0 ] || run_bats "cli on s3" "s3 " tests/cli/with-ceph.sh bats --tap "${clis3[@]}"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]

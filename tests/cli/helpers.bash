@@ -4,12 +4,11 @@
 # The core suites (basic, crash, gc, badinput) run twice in make test: on a directory, and
 # with KBV_TEST_BACKEND=s3 against the S3 server tests/cli/with-ceph.sh started (a bucket
 # per test, the index cache in the test's directory). The repo_* helpers below look at and
-# damage the repository's objects on either; a test that only makes sense on one backend
-# says so with local_only REASON.
+# damage the repository's objects on either; where the backends differ by design a test
+# asks on_s3 and says why.
 load s3obj
 
 on_s3() { [ "${KBV_TEST_BACKEND:-local}" = s3 ]; }
-local_only() { if on_s3; then skip "local repositories only: $1"; fi; }
 
 setup_repo() {
 	export TMPD="$BATS_TEST_TMPDIR"
@@ -98,14 +97,7 @@ print("s3:" + max(c, key=lambda k: int(k[1]))[0])'
 }
 
 # Flip one byte at an offset of a file (or of a repository object: s3:KEY).
-flip_byte() {
-	local f=$1 off=$2
-	if [[ "$f" == s3:* ]]; then
-		obj_edit "$f" flip_byte_file "$off"
-	else
-		flip_byte_file "$off" "$f"
-	fi
-}
+flip_byte() { obj_edit "$1" flip_byte_file "$2"; }
 flip_byte_file() {
 	local off=$1 f=$2
 	local b

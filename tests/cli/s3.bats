@@ -148,14 +148,24 @@ PY
 	XDG_CACHE_HOME="$TMPD/cache-e" kbv restore latest --stream a2 --stdout | cmp - "$TMPD/a.bin"
 }
 
-@test "s3: gc removes packs and index objects with one DeleteObjects request each; -v counts the requests" {
-	s3_init
+# Five snapshots of 300 kB of random bytes each (streams s1..s5, in $TMPD/s1..s5): a pack
+# each, nothing shared.
+five_snapshots() {
 	for i in 1 2 3 4 5; do
 		head -c 300000 /dev/urandom > "$TMPD/s$i"
 		kbv snapshot -q --stdin "s$i" < "$TMPD/s$i"
 	done
+}
+# forget_oldest N: forget the N oldest snapshots.
+forget_oldest() {
+	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:int(sys.argv[1])]))' "$1")
+}
+
+@test "s3: gc removes packs and index objects with one DeleteObjects request each; -v counts the requests" {
+	s3_init
+	five_snapshots
 	before=$(s3_keys prod/data/ | wc -l)
-	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:-1]))')
+	forget_oldest 4
 	run kbv -v gc --keep-all
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"object storage requests: "*", 2 DELETE (0 of them retries)"* ]]
@@ -169,11 +179,8 @@ PY
 
 @test "s3: gc plans from the index: a pack it deletes whole is never read, one it keeps is never HEAD-ed" {
 	s3_init
-	for i in 1 2 3 4 5; do
-		head -c 300000 /dev/urandom > "$TMPD/s$i"
-		kbv snapshot -q --stdin "s$i" < "$TMPD/s$i"
-	done
-	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:2]))')
+	five_snapshots
+	forget_oldest 2
 	s3_keys prod/data/ | sort > "$TMPD/before"
 	s3proxy_start
 	run kbv -r "s3:$PROXY/$BUCKET/prod" gc --keep-all --json
