@@ -17,6 +17,8 @@ struct kbv_reader;
 /* nthreads 0: one per online CPU. The repository must be unlocked. */
 int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out);
 void kbv_reader_free(struct kbv_reader *rd);
+/* The repository it reads (borrowed). */
+struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd);
 
 /* Restore one stream into `sink`. Every blob is authenticated before its bytes reach the
  * sink; at the end the size and (if `hash` is non-NULL) the BLAKE2b-256 are compared. On

@@ -3,6 +3,7 @@
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
 #include "store/idxobj.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
@@ -483,6 +484,9 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	size_t nsnap = 0;
 	int rc = 0;
 	memset(res, 0, sizeof *res);
+	/* check proves what the storage holds: manifests, entry tables and nodes are read
+	 * from it, never from this host's metadata cache. */
+	kbv_meta_bypass(r);
 	c.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 	if (!c.codec)
 		return kbv_error(KBV_ENOMEM, "out of memory");

@@ -33,6 +33,7 @@
 #include "kbv/idset.h"
 #include "store/index.h"
 #include "store/idxobj.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
@@ -129,6 +130,11 @@ static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
 	}
 	/* A DATA blob is only named here; the sweep checks that each one is indexed. */
 	return live_add(&m->live, id);
+}
+
+static int tree_marked(void *arg, const uint8_t id[KBV_ID_BYTES])
+{
+	return kbv_idset_has(arg, id);
 }
 
 static int mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot *s)
@@ -828,6 +834,8 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	if (rc < 0)
 		goto out;
 	res->tmp_removed = clean_tmp(r);
+	/* Nodes no kept snapshot references leave this host's metadata cache. */
+	kbv_meta_retain(r, KBV_META_TREE, tree_marked, &m.trees);
 	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
 
 	/* 7. compact, when the file has grown well past what it holds */

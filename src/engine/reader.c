@@ -1,5 +1,6 @@
 #include "kbv/reader.h"
 #include "kbv/error.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "kbv/pool.h"
 #include "store/repo_impl.h"
@@ -157,16 +158,31 @@ void kbv_reader_free(struct kbv_reader *rd)
 	free(rd);
 }
 
+struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd) { return rd->repo; }
+
+static int node_ok(const struct kbv_buf *b) { return b->len > 0 && b->len % KBV_ID_BYTES == 0; }
+
+/* A chunk-list node: from the metadata cache when the index confirms the repository holds
+ * it (object storage), else from its pack (and then cached). */
 static int read_node(struct kbv_reader *rd, int depth, const uint8_t *id)
 {
 	struct kbv_buf *b = &rd->nodes[depth];
-	int rc = kbv_pack_read_blob(rd->repo, rd->self.txn, rd->self.codec, &rd->self.fds, KBV_BLOB_TREE, id,
-				    &rd->scratch, b);
+	struct kbv_repo *r = rd->repo;
+	struct kbv_loc loc;
+	int rc;
+	if (kbv_meta_on(r) && kbv_index_get(r->idx, rd->self.txn, id, &loc) == 0 && loc.type == KBV_BLOB_TREE) {
+		if ((rc = kbv_meta_get(r, KBV_META_TREE, id, b)) < 0)
+			return rc;
+		if (rc == 1 && node_ok(b))
+			return 0;
+	}
+	rc = kbv_pack_read_blob(r, rd->self.txn, rd->self.codec, &rd->self.fds, KBV_BLOB_TREE, id, &rd->scratch, b);
 	if (rc < 0)
 		return rc;
-	if (b->len == 0 || b->len % KBV_ID_BYTES)
+	if (!node_ok(b))
 		return kbv_error(KBV_ECORRUPT, "chunk-list node has %zu bytes, not a multiple of %d", b->len,
 				 KBV_ID_BYTES);
+	kbv_meta_put(r, KBV_META_TREE, id, b->data, b->len);
 	return 0;
 }
 

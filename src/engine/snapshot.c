@@ -2,6 +2,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "store/idxobj.h"
+#include "store/metacache.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -302,8 +303,12 @@ int kbv_snapshot_commit(struct kbv_repo *r, struct kbv_writer *w, struct kbv_sna
 	kbv_hex(s->id, KBV_ID_BYTES, name);
 	/* create-if-absent: a manifest is never overwritten */
 	rc = kbv_be_put(r->be, KBV_OBJ_SNAPSHOT, name, file.data, file.len, KBV_PUT_EXCL);
-	if (rc < 0)
+	if (rc < 0) {
 		kbv_error_prefix(rc, "write snapshot");
+		goto out;
+	}
+	kbv_meta_put(r, KBV_META_MANIFEST, s->id, file.data, file.len);
+	kbv_meta_put(r, KBV_META_ENTRIES, s->id, table.data, table.len);
 out:
 	kbv_codec_free(codec);
 	kbv_buf_release(&table);
@@ -313,23 +318,21 @@ out:
 	return rc;
 }
 
-int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out)
+/* Decode the manifest file `file` of snapshot `id` (named `path` in messages) into *out. */
+static int decode_manifest(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], const char *path,
+			   const struct kbv_buf *file, struct kbv_snapshot **out)
 {
-	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	struct kbv_buf body = KBV_BUF_INIT;
 	struct kbv_codec *codec = NULL;
 	struct kbv_snapshot *s = NULL;
-	char path[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
-	kbv_hex(id, KBV_ID_BYTES, name);
-	kbv_be_describe(r->be, KBV_OBJ_SNAPSHOT, name, path, sizeof path);
-	TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
-	if (file.len < SNAP_HEADER || memcmp(file.data, "KBVSNAP\0", 8) != 0) {
+	if (file->len < SNAP_HEADER || memcmp(file->data, "KBVSNAP\0", 8) != 0) {
 		rc = kbv_error(KBV_ECORRUPT, "snapshot file '%s' is damaged (bad magic or truncated)", path);
 		goto out;
 	}
-	if (kbv_get32(file.data + 8) != 1) {
+	if (kbv_get32(file->data + 8) != 1) {
 		rc = kbv_error(KBV_EVERSION, "snapshot '%s' has version %u; this kbvault reads version 1", path,
-			       kbv_get32(file.data + 8));
+			       kbv_get32(file->data + 8));
 		goto out;
 	}
 	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
@@ -338,7 +341,7 @@ int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = kbv_blob_decode(codec, KBV_BLOB_SNAPSHOT, id, file.data + SNAP_HEADER, file.len - SNAP_HEADER,
+	rc = kbv_blob_decode(codec, KBV_BLOB_SNAPSHOT, id, file->data + SNAP_HEADER, file->len - SNAP_HEADER,
 			     KBV_RAW_UNKNOWN, &body);
 	if (rc < 0) {
 		kbv_error_prefix(rc, "snapshot '%s'", path);
@@ -355,9 +358,41 @@ int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct
 out:
 	kbv_snapshot_free(s);
 	kbv_codec_free(codec);
-	kbv_buf_release(&file);
 	kbv_buf_release(&body);
 	return rc;
+}
+
+/* Load snapshot `id`. `listed`: the size the listing just gave its manifest object, or
+ * UINT64_MAX when it was not listed: only a listed manifest is taken from the metadata
+ * cache, and only when the cached copy has exactly the listed size (a manifest truncated
+ * or replaced in the bucket is then read, and named, from there). */
+static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out)
+{
+	struct kbv_buf file = KBV_BUF_INIT;
+	char path[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
+	int rc = 0;
+	kbv_hex(id, KBV_ID_BYTES, name);
+	kbv_be_describe(r->be, KBV_OBJ_SNAPSHOT, name, path, sizeof path);
+	if (listed != UINT64_MAX) {
+		TRY(rc = kbv_meta_get(r, KBV_META_MANIFEST, id, &file));
+		if (rc == 1 && file.len == listed && decode_manifest(r, id, path, &file, out) == 0) {
+			rc = 0;
+			goto out;
+		}
+		rc = 0;
+	}
+	TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
+	TRY(decode_manifest(r, id, path, &file, out));
+	if (listed != UINT64_MAX)
+		kbv_meta_put(r, KBV_META_MANIFEST, id, file.data, file.len);
+out:
+	kbv_buf_release(&file);
+	return rc;
+}
+
+int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out)
+{
+	return load(r, id, UINT64_MAX, out);
 }
 
 static int snap_cmp(const void *a, const void *b)
@@ -420,20 +455,39 @@ int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES])
 	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
 }
 
-static int add_id(void *arg, const char *name, uint64_t size, int64_t mtime)
-{
+/* A listed manifest: its id and the object's size. */
+struct listed_snap {
 	uint8_t id[KBV_ID_BYTES];
-	(void)size;
+	uint64_t size;
+};
+
+static int add_listed(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct listed_snap l = { .size = size };
 	(void)mtime;
-	if (kbv_unhex(name, id, KBV_ID_BYTES) < 0)
+	if (kbv_unhex(name, l.id, KBV_ID_BYTES) < 0)
 		return 0;
-	return kbv_buf_add(arg, id, KBV_ID_BYTES);
+	return kbv_buf_add(arg, &l, sizeof l);
 }
 
 int kbv_snapshot_ids(struct kbv_repo *r, struct kbv_buf *ids)
 {
+	struct kbv_buf l = KBV_BUF_INIT;
 	ids->len = 0;
-	return kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_id, ids);
+	int rc = kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_listed, &l);
+	for (size_t i = 0; rc == 0 && i < l.len / sizeof(struct listed_snap); i++)
+		rc = kbv_buf_add(ids, ((struct listed_snap *)l.data)[i].id, KBV_ID_BYTES);
+	kbv_buf_release(&l);
+	return rc;
+}
+
+static int cmp_listed(const void *a, const void *b) { return memcmp(a, b, KBV_ID_BYTES); }
+
+static int listed(void *arg, const uint8_t id[KBV_ID_BYTES])
+{
+	const struct kbv_buf *l = arg;
+	return bsearch(id, l->data, l->len / sizeof(struct listed_snap), sizeof(struct listed_snap), cmp_listed) !=
+	       NULL;
 }
 
 int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
@@ -441,12 +495,13 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 {
 	struct kbv_snapshot **v = NULL;
 	struct kbv_snapshot_damage *bad = NULL;
-	struct kbv_buf ids = KBV_BUF_INIT;
+	struct kbv_buf ids = KBV_BUF_INIT; /* struct listed_snap */
 	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0;
-	TRY(kbv_snapshot_ids(r, &ids));
-	for (size_t k = 0; k < ids.len / KBV_ID_BYTES; k++) {
-		const uint8_t *id = ids.data + k * KBV_ID_BYTES;
+	TRY(kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_listed, &ids));
+	size_t nids = ids.len / sizeof(struct listed_snap);
+	for (size_t k = 0; k < nids; k++) {
+		const uint8_t *id = ((struct listed_snap *)ids.data)[k].id;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct kbv_snapshot **nv = realloc(v, cap * sizeof *v);
@@ -456,7 +511,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 			}
 			v = nv;
 		}
-		rc = kbv_snapshot_load(r, id, &v[cnt]);
+		rc = load(r, id, ((struct listed_snap *)ids.data)[k].size, &v[cnt]);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
 			if (!nb) {
@@ -478,6 +533,12 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	}
 	if (cnt)
 		qsort(v, cnt, sizeof *v, snap_cmp);
+	/* What the listing no longer has (forgotten here or on another host) leaves the
+	 * metadata cache. */
+	if (nids)
+		qsort(ids.data, nids, sizeof(struct listed_snap), cmp_listed);
+	kbv_meta_retain(r, KBV_META_MANIFEST, listed, &ids);
+	kbv_meta_retain(r, KBV_META_ENTRIES, listed, &ids);
 	*list = v;
 	*n = cnt;
 	*damaged = bad;
@@ -574,7 +635,22 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 	int rc = 0;
 	if (s->entries)
 		return 0;
+	/* s came from the listing: a cached table (authenticated) saves reading its chunks. */
+	struct kbv_repo *r = kbv_reader_repo(rd);
+	int cached = kbv_meta_get(r, KBV_META_ENTRIES, s->id, &table);
+	if (cached < 0)
+		return cached;
+	if (cached && table.len == s->table_size &&
+	    kbv_entries_decode_format(table.data, table.len, s->body_version >= 3 ? 2 : 1, &s->entries, &s->nloaded) ==
+		    0 &&
+	    s->nloaded == s->nentries)
+		goto out;
+	kbv_entries_free(s->entries, s->nloaded);
+	s->entries = NULL;
+	s->nloaded = 0;
 	rc = kbv_reader_mem(rd, &s->table_ref, s->table_size, &table);
+	if (rc == 0 && table.len == s->table_size)
+		kbv_meta_put(r, KBV_META_ENTRIES, s->id, table.data, table.len);
 	if (rc == 0)
 		rc = kbv_entries_decode_format(table.data, table.len, s->body_version >= 3 ? 2 : 1, &s->entries, &s->nloaded);
 	if (rc == 0 && s->nloaded != s->nentries)
@@ -585,6 +661,7 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 		kbv_hex(s->id, KBV_ID_BYTES, hex);
 		kbv_error_prefix(rc, "snapshot %.12s: entry table", hex);
 	}
+out:
 	kbv_buf_release(&table);
 	return rc;
 }

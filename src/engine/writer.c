@@ -3,6 +3,7 @@
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
 #include "store/idxobj.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "kbv/pool.h"
 #include "store/repo_impl.h"
@@ -471,6 +472,10 @@ static int tree_emit(struct kbv_writer *w, int level)
 		TRY(kbv_blob_encode(w->codec, KBV_BLOB_TREE, id, b->data, b->len, &env));
 		TRY(add_tree(w, id, env.data, env.len, b->len));
 	}
+	/* gc and restore on object storage read this node from here, not from the bucket (the
+	 * reader uses it only once the index holds the node, so a failed snapshot's nodes are
+	 * never read from here). */
+	kbv_meta_put(w->repo, KBV_META_TREE, id, b->data, b->len);
 	b->len = 0;
 	TRY(tree_push(w, level + 1, id));
 out:

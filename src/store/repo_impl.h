@@ -22,6 +22,7 @@ struct kbv_repo {
 	char *local; /* this host's directory for lock, tmp/ and index/: path itself for a local
 		      * repository, the cache directory for one on object storage */
 	struct kbv_cache_report cache; /* what the last cache refresh did */
+	int meta_off;                  /* metadata cache bypassed (store/metacache.h) */
 	int lockfd;
 	uint8_t repo_id[16];
 	int encrypted;

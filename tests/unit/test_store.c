@@ -1,7 +1,8 @@
 /* The store layer without the engine: a pack written with kbv_packw and read back through
  * its trailer and the index; damage (a flipped byte, a truncated pack, a pack the index
  * names that is gone) is an error naming the pack, never a wrong byte; the index keeps the
- * first location of a blob, survives a reopen, and gc_commit moves and drops locations. */
+ * first location of a blob, survives a reopen, and gc_commit moves and drops locations.
+ * Metadata cache entries open only under their own keys, kind and id. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "kbv/error.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "store/repo_impl.h"
 
@@ -277,12 +279,50 @@ static void test_index_same_pack_twice(void **st)
 	kbv_buf_release(&entries);
 }
 
+/* Metadata cache entries: a round trip, and every way an entry can be wrong (another
+ * repository's keys, another kind, another id, a flipped byte, cut short) fails. */
+static void test_metacache_seal_open(void **st)
+{
+	(void)st;
+	struct kbv_keys k = { 0 }, other = { 0 };
+	uint8_t id[KBV_ID_BYTES], id2[KBV_ID_BYTES];
+	randombytes_buf(&k, sizeof k);
+	randombytes_buf(&other, sizeof other);
+	randombytes_buf(id, sizeof id);
+	memcpy(id2, id, sizeof id);
+	id2[31] ^= 1;
+	static const char body[] = "a manifest body, an entry table, or a node of chunk ids";
+	struct kbv_buf file = KBV_BUF_INIT, plain = KBV_BUF_INIT;
+	assert_int_equal(kbv_meta_seal(&k, KBV_META_ENTRIES, id, body, sizeof body, &file), 0);
+	assert_null(memmem(file.data, file.len, "manifest", 8)); /* sealed, not merely signed */
+	assert_int_equal(kbv_meta_open(&k, KBV_META_ENTRIES, id, file.data, file.len, &plain), 0);
+	assert_int_equal(plain.len, sizeof body);
+	assert_memory_equal(plain.data, body, sizeof body);
+	assert_int_equal(kbv_meta_open(&other, KBV_META_ENTRIES, id, file.data, file.len, &plain), KBV_ECORRUPT);
+	assert_int_equal(kbv_meta_open(&k, KBV_META_MANIFEST, id, file.data, file.len, &plain), KBV_ECORRUPT);
+	assert_int_equal(kbv_meta_open(&k, KBV_META_ENTRIES, id2, file.data, file.len, &plain), KBV_ECORRUPT);
+	for (size_t i = 0; i < file.len; i += 7) {
+		file.data[i] ^= 0x20;
+		assert_int_equal(kbv_meta_open(&k, KBV_META_ENTRIES, id, file.data, file.len, &plain), KBV_ECORRUPT);
+		file.data[i] ^= 0x20;
+	}
+	for (size_t n = 0; n < file.len; n += 5)
+		assert_int_equal(kbv_meta_open(&k, KBV_META_ENTRIES, id, file.data, n, &plain), KBV_ECORRUPT);
+	/* an empty plaintext is an entry too */
+	assert_int_equal(kbv_meta_seal(&k, KBV_META_TREE, id, "", 0, &file), 0);
+	assert_int_equal(kbv_meta_open(&k, KBV_META_TREE, id, file.data, file.len, &plain), 0);
+	assert_int_equal(plain.len, 0);
+	kbv_buf_release(&file);
+	kbv_buf_release(&plain);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pack_round_trip_and_damage),
 		cmocka_unit_test(test_index_first_location_reopen_and_gc),
 		cmocka_unit_test(test_index_same_pack_twice),
+		cmocka_unit_test(test_metacache_seal_open),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,50 @@
+/* The metadata cache of a repository on object storage (format/repository.md, "Metadata
+ * cache"): manifests, entry tables and chunk-list nodes this host wrote or read,
+ * kept in its cache directory so that listing snapshots, retention and gc's mark phase
+ * need no GET for what they saw before. Each entry is sealed with a key derived from the
+ * repository's keys and bound to its kind and id: a damaged, foreign or tampered entry
+ * fails authentication and counts as absent (and is removed); it never yields wrong
+ * bytes. A cache, never the only copy: what is read from it exists in the bucket, which
+ * the callers confirm (the listing for manifests and entry tables, the index for nodes).
+ * A local repository has no metadata cache (its reads are local already). */
+#ifndef KBV_STORE_METACACHE_H
+#define KBV_STORE_METACACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kbv/blob.h"
+#include "kbv/buf.h"
+
+struct kbv_repo;
+
+enum kbv_meta_kind {
+	KBV_META_MANIFEST, /* a snapshot's manifest object, as in the bucket, by snapshot id */
+	KBV_META_ENTRIES,  /* a snapshot's decoded entry table, by snapshot id */
+	KBV_META_TREE,     /* a chunk-list node's plaintext, by TREE blob id */
+	KBV_META_KINDS
+};
+
+/* Whether r has a metadata cache in use: on object storage and not bypassed. */
+int kbv_meta_on(const struct kbv_repo *r);
+/* Bypass it for the rest of this handle's life (check reads everything from storage). */
+void kbv_meta_bypass(struct kbv_repo *r);
+/* The cached plaintext of (kind, id) into `plain`: 1 found and authentic, 0 absent (or
+ * removed as damaged), <0 out of memory. */
+int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], struct kbv_buf *plain);
+/* Remember (kind, id) -> plaintext. Best effort: a cache that cannot be written (disk
+ * full, permissions) costs requests later, never the operation now. Thread-safe. */
+void kbv_meta_put(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n);
+/* Remove every entry of `kind` for which keep(arg, id) is 0, and any leftover temporary
+ * file. Returns the number removed (best effort, like put). */
+size_t kbv_meta_retain(struct kbv_repo *r, int kind, int (*keep)(void *arg, const uint8_t id[KBV_ID_BYTES]),
+		       void *arg);
+
+/* Pure, for tests and the fuzz corpus: seal `n` bytes as the cache file of (kind, id)
+ * under `keys`, and open such a file (0, or KBV_ECORRUPT when it is not authentic). */
+int kbv_meta_seal(const struct kbv_keys *keys, int kind, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n,
+		  struct kbv_buf *file);
+int kbv_meta_open(const struct kbv_keys *keys, int kind, const uint8_t id[KBV_ID_BYTES], const uint8_t *file,
+		  size_t len, struct kbv_buf *plain);
+
+#endif
