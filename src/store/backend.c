@@ -44,6 +44,11 @@ void kbv_backend_free(struct kbv_backend *be)
 		be->ops->free(be);
 }
 
+unsigned kbv_backend_parallel(const struct kbv_backend *be)
+{
+	return be->parallel ? be->parallel : 1;
+}
+
 unsigned kbv_backend_features(const struct kbv_backend *be)
 {
 	return be->features;

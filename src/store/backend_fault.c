@@ -274,6 +274,7 @@ int kbv_backend_fault_new(struct kbv_backend *inner, const char *spec, struct kb
 	f->inner = inner;
 	f->base.ops = &fault_ops;
 	f->base.features = inner->features;
+	f->base.parallel = inner->parallel;
 	f->base.root = inner->root;
 	*out = &f->base;
 	return 0;

@@ -35,7 +35,8 @@ struct kbv_backend_ops {
 struct kbv_backend {
 	const struct kbv_backend_ops *ops;
 	unsigned features;
-	const char *root; /* KBV_BE_LOCAL: the directory */
+	const char *root;  /* KBV_BE_LOCAL: the directory */
+	unsigned parallel; /* transfers worth running at once (0: one) */
 };
 
 struct kbv_be_wr {

@@ -966,6 +966,7 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 	snprintf(s->region, sizeof s->region, "%s", o->region && *o->region ? o->region : "us-east-1");
 	s->conns = o->connections > 0 ? (o->connections < S3_MAX_CONNS ? o->connections : S3_MAX_CONNS)
 				      : S3_DEFAULT_CONNS;
+	s->base.parallel = (unsigned)s->conns;
 	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->region);
 	s->url = strdup(url);
 	s->access = strdup(o->access_key);
