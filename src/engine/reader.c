@@ -13,9 +13,10 @@
 
 #define SLOTS_PER_THREAD 4
 #define BATCH_IDS 64 /* DATA blobs per job: the threads meet once per batch */
+#define BATCH_MAX (2 * BATCH_IDS) /* ... or more, to finish a bundle (leaf_submit) */
 
 struct rjob {
-	uint8_t ids[BATCH_IDS][KBV_ID_BYTES];
+	uint8_t ids[BATCH_MAX][KBV_ID_BYTES];
 	uint32_t n;
 	int rc;
 	char err[320];
@@ -223,10 +224,23 @@ static void submit_open(struct kbv_reader *rd)
 	}
 }
 
+/* Do blobs a and b sit in the same envelope (a bundle) of the same pack? */
+static int same_envelope(struct kbv_reader *rd, const uint8_t *a, const uint8_t *b)
+{
+	struct kbv_loc la, lb;
+	return kbv_index_get(rd->repo->idx, rd->self.txn, a, &la) == 0 &&
+	       kbv_index_get(rd->repo->idx, rd->self.txn, b, &lb) == 0 && la.pack == lb.pack && la.offset == lb.offset;
+}
+
 static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 {
 	(void)arg;
 	int rc;
+	/* A full job ends here unless this chunk shares the previous one's bundle: a bundle
+	 * split between two jobs is decompressed by both workers (docs/benchmarks.md). */
+	if (rd->open && rd->open->n >= BATCH_IDS &&
+	    (rd->open->n == BATCH_MAX || !same_envelope(rd, rd->open->ids[rd->open->n - 1], id)))
+		submit_open(rd);
 	while (!rd->open) {
 		if ((rd->open = kbv_pool_acquire(rd->pool)))
 			rd->open->n = 0;
@@ -234,8 +248,6 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 			return rc;
 	}
 	memcpy(rd->open->ids[rd->open->n++], id, KBV_ID_BYTES);
-	if (rd->open->n == BATCH_IDS)
-		submit_open(rd);
 	return 0;
 }
 
