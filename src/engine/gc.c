@@ -317,14 +317,16 @@ static void mark_live(struct sweep *s, const struct plan_pack *p, const struct k
 
 /* A pack's blobs: from its trailer; when the trailer is damaged but walking the pack proves
  * every envelope up to it (kbv_pack_salvage), from the walk, and *salvaged is set (gc then
- * rewrites the pack, which gives it a sound trailer). */
-static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
-			struct kbv_buf *entries, size_t *n, uint64_t *size, int *salvaged)
+ * rewrites the pack, which gives it a sound trailer). `known` and `keep` as for
+ * kbv_pack_open_trailer (*keep stays NULL when the pack was salvaged). */
+static int pack_entries_open(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
+			     uint64_t known, struct kbv_be_rd **keep, struct kbv_buf *entries, size_t *n, uint64_t *size,
+			     int *salvaged)
 {
 	char msg[1024];
 	uint64_t lost = 0;
 	*salvaged = 0;
-	int rc = kbv_pack_read_trailer(r, c, id, entries, n, size);
+	int rc = kbv_pack_open_trailer(r, c, id, known, keep, entries, n, size);
 	if (rc != KBV_ECORRUPT)
 		return rc;
 	snprintf(msg, sizeof msg, "%s", kbv_errmsg());
@@ -335,7 +337,13 @@ static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t i
 	return kbv_error(KBV_ECORRUPT, "%s", msg);
 }
 
-/* On object storage a trailer costs a HEAD and two GETs per pack, so the plan comes from
+static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
+			struct kbv_buf *entries, size_t *n, uint64_t *size, int *salvaged)
+{
+	return pack_entries_open(r, c, id, 0, NULL, entries, n, size, salvaged);
+}
+
+/* On object storage a trailer costs a GET or two per pack, so the plan comes from
  * the index alone, as restic and kopia plan theirs: the cache was brought up to date with
  * the bucket when the repository was opened (from authenticated index objects and
  * trailers), and every pack it names was just listed. A pack's live bytes are its
@@ -460,27 +468,53 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fs
 
 /* ---- repack ---- */
 
-/* Finish the open repack pack: durable first, then indexed at once (its blobs take over
- * their locations; the old packs stay until the very end, so every state is valid). */
-static int newpack_finish(struct kbv_repo *r, struct kbv_packw **w, uint64_t *packs, uint64_t *written)
-{
+/* A repack pack uploading (on object storage, while the next is read) and not indexed. */
+struct newpack {
 	struct kbv_pack_info info;
+	struct kbv_pack_entry *e;
+	size_t n;
+};
+
+/* Index the packs of `pend` once every upload is durable (their blobs take over their
+ * locations; the old packs stay until the very end, so every state is valid). */
+static int newpacks_index(struct kbv_repo *r, struct kbv_buf *pend)
+{
+	struct newpack *np = (struct newpack *)pend->data;
+	size_t k = pend->len / sizeof *np;
+	int rc = kbv_be_sync(r->be);
+	for (size_t i = 0; i < k; i++) {
+		const struct kbv_pack_entry *ep = np[i].e;
+		if (rc == 0)
+			rc = kbv_index_gc_commit(r->idx, &np[i].info, &ep, &np[i].n, 1, NULL, 0);
+		free(np[i].e);
+	}
+	pend->len = 0;
+	return rc;
+}
+
+/* Finish the open repack pack: its upload starts (KBV_COMMIT_ASYNC: on object storage it
+ * runs beside the reads of the next packs), it is indexed by newpacks_index(). */
+static int newpack_finish(struct kbv_packw **w, struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
+{
+	struct newpack np = { .n = 0 };
 	int rc = 0;
 	if (!*w)
 		return 0;
-	struct kbv_buf eb = KBV_BUF_INIT;
-	size_t n = kbv_packw_count(*w);
-	rc = kbv_buf_add(&eb, kbv_packw_entries(*w), n * sizeof(struct kbv_pack_entry));
+	np.n = kbv_packw_count(*w);
+	np.e = malloc(np.n * sizeof *np.e + 1);
+	if (!np.e)
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+	else
+		memcpy(np.e, kbv_packw_entries(*w), np.n * sizeof *np.e);
 	if (rc == 0)
-		rc = kbv_packw_finish(*w, 0, &info);
+		rc = kbv_packw_finish(*w, KBV_COMMIT_ASYNC, &np.info);
+	if (rc == 0)
+		rc = kbv_buf_add(pend, &np, sizeof np);
 	if (rc == 0) {
-		const struct kbv_pack_entry *ep = (const struct kbv_pack_entry *)eb.data;
-		rc = kbv_index_gc_commit(r->idx, &info, &ep, &n, 1, NULL, 0);
-	}
-	kbv_buf_release(&eb);
-	if (rc == 0) {
-		*written += info.size;
+		*written += np.info.size;
 		(*packs)++;
+	} else {
+		free(np.e);
 	}
 	kbv_packw_free(*w);
 	*w = NULL;
@@ -488,7 +522,7 @@ static int newpack_finish(struct kbv_repo *r, struct kbv_packw **w, uint64_t *pa
 }
 
 static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p, struct kbv_packw **w,
-		      uint64_t *packs, uint64_t *written)
+		      struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
 {
 	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
 	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT;
@@ -498,7 +532,8 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 	uint64_t size;
 	int rc = 0;
 	int salvaged;
-	TRY(pack_entries(r, sw->codec, p->id, &entries, &n, &size, &salvaged));
+	/* Open with the size the listing gave (no HEAD) and keep it open for the blobs. */
+	TRY(pack_entries_open(r, sw->codec, p->id, p->size, &fd, &entries, &n, &size, &salvaged));
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
 	is_live = calloc(n + 1, 1);
 	if (!is_live) {
@@ -522,7 +557,8 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 			goto out;
 		}
 	}
-	TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
+	if (!fd) /* salvaged: read it again from the start */
+		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		live.len = 0;
@@ -549,7 +585,7 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 				goto out;
 			}
 			if (kbv_packw_size(*w) >= r->pack_size)
-				TRY(newpack_finish(r, w, packs, written));
+				TRY(newpack_finish(w, pend, packs, written));
 		}
 		i = j;
 	}
@@ -659,6 +695,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
 	struct sweep sw = { .r = r, .o = o, .envelopes = KBV_IDSET_INIT };
 	struct kbv_packw *w = NULL;
+	struct kbv_buf newpacks = KBV_BUF_INIT; /* struct newpack, uploading */
 	struct plan_pack **rep = NULL;
 	size_t n = 0;
 	int rc = 0;
@@ -776,11 +813,12 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	for (size_t i = 0; i < sw.np; i++) {
 		if (sw.p[i].action != 2)
 			continue;
-		TRY(repack_one(r, &sw, &sw.p[i], &w, &res->packs_written, &res->bytes_written));
+		TRY(repack_one(r, &sw, &sw.p[i], &w, &newpacks, &res->packs_written, &res->bytes_written));
 		if (o->progress)
 			o->progress(o->arg, "repack", ++done, res->packs_repacked);
 	}
-	TRY(newpack_finish(r, &w, &res->packs_written, &res->bytes_written));
+	TRY(newpack_finish(&w, &newpacks, &res->packs_written, &res->bytes_written));
+	TRY(newpacks_index(r, &newpacks));
 
 	/* 5. index: the new packs are in already; now the removed ones go */
 	{
@@ -863,6 +901,9 @@ out:
 	free(sw.map);
 	free(rep);
 	kbv_codec_free(sw.codec);
+	for (size_t i = 0; i < newpacks.len / sizeof(struct newpack); i++) /* a failure left them unindexed */
+		free(((struct newpack *)newpacks.data)[i].e);
+	kbv_buf_release(&newpacks);
 	kbv_idset_release(&m.trees);
 	free(m.live.v);
 	kbv_reader_free(rd);

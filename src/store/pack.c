@@ -183,14 +183,27 @@ void kbv_packw_free(struct kbv_packw *w)
 int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
 			  struct kbv_buf *entries, size_t *n, uint64_t *size)
 {
+	return kbv_pack_open_trailer(r, codec, packid, 0, NULL, entries, n, size);
+}
+
+/* The tail read first: the footer, and in one read the trailer before it unless the
+ * trailer is larger (a pack of 16 MiB of 8 KiB chunks has a trailer of ~100 KiB). */
+#define TAIL_READ (256u << 10)
+
+int kbv_pack_open_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
+			  uint64_t known, struct kbv_be_rd **keep, struct kbv_buf *entries, size_t *n, uint64_t *size)
+{
 	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
-	struct kbv_buf env = KBV_BUF_INIT, plain = KBV_BUF_INIT;
+	struct kbv_buf env = KBV_BUF_INIT, plain = KBV_BUF_INIT, tail = KBV_BUF_INIT;
 	struct kbv_be_rd *rd = NULL;
-	uint64_t end;
+	uint64_t end = known;
 	int rc = 0;
 	kbv_hex(packid, KBV_PACKID_BYTES, hex);
 	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, path, sizeof path);
-	rc = kbv_be_open(r->be, KBV_OBJ_PACK, hex, &rd, &end);
+	if (known)
+		rc = kbv_be_open_known(r->be, KBV_OBJ_PACK, hex, &end, &rd);
+	else
+		rc = kbv_be_open(r->be, KBV_OBJ_PACK, hex, &rd, &end);
 	if (rc < 0) {
 		kbv_error_prefix(rc, "pack");
 		goto out;
@@ -200,8 +213,12 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 		goto out;
 	}
 	uint8_t h[KBV_PACK_HEADER], f[KBV_PACK_FOOTER];
+	size_t tn = end - KBV_PACK_HEADER < TAIL_READ ? (size_t)(end - KBV_PACK_HEADER) : TAIL_READ;
+	TRY(kbv_buf_reserve(&tail, tn));
+	TRY(kbv_be_read(rd, tail.data, tn, end - tn));
+	tail.len = tn;
+	memcpy(f, tail.data + tn - KBV_PACK_FOOTER, sizeof f);
 	TRY(kbv_be_read(rd, h, sizeof h, 0));
-	TRY(kbv_be_read(rd, f, sizeof f, end - KBV_PACK_FOOTER));
 	if (memcmp(h, "KBVPACK\0", 8) != 0 || memcmp(f + 24, "KBVPEND\0", 8) != 0) {
 		rc = kbv_error(KBV_ECORRUPT, "pack '%s' has a bad %s magic (truncated or overwritten)", path,
 			       memcmp(h, "KBVPACK\0", 8) ? "header" : "footer");
@@ -223,7 +240,10 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 		goto out;
 	}
 	TRY(kbv_buf_reserve(&env, tlen));
-	TRY(kbv_be_read(rd, env.data, tlen, toff));
+	if (toff >= end - tn) /* within the tail already read */
+		memcpy(env.data, tail.data + (toff - (end - tn)), tlen);
+	else
+		TRY(kbv_be_read(rd, env.data, tlen, toff));
 	env.len = tlen;
 	if (XXH3_64bits(env.data, tlen) != kbv_get64(f + 16)) {
 		rc = kbv_error(KBV_ECORRUPT, "pack '%s': trailer checksum mismatch at offset %llu", path,
@@ -238,8 +258,13 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 	}
 	TRY(kbv_trailer_parse(plain.data, plain.len, toff, path, entries, n));
 	*size = end;
+	if (keep) {
+		*keep = rd;
+		rd = NULL;
+	}
 out:
 	kbv_be_close(rd);
+	kbv_buf_release(&tail);
 	kbv_buf_release(&env);
 	kbv_buf_release(&plain);
 	return rc;

@@ -58,6 +58,11 @@ int kbv_trailer_parse(const uint8_t *plain, size_t len, uint64_t trailer_off, co
  * Errors name the pack file. */
 int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
 			  struct kbv_buf *entries, size_t *n, uint64_t *size);
+/* The same, for a pack whose size the index gives (`known`; 0: ask the storage), leaving
+ * it open in *keep (when keep is non-NULL and 0 is returned) for reading its blobs: on
+ * object storage, no HEAD, and the reads of the trailer serve the blob reads after it. */
+int kbv_pack_open_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
+			  uint64_t known, struct kbv_be_rd **keep, struct kbv_buf *entries, size_t *n, uint64_t *size);
 
 /* The last decoded bundle, so reading its members one after the other decodes it once. */
 struct kbv_bundle_cache {
