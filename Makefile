@@ -131,7 +131,8 @@ bench-pg-quick: deps bench-deps all
 bench-gc: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) BENCHBIN=$(abspath $(BUILD)/bench) bench/gc.sh
 
-# kbvault against restic on Debian's Ceph radosgw, same run (bench/s3.sh).
+# kbvault against restic on Debian's Ceph radosgw, same run, on the knowledge-base series of
+# make bench (bench/s3.sh; DATA=synthetic for the bench/gendump series).
 bench-s3: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3.sh
 

@@ -1,17 +1,25 @@
 #!/bin/bash
 # kbvault against restic on the same S3 server in the same run (issue 15): Debian's Ceph
 # radosgw on a one-node cluster started here (tests/cli/ceph.bash), each tool in its own
-# bucket, encrypted repositories. The data: a synthetic pg_dump series (bench/gendump,
-# DAYS nights of about MB MiB each, day by day as a knowledge base evolves). Per night:
-# ingest seconds and MB/s, peak RSS, and the requests the gateway served (from its access
-# log: PUT, GET, HEAD, LIST, DELETE). Then restore of the last night (kbvault restore
-# --stdout, restic dump), and retention + gc (kbvault gc --keep-last 2 against restic
-# forget --keep-last 2 --prune). Bytes stored: the buckets' object sizes.
-#   bench/s3.sh   (make bench-s3; DAYS=5 MB=200 by default)
+# bucket, encrypted repositories. The data (DATA=kb, the default): the knowledge-base
+# series of `make bench` (bench/kb.sh, its quick sizes): a real PostgreSQL evolving night
+# by night (its plain pg_dump) with the Qdrant-like and Neo4j-like streams beside it
+# (bench/streams.py), DAYS nights; both tools back up the night's directory. DATA=synthetic:
+# the pg_dump series of bench/gendump, about MB MiB a night, through standard input. Per
+# night: ingest seconds and MB/s, peak RSS, and the requests the gateway served (from its
+# access log: PUT, GET, HEAD, LIST, DELETE). Then restore of the last night (byte for
+# byte), and retention + gc (kbvault gc --keep-last 2 against restic forget --keep-last 2
+# --prune). Bytes stored: the buckets' object sizes.
+#   bench/s3.sh   (make bench-s3; DATA=kb DAYS=6 by default; DATA=synthetic DAYS=5 MB=200)
 # Needs KBVAULT and GENDUMP; writes bench/results/s3.csv and s3.md.
 set -euo pipefail
 K=${KBVAULT:?} G=${GENDUMP:?}
-DAYS=${DAYS:-5} MB=${MB:-200}
+DATA=${DATA:-kb}
+case $DATA in
+kb) DAYS=${DAYS:-6} DOCS=8000 SCALE=4 SEGS=6 SEG_KB=2048 RECORDS=200000 ;;
+synthetic) DAYS=${DAYS:-5} MB=${MB:-200} ;;
+*) echo "DATA is kb or synthetic, not '$DATA'" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/bench/results
@@ -22,6 +30,35 @@ mkdir -p "$W" "$OUT"
 . tests/cli/ceph.bash
 ceph_start
 trap 'ceph_stop' EXIT
+CUR=$W/current # the night's files, at the same path every night (both tools group by path)
+if [ "$DATA" = kb ]; then
+	# shellcheck source=../tests/cli/pg.bash
+	. tests/cli/pg.bash
+	# shellcheck source=pg/lib.sh
+	. bench/pg/lib.sh
+	pg_start
+	trap 'pg_stop; ceph_stop' EXIT
+	kb_create "$DOCS" "$SCALE"
+	python3 bench/streams.py init "$W/data" "$SEGS" "$SEG_KB" "$RECORDS"
+fi
+# night D: the night's files into $CUR (kb) or $W/kb.sql (synthetic); prints their bytes
+night() {
+	if [ "$DATA" = synthetic ]; then
+		"$G" --day "$1" --mb "$MB" > "$W/kb.sql"
+		stat -c %s "$W/kb.sql"
+		return
+	fi
+	if [ "$1" -gt 0 ]; then
+		kb_night "$1" "$SCALE" $((DAYS / 2))
+		python3 bench/streams.py night "$W/data" "$1" >&2
+	fi
+	rm -rf "$CUR"
+	mkdir -p "$CUR"
+	pg_dump -Fp -d kb > "$CUR/kb.sql"
+	tar -C "$W/data/qdrant" -cf "$CUR/qdrant.tar" --sort=name .
+	{ printf 'DZV1'; tar -C "$W/data/neo4j" -cf - --sort=name . | zstd -3 -q; } > "$CUR/neo4j.dump"
+	cat "$CUR"/* | wc -c
+}
 LOG=$CEPH_DIR/log/client.rgw.a.log
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME="$W/cache" RESTIC_CACHE_DIR="$W/restic-cache"
 KR=s3:$S3_ENDPOINT/kbvault-bench
@@ -77,19 +114,37 @@ row() { # tool op day bytes "secs rss" "put get head list delete" stored
 	echo "$1,$2,$3,$4,$secs,$(cat "$W/rate"),$rss,$(tr ' ' ',' <<< "$6"),$7" >> "$CSV"
 }
 for d in $(seq 0 $((DAYS - 1))); do
-	"$G" --day "$d" --mb "$MB" > "$W/kb.sql"
-	bytes=$(stat -c %s "$W/kb.sql")
-	t=$(timed "$K" -q -r "$KR" snapshot --stdin kb.sql < "$W/kb.sql")
+	bytes=$(night "$d")
+	if [ "$DATA" = synthetic ]; then
+		t=$(timed "$K" -q -r "$KR" snapshot --stdin kb.sql < "$W/kb.sql")
+	else
+		t=$(timed "$K" -q -r "$KR" snapshot "$CUR")
+	fi
 	row kbvault ingest "$d" "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
-	t=$(timed restic -q -r "$RR" backup --stdin --stdin-filename kb.sql < "$W/kb.sql")
+	if [ "$DATA" = synthetic ]; then
+		t=$(timed restic -q -r "$RR" backup --stdin --stdin-filename kb.sql < "$W/kb.sql")
+	else
+		t=$(timed restic -q -r "$RR" backup "$CUR")
+	fi
 	row restic ingest "$d" "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
+	echo "night $d: $bytes bytes" >&2
 done
-t=$(timed "$K" -q -r "$KR" restore latest --stdout)
-row kbvault restore $((DAYS - 1)) "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
-cmp "$W/cmd.out" "$W/kb.sql"
-t=$(timed restic -q -r "$RR" dump latest kb.sql)
-row restic restore $((DAYS - 1)) "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
-cmp "$W/cmd.out" "$W/kb.sql"
+if [ "$DATA" = synthetic ]; then
+	t=$(timed "$K" -q -r "$KR" restore latest --stdout)
+	row kbvault restore $((DAYS - 1)) "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
+	cmp "$W/cmd.out" "$W/kb.sql"
+	t=$(timed restic -q -r "$RR" dump latest kb.sql)
+	row restic restore $((DAYS - 1)) "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
+	cmp "$W/cmd.out" "$W/kb.sql"
+else
+	want=$(cd "$CUR" && b2sum -- * | sort)
+	t=$(timed "$K" -q -r "$KR" restore latest --target "$W/r-kbvault")
+	row kbvault restore $((DAYS - 1)) "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
+	[ "$(cd "$W/r-kbvault/${CUR#/}" && b2sum -- * | sort)" = "$want" ]
+	t=$(timed restic -q -r "$RR" restore latest --target "$W/r-restic")
+	row restic restore $((DAYS - 1)) "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
+	[ "$(cd "$W/r-restic/$CUR" && b2sum -- * | sort)" = "$want" ]
+fi
 t=$(timed "$K" -q -r "$KR" gc --keep-last 2)
 row kbvault gc - 0 "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
 t=$(timed restic -q -r "$RR" forget --keep-last 2 --prune)
