@@ -60,6 +60,24 @@ struct s3 {
 	char up_err[1024];     /* that no writer indexes a pack that is not there */
 	CURLSH *share;
 	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
+	/* Read windows shared by every reader of this backend (s3_read): a restore's workers
+	 * walk neighbouring blobs, and each fetching its own window GETs the same bytes again. */
+	pthread_mutex_t win_mu;
+	pthread_cond_t win_cv;
+	struct s3_win *wins;
+	uint64_t win_clock;
+};
+
+/* One shared window: bytes [off, off + len) of object `key`; `busy` while its GET runs
+ * (then [off, off + want) is what is coming). */
+#define S3_WINDOWS 8
+struct s3_win {
+	char key[512];
+	uint64_t off;
+	size_t len, want;
+	uint64_t used;
+	int busy;
+	uint8_t *data;
 };
 
 /* Requests sent by this process, every attempt counted (kbv_s3_requests). */
@@ -72,17 +90,14 @@ struct s3_wr {
 	struct kbv_buf data;
 };
 
-/* A reader keeps the last window it fetched: readers walk a pack's blobs in order, so one
- * ranged GET of S3_WINDOW bytes serves many reads. */
+/* Reads go through windows of S3_WINDOW bytes shared by the backend's readers (struct
+ * s3_win): readers walk a pack's blobs in order, so one ranged GET serves many reads. */
 #define S3_WINDOW (2u << 20)
 
 struct s3_rd {
 	struct kbv_be_rd base;
 	char key[512];
 	uint64_t size;
-	uint8_t *win; /* bytes [win_off, win_off + win_len) of the object */
-	uint64_t win_off;
-	size_t win_len;
 };
 
 /* One request and what came back. */
@@ -620,6 +635,19 @@ static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t 
 static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
 			  size_t *got);
 
+/* The shared window of `key` holding [off, off + n), or the one being fetched that will;
+ * under win_mu. */
+static struct s3_win *win_find(struct s3 *s, const char *key, uint64_t off, size_t n, int busy)
+{
+	for (int i = 0; i < S3_WINDOWS; i++) {
+		struct s3_win *w = &s->wins[i];
+		size_t len = busy ? w->want : w->len;
+		if (w->busy == busy && w->key[0] && off >= w->off && off + n <= w->off + len && !strcmp(w->key, key))
+			return w;
+	}
+	return NULL;
+}
+
 static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 {
 	struct s3_rd *r = (struct s3_rd *)br;
@@ -629,28 +657,53 @@ static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 	if (off + n > r->size)
 		return kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %llu bytes, a read of %zu at %llu",
 				 s->bucket, r->key, (unsigned long long)r->size, n, (unsigned long long)off);
-	if (r->win && off >= r->win_off && off + n <= r->win_off + r->win_len) {
-		memcpy(p, r->win + (off - r->win_off), n);
-		return 0;
-	}
 	if (n >= S3_WINDOW)
 		return get_range(s, r, p, n, off);
-	/* A new window from off: S3_WINDOW bytes, or what is left of the object. */
-	size_t len = r->size - off < S3_WINDOW ? (size_t)(r->size - off) : S3_WINDOW;
-	if (!r->win && !(r->win = malloc(S3_WINDOW)))
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	r->win_len = 0;
+	/* A window another reader fetched (or is fetching), else a new one from off:
+	 * S3_WINDOW bytes, or what is left of the object. */
+	pthread_mutex_lock(&s->win_mu);
+	struct s3_win *w;
+	while (!(w = win_find(s, r->key, off, n, 0)) && win_find(s, r->key, off, n, 1))
+		pthread_cond_wait(&s->win_cv, &s->win_mu);
+	if (w) {
+		memcpy(p, w->data + (off - w->off), n);
+		w->used = ++s->win_clock;
+		pthread_mutex_unlock(&s->win_mu);
+		return 0;
+	}
+	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one */
+		if (!s->wins[i].busy && (!w || s->wins[i].used < w->used))
+			w = &s->wins[i];
+	if (!w) { /* every window is being fetched: this read goes alone */
+		pthread_mutex_unlock(&s->win_mu);
+		return get_range(s, r, p, n, off);
+	}
+	snprintf(w->key, sizeof w->key, "%s", r->key);
+	w->off = off;
+	w->want = r->size - off < S3_WINDOW ? (size_t)(r->size - off) : S3_WINDOW;
+	w->len = 0;
+	w->busy = 1;
+	pthread_mutex_unlock(&s->win_mu);
+	int rc = 0;
+	size_t got = 0;
+	if (!w->data && !(w->data = malloc(S3_WINDOW)))
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
 	/* The window may reach past the object's real end when its size came from the index
 	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
 	 * only the bytes asked for must have come. */
-	size_t got = 0;
-	int rc = get_range_upto(s, r, r->win, len, off, n, &got);
+	if (rc == 0)
+		rc = get_range_upto(s, r, w->data, w->want, off, n, &got);
+	pthread_mutex_lock(&s->win_mu);
+	if (rc == 0)
+		memcpy(p, w->data, n);
+	w->len = rc == 0 ? got : 0;
 	if (rc < 0)
-		return rc;
-	r->win_off = off;
-	r->win_len = got;
-	memcpy(p, r->win, n);
-	return 0;
+		w->key[0] = 0;
+	w->busy = 0;
+	w->used = ++s->win_clock;
+	pthread_cond_broadcast(&s->win_cv);
+	pthread_mutex_unlock(&s->win_mu);
+	return rc;
 }
 
 /* Exactly n bytes at off into p, with one ranged GET. */
@@ -686,11 +739,7 @@ static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint
 	return rc;
 }
 
-static void s3_close(struct kbv_be_rd *br)
-{
-	free(((struct s3_rd *)br)->win);
-	free(br);
-}
+static void s3_close(struct kbv_be_rd *br) { free(br); }
 
 static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
 {
@@ -852,6 +901,11 @@ static void s3_free(struct kbv_backend *be)
 	struct s3 *s = (struct s3 *)be;
 	s3_sync(be); /* no upload outlives its backend (a failure was the caller's to see) */
 	pthread_mutex_destroy(&s->up_mu);
+	for (int i = 0; s->wins && i < S3_WINDOWS; i++)
+		free(s->wins[i].data);
+	free(s->wins);
+	pthread_mutex_destroy(&s->win_mu);
+	pthread_cond_destroy(&s->win_cv);
 	if (s->share)
 		curl_share_cleanup(s->share);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -950,7 +1004,13 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&s->mu[i], NULL);
 	pthread_mutex_init(&s->up_mu, NULL);
+	pthread_mutex_init(&s->win_mu, NULL);
+	pthread_cond_init(&s->win_cv, NULL);
 	s->base.ops = &s3_ops;
+	if (!(s->wins = calloc(S3_WINDOWS, sizeof *s->wins))) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto fail;
+	}
 	if ((rc = parse_url(s, url)) < 0)
 		goto fail;
 	pthread_once(&once, init_curl);
