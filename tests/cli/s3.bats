@@ -272,6 +272,18 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ "$status" -eq 0 ]
 }
 
+@test "s3: a restore's workers share their read windows: no range of a pack is fetched twice" {
+	s3_init
+	head -c 30000000 /dev/urandom > "$TMPD/big.bin"
+	kbv snapshot -q --stdin big < "$TMPD/big.bin"
+	s3proxy_start
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore latest --stdout | cmp - "$TMPD/big.bin"
+	grep '^GET .*\.pack bytes=' "$TMPD/rules.log" | sort | uniq -d > "$TMPD/twice"
+	[ ! -s "$TMPD/twice" ] || { cat "$TMPD/twice"; false; }
+	# 30 MB in 2 MiB windows: about 15 GETs, not one per worker and window
+	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 20 ]
+}
+
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
 	G="$BATS_TEST_DIRNAME/../golden/v1-bucket"
 	export KBVAULT_PASSWORD=kbvault-golden
