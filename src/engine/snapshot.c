@@ -486,8 +486,8 @@ static int cmp_listed(const void *a, const void *b) { return memcmp(a, b, KBV_ID
 static int listed(void *arg, const uint8_t id[KBV_ID_BYTES])
 {
 	const struct kbv_buf *l = arg;
-	return bsearch(id, l->data, l->len / sizeof(struct listed_snap), sizeof(struct listed_snap), cmp_listed) !=
-	       NULL;
+	return l->len && bsearch(id, l->data, l->len / sizeof(struct listed_snap), sizeof(struct listed_snap),
+				 cmp_listed) != NULL;
 }
 
 int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
