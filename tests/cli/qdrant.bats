@@ -126,5 +126,5 @@ assert d["ok"] and v["type"] == "qdrant" and v["collections"] == 2 and v["points
 	printf 'not-the-key\n' > "$TMPD/qdrant.key"
 	run kbv restore latest --source vectors --collection-suffix _x
 	[ "$status" -eq 7 ]
-	[[ "$output" == *"403"* ]]
+	[[ "$output" == *"403"* ]] || { echo "$output"; false; }
 }

@@ -124,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["__standin"]:
             return self.control(method, parts[1:], q)
         if ARGS.api_key and self.headers.get("api-key") != ARGS.api_key:
+            # Read what the client sends first: closing with its upload unread makes the
+            # kernel reset the connection, and the client may see the reset, not the 403.
+            self.body()
             return self.error(403, "Invalid api-key")
         if method == "GET" and parts == []:
             return self.reply(200, {"title": "qdrant - vector search engine", "version": "1.12.4-standin", "commit": "standin"})
