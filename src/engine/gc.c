@@ -711,7 +711,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 
 	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
 	TRY(kbv_snapshot_list(r, &list, &n));
-	TRY(kbv_reader_new(r, 0, &rd));
+	TRY(kbv_reader_new(r, 1, &rd)); /* mark only walks trees: one worker, not one per CPU */
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;
 		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)
