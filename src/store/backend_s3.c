@@ -648,6 +648,91 @@ static struct s3_win *win_find(struct s3 *s, const char *key, uint64_t off, size
 	return NULL;
 }
 
+/* Where a new window for a read at `off` begins and ends: on the grid of S3_WINDOW-sized
+ * blocks, so that readers arriving in any order ask for the same ranges, and never over
+ * bytes another window of the object holds or is fetching, so that no byte is fetched
+ * twice while windows last. A read that reaches the object's end (a trailer) fetches only
+ * what it asks for. Under win_mu; the window covers at least off. */
+static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint64_t *start, uint64_t *end)
+{
+	uint64_t a = off / S3_WINDOW * S3_WINDOW;
+	if (off + n == r->size)
+		a = off;
+	uint64_t b = a + S3_WINDOW < r->size ? a + S3_WINDOW : r->size;
+	for (int i = 0; i < S3_WINDOWS; i++) {
+		struct s3_win *w = &s->wins[i];
+		uint64_t wend = w->off + (w->busy ? w->want : w->len);
+		if (!w->key[0] || wend == w->off || strcmp(w->key, r->key))
+			continue;
+		if (wend > a && wend <= off)
+			a = wend;
+		if (w->off > off && w->off < b)
+			b = w->off;
+	}
+	*start = a;
+	*end = b;
+}
+
+/* One piece of a read, [off, off + n), inside one window: copied from the window that
+ * holds it, else waited for while another reader fetches it, else fetched into a new one. */
+static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t *done)
+{
+	pthread_mutex_lock(&s->win_mu);
+	struct s3_win *w;
+	for (;;) {
+		if ((w = win_find(s, r->key, off, 1, 0)) != NULL) {
+			size_t k = w->off + w->len - off < n ? (size_t)(w->off + w->len - off) : n;
+			memcpy(p, w->data + (off - w->off), k);
+			w->used = ++s->win_clock;
+			pthread_mutex_unlock(&s->win_mu);
+			*done = k;
+			return 0;
+		}
+		if (!win_find(s, r->key, off, 1, 1))
+			break;
+		pthread_cond_wait(&s->win_cv, &s->win_mu);
+	}
+	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one */
+		if (!s->wins[i].busy && (!w || s->wins[i].used < w->used))
+			w = &s->wins[i];
+	if (!w) { /* every window is being fetched: this read goes alone */
+		pthread_mutex_unlock(&s->win_mu);
+		*done = n;
+		return get_range(s, r, p, n, off);
+	}
+	uint64_t a, b;
+	w->key[0] = 0; /* the window chosen is no longer what it held */
+	win_span(s, r, off, n, &a, &b);
+	snprintf(w->key, sizeof w->key, "%s", r->key);
+	w->off = a;
+	w->want = (size_t)(b - a);
+	w->len = 0;
+	w->busy = 1;
+	pthread_mutex_unlock(&s->win_mu);
+	size_t need = off + n < b ? (size_t)(off + n - a) : w->want, got = 0;
+	int rc = 0;
+	if (!w->data && !(w->data = malloc(S3_WINDOW)))
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+	/* The window may reach past the object's real end when its size came from the index
+	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
+	 * only the bytes asked for must have come. */
+	if (rc == 0)
+		rc = get_range_upto(s, r, w->data, w->want, a, need, &got);
+	pthread_mutex_lock(&s->win_mu);
+	size_t k = (size_t)(a + need - off);
+	if (rc == 0)
+		memcpy(p, w->data + (off - a), k);
+	w->len = rc == 0 ? got : 0;
+	if (rc < 0)
+		w->key[0] = 0;
+	w->busy = 0;
+	w->used = ++s->win_clock;
+	pthread_cond_broadcast(&s->win_cv);
+	pthread_mutex_unlock(&s->win_mu);
+	*done = k;
+	return rc;
+}
+
 static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 {
 	struct s3_rd *r = (struct s3_rd *)br;
@@ -659,51 +744,17 @@ static int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 				 s->bucket, r->key, (unsigned long long)r->size, n, (unsigned long long)off);
 	if (n >= S3_WINDOW)
 		return get_range(s, r, p, n, off);
-	/* A window another reader fetched (or is fetching), else a new one from off:
-	 * S3_WINDOW bytes, or what is left of the object. */
-	pthread_mutex_lock(&s->win_mu);
-	struct s3_win *w;
-	while (!(w = win_find(s, r->key, off, n, 0)) && win_find(s, r->key, off, n, 1))
-		pthread_cond_wait(&s->win_cv, &s->win_mu);
-	if (w) {
-		memcpy(p, w->data + (off - w->off), n);
-		w->used = ++s->win_clock;
-		pthread_mutex_unlock(&s->win_mu);
-		return 0;
+	/* Piece by piece, each inside one shared window. */
+	while (n > 0) {
+		size_t k;
+		int rc = win_read(s, r, p, n, off, &k);
+		if (rc < 0)
+			return rc;
+		p = (uint8_t *)p + k;
+		off += k;
+		n -= k;
 	}
-	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one */
-		if (!s->wins[i].busy && (!w || s->wins[i].used < w->used))
-			w = &s->wins[i];
-	if (!w) { /* every window is being fetched: this read goes alone */
-		pthread_mutex_unlock(&s->win_mu);
-		return get_range(s, r, p, n, off);
-	}
-	snprintf(w->key, sizeof w->key, "%s", r->key);
-	w->off = off;
-	w->want = r->size - off < S3_WINDOW ? (size_t)(r->size - off) : S3_WINDOW;
-	w->len = 0;
-	w->busy = 1;
-	pthread_mutex_unlock(&s->win_mu);
-	int rc = 0;
-	size_t got = 0;
-	if (!w->data && !(w->data = malloc(S3_WINDOW)))
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-	/* The window may reach past the object's real end when its size came from the index
-	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
-	 * only the bytes asked for must have come. */
-	if (rc == 0)
-		rc = get_range_upto(s, r, w->data, w->want, off, n, &got);
-	pthread_mutex_lock(&s->win_mu);
-	if (rc == 0)
-		memcpy(p, w->data, n);
-	w->len = rc == 0 ? got : 0;
-	if (rc < 0)
-		w->key[0] = 0;
-	w->busy = 0;
-	w->used = ++s->win_clock;
-	pthread_cond_broadcast(&s->win_cv);
-	pthread_mutex_unlock(&s->win_mu);
-	return rc;
+	return 0;
 }
 
 /* Exactly n bytes at off into p, with one ranged GET. */
