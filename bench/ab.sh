@@ -1,7 +1,8 @@
 #!/bin/bash
 # A/B of two kbvault binaries on the same dump, interleaved so that a noisy machine hurts
 # both alike: first snapshot, unchanged re-snapshot and restore (to /dev/null), each ROUNDS
-# times per binary, encrypted repositories. Prints the medians and new/old ratios.
+# times per binary, encrypted repositories. Prints the medians of wall time and of CPU time
+# (user + system: steadier than wall time on a shared machine) and new/old ratios.
 #   bench/ab.sh OLD_KBVAULT NEW_KBVAULT [MB] [ROUNDS]
 # Needs GENDUMP (build/bench/gendump). With AB_S3=1 the repositories are buckets of a Ceph
 # radosgw started here (tests/cli/ceph.bash; as root), a new bucket for each first snapshot.
@@ -29,11 +30,11 @@ run() { # BIN OP -> seconds
 	fi
 	case $op in
 	first) rm -rf "$repo"; "$bin" -r "$repo" init --kdf-mem-mib 16 > /dev/null
-	       /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
-	again) /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
-	restore) /usr/bin/time -f %e -o "$W/t" "$bin" -q -r "$repo" restore latest --stdout > /dev/null ;;
+	       /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
+	again) /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
+	restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" restore latest --stdout > /dev/null ;;
 	esac
-	cat "$W/t"
+	awk '{printf "%s/%.2f\n", $1, $2 + $3}' "$W/t"
 }
 declare -A T
 for r in $(seq 1 "$ROUNDS"); do
@@ -46,9 +47,13 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wall() { tr ' ' '\n' | cut -d/ -f1; }
+cpu() { tr ' ' '\n' | cut -s -d/ -f2; }
 echo "dump: $MB MB ($bytes bytes), $ROUNDS rounds, interleaved; medians"
-printf "%-10s %10s %10s %10s %8s\n" operation old_s new_s new_MB/s new/old
+printf "%-10s %10s %10s %10s %8s %10s %10s %8s\n" operation old_s new_s new_MB/s new/old old_cpu_s new_cpu_s new/old
 for op in first again restore; do
-	o=$(echo "${T[old-$op]}" | median) n=$(echo "${T[new-$op]}" | median)
-	awk -v op=$op -v o="$o" -v n="$n" -v b="$bytes" 'BEGIN {printf "%-10s %10.2f %10.2f %10.0f %8.2f\n", op, o, n, b/1e6/n, n/o}'
+	o=$(echo "${T[old-$op]}" | wall | median) n=$(echo "${T[new-$op]}" | wall | median)
+	oc=$(echo "${T[old-$op]}" | cpu | median) nc=$(echo "${T[new-$op]}" | cpu | median)
+	awk -v op=$op -v o="$o" -v n="$n" -v oc="$oc" -v nc="$nc" -v b="$bytes" \
+		'BEGIN {printf "%-10s %10.2f %10.2f %10.0f %8.2f %10.2f %10.2f %8.2f\n", op, o, n, b/1e6/n, n/o, oc, nc, nc/oc}'
 done

@@ -21,10 +21,11 @@ void kbv_reader_free(struct kbv_reader *rd);
 struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd);
 
 /* Restore one stream into `sink`. Every blob is authenticated before its bytes reach the
- * sink; at the end the size and (if `hash` is non-NULL) the BLAKE2b-256 are compared. On
- * KBV_ECORRUPT the sink has received a prefix of the stream, never a wrong byte. */
-int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const uint8_t *hash,
-		      kbv_sink_fn sink, void *arg);
+ * sink; at the end the size and (if `hash` is non-NULL and not KBV_DIGEST_NONE) the digest
+ * of the whole stream, in its algorithm, are compared. On KBV_ECORRUPT the sink has
+ * received a prefix of the stream, never a wrong byte. */
+int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
+		      const struct kbv_digest *hash, kbv_sink_fn sink, void *arg);
 
 /* Restore a whole stream into memory (for entry tables). */
 int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out);

@@ -24,7 +24,7 @@ struct kbv_entry {
 	int64_t mtime;
 	uint32_t mtime_ns;
 	uint64_t size;
-	uint8_t hash[32];
+	struct kbv_digest hash; /* of the whole content (entry format 3 says which algorithm) */
 	struct kbv_ref ref;
 	char *target; /* symlink target, owned; NULL for other kinds */
 	/* Owner (entry format 2, body version 3): numbers and names, owned; user and group are

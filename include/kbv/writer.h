@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kbv/digest.h"
 #include "kbv/repo.h"
 
 #define KBV_REF_EMPTY 255
@@ -20,7 +21,7 @@ struct kbv_ref {
 
 struct kbv_stream_result {
 	uint64_t size;
-	uint8_t hash[32]; /* unkeyed BLAKE2b-256 of the stream */
+	struct kbv_digest hash; /* of the whole stream, kbv_writer_digest()'s algorithm */
 	struct kbv_ref ref;
 };
 
@@ -39,6 +40,9 @@ struct kbv_writer;
 /* A writer for one snapshot. nthreads 0 means one per online CPU. The repository must be
  * unlocked and outlive the writer. */
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out);
+/* The digest algorithm of the streams stored from now on (KBV_DIGEST_DEFAULT until set):
+ * copy keeps the algorithm a source snapshot recorded. */
+void kbv_writer_digest(struct kbv_writer *w, int alg);
 /* Called from the writing thread after each batch of chunks (about 1 MiB). */
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg);
 /* Store everything read from fd until end of file. `what` names the input in errors; a

@@ -407,7 +407,7 @@ static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct
 				 one->name);
 	sk->fd = STDOUT_FILENO;
 	sk->what = "stdout";
-	int rc = kbv_reader_stream(rd, &one->ref, one->size, one->hash, write_sink, sk);
+	int rc = kbv_reader_stream(rd, &one->ref, one->size, &one->hash, write_sink, sk);
 	if (rc < 0)
 		kbv_error_prefix(rc, "restore '%s' to stdout (%llu bytes written before the failure)", one->name,
 				 (unsigned long long)sk->done);

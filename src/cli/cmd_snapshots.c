@@ -72,11 +72,12 @@ int cmd_snapshots(int argc, char **argv)
 			for (size_t k = 0; k < s->nloaded; k++) {
 				struct kbv_entry *e = &s->entries[k];
 				char h[65];
-				kbv_hex(e->hash, 32, h);
+				kbv_digest_hex(&e->hash, h);
 				json_t *o = json_pack("{s:s, s:s, s:I}", "name", e->name, "kind", kind_name(e->kind), "size",
 						      (json_int_t)e->size);
-				if (e->kind != KBV_ENTRY_DIR && e->kind != KBV_ENTRY_SYMLINK)
-					json_object_set_new(o, "blake2b_256", json_string(h));
+				/* named by its algorithm: the key says which tool reproduces it */
+				if (kbv_entry_has_data(e) && kbv_digest_json_key(e->hash.alg))
+					json_object_set_new(o, kbv_digest_json_key(e->hash.alg), json_string(h));
 				if (e->user && e->kind >= KBV_ENTRY_FILE)
 					json_object_set_new(o, "owner", json_pack("{s:I, s:I, s:s, s:s}", "uid", (json_int_t)e->uid,
 										  "gid", (json_int_t)e->gid, "user", e->user,

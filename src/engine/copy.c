@@ -38,7 +38,7 @@ static int same(const struct kbv_snapshot *a, const struct kbv_snapshot *b)
 	for (size_t i = 0; i < a->nloaded; i++) {
 		const struct kbv_entry *x = &a->entries[i], *y = &b->entries[i];
 		if (x->kind != y->kind || strcmp(x->name, y->name) || x->size != y->size || x->mode != y->mode ||
-		    !str_eq(x->target, y->target) || (has_data(x) && memcmp(x->hash, y->hash, sizeof x->hash)))
+		    !str_eq(x->target, y->target) || (has_data(x) && !kbv_digest_equal(&x->hash, &y->hash)))
 			return 0;
 	}
 	return 1;
@@ -88,7 +88,7 @@ static int to_fd(void *arg, const uint8_t *p, size_t n)
 static void *pump_thread(void *arg)
 {
 	struct pump *pp = arg;
-	pp->rc = kbv_reader_stream(pp->rd, &pp->e->ref, pp->e->size, pp->e->hash, to_fd, pp);
+	pp->rc = kbv_reader_stream(pp->rd, &pp->e->ref, pp->e->size, &pp->e->hash, to_fd, pp);
 	if (pp->rc < 0)
 		snprintf(pp->err, sizeof pp->err, "%s", kbv_errmsg());
 	close(pp->fd);
@@ -109,6 +109,7 @@ static int copy_stream(struct kbv_reader *src_rd, struct kbv_writer *w, const st
 		close(fds[1]);
 		return kbv_error(KBV_ENOMEM, "copy '%s': cannot start a thread", e->name);
 	}
+	kbv_writer_digest(w, e->hash.alg); /* the copy records what the source recorded */
 	rc = kbv_writer_fd(w, fds[0], e->name, &res);
 	close(fds[0]); /* a reader still writing gets EPIPE and stops */
 	pthread_join(t, NULL);
@@ -116,7 +117,7 @@ static int copy_stream(struct kbv_reader *src_rd, struct kbv_writer *w, const st
 		return kbv_error(pp.rc, "copy '%s' from the source: %s", e->name, pp.err);
 	if (rc < 0)
 		return rc;
-	if (res.size != e->size || memcmp(res.hash, e->hash, sizeof res.hash))
+	if (res.size != e->size || !kbv_digest_equal(&res.hash, &e->hash))
 		return kbv_error(KBV_ECORRUPT, "copy '%s': the target stored %llu bytes that do not hash as the source "
 					       "recorded (%llu bytes)",
 				 e->name, (unsigned long long)res.size, (unsigned long long)e->size);

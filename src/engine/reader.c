@@ -44,7 +44,7 @@ struct kbv_reader {
 	struct rjob *open; /* batch being filled, not yet submitted */
 	kbv_sink_fn sink;
 	void *arg;
-	crypto_generichash_blake2b_state hs; /* updated only by the pool's serial stage */
+	struct kbv_digester hs; /* updated only by the pool's serial stage */
 	uint64_t got;
 };
 
@@ -81,13 +81,13 @@ static void rworker_release(struct rworker *wk)
 	kbv_packfds_release(&wk->fds);
 }
 
-/* The serial stage: the whole-stream BLAKE2b of what was decoded, in stream order. */
+/* The serial stage: the whole-stream digest of what was decoded, in stream order. */
 static void hash_stage(void *rp, void *jp)
 {
 	struct kbv_reader *rd = rp;
 	struct rjob *j = jp;
 	if (j->rc == 0)
-		crypto_generichash_blake2b_update(&rd->hs, j->out.data, j->out.len);
+		kbv_digester_update(&rd->hs, j->out.data, j->out.len);
 }
 
 int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
@@ -258,16 +258,17 @@ static int check_ref(const struct kbv_ref *ref)
 	return 0;
 }
 
-int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const uint8_t *hash,
-		      kbv_sink_fn sink, void *arg)
+int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
+		      const struct kbv_digest *hash, kbv_sink_fn sink, void *arg)
 {
 	int rc = check_ref(ref);
 	if (rc < 0)
 		return rc;
+	if ((rc = kbv_digester_init(&rd->hs, hash ? hash->alg : KBV_DIGEST_NONE)) < 0)
+		return rc;
 	rd->sink = sink;
 	rd->arg = arg;
 	rd->got = 0;
-	crypto_generichash_blake2b_init(&rd->hs, NULL, 0, 32);
 	rd->open = NULL;
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
@@ -276,15 +277,17 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 		rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
 	if (rc < 0) {
 		kbv_pool_discard(rd->pool);
+		kbv_digester_release(&rd->hs);
 		return rc;
 	}
+	struct kbv_digest h;
+	kbv_digester_final(&rd->hs, &h);
 	if (rd->got != size)
 		return kbv_error(KBV_ECORRUPT, "stream restored to %llu bytes, the snapshot recorded %llu",
 				 (unsigned long long)rd->got, (unsigned long long)size);
-	uint8_t h[32];
-	crypto_generichash_blake2b_final(&rd->hs, h, sizeof h);
-	if (hash && sodium_memcmp(h, hash, 32) != 0)
-		return kbv_error(KBV_ECORRUPT, "restored stream does not match the BLAKE2b-256 the snapshot recorded");
+	if (hash && hash->alg != KBV_DIGEST_NONE && !kbv_digest_equal(&h, hash))
+		return kbv_error(KBV_ECORRUPT, "restored stream does not match the %s the snapshot recorded",
+				 kbv_digest_name(hash->alg));
 	return 0;
 }
 

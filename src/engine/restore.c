@@ -195,7 +195,7 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 		close(pfd);
 		return kbv_error(KBV_EIO, "create a file beside '%s': %s", name, strerror(err));
 	}
-	rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, write_file, &f);
+	rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, write_file, &f);
 	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
 		int owned = set_owner(e, f.fd, -1, NULL, name);

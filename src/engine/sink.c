@@ -164,7 +164,7 @@ struct kbv_entry *kbv_sink_entry(struct kbv_sink *c, int kind, const char *name)
 void kbv_sink_set_result(struct kbv_entry *x, const struct kbv_stream_result *res)
 {
 	x->size = res->size;
-	memcpy(x->hash, res->hash, 32);
+	x->hash = res->hash;
 	x->ref = res->ref;
 }
 

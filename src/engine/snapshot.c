@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define SNAP_HEADER 16
-#define BODY_VERSION 3 /* 3: entry table format 2 (owners); 2: sources; 1: the first */
+#define BODY_VERSION 4 /* 4: entry format 3 (digest algorithm); 3: entry format 2 (owners); 2: sources; 1: the first */
 #define SOURCE_NAME_MAX 64
 
 int kbv_entry_has_data(const struct kbv_entry *e)
@@ -64,6 +64,26 @@ static int meta_ok(const char *text)
 	return ok;
 }
 
+/* The entry format of a snapshot body version (format/snapshot.md). */
+static int entry_format(uint32_t body_version)
+{
+	return body_version >= 4 ? 3 : body_version == 3 ? 2 : 1;
+}
+
+/* The recorded digest: a known algorithm for a stream of bytes (NONE only for directories
+ * and symlinks), and zero past its length. */
+static int digest_ok(const struct kbv_entry *x)
+{
+	if (x->hash.alg == KBV_DIGEST_NONE)
+		return !kbv_entry_has_data(x);
+	if (!kbv_digest_known(x->hash.alg))
+		return 0;
+	for (size_t i = kbv_digest_len(x->hash.alg); i < sizeof x->hash.v; i++)
+		if (x->hash.v[i])
+			return 0;
+	return 1;
+}
+
 int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out)
 {
 	int rc = 0;
@@ -75,7 +95,8 @@ int kbv_entries_encode(const struct kbv_entry *e, size_t n, struct kbv_buf *out)
 		TRY(kbv_buf_add_u64(out, (uint64_t)e[i].mtime));
 		TRY(kbv_buf_add_u32(out, e[i].mtime_ns));
 		TRY(kbv_buf_add_u64(out, e[i].size));
-		TRY(kbv_buf_add(out, e[i].hash, 32));
+		TRY(kbv_buf_add_u8(out, e[i].hash.alg));
+		TRY(kbv_buf_add(out, e[i].hash.v, 32));
 		kbv_ref_put(ref, &e[i].ref);
 		TRY(kbv_buf_add(out, ref, sizeof ref));
 		TRY(kbv_buf_add_str32(out, e[i].target ? e[i].target : ""));
@@ -103,7 +124,7 @@ void kbv_entries_free(struct kbv_entry *e, size_t n)
 
 int kbv_entries_decode(const uint8_t *p, size_t len, struct kbv_entry **out, size_t *n)
 {
-	return kbv_entries_decode_format(p, len, 2, out, n);
+	return kbv_entries_decode_format(p, len, 3, out, n);
 }
 
 int kbv_entries_decode_format(const uint8_t *p, size_t len, int format, struct kbv_entry **out, size_t *n)
@@ -131,9 +152,10 @@ int kbv_entries_decode_format(const uint8_t *p, size_t len, int format, struct k
 		x->mtime = (int64_t)kbv_rd_u64(&r);
 		x->mtime_ns = kbv_rd_u32(&r);
 		x->size = kbv_rd_u64(&r);
+		x->hash.alg = format >= 3 ? kbv_rd_u8(&r) : KBV_DIGEST_BLAKE2B_256;
 		const uint8_t *h = kbv_rd_bytes(&r, 32);
 		if (h)
-			memcpy(x->hash, h, 32);
+			memcpy(x->hash.v, h, 32);
 		const uint8_t *ref = kbv_rd_bytes(&r, 33);
 		if (ref)
 			kbv_ref_get(ref, &x->ref);
@@ -145,7 +167,7 @@ int kbv_entries_decode_format(const uint8_t *p, size_t len, int format, struct k
 			x->group = kbv_rd_str16(&r);
 		}
 		if (r.bad || x->kind < KBV_ENTRY_STDIN || x->kind > KBV_ENTRY_SYMLINK || !kbv_entry_name_ok(x->name) ||
-		    x->mtime_ns >= 1000000000u) {
+		    x->mtime_ns >= 1000000000u || !digest_ok(x)) {
 			rc = kbv_error(KBV_ECORRUPT, "entry table is malformed at byte %zu (entry %zu)", r.off, cnt - 1);
 			goto out;
 		}
@@ -641,7 +663,7 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 	if (cached < 0)
 		return cached;
 	if (cached && table.len == s->table_size &&
-	    kbv_entries_decode_format(table.data, table.len, s->body_version >= 3 ? 2 : 1, &s->entries, &s->nloaded) ==
+	    kbv_entries_decode_format(table.data, table.len, entry_format(s->body_version), &s->entries, &s->nloaded) ==
 		    0 &&
 	    s->nloaded == s->nentries)
 		goto out;
@@ -652,7 +674,7 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 	if (rc == 0 && table.len == s->table_size)
 		kbv_meta_put(r, KBV_META_ENTRIES, s->id, table.data, table.len);
 	if (rc == 0)
-		rc = kbv_entries_decode_format(table.data, table.len, s->body_version >= 3 ? 2 : 1, &s->entries, &s->nloaded);
+		rc = kbv_entries_decode_format(table.data, table.len, entry_format(s->body_version), &s->entries, &s->nloaded);
 	if (rc == 0 && s->nloaded != s->nentries)
 		rc = kbv_error(KBV_ECORRUPT, "entry table holds %zu entries, the manifest says %llu", s->nloaded,
 			       (unsigned long long)s->nentries);

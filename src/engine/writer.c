@@ -88,7 +88,8 @@ struct kbv_writer {
 	struct kbv_idset pending;
 	struct level levels[KBV_TREE_MAX_DEPTH + 1];
 	int nlevels;
-	crypto_generichash_blake2b_state hs; /* updated only by the pool's serial stage */
+	struct kbv_digester hs; /* updated only by the pool's serial stage */
+	int digest_alg;          /* what the next stream is hashed with */
 	uint64_t stream_size;
 	struct kbv_writer_stats st;
 	kbv_progress_fn progress;
@@ -186,12 +187,12 @@ static void work(void *wp, void *jp)
 		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
 }
 
-/* The serial stage: the whole-stream BLAKE2b, in stream order, off the reading thread. */
+/* The serial stage: the whole-stream digest, in stream order, off the reading thread. */
 static void hash_stage(void *wp, void *jp)
 {
 	struct kbv_writer *w = wp;
 	struct job *j = jp;
-	crypto_generichash_blake2b_update(&w->hs, j->data, j->len);
+	kbv_digester_update(&w->hs, j->data, j->len);
 }
 
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
@@ -202,6 +203,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	w->repo = r;
 	w->lockfd = -1;
+	w->digest_alg = KBV_DIGEST_DEFAULT;
 	/* A writer announces itself for as long as it runs, so a check beside it can tell the
 	 * packs it has not indexed yet from garbage (format/repository.md, tmp/). */
 	uint8_t rnd[8];
@@ -275,6 +277,8 @@ out:
 	return rc;
 }
 
+void kbv_writer_digest(struct kbv_writer *w, int alg) { w->digest_alg = alg; }
+
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg)
 {
 	w->progress = fn;
@@ -287,6 +291,7 @@ void kbv_writer_free(struct kbv_writer *w)
 {
 	if (!w)
 		return;
+	kbv_digester_release(&w->hs);
 	if (w->lockfd >= 0) {
 		unlink(w->lockpath);
 		close(w->lockfd);
@@ -572,13 +577,17 @@ out:
 	return rc;
 }
 
-static void stream_begin(struct kbv_writer *w)
+static int stream_begin(struct kbv_writer *w)
 {
-	crypto_generichash_blake2b_init(&w->hs, NULL, 0, 32);
+	kbv_digester_release(&w->hs);
+	int rc = kbv_digester_init(&w->hs, w->digest_alg);
+	if (rc < 0)
+		return rc;
 	w->stream_size = 0;
 	w->nlevels = 0;
 	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
 		w->levels[i].ids.len = 0;
+	return 0;
 }
 
 static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *res)
@@ -587,12 +596,15 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 		rc = kbv_pool_consume(w->pool, consume, w, 1);
 	if (rc < 0) {
 		kbv_pool_discard(w->pool);
+		kbv_digester_release(&w->hs);
 		return rc;
 	}
-	if ((rc = tree_finish(w, &res->ref)) < 0)
+	if ((rc = tree_finish(w, &res->ref)) < 0) {
+		kbv_digester_release(&w->hs);
 		return rc;
+	}
 	res->size = w->stream_size;
-	crypto_generichash_blake2b_final(&w->hs, res->hash, 32);
+	kbv_digester_final(&w->hs, &res->hash);
 	if (w->progress)
 		w->progress(w->progress_arg, &w->st);
 	return 0;
@@ -601,8 +613,9 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
 {
 	size_t have = 0, used;
-	int rc = 0, eof = 0;
-	stream_begin(w);
+	int rc, eof = 0;
+	if ((rc = stream_begin(w)) < 0)
+		return rc;
 	while (!eof) {
 		size_t got;
 		if ((rc = kbv_read_upto(fd, w->rbuf + have, READ_BUF + w->repo->chunk_max - have, &got, what)) < 0) {
@@ -622,6 +635,8 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_stream_result *res)
 {
 	size_t used;
-	stream_begin(w);
+	int rc = stream_begin(w);
+	if (rc < 0)
+		return rc;
 	return stream_end(w, feed(w, p, n, 1, &used), res);
 }

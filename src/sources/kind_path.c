@@ -77,20 +77,26 @@ int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 		rc = kbv_load_to_fd(rd, e, fd);
 		if (rc == 0) {
 			/* What landed on disk, hashed again. */
-			crypto_generichash_state st;
-			uint8_t h[32], buf[1 << 16];
-			ssize_t got;
+			struct kbv_digester st;
+			struct kbv_digest h;
+			uint8_t buf[1 << 16];
+			ssize_t got = 0;
 			uint64_t n = 0;
-			crypto_generichash_init(&st, NULL, 0, 32);
+			if ((rc = kbv_digester_init(&st, e->hash.alg)) < 0) {
+				close(fd);
+				unlink(file);
+				break;
+			}
 			lseek(fd, 0, SEEK_SET);
 			while ((got = read(fd, buf, sizeof buf)) > 0) {
-				crypto_generichash_update(&st, buf, (size_t)got);
+				kbv_digester_update(&st, buf, (size_t)got);
 				n += (uint64_t)got;
 			}
-			crypto_generichash_final(&st, h, 32);
-			if (got < 0 || n != e->size || memcmp(h, e->hash, 32) != 0) {
+			kbv_digester_final(&st, &h);
+			if (got < 0 || n != e->size || !kbv_digest_equal(&h, &e->hash)) {
 				char m[PATH_MAX + 64];
-				snprintf(m, sizeof m, "%s: restored file does not hash to the snapshot's BLAKE2b", e->name);
+				snprintf(m, sizeof m, "%s: restored file does not hash to the snapshot's %s", e->name,
+					 kbv_digest_name(e->hash.alg));
 				json_array_append_new(mism, json_string(m));
 			}
 			files++;

@@ -65,7 +65,7 @@ static int load_write(void *arg, const uint8_t *p, size_t n)
 int kbv_load_to_fd(struct kbv_reader *rd, const struct kbv_entry *e, int fd)
 {
 	struct load_sink sk = { .fd = fd, .total = e->size };
-	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+	int rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, load_write, &sk);
 	return rc < 0 ? kbv_error_prefix(rc, "restore '%s'", e->name) : 0;
 }
 
@@ -73,7 +73,7 @@ int kbv_load_child(struct kbv_reader *rd, const struct kbv_entry *e, pid_t pid, 
 		   const struct kbv_progress *prog)
 {
 	struct load_sink sk = { .fd = fd, .total = e->size, .prog = prog };
-	int rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+	int rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, load_write, &sk);
 	if (rc < 0 && sk.write_failed) {
 		/* The child stopped reading: its own exit status says why, if it failed. */
 		close(fd);
@@ -136,7 +136,7 @@ static int load_directory(struct kbv_reader *rd, const struct kbv_snapshot *s, c
 			rc = kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
 			break;
 		}
-		rc = kbv_reader_stream(rd, &e->ref, e->size, e->hash, load_write, &sk);
+		rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, load_write, &sk);
 		if (close(sk.fd) < 0 && rc == 0)
 			rc = kbv_error(KBV_EIO, "close '%s': %s", path, strerror(errno));
 		if (rc < 0)

@@ -26,7 +26,7 @@ setup() {
 	run kbv copy --from-repo "$SRC" --from-password-file "$TMPD/pw"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"3 snapshots copied, 0 already there"* ]]
-	strip() { python3 -c 'import json,sys; print([(s["time"], s["host"], s["tags"], s["size"], [(x["name"], x["blake2b_256"]) for x in s["streams"]]) for s in json.load(sys.stdin)])'; }
+	strip() { python3 -c 'import json,sys; print([(s["time"], s["host"], s["tags"], s["size"], [(x["name"], x.get("xxh3_128", x.get("blake2b_256"))) for x in s["streams"]]) for s in json.load(sys.stdin)])'; }
 	[ "$(kbv snapshots --json | strip)" = "$(KBVAULT_REPO=$SRC KBVAULT_PASSWORD_FILE=$TMPD/pw kbv snapshots --json | strip)" ]
 	kbv restore latest --host db1 --stdout | cmp - <(cat "$TMPD/r1" "$TMPD/r2")
 	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/r1"

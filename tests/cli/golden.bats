@@ -24,7 +24,7 @@ golden_plain() {
 	export KBVAULT_REPO="$TMPD/repo"
 	unset KBVAULT_PASSWORD KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
 	EXP="$G/expected.b2"
-	prefix=$(cat "$G/path-prefix")
+	prefix=$(cat "$G/path-prefix" 2>/dev/null || true)
 }
 
 check_v1() {
@@ -137,6 +137,7 @@ assert len(s) == 1 and s[0]['tags'] == ['owners'], s
 e = {x['name'].split('/files/', 1)[-1]: x for x in s[0]['streams']}
 assert e['home/nobody.txt']['owner'] == {'uid': 65534, 'gid': 65534, 'user': 'nobody', 'group': 'nogroup'}, e['home/nobody.txt']
 assert e['root.txt']['owner']['user'] == 'root' and e['root.txt']['owner']['uid'] == 0, e['root.txt']
+assert len(e['root.txt']['blake2b_256']) == 64 and 'xxh3_128' not in e['root.txt'], e['root.txt']
 assert e['home/link']['owner']['user'] == 'nobody', e['home/link']"
 	kbv check --read-data
 	kbv restore latest --target "$TMPD/out"
@@ -176,4 +177,50 @@ assert k["key"]["created"] == "" and not k["key"]["damaged"], k'
 	KBVAULT_PASSWORD=kbvault-golden kbv check --read-data
 	KBVAULT_PASSWORD=wrong run kbv snapshots
 	[ "$status" -eq 4 ]
+}
+
+# Snapshot body version 4: entry format 3 names each stream's digest algorithm
+# (tests/golden/make-golden-digest.sh). One snapshot written as new ones are (XXH3-128), one
+# copied from the body version 3 golden repository (it keeps its BLAKE2b-256 digests).
+@test "golden repository of body version 4 (digest algorithms): XXH3-128 and BLAKE2b-256 streams list, check and restore" {
+	golden_plain v4-digest
+	EXP="$G/expected.xxh128"
+	kbv snapshots --json > "$TMPD/list.json"
+	python3 - "$TMPD/list.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert [x["tags"] for x in s] == [["owners"], ["digest"]], s
+new = {x["name"]: x for x in s[1]["streams"]}
+assert set(new["kb.sql"]) == {"name", "kind", "size", "xxh3_128"}, new["kb.sql"]
+old = [x for x in s[0]["streams"] if x["kind"] == "file"]
+assert len(old) == 3 and all(len(x["blake2b_256"]) == 64 and "xxh3_128" not in x for x in old), old
+PY
+	# the digests are what the standard tools print
+	for f in kb.sql echo.txt; do
+		[ "$(kbv restore latest --stream "$f" --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want "$f")" ]
+		grep -q "\"xxh3_128\": \"$(want "$f")\"" "$TMPD/list.json"
+	done
+	old=$(kbv snapshots --json | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]; print(s["id"], [x for x in s["streams"] if x["name"].endswith("/root.txt")][0]["name"])')
+	want_b2=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))[0]; print([x for x in s["streams"] if x["name"].endswith("/root.txt")][0]["blake2b_256"])' "$TMPD/list.json")
+	[ "$(kbv restore ${old% *} --stream "${old#* }" --stdout | b2sum -l 256 | cut -d' ' -f1)" = "$want_b2" ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+}
+
+# copy keeps the digest algorithm a snapshot recorded: a body version 3 snapshot copied into
+# a new repository still carries its BLAKE2b-256 digests, and a second copy finds it there.
+@test "copy of a body version 3 snapshot keeps its BLAKE2b-256 digests; copying again copies nothing" {
+	golden_plain v3-owners
+	export KBVAULT_REPO="$TMPD/new"
+	kbv init -q --no-encryption
+	kbv copy -q --from-repo "$TMPD/repo"
+	a=$(kbv -r "$TMPD/repo" snapshots --json | python3 -c 'import json,sys; print(sorted((x["name"], x.get("blake2b_256")) for x in json.load(sys.stdin)[0]["streams"]))')
+	b=$(kbv snapshots --json | python3 -c 'import json,sys; print(sorted((x["name"], x.get("blake2b_256")) for x in json.load(sys.stdin)[0]["streams"]))')
+	[ "$a" = "$b" ]
+	[[ "$a" =~ [0-9a-f]{64} ]] # the digests are there, not None
+	run kbv -v copy --from-repo "$TMPD/repo"
+	[ "$status" -eq 0 ]
+	[ "$(snap_count)" = 1 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
 }

@@ -551,7 +551,7 @@ EOF
 	[ "$(s3_keys prod/ | sort)" = "$objects" ]
 	KBVAULT_REPO=$TMPD/local-b kbv init -q --kdf-ops 1 --kdf-mem-mib 8
 	kbv -r "$TMPD/local-b" copy -q --from-repo "$KBVAULT_REPO_S3" --from-password-file "$TMPD/pw"
-	strip() { python3 -c 'import json,sys; print([(s["time"], s["host"], s["tags"], [(x["name"], x["blake2b_256"]) for x in s["streams"]]) for s in json.load(sys.stdin)])'; }
+	strip() { python3 -c 'import json,sys; print([(s["time"], s["host"], s["tags"], [(x["name"], x.get("xxh3_128", x.get("blake2b_256"))) for x in s["streams"]]) for s in json.load(sys.stdin)])'; }
 	[ "$(kbv -r "$TMPD/local-b" snapshots --json | strip)" = "$(kbv snapshots --json | strip)" ]
 	kbv -r "$TMPD/local-b" restore latest --stream ab --stdout | cmp - <(cat "$TMPD/a.bin" "$TMPD/b.bin")
 	kbv -r "$TMPD/local-b" restore latest --stream b --stdout | cmp - "$TMPD/b.bin"

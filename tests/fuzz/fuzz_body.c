@@ -1,5 +1,5 @@
 /* A snapshot manifest body (format/snapshot.md): parse or fail cleanly; round-trips. Every
- * body re-encodes as the newest version (3); a version 1 body gains an empty source table. */
+ * body re-encodes as the newest version (4); a version 1 body gains an empty source table. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct kbv_buf b = KBV_BUF_INIT;
 		int v1 = s->body_version == 1;
 		if (kbv_snapshot_encode_body(s, &b) != 0 || b.len != size + (v1 ? 2 : 0) ||
-		    memcmp(b.data + 4, data + 4, size - 4) != 0 || kbv_get32(b.data) != 3)
+		    memcmp(b.data + 4, data + 4, size - 4) != 0 || kbv_get32(b.data) != 4)
 			abort();
 		if (v1 && (b.data[size] || b.data[size + 1]))
 			abort();

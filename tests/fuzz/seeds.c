@@ -21,9 +21,9 @@ static void put(const char *dir, const char *name, const void *p, size_t n)
 int main(void)
 {
 	struct kbv_entry e[3] = {
-		{ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 1234, { 1 }, { 1, { 9 } }, NULL, 0, 0, "", "" },
-		{ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL, 0, 0, "root", "root" },
-		{ KBV_ENTRY_SYMLINK, "etc/l", 0120777, 2, 3, 1, { 0 }, { KBV_REF_EMPTY, { 0 } }, "t", 108, 114, "postgres", "" },
+		{ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 1234, { KBV_DIGEST_XXH3_128, { 1 } }, { 1, { 9 } }, NULL, 0, 0, "", "" },
+		{ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0, { 0 } }, { KBV_REF_EMPTY, { 0 } }, NULL, 0, 0, "root", "root" },
+		{ KBV_ENTRY_SYMLINK, "etc/l", 0120777, 2, 3, 1, { 0, { 0 } }, { KBV_REF_EMPTY, { 0 } }, "t", 108, 114, "postgres", "" },
 	};
 	struct kbv_buf b = KBV_BUF_INIT;
 	kbv_entries_encode(e, 3, &b);

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 			e[i].kind = KBV_ENTRY_FILE;
 			e[i].mode = 0100644;
 			e[i].size = res.size;
-			memcpy(e[i].hash, res.hash, 32);
+			e[i].hash = res.hash;
 			e[i].ref = res.ref;
 		} else if (!strcmp(spec, "link")) {
 			e[i].kind = KBV_ENTRY_SYMLINK;

@@ -90,7 +90,7 @@ static int snapshot(struct kbv_repo *r, const char *host, const char *name, cons
 	if (rc == 0) {
 		struct kbv_entry e = { .kind = KBV_ENTRY_FILE, .name = (char *)name, .mode = 0100644, .size = res.size,
 				       .ref = res.ref };
-		memcpy(e.hash, res.hash, 32);
+		e.hash = res.hash;
 		struct kbv_snapshot s = { .time = 1, .host = (char *)host };
 		rc = kbv_snapshot_commit(r, w, &s, &e, 1);
 	}

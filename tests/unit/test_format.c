@@ -32,7 +32,7 @@ static struct kbv_entry sample[3];
 static void make_sample(void)
 {
 	memset(sample, 0, sizeof sample);
-	sample[0] = (struct kbv_entry){ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 123456789, { 1 },
+	sample[0] = (struct kbv_entry){ KBV_ENTRY_STDIN, "kb.sql", 0600, 1764072000, 5, 123456789, { 1, { 0 } },
 					{ 2, { 9 } }, NULL, 0, 0, NULL, NULL };
 	sample[1] = (struct kbv_entry){ KBV_ENTRY_DIR, "etc", 040755, 1, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL,
 					0, 0, NULL, NULL };
@@ -40,17 +40,43 @@ static void make_sample(void)
 					{ KBV_REF_EMPTY, { 0 } }, "target", 0, 0, NULL, NULL };
 }
 
-/* Entry format 2 carries owners; format 1 (body versions 1 and 2) has none and still reads. */
+/* Entry format 3 names the digest algorithm; format 2 (body version 3) is format 3 without
+ * that byte and always BLAKE2b-256; format 1 (body versions 1 and 2) is format 2 without
+ * owners. Every older format still reads. */
 static void test_entries_owners(void **s)
 {
 	(void)s;
-	struct kbv_entry f = { KBV_ENTRY_FILE, "srv/pg.conf", 0104644, 5, 0, 0, { 0 }, { KBV_REF_EMPTY, { 0 } }, NULL,
-			       108, 114, "postgres", "ssl-cert" };
+	struct kbv_entry f = { KBV_ENTRY_FILE, "srv/pg.conf", 0104644, 5, 0, 0, { KBV_DIGEST_BLAKE2B_256, { 0xab } },
+			       { KBV_REF_EMPTY, { 0 } }, NULL, 108, 114, "postgres", "ssl-cert" };
 	struct kbv_buf b = KBV_BUF_INIT;
 	struct kbv_entry *e;
 	size_t n;
 	assert_int_equal(kbv_entries_encode(&f, 1, &b), 0);
 	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), 0);
+	assert_int_equal(e[0].hash.alg, KBV_DIGEST_BLAKE2B_256);
+	assert_int_equal(e[0].hash.v[0], 0xab);
+	kbv_entries_free(e, n);
+	/* An unknown algorithm, a data entry without a digest, or bytes past a 16-byte digest:
+	 * malformed. */
+	size_t at = 1 + 4 + strlen(f.name) + 4 + 8 + 4 + 8; /* the algorithm byte */
+	assert_int_equal(b.data[at], KBV_DIGEST_BLAKE2B_256);
+	b.data[at] = 9;
+	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), KBV_ECORRUPT);
+	b.data[at] = KBV_DIGEST_NONE;
+	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), KBV_ECORRUPT);
+	b.data[at] = KBV_DIGEST_XXH3_128; /* v[0] is set, but so would v[16..31] have to be zero */
+	b.data[at + 1 + 20] = 1;
+	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), KBV_ECORRUPT);
+	b.data[at + 1 + 20] = 0;
+	assert_int_equal(kbv_entries_decode(b.data, b.len, &e, &n), 0);
+	assert_int_equal(e[0].hash.alg, KBV_DIGEST_XXH3_128);
+	kbv_entries_free(e, n);
+	/* Format 2: the same without the algorithm byte. */
+	memmove(b.data + at, b.data + at + 1, b.len - at - 1);
+	b.len--;
+	assert_int_equal(kbv_entries_decode_format(b.data, b.len, 2, &e, &n), 0);
+	assert_int_equal(e[0].hash.alg, KBV_DIGEST_BLAKE2B_256);
+	assert_int_equal(e[0].hash.v[0], 0xab);
 	assert_int_equal(n, 1);
 	assert_int_equal(e[0].uid, 108);
 	assert_int_equal(e[0].gid, 114);
@@ -87,7 +113,7 @@ static void test_entries_roundtrip(void **s)
 		assert_int_equal(e[i].mtime, sample[i].mtime);
 		assert_int_equal(e[i].mtime_ns, sample[i].mtime_ns);
 		assert_int_equal(e[i].size, sample[i].size);
-		assert_memory_equal(e[i].hash, sample[i].hash, 32);
+		assert_true(kbv_digest_equal(&e[i].hash, &sample[i].hash));
 		assert_int_equal(e[i].ref.depth, sample[i].ref.depth);
 	}
 	assert_string_equal(e[2].target, "target");
@@ -135,7 +161,7 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(x->ntags, 2);
 	assert_string_equal(x->tags[1], "release");
 	assert_int_equal(x->table_size, 300);
-	assert_int_equal(x->body_version, 3); /* written as the newest version */
+	assert_int_equal(x->body_version, 4); /* written as the newest version */
 	assert_int_equal(x->nsources, 2);
 	assert_string_equal(x->sources[0].name, "kb");
 	assert_string_equal(x->sources[0].type, "postgres");
@@ -154,7 +180,7 @@ static void test_body_roundtrip(void **s)
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, x), KBV_ECORRUPT);
 	kbv_snapshot_free(x);
 	/* An unknown body version is a version error, not corruption. */
-	b.data[0] = 4;
+	b.data[0] = 5;
 	x = calloc(1, sizeof *x);
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len - 1, x), KBV_EVERSION);
 	kbv_snapshot_free(x);
@@ -184,9 +210,14 @@ static void test_body_v1(void **s)
 				  .table_ref = { 0, { 9 } }, .table_size = 80 };
 	struct kbv_buf b = KBV_BUF_INIT;
 	assert_int_equal(kbv_snapshot_encode_body(&a, &b), 0);
-	/* A v3 body (written now) and a v2 body have the same layout, and one with no
-	 * sources is a v1 body plus the u16 source count 0. */
-	assert_int_equal(b.data[0], 3);
+	/* A v4 body (written now) and v3 and v2 bodies have the same layout (they differ in
+	 * their entry tables), and one with no sources is a v1 body plus the u16 source count 0. */
+	assert_int_equal(b.data[0], 4);
+	b.data[0] = 3;
+	struct kbv_snapshot *v3 = calloc(1, sizeof *v3);
+	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, v3), 0);
+	assert_int_equal(v3->body_version, 3);
+	kbv_snapshot_free(v3);
 	b.data[0] = 2;
 	struct kbv_snapshot *v2 = calloc(1, sizeof *v2);
 	assert_int_equal(kbv_snapshot_decode_body(b.data, b.len, v2), 0);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "kbv/check.h"
 #include "kbv/error.h"
@@ -94,31 +95,52 @@ static void roundtrip(int encrypted, size_t nthreads)
 	assert_int_equal(kbv_writer_mem(w, data[10], sizes[10], &again), 0);
 	assert_int_equal(kbv_writer_stats(w)->new_stored_bytes, before);
 	assert_memory_equal(&again.ref, &res[10].ref, sizeof again.ref);
+	/* A stream hashed with the older BLAKE2b-256 (what copy keeps for old snapshots). */
+	struct kbv_stream_result b2;
+	kbv_writer_digest(w, KBV_DIGEST_BLAKE2B_256);
+	assert_int_equal(kbv_writer_mem(w, data[9], sizes[9], &b2), 0);
+	uint8_t h2[32];
+	crypto_generichash_blake2b(h2, 32, data[9], sizes[9], NULL, 0);
+	assert_int_equal(b2.hash.alg, KBV_DIGEST_BLAKE2B_256);
+	assert_memory_equal(h2, b2.hash.v, 32);
+	assert_int_equal(kbv_writer_flush(w), 0);
 	kbv_writer_free(w);
 
 	assert_int_equal(kbv_reader_new(r, nthreads, &rd), 0);
 	for (size_t i = 0; i < 11; i++) {
 		struct collect c = { KBV_BUF_INIT };
-		assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, res[i].hash, collect, &c), 0);
+		assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, &res[i].hash, collect, &c), 0);
 		assert_int_equal(c.b.len, sizes[i]);
 		if (sizes[i])
 			assert_memory_equal(c.b.data, data[i], sizes[i]);
-		uint8_t h[32];
-		crypto_generichash_blake2b(h, 32, data[i], sizes[i], NULL, 0);
-		assert_memory_equal(h, res[i].hash, 32);
+		/* New streams record XXH3-128 in canonical (big-endian) bytes, as xxhsum -H2 prints it. */
+		XXH128_canonical_t h;
+		XXH128_canonicalFromHash(&h, XXH3_128bits(data[i], sizes[i]));
+		assert_int_equal(res[i].hash.alg, KBV_DIGEST_XXH3_128);
+		assert_memory_equal(h.digest, res[i].hash.v, 16);
 		/* A wrong expected size or hash is reported, not ignored. */
 		if (sizes[i]) {
 			c.b.len = 0;
-			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size + 1, res[i].hash, collect, &c),
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size + 1, &res[i].hash, collect, &c),
 					 KBV_ECORRUPT);
-			uint8_t bad[32];
-			memcpy(bad, res[i].hash, 32);
-			bad[0] ^= 1;
+			struct kbv_digest bad = res[i].hash;
+			bad.v[0] ^= 1;
 			c.b.len = 0;
-			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, bad, collect, &c), KBV_ECORRUPT);
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, &bad, collect, &c), KBV_ECORRUPT);
+			/* The same bytes under another algorithm are not the same digest. */
+			bad = res[i].hash;
+			bad.alg = KBV_DIGEST_BLAKE2B_256;
+			c.b.len = 0;
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, &bad, collect, &c), KBV_ECORRUPT);
 		}
 		kbv_buf_release(&c.b);
 	}
+	struct collect c2 = { KBV_BUF_INIT };
+	assert_int_equal(kbv_reader_stream(rd, &b2.ref, b2.size, &b2.hash, collect, &c2), 0);
+	b2.hash.v[31] ^= 1;
+	c2.b.len = 0;
+	assert_int_equal(kbv_reader_stream(rd, &b2.ref, b2.size, &b2.hash, collect, &c2), KBV_ECORRUPT);
+	kbv_buf_release(&c2.b);
 	kbv_reader_free(rd);
 
 	/* Rebuild the index from the packs: the same blobs, and everything still reads. */
@@ -132,7 +154,7 @@ static void roundtrip(int encrypted, size_t nthreads)
 	assert_int_equal(st1.unique_raw_bytes, st2.unique_raw_bytes);
 	assert_int_equal(kbv_reader_new(r, nthreads, &rd), 0);
 	struct collect c = { KBV_BUF_INIT };
-	assert_int_equal(kbv_reader_stream(rd, &res[10].ref, res[10].size, res[10].hash, collect, &c), 0);
+	assert_int_equal(kbv_reader_stream(rd, &res[10].ref, res[10].size, &res[10].hash, collect, &c), 0);
 	kbv_buf_release(&c.b);
 	kbv_reader_free(rd);
 
@@ -199,8 +221,7 @@ static void test_snapshot_commit_and_list(void **s)
 	assert_int_equal(kbv_writer_new(r, 0, &w), 0);
 	struct kbv_stream_result res;
 	assert_int_equal(kbv_writer_mem(w, "hello\n", 6, &res), 0);
-	struct kbv_entry e = { KBV_ENTRY_STDIN, "hello.txt", 0600, 5, 0, res.size, { 0 }, res.ref, NULL, 0, 0, NULL, NULL };
-	memcpy(e.hash, res.hash, 32);
+	struct kbv_entry e = { KBV_ENTRY_STDIN, "hello.txt", 0600, 5, 0, res.size, res.hash, res.ref, NULL, 0, 0, NULL, NULL };
 	struct kbv_snapshot snap = { .time = 1000, .host = "h" };
 	assert_int_equal(kbv_snapshot_commit(r, w, &snap, &e, 1), 0);
 	kbv_writer_free(w);
