@@ -46,7 +46,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc bench-s3 soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc bench-s3 bench-speed soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -135,6 +135,12 @@ bench-gc: deps bench-deps all $(BENCH_BIN)
 # make bench (bench/s3.sh; DATA=synthetic for the bench/gendump series).
 bench-s3: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3.sh
+
+# The speed aims (issue 17): first snapshot, unchanged re-snapshot and restore of a ~1 GB
+# dump against restic in one run, and the zstd level sweep (bench/speed.sh; MB, ROUNDS,
+# LEVELS, NIGHTS).
+bench-speed: deps bench-deps all $(BENCH_BIN)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/speed.sh
 
 # Qdrant snapshots and Neo4j dumps over nights, through the stand-ins (bench/sources.sh).
 bench-sources: deps bench-deps all

@@ -30,7 +30,7 @@ struct kbv_init_opts {
 	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
 };
 #define KBV_DEFAULT_CHUNK_AVG (8u << 10)
-#define KBV_DEFAULT_ZSTD_LEVEL 3
+#define KBV_DEFAULT_ZSTD_LEVEL 2
 #define KBV_DEFAULT_PACK_SIZE (16u << 20)
 
 /* An open repository: an opaque handle (kbv_repo_open() .. kbv_repo_close()). */

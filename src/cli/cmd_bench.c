@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "kbv/error.h"
+#include "kbv/repo.h"
 #include "kbv/study.h"
 
 /* "4K,8K,1M" into v[0..*n). */
@@ -45,7 +46,7 @@ static int chunking(int argc, char **argv)
 	};
 	size_t avgs[16] = { 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20 };
 	size_t navg = 8;
-	int level = 3, c;
+	int level = KBV_DEFAULT_ZSTD_LEVEL, c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
 		if (cli_global_option(c, optarg, "bench"))
 			continue;

@@ -16,7 +16,7 @@ static const struct command_help commands[] = {
 	  "kbvault init [--no-encryption] [--chunk-avg BYTES] [--zstd-level N] [--kdf-ops N] [--kdf-mem-mib N]\n"
 	  "  Creates the repository (-r/KBVAULT_REPO, or the default) encrypted with a password.\n"
 	  "  --chunk-avg   average chunk size, a power of two (default 8192); fixed for the repository\n"
-	  "  --zstd-level  compression level 1..19 (default 3)\n" },
+	  "  --zstd-level  compression level 1..19 (default 2)\n" },
 	{ "snapshot", "store streams and files as one snapshot",
 	  "kbvault snapshot [--source NAME]... [--tag TAG]... [--host HOST]\n"
 	  "kbvault snapshot [--stdin NAME [--allow-empty]] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"
@@ -107,7 +107,7 @@ static const struct command_help commands[] = {
 	  "  stored bytes (compressed as the writer would), estimated index size and speed, then what\n"
 	  "  each file would add. No repository, no password.\n"
 	  "  --sizes       average chunk sizes, powers of two 1K..4M (default 4K,8K,16K,32K,64K,128K,256K,1M)\n"
-	  "  --zstd-level  compression for the estimate (default 3, as init; 0: none)\n" },
+	  "  --zstd-level  compression for the estimate (default 2, as init; 0: none)\n" },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -259,7 +259,7 @@ assert [(x["name"], x["type"]) for x in s[0]["sources"]] == [("kb", "postgres"),
 		run kbv snapshot
 		unset NEO4J_STANDIN_FAIL
 		cp "$TMPD/good.conf" "$KBVAULT_CONFIG"
-		[ "$status" -eq 7 ]
+		[ "$status" -eq 7 ] || { echo "source $broken: exit $status: $output"; false; }
 		[[ "$output" == *"source '$broken' failed, no snapshot recorded"* ]]
 		[ "$(snap_count)" = 1 ]
 	done

@@ -1,0 +1,109 @@
+#!/bin/bash
+# The speed aims of issue 17, side by side with restic in one run: first snapshot, unchanged
+# re-snapshot and restore of one ~1 GB dump (bench/gendump, the pg_dump-shaped output the
+# issue's profile was taken on), encrypted repositories, page cache warm for everyone.
+# Then the zstd level sweep that chose the default: first snapshot time and stored bytes per
+# level on the same dump, and, when NIGHTS names a directory of nights (d0, d1, ... each
+# holding a night's files, as bench/kb.sh leaves them under its work directory), the stored
+# bytes of all nights per level.
+#   bench/speed.sh   (make bench-speed; MB=1000 ROUNDS=1 LEVELS="1 3" NIGHTS=)
+# Needs KBVAULT and GENDUMP; writes bench/results/speed.csv and speed.md.
+set -euo pipefail
+K=${KBVAULT:?} G=${GENDUMP:?}
+MB=${MB:-1000} ROUNDS=${ROUNDS:-1} LEVELS=${LEVELS:-1 3} NIGHTS=${NIGHTS:-}
+cd "$(dirname "$0")/.."
+OUT=bench/results
+W=${BENCH_WORK:-/tmp/kbvault-bench-speed}
+rm -rf "$W"
+mkdir -p "$W" "$OUT"
+export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME=$W/cache RESTIC_CACHE_DIR=$W/restic-cache
+CSV=$OUT/speed.csv
+echo "tool,operation,round,input_bytes,seconds,cpu_seconds,mb_per_s,peak_rss_kb,repo_bytes" > "$CSV"
+
+"$G" --mb "$MB" --day 1 > "$W/dump.sql"
+B=$(stat -c %s "$W/dump.sql")
+H=$(xxhsum -H2 < "$W/dump.sql" | cut -d' ' -f1)
+cat "$W/dump.sql" > /dev/null
+
+# timed TOOL OP ROUND REPO CMD... (stdin from $IN, stdout to $OUTF): one CSV line
+timed() {
+	local tool=$1 op=$2 round=$3 repo=$4
+	shift 4
+	/usr/bin/time -f "%e %U %S %M" -o "$W/t" "$@" < "${IN:-/dev/null}" > "${OUTF:-/dev/null}" 2> "$W/err" || {
+		echo "FAILED: $tool $op" >&2
+		cat "$W/err" >&2
+		exit 1
+	}
+	read -r e u s m < "$W/t"
+	local size=0
+	[ -n "$repo" ] && size=$(du -sb "$repo" | cut -f1)
+	awk -v t="$tool" -v o="$op" -v r="$round" -v b="$B" -v e="$e" -v u="$u" -v s="$s" -v m="$m" -v z="$size" \
+		'BEGIN { printf "%s,%s,%s,%s,%s,%.2f,%.1f,%s,%s\n", t, o, r, b, e, u + s, b / e / 1e6, m, z }' >> "$CSV"
+	tail -1 "$CSV"
+}
+
+verify() { # what a restore wrote, against the dump
+	[ "$(xxhsum -H2 < "$W/out" | cut -d' ' -f1)" = "$H" ] || { echo "FAILED: $1 restored other bytes" >&2; exit 1; }
+	rm -f "$W/out"
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+	rm -rf "$W/kbvault" "$W/restic"
+	"$K" -q -r "$W/kbvault" init
+	IN=$W/dump.sql timed kbvault first "$r" "$W/kbvault" "$K" -q -r "$W/kbvault" snapshot --stdin dump.sql
+	IN=$W/dump.sql timed kbvault unchanged "$r" "$W/kbvault" "$K" -q -r "$W/kbvault" snapshot --stdin dump.sql
+	OUTF=$W/out timed kbvault restore "$r" "" "$K" -q -r "$W/kbvault" restore latest --stdout
+	verify kbvault
+	restic -q -r "$W/restic" init > /dev/null
+	IN=$W/dump.sql timed restic first "$r" "$W/restic" restic -q -r "$W/restic" backup --stdin --stdin-filename dump.sql
+	IN=$W/dump.sql timed restic unchanged "$r" "$W/restic" restic -q -r "$W/restic" backup --stdin --stdin-filename dump.sql
+	OUTF=$W/out timed restic restore "$r" "" restic -q -r "$W/restic" dump latest dump.sql
+	verify restic
+done
+
+# zstd levels: first snapshot of the dump, and every night of NIGHTS, per level
+for l in $LEVELS; do
+	rm -rf "$W/lvl"
+	"$K" -q -r "$W/lvl" init --zstd-level "$l"
+	IN=$W/dump.sql timed "kbvault-zstd-$l" first 1 "$W/lvl" "$K" -q -r "$W/lvl" snapshot --stdin dump.sql
+	if [ -n "$NIGHTS" ]; then
+		rm -rf "$W/lvl"
+		"$K" -q -r "$W/lvl" init --zstd-level "$l"
+		start=$(date +%s.%N)
+		for n in "$NIGHTS"/d*; do
+			rm -rf "$W/cur"
+			mkdir -p "$W/cur"
+			cp "$n"/* "$W/cur/"
+			"$K" -q -r "$W/lvl" snapshot "$W/cur"
+		done
+		secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+		echo "kbvault-zstd-$l,nights,1,$(du -sb "$NIGHTS" | cut -f1),$secs,,,,$(du -sb "$W/lvl" | cut -f1)" >> "$CSV"
+		tail -1 "$CSV"
+	fi
+done
+rm -rf "$W"
+
+python3 - "$CSV" "$OUT/speed.md" "$MB" "$("$K" version)" "$(restic version | cut -d' ' -f1-2)" <<'PY'
+import csv, sys, statistics
+rows = list(csv.DictReader(open(sys.argv[1])))
+def med(tool, op, key):
+    v = [float(r[key]) for r in rows if r["tool"] == tool and r["operation"] == op and r[key]]
+    return statistics.median(v) if v else None
+out = [f"# Speed: kbvault and restic on one {sys.argv[3]} MB dump (bench/speed.sh)", "",
+       f"{sys.argv[4]}; {sys.argv[5]}; encrypted repositories; medians of the rounds in bench/results/speed.csv.", "",
+       "| operation | kbvault s | kbvault MB/s | restic s | restic MB/s | kbvault speed / restic | kbvault CPU s | restic CPU s | kbvault peak RSS MiB |",
+       "|---|---|---|---|---|---|---|---|---|"]
+for op in ("first", "unchanged", "restore"):
+    k, r = med("kbvault", op, "seconds"), med("restic", op, "seconds")
+    out.append(f"| {op} | {k:.2f} | {med('kbvault', op, 'mb_per_s'):.0f} | {r:.2f} | {med('restic', op, 'mb_per_s'):.0f} | "
+               f"{r / k:.2f}x | {med('kbvault', op, 'cpu_seconds'):.2f} | {med('restic', op, 'cpu_seconds'):.2f} | "
+               f"{med('kbvault', op, 'peak_rss_kb') / 1024:.0f} |")
+out += ["", "| zstd level | first snapshot s | CPU s | stored bytes (dump) | stored bytes (nights) |", "|---|---|---|---|---|"]
+for r in rows:
+    if r["tool"].startswith("kbvault-zstd-") and r["operation"] == "first":
+        t = r["tool"]
+        n = [x["repo_bytes"] for x in rows if x["tool"] == t and x["operation"] == "nights"]
+        out.append(f"| {t.rsplit('-', 1)[1]} | {r['seconds']} | {r['cpu_seconds']} | {r['repo_bytes']} | {n[0] if n else ''} |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
