@@ -6,11 +6,11 @@
 # level on the same dump, and, when NIGHTS names a directory of nights (d0, d1, ... each
 # holding a night's files, as bench/kb.sh leaves them under its work directory), the stored
 # bytes of all nights per level.
-#   bench/speed.sh   (make bench-speed; MB=1000 ROUNDS=1 LEVELS="1 3" NIGHTS=)
+#   bench/speed.sh   (make bench-speed; MB=1000 ROUNDS=1 LEVELS="1 2 3" NIGHTS=)
 # Needs KBVAULT and GENDUMP; writes bench/results/speed.csv and speed.md.
 set -euo pipefail
 K=${KBVAULT:?} G=${GENDUMP:?}
-MB=${MB:-1000} ROUNDS=${ROUNDS:-1} LEVELS=${LEVELS:-1 3} NIGHTS=${NIGHTS:-}
+MB=${MB:-1000} ROUNDS=${ROUNDS:-1} LEVELS=${LEVELS:-1 2 3} NIGHTS=${NIGHTS:-}
 cd "$(dirname "$0")/.."
 OUT=bench/results
 W=${BENCH_WORK:-/tmp/kbvault-bench-speed}

@@ -11,7 +11,8 @@
 #include "kbv/repo.h"
 
 struct kbv_gc_opts {
-	double max_unused;   /* repack a pack when more than this share of its blob bytes is dead (0..1) */
+	double max_unused;   /* dead share of the blob bytes kept that is tolerated (0..1): packs are
+			      * repacked, most dead first, until the rest is within it */
 	uint64_t max_repack; /* bytes of packs to repack in one run; 0: no cap */
 	int dry_run;         /* plan only: change nothing */
 	/* Progress: phase ("mark", "sweep", "repack", "delete"), done and total in that phase's unit. */

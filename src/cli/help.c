@@ -69,8 +69,9 @@ static const struct command_help commands[] = {
 	  "  The policy comes from the options, else from [retention] in the configuration; without\n"
 	  "  either, gc refuses. Snapshots compete within a group (same host, same sources). The\n"
 	  "  newest snapshot of each bucket is kept; policies combine as a union. Then every pack\n"
-	  "  with nothing live is deleted, and packs more than --max-unused (default 10%) dead are\n"
-	  "  repacked, at most --max-repack bytes of them per run. --dry-run shows the plan.\n" },
+	  "  with nothing live is deleted, and packs with dead blobs are repacked, most dead first,\n"
+	  "  until the dead bytes left are at most --max-unused (default 10%) of what is kept; at\n"
+	  "  most --max-repack bytes of packs per run. --dry-run shows the plan.\n" },
 	{ "status", "is the backup alive? (Nagios/Icinga plugin conventions)",
 	  "kbvault status [--max-age AGE] [--json]\n"
 	  "  First line: KBVAULT OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata. Per source: the\n"

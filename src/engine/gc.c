@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,7 +170,8 @@ struct plan_pack {
 	struct kbv_buf entries; /* unused once swept */
 	size_t n;
 	uint8_t *is_live;       /* per entry, while sweeping */
-	int action;             /* 0 keep, 1 delete, 2 repack */
+	int action;             /* 0 keep, 1 delete, 2 repack (a candidate until the plan) */
+	int must;               /* repacked whatever the policy says (a damaged trailer) */
 };
 
 /* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
@@ -381,7 +383,7 @@ static void plan_from_index(struct sweep *s, struct plan_pack *p, uint64_t fsize
 		p->total = p->live;
 	if (p->live == 0)
 		p->action = 1;
-	else if (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused)
+	else if (p->total > p->live)
 		p->action = 2;
 }
 
@@ -450,8 +452,9 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fs
 	if (rc == 0) {
 		if (p->live == 0)
 			p->action = 1;
-		else if (salvaged || (p->total && (double)(p->total - p->live) / (double)p->total > s->o->max_unused))
-			p->action = 2; /* a pack with a damaged trailer is rewritten whatever it holds */
+		else if (salvaged || p->total > p->live)
+			p->action = 2;
+		p->must = p->action == 2 && salvaged; /* a damaged trailer is rewritten whatever it holds */
 		/* Nothing per entry is kept: repacking reads the trailer again. */
 		free(p->is_live);
 		p->is_live = NULL;
@@ -783,6 +786,26 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 			rep[nrep++] = &sw.p[i];
 	}
 	qsort(rep, nrep, sizeof *rep, cmp_dead_share);
+	/* Dead bytes the repository may keep: max_unused of what it holds after this gc
+	 * (restic's --max-unused). Repacking goes from the most dead pack down until the dead
+	 * bytes left fit, so a little garbage spread over many packs costs no work. */
+	uint64_t live_bytes = 0, dead_bytes = 0;
+	for (size_t i = 0; i < sw.np; i++)
+		if (sw.p[i].action != 1)
+			live_bytes += sw.p[i].live;
+	for (size_t i = 0; i < nrep; i++)
+		dead_bytes += rep[i]->total - rep[i]->live;
+	double allowed = o->max_unused >= 1 ? HUGE_VAL : o->max_unused / (1 - o->max_unused) * (double)live_bytes;
+	size_t nsel = 0;
+	for (size_t i = 0; i < nrep; i++) {
+		if (rep[i]->must || (double)dead_bytes > allowed) {
+			dead_bytes -= rep[i]->total - rep[i]->live;
+			rep[nsel++] = rep[i];
+		} else {
+			rep[i]->action = 0; /* its garbage is within what the policy tolerates */
+		}
+	}
+	nrep = nsel;
 	for (size_t i = 0; i < nrep; i++) {
 		if (o->max_repack && repack_bytes + rep[i]->size > o->max_repack) {
 			rep[i]->action = 0; /* next run */
