@@ -28,7 +28,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prot
              -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS       = $(PKG_LIBS) -lpthread -lm
 
-LIB_SRC := $(wildcard src/util/*.c src/codec/*.c src/store/*.c src/engine/*.c src/sources/*.c src/config/*.c)
+LIB_SRC := $(wildcard src/util/*.c src/codec/*.c src/store/*.c src/store/s3/*.c src/engine/*.c src/sources/*.c src/config/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -155,6 +155,25 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 	all_restore
 }
 
+# --max-unused is a share of the whole repository (restic's policy), not of each pack: a pack
+# a quarter dead in a repository about a tenth dead is left alone at 15% and rewritten at 5%.
+@test "repack: --max-unused is the dead share the repository tolerates, not a per-pack limit" {
+	mkdir -p "$TMPD/d1" "$TMPD/d2"
+	head -c 3000000 /dev/urandom > "$TMPD/d1/x"
+	head -c 1000000 /dev/urandom > "$TMPD/d1/y"
+	cp "$TMPD/d1/x" "$TMPD/d2/x"
+	head -c 6000000 /dev/urandom > "$TMPD/d2/z"
+	kbv snapshot -q "$TMPD/d1"
+	kbv snapshot -q "$TMPD/d2"
+	[ "$(repo_ls data | wc -l)" = 2 ]
+	kbv gc --keep-last 1 --max-unused 15 --json | python3 -c 'import json,sys; g=json.load(sys.stdin)["gc"]; assert g["packs_repacked"] == 0 and g["packs_deleted"] == 0, g'
+	kbv gc --keep-last 1 --max-unused 5 --json | python3 -c 'import json,sys; g=json.load(sys.stdin)["gc"]; assert g["packs_repacked"] == 1, g'
+	kbv check --read-data
+	kbv restore latest --target "$TMPD/out"
+	cmp "$TMPD/out${TMPD}/d2/x" "$TMPD/d2/x"
+	cmp "$TMPD/out${TMPD}/d2/z" "$TMPD/d2/z"
+}
+
 @test "repack: packs mostly dead are rewritten; --max-repack caps the work per run" {
 	MB=12 nights 0 3
 	kbv gc -q --keep-last 1 --max-unused 100 # delete only: nothing is repacked
@@ -166,17 +185,19 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 	kbv restore latest --stdout | cmp - "$TMPD/night3.sql"
 }
 
+# --max-unused 0: every pack with anything dead is repacked, so that each run has a pack to
+# write and several to delete, and each fault point is reached.
 @test "a failure at each step of gc loses nothing, and the next gc finishes the job" {
 	MB=12 nights 0 3
 	for fault in gc-pack-write:1 gc-index-commit:1 gc-delete:1 gc-delete:2; do
-		KBVAULT_FAULT=$fault run kbv gc --keep-last 2 --max-unused 1
+		KBVAULT_FAULT=$fault run kbv gc --keep-last 2 --max-unused 0
 		echo "$fault: $output"
 		[ "$status" -ne 0 ]
 		[[ "$output" == *"injected fault"* ]]
 		kbv check
 		all_restore
 	done
-	kbv gc -q --keep-last 2 --max-unused 1
+	kbv gc -q --keep-last 2 --max-unused 0
 	[ "$(kbv check --read-data --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["problems"] + d["warnings"])')" = 0 ]
 	all_restore
 }
@@ -191,7 +212,7 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 		"$GENDUMP" --mb 4 --day $((i + 2)) > "$TMPD/n.sql"
 		kbv snapshot -q --stdin kb.sql < "$TMPD/n.sql"
 		# Alternate a policy that drops snapshots with one that repacks hard.
-		if [ $((i % 2)) = 0 ]; then args="--keep-last 3"; else args="--keep-last 4 --max-unused 1"; fi
+		if [ $((i % 2)) = 0 ]; then args="--keep-last 3"; else args="--keep-last 4 --max-unused 0"; fi
 		# shellcheck disable=SC2086
 		"$KBVAULT" gc -q $args > /dev/null 2>&1 &
 		pid=$!
@@ -203,7 +224,7 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 	done
 	echo "# killed $killed of $iters gc runs mid-way" >&3
 	[ "$killed" -ge 5 ]
-	kbv gc -q --keep-last 3 --max-unused 1
+	kbv gc -q --keep-last 3 --max-unused 0
 	[ "$(kbv check --read-data --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["problems"] + d["warnings"])')" = 0 ]
 	[ "$(snap_count)" = 3 ]
 	kbv restore latest --stdout | cmp - "$TMPD/n.sql"

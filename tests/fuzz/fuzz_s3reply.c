@@ -1,4 +1,4 @@
-/* What an S3 server answers (src/store/s3xml.c): a ListObjectsV2 reply parses or fails
+/* What an S3 server answers (src/store/s3/xml.c): a ListObjectsV2 reply parses or fails
  * cleanly, and what it hands out is bounded: every name a NUL-terminated string shorter than
  * its field and without '/', a continuation token only with its NUL; the fields of a flat
  * reply (an error's Code, a DeleteObjects failure's Key) are cut to their buffers. Parsing
@@ -9,7 +9,7 @@
 
 #include "fuzz.h"
 #include "kbv/error.h"
-#include "store/s3xml.h"
+#include "store/s3/xml.h"
 
 static void check_page(const struct kbv_s3_listing *l)
 {

@@ -1,5 +1,5 @@
-/* Replies of object storage, parsed (s3xml.h). */
-#include "s3xml.h"
+/* Replies of object storage, parsed (xml.h). */
+#include "xml.h"
 #include "kbv/error.h"
 
 #include <expat.h>

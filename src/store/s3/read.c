@@ -1,0 +1,230 @@
+/* Objects read from S3: whole with one GET, or in ranges through read windows shared by
+ * every reader of the backend (s3.h). */
+#include "s3.h"
+#include "kbv/buf.h"
+#include "kbv/error.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A reader of an object whose size is known (from the index): no request yet. */
+int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
+			 struct kbv_be_rd **out)
+{
+	struct s3 *s = (struct s3 *)be;
+	struct s3_rd *r = calloc(1, sizeof *r);
+	if (!r)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	r->base.be = be;
+	s3_obj_key(s, kind, name, r->key, sizeof r->key);
+	r->size = size;
+	*out = &r->base;
+	return 0;
+}
+
+/* A reader of an object, its size from a HEAD (KBV_ENOTFOUND when it is missing). */
+int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size)
+{
+	struct s3 *s = (struct s3 *)be;
+	struct kbv_be_rd *rd = NULL;
+	int rc = s3_open_known(be, kind, name, 0, &rd);
+	if (rc < 0)
+		return rc;
+	struct s3_rd *r = (struct s3_rd *)rd;
+	struct req q = { .method = "HEAD", .key = r->key };
+	rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	r->size = q.length;
+	if (size)
+		*size = r->size;
+	*out = rd;
+	return 0;
+}
+
+/* A whole object with one GET (manifests, keys, index objects: small, read whole). */
+int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	s3_obj_key(s, kind, name, key, sizeof key);
+	struct req q = { .method = "GET", .key = key, .out = out };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	if (rc < 0)
+		out->len = 0;
+	return rc;
+}
+
+static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off);
+static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+			  size_t *got);
+
+/* The shared window of `key` holding [off, off + n), or the one being fetched that will;
+ * under win_mu. */
+static struct s3_win *win_find(struct s3 *s, const char *key, uint64_t off, size_t n, int busy)
+{
+	for (int i = 0; i < S3_WINDOWS; i++) {
+		struct s3_win *w = &s->wins[i];
+		size_t len = busy ? w->want : w->len;
+		if (w->busy == busy && w->key[0] && off >= w->off && off + n <= w->off + len && !strcmp(w->key, key))
+			return w;
+	}
+	return NULL;
+}
+
+/* Where a new window for a read at `off` begins and ends: on the grid of S3_WINDOW-sized
+ * blocks, so that readers arriving in any order ask for the same ranges, and never over
+ * bytes another window of the object holds or is fetching, so that no byte is fetched
+ * twice while windows last. A read that reaches the object's end (a trailer) fetches only
+ * what it asks for. Under win_mu; the window covers at least off. */
+static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint64_t *start, uint64_t *end)
+{
+	uint64_t a = off / S3_WINDOW * S3_WINDOW;
+	if (off + n == r->size)
+		a = off;
+	uint64_t b = a + S3_WINDOW < r->size ? a + S3_WINDOW : r->size;
+	for (int i = 0; i < S3_WINDOWS; i++) {
+		struct s3_win *w = &s->wins[i];
+		uint64_t wend = w->off + (w->busy ? w->want : w->len);
+		if (!w->key[0] || wend == w->off || strcmp(w->key, r->key))
+			continue;
+		if (wend > a && wend <= off)
+			a = wend;
+		if (w->off > off && w->off < b)
+			b = w->off;
+	}
+	*start = a;
+	*end = b;
+}
+
+/* One piece of a read, [off, off + n), inside one window: copied from the window that
+ * holds it, else waited for while another reader fetches it, else fetched into a new one. */
+static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t *done)
+{
+	pthread_mutex_lock(&s->win_mu);
+	struct s3_win *w;
+	for (;;) {
+		if ((w = win_find(s, r->key, off, 1, 0)) != NULL) {
+			size_t k = w->off + w->len - off < n ? (size_t)(w->off + w->len - off) : n;
+			memcpy(p, w->data + (off - w->off), k);
+			w->used = ++s->win_clock;
+			pthread_mutex_unlock(&s->win_mu);
+			*done = k;
+			return 0;
+		}
+		if (!win_find(s, r->key, off, 1, 1))
+			break;
+		pthread_cond_wait(&s->win_cv, &s->win_mu);
+	}
+	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one */
+		if (!s->wins[i].busy && (!w || s->wins[i].used < w->used))
+			w = &s->wins[i];
+	if (!w) { /* every window is being fetched: this read goes alone */
+		pthread_mutex_unlock(&s->win_mu);
+		*done = n;
+		return get_range(s, r, p, n, off);
+	}
+	uint64_t a, b;
+	w->key[0] = 0; /* the window chosen is no longer what it held */
+	win_span(s, r, off, n, &a, &b);
+	snprintf(w->key, sizeof w->key, "%s", r->key);
+	w->off = a;
+	w->want = (size_t)(b - a);
+	w->len = 0;
+	w->busy = 1;
+	pthread_mutex_unlock(&s->win_mu);
+	size_t need = off + n < b ? (size_t)(off + n - a) : w->want, got = 0;
+	int rc = 0;
+	if (!w->data && !(w->data = malloc(S3_WINDOW)))
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+	/* The window may reach past the object's real end when its size came from the index
+	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
+	 * only the bytes asked for must have come. */
+	if (rc == 0)
+		rc = get_range_upto(s, r, w->data, w->want, a, need, &got);
+	pthread_mutex_lock(&s->win_mu);
+	size_t k = (size_t)(a + need - off);
+	if (rc == 0)
+		memcpy(p, w->data + (off - a), k);
+	w->len = rc == 0 ? got : 0;
+	if (rc < 0)
+		w->key[0] = 0;
+	w->busy = 0;
+	w->used = ++s->win_clock;
+	pthread_cond_broadcast(&s->win_cv);
+	pthread_mutex_unlock(&s->win_mu);
+	*done = k;
+	return rc;
+}
+
+int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
+{
+	struct s3_rd *r = (struct s3_rd *)br;
+	struct s3 *s = (struct s3 *)br->be;
+	if (n == 0)
+		return 0;
+	if (off + n > r->size)
+		return kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %llu bytes, a read of %zu at %llu",
+				 s->bucket, r->key, (unsigned long long)r->size, n, (unsigned long long)off);
+	if (n >= S3_WINDOW)
+		return get_range(s, r, p, n, off);
+	/* Piece by piece, each inside one shared window. */
+	while (n > 0) {
+		size_t k;
+		int rc = win_read(s, r, p, n, off, &k);
+		if (rc < 0)
+			return rc;
+		p = (uint8_t *)p + k;
+		off += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Exactly n bytes at off into p, with one ranged GET. */
+static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off)
+{
+	size_t got;
+	return get_range_upto(s, r, p, n, off, n, &got);
+}
+
+/* Up to n bytes at off into p (*got of them), with one ranged GET; fewer than need of them
+ * is KBV_ECORRUPT (the object is shorter than it should be). */
+static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+			  size_t *got)
+{
+	char range[80];
+	snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
+		 (unsigned long long)(off + n - 1));
+	struct req q = { .method = "GET", .key = r->key, .dst = p, .dst_cap = n, .hdr = { range } };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status == 416)
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated (a read of %zu bytes at %llu)", s->bucket,
+			       r->key, n, (unsigned long long)off);
+	else if (rc == 0 && q.status == 404) /* opened, or known from the index: it was there */
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is gone (HTTP 404 %s)", s->bucket, r->key,
+			       *q.code ? q.code : "NotFound");
+	else if (rc == 0 && q.status != 206 && q.status != 200)
+		rc = s3_fail(s, &q);
+	else if (rc == 0 && q.dst_len < need)
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %zu of %zu bytes at %llu came", s->bucket,
+			       r->key, q.dst_len, need, (unsigned long long)off);
+	*got = q.dst_len;
+	kbv_buf_release(&q.err);
+	return rc;
+}
+
+void s3_close(struct kbv_be_rd *br) { free(br); }

@@ -1,0 +1,161 @@
+/* The S3 backend's private header: what its files (src/store/s3/) share. Nothing outside
+ * this folder includes it; the rest of kbvault sees a struct kbv_backend (backend.h).
+ *
+ *   storage.c  the backend: URL and credentials, list, remove, the table of operations
+ *   request.c  object names; one signed request with retries (libcurl, SigV4); counters
+ *   write.c    objects written: a buffer per object, one atomic PUT, uploads in threads
+ *   read.c     objects read: one GET, or ranged GETs through windows shared by all readers
+ *   xml.c      replies parsed (pure; fuzzed)
+ *
+ * A repository in a bucket of S3-compatible object storage (AWS S3, Ceph RGW, MinIO, ...),
+ * reached with libcurl, path-style, signed with AWS Signature Version 4 (curl's
+ * CURLOPT_AWS_SIGV4 with the payload's SHA-256 sent as x-amz-content-sha256, which curl
+ * 7.88 does not add itself).
+ *
+ * Objects keep the local directory's names under the repository's prefix (config, key,
+ * data/<2 hex>/<id>.pack, snapshots/<id>, records/<id>; format/repository.md). A PUT is
+ * atomic: an object is there whole or not at all, so an object being written is a buffer
+ * in memory (a pack: at most the repository's pack size) sent by kbv_be_commit();
+ * create-if-absent is If-None-Match: *. Requests that fail in a way that may pass
+ * (connection refused or reset, time-outs, 500, 502, 503 SlowDown, 504) are retried
+ * with exponential backoff and jitter, a bounded number of times; the rest fail at once
+ * with the operation, the object and the server's own error code. Credentials are never
+ * part of a URL or a message.
+ *
+ * Threads: every request uses its own curl handle; connections are shared through a
+ * curl share object under a mutex, so readers on several threads are fine. */
+#ifndef KBV_STORE_S3_H
+#define KBV_STORE_S3_H
+
+#include "../backend_impl.h"
+#include "kbv/buf.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define S3_ATTEMPTS 6       /* tries of one request when its failures may pass */
+#define KBV_STR_(x) #x
+#define KBV_STR(x) KBV_STR_(x)
+#define S3_ERRBODY (8 << 10) /* bytes of an error reply kept for its code */
+
+#define S3_MAX_CONNS 32
+#define S3_DEFAULT_CONNS 4
+struct upload;
+
+struct s3 {
+	struct kbv_backend base;
+	char *url;      /* as given, "s3:http://host:port/bucket/prefix", for messages */
+	char *endpoint; /* "http://host:port" */
+	char *bucket;
+	char *prefix;   /* "" or "some/path/" */
+	char *access, *secret, *token, *ca_file;
+	char sigv4[96]; /* "aws:amz:REGION:s3" */
+	char region[64];
+	/* KBV_COMMIT_ASYNC: packs being uploaded by their own threads, oldest first */
+	int conns;
+	pthread_mutex_t up_mu;
+	struct upload *up[S3_MAX_CONNS];
+	size_t nup;
+	int up_rc;             /* the first failed upload: every later sync fails too, so */
+	char up_err[1024];     /* that no writer indexes a pack that is not there */
+	CURLSH *share;
+	pthread_mutex_t mu[CURL_LOCK_DATA_LAST]; /* one per kind of shared data: curl nests them */
+	/* Read windows shared by every reader of this backend (s3_read): a restore's workers
+	 * walk neighbouring blobs, and each fetching its own window GETs the same bytes again. */
+	pthread_mutex_t win_mu;
+	pthread_cond_t win_cv;
+	struct s3_win *wins;
+	uint64_t win_clock;
+};
+
+/* One shared window: bytes [off, off + len) of object `key`; `busy` while its GET runs
+ * (then [off, off + want) is what is coming). */
+#define S3_WINDOWS 8
+struct s3_win {
+	char key[512];
+	uint64_t off;
+	size_t len, want;
+	uint64_t used;
+	int busy;
+	uint8_t *data;
+};
+
+/* Requests sent by this process, every attempt counted (kbv_s3_requests). */
+extern _Atomic uint64_t s3_requests_sent[KBV_REQ_KINDS], s3_requests_retried;
+
+struct s3_wr {
+	struct kbv_be_wr base;
+	enum kbv_obj kind;
+	char key[512];
+	struct kbv_buf data;
+};
+
+/* Reads go through windows of S3_WINDOW bytes shared by the backend's readers (struct
+ * s3_win): readers walk a pack's blobs in order, so one ranged GET serves many reads. */
+#define S3_WINDOW (2u << 20)
+
+struct s3_rd {
+	struct kbv_be_rd base;
+	char key[512];
+	uint64_t size;
+};
+
+/* One request and what came back. */
+struct req {
+	const char *method; /* GET, PUT, HEAD, DELETE */
+	const char *key;    /* below the bucket, prefix included; NULL: the bucket itself */
+	const char *query;  /* canonical (sorted, encoded) or NULL */
+	const void *body;
+	size_t len;
+	const char *hdr[4]; /* extra headers: If-None-Match, Range, checksums */
+	/* Response body: into dst (exactly dst_cap bytes expected) or into out. */
+	void *dst;
+	size_t dst_cap, dst_len;
+	struct kbv_buf *out;
+	size_t sent;
+	long status;
+	uint64_t length; /* HEAD: Content-Length */
+	struct kbv_buf err;
+	char code[64]; /* the server's error code ("NoSuchKey") */
+	int retried;   /* an earlier try got no reply: a PUT may have been applied already */
+	CURL *curl;
+	int acked; /* TCP_QUICKACK asked for this reply (on_header) */
+};
+
+/* request.c */
+/* The key of an object below the bucket, the repository's prefix included. */
+void s3_obj_key(const struct s3 *s, enum kbv_obj kind, const char *name, char *out, size_t cap);
+/* The folder, below the prefix, that a listing of kind walks ("data/", "keys/", ...). */
+const char *s3_kind_dir(enum kbv_obj kind);
+/* SigV4's UriEncode: RFC 3986 unreserved characters stay, the rest is %XX. */
+void s3_uri_encode(const char *in, char *out, size_t cap);
+/* Send q (retrying what may pass); 0 when the server answered (any status: q->status),
+ * else the transport's error as a kbvault error. */
+int s3_do(struct s3 *s, struct req *q);
+/* "GET s3:http://host/bucket/key" (no query, no credentials) for messages. */
+void s3_req_what(const struct s3 *s, const struct req *q, char *out, size_t cap);
+/* The error for a reply that is not a success: operation, object, the server's code. */
+int s3_fail(struct s3 *s, const struct req *q);
+/* Callbacks of the curl share object (one mutex per kind of shared data). */
+void s3_share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg);
+void s3_share_unlock(CURL *c, curl_lock_data d, void *arg);
+
+/* write.c */
+int s3_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_wr **out);
+int s3_append(struct kbv_be_wr *bw, const void *p, size_t n);
+int s3_commit(struct kbv_be_wr *bw, unsigned flags);
+void s3_discard(struct kbv_be_wr *bw);
+int s3_sync(struct kbv_backend *be);
+/* One PUT of data at key (KBV_COMMIT_* flags: create-if-absent). */
+int s3_put_object(struct s3 *s, const char *key, const struct kbv_buf *data, unsigned flags);
+
+/* read.c */
+int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size, struct kbv_be_rd **out);
+int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
+int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
+int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
+void s3_close(struct kbv_be_rd *br);
+
+#endif

@@ -1,0 +1,354 @@
+/* The S3 backend (s3.h): URL, credentials and bucket; listing and removal;
+ * the table of operations the rest of kbvault calls through. */
+#include "s3.h"
+#include "xml.h"
+#include "kbv/buf.h"
+#include "kbv/error.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s3_describe(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	s3_obj_key(s, kind, name, key, sizeof key);
+	snprintf(out, cap, "s3:%s/%s/%s", s->endpoint, s->bucket, key);
+}
+
+static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+{
+	struct s3 *s = (struct s3 *)be;
+	char prefix[512], eprefix[1536], etoken[3072], query[4800];
+	struct kbv_buf body = KBV_BUF_INIT;
+	struct kbv_s3_listing l = { 0 };
+	int rc = 0;
+	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY) {
+		/* One object: is it there? Keys: `key`, then keys/<keyid> below. */
+		char key[512];
+		s3_obj_key(s, kind, "", key, sizeof key);
+		struct req q = { .method = "HEAD", .key = key };
+		rc = s3_do(s, &q);
+		kbv_buf_release(&q.err);
+		if (rc == 0 && q.status == 200)
+			rc = fn(arg, "", q.length, 0);
+		else if (rc == 0 && q.status != 404)
+			rc = s3_fail(s, &q);
+		if (rc || kind == KBV_OBJ_CONFIG)
+			return rc;
+	}
+	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(kind));
+	s3_uri_encode(prefix, eprefix, sizeof eprefix);
+	/* Pages of the server's size (1000 keys on AWS and RGW); the tests make them small
+	 * with KBVAULT_S3_LIST_PAGE to walk continuation tokens without thousands of objects. */
+	char maxkeys[32] = "";
+	const char *page = getenv("KBVAULT_S3_LIST_PAGE");
+	long pn;
+	if (page && kbv_parse_long(page, 1, 1000, &pn) == 0)
+		snprintf(maxkeys, sizeof maxkeys, "&max-keys=%ld", pn);
+	do {
+		/* Parameters sorted by name and encoded: curl signs the query as it is given. */
+		if (*l.token) {
+			s3_uri_encode(l.token, etoken, sizeof etoken);
+			snprintf(query, sizeof query, "continuation-token=%s&list-type=2%s&prefix=%s", etoken, maxkeys, eprefix);
+		} else {
+			snprintf(query, sizeof query, "list-type=2%s&prefix=%s", maxkeys, eprefix);
+		}
+		struct req q = { .method = "GET", .query = query, .out = &body };
+		rc = s3_do(s, &q);
+		if (rc == 0 && q.status != 200)
+			rc = s3_fail(s, &q);
+		kbv_buf_release(&q.err);
+		if (rc < 0)
+			break;
+		rc = kbv_s3_listing_parse(&l, body.data, body.len);
+		if (rc == KBV_ENOMEM) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			break;
+		}
+		if (rc < 0) {
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a ListObjectsV2 result", s->endpoint,
+				       s->bucket, prefix);
+			break;
+		}
+		for (size_t i = 0; i < l.n && rc == 0; i++)
+			if (kbv_obj_name_ok(kind, l.items[i].name))
+				rc = fn(arg, l.items[i].name, l.items[i].size, l.items[i].mtime);
+		if (rc)
+			break;
+		if (l.truncated && !*l.token) {
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: a truncated listing without a continuation token",
+				       s->endpoint, s->bucket, prefix);
+			break;
+		}
+	} while (l.truncated);
+	kbv_s3_listing_release(&l);
+	kbv_buf_release(&body);
+	return rc;
+}
+
+static int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
+{
+	struct s3 *s = (struct s3 *)be;
+	char key[512];
+	s3_obj_key(s, kind, name, key, sizeof key);
+	struct req q = { .method = "DELETE", .key = key };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 204 && q.status != 200 && q.status != 404)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
+}
+
+/* DeleteObjects (POST ?delete=) takes at most 1000 keys. Its body must carry a checksum:
+ * AWS wants Content-MD5 or an x-amz-checksum-* header; the SHA-256 one is sent. */
+#define S3_DELETE_BATCH 1000
+
+static int xml_escape_add(struct kbv_buf *b, const char *s)
+{
+	int rc = 0;
+	for (; *s && rc == 0; s++) {
+		switch (*s) {
+		case '&': rc = kbv_buf_add(b, "&amp;", 5); break;
+		case '<': rc = kbv_buf_add(b, "&lt;", 4); break;
+		case '>': rc = kbv_buf_add(b, "&gt;", 4); break;
+		default: rc = kbv_buf_add(b, s, 1); break;
+		}
+	}
+	return rc;
+}
+
+static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	struct kbv_buf body = KBV_BUF_INIT, resp = KBV_BUF_INIT;
+	unsigned char sha[crypto_hash_sha256_BYTES];
+	char b64[64], sum_hdr[128], key[512];
+	int rc = 0;
+	TRY(kbv_buf_add(&body, "<Delete><Quiet>true</Quiet>", 27));
+	for (size_t i = 0; i < n; i++) {
+		s3_obj_key(s, kind, names[i], key, sizeof key);
+		TRY(kbv_buf_add(&body, "<Object><Key>", 13));
+		TRY(xml_escape_add(&body, key));
+		TRY(kbv_buf_add(&body, "</Key></Object>", 15));
+	}
+	TRY(kbv_buf_add(&body, "</Delete>", 9));
+	crypto_hash_sha256(sha, body.data, body.len);
+	sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
+	snprintf(sum_hdr, sizeof sum_hdr, "x-amz-checksum-sha256: %s", b64);
+	struct req q = { .method = "POST", .query = "delete=", .body = body.data, .len = body.len,
+			 .hdr = { sum_hdr, "x-amz-sdk-checksum-algorithm: SHA256", "Content-Type: application/xml" },
+			 .out = &resp };
+	rc = s3_do(s, &q);
+	if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	if (rc == 0 && memmem(resp.data ? resp.data : (uint8_t *)"", resp.len, "<Error>", 7)) {
+		/* Quiet: only the keys that could not be deleted are listed */
+		char ekey[512], code[64], what[1024];
+		kbv_s3_xml_field(resp.data, resp.len, "Key", ekey, sizeof ekey);
+		kbv_s3_xml_field(resp.data, resp.len, "Code", code, sizeof code);
+		s3_req_what(s, &q, what, sizeof what);
+		rc = kbv_error(KBV_EIO, "%s: '%s' was not deleted: %s", what, ekey, *code ? code : "(no error code)");
+	}
+	kbv_buf_release(&q.err);
+out:
+	kbv_buf_release(&body);
+	kbv_buf_release(&resp);
+	return rc;
+}
+
+static int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i += S3_DELETE_BATCH)
+		rc = delete_batch((struct s3 *)be, kind, names + i, n - i < S3_DELETE_BATCH ? n - i : S3_DELETE_BATCH);
+	return rc;
+}
+
+static void s3_free(struct kbv_backend *be)
+{
+	struct s3 *s = (struct s3 *)be;
+	s3_sync(be); /* no upload outlives its backend (a failure was the caller's to see) */
+	pthread_mutex_destroy(&s->up_mu);
+	for (int i = 0; s->wins && i < S3_WINDOWS; i++)
+		free(s->wins[i].data);
+	free(s->wins);
+	pthread_mutex_destroy(&s->win_mu);
+	pthread_cond_destroy(&s->win_cv);
+	if (s->share)
+		curl_share_cleanup(s->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&s->mu[i]);
+	if (s->secret)
+		sodium_memzero(s->secret, strlen(s->secret));
+	if (s->token)
+		sodium_memzero(s->token, strlen(s->token));
+	free(s->url);
+	free(s->endpoint);
+	free(s->bucket);
+	free(s->prefix);
+	free(s->access);
+	free(s->secret);
+	free(s->token);
+	free(s->ca_file);
+	free(s);
+}
+
+static const struct kbv_backend_ops s3_ops = {
+	.name = "s3",
+	.create = s3_create,
+	.append = s3_append,
+	.commit = s3_commit,
+	.discard = s3_discard,
+	.sync = s3_sync,
+	.open = s3_open,
+	.open_known = s3_open_known,
+	.read = s3_read,
+	.close = s3_close,
+	.get = s3_get,
+	.list = s3_list,
+	.remove = s3_remove,
+	.remove_many = s3_remove_many,
+	.describe = s3_describe,
+	.free = s3_free,
+};
+
+int kbv_s3_url_ok(const char *url)
+{
+	return url && !strncmp(url, "s3:", 3);
+}
+
+/* "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" into its parts. */
+static int parse_url(struct s3 *s, const char *url)
+{
+	const char *u = url + 3, *scheme_end = strstr(u, "://");
+	if (!scheme_end || (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)))
+		return kbv_error(KBV_EINVAL, "repository '%s': an S3 URL is s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]", url);
+	const char *host = scheme_end + 3, *slash = strchr(host, '/');
+	if (!slash || slash == host)
+		return kbv_error(KBV_EINVAL, "repository '%s': no bucket (s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX])", url);
+	const char *bucket = slash + 1, *bend = strchr(bucket, '/');
+	size_t blen = bend ? (size_t)(bend - bucket) : strlen(bucket);
+	if (blen < 3 || blen > 63)
+		return kbv_error(KBV_EINVAL, "repository '%s': a bucket name has 3 to 63 characters", url);
+	for (size_t i = 0; i < blen; i++)
+		if (!((bucket[i] >= 'a' && bucket[i] <= 'z') || (bucket[i] >= '0' && bucket[i] <= '9') || bucket[i] == '-' ||
+		      bucket[i] == '.'))
+			return kbv_error(KBV_EINVAL, "repository '%s': a bucket name has lower-case letters, digits, '-' and '.'",
+					 url);
+	const char *pre = bend ? bend + 1 : "";
+	size_t plen = strlen(pre);
+	while (plen && pre[plen - 1] == '/')
+		plen--;
+	for (size_t i = 0; i < plen; i++)
+		if (!((pre[i] >= 'a' && pre[i] <= 'z') || (pre[i] >= 'A' && pre[i] <= 'Z') ||
+		      (pre[i] >= '0' && pre[i] <= '9') || strchr("-_./", pre[i])))
+			return kbv_error(KBV_EINVAL, "repository '%s': the prefix may hold letters, digits, '-', '_', '.' and '/'",
+					 url);
+	s->endpoint = strndup(u, (size_t)(slash - u));
+	s->bucket = strndup(bucket, blen);
+	s->prefix = malloc(plen + 2);
+	if (!s->endpoint || !s->bucket || !s->prefix)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	memcpy(s->prefix, pre, plen);
+	if (plen)
+		s->prefix[plen++] = '/';
+	s->prefix[plen] = 0;
+	return 0;
+}
+
+static CURLcode curl_init_rc;
+static void init_curl(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_backend **out)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct s3 *s = calloc(1, sizeof *s);
+	int rc = 0;
+	if (!s)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&s->mu[i], NULL);
+	pthread_mutex_init(&s->up_mu, NULL);
+	pthread_mutex_init(&s->win_mu, NULL);
+	pthread_cond_init(&s->win_cv, NULL);
+	s->base.ops = &s3_ops;
+	if (!(s->wins = calloc(S3_WINDOWS, sizeof *s->wins))) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = parse_url(s, url)) < 0)
+		goto fail;
+	pthread_once(&once, init_curl);
+	if (curl_init_rc != CURLE_OK) {
+		rc = kbv_error(KBV_EINTERNAL, "libcurl failed to initialize");
+		goto fail;
+	}
+	if (!o || !o->access_key || !*o->access_key || !o->secret_key || !*o->secret_key) {
+		rc = kbv_error(KBV_EINVAL, "repository '%s': no S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+					   "or [repository] s3-credentials-file)", url);
+		goto fail;
+	}
+	snprintf(s->region, sizeof s->region, "%s", o->region && *o->region ? o->region : "us-east-1");
+	s->conns = o->connections > 0 ? (o->connections < S3_MAX_CONNS ? o->connections : S3_MAX_CONNS)
+				      : S3_DEFAULT_CONNS;
+	s->base.parallel = (unsigned)s->conns;
+	snprintf(s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->region);
+	s->url = strdup(url);
+	s->access = strdup(o->access_key);
+	s->secret = strdup(o->secret_key);
+	s->token = o->session_token && *o->session_token ? strdup(o->session_token) : NULL;
+	s->ca_file = o->ca_file && *o->ca_file ? strdup(o->ca_file) : NULL;
+	s->share = curl_share_init();
+	if (!s->url || !s->access || !s->secret || (o->session_token && *o->session_token && !s->token) ||
+	    (o->ca_file && *o->ca_file && !s->ca_file) || !s->share) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto fail;
+	}
+	curl_share_setopt(s->share, CURLSHOPT_LOCKFUNC, s3_share_lock);
+	curl_share_setopt(s->share, CURLSHOPT_UNLOCKFUNC, s3_share_unlock);
+	curl_share_setopt(s->share, CURLSHOPT_USERDATA, s);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	*out = &s->base;
+	return 0;
+fail:
+	s3_free(&s->base);
+	return rc;
+}
+
+int kbv_backend_s3_make_bucket(struct kbv_backend *be)
+{
+	struct s3 *s = (struct s3 *)be;
+	if (be->ops != &s3_ops)
+		return 0;
+	/* Outside us-east-1 the region goes in the body (AWS refuses a bucket whose
+	 * LocationConstraint is not the region the request is signed for). */
+	char body[256] = "";
+	if (strcmp(s->region, "us-east-1"))
+		snprintf(body, sizeof body,
+			 "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			 "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+			 s->region);
+	struct req q = { .method = "PUT", .body = body, .len = strlen(body) };
+	int rc = s3_do(s, &q);
+	if (rc == 0 && q.status == 409 && !strcmp(q.code, "BucketAlreadyOwnedByYou"))
+		q.status = 200;
+	if (rc == 0 && !strcmp(q.code, "InvalidLocationConstraint")) {
+		char what[1024];
+		s3_req_what(s, &q, what, sizeof what);
+		rc = kbv_error(KBV_EIO, "%s: HTTP %ld InvalidLocationConstraint (the server does not serve region '%s': "
+					"set [repository] s3-region or AWS_DEFAULT_REGION to its region)",
+			       what, q.status, s->region);
+	} else if (rc == 0 && q.status != 200)
+		rc = s3_fail(s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
+}
