@@ -291,7 +291,6 @@ void kbv_writer_free(struct kbv_writer *w)
 {
 	if (!w)
 		return;
-	kbv_digester_release(&w->hs);
 	if (w->lockfd >= 0) {
 		unlink(w->lockpath);
 		close(w->lockfd);
@@ -320,6 +319,7 @@ void kbv_writer_free(struct kbv_writer *w)
 		}
 		kbv_pool_free(w->pool);
 	}
+	kbv_digester_release(&w->hs); /* after the pool's threads, its serial stage among them */
 	for (size_t i = 0; i < w->nworkers && w->workers; i++) {
 		kbv_codec_free(w->workers[i].codec);
 		kbv_index_rend(w->workers[i].txn);
