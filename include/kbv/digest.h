@@ -38,8 +38,6 @@ size_t kbv_digest_len(int alg);
 const char *kbv_digest_name(int alg);
 /* The key `snapshots --json` names it by: "blake2b_256", "xxh3_128"; NULL for NONE. */
 const char *kbv_digest_json_key(int alg);
-/* The standard tool that prints the same hex for a file: "b2sum -l 256", "xxhsum -H2". */
-const char *kbv_digest_tool(int alg);
 /* Same algorithm and same bytes (constant time in the bytes). */
 int kbv_digest_equal(const struct kbv_digest *a, const struct kbv_digest *b);
 /* Lower-case hex of the digest's len(alg) bytes into out (at least 65 bytes). */

@@ -48,18 +48,6 @@ const char *kbv_digest_json_key(int alg)
 	}
 }
 
-const char *kbv_digest_tool(int alg)
-{
-	switch (alg) {
-	case KBV_DIGEST_BLAKE2B_256:
-		return "b2sum -l 256";
-	case KBV_DIGEST_XXH3_128:
-		return "xxhsum -H2";
-	default:
-		return "";
-	}
-}
-
 int kbv_digest_equal(const struct kbv_digest *a, const struct kbv_digest *b)
 {
 	return a->alg == b->alg && sodium_memcmp(a->v, b->v, sizeof a->v) == 0;
