@@ -131,10 +131,10 @@ void s3_obj_key(const struct s3 *s, enum kbv_obj kind, const char *name, char *o
 const char *s3_kind_dir(enum kbv_obj kind);
 /* SigV4's UriEncode: RFC 3986 unreserved characters stay, the rest is %XX. */
 void s3_uri_encode(const char *in, char *out, size_t cap);
-/* Send q (retrying what may pass); 0 when the server answered (any status: q->status),
- * else the transport's error as a kbvault error. */
+/* Send q, retrying what may pass: 0 with q->status set (any HTTP status: the caller judges
+ * it), or KBV_EIO when no reply came or transient replies persisted after the retries. */
 int s3_do(struct s3 *s, struct req *q);
-/* "GET s3:http://host/bucket/key" (no query, no credentials) for messages. */
+/* "s3 GET s3:http://host/bucket/key" (no query, no credentials) for messages. */
 void s3_req_what(const struct s3 *s, const struct req *q, char *out, size_t cap);
 /* The error for a reply that is not a success: operation, object, the server's code. */
 int s3_fail(struct s3 *s, const struct req *q);
