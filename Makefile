@@ -135,6 +135,8 @@ bench-gc: deps bench-deps all $(BENCH_BIN)
 # make bench (bench/s3.sh; DATA=synthetic for the bench/gendump series).
 bench-s3: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3.sh
+	@# three writer hosts at once against one, and requests per operation (bench/s3-hosts.sh)
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3-hosts.sh
 
 # The speed aims (issue 17): first snapshot, unchanged re-snapshot and restore of a ~1 GB
 # dump against restic in one run, and the zstd level sweep (bench/speed.sh; MB, ROUNDS,
@@ -148,7 +150,7 @@ bench-sources: deps bench-deps all
 
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
-		scripts/run-tests.sh --cli tests/cli/crash.bats tests/cli/gc.bats
+		scripts/run-tests.sh --cli tests/cli/crash.bats tests/cli/gc.bats tests/cli/manyhosts.bats
 	@# every repository file flipped, truncated and deleted in turn (tests/soak/corruption.sh)
 	@KBVAULT=$(abspath $(PROG)) tests/soak/corruption.sh
 

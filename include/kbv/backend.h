@@ -27,6 +27,8 @@ enum kbv_obj {
 	KBV_OBJ_SNAPSHOT, /* manifests, named by 64 hex digits */
 	KBV_OBJ_RECORD,   /* records (drill verdicts), named by 64 hex digits */
 	KBV_OBJ_INDEX,    /* index objects (object storage; format/index.md), 64 hex digits */
+	KBV_OBJ_PLAN,     /* gc's deletion plans (format/repository.md), 64 hex digits */
+	KBV_OBJ_LOCK,     /* locks (object storage): "gc" */
 	KBV_OBJ_KINDS
 };
 
@@ -124,6 +126,12 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
  * keeps it. A non-zero return of fn stops the listing and is returned. */
 typedef int (*kbv_be_list_fn)(void *arg, const char *name, uint64_t size, int64_t mtime);
 int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
+
+/* The storage's own clock, in seconds since the epoch: object storage's as of its latest
+ * reply (its Date header; one request first when there was none), a directory's as its file
+ * system sets a file's mtime to "now" (a network file system: the server's). Ages of
+ * objects (the mtimes of kbv_be_list) are measured against this, never the host's clock. */
+int kbv_be_clock(struct kbv_backend *be, int64_t *now);
 
 /* Remove an object durably; a missing one is not an error. */
 int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name);

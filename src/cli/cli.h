@@ -189,5 +189,6 @@ int cmd_gc(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_unlock(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* kbvault gc: apply a retention policy (flags, else [retention]) and collect garbage;
  * kbvault forget: remove named snapshots (space comes back at the next gc). */
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -46,6 +47,7 @@ static int gc_main(int argc, char **argv)
 		{ "max-unused", required_argument, NULL, 1410 },
 		{ "max-repack", required_argument, NULL, 1411 },
 		{ "allow-remove-all", no_argument, NULL, 1412 },
+		{ "keep-delete", required_argument, NULL, 1413 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -99,6 +101,19 @@ static int gc_main(int argc, char **argv)
 			}
 			break;
 		case 1412: allow_all = 1; break;
+		case 1413: {
+			long long secs = 0;
+			size_t len = strlen(optarg);
+			if (strcmp(optarg, "0") &&
+			    (!len || isdigit((unsigned char)optarg[len - 1]) || kbv_age_parse(optarg, &secs) < 0 ||
+			     secs > 36500LL * 86400)) {
+				free(tags);
+				return cli_usage("gc", "--keep-delete takes a duration such as 0, 30s, 6h or 2d (at most 100 years), "
+						       "not '%s'", optarg);
+			}
+			go.keep_delete = (uint32_t)secs;
+			break;
+		}
 		default: free(tags); return cli_bad_option("gc", argv);
 		}
 	}
@@ -145,6 +160,15 @@ static int gc_main(int argc, char **argv)
 	int rc;
 	if ((code = cli_open(KBV_LOCK_EXCLUSIVE, 1, &r)) != 0)
 		goto done;
+	if (!go.dry_run) {
+		/* One gc at a time across hosts (object storage; a directory's flock is the lock). */
+		char host[256] = "";
+		gethostname(host, sizeof host - 1);
+		if ((rc = kbv_gclock_take(r, host, &go.lock)) < 0) {
+			code = cli_fail(rc);
+			goto done;
+		}
+	}
 	if ((rc = kbv_snapshot_list(r, &list, &n)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0) {
 		/* What a damaged manifest referenced is unknown: gc deletes nothing until it is
 		 * forgotten or put back from a copy. */
@@ -216,6 +240,7 @@ static int gc_main(int argc, char **argv)
 	double secs = cli_now() - t0;
 	cli_run_metric("gc_removed_snapshots", NULL, (double)res.snapshots_dropped);
 	cli_run_metric("gc_freed_bytes", NULL, (double)(res.pack_bytes - res.bytes_after));
+	cli_run_metric("gc_condemned_packs", NULL, (double)(res.packs_planned + res.packs_waiting));
 	cli_log(CLI_INFO, "gc removed %llu snapshots, kept %llu; deleted %llu packs, repacked %llu; %llu bytes freed",
 		(unsigned long long)res.snapshots_dropped, (unsigned long long)res.snapshots_kept,
 		(unsigned long long)res.packs_deleted, (unsigned long long)res.packs_repacked,
@@ -248,6 +273,14 @@ static int gc_main(int argc, char **argv)
 				      (json_int_t)res.index_objects_written, "index_objects_removed",
 				      (json_int_t)res.index_objects_removed, "seconds", secs);
 		jkeep = jdrop = NULL;
+		json_t *g = json_object_get(j, "gc");
+		json_object_set_new(g, "keep_delete", json_integer((json_int_t)go.keep_delete));
+		json_object_set_new(g, "packs_planned", json_integer((json_int_t)res.packs_planned));
+		json_object_set_new(g, "bytes_planned", json_integer((json_int_t)res.bytes_planned));
+		json_object_set_new(g, "packs_waiting", json_integer((json_int_t)res.packs_waiting));
+		json_object_set_new(g, "packs_kept_needed", json_integer((json_int_t)res.packs_kept_needed));
+		json_object_set_new(g, "plans_removed", json_integer((json_int_t)res.plans_removed));
+		json_object_set_new(g, "plans_damaged", json_integer((json_int_t)res.plans_damaged));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -265,7 +298,22 @@ static int gc_main(int argc, char **argv)
 		       go.dry_run ? "would repack" : "repacked", (unsigned long long)res.packs_repacked,
 		       (unsigned long long)res.packs_written, res.packs_left_mostly_dead ? " (more next time: --max-repack)" : "",
 		       go.dry_run ? "would free" : "freed", freed, before, after, secs);
+		if (res.packs_planned) {
+			char planned[32];
+			cli_bytes(res.bytes_planned, planned, sizeof planned);
+			printf("gc: %s %llu packs (%s) for deletion by a gc run %u s or more from now (--keep-delete)\n",
+			       go.dry_run ? "would condemn" : "condemned", (unsigned long long)res.packs_planned, planned,
+			       go.keep_delete);
+		}
+		if (res.packs_waiting)
+			printf("gc: %llu packs wait in earlier deletion plans\n", (unsigned long long)res.packs_waiting);
+		if (res.packs_kept_needed)
+			printf("gc: %llu condemned packs were kept: snapshots committed since need them\n",
+			       (unsigned long long)res.packs_kept_needed);
 	}
+	if (res.plans_damaged)
+		cli_warn("%llu deletion plans do not authenticate and were ignored (kbvault check names them)",
+			 (unsigned long long)res.plans_damaged);
 	code = EXIT_OK;
 done:
 	json_decref(jkeep);
@@ -277,6 +325,7 @@ done:
 	free(drop);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	kbv_gclock_release(go.lock);
 	if (r)
 		cli_run_repo(r);
 	kbv_repo_close(r);

@@ -11,6 +11,7 @@
 #include "kbv/check.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
+#include "kbv/gc.h"
 #include "kbv/reader.h"
 #include "kbv/record.h"
 #include "kbv/snapshot.h"
@@ -235,6 +236,28 @@ int cmd_status(int argc, char **argv)
 		age_text(now - parse_rfc3339(json_string_value(json_object_get(last_gc, "time"))), a, sizeof a);
 		snprintf(gc, sizeof gc, "last gc %s ago", a);
 	}
+	/* A shared repository: each host's newest snapshot, and what gc has condemned. */
+	json_t *hosts = json_array();
+	for (size_t i = n; i-- > 0;) {
+		int seen = 0;
+		for (size_t k = i + 1; k < n && !seen; k++)
+			seen = !strcmp(list[k]->host, list[i]->host);
+		if (seen)
+			continue;
+		char hex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(list[i]->id, KBV_ID_BYTES, hex);
+		json_array_append_new(hosts, json_pack("{s:s, s:s, s:I, s:I}", "host", list[i]->host, "last_snapshot", hex,
+						       "time", (json_int_t)list[i]->time, "age_seconds",
+						       (json_int_t)(now - list[i]->time)));
+	}
+	struct kbv_plan_summary ps;
+	struct kbv_gclock_info gl;
+	if ((rc = kbv_gc_plan_summary(r, &ps)) < 0 || (rc = kbv_gclock_info(r, &gl)) < 0) {
+		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
+		json_decref(hosts);
+		state = ST_UNKNOWN;
+		goto out;
+	}
 	if (cli.json) {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < nsrc; i++) {
@@ -259,6 +282,17 @@ int cmd_status(int argc, char **argv)
 				      st.unique_raw_bytes ? (double)st.raw_bytes / (double)st.unique_raw_bytes : 0.0,
 				      "last_drill", last_drill, "last_gc", last_gc);
 		json_object_set_new(j, "damaged_snapshots", json_integer((json_int_t)nbad));
+		json_object_set_new(j, "hosts", hosts);
+		json_object_set_new(j, "gc_lock",
+				    gl.held ? json_pack("{s:s, s:I, s:I, s:I, s:b}", "host", gl.host, "pid", (json_int_t)gl.pid,
+							"age_seconds", (json_int_t)gl.age, "stale_in_seconds",
+							(json_int_t)gl.stale_in, "stale", gl.stale_in <= 0 || gl.dead)
+					    : json_null());
+		json_object_set_new(j, "deletion_plans",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "plans", (json_int_t)ps.plans, "packs",
+					      (json_int_t)ps.packs, "bytes", (json_int_t)ps.bytes, "ripe_packs",
+					      (json_int_t)ps.ripe_packs, "next_ripe_in_seconds", (json_int_t)ps.next_ripe_in,
+					      "damaged", (json_int_t)ps.damaged));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -286,6 +320,34 @@ int cmd_status(int argc, char **argv)
 		}
 		printf("%s: snapshot %.8s, %s ago, %s, %s\n", src[i].name, src[i].id, a, sz, dr);
 	}
+	if (json_array_size(hosts) > 1) {
+		printf("hosts:");
+		for (size_t i = 0; i < json_array_size(hosts); i++) {
+			char a[32];
+			json_t *h = json_array_get(hosts, i);
+			age_text(json_integer_value(json_object_get(h, "age_seconds")), a, sizeof a);
+			printf("%s %s last snapshot %s ago", i ? "," : "", json_string_value(json_object_get(h, "host")), a);
+		}
+		printf("\n");
+	}
+	json_decref(hosts);
+	if (ps.packs) {
+		char b[32], in[32] = "";
+		cli_bytes(ps.bytes, b, sizeof b);
+		if (ps.next_ripe_in >= 0)
+			age_text(ps.next_ripe_in, in, sizeof in);
+		printf("deletion plans: %llu packs (%s) condemned by gc, %llu deletable now%s%s\n",
+		       (unsigned long long)ps.packs, b, (unsigned long long)ps.ripe_packs,
+		       ps.next_ripe_in >= 0 ? ", more in " : "", in);
+	}
+	if (gl.held && gl.stale_in > 0 && !gl.dead)
+		printf("gc lock: held by %s (PID %ld), refreshed %llds ago, stale in %llds\n", gl.host, gl.pid,
+		       (long long)gl.age, (long long)gl.stale_in);
+	else if (gl.held)
+		printf("gc lock: held by %s (PID %ld), STALE (%s): the next gc or kbvault unlock removes it\n", gl.host,
+		       gl.pid, gl.dead ? "its process is gone" : "not refreshed in time");
+	if (ps.damaged)
+		printf("deletion plans: %llu damaged, ignored (kbvault check names them)\n", (unsigned long long)ps.damaged);
 out:
 	free(src);
 	json_decref(drills);

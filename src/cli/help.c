@@ -65,13 +65,15 @@ static const struct command_help commands[] = {
 	{ "gc", "apply the retention policy and collect garbage",
 	  "kbvault gc [[--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]\n"
 	  "           [--keep-yearly N] [--keep-within DURATION] [--keep-tag TAG]... | --keep-all]\n"
-	  "           [--dry-run] [--max-unused PCT] [--max-repack SIZE] [--allow-remove-all]\n"
+	  "           [--dry-run] [--max-unused PCT] [--max-repack SIZE] [--allow-remove-all] [--keep-delete DURATION]\n"
 	  "  The policy comes from the options, else from [retention] in the configuration; without\n"
 	  "  either, gc refuses. Snapshots compete within a group (same host, same sources). The\n"
 	  "  newest snapshot of each bucket is kept; policies combine as a union. Then every pack\n"
 	  "  with nothing live is deleted, and packs with dead blobs are repacked, most dead first,\n"
 	  "  until the dead bytes left are at most --max-unused (default 10%) of what is kept; at\n"
-	  "  most --max-repack bytes of packs per run. --dry-run shows the plan.\n" },
+	  "  most --max-repack bytes of packs per run. --dry-run shows the plan. Packs are condemned\n"
+	  "  in a deletion plan first and deleted by a gc --keep-delete (default 0: this one) later,\n"
+	  "  on the storage's clock; one gc at a time (on object storage: the gc lock).\n" },
 	{ "status", "is the backup alive? (Nagios/Icinga plugin conventions)",
 	  "kbvault status [--max-age AGE] [--json]\n"
 	  "  First line: KBVAULT OK|WARNING|CRITICAL|UNKNOWN - summary | perfdata. Per source: the\n"
@@ -80,6 +82,10 @@ static const struct command_help commands[] = {
 	  "  failed); 2 CRITICAL (older than twice AGE, or none); 3 UNKNOWN (unreadable).\n"
 	  "  AGE: 90s, 30m, 26h (default, or [monitor] max-age), 2d.\n" },
 	{ "stats", "repository size, deduplication and compression", "kbvault stats [--json]\n" },
+	{ "unlock", "remove a dead gc's lock",
+	  "kbvault unlock [--json]\n"
+	  "  Removes the gc lock of a repository on object storage only when it is stale (not\n"
+	  "  refreshed for 30 minutes by the storage's clock); a live gc's lock is left. Exit 6 then.\n" },
 	{ "check", "verify the repository",
 	  "kbvault check [--read-data | --read-data-subset PCT]\n"
 	  "  Verifies packs against the index and every snapshot's references; with --read-data also\n"

@@ -30,6 +30,7 @@ static const struct command commands[] = {
 	{ "key", cmd_key },
 	{ "copy", cmd_copy },
 	{ "bench", cmd_bench },
+	{ "unlock", cmd_unlock },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -41,6 +41,7 @@ static const struct family {
 	{ "kbvault_snapshot_new_chunks", "gauge", "Chunks the last successful snapshot stored new." },
 	{ "kbvault_gc_removed_snapshots", "gauge", "Snapshots removed by the last successful gc." },
 	{ "kbvault_gc_freed_bytes", "gauge", "Pack bytes freed by the last successful gc." },
+	{ "kbvault_gc_condemned_packs", "gauge", "Packs the last successful gc left waiting in deletion plans." },
 	{ "kbvault_repository_size_bytes", "gauge", "Bytes of all indexed packs." },
 	{ "kbvault_repository_packs", "gauge", "Indexed packs." },
 	{ "kbvault_repository_snapshots", "gauge", "Snapshots in the repository." },

@@ -5,6 +5,7 @@
 #include "store/idxobj.h"
 #include "store/metacache.h"
 #include "store/pack.h"
+#include "store/plan.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
 #include "kbv/snapshot.h"
@@ -496,6 +497,18 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	struct kbv_snapshot_damage *bad = NULL;
 	size_t nbad = 0;
 	TRY(kbv_snapshot_list_damaged(r, &list, &nsnap, &bad, &nbad));
+	{
+		/* gc's deletion plans: one that does not authenticate condemns nothing, but it is
+		 * damage (or tampering) to name; one of another version stops writers. */
+		struct kbv_plans pl;
+		TRY(kbv_plans_read(r, &pl));
+		if (pl.damaged)
+			say(&c, KBV_PROBLEM, "deletion plan %s%s does not authenticate (ignored by gc and writers)",
+			    pl.damaged_name, pl.damaged > 1 ? " and others" : "");
+		if (pl.unknown)
+			say(&c, KBV_PROBLEM, "deletion plan %s has a version this kbvault does not read", pl.unknown_name);
+		kbv_plans_release(&pl);
+	}
 	c.writers_since = oldest_running_writer(r);
 	TRY(kbv_index_rbegin(r->idx, &c.txn));
 	TRY(kbv_index_each_pack(r->idx, c.txn, pm_add, &c.pm));

@@ -35,6 +35,7 @@
 #include "store/idxobj.h"
 #include "store/metacache.h"
 #include "store/pack.h"
+#include "store/plan.h"
 #include "kbv/reader.h"
 #include "store/salvage.h"
 #include "kbv/snapshot.h"
@@ -172,6 +173,7 @@ struct plan_pack {
 	uint8_t *is_live;       /* per entry, while sweeping */
 	int action;             /* 0 keep, 1 delete, 2 repack (a candidate until the plan) */
 	int must;               /* repacked whatever the policy says (a damaged trailer) */
+	int now;                /* action 1 and named by a ripe plan: deleted in this pass */
 };
 
 /* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
@@ -189,6 +191,11 @@ static int cmp_tuple(const void *a, const void *b)
 		return x->offset < y->offset ? -1 : 1;
 	return x->raw_off < y->raw_off ? -1 : x->raw_off > y->raw_off;
 }
+
+struct listed_pack {
+	uint8_t id[KBV_PACKID_BYTES];
+	uint64_t size;
+};
 
 struct sweep {
 	uint8_t *found; /* one bit per live prefix: seen at its indexed location */
@@ -210,6 +217,8 @@ struct sweep {
 	uint64_t *indexed; /* per pack number: bytes of the envelopes the index locates there */
 	size_t nindexed;
 	struct kbv_idset envelopes; /* (pack, offset) of each envelope counted in indexed[] */
+	struct listed_pack *listed; /* the storage's listing of the packs */
+	size_t nlisted, caplisted;
 };
 
 /* An envelope as a set key: a mixed 64-bit hash first (the set hashes by the first bytes),
@@ -295,10 +304,19 @@ static int cmp_map(const void *a, const void *b)
 
 static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
 {
-	(void)id;
-	(void)size;
+	struct sweep *s = arg;
 	(void)mtime;
-	((struct sweep *)arg)->total++;
+	if (s->nlisted == s->caplisted) {
+		size_t cap = s->caplisted ? 2 * s->caplisted : 256;
+		struct listed_pack *n = realloc(s->listed, cap * sizeof *n);
+		if (!n)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->listed = n;
+		s->caplisted = cap;
+	}
+	memcpy(s->listed[s->nlisted].id, id, KBV_PACKID_BYTES);
+	s->listed[s->nlisted++].size = size;
+	s->total++;
 	return 0;
 }
 
@@ -690,8 +708,85 @@ static int cmp_dead_share(const void *a, const void *b)
 	return dx > dy ? -1 : dx < dy;
 }
 
-int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
-	   struct kbv_gc_result *res)
+/* ---- deletion plans (format/repository.md, "Many writers and gc") ---- */
+
+static int cmp_packid(const void *a, const void *b)
+{
+	return memcmp(a, b, KBV_PACKID_BYTES);
+}
+
+/* The packs of the ripe plans, sorted. */
+static int ripe_packs(const struct kbv_plans *pl, uint8_t (**out)[KBV_PACKID_BYTES], size_t *n)
+{
+	size_t total = 0;
+	*n = 0;
+	for (size_t i = 0; i < pl->n; i++)
+		if (kbv_plan_ripe(pl, i))
+			total += pl->v[i].npacks;
+	*out = malloc((total + 1) * sizeof **out);
+	if (!*out)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < pl->n; i++)
+		if (kbv_plan_ripe(pl, i))
+			for (size_t k = 0; k < pl->v[i].npacks; k++)
+				memcpy((*out)[(*n)++], pl->v[i].packs[k], KBV_PACKID_BYTES);
+	if (*n)
+		qsort(*out, *n, sizeof **out, cmp_packid);
+	return 0;
+}
+
+/* Remove the plans ripe for KBV_PLAN_KEEP: no writer still running started before them
+ * (a writer that ran that long refuses to commit), so none can need to see them. */
+static int prune_plans(struct kbv_repo *r, const struct kbv_plans *pl, uint64_t *removed)
+{
+	uint8_t(*ids)[KBV_ID_BYTES] = calloc(pl->n + 1, sizeof *ids);
+	size_t n = 0;
+	int rc = 0;
+	if (!ids)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < pl->n; i++)
+		if (pl->now >= pl->v[i].time + (int64_t)pl->v[i].delay + KBV_PLAN_KEEP)
+			memcpy(ids[n++], pl->v[i].id, KBV_ID_BYTES);
+	if (n)
+		rc = kbv_plans_remove(r, (const uint8_t(*)[KBV_ID_BYTES])ids, n);
+	if (rc == 0)
+		*removed += n;
+	free(ids);
+	return rc;
+}
+
+/* Name the packs this pass condemns (action 1 not deleted now, and repacked ones) in a
+ * new plan. */
+static int write_plan(struct kbv_repo *r, const struct sweep *sw, uint32_t delay, uint64_t *planned)
+{
+	uint8_t(*ids)[KBV_PACKID_BYTES] = calloc(sw->np + 1, sizeof *ids);
+	uint64_t *sizes = calloc(sw->np + 1, sizeof *sizes);
+	size_t n = 0;
+	int rc = 0;
+	if (!ids || !sizes) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < sw->np; i++)
+		if ((sw->p[i].action == 1 && !sw->p[i].now) || sw->p[i].action == 2) {
+			memcpy(ids[n], sw->p[i].id, KBV_PACKID_BYTES);
+			sizes[n++] = sw->p[i].size;
+		}
+	if (n && kbv_fault("gc-plan"))
+		rc = kbv_error(KBV_EIO, "gc: write deletion plan: injected fault");
+	if (rc == 0 && n)
+		rc = kbv_plan_put(r, delay, (const uint8_t(*)[KBV_PACKID_BYTES])ids, sizes, n);
+	*planned = n;
+out:
+	free(ids);
+	free(sizes);
+	return rc;
+}
+
+/* One pass of gc. `second`: the pass that follows a plan of delay 0 in the same run: it
+ * drops nothing, plans nothing and deletes only what ripe plans name and nothing needs. */
+static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
+		   int second, struct kbv_gc_result *res)
 {
 	struct kbv_snapshot **list = NULL;
 	struct kbv_reader *rd = NULL;
@@ -700,9 +795,17 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	struct kbv_packw *w = NULL;
 	struct kbv_buf newpacks = KBV_BUF_INIT; /* struct newpack, uploading */
 	struct plan_pack **rep = NULL;
-	size_t n = 0;
+	struct kbv_plans plans = { 0 };
+	uint8_t(*ripe)[KBV_PACKID_BYTES] = NULL;
+	size_t n = 0, nripe = 0;
 	int rc = 0;
 	memset(res, 0, sizeof *res);
+
+	/* 0. the deletion plans, and which are ripe on the storage's clock */
+	TRY(kbv_plans_read(r, &plans));
+	TRY(kbv_plans_usable(&plans));
+	TRY(ripe_packs(&plans, &ripe, &nripe));
+	res->plans_damaged = plans.damaged;
 
 	/* 1. drop */
 	if (!o->dry_run && ndrop) {
@@ -714,6 +817,20 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 
 	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
 	TRY(kbv_snapshot_list(r, &list, &n));
+	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
+		/* Another host may have committed since the cache was refreshed: its index object
+		 * is in the bucket before its manifest, so a refresh now indexes every pack the
+		 * manifests just listed can reference. */
+		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+		if (!codec) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
+		kbv_codec_free(codec);
+		if (rc < 0)
+			goto out;
+	}
 	TRY(kbv_reader_new(r, 1, &rd)); /* mark only walks trees: one worker, not one per CPU */
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;
@@ -725,6 +842,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 		}
 		res->snapshots_kept++;
 		TRY(mark_snapshot(&m, rd, list[i]));
+		TRY(kbv_gclock_refresh(o->lock, 0));
 		if (o->progress)
 			o->progress(o->arg, "mark", i + 1, n);
 	}
@@ -754,8 +872,10 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	TRY(kbv_index_each_blob(r->idx, sw.txn, collect_loc, &sw));
 	if (sw.nlocs)
 		qsort(sw.locs, sw.nlocs, sizeof *sw.locs, cmp_tuple);
+	/* One listing of the packs (object storage: a LIST per 1000), then the sweep. */
 	TRY(kbv_each_packfile(r, count_pack, &sw));
-	TRY(kbv_each_packfile(r, sweep_pack, &sw));
+	for (size_t i = 0; i < sw.nlisted; i++)
+		TRY(sweep_pack(&sw, sw.listed[i].id, sw.listed[i].size, 0));
 	kbv_index_rend(sw.txn);
 	sw.txn = NULL;
 	kbv_index_release_pages(r->idx);
@@ -770,6 +890,25 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 				       (unsigned long long)m.live.v[i]);
 			goto out;
 		}
+
+	/* Deletion plans: a dead pack a ripe plan names goes now; a needed one becomes an
+	 * ordinary pack again; a pack an unripe plan names waits. The second pass deletes only. */
+	for (size_t i = 0; i < sw.np; i++) {
+		struct plan_pack *p = &sw.p[i];
+		int is_ripe = nripe && bsearch(p->id, ripe, nripe, sizeof *ripe, cmp_packid);
+		if (is_ripe && p->action == 1) {
+			p->now = 1;
+		} else if (is_ripe) {
+			res->packs_kept_needed++;
+			if (second)
+				p->action = 0;
+		} else if (second) {
+			p->action = 0;
+		} else if (kbv_plans_has(&plans, p->id)) {
+			p->action = 0;
+			res->packs_waiting++;
+		}
+	}
 
 	/* Plan: delete the dead; repack the mostly dead, most dead first, up to the cap. */
 	size_t nrep = 0;
@@ -815,14 +954,19 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 		repack_bytes += rep[i]->size;
 	}
 	uint64_t planned_written = 0;
+	/* Deleted: what ripe plans let this pass delete; planned: what goes into its new plan
+	 * (a dry run with delay 0 counts that as deleted: the second pass would delete it). */
 	for (size_t i = 0; i < sw.np; i++) {
-		if (sw.p[i].action == 1) {
-			res->packs_deleted++;
-			res->bytes_deleted += sw.p[i].size;
-		} else if (sw.p[i].action == 2) {
+		int deleted = sw.p[i].now || (o->dry_run && o->keep_delete == 0);
+		if (sw.p[i].action == 2) {
 			res->packs_repacked++;
-			res->bytes_deleted += sw.p[i].size;
 			planned_written += sw.p[i].live;
+		}
+		if (sw.p[i].action) {
+			res->packs_deleted += deleted;
+			res->packs_planned += !deleted;
+			res->bytes_deleted += deleted ? sw.p[i].size : 0;
+			res->bytes_planned += deleted ? 0 : sw.p[i].size;
 		}
 	}
 	if (o->dry_run) {
@@ -839,9 +983,13 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 		TRY(repack_one(r, &sw, &sw.p[i], &w, &newpacks, &res->packs_written, &res->bytes_written));
 		if (o->progress)
 			o->progress(o->arg, "repack", ++done, res->packs_repacked);
+		TRY(kbv_gclock_refresh(o->lock, 0));
 	}
 	TRY(newpack_finish(&w, &newpacks, &res->packs_written, &res->bytes_written));
 	TRY(newpacks_index(r, &newpacks));
+
+	/* Still this gc's lock, right before anything is deleted? */
+	TRY(kbv_gclock_refresh(o->lock, 1));
 
 	/* 5. index: the new packs are in already; now the removed ones go */
 	{
@@ -852,7 +1000,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 			goto out;
 		}
 		for (size_t i = 0; i < sw.np; i++)
-			if (sw.p[i].action && sw.p[i].no >= 0)
+			if (sw.p[i].now && sw.p[i].no >= 0)
 				gone[ngone++] = (uint32_t)sw.p[i].no;
 		if (kbv_fault("gc-index-commit"))
 			rc = kbv_error(KBV_EIO, "gc: index commit: injected fault");
@@ -872,7 +1020,7 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 		if (!names || !ptrs)
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 		for (size_t i = 0; rc == 0 && i < sw.np; i++) {
-			if (!sw.p[i].action)
+			if (!sw.p[i].now)
 				continue;
 			kbv_hex(sw.p[i].id, KBV_PACKID_BYTES, names[k]);
 			ptrs[k] = names[k];
@@ -886,14 +1034,24 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 			kbv_error_prefix(rc, "gc: delete");
 			goto out;
 		}
-		if (o->progress)
+		if (o->progress && k)
 			o->progress(o->arg, "delete", k, k);
 	}
+	/* 6a. what this pass condemns goes into a new plan; plans long done are removed */
+	TRY(prune_plans(r, &plans, &res->plans_removed));
+	if (!second)
+		TRY(write_plan(r, &sw, o->keep_delete, &res->plan_packs));
 	/* 6b. on object storage: one set of index objects for what is left */
-	rc = kbv_repo_compact_index_objects(r, res->packs_deleted || res->packs_repacked || res->packs_written,
-					    &res->index_objects_written, &res->index_objects_removed);
-	if (rc < 0)
-		goto out;
+	int deleted_now = 0;
+	for (size_t i = 0; i < sw.np && !deleted_now; i++)
+		deleted_now = sw.p[i].now;
+	/* (not yet when a second pass follows: it compacts what is left then) */
+	if (second || o->keep_delete || !res->plan_packs) {
+		rc = kbv_repo_compact_index_objects(r, deleted_now || res->packs_repacked || res->packs_written,
+						    &res->index_objects_written, &res->index_objects_removed);
+		if (rc < 0)
+			goto out;
+	}
 	res->tmp_removed = clean_tmp(r);
 	/* Nodes no kept snapshot references leave this host's metadata cache. */
 	kbv_meta_retain(r, KBV_META_TREE, tree_marked, &m.trees);
@@ -914,6 +1072,7 @@ out:
 	free(sw.found);
 	free(sw.locs);
 	free(sw.indexed);
+	free(sw.listed);
 	kbv_idset_release(&sw.envelopes);
 	kbv_packw_free(w);
 	for (size_t i = 0; i < sw.np; i++) {
@@ -931,5 +1090,85 @@ out:
 	free(m.live.v);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
+	kbv_plans_release(&plans);
+	free(ripe);
+	return rc;
+}
+
+int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
+	   struct kbv_gc_result *res)
+{
+	int rc = gc_pass(r, drop, ndrop, o, 0, res);
+	if (rc < 0 || o->dry_run || o->keep_delete || !res->plan_packs)
+		return rc;
+	/* Delay 0: the plan just written is ripe; the manifests are listed again, and what
+	 * is still unneeded goes now. A pack a snapshot committed meanwhile needs is kept. */
+	struct kbv_gc_result two;
+	rc = gc_pass(r, NULL, 0, o, 1, &two);
+	if (rc < 0)
+		return rc;
+	/* The second pass deleted this run's plan, less what snapshots committed meanwhile
+	 * need (kept): nothing of it waits. */
+	res->plans_removed += two.plans_removed;
+	res->packs_kept_needed = two.packs_kept_needed;
+	res->packs_deleted += two.packs_deleted;
+	res->bytes_deleted += two.bytes_deleted;
+	res->packs_planned = res->bytes_planned = 0; /* ripe already: deleted, or kept as needed */
+	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
+	res->tmp_removed += two.tmp_removed;
+	res->index_objects_written += two.index_objects_written;
+	res->index_objects_removed += two.index_objects_removed;
+	if (two.index_bytes_after)
+		res->index_bytes_after = two.index_bytes_after;
+	res->plan_packs = 0;
+	return 0;
+}
+
+struct summary_scan {
+	const struct kbv_plans *pl;
+	const uint8_t (*ripe)[KBV_PACKID_BYTES];
+	size_t nripe;
+	struct kbv_plan_summary *out;
+};
+
+static int summary_pack(void *arg, uint32_t no, const struct kbv_pack_info *info)
+{
+	struct summary_scan *c = arg;
+	(void)no;
+	if (!kbv_plans_has(c->pl, info->id))
+		return 0;
+	c->out->packs++;
+	c->out->bytes += info->size;
+	if (c->nripe && bsearch(info->id, c->ripe, c->nripe, sizeof *c->ripe, cmp_packid))
+		c->out->ripe_packs++;
+	return 0;
+}
+
+int kbv_gc_plan_summary(struct kbv_repo *r, struct kbv_plan_summary *out)
+{
+	struct kbv_plans pl = { 0 };
+	uint8_t(*ripe)[KBV_PACKID_BYTES] = NULL;
+	size_t nripe = 0;
+	MDB_txn *txn = NULL;
+	int rc = 0;
+	memset(out, 0, sizeof *out);
+	out->next_ripe_in = -1;
+	TRY(kbv_plans_read(r, &pl));
+	TRY(ripe_packs(&pl, &ripe, &nripe));
+	out->plans = pl.n;
+	out->damaged = pl.damaged;
+	for (size_t i = 0; i < pl.n; i++) {
+		int64_t in = pl.v[i].time + (int64_t)pl.v[i].delay - pl.now;
+		if (in > 0 && (out->next_ripe_in < 0 || in < out->next_ripe_in))
+			out->next_ripe_in = in;
+	}
+	struct summary_scan c = { &pl, (const uint8_t(*)[KBV_PACKID_BYTES])ripe, nripe, out };
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	rc = kbv_index_each_pack(r->idx, txn, summary_pack, &c);
+out:
+	if (txn)
+		kbv_index_rend(txn);
+	free(ripe);
+	kbv_plans_release(&pl);
 	return rc;
 }

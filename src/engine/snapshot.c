@@ -3,6 +3,7 @@
 #include "kbv/fsio.h"
 #include "store/idxobj.h"
 #include "store/metacache.h"
+#include "store/plan.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -323,6 +324,9 @@ int kbv_snapshot_commit(struct kbv_repo *r, struct kbv_writer *w, struct kbv_sna
 	TRY(kbv_buf_add(&file, h, sizeof h));
 	TRY(kbv_buf_add(&file, env.data, env.len));
 	kbv_hex(s->id, KBV_ID_BYTES, name);
+	/* The last look before the PUT: has gc condemned packs too long ago for this snapshot
+	 * to rely on them (format/repository.md, "Many writers and gc")? */
+	TRY(kbv_plans_check_commit(r, r->plans));
 	/* create-if-absent: a manifest is never overwritten */
 	rc = kbv_be_put(r->be, KBV_OBJ_SNAPSHOT, name, file.data, file.len, KBV_PUT_EXCL);
 	if (rc < 0) {

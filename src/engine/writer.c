@@ -5,6 +5,7 @@
 #include "store/idxobj.h"
 #include "store/metacache.h"
 #include "store/pack.h"
+#include "store/plan.h"
 #include "kbv/pool.h"
 #include "store/repo_impl.h"
 
@@ -97,6 +98,30 @@ struct kbv_writer {
 	uint8_t *rbuf;
 };
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Is the blob indexed in a pack no plan names? 0 when not (absent, or only in a condemned
+ * pack), 1 when it is, or an error. */
+static int indexed_usable(const struct kbv_writer *w, MDB_txn *txn, const uint8_t *id)
+{
+	struct kbv_loc loc;
+	int rc = kbv_index_get(w->repo->idx, txn, id, &loc);
+	if (rc == KBV_ENOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	/* gc's plans name the pack: stored again (format/repository.md, "Many writers and gc") */
+	const struct kbv_repo *r = w->repo;
+	if (r->ncondemned && bsearch(&loc.pack, r->condemned, r->ncondemned, sizeof *r->condemned, cmp_u32))
+		return 0;
+	return 1;
+}
+
+
 void kbv_ref_put(uint8_t out[33], const struct kbv_ref *ref)
 {
 	out[0] = ref->depth;
@@ -159,10 +184,11 @@ static void work(void *wp, void *jp)
 			j->state[i] = CHUNK_DUP;
 			continue;
 		}
-		rc = kbv_index_get(wk->w->repo->idx, wk->txn, j->ids[i], NULL);
-		if (rc == 0) {
+		rc = indexed_usable(wk->w, wk->txn, j->ids[i]);
+		if (rc == 1) {
+			rc = 0;
 			j->state[i] = CHUNK_KNOWN;
-		} else if (rc == KBV_ENOTFOUND) {
+		} else if (rc == 0) {
 			j->state[i] = CHUNK_NEW;
 			j->newidx[j->nnew++] = i;
 			rc = kbv_idset_add(&wk->batch, j->ids[i]);
@@ -230,6 +256,8 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		goto out;
 	}
 	TRY(kbv_index_rbegin(r->idx, &w->txn));
+	if (r->plans)
+		TRY(kbv_plans_usable(r->plans));
 	for (size_t i = 0; i < nthreads; i++) {
 		w->workers[i].w = w;
 		w->workers[i].codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
@@ -357,7 +385,8 @@ static int index_done(struct kbv_writer *w)
 	TRY(kbv_be_sync(w->repo->be));
 	if (kbv_fault("index-commit"))
 		return kbv_error(KBV_EIO, "index commit: injected fault");
-	TRY(kbv_index_add_packs(w->repo->idx, w->done_info, entries, counts, w->ndone));
+	TRY(kbv_index_add_packs_over(w->repo->idx, w->done_info, entries, counts, w->ndone, w->repo->condemned,
+				     w->repo->ncondemned));
 	/* on object storage, an index object will list them (before any manifest uses them) */
 	TRY(kbv_repo_note_packs(w->repo, w->done_info, entries, counts, w->ndone));
 	w->ndone = 0;
@@ -401,8 +430,7 @@ static int have_blob(struct kbv_writer *w, const uint8_t *id)
 {
 	if (kbv_idset_has(&w->pending, id))
 		return 1;
-	int rc = kbv_index_get(w->repo->idx, w->txn, id, NULL);
-	return rc == 0 ? 1 : rc == KBV_ENOTFOUND ? 0 : rc;
+	return indexed_usable(w, w->txn, id);
 }
 
 static int open_pack(struct kbv_writer *w)

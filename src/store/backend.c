@@ -27,7 +27,10 @@ int kbv_obj_name_ok(enum kbv_obj kind, const char *name)
 	case KBV_OBJ_SNAPSHOT:
 	case KBV_OBJ_RECORD:
 	case KBV_OBJ_INDEX:
+	case KBV_OBJ_PLAN:
 		return hex_name(name, 64);
+	case KBV_OBJ_LOCK:
+		return !strcmp(name, "gc");
 	default:
 		return 0;
 	}
@@ -174,6 +177,11 @@ int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *co
 			return rc;
 	}
 	return 0;
+}
+
+int kbv_be_clock(struct kbv_backend *be, int64_t *now)
+{
+	return be->ops->clock(be, now);
 }
 
 int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)

@@ -38,7 +38,7 @@ struct fault_rd {
 };
 
 static const char *const op_names[] = { "write", "commit", "read", "list", "remove" };
-static const char *const kind_names[KBV_OBJ_KINDS] = { "config", "key", "pack", "snapshot", "record", "index" };
+static const char *const kind_names[KBV_OBJ_KINDS] = { "config", "key", "pack", "snapshot", "record", "index", "plan", "lock" };
 
 /* Is this the operation to fail? Counts it when it is of the chosen op and kind. */
 static int hit(struct fault *f, enum fop op, enum kbv_obj kind)
@@ -152,6 +152,11 @@ static int fault_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn 
 	return kbv_be_list(f->inner, kind, fn, arg);
 }
 
+static int fault_clock(struct kbv_backend *be, int64_t *now)
+{
+	return kbv_be_clock(((struct fault *)be)->inner, now);
+}
+
 static int fault_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	struct fault *f = (struct fault *)be;
@@ -204,6 +209,7 @@ static const struct kbv_backend_ops fault_ops = {
 	.close = fault_close,
 	.list = fault_list,
 	.remove = fault_remove,
+	.clock = fault_clock,
 	.remove_many = fault_remove_many,
 	.sync = fault_sync,
 	.describe = fault_describe,

@@ -28,6 +28,7 @@ struct kbv_backend_ops {
 	int (*remove)(struct kbv_backend *be, enum kbv_obj kind, const char *name);
 	/* optional: several at once (names checked by the caller); else one by one */
 	int (*remove_many)(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n);
+	int (*clock)(struct kbv_backend *be, int64_t *now);
 	void (*describe)(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap);
 	void (*free)(struct kbv_backend *be);
 };

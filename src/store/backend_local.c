@@ -36,7 +36,7 @@ struct local_rd {
 	char path[PATH_MAX];
 };
 
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records", "idx" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records", "idx", "plans", "locks" };
 
 static int obj_path(struct local *l, enum kbv_obj kind, const char *name, char *out, size_t cap)
 {
@@ -120,8 +120,8 @@ static int local_commit(struct kbv_be_wr *bw, unsigned flags)
 	TRY(kbv_path(dir, sizeof dir, "%s", w->dst));
 	*strrchr(dir, '/') = 0;
 	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD || w->kind == KBV_OBJ_KEY ||
-	    w->kind == KBV_OBJ_INDEX)
-		TRY(ensure_dir(dir)); /* data/XX/, records/, keys/ and idx/ are made on first use */
+	    w->kind == KBV_OBJ_INDEX || w->kind == KBV_OBJ_PLAN || w->kind == KBV_OBJ_LOCK)
+		TRY(ensure_dir(dir)); /* data/XX/, records/, keys/, idx/ and plans/ are made on first use */
 	if (flags & KBV_PUT_EXCL) {
 		/* link() fails if the destination exists: an existing object is never replaced. */
 		if (link(w->tmp, w->dst) < 0)
@@ -279,6 +279,28 @@ out:
 	return rc;
 }
 
+/* The file system's "now": the mtime it gives a file touched now (on a network file
+ * system the server sets it, so hosts sharing the repository read one clock). */
+static int local_clock(struct kbv_backend *be, int64_t *now)
+{
+	struct local *l = (struct local *)be;
+	char path[PATH_MAX];
+	struct stat st;
+	int rc = 0;
+	TRY(kbv_path(path, sizeof path, "%s/tmp/clock", l->root));
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || futimens(fd, NULL) < 0 || fstat(fd, &st) < 0)
+		rc = kbv_error(KBV_EIO, "read the clock of '%s' through '%s': %s", l->root, path, strerror(errno));
+	else
+		*now = (int64_t)st.st_mtime;
+	if (fd >= 0) {
+		close(fd);
+		(void)unlink(path); /* tmp/ holds only what is being written */
+	}
+out:
+	return rc;
+}
+
 static void local_free(struct kbv_backend *be)
 {
 	struct local *l = (struct local *)be;
@@ -297,6 +319,7 @@ static const struct kbv_backend_ops local_ops = {
 	.close = local_close,
 	.list = local_list,
 	.remove = local_remove,
+	.clock = local_clock,
 	.describe = local_describe,
 	.free = local_free,
 };

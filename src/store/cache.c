@@ -9,6 +9,7 @@
 #include "kbv/fsio.h"
 #include "store/idxobj.h"
 #include "store/pack.h"
+#include "store/plan.h"
 #include "store/repo_impl.h"
 
 #include <fcntl.h>
@@ -134,6 +135,11 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		rc = on_indexed(&k, (const struct indexed *)(seen.data + off));
 	kbv_buf_release(&seen);
 	TRY(rc);
+	if (r->plans) { /* a copy merged below takes over a location in a condemned pack */
+		free(r->condemned);
+		r->condemned = NULL;
+		TRY(kbv_plans_packnos(r, r->plans, &r->condemned, &r->ncondemned));
+	}
 	/* A listing may lag behind a PUT on some stores: gone only when the object says so. */
 	size_t keep = 0;
 	for (size_t i = 0; i < k.ngone; i++) {
@@ -182,12 +188,17 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		memcpy(info.id, l.p[i].id, KBV_PACKID_BYTES);
 		info.blobs = (uint32_t)n;
 		const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
-		TRY(kbv_index_add_packs(r->idx, &info, &e, &n, 1));
+		TRY(kbv_index_add_packs_over(r->idx, &info, &e, &n, 1, r->condemned, r->ncondemned));
 		rep->from_trailers++;
 	}
 	if (k.ngone) {
 		TRY(kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, k.gone, k.ngone));
 		rep->dropped = k.ngone;
+	}
+	if (r->plans) { /* again: packs just indexed may be condemned too */
+		free(r->condemned);
+		r->condemned = NULL;
+		TRY(kbv_plans_packnos(r, r->plans, &r->condemned, &r->ncondemned));
 	}
 out:
 	if (lockfd >= 0)

@@ -380,7 +380,7 @@ static int merge_pack(void *arg, const struct kbv_pack_info *info, const struct 
 	struct kbv_want_pack *w = bsearch(info->id, m->want, m->nwant, sizeof *m->want, cmp_want);
 	if (!w || !w->need || w->size != info->size)
 		return 0; /* already cached, gone from the bucket (gc), or not what is there */
-	int rc = kbv_index_add_packs(m->r->idx, info, &e, &n, 1);
+	int rc = kbv_index_add_packs_over(m->r->idx, info, &e, &n, 1, m->r->condemned, m->r->ncondemned);
 	if (rc == 0) {
 		w->need = 0;
 		m->added++;

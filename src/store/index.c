@@ -335,8 +335,34 @@ static int pack_known(struct kbv_index *idx, MDB_txn *txn, const struct kbv_pack
 	return mrc && mrc != MDB_NOTFOUND ? mdb_fail(mrc, "scan packs") : 0;
 }
 
+/* Is the blob's current location in one of the packs over[] (sorted)? */
+static int located_in(struct kbv_index *idx, MDB_txn *txn, const uint8_t *id, const uint32_t *over, size_t nover)
+{
+	struct kbv_loc loc;
+	if (!nover || kbv_index_get(idx, txn, id, &loc) < 0)
+		return 0;
+	size_t lo = 0, hi = nover;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (over[mid] == loc.pack)
+			return 1;
+		if (over[mid] < loc.pack)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
 int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks)
+{
+	return kbv_index_add_packs_over(idx, packs, entries, counts, npacks, NULL, 0);
+}
+
+int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			     const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
+			     const uint32_t *over, size_t nover)
 {
 	MDB_txn *txn = NULL;
 	int rc = 0, mrc;
@@ -353,7 +379,9 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 		TRY(put_pack(txn, idx->packs, no, &packs[p]));
 		for (size_t i = 0; i < counts[p]; i++) {
 			rc = put_loc(txn, idx->blobs, no, &entries[p][i], MDB_NOOVERWRITE);
-			if (rc == KBV_EEXIST)
+			if (rc == KBV_EEXIST && located_in(idx, txn, entries[p][i].id, over, nover))
+				rc = put_loc(txn, idx->blobs, no, &entries[p][i], 0); /* the old one is condemned */
+			else if (rc == KBV_EEXIST)
 				rc = 0; /* indexed elsewhere first: this copy is garbage */
 			if (rc < 0)
 				goto out;

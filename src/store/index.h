@@ -63,6 +63,11 @@ int kbv_index_pack(struct kbv_index *idx, MDB_txn *txn, uint32_t packno, struct 
  * transactions keep the LMDB file small: each one copies the pages it touches. */
 int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks);
+/* kbv_index_add_packs, but a blob located in one of the packs over[] (sorted numbers:
+ * packs gc's plans name) takes the new location. */
+int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *packs,
+			     const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
+			     const uint32_t *over, size_t nover);
 
 /* Iterate all blobs / packs in key order; the callback returns 0 to go on, non-zero to stop
  * (that value is returned). */

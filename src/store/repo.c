@@ -2,6 +2,7 @@
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/plan.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -501,6 +502,14 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	TRY(rc);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
 	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
+		/* gc's plans first, then the cache: a plan gc has removed names packs that are
+		 * gone from the listing the refresh reads (format/repository.md). */
+		r->plans = calloc(1, sizeof *r->plans);
+		if (!r->plans) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		TRY(kbv_plans_read(r, r->plans));
 		/* Other hosts write to object storage too: the cache catches up before use. */
 		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 		if (!codec) {
@@ -516,6 +525,13 @@ out:
 	if (rc < 0) {
 		sodium_free(r->keys);
 		r->keys = NULL;
+		if (r->plans)
+			kbv_plans_release(r->plans);
+		free(r->plans);
+		r->plans = NULL;
+		free(r->condemned);
+		r->condemned = NULL;
+		r->ncondemned = 0;
 	}
 	return rc;
 }
@@ -525,6 +541,10 @@ void kbv_repo_close(struct kbv_repo *r)
 	if (!r)
 		return;
 	kbv_index_close(r->idx);
+	if (r->plans)
+		kbv_plans_release(r->plans);
+	free(r->plans);
+	free(r->condemned);
 	if (r->lockfd >= 0)
 		close(r->lockfd);
 	sodium_free(r->keys);

@@ -41,6 +41,14 @@ struct kbv_repo {
 	pthread_mutex_t idx_mu;
 	struct kbv_buf idx_pend;
 	uint32_t idx_pend_packs;
+	/* gc's deletion plans as listed before the cache was refreshed (object storage;
+	 * store/plan.h): writers do not use the packs they name. NULL on a local repository. */
+	struct kbv_plans *plans;
+	/* The index numbers of the packs those plans name (sorted; set by each cache refresh):
+	 * a blob located in one counts as absent to writers, and a copy elsewhere takes over
+	 * its location. */
+	uint32_t *condemned;
+	size_t ncondemned;
 };
 
 /* Key objects (src/store/keys.c). Read and check them all (at least one sound, else the

@@ -224,3 +224,34 @@ PY
 	run kbv check --read-data
 	[ "$status" -eq 0 ]
 }
+
+# A deletion plan of gc (format/repository.md, "Many writers and gc", plan version 1): it
+# names the forgotten snapshot's pack and will not be ripe for a hundred years.
+@test "golden plan version 1: gc reads the plan and leaves its pack waiting; the kept snapshot restores" {
+	golden_plain v5-plan
+	EXP="$G/expected.xxh128"
+	[ "$(snap_count)" = 1 ]
+	[ "$(kbv restore latest --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want kb.sql)" ]
+	run kbv gc --keep-all --json
+	[ "$status" -eq 0 ]
+	echo "$output" | python3 -c '
+import json, sys
+g = json.load(sys.stdin)["gc"]
+assert g["packs_waiting"] == 1 and g["packs_deleted"] == 0 and g["plans_damaged"] == 0, g'
+	[ "$(ls "$TMPD/repo/plans" | wc -l)" = 1 ]
+	[ "$(ls "$TMPD/repo/data"/*/*.pack | wc -l)" = 2 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	# A damaged plan condemns nothing (writers do not heed it either): gc says so, and the
+	# dead pack it named is garbage like any other.
+	p=$(ls "$TMPD/repo/plans"/*)
+	printf 'x' | dd of="$p" bs=1 seek=40 conv=notrunc status=none
+	run kbv gc --keep-all --json
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"plans_damaged":1'* ]]
+	[ "$(ls "$TMPD/repo/data"/*/*.pack | wc -l)" = 1 ]
+	run kbv check
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"deletion plan $(basename "$p") does not authenticate"* ]]
+	[ "$(kbv restore latest --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want kb.sql)" ]
+}

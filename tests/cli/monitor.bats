@@ -119,6 +119,7 @@ metric() { awk -v k="$1" '$1 == k { print $2 }' "$TMPD/kbvault.prom"; }
 	"$PROMTOOL" check metrics < kbvault.prom
 	[ "$(metric 'kbvault_last_attempt_success{command="gc"}')" = 1 ]
 	[ "$(metric 'kbvault_gc_removed_snapshots')" = 1 ]
+	[ "$(metric 'kbvault_gc_condemned_packs')" = 0 ] # the default --keep-delete 0 deleted them
 	[ "$(metric 'kbvault_repository_snapshots')" = 2 ]
 	[ "$(metric 'kbvault_snapshot_raw_bytes{source="alpha"}')" = "$raw" ]
 	# a dry run is not a run to monitor

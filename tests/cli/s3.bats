@@ -161,14 +161,15 @@ forget_oldest() {
 	kbv forget -q $(kbv snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[:int(sys.argv[1])]))' "$1")
 }
 
-@test "s3: gc removes packs and index objects with one DeleteObjects request each; -v counts the requests" {
+@test "s3: gc removes packs and index objects with one DeleteObjects request each, and its lock; -v counts the requests" {
 	s3_init
 	five_snapshots
 	before=$(s3_keys prod/data/ | wc -l)
 	forget_oldest 4
 	run kbv -v gc --keep-all
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"object storage requests: "*", 2 DELETE (0 of them retries)"* ]]
+	# DeleteObjects for the packs, one for the index objects, and the gc lock's DELETE
+	[[ "$output" == *"object storage requests: "*", 3 DELETE (0 of them retries)"* ]]
 	[ "$((before - $(s3_keys prod/data/ | wc -l)))" -ge 4 ]
 	[ "$(s3_keys prod/idx/ | wc -l)" = 1 ]
 	run kbv check --read-data

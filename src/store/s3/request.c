@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -21,7 +22,7 @@
 _Atomic uint64_t s3_requests_sent[KBV_REQ_KINDS], s3_requests_retried;
 
 /* Object names: the local directory's, below the repository's prefix. */
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/", "idx/" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/", "idx/", "plans/", "locks/" };
 
 const char *s3_kind_dir(enum kbv_obj kind)
 {
@@ -101,7 +102,15 @@ static int on_close(void *arg, curl_socket_t fd)
 static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 {
 	struct req *q = arg;
-	(void)p;
+	size_t n = size * nmemb;
+	if (n > 5 && n < 128 && !strncasecmp(p, "date:", 5)) {
+		char v[128];
+		memcpy(v, p + 5, n - 5);
+		v[n - 5] = 0;
+		time_t t = curl_getdate(v, NULL);
+		if (t > 0)
+			q->date = (int64_t)t;
+	}
 	if (!q->acked) {
 		int one = 1;
 		q->acked = 1;
@@ -229,6 +238,7 @@ int s3_do(struct s3 *s, struct req *q)
 		q->dst_len = 0;
 		q->sent = 0;
 		q->code[0] = 0;
+		q->date = 0;
 		q->err.len = 0;
 		if (q->out)
 			q->out->len = 0;
@@ -302,6 +312,8 @@ int s3_do(struct s3 *s, struct req *q)
 		curl_slist_free_all(h);
 		curl_easy_cleanup(c);
 		q->curl = NULL;
+		if (cc == CURLE_OK && q->date)
+			atomic_store(&s->server_date, q->date);
 		if (cc == CURLE_OK && !transient_status(q->status, q->code))
 			return 0;
 		if (cc != CURLE_OK && !transient_curl(cc))

@@ -68,6 +68,8 @@ struct s3 {
 	pthread_cond_t win_cv;
 	struct s3_win *wins;
 	uint64_t win_clock;
+	/* The Date of the latest reply (kbv_be_clock: the storage's clock, never ours). */
+	_Atomic int64_t server_date;
 };
 
 /* One shared window: bytes [off, off + len) of object `key`; `busy` while its GET runs
@@ -122,6 +124,7 @@ struct req {
 	int retried;   /* an earlier try got no reply: a PUT may have been applied already */
 	CURL *curl;
 	int acked; /* TCP_QUICKACK asked for this reply (on_header) */
+	int64_t date; /* the reply's Date header, seconds since the epoch (0: none) */
 };
 
 /* request.c */

@@ -92,6 +92,26 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 	return rc;
 }
 
+/* The server's clock as of its latest reply; before any, one HEAD of the config. */
+static int s3_clock(struct kbv_backend *be, int64_t *now)
+{
+	struct s3 *s = (struct s3 *)be;
+	if (!atomic_load(&s->server_date)) {
+		char key[512];
+		s3_obj_key(s, KBV_OBJ_CONFIG, "", key, sizeof key);
+		struct req q = { .method = "HEAD", .key = key };
+		int rc = s3_do(s, &q);
+		kbv_buf_release(&q.err);
+		if (rc < 0)
+			return rc;
+	}
+	*now = atomic_load(&s->server_date);
+	if (!*now)
+		return kbv_error(KBV_EIO, "s3 %s: the server's replies carry no Date header: its clock cannot be read",
+				 s->url);
+	return 0;
+}
+
 static int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	struct s3 *s = (struct s3 *)be;
@@ -212,6 +232,7 @@ static const struct kbv_backend_ops s3_ops = {
 	.get = s3_get,
 	.list = s3_list,
 	.remove = s3_remove,
+	.clock = s3_clock,
 	.remove_many = s3_remove_many,
 	.describe = s3_describe,
 	.free = s3_free,

@@ -34,8 +34,13 @@ int s3_append(struct kbv_be_wr *bw, const void *p, size_t n)
 int s3_put_object(struct s3 *s, const char *key, const struct kbv_buf *data, unsigned flags)
 {
 	struct req q = { .method = "PUT", .key = key, .body = data->data, .len = data->len };
+	/* Written with other credentials than the bucket owner's (an append-only host), an
+	 * object is its writer's on Ceph RGW and on AWS buckets that keep ACLs: the owner's
+	 * hosts could not read it. This canned ACL gives the owner the object; AWS buckets
+	 * without ACLs (the default) accept it as the only ACL they take. */
+	q.hdr[0] = "x-amz-acl: bucket-owner-full-control";
 	if (flags & KBV_PUT_EXCL)
-		q.hdr[0] = "If-None-Match: *";
+		q.hdr[1] = "If-None-Match: *";
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 412 && q.retried) {
 		/* The connection broke during an earlier try: that PUT may have been applied, and

@@ -1,0 +1,389 @@
+/* gc's deletion plans (format/repository.md, "Many writers and gc"). */
+#include "store/plan.h"
+
+#include "kbv/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_PACK 24 /* pack id, u64 size */
+
+int kbv_plan_seal(const struct kbv_repo *r, struct kbv_codec *codec, uint32_t delay,
+		  const uint8_t (*packs)[KBV_PACKID_BYTES], const uint64_t *sizes, size_t n, char name[65],
+		  struct kbv_buf *file)
+{
+	struct kbv_buf body = KBV_BUF_INIT, env = KBV_BUF_INIT;
+	uint8_t id[KBV_ID_BYTES], h[KBV_PLAN_HEADER];
+	int rc = 0;
+	if (n == 0 || n > UINT32_MAX)
+		return kbv_error(KBV_EINVAL, "a plan names 1 to 2^32-1 packs, not %zu", n);
+	TRY(kbv_buf_add_u32(&body, delay));
+	TRY(kbv_buf_add_u32(&body, (uint32_t)n));
+	for (size_t i = 0; i < n; i++) {
+		TRY(kbv_buf_add(&body, packs[i], KBV_PACKID_BYTES));
+		TRY(kbv_buf_add_u64(&body, sizes[i]));
+	}
+	kbv_blob_id(r->keys, KBV_BLOB_PLAN, body.data, body.len, id);
+	TRY(kbv_blob_encode(codec, KBV_BLOB_PLAN, id, body.data, body.len, &env));
+	memcpy(h, "KBVPLAN\0", 8);
+	kbv_put32(h + 8, 1);
+	kbv_put32(h + 12, r->encrypted ? 1 : 0);
+	file->len = 0;
+	TRY(kbv_buf_add(file, h, sizeof h));
+	TRY(kbv_buf_add(file, env.data, env.len));
+	kbv_hex(id, KBV_ID_BYTES, name);
+out:
+	kbv_buf_release(&body);
+	kbv_buf_release(&env);
+	return rc;
+}
+
+int kbv_plan_open(const struct kbv_repo *r, struct kbv_codec *codec, const char *name, const uint8_t *file,
+		  size_t len, struct kbv_plan *p)
+{
+	struct kbv_buf body = KBV_BUF_INIT;
+	int rc = 0;
+	memset(p, 0, sizeof *p);
+	if (kbv_unhex(name, p->id, KBV_ID_BYTES) < 0)
+		return kbv_error(KBV_EINVAL, "'%s' is not a plan name", name);
+	if (len < KBV_PLAN_HEADER || memcmp(file, "KBVPLAN\0", 8) != 0)
+		return kbv_error(KBV_ECORRUPT, "plan '%s' is damaged (bad magic or truncated)", name);
+	if (kbv_get32(file + 8) != 1)
+		return kbv_error(KBV_EVERSION, "plan '%s' has version %u; this kbvault reads version 1", name,
+				 kbv_get32(file + 8));
+	if (kbv_get32(file + 12) != (r->encrypted ? 1u : 0u))
+		return kbv_error(KBV_ECORRUPT, "plan '%s' is damaged (its encryption flag is not the repository's)", name);
+	rc = kbv_blob_decode(codec, KBV_BLOB_PLAN, p->id, file + KBV_PLAN_HEADER, len - KBV_PLAN_HEADER, KBV_RAW_UNKNOWN,
+			     &body);
+	if (rc < 0) {
+		kbv_error_prefix(rc, "plan '%s'", name);
+		goto out;
+	}
+	rc = kbv_plan_parse(body.data, body.len, name, p);
+out:
+	kbv_buf_release(&body);
+	if (rc < 0)
+		kbv_plan_release(p);
+	return rc;
+}
+
+int kbv_plan_parse(const uint8_t *b, size_t len, const char *what, struct kbv_plan *p)
+{
+	if (len < 8 || kbv_get32(b + 4) == 0 || (len - 8) / PLAN_PACK != kbv_get32(b + 4) || (len - 8) % PLAN_PACK)
+		return kbv_error(KBV_ECORRUPT, "plan '%s' is damaged (its length does not match its pack count)", what);
+	p->delay = kbv_get32(b);
+	p->npacks = kbv_get32(b + 4);
+	p->packs = malloc(p->npacks * sizeof *p->packs);
+	p->sizes = malloc(p->npacks * sizeof *p->sizes);
+	if (!p->packs || !p->sizes) {
+		kbv_plan_release(p);
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < p->npacks; i++) {
+		memcpy(p->packs[i], b + 8 + i * PLAN_PACK, KBV_PACKID_BYTES);
+		p->sizes[i] = kbv_get64(b + 8 + i * PLAN_PACK + KBV_PACKID_BYTES);
+	}
+	return 0;
+}
+
+void kbv_plan_release(struct kbv_plan *p)
+{
+	free(p->packs);
+	free(p->sizes);
+	p->packs = NULL;
+	p->sizes = NULL;
+	p->npacks = 0;
+}
+
+/* ---- the plans of a repository ---- */
+
+struct listed {
+	char (*names)[65];
+	int64_t *times;
+	size_t n, cap;
+};
+
+static int on_plan(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct listed *l = arg;
+	(void)size;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char(*nn)[65] = realloc(l->names, cap * sizeof *nn);
+		if (nn)
+			l->names = nn;
+		int64_t *nt = nn ? realloc(l->times, cap * sizeof *nt) : NULL;
+		if (!nn || !nt)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		l->times = nt;
+		l->cap = cap;
+	}
+	snprintf(l->names[l->n], 65, "%s", name);
+	l->times[l->n++] = mtime;
+	return 0;
+}
+
+static int list_plans(struct kbv_repo *r, struct listed *l, int64_t *now)
+{
+	int rc = kbv_be_list(r->be, KBV_OBJ_PLAN, on_plan, l);
+	/* A directory's clock is read by touching a file: not needed without plans (status on
+	 * a repository this user may not write to) */
+	*now = 0;
+	if (rc == 0 && (l->n || !(kbv_backend_features(r->be) & KBV_BE_LOCAL)))
+		rc = kbv_be_clock(r->be, now);
+	if (rc < 0)
+		kbv_error_prefix(rc, "list gc's deletion plans");
+	return rc;
+}
+
+static int cmp_packid(const void *a, const void *b)
+{
+	return memcmp(a, b, KBV_PACKID_BYTES);
+}
+
+static int read_one(struct kbv_repo *r, struct kbv_codec *codec, const char *name, struct kbv_buf *file,
+		    struct kbv_plan *p)
+{
+	int rc = kbv_be_get(r->be, KBV_OBJ_PLAN, name, file);
+	if (rc < 0)
+		return rc;
+	return kbv_plan_open(r, codec, name, file->data, file->len, p);
+}
+
+int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
+{
+	struct listed l = { 0 };
+	struct kbv_buf file = KBV_BUF_INIT;
+	struct kbv_codec *codec = NULL;
+	int rc = 0;
+	memset(out, 0, sizeof *out);
+	TRY(list_plans(r, &l, &out->now));
+	if (!l.n)
+		goto out;
+	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	out->v = calloc(l.n, sizeof *out->v);
+	if (!codec || !out->v) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t total = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		struct kbv_plan *p = &out->v[out->n];
+		rc = read_one(r, codec, l.names[i], &file, p);
+		if (rc == KBV_ENOTFOUND) { /* removed by gc since the listing: its packs are gone */
+			rc = 0;
+			continue;
+		}
+		if (rc == KBV_EVERSION) {
+			if (!out->unknown++)
+				snprintf(out->unknown_name, sizeof out->unknown_name, "%s", l.names[i]);
+			rc = 0;
+			continue;
+		}
+		if (rc == KBV_ECORRUPT) { /* gc does not act on it either */
+			if (!out->damaged++)
+				snprintf(out->damaged_name, sizeof out->damaged_name, "%s", l.names[i]);
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+		p->time = l.times[i];
+		total += p->npacks;
+		out->n++;
+	}
+	out->all = malloc((total + 1) * sizeof *out->all);
+	if (!out->all) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < out->n; i++)
+		for (size_t k = 0; k < out->v[i].npacks; k++)
+			memcpy(out->all[out->nall++], out->v[i].packs[k], KBV_PACKID_BYTES);
+	if (out->nall)
+		qsort(out->all, out->nall, sizeof *out->all, cmp_packid);
+out:
+	kbv_codec_free(codec);
+	kbv_buf_release(&file);
+	free(l.names);
+	free(l.times);
+	if (rc < 0)
+		kbv_plans_release(out);
+	return rc;
+}
+
+void kbv_plans_release(struct kbv_plans *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		kbv_plan_release(&p->v[i]);
+	free(p->v);
+	free(p->all);
+	memset(p, 0, sizeof *p);
+}
+
+int kbv_plans_usable(const struct kbv_plans *p)
+{
+	if (!p->unknown)
+		return 0;
+	return kbv_error(KBV_EVERSION,
+			 "deletion plan '%s' has a version this kbvault does not read: a newer kbvault's gc may act "
+			 "on it; upgrade before writing to this repository",
+			 p->unknown_name);
+}
+
+int kbv_plans_has(const struct kbv_plans *p, const uint8_t id[KBV_PACKID_BYTES])
+{
+	return p->nall && bsearch(id, p->all, p->nall, sizeof *p->all, cmp_packid) != NULL;
+}
+
+struct packnos {
+	const struct kbv_plans *p;
+	uint32_t *v;
+	size_t n, cap;
+};
+
+static int note_packno(void *arg, uint32_t packno, const struct kbv_pack_info *info)
+{
+	struct packnos *c = arg;
+	if (!kbv_plans_has(c->p, info->id))
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		uint32_t *n = realloc(c->v, cap * sizeof *n);
+		if (!n)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		c->v = n;
+		c->cap = cap;
+	}
+	c->v[c->n++] = packno;
+	return 0;
+}
+
+int kbv_plans_packnos(struct kbv_repo *r, const struct kbv_plans *p, uint32_t **out, size_t *n)
+{
+	struct packnos c = { .p = p };
+	MDB_txn *txn = NULL;
+	int rc = 0;
+	*out = NULL;
+	*n = 0;
+	if (!p->nall)
+		return 0;
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	rc = kbv_index_each_pack(r->idx, txn, note_packno, &c); /* in key order: sorted */
+	kbv_index_rend(txn);
+	if (rc < 0) {
+		free(c.v);
+		return rc;
+	}
+	*out = c.v;
+	*n = c.n;
+out:
+	return rc;
+}
+
+int kbv_plan_ripe(const struct kbv_plans *p, size_t i)
+{
+	return p->now >= p->v[i].time + (int64_t)p->v[i].delay;
+}
+
+int kbv_plan_put(struct kbv_repo *r, uint32_t delay, const uint8_t (*packs)[KBV_PACKID_BYTES],
+		 const uint64_t *sizes, size_t n)
+{
+	struct kbv_buf file = KBV_BUF_INIT;
+	struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	char name[65];
+	int rc = 0;
+	if (!codec)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	TRY(kbv_plan_seal(r, codec, delay, packs, sizes, n, name, &file));
+	rc = kbv_be_put(r->be, KBV_OBJ_PLAN, name, file.data, file.len, KBV_PUT_EXCL);
+	if (rc == KBV_EEXIST) /* named by its content: the same plan is there already */
+		rc = 0;
+	if (rc < 0)
+		kbv_error_prefix(rc, "write deletion plan");
+out:
+	kbv_codec_free(codec);
+	kbv_buf_release(&file);
+	return rc;
+}
+
+int kbv_plans_remove(struct kbv_repo *r, const uint8_t (*ids)[KBV_ID_BYTES], size_t n)
+{
+	char(*names)[65] = calloc(n + 1, sizeof *names);
+	const char **ptrs = calloc(n + 1, sizeof *ptrs);
+	int rc = 0;
+	if (!names || !ptrs) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		kbv_hex(ids[i], KBV_ID_BYTES, names[i]);
+		ptrs[i] = names[i];
+	}
+	if (n && (rc = kbv_be_remove_many(r->be, KBV_OBJ_PLAN, ptrs, n)) < 0)
+		kbv_error_prefix(rc, "remove deletion plans");
+out:
+	free(names);
+	free(ptrs);
+	return rc;
+}
+
+static int seen_before(const struct kbv_plans *seen, const uint8_t id[KBV_ID_BYTES])
+{
+	for (size_t i = 0; seen && i < seen->n; i++)
+		if (!memcmp(seen->v[i].id, id, KBV_ID_BYTES))
+			return 1;
+	return 0;
+}
+
+int kbv_plans_check_commit(struct kbv_repo *r, const struct kbv_plans *seen)
+{
+	struct listed l = { 0 };
+	struct kbv_buf file = KBV_BUF_INIT;
+	struct kbv_codec *codec = NULL;
+	struct kbv_plan p = { 0 };
+	int64_t now = 0;
+	int rc = 0;
+	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
+		return 0;
+	TRY(list_plans(r, &l, &now));
+	if (seen && now - seen->now >= KBV_PLAN_KEEP) {
+		rc = kbv_error(KBV_ELOCKED,
+			       "this snapshot ran for %lld s by the storage's clock, longer than the %d s after which "
+			       "gc forgets its deletion plans: it is not committed",
+			       (long long)(now - seen->now), KBV_PLAN_KEEP);
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		uint8_t id[KBV_ID_BYTES];
+		if (kbv_unhex(l.names[i], id, KBV_ID_BYTES) < 0 || seen_before(seen, id))
+			continue;
+		if (!codec && !(codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level))) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = read_one(r, codec, l.names[i], &file, &p);
+		if (rc == KBV_ENOTFOUND || rc == KBV_ECORRUPT) { /* gone, or not acted on */
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+		int64_t deadline = l.times[i] + (int64_t)(p.delay / 2);
+		kbv_plan_release(&p);
+		if (now >= deadline) {
+			rc = kbv_error(KBV_ELOCKED,
+				       "gc condemned packs while this snapshot ran (deletion plan %.16s, written %lld s ago "
+				       "by the storage's clock, delay %u s): the snapshot may use them, so it is not "
+				       "committed; run it again",
+				       l.names[i], (long long)(now - l.times[i]), p.delay);
+			goto out;
+		}
+	}
+out:
+	kbv_plan_release(&p);
+	kbv_codec_free(codec);
+	kbv_buf_release(&file);
+	free(l.names);
+	free(l.times);
+	return rc;
+}
