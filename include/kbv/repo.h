@@ -91,6 +91,7 @@ struct kbv_cache_report {
 	uint64_t from_index;       /* packs indexed from them */
 	uint64_t from_trailers;    /* packs indexed from their own trailers (no index object listed them) */
 	uint64_t dropped;          /* packs dropped: the storage no longer holds them */
+	uint64_t refilled;         /* blobs located anew from index objects after a drop */
 	uint64_t damaged;          /* packs left out: damaged trailer */
 	uint64_t damaged_index;    /* index objects skipped: damaged or of another version */
 	char damaged_index_name[65]; /* the first of those */

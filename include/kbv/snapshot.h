@@ -93,7 +93,10 @@ int kbv_snapshot_decode_body(const uint8_t *p, size_t len, struct kbv_snapshot *
 int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out);
 /* All snapshots, oldest first (by time, then id). *list is an array of n pointers; free
  * with kbv_snapshot_list_free(). A damaged manifest fails the whole call (gc and check
- * need every snapshot); see kbv_snapshot_list_damaged() for the others. */
+ * need every snapshot); see kbv_snapshot_list_damaged() for the others. On object storage,
+ * when the listing holds a manifest this host had not seen, the index cache is brought up
+ * to date afterwards (so every blob of a listed snapshot is indexed), unless a writer of r
+ * is alive. */
 int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n);
 void kbv_snapshot_list_free(struct kbv_snapshot **list, size_t n);
 

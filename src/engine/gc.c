@@ -816,21 +816,9 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	}
 
 	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
+	/* (a manifest another host committed since the cache was refreshed makes the listing
+	 * catch the cache up: every blob a root references is then indexed) */
 	TRY(kbv_snapshot_list(r, &list, &n));
-	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
-		/* Another host may have committed since the cache was refreshed: its index object
-		 * is in the bucket before its manifest, so a refresh now indexes every pack the
-		 * manifests just listed can reference. */
-		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-		if (!codec) {
-			rc = kbv_error(KBV_ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
-		kbv_codec_free(codec);
-		if (rc < 0)
-			goto out;
-	}
 	TRY(kbv_reader_new(r, 1, &rd)); /* mark only walks trees: one worker, not one per CPU */
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;

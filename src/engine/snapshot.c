@@ -392,7 +392,8 @@ out:
  * UINT64_MAX when it was not listed: only a listed manifest is taken from the metadata
  * cache, and only when the cached copy has exactly the listed size (a manifest truncated
  * or replaced in the bucket is then read, and named, from there). */
-static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out)
+static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out,
+		int *fetched)
 {
 	struct kbv_buf file = KBV_BUF_INIT;
 	char path[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
@@ -408,6 +409,8 @@ static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t lis
 		rc = 0;
 	}
 	TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
+	if (fetched)
+		*fetched = 1;
 	TRY(decode_manifest(r, id, path, &file, out));
 	if (listed != UINT64_MAX)
 		kbv_meta_put(r, KBV_META_MANIFEST, id, file.data, file.len);
@@ -418,7 +421,7 @@ out:
 
 int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out)
 {
-	return load(r, id, UINT64_MAX, out);
+	return load(r, id, UINT64_MAX, out, NULL);
 }
 
 static int snap_cmp(const void *a, const void *b)
@@ -523,7 +526,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	struct kbv_snapshot_damage *bad = NULL;
 	struct kbv_buf ids = KBV_BUF_INIT; /* struct listed_snap */
 	size_t cnt = 0, cap = 0, nbad = 0;
-	int rc = 0;
+	int rc = 0, fetched = 0;
 	TRY(kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_listed, &ids));
 	size_t nids = ids.len / sizeof(struct listed_snap);
 	for (size_t k = 0; k < nids; k++) {
@@ -537,7 +540,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 			}
 			v = nv;
 		}
-		rc = load(r, id, ((struct listed_snap *)ids.data)[k].size, &v[cnt]);
+		rc = load(r, id, ((struct listed_snap *)ids.data)[k].size, &v[cnt], &fetched);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
 			if (!nb) {
@@ -559,6 +562,20 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	}
 	if (cnt)
 		qsort(v, cnt, sizeof *v, snap_cmp);
+	/* A manifest this host had not seen may be another host's, committed after this
+	 * host's cache was brought up to date: its index object is in the bucket before it, so
+	 * catching up now indexes every blob the listed snapshots reference (object storage;
+	 * not while a writer of this handle holds its view of the index). */
+	if (fetched && r->keys && !r->nwriters && !(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
+		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+		if (!codec) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
+		kbv_codec_free(codec);
+		TRY(rc);
+	}
 	/* What the listing no longer has (forgotten here or on another host) leaves the
 	 * metadata cache. */
 	if (nids)

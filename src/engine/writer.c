@@ -228,6 +228,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	if (!w)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	w->repo = r;
+	r->nwriters++;
 	w->lockfd = -1;
 	w->digest_alg = KBV_DIGEST_DEFAULT;
 	/* A writer announces itself for as long as it runs, so a check beside it can tell the
@@ -319,6 +320,7 @@ void kbv_writer_free(struct kbv_writer *w)
 {
 	if (!w)
 		return;
+	w->repo->nwriters--;
 	if (w->lockfd >= 0) {
 		unlink(w->lockpath);
 		close(w->lockfd);

@@ -157,6 +157,13 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		rc = 0;
 	}
 	k.ngone = keep;
+	/* Packs gone first, then new ones: a blob a gone pack held and a new pack holds too
+	 * (gc repacked it, or a writer stored it again) is then located in the new one. */
+	uint64_t lost = 0;
+	if (k.ngone) {
+		TRY(kbv_index_drop_packs(r->idx, k.gone, k.ngone, &lost));
+		rep->dropped = k.ngone;
+	}
 	size_t nwant = 0;
 	for (size_t i = 0; i < l.n; i++) {
 		uint8_t key[32];
@@ -191,9 +198,12 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		TRY(kbv_index_add_packs_over(r->idx, &info, &e, &n, 1, r->condemned, r->ncondemned));
 		rep->from_trailers++;
 	}
-	if (k.ngone) {
-		TRY(kbv_index_gc_commit(r->idx, NULL, NULL, NULL, 0, k.gone, k.ngone));
-		rep->dropped = k.ngone;
+	if (lost) {
+		/* Some blobs lost their only indexed location; a copy may sit in a pack this cache
+		 * indexed earlier (without them: the first location stays). The index objects say. */
+		uint64_t filled = 0;
+		TRY(kbv_repo_fill_from_index_objects(r, codec, &filled));
+		rep->refilled = filled;
 	}
 	if (r->plans) { /* again: packs just indexed may be condemned too */
 		free(r->condemned);

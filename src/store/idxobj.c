@@ -459,3 +459,91 @@ out:
 	kbv_buf_release(&body);
 	return rc;
 }
+
+/* ---- refresh: filling locations lost with a dropped pack ---- */
+
+struct packno_of {
+	uint8_t id[KBV_PACKID_BYTES];
+	uint32_t no;
+	uint64_t size;
+};
+
+struct fill {
+	struct kbv_repo *r;
+	struct packno_of *v;
+	size_t n, cap;
+	uint64_t filled;
+};
+
+static int cmp_packno_of(const void *a, const void *b)
+{
+	return memcmp(a, b, KBV_PACKID_BYTES);
+}
+
+static int note_packno_of(void *arg, uint32_t packno, const struct kbv_pack_info *info)
+{
+	struct fill *f = arg;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 256;
+		struct packno_of *nv = realloc(f->v, cap * sizeof *nv);
+		if (!nv)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		f->v = nv;
+		f->cap = cap;
+	}
+	memcpy(f->v[f->n].id, info->id, KBV_PACKID_BYTES);
+	f->v[f->n].no = packno;
+	f->v[f->n++].size = info->size;
+	return 0;
+}
+
+static int fill_pack(void *arg, const struct kbv_pack_info *info, const struct kbv_pack_entry *e, size_t n)
+{
+	struct fill *f = arg;
+	struct packno_of *p = f->n ? bsearch(info->id, f->v, f->n, sizeof *f->v, cmp_packno_of) : NULL;
+	if (!p || p->size != info->size)
+		return 0; /* not in this cache, or not what is there */
+	return kbv_index_fill(f->r->idx, p->no, e, n, &f->filled);
+}
+
+int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *filled)
+{
+	struct names all = NAMES_INIT;
+	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	struct fill f = { .r = r };
+	MDB_txn *txn = NULL;
+	int rc = 0;
+	*filled = 0;
+	TRY(kbv_index_rbegin(r->idx, &txn));
+	rc = kbv_index_each_pack(r->idx, txn, note_packno_of, &f);
+	kbv_index_rend(txn);
+	TRY(rc);
+	if (f.n)
+		qsort(f.v, f.n, sizeof *f.v, cmp_packno_of);
+	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, on_name, &all));
+	for (size_t i = 0; i < all.n; i++) {
+		char name[65];
+		kbv_hex(NAME(&all, i), KBV_ID_BYTES, name);
+		rc = kbv_be_get(r->be, KBV_OBJ_INDEX, name, &file);
+		if (rc == KBV_ENOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+		rc = kbv_idxobj_open(r, codec, name, file.data, file.len, &body);
+		if (rc == 0)
+			rc = kbv_idxobj_parse(body.data, body.len, name, fill_pack, &f);
+		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) { /* counted by the merge; check names it */
+			rc = 0;
+			continue;
+		}
+		TRY(rc);
+	}
+	*filled = f.filled;
+out:
+	free(f.v);
+	kbv_buf_release(&all.b);
+	kbv_buf_release(&file);
+	kbv_buf_release(&body);
+	return rc;
+}

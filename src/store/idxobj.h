@@ -61,4 +61,10 @@ struct kbv_want_pack {
 int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_want_pack *want,
 				 size_t nwant, uint64_t *objects, uint64_t *packs, uint64_t *damaged, char first_damaged[65]);
 
+/* Refresh, after dropping packs took blobs' only indexed location with them (a gc deleted
+ * a pack while another copy sits in a pack this cache holds, indexed without that blob):
+ * read every index object and give each blob the index does not locate the location an
+ * object lists for it in a pack of this cache (same id and size). *filled counts them. */
+int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *filled);
+
 #endif

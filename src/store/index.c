@@ -562,9 +562,49 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, const struct kbv_pack_entry *const *entries,
+		     const size_t *counts, size_t npacks, const uint32_t *gone, size_t ngone, uint64_t *removed);
+
 int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			const uint32_t *gone, size_t ngone)
+{
+	return gc_commit(idx, packs, entries, counts, npacks, gone, ngone, NULL);
+}
+
+int kbv_index_drop_packs(struct kbv_index *idx, const uint32_t *gone, size_t ngone, uint64_t *removed)
+{
+	*removed = 0;
+	return gc_commit(idx, NULL, NULL, NULL, 0, gone, ngone, removed);
+}
+
+int kbv_index_fill(struct kbv_index *idx, uint32_t packno, const struct kbv_pack_entry *e, size_t n, uint64_t *filled)
+{
+	MDB_txn *txn = NULL;
+	int rc = 0, mrc;
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+		return mdb_fail(mrc, "begin write");
+	for (size_t i = 0; i < n; i++) {
+		rc = put_loc(txn, idx->blobs, packno, &e[i], MDB_NOOVERWRITE);
+		if (rc == 0)
+			(*filled)++;
+		else if (rc == KBV_EEXIST)
+			rc = 0;
+		if (rc < 0)
+			goto out;
+	}
+	mrc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (mrc)
+		rc = commit_fail(idx, mrc);
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, const struct kbv_pack_entry *const *entries,
+		     const size_t *counts, size_t npacks, const uint32_t *gone, size_t ngone, uint64_t *removed)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -642,6 +682,8 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 				memcpy(resume, k.mv_data, KBV_ID_BYTES);
 				if ((mrc = mdb_cursor_del(cur, 0)))
 					break;
+				if (removed)
+					(*removed)++;
 				if (++changes % GC_BATCH == 0) {
 					batch_full = 1;
 					break;

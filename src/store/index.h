@@ -84,6 +84,12 @@ int kbv_index_gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs
 			const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			const uint32_t *gone, size_t ngone);
 
+/* Remove packs gone[] and every blob located in one (*removed counts those blobs), as
+ * kbv_index_gc_commit without new packs. */
+int kbv_index_drop_packs(struct kbv_index *idx, const uint32_t *gone, size_t ngone, uint64_t *removed);
+/* Give every entry of pack number packno whose blob the index does not locate anywhere
+ * that location (one write transaction); *filled counts them. */
+int kbv_index_fill(struct kbv_index *idx, uint32_t packno, const struct kbv_pack_entry *e, size_t n, uint64_t *filled);
 /* Index objects this cache has merged (format/index.md, meta keys `idxobj:<id>`).
  * kbv_index_obj_merged: 1 if merged, 0 if not, or an error. kbv_index_each_obj calls
  * fn(arg, id) for each (non-zero stops). kbv_index_mark_objs records add[] as merged and

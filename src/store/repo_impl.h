@@ -49,6 +49,7 @@ struct kbv_repo {
 	 * its location. */
 	uint32_t *condemned;
 	size_t ncondemned;
+	int nwriters; /* writers alive on this handle (engine/writer.c) */
 };
 
 /* Key objects (src/store/keys.c). Read and check them all (at least one sound, else the

@@ -194,6 +194,34 @@ assert sorted(x["host"] for x in h) == ["b", "c"] and all(x["age_seconds"] < 600
 	[ "$(plans)" = 1 ]
 }
 
+@test "a host that indexed a copy while it did not know the plan finds the copy when the condemned pack goes" {
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	on v snapshots > /dev/null # host V caches the pack
+	kbv forget "$(snap_id 1)"
+	run kbv gc --keep-all --keep-delete 2s
+	[ "$status" -eq 0 ]
+	plan=$(s3_keys prod/plans/)
+	[ -n "$plan" ]
+	# Host C starts after the plan: it stores the bytes again, in a pack of its own.
+	on c snapshot -q --host c --stdin c < "$TMPD/a.bin"
+	# Host V catches up while the plan is out of its sight (as when its listing of plans
+	# came just before the plan, and its listing of packs just after): it indexes C's pack
+	# but keeps the blobs where it first found them, in the condemned pack.
+	s3_get "$plan" "$TMPD/plan"
+	s3_del "$plan"
+	on v snapshots > /dev/null
+	s3_put "$plan" "$TMPD/plan"
+	sleep 3
+	run kbv gc --keep-all --keep-delete 2s # ripe: the condemned pack goes
+	[ "$status" -eq 0 ]
+	# V drops the pack, and the blobs it held come back from the index objects, in C's pack.
+	run on v -v restore latest --host c --stdout
+	[ "$status" -eq 0 ]
+	on v restore latest --host c --stdout | cmp - "$TMPD/a.bin"
+	run on v check
+	[ "$status" -eq 0 ]
+}
+
 # plant_lock HOST PID: a gc lock as another host's running gc writes it (format/repository.md)
 plant_lock() {
 	printf '{"host":"%s","token":"0123456789abcdef0123456789abcdef","pid":%s}' "$1" "$2" > "$TMPD/lock.json"
