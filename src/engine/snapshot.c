@@ -566,16 +566,8 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	 * host's cache was brought up to date: its index object is in the bucket before it, so
 	 * catching up now indexes every blob the listed snapshots reference (object storage;
 	 * not while a writer of this handle holds its view of the index). */
-	if (fetched && r->keys && !r->nwriters && !(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
-		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-		if (!codec) {
-			rc = kbv_error(KBV_ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
-		kbv_codec_free(codec);
-		TRY(rc);
-	}
+	if (fetched && r->keys && !r->nwriters)
+		TRY(kbv_repo_catch_up(r));
 	/* What the listing no longer has (forgotten here or on another host) leaves the
 	 * metadata cache. */
 	if (nids)

@@ -221,3 +221,15 @@ out:
 	free(k.gone_ids);
 	return rc;
 }
+
+int kbv_repo_catch_up(struct kbv_repo *r)
+{
+	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
+		return 0;
+	struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	if (!codec)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	int rc = kbv_repo_refresh_cache(r, codec, &r->cache);
+	kbv_codec_free(codec);
+	return rc;
+}

@@ -4,6 +4,7 @@
 
 #include "kbv/error.h"
 #include "store/pack.h"
+#include "store/sealed.h"
 #include "store/repo_impl.h"
 
 #include <stdio.h>
@@ -68,46 +69,20 @@ out:
 int kbv_idxobj_seal(const struct kbv_repo *r, struct kbv_codec *codec, uint32_t npacks, const struct kbv_buf *parts,
 		    char name[65], struct kbv_buf *file)
 {
-	struct kbv_buf body = KBV_BUF_INIT, env = KBV_BUF_INIT;
-	uint8_t id[KBV_ID_BYTES], h[KBV_IDXOBJ_HEADER];
+	struct kbv_buf body = KBV_BUF_INIT;
 	int rc = 0;
 	TRY(kbv_buf_add_u32(&body, npacks));
 	TRY(kbv_buf_add(&body, parts->data, parts->len));
-	kbv_blob_id(r->keys, KBV_BLOB_INDEX, body.data, body.len, id);
-	TRY(kbv_blob_encode(codec, KBV_BLOB_INDEX, id, body.data, body.len, &env));
-	memcpy(h, "KBVINDX\0", 8);
-	kbv_put32(h + 8, 1);
-	kbv_put32(h + 12, r->encrypted ? 1 : 0);
-	file->len = 0;
-	TRY(kbv_buf_add(file, h, sizeof h));
-	TRY(kbv_buf_add(file, env.data, env.len));
-	kbv_hex(id, KBV_ID_BYTES, name);
+	TRY(kbv_sealed_make(r, codec, "KBVINDX\0", KBV_BLOB_INDEX, &body, name, file));
 out:
 	kbv_buf_release(&body);
-	kbv_buf_release(&env);
 	return rc;
 }
 
 int kbv_idxobj_open(const struct kbv_repo *r, struct kbv_codec *codec, const char *name, const uint8_t *file,
 		    size_t len, struct kbv_buf *body)
 {
-	uint8_t id[KBV_ID_BYTES];
-	int rc = 0;
-	if (kbv_unhex(name, id, KBV_ID_BYTES) < 0)
-		return kbv_error(KBV_EINVAL, "'%s' is not an index object name", name);
-	if (len < KBV_IDXOBJ_HEADER || memcmp(file, "KBVINDX\0", 8) != 0)
-		return kbv_error(KBV_ECORRUPT, "index object '%s' is damaged (bad magic or truncated)", name);
-	if (kbv_get32(file + 8) != 1)
-		return kbv_error(KBV_EVERSION, "index object '%s' has version %u; this kbvault reads version 1", name,
-				 kbv_get32(file + 8));
-	if (kbv_get32(file + 12) != (r->encrypted ? 1u : 0u))
-		return kbv_error(KBV_ECORRUPT, "index object '%s' is damaged (its encryption flag is not the repository's)",
-				 name);
-	rc = kbv_blob_decode(codec, KBV_BLOB_INDEX, id, file + KBV_IDXOBJ_HEADER, len - KBV_IDXOBJ_HEADER,
-			     KBV_RAW_UNKNOWN, body);
-	if (rc < 0)
-		kbv_error_prefix(rc, "index object '%s'", name);
-	return rc;
+	return kbv_sealed_open(r, codec, "KBVINDX\0", KBV_BLOB_INDEX, "index object", name, file, len, body);
 }
 
 /* ---- writing ---- */

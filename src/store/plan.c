@@ -2,6 +2,7 @@
 #include "store/plan.h"
 
 #include "kbv/error.h"
+#include "store/sealed.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,7 @@ int kbv_plan_seal(const struct kbv_repo *r, struct kbv_codec *codec, uint32_t de
 		  const uint8_t (*packs)[KBV_PACKID_BYTES], const uint64_t *sizes, size_t n, char name[65],
 		  struct kbv_buf *file)
 {
-	struct kbv_buf body = KBV_BUF_INIT, env = KBV_BUF_INIT;
-	uint8_t id[KBV_ID_BYTES], h[KBV_PLAN_HEADER];
+	struct kbv_buf body = KBV_BUF_INIT;
 	int rc = 0;
 	if (n == 0 || n > UINT32_MAX)
 		return kbv_error(KBV_EINVAL, "a plan names 1 to 2^32-1 packs, not %zu", n);
@@ -24,18 +24,9 @@ int kbv_plan_seal(const struct kbv_repo *r, struct kbv_codec *codec, uint32_t de
 		TRY(kbv_buf_add(&body, packs[i], KBV_PACKID_BYTES));
 		TRY(kbv_buf_add_u64(&body, sizes[i]));
 	}
-	kbv_blob_id(r->keys, KBV_BLOB_PLAN, body.data, body.len, id);
-	TRY(kbv_blob_encode(codec, KBV_BLOB_PLAN, id, body.data, body.len, &env));
-	memcpy(h, "KBVPLAN\0", 8);
-	kbv_put32(h + 8, 1);
-	kbv_put32(h + 12, r->encrypted ? 1 : 0);
-	file->len = 0;
-	TRY(kbv_buf_add(file, h, sizeof h));
-	TRY(kbv_buf_add(file, env.data, env.len));
-	kbv_hex(id, KBV_ID_BYTES, name);
+	TRY(kbv_sealed_make(r, codec, "KBVPLAN\0", KBV_BLOB_PLAN, &body, name, file));
 out:
 	kbv_buf_release(&body);
-	kbv_buf_release(&env);
 	return rc;
 }
 
@@ -43,25 +34,12 @@ int kbv_plan_open(const struct kbv_repo *r, struct kbv_codec *codec, const char 
 		  size_t len, struct kbv_plan *p)
 {
 	struct kbv_buf body = KBV_BUF_INIT;
-	int rc = 0;
 	memset(p, 0, sizeof *p);
-	if (kbv_unhex(name, p->id, KBV_ID_BYTES) < 0)
-		return kbv_error(KBV_EINVAL, "'%s' is not a plan name", name);
-	if (len < KBV_PLAN_HEADER || memcmp(file, "KBVPLAN\0", 8) != 0)
-		return kbv_error(KBV_ECORRUPT, "plan '%s' is damaged (bad magic or truncated)", name);
-	if (kbv_get32(file + 8) != 1)
-		return kbv_error(KBV_EVERSION, "plan '%s' has version %u; this kbvault reads version 1", name,
-				 kbv_get32(file + 8));
-	if (kbv_get32(file + 12) != (r->encrypted ? 1u : 0u))
-		return kbv_error(KBV_ECORRUPT, "plan '%s' is damaged (its encryption flag is not the repository's)", name);
-	rc = kbv_blob_decode(codec, KBV_BLOB_PLAN, p->id, file + KBV_PLAN_HEADER, len - KBV_PLAN_HEADER, KBV_RAW_UNKNOWN,
-			     &body);
-	if (rc < 0) {
-		kbv_error_prefix(rc, "plan '%s'", name);
-		goto out;
-	}
-	rc = kbv_plan_parse(body.data, body.len, name, p);
-out:
+	int rc = kbv_sealed_open(r, codec, "KBVPLAN\0", KBV_BLOB_PLAN, "plan", name, file, len, &body);
+	if (rc == 0)
+		rc = kbv_plan_parse(body.data, body.len, name, p);
+	if (rc == 0)
+		kbv_unhex(name, p->id, KBV_ID_BYTES);
 	kbv_buf_release(&body);
 	if (rc < 0)
 		kbv_plan_release(p);

@@ -14,7 +14,6 @@
 #include "store/index.h"
 #include "store/repo_impl.h"
 
-#define KBV_PLAN_HEADER 16
 /* How long a plan outlives its ripeness, and the longest a writer may run (seconds, on the
  * storage's clock): every plan written after a writer started is still listed when it
  * commits (format/repository.md). */

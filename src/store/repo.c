@@ -511,15 +511,7 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 		}
 		TRY(kbv_plans_read(r, r->plans));
 		/* Other hosts write to object storage too: the cache catches up before use. */
-		struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-		if (!codec) {
-			rc = kbv_error(KBV_ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = kbv_repo_refresh_cache(r, codec, &r->cache);
-		kbv_codec_free(codec);
-		if (rc < 0)
-			goto out;
+		TRY(kbv_repo_catch_up(r));
 	}
 out:
 	if (rc < 0) {

@@ -71,5 +71,8 @@ int kbv_keyfile_unwrap(const uint8_t *k, const char *pw, size_t pwlen, struct kb
  * from their trailers; drop the packs that are gone. Counts what it did into *rep; a pack
  * whose trailer is damaged is counted and left out (check and repair name it). */
 int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep);
+/* kbv_repo_refresh_cache into r->cache with a codec of its own; 0 at once on a local
+ * repository. */
+int kbv_repo_catch_up(struct kbv_repo *r);
 
 #endif
