@@ -70,7 +70,7 @@ int kbv_backend_s3_make_bucket(struct kbv_backend *be);
 
 /* Wrap `inner` (owned from here on) so that the n-th operation of one kind fails, as
  * `spec` says: "OP[:KIND]:N[:ERROR]" with OP one of write, commit, read, list, remove;
- * KIND one of config, key, pack, snapshot, record (any when absent); ERROR eio (default),
+ * KIND one of config, key, pack, snapshot, record, index, plan, lock (any when absent); ERROR eio (default),
  * enospc or short (write: half the bytes reach the object, then EIO; read: the object
  * looks truncated). Messages of injected faults say "injected fault". A spec that does
  * not parse is KBV_EINVAL and inner is freed. */

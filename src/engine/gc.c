@@ -772,9 +772,7 @@ static int write_plan(struct kbv_repo *r, const struct sweep *sw, uint32_t delay
 			memcpy(ids[n], sw->p[i].id, KBV_PACKID_BYTES);
 			sizes[n++] = sw->p[i].size;
 		}
-	if (n && kbv_fault("gc-plan"))
-		rc = kbv_error(KBV_EIO, "gc: write deletion plan: injected fault");
-	if (rc == 0 && n)
+	if (n)
 		rc = kbv_plan_put(r, delay, (const uint8_t(*)[KBV_PACKID_BYTES])ids, sizes, n);
 	*planned = n;
 out:

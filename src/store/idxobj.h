@@ -12,7 +12,6 @@
 #include "store/index.h"
 #include "store/repo_impl.h"
 
-#define KBV_IDXOBJ_HEADER 16
 #define KBV_IDXOBJ_MAX_BODY (8u << 20) /* a writer starts another object past this */
 
 /* Append one pack's part of a body (pack id, size, entry count, entries) to `out`. Pure. */

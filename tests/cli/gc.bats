@@ -191,7 +191,7 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 # write and several to delete, and each fault point is reached.
 @test "a failure at each step of gc loses nothing, and the next gc finishes the job" {
 	MB=12 nights 0 3
-	for fault in gc-pack-write:1 gc-index-commit:1 gc-delete:1 gc-delete:2; do
+	for fault in gc-pack-write:1 commit:plan:1 gc-index-commit:1 gc-delete:1 gc-delete:2; do
 		KBVAULT_FAULT=$fault run kbv gc --keep-last 2 --max-unused 0
 		echo "$fault: $output"
 		[ "$status" -ne 0 ]
