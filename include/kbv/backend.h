@@ -67,6 +67,12 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 /* Create the bucket of an S3 backend when it is missing (0 when it exists and is ours);
  * a no-op for other backends. */
 int kbv_backend_s3_make_bucket(struct kbv_backend *be);
+/* The same for a repository with Object Lock: the bucket is created with Object Lock
+ * enabled (which turns versioning on); an existing bucket must have it enabled already
+ * (KBV_EINVAL otherwise: it cannot be turned on from here). KBV_EINVAL for other backends. */
+int kbv_backend_s3_make_lock_bucket(struct kbv_backend *be);
+/* Is there an object of this kind and name (a HEAD; 1 or 0)? */
+int kbv_be_exists(struct kbv_backend *be, enum kbv_obj kind, const char *name);
 
 /* Wrap `inner` (owned from here on) so that the n-th operation of one kind fails, as
  * `spec` says: "OP[:KIND]:N[:ERROR]" with OP one of write, commit, read, list, remove;
@@ -132,6 +138,23 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
  * system sets a file's mtime to "now" (a network file system: the server's). Ages of
  * objects (the mtimes of kbv_be_list) are measured against this, never the host's clock. */
 int kbv_be_clock(struct kbv_backend *be, int64_t *now);
+
+/* Object Lock (object storage only; format/repository.md "Object Lock"). After
+ * kbv_be_set_retention(be, seconds), every object of the kinds that hold data or name it
+ * (config, key, pack, snapshot, record, index; not plans, not locks) is written in
+ * COMPLIANCE mode, retained until the storage's clock + seconds: nobody, the owner
+ * included, can delete that version or shorten its retention before then. Removing an
+ * object then removes every version of it (a version still retained fails, naming it).
+ * Backends without Object Lock: KBV_EINVAL. */
+int kbv_be_set_retention(struct kbv_backend *be, int64_t seconds);
+/* The retain-until date of an object's current version (seconds since the epoch; 0: none),
+ * or KBV_ENOTFOUND. Backends without Object Lock: 0. */
+int kbv_be_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until);
+/* Extend the retention of an object's current version to `until` (never shortened: the
+ * storage refuses that). Backends without Object Lock: KBV_EINVAL. */
+int kbv_be_extend(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until);
+/* Does Object Lock retain objects of this kind (kbv_be_set_retention)? */
+int kbv_obj_retained(enum kbv_obj kind);
 
 /* Remove an object durably; a missing one is not an error. */
 int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name);

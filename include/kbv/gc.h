@@ -41,6 +41,11 @@ struct kbv_gc_result {
 	 * skipped as damaged. */
 	uint64_t plan_packs, packs_planned, bytes_planned, packs_waiting, packs_kept_needed, plans_removed,
 		plans_damaged;
+	/* Object Lock: snapshots the policy drops and packs gc would delete or repack that are
+	 * still retained (left for a later gc), and the retention of what is left (extended
+	 * by this gc when due; kbv_repo_retention()). */
+	uint64_t snapshots_retained, packs_retained;
+	struct kbv_retention_report retention;
 };
 
 /* Remove the snapshots in `drop` (their manifests), then collect everything no remaining

@@ -18,6 +18,10 @@
 #include "store/index.h"
 
 #define KBV_FORMAT_VERSION 1
+/* The config of a repository with Object Lock is version 2 (format/repository.md); one
+ * without stays version 1, which builds from before Object Lock read. */
+#define KBV_CONFIG_VERSION_LOCK 2
+#define KBV_MAX_LOCK_DAYS 3650
 
 enum kbv_lock { KBV_LOCK_NONE, KBV_LOCK_SHARED, KBV_LOCK_EXCLUSIVE };
 
@@ -28,6 +32,7 @@ struct kbv_init_opts {
 	uint32_t pack_size;     /* 0: default (16 MiB) */
 	uint64_t kdf_ops;       /* 0: default (3) */
 	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
+	uint32_t object_lock_days; /* 0: none; else object storage only (format/repository.md) */
 };
 #define KBV_DEFAULT_CHUNK_AVG (8u << 10)
 #define KBV_DEFAULT_ZSTD_LEVEL 2
@@ -43,6 +48,8 @@ struct kbv_repo_params {
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	int zstd_level;
 	uint32_t pack_size;
+	uint32_t object_lock_days; /* 0: no Object Lock */
+	int64_t object_lock_seconds; /* the same in seconds (a test may shorten a day) */
 };
 
 /* The storage backend of the repository at `path`: the local directory, wrapped in the
@@ -100,6 +107,24 @@ void kbv_repo_cache_report(const struct kbv_repo *r, struct kbv_cache_report *ou
 
 /* The repository's parameters into *out (valid once kbv_repo_open() returned). */
 void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out);
+/* Object Lock's retention in seconds (0: none): object_lock_days days, a day being 86400 s
+ * or, in tests, KBVAULT_OBJECT_LOCK_DAY seconds. */
+int64_t kbv_repo_lock_seconds(const struct kbv_repo *r);
+
+/* Object Lock's retention of what the repository holds (src/store/retain.c): the objects
+ * of the retained kinds, the lowest retain-until among them as far as this host knows
+ * (a lower bound: listing times, and what this host's own extensions set), and when gc
+ * next extends them (the oldest less half the retention). With `extend` (gc), when any has
+ * less than half the retention left, every object not written within the hour is
+ * extended to the storage's clock + the retention. All zero without Object Lock. */
+struct kbv_retention_report {
+	uint32_t days;
+	int64_t seconds;
+	uint64_t objects, extended;
+	int64_t oldest, next_extension; /* seconds since the epoch; 0: no object */
+	int64_t now;                    /* the storage's clock when it was measured */
+};
+int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_report *out);
 /* The location the repository was opened at; borrowed, valid until kbv_repo_close(). */
 const char *kbv_repo_path(const struct kbv_repo *r);
 

@@ -241,6 +241,8 @@ static int gc_main(int argc, char **argv)
 	cli_run_metric("gc_removed_snapshots", NULL, (double)res.snapshots_dropped);
 	cli_run_metric("gc_freed_bytes", NULL, (double)(res.pack_bytes - res.bytes_after));
 	cli_run_metric("gc_condemned_packs", NULL, (double)(res.packs_planned + res.packs_waiting));
+	if (res.retention.oldest && !go.dry_run)
+		cli_run_metric("object_lock_oldest_retention_timestamp_seconds", NULL, (double)res.retention.oldest);
 	cli_log(CLI_INFO, "gc removed %llu snapshots, kept %llu; deleted %llu packs, repacked %llu; %llu bytes freed",
 		(unsigned long long)res.snapshots_dropped, (unsigned long long)res.snapshots_kept,
 		(unsigned long long)res.packs_deleted, (unsigned long long)res.packs_repacked,
@@ -281,6 +283,17 @@ static int gc_main(int argc, char **argv)
 		json_object_set_new(g, "packs_kept_needed", json_integer((json_int_t)res.packs_kept_needed));
 		json_object_set_new(g, "plans_removed", json_integer((json_int_t)res.plans_removed));
 		json_object_set_new(g, "plans_damaged", json_integer((json_int_t)res.plans_damaged));
+		if (res.retention.days) {
+			char oldest[40] = "";
+			if (res.retention.oldest)
+				cli_time(res.retention.oldest, 0, oldest, sizeof oldest);
+			json_object_set_new(g, "object_lock",
+					    json_pack("{s:I, s:I, s:I, s:I, s:I, s:s}", "days", (json_int_t)res.retention.days,
+						      "snapshots_retained", (json_int_t)res.snapshots_retained,
+						      "packs_retained", (json_int_t)res.packs_retained, "objects",
+						      (json_int_t)res.retention.objects, "extended",
+						      (json_int_t)res.retention.extended, "oldest_retention", oldest));
+		}
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -310,6 +323,17 @@ static int gc_main(int argc, char **argv)
 		if (res.packs_kept_needed)
 			printf("gc: %llu condemned packs were kept: snapshots committed since need them\n",
 			       (unsigned long long)res.packs_kept_needed);
+		if (res.snapshots_retained || res.packs_retained)
+			printf("gc: Object Lock still retains %llu snapshots the policy drops and %llu packs gc would "
+			       "delete or repack; a gc after their retention lapses removes them\n",
+			       (unsigned long long)res.snapshots_retained, (unsigned long long)res.packs_retained);
+		if (res.retention.days && res.retention.oldest) {
+			char oldest[40];
+			cli_time(res.retention.oldest, 0, oldest, sizeof oldest);
+			printf("gc: Object Lock: %llu objects retained until %s or later; %llu extended%s\n",
+			       (unsigned long long)res.retention.objects, oldest, (unsigned long long)res.retention.extended,
+			       go.dry_run ? " (a dry run extends nothing)" : " by this run");
+		}
 	}
 	if (res.plans_damaged)
 		cli_warn("%llu deletion plans do not authenticate and were ignored (kbvault check names them)",

@@ -7,6 +7,7 @@
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "kbv/repo.h"
 
 static int parse_u64(const char *s, uint64_t *v)
 {
@@ -26,6 +27,7 @@ int cmd_init(int argc, char **argv)
 		{ "zstd-level", required_argument, NULL, 'z' },
 		{ "kdf-ops", required_argument, NULL, 'o' },
 		{ "kdf-mem-mib", required_argument, NULL, 'm' },
+		{ "object-lock-days", required_argument, NULL, 1102 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -41,6 +43,11 @@ int cmd_init(int argc, char **argv)
 			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
 				return cli_usage("init", "--chunk-avg takes a number of bytes");
 			io.chunk_avg = (uint32_t)v;
+			break;
+		case 1102:
+			if (parse_u64(optarg, &v) < 0 || v < 1 || v > KBV_MAX_LOCK_DAYS)
+				return cli_usage("init", "--object-lock-days takes 1..%u", KBV_MAX_LOCK_DAYS);
+			io.object_lock_days = (uint32_t)v;
 			break;
 		case 'z':
 			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
@@ -82,12 +89,16 @@ int cmd_init(int argc, char **argv)
 	if (rc < 0)
 		return cli_fail(rc);
 	if (cli.json) {
-		json_t *j = json_pack("{s:s, s:b}", "path", path, "encrypted", io.encrypted);
+		json_t *j = json_pack("{s:s, s:b, s:I}", "path", path, "encrypted", io.encrypted, "object_lock_days",
+				      (json_int_t)io.object_lock_days);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
 	} else if (!cli.quiet) {
 		printf("created %s repository at %s\n", io.encrypted ? "encrypted" : "UNENCRYPTED", path);
+		if (io.object_lock_days)
+			printf("Object Lock: every pack, index object, key and snapshot is retained %u days (COMPLIANCE)\n",
+			       io.object_lock_days);
 	}
 	return EXIT_OK;
 }

@@ -252,11 +252,28 @@ int cmd_status(int argc, char **argv)
 	}
 	struct kbv_plan_summary ps;
 	struct kbv_gclock_info gl;
-	if ((rc = kbv_gc_plan_summary(r, &ps)) < 0 || (rc = kbv_gclock_info(r, &gl)) < 0) {
+	struct kbv_retention_report ret;
+	if ((rc = kbv_gc_plan_summary(r, &ps)) < 0 || (rc = kbv_gclock_info(r, &gl)) < 0 ||
+	    (rc = kbv_repo_retention(r, 0, &ret)) < 0) {
 		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
 		json_decref(hosts);
 		state = ST_UNKNOWN;
 		goto out;
+	}
+	/* Object Lock: retention that lapses within a quarter of its period is a warning (gc
+	 * extends it once half is gone: it has not run since, or not from here). */
+	char lapse[40] = "";
+	if (ret.oldest) {
+		cli_time(ret.oldest, 0, lapse, sizeof lapse);
+		if (ret.oldest < ret.now + ret.seconds / 4 && state < ST_WARNING) {
+			char a[32];
+			age_text(ret.oldest > ret.now ? ret.oldest - ret.now : ret.now - ret.oldest, a, sizeof a);
+			state = ST_WARNING;
+			snprintf(problem, sizeof problem,
+				 "Object Lock retention of the oldest objects %s %s%s (as this host knows): run kbvault gc, "
+				 "which extends it",
+				 ret.oldest > ret.now ? "lapses in" : "LAPSED", a, ret.oldest > ret.now ? "" : " ago");
+		}
 	}
 	if (cli.json) {
 		json_t *arr = json_array();
@@ -293,6 +310,12 @@ int cmd_status(int argc, char **argv)
 					      (json_int_t)ps.packs, "bytes", (json_int_t)ps.bytes, "ripe_packs",
 					      (json_int_t)ps.ripe_packs, "next_ripe_in_seconds", (json_int_t)ps.next_ripe_in,
 					      "damaged", (json_int_t)ps.damaged));
+		json_object_set_new(j, "object_lock",
+				    ret.days ? json_pack("{s:s, s:I, s:I, s:s, s:I}", "mode", "COMPLIANCE", "days",
+							 (json_int_t)ret.days, "objects", (json_int_t)ret.objects,
+							 "oldest_retention", lapse, "oldest_retention_timestamp",
+							 (json_int_t)ret.oldest)
+					     : json_null());
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -348,6 +371,13 @@ int cmd_status(int argc, char **argv)
 		       gl.pid, gl.dead ? "its process is gone" : "not refreshed in time");
 	if (ps.damaged)
 		printf("deletion plans: %llu damaged, ignored (kbvault check names them)\n", (unsigned long long)ps.damaged);
+	if (ret.days) {
+		char nx[40] = "";
+		if (ret.next_extension)
+			cli_time(ret.next_extension, 0, nx, sizeof nx);
+		printf("object lock: COMPLIANCE, %u days; %llu objects retained until %s or later; gc extends them from %s\n",
+		       ret.days, (unsigned long long)ret.objects, *lapse ? lapse : "-", *nx ? nx : "-");
+	}
 out:
 	free(src);
 	json_decref(drills);

@@ -21,6 +21,8 @@
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "kbv/gc.h"
+#include "kbv/snapshot.h"
 
 /* ---- the metric families (format/metrics.md) ---- */
 
@@ -45,6 +47,11 @@ static const struct family {
 	{ "kbvault_repository_size_bytes", "gauge", "Bytes of all indexed packs." },
 	{ "kbvault_repository_packs", "gauge", "Indexed packs." },
 	{ "kbvault_repository_snapshots", "gauge", "Snapshots in the repository." },
+	{ "kbvault_host_last_snapshot_timestamp_seconds", "gauge", "Unix time of each host's newest snapshot." },
+	{ "kbvault_gc_lock_held", "gauge", "1 while a gc holds the repository's gc lock, else 0." },
+	{ "kbvault_gc_lock_stale", "gauge", "1 when the gc lock is held but stale (a dead gc's), else 0." },
+	{ "kbvault_object_lock_oldest_retention_timestamp_seconds", "gauge",
+	  "Lowest Object Lock retain-until date among the repository's objects, as the last gc saw it." },
 };
 #define NFAMILIES (sizeof families / sizeof *families)
 
@@ -166,6 +173,15 @@ static void set_metric(const char *name, const char *command, const char *source
 		cli_log(CLI_WARN, "metrics: out of memory");
 }
 
+static void set_host_metric(const char *name, const char *host, double v)
+{
+	char h[256], key[768];
+	escape_label(host, h, sizeof h);
+	snprintf(key, sizeof key, "kbvault_%s{host=\"%s\"}", name, h);
+	if (put(&run.set, key, v) < 0)
+		cli_log(CLI_WARN, "metrics: out of memory");
+}
+
 void cli_run_metric(const char *name, const char *source, double v)
 {
 	if (run.active)
@@ -184,6 +200,29 @@ void cli_run_repo(struct kbv_repo *r)
 	set_metric("repository_size_bytes", NULL, NULL, (double)u.pack_bytes);
 	set_metric("repository_packs", NULL, NULL, (double)u.packs);
 	set_metric("repository_snapshots", NULL, NULL, (double)u.snapshots);
+	/* A shared repository: each host's newest snapshot, and who holds the gc lock. */
+	struct kbv_snapshot **list = NULL;
+	size_t n = 0;
+	if (kbv_snapshot_list(r, &list, &n) < 0) {
+		cli_log(CLI_WARN, "metrics: %s", kbv_errmsg());
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int newer = 0;
+		for (size_t k = 0; k < n && !newer; k++)
+			newer = k != i && !strcmp(list[k]->host, list[i]->host) &&
+				(list[k]->time > list[i]->time || (list[k]->time == list[i]->time && k > i));
+		if (!newer)
+			set_host_metric("host_last_snapshot_timestamp_seconds", list[i]->host, (double)list[i]->time);
+	}
+	kbv_snapshot_list_free(list, n);
+	struct kbv_gclock_info gl;
+	if (kbv_gclock_info(r, &gl) < 0) {
+		cli_log(CLI_WARN, "metrics: %s", kbv_errmsg());
+		return;
+	}
+	set_metric("gc_lock_held", NULL, NULL, gl.held ? 1 : 0);
+	set_metric("gc_lock_stale", NULL, NULL, gl.held && (gl.stale_in <= 0 || gl.dead) ? 1 : 0);
 }
 
 void cli_run_attempt(const char *source, int ok, double seconds)

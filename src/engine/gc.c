@@ -40,6 +40,7 @@
 #include "store/salvage.h"
 #include "kbv/snapshot.h"
 #include "store/repo_impl.h"
+#include "store/retain.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -174,6 +175,7 @@ struct plan_pack {
 	int action;             /* 0 keep, 1 delete, 2 repack (a candidate until the plan) */
 	int must;               /* repacked whatever the policy says (a damaged trailer) */
 	int now;                /* action 1 and named by a ripe plan: deleted in this pass */
+	int64_t mtime;          /* as listed */
 };
 
 /* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
@@ -195,6 +197,7 @@ static int cmp_tuple(const void *a, const void *b)
 struct listed_pack {
 	uint8_t id[KBV_PACKID_BYTES];
 	uint64_t size;
+	int64_t mtime; /* LastModified: Object Lock's retention is at least this + its period */
 };
 
 struct sweep {
@@ -305,7 +308,6 @@ static int cmp_map(const void *a, const void *b)
 static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
 {
 	struct sweep *s = arg;
-	(void)mtime;
 	if (s->nlisted == s->caplisted) {
 		size_t cap = s->caplisted ? 2 * s->caplisted : 256;
 		struct listed_pack *n = realloc(s->listed, cap * sizeof *n);
@@ -315,6 +317,7 @@ static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t si
 		s->caplisted = cap;
 	}
 	memcpy(s->listed[s->nlisted].id, id, KBV_PACKID_BYTES);
+	s->listed[s->nlisted].mtime = mtime;
 	s->listed[s->nlisted++].size = size;
 	s->total++;
 	return 0;
@@ -407,7 +410,6 @@ static void plan_from_index(struct sweep *s, struct plan_pack *p, uint64_t fsize
 
 static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fsize, int64_t mtime)
 {
-	(void)mtime;
 	struct sweep *s = arg;
 	struct kbv_buf entries = KBV_BUF_INIT;
 	size_t n = 0;
@@ -428,6 +430,7 @@ static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fs
 	memset(p, 0, sizeof *p);
 	memcpy(p->id, id, KBV_PACKID_BYTES);
 	p->no = m ? (long)m->no : -1;
+	p->mtime = mtime;
 	if (s->from_index) {
 		plan_from_index(s, p, fsize);
 		s->np++;
@@ -795,6 +798,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	struct plan_pack **rep = NULL;
 	struct kbv_plans plans = { 0 };
 	uint8_t(*ripe)[KBV_PACKID_BYTES] = NULL;
+	uint8_t *keep = NULL; /* per dropped snapshot: still retained by Object Lock */
 	size_t n = 0, nripe = 0;
 	int rc = 0;
 	memset(res, 0, sizeof *res);
@@ -805,9 +809,29 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	TRY(ripe_packs(&plans, &ripe, &nripe));
 	res->plans_damaged = plans.damaged;
 
-	/* 1. drop */
+	/* 1. drop (with Object Lock, not a manifest still retained: it stays a root, and a
+	 * later gc drops it once its retention has lapsed) */
+	if (r->lock_days && ndrop) {
+		keep = calloc(ndrop, 1);
+		if (!keep) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < ndrop; i++) {
+			char hex[2 * KBV_ID_BYTES + 1];
+			int64_t until;
+			kbv_hex(drop[i], KBV_ID_BYTES, hex);
+			rc = kbv_repo_retained(r, KBV_OBJ_SNAPSHOT, hex, 0, &until);
+			TRY(rc < 0 ? rc : 0);
+			keep[i] = (uint8_t)rc;
+			res->snapshots_retained += (uint64_t)rc;
+			rc = 0;
+		}
+	}
 	if (!o->dry_run && ndrop) {
 		for (size_t i = 0; i < ndrop; i++) {
+			if (keep && keep[i])
+				continue;
 			TRY(kbv_snapshot_remove(r, drop[i]));
 			res->snapshots_dropped++;
 		}
@@ -821,7 +845,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;
 		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)
-			dropped = !memcmp(drop[k], list[i]->id, KBV_ID_BYTES);
+			dropped = !memcmp(drop[k], list[i]->id, KBV_ID_BYTES) && !(keep && keep[k]);
 		if (dropped) {
 			res->snapshots_dropped++;
 			continue;
@@ -861,7 +885,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	/* One listing of the packs (object storage: a LIST per 1000), then the sweep. */
 	TRY(kbv_each_packfile(r, count_pack, &sw));
 	for (size_t i = 0; i < sw.nlisted; i++)
-		TRY(sweep_pack(&sw, sw.listed[i].id, sw.listed[i].size, 0));
+		TRY(sweep_pack(&sw, sw.listed[i].id, sw.listed[i].size, sw.listed[i].mtime));
 	kbv_index_rend(sw.txn);
 	sw.txn = NULL;
 	kbv_index_release_pages(r->idx);
@@ -894,6 +918,25 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 			p->action = 0;
 			res->packs_waiting++;
 		}
+	}
+
+	/* Object Lock: a pack still retained can be neither deleted nor repacked (its old
+	 * copy could not go); it stays as it is until a gc after its retention lapses. */
+	for (size_t i = 0; r->lock_days && i < sw.np; i++) {
+		struct plan_pack *p = &sw.p[i];
+		char hex[2 * KBV_PACKID_BYTES + 1];
+		int64_t until;
+		if (!p->action)
+			continue;
+		kbv_hex(p->id, KBV_PACKID_BYTES, hex);
+		rc = kbv_repo_retained(r, KBV_OBJ_PACK, hex, p->mtime, &until);
+		TRY(rc < 0 ? rc : 0);
+		if (rc) {
+			p->action = 0;
+			p->now = 0;
+			res->packs_retained++;
+		}
+		rc = 0;
 	}
 
 	/* Plan: delete the dead; repack the mostly dead, most dead first, up to the cap. */
@@ -1078,11 +1121,12 @@ out:
 	kbv_snapshot_list_free(list, n);
 	kbv_plans_release(&plans);
 	free(ripe);
+	free(keep);
 	return rc;
 }
 
-int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
-	   struct kbv_gc_result *res)
+static int gc_passes(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop,
+		     const struct kbv_gc_opts *o, struct kbv_gc_result *res)
 {
 	int rc = gc_pass(r, drop, ndrop, o, 0, res);
 	if (rc < 0 || o->dry_run || o->keep_delete || !res->plan_packs)
@@ -1107,7 +1151,19 @@ int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop
 	if (two.index_bytes_after)
 		res->index_bytes_after = two.index_bytes_after;
 	res->plan_packs = 0;
+	res->snapshots_retained += two.snapshots_retained;
+	res->packs_retained = two.packs_retained > res->packs_retained ? two.packs_retained : res->packs_retained;
 	return 0;
+}
+
+int kbv_gc(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size_t ndrop, const struct kbv_gc_opts *o,
+	   struct kbv_gc_result *res)
+{
+	int rc = gc_passes(r, drop, ndrop, o, res);
+	/* Object Lock: what is left keeps its retention (extended when half of it is gone). */
+	if (rc == 0)
+		rc = kbv_repo_retention(r, !o->dry_run, &res->retention);
+	return rc;
 }
 
 struct summary_scan {

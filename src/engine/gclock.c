@@ -112,7 +112,12 @@ int kbv_gclock_take(struct kbv_repo *r, const char *host, struct kbv_gclock **ou
 	}
 	free(s);
 	for (int attempt = 0; attempt < 2; attempt++) {
-		rc = put_lock(l, KBV_PUT_EXCL);
+		/* A bucket with Object Lock keeps versions, where Ceph RGW 16 ignores
+		 * If-None-Match: look first there (two gcs that race past this both hold it
+		 * until the read-back before deleting stops the one overwritten). */
+		int there = r->lock_days ? kbv_be_exists(r->be, KBV_OBJ_LOCK, "gc") : 0;
+		TRY(there);
+		rc = there ? KBV_EEXIST : put_lock(l, KBV_PUT_EXCL);
 		if (rc != KBV_EEXIST)
 			break;
 		struct kbv_gclock_info in;

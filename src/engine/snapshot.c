@@ -5,6 +5,7 @@
 #include "store/metacache.h"
 #include "store/plan.h"
 #include "store/repo_impl.h"
+#include "store/retain.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -479,8 +480,12 @@ int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n
 int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES])
 {
 	char name[2 * KBV_ID_BYTES + 1];
+	char what[96];
 	kbv_hex(id, KBV_ID_BYTES, name);
-	int rc = kbv_be_remove(r->be, KBV_OBJ_SNAPSHOT, name);
+	snprintf(what, sizeof what, "snapshot %.8s", name);
+	int rc = kbv_repo_refuse_retained(r, KBV_OBJ_SNAPSHOT, name, what);
+	if (rc == 0)
+		rc = kbv_be_remove(r->be, KBV_OBJ_SNAPSHOT, name);
 	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
 }
 

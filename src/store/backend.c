@@ -190,3 +190,47 @@ int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 		return bad_name(kind, name);
 	return be->ops->remove(be, kind, name);
 }
+
+int kbv_obj_retained(enum kbv_obj kind)
+{
+	return kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY || kind == KBV_OBJ_PACK || kind == KBV_OBJ_SNAPSHOT ||
+	       kind == KBV_OBJ_RECORD || kind == KBV_OBJ_INDEX;
+}
+
+int kbv_be_set_retention(struct kbv_backend *be, int64_t seconds)
+{
+	if (!be->ops->set_retention)
+		return kbv_error(KBV_EINVAL, "Object Lock needs a repository on object storage (this one is on %s storage)",
+				 be->ops->name);
+	return be->ops->set_retention(be, seconds);
+}
+
+int kbv_be_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	*until = 0;
+	return be->ops->retention ? be->ops->retention(be, kind, name, until) : 0;
+}
+
+int kbv_be_extend(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until)
+{
+	if (!kbv_obj_name_ok(kind, name))
+		return bad_name(kind, name);
+	if (!be->ops->extend)
+		return kbv_error(KBV_EINVAL, "Object Lock needs a repository on object storage");
+	return be->ops->extend(be, kind, name, until);
+}
+
+int kbv_be_exists(struct kbv_backend *be, enum kbv_obj kind, const char *name)
+{
+	struct kbv_be_rd *rd = NULL;
+	uint64_t size = 0;
+	int rc = kbv_be_open(be, kind, name, &rd, &size);
+	if (rc == KBV_ENOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	kbv_be_close(rd);
+	return 1;
+}

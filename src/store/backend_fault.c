@@ -157,6 +157,21 @@ static int fault_clock(struct kbv_backend *be, int64_t *now)
 	return kbv_be_clock(((struct fault *)be)->inner, now);
 }
 
+static int fault_set_retention(struct kbv_backend *be, int64_t seconds)
+{
+	return kbv_be_set_retention(((struct fault *)be)->inner, seconds);
+}
+
+static int fault_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until)
+{
+	return kbv_be_retention(((struct fault *)be)->inner, kind, name, until);
+}
+
+static int fault_extend(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until)
+{
+	return kbv_be_extend(((struct fault *)be)->inner, kind, name, until);
+}
+
 static int fault_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	struct fault *f = (struct fault *)be;
@@ -210,6 +225,9 @@ static const struct kbv_backend_ops fault_ops = {
 	.list = fault_list,
 	.remove = fault_remove,
 	.clock = fault_clock,
+	.set_retention = fault_set_retention,
+	.retention = fault_retention,
+	.extend = fault_extend,
 	.remove_many = fault_remove_many,
 	.sync = fault_sync,
 	.describe = fault_describe,

@@ -29,6 +29,10 @@ struct kbv_backend_ops {
 	/* optional: several at once (names checked by the caller); else one by one */
 	int (*remove_many)(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n);
 	int (*clock)(struct kbv_backend *be, int64_t *now);
+	/* optional (object storage with Object Lock): see kbv_be_set_retention() and after */
+	int (*set_retention)(struct kbv_backend *be, int64_t seconds);
+	int (*retention)(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until);
+	int (*extend)(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until);
 	void (*describe)(struct kbv_backend *be, enum kbv_obj kind, const char *name, char *out, size_t cap);
 	void (*free)(struct kbv_backend *be);
 };

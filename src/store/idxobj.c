@@ -6,6 +6,7 @@
 #include "store/pack.h"
 #include "store/sealed.h"
 #include "store/repo_impl.h"
+#include "store/retain.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,9 +301,19 @@ int kbv_repo_compact_index_objects(struct kbv_repo *r, int changed, uint64_t *wr
 	r->idx_pend_packs = 0;
 	/* the old ones go in one request (per 1000); the cache forgets them afterwards */
 	size_t ngo = 0;
-	for (size_t i = 0; i < old.n; i++)
-		if (!names_has(&made, NAME(&old, i)))
+	for (size_t i = 0; i < old.n; i++) {
+		if (names_has(&made, NAME(&old, i)))
+			continue;
+		/* Object Lock: one still retained stays until a later gc (what it lists beyond
+		 * the bucket's packs is never merged: format/index.md, "Merging") */
+		char hex[2 * KBV_ID_BYTES + 1];
+		int64_t until;
+		kbv_hex(NAME(&old, i), KBV_ID_BYTES, hex);
+		int ret = kbv_repo_retained(r, KBV_OBJ_INDEX, hex, 0, &until);
+		TRY(ret);
+		if (!ret)
 			memmove(NAME(&old, ngo++), NAME(&old, i), KBV_ID_BYTES);
+	}
 	if (ngo) {
 		gone_names = calloc(ngo, sizeof *gone_names);
 		gone_ptrs = calloc(ngo, sizeof *gone_ptrs);

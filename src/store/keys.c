@@ -5,6 +5,7 @@
 #include "kbv/error.h"
 #include "kbv/keys.h"
 #include "store/repo_impl.h"
+#include "store/retain.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -360,7 +361,11 @@ int kbv_key_remove(struct kbv_repo *r, const char *id, int force)
 		return kbv_error(KBV_EINVAL, "key '%s' is the one this command opened the repository with; give --force "
 					     "to remove it anyway (kbvault key passwd replaces it safely)",
 				 id);
-	int rc = kbv_be_remove(r->be, KBV_OBJ_KEY, name);
+	char what[96];
+	snprintf(what, sizeof what, "key '%s' (its password opens the repository until then)", id);
+	int rc = kbv_repo_refuse_retained(r, KBV_OBJ_KEY, name, what);
+	if (rc == 0)
+		rc = kbv_be_remove(r->be, KBV_OBJ_KEY, name);
 	if (rc < 0)
 		return rc;
 	struct kbv_keyobj gone = r->keyobjs[which];

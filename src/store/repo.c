@@ -20,7 +20,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define CONFIG_BYTES 60
+#define CONFIG_BYTES 60    /* version 1 */
+#define CONFIG_BYTES_V2 64 /* version 2: a repository with Object Lock */
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
@@ -121,10 +122,12 @@ static int dir_is_empty(const char *path)
 	return empty;
 }
 
-static void encode_config(uint8_t *p, const struct kbv_repo *r)
+/* Version 1, or version 2 when the repository has Object Lock (format/repository.md). */
+static size_t encode_config(uint8_t *p, const struct kbv_repo *r)
 {
+	size_t end = r->lock_days ? 56 : 52;
 	memcpy(p, "KBVREPO\0", 8);
-	kbv_put32(p + 8, KBV_FORMAT_VERSION);
+	kbv_put32(p + 8, r->lock_days ? KBV_CONFIG_VERSION_LOCK : KBV_FORMAT_VERSION);
 	kbv_put32(p + 12, r->encrypted ? 1 : 0);
 	memcpy(p + 16, r->repo_id, 16);
 	kbv_put32(p + 32, r->chunk_min);
@@ -132,7 +135,20 @@ static void encode_config(uint8_t *p, const struct kbv_repo *r)
 	kbv_put32(p + 40, r->chunk_max);
 	kbv_put32(p + 44, (uint32_t)r->zstd_level);
 	kbv_put32(p + 48, r->pack_size);
-	kbv_put64(p + 52, XXH3_64bits(p, 52));
+	if (r->lock_days)
+		kbv_put32(p + 52, r->lock_days);
+	kbv_put64(p + end, XXH3_64bits(p, end));
+	return end + 8;
+}
+
+int64_t kbv_repo_lock_seconds(const struct kbv_repo *r)
+{
+	/* Tests shorten a day (KBVAULT_OBJECT_LOCK_DAY, seconds) to see retention lapse. */
+	const char *d = getenv("KBVAULT_OBJECT_LOCK_DAY");
+	long day;
+	if (!d || kbv_parse_long(d, 1, 86400, &day) < 0)
+		day = 86400;
+	return (int64_t)r->lock_days * day;
 }
 
 /* The names KBVAULT_FAULT took before there was a backend layer, as backend faults. The
@@ -187,6 +203,7 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	int rc = 0;
 
 	r.encrypted = opts->encrypted;
+	r.lock_days = opts->object_lock_days;
 	r.chunk_avg = opts->chunk_avg ? opts->chunk_avg : KBV_DEFAULT_CHUNK_AVG;
 	r.chunk_min = r.chunk_avg / 4;
 	r.chunk_max = r.chunk_avg * 4;
@@ -199,8 +216,14 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 		return kbv_error(KBV_EINVAL, "pack size %u is outside 1 MiB..1 GiB", r.pack_size);
 	if (r.encrypted && !password)
 		return kbv_error(KBV_EINVAL, "an encrypted repository needs a password");
+	if (r.lock_days > KBV_MAX_LOCK_DAYS)
+		return kbv_error(KBV_EINVAL, "--object-lock-days %u is more than %u (ten years)", r.lock_days,
+				 KBV_MAX_LOCK_DAYS);
 
 	int s3 = kbv_s3_url_ok(path);
+	if (r.lock_days && !s3)
+		return kbv_error(KBV_EINVAL, "'%s': Object Lock (--object-lock-days) needs a repository on object storage "
+					     "(s3:...)", path);
 	int prc = s3 ? 0 : kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
 	if (prc < 0)
 		return prc;
@@ -208,7 +231,21 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 		/* A bucket: created when missing; the config object's create-if-absent below
 		 * refuses a prefix that holds a repository already. */
 		TRY(kbv_repo_backend(path, &be));
-		TRY(kbv_backend_s3_make_bucket(be));
+		if (r.lock_days) {
+			TRY(kbv_backend_s3_make_lock_bucket(be));
+			/* A bucket with Object Lock keeps versions, and Ceph RGW 16 does not honour
+			 * If-None-Match there: a PUT over a repository would add a version, not fail.
+			 * Look first (a race between two inits remains: init once). */
+			int e = kbv_be_exists(be, KBV_OBJ_CONFIG, "");
+			if (e == 0)
+				e = kbv_be_exists(be, KBV_OBJ_KEY, "");
+			if (e > 0)
+				rc = kbv_error(KBV_EEXIST, "'%s' holds a repository already", path);
+			TRY(e < 0 ? e : rc);
+			TRY(kbv_be_set_retention(be, kbv_repo_lock_seconds(&r)));
+		} else {
+			TRY(kbv_backend_s3_make_bucket(be));
+		}
 	} else if (mkdir(path, 0700) < 0) {
 		if (errno != EEXIST)
 			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
@@ -245,12 +282,12 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	uint64_t ops = opts->kdf_ops ? opts->kdf_ops : 3, mem = opts->kdf_mem ? opts->kdf_mem : (64u << 20);
 	TRY(kbv_keyfile_make(r.repo_id, r.encrypted, keys, password, pwlen, ops, mem, NULL, &kf));
 
-	uint8_t cfg[CONFIG_BYTES];
-	encode_config(cfg, &r);
+	uint8_t cfg[CONFIG_BYTES_V2];
+	size_t cfglen = encode_config(cfg, &r);
 	if (!be)
 		TRY(kbv_repo_backend(path, &be));
 	TRY(kbv_be_put(be, KBV_OBJ_KEY, "", kf.data, kf.len, KBV_PUT_EXCL));
-	TRY(kbv_be_put(be, KBV_OBJ_CONFIG, "", cfg, sizeof cfg, KBV_PUT_EXCL));
+	TRY(kbv_be_put(be, KBV_OBJ_CONFIG, "", cfg, cfglen, KBV_PUT_EXCL));
 out:
 	kbv_backend_free(be);
 	if (kf.data)
@@ -265,11 +302,15 @@ int kbv_repo_config_decode(const uint8_t *b, size_t len, const char *what, struc
 	if (len < 12 || memcmp(b, "KBVREPO\0", 8) != 0)
 		return kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", what);
 	uint32_t ver = kbv_get32(b + 8);
-	if (ver != KBV_FORMAT_VERSION)
-		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads version %u",
-				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION);
-	if (len != CONFIG_BYTES || kbv_get64(b + 52) != XXH3_64bits(b, 52))
+	if (ver != KBV_FORMAT_VERSION && ver != KBV_CONFIG_VERSION_LOCK)
+		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads versions %u and %u",
+				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION, KBV_CONFIG_VERSION_LOCK);
+	size_t end = ver == KBV_CONFIG_VERSION_LOCK ? 56 : 52;
+	if (len != end + 8 || kbv_get64(b + end) != XXH3_64bits(b, end))
 		return kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", what, len);
+	r->lock_days = ver == KBV_CONFIG_VERSION_LOCK ? kbv_get32(b + 52) : 0;
+	if (ver == KBV_CONFIG_VERSION_LOCK && (r->lock_days < 1 || r->lock_days > KBV_MAX_LOCK_DAYS))
+		return kbv_error(KBV_ECORRUPT, "config '%s' has an Object Lock of %u days", what, r->lock_days);
 	uint32_t flags = kbv_get32(b + 12);
 	if (flags & ~1u)
 		return kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", what, flags);
@@ -417,6 +458,14 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	}
 	TRY(kbv_repo_backend(r->path, &r->be));
 	TRY(read_config(r));
+	/* Benchmarks make repositories of many small packs (bench/s3-manypacks.sh): packs of
+	 * any size are valid, the config's size is only the writers' target. */
+	const char *ps = getenv("KBVAULT_PACK_SIZE");
+	long psz;
+	if (ps && *ps && kbv_parse_long(ps, 4096, 1L << 30, &psz) == 0)
+		r->pack_size = (uint32_t)psz;
+	if (r->lock_days)
+		TRY(kbv_be_set_retention(r->be, kbv_repo_lock_seconds(r)));
 	TRY(kbv_repo_read_keys(r));
 	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
 		r->local = strdup(r->path);
@@ -477,6 +526,8 @@ void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out)
 	out->chunk_max = r->chunk_max;
 	out->zstd_level = r->zstd_level;
 	out->pack_size = r->pack_size;
+	out->object_lock_days = r->lock_days;
+	out->object_lock_seconds = kbv_repo_lock_seconds(r);
 }
 
 const char *kbv_repo_path(const struct kbv_repo *r)

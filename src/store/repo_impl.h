@@ -29,6 +29,7 @@ struct kbv_repo {
 	uint32_t chunk_min, chunk_avg, chunk_max;
 	int zstd_level;
 	uint32_t pack_size;
+	uint32_t lock_days;      /* Object Lock: days of COMPLIANCE retention (0: none) */
 	struct kbv_keys *keys;   /* sodium_malloc()ed; NULL until unlocked */
 	struct kbv_cdc cdc;      /* valid once unlocked */
 	struct kbv_index *idx;

@@ -24,3 +24,34 @@ s3_bytes() { s3_listing "${1:-}" | grep -o '<Size>[0-9]*</Size>' | sed 's/<[^>]*
 s3_get() { s3_curl -f -H "x-amz-content-sha256: $S3_EMPTY_SHA" -o "$2" "$S3_ENDPOINT/$BUCKET/$1"; }
 s3_put() { s3_curl -f -H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$S3_ENDPOINT/$BUCKET/$1"; }
 s3_del() { s3_curl -f -X DELETE -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET/$1"; }
+
+# Versions under a prefix (a versioned bucket: Object Lock), one "KEY VERSIONID" per line,
+# delete markers as "KEY VERSIONID marker".
+s3_versions() {
+	s3_curl -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET?prefix=$(s3_urlencode "${1:-}")&versions=" |
+		python3 -c '
+import sys, xml.etree.ElementTree as ET
+ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+for e in ET.fromstring(sys.stdin.read()):
+    tag = e.tag.replace(ns, "")
+    if tag in ("Version", "DeleteMarker"):
+        k, v = e.find(ns + "Key").text, e.find(ns + "VersionId").text
+        print(k, v, "marker" if tag == "DeleteMarker" else "")
+'
+}
+
+# The Object Lock retention of an object's current version: "MODE EPOCH" (empty: none).
+s3_retention() {
+	s3_curl -I -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET/$1" | tr -d '\r' | python3 -c '
+import sys, datetime
+h = {}
+for line in sys.stdin:
+    if ":" in line:
+        k, v = line.split(":", 1)
+        h[k.strip().lower()] = v.strip()
+m, u = h.get("x-amz-object-lock-mode"), h.get("x-amz-object-lock-retain-until-date")
+if m and u:
+    t = datetime.datetime.strptime(u[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    print(m, int(t.timestamp()))
+'
+}

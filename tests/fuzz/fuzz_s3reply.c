@@ -1,4 +1,5 @@
-/* What an S3 server answers (src/store/s3/xml.c): a ListObjectsV2 reply parses or fails
+/* What an S3 server answers (src/store/s3/xml.c): a ListObjectsV2 or ListObjectVersions
+ * reply parses or fails
  * cleanly, and what it hands out is bounded: every name a NUL-terminated string shorter than
  * its field and without '/', a continuation token only with its NUL; the fields of a flat
  * reply (an error's Code, a DeleteObjects failure's Key) are cut to their buffers. Parsing
@@ -13,11 +14,13 @@
 
 static void check_page(const struct kbv_s3_listing *l)
 {
-	if (l->n > l->cap || memchr(l->token, 0, sizeof l->token) == NULL)
+	if (l->n > l->cap || memchr(l->token, 0, sizeof l->token) == NULL ||
+	    !memchr(l->next_key, 0, sizeof l->next_key) || !memchr(l->next_version, 0, sizeof l->next_version))
 		abort();
 	for (size_t i = 0; i < l->n; i++) {
 		const char *nm = l->items[i].name;
-		if (!memchr(nm, 0, sizeof l->items[i].name) || strchr(nm, '/'))
+		if (!memchr(nm, 0, sizeof l->items[i].name) || strchr(nm, '/') ||
+		    !memchr(l->items[i].version, 0, sizeof l->items[i].version))
 			abort();
 	}
 }

@@ -111,6 +111,16 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 		if (t > 0)
 			q->date = (int64_t)t;
 	}
+	static const char lk[] = "x-amz-object-lock-retain-until-date:";
+	if (n > sizeof lk && n < 128 && !strncasecmp(p, lk, sizeof lk - 1)) {
+		char v[128];
+		size_t i = sizeof lk - 1;
+		while (i < n && p[i] == ' ')
+			i++;
+		memcpy(v, p + i, n - i);
+		v[n - i] = 0;
+		q->lock_until = kbv_s3_parse_time(v);
+	}
 	if (!q->acked) {
 		int one = 1;
 		q->acked = 1;
@@ -239,6 +249,7 @@ int s3_do(struct s3 *s, struct req *q)
 		q->sent = 0;
 		q->code[0] = 0;
 		q->date = 0;
+		q->lock_until = 0;
 		q->err.len = 0;
 		if (q->out)
 			q->out->len = 0;
@@ -283,7 +294,14 @@ int s3_do(struct s3 *s, struct req *q)
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
 		if (s->ca_file)
 			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
-		if (!strcmp(q->method, "PUT")) {
+		if (!strcmp(q->method, "PUT") && q->query && q->len < 1024) {
+			/* A sub-resource (?retention): radosgw sends no 100 Continue for it, and
+			 * curl would wait out the timeout on every request. A small body sent as
+			 * POST data under the PUT method goes without Expect. */
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body ? q->body : "");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);
+		} else if (!strcmp(q->method, "PUT")) {
 			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 			curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
 			curl_easy_setopt(c, CURLOPT_READDATA, q);
@@ -312,8 +330,12 @@ int s3_do(struct s3 *s, struct req *q)
 		curl_slist_free_all(h);
 		curl_easy_cleanup(c);
 		q->curl = NULL;
-		if (cc == CURLE_OK && q->date)
+		if (cc == CURLE_OK && q->date) {
+			struct timespec mt;
+			clock_gettime(CLOCK_MONOTONIC, &mt);
 			atomic_store(&s->server_date, q->date);
+			atomic_store(&s->server_date_mono, (int64_t)mt.tv_sec);
+		}
 		if (cc == CURLE_OK && !transient_status(q->status, q->code))
 			return 0;
 		if (cc != CURLE_OK && !transient_curl(cc))
@@ -344,6 +366,35 @@ int s3_fail(struct s3 *s, const struct req *q)
 		return kbv_error(KBV_EIO, "%s: HTTP %ld %s (this machine's clock is off; S3 allows 15 minutes)", what,
 				 q->status, code);
 	return kbv_error(KBV_EIO, "%s: HTTP %ld %s", what, q->status, code);
+}
+
+void s3_checksum_headers(struct req *q, size_t i, char *buf, size_t cap)
+{
+	unsigned char sha[crypto_hash_sha256_BYTES];
+	char b64[64];
+	crypto_hash_sha256(sha, q->body ? q->body : (const void *)"", q->body ? q->len : 0);
+	sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
+	snprintf(buf, cap, "x-amz-checksum-sha256: %s", b64);
+	q->hdr[i] = buf;
+	q->hdr[i + 1] = "x-amz-sdk-checksum-algorithm: SHA256";
+}
+
+int64_t s3_now(struct s3 *s)
+{
+	int64_t d = atomic_load(&s->server_date), m = atomic_load(&s->server_date_mono);
+	struct timespec mt;
+	if (!d)
+		return (int64_t)time(NULL);
+	clock_gettime(CLOCK_MONOTONIC, &mt);
+	return d + ((int64_t)mt.tv_sec > m ? (int64_t)mt.tv_sec - m : 0);
+}
+
+void s3_iso_time(int64_t t, char *out, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 void kbv_s3_requests(struct kbv_be_requests *out)

@@ -5,6 +5,7 @@
  *   request.c  object names; one signed request with retries (libcurl, SigV4); counters
  *   write.c    objects written: a buffer per object, one atomic PUT, uploads in threads
  *   read.c     objects read: one GET, or ranged GETs through windows shared by all readers
+ *   lock.c     Object Lock: retention, its extension, removal of every version
  *   xml.c      replies parsed (pure; fuzzed)
  *
  * A repository in a bucket of S3-compatible object storage (AWS S3, Ceph RGW, MinIO, ...),
@@ -70,6 +71,10 @@ struct s3 {
 	uint64_t win_clock;
 	/* The Date of the latest reply (kbv_be_clock: the storage's clock, never ours). */
 	_Atomic int64_t server_date;
+	_Atomic int64_t server_date_mono; /* our CLOCK_MONOTONIC seconds when it came */
+	/* Object Lock (kbv_be_set_retention): seconds of COMPLIANCE retention for what is
+	 * written from now on (0: none); removals then remove every version */
+	int64_t lock_secs;
 };
 
 /* One shared window: bytes [off, off + len) of object `key`; `busy` while its GET runs
@@ -111,7 +116,7 @@ struct req {
 	const char *query;  /* canonical (sorted, encoded) or NULL */
 	const void *body;
 	size_t len;
-	const char *hdr[4]; /* extra headers: If-None-Match, Range, checksums */
+	const char *hdr[8]; /* extra headers: If-None-Match, Range, checksums, retention */
 	/* Response body: into dst (exactly dst_cap bytes expected) or into out. */
 	void *dst;
 	size_t dst_cap, dst_len;
@@ -125,6 +130,7 @@ struct req {
 	CURL *curl;
 	int acked; /* TCP_QUICKACK asked for this reply (on_header) */
 	int64_t date; /* the reply's Date header, seconds since the epoch (0: none) */
+	int64_t lock_until; /* x-amz-object-lock-retain-until-date (0: none) */
 };
 
 /* request.c */
@@ -151,8 +157,25 @@ int s3_append(struct kbv_be_wr *bw, const void *p, size_t n);
 int s3_commit(struct kbv_be_wr *bw, unsigned flags);
 void s3_discard(struct kbv_be_wr *bw);
 int s3_sync(struct kbv_backend *be);
-/* One PUT of data at key (KBV_COMMIT_* flags: create-if-absent). */
+/* One PUT of data at key (KBV_PUT_EXCL: create-if-absent; S3_PUT_RETAIN: with the
+ * backend's Object Lock retention). */
+#define S3_PUT_RETAIN 0x100u
 int s3_put_object(struct s3 *s, const char *key, const struct kbv_buf *data, unsigned flags);
+/* The checksum headers AWS demands of an Object Lock PUT and of DeleteObjects
+ * (x-amz-checksum-sha256 of the body, and the algorithm's name) into q->hdr[i], i + 1. */
+void s3_checksum_headers(struct req *q, size_t i, char *buf, size_t cap);
+/* The storage's clock now, estimated: the latest reply's Date plus the time passed since
+ * (monotonic); our own clock before any reply. */
+int64_t s3_now(struct s3 *s);
+/* "2026-12-01T13:30:30Z" */
+void s3_iso_time(int64_t t, char *out, size_t cap);
+
+/* lock.c: Object Lock */
+int s3_set_retention(struct kbv_backend *be, int64_t seconds);
+int s3_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until);
+int s3_extend(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until);
+/* Remove every version of n objects of a kind (a versioned bucket). */
+int s3_remove_versions(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n);
 
 /* read.c */
 int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size, struct kbv_be_rd **out);

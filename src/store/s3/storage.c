@@ -116,6 +116,8 @@ static int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name
 {
 	struct s3 *s = (struct s3 *)be;
 	char key[512];
+	if (s->lock_secs)
+		return s3_remove_versions(s, kind, &name, 1);
 	s3_obj_key(s, kind, name, key, sizeof key);
 	struct req q = { .method = "DELETE", .key = key };
 	int rc = s3_do(s, &q);
@@ -146,8 +148,7 @@ static int xml_escape_add(struct kbv_buf *b, const char *s)
 static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n)
 {
 	struct kbv_buf body = KBV_BUF_INIT, resp = KBV_BUF_INIT;
-	unsigned char sha[crypto_hash_sha256_BYTES];
-	char b64[64], sum_hdr[128], key[512];
+	char sum_hdr[128], key[512];
 	int rc = 0;
 	TRY(kbv_buf_add(&body, "<Delete><Quiet>true</Quiet>", 27));
 	for (size_t i = 0; i < n; i++) {
@@ -157,12 +158,9 @@ static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *name
 		TRY(kbv_buf_add(&body, "</Key></Object>", 15));
 	}
 	TRY(kbv_buf_add(&body, "</Delete>", 9));
-	crypto_hash_sha256(sha, body.data, body.len);
-	sodium_bin2base64(b64, sizeof b64, sha, sizeof sha, sodium_base64_VARIANT_ORIGINAL);
-	snprintf(sum_hdr, sizeof sum_hdr, "x-amz-checksum-sha256: %s", b64);
 	struct req q = { .method = "POST", .query = "delete=", .body = body.data, .len = body.len,
-			 .hdr = { sum_hdr, "x-amz-sdk-checksum-algorithm: SHA256", "Content-Type: application/xml" },
-			 .out = &resp };
+			 .hdr = { "Content-Type: application/xml" }, .out = &resp };
+	s3_checksum_headers(&q, 1, sum_hdr, sizeof sum_hdr);
 	rc = s3_do(s, &q);
 	if (rc == 0 && q.status != 200)
 		rc = s3_fail(s, &q);
@@ -184,6 +182,8 @@ out:
 static int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
 {
 	int rc = 0;
+	if (((struct s3 *)be)->lock_secs)
+		return s3_remove_versions((struct s3 *)be, kind, names, n);
 	for (size_t i = 0; i < n && rc == 0; i += S3_DELETE_BATCH)
 		rc = delete_batch((struct s3 *)be, kind, names + i, n - i < S3_DELETE_BATCH ? n - i : S3_DELETE_BATCH);
 	return rc;
@@ -233,6 +233,9 @@ static const struct kbv_backend_ops s3_ops = {
 	.list = s3_list,
 	.remove = s3_remove,
 	.clock = s3_clock,
+	.set_retention = s3_set_retention,
+	.retention = s3_retention,
+	.extend = s3_extend,
 	.remove_many = s3_remove_many,
 	.describe = s3_describe,
 	.free = s3_free,
@@ -345,11 +348,8 @@ fail:
 	return rc;
 }
 
-int kbv_backend_s3_make_bucket(struct kbv_backend *be)
+static int make_bucket(struct s3 *s, int lock)
 {
-	struct s3 *s = (struct s3 *)be;
-	if (be->ops != &s3_ops)
-		return 0;
 	/* Outside us-east-1 the region goes in the body (AWS refuses a bucket whose
 	 * LocationConstraint is not the region the request is signed for). */
 	char body[256] = "";
@@ -359,6 +359,8 @@ int kbv_backend_s3_make_bucket(struct kbv_backend *be)
 			 "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
 			 s->region);
 	struct req q = { .method = "PUT", .body = body, .len = strlen(body) };
+	if (lock)
+		q.hdr[0] = "x-amz-bucket-object-lock-enabled: true";
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 409 && !strcmp(q.code, "BucketAlreadyOwnedByYou"))
 		q.status = 200;
@@ -371,5 +373,38 @@ int kbv_backend_s3_make_bucket(struct kbv_backend *be)
 	} else if (rc == 0 && q.status != 200)
 		rc = s3_fail(s, &q);
 	kbv_buf_release(&q.err);
+	if (rc < 0 || !lock)
+		return rc;
+	/* A bucket that was there already: Object Lock can only be enabled when a bucket is
+	 * created (AWS since 2023 also later, with versioning; RGW 16 not), so ask. */
+	struct kbv_buf conf = KBV_BUF_INIT;
+	char enabled[32];
+	struct req g = { .method = "GET", .query = "object-lock=", .out = &conf };
+	rc = s3_do(s, &g);
+	kbv_s3_xml_field(conf.data, conf.len, "ObjectLockEnabled", enabled, sizeof enabled);
+	if (rc == 0 && g.status == 404 && !strcmp(g.code, "ObjectLockConfigurationNotFoundError"))
+		g.status = 200;
+	if (rc == 0 && g.status != 200)
+		rc = s3_fail(s, &g);
+	else if (rc == 0 && strcmp(enabled, "Enabled"))
+		rc = kbv_error(KBV_EINVAL, "bucket s3:%s/%s exists without Object Lock; --object-lock-days needs a bucket "
+					   "created with it: use a new bucket",
+			       s->endpoint, s->bucket);
+	kbv_buf_release(&g.err);
+	kbv_buf_release(&conf);
 	return rc;
+}
+
+int kbv_backend_s3_make_bucket(struct kbv_backend *be)
+{
+	if (be->ops != &s3_ops)
+		return 0;
+	return make_bucket((struct s3 *)be, 0);
+}
+
+int kbv_backend_s3_make_lock_bucket(struct kbv_backend *be)
+{
+	if (be->ops != &s3_ops)
+		return kbv_error(KBV_EINVAL, "Object Lock needs a repository on object storage (s3:...)");
+	return make_bucket((struct s3 *)be, 1);
 }

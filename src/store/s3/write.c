@@ -30,17 +30,34 @@ int s3_append(struct kbv_be_wr *bw, const void *p, size_t n)
 	return kbv_buf_add(&w->data, p, n);
 }
 
-/* One PUT of a whole object (create-if-absent with KBV_PUT_EXCL). */
+/* One PUT of a whole object (create-if-absent with KBV_PUT_EXCL, retained with
+ * S3_PUT_RETAIN). */
 int s3_put_object(struct s3 *s, const char *key, const struct kbv_buf *data, unsigned flags)
 {
 	struct req q = { .method = "PUT", .key = key, .body = data->data, .len = data->len };
+	char mode[64], until[96], sums[160];
+	size_t h = 0;
 	/* Written with other credentials than the bucket owner's (an append-only host), an
 	 * object is its writer's on Ceph RGW and on AWS buckets that keep ACLs: the owner's
 	 * hosts could not read it. This canned ACL gives the owner the object; AWS buckets
 	 * without ACLs (the default) accept it as the only ACL they take. */
-	q.hdr[0] = "x-amz-acl: bucket-owner-full-control";
+	q.hdr[h++] = "x-amz-acl: bucket-owner-full-control";
 	if (flags & KBV_PUT_EXCL)
-		q.hdr[1] = "If-None-Match: *";
+		q.hdr[h++] = "If-None-Match: *";
+	if ((flags & S3_PUT_RETAIN) && s->lock_secs > 0) {
+		/* Retained from the storage's clock (its latest reply's Date plus the time
+		 * passed since; ours only before any reply): a host whose clock is off neither
+		 * shortens nor stretches it. AWS refuses a retained PUT without a checksum of
+		 * the body. */
+		char t[40];
+		s3_iso_time(s3_now(s) + s->lock_secs, t, sizeof t);
+		snprintf(mode, sizeof mode, "x-amz-object-lock-mode: COMPLIANCE");
+		snprintf(until, sizeof until, "x-amz-object-lock-retain-until-date: %s", t);
+		q.hdr[h++] = mode;
+		q.hdr[h++] = until;
+		s3_checksum_headers(&q, h, sums, sizeof sums);
+		h += 2;
+	}
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 412 && q.retried) {
 		/* The connection broke during an earlier try: that PUT may have been applied, and
@@ -65,6 +82,7 @@ struct upload {
 	struct s3 *s;
 	char key[512];
 	struct kbv_buf data;
+	unsigned flags;
 	int rc;
 	char err[1024]; /* its message: errors are per thread */
 };
@@ -72,7 +90,7 @@ struct upload {
 static void *upload_main(void *arg)
 {
 	struct upload *u = arg;
-	u->rc = s3_put_object(u->s, u->key, &u->data, 0);
+	u->rc = s3_put_object(u->s, u->key, &u->data, u->flags);
 	if (u->rc < 0)
 		snprintf(u->err, sizeof u->err, "%s", kbv_errmsg());
 	kbv_buf_release(&u->data);
@@ -116,8 +134,9 @@ int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 	struct s3_wr *w = (struct s3_wr *)bw;
 	struct s3 *s = (struct s3 *)bw->be;
 	int rc = 0;
+	unsigned put = (flags & KBV_PUT_EXCL) | (kbv_obj_retained(w->kind) ? S3_PUT_RETAIN : 0);
 	if (!(flags & KBV_COMMIT_ASYNC) || (flags & KBV_PUT_EXCL) || s->conns < 2)
-		return s3_put_object(s, w->key, &w->data, flags & KBV_PUT_EXCL);
+		return s3_put_object(s, w->key, &w->data, put);
 	/* At most `conns` uploads at a time, each holding its pack: memory stays bounded. */
 	pthread_mutex_lock(&s->up_mu);
 	while (s->nup >= (size_t)s->conns) {
@@ -132,11 +151,12 @@ int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 	if (rc == 0) {
 		u->s = s;
+		u->flags = put;
 		snprintf(u->key, sizeof u->key, "%s", w->key);
 		u->data = w->data; /* taken over: the writer's discard frees nothing more */
 		memset(&w->data, 0, sizeof w->data);
 		if (pthread_create(&u->th, NULL, upload_main, u) != 0) {
-			rc = s3_put_object(s, u->key, &u->data, 0); /* no thread: upload it here */
+			rc = s3_put_object(s, u->key, &u->data, put); /* no thread: upload it here */
 			kbv_buf_release(&u->data);
 			free(u);
 		} else {

@@ -34,9 +34,11 @@ static void xml_start(void *arg, const XML_Char *el, const XML_Char **attr)
 	struct kbv_s3_listing *l = arg;
 	(void)attr;
 	l->text.len = 0;
-	if (!strcmp(el, "Contents")) {
+	if (!strcmp(el, "Contents") || !strcmp(el, "Version") || !strcmp(el, "DeleteMarker")) {
 		l->in_contents = 1;
+		l->marker = !strcmp(el, "DeleteMarker");
 		l->key[0] = 0;
+		l->version[0] = 0;
 		l->size = 0;
 		l->mtime = 0;
 	}
@@ -49,7 +51,7 @@ static void xml_text(void *arg, const XML_Char *s, int len)
 		l->bad = KBV_ENOMEM;
 }
 
-static int64_t parse_time(const char *s)
+int64_t kbv_s3_parse_time(const char *s)
 {
 	struct tm tm = { 0 };
 	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
@@ -81,6 +83,12 @@ static void add_item(struct kbv_s3_listing *l)
 		it->name[len - 5] = 0;
 	it->size = l->size;
 	it->mtime = l->mtime;
+	len = strlen(l->version);
+	if (len >= sizeof it->version)
+		len = 0;
+	memcpy(it->version, l->version, len);
+	it->version[len] = 0;
+	it->marker = l->marker;
 	l->n++;
 }
 
@@ -97,10 +105,16 @@ static void xml_end(void *arg, const XML_Char *el)
 	} else if (l->in_contents && !strcmp(el, "Size")) {
 		l->size = strtoull(v, NULL, 10);
 	} else if (l->in_contents && !strcmp(el, "LastModified")) {
-		l->mtime = parse_time(v);
-	} else if (!strcmp(el, "Contents")) {
+		l->mtime = kbv_s3_parse_time(v);
+	} else if (l->in_contents && !strcmp(el, "VersionId")) {
+		snprintf(l->version, sizeof l->version, "%s", v);
+	} else if (!strcmp(el, "Contents") || !strcmp(el, "Version") || !strcmp(el, "DeleteMarker")) {
 		l->in_contents = 0;
 		add_item(l);
+	} else if (!strcmp(el, "NextKeyMarker")) {
+		snprintf(l->next_key, sizeof l->next_key, "%s", v);
+	} else if (!strcmp(el, "NextVersionIdMarker")) {
+		snprintf(l->next_version, sizeof l->next_version, "%s", v);
 	} else if (!strcmp(el, "IsTruncated")) {
 		l->truncated = !strcmp(v, "true");
 	} else if (!strcmp(el, "NextContinuationToken")) {
@@ -113,6 +127,7 @@ int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len)
 	l->n = 0;
 	l->truncated = 0;
 	l->token[0] = 0;
+	l->next_key[0] = l->next_version[0] = 0;
 	l->in_contents = 0;
 	l->bad = 0;
 	l->text.len = 0;

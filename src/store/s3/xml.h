@@ -14,6 +14,10 @@ struct kbv_s3_item {
 	char name[80]; /* the key's last path element, without ".pack"; "" when too long */
 	uint64_t size;
 	int64_t mtime; /* LastModified, seconds since the epoch; 0 when absent or unparsable */
+	/* ListObjectVersions only: the version's id ("" when too long) and whether it is a
+	 * delete marker (a version without data that hides the ones before it) */
+	char version[128];
+	int marker;
 };
 
 /* One page of a listing. Zero-initialise; each parse replaces items, truncated, token. */
@@ -22,18 +26,25 @@ struct kbv_s3_listing {
 	size_t n, cap;
 	int truncated;    /* IsTruncated was "true" */
 	char token[1024]; /* NextContinuationToken ("" when none) */
+	/* ListObjectVersions: where the next page starts ("" when none) */
+	char next_key[1024], next_version[1024];
 	/* parser state */
-	int in_contents, bad;
+	int in_contents, bad, marker;
 	struct kbv_buf text;
-	char key[1024];
+	char key[1024], version[1024];
 	uint64_t size;
 	int64_t mtime;
 };
 
-/* Parse one ListObjectsV2 reply. 0; KBV_ECORRUPT for a reply that is not well-formed XML;
+/* Parse one ListObjectsV2 reply, or one ListObjectVersions reply (each Version and
+ * DeleteMarker an item). 0; KBV_ECORRUPT for a reply that is not well-formed XML;
  * KBV_ENOMEM. Errors are not recorded with kbv_error (the caller names the request). */
 int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len);
 void kbv_s3_listing_release(struct kbv_s3_listing *l);
+
+/* An ISO 8601 time as S3 writes it ("2026-12-01T13:30:30.552Z"; fractions ignored) in
+ * seconds since the epoch; 0 when it does not parse. */
+int64_t kbv_s3_parse_time(const char *s);
 
 /* The text of the first <tag>…</tag> in body into out (cut to cap - 1 bytes; "" when
  * absent). For small flat replies. */

@@ -1,0 +1,240 @@
+/* Object Lock at the repository level (format/repository.md, "Object Lock"): is an object
+ * still retained, and the extension of what is kept before its retention lapses.
+ *
+ * Every retained object was written with retain-until = the storage's clock + L (L the
+ * repository's retention), so LastModified + L (less a minute of slack for the clock the
+ * writer read) is a lower bound of its retain-until that a listing gives for free. An
+ * extension raises it for everything listed; this host remembers the lowest retain-until
+ * it left among the objects that existed when it listed them (the file `object-lock` in
+ * its cache directory), which lifts the lower bound of every object that old. Only exact
+ * answers (a HEAD) are trusted for deleting; lower bounds decide only what to extend,
+ * where being low costs a request, never an object. */
+#include "kbv/backend.h"
+#include "kbv/error.h"
+#include "kbv/fsio.h"
+#include "store/repo_impl.h"
+#include "store/retain.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Seconds the clock a writer read may lag its PUT: a minute (less for the short days of
+ * tests, KBVAULT_OBJECT_LOCK_DAY). */
+static int64_t slack(const struct kbv_repo *r)
+{
+	int64_t L = kbv_repo_lock_seconds(r);
+	return L / 10 < 60 ? L / 10 : 60;
+}
+
+/* The host's record: every object listed at storage time `t` or before is retained until
+ * `until` at least. */
+struct record {
+	int64_t t, until;
+};
+
+static void record_read(struct kbv_repo *r, struct record *rec)
+{
+	char p[PATH_MAX];
+	rec->t = rec->until = 0;
+	if (kbv_repo_sub(r, "object-lock", p, sizeof p) < 0)
+		return;
+	FILE *f = fopen(p, "re");
+	long long t, u;
+	if (!f)
+		return;
+	if (fscanf(f, "kbvault-object-lock 1 %lld %lld", &t, &u) == 2 && t > 0 && u > t) {
+		rec->t = t;
+		rec->until = u;
+	}
+	fclose(f);
+}
+
+static int record_write(struct kbv_repo *r, const struct record *rec)
+{
+	char p[PATH_MAX], line[96];
+	int rc = 0;
+	TRY(kbv_repo_sub(r, "object-lock", p, sizeof p));
+	int n = snprintf(line, sizeof line, "kbvault-object-lock 1 %lld %lld\n", (long long)rec->t,
+			 (long long)rec->until);
+	rc = kbv_write_replace(p, line, (size_t)n, 0600);
+out:
+	return rc;
+}
+
+/* The lower bound of an object's retain-until from what a listing says of it. */
+static int64_t lower_bound(const struct kbv_repo *r, const struct record *rec, int64_t mtime)
+{
+	int64_t lb = mtime ? mtime + kbv_repo_lock_seconds(r) - slack(r) : 0;
+	if (mtime && rec->t && mtime <= rec->t && rec->until > lb)
+		lb = rec->until;
+	return lb;
+}
+
+int kbv_repo_retained(struct kbv_repo *r, enum kbv_obj kind, const char *name, int64_t mtime, int64_t *until)
+{
+	struct record rec;
+	int64_t now;
+	int rc = 0;
+	*until = 0;
+	if (!r->lock_days || !kbv_obj_retained(kind))
+		return 0;
+	TRY(kbv_be_clock(r->be, &now));
+	record_read(r, &rec);
+	int64_t lb = lower_bound(r, &rec, mtime);
+	if (lb > now + slack(r)) {
+		*until = lb;
+		return 1;
+	}
+	rc = kbv_be_retention(r->be, kind, name, until);
+	if (rc == KBV_ENOTFOUND) {
+		*until = 0;
+		return 0;
+	}
+	TRY(rc);
+	/* on the storage's clock as of that HEAD */
+	TRY(kbv_be_clock(r->be, &now));
+	return *until > now ? 1 : 0;
+out:
+	return rc;
+}
+
+int kbv_repo_refuse_retained(struct kbv_repo *r, enum kbv_obj kind, const char *name, const char *what)
+{
+	int64_t until;
+	int rc = kbv_repo_retained(r, kind, name, 0, &until);
+	if (rc <= 0)
+		return rc;
+	time_t t = (time_t)until;
+	struct tm tm;
+	char when[64];
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+	return kbv_error(KBV_ELOCKED, "%s is retained by Object Lock until %s: nobody can remove it before then", what,
+			 when);
+}
+
+/* ---- extension ---- */
+
+struct obj {
+	enum kbv_obj kind;
+	char name[65];
+	int64_t mtime, lb;
+};
+
+struct scan {
+	struct kbv_repo *r;
+	const struct record *rec;
+	enum kbv_obj kind;
+	struct obj *v;
+	size_t n, cap;
+};
+
+static int on_obj(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct scan *s = arg;
+	(void)size;
+	if (strlen(name) >= sizeof s->v->name)
+		return 0;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 256;
+		struct obj *v = realloc(s->v, cap * sizeof *v);
+		if (!v)
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		s->v = v;
+		s->cap = cap;
+	}
+	struct obj *o = &s->v[s->n++];
+	o->kind = s->kind;
+	snprintf(o->name, sizeof o->name, "%s", name);
+	o->mtime = mtime;
+	o->lb = 0;
+	return 0;
+}
+
+int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_report *out)
+{
+	static const enum kbv_obj kinds[] = { KBV_OBJ_CONFIG, KBV_OBJ_KEY,    KBV_OBJ_PACK,
+					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX };
+	struct record rec, next;
+	struct scan s = { .r = r, .rec = &rec };
+	int64_t t0, now, L = kbv_repo_lock_seconds(r);
+	int rc = 0;
+	memset(out, 0, sizeof *out);
+	if (!r->lock_days)
+		return 0;
+	out->days = r->lock_days;
+	out->seconds = L;
+	record_read(r, &rec);
+	TRY(kbv_be_clock(r->be, &t0));
+	for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+		s.kind = kinds[k];
+		TRY(kbv_be_list(r->be, kinds[k], on_obj, &s));
+	}
+	/* Lower bounds; an object the listing gives no time for (the config and the keys,
+	 * found by a HEAD) is asked for its retention. */
+	int due = 0;
+	TRY(kbv_be_clock(r->be, &now));
+	for (size_t i = 0; i < s.n; i++) {
+		struct obj *o = &s.v[i];
+		o->lb = lower_bound(r, &rec, o->mtime);
+		if (!o->mtime) {
+			rc = kbv_be_retention(r->be, o->kind, o->name, &o->lb);
+			if (rc == KBV_ENOTFOUND) {
+				o->lb = INT64_MAX; /* gone meanwhile */
+				rc = 0;
+			}
+			TRY(rc);
+		}
+		due |= o->lb < now + L / 2;
+	}
+	out->objects = s.n;
+	/* Due when anything has less than half the retention left: then everything not
+	 * written within the last hour (an eighth of the retention, if less) is extended to
+	 * now + L, so the next extension is due about L/2 later: a pass every L/2 costs a
+	 * request per object. */
+	if (extend && due) {
+		TRY(kbv_be_clock(r->be, &now));
+		int64_t until = now + L, fresh = now + L - (L / 8 < 3600 ? L / 8 : 3600);
+		for (size_t i = 0; i < s.n; i++) {
+			struct obj *o = &s.v[i];
+			if (o->lb >= fresh)
+				continue;
+			rc = kbv_be_extend(r->be, o->kind, o->name, until);
+			if (rc == KBV_ENOTFOUND) { /* removed since the listing (a forget, a gc) */
+				o->lb = INT64_MAX;
+				rc = 0;
+				continue;
+			}
+			if (rc < 0) {
+				char what[512];
+				kbv_be_describe(r->be, o->kind, o->name, what, sizeof what);
+				rc = kbv_error(rc, "extend the Object Lock retention of %s: %s", what, kbv_errmsg());
+				goto out;
+			}
+			o->lb = until;
+			out->extended++;
+		}
+	}
+	/* What is left: the lowest retain-until (as known here), and what this host may
+	 * remember of everything listed. */
+	next.t = t0;
+	next.until = INT64_MAX;
+	for (size_t i = 0; i < s.n; i++) {
+		if (s.v[i].lb < next.until)
+			next.until = s.v[i].lb;
+	}
+	out->now = now;
+	if (next.until != INT64_MAX) {
+		out->oldest = next.until;
+		out->next_extension = next.until - L / 2;
+	}
+	if (extend && next.until != INT64_MAX && next.until > next.t)
+		TRY(record_write(r, &next));
+out:
+	free(s.v);
+	return rc;
+}

@@ -1,0 +1,149 @@
+/* Object Lock's stored and parsed parts: the version 2 config (golden, from
+ * tests/golden/make-golden-lock-bucket.sh) and its checks, the kinds Object Lock retains,
+ * and ListObjectVersions replies (format/repository.md, "Object Lock"). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "kbv/backend.h"
+#include "kbv/error.h"
+#include "kbv/repo.h"
+#include "store/repo_impl.h"
+#include "store/s3/xml.h"
+
+static size_t slurp(const char *path, uint8_t *buf, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, cap, f);
+	fclose(f);
+	return n;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_config_v2_golden(void **s)
+{
+	(void)s;
+	uint8_t b[128];
+	struct kbv_repo r;
+	size_t n = slurp("tests/golden/v2-lock-bucket/objects/config", b, sizeof b);
+	assert_int_equal(n, 64);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(kbv_repo_config_decode(b, n, "golden", &r), 0);
+	assert_int_equal(r.lock_days, 1);
+	assert_true(r.encrypted);
+	/* version 1 (every repository without Object Lock) still reads, with no lock */
+	n = slurp("tests/golden/v1/repo-encrypted/config", b, sizeof b);
+	assert_int_equal(n, 60);
+	memset(&r, 0, sizeof r);
+	r.lock_days = 9;
+	assert_int_equal(kbv_repo_config_decode(b, n, "golden v1", &r), 0);
+	assert_int_equal(r.lock_days, 0);
+}
+
+static void test_config_v2_checks(void **s)
+{
+	(void)s;
+	uint8_t g[128], b[128];
+	struct kbv_repo r;
+	size_t n = slurp("tests/golden/v2-lock-bucket/objects/config", g, sizeof g);
+	/* a lock of 0 days (or more than ten years) in a version 2 config, checksum right */
+	uint32_t bad[] = { 0, KBV_MAX_LOCK_DAYS + 1 };
+	for (size_t i = 0; i < 2; i++) {
+		memcpy(b, g, n);
+		put32(b + 52, bad[i]);
+		put64(b + 56, XXH3_64bits(b, 56));
+		memset(&r, 0, sizeof r);
+		assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_ECORRUPT);
+	}
+	/* a flipped bit, a version 1 size, an unknown version */
+	memcpy(b, g, n);
+	b[53] ^= 1;
+	assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_ECORRUPT);
+	memcpy(b, g, n);
+	assert_int_equal(kbv_repo_config_decode(b, 60, "x", &r), KBV_ECORRUPT);
+	put32(b + 8, 3);
+	assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_EVERSION);
+}
+
+static void test_retained_kinds(void **s)
+{
+	(void)s;
+	assert_true(kbv_obj_retained(KBV_OBJ_CONFIG));
+	assert_true(kbv_obj_retained(KBV_OBJ_KEY));
+	assert_true(kbv_obj_retained(KBV_OBJ_PACK));
+	assert_true(kbv_obj_retained(KBV_OBJ_SNAPSHOT));
+	assert_true(kbv_obj_retained(KBV_OBJ_RECORD));
+	assert_true(kbv_obj_retained(KBV_OBJ_INDEX));
+	/* gc must be able to remove these whatever the retention */
+	assert_false(kbv_obj_retained(KBV_OBJ_PLAN));
+	assert_false(kbv_obj_retained(KBV_OBJ_LOCK));
+}
+
+static void test_versions_reply(void **s)
+{
+	(void)s;
+	static const char reply[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListVersionsResult "
+		"xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><Prefix>p/data/</Prefix>"
+		"<IsTruncated>true</IsTruncated><NextKeyMarker>p/data/ab/abcd.pack</NextKeyMarker>"
+		"<NextVersionIdMarker>v.3</NextVersionIdMarker>"
+		"<DeleteMarker><Key>p/data/00/00112233445566778899aabbccddeeff.pack</Key><VersionId>m-1</VersionId>"
+		"<IsLatest>true</IsLatest><LastModified>2026-12-01T13:30:35.893Z</LastModified></DeleteMarker>"
+		"<Version><Key>p/data/00/00112233445566778899aabbccddeeff.pack</Key><VersionId>v.1</VersionId>"
+		"<IsLatest>false</IsLatest><LastModified>2026-12-01T13:30:30.552Z</LastModified><Size>6</Size></Version>"
+		"<Version><Key>p/snapshots/x</Key><VersionId>null</VersionId><Size>7</Size></Version>"
+		"</ListVersionsResult>";
+	struct kbv_s3_listing l = { 0 };
+	assert_int_equal(kbv_s3_listing_parse(&l, reply, sizeof reply - 1), 0);
+	assert_int_equal(l.n, 3);
+	assert_true(l.truncated);
+	assert_string_equal(l.next_key, "p/data/ab/abcd.pack");
+	assert_string_equal(l.next_version, "v.3");
+	assert_string_equal(l.items[0].name, "00112233445566778899aabbccddeeff");
+	assert_string_equal(l.items[0].version, "m-1");
+	assert_true(l.items[0].marker);
+	assert_string_equal(l.items[1].version, "v.1");
+	assert_false(l.items[1].marker);
+	assert_int_equal(l.items[1].size, 6);
+	assert_int_equal(l.items[1].mtime, kbv_s3_parse_time("2026-12-01T13:30:30Z"));
+	assert_string_equal(l.items[2].name, "x");
+	assert_string_equal(l.items[2].version, "null");
+	/* a ListObjectsV2 page after it: no version, no marker, no next key */
+	static const char v2[] = "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>p/k</Key>"
+				 "<Size>1</Size></Contents></ListBucketResult>";
+	assert_int_equal(kbv_s3_listing_parse(&l, v2, sizeof v2 - 1), 0);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.items[0].version, "");
+	assert_false(l.items[0].marker);
+	assert_string_equal(l.next_key, "");
+	kbv_s3_listing_release(&l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_v2_golden),
+		cmocka_unit_test(test_config_v2_checks),
+		cmocka_unit_test(test_retained_kinds),
+		cmocka_unit_test(test_versions_reply),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
