@@ -304,7 +304,7 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[[ "$output" == *"2 snapshots: ok, 0 problems"* ]]
 }
 
-@test "s3: listings page through continuation tokens (pages of 2 keys): snapshots, cache refresh, check, gc" {
+@test "s3: listings page through continuation tokens (pages of 2 keys): snapshots, cache refresh, check, gc; deletions in batches of 2 sent at once" {
 	s3_init
 	for i in 1 2 3 4 5 6 7; do
 		head -c 100000 /dev/urandom > "$TMPD/s$i"
@@ -323,6 +323,14 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	for i in 2 3 4 5 6 7; do
 		XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stream "s$i" --stdout | cmp - "$TMPD/s$i"
 	done
+	# five packs go in three DeleteObjects of at most 2 keys, sent by parallel threads
+	for i in 1 2 3 4 5; do kbv forget -q "$(snap_id 1)"; done
+	KBVAULT_S3_DELETE_BATCH=2 kbv gc -q --keep-all
+	[ "$(s3_keys prod/data/ | wc -l)" = 1 ]
+	[ "$(snap_count)" = 1 ]
+	kbv restore latest --stdout | cmp - "$TMPD/s7"
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv check --read-data
+	[ "$status" -eq 0 ]
 }
 
 @test "s3: a wrong secret, a missing bucket, no credentials and a server that does not answer: clear errors, no secret in any output" {

@@ -121,13 +121,46 @@ out:
 	return rc;
 }
 
+/* The versions to delete, gathered page by page and deleted 1000 at a time. */
+struct gone {
+	struct s3 *s;
+	enum kbv_obj kind;
+	const char *const *names;
+	const struct want *w;
+	size_t n;
+	struct kbv_buf objs; /* <Object> elements */
+	size_t batch;
+};
+
+static int on_version(void *arg, const struct kbv_s3_item *it)
+{
+	struct gone *g = arg;
+	struct want k = { 0 }, *hit;
+	char key[512];
+	int rc = 0;
+	snprintf(k.base, sizeof k.base, "%s", it->name);
+	if (!*it->version || !(hit = bsearch(&k, g->w, g->n, sizeof *g->w, want_cmp)))
+		return 0;
+	s3_obj_key(g->s, g->kind, g->names[hit->i], key, sizeof key);
+	TRY(kbv_buf_add(&g->objs, "<Object><Key>", 13));
+	TRY(xml_add_escaped(&g->objs, key));
+	TRY(kbv_buf_add(&g->objs, "</Key><VersionId>", 17));
+	TRY(xml_add_escaped(&g->objs, it->version));
+	TRY(kbv_buf_add(&g->objs, "</VersionId></Object>", 21));
+	if (++g->batch == 1000) {
+		rc = delete_versions(g->s, &g->objs);
+		g->objs.len = 0;
+		g->batch = 0;
+	}
+out:
+	return rc;
+}
+
 int s3_remove_versions(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n)
 {
 	struct want *w = n ? calloc(n, sizeof *w) : NULL;
-	struct kbv_buf body = KBV_BUF_INIT, objs = KBV_BUF_INIT;
-	struct kbv_s3_listing l = { 0 };
-	char key[512], prefix[512], eprefix[1536], ekm[3072], evm[3072], query[8000], maxkeys[32] = "";
-	size_t batch = 0;
+	struct gone g = { s, kind, names, w, n, KBV_BUF_INIT, 0 };
+	char key[512], prefix[512];
 	int rc = 0;
 	if (!n)
 		return 0;
@@ -144,69 +177,10 @@ int s3_remove_versions(struct s3 *s, enum kbv_obj kind, const char *const *names
 		s3_obj_key(s, kind, names[0], prefix, sizeof prefix);
 	else
 		snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(kind));
-	s3_uri_encode(prefix, eprefix, sizeof eprefix);
-	const char *page = getenv("KBVAULT_S3_LIST_PAGE");
-	long pn;
-	if (page && kbv_parse_long(page, 1, 1000, &pn) == 0)
-		snprintf(maxkeys, sizeof maxkeys, "&max-keys=%ld", pn);
-	do {
-		/* Parameters sorted by name and encoded: curl signs the query as it is given. */
-		if (*l.next_key) {
-			s3_uri_encode(l.next_key, ekm, sizeof ekm);
-			s3_uri_encode(l.next_version, evm, sizeof evm);
-			snprintf(query, sizeof query, "key-marker=%s%s&prefix=%s&version-id-marker=%s&versions=", ekm, maxkeys,
-				 eprefix, evm);
-		} else {
-			snprintf(query, sizeof query, "%s%sprefix=%s&versions=", maxkeys + (*maxkeys ? 1 : 0),
-				 *maxkeys ? "&" : "", eprefix);
-		}
-		struct req q = { .method = "GET", .query = query, .out = &body };
-		rc = s3_do(s, &q);
-		if (rc == 0 && q.status != 200)
-			rc = s3_fail(s, &q);
-		kbv_buf_release(&q.err);
-		if (rc < 0)
-			break;
-		rc = kbv_s3_listing_parse(&l, body.data, body.len);
-		if (rc == KBV_ENOMEM) {
-			rc = kbv_error(KBV_ENOMEM, "out of memory");
-			break;
-		}
-		if (rc < 0) {
-			rc = kbv_error(KBV_EIO, "s3 list versions s3:%s/%s/%s: the reply is not a ListVersionsResult",
-				       s->endpoint, s->bucket, prefix);
-			break;
-		}
-		for (size_t i = 0; i < l.n && rc == 0; i++) {
-			struct want k = { 0 }, *hit;
-			snprintf(k.base, sizeof k.base, "%s", l.items[i].name);
-			if (!*l.items[i].version || !(hit = bsearch(&k, w, n, sizeof *w, want_cmp)))
-				continue;
-			s3_obj_key(s, kind, names[hit->i], key, sizeof key);
-			if ((rc = kbv_buf_add(&objs, "<Object><Key>", 13)) < 0 || (rc = xml_add_escaped(&objs, key)) < 0 ||
-			    (rc = kbv_buf_add(&objs, "</Key><VersionId>", 17)) < 0 ||
-			    (rc = xml_add_escaped(&objs, l.items[i].version)) < 0 ||
-			    (rc = kbv_buf_add(&objs, "</VersionId></Object>", 21)) < 0)
-				break;
-			if (++batch == 1000) {
-				rc = delete_versions(s, &objs);
-				objs.len = 0;
-				batch = 0;
-			}
-		}
-		if (rc)
-			break;
-		if (l.truncated && !*l.next_key) {
-			rc = kbv_error(KBV_EIO, "s3 list versions s3:%s/%s/%s: a truncated listing without a next key",
-				       s->endpoint, s->bucket, prefix);
-			break;
-		}
-	} while (l.truncated);
-	if (rc == 0 && batch)
-		rc = delete_versions(s, &objs);
-	kbv_s3_listing_release(&l);
-	kbv_buf_release(&body);
-	kbv_buf_release(&objs);
+	rc = s3_walk(s, prefix, 1, on_version, &g);
+	if (rc == 0 && g.batch)
+		rc = delete_versions(s, &g.objs);
+	kbv_buf_release(&g.objs);
 	free(w);
 	return rc;
 }

@@ -170,6 +170,13 @@ int64_t s3_now(struct s3 *s);
 /* "2026-12-01T13:30:30Z" */
 void s3_iso_time(int64_t t, char *out, size_t cap);
 
+/* storage.c: every key under `prefix` (the bucket's key, prefix included), page by page:
+ * fn(arg, item) for each (ListObjectsV2), or each version and delete marker
+ * (ListObjectVersions) with `versions`. A non-zero return of fn stops the walk. */
+struct kbv_s3_item;
+typedef int (*s3_item_fn)(void *arg, const struct kbv_s3_item *it);
+int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void *arg);
+
 /* lock.c: Object Lock */
 int s3_set_retention(struct kbv_backend *be, int64_t seconds);
 int s3_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until);

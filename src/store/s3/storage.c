@@ -21,41 +21,34 @@ static void s3_describe(struct kbv_backend *be, enum kbv_obj kind, const char *n
 	snprintf(out, cap, "s3:%s/%s/%s", s->endpoint, s->bucket, key);
 }
 
-static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void *arg)
 {
-	struct s3 *s = (struct s3 *)be;
-	char prefix[512], eprefix[1536], etoken[3072], query[4800];
+	char eprefix[1536], e1[3072], e2[3072], query[8000];
 	struct kbv_buf body = KBV_BUF_INIT;
 	struct kbv_s3_listing l = { 0 };
 	int rc = 0;
-	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY) {
-		/* One object: is it there? Keys: `key`, then keys/<keyid> below. */
-		char key[512];
-		s3_obj_key(s, kind, "", key, sizeof key);
-		struct req q = { .method = "HEAD", .key = key };
-		rc = s3_do(s, &q);
-		kbv_buf_release(&q.err);
-		if (rc == 0 && q.status == 200)
-			rc = fn(arg, "", q.length, 0);
-		else if (rc == 0 && q.status != 404)
-			rc = s3_fail(s, &q);
-		if (rc || kind == KBV_OBJ_CONFIG)
-			return rc;
-	}
-	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(kind));
 	s3_uri_encode(prefix, eprefix, sizeof eprefix);
 	/* Pages of the server's size (1000 keys on AWS and RGW); the tests make them small
-	 * with KBVAULT_S3_LIST_PAGE to walk continuation tokens without thousands of objects. */
+	 * with KBVAULT_S3_LIST_PAGE to walk continuations without thousands of objects. */
 	char maxkeys[32] = "";
 	const char *page = getenv("KBVAULT_S3_LIST_PAGE");
 	long pn;
 	if (page && kbv_parse_long(page, 1, 1000, &pn) == 0)
 		snprintf(maxkeys, sizeof maxkeys, "&max-keys=%ld", pn);
+	const char *what = versions ? "ListVersionsResult" : "ListObjectsV2 result";
 	do {
 		/* Parameters sorted by name and encoded: curl signs the query as it is given. */
-		if (*l.token) {
-			s3_uri_encode(l.token, etoken, sizeof etoken);
-			snprintf(query, sizeof query, "continuation-token=%s&list-type=2%s&prefix=%s", etoken, maxkeys, eprefix);
+		if (versions && *l.next_key) {
+			s3_uri_encode(l.next_key, e1, sizeof e1);
+			s3_uri_encode(l.next_version, e2, sizeof e2);
+			snprintf(query, sizeof query, "key-marker=%s%s&prefix=%s&version-id-marker=%s&versions=", e1, maxkeys,
+				 eprefix, e2);
+		} else if (versions) {
+			snprintf(query, sizeof query, "%s%sprefix=%s&versions=", *maxkeys ? maxkeys + 1 : "",
+				 *maxkeys ? "&" : "", eprefix);
+		} else if (*l.token) {
+			s3_uri_encode(l.token, e1, sizeof e1);
+			snprintf(query, sizeof query, "continuation-token=%s&list-type=2%s&prefix=%s", e1, maxkeys, eprefix);
 		} else {
 			snprintf(query, sizeof query, "list-type=2%s&prefix=%s", maxkeys, eprefix);
 		}
@@ -72,17 +65,16 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 			break;
 		}
 		if (rc < 0) {
-			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a ListObjectsV2 result", s->endpoint,
-				       s->bucket, prefix);
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a %s", s->endpoint, s->bucket, prefix,
+				       what);
 			break;
 		}
 		for (size_t i = 0; i < l.n && rc == 0; i++)
-			if (kbv_obj_name_ok(kind, l.items[i].name))
-				rc = fn(arg, l.items[i].name, l.items[i].size, l.items[i].mtime);
+			rc = fn(arg, &l.items[i]);
 		if (rc)
 			break;
-		if (l.truncated && !*l.token) {
-			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: a truncated listing without a continuation token",
+		if (l.truncated && !*(versions ? l.next_key : l.token)) {
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: a truncated listing without where the next page starts",
 				       s->endpoint, s->bucket, prefix);
 			break;
 		}
@@ -90,6 +82,42 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 	kbv_s3_listing_release(&l);
 	kbv_buf_release(&body);
 	return rc;
+}
+
+struct list_to_fn {
+	enum kbv_obj kind;
+	kbv_be_list_fn fn;
+	void *arg;
+};
+
+static int list_item(void *arg, const struct kbv_s3_item *it)
+{
+	struct list_to_fn *t = arg;
+	return kbv_obj_name_ok(t->kind, it->name) ? t->fn(t->arg, it->name, it->size, it->mtime) : 0;
+}
+
+static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+{
+	struct s3 *s = (struct s3 *)be;
+	char prefix[512];
+	int rc = 0;
+	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY) {
+		/* One object: is it there? Keys: `key`, then keys/<keyid> below. */
+		char key[512];
+		s3_obj_key(s, kind, "", key, sizeof key);
+		struct req q = { .method = "HEAD", .key = key };
+		rc = s3_do(s, &q);
+		kbv_buf_release(&q.err);
+		if (rc == 0 && q.status == 200)
+			rc = fn(arg, "", q.length, 0);
+		else if (rc == 0 && q.status != 404)
+			rc = s3_fail(s, &q);
+		if (rc || kind == KBV_OBJ_CONFIG)
+			return rc;
+	}
+	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(kind));
+	struct list_to_fn t = { kind, fn, arg };
+	return s3_walk(s, prefix, 0, list_item, &t);
 }
 
 /* The server's clock as of its latest reply; before any, one HEAD of the config. */
@@ -179,14 +207,78 @@ out:
 	return rc;
 }
 
+/* Batches of a removal sent by up to s3-connections threads at once: a server deletes the
+ * objects of one DeleteObjects one after another (radosgw: about 1 ms each), so batches in
+ * parallel finish sooner (docs/benchmarks.md, "gc on many packs"). */
+struct del_job {
+	struct s3 *s;
+	enum kbv_obj kind;
+	const char *const *names;
+	size_t n;
+	_Atomic size_t *next; /* the next batch's first name, shared by the threads */
+	size_t batch;
+	pthread_t th;
+	int rc;
+	char err[1024]; /* its message: errors are per thread */
+};
+
+static void *delete_main(void *arg)
+{
+	struct del_job *j = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(j->next, j->batch);
+		if (i >= j->n)
+			break;
+		int r = delete_batch(j->s, j->kind, j->names + i, j->n - i < j->batch ? j->n - i : j->batch);
+		if (r < 0) {
+			j->rc = r;
+			snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+			atomic_store(j->next, j->n); /* the others stop after their batch */
+			break;
+		}
+	}
+	return NULL;
+}
+
 static int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
 {
+	struct s3 *s = (struct s3 *)be;
+	if (s->lock_secs)
+		return s3_remove_versions(s, kind, names, n);
+	/* the tests make batches small (KBVAULT_S3_DELETE_BATCH) to run several at once */
+	size_t batch = S3_DELETE_BATCH;
+	const char *b = getenv("KBVAULT_S3_DELETE_BATCH");
+	long bl;
+	if (b && kbv_parse_long(b, 1, S3_DELETE_BATCH, &bl) == 0)
+		batch = (size_t)bl;
+	size_t batches = (n + batch - 1) / batch;
+	if (batches <= 1)
+		return n ? delete_batch(s, kind, names, n) : 0;
+	size_t nth = batches < (size_t)s->conns ? batches : (size_t)s->conns;
+	struct del_job j[S3_MAX_CONNS];
+	_Atomic size_t next = 0;
+	size_t started = 0;
+	for (size_t t = 0; t < nth; t++) {
+		j[t] = (struct del_job){ .s = s, .kind = kind, .names = names, .n = n, .next = &next, .batch = batch };
+		if (pthread_create(&j[t].th, NULL, delete_main, &j[t]) != 0)
+			break;
+		started++;
+	}
+	if (!started) { /* no thread: here, one batch after another */
+		struct del_job one = { .s = s, .kind = kind, .names = names, .n = n, .next = &next, .batch = batch };
+		delete_main(&one);
+		return one.rc < 0 ? kbv_error(one.rc, "%s", one.err) : 0;
+	}
 	int rc = 0;
-	if (((struct s3 *)be)->lock_secs)
-		return s3_remove_versions((struct s3 *)be, kind, names, n);
-	for (size_t i = 0; i < n && rc == 0; i += S3_DELETE_BATCH)
-		rc = delete_batch((struct s3 *)be, kind, names + i, n - i < S3_DELETE_BATCH ? n - i : S3_DELETE_BATCH);
-	return rc;
+	const char *err = NULL;
+	for (size_t t = 0; t < started; t++) {
+		pthread_join(j[t].th, NULL);
+		if (j[t].rc < 0 && !rc) {
+			rc = j[t].rc;
+			err = j[t].err;
+		}
+	}
+	return rc < 0 ? kbv_error(rc, "%s", err) : 0;
 }
 
 static void s3_free(struct kbv_backend *be)
