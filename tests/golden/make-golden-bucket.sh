@@ -5,11 +5,20 @@
 # one stream each, so two index objects (format/index.md "Index objects", version 1). Run
 # ONLY when the index object format changes; tests/cli/s3.bats uploads it into a bucket and
 # must keep building an empty cache from its index objects and restoring byte for byte.
-#   tests/golden/make-golden-bucket.sh
+# With --object-lock: the golden Object Lock bucket, v2-lock-bucket (config version 2,
+# format/repository.md "Object Lock"), which tests/cli/objectlock.bats uploads into a
+# bucket with Object Lock, restores, and snapshots into. Run it when the config changes.
+#   tests/golden/make-golden-bucket.sh [--object-lock]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 K=${KBVAULT:-$PWD/build/kbvault}
 D=tests/golden/v1-bucket
+LOCK=()
+if [ "${1:-}" = --object-lock ]; then
+	D=tests/golden/v2-lock-bucket
+	LOCK=(--object-lock-days 1)
+	export KBVAULT_OBJECT_LOCK_DAY=60 # retained a minute in the throwaway Ceph
+fi
 W=$(mktemp -d)
 source tests/cli/ceph.bash
 trap 'ceph_stop; rm -rf "$W"' EXIT
@@ -17,7 +26,7 @@ ceph_start
 export KBVAULT_PASSWORD=kbvault-golden XDG_CACHE_HOME="$W/cache"
 BUCKET=golden
 export KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/repo"
-"$K" -q init --kdf-ops 1 --kdf-mem-mib 8
+"$K" -q init --kdf-ops 1 --kdf-mem-mib 8 "${LOCK[@]}"
 seq 1 20000 > "$W/one.txt"
 seq 5000 30000 > "$W/two.txt"
 "$K" -q snapshot --host golden --stdin one.txt < "$W/one.txt"

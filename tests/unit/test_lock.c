@@ -1,5 +1,5 @@
 /* Object Lock's stored and parsed parts: the version 2 config (golden, from
- * tests/golden/make-golden-lock-bucket.sh) and its checks, the kinds Object Lock retains,
+ * tests/golden/make-golden-bucket.sh --object-lock) and its checks, the kinds Object Lock retains,
  * and ListObjectVersions replies (format/repository.md, "Object Lock"). */
 #include <setjmp.h>
 #include <stdarg.h>
