@@ -47,6 +47,15 @@ struct kbv_be_rd;   /* an object open for reading by range */
 /* The local directory backend over the repository directory `root` (borrowed for the
  * call; the backend keeps a copy). *out is freed with kbv_backend_free(). */
 int kbv_backend_local_new(const char *root, struct kbv_backend **out);
+/* The same directory as several hosts share it (a network file system): the objects and
+ * their files are the local backend's, but the repository is used as object storage is
+ * (no KBV_BE_LOCAL: each host keeps its index cache and metadata cache in its own cache
+ * directory, index objects and gc's deletion plans and lock are in the directory),
+ * because LMDB must not live on a network file system. kbv_repo_backend() picks it for
+ * "shared:/path". */
+int kbv_backend_shared_new(const char *root, struct kbv_backend **out);
+/* Is `url` a shared directory ("shared:/path"; the directory: url + 7)? */
+int kbv_shared_url_ok(const char *url);
 
 /* How to reach S3-compatible storage. Strings are borrowed for the call (the backend keeps
  * copies and wipes the secrets when freed). */

@@ -191,6 +191,11 @@ int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 	return be->ops->remove(be, kind, name);
 }
 
+int kbv_shared_url_ok(const char *url)
+{
+	return url && !strncmp(url, "shared:", 7);
+}
+
 int kbv_obj_retained(enum kbv_obj kind)
 {
 	return kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY || kind == KBV_OBJ_PACK || kind == KBV_OBJ_SNAPSHOT ||

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,12 +71,14 @@ static int local_create(struct kbv_backend *be, enum kbv_obj kind, const char *n
 	w->kind = kind;
 	TRY(obj_path(l, kind, name, w->dst, sizeof w->dst));
 	/* Packs have random names: tmp/<packid>.pack.tmp (what check and gc know to be a pack
-	 * in flight). Other objects: tmp/<name>.<pid>.tmp. */
+	 * in flight). Other objects: tmp/<name>.<pid>.<random>.tmp (hosts sharing the
+	 * directory have PIDs in common). */
 	if (kind == KBV_OBJ_PACK)
 		TRY(kbv_path(w->tmp, sizeof w->tmp, "%s/tmp/%s.pack.tmp", l->root, name));
 	else
-		TRY(kbv_path(w->tmp, sizeof w->tmp, "%s/tmp/%s.%ld.tmp", l->root,
-			     *name ? name : (kind == KBV_OBJ_KEY ? "key" : "config"), (long)getpid()));
+		TRY(kbv_path(w->tmp, sizeof w->tmp, "%s/tmp/%s.%ld.%08x.tmp", l->root,
+			     *name ? name : (kind == KBV_OBJ_KEY ? "key" : "config"), (long)getpid(),
+			     (unsigned)randombytes_random()));
 	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (kind == KBV_OBJ_PACK ? O_EXCL : 0), 0600);
 	if (w->fd < 0) {
 		rc = kbv_error(KBV_EIO, "create '%s': %s", w->tmp, strerror(errno));
@@ -324,7 +327,7 @@ static const struct kbv_backend_ops local_ops = {
 	.free = local_free,
 };
 
-int kbv_backend_local_new(const char *root, struct kbv_backend **out)
+static int local_new(const char *root, unsigned features, struct kbv_backend **out)
 {
 	struct local *l = calloc(1, sizeof *l);
 	if (!l || !(l->root = strdup(root))) {
@@ -332,8 +335,18 @@ int kbv_backend_local_new(const char *root, struct kbv_backend **out)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	}
 	l->base.ops = &local_ops;
-	l->base.features = KBV_BE_LOCAL;
+	l->base.features = features;
 	l->base.root = l->root;
 	*out = &l->base;
 	return 0;
+}
+
+int kbv_backend_local_new(const char *root, struct kbv_backend **out)
+{
+	return local_new(root, KBV_BE_LOCAL, out);
+}
+
+int kbv_backend_shared_new(const char *root, struct kbv_backend **out)
+{
+	return local_new(root, 0, out);
 }

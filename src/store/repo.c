@@ -141,16 +141,6 @@ static size_t encode_config(uint8_t *p, const struct kbv_repo *r)
 	return end + 8;
 }
 
-int64_t kbv_repo_lock_seconds(const struct kbv_repo *r)
-{
-	/* Tests shorten a day (KBVAULT_OBJECT_LOCK_DAY, seconds) to see retention lapse. */
-	const char *d = getenv("KBVAULT_OBJECT_LOCK_DAY");
-	long day;
-	if (!d || kbv_parse_long(d, 1, 86400, &day) < 0)
-		day = 86400;
-	return (int64_t)r->lock_days * day;
-}
-
 /* The names KBVAULT_FAULT took before there was a backend layer, as backend faults. The
  * index (a local cache, not a backend object) keeps its own points: index-commit,
  * gc-index-commit, repair-pack (kbv_fault()). */
@@ -167,6 +157,8 @@ int kbv_repo_backend(const char *path, struct kbv_backend **out)
 		struct kbv_s3_opts o = { remote.access, remote.secret, remote.token, remote.region, remote.ca_file,
 					 remote.connections };
 		rc = kbv_backend_s3_new(path, &o, out);
+	} else if (kbv_shared_url_ok(path)) {
+		rc = kbv_backend_shared_new(path + 7, out);
 	} else {
 		rc = kbv_backend_local_new(path, out);
 	}
@@ -224,7 +216,13 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	if (r.lock_days && !s3)
 		return kbv_error(KBV_EINVAL, "'%s': Object Lock (--object-lock-days) needs a repository on object storage "
 					     "(s3:...)", path);
-	int prc = s3 ? 0 : kbv_mkdir_parents(path); /* like restic: init creates the path to the repository */
+	/* a shared directory (shared:/path) is made like a local one, without the host's own
+	 * lock and index (they are in each host's cache directory) */
+	int shared = kbv_shared_url_ok(path);
+	const char *dir = shared ? path + 7 : path;
+	if (shared && dir[0] != '/')
+		return kbv_error(KBV_EINVAL, "'%s': a shared directory is given by its absolute path (shared:/path)", path);
+	int prc = s3 ? 0 : kbv_mkdir_parents(dir); /* like restic: init creates the path to the repository */
 	if (prc < 0)
 		return prc;
 	if (s3) {
@@ -246,21 +244,21 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 		} else {
 			TRY(kbv_backend_s3_make_bucket(be));
 		}
-	} else if (mkdir(path, 0700) < 0) {
+	} else if (mkdir(dir, 0700) < 0) {
 		if (errno != EEXIST)
-			return kbv_error(KBV_EIO, "create '%s': %s", path, strerror(errno));
-		int e = dir_is_empty(path);
+			return kbv_error(KBV_EIO, "create '%s': %s", dir, strerror(errno));
+		int e = dir_is_empty(dir);
 		if (e < 0)
-			return kbv_error(KBV_EEXIST, "'%s' exists and is not a directory", path);
+			return kbv_error(KBV_EEXIST, "'%s' exists and is not a directory", dir);
 		if (!e)
-			return kbv_error(KBV_EEXIST, "'%s' is not empty; kbvault init needs a new or empty directory", path);
+			return kbv_error(KBV_EEXIST, "'%s' is not empty; kbvault init needs a new or empty directory", dir);
 	}
-	static const char *const subs[] = { "data", "snapshots", "index", "tmp" };
-	for (size_t i = 0; !s3 && i < sizeof subs / sizeof *subs; i++) {
-		TRY(kbv_path(p, sizeof p, "%s/%s", path, subs[i]));
+	static const char *const subs[] = { "data", "snapshots", "tmp", "index" };
+	for (size_t i = 0; !s3 && i < sizeof subs / sizeof *subs - (size_t)shared; i++) {
+		TRY(kbv_path(p, sizeof p, "%s/%s", dir, subs[i]));
 		TRY(kbv_mkdir(p, NULL));
 	}
-	if (!s3) {
+	if (!s3 && !shared) {
 		TRY(kbv_path(p, sizeof p, "%s/lock", path));
 		int lfd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		if (lfd < 0) {
@@ -342,7 +340,7 @@ static int read_config(struct kbv_repo *r)
 	}
 	if (rc == KBV_ENOTFOUND) {
 		struct stat st;
-		if (stat(r->path, &st) < 0)
+		if (stat(kbv_shared_url_ok(r->path) ? r->path + 7 : r->path, &st) < 0)
 			rc = kbv_error(KBV_ENOREPO, "repository '%s' does not exist (create it with 'kbvault init')", r->path);
 		else
 			rc = kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (no config file)", r->path);

@@ -22,6 +22,16 @@
 #include <string.h>
 #include <time.h>
 
+int64_t kbv_repo_lock_seconds(const struct kbv_repo *r)
+{
+	/* Tests shorten a day (KBVAULT_OBJECT_LOCK_DAY, seconds) to see retention lapse. */
+	const char *d = getenv("KBVAULT_OBJECT_LOCK_DAY");
+	long day;
+	if (!d || kbv_parse_long(d, 1, 86400, &day) < 0)
+		day = 86400;
+	return (int64_t)r->lock_days * day;
+}
+
 /* Seconds the clock a writer read may lag its PUT: a minute (less for the short days of
  * tests, KBVAULT_OBJECT_LOCK_DAY). */
 static int64_t slack(const struct kbv_repo *r)
@@ -40,7 +50,7 @@ static void record_read(struct kbv_repo *r, struct record *rec)
 {
 	char p[PATH_MAX];
 	rec->t = rec->until = 0;
-	if (kbv_repo_sub(r, "object-lock", p, sizeof p) < 0)
+	if (kbv_path(p, sizeof p, "%s/object-lock", r->local) < 0)
 		return;
 	FILE *f = fopen(p, "re");
 	long long t, u;
@@ -57,7 +67,7 @@ static int record_write(struct kbv_repo *r, const struct record *rec)
 {
 	char p[PATH_MAX], line[96];
 	int rc = 0;
-	TRY(kbv_repo_sub(r, "object-lock", p, sizeof p));
+	TRY(kbv_path(p, sizeof p, "%s/object-lock", r->local));
 	int n = snprintf(line, sizeof line, "kbvault-object-lock 1 %lld %lld\n", (long long)rec->t,
 			 (long long)rec->until);
 	rc = kbv_write_replace(p, line, (size_t)n, 0600);
