@@ -24,7 +24,7 @@
 #define TAG crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define MAX_PLAIN (64u << 20)
 
-static const char *const kind_dir[KBV_META_KINDS] = { "manifests", "entries", "trees" };
+static const char *const kind_dir[KBV_META_KINDS] = { "manifests", "entries", "trees", "plans" };
 
 int kbv_meta_on(const struct kbv_repo *r)
 {

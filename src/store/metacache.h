@@ -22,6 +22,7 @@ enum kbv_meta_kind {
 	KBV_META_MANIFEST, /* a snapshot's manifest object, as in the bucket, by snapshot id */
 	KBV_META_ENTRIES,  /* a snapshot's decoded entry table, by snapshot id */
 	KBV_META_TREE,     /* a chunk-list node's plaintext, by TREE blob id */
+	KBV_META_PLAN,     /* a deletion plan object, as in the bucket, by plan name */
 	KBV_META_KINDS
 };
 

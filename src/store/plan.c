@@ -1,5 +1,6 @@
 /* gc's deletion plans (format/repository.md, "Many writers and gc"). */
 #include "store/plan.h"
+#include "store/metacache.h"
 
 #include "kbv/error.h"
 #include "store/sealed.h"
@@ -76,29 +77,38 @@ void kbv_plan_release(struct kbv_plan *p)
 
 /* ---- the plans of a repository ---- */
 
-struct listed {
-	char (*names)[65];
-	int64_t *times;
-	size_t n, cap;
+struct listed_plan {
+	char name[65];
+	uint8_t id[KBV_ID_BYTES];
+	int64_t time;
+	uint64_t size;
 };
+
+struct listed {
+	struct kbv_buf b; /* struct listed_plan */
+	size_t n;
+};
+#define LISTED(l, i) (&((struct listed_plan *)(l)->b.data)[i])
 
 static int on_plan(void *arg, const char *name, uint64_t size, int64_t mtime)
 {
 	struct listed *l = arg;
-	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		char(*nn)[65] = realloc(l->names, cap * sizeof *nn);
-		if (nn)
-			l->names = nn;
-		int64_t *nt = nn ? realloc(l->times, cap * sizeof *nt) : NULL;
-		if (!nn || !nt)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		l->times = nt;
-		l->cap = cap;
-	}
-	snprintf(l->names[l->n], 65, "%s", name);
-	l->times[l->n++] = mtime;
+	struct listed_plan p = { .time = mtime, .size = size };
+	snprintf(p.name, sizeof p.name, "%s", name);
+	if (kbv_unhex(name, p.id, KBV_ID_BYTES) < 0)
+		return 0;
+	int rc = kbv_buf_add(&l->b, &p, sizeof p);
+	if (rc == 0)
+		l->n++;
+	return rc;
+}
+
+static int plan_listed(void *arg, const uint8_t id[KBV_ID_BYTES])
+{
+	const struct listed *l = arg;
+	for (size_t i = 0; i < l->n; i++)
+		if (!memcmp(LISTED(l, i)->id, id, KBV_ID_BYTES))
+			return 1;
 	return 0;
 }
 
@@ -120,13 +130,24 @@ static int cmp_packid(const void *a, const void *b)
 	return memcmp(a, b, KBV_PACKID_BYTES);
 }
 
-static int read_one(struct kbv_repo *r, struct kbv_codec *codec, const char *name, struct kbv_buf *file,
+/* A plan the listing just returned: from this host's metadata cache when it holds the
+ * object with the listed size (a plan is written once, never changed), else a GET that
+ * the cache then keeps. Either way it is authenticated here. */
+static int read_one(struct kbv_repo *r, struct kbv_codec *codec, const struct listed_plan *lp, struct kbv_buf *file,
 		    struct kbv_plan *p)
 {
-	int rc = kbv_be_get(r->be, KBV_OBJ_PLAN, name, file);
+	int rc = kbv_meta_on(r) ? kbv_meta_get(r, KBV_META_PLAN, lp->id, file) : 0;
 	if (rc < 0)
 		return rc;
-	return kbv_plan_open(r, codec, name, file->data, file->len, p);
+	if (rc == 0 || file->len != lp->size) {
+		if ((rc = kbv_be_get(r->be, KBV_OBJ_PLAN, lp->name, file)) < 0)
+			return rc;
+		rc = kbv_plan_open(r, codec, lp->name, file->data, file->len, p);
+		if (rc == 0 && kbv_meta_on(r))
+			kbv_meta_put(r, KBV_META_PLAN, lp->id, file->data, file->len);
+		return rc;
+	}
+	return kbv_plan_open(r, codec, lp->name, file->data, file->len, p);
 }
 
 int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
@@ -137,6 +158,8 @@ int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
 	int rc = 0;
 	memset(out, 0, sizeof *out);
 	TRY(list_plans(r, &l, &out->now));
+	if (kbv_meta_on(r)) /* plans gone from the bucket leave the cache */
+		kbv_meta_retain(r, KBV_META_PLAN, plan_listed, &l);
 	if (!l.n)
 		goto out;
 	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
@@ -148,25 +171,25 @@ int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
 	size_t total = 0;
 	for (size_t i = 0; i < l.n; i++) {
 		struct kbv_plan *p = &out->v[out->n];
-		rc = read_one(r, codec, l.names[i], &file, p);
+		rc = read_one(r, codec, LISTED(&l, i), &file, p);
 		if (rc == KBV_ENOTFOUND) { /* removed by gc since the listing: its packs are gone */
 			rc = 0;
 			continue;
 		}
 		if (rc == KBV_EVERSION) {
 			if (!out->unknown++)
-				snprintf(out->unknown_name, sizeof out->unknown_name, "%s", l.names[i]);
+				snprintf(out->unknown_name, sizeof out->unknown_name, "%s", LISTED(&l, i)->name);
 			rc = 0;
 			continue;
 		}
 		if (rc == KBV_ECORRUPT) { /* gc does not act on it either */
 			if (!out->damaged++)
-				snprintf(out->damaged_name, sizeof out->damaged_name, "%s", l.names[i]);
+				snprintf(out->damaged_name, sizeof out->damaged_name, "%s", LISTED(&l, i)->name);
 			rc = 0;
 			continue;
 		}
 		TRY(rc);
-		p->time = l.times[i];
+		p->time = LISTED(&l, i)->time;
 		total += p->npacks;
 		out->n++;
 	}
@@ -183,8 +206,7 @@ int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
 out:
 	kbv_codec_free(codec);
 	kbv_buf_release(&file);
-	free(l.names);
-	free(l.times);
+	kbv_buf_release(&l.b);
 	if (rc < 0)
 		kbv_plans_release(out);
 	return rc;
@@ -333,27 +355,27 @@ int kbv_plans_check_commit(struct kbv_repo *r, const struct kbv_plans *seen)
 		goto out;
 	}
 	for (size_t i = 0; i < l.n; i++) {
-		uint8_t id[KBV_ID_BYTES];
-		if (kbv_unhex(l.names[i], id, KBV_ID_BYTES) < 0 || seen_before(seen, id))
+		const struct listed_plan *lp = LISTED(&l, i);
+		if (seen_before(seen, lp->id))
 			continue;
 		if (!codec && !(codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level))) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
-		rc = read_one(r, codec, l.names[i], &file, &p);
+		rc = read_one(r, codec, lp, &file, &p);
 		if (rc == KBV_ENOTFOUND || rc == KBV_ECORRUPT) { /* gone, or not acted on */
 			rc = 0;
 			continue;
 		}
 		TRY(rc);
-		int64_t deadline = l.times[i] + (int64_t)(p.delay / 2);
+		int64_t deadline = lp->time + (int64_t)(p.delay / 2);
 		kbv_plan_release(&p);
 		if (now >= deadline) {
 			rc = kbv_error(KBV_ELOCKED,
 				       "gc condemned packs while this snapshot ran (deletion plan %.16s, written %lld s ago "
 				       "by the storage's clock, delay %u s): the snapshot may use them, so it is not "
 				       "committed; run it again",
-				       l.names[i], (long long)(now - l.times[i]), p.delay);
+				       lp->name, (long long)(now - lp->time), p.delay);
 			goto out;
 		}
 	}
@@ -361,7 +383,6 @@ out:
 	kbv_plan_release(&p);
 	kbv_codec_free(codec);
 	kbv_buf_release(&file);
-	free(l.names);
-	free(l.times);
+	kbv_buf_release(&l.b);
 	return rc;
 }

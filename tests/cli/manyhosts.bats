@@ -93,6 +93,21 @@ assert g["packs_deleted"] == 1 and g["plans_removed"] == 0 and g["packs_planned"
 	kbv restore latest --stdout | cmp - "$TMPD/b.bin"
 	run kbv check --read-data
 	[ "$status" -eq 0 ]
+	# A plan is read from the bucket once per host, then from its metadata cache (an
+	# object of the same size is not fetched again: a damaged copy in the bucket of that
+	# size is what only a host without the entry sees); the entry goes with the plan.
+	on d snapshot -q --host d --stdin d < "$TMPD/b.bin"
+	[ "$(ls "$TMPD"/cache-d/kbvault/*/meta/plans | wc -l)" = 1 ]
+	plan=$(s3_keys prod/plans/)
+	s3_get "$plan" "$TMPD/plan"
+	head -c "$(stat -c %s "$TMPD/plan")" /dev/zero > "$TMPD/junk"
+	s3_put "$plan" "$TMPD/junk"
+	damaged() { python3 -c 'import json,sys; print(json.load(sys.stdin)["deletion_plans"]["damaged"])'; }
+	[ "$(on d status --json --max-age 1h | damaged)" = 0 ]
+	[ "$(on e status --json --max-age 1h | damaged)" = 1 ]
+	s3_del "$plan"
+	on d snapshot -q --host d --stdin d < "$TMPD/b.bin"
+	[ "$(ls "$TMPD"/cache-d/kbvault/*/meta/plans | wc -l)" = 0 ]
 }
 
 @test "a writer stalled past half the delay refuses to commit; gc then deletes the pack and nothing is lost" {
