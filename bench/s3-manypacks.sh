@@ -26,27 +26,10 @@ trap 'ceph_stop' EXIT
 export KBVAULT_PASSWORD=bench XDG_CACHE_HOME="$W/cache" KBVAULT_PACK_SIZE=16384
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$W/restic-cache"
 now() { date +%s.%N; }
-LOG=$CEPH_DIR/log/client.rgw.a.log
-# requests BUCKET: the requests the gateway served for BUCKET since the last call, as
-# "N (PUT/GET/HEAD/LIST/DELETE+POST)"
-requests() {
-	local b=$1 n from=0
-	[ -f "$W/seen-$b" ] && from=$(cat "$W/seen-$b")
-	n=$(grep -c "beast: .*\"[A-Z]* /$b[/?\" ]" "$LOG" || true)
-	echo "$n" > "$W/seen-$b"
-	grep "beast: .*\"[A-Z]* /$b[/?\" ]" "$LOG" | tail -n +"$((from + 1))" | python3 -c '
-import re, sys
-c = {"PUT": 0, "GET": 0, "HEAD": 0, "LIST": 0, "DELETE": 0, "POST": 0}
-for line in sys.stdin:
-    m = re.search(r"\"([A-Z]+) (\S+) HTTP", line)
-    if not m:
-        continue
-    meth, path = m.groups()
-    if meth == "GET" and ("list-type" in path or "versions" in path or "?" in path and path.split("?")[0].count("/") == 1):
-        meth = "LIST"
-    c[meth] = c.get(meth, 0) + 1
-print("%d (%d/%d/%d/%d/%d)" % (sum(c.values()), c["PUT"], c["GET"], c["HEAD"], c["LIST"], c["DELETE"] + c["POST"]))'
-}
+# shellcheck source=gateway.sh
+. bench/gateway.sh
+# "N (PUT/GET/HEAD/LIST/DELETE)" served for BUCKET since the last call
+counted() { requests "$1" | awk '{printf "%d (%d/%d/%d/%d/%d)\n", $1 + $2 + $3 + $4 + $5, $1, $2, $3, $4, $5}'; }
 rows=()
 for n in $PACKS; do
 	R=s3:$S3_ENDPOINT/many$n
@@ -62,7 +45,7 @@ for n in $PACKS; do
 	t2=$(now)
 	"$K" -q -r "$R" gc --keep-last 1 > "$W/gc$n.out"
 	t3=$(now)
-	kreq=$(requests "many$n")
+	kreq=$(counted "many$n")
 	after=$("$K" -r "$R" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["packs"])')
 	"$K" -q -r "$R" restore latest --stdout | cmp - "$W/b"
 	rows+=("kbvault|$n|$packs|$after|$(python3 -c "print(f'{$t1 - $t0:.1f}')")|$(python3 -c "print(f'{$t3 - $t2:.2f}')")|$kreq")
@@ -77,7 +60,7 @@ for n in $PACKS; do
 	t2=$(now)
 	restic -q -r "$RR" forget --keep-last 1 --prune > "$W/restic$n.out"
 	t3=$(now)
-	rreq=$(requests "restic$n")
+	rreq=$(counted "restic$n")
 	after=$(restic -q -r "$RR" list packs | wc -l)
 	restic -q -r "$RR" dump latest s | cmp - "$W/b"
 	rows+=("restic|$n|$packs|$after|$(python3 -c "print(f'{$t1 - $t0:.1f}')")|$(python3 -c "print(f'{$t3 - $t2:.2f}')")|$rreq")

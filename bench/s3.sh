@@ -59,33 +59,13 @@ night() {
 	{ printf 'DZV1'; tar -C "$W/data/neo4j" -cf - --sort=name . | zstd -3 -q; } > "$CUR/neo4j.dump"
 	cat "$CUR"/* | wc -c
 }
-LOG=$CEPH_DIR/log/client.rgw.a.log
+# shellcheck source=gateway.sh
+. bench/gateway.sh
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME="$W/cache" RESTIC_CACHE_DIR="$W/restic-cache"
 KR=s3:$S3_ENDPOINT/kbvault-bench
 RR=s3:$S3_ENDPOINT/restic-bench
 "$K" -q -r "$KR" init
 restic -q -r "$RR" init > /dev/null
-
-# requests BUCKET: "put get head list delete" served for BUCKET since the last call (it
-# runs in a subshell: where it got to is kept in a file)
-requests() {
-	local b=$1 n from=0
-	[ -f "$W/seen-$b" ] && from=$(cat "$W/seen-$b")
-	n=$(grep -c "beast: .*\"[A-Z]* /$b[/?\" ]" "$LOG" || true)
-	echo "$n" > "$W/seen-$b"
-	grep "beast: .*\"[A-Z]* /$b[/?\" ]" "$LOG" | tail -n +"$((from + 1))" | python3 -c '
-import re, sys
-c = {"PUT": 0, "GET": 0, "HEAD": 0, "LIST": 0, "DELETE": 0, "POST": 0}
-for line in sys.stdin:
-    m = re.search(r"\"([A-Z]+) (\S+) HTTP", line)
-    if not m:
-        continue
-    meth, path = m.groups()
-    if meth == "GET" and ("list-type" in path or "?" in path and path.split("?")[0].count("/") == 1):
-        meth = "LIST"
-    c[meth] = c.get(meth, 0) + 1
-print(c["PUT"], c["GET"], c["HEAD"], c["LIST"], c["DELETE"] + c["POST"])'
-}
 
 # stored BUCKET: bytes of all its objects
 stored() {

@@ -1,5 +1,7 @@
-/* Garbage collection. The order of every step is what keeps a kill -9 harmless
- * (format/repository.md, "gc"):
+/* Garbage collection: this file runs the steps in order (drop, deletion plans, the
+ * policy's plan, deletions, housekeeping); the mark, the sweep and the repack are in
+ * gc_mark.c, gc_sweep.c and gc_repack.c (engine/gc_impl.h). The order of every step is
+ * what keeps a kill -9 harmless (format/repository.md, "gc"):
  *
  *   1. drop:    unlink the dropped manifests (fsync snapshots/)
  *   2. mark:    walk every remaining manifest's trees; the live set is the sorted 64-bit
@@ -26,8 +28,8 @@
  * old packs partly unindexed: garbage for the next gc, either way. The index always
  * points at durable packs holding what it says. */
 #include "kbv/gc.h"
+#include "engine/gc_impl.h"
 #include "kbv/backend.h"
-#include "kbv/check.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
@@ -37,7 +39,6 @@
 #include "store/pack.h"
 #include "store/plan.h"
 #include "kbv/reader.h"
-#include "store/salvage.h"
 #include "kbv/snapshot.h"
 #include "store/repo_impl.h"
 #include "store/retain.h"
@@ -52,575 +53,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ---- the live set: sorted 64-bit id prefixes ---- */
-
-struct live {
-	uint64_t *v;
-	size_t n, cap, uniq; /* v[0..uniq) sorted and unique; v[uniq..n) appended since */
-};
-
-static uint64_t prefix(const uint8_t *id)
-{
-	uint64_t x;
-	memcpy(&x, id, sizeof x);
-	return x;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void live_compact(struct live *l)
-{
-	if (l->uniq == l->n)
-		return;
-	qsort(l->v, l->n, sizeof *l->v, cmp_u64);
-	size_t k = 0;
-	for (size_t i = 0; i < l->n; i++)
-		if (k == 0 || l->v[i] != l->v[k - 1])
-			l->v[k++] = l->v[i];
-	l->n = l->uniq = k;
-}
-
-static int live_add(struct live *l, const uint8_t *id)
-{
-	if (l->n == l->cap) {
-		live_compact(l); /* duplicates (chunks shared by snapshots) go first */
-		if (l->cap == 0 || l->n > l->cap / 2) {
-			size_t cap = l->cap ? 2 * l->cap : 1 << 16;
-			uint64_t *nv = realloc(l->v, cap * sizeof *nv);
-			if (!nv)
-				return kbv_error(KBV_ENOMEM, "out of memory (live set of %zu blobs)", l->n);
-			l->v = nv;
-			l->cap = cap;
-		}
-	}
-	l->v[l->n++] = prefix(id);
-	return 0;
-}
-
-/* Position of the id's prefix in the live set, or -1. */
-static long live_find(const struct live *l, const uint8_t *id)
-{
-	uint64_t key = prefix(id);
-	if (!l->uniq)
-		return -1;
-	const uint64_t *p = bsearch(&key, l->v, l->uniq, sizeof *l->v, cmp_u64);
-	return p ? (long)(p - l->v) : -1;
-}
-
-/* ---- mark ---- */
-
-struct mark {
-	struct kbv_repo *r;
-	struct kbv_idset trees;
-	struct live live;
-	const char *snap; /* short id, for messages */
-};
-
-static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
-{
-	struct mark *m = arg;
-	if (type == KBV_BLOB_TREE) {
-		if (kbv_idset_has(&m->trees, id))
-			return KBV_VISIT_SKIP; /* shared with a snapshot already marked */
-		int rc = kbv_idset_add(&m->trees, id);
-		if (rc < 0)
-			return rc;
-	}
-	/* A DATA blob is only named here; the sweep checks that each one is indexed. */
-	return live_add(&m->live, id);
-}
-
-static int tree_marked(void *arg, const uint8_t id[KBV_ID_BYTES])
-{
-	return kbv_idset_has(arg, id);
-}
-
-static int mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot *s)
-{
-	char hex[2 * KBV_ID_BYTES + 1];
-	int rc = 0;
-	kbv_hex(s->id, KBV_ID_BYTES, hex);
-	hex[12] = 0;
-	m->snap = hex;
-	if (s->table_ref.depth != KBV_REF_EMPTY)
-		TRY(kbv_reader_visit(rd, &s->table_ref, mark_one, m));
-	TRY(kbv_snapshot_load_entries(rd, s));
-	for (size_t i = 0; i < s->nloaded; i++)
-		if (s->entries[i].ref.depth != KBV_REF_EMPTY)
-			TRY(kbv_reader_visit(rd, &s->entries[i].ref, mark_one, m));
-out:
-	return rc;
-}
-
-/* ---- sweep ---- */
-
-struct packno_map {
-	uint8_t id[KBV_PACKID_BYTES];
-	uint32_t no;
-};
-
-struct plan_pack {
-	uint8_t id[KBV_PACKID_BYTES];
-	long no; /* -1: not indexed */
-	uint64_t size, live, total;
-	size_t nlive; /* planned from the index: live blobs it locates here */
-	struct kbv_buf entries; /* unused once swept */
-	size_t n;
-	uint8_t *is_live;       /* per entry, while sweeping */
-	int action;             /* 0 keep, 1 delete, 2 repack (a candidate until the plan) */
-	int must;               /* repacked whatever the policy says (a damaged trailer) */
-	int now;                /* action 1 and named by a ripe plan: deleted in this pass */
-	int64_t mtime;          /* as listed */
-};
-
-/* Where the index puts a live blob: sorted by (pack, offset, raw_off). */
-struct loctuple {
-	uint32_t pack, offset, raw_off, live; /* live: position in the live set */
-	uint32_t stored_len;                  /* of its envelope */
-};
-
-static int cmp_tuple(const void *a, const void *b)
-{
-	const struct loctuple *x = a, *y = b;
-	if (x->pack != y->pack)
-		return x->pack < y->pack ? -1 : 1;
-	if (x->offset != y->offset)
-		return x->offset < y->offset ? -1 : 1;
-	return x->raw_off < y->raw_off ? -1 : x->raw_off > y->raw_off;
-}
-
-struct listed_pack {
-	uint8_t id[KBV_PACKID_BYTES];
-	uint64_t size;
-	int64_t mtime; /* LastModified: Object Lock's retention is at least this + its period */
-};
-
-struct sweep {
-	uint8_t *found; /* one bit per live prefix: seen at its indexed location */
-	uint64_t scanned;
-	struct loctuple *locs;
-	size_t nlocs, caplocs;
-	struct kbv_repo *r;
-	struct kbv_codec *codec;
-	MDB_txn *txn;
-	const struct live *live;
-	struct packno_map *map;
-	size_t nmap, capmap;
-	struct plan_pack *p;
-	size_t np, capp;
-	const struct kbv_gc_opts *o;
-	uint64_t done, total;
-	/* Object storage: plan from the index, not from every pack's trailer (below). */
-	int from_index;
-	uint64_t *indexed; /* per pack number: bytes of the envelopes the index locates there */
-	size_t nindexed;
-	struct kbv_idset envelopes; /* (pack, offset) of each envelope counted in indexed[] */
-	struct listed_pack *listed; /* the storage's listing of the packs */
-	size_t nlisted, caplisted;
-};
-
-/* An envelope as a set key: a mixed 64-bit hash first (the set hashes by the first bytes),
- * then pack and offset themselves, so distinct envelopes never share a key. */
-static void envelope_key(uint32_t pack, uint32_t offset, uint8_t key[32])
-{
-	uint64_t z = ((uint64_t)pack << 32 | offset) + 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	memset(key, 0, 32);
-	memcpy(key, &z, 8);
-	memcpy(key + 8, &pack, 4);
-	memcpy(key + 12, &offset, 4);
-}
-
-static int collect_packno(void *arg, uint32_t no, const struct kbv_pack_info *info)
-{
-	struct sweep *s = arg;
-	if (s->nmap == s->capmap) {
-		size_t cap = s->capmap ? 2 * s->capmap : 256;
-		struct packno_map *nm = realloc(s->map, cap * sizeof *nm);
-		if (!nm)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->map = nm;
-		s->capmap = cap;
-	}
-	memcpy(s->map[s->nmap].id, info->id, KBV_PACKID_BYTES);
-	s->map[s->nmap++].no = no;
-	if (s->from_index && no >= s->nindexed) {
-		size_t cap = s->nindexed ? 2 * s->nindexed : 256;
-		while (cap <= no)
-			cap *= 2;
-		uint64_t *ni = realloc(s->indexed, cap * sizeof *ni);
-		if (!ni)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		memset(ni + s->nindexed, 0, (cap - s->nindexed) * sizeof *ni);
-		s->indexed = ni;
-		s->nindexed = cap;
-	}
-	return 0;
-}
-
-/* One pass over the index in key order (sequential, unlike a lookup per trailer entry):
- * the location of every blob whose id is in the live set. */
-static int collect_loc(void *arg, const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc)
-{
-	struct sweep *s = arg;
-	if (++s->scanned % 65536 == 0)
-		kbv_index_release_pages(s->r->idx);
-	/* Each envelope counted once, whichever of its members comes first (bundles hold
-	 * many). An envelope no member of which the index locates here is missed, which can
-	 * only make a pack look more live than it is. */
-	if (s->from_index && loc->pack < s->nindexed) {
-		uint8_t key[32];
-		envelope_key(loc->pack, loc->offset, key);
-		if (!kbv_idset_has(&s->envelopes, key)) {
-			int rc = kbv_idset_add(&s->envelopes, key);
-			if (rc < 0)
-				return rc;
-			s->indexed[loc->pack] += loc->stored_len;
-		}
-	}
-	long li = live_find(s->live, id);
-	if (li < 0)
-		return 0;
-	if (s->nlocs == s->caplocs) {
-		size_t cap = s->caplocs ? 2 * s->caplocs : 1 << 16;
-		struct loctuple *nl = realloc(s->locs, cap * sizeof *nl);
-		if (!nl)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->locs = nl;
-		s->caplocs = cap;
-	}
-	s->locs[s->nlocs++] = (struct loctuple){ loc->pack, loc->offset, loc->raw_off, (uint32_t)li, loc->stored_len };
-	return 0;
-}
-
-static int cmp_map(const void *a, const void *b)
-{
-	return memcmp(a, b, KBV_PACKID_BYTES);
-}
-
-static int count_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
-{
-	struct sweep *s = arg;
-	if (s->nlisted == s->caplisted) {
-		size_t cap = s->caplisted ? 2 * s->caplisted : 256;
-		struct listed_pack *n = realloc(s->listed, cap * sizeof *n);
-		if (!n)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->listed = n;
-		s->caplisted = cap;
-	}
-	memcpy(s->listed[s->nlisted].id, id, KBV_PACKID_BYTES);
-	s->listed[s->nlisted].mtime = mtime;
-	s->listed[s->nlisted++].size = size;
-	s->total++;
-	return 0;
-}
-
-/* Which entries of pack p's trailer are the index's copy of a live blob. */
-static void mark_live(struct sweep *s, const struct plan_pack *p, const struct kbv_pack_entry *e, size_t n,
-		      uint8_t *is_live)
-{
-	for (size_t i = 0; p->no >= 0 && s->nlocs && i < n; i++) {
-		struct loctuple key = { (uint32_t)p->no, e[i].offset, e[i].raw_off, 0, 0 };
-		const struct loctuple *t = bsearch(&key, s->locs, s->nlocs, sizeof *s->locs, cmp_tuple);
-		/* The same place, and the same id there. */
-		if (t && s->live->v[t->live] == prefix(e[i].id)) {
-			is_live[i] = 1;
-			s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
-		}
-	}
-}
-
-/* A pack's blobs: from its trailer; when the trailer is damaged but walking the pack proves
- * every envelope up to it (kbv_pack_salvage), from the walk, and *salvaged is set (gc then
- * rewrites the pack, which gives it a sound trailer). `known` and `keep` as for
- * kbv_pack_open_trailer (*keep stays NULL when the pack was salvaged). */
-static int pack_entries_open(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
-			     uint64_t known, struct kbv_be_rd **keep, struct kbv_buf *entries, size_t *n, uint64_t *size,
-			     int *salvaged)
-{
-	char msg[1024];
-	uint64_t lost = 0;
-	*salvaged = 0;
-	int rc = kbv_pack_open_trailer(r, c, id, known, keep, entries, n, size);
-	if (rc != KBV_ECORRUPT)
-		return rc;
-	snprintf(msg, sizeof msg, "%s", kbv_errmsg());
-	if (kbv_pack_salvage(r, c, id, entries, n, &lost, size) == 0 && lost == 0 && *n > 0) {
-		*salvaged = 1;
-		return 0;
-	}
-	return kbv_error(KBV_ECORRUPT, "%s", msg);
-}
-
-static int pack_entries(struct kbv_repo *r, struct kbv_codec *c, const uint8_t id[KBV_PACKID_BYTES],
-			struct kbv_buf *entries, size_t *n, uint64_t *size, int *salvaged)
-{
-	return pack_entries_open(r, c, id, 0, NULL, entries, n, size, salvaged);
-}
-
-/* On object storage a trailer costs a GET or two per pack, so the plan comes from
- * the index alone, as restic and kopia plan theirs: the cache was brought up to date with
- * the bucket when the repository was opened (from authenticated index objects and
- * trailers), and every pack it names was just listed. A pack's live bytes are its
- * envelopes holding a blob the index locates there; its size is the envelopes the index
- * locates there at all. A pack the index does not know holds nothing live (the same
- * decision a trailer leads to: liveness is where the index says). The trailer of a pack
- * to be rewritten is still read, and every blob copied is checked against it. */
-static void plan_from_index(struct sweep *s, struct plan_pack *p, uint64_t fsize)
-{
-	p->size = fsize;
-	if (p->no < 0) {
-		p->action = 1;
-		return;
-	}
-	/* the live tuples of this pack: sorted by (pack, offset) */
-	size_t lo = 0, hi = s->nlocs;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->locs[mid].pack < (uint32_t)p->no)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	uint32_t last_off = UINT32_MAX;
-	for (size_t i = lo; i < s->nlocs && s->locs[i].pack == (uint32_t)p->no; i++) {
-		const struct loctuple *t = &s->locs[i];
-		s->found[t->live / 8] |= (uint8_t)(1u << (t->live % 8));
-		p->nlive++;
-		if (t->offset != last_off)
-			p->live += t->stored_len;
-		last_off = t->offset;
-	}
-	p->total = (size_t)p->no < s->nindexed ? s->indexed[p->no] : 0;
-	if (p->total < p->live)
-		p->total = p->live;
-	if (p->live == 0)
-		p->action = 1;
-	else if (p->total > p->live)
-		p->action = 2;
-}
-
-static int sweep_pack(void *arg, const uint8_t id[KBV_PACKID_BYTES], uint64_t fsize, int64_t mtime)
-{
-	struct sweep *s = arg;
-	struct kbv_buf entries = KBV_BUF_INIT;
-	size_t n = 0;
-	uint64_t size = 0;
-	int rc = 0;
-	char hex[2 * KBV_PACKID_BYTES + 1];
-	kbv_hex(id, KBV_PACKID_BYTES, hex);
-	struct packno_map *m = s->nmap ? bsearch(id, s->map, s->nmap, sizeof *s->map, cmp_map) : NULL;
-	if (s->np == s->capp) {
-		size_t cap = s->capp ? 2 * s->capp : 256;
-		struct plan_pack *np = realloc(s->p, cap * sizeof *np);
-		if (!np)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->p = np;
-		s->capp = cap;
-	}
-	struct plan_pack *p = &s->p[s->np];
-	memset(p, 0, sizeof *p);
-	memcpy(p->id, id, KBV_PACKID_BYTES);
-	p->no = m ? (long)m->no : -1;
-	p->mtime = mtime;
-	if (s->from_index) {
-		plan_from_index(s, p, fsize);
-		s->np++;
-		s->done++;
-		if (s->o->progress)
-			s->o->progress(s->o->arg, "sweep", s->done, s->total);
-		return 0;
-	}
-	int salvaged;
-	rc = pack_entries(s->r, s->codec, id, &entries, &n, &size, &salvaged);
-	if (rc < 0) {
-		if (p->no >= 0)
-			return kbv_error_prefix(rc, "gc stops: indexed pack %s cannot be read (run 'kbvault check')", hex);
-		/* Not indexed and unreadable: left by an interrupted write. Nothing can live in it. */
-		p->size = fsize;
-		p->action = 1;
-		s->np++;
-		return 0;
-	}
-	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
-	p->size = size;
-	p->n = n;
-	p->is_live = calloc(n + 1, 1);
-	if (!p->is_live) {
-		kbv_buf_release(&entries);
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	}
-	mark_live(s, p, e, n, p->is_live);
-	/* Per envelope (bundle members share one): live if any member is. */
-	for (size_t i = 0; rc == 0 && i < n;) {
-		size_t j = i;
-		int any = 0;
-		while (j < n && e[j].offset == e[i].offset)
-			any |= p->is_live[j++];
-		p->total += e[i].stored_len;
-		if (any)
-			p->live += e[i].stored_len;
-		i = j;
-	}
-	if (rc == 0) {
-		if (p->live == 0)
-			p->action = 1;
-		else if (salvaged || p->total > p->live)
-			p->action = 2;
-		p->must = p->action == 2 && salvaged; /* a damaged trailer is rewritten whatever it holds */
-		/* Nothing per entry is kept: repacking reads the trailer again. */
-		free(p->is_live);
-		p->is_live = NULL;
-		s->np++;
-	} else {
-		free(p->is_live);
-	}
-	kbv_buf_release(&entries);
-	s->done++;
-	if (s->o->progress)
-		s->o->progress(s->o->arg, "sweep", s->done, s->total);
-	return rc;
-}
-
-/* ---- repack ---- */
-
-/* A repack pack uploading (on object storage, while the next is read) and not indexed. */
-struct newpack {
-	struct kbv_pack_info info;
-	struct kbv_pack_entry *e;
-	size_t n;
-};
-
-/* Index the packs of `pend` once every upload is durable (their blobs take over their
- * locations; the old packs stay until the very end, so every state is valid). */
-static int newpacks_index(struct kbv_repo *r, struct kbv_buf *pend)
-{
-	struct newpack *np = (struct newpack *)pend->data;
-	size_t k = pend->len / sizeof *np;
-	int rc = kbv_be_sync(r->be);
-	for (size_t i = 0; i < k; i++) {
-		const struct kbv_pack_entry *ep = np[i].e;
-		if (rc == 0)
-			rc = kbv_index_gc_commit(r->idx, &np[i].info, &ep, &np[i].n, 1, NULL, 0);
-		free(np[i].e);
-	}
-	pend->len = 0;
-	return rc;
-}
-
-/* Finish the open repack pack: its upload starts (KBV_COMMIT_ASYNC: on object storage it
- * runs beside the reads of the next packs), it is indexed by newpacks_index(). */
-static int newpack_finish(struct kbv_packw **w, struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
-{
-	struct newpack np = { .n = 0 };
-	int rc = 0;
-	if (!*w)
-		return 0;
-	np.n = kbv_packw_count(*w);
-	np.e = malloc(np.n * sizeof *np.e + 1);
-	if (!np.e)
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-	else
-		memcpy(np.e, kbv_packw_entries(*w), np.n * sizeof *np.e);
-	if (rc == 0)
-		rc = kbv_packw_finish(*w, KBV_COMMIT_ASYNC, &np.info);
-	if (rc == 0)
-		rc = kbv_buf_add(pend, &np, sizeof np);
-	if (rc == 0) {
-		*written += np.info.size;
-		(*packs)++;
-	} else {
-		free(np.e);
-	}
-	kbv_packw_free(*w);
-	*w = NULL;
-	return rc;
-}
-
-static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p, struct kbv_packw **w,
-		      struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
-{
-	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
-	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT;
-	struct kbv_be_rd *fd = NULL;
-	uint8_t *is_live = NULL;
-	size_t n = 0;
-	uint64_t size;
-	int rc = 0;
-	int salvaged;
-	/* Open with the size the listing gave (no HEAD) and keep it open for the blobs. */
-	TRY(pack_entries_open(r, sw->codec, p->id, p->size, &fd, &entries, &n, &size, &salvaged));
-	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
-	is_live = calloc(n + 1, 1);
-	if (!is_live) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
-	mark_live(sw, p, e, n, is_live);
-	kbv_hex(p->id, KBV_PACKID_BYTES, hex);
-	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, path, sizeof path);
-	if (sw->from_index) {
-		/* Planned from the index alone: the trailer must hold every live blob where the
-		 * index says, or nothing is deleted on the index's word. */
-		size_t confirmed = 0;
-		for (size_t i = 0; i < n; i++)
-			confirmed += is_live[i];
-		if (confirmed != p->nlive) {
-			rc = kbv_error(KBV_ECORRUPT,
-				       "gc stops before deleting anything: the index locates %zu live blobs in pack '%s', "
-				       "its trailer confirms %zu; run 'kbvault repair index' and 'kbvault check'",
-				       p->nlive, path, confirmed);
-			goto out;
-		}
-	}
-	if (!fd) /* salvaged: read it again from the start */
-		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		live.len = 0;
-		while (j < n && e[j].offset == e[i].offset) {
-			if (is_live[j])
-				TRY(kbv_buf_add(&live, &e[j], sizeof e[j]));
-			j++;
-		}
-		if (live.len) {
-			TRY(kbv_buf_reserve(&stored, e[i].stored_len));
-			TRY(kbv_be_read(fd, stored.data, e[i].stored_len, e[i].offset));
-			if (!*w)
-				TRY(kbv_packw_new(r, sw->codec, w));
-			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
-						live.len / sizeof(struct kbv_pack_entry));
-			if (rc < 0) {
-				if (kbv_disk_full(r->local))
-					kbv_error_prefix(rc, "gc stops: no space left on device while it repacks; no pack is "
-							     "deleted yet and every kept snapshot is intact: free space, or run "
-							     "gc --max-unused 100 to delete only packs that are wholly dead");
-				else
-					kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')",
-							 path, e[i].offset);
-				goto out;
-			}
-			if (kbv_packw_size(*w) >= r->pack_size)
-				TRY(newpack_finish(w, pend, packs, written));
-		}
-		i = j;
-	}
-out:
-	kbv_be_close(fd);
-	free(is_live);
-	kbv_buf_release(&entries);
-	kbv_buf_release(&stored);
-	kbv_buf_release(&live);
-	return rc;
-}
 
 /* ---- housekeeping ---- */
 
@@ -793,8 +225,6 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	struct kbv_reader *rd = NULL;
 	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
 	struct sweep sw = { .r = r, .o = o, .envelopes = KBV_IDSET_INIT };
-	struct kbv_packw *w = NULL;
-	struct kbv_buf newpacks = KBV_BUF_INIT; /* struct newpack, uploading */
 	struct plan_pack **rep = NULL;
 	struct kbv_plans plans = { 0 };
 	uint8_t(*ripe)[KBV_PACKID_BYTES] = NULL;
@@ -851,55 +281,18 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 			continue;
 		}
 		res->snapshots_kept++;
-		TRY(mark_snapshot(&m, rd, list[i]));
+		TRY(gc_mark_snapshot(&m, rd, list[i]));
 		TRY(kbv_gclock_refresh(o->lock, 0));
 		if (o->progress)
 			o->progress(o->arg, "mark", i + 1, n);
 	}
-	live_compact(&m.live);
+	gc_live_compact(&m.live);
 	res->live_blobs = m.live.n;
 	kbv_reader_free(rd); /* before the index is closed and reopened by compaction */
 	rd = NULL;
 
 	/* 3. sweep */
-	kbv_index_release_pages(r->idx);
-	sw.live = &m.live;
-	sw.from_index = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
-	sw.found = calloc(m.live.n / 8 + 1, 1);
-	TRY(kbv_index_rbegin(r->idx, &sw.txn));
-	if (!sw.found) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
-	sw.codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-	if (!sw.codec) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
-	TRY(kbv_index_each_pack(r->idx, sw.txn, collect_packno, &sw));
-	if (sw.nmap)
-		qsort(sw.map, sw.nmap, sizeof *sw.map, cmp_map);
-	TRY(kbv_index_each_blob(r->idx, sw.txn, collect_loc, &sw));
-	if (sw.nlocs)
-		qsort(sw.locs, sw.nlocs, sizeof *sw.locs, cmp_tuple);
-	/* One listing of the packs (object storage: a LIST per 1000), then the sweep. */
-	TRY(kbv_each_packfile(r, count_pack, &sw));
-	for (size_t i = 0; i < sw.nlisted; i++)
-		TRY(sweep_pack(&sw, sw.listed[i].id, sw.listed[i].size, sw.listed[i].mtime));
-	kbv_index_rend(sw.txn);
-	sw.txn = NULL;
-	kbv_index_release_pages(r->idx);
-	/* Every blob a snapshot references must have been found where the index says. If
-	 * not, the index is stale or a pack is gone: nothing may be deleted on its word. */
-	for (size_t i = 0; i < m.live.n; i++)
-		if (!(sw.found[i / 8] & (1u << (i % 8)))) {
-			rc = kbv_error(KBV_ECORRUPT,
-				       "a blob the snapshots reference (id prefix %016llx) is not where the index says, or "
-				       "not indexed: gc stops before changing anything; run 'kbvault repair index' and "
-				       "'kbvault check', then gc again",
-				       (unsigned long long)m.live.v[i]);
-			goto out;
-		}
+	TRY(gc_sweep(&sw, &m.live));
 
 	/* Deletion plans: a dead pack a ripe plan names goes now; a needed one becomes an
 	 * ordinary pack again; a pack an unripe plan names waits. The second pass deletes only. */
@@ -1005,17 +398,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	}
 
 	/* 4. repack */
-	size_t done = 0;
-	for (size_t i = 0; i < sw.np; i++) {
-		if (sw.p[i].action != 2)
-			continue;
-		TRY(repack_one(r, &sw, &sw.p[i], &w, &newpacks, &res->packs_written, &res->bytes_written));
-		if (o->progress)
-			o->progress(o->arg, "repack", ++done, res->packs_repacked);
-		TRY(kbv_gclock_refresh(o->lock, 0));
-	}
-	TRY(newpack_finish(&w, &newpacks, &res->packs_written, &res->bytes_written));
-	TRY(newpacks_index(r, &newpacks));
+	TRY(gc_repack(r, &sw, o, res));
 
 	/* Still this gc's lock, right before anything is deleted? */
 	TRY(kbv_gclock_refresh(o->lock, 1));
@@ -1083,7 +466,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	}
 	res->tmp_removed = clean_tmp(r);
 	/* Nodes no kept snapshot references leave this host's metadata cache. */
-	kbv_meta_retain(r, KBV_META_TREE, tree_marked, &m.trees);
+	kbv_meta_retain(r, KBV_META_TREE, gc_tree_marked, &m.trees);
 	res->bytes_after = res->pack_bytes - res->bytes_deleted + res->bytes_written;
 
 	/* 7. compact, when the file has grown well past what it holds */
@@ -1096,25 +479,8 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 			res->index_bytes_before = res->index_bytes_after = file;
 	}
 out:
-	if (sw.txn)
-		kbv_index_rend(sw.txn);
-	free(sw.found);
-	free(sw.locs);
-	free(sw.indexed);
-	free(sw.listed);
-	kbv_idset_release(&sw.envelopes);
-	kbv_packw_free(w);
-	for (size_t i = 0; i < sw.np; i++) {
-		kbv_buf_release(&sw.p[i].entries);
-		free(sw.p[i].is_live);
-	}
-	free(sw.p);
-	free(sw.map);
+	gc_sweep_release(&sw);
 	free(rep);
-	kbv_codec_free(sw.codec);
-	for (size_t i = 0; i < newpacks.len / sizeof(struct newpack); i++) /* a failure left them unindexed */
-		free(((struct newpack *)newpacks.data)[i].e);
-	kbv_buf_release(&newpacks);
 	kbv_idset_release(&m.trees);
 	free(m.live.v);
 	kbv_reader_free(rd);
@@ -1195,16 +561,21 @@ int kbv_gc_plan_summary(struct kbv_repo *r, struct kbv_plan_summary *out)
 	int rc = 0;
 	memset(out, 0, sizeof *out);
 	out->next_ripe_in = -1;
-	TRY(kbv_plans_read(r, &pl));
-	TRY(ripe_packs(&pl, &ripe, &nripe));
-	out->plans = pl.n;
-	out->damaged = pl.damaged;
-	for (size_t i = 0; i < pl.n; i++) {
-		int64_t in = pl.v[i].time + (int64_t)pl.v[i].delay - pl.now;
+	/* the plans this handle read when it was opened (object storage), else read now */
+	const struct kbv_plans *p = r->plans;
+	if (!p) {
+		TRY(kbv_plans_read(r, &pl));
+		p = &pl;
+	}
+	TRY(ripe_packs(p, &ripe, &nripe));
+	out->plans = p->n;
+	out->damaged = p->damaged;
+	for (size_t i = 0; i < p->n; i++) {
+		int64_t in = p->v[i].time + (int64_t)p->v[i].delay - p->now;
 		if (in > 0 && (out->next_ripe_in < 0 || in < out->next_ripe_in))
 			out->next_ripe_in = in;
 	}
-	struct summary_scan c = { &pl, (const uint8_t(*)[KBV_PACKID_BYTES])ripe, nripe, out };
+	struct summary_scan c = { p, (const uint8_t(*)[KBV_PACKID_BYTES])ripe, nripe, out };
 	TRY(kbv_index_rbegin(r->idx, &txn));
 	rc = kbv_index_each_pack(r->idx, txn, summary_pack, &c);
 out:

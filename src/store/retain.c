@@ -136,33 +136,19 @@ struct obj {
 };
 
 struct scan {
-	struct kbv_repo *r;
-	const struct record *rec;
 	enum kbv_obj kind;
-	struct obj *v;
-	size_t n, cap;
+	struct kbv_buf objs; /* struct obj */
 };
 
 static int on_obj(void *arg, const char *name, uint64_t size, int64_t mtime)
 {
 	struct scan *s = arg;
+	struct obj o = { .kind = s->kind, .mtime = mtime };
 	(void)size;
-	if (strlen(name) >= sizeof s->v->name)
+	if (strlen(name) >= sizeof o.name)
 		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 256;
-		struct obj *v = realloc(s->v, cap * sizeof *v);
-		if (!v)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		s->v = v;
-		s->cap = cap;
-	}
-	struct obj *o = &s->v[s->n++];
-	o->kind = s->kind;
-	snprintf(o->name, sizeof o->name, "%s", name);
-	o->mtime = mtime;
-	o->lb = 0;
-	return 0;
+	snprintf(o.name, sizeof o.name, "%s", name);
+	return kbv_buf_add(&s->objs, &o, sizeof o);
 }
 
 int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_report *out)
@@ -170,7 +156,7 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	static const enum kbv_obj kinds[] = { KBV_OBJ_CONFIG, KBV_OBJ_KEY,    KBV_OBJ_PACK,
 					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX };
 	struct record rec, next;
-	struct scan s = { .r = r, .rec = &rec };
+	struct scan s = { .objs = KBV_BUF_INIT };
 	int64_t t0, now, L = kbv_repo_lock_seconds(r);
 	int rc = 0;
 	memset(out, 0, sizeof *out);
@@ -186,10 +172,12 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	}
 	/* Lower bounds; an object the listing gives no time for (the config and the keys,
 	 * found by a HEAD) is asked for its retention. */
+	struct obj *v = (struct obj *)s.objs.data;
+	size_t n = s.objs.len / sizeof *v;
 	int due = 0;
 	TRY(kbv_be_clock(r->be, &now));
-	for (size_t i = 0; i < s.n; i++) {
-		struct obj *o = &s.v[i];
+	for (size_t i = 0; i < n; i++) {
+		struct obj *o = &v[i];
 		o->lb = lower_bound(r, &rec, o->mtime);
 		if (!o->mtime) {
 			rc = kbv_be_retention(r->be, o->kind, o->name, &o->lb);
@@ -201,7 +189,7 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 		}
 		due |= o->lb < now + L / 2;
 	}
-	out->objects = s.n;
+	out->objects = n;
 	/* Due when anything has less than half the retention left: then everything not
 	 * written within the last hour (an eighth of the retention, if less) is extended to
 	 * now + L, so the next extension is due about L/2 later: a pass every L/2 costs a
@@ -209,8 +197,8 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	if (extend && due) {
 		TRY(kbv_be_clock(r->be, &now));
 		int64_t until = now + L, fresh = now + L - (L / 8 < 3600 ? L / 8 : 3600);
-		for (size_t i = 0; i < s.n; i++) {
-			struct obj *o = &s.v[i];
+		for (size_t i = 0; i < n; i++) {
+			struct obj *o = &v[i];
 			if (o->lb >= fresh)
 				continue;
 			rc = kbv_be_extend(r->be, o->kind, o->name, until);
@@ -233,10 +221,9 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	 * remember of everything listed. */
 	next.t = t0;
 	next.until = INT64_MAX;
-	for (size_t i = 0; i < s.n; i++) {
-		if (s.v[i].lb < next.until)
-			next.until = s.v[i].lb;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i].lb < next.until)
+			next.until = v[i].lb;
 	out->now = now;
 	if (next.until != INT64_MAX) {
 		out->oldest = next.until;
@@ -245,6 +232,6 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	if (extend && next.until != INT64_MAX && next.until > next.t)
 		TRY(record_write(r, &next));
 out:
-	free(s.v);
+	kbv_buf_release(&s.objs);
 	return rc;
 }

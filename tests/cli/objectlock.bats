@@ -14,10 +14,7 @@ teardown_file() { ceph_stop; }
 
 setup() {
 	export TMPD="$BATS_TEST_TMPDIR"
-	printf 'correct horse battery staple\n' > "$TMPD/pw"
-	chmod 600 "$TMPD/pw"
-	export KBVAULT_PASSWORD_FILE="$TMPD/pw"
-	unset KBVAULT_PASSWORD
+	use_password_file
 	export XDG_CACHE_HOME="$TMPD/cache"
 	export KBVAULT_OBJECT_LOCK_DAY=20
 	BUCKET="kbv-l$BATS_TEST_NUMBER-$RANDOM"

@@ -11,10 +11,7 @@ teardown_file() { ceph_stop; }
 
 setup() {
 	export TMPD="$BATS_TEST_TMPDIR"
-	printf 'correct horse battery staple\n' > "$TMPD/pw"
-	chmod 600 "$TMPD/pw"
-	export KBVAULT_PASSWORD_FILE="$TMPD/pw"
-	unset KBVAULT_PASSWORD
+	use_password_file
 	export XDG_CACHE_HOME="$TMPD/cache-a"
 	BUCKET="kbv-$BATS_TEST_NUMBER-$RANDOM"
 	export KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/prod"

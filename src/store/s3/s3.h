@@ -5,7 +5,9 @@
  *   request.c  object names; one signed request with retries (libcurl, SigV4); counters
  *   write.c    objects written: a buffer per object, one atomic PUT, uploads in threads
  *   read.c     objects read: one GET, or ranged GETs through windows shared by all readers
- *   lock.c     Object Lock: retention, its extension, removal of every version
+ *   list.c     listings (ListObjectsV2, ListObjectVersions), page by page
+ *   remove.c   removal: DeleteObjects batches on several threads; every version (Object Lock)
+ *   lock.c     Object Lock: retention and its extension
  *   xml.c      replies parsed (pure; fuzzed)
  *
  * A repository in a bucket of S3-compatible object storage (AWS S3, Ceph RGW, MinIO, ...),
@@ -170,7 +172,7 @@ int64_t s3_now(struct s3 *s);
 /* "2026-12-01T13:30:30Z" */
 void s3_iso_time(int64_t t, char *out, size_t cap);
 
-/* storage.c: every key under `prefix` (the bucket's key, prefix included), page by page:
+/* list.c: every key under `prefix` (the bucket's key, prefix included), page by page:
  * fn(arg, item) for each (ListObjectsV2), or each version and delete marker
  * (ListObjectVersions) with `versions`. A non-zero return of fn stops the walk. */
 struct kbv_s3_item;
@@ -181,6 +183,10 @@ int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void 
 int s3_set_retention(struct kbv_backend *be, int64_t seconds);
 int s3_retention(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t *until);
 int s3_extend(struct kbv_backend *be, enum kbv_obj kind, const char *name, int64_t until);
+
+/* remove.c */
+int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name);
+int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n);
 /* Remove every version of n objects of a kind (a versioned bucket). */
 int s3_remove_versions(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n);
 
