@@ -282,17 +282,18 @@ out:
 	return rc;
 }
 
-/* The file system's "now": the mtime it gives a file touched now (on a network file
- * system the server sets it, so hosts sharing the repository read one clock). */
+/* The file system's "now": the mtime it gives a file it creates now (on a network file
+ * system the server sets it, so hosts sharing the repository read one clock, whatever
+ * their own). A new name each time: processes and hosts read the clock at once. */
 static int local_clock(struct kbv_backend *be, int64_t *now)
 {
 	struct local *l = (struct local *)be;
 	char path[PATH_MAX];
 	struct stat st;
 	int rc = 0;
-	TRY(kbv_path(path, sizeof path, "%s/tmp/clock", l->root));
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || futimens(fd, NULL) < 0 || fstat(fd, &st) < 0)
+	TRY(kbv_path(path, sizeof path, "%s/tmp/clock.%ld.%08x", l->root, (long)getpid(), (unsigned)randombytes_random()));
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || fstat(fd, &st) < 0)
 		rc = kbv_error(KBV_EIO, "read the clock of '%s' through '%s': %s", l->root, path, strerror(errno));
 	else
 		*now = (int64_t)st.st_mtime;

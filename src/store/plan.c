@@ -115,7 +115,7 @@ static int plan_listed(void *arg, const uint8_t id[KBV_ID_BYTES])
 static int list_plans(struct kbv_repo *r, struct listed *l, int64_t *now)
 {
 	int rc = kbv_be_list(r->be, KBV_OBJ_PLAN, on_plan, l);
-	/* A directory's clock is read by touching a file: not needed without plans (status on
+	/* A directory's clock is read by creating a file: not needed without plans (status on
 	 * a repository this user may not write to) */
 	*now = 0;
 	if (rc == 0 && (l->n || !(kbv_backend_features(r->be) & KBV_BE_LOCAL)))
