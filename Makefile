@@ -87,7 +87,7 @@ bench-deps:
 TEST_ENV = PROMTOOL=$(abspath build/tools/promtool) KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MKSNAP=$(abspath $(BUILD)/tests/mksnap)
 
 # The core suites run a second time with their repositories on object storage (Ceph).
-CLI_S3 := tests/cli/basic.bats tests/cli/crash.bats tests/cli/gc.bats tests/cli/badinput.bats
+CLI_S3 := tests/cli/basic.bats tests/cli/crash.bats tests/cli/gc.bats tests/cli/badinput.bats tests/cli/pitr.bats
 
 test: deps
 	@$(MAKE) --no-print-directory $(PROG) $(UNIT_BIN) $(FUZZ_REPLAY) $(BENCH_BIN) $(TOOL_BIN)

@@ -29,6 +29,7 @@ enum kbv_obj {
 	KBV_OBJ_INDEX,    /* index objects (object storage; format/index.md), 64 hex digits */
 	KBV_OBJ_PLAN,     /* gc's deletion plans (format/repository.md), 64 hex digits */
 	KBV_OBJ_LOCK,     /* locks (object storage): "gc" */
+	KBV_OBJ_WAL,      /* archived PostgreSQL WAL files (format/wal.md): "<source>~<file>" */
 	KBV_OBJ_KINDS
 };
 
@@ -182,5 +183,11 @@ void kbv_s3_requests(struct kbv_be_requests *out);
 
 /* Does `name` have the shape of an object name of that kind? */
 int kbv_obj_name_ok(enum kbv_obj kind, const char *name);
+/* Is `file` the name of a file PostgreSQL archives: a segment (24 upper-case hex digits,
+ * or with ".partial"), a timeline history ("0000000A.history") or a backup history file
+ * ("<segment>.<8 hex>.backup")? */
+int kbv_wal_file_ok(const char *file);
+/* Is `name` "<source>~<file>": a source name (1-64 of A-Z a-z 0-9 . _ -) and such a file? */
+int kbv_wal_name_ok(const char *name);
 
 #endif

@@ -19,6 +19,7 @@ enum kbv_blob_type {
 	KBV_BLOB_RECORD = 6, /* a record body (format/records.md) */
 	KBV_BLOB_INDEX = 7,  /* an index object (format/index.md) */
 	KBV_BLOB_PLAN = 8,   /* a deletion plan of gc (format/repository.md) */
+	KBV_BLOB_WAL = 9,    /* the body of a WAL object (format/wal.md) */
 };
 
 #define KBV_BUNDLE_MAX_RAW (16u << 20) /* largest decoded bundle a reader accepts */

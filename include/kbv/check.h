@@ -24,6 +24,7 @@ int kbv_check_in_subset(const uint8_t packid[KBV_PACKID_BYTES], double pct, uint
 struct kbv_check_result {
 	uint64_t packs, blobs, snapshots, bytes_read;
 	uint64_t problems, warnings;
+	uint64_t wal_files; /* archived WAL files checked (format/wal.md) */
 };
 
 /* Check structure: packs against the index, every snapshot's references; with read_data

@@ -46,6 +46,9 @@ struct kbv_gc_result {
 	 * by this gc when due; kbv_repo_retention()). */
 	uint64_t snapshots_retained, packs_retained;
 	struct kbv_retention_report retention;
+	/* The WAL archive (format/wal.md "Retention"): files kept (and their bytes), files
+	 * older than the oldest kept base backup needs, removed (planned, with dry_run). */
+	uint64_t wal_files_kept, wal_bytes_kept, wal_files_dropped;
 };
 
 /* Remove the snapshots in `drop` (their manifests), then collect everything no remaining

@@ -18,6 +18,7 @@
 #include "kbv/sink.h"
 
 /* What a drill of one recorded source gets. */
+struct kbv_pg_recovery;
 struct kbv_drill_ctx {
 	struct kbv_reader *rd;
 	const struct kbv_snapshot *s;        /* entries loaded */
@@ -26,6 +27,9 @@ struct kbv_drill_ctx {
 	const char *pg_dsn;                  /* [drill] postgres-dsn */
 	const struct kbv_progress *progress; /* may be NULL */
 	const struct kbv_sink_events *ev;    /* warnings (scratch copies left behind); may be NULL */
+	/* PostgreSQL base backups: where recovery stops and how the scratch server runs
+	 * wal-fetch (kbv/pgbase.h); NULL elsewhere */
+	const struct kbv_pg_recovery *recovery;
 };
 
 /* What a restore of one recorded source back into its system gets. */
@@ -105,6 +109,8 @@ int kbv_kind_qdrant_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc
 int kbv_kind_command_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
 int kbv_kind_path_snapshot(struct kbv_sink *s, const struct kbv_source_cfg *sc, json_t **meta);
 int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
+/* The drill of a PostgreSQL base backup (src/sources/pgdrill.c). */
+int kbv_pgbase_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 int kbv_kind_qdrant_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 int kbv_kind_command_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);
 int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok);

@@ -90,6 +90,18 @@ int kbv_pg_client_spawn(const struct kbv_pg_client *cl, const char *dsn, const c
 /* The major version `program --version` prints (15 for "pg_dump (PostgreSQL) 15.5"). */
 int kbv_pg_client_major(const struct kbv_pg_client *cl, const char *program, int *major);
 
+/* What a physical backup needs to know of a server, asked over a replication connection
+ * (what a base backup's role may do): IDENTIFY_SYSTEM and a few settings. */
+struct kbv_pg_cluster {
+	char sysid[24];       /* system identifier, decimal */
+	uint32_t timeline;
+	char lsn[24];         /* current WAL flush position, "0/3000148" */
+	uint64_t seg_size;    /* wal_segment_size, bytes */
+	char archive_mode[16]; /* "on", "always", "off" */
+	int version;          /* server_version_num */
+};
+int kbv_pg_cluster_facts(const char *dsn, const char *what, struct kbv_pg_cluster *out);
+
 /* ---- Restoring and verifying ---- */
 
 /* Who owns a database kbv_pg_create_db() makes. */

@@ -84,6 +84,11 @@ struct kbv_lock_wait {
 int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lock_wait *w, struct kbv_repo **out);
 
 int kbv_repo_needs_password(const struct kbv_repo *r);
+/* From now on, kbv_repo_unlock() keeps the Argon2id result of a password in this host's
+ * cache directory, sealed with a key derived from the password itself (format/keyfile.md,
+ * "Derived-key cache"), and uses it instead of running Argon2id again. For commands that
+ * run once per WAL file (wal-push, wal-fetch); off by default. */
+void kbv_repo_kdf_cache(int on);
 
 /* Where repositories on object storage are reached and cached, for the whole process: the
  * S3 credentials and options (copied; secrets wiped on the next call or at exit) and the

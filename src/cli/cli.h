@@ -190,5 +190,7 @@ int cmd_forget(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
+int cmd_wal_push(int argc, char **argv);
+int cmd_wal_fetch(int argc, char **argv);
 
 #endif

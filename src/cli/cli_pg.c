@@ -3,6 +3,9 @@
 #include "cli.h"
 #include "cli_pg.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 void cli_pg_client(const char *source, struct kbv_pg_client *cl)
 {
 	const struct kbv_source_cfg *sc = cli.cfg ? kbv_config_source(cli.cfg, source) : NULL;
@@ -24,4 +27,26 @@ struct kbv_progress cli_progress_of(struct cli_progress *prog)
 {
 	struct kbv_progress p = { prog ? prog_bytes : NULL, prog ? prog_done : NULL, prog };
 	return p;
+}
+
+void cli_pg_recovery(struct cli_recovery *cr, struct kbv_pg_recovery *rec)
+{
+	size_t k = 0;
+	ssize_t len = readlink("/proc/self/exe", cr->exe, sizeof cr->exe - 1);
+	cr->exe[len > 0 ? len : 0] = 0;
+	if (cli.cfg && cli.cfg->file && realpath(cli.cfg->file, cr->cfg)) {
+		cr->args[k++] = "-c";
+		cr->args[k++] = cr->cfg;
+	}
+	if (cli.repo) {
+		cr->args[k++] = "-r";
+		cr->args[k++] = cli.repo;
+	}
+	if (cli.password_file && realpath(cli.password_file, cr->pwf)) {
+		cr->args[k++] = "--password-file";
+		cr->args[k++] = cr->pwf;
+	}
+	cr->args[k] = NULL;
+	rec->kbvault = cr->exe;
+	rec->args = cr->args;
 }

@@ -59,13 +59,17 @@ int cmd_check(int argc, char **argv)
 				      (json_int_t)res.packs, "blobs", (json_int_t)res.blobs, "snapshots",
 				      (json_int_t)res.snapshots, "bytes_read", (json_int_t)res.bytes_read, "seconds",
 				      cli_now() - t0);
+		json_object_set_new(j, "wal_files", json_integer((json_int_t)res.wal_files));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
 	} else if (!cli.quiet || res.problems) {
-		printf("check%s%s: %llu packs, %llu blobs, %llu snapshots: %s%llu problem%s, %llu warning%s\n",
+		char wal[64] = "";
+		if (res.wal_files)
+			snprintf(wal, sizeof wal, ", %llu WAL files", (unsigned long long)res.wal_files);
+		printf("check%s%s: %llu packs, %llu blobs, %llu snapshots%s: %s%llu problem%s, %llu warning%s\n",
 		       co.read_data ? " --read-data" : "", co.subset_pct > 0 ? "-subset" : "", (unsigned long long)res.packs, (unsigned long long)res.blobs,
-		       (unsigned long long)res.snapshots, res.problems ? "" : "ok, ", (unsigned long long)res.problems,
+		       (unsigned long long)res.snapshots, wal, res.problems ? "" : "ok, ", (unsigned long long)res.problems,
 		       res.problems == 1 ? "" : "s", (unsigned long long)res.warnings, res.warnings == 1 ? "" : "s");
 	}
 out:

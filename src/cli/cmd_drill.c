@@ -48,6 +48,7 @@ struct drill_run {
 	struct kbv_repo *repo;
 	struct kbv_reader *rd;
 	const char *dsn; /* [drill] postgres-dsn */
+	const char *target_time; /* --target-time: where base backups' recovery stops */
 	size_t drilled;
 	int any_fail, first_err;
 };
@@ -77,7 +78,8 @@ static int drill_snapshot(struct drill_run *d, struct kbv_snapshot *s, char **on
 				printf("drill %s: skipped (this kbvault cannot drill a %s source)\n", src->name, src->type);
 			continue;
 		}
-		if ((kind->drill_needs & KBV_DRILL_NEEDS_PG_DSN) && !d->dsn) {
+		int physical = kbv_pg_is_physical(s, src->name); /* recovered in a scratch server of its own */
+		if ((kind->drill_needs & KBV_DRILL_NEEDS_PG_DSN) && !d->dsn && !physical) {
 			code = cli_usage("drill", "set [drill] postgres-dsn in the configuration: the server where scratch "
 						  "databases may be created");
 			goto done;
@@ -95,7 +97,10 @@ static int drill_snapshot(struct drill_run *d, struct kbv_snapshot *s, char **on
 		cli_progress_init(&prog, "drill:");
 		struct kbv_progress lp = cli_progress_of(&prog);
 		struct kbv_sink_events ev = { drill_warn, NULL, NULL };
-		struct kbv_drill_ctx ctx = { d->rd, s, src, sc, d->dsn, &lp, &ev };
+		struct cli_recovery cr;
+		struct kbv_pg_recovery recovery = { .time = d->target_time };
+		cli_pg_recovery(&cr, &recovery);
+		struct kbv_drill_ctx ctx = { d->rd, s, src, sc, d->dsn, &lp, &ev, physical ? &recovery : NULL };
 		rc = kind->drill(&ctx, res, &ok);
 		cli_progress_done(&prog);
 		drilled++;
@@ -193,10 +198,12 @@ static int drill_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "source", required_argument, NULL, 1301 },
+		{ "target-time", required_argument, NULL, 1302 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
 	char **only = calloc((size_t)argc + 1, sizeof *only);
+	const char *target_time = NULL;
 	size_t nonly = 0;
 	int c;
 	if (!only)
@@ -206,6 +213,16 @@ static int drill_main(int argc, char **argv)
 			continue;
 		if (c == 1301) {
 			only[nonly++] = optarg;
+			continue;
+		}
+		if (c == 1302) {
+			int64_t t;
+			if (kbv_pg_parse_time(optarg, &t) < 0) {
+				free(only);
+				return cli_usage("drill", "--target-time '%s' is not a time such as '2026-11-30 14:05:00+00'",
+						 optarg);
+			}
+			target_time = optarg;
 			continue;
 		}
 		free(only);
@@ -222,7 +239,7 @@ static int drill_main(int argc, char **argv)
 		free(only);
 		return code;
 	}
-	struct drill_run d = { .dsn = cli.cfg ? cli.cfg->drill_postgres_dsn : NULL };
+	struct drill_run d = { .dsn = cli.cfg ? cli.cfg->drill_postgres_dsn : NULL, .target_time = target_time };
 	struct kbv_snapshot **list = NULL, *s;
 	struct kbv_snapshot_damage *bad = NULL;
 	size_t n = 0, nbad = 0;

@@ -283,6 +283,9 @@ static int gc_main(int argc, char **argv)
 		json_object_set_new(g, "packs_kept_needed", json_integer((json_int_t)res.packs_kept_needed));
 		json_object_set_new(g, "plans_removed", json_integer((json_int_t)res.plans_removed));
 		json_object_set_new(g, "plans_damaged", json_integer((json_int_t)res.plans_damaged));
+		json_object_set_new(g, "wal_files_kept", json_integer((json_int_t)res.wal_files_kept));
+		json_object_set_new(g, "wal_bytes_kept", json_integer((json_int_t)res.wal_bytes_kept));
+		json_object_set_new(g, "wal_files_dropped", json_integer((json_int_t)res.wal_files_dropped));
 		if (res.retention.days) {
 			char oldest[40] = "";
 			if (res.retention.oldest)
@@ -317,6 +320,13 @@ static int gc_main(int argc, char **argv)
 			printf("gc: %s %llu packs (%s) for deletion by a gc run %u s or more from now (--keep-delete)\n",
 			       go.dry_run ? "would condemn" : "condemned", (unsigned long long)res.packs_planned, planned,
 			       go.keep_delete);
+		}
+		if (res.wal_files_kept || res.wal_files_dropped) {
+			char wb[32];
+			cli_bytes(res.wal_bytes_kept, wb, sizeof wb);
+			printf("gc: WAL archive: %s %llu files older than the oldest kept base backup needs, kept %llu (%s)\n",
+			       go.dry_run ? "would remove" : "removed", (unsigned long long)res.wal_files_dropped,
+			       (unsigned long long)res.wal_files_kept, wb);
 		}
 		if (res.packs_waiting)
 			printf("gc: %llu packs wait in earlier deletion plans\n", (unsigned long long)res.packs_waiting);

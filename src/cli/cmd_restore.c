@@ -15,6 +15,7 @@
 #include "kbv/error.h"
 #include "kbv/kinds.h"
 #include "kbv/pg.h"
+#include "kbv/pgbase.h"
 #include "kbv/fsio.h"
 #include "kbv/restore.h"
 #include "kbv/snapshot.h"
@@ -221,6 +222,8 @@ struct restore_args {
 	int to_stdout, force, in_place, all_sources, overwrite;
 	int into_source; /* --source NAME... or --all-sources alone: back into the sources */
 	const char *spec, *target, *source, *target_db, *dsn, *target_url, *suffix, *host, *owner;
+	const char *target_dir;        /* a physical base backup into this directory */
+	struct kbv_pg_recovery rec;    /* and where its recovery stops */
 	char **streams;  /* --stream (and --source NAME with --target DIR: "<source>/...") */
 	size_t nstreams, nadhoc_streams;
 	const char **sources, **tags;
@@ -254,6 +257,11 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 		{ "tag", required_argument, NULL, 1210 },
 		{ "overwrite", no_argument, NULL, 1211 },
 		{ "owner", required_argument, NULL, 1212 },
+		{ "target-dir", required_argument, NULL, 1213 },
+		{ "target-time", required_argument, NULL, 1214 },
+		{ "target-lsn", required_argument, NULL, 1215 },
+		{ "target-xid", required_argument, NULL, 1216 },
+		{ "target-immediate", no_argument, NULL, 1217 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -283,10 +291,34 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 		case 1210: a->tags[a->ntags++] = optarg; break;
 		case 1211: a->overwrite = 1; break;
 		case 1212: a->owner = optarg; break;
+		case 1213: a->target_dir = optarg; break;
+		case 1214: a->rec.time = optarg; break;
+		case 1215: a->rec.lsn = optarg; break;
+		case 1216: a->rec.xid = optarg; break;
+		case 1217: a->rec.immediate = 1; break;
 		default: return cli_bad_option("restore", argv);
 		}
 	}
 	a->dsn = target_dsn;
+	int ntargets = !!a->rec.time + !!a->rec.lsn + !!a->rec.xid + a->rec.immediate;
+	if (a->target_dir) {
+		int64_t t;
+		if (optind + 1 != argc || a->nsources != 1 || a->to_stdout || a->target || a->target_db || a->nstreams ||
+		    a->all_sources)
+			return cli_usage("restore", "--target-dir DIR restores a base backup: give one SNAPSHOT (latest: the "
+						    "newest before the target) and --source NAME alone");
+		if (ntargets > 1)
+			return cli_usage("restore", "give at most one of --target-time, --target-lsn, --target-xid and "
+						    "--target-immediate");
+		if (a->rec.time && kbv_pg_parse_time(a->rec.time, &t) < 0)
+			return cli_usage("restore", "--target-time '%s' is not a time such as '2026-11-30 14:05:00+00'",
+					 a->rec.time);
+		a->spec = argv[optind];
+		return cli_load_config();
+	}
+	if (ntargets)
+		return cli_usage("restore", "--target-time, --target-lsn, --target-xid and --target-immediate go with "
+					    "--target-dir (a base backup)");
 	a->into_source = (a->source || a->all_sources) && !a->to_stdout && !a->target && !a->target_db;
 	if (optind + 1 != argc || a->to_stdout + !!a->target + !!a->target_db + a->into_source != 1 ||
 	    (a->in_place && !a->into_source) || (a->all_sources && !a->into_source) ||
@@ -414,6 +446,36 @@ static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct
 	return rc;
 }
 
+/* restore --source NAME --target-dir DIR: a base backup (the newest that ended before
+ * --target-time, for "latest") with recovery set up to fetch WAL through this kbvault, this
+ * configuration, repository and password file. Returns the exit code. */
+static int base_backup(struct kbv_reader *rd, struct kbv_snapshot **list, size_t n, struct restore_args *a)
+{
+	struct cli_recovery cr;
+	int64_t before = INT64_MAX;
+	struct kbv_snapshot *s;
+	json_t *report = json_object();
+	int rc = 0;
+	cli_pg_recovery(&cr, &a->rec);
+	if (a->rec.time)
+		(void)kbv_pg_parse_time(a->rec.time, &before);
+	if (!strcmp(a->spec, "latest"))
+		TRY(kbv_pgbase_choose(list, n, a->source, before, &s));
+	else
+		TRY(kbv_snapshot_find(list, n, a->spec, &s));
+	const struct kbv_snapsource *src = kbv_snapshot_source(s, a->source);
+	if (!src) {
+		rc = kbv_error(KBV_ENOTFOUND, "the snapshot has no source '%s'", a->source);
+		goto out;
+	}
+	TRY(kbv_snapshot_load_entries(rd, s));
+	rc = kbv_pgbase_restore(rd, s, src, a->target_dir, &a->rec, report);
+out:
+	show_report(report);
+	json_decref(report);
+	return rc < 0 ? cli_fail(rc) : EXIT_OK;
+}
+
 /* What a restore to stdout or a directory did, as text or JSON; the exit code. */
 static int summary(const struct kbv_snapshot *s, const struct restore_args *a, const struct sink *sk, size_t count,
 		   size_t skipped, double secs)
@@ -459,9 +521,14 @@ int cmd_restore(int argc, char **argv)
 	struct kbv_snapshot_filter filter = { a.host, a.tags, a.ntags, a.sources, a.nsources };
 	double t0 = cli_now();
 	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = cli_damaged_spec(bad, nbad, a.spec)) < 0 ||
-	    (rc = kbv_reader_new(r, 0, &rd)) < 0 ||
-	    (rc = find_snapshot(rd, list, n, a.spec, &filter, a.streams, a.nadhoc_streams, &s)) < 0)
+	    (rc = kbv_reader_new(r, 0, &rd)) < 0)
 		goto fail;
+	if (!a.target_dir && (rc = find_snapshot(rd, list, n, a.spec, &filter, a.streams, a.nadhoc_streams, &s)) < 0)
+		goto fail;
+	if (a.target_dir) {
+		code = base_backup(rd, list, n, &a);
+		goto out;
+	}
 	if (a.target_db) {
 		if ((rc = restore_db(rd, s, a.source, a.target_db, a.dsn, a.force, a.owner, &prog, &mismatch)) < 0)
 			goto fail;

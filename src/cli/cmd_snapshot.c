@@ -50,6 +50,15 @@ static void print_postgres(const char *name, const json_t *meta)
 	size_t i;
 	const json_t *t;
 	uint64_t rows = 0, keyed = 0;
+	const char *mode = json_string_value(json_object_get(meta, "mode"));
+	if (mode && !strcmp(mode, "physical")) {
+		printf("  %s: PostgreSQL base backup (server %lld, system %s, timeline %lld), WAL %s to %s\n", name,
+		       (long long)json_integer_value(json_object_get(meta, "server_version_num")),
+		       json_string_value(json_object_get(meta, "system_identifier")),
+		       (long long)json_integer_value(json_object_get(meta, "timeline")),
+		       json_string_value(json_object_get(meta, "start_lsn")), json_string_value(json_object_get(meta, "stop_lsn")));
+		return;
+	}
 	json_array_foreach(json_object_get(meta, "tables"), i, t) {
 		rows += (uint64_t)json_integer_value(json_object_get(t, "rows"));
 		keyed += !strcmp(json_string_value(json_object_get(t, "order")), "key");

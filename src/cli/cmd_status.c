@@ -15,6 +15,7 @@
 #include "kbv/reader.h"
 #include "kbv/record.h"
 #include "kbv/snapshot.h"
+#include "kbv/wal.h"
 
 enum { ST_OK, ST_WARNING, ST_CRITICAL, ST_UNKNOWN };
 static const char *const state_name[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
@@ -112,7 +113,8 @@ int cmd_status(int argc, char **argv)
 	json_t *drills = NULL, *gcs = NULL;
 	struct src_state *src = NULL;
 	struct kbv_snapshot_damage *bad = NULL;
-	size_t n = 0, nsrc = 0, nbad = 0;
+	struct kbv_wal_summary *wal = NULL;
+	size_t n = 0, nsrc = 0, nbad = 0, nwal = 0;
 	int state = ST_OK, rc;
 	char problem[512] = "";
 	if (cli_open(KBV_LOCK_SHARED, 1, &r) != 0) {
@@ -121,7 +123,7 @@ int cmd_status(int argc, char **argv)
 	}
 	if ((rc = kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
 	    (rc = kbv_record_list(r, "drill", &drills)) < 0 || (rc = kbv_record_list(r, "gc", &gcs)) < 0 ||
-	    (rc = kbv_repo_stats(r, &st)) < 0) {
+	    (rc = kbv_repo_stats(r, &st)) < 0 || (rc = kbv_wal_summarize(r, list, n, &wal, &nwal)) < 0) {
 		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
 		state = ST_UNKNOWN;
 		goto out;
@@ -211,6 +213,24 @@ int cmd_status(int argc, char **argv)
 		snprintf(problem, sizeof problem, "%zu damaged snapshot manifest%s (%.8s%s): kbvault snapshots, "
 						  "docs/recovery.md",
 			 nbad, nbad == 1 ? "" : "s", hex, nbad > 1 ? ", ..." : "");
+	}
+	/* The WAL archive: a gap is CRITICAL (recovery cannot pass it); an archive that has not
+	 * grown for longer than max-age is a WARNING (archive_command failing, or an idle server
+	 * without archive_timeout). */
+	for (size_t i = 0; i < nwal; i++) {
+		char a[32];
+		long long lag = wal[i].last_time ? now - wal[i].last_time : -1;
+		age_text(lag, a, sizeof a);
+		if (wal[i].gaps && state < ST_CRITICAL) {
+			state = ST_CRITICAL;
+			snprintf(problem, sizeof problem,
+				 "WAL archive of %s has a GAP: segment %s%s missing: recovery cannot pass it", wal[i].source,
+				 wal[i].first_gap, wal[i].gaps > 1 ? " and others" : "");
+		} else if (lag > max_age && state < ST_WARNING) {
+			state = ST_WARNING;
+			snprintf(problem, sizeof problem, "last WAL segment of %s was archived %s ago (max %s)",
+				 wal[i].source, a, max_age_s);
+		}
 	}
 	if (nfailed && state < ST_WARNING) {
 		state = ST_WARNING;
@@ -316,6 +336,16 @@ int cmd_status(int argc, char **argv)
 							 "oldest_retention", lapse, "oldest_retention_timestamp",
 							 (json_int_t)ret.oldest)
 					     : json_null());
+		json_t *wj = json_array();
+		for (size_t i = 0; i < nwal; i++)
+			json_array_append_new(
+				wj, json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:s?}", "source", wal[i].source,
+					      "files", (json_int_t)wal[i].files, "segments", (json_int_t)wal[i].segments,
+					      "first_segment", wal[i].first, "last_segment", wal[i].last,
+					      "last_archived_timestamp", (json_int_t)wal[i].last_time, "lag_seconds",
+					      (json_int_t)(wal[i].last_time ? now - wal[i].last_time : -1), "gaps",
+					      (json_int_t)wal[i].gaps, "first_gap", *wal[i].first_gap ? wal[i].first_gap : NULL));
+		json_object_set_new(j, "wal", wj);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);
@@ -342,6 +372,15 @@ int cmd_status(int argc, char **argv)
 				 json_string_value(json_object_get(src[i].drill_rec, "snapshot")) ?: "?");
 		}
 		printf("%s: snapshot %.8s, %s ago, %s, %s\n", src[i].name, src[i].id, a, sz, dr);
+	}
+	for (size_t i = 0; i < nwal; i++) {
+		char a[32], gap[96] = "no gaps";
+		age_text(wal[i].last_time ? now - wal[i].last_time : 0, a, sizeof a);
+		if (wal[i].gaps)
+			snprintf(gap, sizeof gap, "GAP: %s missing (%llu segment%s)", wal[i].first_gap,
+				 (unsigned long long)wal[i].gaps, wal[i].gaps == 1 ? "" : "s in all");
+		printf("%s: WAL archive %llu segments (%s .. %s), last archived %s ago, %s\n", wal[i].source,
+		       (unsigned long long)wal[i].segments, wal[i].first, wal[i].last, a, gap);
 	}
 	if (json_array_size(hosts) > 1) {
 		printf("hosts:");
@@ -380,6 +419,7 @@ int cmd_status(int argc, char **argv)
 	}
 out:
 	free(src);
+	free(wal);
 	json_decref(drills);
 	json_decref(gcs);
 	kbv_reader_free(rd);

@@ -39,6 +39,8 @@ static const struct command_help commands[] = {
 	  "kbvault restore SNAPSHOT --source NAME --target-db DB [--target-dsn CONNINFO] [--force] [--owner ROLE]\n"
 	  "kbvault restore SNAPSHOT (--source NAME... | --all-sources) [--in-place] [--force] [--target-url URL]\n"
 	  "                [--collection-suffix S]\n"
+	  "kbvault restore SNAPSHOT --source NAME --target-dir DIR\n"
+	  "                [--target-time TIME | --target-lsn LSN | --target-xid XID | --target-immediate]\n"
 	  "  SNAPSHOT      a full id, a unique prefix (4+ hex digits), or 'latest': the newest snapshot\n"
 	  "                holding the --source and --stream named, of --host, with every --tag\n"
 	  "  --stdout      write the one selected stream to standard output (--json's summary goes to\n"
@@ -55,15 +57,24 @@ static const struct command_help commands[] = {
 	  "  --source NAME alone (repeatable), --all-sources: back into each source: PostgreSQL\n"
 	  "                into its recorded database (--force if it holds tables), Qdrant upload,\n"
 	  "                Neo4j load-command, command restore-command, paths with --in-place\n"
-	  "  --target-url, --collection-suffix   Qdrant: another server, collection names + S\n" },
+	  "  --target-url, --collection-suffix   Qdrant: another server, collection names + S\n"
+	  "  --target-dir DIR  a PostgreSQL base backup (mode = physical) into the empty DIR, set up\n"
+	  "                to recover through 'kbvault wal-fetch'; 'latest' with --target-time is the\n"
+	  "                newest base backup that ended before TIME\n"
+	  "  --target-time TIME ('2026-11-30 14:05:00+00'), --target-lsn LSN, --target-xid XID,\n"
+	  "  --target-immediate  where recovery stops (default: the end of the WAL archive); a gap\n"
+	  "                in the archive before the target is refused (exit 5)\n" },
 	{ "drill", "prove a snapshot restores: load it into a scratch database and compare",
-	  "kbvault drill [SNAPSHOT] [--source NAME]...\n"
+	  "kbvault drill [SNAPSHOT] [--source NAME]... [--target-time TIME]\n"
 	  "  Restores every source of SNAPSHOT (default: each source at its own newest snapshot) somewhere\n"
 	  "  scratch and checks it:\n"
 	  "  PostgreSQL into a database on [drill] postgres-dsn (row counts and checksums), Qdrant\n"
 	  "  into scratch collections (point counts), paths into a scratch directory (hashes), Neo4j\n"
 	  "  and command sources through drill-load-command. Scratch copies are removed; the\n"
-	  "  verdict is recorded in the repository. Exit 0 when all passed, 5 when one differs.\n" },
+	  "  verdict is recorded in the repository. Exit 0 when all passed, 5 when one differs.\n"
+	  "  A PostgreSQL base backup (mode = physical) is recovered in a scratch server on a free\n"
+	  "  loopback port through the WAL archive, to --target-time TIME or the end of the archive;\n"
+	  "  every database's tables are counted and its B-tree indexes checked with amcheck.\n" },
 	{ "forget", "remove snapshots (space comes back at the next gc)", "kbvault forget SNAPSHOT...\n" },
 	{ "gc", "apply the retention policy and collect garbage",
 	  "kbvault gc [[--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]\n"
@@ -89,6 +100,15 @@ static const struct command_help commands[] = {
 	  "kbvault unlock [--json]\n"
 	  "  Removes the gc lock of a repository on object storage only when it is stale (not\n"
 	  "  refreshed for 30 minutes by the storage's clock); a live gc's lock is left. Exit 6 then.\n" },
+	{ "wal-push", "archive a WAL file (PostgreSQL's archive_command)",
+	  "kbvault wal-push [--source NAME] PATH\n"
+	  "  archive_command = 'kbvault wal-push %p'. Stores the file durably, then exits 0; the same\n"
+	  "  file pushed again is a success, other bytes under an archived name are refused (exit 1).\n"
+	  "  NAME defaults to the configuration's one source with type = postgres, mode = physical.\n" },
+	{ "wal-fetch", "restore an archived WAL file (PostgreSQL's restore_command)",
+	  "kbvault wal-fetch [--source NAME] FILE DEST\n"
+	  "  restore_command = 'kbvault wal-fetch %f %p'. Writes the verified file to DEST; a file the\n"
+	  "  archive does not hold exits 1 without a message (PostgreSQL asks for such files).\n" },
 	{ "check", "verify the repository",
 	  "kbvault check [--read-data | --read-data-subset PCT]\n"
 	  "  Verifies packs against the index and every snapshot's references; with --read-data also\n"

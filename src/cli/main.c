@@ -31,6 +31,8 @@ static const struct command commands[] = {
 	{ "copy", cmd_copy },
 	{ "bench", cmd_bench },
 	{ "unlock", cmd_unlock },
+	{ "wal-push", cmd_wal_push },
+	{ "wal-fetch", cmd_wal_fetch },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

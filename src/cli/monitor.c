@@ -23,6 +23,7 @@
 #include "kbv/fsio.h"
 #include "kbv/gc.h"
 #include "kbv/snapshot.h"
+#include "kbv/wal.h"
 
 /* ---- the metric families (format/metrics.md) ---- */
 
@@ -52,6 +53,10 @@ static const struct family {
 	{ "kbvault_gc_lock_stale", "gauge", "1 when the gc lock is held but stale (a dead gc's), else 0." },
 	{ "kbvault_object_lock_oldest_retention_timestamp_seconds", "gauge",
 	  "Lowest Object Lock retain-until date among the repository's objects, as the last gc saw it." },
+	{ "kbvault_wal_segments", "gauge", "WAL segments in the archive of each source." },
+	{ "kbvault_wal_last_archived_timestamp_seconds", "gauge",
+	  "Unix time (the storage's clock) the newest WAL segment of each source was archived." },
+	{ "kbvault_wal_gaps", "gauge", "WAL segments missing from the archive of each source (recovery cannot pass a gap)." },
 };
 #define NFAMILIES (sizeof families / sizeof *families)
 
@@ -215,6 +220,17 @@ void cli_run_repo(struct kbv_repo *r)
 		if (!newer)
 			set_host_metric("host_last_snapshot_timestamp_seconds", list[i]->host, (double)list[i]->time);
 	}
+	/* The WAL archive of each source that has one. */
+	struct kbv_wal_summary *wal = NULL;
+	size_t nwal = 0;
+	if (kbv_wal_summarize(r, list, n, &wal, &nwal) < 0)
+		cli_log(CLI_WARN, "metrics: %s", kbv_errmsg());
+	for (size_t i = 0; i < nwal; i++) {
+		set_metric("wal_segments", NULL, wal[i].source, (double)wal[i].segments);
+		set_metric("wal_last_archived_timestamp_seconds", NULL, wal[i].source, (double)wal[i].last_time);
+		set_metric("wal_gaps", NULL, wal[i].source, (double)wal[i].gaps);
+	}
+	free(wal);
 	kbv_snapshot_list_free(list, n);
 	struct kbv_gclock_info gl;
 	if (kbv_gclock_info(r, &gl) < 0) {

@@ -51,6 +51,7 @@ static const char *personal(int type)
 	case KBV_BLOB_RECORD: return "kbvault-rcrd\0\0\0";
 	case KBV_BLOB_INDEX: return "kbvault-indx\0\0\0";
 	case KBV_BLOB_PLAN: return "kbvault-plan\0\0\0";
+	case KBV_BLOB_WAL: return "kbvault-wal0\0\0\0";
 	default: return "kbvault-snap\0\0\0";
 	}
 }

@@ -9,6 +9,7 @@
 #include "kbv/reader.h"
 #include "store/salvage.h"
 #include "kbv/snapshot.h"
+#include "kbv/wal.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -476,6 +477,41 @@ static int visit_stream(struct ck *c, struct kbv_reader *rd, const struct kbv_re
 	return rc < 0 ? rc : 0;
 }
 
+/* The WAL archive (format/wal.md): every object reads and verifies, and the blobs of its
+ * stream are where the index says. */
+struct wal_ck {
+	struct ck *c;
+	struct kbv_reader *rd;
+	struct kbv_check_result *res;
+};
+
+static int check_wal_file(void *arg, const char *source, const char *file, int64_t mtime)
+{
+	struct wal_ck *w = arg;
+	struct kbv_wal_info info;
+	char who[96];
+	(void)mtime;
+	w->res->wal_files++;
+	snprintf(who, sizeof who, "WAL archive of '%s'", source);
+	w->c->snapname = who;
+	w->c->streamname = file;
+	int rc = kbv_wal_read(w->c->r, source, file, &info);
+	if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
+		say(w->c, KBV_PROBLEM, "%s: WAL file '%s' cannot be restored", kbv_errmsg(), file);
+		return 0;
+	}
+	if (rc == KBV_ENOTFOUND)
+		return 0; /* removed by a gc since the listing */
+	if (rc < 0)
+		return rc;
+	TRY(visit_stream(w->c, w->rd, &info.ref));
+	if (w->c->stream_damaged)
+		say(w->c, KBV_PROBLEM, "WAL file '%s' of source '%s' cannot be restored: recovery cannot pass it", file,
+		    source);
+out:
+	return rc;
+}
+
 int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_fn report, void *arg,
 	      struct kbv_check_result *res)
 {
@@ -576,6 +612,8 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 		if (table_damaged || nhit)
 			TRY(affected_add(&c, list[i], table_damaged, hit, nhit));
 	}
+	struct wal_ck wc = { &c, rd, res };
+	TRY(kbv_wal_list(r, NULL, check_wal_file, &wc));
 	if (c.stale_blobs)
 		say(&c, KBV_WARNING,
 		    "index: %llu blobs the snapshots use are in packs the index does not list: the index is missing or "

@@ -224,6 +224,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	struct kbv_snapshot **list = NULL;
 	struct kbv_reader *rd = NULL;
 	struct mark m = { .r = r, .trees = KBV_IDSET_INIT };
+	struct wal_floor *wf = calloc(1, sizeof *wf);
 	struct sweep sw = { .r = r, .o = o, .envelopes = KBV_IDSET_INIT };
 	struct plan_pack **rep = NULL;
 	struct kbv_plans plans = { 0 };
@@ -232,6 +233,8 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	size_t n = 0, nripe = 0;
 	int rc = 0;
 	memset(res, 0, sizeof *res);
+	if (!wf)
+		return kbv_error(KBV_ENOMEM, "out of memory");
 
 	/* 0. the deletion plans, and which are ripe on the storage's clock */
 	TRY(kbv_plans_read(r, &plans));
@@ -281,11 +284,14 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 			continue;
 		}
 		res->snapshots_kept++;
+		gc_wal_note(wf, list[i]);
 		TRY(gc_mark_snapshot(&m, rd, list[i]));
 		TRY(kbv_gclock_refresh(o->lock, 0));
 		if (o->progress)
 			o->progress(o->arg, "mark", i + 1, n);
 	}
+	/* the WAL archive: what kept base backups need is live, older WAL goes */
+	TRY(gc_mark_wal(&m, rd, wf, !o->dry_run && !second, res));
 	gc_live_compact(&m.live);
 	res->live_blobs = m.live.n;
 	kbv_reader_free(rd); /* before the index is closed and reopened by compaction */
@@ -488,6 +494,7 @@ out:
 	kbv_plans_release(&plans);
 	free(ripe);
 	free(keep);
+	free(wf);
 	return rc;
 }
 

@@ -41,6 +41,24 @@ struct mark {
 };
 /* Add every blob a snapshot references to m's live set. */
 int gc_mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot *s);
+/* Mark one blob a stream references (a kbv_visit_fn; arg: the mark). */
+int gc_mark_id(void *arg, int type, const uint8_t id[KBV_ID_BYTES]);
+
+/* The WAL archive (gc_wal.c): per source, the first segment the oldest kept base backup
+ * needs. gc_wal_note() takes a kept snapshot's base backups into account; gc_mark_wal()
+ * marks every archived file from there on and (remove) removes the older ones. */
+#define GC_WAL_SOURCES 64
+struct wal_floor {
+	struct {
+		char name[65];
+		uint64_t segno, seg_size;
+	} src[GC_WAL_SOURCES];
+	size_t n;
+};
+void gc_wal_note(struct wal_floor *f, const struct kbv_snapshot *s);
+int gc_mark_wal(struct mark *m, struct kbv_reader *rd, const struct wal_floor *f, int remove,
+		struct kbv_gc_result *res);
+
 /* Was this TREE id marked (arg: the mark's trees)? For kbv_meta_retain. */
 int gc_tree_marked(void *arg, const uint8_t id[KBV_ID_BYTES]);
 

@@ -65,7 +65,7 @@ long gc_live_find(const struct live *l, const uint8_t *id)
 
 /* ---- mark ---- */
 
-static int mark_one(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
+int gc_mark_id(void *arg, int type, const uint8_t id[KBV_ID_BYTES])
 {
 	struct mark *m = arg;
 	if (type == KBV_BLOB_TREE) {
@@ -92,11 +92,11 @@ int gc_mark_snapshot(struct mark *m, struct kbv_reader *rd, struct kbv_snapshot 
 	hex[12] = 0;
 	m->snap = hex;
 	if (s->table_ref.depth != KBV_REF_EMPTY)
-		TRY(kbv_reader_visit(rd, &s->table_ref, mark_one, m));
+		TRY(kbv_reader_visit(rd, &s->table_ref, gc_mark_id, m));
 	TRY(kbv_snapshot_load_entries(rd, s));
 	for (size_t i = 0; i < s->nloaded; i++)
 		if (s->entries[i].ref.depth != KBV_REF_EMPTY)
-			TRY(kbv_reader_visit(rd, &s->entries[i].ref, mark_one, m));
+			TRY(kbv_reader_visit(rd, &s->entries[i].ref, gc_mark_id, m));
 out:
 	return rc;
 }

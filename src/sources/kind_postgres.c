@@ -15,6 +15,7 @@
 #include "kbv/kinds.h"
 #include "kbv/load.h"
 #include "kbv/pg.h"
+#include "kbv/pgbase.h"
 #include "kbv/proc.h"
 
 /* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
@@ -47,6 +48,8 @@ int kbv_kind_postgres_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *
 	int fd, native = !sc->mode || !strcmp(sc->mode, "native");
 	struct kbv_pg_opts o = { .source = sc->name, .client = { sc->pg_bin_dir, sc->client_command_prefix },
 				 .dsn = sc->dsn, .native = native };
+	if (sc->mode && !strcmp(sc->mode, "physical"))
+		return kbv_pgbase_snapshot(c, sc, meta);
 	json_t *streams = json_object();
 
 	if (sc->jobs) {
@@ -96,6 +99,17 @@ out:
 	return rc;
 }
 
+/* A base backup (mode = physical) is not a dump: it restores into a data directory. */
+static int refuse_physical(const struct kbv_snapshot *s, const char *source, const char *doing)
+{
+	if (!kbv_pg_is_physical(s, source))
+		return 0;
+	return kbv_error(KBV_EINVAL,
+			 "source '%s' holds a base backup (mode = physical): %s; restore it with --source %s --target-dir "
+			 "DIR [--target-time TIME]",
+			 source, doing, source);
+}
+
 /* drill: restored into a scratch database on [drill] postgres-dsn, row counts and row
  * checksums compared with what the snapshot recorded, the scratch database dropped. */
 int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
@@ -111,6 +125,8 @@ int kbv_kind_postgres_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 	kbv_hex(s->id, KBV_ID_BYTES, id);
 	snprintf(scratch, sizeof scratch, "kbvault_drill_%.8s_%ld", id, (long)getpid());
 	*ok = 0;
+	if (kbv_pg_is_physical(s, source))
+		return kbv_pgbase_drill(d, res, ok); /* a base backup: recovered in a scratch server */
 	TRY(kbv_pg_source_meta(s, source, &meta));
 	/* force: a scratch database of this name can only be the leftover of a drill killed
 	 * before it could drop it. */
@@ -152,6 +168,7 @@ int kbv_pg_restore_db(const struct kbv_restore_ctx *c, const char *source, const
 	int rc = 0;
 	kbv_hex(c->s->id, KBV_ID_BYTES, id);
 	json_object_set_new(report, "has_json", json_true());
+	TRY(refuse_physical(c->s, source, "it does not load into a database"));
 	TRY(kbv_pg_source_meta(c->s, source, &meta));
 	TRY(kbv_pg_create_db(dsn, db, meta, c->force, &own));
 	if (*own.missing)
@@ -216,8 +233,10 @@ const struct kbv_source_key kbv_kind_postgres_keys[] = {
 int kbv_kind_postgres_check(const struct kbv_source_cfg *sc, char *msg, size_t cap)
 {
 	long jobs;
-	if (sc->mode && strcmp(sc->mode, "native") && strcmp(sc->mode, "pg_dump"))
-		snprintf(msg, cap, "mode must be native or pg_dump, not '%s'", sc->mode);
+	if (sc->mode && strcmp(sc->mode, "native") && strcmp(sc->mode, "pg_dump") && strcmp(sc->mode, "physical"))
+		snprintf(msg, cap, "mode must be native, pg_dump or physical, not '%s'", sc->mode);
+	else if (sc->mode && !strcmp(sc->mode, "physical") && (sc->jobs || kbv_parse_bool(sc->globals) == 1))
+		snprintf(msg, cap, "mode = physical copies the whole cluster: jobs and globals do not apply");
 	else if (sc->jobs && kbv_parse_long(sc->jobs, 1, 64, &jobs) < 0)
 		snprintf(msg, cap, "jobs must be a whole number from 1 to 64, not '%s'", sc->jobs);
 	else if (sc->jobs && (!sc->mode || strcmp(sc->mode, "pg_dump") != 0))

@@ -68,7 +68,17 @@ static void quiet_notice(void *arg, const char *msg)
 	(void)msg;
 }
 
+static int pg_connect_as(const char *dsn, const char *dbname, const char *replication, const char *what,
+			 PGconn **out);
+
 static int pg_connect(const char *dsn, const char *dbname, const char *what, PGconn **out)
+{
+	return pg_connect_as(dsn, dbname, NULL, what, out);
+}
+
+/* pg_connect, as a replication connection when `replication` is "true" or "database". */
+static int pg_connect_as(const char *dsn, const char *dbname, const char *replication, const char *what,
+			 PGconn **out)
 {
 	char *err = NULL, line[1024];
 	PQconninfoOption *opts = PQconninfoParse(dsn, &err);
@@ -81,7 +91,7 @@ static int pg_connect(const char *dsn, const char *dbname, const char *what, PGc
 	size_t n = 0;
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		n++;
-	const char **keys = calloc(n + 3, sizeof *keys), **vals = calloc(n + 3, sizeof *vals);
+	const char **keys = calloc(n + 4, sizeof *keys), **vals = calloc(n + 4, sizeof *vals);
 	int rc = 0, has_app = 0;
 	if (!keys || !vals) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
@@ -102,6 +112,10 @@ static int pg_connect(const char *dsn, const char *dbname, const char *what, PGc
 	if (!has_app) {
 		keys[k] = "application_name";
 		vals[k++] = "kbvault";
+	}
+	if (replication) {
+		keys[k] = "replication";
+		vals[k++] = replication;
 	}
 	PGconn *c = PQconnectdbParams(keys, vals, 0);
 	if (!c || PQstatus(c) != CONNECTION_OK) {
@@ -135,6 +149,56 @@ static int exec(PGconn *c, const char *sql, PGresult **res, const char *what)
 	else
 		PQclear(r);
 	return 0;
+}
+
+/* "16MB", "1GB", "64kB", "8192" (bytes) into bytes; 0 when it does not parse. */
+static uint64_t show_bytes(const char *v)
+{
+	char *end;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (!strcmp(end, "kB"))
+		return n << 10;
+	if (!strcmp(end, "MB"))
+		return n << 20;
+	if (!strcmp(end, "GB"))
+		return n << 30;
+	return *end ? 0 : n;
+}
+
+int kbv_pg_cluster_facts(const char *dsn, const char *what, struct kbv_pg_cluster *out)
+{
+	PGconn *c = NULL;
+	PGresult *r = NULL;
+	int rc = 0;
+	memset(out, 0, sizeof *out);
+	TRY(pg_connect_as(dsn, NULL, "true", what, &c));
+	TRY(exec(c, "IDENTIFY_SYSTEM", &r, what));
+	if (PQntuples(r) != 1 || PQnfields(r) < 3) {
+		rc = kbv_error(KBV_ESOURCE, "%s: IDENTIFY_SYSTEM answered %d rows of %d columns", what, PQntuples(r),
+			       PQnfields(r));
+		goto out;
+	}
+	snprintf(out->sysid, sizeof out->sysid, "%s", PQgetvalue(r, 0, 0));
+	out->timeline = (uint32_t)strtoul(PQgetvalue(r, 0, 1), NULL, 10);
+	snprintf(out->lsn, sizeof out->lsn, "%s", PQgetvalue(r, 0, 2));
+	PQclear(r);
+	r = NULL;
+	TRY(exec(c, "SHOW wal_segment_size", &r, what));
+	out->seg_size = PQntuples(r) == 1 ? show_bytes(PQgetvalue(r, 0, 0)) : 0;
+	PQclear(r);
+	r = NULL;
+	TRY(exec(c, "SHOW archive_mode", &r, what));
+	snprintf(out->archive_mode, sizeof out->archive_mode, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	r = NULL;
+	TRY(exec(c, "SHOW server_version_num", &r, what));
+	out->version = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+	if (out->seg_size == 0 || (out->seg_size & (out->seg_size - 1)))
+		rc = kbv_error(KBV_ESOURCE, "%s: the server's wal_segment_size is not a power of two", what);
+out:
+	PQclear(r);
+	PQfinish(c);
+	return rc;
 }
 
 static int session_setup(PGconn *c, const char *encoding, const char *what)

@@ -31,9 +31,48 @@ int kbv_obj_name_ok(enum kbv_obj kind, const char *name)
 		return hex_name(name, 64);
 	case KBV_OBJ_LOCK:
 		return !strcmp(name, "gc");
+	case KBV_OBJ_WAL:
+		return kbv_wal_name_ok(name);
 	default:
 		return 0;
 	}
+}
+
+static int upper_hex(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F')))
+			return 0;
+	return 1;
+}
+
+int kbv_wal_file_ok(const char *f)
+{
+	size_t n = strlen(f);
+	if (n == 24)
+		return upper_hex(f, 24); /* a segment */
+	if (n == 32 && !strcmp(f + 24, ".partial"))
+		return upper_hex(f, 24);
+	if (n == 16 && !strcmp(f + 8, ".history"))
+		return upper_hex(f, 8);
+	if (n == 40 && f[24] == '.' && !strcmp(f + 33, ".backup"))
+		return upper_hex(f, 24) && upper_hex(f + 25, 8);
+	return 0;
+}
+
+int kbv_wal_name_ok(const char *name)
+{
+	const char *t = strchr(name, '~');
+	size_t sl = t ? (size_t)(t - name) : 0;
+	if (!t || sl == 0 || sl > 64 || (sl == 1 && name[0] == '.') || (sl == 2 && !strncmp(name, "..", 2)))
+		return 0;
+	for (size_t i = 0; i < sl; i++) {
+		char c = name[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return 0;
+	}
+	return kbv_wal_file_ok(t + 1);
 }
 
 static int bad_name(enum kbv_obj kind, const char *name)
@@ -199,7 +238,7 @@ int kbv_shared_url_ok(const char *url)
 int kbv_obj_retained(enum kbv_obj kind)
 {
 	return kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY || kind == KBV_OBJ_PACK || kind == KBV_OBJ_SNAPSHOT ||
-	       kind == KBV_OBJ_RECORD || kind == KBV_OBJ_INDEX;
+	       kind == KBV_OBJ_RECORD || kind == KBV_OBJ_INDEX || kind == KBV_OBJ_WAL;
 }
 
 int kbv_be_set_retention(struct kbv_backend *be, int64_t seconds)

@@ -38,7 +38,7 @@ struct fault_rd {
 };
 
 static const char *const op_names[] = { "write", "commit", "read", "list", "remove" };
-static const char *const kind_names[KBV_OBJ_KINDS] = { "config", "key", "pack", "snapshot", "record", "index", "plan", "lock" };
+static const char *const kind_names[KBV_OBJ_KINDS] = { "config", "key", "pack", "snapshot", "record", "index", "plan", "lock", "wal" };
 
 /* Is this the operation to fail? Counts it when it is of the chosen op and kind. */
 static int hit(struct fault *f, enum fop op, enum kbv_obj kind)

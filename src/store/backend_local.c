@@ -37,7 +37,7 @@ struct local_rd {
 	char path[PATH_MAX];
 };
 
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records", "idx", "plans", "locks" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data", "snapshots", "records", "idx", "plans", "locks", "wal" };
 
 static int obj_path(struct local *l, enum kbv_obj kind, const char *name, char *out, size_t cap)
 {
@@ -123,8 +123,8 @@ static int local_commit(struct kbv_be_wr *bw, unsigned flags)
 	TRY(kbv_path(dir, sizeof dir, "%s", w->dst));
 	*strrchr(dir, '/') = 0;
 	if (w->kind == KBV_OBJ_PACK || w->kind == KBV_OBJ_RECORD || w->kind == KBV_OBJ_KEY ||
-	    w->kind == KBV_OBJ_INDEX || w->kind == KBV_OBJ_PLAN || w->kind == KBV_OBJ_LOCK)
-		TRY(ensure_dir(dir)); /* data/XX/, records/, keys/, idx/ and plans/ are made on first use */
+	    w->kind == KBV_OBJ_INDEX || w->kind == KBV_OBJ_PLAN || w->kind == KBV_OBJ_LOCK || w->kind == KBV_OBJ_WAL)
+		TRY(ensure_dir(dir)); /* data/XX/, records/, keys/, idx/, plans/ and wal/ are made on first use */
 	if (flags & KBV_PUT_EXCL) {
 		/* link() fails if the destination exists: an existing object is never replaced. */
 		if (link(w->tmp, w->dst) < 0)
@@ -210,7 +210,7 @@ static int list_dir(const char *dir, enum kbv_obj kind, const char *prefix, cons
 	struct dirent *de;
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d))) {
-		char name[80];
+		char name[128];
 		size_t len = strlen(de->d_name);
 		if (len <= sl || len - sl >= sizeof name || strcmp(de->d_name + len - sl, suffix) != 0)
 			continue;

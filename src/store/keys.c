@@ -3,15 +3,19 @@
  * material with its own password. Making, checking and unwrapping one; reading all of a
  * repository's; adding and removing them. */
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "kbv/keys.h"
 #include "store/repo_impl.h"
 #include "store/retain.h"
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -239,13 +243,124 @@ const struct kbv_keyobj *kbv_repo_first_key(const struct kbv_repo *r)
 	return NULL;
 }
 
+/* ---- the derived-key cache (format/keyfile.md, "Derived-key cache") ---- */
+
+static int kdf_cache_on;
+
+void kbv_repo_kdf_cache(int on)
+{
+	kdf_cache_on = on;
+}
+
+#define KDF_CACHE_MAGIC "KBVKDFC1"
+#define KDF_CACHE_LEN (8 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + 32 + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+
+/* The cache file of key file k: <cache>/kdf-<hex of BLAKE2b-128(salt, ops, mem)>, and the
+ * key that seals it: BLAKE2b-256 keyed by the password of "kbvault-kdf-cache", salt, ops,
+ * mem. Without the password the file is useless; with it, it saves one Argon2id. */
+static int kdf_cache_names(const struct kbv_repo *r, const uint8_t *k, const char *pw, size_t pwlen, char *path,
+			   size_t cap, uint8_t seal[32])
+{
+	uint8_t params[32], h[16];
+	char dir[PATH_MAX], hex[33];
+	int rc = 0;
+	memcpy(params, k + 32, 16);          /* salt */
+	memcpy(params + 16, k + 16, 16);     /* ops, mem */
+	crypto_generichash(h, sizeof h, params, sizeof params, NULL, 0);
+	kbv_hex(h, sizeof h, hex);
+	TRY(kbv_repo_cache_path(r, dir, sizeof dir));
+	TRY(kbv_path(path, cap, "%s/kdf-%s", dir, hex));
+	crypto_generichash_state st;
+	uint8_t pk[crypto_generichash_KEYBYTES_MAX];
+	/* the password as a BLAKE2b key: hashed down first when longer than a key may be */
+	crypto_generichash(pk, sizeof pk, (const uint8_t *)pw, pwlen, NULL, 0);
+	crypto_generichash_init(&st, pk, sizeof pk, 32);
+	crypto_generichash_update(&st, (const uint8_t *)"kbvault-kdf-cache", 17);
+	crypto_generichash_update(&st, params, sizeof params);
+	crypto_generichash_final(&st, seal, 32);
+	sodium_memzero(pk, sizeof pk);
+out:
+	return rc;
+}
+
+/* The Argon2id result of pw for key file k from the cache: 0 and wk, or -1 (none, stale, or
+ * sealed with another password). */
+static int kdf_cache_get(const struct kbv_repo *r, const uint8_t *k, const char *pw, size_t pwlen, uint8_t wk[32])
+{
+	char path[PATH_MAX];
+	uint8_t seal[32], buf[KDF_CACHE_LEN + 1];
+	if (kdf_cache_names(r, k, pw, pwlen, path, sizeof path, seal) < 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), ok = -1;
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n == KDF_CACHE_LEN && !memcmp(buf, KDF_CACHE_MAGIC, 8))
+		ok = crypto_aead_xchacha20poly1305_ietf_decrypt(
+			     wk, NULL, NULL, buf + 8 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+			     32 + crypto_aead_xchacha20poly1305_ietf_ABYTES, (const uint8_t *)path, strlen(path), buf + 8,
+			     seal) == 0
+			     ? 0
+			     : -1;
+	sodium_memzero(seal, sizeof seal);
+	return ok;
+}
+
+/* Keep wk for the next run (best effort: a cache that cannot be written costs only time). */
+static void kdf_cache_put(const struct kbv_repo *r, const uint8_t *k, const char *pw, size_t pwlen, const uint8_t wk[32])
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	uint8_t seal[32], buf[KDF_CACHE_LEN];
+	if (kdf_cache_names(r, k, pw, pwlen, path, sizeof path, seal) < 0)
+		return;
+	memcpy(buf, KDF_CACHE_MAGIC, 8);
+	randombytes_buf(buf + 8, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(buf + 8 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, NULL, wk, 32,
+						   (const uint8_t *)path, strlen(path), NULL, buf + 8, seal);
+	sodium_memzero(seal, sizeof seal);
+	snprintf(dir, sizeof dir, "%s", path);
+	*strrchr(dir, '/') = 0;
+	if (kbv_mkdir_parents(dir) == 0 && kbv_mkdir(dir, NULL) == 0)
+		(void)kbv_write_replace(path, buf, sizeof buf, 0600);
+}
+
+/* kbv_keyfile_unwrap(), with the derived-key cache when it is on. */
+static int unwrap_cached(struct kbv_repo *r, const uint8_t *k, const char *pw, size_t pwlen, struct kbv_keys *keys)
+{
+	uint8_t wk[32], *ad = NULL;
+	size_t mlen, adlen;
+	int rc = 0, cached = 0;
+	if (!kdf_cache_on || kbv_get32(k + 12) == 0)
+		return kbv_keyfile_unwrap(k, pw, pwlen, keys);
+	const uint8_t *meta = key_meta(k, &mlen);
+	TRY(key_ad(k, meta, mlen, &ad, &adlen));
+	cached = kdf_cache_get(r, k, pw, pwlen, wk) == 0;
+	if (!cached)
+		TRY(derive(wk, pw, pwlen, k + 32, kbv_get64(k + 16), kbv_get64(k + 24)));
+	int bad = crypto_aead_xchacha20poly1305_ietf_decrypt((uint8_t *)keys, NULL, NULL, k + KEY_HEADER,
+							     KEY_MATERIAL + crypto_aead_xchacha20poly1305_ietf_ABYTES, ad,
+							     adlen, k + 48, wk);
+	if (bad && cached) {
+		free(ad);
+		sodium_memzero(wk, sizeof wk);
+		return kbv_keyfile_unwrap(k, pw, pwlen, keys); /* a stale entry: the slow way */
+	}
+	if (!bad && !cached)
+		kdf_cache_put(r, k, pw, pwlen, wk);
+	rc = bad ? KBV_EAUTH : 0;
+out:
+	sodium_memzero(wk, sizeof wk);
+	free(ad);
+	return rc;
+}
+
 int kbv_repo_try_keys(struct kbv_repo *r, const char *pw, size_t pwlen)
 {
 	for (size_t i = 0; i < r->nkeyobjs; i++) {
 		struct kbv_keyobj *ko = &r->keyobjs[i];
 		if (ko->damaged)
 			continue;
-		int rc = kbv_keyfile_unwrap(ko->data.data, pw, pwlen, r->keys);
+		int rc = unwrap_cached(r, ko->data.data, pw, pwlen, r->keys);
 		if (rc == 0) {
 			r->key_used = (int)i;
 			return 0;

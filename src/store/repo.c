@@ -79,10 +79,9 @@ int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir)
 	return 0;
 }
 
-/* The cache directory of the repository r (config read): <base>/<repository id>. */
-static int cache_dir(struct kbv_repo *r)
+int kbv_repo_cache_path(const struct kbv_repo *r, char *dir, size_t cap)
 {
-	char base[PATH_MAX], hex[33], dir[PATH_MAX];
+	char base[PATH_MAX], hex[33];
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	int rc = 0;
 	if (remote.cache_dir)
@@ -94,7 +93,17 @@ static int cache_dir(struct kbv_repo *r)
 	else
 		return kbv_error(KBV_EINVAL, "repository '%s': no cache directory (set XDG_CACHE_HOME or HOME)", r->path);
 	kbv_hex(r->repo_id, sizeof r->repo_id, hex);
-	TRY(kbv_path(dir, sizeof dir, "%s/%s", base, hex));
+	TRY(kbv_path(dir, cap, "%s/%s", base, hex));
+out:
+	return rc;
+}
+
+/* The cache directory of the repository r (config read): <base>/<repository id>. */
+static int cache_dir(struct kbv_repo *r)
+{
+	char dir[PATH_MAX];
+	int rc = 0;
+	TRY(kbv_repo_cache_path(r, dir, sizeof dir));
 	TRY(kbv_mkdir_parents(dir));
 	TRY(kbv_mkdir(dir, NULL));
 	if (!(r->local = strdup(dir)))

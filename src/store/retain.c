@@ -131,7 +131,7 @@ int kbv_repo_refuse_retained(struct kbv_repo *r, enum kbv_obj kind, const char *
 
 struct obj {
 	enum kbv_obj kind;
-	char name[65];
+	char name[112];
 	int64_t mtime, lb;
 };
 
@@ -154,7 +154,7 @@ static int on_obj(void *arg, const char *name, uint64_t size, int64_t mtime)
 int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_report *out)
 {
 	static const enum kbv_obj kinds[] = { KBV_OBJ_CONFIG, KBV_OBJ_KEY,    KBV_OBJ_PACK,
-					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX };
+					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX, KBV_OBJ_WAL };
 	struct record rec, next;
 	struct scan s = { .objs = KBV_BUF_INIT };
 	int64_t t0, now, L = kbv_repo_lock_seconds(r);

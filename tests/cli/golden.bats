@@ -255,3 +255,37 @@ assert g["packs_waiting"] == 1 and g["packs_deleted"] == 0 and g["plans_damaged"
 	[[ "$output" == *"deletion plan $(basename "$p") does not authenticate"* ]]
 	[ "$(kbv restore latest --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want kb.sql)" ]
 }
+
+# The WAL archive (format/wal.md, WAL object version 1): three files of source kbp, fetched
+# byte for byte; an object copied under another file's name is refused, not served.
+@test "golden WAL archive version 1: every file fetches byte for byte; check and status read it" {
+	export TMPD="$BATS_TEST_TMPDIR"
+	G="$BATS_TEST_DIRNAME/../golden/v6-wal"
+	cp -a "$G/repo-encrypted" "$TMPD/repo"
+	export KBVAULT_REPO="$TMPD/repo" KBVAULT_PASSWORD=kbvault-golden
+	unset KBVAULT_PASSWORD_FILE KBVAULT_CONFIG
+	EXP="$G/expected.xxh128"
+	local f
+	for f in 000000010000000000000003 00000002.history 000000010000000000000003.00000028.backup; do
+		kbv wal-fetch --source kbp "$f" "$TMPD/$f"
+		[ "$(xxhsum -H2 "$TMPD/$f" | cut -d' ' -f1)" = "$(want "$f")" ]
+	done
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"3 WAL files: ok"* ]]
+	run kbv status
+	[[ "$output" == *"kbp: WAL archive 1 segments (000000010000000000000003 .. 000000010000000000000003)"*"no gaps"* ]]
+	# the same pushed again is a success; the object is not rewritten
+	cp -a "$TMPD/repo/wal/kbp~000000010000000000000003" "$TMPD/before"
+	kbv wal-push --source kbp "$TMPD/000000010000000000000003"
+	cmp "$TMPD/before" "$TMPD/repo/wal/kbp~000000010000000000000003"
+	# a segment's object under the name of the next segment: damage, named
+	cp "$TMPD/repo/wal/kbp~000000010000000000000003" "$TMPD/repo/wal/kbp~000000010000000000000004"
+	run kbv wal-fetch --source kbp 000000010000000000000004 "$TMPD/x"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"kbp~000000010000000000000004"*"names another file"* ]]
+	[ ! -e "$TMPD/x" ]
+	run kbv check
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"000000010000000000000004"* ]]
+}

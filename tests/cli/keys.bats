@@ -100,3 +100,33 @@ assert k[sys.argv[1]]["user"] and k[sys.argv[1]]["host"] == os.uname().nodename,
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"new password"* ]]
 }
+
+@test "wal-push keeps the derived key sealed in the cache: later pushes skip Argon2id, a wrong or changed password still fails" {
+	export XDG_CACHE_HOME="$TMPD/cache"
+	printf 'one' > "$TMPD/000000010000000000000001"
+	printf 'two' > "$TMPD/000000010000000000000002"
+	kbv wal-push --source s "$TMPD/000000010000000000000001"
+	local f
+	f=$(ls "$XDG_CACHE_HOME"/kbvault/*/kdf-*)
+	[ "$(stat -c %a "$f")" = 600 ]
+	# the cached key is sealed: the password itself is not in it
+	run grep -c "correct horse" "$f"
+	[ "$output" = 0 ]
+	kbv wal-push --source s "$TMPD/000000010000000000000002"
+	printf 'wrong\n' > "$TMPD/bad"
+	chmod 600 "$TMPD/bad"
+	run env KBVAULT_PASSWORD_FILE="$TMPD/bad" "$KBVAULT" wal-push --source s "$TMPD/000000010000000000000002"
+	[ "$status" -eq 4 ]
+	# after key passwd the old password opens nothing, cache or not; the new one works
+	printf 'new secret\n' > "$TMPD/pw2"
+	chmod 600 "$TMPD/pw2"
+	kbv key passwd -q --new-password-file "$TMPD/pw2"
+	run kbv wal-fetch --source s 000000010000000000000001 "$TMPD/back"
+	[ "$status" -eq 4 ]
+	KBVAULT_PASSWORD_FILE="$TMPD/pw2" kbv wal-fetch --source s 000000010000000000000001 "$TMPD/back"
+	[ "$(cat "$TMPD/back")" = one ]
+	# a damaged entry costs only time
+	printf 'garbage' > "$f"
+	KBVAULT_PASSWORD_FILE="$TMPD/pw2" kbv wal-fetch --source s 000000010000000000000002 "$TMPD/back"
+	[ "$(cat "$TMPD/back")" = two ]
+}

@@ -120,7 +120,7 @@ static void test_errors(void **s)
 	expect_error("[source kb]\ntype = postgres\ndsn = a\ndsn = b\n", 4, "'dsn' is set twice");
 	expect_error("[source kb]\ntype = postgres\n", 2, "needs 'dsn'");
 	expect_error("[source c]\ntype = command\ndump-command = x\n", 2, "needs 'restore-command'");
-	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = fast\n", 2, "mode must be native or pg_dump");
+	expect_error("[source kb]\ntype = postgres\ndsn = a\nmode = fast\n", 2, "mode must be native, pg_dump or physical");
 	expect_error("[repository]\npath = /x\n[source kb]\ntype = postgres\ndsn = a\nglobals = maybe\n", 4,
 		     "globals must be yes or no");
 	expect_error("[source kb]\ntype = postgres\ndsn = a\njobs = 4\n", 2, "needs mode = pg_dump");

@@ -185,7 +185,7 @@ static void base_of(const char *key, char *out, size_t cap)
 }
 
 struct want {
-	char base[80];
+	char base[112];
 	size_t i; /* into the caller's names */
 };
 

@@ -22,7 +22,7 @@
 _Atomic uint64_t s3_requests_sent[KBV_REQ_KINDS], s3_requests_retried;
 
 /* Object names: the local directory's, below the repository's prefix. */
-static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/", "idx/", "plans/", "locks/" };
+static const char *const kind_dir[KBV_OBJ_KINDS] = { "", "", "data/", "snapshots/", "records/", "idx/", "plans/", "locks/", "wal/" };
 
 const char *s3_kind_dir(enum kbv_obj kind)
 {

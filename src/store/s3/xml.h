@@ -11,7 +11,7 @@
 #include "kbv/buf.h"
 
 struct kbv_s3_item {
-	char name[80]; /* the key's last path element, without ".pack"; "" when too long */
+	char name[112]; /* the key's last path element, without ".pack"; "" when too long */
 	uint64_t size;
 	int64_t mtime; /* LastModified, seconds since the epoch; 0 when absent or unparsable */
 	/* ListObjectVersions only: the version's id ("" when too long) and whether it is a
