@@ -134,6 +134,14 @@ const char *kbv_kind_neo4j_restore_needs(const struct kbv_source_cfg *sc);
 int kbv_pg_restore_db(const struct kbv_restore_ctx *c, const char *source, const char *db, const char *dsn,
 		      const struct kbv_pg_client *client, json_t *report, int *mismatch);
 
+/* PostgreSQL: one table of source `source` (native or plain pg_dump snapshot; kbv/pgtable.h
+ * says what comes with it): into database `db` on `dsn` (created as recorded when missing;
+ * an existing one is used as it is, and must not have the table), its rows then compared
+ * with the snapshot's count and checksum; or, db NULL, as SQL to standard output. `table`
+ * is schema.table, or a name one schema has; KBV_ENOTFOUND lists close names. */
+int kbv_pg_restore_table(const struct kbv_restore_ctx *c, const char *source, const char *table, const char *db,
+			 const char *dsn, const struct kbv_pg_client *client, json_t *report, int *mismatch);
+
 /* A Qdrant client for source sc (its url, or `url` when non-NULL; its api-key-file, read
  * and wiped; its timeout). Used by snapshot, restore and drill. */
 int kbv_qdrant_connect(const struct kbv_source_cfg *sc, const char *url, struct kbv_qdrant **q);

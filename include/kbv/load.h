@@ -39,4 +39,15 @@ int kbv_pg_source_meta(const struct kbv_snapshot *s, const char *name, json_t **
 int kbv_pg_load_snapshot(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_pg_client *client,
 			 const json_t *meta, const char *dsn, const char *db, const struct kbv_progress *prog);
 
+/* One table of a PostgreSQL source (its plain SQL stream, through the filter of
+ * kbv/pgtable.h) as SQL into fd; what the filter left out that a user may miss goes to
+ * *left_out (the caller's, free(); NULL when nothing). KBV_ENOTFOUND when the stream has
+ * no such table. */
+int kbv_pg_table_stream(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *qname,
+			int fd, char **left_out);
+/* The same into database `db` through psql in one transaction; psql is killed before the
+ * end of its input when the stream fails, so nothing of it is committed. */
+int kbv_pg_load_table(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_pg_client *client,
+		      const json_t *meta, const char *qname, const char *dsn, const char *db, char **left_out);
+
 #endif

@@ -160,8 +160,9 @@ static int restore_source(struct kbv_reader *rd, struct kbv_snapshot *s, const s
 
 /* restore --source NAME --target-db DB: create DB, load the source's SQL stream, compare
  * row counts with the snapshot. */
-static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *db,
-		      const char *dsn, int force, const char *owner, struct cli_progress *prog, int *mismatch)
+static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char *source, const char *table,
+		      const char *db, const char *dsn, int force, const char *owner, struct cli_progress *prog,
+		      int *mismatch)
 {
 	struct kbv_pg_client cl;
 	struct kbv_progress lp = cli_progress_of(prog);
@@ -169,7 +170,8 @@ static int restore_db(struct kbv_reader *rd, struct kbv_snapshot *s, const char 
 	struct kbv_restore_ctx c = { rd, s, NULL, NULL, force, owner, NULL, NULL, &lp, &ev };
 	json_t *report = json_object();
 	cli_pg_client(source, &cl);
-	int rc = kbv_pg_restore_db(&c, source, db, dsn, &cl, report, mismatch);
+	int rc = table ? kbv_pg_restore_table(&c, source, table, db, dsn, &cl, report, mismatch)
+		       : kbv_pg_restore_db(&c, source, db, dsn, &cl, report, mismatch);
 	cli_progress_done(prog);
 	if (rc == 0)
 		show_report(report);
@@ -223,6 +225,7 @@ struct restore_args {
 	int into_source; /* --source NAME... or --all-sources alone: back into the sources */
 	const char *spec, *target, *source, *target_db, *dsn, *target_url, *suffix, *host, *owner;
 	const char *target_dir;        /* a physical base backup into this directory */
+	const char *table;             /* one table of a PostgreSQL source */
 	struct kbv_pg_recovery rec;    /* and where its recovery stops */
 	char **streams;  /* --stream (and --source NAME with --target DIR: "<source>/...") */
 	size_t nstreams, nadhoc_streams;
@@ -262,6 +265,7 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 		{ "target-lsn", required_argument, NULL, 1215 },
 		{ "target-xid", required_argument, NULL, 1216 },
 		{ "target-immediate", no_argument, NULL, 1217 },
+		{ "table", required_argument, NULL, 1218 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -296,6 +300,7 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 		case 1215: a->rec.lsn = optarg; break;
 		case 1216: a->rec.xid = optarg; break;
 		case 1217: a->rec.immediate = 1; break;
+		case 1218: a->table = optarg; break;
 		default: return cli_bad_option("restore", argv);
 		}
 	}
@@ -319,6 +324,16 @@ static int parse_args(int argc, char **argv, struct restore_args *a)
 	if (ntargets)
 		return cli_usage("restore", "--target-time, --target-lsn, --target-xid and --target-immediate go with "
 					    "--target-dir (a base backup)");
+	if (a->table) {
+		if (optind + 1 != argc || a->nsources != 1 || a->target || a->nstreams || a->all_sources ||
+		    !!a->target_db + a->to_stdout != 1)
+			return cli_usage("restore", "--table NAME restores one table: give one SNAPSHOT, --source NAME (a "
+						    "PostgreSQL source) and --target-db DB or --stdout");
+		a->spec = argv[optind];
+		a->dsn = target_dsn;
+		if (a->to_stdout)
+			return cli_load_config();
+	}
 	a->into_source = (a->source || a->all_sources) && !a->to_stdout && !a->target && !a->target_db;
 	if (optind + 1 != argc || a->to_stdout + !!a->target + !!a->target_db + a->into_source != 1 ||
 	    (a->in_place && !a->into_source) || (a->all_sources && !a->into_source) ||
@@ -529,8 +544,15 @@ int cmd_restore(int argc, char **argv)
 		code = base_backup(rd, list, n, &a);
 		goto out;
 	}
+	if (a.table && a.to_stdout) {
+		int mm = 0;
+		if ((rc = restore_db(rd, s, a.source, a.table, NULL, NULL, 0, NULL, &prog, &mm)) < 0)
+			goto fail;
+		code = EXIT_OK;
+		goto out;
+	}
 	if (a.target_db) {
-		if ((rc = restore_db(rd, s, a.source, a.target_db, a.dsn, a.force, a.owner, &prog, &mismatch)) < 0)
+		if ((rc = restore_db(rd, s, a.source, a.table, a.target_db, a.dsn, a.force, a.owner, &prog, &mismatch)) < 0)
 			goto fail;
 		code = mismatch ? EXIT_CORRUPT : EXIT_OK;
 		goto out;

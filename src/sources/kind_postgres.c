@@ -16,6 +16,7 @@
 #include "kbv/load.h"
 #include "kbv/pg.h"
 #include "kbv/pgbase.h"
+#include "kbv/pgtable.h"
 #include "kbv/proc.h"
 
 /* Roles and tablespaces: pg_dumpall --globals-only as "<source>/globals.sql". */
@@ -199,6 +200,134 @@ int kbv_pg_restore_db(const struct kbv_restore_ctx *c, const char *source, const
 		json_object_set_new(report, "always", json_true());
 out:
 	json_decref(v.mismatches);
+	json_decref(meta);
+	return rc;
+}
+
+/* ---- one table ---- */
+
+/* Edit distance of a and b (for "did you mean"), capped at 99. */
+static int distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 98 || lb > 98)
+		return 99;
+	int d[99][99];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+	return d[la][lb];
+}
+
+/* The table of meta that `spec` names: its quoted name as the COPY line has it
+ * ("public.documents"), matched as written, as schema.name unquoted, or by its name alone
+ * when one schema has it. KBV_ENOTFOUND listing close names. */
+static int find_table(const json_t *meta, const char *spec, const char *source, const char **qname)
+{
+	const json_t *tables = json_object_get(meta, "tables"), *t;
+	size_t i, hits = 0;
+	char schema[256], name[256], close[512] = "", bare_spec[256] = "", probe[300];
+	/* a name without its schema, quoted or not: "Odd Name", documents */
+	snprintf(probe, sizeof probe, "s.%s", spec);
+	if (kbv_pg_split_qname(probe, schema, sizeof schema, bare_spec, sizeof bare_spec) < 0)
+		*bare_spec = 0;
+	json_array_foreach(tables, i, t) {
+		const char *q = json_string_value(json_object_get(t, "name"));
+		char plain[520];
+		if (!q || kbv_pg_split_qname(q, schema, sizeof schema, name, sizeof name) < 0)
+			continue;
+		snprintf(plain, sizeof plain, "%s.%s", schema, name);
+		if (!strcmp(q, spec) || !strcmp(plain, spec)) {
+			*qname = q;
+			return 0;
+		}
+		if (*bare_spec && !strcmp(name, bare_spec)) {
+			*qname = q;
+			hits++;
+		}
+	}
+	if (hits == 1)
+		return 0;
+	if (hits > 1)
+		return kbv_error(KBV_EINVAL, "table '%s' is in more than one schema of source '%s': give schema.table", spec,
+				 source);
+	/* close names: a small edit distance, or one name inside the other */
+	json_array_foreach(tables, i, t) {
+		const char *q = json_string_value(json_object_get(t, "name"));
+		if (!q || kbv_pg_split_qname(q, schema, sizeof schema, name, sizeof name) < 0)
+			continue;
+		const char *bare = strchr(spec, '.') ? strchr(spec, '.') + 1 : spec;
+		int d = distance(bare, name);
+		if ((d <= 3 || (*bare && strstr(name, bare)) || strstr(bare, name)) && strlen(close) + strlen(q) + 3 < sizeof close)
+			snprintf(close + strlen(close), sizeof close - strlen(close), "%s%s", *close ? ", " : "", q);
+	}
+	return kbv_error(KBV_ENOTFOUND, "source '%s' of this snapshot has no table '%s'%s%s", source, spec,
+			 *close ? "; close names: " : " (kbvault snapshots --json lists its tables)", close);
+}
+
+int kbv_pg_restore_table(const struct kbv_restore_ctx *c, const char *source, const char *table, const char *db,
+			 const char *dsn, const struct kbv_pg_client *client, json_t *report, int *mismatch)
+{
+	struct kbv_pg_owner own = { .restore = 1, .owner = c->owner };
+	json_t *meta = NULL, *one = NULL;
+	struct kbv_pg_verdict v = { 0 };
+	const char *qname = NULL;
+	char id[2 * KBV_ID_BYTES + 1], *left = NULL;
+	int rc = 0;
+	kbv_hex(c->s->id, KBV_ID_BYTES, id);
+	TRY(refuse_physical(c->s, source, "one table comes from a native or pg_dump snapshot"));
+	TRY(kbv_pg_source_meta(c->s, source, &meta));
+	TRY(find_table(meta, table, source, &qname));
+	if (!db) {
+		rc = kbv_pg_table_stream(c->rd, c->s, meta, qname, STDOUT_FILENO, &left);
+		goto out;
+	}
+	/* a new database as the snapshot recorded it, or one that exists (the table must not) */
+	rc = kbv_pg_create_db(dsn, db, meta, 0, &own);
+	if (rc == KBV_EEXIST)
+		rc = 0;
+	TRY(rc);
+	TRY(kbv_pg_load_table(c->rd, c->s, client, meta, qname, dsn, db, &left));
+	/* the table's rows against what the snapshot recorded */
+	one = json_deep_copy(meta);
+	json_t *tables = json_array(), *t;
+	size_t i;
+	json_array_foreach(json_object_get(meta, "tables"), i, t)
+		if (!strcmp(json_string_value(json_object_get(t, "name")) ?: "", qname))
+			json_array_append(tables, t);
+	json_object_set_new(one, "tables", tables);
+	TRY(kbv_pg_verify(dsn, db, one, 1, &v));
+	size_t nbad = json_array_size(v.mismatches);
+	json_t *m;
+	json_array_foreach(v.mismatches, i, m)
+		kbv_report_add(report, "errors", "database '%s': %s", db, json_string_value(m));
+	*mismatch = nbad > 0;
+	json_object_set_new(report, "has_json", json_true());
+	json_object_set_new(report, "json",
+			    json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:O, s:s}", "id", id, "source", source, "table", qname,
+				      "database", db, "rows", (json_int_t)v.rows, "rows_match", !nbad, "mismatches",
+				      v.mismatches, "left_out", left ? left : ""));
+	kbv_report_add(report, "lines",
+		       "restored table %s of source '%s' (snapshot %.8s) into database '%s': %llu rows with its indexes "
+		       "and constraints; %s",
+		       qname, source, id, db, (unsigned long long)v.rows,
+		       nbad ? "ROWS DIFFER from the snapshot" : "row count and checksum match the snapshot");
+	if (nbad)
+		json_object_set_new(report, "always", json_true());
+out:
+	if (rc == 0 && left)
+		for (char *l = strtok(left, "\n"); l; l = strtok(NULL, "\n"))
+			kbv_events_warn(c->ev, "table %s: left out %s", qname, l);
+	free(left);
+	json_decref(v.mismatches);
+	json_decref(one);
 	json_decref(meta);
 	return rc;
 }

@@ -13,6 +13,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/load.h"
+#include "kbv/pgtable.h"
 #include "kbv/proc.h"
 
 int kbv_pg_source_meta(const struct kbv_snapshot *s, const char *name, json_t **meta)
@@ -164,4 +165,77 @@ int kbv_pg_load_snapshot(struct kbv_reader *rd, const struct kbv_snapshot *s, co
 	if (!e)
 		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
 	return load_plain(rd, e, dsn, db, &cl, prog);
+}
+
+/* ---- one table ---- */
+
+struct table_sink {
+	struct kbv_pgtable_filter *f;
+	int fd;
+	int write_failed;
+};
+
+static int table_out(void *arg, const char *p, size_t n)
+{
+	struct table_sink *t = arg;
+	int rc = kbv_write_full(t->fd, p, n, "the table's SQL");
+	t->write_failed |= rc < 0;
+	return rc;
+}
+
+static int table_in(void *arg, const uint8_t *p, size_t n)
+{
+	return kbv_pgtable_filter_feed(((struct table_sink *)arg)->f, p, n);
+}
+
+int kbv_pg_table_stream(struct kbv_reader *rd, const struct kbv_snapshot *s, const json_t *meta, const char *qname,
+			int fd, char **left_out)
+{
+	const char *plain = json_string_value(json_object_get(json_object_get(meta, "streams"), "database"));
+	char schema[256], name[256];
+	struct table_sink t = { NULL, fd, 0 };
+	int rc = 0;
+	*left_out = NULL;
+	if (!plain)
+		return kbv_error(KBV_EINVAL, "one table is restored from a plain SQL stream (mode = native or pg_dump "
+					     "without jobs); this snapshot holds a directory dump: restore it whole");
+	const struct kbv_entry *e = entry(s, plain);
+	if (!e)
+		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
+	if (kbv_pg_split_qname(qname, schema, sizeof schema, name, sizeof name) < 0)
+		return kbv_error(KBV_EINVAL, "'%s' is not a schema-qualified table name", qname);
+	TRY(kbv_pgtable_filter_new(schema, name, qname, table_out, &t, &t.f));
+	rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, table_in, &t);
+	if (rc == 0)
+		rc = kbv_pgtable_filter_end(t.f);
+	if (rc == 0 && *kbv_pgtable_filter_left_out(t.f) && !(*left_out = strdup(kbv_pgtable_filter_left_out(t.f))))
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+	if (rc < 0 && t.write_failed)
+		rc = kbv_error(KBV_EIO, "the consumer of table %s stopped reading", qname);
+out:
+	kbv_pgtable_filter_free(t.f);
+	return rc;
+}
+
+int kbv_pg_load_table(struct kbv_reader *rd, const struct kbv_snapshot *s, const struct kbv_pg_client *client,
+		      const json_t *meta, const char *qname, const char *dsn, const char *db, char **left_out)
+{
+	struct kbv_pg_client cl = client ? *client : (struct kbv_pg_client){ 0 };
+	char what[512];
+	pid_t pid;
+	int fd, rc = kbv_pg_load_start(dsn, db, &cl, &pid, &fd);
+	if (rc < 0)
+		return rc;
+	snprintf(what, sizeof what, "psql loading table %s into database '%s'", qname, db);
+	rc = kbv_pg_table_stream(rd, s, meta, qname, fd, left_out);
+	if (rc < 0 && rc != KBV_EIO) {
+		/* psql must not see the end of its input: it would commit a part */
+		kill(pid, SIGKILL);
+		close(fd);
+		kbv_cmd_finish(pid, what, 0);
+		return kbv_error_prefix(rc, "%s abandoned (killed before the end of its input)", what);
+	}
+	close(fd);
+	int crc = kbv_cmd_finish(pid, what, 0);
+	return rc < 0 ? (crc < 0 ? crc : rc) : crc;
 }
