@@ -46,7 +46,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-sources bench-gc bench-s3 bench-speed soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-pitr bench-pitr-quick bench-sources bench-gc bench-s3 bench-speed soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -126,6 +126,14 @@ bench-pg: deps bench-deps all
 
 bench-pg-quick: deps bench-deps all
 	@KBVAULT=$(abspath $(PROG)) bench/pg-evolve.sh quick
+
+# Point-in-time recovery against pgBackRest: base backups per night, archiving per segment,
+# restore to a time (bench/pitr.sh).
+bench-pitr: deps bench-deps all
+	@KBVAULT=$(abspath $(PROG)) bench/pitr.sh full
+
+bench-pitr-quick: deps bench-deps all
+	@KBVAULT=$(abspath $(PROG)) bench/pitr.sh quick
 
 # gc and check on a repository of > 1M chunks vs restic forget --prune (bench/gc.sh).
 bench-gc: deps bench-deps all $(BENCH_BIN)

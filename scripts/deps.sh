@@ -14,7 +14,7 @@ PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash
 libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev libexpat1-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
 xxhash faketime systemd man-db groff-base ceph-mon ceph-osd radosgw ceph-common"
 case "${1:-}" in
-bench) PKGS="$PKGS restic borgbackup time gnuplot-nox zstd gzip" ;;
+bench) PKGS="$PKGS restic borgbackup pgbackrest time gnuplot-nox zstd gzip" ;;
 fuzz) PKGS="$PKGS clang" ;;
 esac
 missing=""
