@@ -262,14 +262,15 @@ static int kdf_cache_names(const struct kbv_repo *r, const uint8_t *k, const cha
 			   size_t cap, uint8_t seal[32])
 {
 	uint8_t params[32], h[16];
-	char dir[PATH_MAX], hex[33];
+	char hex[33];
 	int rc = 0;
+	if (!r->cache_path)
+		return kbv_error(KBV_EINVAL, "no cache directory");
 	memcpy(params, k + 32, 16);          /* salt */
 	memcpy(params + 16, k + 16, 16);     /* ops, mem */
 	crypto_generichash(h, sizeof h, params, sizeof params, NULL, 0);
 	kbv_hex(h, sizeof h, hex);
-	TRY(kbv_repo_cache_path(r, dir, sizeof dir));
-	TRY(kbv_path(path, cap, "%s/kdf-%s", dir, hex));
+	TRY(kbv_path(path, cap, "%s/kdf-%s", r->cache_path, hex));
 	crypto_generichash_state st;
 	uint8_t pk[crypto_generichash_KEYBYTES_MAX];
 	/* the password as a BLAKE2b key: hashed down first when longer than a key may be */

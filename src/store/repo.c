@@ -79,7 +79,8 @@ int kbv_repo_set_remote(const struct kbv_s3_opts *s3, const char *cache_dir)
 	return 0;
 }
 
-int kbv_repo_cache_path(const struct kbv_repo *r, char *dir, size_t cap)
+/* <cache base>/<repository id>, where this host keeps what it caches of r (not created). */
+static int cache_path(const struct kbv_repo *r, char *dir, size_t cap)
 {
 	char base[PATH_MAX], hex[33];
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -103,7 +104,7 @@ static int cache_dir(struct kbv_repo *r)
 {
 	char dir[PATH_MAX];
 	int rc = 0;
-	TRY(kbv_repo_cache_path(r, dir, sizeof dir));
+	TRY(cache_path(r, dir, sizeof dir));
 	TRY(kbv_mkdir_parents(dir));
 	TRY(kbv_mkdir(dir, NULL));
 	if (!(r->local = strdup(dir)))
@@ -552,6 +553,11 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	r->keys = sodium_malloc(sizeof *r->keys);
 	if (!r->keys)
 		return kbv_error(KBV_ENOMEM, "out of secure memory");
+	char cp[PATH_MAX];
+	if (!r->cache_path && cache_path(r, cp, sizeof cp) == 0 && !(r->cache_path = strdup(cp))) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
 	rc = kbv_repo_try_keys(r, password, pwlen);
 	if (rc == KBV_EAUTH) {
 		rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
@@ -604,5 +610,6 @@ void kbv_repo_close(struct kbv_repo *r)
 	pthread_mutex_destroy(&r->idx_mu);
 	free(r->path);
 	free(r->local);
+	free(r->cache_path);
 	free(r);
 }

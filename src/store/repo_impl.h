@@ -19,6 +19,8 @@ struct kbv_keyobj {
 
 struct kbv_repo {
 	char *path;  /* as opened: a directory or an s3: URL */
+	char *cache_path; /* <cache base>/<repository id>: what this host caches of r (set at
+			   * unlock, for the derived-key cache; not created; NULL when there is no base) */
 	char *local; /* this host's directory for lock, tmp/ and index/: path itself for a local
 		      * repository, the cache directory for one on object storage */
 	struct kbv_cache_report cache; /* what the last cache refresh did */
@@ -66,8 +68,6 @@ int kbv_keyfile_make(const uint8_t repo_id[16], int encrypted, const struct kbv_
 		     size_t pwlen, uint64_t ops, uint64_t mem, const char *meta, struct kbv_buf *out);
 /* Unwrap a checked key file's material into keys: 0, or KBV_EAUTH for another password. */
 int kbv_keyfile_unwrap(const uint8_t *k, const char *pw, size_t pwlen, struct kbv_keys *keys);
-/* <cache base>/<repository id>, where this host keeps what it caches of r (not created). */
-int kbv_repo_cache_path(const struct kbv_repo *r, char *dir, size_t cap);
 
 /* Bring the index cache of a repository on object storage up to date with the packs the
  * storage holds (src/store/cache.c): index the packs it lacks from index objects, else
