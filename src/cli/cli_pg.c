@@ -4,6 +4,7 @@
 #include "cli_pg.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 void cli_pg_client(const char *source, struct kbv_pg_client *cl)
@@ -47,6 +48,10 @@ void cli_pg_recovery(struct cli_recovery *cr, struct kbv_pg_recovery *rec)
 		cr->args[k++] = cr->pwf;
 	}
 	cr->args[k] = NULL;
+	/* The server runs restore_command with its own environment, not this shell's. */
+	if (!strncmp(cli_repo_path(), "s3:", 3) && !(cli.cfg && cli.cfg->s3_credentials_file))
+		cli_warn("the restored server's restore_command reads the S3 credentials from the configuration: give them in "
+			 "[repository] s3-credentials-file, or it will not find the WAL");
 	rec->kbvault = cr->exe;
 	rec->args = cr->args;
 }

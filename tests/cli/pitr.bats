@@ -16,14 +16,22 @@ setup() {
 	printf 'correct horse battery staple\n' > "$W/pw"
 	chmod 600 "$W/pw"
 	REPO="$W/repo"
+	local creds=""
 	if on_s3; then
+		# the credentials in a file the configuration names, as a database server has them:
+		# archive_command, restore_command and the drill's scratch server read them there
 		BUCKET="kbv-pitr-$BATS_TEST_NUMBER-$RANDOM"
 		REPO="s3:$S3_ENDPOINT/$BUCKET/repo"
+		printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$AWS_ACCESS_KEY_ID" \
+			"$AWS_SECRET_ACCESS_KEY" > "$W/creds"
+		chmod 600 "$W/creds"
+		creds="s3-credentials-file = $W/creds"
 	fi
 	cat > "$W/kbvault.conf" <<EOF
 [repository]
 path = $REPO
 password-file = $W/pw
+$creds
 
 [source kbp]
 type = postgres
@@ -38,7 +46,8 @@ archive_mode = on
 archive_command = 'XDG_CACHE_HOME=$W/cache $KBVAULT -c $W/kbvault.conf wal-push %p'
 EOF
 	pg_ctl_stop
-	pg_ctl_start
+	# the server has none of this shell's S3 credentials: kbvault finds them in the file
+	(unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN; pg_ctl_start)
 	psql_q -c "CREATE TABLE marks (id int PRIMARY KEY, note text)"
 }
 
@@ -50,10 +59,11 @@ teardown() {
 
 # kbvault as the server's user, with this test's configuration and cache.
 pgkbv() {
+	local strip=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN XDG_CACHE_HOME="$W/cache")
 	if [ "$(id -u)" = 0 ]; then
-		runuser -u postgres -- env XDG_CACHE_HOME="$W/cache" "$KBVAULT" -c "$W/kbvault.conf" "$@"
+		runuser -u postgres -- "${strip[@]}" "$KBVAULT" -c "$W/kbvault.conf" "$@"
 	else
-		XDG_CACHE_HOME="$W/cache" "$KBVAULT" -c "$W/kbvault.conf" "$@"
+		"${strip[@]}" "$KBVAULT" -c "$W/kbvault.conf" "$@"
 	fi
 }
 
