@@ -42,6 +42,13 @@ int kbv_wal_fetch(struct kbv_repo *r, struct kbv_reader *rd, const char *source,
  * small files (history and backup history files). KBV_ENOTFOUND when absent. */
 int kbv_wal_get(struct kbv_repo *r, struct kbv_reader *rd, const char *source, const char *file, struct kbv_buf *out);
 
+/* Copy every archived file of src that dst lacks (by name): read and verified, stored by
+ * dst's chunker and keys, then its object as wal-push writes it (with the time, system
+ * identifier and timeline src recorded). A name dst holds with other bytes is KBV_EEXIST
+ * naming it. *copied and *present count the files. */
+int kbv_wal_copy(struct kbv_repo *src, struct kbv_reader *src_rd, struct kbv_repo *dst, uint64_t *copied,
+		 uint64_t *present);
+
 /* Read and verify the object of `file` of `source` into *out. KBV_ENOTFOUND when absent. */
 int kbv_wal_read(struct kbv_repo *r, const char *source, const char *file, struct kbv_wal_info *out);
 

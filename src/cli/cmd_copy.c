@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "kbv/config.h"
 #include "kbv/copy.h"
+#include "kbv/wal.h"
 #include "kbv/error.h"
 
 /* Open and unlock a repository other than the current one (the source of `copy`, the
@@ -57,7 +58,7 @@ static int open_other(const char *path, enum kbv_lock lock, const char *pwfile, 
  * dst does not hold yet; each one is printed (`print`, the copy command) or logged.
  * Returns 0 or a KBV_E* code (message set). */
 static int copy_snapshots(struct kbv_repo *src, struct kbv_repo *dst, char **names, size_t n, int print,
-			  size_t *copied, size_t *present)
+			  size_t *copied, size_t *present, uint64_t *wal_copied)
 {
 	struct kbv_snapshot **sl = NULL, **dl = NULL, **pick = NULL;
 	struct kbv_reader *src_rd = NULL, *dst_rd = NULL;
@@ -105,6 +106,10 @@ static int copy_snapshots(struct kbv_repo *src, struct kbv_repo *dst, char **nam
 			printf("copied snapshot %.8s as %.8s\n", sid, did);
 		(*copied)++;
 	}
+	/* the PostgreSQL WAL archive: every file the target lacks (format/wal.md) */
+	uint64_t wal_present;
+	if ((rc = kbv_wal_copy(src, src_rd, dst, wal_copied, &wal_present)) < 0)
+		goto out;
 out:
 	kbv_writer_free(w);
 	kbv_reader_free(src_rd);
@@ -120,6 +125,7 @@ int cli_copy_to(struct kbv_repo *src)
 	const char *to = cli.cfg ? cli.cfg->copy_to : NULL;
 	struct kbv_repo *dst = NULL;
 	size_t copied, present;
+	uint64_t wal = 0;
 	int code, rc;
 	if (!to || !*to)
 		return EXIT_OK;
@@ -132,7 +138,7 @@ int cli_copy_to(struct kbv_repo *src)
 		cli_log(CLI_ERROR, "copy-to '%s' failed; the snapshot is recorded in '%s'", to, kbv_repo_path(src));
 		return code;
 	}
-	rc = copy_snapshots(src, dst, NULL, 0, 0, &copied, &present);
+	rc = copy_snapshots(src, dst, NULL, 0, 0, &copied, &present, &wal);
 	kbv_repo_close(dst);
 	if (rc < 0) {
 		code = cli_fail(kbv_error_prefix(rc, "copy-to '%s'", to));
@@ -141,8 +147,17 @@ int cli_copy_to(struct kbv_repo *src)
 			to, kbv_repo_path(src));
 		return code;
 	}
-	cli_log(CLI_INFO, "copy-to '%s': %zu snapshots copied, %zu already there", to, copied, present);
+	cli_log(CLI_INFO, "copy-to '%s': %zu snapshots copied, %zu already there; %llu WAL files copied", to, copied,
+		present, (unsigned long long)wal);
 	return EXIT_OK;
+}
+
+/* "; N WAL files copied" (static storage). */
+static const char *wal_note(uint64_t n)
+{
+	static char buf[64];
+	snprintf(buf, sizeof buf, "; %llu WAL files copied", (unsigned long long)n);
+	return buf;
 }
 
 int cmd_copy(int argc, char **argv)
@@ -168,6 +183,7 @@ int cmd_copy(int argc, char **argv)
 		return cli_usage("copy", "give the repository to copy from: --from-repo REPO");
 	struct kbv_repo *dst = NULL, *src = NULL;
 	size_t copied = 0, present = 0;
+	uint64_t wal = 0;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &dst)) != 0)
 		return code;
 	if (!strcmp(from, kbv_repo_path(dst))) {
@@ -177,14 +193,16 @@ int cmd_copy(int argc, char **argv)
 	if ((code = open_other(from, KBV_LOCK_SHARED, pwfile, "KBVAULT_FROM_PASSWORD_FILE", 0, "source repository",
 			       &src)) != 0)
 		goto out;
-	if ((rc = copy_snapshots(src, dst, argv + optind, (size_t)(argc - optind), 1, &copied, &present)) < 0) {
+	if ((rc = copy_snapshots(src, dst, argv + optind, (size_t)(argc - optind), 1, &copied, &present, &wal)) < 0) {
 		code = cli_fail(rc);
 		goto out;
 	}
 	if (cli.json)
-		printf("{\"copied\":%zu,\"already_there\":%zu}\n", copied, present);
+		printf("{\"copied\":%zu,\"already_there\":%zu,\"wal_files_copied\":%llu}\n", copied, present,
+		       (unsigned long long)wal);
 	else if (!cli.quiet)
-		printf("copy: %zu snapshots copied, %zu already there\n", copied, present);
+		printf("copy: %zu snapshots copied, %zu already there%s\n", copied, present,
+		       wal ? wal_note(wal) : "");
 	code = EXIT_OK;
 out:
 	kbv_repo_close(src);

@@ -653,3 +653,91 @@ out:
 	json_decref(sources);
 	return rc;
 }
+
+/* ---- copy ---- */
+
+static int collect(void *arg, const char *source, const char *file, int64_t mtime)
+{
+	struct kbv_buf *b = arg;
+	int rc = 0;
+	(void)mtime;
+	TRY(kbv_buf_add(b, source, strlen(source)));
+	TRY(kbv_buf_add(b, "~", 1));
+	TRY(kbv_buf_add(b, file, strlen(file) + 1));
+out:
+	return rc;
+}
+
+/* Is "source~file" in the NUL-separated, name-sorted list `have`? *cursor walks it
+ * forward: the names asked for come in the same order (one merge of two sorted lists). */
+static int listed(const struct kbv_buf *have, size_t *cursor, const char *name)
+{
+	while (*cursor < have->len) {
+		const char *h = (const char *)have->data + *cursor;
+		int c = strcmp(h, name);
+		if (c == 0)
+			return 1;
+		if (c > 0)
+			return 0;
+		*cursor += strlen(h) + 1;
+	}
+	return 0;
+}
+
+int kbv_wal_copy(struct kbv_repo *src, struct kbv_reader *src_rd, struct kbv_repo *dst, uint64_t *copied,
+		 uint64_t *present)
+{
+	struct kbv_buf want = KBV_BUF_INIT, have = KBV_BUF_INIT, data = KBV_BUF_INIT;
+	struct kbv_writer *w = NULL;
+	int rc = 0;
+	size_t cursor = 0;
+	*copied = *present = 0;
+	TRY(kbv_wal_list(src, NULL, collect, &want));
+	TRY(kbv_wal_list(dst, NULL, collect, &have));
+	for (size_t off = 0; off < want.len;) {
+		char *name = (char *)want.data + off, *t = strchr(name, '~');
+		struct kbv_wal_info in, out;
+		struct kbv_stream_result res;
+		off += strlen(name) + 1;
+		if (listed(&have, &cursor, name)) {
+			(*present)++;
+			continue;
+		}
+		*t = 0;
+		const char *source = name, *file = t + 1;
+		TRY(kbv_wal_read(src, source, file, &in));
+		TRY(kbv_wal_get(src, src_rd, source, file, &data));
+		if (!w)
+			TRY(kbv_writer_new(dst, 0, &w));
+		TRY(kbv_writer_mem(w, data.data, data.len, &res));
+		/* what the object references is durable and indexed before the object */
+		TRY(kbv_writer_flush(w));
+		TRY(kbv_repo_publish_index(dst));
+		TRY(kbv_plans_check_commit(dst, dst->plans));
+		out = in;
+		out.size = res.size;
+		out.hash = res.hash;
+		out.ref = res.ref;
+		rc = wal_put(dst, &out);
+		if (rc == KBV_EEXIST) { /* pushed there meanwhile: the same bytes, or refused */
+			struct kbv_wal_info there;
+			TRY(kbv_wal_read(dst, source, file, &there));
+			if (there.size != in.size || (there.hash.alg == in.hash.alg && !kbv_digest_equal(&there.hash, &in.hash))) {
+				rc = kbv_error(KBV_EEXIST, "WAL file '%s' of source '%s' is in the target with other contents",
+					       file, source);
+				goto out;
+			}
+			rc = 0;
+			(*present)++;
+			continue;
+		}
+		TRY(rc);
+		(*copied)++;
+	}
+out:
+	kbv_writer_free(w);
+	kbv_buf_release(&want);
+	kbv_buf_release(&have);
+	kbv_buf_release(&data);
+	return rc;
+}

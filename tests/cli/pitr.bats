@@ -59,7 +59,7 @@ teardown() {
 
 # kbvault as the server's user, with this test's configuration and cache.
 pgkbv() {
-	local strip=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN XDG_CACHE_HOME="$W/cache")
+	local strip=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN XDG_CACHE_HOME="${PGKBV_CACHE:-$W/cache}")
 	if [ "$(id -u)" = 0 ]; then
 		runuser -u postgres -- "${strip[@]}" "$KBVAULT" -c "$W/kbvault.conf" "$@"
 	else
@@ -151,7 +151,8 @@ notes() { q2 "SELECT string_agg(note, ',' ORDER BY id) FROM marks"; }
 	run pgkbv restore latest --source kbp --target-dir "$W/full"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"is not empty"* ]]
-	run pgkbv restore latest --source kbp --target-dir "$W/bylsn" --target-lsn "$lsn"
+	# from a host that has nothing but kbvault, the configuration and the password: an empty cache
+	PGKBV_CACHE="$W/new-host" run pgkbv restore latest --source kbp --target-dir "$W/bylsn" --target-lsn "$lsn"
 	[ "$status" -eq 0 ]
 	start_restored "$W/bylsn"
 	[ "$(notes)" = first ]
@@ -357,4 +358,31 @@ assert s['recovered_to'] and s['mismatches'] == [], s"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"drill kbp: FAIL"*"recovery"* ]]
 	[ -z "$(ls -d /tmp/kbvault-drill-* 2> /dev/null)" ]
+}
+
+@test "copy takes base backups and the WAL archive to a second repository; a restore to a time works from the copy" {
+	run pgkbv snapshot
+	[ "$status" -eq 0 ]
+	mark 1 one
+	local t
+	t=$(psql -XAtc "SELECT now()")
+	sleep 1.1
+	mark 2 two
+	pgkbv -r "$W/copy" init -q --kdf-ops 1 --kdf-mem-mib 8
+	run pgkbv -r "$W/copy" copy --from-repo "$REPO" --from-password-file "$W/pw" --json
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	local n
+	n=$(wal_ls | wc -l)
+	echo "${lines[-1]}" | python3 -c "import json,sys; j = json.load(sys.stdin); assert j['copied'] == 1 and j['wal_files_copied'] == $n, j"
+	# again: nothing left to copy
+	run pgkbv -r "$W/copy" copy --from-repo "$REPO" --from-password-file "$W/pw" --json
+	echo "${lines[-1]}" | python3 -c "import json,sys; j = json.load(sys.stdin); assert j['copied'] == 0 and j['wal_files_copied'] == 0, j"
+	run pgkbv -r "$W/copy" check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$n WAL files: ok"* ]]
+	run pgkbv -r "$W/copy" restore latest --source kbp --target-dir "$W/r" --target-time "$t"
+	[ "$status" -eq 0 ]
+	grep -q -- "-r $W/copy" "$W/r/postgresql.auto.conf"
+	start_restored "$W/r"
+	[ "$(notes)" = one ]
 }
