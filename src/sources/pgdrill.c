@@ -90,8 +90,15 @@ static int one_value(PGconn *c, const char *sql, char *out, size_t cap)
 /* Counts of one database, and amcheck of its B-tree indexes; problems appended. */
 static int census_db(const char *conn_base, const char *db, json_t *res, json_t *problems)
 {
-	char conninfo[PATH_MAX + 256], v[512];
-	snprintf(conninfo, sizeof conninfo, "%s dbname='%s'", conn_base, db);
+	char conninfo[PATH_MAX + 1024], v[512], quoted[600];
+	size_t k = 0;
+	for (const char *p = db; *p && k + 3 < sizeof quoted; p++) { /* a conninfo value: \ and ' escaped */
+		if (*p == '\'' || *p == '\\')
+			quoted[k++] = '\\';
+		quoted[k++] = *p;
+	}
+	quoted[k] = 0;
+	snprintf(conninfo, sizeof conninfo, "%s dbname='%s'", conn_base, quoted);
 	PGconn *c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
 		json_array_append_new(problems, json_sprintf("database %s: cannot connect: %s", db, PQerrorMessage(c)));
