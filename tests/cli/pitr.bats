@@ -339,9 +339,12 @@ EOF
 	sleep 1.1
 	psql_q -c "INSERT INTO marks VALUES (1002, 'after')"
 	archive_now
-	run pgkbv drill --source kbp --target-time "$t" --json
+	# scratch directories go under TMPDIR: this test's own, to see that none is left
+	mkdir "$W/tmp"
+	[ "$(id -u)" = 0 ] && chown postgres "$W/tmp"
+	TMPDIR="$W/tmp" run pgkbv drill --source kbp --target-time "$t" --json
 	[ "$status" -eq 0 ] || { echo "$output"; false; }
-	echo "$output" | python3 -c "
+	echo "${lines[-1]}" | python3 -c "
 import json, sys
 v = json.load(sys.stdin)
 s = v['sources'][0]
@@ -350,14 +353,14 @@ assert s['databases'] == 1 and s['tables'] == 1 and s['rows'] == 501, s
 assert s['amcheck'] and s['indexes_checked'] > 10, s
 assert s['recovered_to'] and s['mismatches'] == [], s"
 	# no scratch server or directory is left behind
-	[ -z "$(ls -d /tmp/kbvault-drill-* 2> /dev/null)" ]
+	[ -z "$(ls "$W/tmp")" ]
 	run pgkbv status
 	[[ "$output" == *"kbp: snapshot"*"drill PASS"* ]]
 	# a target the archive cannot reach fails the drill, saying why
-	run pgkbv drill --source kbp --target-time "2099-01-01 00:00:00+00"
+	TMPDIR="$W/tmp" run pgkbv drill --source kbp --target-time "2099-01-01 00:00:00+00"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"drill kbp: FAIL"*"recovery"* ]]
-	[ -z "$(ls -d /tmp/kbvault-drill-* 2> /dev/null)" ]
+	[ -z "$(ls "$W/tmp")" ]
 }
 
 @test "copy takes base backups and the WAL archive to a second repository; a restore to a time works from the copy" {
