@@ -233,10 +233,15 @@ assert w['source'] == 'kbp' and w['gaps'] == 1 and w['first_gap'] == '$gone', w"
 
 @test "pitr: gc keep-last 2 removes only WAL older than the older kept base backup; both still recover" {
 	local i second start2 before older
+	local t2
 	for i in 1 2 3; do
 		run pgkbv snapshot
 		[ "$status" -eq 0 ]
 		mark "$i" "after-$i"
+		if [ "$i" = 2 ]; then
+			t2=$(psql -XAtc "SELECT now()")
+			sleep 1.1
+		fi
 		mark "$((i + 10))" "more-$i"
 	done
 	second=$(pgkbv snapshots --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[1]["id"])')
@@ -266,6 +271,13 @@ assert g['wal_files_dropped'] == $older and g['wal_files_kept'] == $before - $ol
 	[ "$status" -eq 0 ]
 	start_restored "$W/r3"
 	[ "$(notes)" = "after-1,after-2,after-3,more-1,more-2,more-3" ]
+	pg_as "$PGBIN/pg_ctl" -D "$P2DIR" -m fast -w stop > /dev/null
+	# latest with a time between the second and the third base backup: the second is chosen
+	run pgkbv restore latest --source kbp --target-dir "$W/r4" --target-time "$t2" --json
+	[ "$status" -eq 0 ]
+	echo "${lines[-1]}" | python3 -c "import json, sys; j = json.load(sys.stdin); assert j['id'] == '$second', j"
+	start_restored "$W/r4"
+	[ "$(notes)" = "after-1,after-2,more-1" ]
 }
 
 @test "pitr: wal-push killed -9 at random points; PostgreSQL pushes again, the archive has no gap and check passes" {
