@@ -450,7 +450,8 @@ int kbv_wal_list(struct kbv_repo *r, const char *source, kbv_wal_list_fn fn, voi
 	int rc = 0;
 	TRY(kbv_be_list(r->be, KBV_OBJ_WAL, on_wal, &c));
 	size_t n = c.names.len / 136;
-	qsort(c.names.data, n, 136, cmp_rec);
+	if (n)
+		qsort(c.names.data, n, 136, cmp_rec);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char *rec = (char *)c.names.data + i * 136, *t = strchr(rec, '~');
 		int64_t mtime;
@@ -532,7 +533,8 @@ int kbv_wal_archive_read(struct kbv_repo *r, const char *source, struct kbv_wal_
 		n = 0;
 		out->seg_size = 0;
 	}
-	qsort(s, n, sizeof *s, cmp_seg);
+	if (n)
+		qsort(s, n, sizeof *s, cmp_seg);
 	size_t len;
 	out->segs = (struct kbv_wal_seg *)kbv_buf_detach(&c.segs, &len);
 	out->n = n;

@@ -281,8 +281,9 @@ assert g['wal_files_dropped'] == $older and g['wal_files_kept'] == $before - $ol
 }
 
 @test "pitr: wal-push killed -9 at random points; PostgreSQL pushes again, the archive has no gap and check passes" {
-	# The first attempt at each file is killed after a random delay (0-300 ms): the server
-	# sees it fail and pushes the file again.
+	# The first attempt at each file is killed after a random delay of 0-199 ms (the very
+	# first one at once, so at least one is killed): the server sees it fail and pushes the
+	# file again.
 	cat > "$W/killing-push" <<EOF
 #!/bin/bash
 f=\$(basename "\$1")
@@ -290,7 +291,9 @@ if [ ! -e "$W/tried-\$f" ]; then
 	touch "$W/tried-\$f"
 	XDG_CACHE_HOME=$W/cache $KBVAULT -c $W/kbvault.conf wal-push "\$1" &
 	pid=\$!
-	sleep 0.\$((RANDOM % 300))
+	delay=\$(printf '0.%03d' \$((RANDOM % 200)))
+	[ -e "$W/killed-once" ] || { touch "$W/killed-once"; delay=0; }
+	sleep \$delay
 	kill -9 \$pid 2> /dev/null && { wait \$pid; exit 1; }
 	wait \$pid
 	exit \$?
