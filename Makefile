@@ -22,15 +22,28 @@ else
 BUILD   ?= build
 endif
 
+# BLAKE3, the chunk-id hash of new repositories (format/blob.md): the reference C
+# implementation as Debian ships it (librust-blake3-dev carries the crate's C sources; no
+# Rust is built), compiled here with its x86-64 assembly, portable code elsewhere.
+BLAKE3_DIR ?= $(firstword $(wildcard /usr/share/cargo/registry/blake3-1.*/c) /usr/share/cargo/registry/blake3-1.3.1/c)
+BLAKE3_C   := blake3.c blake3_dispatch.c blake3_portable.c
+ifeq ($(shell uname -m),x86_64)
+BLAKE3_S   := blake3_sse2_x86-64_unix.S blake3_sse41_x86-64_unix.S blake3_avx2_x86-64_unix.S blake3_avx512_x86-64_unix.S
+BLAKE3_DEFS :=
+else
+BLAKE3_S   :=
+BLAKE3_DEFS := -DBLAKE3_NO_SSE2 -DBLAKE3_NO_SSE41 -DBLAKE3_NO_AVX2 -DBLAKE3_NO_AVX512 -DBLAKE3_USE_NEON=0
+endif
+
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-             -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+             -Iinclude -Isrc -I$(BLAKE3_DIR) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LIBS       = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard src/util/*.c src/codec/*.c src/store/*.c src/store/s3/*.c src/engine/*.c src/sources/*.c src/config/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
-LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BLAKE3_C:%.c=$(BUILD)/obj/blake3/%.o) $(BLAKE3_S:%.S=$(BUILD)/obj/blake3/%.o)
 CLI_OBJ := $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 LIBKBV  := $(BUILD)/libkbvault.a
 PROG    := $(BUILD)/kbvault
@@ -52,6 +65,17 @@ all: $(PROG)
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/blake3/%.o: $(BLAKE3_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BLAKE3_DEFS) -I$(BLAKE3_DIR) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/blake3/%.o: $(BLAKE3_DIR)/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BLAKE3_DIR)/%:
+	@echo "kbvault: $@ is missing: BLAKE3's C sources come from Debian's librust-blake3-dev (run 'make deps' as root)" >&2; exit 1
 
 $(LIBKBV): $(LIB_OBJ)
 	rm -f $@

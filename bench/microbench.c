@@ -61,11 +61,18 @@ int main(int argc, char **argv)
 
 	struct kbv_keys keys;
 	randombytes_buf(&keys, sizeof keys);
+	kbv_keys_set_id_hash(&keys, KBV_ID_BLAKE2B);
 	uint8_t id[32];
 	t = now();
 	for (size_t pos = 0; pos < n; pos += 8192)
 		kbv_blob_id(&keys, KBV_BLOB_DATA, p + pos, 8192, id);
 	report("blake2b_256_keyed_8k", n, now() - t);
+	kbv_keys_set_id_hash(&keys, KBV_ID_BLAKE3);
+	t = now();
+	for (size_t pos = 0; pos < n; pos += 8192)
+		kbv_blob_id(&keys, KBV_BLOB_DATA, p + pos, 8192, id);
+	report("blake3_256_keyed_8k", n, now() - t);
+	kbv_keys_set_id_hash(&keys, KBV_ID_BLAKE2B);
 	t = now();
 	uint64_t x = 0;
 	for (size_t pos = 0; pos < n; pos += 8192)

@@ -25,12 +25,29 @@ enum kbv_blob_type {
 #define KBV_BUNDLE_MAX_RAW (16u << 20) /* largest decoded bundle a reader accepts */
 #define KBV_BUNDLE_ENTRY 36          /* id + u32 length in the member table */
 
-/* Master key material (format/keyfile.md). Lives in sodium_malloc() memory. */
+/* The keyed hash that makes blob ids (format/blob.md), chosen at init and recorded in the
+ * config (format/repository.md). 0 in a zeroed kbv_keys means BLAKE2b. */
+enum kbv_id_hash {
+	KBV_ID_BLAKE2B = 1, /* keyed BLAKE2b-256 with a personalization per type */
+	KBV_ID_BLAKE3 = 2,  /* keyed BLAKE3-256 with a key derived per type */
+};
+#define KBV_BLOB_TYPES 10 /* blob types are 1..KBV_BLOB_TYPES-1 */
+
+/* Master key material (format/keyfile.md): the first 96 bytes are what a key file wraps.
+ * Lives in sodium_malloc() memory. */
 struct kbv_keys {
 	uint8_t enc[32];
 	uint8_t id[32];
 	uint8_t gear[32];
+	int id_hash;                          /* enum kbv_id_hash; set by kbv_keys_set_id_hash() */
+	uint8_t id3[KBV_BLOB_TYPES][32];      /* BLAKE3: the id key of each blob type */
 };
+
+/* Choose the id hash of `keys` (from the repository's config); for BLAKE3 this derives the
+ * per-type keys from keys->id, so call it after the key material is in place. */
+void kbv_keys_set_id_hash(struct kbv_keys *keys, int id_hash);
+/* The name of an id hash for users ("blake2b", "blake3"). */
+const char *kbv_id_hash_name(int id_hash);
 
 /* Per-thread coding state: zstd contexts and scratch space. */
 struct kbv_codec;
@@ -40,7 +57,7 @@ struct kbv_codec;
 struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int zstd_level);
 void kbv_codec_free(struct kbv_codec *c);
 
-/* The keyed id of a DATA, TREE, SNAPSHOT or RECORD blob. */
+/* The keyed id of a blob of `type` (1..KBV_BLOB_TYPES-1) with the repository's id hash. */
 void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n, uint8_t id[KBV_ID_BYTES]);
 
 /* Largest envelope encode() can produce for n raw bytes. */

@@ -21,6 +21,9 @@
 /* The config of a repository with Object Lock is version 2 (format/repository.md); one
  * without stays version 1, which builds from before Object Lock read. */
 #define KBV_CONFIG_VERSION_LOCK 2
+/* Version 3: the id hash is recorded (BLAKE3 chunk ids), with or without Object Lock; a
+ * repository with BLAKE2b ids keeps version 1 or 2, which older builds read. */
+#define KBV_CONFIG_VERSION_IDHASH 3
 #define KBV_MAX_LOCK_DAYS 3650
 
 enum kbv_lock { KBV_LOCK_NONE, KBV_LOCK_SHARED, KBV_LOCK_EXCLUSIVE };
@@ -33,10 +36,12 @@ struct kbv_init_opts {
 	uint64_t kdf_ops;       /* 0: default (3) */
 	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
 	uint32_t object_lock_days; /* 0: none; else object storage only (format/repository.md) */
+	int id_hash;            /* enum kbv_id_hash; 0: default (BLAKE3) */
 };
 #define KBV_DEFAULT_CHUNK_AVG (8u << 10)
 #define KBV_DEFAULT_ZSTD_LEVEL 2
 #define KBV_DEFAULT_PACK_SIZE (16u << 20)
+#define KBV_DEFAULT_ID_HASH KBV_ID_BLAKE3
 
 /* An open repository: an opaque handle (kbv_repo_open() .. kbv_repo_close()). */
 struct kbv_repo;
@@ -50,6 +55,7 @@ struct kbv_repo_params {
 	uint32_t pack_size;
 	uint32_t object_lock_days; /* 0: no Object Lock */
 	int64_t object_lock_seconds; /* the same in seconds (a test may shorten a day) */
+	int id_hash;                 /* enum kbv_id_hash */
 };
 
 /* The storage backend of the repository at `path`: the local directory, wrapped in the

@@ -28,6 +28,7 @@ int cmd_init(int argc, char **argv)
 		{ "kdf-ops", required_argument, NULL, 'o' },
 		{ "kdf-mem-mib", required_argument, NULL, 'm' },
 		{ "object-lock-days", required_argument, NULL, 1102 },
+		{ "id-hash", required_argument, NULL, 1103 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -48,6 +49,14 @@ int cmd_init(int argc, char **argv)
 			if (parse_u64(optarg, &v) < 0 || v < 1 || v > KBV_MAX_LOCK_DAYS)
 				return cli_usage("init", "--object-lock-days takes 1..%u", KBV_MAX_LOCK_DAYS);
 			io.object_lock_days = (uint32_t)v;
+			break;
+		case 1103:
+			if (!strcmp(optarg, "blake3"))
+				io.id_hash = KBV_ID_BLAKE3;
+			else if (!strcmp(optarg, "blake2b"))
+				io.id_hash = KBV_ID_BLAKE2B;
+			else
+				return cli_usage("init", "--id-hash takes blake3 or blake2b");
 			break;
 		case 'z':
 			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
@@ -89,8 +98,9 @@ int cmd_init(int argc, char **argv)
 	if (rc < 0)
 		return cli_fail(rc);
 	if (cli.json) {
-		json_t *j = json_pack("{s:s, s:b, s:I}", "path", path, "encrypted", io.encrypted, "object_lock_days",
-				      (json_int_t)io.object_lock_days);
+		json_t *j = json_pack("{s:s, s:b, s:I, s:s}", "path", path, "encrypted", io.encrypted, "object_lock_days",
+				      (json_int_t)io.object_lock_days, "id_hash",
+				      kbv_id_hash_name(io.id_hash ? io.id_hash : KBV_DEFAULT_ID_HASH));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);

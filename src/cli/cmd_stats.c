@@ -30,13 +30,14 @@ int cmd_stats(int argc, char **argv)
 	struct kbv_repo_params rp;
 	kbv_repo_params(r, &rp);
 	if (cli.json) {
-		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:b, s:i}", "snapshots",
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:i, s:b, s:i, s:s}", "snapshots",
 				      (json_int_t)st.snapshots, "raw_bytes", (json_int_t)st.raw_bytes, "unique_bytes",
 				      (json_int_t)st.unique_raw_bytes, "stored_bytes", (json_int_t)st.pack_bytes,
 				      "blob_bytes", (json_int_t)st.unique_stored_bytes, "dedup_ratio", dedup,
 				      "compression_ratio", comp, "total_ratio", total, "chunks", (json_int_t)st.data_blobs,
 				      "tree_blobs", (json_int_t)st.tree_blobs, "packs", (json_int_t)st.packs, "chunk_avg",
-				      (int)rp.chunk_avg, "encrypted", rp.encrypted, "zstd_level", rp.zstd_level);
+				      (int)rp.chunk_avg, "encrypted", rp.encrypted, "zstd_level", rp.zstd_level, "id_hash",
+				      kbv_id_hash_name(rp.id_hash));
 		/* The newest drill, and the newest that passed (format/records.md). */
 		json_t *last = NULL, *last_ok = NULL, *d;
 		size_t i;
@@ -55,8 +56,9 @@ int cmd_stats(int argc, char **argv)
 		cli_bytes(st.raw_bytes, a, sizeof a);
 		cli_bytes(st.unique_raw_bytes, b, sizeof b);
 		cli_bytes(st.pack_bytes, d, sizeof d);
-		printf("repository:        %s (%s, chunks avg %u KiB, zstd %d)\n", kbv_repo_path(r),
-		       rp.encrypted ? "encrypted" : "unencrypted", rp.chunk_avg >> 10, rp.zstd_level);
+		printf("repository:        %s (%s, chunks avg %u KiB, zstd %d, %s ids)\n", kbv_repo_path(r),
+		       rp.encrypted ? "encrypted" : "unencrypted", rp.chunk_avg >> 10, rp.zstd_level,
+		       kbv_id_hash_name(rp.id_hash));
 		printf("snapshots:         %llu\n", (unsigned long long)st.snapshots);
 		printf("raw bytes:         %s (all snapshots' streams)\n", a);
 		printf("unique bytes:      %s after deduplication\n", b);

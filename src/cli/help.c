@@ -14,12 +14,14 @@ struct command_help {
 static const struct command_help commands[] = {
 	{ "init", "create a repository",
 	  "kbvault init [--no-encryption] [--chunk-avg BYTES] [--zstd-level N] [--kdf-ops N] [--kdf-mem-mib N]\n"
-	  "             [--object-lock-days N]\n"
+	  "             [--object-lock-days N] [--id-hash blake3|blake2b]\n"
 	  "  Creates the repository (-r/KBVAULT_REPO, or the default) encrypted with a password.\n"
 	  "  --chunk-avg   average chunk size, a power of two (default 8192); fixed for the repository\n"
 	  "  --zstd-level  compression level 1..19 (default 2)\n"
 	  "  --object-lock-days N  object storage: a bucket with S3 Object Lock; everything stored is\n"
-	  "                retained N days (COMPLIANCE: nobody can delete it); gc extends it\n" },
+	  "                retained N days (COMPLIANCE: nobody can delete it); gc extends it\n"
+	  "  --id-hash     keyed hash of chunk ids: blake3 (default; kbvault from 2026-12-01 on) or\n"
+	  "                blake2b (readable by older kbvault builds)\n" },
 	{ "snapshot", "store streams and files as one snapshot",
 	  "kbvault snapshot [--source NAME]... [--tag TAG]... [--host HOST]\n"
 	  "kbvault snapshot [--stdin NAME [--allow-empty]] [--command NAME]... [--tag TAG]... [--host HOST] [PATH]...\n"

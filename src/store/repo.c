@@ -22,6 +22,7 @@
 
 #define CONFIG_BYTES 60    /* version 1 */
 #define CONFIG_BYTES_V2 64 /* version 2: a repository with Object Lock */
+#define CONFIG_BYTES_V3 68 /* version 3: the id hash recorded */
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
@@ -132,12 +133,16 @@ static int dir_is_empty(const char *path)
 	return empty;
 }
 
-/* Version 1, or version 2 when the repository has Object Lock (format/repository.md). */
+/* Version 1, version 2 when the repository has Object Lock, version 3 when its ids are
+ * not BLAKE2b (format/repository.md). */
 static size_t encode_config(uint8_t *p, const struct kbv_repo *r)
 {
-	size_t end = r->lock_days ? 56 : 52;
+	uint32_t ver = r->id_hash != KBV_ID_BLAKE2B ? KBV_CONFIG_VERSION_IDHASH
+		       : r->lock_days		    ? KBV_CONFIG_VERSION_LOCK
+						    : KBV_FORMAT_VERSION;
+	size_t end = ver == KBV_CONFIG_VERSION_IDHASH ? 60 : ver == KBV_CONFIG_VERSION_LOCK ? 56 : 52;
 	memcpy(p, "KBVREPO\0", 8);
-	kbv_put32(p + 8, r->lock_days ? KBV_CONFIG_VERSION_LOCK : KBV_FORMAT_VERSION);
+	kbv_put32(p + 8, ver);
 	kbv_put32(p + 12, r->encrypted ? 1 : 0);
 	memcpy(p + 16, r->repo_id, 16);
 	kbv_put32(p + 32, r->chunk_min);
@@ -145,8 +150,10 @@ static size_t encode_config(uint8_t *p, const struct kbv_repo *r)
 	kbv_put32(p + 40, r->chunk_max);
 	kbv_put32(p + 44, (uint32_t)r->zstd_level);
 	kbv_put32(p + 48, r->pack_size);
-	if (r->lock_days)
+	if (ver != KBV_FORMAT_VERSION)
 		kbv_put32(p + 52, r->lock_days);
+	if (ver == KBV_CONFIG_VERSION_IDHASH)
+		kbv_put32(p + 56, (uint32_t)r->id_hash);
 	kbv_put64(p + end, XXH3_64bits(p, end));
 	return end + 8;
 }
@@ -206,6 +213,9 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 
 	r.encrypted = opts->encrypted;
 	r.lock_days = opts->object_lock_days;
+	r.id_hash = opts->id_hash ? opts->id_hash : KBV_DEFAULT_ID_HASH;
+	if (r.id_hash != KBV_ID_BLAKE2B && r.id_hash != KBV_ID_BLAKE3)
+		return kbv_error(KBV_EINVAL, "unknown id hash %d", r.id_hash);
 	r.chunk_avg = opts->chunk_avg ? opts->chunk_avg : KBV_DEFAULT_CHUNK_AVG;
 	r.chunk_min = r.chunk_avg / 4;
 	r.chunk_max = r.chunk_avg * 4;
@@ -290,7 +300,7 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	uint64_t ops = opts->kdf_ops ? opts->kdf_ops : 3, mem = opts->kdf_mem ? opts->kdf_mem : (64u << 20);
 	TRY(kbv_keyfile_make(r.repo_id, r.encrypted, keys, password, pwlen, ops, mem, NULL, &kf));
 
-	uint8_t cfg[CONFIG_BYTES_V2];
+	uint8_t cfg[CONFIG_BYTES_V3];
 	size_t cfglen = encode_config(cfg, &r);
 	if (!be)
 		TRY(kbv_repo_backend(path, &be));
@@ -310,15 +320,19 @@ int kbv_repo_config_decode(const uint8_t *b, size_t len, const char *what, struc
 	if (len < 12 || memcmp(b, "KBVREPO\0", 8) != 0)
 		return kbv_error(KBV_ENOREPO, "'%s' is not a kbvault repository (bad config magic)", what);
 	uint32_t ver = kbv_get32(b + 8);
-	if (ver != KBV_FORMAT_VERSION && ver != KBV_CONFIG_VERSION_LOCK)
-		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads versions %u and %u",
-				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION, KBV_CONFIG_VERSION_LOCK);
-	size_t end = ver == KBV_CONFIG_VERSION_LOCK ? 56 : 52;
+	if (ver < KBV_FORMAT_VERSION || ver > KBV_CONFIG_VERSION_IDHASH)
+		return kbv_error(KBV_EVERSION, "repository '%s' has format version %u; this kbvault reads versions %u to %u",
+				 r->path ? r->path : what, ver, KBV_FORMAT_VERSION, KBV_CONFIG_VERSION_IDHASH);
+	size_t end = ver == KBV_CONFIG_VERSION_IDHASH ? 60 : ver == KBV_CONFIG_VERSION_LOCK ? 56 : 52;
 	if (len != end + 8 || kbv_get64(b + end) != XXH3_64bits(b, end))
 		return kbv_error(KBV_ECORRUPT, "config '%s' is damaged (checksum mismatch or wrong size %zu)", what, len);
-	r->lock_days = ver == KBV_CONFIG_VERSION_LOCK ? kbv_get32(b + 52) : 0;
-	if (ver == KBV_CONFIG_VERSION_LOCK && (r->lock_days < 1 || r->lock_days > KBV_MAX_LOCK_DAYS))
+	r->lock_days = ver == KBV_FORMAT_VERSION ? 0 : kbv_get32(b + 52);
+	if ((ver == KBV_CONFIG_VERSION_LOCK && r->lock_days < 1) || r->lock_days > KBV_MAX_LOCK_DAYS)
 		return kbv_error(KBV_ECORRUPT, "config '%s' has an Object Lock of %u days", what, r->lock_days);
+	r->id_hash = ver == KBV_CONFIG_VERSION_IDHASH ? (int)kbv_get32(b + 56) : KBV_ID_BLAKE2B;
+	if (r->id_hash != KBV_ID_BLAKE2B && r->id_hash != KBV_ID_BLAKE3)
+		return kbv_error(KBV_EVERSION, "config '%s' names id hash %d, which this kbvault does not know", what,
+				 r->id_hash);
 	uint32_t flags = kbv_get32(b + 12);
 	if (flags & ~1u)
 		return kbv_error(KBV_EVERSION, "config '%s' has unknown flags 0x%x", what, flags);
@@ -536,6 +550,7 @@ void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out)
 	out->pack_size = r->pack_size;
 	out->object_lock_days = r->lock_days;
 	out->object_lock_seconds = kbv_repo_lock_seconds(r);
+	out->id_hash = r->id_hash;
 }
 
 const char *kbv_repo_path(const struct kbv_repo *r)
@@ -564,6 +579,7 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 		goto out;
 	}
 	TRY(rc);
+	kbv_keys_set_id_hash(r->keys, r->id_hash);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
 	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
 		/* gc's plans first, then the cache: a plan gc has removed names packs that are

@@ -32,6 +32,7 @@ struct kbv_repo {
 	int zstd_level;
 	uint32_t pack_size;
 	uint32_t lock_days;      /* Object Lock: days of COMPLIANCE retention (0: none) */
+	int id_hash;             /* enum kbv_id_hash: how blob ids are made */
 	struct kbv_keys *keys;   /* sodium_malloc()ed; NULL until unlocked */
 	struct kbv_cdc cdc;      /* valid once unlocked */
 	struct kbv_index *idx;

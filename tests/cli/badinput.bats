@@ -35,14 +35,15 @@ setup() {
 	[[ "$output" == *"not a kbvault repository"* ]]
 }
 
-# (version 2 is the config of a repository with Object Lock: format/repository.md)
+# (version 2 is the config of a repository with Object Lock, version 3 one that records its
+# id hash: format/repository.md)
 version_9() { printf '\x09' | dd of="$1" bs=1 seek=8 conv=notrunc 2>/dev/null; }
 
 @test "unknown format version: exit 3, naming the versions" {
 	obj_edit "$(repo_obj "" config)" version_9
 	run kbv snapshots
 	[ "$status" -eq 3 ]
-	[[ "$output" == *"format version 9"* && "$output" == *"versions 1 and 2"* ]]
+	[[ "$output" == *"format version 9"* && "$output" == *"versions 1 to 3"* ]]
 }
 
 @test "damaged config or key file: exit 5, naming the file" {

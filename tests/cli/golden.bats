@@ -289,3 +289,45 @@ assert g["packs_waiting"] == 1 and g["packs_deleted"] == 0 and g["plans_damaged"
 	[ "$status" -eq 5 ]
 	[[ "$output" == *"000000010000000000000004"* ]]
 }
+
+# Config version 3, BLAKE3 blob ids (tests/golden/make-golden-blake3.sh). Unencrypted: every
+# read recomputes the ids, so this build must make exactly the ids written on 2026-12-01.
+@test "golden repository of config version 3 (BLAKE3 ids): check, restore, and the same bytes again add no chunk" {
+	golden_plain v7-blake3
+	EXP="$G/expected.xxh128"
+	[ "$(kbv stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_hash"])')" = blake3 ]
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[ "$(kbv restore latest --stream kb.sql --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want kb.sql)" ]
+	kbv restore latest --target "$TMPD/out"
+	(cd "$TMPD/out" && xxhsum -c "$EXP")
+	# ~90 chunks of the dump are all known: at most the new snapshot's entry table is new
+	kbv restore latest --stream kb.sql --stdout > "$TMPD/kb.sql"
+	kbv snapshot --json --stdin kb.sql < "$TMPD/kb.sql" | tail -1 > "$TMPD/snap.json"
+	python3 - "$TMPD/snap.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["chunks"] > 80 and s["new_chunks"] <= 1 and s["new_bytes"] < 1024, s
+PY
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+}
+
+# Across id hashes: copy re-chunks and re-ids into the target's hash, both ways.
+@test "copy between a BLAKE3 and a BLAKE2b repository, both ways, restores byte for byte" {
+	golden_plain v7-blake3
+	EXP="$G/expected.xxh128"
+	kbv -r "$TMPD/b2" init -q --no-encryption --id-hash blake2b
+	kbv -r "$TMPD/b2" copy -q --from-repo "$TMPD/repo"
+	[ "$(kbv -r "$TMPD/b2" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_hash"])')" = blake2b ]
+	[ "$(od -An -tu4 -j8 -N4 "$TMPD/b2/config" | tr -d ' ')" = 1 ]
+	kbv -r "$TMPD/b3" init -q --no-encryption
+	kbv -r "$TMPD/b3" copy -q --from-repo "$TMPD/b2"
+	for r in b2 b3; do
+		[ "$(kbv -r "$TMPD/$r" restore latest --stream kb.sql --stdout | xxhsum -H2 | cut -d' ' -f1)" = "$(want kb.sql)" ]
+		kbv -r "$TMPD/$r" check --read-data
+	done
+	run kbv -r "$TMPD/b3" -v copy --from-repo "$TMPD/b2"
+	[ "$status" -eq 0 ]
+	[ "$(kbv -r "$TMPD/b3" snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ]
+}

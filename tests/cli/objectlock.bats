@@ -29,7 +29,7 @@ left() { echo $(($(s3_retention "$1" | cut -d' ' -f2) - $(date +%s))); }
 # The keys the repository holds (current versions), without plans and locks.
 retained_keys() { s3_keys prod/ | grep -v -e '/plans/' -e '/locks/'; }
 
-@test "init --object-lock-days: a bucket with Object Lock, a version 2 config, and every object written in COMPLIANCE mode" {
+@test "init --object-lock-days: a bucket with Object Lock, a version 3 config (2 with --id-hash blake2b), and every object written in COMPLIANCE mode" {
 	export KBVAULT_OBJECT_LOCK_DAY=60
 	run kbv -r "$TMPD/local" init --object-lock-days 7
 	[ "$status" -ne 0 ]
@@ -39,8 +39,16 @@ retained_keys() { s3_keys prod/ | grep -v -e '/plans/' -e '/locks/'; }
 	[[ "$output" == *"retained 1 days (COMPLIANCE)"* ]]
 	s3_curl -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET?object-lock=" | grep -q '<ObjectLockEnabled>Enabled</ObjectLockEnabled>'
 	s3_get prod/config "$TMPD/config"
-	[ "$(od -An -tu4 -j8 -N4 "$TMPD/config" | tr -d ' ')" = 2 ] # config version 2
-	[ "$(stat -c %s "$TMPD/config")" = 64 ]
+	# config version 3 (BLAKE3 ids, the default): the lock's days at 52, the id hash at 56
+	[ "$(od -An -tu4 -j8 -N4 "$TMPD/config" | tr -d ' ')" = 3 ]
+	[ "$(od -An -tu4 -j52 -N4 "$TMPD/config" | tr -d ' ')" = 1 ]
+	[ "$(od -An -tu4 -j56 -N4 "$TMPD/config" | tr -d ' ')" = 2 ]
+	[ "$(stat -c %s "$TMPD/config")" = 68 ]
+	# with BLAKE2b ids it stays version 2, which builds from before BLAKE3 read
+	kbv -r "s3:$S3_ENDPOINT/$BUCKET-b2/x" init -q --kdf-ops 1 --kdf-mem-mib 8 --object-lock-days 1 --id-hash blake2b
+	s3_curl -f -o "$TMPD/config-b2" -H "x-amz-content-sha256: $S3_EMPTY_SHA" "$S3_ENDPOINT/$BUCKET-b2/x/config"
+	[ "$(od -An -tu4 -j8 -N4 "$TMPD/config-b2" | tr -d ' ')" = 2 ]
+	[ "$(stat -c %s "$TMPD/config-b2")" = 64 ]
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
 	# config, key, a pack, an index object, a manifest

@@ -4,13 +4,17 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <sodium.h>
 
 #include "kbv/blob.h"
 #include "kbv/error.h"
+
+#include "blake3.h" /* the library kbvault links (Debian's copy of the reference C) */
 
 static struct kbv_keys keys;
 
@@ -107,6 +111,130 @@ static void test_empty(void **s)
 	kbv_codec_free(c);
 }
 
+/* BLAKE3 as linked, against the first 32 bytes of the published keyed_hash vectors
+ * (BLAKE3-team/BLAKE3, test_vectors/test_vectors.json): input byte i is i % 251, the key is
+ * the 32 ASCII bytes "whats the Elvish word for friend". The lengths cross the 1 KiB chunk
+ * and the 4/8/16-chunk SIMD batches. */
+static void test_blake3_vectors(void **s)
+{
+	(void)s;
+	static const struct {
+		size_t len;
+		const char *hex;
+	} v[] = {
+		{ 0, "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26" },
+		{ 1, "6d7878dfff2f485635d39013278ae14f1454b8c0a3a2d34bc1ab38228a80c95b" },
+		{ 1023, "c951ecdf03288d0fcc96ee3413563d8a6d3589547f2c2fb36d9786470f1b9d6e" },
+		{ 1024, "75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4" },
+		{ 1025, "357dc55de0c7e382c900fd6e320acc04146be01db6a8ce7210b7189bd664ea69" },
+		{ 2048, "879cf1fa2ea0e79126cb1063617a05b6ad9d0b696d0d757cf053439f60a99dd1" },
+		{ 4096, "befc660aea2f1718884cd8deb9902811d332f4fc4a38cf7c7300d597a081bfc0" },
+		{ 8192, "dc9637c8845a770b4cbf76b8daec0eebf7dc2eac11498517f08d44c8fc00d58a" },
+		{ 8193, "954a2a75420c8d6547e3ba5b98d963e6fa6491addc8c023189cc519821b4a1f5" },
+		{ 16384, "9e9fc4eb7cf081ea7c47d1807790ed211bfec56aa25bb7037784c13c4b707b0d" },
+		{ 31744, "efa53b389ab67c593dba624d898d0f7353ab99e4ac9d42302ee64cbf9939a419" },
+		{ 102400, "1c35d1a5811083fd7119f5d5d1ba027b4d01c0c6c49fb6ff2cf75393ea5db4a7" },
+	};
+	static uint8_t in[102400];
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (uint8_t)(i % 251);
+	const uint8_t *key = (const uint8_t *)"whats the Elvish word for friend";
+	for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+		uint8_t out[32], want[32];
+		blake3_hasher h;
+		blake3_hasher_init_keyed(&h, key);
+		blake3_hasher_update(&h, in, v[k].len);
+		blake3_hasher_finalize(&h, out, 32);
+		assert_int_equal(sodium_hex2bin(want, 32, v[k].hex, 64, NULL, NULL, NULL), 0);
+		if (memcmp(out, want, 32))
+			fail_msg("keyed BLAKE3 of %zu bytes differs from the published vector", v[k].len);
+	}
+	/* derive_key mode (what makes the per-type id keys): the published vector of the
+	 * empty input and of 1024 bytes, context "BLAKE3 2019-12-27 16:29:52 test vectors context" */
+	static const struct {
+		size_t len;
+		const char *hex;
+	} d[] = {
+		{ 0, "2cc39783c223154fea8dfb7c1b1660f2ac2dcbd1c1de8277b0b0dd39b7e50d7d" },
+		{ 1024, "7356cd7720d5b66b6d0697eb3177d9f8d73a4a5c5e968896eb6a689684302706" },
+	};
+	for (size_t k = 0; k < 2; k++) {
+		uint8_t out[32], want[32];
+		blake3_hasher h;
+		blake3_hasher_init_derive_key(&h, "BLAKE3 2019-12-27 16:29:52 test vectors context");
+		blake3_hasher_update(&h, in, d[k].len);
+		blake3_hasher_finalize(&h, out, 32);
+		assert_int_equal(sodium_hex2bin(want, 32, d[k].hex, 64, NULL, NULL, NULL), 0);
+		if (memcmp(out, want, 32))
+			fail_msg("BLAKE3 derive_key of %zu bytes differs from the published vector", d[k].len);
+	}
+}
+
+/* A BLAKE3 id is what format/blob.md says, computed by an independent implementation:
+ * Debian's b3sum (Rust) derives the type's key from the id key, then hashes the chunk keyed.
+ * Also: both id hashes separate the types, and they never agree with each other. */
+static void test_blake3_ids(void **s)
+{
+	(void)s;
+	struct kbv_keys k3 = keys;
+	kbv_keys_set_id_hash(&k3, KBV_ID_BLAKE3);
+	uint8_t a[32], b[32], c[32];
+	kbv_blob_id(&k3, KBV_BLOB_DATA, "x", 1, a);
+	kbv_blob_id(&k3, KBV_BLOB_TREE, "x", 1, b);
+	kbv_blob_id(&keys, KBV_BLOB_DATA, "x", 1, c);
+	assert_memory_not_equal(a, b, 32);
+	assert_memory_not_equal(a, c, 32);
+	kbv_keys_set_id_hash(&k3, KBV_ID_BLAKE2B);
+	kbv_blob_id(&k3, KBV_BLOB_DATA, "x", 1, b);
+	assert_memory_equal(b, c, 32); /* back to BLAKE2b: the old ids */
+
+	if (access("/usr/bin/b3sum", X_OK) != 0) {
+		fail_msg("b3sum (Debian package b3sum) is needed for this test: run scripts/deps.sh");
+		return;
+	}
+	kbv_keys_set_id_hash(&k3, KBV_ID_BLAKE3);
+	char dir[] = "/tmp/kbv-b3-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char pk[64], pc[64], cmd[512];
+	snprintf(pk, sizeof pk, "%s/idkey", dir);
+	snprintf(pc, sizeof pc, "%s/chunk", dir);
+	FILE *f = fopen(pk, "wb");
+	assert_non_null(f);
+	fwrite(keys.id, 1, 32, f);
+	fclose(f);
+	static uint8_t chunk[20000];
+	randombytes_buf(chunk, sizeof chunk);
+	static const struct {
+		int type;
+		const char *name;
+	} t[] = { { KBV_BLOB_DATA, "kbvault-data" }, { KBV_BLOB_TREE, "kbvault-tree" },
+		  { KBV_BLOB_SNAPSHOT, "kbvault-snap" }, { KBV_BLOB_WAL, "kbvault-wal0" } };
+	static const size_t lens[] = { 0, 1, 1024, 8191, 20000 };
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+			f = fopen(pc, "wb");
+			assert_non_null(f);
+			fwrite(chunk, 1, lens[j], f);
+			fclose(f);
+			snprintf(cmd, sizeof cmd,
+				 "b3sum --raw --derive-key 'kbvault 2026-12-01 blob id %s' %s | b3sum --keyed --no-names %s",
+				 t[i].name, pk, pc);
+			FILE *p = popen(cmd, "r");
+			assert_non_null(p);
+			char hex[80] = "";
+			assert_non_null(fgets(hex, sizeof hex, p));
+			assert_int_equal(pclose(p), 0);
+			uint8_t want[32], got[32];
+			assert_int_equal(sodium_hex2bin(want, 32, hex, 64, NULL, NULL, NULL), 0);
+			kbv_blob_id(&k3, t[i].type, chunk, lens[j], got);
+			if (memcmp(got, want, 32))
+				fail_msg("BLAKE3 id of type %s, %zu bytes, differs from b3sum's", t[i].name, lens[j]);
+		}
+	unlink(pk);
+	unlink(pc);
+	rmdir(dir);
+}
+
 static void bundle(int encrypted)
 {
 	struct kbv_codec *c = kbv_codec_new(&keys, encrypted, 3);
@@ -161,10 +289,12 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	randombytes_buf(&keys, sizeof keys);
+	kbv_keys_set_id_hash(&keys, KBV_ID_BLAKE2B);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encrypted), cmocka_unit_test(test_plain),  cmocka_unit_test(test_id_domains),
 		cmocka_unit_test(test_other_key), cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_bundle_encrypted), cmocka_unit_test(test_bundle_plain),
+		cmocka_unit_test(test_blake3_vectors), cmocka_unit_test(test_blake3_ids),
 	};
 	return cmocka_run_group_tests_name("blob", tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Object Lock's stored and parsed parts: the version 2 config (golden, from
- * tests/golden/make-golden-bucket.sh --object-lock) and its checks, the kinds Object Lock retains,
+ * tests/golden/make-golden-bucket.sh --object-lock) and its checks, the version 3 config that
+ * records the id hash (golden, tests/golden/make-golden-blake3.sh), the kinds Object Lock retains,
  * and ListObjectVersions replies (format/repository.md, "Object Lock"). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,8 +80,46 @@ static void test_config_v2_checks(void **s)
 	assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_ECORRUPT);
 	memcpy(b, g, n);
 	assert_int_equal(kbv_repo_config_decode(b, 60, "x", &r), KBV_ECORRUPT);
-	put32(b + 8, 3);
+	put32(b + 8, 4); /* 3 is the id-hash config (68 bytes): test_config_v3 */
 	assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_EVERSION);
+	put32(b + 8, 3); /* a version 3 config of version 2's size */
+	assert_int_equal(kbv_repo_config_decode(b, n, "x", &r), KBV_ECORRUPT);
+}
+
+static void test_config_v3(void **s)
+{
+	(void)s;
+	uint8_t g[128], b[128];
+	struct kbv_repo r;
+	size_t n = slurp("tests/golden/v7-blake3/repo-plain/config", g, sizeof g);
+	assert_int_equal(n, 68);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(kbv_repo_config_decode(g, n, "golden", &r), 0);
+	assert_int_equal(r.id_hash, KBV_ID_BLAKE3);
+	assert_int_equal(r.lock_days, 0);
+	assert_false(r.encrypted);
+	/* the older versions read as BLAKE2b */
+	n = slurp("tests/golden/v2-lock-bucket/objects/config", b, sizeof b);
+	assert_int_equal(kbv_repo_config_decode(b, n, "golden v2", &r), 0);
+	assert_int_equal(r.id_hash, KBV_ID_BLAKE2B);
+	/* a lock in a version 3 config; an unknown id hash (checksum right) is a newer format,
+	 * not damage; a flipped bit is damage; version 3 at version 1's size is damage */
+	memcpy(b, g, 68);
+	put32(b + 52, 30);
+	put64(b + 60, XXH3_64bits(b, 60));
+	assert_int_equal(kbv_repo_config_decode(b, 68, "x", &r), 0);
+	assert_int_equal(r.lock_days, 30);
+	put32(b + 52, KBV_MAX_LOCK_DAYS + 1);
+	put64(b + 60, XXH3_64bits(b, 60));
+	assert_int_equal(kbv_repo_config_decode(b, 68, "x", &r), KBV_ECORRUPT);
+	memcpy(b, g, 68);
+	put32(b + 56, 7);
+	put64(b + 60, XXH3_64bits(b, 60));
+	assert_int_equal(kbv_repo_config_decode(b, 68, "x", &r), KBV_EVERSION);
+	memcpy(b, g, 68);
+	b[57] ^= 1;
+	assert_int_equal(kbv_repo_config_decode(b, 68, "x", &r), KBV_ECORRUPT);
+	assert_int_equal(kbv_repo_config_decode(g, 60, "x", &r), KBV_ECORRUPT);
 }
 
 static void test_retained_kinds(void **s)
@@ -142,6 +181,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_v2_golden),
 		cmocka_unit_test(test_config_v2_checks),
+		cmocka_unit_test(test_config_v3),
 		cmocka_unit_test(test_retained_kinds),
 		cmocka_unit_test(test_versions_reply),
 	};
