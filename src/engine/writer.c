@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #define SLOTS_PER_BATCH_THREAD 3
-#define READ_BUF (8u << 20)
 /* Durable packs are indexed in groups: each LMDB write transaction copies the pages it
  * touches, and with random keys that is most of the tree, so one transaction per pack
  * made the index file 2.6x its live size. A group bounds the memory for the ids not yet
@@ -251,7 +250,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	w->workers = calloc(nthreads, sizeof *w->workers);
 	w->wptrs = calloc(nthreads, sizeof *w->wptrs);
 	w->codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-	w->rbuf = malloc(READ_BUF + r->chunk_max);
+	w->rbuf = malloc(BATCH + r->chunk_max); /* a slot's tail, for the next slot */
 	if (!w->workers || !w->wptrs || !w->codec || !w->rbuf) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
@@ -640,25 +639,48 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 	return 0;
 }
 
+/* Read straight into the job slots: a slot's buffer is filled from fd, cut into chunks in
+ * place and handed to the workers. The unfinished tail (less than chunk_max: the next cut
+ * needs that much look-ahead) goes through w->rbuf to the start of the next slot, so the
+ * input is copied once by the kernel and then only those tails. */
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
 {
-	size_t have = 0, used;
+	const size_t cmax = w->repo->chunk_max;
+	size_t tail = 0;
 	int rc, eof = 0;
 	if ((rc = stream_begin(w)) < 0)
 		return rc;
-	while (!eof) {
-		size_t got;
-		if ((rc = kbv_read_upto(fd, w->rbuf + have, READ_BUF + w->repo->chunk_max - have, &got, what)) < 0) {
-			rc = KBV_ESOURCE; /* the input failed, not the repository */
-			break;
+	while (!eof || tail) {
+		struct job *j;
+		while (!(j = kbv_pool_acquire(w->pool)))
+			if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
+				goto out;
+		memcpy(j->data, w->rbuf, tail);
+		size_t have = tail, got, pos = 0;
+		if (!eof) {
+			if ((rc = kbv_read_upto(fd, j->data + have, j->cap - have, &got, what)) < 0) {
+				rc = KBV_ESOURCE; /* the input failed, not the repository */
+				break;
+			}
+			eof = have + got < j->cap;
+			have += got;
 		}
-		eof = have + got < READ_BUF + w->repo->chunk_max;
-		have += got;
-		if ((rc = feed(w, w->rbuf, have, eof, &used)) < 0)
-			break;
-		memmove(w->rbuf, w->rbuf + used, have - used);
-		have -= used;
+		j->n = 0;
+		while (pos < have && (eof || have - pos >= cmax) && pos < BATCH && j->n < j->maxn) {
+			size_t cut = kbv_cdc_cut(&w->repo->cdc, j->data + pos, have - pos);
+			j->lens[j->n++] = (uint32_t)cut;
+			pos += cut;
+		}
+		tail = have - pos;
+		memcpy(w->rbuf, j->data + pos, tail);
+		if (!j->n)
+			continue; /* nothing to cut: the slot stays free */
+		j->len = pos;
+		kbv_pool_submit(w->pool);
+		w->stream_size += j->len;
+		w->st.raw_bytes += j->len;
 	}
+out:
 	return stream_end(w, rc, res);
 }
 

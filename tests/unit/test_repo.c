@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <xxhash.h>
 
 #include "kbv/check.h"
@@ -168,6 +169,58 @@ static void test_roundtrip_encrypted(void **s) { (void)s; roundtrip(1, 2); }
 static void test_roundtrip_plain(void **s) { (void)s; roundtrip(0, 3); }
 static void test_roundtrip_single_thread(void **s) { (void)s; roundtrip(1, 1); }
 
+/* Reading a stream from a descriptor (straight into the job slots, the unfinished tail of
+ * each moved to the next) cuts exactly the chunks the in-memory path cuts: the same chunk
+ * list, so the same root, for a pipe fed in ragged pieces across many 1 MiB batches. */
+static void test_fd_same_chunks(void **s)
+{
+	(void)s;
+	make_repo(0, 0); /* the default 8 KiB chunks: chunk_max 32 KiB of look-ahead */
+	struct kbv_repo *r = open_repo(NULL);
+	size_t n = (9u << 20) + 12345;
+	uint8_t *data = malloc(n);
+	randombytes_buf(data, n);
+	memcpy(data + n / 2, data, n / 4); /* repeats: chunks shared within the stream */
+	memset(data + 100000, 'x', 300000); /* a run where chunks are cut at chunk_max */
+	struct kbv_writer *w;
+	assert_int_equal(kbv_writer_new(r, 2, &w), 0);
+	struct kbv_stream_result a, b;
+	assert_int_equal(kbv_writer_mem(w, data, n, &a), 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		size_t off = 0, k = 1;
+		while (off < n) {
+			size_t len = (k * 7919) % 70000 + 1; /* ragged writes, 1 B .. 68 KiB */
+			if (len > n - off)
+				len = n - off;
+			ssize_t m = write(p[1], data + off, len);
+			if (m <= 0)
+				_exit(1);
+			off += (size_t)m;
+			k++;
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	assert_int_equal(kbv_writer_fd(w, p[0], "pipe", &b), 0);
+	close(p[0]);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(b.size, n);
+	assert_memory_equal(&a.ref, &b.ref, sizeof a.ref);
+	assert_memory_equal(&a.hash, &b.hash, sizeof a.hash);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	kbv_writer_free(w);
+	free(data);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
 static void square(void *w, void *j)
 {
 	(void)w;
@@ -255,7 +308,7 @@ int main(void)
 		cmocka_unit_test(test_password),
 		cmocka_unit_test(test_roundtrip_encrypted),
 		cmocka_unit_test(test_roundtrip_plain),
-		cmocka_unit_test(test_roundtrip_single_thread),
+		cmocka_unit_test(test_roundtrip_single_thread), cmocka_unit_test(test_fd_same_chunks),
 		cmocka_unit_test(test_pool_order),
 		cmocka_unit_test(test_snapshot_commit_and_list),
 	};
