@@ -176,7 +176,7 @@ bench-s3: deps bench-deps all $(BENCH_BIN)
 # dump against restic in one run, and the zstd level sweep (bench/speed.sh; MB, ROUNDS,
 # LEVELS, NIGHTS).
 bench-speed: deps bench-deps all $(BENCH_BIN)
-	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/speed.sh
+	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MICROBENCH=$(abspath $(BUILD)/bench/microbench) bench/speed.sh
 
 # Qdrant snapshots and Neo4j dumps over nights, through the stand-ins (bench/sources.sh).
 bench-sources: deps bench-deps all

@@ -6,7 +6,8 @@
 # level on the same dump, and, when NIGHTS names a directory of nights (d0, d1, ... each
 # holding a night's files, as bench/kb.sh leaves them under its work directory), the stored
 # bytes of all nights per level.
-#   bench/speed.sh   (make bench-speed; MB=1000 ROUNDS=1 LEVELS="1 2 3" NIGHTS=)
+#   bench/speed.sh   (make bench-speed; MB=1000 ROUNDS=1 LEVELS="1 2 3" NIGHTS= THREADS="1 2")
+# Then KBVAULT_THREADS scaling and, with MICROBENCH, the sequential stages' cost per GB.
 # Needs KBVAULT and GENDUMP; writes bench/results/speed.csv and speed.md.
 set -euo pipefail
 K=${KBVAULT:?} G=${GENDUMP:?}
@@ -61,6 +62,34 @@ for r in $(seq 1 "$ROUNDS"); do
 	verify restic
 done
 
+# Scaling with cores: the same first and unchanged snapshot with KBVAULT_THREADS 1 and 2
+# (workers; the reading thread and the stream check are one thread each whatever the count)
+for t in ${THREADS:-1 2}; do
+	rm -rf "$W/thr"
+	"$K" -q -r "$W/thr" init
+	IN=$W/dump.sql KBVAULT_THREADS=$t timed "kbvault-threads-$t" first 1 "$W/thr" "$K" -q -r "$W/thr" snapshot --stdin dump.sql
+	IN=$W/dump.sql KBVAULT_THREADS=$t timed "kbvault-threads-$t" unchanged 1 "$W/thr" "$K" -q -r "$W/thr" snapshot --stdin dump.sql
+done
+rm -rf "$W/thr"
+
+# The sequential stages' cost per GB, one core each (bench/microbench on the dump): the
+# reading thread reads (the kernel's copy: cat to /dev/null) and cuts (FastCDC); the
+# serial stage hashes the stream (XXH3-128). Pack writing is one write(2) per 16 MiB pack.
+if [ -n "${MICROBENCH:-}" ]; then
+	"$MICROBENCH" "$W/dump.sql" > "$W/micro.csv" 2> /dev/null
+	read_s=$( { /usr/bin/time -f "%e" cat "$W/dump.sql" > /dev/null; } 2>&1)
+	python3 - "$W/micro.csv" "$B" "$read_s" >> "$CSV" <<'PY'
+import csv, sys
+rows = {r["stage"]: r for r in csv.DictReader(l for l in open(sys.argv[1]) if "," in l and not l.startswith("chunks"))}
+b = float(sys.argv[2])
+print(f"stage,read,1,{int(b)},{sys.argv[3]},,{b / float(sys.argv[3]) / 1e6:.1f},,")
+for k in ("fastcdc_2byte", "xxh3_8k", "blake3_256_keyed_8k", "blake2b_256_keyed_8k", "zstd3_8k_compress"):
+    if k in rows:
+        r = rows[k]
+        print(f"stage,{k},1,{r['bytes']},{r['seconds']},,{r['MB_per_s']},,")
+PY
+fi
+
 # zstd levels: first snapshot of the dump, and every night of NIGHTS, per level
 for l in $LEVELS; do
 	rm -rf "$W/lvl"
@@ -98,6 +127,18 @@ for op in ("first", "unchanged", "restore"):
     out.append(f"| {op} | {k:.2f} | {med('kbvault', op, 'mb_per_s'):.0f} | {r:.2f} | {med('restic', op, 'mb_per_s'):.0f} | "
                f"{r / k:.2f}x | {med('kbvault', op, 'cpu_seconds'):.2f} | {med('restic', op, 'cpu_seconds'):.2f} | "
                f"{med('kbvault', op, 'peak_rss_kb') / 1024:.0f} |")
+thr = [r for r in rows if r["tool"].startswith("kbvault-threads-")]
+if thr:
+    out += ["", "| KBVAULT_THREADS | first s | first CPU s | unchanged s | unchanged MB/s |", "|---|---|---|---|---|"]
+    for t in sorted({r["tool"] for r in thr}):
+        f = [r for r in thr if r["tool"] == t and r["operation"] == "first"][0]
+        u = [r for r in thr if r["tool"] == t and r["operation"] == "unchanged"][0]
+        out.append(f"| {t.rsplit('-', 1)[1]} | {f['seconds']} | {f['cpu_seconds']} | {u['seconds']} | {u['mb_per_s']} |")
+st = [r for r in rows if r["tool"] == "stage"]
+if st:
+    out += ["", "| stage (one core) | MB/s | seconds per GB |", "|---|---|---|"]
+    for r in st:
+        out.append(f"| {r['operation']} | {float(r['mb_per_s']):.0f} | {1000 / float(r['mb_per_s']):.2f} |")
 out += ["", "| zstd level | first snapshot s | CPU s | stored bytes (dump) | stored bytes (nights) |", "|---|---|---|---|---|"]
 for r in rows:
     if r["tool"].startswith("kbvault-zstd-") and r["operation"] == "first":
