@@ -1,6 +1,6 @@
 /* Whole-stream digests (format/snapshot.md "Entry table"): what a snapshot records of each
  * stream so that a restore proves, independently of the chunk ids, that it gave back the
- * bytes that were snapshotted. Pure: buffers in, digest out. */
+ * bytes that were snapshotted. Pure (buffers in, digest out) but for kbv_digest_fd(). */
 #ifndef KBV_DIGEST_H
 #define KBV_DIGEST_H
 
@@ -51,5 +51,9 @@ void kbv_digester_update(struct kbv_digester *h, const void *p, size_t n);
 void kbv_digester_final(struct kbv_digester *h, struct kbv_digest *out);
 /* Release h without a result (error paths); a released or zeroed h is fine. */
 void kbv_digester_release(struct kbv_digester *h);
+
+/* The digest of what is left to read from fd, and its byte count (size may be NULL).
+ * KBV_ESOURCE naming `what` when a read fails. Leaves fd at its end. */
+int kbv_digest_fd(int fd, int alg, const char *what, struct kbv_digest *out, uint64_t *size);
 
 #endif

@@ -36,6 +36,9 @@ int kbv_write_replace(const char *path, const void *p, size_t n, mode_t mode);
 /* Remove a directory and the files directly in it (spool and scratch directories, which
  * hold no subdirectories). 0 when the directory is gone. */
 int kbv_rmdir_flat(const char *dir);
+/* Is dir empty or missing? 1 yes, 0 it holds an entry, KBV_EIO naming it when it cannot be
+ * read (not a directory, no permission). */
+int kbv_dir_empty(const char *dir);
 /* Fault injection for tests at the index cache, which is not a backend object: when the
  * environment names KBVAULT_FAULT=<point>:<n>, the n-th time that point is reached fails
  * (returns 1). Points: "index-commit", "gc-index-commit", "repair-pack". Faults of the

@@ -2,7 +2,9 @@
 #include "kbv/digest.h"
 #include "kbv/error.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 int kbv_digest_known(int alg)
@@ -114,4 +116,31 @@ void kbv_digester_release(struct kbv_digester *h)
 		XXH3_freeState(h->xxh);
 	h->xxh = NULL;
 	h->alg = KBV_DIGEST_NONE;
+}
+
+int kbv_digest_fd(int fd, int alg, const char *what, struct kbv_digest *out, uint64_t *size)
+{
+	struct kbv_digester h;
+	static __thread uint8_t buf[1 << 16];
+	uint64_t n = 0;
+	int rc = kbv_digester_init(&h, alg);
+	if (rc < 0)
+		return rc;
+	for (;;) {
+		ssize_t got = read(fd, buf, sizeof buf);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			kbv_digester_release(&h);
+			return kbv_error(KBV_ESOURCE, "read '%s': %s", what, strerror(errno));
+		}
+		if (got == 0)
+			break;
+		kbv_digester_update(&h, buf, (size_t)got);
+		n += (uint64_t)got;
+	}
+	kbv_digester_final(&h, out);
+	if (size)
+		*size = n;
+	return 0;
 }

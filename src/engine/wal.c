@@ -219,28 +219,12 @@ out:
 /* ---- push ---- */
 
 /* The digest of the file open at fd in `alg`; fd is rewound. */
+/* The digest of a file from its start; the offset is back at 0 afterwards. */
 static int file_digest(int fd, const char *path, int alg, struct kbv_digest *out)
 {
-	struct kbv_digester h;
-	static __thread uint8_t buf[1 << 16];
-	int rc = 0;
-	TRY(kbv_digester_init(&h, alg));
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof buf);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			kbv_digester_release(&h);
-			return kbv_error(KBV_ESOURCE, "read '%s': %s", path, strerror(errno));
-		}
-		if (n == 0)
-			break;
-		kbv_digester_update(&h, buf, (size_t)n);
-	}
-	kbv_digester_final(&h, out);
-	if (lseek(fd, 0, SEEK_SET) < 0)
+	int rc = kbv_digest_fd(fd, alg, path, out, NULL);
+	if (rc == 0 && lseek(fd, 0, SEEK_SET) < 0)
 		rc = kbv_error(KBV_EIO, "seek '%s': %s", path, strerror(errno));
-out:
 	return rc;
 }
 

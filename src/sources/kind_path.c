@@ -77,23 +77,16 @@ int kbv_kind_path_drill(const struct kbv_drill_ctx *d, json_t *res, int *ok)
 		rc = kbv_load_to_fd(rd, e, fd);
 		if (rc == 0) {
 			/* What landed on disk, hashed again. */
-			struct kbv_digester st;
 			struct kbv_digest h;
-			uint8_t buf[1 << 16];
-			ssize_t got = 0;
 			uint64_t n = 0;
-			if ((rc = kbv_digester_init(&st, e->hash.alg)) < 0) {
+			int hr = lseek(fd, 0, SEEK_SET) < 0 ? KBV_EIO : kbv_digest_fd(fd, e->hash.alg, file, &h, &n);
+			if (hr == KBV_ECORRUPT || hr == KBV_ENOMEM) { /* unknown algorithm, no memory */
+				rc = hr;
 				close(fd);
 				unlink(file);
 				break;
 			}
-			lseek(fd, 0, SEEK_SET);
-			while ((got = read(fd, buf, sizeof buf)) > 0) {
-				kbv_digester_update(&st, buf, (size_t)got);
-				n += (uint64_t)got;
-			}
-			kbv_digester_final(&st, &h);
-			if (got < 0 || n != e->size || !kbv_digest_equal(&h, &e->hash)) {
+			if (hr < 0 || n != e->size || !kbv_digest_equal(&h, &e->hash)) {
 				char m[PATH_MAX + 64];
 				snprintf(m, sizeof m, "%s: restored file does not hash to the snapshot's %s", e->name,
 					 kbv_digest_name(e->hash.alg));

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -278,21 +277,6 @@ int kbv_pg_parse_time(const char *s, int64_t *out)
 	return 0;
 }
 
-/* Is dir missing or empty? 1 yes, 0 no, < 0 error. */
-static int dir_empty(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 1 : kbv_error(KBV_EIO, "open '%s': %s", dir, strerror(errno));
-	struct dirent *de;
-	int empty = 1;
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			empty = 0;
-	closedir(d);
-	return empty;
-}
-
 struct pipe_out {
 	int fd;
 };
@@ -429,7 +413,7 @@ int kbv_pgbase_restore(struct kbv_reader *rd, const struct kbv_snapshot *s, cons
 		goto out;
 	}
 	TRY(check_archive(kbv_reader_repo(rd), src->name, meta, rec, report));
-	if ((rc = dir_empty(dir)) <= 0) {
+	if ((rc = kbv_dir_empty(dir)) <= 0) {
 		if (rc == 0)
 			rc = kbv_error(KBV_EEXIST, "'%s' is not empty: a base backup is restored into an empty directory",
 				       dir);

@@ -5,7 +5,6 @@
 #include "store/plan.h"
 #include "store/repo_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -117,20 +116,6 @@ out:
 void kbv_repo_cache_report(const struct kbv_repo *r, struct kbv_cache_report *out)
 {
 	*out = r->cache;
-}
-
-static int dir_is_empty(const char *path)
-{
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	struct dirent *e;
-	int empty = 1;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			empty = 0;
-	closedir(d);
-	return empty;
 }
 
 /* Version 1, version 2 when the repository has Object Lock, version 3 when its ids are
@@ -267,7 +252,7 @@ int kbv_repo_init(const char *path, const struct kbv_init_opts *opts, const char
 	} else if (mkdir(dir, 0700) < 0) {
 		if (errno != EEXIST)
 			return kbv_error(KBV_EIO, "create '%s': %s", dir, strerror(errno));
-		int e = dir_is_empty(dir);
+		int e = kbv_dir_empty(dir);
 		if (e < 0)
 			return kbv_error(KBV_EEXIST, "'%s' exists and is not a directory", dir);
 		if (!e)

@@ -205,6 +205,20 @@ int kbv_rmdir_flat(const char *dir)
 	return rmdir(dir) == 0 ? 0 : -1;
 }
 
+int kbv_dir_empty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 1 : kbv_error(KBV_EIO, "open '%s': %s", dir, strerror(errno));
+	struct dirent *de;
+	int empty = 1;
+	while (empty && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
 int kbv_fault(const char *point)
 {
 	static const char *const points[] = { "index-commit", "gc-index-commit", "repair-pack" };
