@@ -87,8 +87,10 @@ void kbv_wal_archive_release(struct kbv_wal_archive *a);
 /* Segments missing from the archive between the first archived one at or after `from` and
  * the newest (each segment number counts once, whatever its timeline): their count, and
  * the first of them in *first (UINT64_MAX when none) with the index of the segment
- * archived just before it in *before. */
-uint64_t kbv_wal_gaps(const struct kbv_wal_archive *a, uint64_t from, uint64_t *first, size_t *before);
+ * archived just before it in *before (SIZE_MAX when none is). With `exact`, the walk
+ * starts at `from` itself: a missing `from` is the first gap (status starts at the oldest
+ * base backup's start, where older files may be gone; a restore needs exactly its own). */
+uint64_t kbv_wal_gaps(const struct kbv_wal_archive *a, uint64_t from, int exact, uint64_t *first, size_t *before);
 /* The sources that have an archive, as a JSON array of strings (sorted). */
 int kbv_wal_sources(struct kbv_repo *r, json_t **out);
 

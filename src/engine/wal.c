@@ -533,14 +533,18 @@ void kbv_wal_archive_release(struct kbv_wal_archive *a)
 	memset(a, 0, sizeof *a);
 }
 
-uint64_t kbv_wal_gaps(const struct kbv_wal_archive *a, uint64_t from, uint64_t *first, size_t *before)
+uint64_t kbv_wal_gaps(const struct kbv_wal_archive *a, uint64_t from, int exact, uint64_t *first, size_t *before)
 {
 	uint64_t gaps = 0;
 	size_t i = 0;
 	*first = UINT64_MAX;
-	*before = 0;
+	*before = SIZE_MAX;
 	while (i < a->n && a->segs[i].segno < from)
 		i++;
+	if (exact && (i == a->n || a->segs[i].segno > from)) { /* `from` itself is missing */
+		*first = from;
+		gaps += i == a->n ? 1 : a->segs[i].segno - from;
+	}
 	for (size_t prev = i; i < a->n; i++) {
 		if (a->segs[i].segno > a->segs[prev].segno + 1) {
 			if (*first == UINT64_MAX) {
@@ -625,7 +629,7 @@ int kbv_wal_summarize(struct kbv_repo *r, struct kbv_snapshot *const *list, size
 			for (size_t k = 0; k < a.n; k++)
 				if (a.segs[k].mtime > w->last_time)
 					w->last_time = a.segs[k].mtime;
-			w->gaps = kbv_wal_gaps(&a, oldest_start(list, n, w->source, a.seg_size), &first, &before);
+			w->gaps = kbv_wal_gaps(&a, oldest_start(list, n, w->source, a.seg_size), 0, &first, &before);
 			if (w->gaps)
 				kbv_wal_segname(a.segs[before].tli, first, a.seg_size, w->first_gap);
 		}

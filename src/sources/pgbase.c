@@ -328,7 +328,7 @@ static int check_archive(struct kbv_repo *r, const char *source, const json_t *m
 	json_int_t seg_size = json_integer_value(json_object_get(meta, "wal_segment_size"));
 	int64_t before_time = 0;
 	uint32_t tli, tli2;
-	uint64_t start, stop, expect, gap = UINT64_MAX;
+	uint64_t start, stop, gap;
 	char gapname[25], lastname[25] = "", target[200] = "";
 	int rc = 0, blocked = 0;
 	if (!start_seg || !stop_seg || seg_size <= 0 || kbv_wal_segno(start_seg, (uint64_t)seg_size, &tli, &start) < 0 ||
@@ -336,19 +336,16 @@ static int check_archive(struct kbv_repo *r, const char *source, const json_t *m
 		return kbv_error(KBV_ECORRUPT, "source '%s': the base backup's metadata names no start and stop segment",
 				 source);
 	TRY(kbv_wal_archive_read(r, source, &a));
-	expect = start;
-	for (size_t i = 0; i < a.n && gap == UINT64_MAX; i++) {
-		if (a.segs[i].segno < expect)
-			continue; /* older, or the same number on another timeline */
-		if (a.segs[i].segno > expect)
-			gap = expect;
-		else {
-			before_time = a.segs[i].mtime;
-			expect++;
-		}
+	/* Every segment from the backup's start on, up to the first one missing. */
+	size_t before; /* the last segment archived before the gap (SIZE_MAX: the start is missing) */
+	kbv_wal_gaps(&a, start, 1, &gap, &before);
+	if (gap == UINT64_MAX) { /* whole from the start to the newest: a.n > 0 */
+		before = a.n - 1;
+		if (a.segs[before].segno < stop)
+			gap = a.segs[before].segno + 1; /* the archive ends before the backup's last segment */
 	}
-	if (gap == UINT64_MAX && expect <= stop)
-		gap = expect; /* the archive ends before the backup's last segment */
+	if (before != SIZE_MAX)
+		before_time = a.segs[before].mtime; /* when the WAL before the gap ends */
 	if (a.n)
 		kbv_wal_segname(a.segs[a.n - 1].tli, a.segs[a.n - 1].segno, (uint64_t)seg_size, lastname);
 	if (gap == UINT64_MAX)

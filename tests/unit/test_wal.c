@@ -117,18 +117,28 @@ static void test_gaps(void **state)
 	size_t before;
 	const uint64_t whole[] = { 3, 4, 5, 5, 6 }; /* 5 twice: a partial segment and the new timeline's */
 	struct kbv_wal_archive a = archive(whole, 5);
-	assert_int_equal(kbv_wal_gaps(&a, 0, &first, &before), 0);
+	assert_int_equal(kbv_wal_gaps(&a, 0, 0, &first, &before), 0);
 	assert_true(first == UINT64_MAX);
 	kbv_wal_archive_release(&a);
 	const uint64_t holes[] = { 3, 4, 7, 8, 10 };
 	a = archive(holes, 5);
-	assert_int_equal(kbv_wal_gaps(&a, 0, &first, &before), 3);
+	assert_int_equal(kbv_wal_gaps(&a, 0, 0, &first, &before), 3);
 	assert_int_equal(first, 5);
 	assert_int_equal(before, 1);
 	/* from the oldest kept base backup on: what lies before it is not a gap */
-	assert_int_equal(kbv_wal_gaps(&a, 7, &first, &before), 1);
+	assert_int_equal(kbv_wal_gaps(&a, 7, 0, &first, &before), 1);
 	assert_int_equal(first, 9);
-	assert_int_equal(kbv_wal_gaps(&a, 10, &first, &before), 0);
+	assert_int_equal(kbv_wal_gaps(&a, 10, 0, &first, &before), 0);
+	/* exact (a restore from a base backup that starts there): the start itself must be
+	 * archived, and the first gap is the first segment missing from it on */
+	assert_int_equal(kbv_wal_gaps(&a, 7, 1, &first, &before), 1);
+	assert_int_equal(first, 9);
+	assert_int_equal(before, 3);
+	assert_int_equal(kbv_wal_gaps(&a, 6, 1, &first, &before), 2);
+	assert_int_equal(first, 6);
+	assert_true(before == SIZE_MAX);
+	assert_int_equal(kbv_wal_gaps(&a, 11, 1, &first, &before), 1);
+	assert_int_equal(first, 11);
 	kbv_wal_archive_release(&a);
 }
 
