@@ -93,6 +93,22 @@ static int object_storage(const struct kbv_repo *r)
 	return !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
 }
 
+/* ...unless the one there is damaged (repair index rebuilding what a damaged object
+ * listed makes the same name): then it is replaced (under Object Lock: a newer version). */
+static int replace_if_damaged(struct kbv_repo *r, struct kbv_codec *codec, const char *name,
+			      const struct kbv_buf *file)
+{
+	struct kbv_buf have = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	int rc = kbv_be_get(r->be, KBV_OBJ_INDEX, name, &have);
+	if (rc == 0)
+		rc = kbv_idxobj_open(r, codec, name, have.data, have.len, &body);
+	if (rc == KBV_ECORRUPT || rc == KBV_ENOTFOUND)
+		rc = kbv_be_put(r->be, KBV_OBJ_INDEX, name, file->data, file->len, 0);
+	kbv_buf_release(&have);
+	kbv_buf_release(&body);
+	return rc;
+}
+
 /* PUT one index object and record it as merged: the caller holds r->idx_mu or owns r. */
 static int put_object(struct kbv_repo *r, uint32_t npacks, const struct kbv_buf *parts, uint8_t id[KBV_ID_BYTES])
 {
@@ -104,8 +120,8 @@ static int put_object(struct kbv_repo *r, uint32_t npacks, const struct kbv_buf 
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	TRY(kbv_idxobj_seal(r, codec, npacks, parts, name, &file));
 	rc = kbv_be_put(r->be, KBV_OBJ_INDEX, name, file.data, file.len, KBV_PUT_EXCL);
-	if (rc == KBV_EEXIST) /* named by its content: the same object is there already */
-		rc = 0;
+	if (rc == KBV_EEXIST) /* named by its content: the same object is there already... */
+		rc = replace_if_damaged(r, codec, name, &file);
 	if (rc < 0) {
 		kbv_error_prefix(rc, "write index object");
 		goto out;

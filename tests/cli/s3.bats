@@ -136,13 +136,42 @@ PY
 	[[ "$output" == *"1 index objects are damaged"* ]]
 	[[ "$output" == *"0 packs indexed from 1 index objects, $npacks from pack trailers"* ]]
 	XDG_CACHE_HOME="$TMPD/cache-d" kbv restore latest --stream c --stdout | cmp - "$TMPD/c.bin"
-	# repair index replaces it.
+	# repair index replaces it (with the same name when it lists the same packs in the
+	# same order: index objects are named by their content; a damaged one is overwritten).
 	kbv repair index -q
-	[ "$(s3_keys prod/idx/)" != "$key" ]
 	[ "$(s3_keys prod/idx/ | wc -l)" = 1 ]
+	XDG_CACHE_HOME="$TMPD/cache-f" run kbv -v check
+	[ "$status" -eq 0 ]
+	[[ "$output" != *"damaged"* ]]
 	XDG_CACHE_HOME="$TMPD/cache-e" run kbv -v restore latest --stream a2 --stdout
 	[[ "$output" == *"$npacks packs indexed from 1 index objects, 0 from pack trailers"* ]]
 	XDG_CACHE_HOME="$TMPD/cache-e" kbv restore latest --stream a2 --stdout | cmp - "$TMPD/a.bin"
+}
+
+# Index objects are named by their content: repair index rebuilding the one object of a
+# one-pack repository makes exactly the name of the damaged one, and must overwrite it (a
+# create-if-absent PUT alone would find the name taken and leave the damage in place).
+@test "s3: repair index overwrites a damaged index object it rebuilds under the same name" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	[ "$(s3_keys prod/data/ | wc -l)" = 1 ]
+	key=$(s3_keys prod/idx/)
+	[ "$(echo "$key" | wc -l)" = 1 ]
+	s3_get "$key" "$TMPD/idx"
+	python3 - "$TMPD/idx" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[40] ^= 1; open(p, 'wb').write(b)
+PY
+	s3_put "$key" "$TMPD/idx"
+	XDG_CACHE_HOME="$TMPD/cache-b" run kbv -v check
+	[[ "$output" == *"1 index objects are damaged"* ]]
+	kbv repair index -q
+	[ "$(s3_keys prod/idx/)" = "$key" ] # the same content, so the same name
+	XDG_CACHE_HOME="$TMPD/cache-c" run kbv -v check
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 packs indexed from 1 index objects, 0 from pack trailers"* ]]
+	[[ "$output" != *"damaged"* ]]
+	XDG_CACHE_HOME="$TMPD/cache-c" kbv restore latest --stream a --stdout | cmp - "$TMPD/a.bin"
 }
 
 # Five snapshots of 300 kB of random bytes each (streams s1..s5, in $TMPD/s1..s5): a pack
