@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* On object storage the live envelopes of a pack are fetched with one ranged GET of the
+ * span they cover, up to this size (more: envelope by envelope through the read windows). */
+#define SPAN_MAX (64u << 20)
+
 /* A repack pack uploading (on object storage, while the next is read) and not indexed. */
 struct newpack {
 	struct kbv_pack_info info;
@@ -71,7 +75,7 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 		      struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
 {
 	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
-	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT;
+	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT, span = KBV_BUF_INIT;
 	struct kbv_be_rd *fd = NULL;
 	uint8_t *is_live = NULL;
 	size_t n = 0;
@@ -105,6 +109,24 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 	}
 	if (!fd) /* salvaged: read it again from the start */
 		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
+	/* Object storage: one GET for the span of the live envelopes when they fill at least
+	 * half of it (a 2 MiB read window per request otherwise); a local file is read envelope
+	 * by envelope. */
+	uint64_t lo = UINT64_MAX, hi = 0, live_bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		if (is_live[i]) {
+			uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
+			if (end > hi) /* an envelope counted once, however many live members */
+				live_bytes += e[i].stored_len;
+			lo = e[i].offset < lo ? e[i].offset : lo;
+			hi = end > hi ? end : hi;
+		}
+	int spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX &&
+		      live_bytes * 2 >= hi - lo;
+	if (spanned) {
+		TRY(kbv_buf_reserve(&span, (size_t)(hi - lo)));
+		TRY(kbv_be_read(fd, span.data, (size_t)(hi - lo), lo));
+	}
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		live.len = 0;
@@ -114,11 +136,17 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 			j++;
 		}
 		if (live.len) {
-			TRY(kbv_buf_reserve(&stored, e[i].stored_len));
-			TRY(kbv_be_read(fd, stored.data, e[i].stored_len, e[i].offset));
+			const uint8_t *env;
+			if (spanned) {
+				env = span.data + (e[i].offset - lo);
+			} else {
+				TRY(kbv_buf_reserve(&stored, e[i].stored_len));
+				TRY(kbv_be_read(fd, stored.data, e[i].stored_len, e[i].offset));
+				env = stored.data;
+			}
 			if (!*w)
 				TRY(kbv_packw_new(r, sw->codec, w));
-			rc = kbv_packw_add_copy(*w, stored.data, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
+			rc = kbv_packw_add_copy(*w, env, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
 						live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
 				if (kbv_disk_full(r->local))
@@ -140,6 +168,7 @@ out:
 	free(is_live);
 	kbv_buf_release(&entries);
 	kbv_buf_release(&stored);
+	kbv_buf_release(&span);
 	kbv_buf_release(&live);
 	return rc;
 }
