@@ -15,8 +15,10 @@
 #include <string.h>
 
 /* On object storage the live envelopes of a pack are fetched with one ranged GET of the
- * span they cover, up to this size (more: envelope by envelope through the read windows). */
+ * span they cover, up to this size (more: envelope by envelope through the read windows),
+ * when read windows would fetch at least half of that span anyway. */
 #define SPAN_MAX (64u << 20)
+#define WINDOW (2u << 20) /* the S3 backend's read window (store/s3/s3.h, S3_WINDOW) */
 
 /* A repack pack uploading (on object storage, while the next is read) and not indexed. */
 struct newpack {
@@ -109,20 +111,23 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 	}
 	if (!fd) /* salvaged: read it again from the start */
 		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
-	/* Object storage: one GET for the span of the live envelopes when they fill at least
-	 * half of it (a 2 MiB read window per request otherwise); a local file is read envelope
-	 * by envelope. */
-	uint64_t lo = UINT64_MAX, hi = 0, live_bytes = 0;
+	/* Object storage: one GET for the span of the live envelopes when the read windows
+	 * they touch (one request each) cover at least half of it; a local file is read
+	 * envelope by envelope. */
+	uint64_t lo = UINT64_MAX, hi = 0, cells = 0, last_cell = UINT64_MAX;
 	for (size_t i = 0; i < n; i++)
-		if (is_live[i]) {
+		if (is_live[i] && e[i].stored_len) {
 			uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
-			if (end > hi) /* an envelope counted once, however many live members */
-				live_bytes += e[i].stored_len;
+			for (uint64_t c = e[i].offset / WINDOW; c <= (end - 1) / WINDOW; c++)
+				if (last_cell == UINT64_MAX || c > last_cell) { /* entries are in offset order */
+					cells++;
+					last_cell = c;
+				}
 			lo = e[i].offset < lo ? e[i].offset : lo;
 			hi = end > hi ? end : hi;
 		}
 	int spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX &&
-		      live_bytes * 2 >= hi - lo;
+		      cells * 2 >= (hi - 1) / WINDOW - lo / WINDOW + 1;
 	if (spanned) {
 		TRY(kbv_buf_reserve(&span, (size_t)(hi - lo)));
 		TRY(kbv_be_read(fd, span.data, (size_t)(hi - lo), lo));
