@@ -104,6 +104,8 @@ static int replace_if_damaged(struct kbv_repo *r, struct kbv_codec *codec, const
 		rc = kbv_idxobj_open(r, codec, name, have.data, have.len, &body);
 	if (rc == KBV_ECORRUPT || rc == KBV_ENOTFOUND)
 		rc = kbv_be_put(r->be, KBV_OBJ_INDEX, name, file->data, file->len, 0);
+	else if (rc == KBV_EVERSION) /* a newer build's object: not damage, left as it is */
+		rc = 0;
 	kbv_buf_release(&have);
 	kbv_buf_release(&body);
 	return rc;
