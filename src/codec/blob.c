@@ -95,6 +95,7 @@ void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n,
 		blake3_hasher_init_keyed(&h, keys->id3[t]);
 		blake3_hasher_update(&h, p, n);
 		blake3_hasher_finalize(&h, id, KBV_ID_BYTES);
+		sodium_memzero(&h, sizeof h); /* it holds the type's id key */
 		return;
 	}
 	static const uint8_t salt[16];
