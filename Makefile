@@ -74,7 +74,7 @@ $(BUILD)/obj/blake3/%.o: $(BLAKE3_DIR)/%.S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BLAKE3_DIR)/%:
+$(addprefix $(BLAKE3_DIR)/,$(BLAKE3_C) $(BLAKE3_S)):
 	@echo "kbvault: $@ is missing: BLAKE3's C sources come from Debian's librust-blake3-dev (run 'make deps' as root)" >&2; exit 1
 
 $(LIBKBV): $(LIB_OBJ)
