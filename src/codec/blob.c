@@ -59,6 +59,8 @@ static const char *personal(int type)
 	}
 }
 
+_Static_assert(KBV_BLOB_WAL < KBV_BLOB_TYPES, "every blob type has a BLAKE3 id key (KBV_BLOB_TYPES)");
+
 void kbv_keys_set_id_hash(struct kbv_keys *keys, int id_hash)
 {
 	keys->id_hash = id_hash;
