@@ -577,33 +577,37 @@ out:
 	return rc;
 }
 
-/* Cut p[0..n) into chunks and submit them in batches. Without eof, stops when less than
- * chunk_max is left (the next cut needs that much look-ahead). */
-static int feed(struct kbv_writer *w, const uint8_t *p, size_t n, int eof, size_t *used)
+/* A free job slot, handing finished jobs to consume() while there is none. */
+static int free_slot(struct kbv_writer *w, struct job **out)
+{
+	int rc;
+	while (!(*out = kbv_pool_acquire(w->pool)))
+		if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
+			return rc;
+	return 0;
+}
+
+/* Cut chunks from the start of p[0..n) into j's lengths, about BATCH bytes of them;
+ * without eof, stop where less than chunk_max is left (the next cut needs that much
+ * look-ahead). Returns the bytes cut, j->len. */
+static size_t cut_batch(struct kbv_writer *w, struct job *j, const uint8_t *p, size_t n, int eof)
 {
 	size_t pos = 0;
-	int rc = 0;
-	while (pos < n && (eof || n - pos >= w->repo->chunk_max)) {
-		struct job *j;
-		while (!(j = kbv_pool_acquire(w->pool)))
-			if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
-				goto out;
-		size_t start = pos;
-		j->n = 0;
-		while (pos < n && (eof || n - pos >= w->repo->chunk_max) && pos - start < BATCH && j->n < j->maxn) {
-			size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
-			j->lens[j->n++] = (uint32_t)cut;
-			pos += cut;
-		}
-		j->len = pos - start;
-		memcpy(j->data, p + start, j->len);
-		kbv_pool_submit(w->pool);
-		w->stream_size += j->len;
-		w->st.raw_bytes += j->len;
+	j->n = 0;
+	while (pos < n && (eof || n - pos >= w->repo->chunk_max) && pos < BATCH && j->n < j->maxn) {
+		size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
+		j->lens[j->n++] = (uint32_t)cut;
+		pos += cut;
 	}
-out:
-	*used = pos;
-	return rc;
+	return j->len = pos;
+}
+
+/* Hand a slot whose bytes are cut to the workers. */
+static void submit(struct kbv_writer *w, struct job *j)
+{
+	kbv_pool_submit(w->pool);
+	w->stream_size += j->len;
+	w->st.raw_bytes += j->len;
 }
 
 static int stream_begin(struct kbv_writer *w)
@@ -645,18 +649,16 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
  * input is copied once by the kernel and then only those tails. */
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
 {
-	const size_t cmax = w->repo->chunk_max;
 	size_t tail = 0;
 	int rc, eof = 0;
 	if ((rc = stream_begin(w)) < 0)
 		return rc;
 	while (!eof || tail) {
 		struct job *j;
-		while (!(j = kbv_pool_acquire(w->pool)))
-			if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
-				goto out;
+		if ((rc = free_slot(w, &j)) < 0)
+			break;
 		memcpy(j->data, w->rbuf, tail);
-		size_t have = tail, got, pos = 0;
+		size_t have = tail, got;
 		if (!eof) {
 			if ((rc = kbv_read_upto(fd, j->data + have, j->cap - have, &got, what)) < 0) {
 				rc = KBV_ESOURCE; /* the input failed, not the repository */
@@ -665,30 +667,29 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 			eof = have + got < j->cap;
 			have += got;
 		}
-		j->n = 0;
-		while (pos < have && (eof || have - pos >= cmax) && pos < BATCH && j->n < j->maxn) {
-			size_t cut = kbv_cdc_cut(&w->repo->cdc, j->data + pos, have - pos);
-			j->lens[j->n++] = (uint32_t)cut;
-			pos += cut;
-		}
-		tail = have - pos;
-		memcpy(w->rbuf, j->data + pos, tail);
-		if (!j->n)
-			continue; /* nothing to cut: the slot stays free */
-		j->len = pos;
-		kbv_pool_submit(w->pool);
-		w->stream_size += j->len;
-		w->st.raw_bytes += j->len;
+		size_t len = cut_batch(w, j, j->data, have, eof);
+		tail = have - len;
+		memcpy(w->rbuf, j->data + len, tail);
+		if (len) /* else nothing to cut: the slot stays free */
+			submit(w, j);
 	}
-out:
 	return stream_end(w, rc, res);
 }
 
 int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_stream_result *res)
 {
-	size_t used;
+	const uint8_t *q = p;
 	int rc = stream_begin(w);
 	if (rc < 0)
 		return rc;
-	return stream_end(w, feed(w, p, n, 1, &used), res);
+	for (size_t pos = 0; pos < n;) {
+		struct job *j;
+		if ((rc = free_slot(w, &j)) < 0)
+			break;
+		size_t len = cut_batch(w, j, q + pos, n - pos, 1);
+		memcpy(j->data, q + pos, len);
+		submit(w, j);
+		pos += len;
+	}
+	return stream_end(w, rc, res);
 }
