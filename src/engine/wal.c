@@ -218,8 +218,7 @@ out:
 
 /* ---- push ---- */
 
-/* The digest of the file open at fd in `alg`; fd is rewound. */
-/* The digest of a file from its start; the offset is back at 0 afterwards. */
+/* The digest in `alg` of the file open at fd, from its offset on; fd is rewound after. */
 static int file_digest(int fd, const char *path, int alg, struct kbv_digest *out)
 {
 	int rc = kbv_digest_fd(fd, alg, path, out, NULL);
