@@ -339,7 +339,7 @@ static int check_pack(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_
 	}
 	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)c->entries.data;
 	struct kbv_be_rd *fd = NULL;
-	c->bundle.valid = 0;
+	kbv_bundle_cache_clear(&c->bundle);
 	if (c->opts->read_data && kbv_check_in_subset(packid, c->opts->subset_pct, c->opts->subset_day)) {
 		kbv_be_describe(c->r->be, KBV_OBJ_PACK, hex, path, sizeof path);
 		if (kbv_be_open(c->r->be, KBV_OBJ_PACK, hex, &fd, NULL) < 0) {
@@ -635,7 +635,7 @@ out:
 	kbv_buf_release(&c.entries);
 	kbv_buf_release(&c.stored);
 	kbv_buf_release(&c.out);
-	kbv_buf_release(&c.bundle.plain);
+	kbv_bundle_cache_release(&c.bundle);
 	kbv_idset_release(&c.trees_seen);
 	kbv_idset_release(&c.damaged);
 	kbv_idset_release(&c.unindexed);

@@ -346,7 +346,7 @@ void kbv_packfds_release(struct kbv_packfds *c)
 {
 	for (int i = 0; i < 8; i++)
 		kbv_be_close(c->slot[i].rd);
-	kbv_buf_release(&c->bundle.plain);
+	kbv_bundle_cache_release(&c->bundle);
 	kbv_packfds_init(c);
 }
 
@@ -390,54 +390,98 @@ static int packrd(struct kbv_repo *r, MDB_txn *txn, struct kbv_packfds *c, uint3
 	return 0;
 }
 
-int kbv_pack_read_at(struct kbv_codec *codec, struct kbv_be_rd *rd, const char *packname, uint32_t packno,
-		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
-		     struct kbv_buf *out)
+void kbv_bundle_cache_clear(struct kbv_bundle_cache *bc)
+{
+	for (int i = 0; i < KBV_BUNDLES_CACHED; i++)
+		bc->slot[i].valid = 0;
+}
+
+void kbv_bundle_cache_release(struct kbv_bundle_cache *bc)
+{
+	for (int i = 0; i < KBV_BUNDLES_CACHED; i++)
+		kbv_buf_release(&bc->slot[i].plain);
+	memset(bc, 0, sizeof *bc);
+}
+
+/* The slot holding the envelope of `e` decoded, or -1. */
+static int bundle_slot(const struct kbv_bundle_cache *bc, uint32_t packno, const struct kbv_pack_entry *e)
+{
+	if (!bc || e->type != KBV_BLOB_DATA)
+		return -1;
+	for (int i = 0; i < KBV_BUNDLES_CACHED; i++)
+		if (bc->slot[i].valid && bc->slot[i].pack == packno && bc->slot[i].offset == e->offset)
+			return i;
+	return -1;
+}
+
+int kbv_bundle_cached(const struct kbv_bundle_cache *bc, uint32_t packno, const struct kbv_pack_entry *e)
+{
+	return bundle_slot(bc, packno, e) >= 0;
+}
+
+int kbv_pack_decode_at(struct kbv_codec *codec, const char *packname, uint32_t packno, const struct kbv_pack_entry *e,
+		       struct kbv_bundle_cache *bc, const uint8_t *stored, struct kbv_buf *out)
 {
 	char idhex[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
-	kbv_hex(e->id, KBV_ID_BYTES, idhex);
-	int bundle = e->type == KBV_BLOB_DATA;
 	struct kbv_bundle_cache local = { 0 };
-	if (bundle && !bc)
+	if (e->type == KBV_BLOB_DATA && !bc)
 		bc = &local;
-	if (bundle && bc->valid && bc->pack == packno && bc->offset == e->offset)
+	int k = bundle_slot(bc, packno, e);
+	if (k >= 0)
 		goto member; /* decoded (and verified) already */
-	stored->len = 0;
-	TRY(kbv_buf_reserve(stored, e->stored_len));
-	rc = kbv_be_read(rd, stored->data, e->stored_len, e->offset);
-	if (rc < 0) {
-		kbv_error_prefix(rc, "blob %.16s", idhex);
-		goto out;
+	if (XXH3_64bits(stored, e->stored_len) != e->xxh) {
+		kbv_hex(e->id, KBV_ID_BYTES, idhex);
+		return kbv_error(KBV_ECORRUPT, "pack '%s': blob %.16s at offset %u: checksum mismatch (stored bytes damaged)",
+				 packname, idhex, e->offset);
 	}
-	stored->len = e->stored_len;
-	if (XXH3_64bits(stored->data, stored->len) != e->xxh) {
-		rc = kbv_error(KBV_ECORRUPT, "pack '%s': blob %.16s at offset %u: checksum mismatch (stored bytes damaged)",
-			       packname, idhex, e->offset);
-		goto out;
-	}
-	if (!bundle) {
-		rc = kbv_blob_decode(codec, e->type, e->id, stored->data, stored->len, e->raw_len, out);
+	if (e->type != KBV_BLOB_DATA) {
+		rc = kbv_blob_decode(codec, e->type, e->id, stored, e->stored_len, e->raw_len, out);
 		goto decoded;
 	}
-	bc->valid = 0;
-	if ((rc = kbv_bundle_open(codec, stored->data, stored->len, &bc->plain)) < 0)
+	k = 0; /* the least recently used slot */
+	for (int i = 1; i < KBV_BUNDLES_CACHED; i++)
+		if (bc->slot[i].used < bc->slot[k].used)
+			k = i;
+	bc->slot[k].valid = 0;
+	if ((rc = kbv_bundle_open(codec, stored, e->stored_len, &bc->slot[k].plain)) < 0)
 		goto decoded;
-	bc->valid = 1;
-	bc->pack = packno;
-	bc->offset = e->offset;
+	bc->slot[k].valid = 1;
+	bc->slot[k].pack = packno;
+	bc->slot[k].offset = e->offset;
 member:;
 	const uint8_t *p;
-	if ((rc = kbv_bundle_member(codec, &bc->plain, e->id, e->raw_off, e->raw_len, &p)) == 0) {
+	bc->slot[k].used = ++bc->clock;
+	if ((rc = kbv_bundle_member(codec, &bc->slot[k].plain, e->id, e->raw_off, e->raw_len, &p)) == 0) {
 		out->len = 0;
 		rc = kbv_buf_add(out, p, e->raw_len);
 	}
 decoded:
-	if (rc < 0)
+	if (rc < 0) {
+		kbv_hex(e->id, KBV_ID_BYTES, idhex);
 		kbv_error_prefix(rc, "pack '%s': blob %.16s at offset %u", packname, idhex, e->offset);
-out:
-	kbv_buf_release(&local.plain);
+	}
+	kbv_bundle_cache_release(&local);
 	return rc;
+}
+
+int kbv_pack_read_at(struct kbv_codec *codec, struct kbv_be_rd *rd, const char *packname, uint32_t packno,
+		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
+		     struct kbv_buf *out)
+{
+	int rc;
+	if (!kbv_bundle_cached(bc, packno, e)) {
+		stored->len = 0;
+		if ((rc = kbv_buf_reserve(stored, e->stored_len)) < 0)
+			return rc;
+		if ((rc = kbv_be_read(rd, stored->data, e->stored_len, e->offset)) < 0) {
+			char idhex[2 * KBV_ID_BYTES + 1];
+			kbv_hex(e->id, KBV_ID_BYTES, idhex);
+			return kbv_error_prefix(rc, "blob %.16s", idhex);
+		}
+		stored->len = e->stored_len;
+	}
+	return kbv_pack_decode_at(codec, packname, packno, e, bc, stored->data, out);
 }
 
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,

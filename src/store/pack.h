@@ -64,13 +64,23 @@ int kbv_pack_read_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 int kbv_pack_open_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uint8_t packid[KBV_PACKID_BYTES],
 			  uint64_t known, struct kbv_be_rd **keep, struct kbv_buf *entries, size_t *n, uint64_t *size);
 
-/* The last decoded bundle, so reading its members one after the other decodes it once. */
+/* The last few decoded bundles, so that reading their members decodes each once even when
+ * a stream's chunks alternate between bundles (an edited dump: new chunks between old).
+ * Zero-filled is empty. */
+#define KBV_BUNDLES_CACHED 4
 struct kbv_bundle_cache {
-	int valid;
-	uint32_t pack;
-	uint32_t offset;
-	struct kbv_buf plain;
+	struct {
+		int valid;
+		uint32_t pack;
+		uint32_t offset;
+		uint64_t used;
+		struct kbv_buf plain;
+	} slot[KBV_BUNDLES_CACHED];
+	uint64_t clock;
 };
+/* Forget what it holds (keeping the memory) / free it. */
+void kbv_bundle_cache_clear(struct kbv_bundle_cache *bc);
+void kbv_bundle_cache_release(struct kbv_bundle_cache *bc);
 
 /* Per-thread read state: a small cache of open packs and the last bundle. */
 struct kbv_packfds {
@@ -91,6 +101,13 @@ void kbv_packfds_release(struct kbv_packfds *c);
  * offset and blob. */
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
 		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out);
+
+/* Does `bc` hold the envelope of DATA blob `e` of pack `packno` decoded? */
+int kbv_bundle_cached(const struct kbv_bundle_cache *bc, uint32_t packno, const struct kbv_pack_entry *e);
+/* Verify and decode blob `e` from its envelope's stored bytes (e->stored_len of them at
+ * `stored`, fetched by the caller; not read when `bc` holds the bundle already). */
+int kbv_pack_decode_at(struct kbv_codec *codec, const char *packname, uint32_t packno, const struct kbv_pack_entry *e,
+		       struct kbv_bundle_cache *bc, const uint8_t *stored, struct kbv_buf *out);
 
 /* Read and decode the blob at a known location of the open pack `rd` (pack number
  * `packno`, for the cache; used by check and repair too; `packname` for messages). Bundles
