@@ -127,6 +127,10 @@ int kbv_be_put(struct kbv_backend *be, enum kbv_obj kind, const char *name, cons
  * n: a short object is KBV_ECORRUPT), close. NULL is a no-op for close. */
 int kbv_be_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
 int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
+/* The same, for a caller that planned its reads (a restore's spans): exactly this range in
+ * one request on object storage, around the shared read windows (nothing more is fetched,
+ * nothing is kept); as kbv_be_read elsewhere. */
+int kbv_be_read_once(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
 /* Open an object whose size the caller knows (*size: a pack's, from the index). Object
  * storage skips the HEAD; a read of an object that is gone, or shorter than *size, is then
  * KBV_ECORRUPT naming it. Backends without the shortcut open it as kbv_be_open does

@@ -1,4 +1,5 @@
 #include "kbv/reader.h"
+#include "readplan.h"
 #include "kbv/error.h"
 #include "store/metacache.h"
 #include "store/pack.h"
@@ -16,7 +17,7 @@
 #define BATCH_MAX (2 * BATCH_IDS) /* ... or more, to finish a bundle (leaf_submit) */
 
 struct rjob {
-	uint8_t ids[BATCH_MAX][KBV_ID_BYTES];
+	struct kbv_rleaf leaf[BATCH_MAX]; /* only the ids when the reads are not planned */
 	uint32_t n;
 	int rc;
 	char err[320];
@@ -25,6 +26,7 @@ struct rjob {
 
 struct rworker {
 	struct kbv_repo *repo;
+	struct kbv_readplan *plan; /* object storage: the reader's */
 	struct kbv_codec *codec;
 	MDB_txn *txn;
 	struct kbv_packfds fds;
@@ -32,6 +34,7 @@ struct rworker {
 
 struct kbv_reader {
 	struct kbv_repo *repo;
+	struct kbv_readplan *plan; /* object storage: reads planned part by part (readplan.h) */
 	struct kbv_pool *pool;
 	struct rworker *workers;
 	void **wptrs;
@@ -55,8 +58,11 @@ static void rwork(void *wp, void *jp)
 	j->out.len = 0;
 	j->rc = 0;
 	for (uint32_t i = 0; i < j->n && j->rc == 0; i++) {
-		j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->ids[i], &j->stored,
-					   &j->one);
+		if (wk->plan)
+			j->rc = kbv_readplan_read(wk->plan, wk->codec, &wk->fds.bundle, &j->leaf[i], &j->one);
+		else
+			j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->leaf[i].id,
+						   &j->stored, &j->one);
 		if (j->rc == 0)
 			j->rc = kbv_buf_add(&j->out, j->one.data, j->one.len);
 	}
@@ -110,10 +116,15 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
+	/* Object storage: a request per span, planned; a local repository's reads go to the
+	 * page cache, which is the window */
+	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL))
+		TRY(kbv_readplan_new(r, &rd->plan));
 	TRY(rworker_init(&rd->self, r));
 	for (size_t i = 0; i < nthreads; i++) {
 		rd->nworkers++;
 		TRY(rworker_init(&rd->workers[i], r));
+		rd->workers[i].plan = rd->plan;
 		rd->wptrs[i] = &rd->workers[i];
 	}
 	rd->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_THREAD, sizeof(struct rjob), rwork, rd->wptrs,
@@ -159,6 +170,7 @@ void kbv_reader_free(struct kbv_reader *rd)
 	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
 		kbv_buf_release(&rd->nodes[i]);
 	kbv_buf_release(&rd->scratch);
+	kbv_readplan_free(rd->plan);
 	free(rd->workers);
 	free(rd->wptrs);
 	free(rd);
@@ -225,21 +237,24 @@ static void submit_open(struct kbv_reader *rd)
 }
 
 /* Do blobs a and b sit in the same envelope (a bundle) of the same pack? */
-static int same_envelope(struct kbv_reader *rd, const uint8_t *a, const uint8_t *b)
+static int same_envelope(struct kbv_reader *rd, const struct kbv_rleaf *a, const struct kbv_rleaf *b)
 {
 	struct kbv_loc la, lb;
-	return kbv_index_get(rd->repo->idx, rd->self.txn, a, &la) == 0 &&
-	       kbv_index_get(rd->repo->idx, rd->self.txn, b, &lb) == 0 && la.pack == lb.pack && la.offset == lb.offset;
+	if (rd->plan) /* looked up already */
+		return a->loc.pack == b->loc.pack && a->loc.offset == b->loc.offset;
+	return kbv_index_get(rd->repo->idx, rd->self.txn, a->id, &la) == 0 &&
+	       kbv_index_get(rd->repo->idx, rd->self.txn, b->id, &lb) == 0 && la.pack == lb.pack &&
+	       la.offset == lb.offset;
 }
 
-static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
+/* Put one chunk into the open job (submitting the full one first). */
+static int submit_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
 {
-	(void)arg;
 	int rc;
 	/* A full job ends here unless this chunk shares the previous one's bundle: a bundle
 	 * split between two jobs is decompressed by both workers (docs/benchmarks.md). */
 	if (rd->open && rd->open->n >= BATCH_IDS &&
-	    (rd->open->n == BATCH_MAX || !same_envelope(rd, rd->open->ids[rd->open->n - 1], id)))
+	    (rd->open->n == BATCH_MAX || !same_envelope(rd, &rd->open->leaf[rd->open->n - 1], leaf)))
 		submit_open(rd);
 	while (!rd->open) {
 		if ((rd->open = kbv_pool_acquire(rd->pool)))
@@ -247,8 +262,35 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 		else if ((rc = kbv_pool_consume(rd->pool, deliver, rd, 0)) < 0)
 			return rc;
 	}
-	memcpy(rd->open->ids[rd->open->n++], id, KBV_ID_BYTES);
+	rd->open->leaf[rd->open->n++] = *leaf;
 	return 0;
+}
+
+/* The planned part so far: every job of the part before it finished (and delivered), its
+ * spans planned, its chunks submitted. */
+static int submit_part(struct kbv_reader *rd)
+{
+	const struct kbv_rleaf *leaves;
+	size_t n;
+	submit_open(rd);
+	int rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
+	if (rc == 0)
+		rc = kbv_readplan_build(rd->plan, &leaves, &n);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = submit_leaf(rd, &leaves[i]);
+	return rc;
+}
+
+static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
+{
+	(void)arg;
+	if (rd->plan) {
+		int rc = kbv_readplan_add(rd->plan, rd->self.txn, id);
+		return rc == 1 ? submit_part(rd) : rc;
+	}
+	struct kbv_rleaf leaf;
+	memcpy(leaf.id, id, KBV_ID_BYTES);
+	return submit_leaf(rd, &leaf);
 }
 
 static int check_ref(const struct kbv_ref *ref)
@@ -270,13 +312,19 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	rd->arg = arg;
 	rd->got = 0;
 	rd->open = NULL;
+	if (rd->plan)
+		kbv_readplan_reset(rd->plan);
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
+	if (rc == 0 && rd->plan)
+		rc = submit_part(rd); /* the rest */
 	submit_open(rd); /* also on error: an acquired slot must go through the pool */
 	if (rc == 0)
 		rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
 	if (rc < 0) {
 		kbv_pool_discard(rd->pool);
+		if (rd->plan)
+			kbv_readplan_reset(rd->plan);
 		kbv_digester_release(&rd->hs);
 		return rc;
 	}

@@ -168,6 +168,13 @@ int kbv_be_read(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off)
 	return n ? rd->be->ops->read(rd, p, n, off) : 0;
 }
 
+int kbv_be_read_once(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off)
+{
+	if (!n)
+		return 0;
+	return rd->be->ops->read_once ? rd->be->ops->read_once(rd, p, n, off) : rd->be->ops->read(rd, p, n, off);
+}
+
 void kbv_be_close(struct kbv_be_rd *rd)
 {
 	if (rd)

@@ -124,17 +124,30 @@ static int fault_open(struct kbv_backend *be, enum kbv_obj kind, const char *nam
 	return 0;
 }
 
+/* A read's injected fault, if this one is hit (else 0). */
+static int read_fault(struct fault_rd *rd, uint64_t off)
+{
+	struct fault *f = (struct fault *)rd->base.be;
+	if (!hit(f, F_READ, rd->kind))
+		return 0;
+	if (f->err == E_SHORT)
+		return kbv_error(KBV_ECORRUPT, "'%s' is truncated: no data at offset %llu (injected fault)", rd->what,
+				 (unsigned long long)off);
+	return fail(f, F_READ, rd->what);
+}
+
 static int fault_read(struct kbv_be_rd *brd, void *p, size_t n, uint64_t off)
 {
 	struct fault_rd *rd = (struct fault_rd *)brd;
-	struct fault *f = (struct fault *)brd->be;
-	if (hit(f, F_READ, rd->kind)) {
-		if (f->err == E_SHORT)
-			return kbv_error(KBV_ECORRUPT, "'%s' is truncated: no data at offset %llu (injected fault)",
-					 rd->what, (unsigned long long)off);
-		return fail(f, F_READ, rd->what);
-	}
-	return kbv_be_read(rd->inner, p, n, off);
+	int rc = read_fault(rd, off);
+	return rc < 0 ? rc : kbv_be_read(rd->inner, p, n, off);
+}
+
+static int fault_read_once(struct kbv_be_rd *brd, void *p, size_t n, uint64_t off)
+{
+	struct fault_rd *rd = (struct fault_rd *)brd;
+	int rc = read_fault(rd, off);
+	return rc < 0 ? rc : kbv_be_read_once(rd->inner, p, n, off);
 }
 
 static void fault_close(struct kbv_be_rd *brd)
@@ -221,6 +234,7 @@ static const struct kbv_backend_ops fault_ops = {
 	.discard = fault_discard,
 	.open = fault_open,
 	.read = fault_read,
+	.read_once = fault_read_once,
 	.close = fault_close,
 	.list = fault_list,
 	.remove = fault_remove,

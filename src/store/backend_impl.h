@@ -20,6 +20,8 @@ struct kbv_backend_ops {
 	int (*open_known)(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size,
 			  struct kbv_be_rd **out);
 	int (*read)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
+	/* optional: kbv_be_read_once (else read) */
+	int (*read_once)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
 	void (*close)(struct kbv_be_rd *rd);
 	/* optional: a whole object in one request (object storage: one GET, not HEAD + GET);
 	 * else open, read and close */

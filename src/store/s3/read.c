@@ -170,21 +170,38 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	return rc;
 }
 
+/* A read past the object's size (as opened) is damage, found before any request. */
+static int past_end(struct s3 *s, struct s3_rd *r, size_t n, uint64_t off)
+{
+	if (off + n <= r->size)
+		return 0;
+	return kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %llu bytes, a read of %zu at %llu", s->bucket,
+			 r->key, (unsigned long long)r->size, n, (unsigned long long)off);
+}
+
+int s3_read_once(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
+{
+	struct s3_rd *r = (struct s3_rd *)br;
+	struct s3 *s = (struct s3 *)br->be;
+	int rc = past_end(s, r, n, off);
+	return rc < 0 || n == 0 ? rc : get_range(s, r, p, n, off);
+}
+
 int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 {
 	struct s3_rd *r = (struct s3_rd *)br;
 	struct s3 *s = (struct s3 *)br->be;
 	if (n == 0)
 		return 0;
-	if (off + n > r->size)
-		return kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %llu bytes, a read of %zu at %llu",
-				 s->bucket, r->key, (unsigned long long)r->size, n, (unsigned long long)off);
+	int rc = past_end(s, r, n, off);
+	if (rc < 0)
+		return rc;
 	if (n >= S3_WINDOW)
 		return get_range(s, r, p, n, off);
 	/* Piece by piece, each inside one shared window. */
 	while (n > 0) {
 		size_t k;
-		int rc = win_read(s, r, p, n, off, &k);
+		rc = win_read(s, r, p, n, off, &k);
 		if (rc < 0)
 			return rc;
 		p = (uint8_t *)p + k;

@@ -195,6 +195,7 @@ int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, u
 int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
 int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
 int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
+int s3_read_once(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
 void s3_close(struct kbv_be_rd *br);
 
 #endif

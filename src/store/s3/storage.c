@@ -116,6 +116,7 @@ static const struct kbv_backend_ops s3_ops = {
 	.open = s3_open,
 	.open_known = s3_open_known,
 	.read = s3_read,
+	.read_once = s3_read_once,
 	.close = s3_close,
 	.get = s3_get,
 	.list = s3_list,
