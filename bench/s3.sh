@@ -73,25 +73,25 @@ stored() {
 		python3 -c 'import json,sys; u=json.load(sys.stdin).get("usage",{}); print(sum(v.get("size_actual", v.get("size",0)) for v in u.values()))'
 }
 
-# timed CMD...: run CMD, print "seconds peak_rss_kb"
+# timed CMD...: run CMD, print "seconds peak_rss_kb cpu_seconds" (user + system)
 timed() {
-	/usr/bin/time -f "%e %M" -o "$W/time" "$@" > "$W/cmd.out" 2> "$W/cmd.err" || {
+	/usr/bin/time -f "%e %M %U %S" -o "$W/time" "$@" > "$W/cmd.out" 2> "$W/cmd.err" || {
 		echo "failed: $*" >&2
 		cat "$W/cmd.err" >&2
 		exit 1
 	}
-	cat "$W/time"
+	awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$W/time"
 }
 
 CSV=$OUT/s3.csv
-echo "tool,operation,day,bytes,seconds,mb_per_s,peak_rss_kb,put,get,head,list,delete,stored_bytes" > "$CSV"
+echo "tool,operation,day,bytes,seconds,mb_per_s,peak_rss_kb,cpu_s,put,get,head,list,delete,stored_bytes" > "$CSV"
 requests kbvault-bench > /dev/null
 requests restic-bench > /dev/null
 row() { # tool op day bytes "secs rss" "put get head list delete" stored
-	local secs rss
-	read -r secs rss <<< "$5"
+	local secs rss cpu
+	read -r secs rss cpu <<< "$5"
 	python3 -c "import sys; b,s=int(sys.argv[1]),float(sys.argv[2]); print(f'{b/1048576/s:.1f}' if s > 0 else 'inf')" "$4" "$secs" > "$W/rate"
-	echo "$1,$2,$3,$4,$secs,$(cat "$W/rate"),$rss,$(tr ' ' ',' <<< "$6"),$7" >> "$CSV"
+	echo "$1,$2,$3,$4,$secs,$(cat "$W/rate"),$rss,$cpu,$(tr ' ' ',' <<< "$6"),$7" >> "$CSV"
 }
 for d in $(seq 0 $((DAYS - 1))); do
 	bytes=$(night "$d")
@@ -144,6 +144,7 @@ for op, label in (("ingest", "ingest, all nights"), ("restore", "restore, last n
         print(f"| {label}, MB/s | {kb/1048576/ks:.1f} | {rb/1048576/rs:.1f} | {(kb/ks)/(rb/rs):.2f}x |")
     else:
         print(f"| {label}, seconds | {ks:.2f} | {rs:.2f} | {rs/ks:.2f}x faster |")
+    print(f"| {label}, CPU seconds (user + system) | {tot('kbvault', op, 'cpu_s'):.2f} | {tot('restic', op, 'cpu_s'):.2f} | |")
     for k in ("put", "get", "head", "list", "delete"):
         kv, rv = tot("kbvault", op, k), tot("restic", op, k)
         if kv or rv:
@@ -155,3 +156,5 @@ rss = lambda tool: max(int(r["peak_rss_kb"]) for r in rows if r["tool"] == tool)
 print(f"| peak RSS, MiB | {rss('kbvault')/1024:.0f} | {rss('restic')/1024:.0f} | |")
 EOF
 cat "$OUT/s3.md"
+# KEEP_LOG=1: the gateway's access log stays in the work directory (request by request)
+[ -z "${KEEP_LOG:-}" ] || cp "$LOG" "$W/gateway.log"
