@@ -196,7 +196,9 @@ void cli_run_metric(const char *name, const char *source, double v)
 void cli_run_repo(struct kbv_repo *r)
 {
 	struct kbv_repo_usage u;
-	if (!run.active)
+	/* Only the metrics file shows these; without one they would cost listings (object
+	 * storage: four requests) for nothing. */
+	if (!run.active || !cli.cfg || !cli.cfg->metrics_file)
 		return;
 	if (kbv_repo_usage(r, &u) < 0) {
 		cli_log(CLI_WARN, "metrics: %s", kbv_errmsg());

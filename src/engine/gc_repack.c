@@ -6,10 +6,12 @@
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "kbv/pool.h"
 #include "store/pack.h"
 #include "store/repo_impl.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,50 +75,84 @@ static int newpack_finish(struct kbv_packw **w, struct kbv_buf *pend, uint64_t *
 	return rc;
 }
 
-static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p, struct kbv_packw **w,
-		      struct kbv_buf *pend, uint64_t *packs, uint64_t *written)
+/* One pack to repack: fetched by a worker (its trailer, which entries are live, the span
+ * of the live envelopes on object storage), then copied in plan order by gc's thread. */
+struct fetched {
+	struct plan_pack *p;
+	int rc;
+	char err[1024];
+	struct kbv_buf entries, span;
+	size_t n;
+	uint8_t *is_live;
+	struct kbv_be_rd *fd; /* for envelope-by-envelope reads (not spanned) */
+	int spanned;
+	uint64_t lo;
+	char path[PATH_MAX];
+};
+
+struct fetcher {
+	struct kbv_repo *r;
+	struct sweep *sw;
+	struct kbv_codec *codec; /* each worker its own: a codec is not shared between threads */
+};
+
+/* gc_mark_live records what it found in the sweep's bitmap: one worker at a time */
+static pthread_mutex_t mark_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void fetched_clear(struct fetched *f)
 {
-	char path[PATH_MAX], hex[2 * KBV_PACKID_BYTES + 1];
-	struct kbv_buf stored = KBV_BUF_INIT, live = KBV_BUF_INIT, entries = KBV_BUF_INIT, span = KBV_BUF_INIT;
-	struct kbv_be_rd *fd = NULL;
-	uint8_t *is_live = NULL;
-	size_t n = 0;
+	kbv_be_close(f->fd);
+	f->fd = NULL;
+	free(f->is_live);
+	f->is_live = NULL;
+	f->entries.len = f->span.len = 0;
+}
+
+static void fetched_release(struct fetched *f)
+{
+	fetched_clear(f);
+	kbv_buf_release(&f->entries);
+	kbv_buf_release(&f->span);
+}
+
+static int fetch_pack(struct fetcher *fw, struct fetched *f)
+{
+	struct kbv_repo *r = fw->r;
+	struct plan_pack *p = f->p;
+	char hex[2 * KBV_PACKID_BYTES + 1];
 	uint64_t size;
-	int rc = 0;
-	int salvaged;
+	int rc = 0, salvaged;
 	/* Open with the size the listing gave (no HEAD) and keep it open for the blobs. */
-	TRY(gc_pack_entries_open(r, sw->codec, p->id, p->size, &fd, &entries, &n, &size, &salvaged));
-	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
-	is_live = calloc(n + 1, 1);
-	if (!is_live) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
-	gc_mark_live(sw, p, e, n, is_live);
+	TRY(gc_pack_entries_open(r, fw->codec, p->id, p->size, &f->fd, &f->entries, &f->n, &size, &salvaged));
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)f->entries.data;
+	size_t n = f->n;
+	if (!(f->is_live = calloc(n + 1, 1)))
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	pthread_mutex_lock(&mark_mu);
+	gc_mark_live(fw->sw, p, e, n, f->is_live);
+	pthread_mutex_unlock(&mark_mu);
 	kbv_hex(p->id, KBV_PACKID_BYTES, hex);
-	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, path, sizeof path);
-	if (sw->from_index) {
+	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, f->path, sizeof f->path);
+	if (fw->sw->from_index) {
 		/* Planned from the index alone: the trailer must hold every live blob where the
 		 * index says, or nothing is deleted on the index's word. */
 		size_t confirmed = 0;
 		for (size_t i = 0; i < n; i++)
-			confirmed += is_live[i];
-		if (confirmed != p->nlive) {
-			rc = kbv_error(KBV_ECORRUPT,
-				       "gc stops before deleting anything: the index locates %zu live blobs in pack '%s', "
-				       "its trailer confirms %zu; run 'kbvault repair index' and 'kbvault check'",
-				       p->nlive, path, confirmed);
-			goto out;
-		}
+			confirmed += f->is_live[i];
+		if (confirmed != p->nlive)
+			return kbv_error(KBV_ECORRUPT,
+					 "gc stops before deleting anything: the index locates %zu live blobs in pack '%s', "
+					 "its trailer confirms %zu; run 'kbvault repair index' and 'kbvault check'",
+					 p->nlive, f->path, confirmed);
 	}
-	if (!fd) /* salvaged: read it again from the start */
-		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &fd, NULL));
+	if (!f->fd) /* salvaged: read it again from the start */
+		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &f->fd, NULL));
 	/* Object storage: one GET for the span of the live envelopes when the read windows
 	 * they touch (one request each) cover at least half of it; a local file is read
 	 * envelope by envelope. */
 	uint64_t lo = UINT64_MAX, hi = 0, cells = 0, last_cell = UINT64_MAX;
 	for (size_t i = 0; i < n; i++)
-		if (is_live[i] && e[i].stored_len) {
+		if (f->is_live[i] && e[i].stored_len) {
 			uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
 			for (uint64_t c = e[i].offset / WINDOW; c <= (end - 1) / WINDOW; c++)
 				if (last_cell == UINT64_MAX || c > last_cell) { /* entries are in offset order */
@@ -126,33 +162,65 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 			lo = e[i].offset < lo ? e[i].offset : lo;
 			hi = end > hi ? end : hi;
 		}
-	int spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX &&
-		      cells * 2 >= (hi - 1) / WINDOW - lo / WINDOW + 1;
-	if (spanned) {
-		TRY(kbv_buf_reserve(&span, (size_t)(hi - lo)));
-		TRY(kbv_be_read(fd, span.data, (size_t)(hi - lo), lo));
+	f->spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX &&
+		     cells * 2 >= (hi - 1) / WINDOW - lo / WINDOW + 1;
+	if (f->spanned) {
+		TRY(kbv_buf_reserve(&f->span, (size_t)(hi - lo)));
+		TRY(kbv_be_read_once(f->fd, f->span.data, (size_t)(hi - lo), lo));
+		f->span.len = (size_t)(hi - lo);
+		f->lo = lo;
 	}
-	for (size_t i = 0; i < n;) {
+out:
+	return rc;
+}
+
+static void fetch_work(void *wp, void *jp)
+{
+	struct fetched *f = jp;
+	if ((f->rc = fetch_pack(wp, f)) < 0)
+		snprintf(f->err, sizeof f->err, "%s", kbv_errmsg());
+}
+
+struct copier {
+	struct kbv_repo *r;
+	struct sweep *sw;
+	const struct kbv_gc_opts *o;
+	struct kbv_gc_result *res;
+	struct kbv_packw *w;
+	struct kbv_buf newpacks; /* struct newpack, uploading */
+	struct kbv_buf stored, live;
+	size_t done;
+};
+
+/* The live envelopes of a fetched pack into the repack packs, in plan order. */
+static int copy_pack(void *arg, void *jp)
+{
+	struct copier *c = arg;
+	struct fetched *f = jp;
+	struct kbv_repo *r = c->r;
+	int rc = f->rc < 0 ? kbv_error(f->rc, "%s", f->err) : 0;
+	const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)f->entries.data;
+	for (size_t i = 0; rc == 0 && i < f->n;) {
 		size_t j = i;
-		live.len = 0;
-		while (j < n && e[j].offset == e[i].offset) {
-			if (is_live[j])
-				TRY(kbv_buf_add(&live, &e[j], sizeof e[j]));
+		c->live.len = 0;
+		while (j < f->n && e[j].offset == e[i].offset) {
+			if (f->is_live[j])
+				TRY(kbv_buf_add(&c->live, &e[j], sizeof e[j]));
 			j++;
 		}
-		if (live.len) {
+		if (c->live.len) {
 			const uint8_t *env;
-			if (spanned) {
-				env = span.data + (e[i].offset - lo);
+			if (f->spanned) {
+				env = f->span.data + (e[i].offset - f->lo);
 			} else {
-				TRY(kbv_buf_reserve(&stored, e[i].stored_len));
-				TRY(kbv_be_read(fd, stored.data, e[i].stored_len, e[i].offset));
-				env = stored.data;
+				TRY(kbv_buf_reserve(&c->stored, e[i].stored_len));
+				TRY(kbv_be_read(f->fd, c->stored.data, e[i].stored_len, e[i].offset));
+				env = c->stored.data;
 			}
-			if (!*w)
-				TRY(kbv_packw_new(r, sw->codec, w));
-			rc = kbv_packw_add_copy(*w, env, e[i].stored_len, (const struct kbv_pack_entry *)live.data,
-						live.len / sizeof(struct kbv_pack_entry));
+			if (!c->w)
+				TRY(kbv_packw_new(r, c->sw->codec, &c->w));
+			rc = kbv_packw_add_copy(c->w, env, e[i].stored_len, (const struct kbv_pack_entry *)c->live.data,
+						c->live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
 				if (kbv_disk_full(r->local))
 					kbv_error_prefix(rc, "gc stops: no space left on device while it repacks; no pack is "
@@ -160,44 +228,95 @@ static int repack_one(struct kbv_repo *r, struct sweep *sw, struct plan_pack *p,
 							     "gc --max-unused 100 to delete only packs that are wholly dead");
 				else
 					kbv_error_prefix(rc, "gc stops: pack '%s' at offset %u (run 'kbvault check --read-data')",
-							 path, e[i].offset);
+							 f->path, e[i].offset);
 				goto out;
 			}
-			if (kbv_packw_size(*w) >= r->pack_size)
-				TRY(newpack_finish(w, pend, packs, written));
+			if (kbv_packw_size(c->w) >= r->pack_size)
+				TRY(newpack_finish(&c->w, &c->newpacks, &c->res->packs_written, &c->res->bytes_written));
 		}
 		i = j;
 	}
+	if (rc == 0 && c->o->progress)
+		c->o->progress(c->o->arg, "repack", ++c->done, c->res->packs_repacked);
+	if (rc == 0)
+		rc = kbv_gclock_refresh(c->o->lock, 0);
 out:
-	kbv_be_close(fd);
-	free(is_live);
-	kbv_buf_release(&entries);
-	kbv_buf_release(&stored);
-	kbv_buf_release(&span);
-	kbv_buf_release(&live);
+	fetched_clear(f);
 	return rc;
 }
 
+/* Packs fetched ahead of the copying hold at most this much (and at least one pack). */
+#define AHEAD_BYTES (64u << 20)
+
 int gc_repack(struct kbv_repo *r, struct sweep *sw, const struct kbv_gc_opts *o, struct kbv_gc_result *res)
 {
-	struct kbv_packw *w = NULL;
-	struct kbv_buf newpacks = KBV_BUF_INIT; /* struct newpack, uploading */
-	size_t done = 0;
+	struct copier c = { .r = r, .sw = sw, .o = o, .res = res };
+	/* On object storage s3-connections workers fetch the next packs while this thread
+	 * copies (a pack is three requests in a row: trailer, header, span); a local
+	 * repository's packs are read in this thread. */
+	size_t nthreads = kbv_backend_features(r->be) & KBV_BE_LOCAL ? 0 : kbv_backend_parallel(r->be);
+	size_t nw = nthreads ? nthreads : 1;
+	struct fetcher *fw = calloc(nw, sizeof *fw);
+	void **wptrs = calloc(nw, sizeof *wptrs);
+	struct kbv_pool *pool = NULL;
+	uint64_t *ahead = calloc(nw, sizeof *ahead); /* sizes of the packs in flight, oldest first */
+	size_t inflight = 0;
+	uint64_t ahead_bytes = 0;
 	int rc = 0;
+	if (!fw || !wptrs || !ahead) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nw; i++) {
+		fw[i] = (struct fetcher){ r, sw, NULL };
+		if (!(fw[i].codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level))) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		wptrs[i] = &fw[i];
+	}
+	if (!(pool = kbv_pool_new(nthreads, nw, sizeof(struct fetched), fetch_work, wptrs, NULL, NULL))) {
+		rc = kbv_error(KBV_ENOMEM, "cannot start %zu threads", nthreads);
+		goto out;
+	}
 	for (size_t i = 0; i < sw->np; i++) {
 		if (sw->p[i].action != 2)
 			continue;
-		TRY(repack_one(r, sw, &sw->p[i], &w, &newpacks, &res->packs_written, &res->bytes_written));
-		if (o->progress)
-			o->progress(o->arg, "repack", ++done, res->packs_repacked);
-		TRY(kbv_gclock_refresh(o->lock, 0));
+		struct fetched *f;
+		while (inflight && (ahead_bytes + sw->p[i].size > AHEAD_BYTES || !(f = kbv_pool_acquire(pool)))) {
+			TRY(kbv_pool_consume(pool, copy_pack, &c, 0));
+			ahead_bytes -= ahead[0];
+			memmove(ahead, ahead + 1, --inflight * sizeof *ahead);
+		}
+		if (!inflight && !(f = kbv_pool_acquire(pool))) {
+			rc = kbv_error(KBV_EINVAL, "gc: no free fetch slot"); /* cannot happen: nothing in flight */
+			goto out;
+		}
+		f->p = &sw->p[i];
+		ahead[inflight++] = sw->p[i].size;
+		ahead_bytes += sw->p[i].size;
+		kbv_pool_submit(pool);
 	}
-	TRY(newpack_finish(&w, &newpacks, &res->packs_written, &res->bytes_written));
-	TRY(newpacks_index(r, &newpacks));
+	TRY(kbv_pool_consume(pool, copy_pack, &c, 1));
+	TRY(newpack_finish(&c.w, &c.newpacks, &res->packs_written, &res->bytes_written));
+	TRY(newpacks_index(r, &c.newpacks));
 out:
-	kbv_packw_free(w);
-	for (size_t i = 0; i < newpacks.len / sizeof(struct newpack); i++) /* a failure left them unindexed */
-		free(((struct newpack *)newpacks.data)[i].e);
-	kbv_buf_release(&newpacks);
+	if (pool) {
+		kbv_pool_discard(pool);
+		for (size_t i = 0; i < kbv_pool_nslots(pool); i++)
+			fetched_release(kbv_pool_slot(pool, i));
+		kbv_pool_free(pool);
+	}
+	for (size_t i = 0; fw && i < nw; i++)
+		kbv_codec_free(fw[i].codec);
+	free(fw);
+	free(wptrs);
+	free(ahead);
+	kbv_packw_free(c.w);
+	for (size_t i = 0; i < c.newpacks.len / sizeof(struct newpack); i++) /* a failure left them unindexed */
+		free(((struct newpack *)c.newpacks.data)[i].e);
+	kbv_buf_release(&c.newpacks);
+	kbv_buf_release(&c.stored);
+	kbv_buf_release(&c.live);
 	return rc;
 }

@@ -218,7 +218,8 @@ int kbv_pack_open_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 	TRY(kbv_be_read(rd, tail.data, tn, end - tn));
 	tail.len = tn;
 	memcpy(f, tail.data + tn - KBV_PACK_FOOTER, sizeof f);
-	TRY(kbv_be_read(rd, h, sizeof h, 0));
+	/* 32 bytes with a request of their own: a read window would fetch 2 MiB for them */
+	TRY(kbv_be_read_once(rd, h, sizeof h, 0));
 	if (memcmp(h, "KBVPACK\0", 8) != 0 || memcmp(f + 24, "KBVPEND\0", 8) != 0) {
 		rc = kbv_error(KBV_ECORRUPT, "pack '%s' has a bad %s magic (truncated or overwritten)", path,
 			       memcmp(h, "KBVPACK\0", 8) ? "header" : "footer");
