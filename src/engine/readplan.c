@@ -23,6 +23,7 @@ enum { SPAN_IDLE, SPAN_BUSY, SPAN_READY, SPAN_FAILED };
 
 struct span {
 	uint32_t pack;
+	struct kbv_pack_info info; /* a copy: the table add() grows may move meanwhile */
 	uint64_t off, len;
 	int state;
 	int queued; /* in first[] */
@@ -263,6 +264,7 @@ static int new_span(struct kbv_readplan *p, const struct kbv_loc *loc)
 	struct span *s = &p->spans[p->nspans++];
 	memset(s, 0, sizeof *s);
 	s->pack = loc->pack;
+	s->info = *pack_of(p, loc->pack);
 	s->off = loc->offset;
 	s->len = loc->stored_len;
 	return 0;
@@ -353,7 +355,7 @@ static const struct kbv_pack_info *pack_of(const struct kbv_readplan *p, uint32_
  * with mu held, which it drops while the request runs. */
 static void fetch(struct kbv_readplan *p, struct span *s)
 {
-	const struct kbv_pack_info *info = pack_of(p, s->pack);
+	const struct kbv_pack_info *info = &s->info;
 	uint64_t off = s->off, len = s->len, size = info->size;
 	pthread_mutex_unlock(&p->mu);
 	struct kbv_be_rd *rd = NULL;

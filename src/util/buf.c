@@ -5,21 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-
-/* Large buffers (a pack being uploaded, a span of a pack being read) ask for transparent
- * huge pages: filling one then faults once per 2 MiB, not once per 4 KiB (measured: on the
- * project's VMs page faults were 10-15% of a restore's and a gc's CPU). Only the 2 MiB
- * aligned inside of the block can be huge; madvise is advice, its failure is ignored. */
-#define HUGE_FROM (4u << 20)
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-
-static void advise_huge(uint8_t *p, size_t cap)
-{
-	uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), b = ((uintptr_t)p + cap) & ~(HUGE_PAGE - 1);
-	if (b > a)
-		madvise((void *)a, b - a, MADV_HUGEPAGE);
-}
 
 int kbv_buf_reserve(struct kbv_buf *b, size_t extra)
 {
@@ -31,8 +16,6 @@ int kbv_buf_reserve(struct kbv_buf *b, size_t extra)
 	uint8_t *p = realloc(b->data, cap);
 	if (!p)
 		return kbv_error(KBV_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
-	if (cap >= HUGE_FROM)
-		advise_huge(p, cap);
 	b->data = p;
 	b->cap = cap;
 	return 0;
