@@ -270,8 +270,8 @@ static int submit_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
  * spans planned, its chunks submitted. */
 static int submit_part(struct kbv_reader *rd)
 {
-	const struct kbv_rleaf *leaves;
-	size_t n;
+	const struct kbv_rleaf *leaves = NULL;
+	size_t n = 0;
 	submit_open(rd);
 	int rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
 	if (rc == 0)
