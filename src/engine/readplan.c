@@ -180,17 +180,9 @@ int kbv_readplan_add(struct kbv_readplan *p, MDB_txn *txn, const uint8_t id[KBV_
 {
 	char idhex[2 * KBV_ID_BYTES + 1];
 	struct kbv_loc loc;
-	int rc = kbv_index_get(p->r->idx, txn, id, &loc);
-	if (rc == KBV_ENOTFOUND) {
-		kbv_hex(id, KBV_ID_BYTES, idhex);
-		return kbv_error(KBV_ECORRUPT, "blob %s is missing from the index", idhex);
-	}
+	int rc = kbv_pack_locate(p->r, txn, KBV_BLOB_DATA, id, &loc);
 	if (rc < 0)
 		return rc;
-	if (loc.type != KBV_BLOB_DATA) {
-		kbv_hex(id, KBV_ID_BYTES, idhex);
-		return kbv_error(KBV_ECORRUPT, "blob %.16s has type %u, expected %d", idhex, loc.type, KBV_BLOB_DATA);
-	}
 	if (!p->last || p->last_pack != loc.pack) {
 		if (!(p->last = pack_of(p, loc.pack))) {
 			if (p->npacks == p->packs_cap) {

@@ -485,23 +485,32 @@ int kbv_pack_read_at(struct kbv_codec *codec, struct kbv_be_rd *rd, const char *
 	return kbv_pack_decode_at(codec, packname, packno, e, bc, stored->data, out);
 }
 
-int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
-		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out)
+int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc)
 {
-	struct kbv_loc loc;
-	char path[PATH_MAX], idhex[2 * KBV_ID_BYTES + 1];
-	struct kbv_be_rd *rd = NULL;
-	int rc = kbv_index_get(r->idx, txn, id, &loc);
+	char idhex[2 * KBV_ID_BYTES + 1];
+	int rc = kbv_index_get(r->idx, txn, id, loc);
 	if (rc == KBV_ENOTFOUND) {
 		kbv_hex(id, KBV_ID_BYTES, idhex);
 		return kbv_error(KBV_ECORRUPT, "blob %s is missing from the index", idhex);
 	}
 	if (rc < 0)
 		return rc;
-	if (loc.type != type) {
+	if (loc->type != type) {
 		kbv_hex(id, KBV_ID_BYTES, idhex);
-		return kbv_error(KBV_ECORRUPT, "blob %.16s has type %u, expected %d", idhex, loc.type, type);
+		return kbv_error(KBV_ECORRUPT, "blob %.16s has type %u, expected %d", idhex, loc->type, type);
 	}
+	return 0;
+}
+
+int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
+		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out)
+{
+	struct kbv_loc loc;
+	char path[PATH_MAX], idhex[2 * KBV_ID_BYTES + 1];
+	struct kbv_be_rd *rd = NULL;
+	int rc = kbv_pack_locate(r, txn, type, id, &loc);
+	if (rc < 0)
+		return rc;
 	uint64_t psize = 0;
 	if ((rc = packrd(r, txn, fds, loc.pack, path, sizeof path, &rd, &psize)) < 0)
 		return rc;

@@ -96,6 +96,9 @@ struct kbv_packfds {
 void kbv_packfds_init(struct kbv_packfds *c);
 void kbv_packfds_release(struct kbv_packfds *c);
 
+/* Where blob `id` is, from the index (`txn` is the caller's read transaction): a blob the
+ * index lacks or holds with another type is KBV_ECORRUPT naming it. */
+int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc);
 /* Read blob `id` of the given type through the index (`txn` is the caller's read
  * transaction), verify the stored checksum and decode it into `out`. Errors name the pack,
  * offset and blob. */
