@@ -75,6 +75,19 @@ struct kbv_readplan {
 
 static void *fetcher(void *arg);
 
+/* The fetching threads, started by the first part planned: a reader whose tree is only
+ * walked (gc's marking, check) starts none. */
+static int start_fetchers(struct kbv_readplan *p)
+{
+	size_t n = kbv_backend_parallel(p->r->be) ? kbv_backend_parallel(p->r->be) : 1;
+	if (!(p->fetchers = calloc(n, sizeof *p->fetchers)))
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	for (; p->nfetchers < n; p->nfetchers++)
+		if (pthread_create(&p->fetchers[p->nfetchers], NULL, fetcher, p) != 0)
+			return kbv_error(KBV_ENOMEM, "cannot start a fetching thread");
+	return 0;
+}
+
 int kbv_readplan_new(struct kbv_repo *r, struct kbv_readplan **out)
 {
 	struct kbv_readplan *p = calloc(1, sizeof *p);
@@ -91,16 +104,6 @@ int kbv_readplan_new(struct kbv_repo *r, struct kbv_readplan **out)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	pthread_cond_init(&p->work, NULL);
-	size_t n = kbv_backend_parallel(r->be) ? kbv_backend_parallel(r->be) : 1;
-	if (!(p->fetchers = calloc(n, sizeof *p->fetchers))) {
-		kbv_readplan_free(p);
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	}
-	for (; p->nfetchers < n; p->nfetchers++)
-		if (pthread_create(&p->fetchers[p->nfetchers], NULL, fetcher, p) != 0) {
-			kbv_readplan_free(p);
-			return kbv_error(KBV_ENOMEM, "cannot start a fetching thread");
-		}
 	*out = p;
 	return 0;
 }
@@ -264,6 +267,11 @@ static int new_span(struct kbv_readplan *p, const struct kbv_loc *loc)
 
 int kbv_readplan_build(struct kbv_readplan *p, const struct kbv_rleaf **leaves, size_t *n)
 {
+	if (!p->fetchers) {
+		int rc = start_fetchers(p);
+		if (rc < 0)
+			return rc;
+	}
 	drop_spans(p);
 	for (size_t i = 0; i < p->n; i++)
 		p->order[i] = (struct place){ p->leaves[i].loc.pack, p->leaves[i].loc.offset, (uint32_t)i };
