@@ -8,8 +8,9 @@
 # the pg_dump series of bench/gendump, about MB MiB a night, through standard input. Per
 # night: ingest seconds and MB/s, peak RSS, and the requests the gateway served (from its
 # access log: PUT, GET, HEAD, LIST, DELETE). Then restore of the last night (byte for
-# byte), and retention + gc (kbvault gc --keep-last 2 against restic forget --keep-last 2
-# --prune). Bytes stored: the buckets' object sizes.
+# byte; RESTORES rounds taking turns, each tool's median), and retention + gc (kbvault gc
+# --keep-last 2 against restic forget --keep-last 2 --prune). Bytes stored: the buckets'
+# object sizes.
 #   bench/s3.sh   (make bench-s3; DATA=kb DAYS=6 by default; DATA=synthetic DAYS=5 MB=200)
 # Needs KBVAULT and GENDUMP; writes bench/results/s3.csv and s3.md.
 set -euo pipefail
@@ -109,22 +110,46 @@ for d in $(seq 0 $((DAYS - 1))); do
 	row restic ingest "$d" "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
 	echo "night $d: $bytes bytes" >&2
 done
-if [ "$DATA" = synthetic ]; then
-	t=$(timed "$K" -q -r "$KR" restore latest --stdout)
-	row kbvault restore $((DAYS - 1)) "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
-	cmp "$W/cmd.out" "$W/kb.sql"
-	t=$(timed restic -q -r "$RR" dump latest kb.sql)
-	row restic restore $((DAYS - 1)) "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
-	cmp "$W/cmd.out" "$W/kb.sql"
-else
-	want=$(cd "$CUR" && b2sum -- * | sort)
-	t=$(timed "$K" -q -r "$KR" restore latest --target "$W/r-kbvault")
-	row kbvault restore $((DAYS - 1)) "$bytes" "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
-	[ "$(cd "$W/r-kbvault/${CUR#/}" && b2sum -- * | sort)" = "$want" ]
-	t=$(timed restic -q -r "$RR" restore latest --target "$W/r-restic")
-	row restic restore $((DAYS - 1)) "$bytes" "$t" "$(requests restic-bench)" "$(stored restic-bench)"
-	[ "$(cd "$W/r-restic/$CUR" && b2sum -- * | sort)" = "$want" ]
-fi
+# restore_one TOOL: restore the last night with TOOL, check it byte for byte, print
+# "seconds rss cpu" as timed does
+restore_one() {
+	if [ "$DATA" = synthetic ] && [ "$1" = kbvault ]; then
+		timed "$K" -q -r "$KR" restore latest --stdout
+		cmp "$W/cmd.out" "$W/kb.sql"
+	elif [ "$DATA" = synthetic ]; then
+		timed restic -q -r "$RR" dump latest kb.sql
+		cmp "$W/cmd.out" "$W/kb.sql"
+	elif [ "$1" = kbvault ]; then
+		rm -rf "$W/r-kbvault"
+		timed "$K" -q -r "$KR" restore latest --target "$W/r-kbvault"
+		[ "$(cd "$W/r-kbvault/${CUR#/}" && b2sum -- * | sort)" = "$want" ]
+	else
+		rm -rf "$W/r-restic"
+		timed restic -q -r "$RR" restore latest --target "$W/r-restic"
+		[ "$(cd "$W/r-restic/$CUR" && b2sum -- * | sort)" = "$want" ]
+	fi
+}
+# The restore is repeated RESTORES times (3), the two tools taking turns, and each tool's
+# median round is reported (with the first round's requests): one timing right after the
+# ingest measured whatever the machine was still doing then (the gateway, PostgreSQL),
+# and it fell on whichever tool came first.
+[ "$DATA" = synthetic ] || want=$(cd "$CUR" && b2sum -- * | sort)
+RESTORES=${RESTORES:-3}
+: > "$W/restores"
+for r in $(seq 1 "$RESTORES"); do
+	for tool in kbvault restic; do
+		t=$(restore_one "$tool")
+		q=$(requests "$tool-bench")
+		echo "$tool $r $t $q" >> "$W/restores"
+	done
+done
+for tool in kbvault restic; do
+	med=$(awk -v t="$tool" '$1 == t { print $3, $4, $5 }' "$W/restores" | sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }')
+	q=$(awk -v t="$tool" '$1 == t && $2 == 1 { print $6, $7, $8, $9, $10 }' "$W/restores")
+	row "$tool" restore $((DAYS - 1)) "$bytes" "$med" "$q" "$(stored "$tool-bench")"
+done
+echo "restores (tool round seconds rss cpu put get head list delete):" >&2
+cat "$W/restores" >&2
 t=$(timed "$K" -q -r "$KR" gc --keep-last 2)
 row kbvault gc - 0 "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
 t=$(timed restic -q -r "$RR" forget --keep-last 2 --prune)

@@ -292,6 +292,7 @@ int s3_do(struct s3 *s, struct req *q)
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, q);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
+		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)S3_RECV_BUFFER);
 		if (s->ca_file)
 			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
 		if (!strcmp(q->method, "PUT") && q->query && q->len < 1024) {

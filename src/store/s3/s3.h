@@ -42,6 +42,7 @@
 #define KBV_STR_(x) #x
 #define KBV_STR(x) KBV_STR_(x)
 #define S3_ERRBODY (8 << 10) /* bytes of an error reply kept for its code */
+#define S3_RECV_BUFFER (512 << 10) /* curl's receive buffer: 16 KiB by default, a read() per 16 KiB */
 
 #define S3_MAX_CONNS 32
 #define S3_DEFAULT_CONNS 4
