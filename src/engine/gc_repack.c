@@ -16,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* On object storage the live envelopes of a pack are fetched with one ranged GET of the
- * span they cover, up to this size (more: envelope by envelope through the read windows),
- * when read windows would fetch at least half of that span anyway. */
+/* On object storage the live envelopes of a pack are fetched in runs: envelopes with at
+ * most RUN_GAP dead bytes between them share one ranged GET (a request costs about as
+ * much as a megabyte on the wire), each run read into its place in a buffer as large as
+ * the span from the first live envelope to the last (the gaps between runs are never
+ * touched, so never backed by memory). A span over SPAN_MAX: envelope by envelope through
+ * the backend's read windows. */
 #define SPAN_MAX (64u << 20)
-#define WINDOW (2u << 20) /* the S3 backend's read window (store/s3/s3.h, S3_WINDOW) */
+#define RUN_GAP (1u << 20)
 
 /* A repack pack uploading (on object storage, while the next is read) and not indexed. */
 struct newpack {
@@ -147,28 +150,37 @@ static int fetch_pack(struct fetcher *fw, struct fetched *f)
 	}
 	if (!f->fd) /* salvaged: read it again from the start */
 		TRY(kbv_be_open(r->be, KBV_OBJ_PACK, hex, &f->fd, NULL));
-	/* Object storage: one GET for the span of the live envelopes when the read windows
-	 * they touch (one request each) cover at least half of it; a local file is read
+	/* Object storage: the live envelopes' runs, one GET each; a local file is read
 	 * envelope by envelope. */
-	uint64_t lo = UINT64_MAX, hi = 0, cells = 0, last_cell = UINT64_MAX;
+	uint64_t lo = UINT64_MAX, hi = 0;
 	for (size_t i = 0; i < n; i++)
 		if (f->is_live[i] && e[i].stored_len) {
 			uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
-			for (uint64_t c = e[i].offset / WINDOW; c <= (end - 1) / WINDOW; c++)
-				if (last_cell == UINT64_MAX || c > last_cell) { /* entries are in offset order */
-					cells++;
-					last_cell = c;
-				}
 			lo = e[i].offset < lo ? e[i].offset : lo;
 			hi = end > hi ? end : hi;
 		}
-	f->spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX &&
-		     cells * 2 >= (hi - 1) / WINDOW - lo / WINDOW + 1;
+	f->spanned = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && hi > lo && hi - lo <= SPAN_MAX;
 	if (f->spanned) {
 		TRY(kbv_buf_reserve(&f->span, (size_t)(hi - lo)));
-		TRY(kbv_be_read_once(f->fd, f->span.data, (size_t)(hi - lo), lo));
-		f->span.len = (size_t)(hi - lo);
 		f->lo = lo;
+		uint64_t a = 0, b = 0; /* the run being gathered: [a, b) */
+		for (size_t i = 0; i <= n; i++) {
+			int live = i < n && f->is_live[i] && e[i].stored_len;
+			if (live && b && e[i].offset <= b + RUN_GAP) { /* entries are in offset order */
+				uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
+				b = end > b ? end : b;
+				continue;
+			}
+			if (i < n && !live)
+				continue;
+			if (b) /* the run ends: fetch it */
+				TRY(kbv_be_read_once(f->fd, f->span.data + (a - lo), (size_t)(b - a), a));
+			if (i < n) {
+				a = e[i].offset;
+				b = a + e[i].stored_len;
+			}
+		}
+		f->span.len = (size_t)(hi - lo);
 	}
 out:
 	return rc;
