@@ -221,17 +221,20 @@ static int copy_pack(void *arg, void *jp)
 			j++;
 		}
 		if (c->live.len) {
+			/* the envelope's length as its live entries give it (what was fetched;
+			 * kbv_packw_add_copy checks that they all agree) */
+			uint32_t len = ((const struct kbv_pack_entry *)c->live.data)->stored_len;
 			const uint8_t *env;
 			if (f->spanned) {
 				env = f->span.data + (e[i].offset - f->lo);
 			} else {
-				TRY(kbv_buf_reserve(&c->stored, e[i].stored_len));
-				TRY(kbv_be_read(f->fd, c->stored.data, e[i].stored_len, e[i].offset));
+				TRY(kbv_buf_reserve(&c->stored, len));
+				TRY(kbv_be_read(f->fd, c->stored.data, len, e[i].offset));
 				env = c->stored.data;
 			}
 			if (!c->w)
 				TRY(kbv_packw_new(r, c->sw->codec, &c->w));
-			rc = kbv_packw_add_copy(c->w, env, e[i].stored_len, (const struct kbv_pack_entry *)c->live.data,
+			rc = kbv_packw_add_copy(c->w, env, len, (const struct kbv_pack_entry *)c->live.data,
 						c->live.len / sizeof(struct kbv_pack_entry));
 			if (rc < 0) {
 				if (kbv_disk_full(r->local))
