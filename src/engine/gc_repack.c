@@ -163,23 +163,21 @@ static int fetch_pack(struct fetcher *fw, struct fetched *f)
 	if (f->spanned) {
 		TRY(kbv_buf_reserve(&f->span, (size_t)(hi - lo)));
 		f->lo = lo;
-		uint64_t a = 0, b = 0; /* the run being gathered: [a, b) */
-		for (size_t i = 0; i <= n; i++) {
-			int live = i < n && f->is_live[i] && e[i].stored_len;
-			if (live && b && e[i].offset <= b + RUN_GAP) { /* entries are in offset order */
-				uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
+		uint64_t a = lo, b = 0; /* the run being gathered: [a, b) */
+		for (size_t i = 0; i < n; i++) {
+			if (!f->is_live[i] || !e[i].stored_len)
+				continue;
+			uint64_t end = (uint64_t)e[i].offset + e[i].stored_len;
+			if (b && e[i].offset <= b + RUN_GAP) { /* entries are in offset order */
 				b = end > b ? end : b;
 				continue;
 			}
-			if (i < n && !live)
-				continue;
 			if (b) /* the run ends: fetch it */
 				TRY(kbv_be_read_once(f->fd, f->span.data + (a - lo), (size_t)(b - a), a));
-			if (i < n) {
-				a = e[i].offset;
-				b = a + e[i].stored_len;
-			}
+			a = e[i].offset;
+			b = end;
 		}
+		TRY(kbv_be_read_once(f->fd, f->span.data + (a - lo), (size_t)(b - a), a)); /* the last run */
 		f->span.len = (size_t)(hi - lo);
 	}
 out:
