@@ -12,7 +12,7 @@ DOCDIR  ?= $(PREFIX)/share/doc/kbvault
 # surprise (make install CRONDIR=/etc/cron.d does).
 CRONDIR ?= $(DOCDIR)/cron.d
 CFLAGS  ?= -O2 -g
-PKGS    := libzstd libsodium lmdb libxxhash jansson inih libpq libcurl expat
+PKGS    := libzstd libsodium lmdb libxxhash jansson inih libpq libcurl expat libcrypto
 
 ifneq ($(SANITIZE),)
 BUILD   ?= build/san

@@ -11,7 +11,7 @@
 set -eu
 TOOLS="$(cd "$(dirname "$0")/.." && pwd)/build/tools"
 PKGS="build-essential pkg-config libzstd-dev libsodium-dev liblmdb-dev libxxhash-dev libjansson-dev
-libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev libexpat1-dev librust-blake3-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
+libcmocka-dev libinih-dev libpq-dev libcurl4-openssl-dev libssl-dev libexpat1-dev librust-blake3-dev bats python3 coreutils util-linux postgresql postgresql-client zstd tar curl
 xxhash b3sum faketime systemd man-db groff-base ceph-mon ceph-osd radosgw ceph-common"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup pgbackrest time gnuplot-nox zstd gzip" ;;

@@ -132,6 +132,8 @@ struct req {
 	int retried;   /* an earlier try got no reply: a PUT may have been applied already */
 	CURL *curl;
 	int acked; /* TCP_QUICKACK asked for this reply (on_header) */
+	unsigned char sha[32]; /* of the body, when sha_known (body and len are set first) */
+	int sha_known;
 	int64_t date; /* the reply's Date header, seconds since the epoch (0: none) */
 	int64_t lock_until; /* x-amz-object-lock-retain-until-date (0: none) */
 };
