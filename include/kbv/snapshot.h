@@ -108,6 +108,10 @@ struct kbv_snapshot_damage {
 /* Remove a manifest durably (the snapshot is gone; its data stays until gc). A missing
  * one is not an error. */
 int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES]);
+/* The same for n manifests, in as few requests as the storage allows (one DeleteObjects
+ * on object storage); none is removed when one is retained. On another error some may be
+ * gone and others not. */
+int kbv_snapshot_remove_many(struct kbv_repo *r, const uint8_t (*ids)[KBV_ID_BYTES], size_t n);
 
 /* The ids of every manifest in the repository, KBV_ID_BYTES each, into ids (replacing
  * its contents); none is read. */

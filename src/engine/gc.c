@@ -230,6 +230,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	struct kbv_plans plans = { 0 };
 	uint8_t(*ripe)[KBV_PACKID_BYTES] = NULL;
 	uint8_t *keep = NULL; /* per dropped snapshot: still retained by Object Lock */
+	uint8_t(*removed)[KBV_ID_BYTES] = NULL; /* the dropped snapshots removed */
 	size_t n = 0, nripe = 0;
 	int rc = 0;
 	memset(res, 0, sizeof *res);
@@ -261,13 +262,18 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 			rc = 0;
 		}
 	}
-	if (!o->dry_run && ndrop) {
-		for (size_t i = 0; i < ndrop; i++) {
-			if (keep && keep[i])
-				continue;
-			TRY(kbv_snapshot_remove(r, drop[i]));
-			res->snapshots_dropped++;
+	if (!o->dry_run && ndrop) { /* in one request on object storage */
+		removed = calloc(ndrop, sizeof *removed);
+		if (!removed) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
 		}
+		size_t nd = 0;
+		for (size_t i = 0; i < ndrop; i++)
+			if (!keep || !keep[i])
+				memcpy(removed[nd++], drop[i], KBV_ID_BYTES);
+		TRY(kbv_snapshot_remove_many(r, (const uint8_t(*)[KBV_ID_BYTES])removed, nd));
+		res->snapshots_dropped += nd;
 	}
 
 	/* 2. mark: every manifest that is (or, dry run, will be) left is a root. */
@@ -494,6 +500,7 @@ out:
 	kbv_plans_release(&plans);
 	free(ripe);
 	free(keep);
+	free(removed);
 	free(wf);
 	return rc;
 }

@@ -489,6 +489,25 @@ int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES])
 	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
 }
 
+int kbv_snapshot_remove_many(struct kbv_repo *r, const uint8_t (*ids)[KBV_ID_BYTES], size_t n)
+{
+	char (*hex)[2 * KBV_ID_BYTES + 1] = calloc(n ? n : 1, sizeof *hex);
+	const char **names = calloc(n ? n : 1, sizeof *names);
+	int rc = hex && names ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char what[96];
+		kbv_hex(ids[i], KBV_ID_BYTES, hex[i]);
+		snprintf(what, sizeof what, "snapshot %.8s", hex[i]);
+		names[i] = hex[i];
+		rc = kbv_repo_refuse_retained(r, KBV_OBJ_SNAPSHOT, hex[i], what);
+	}
+	if (rc == 0 && n)
+		rc = kbv_be_remove_many(r->be, KBV_OBJ_SNAPSHOT, names, n);
+	free(names);
+	free(hex);
+	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
+}
+
 /* A listed manifest: its id and the object's size. */
 struct listed_snap {
 	uint8_t id[KBV_ID_BYTES];

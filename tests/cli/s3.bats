@@ -204,6 +204,22 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/s5"
 }
 
+@test "s3: gc --keep-last removes the manifests it drops with one DeleteObjects request" {
+	s3_init
+	for i in 1 2 3 4 5; do # five nights of one stream
+		head -c 300000 /dev/urandom > "$TMPD/d$i"
+		kbv snapshot -q --stdin db < "$TMPD/d$i"
+	done
+	run kbv -v gc --keep-last 1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"gc removed 4 snapshots, kept 1"* ]]
+	# the four manifests, the packs, the index objects, and the gc lock's DELETE
+	[[ "$output" == *"object storage requests: "*", 4 DELETE (0 of them retries)"* ]]
+	[ "$(s3_keys prod/snapshots/ | wc -l)" = 1 ]
+	kbv check
+	kbv restore latest --stdout | cmp - "$TMPD/d5"
+}
+
 @test "s3: gc plans from the index: a pack it deletes whole is never read, one it keeps is never HEAD-ed" {
 	s3_init
 	five_snapshots
