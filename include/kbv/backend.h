@@ -101,7 +101,7 @@ void kbv_backend_free(struct kbv_backend *be);
 #define KBV_BE_LOCAL 1u /* objects are files under kbv_backend_root() */
 unsigned kbv_backend_features(const struct kbv_backend *be);
 /* How many transfers are worth running at once: s3-connections for object storage, 1 for a
- * local directory. Readers use at least that many threads. */
+ * local directory (a restore's planned reads fetch on that many threads). */
 unsigned kbv_backend_parallel(const struct kbv_backend *be);
 /* The local directory of a KBV_BE_LOCAL backend (borrowed, valid until free), else NULL. */
 const char *kbv_backend_root(const struct kbv_backend *be);

@@ -103,13 +103,8 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 	if (!rd)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	rd->repo = r;
-	if (!nthreads) {
-		/* one per CPU, and on object storage at least s3-connections: a worker waiting
-		 * for its ranged GET leaves its CPU to the others */
+	if (!nthreads) /* one per CPU: on object storage the plan's own threads fetch */
 		nthreads = kbv_pool_default_threads();
-		if (nthreads < kbv_backend_parallel(r->be))
-			nthreads = kbv_backend_parallel(r->be);
-	}
 	rd->workers = calloc(nthreads, sizeof *rd->workers);
 	rd->wptrs = calloc(nthreads, sizeof *rd->wptrs);
 	if (!rd->workers || !rd->wptrs) {
