@@ -477,13 +477,20 @@ int kbv_snapshot_list(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n
 	return rc;
 }
 
-int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES])
+/* The object name of manifest `id` into name, or KBV_ELOCKED when Object Lock still
+ * retains it (nothing may remove it then). */
+static int removable(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], char name[2 * KBV_ID_BYTES + 1])
 {
-	char name[2 * KBV_ID_BYTES + 1];
 	char what[96];
 	kbv_hex(id, KBV_ID_BYTES, name);
 	snprintf(what, sizeof what, "snapshot %.8s", name);
-	int rc = kbv_repo_refuse_retained(r, KBV_OBJ_SNAPSHOT, name, what);
+	return kbv_repo_refuse_retained(r, KBV_OBJ_SNAPSHOT, name, what);
+}
+
+int kbv_snapshot_remove(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES])
+{
+	char name[2 * KBV_ID_BYTES + 1];
+	int rc = removable(r, id, name);
 	if (rc == 0)
 		rc = kbv_be_remove(r->be, KBV_OBJ_SNAPSHOT, name);
 	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
@@ -495,11 +502,8 @@ int kbv_snapshot_remove_many(struct kbv_repo *r, const uint8_t (*ids)[KBV_ID_BYT
 	const char **names = calloc(n ? n : 1, sizeof *names);
 	int rc = hex && names ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		char what[96];
-		kbv_hex(ids[i], KBV_ID_BYTES, hex[i]);
-		snprintf(what, sizeof what, "snapshot %.8s", hex[i]);
 		names[i] = hex[i];
-		rc = kbv_repo_refuse_retained(r, KBV_OBJ_SNAPSHOT, hex[i], what);
+		rc = removable(r, ids[i], hex[i]);
 	}
 	if (rc == 0 && n)
 		rc = kbv_be_remove_many(r->be, KBV_OBJ_SNAPSHOT, names, n);
