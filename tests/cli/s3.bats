@@ -204,6 +204,24 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/s5"
 }
 
+@test "s3: small objects go up without waiting for 100 Continue (a round trip each), packs wait for it; nothing is labelled a form" {
+	s3proxy_start
+	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/a.bin" # 3 MB of random bytes: a pack over 1 MiB
+	kbv forget -q "$(snap_id 1)"
+	kbv gc -q --keep-all # a lock, a plan, an index object, a record
+	for dir in snapshots idx locks plans records; do
+		grep -q "^PUT /$BUCKET/prod/$dir/.* - - application/octet-stream\$" "$TMPD/rules.log"
+	done
+	[ "$(grep -c '^PUT .* 100-continue ' "$TMPD/rules.log")" -ge 1 ]
+	[ "$(grep '^PUT .* 100-continue ' "$TMPD/rules.log" | grep -vc '^PUT [^ ]*/data/')" = 0 ]
+	! grep -q 'x-www-form-urlencoded' "$TMPD/rules.log"
+	kbv snapshot -q --stdin b < "$TMPD/b.bin"
+	kbv check --read-data
+	kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
+}
+
 @test "s3: gc --keep-last removes the manifests it drops with one DeleteObjects request" {
 	s3_init
 	for i in 1 2 3 4 5; do # five nights of one stream

@@ -17,7 +17,8 @@ rules last changed (counting from 1):
     always 503       every request 503 SlowDown
 
 An empty file forwards everything. Served requests are counted in RULES_FILE.count, and
-each one is logged to RULES_FILE.log as "METHOD PATH RANGE" (RANGE "-" when there is none).
+each one is logged to RULES_FILE.log as "METHOD PATH RANGE EXPECT CONTENT-TYPE" (a header
+the request did not send is "-").
 """
 import http.client
 import http.server
@@ -78,7 +79,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         with lock, open(RULES + ".log", "a") as log:
-            log.write(f"{self.command} {self.path} {self.headers.get('Range', '-').replace(' ', '')}\n")
+            log.write(" ".join([self.command, self.path] + [self.headers.get(h, "-").replace(" ", "")
+                                                             for h in ("Range", "Expect", "Content-Type")]) + "\n")
         action, code = next_action(self.command)
         if action == "cut" and self.command == "PUT" and length > 1:
             self.rfile.read(length // 2)

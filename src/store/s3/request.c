@@ -226,6 +226,14 @@ static void body_sha256(struct req *q)
 	q->sha_known = 1;
 }
 
+static int has_content_type(const struct req *q)
+{
+	for (size_t i = 0; i < sizeof q->hdr / sizeof *q->hdr && q->hdr[i]; i++)
+		if (!strncasecmp(q->hdr[i], "Content-Type:", 13))
+			return 1;
+	return 0;
+}
+
 /* Perform q: 0 with q->status set (any HTTP status: the caller judges it), or KBV_EIO when
  * no reply came (after the retries) or transient replies persisted. */
 int s3_do(struct s3 *s, struct req *q)
@@ -240,6 +248,7 @@ int s3_do(struct s3 *s, struct req *q)
 	s3_req_what(s, q, what, sizeof what);
 	CURLcode cc = CURLE_OK;
 	char cerr[CURL_ERROR_SIZE];
+	int small_put = !strcmp(q->method, "PUT") && q->len < S3_SMALL_PUT;
 	for (int attempt = 0; attempt < S3_ATTEMPTS; attempt++) {
 		if (attempt) {
 			/* 0.1 s, 0.2 s, ... up to 5 s, each scaled by a random 0.5..1.0 */
@@ -280,6 +289,8 @@ int s3_do(struct s3 *s, struct req *q)
 		}
 		for (size_t i = 0; !bad && i < sizeof q->hdr / sizeof *q->hdr && q->hdr[i]; i++)
 			bad = !(hn = curl_slist_append(h, q->hdr[i])) || !(h = hn);
+		if (!bad && small_put && !has_content_type(q)) /* else curl labels the body a form */
+			bad = !(hn = curl_slist_append(h, "Content-Type: application/octet-stream")) || !(h = hn);
 		if (bad) {
 			curl_slist_free_all(h);
 			curl_easy_cleanup(c);
@@ -310,10 +321,11 @@ int s3_do(struct s3 *s, struct req *q)
 		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)S3_RECV_BUFFER);
 		if (s->ca_file)
 			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
-		if (!strcmp(q->method, "PUT") && q->query && q->len < 1024) {
-			/* A sub-resource (?retention): radosgw sends no 100 Continue for it, and
-			 * curl would wait out the timeout on every request. A small body sent as
-			 * POST data under the PUT method goes without Expect. */
+		if (small_put) {
+			/* A small body sent as POST data under the PUT method goes without Expect
+			 * (curl asks for 100 Continue on every upload; radosgw does not even send
+			 * one for a sub-resource such as ?retention, so curl would wait out the
+			 * timeout). Without a Content-Type of its own, curl would label it a form. */
 			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body ? q->body : "");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);

@@ -44,6 +44,11 @@
 #define S3_ERRBODY (8 << 10) /* bytes of an error reply kept for its code */
 #define S3_RECV_BUFFER (512 << 10) /* curl's receive buffer: 16 KiB by default, a read() per 16 KiB */
 
+/* A PUT body under this size goes out with its headers, without "Expect: 100-continue"
+ * (which costs a round trip before the body: a lock, a plan, a manifest, an index object);
+ * a larger one (a pack) waits for the server's go-ahead, so that a refusal (403, a missing
+ * bucket, 503) does not cost the upload. */
+#define S3_SMALL_PUT (1u << 20)
 #define S3_MAX_CONNS 32
 #define S3_DEFAULT_CONNS 4
 struct upload;
