@@ -11,6 +11,9 @@
 # byte; RESTORES rounds taking turns, each tool's median), and retention + gc (kbvault gc
 # --keep-last 2 against restic forget --keep-last 2 --prune). Bytes stored: the buckets'
 # object sizes.
+# RTT_MS=N: both tools reach the gateway through bench/lagproxy.py, which adds a round trip
+# of N ms to every exchange, as to a storage service across a network (the proxy's own CPU
+# is taken from the same two cores as both tools'); the results then go to s3-rttN.*.
 #   bench/s3.sh   (make bench-s3; DATA=kb DAYS=6 by default; DATA=synthetic DAYS=5 MB=200)
 # Needs KBVAULT and GENDUMP; writes bench/results/s3.csv and s3.md.
 set -euo pipefail
@@ -30,7 +33,13 @@ mkdir -p "$W" "$OUT"
 # shellcheck source=../tests/cli/ceph.bash
 . tests/cli/ceph.bash
 ceph_start
-trap 'ceph_stop' EXIT
+PROXY_PID=
+stop_all() {
+	[ -z "$PROXY_PID" ] || kill "$PROXY_PID" 2> /dev/null || true
+	! declare -F pg_stop > /dev/null || pg_stop
+	ceph_stop
+}
+trap stop_all EXIT
 CUR=$W/current # the night's files, at the same path every night (both tools group by path)
 if [ "$DATA" = kb ]; then
 	# shellcheck source=../tests/cli/pg.bash
@@ -38,7 +47,6 @@ if [ "$DATA" = kb ]; then
 	# shellcheck source=pg/lib.sh
 	. bench/pg/lib.sh
 	pg_start
-	trap 'pg_stop; ceph_stop' EXIT
 	kb_create "$DOCS" "$SCALE"
 	python3 bench/streams.py init "$W/data" "$SEGS" "$SEG_KB" "$RECORDS"
 fi
@@ -63,8 +71,15 @@ night() {
 # shellcheck source=gateway.sh
 . bench/gateway.sh
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME="$W/cache" RESTIC_CACHE_DIR="$W/restic-cache"
-KR=s3:$S3_ENDPOINT/kbvault-bench
-RR=s3:$S3_ENDPOINT/restic-bench
+EP=$S3_ENDPOINT NAME=s3
+if [ -n "${RTT_MS:-}" ]; then
+	python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT_MS" "$W/proxy.port" &
+	PROXY_PID=$!
+	for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
+	EP=http://127.0.0.1:$(cat "$W/proxy.port") NAME=s3-rtt$RTT_MS
+fi
+KR=s3:$EP/kbvault-bench
+RR=s3:$EP/restic-bench
 "$K" -q -r "$KR" init
 restic -q -r "$RR" init > /dev/null
 
@@ -84,7 +99,7 @@ timed() {
 	awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$W/time"
 }
 
-CSV=$OUT/s3.csv
+CSV=$OUT/$NAME.csv
 echo "tool,operation,day,bytes,seconds,mb_per_s,peak_rss_kb,cpu_s,put,get,head,list,delete,stored_bytes" > "$CSV"
 requests kbvault-bench > /dev/null
 requests restic-bench > /dev/null
@@ -155,7 +170,7 @@ row kbvault gc - 0 "$t" "$(requests kbvault-bench)" "$(stored kbvault-bench)"
 t=$(timed restic -q -r "$RR" forget --keep-last 2 --prune)
 row restic gc - 0 "$t" "$(requests restic-bench)" "$(stored restic-bench)"
 
-python3 - "$CSV" > "$OUT/s3.md" <<'EOF'
+python3 - "$CSV" > "$OUT/$NAME.md" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 def tot(tool, op, key):
@@ -180,6 +195,6 @@ print(f"| stored after gc, MiB | {ks/1048576:.1f} | {rs/1048576:.1f} | {ks/rs:.2
 rss = lambda tool: max(int(r["peak_rss_kb"]) for r in rows if r["tool"] == tool)
 print(f"| peak RSS, MiB | {rss('kbvault')/1024:.0f} | {rss('restic')/1024:.0f} | |")
 EOF
-cat "$OUT/s3.md"
+cat "$OUT/$NAME.md"
 # KEEP_LOG=1: the gateway's access log stays in the work directory (request by request)
 [ -z "${KEEP_LOG:-}" ] || cp "$LOG" "$W/gateway.log"
