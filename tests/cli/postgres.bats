@@ -52,8 +52,11 @@ teardown() { dropdb --if-exists "$DB" > /dev/null 2>&1 || true; dropdb --if-exis
 		-c "DELETE FROM nokey WHERE a < 50" -c "VACUUM FULL documents"
 	kbv snapshot -q --command kb.sql -- pg_dump -Fp -d "$DB"
 	[ "$(snap_count)" = 2 ]
-	# The second dump differs from the first, yet shares most of its chunks.
-	kbv stats --json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["dedup_ratio"] > 1.2, s'
+	# The second dump differs from the first, yet shares chunks with it: without dedup the
+	# ratio would be 1.0. How much it shares depends on the repository's random chunker key
+	# on these repetitive rows: over 300 keys, 1.09 to 1.50, median 1.33, two under 1.2
+	# (each with ~60% more chunks), so a bar of 1.2 failed about one run in a hundred.
+	kbv stats --json | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["dedup_ratio"] > 1.05, s'
 
 	createdb "${DB}_restored"
 	kbv restore "$(snap_id 1)" --stdout | psql_q -d "${DB}_restored" > /dev/null
