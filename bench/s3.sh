@@ -36,7 +36,7 @@ ceph_start
 PROXY_PID=
 stop_all() {
 	[ -z "$PROXY_PID" ] || kill "$PROXY_PID" 2> /dev/null || true
-	! declare -F pg_stop > /dev/null || pg_stop
+	! declare -F pg_stop > /dev/null || pg_stop || true
 	ceph_stop
 }
 trap stop_all EXIT
