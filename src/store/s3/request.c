@@ -249,6 +249,7 @@ int s3_do(struct s3 *s, struct req *q)
 	CURLcode cc = CURLE_OK;
 	char cerr[CURL_ERROR_SIZE];
 	int small_put = !strcmp(q->method, "PUT") && q->len < S3_SMALL_PUT;
+	int add_ctype = small_put && !has_content_type(q); /* else curl labels the body a form */
 	for (int attempt = 0; attempt < S3_ATTEMPTS; attempt++) {
 		if (attempt) {
 			/* 0.1 s, 0.2 s, ... up to 5 s, each scaled by a random 0.5..1.0 */
@@ -289,7 +290,7 @@ int s3_do(struct s3 *s, struct req *q)
 		}
 		for (size_t i = 0; !bad && i < sizeof q->hdr / sizeof *q->hdr && q->hdr[i]; i++)
 			bad = !(hn = curl_slist_append(h, q->hdr[i])) || !(h = hn);
-		if (!bad && small_put && !has_content_type(q)) /* else curl labels the body a form */
+		if (!bad && add_ctype)
 			bad = !(hn = curl_slist_append(h, "Content-Type: application/octet-stream")) || !(h = hn);
 		if (bad) {
 			curl_slist_free_all(h);
