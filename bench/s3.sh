@@ -7,10 +7,11 @@
 # (bench/streams.py), DAYS nights; both tools back up the night's directory. DATA=synthetic:
 # the pg_dump series of bench/gendump, about MB MiB a night, through standard input. Per
 # night: ingest seconds and MB/s, peak RSS, CPU and minor page faults, and the requests the
-# gateway served (from its access log: PUT, GET, HEAD, LIST, DELETE). Then restore of the last night (byte for
-# byte; RESTORES rounds taking turns, each tool's median), and retention + gc (kbvault gc
-# --keep-last 2 against restic forget --keep-last 2 --prune). Bytes stored: the buckets'
-# object sizes. The results open with what a page's first touch costs on the host.
+# gateway served (from its access log: PUT, GET, HEAD, LIST, DELETE). Then restore of the
+# last night (byte for byte; RESTORES rounds taking turns, each tool's median), and
+# retention + gc (kbvault gc --keep-last 2 against restic forget --keep-last 2 --prune).
+# Bytes stored: the buckets' object sizes. The results open with what a page's first touch
+# costs on the host.
 # RTT_MS=N: both tools reach the gateway through bench/lagproxy.py, which adds a round trip
 # of N ms to every exchange, as to a storage service across a network (the proxy's own CPU
 # is taken from the same two cores as both tools'); the results then go to s3-rttN.*.
