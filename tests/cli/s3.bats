@@ -480,12 +480,19 @@ EOF
 		[[ "$output" == *"injected fault"* ]]
 		[ "$(snap_count)" = 1 ]
 	done
-	# The server gone mid-snapshot (radosgw killed while a big stream is being sent).
+	# The server gone mid-snapshot (radosgw killed while a big stream is being sent): the
+	# stream comes through a pipe, its second half only after the server is gone, so the
+	# snapshot cannot have ended before (a fast machine sent 40 MB in less than a sleep).
 	head -c 40000000 /dev/urandom > "$TMPD/big.bin"
-	kbv snapshot -q --stdin big < "$TMPD/big.bin" 2> "$TMPD/err" &
+	mkfifo "$TMPD/pipe"
+	kbv snapshot -q --stdin big < "$TMPD/pipe" 2> "$TMPD/err" &
 	pid=$!
-	sleep 0.5
+	exec 5> "$TMPD/pipe"
+	head -c 20000000 "$TMPD/big.bin" >&5 || true
+	sleep 0.5 # a pack or two on their way up
 	ceph_rgw_stop
+	tail -c +20000001 "$TMPD/big.bin" >&5 2> /dev/null || true # it may have failed already
+	exec 5>&-
 	st=0
 	wait "$pid" || st=$?
 	ceph_rgw_start
