@@ -174,12 +174,12 @@ static int on_key(void *arg, const char *name, uint64_t size, int64_t mtime)
 	return 0;
 }
 
-int kbv_repo_read_keys(struct kbv_repo *r)
+int kbv_repo_list_keys(struct kbv_repo *r)
 {
 	struct gather g = { r, 0 };
-	char what[1024];
-	int rc = 0, sound = 0, first_bad = 0;
-	TRY(kbv_be_list(r->be, KBV_OBJ_KEY, on_key, &g));
+	int rc = kbv_be_list(r->be, KBV_OBJ_KEY, on_key, &g);
+	if (rc < 0)
+		return rc;
 	/* `key` first: the one every repository has, tried first. */
 	for (size_t i = 1; i < r->nkeyobjs; i++)
 		if (!r->keyobjs[i].name[0]) {
@@ -187,6 +187,13 @@ int kbv_repo_read_keys(struct kbv_repo *r)
 			r->keyobjs[0] = r->keyobjs[i];
 			r->keyobjs[i] = t;
 		}
+	return 0;
+}
+
+int kbv_repo_read_keys(struct kbv_repo *r)
+{
+	char what[1024];
+	int rc = 0, sound = 0, first_bad = 0;
 	if (r->nkeyobjs == 0) {
 		kbv_be_describe(r->be, KBV_OBJ_KEY, "", what, sizeof what);
 		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", what);
@@ -219,7 +226,6 @@ int kbv_repo_read_keys(struct kbv_repo *r)
 		kbv_be_describe(r->be, KBV_OBJ_KEY, "", what, sizeof what);
 		return kbv_error(KBV_ECORRUPT, "key file '%s' is missing", what);
 	}
-out:
 	return rc;
 }
 

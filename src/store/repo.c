@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,42 @@ static int take_lock(int fd, const char *path, enum kbv_lock lock, const struct 
 	}
 }
 
+/* The key objects' names, listed on a thread of their own while the config is read. */
+struct key_listing {
+	struct kbv_repo *r;
+	int rc;
+	char msg[1024]; /* the listing's error message (messages are per thread) */
+};
+
+static void *list_keys_beside(void *arg)
+{
+	struct key_listing *k = arg;
+	k->rc = kbv_repo_list_keys(k->r);
+	if (k->rc < 0)
+		snprintf(k->msg, sizeof k->msg, "%s", kbv_errmsg());
+	return NULL;
+}
+
+/* The config, and the names of the key objects. On object storage the two go side by side:
+ * each is a request (and the first, a connection's set-up) that nothing else can start
+ * before, once per command, and neither depends on the other. The result is the
+ * sequential one's: the config's error first, then the listing's. */
+static int read_config_and_key_names(struct kbv_repo *r)
+{
+	struct key_listing k = { .r = r };
+	pthread_t t;
+	int beside = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && pthread_create(&t, NULL, list_keys_beside, &k) == 0;
+	int rc = read_config(r);
+	if (beside) {
+		pthread_join(t, NULL);
+		if (rc == 0 && k.rc < 0)
+			rc = kbv_error(k.rc, "%s", k.msg);
+	} else if (rc == 0) {
+		rc = kbv_repo_list_keys(r);
+	}
+	return rc;
+}
+
 int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)
 {
 	return kbv_repo_open_wait(path, lock, NULL, out);
@@ -464,7 +501,7 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 		goto out;
 	}
 	TRY(kbv_repo_backend(r->path, &r->be));
-	TRY(read_config(r));
+	TRY(read_config_and_key_names(r));
 	/* Benchmarks make repositories of many small packs (bench/s3-manypacks.sh): packs of
 	 * any size are valid, the config's size is only the writers' target. */
 	const char *ps = getenv("KBVAULT_PACK_SIZE");

@@ -56,9 +56,11 @@ struct kbv_repo {
 	int nwriters; /* writers alive on this handle (engine/writer.c) */
 };
 
-/* Key objects (src/store/keys.c). Read and check them all (at least one sound, else the
- * first one's error); free them; unwrap the master keys into r->keys with the first key
- * the password opens (KBV_EAUTH when none does). */
+/* Key objects (src/store/keys.c). List their names into r->keyobjs (`key` first); then
+ * read and check them all (at least one sound, else the first one's error); free them;
+ * unwrap the master keys into r->keys with the first key the password opens (KBV_EAUTH
+ * when none does). */
+int kbv_repo_list_keys(struct kbv_repo *r);
 int kbv_repo_read_keys(struct kbv_repo *r);
 void kbv_repo_free_keys(struct kbv_repo *r);
 int kbv_repo_try_keys(struct kbv_repo *r, const char *pw, size_t pwlen);

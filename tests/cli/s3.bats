@@ -204,6 +204,41 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/s5"
 }
 
+@test "s3: a command's first requests go side by side: the config, the key and the listing of keys/ (a round trip each)" {
+	s3_init
+	printf 'another password\n' > "$TMPD/pw2"
+	chmod 600 "$TMPD/pw2"
+	kbv key add -q --new-password-file "$TMPD/pw2"
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	s3proxy_start
+	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"
+	echo "together 3" > "$TMPD/rules"
+	run kbv snapshots --json
+	[ "$status" -eq 0 ]
+	[ "$(python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' <<< "$output")" = 1 ]
+	# one after the other, each would have waited alone
+	[ "$(grep -c ' together$' "$TMPD/rules.together")" = 3 ]
+	grep -q "^GET /$BUCKET/prod/config together\$" "$TMPD/rules.together"
+	grep -q "^HEAD /$BUCKET/prod/key together\$" "$TMPD/rules.together"
+	grep -q "^GET /$BUCKET?list-type=2&prefix=prod%2Fkeys%2F together\$" "$TMPD/rules.together"
+	# both keys still found, `key` first; either password opens the repository
+	: > "$TMPD/rules"
+	run kbv key list
+	[ "$status" -eq 0 ]
+	[[ "$(sed -n 2p <<< "$output")" == "* key "* ]]
+	[ "$(grep -c '^  [0-9a-f]\{32\} ' <<< "$output")" = 1 ]
+	KBVAULT_PASSWORD_FILE="$TMPD/pw2" kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	# an error of either request is still the one a user would get one after the other
+	echo "HEAD 403 AccessDenied" > "$TMPD/rules"
+	run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 HEAD s3:$PROXY/$BUCKET/prod/key: HTTP 403"* ]]
+	echo "GET 403 AccessDenied" > "$TMPD/rules" # the config's GET and the listing's both fail
+	run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET/prod/config: HTTP 403 AccessDenied"* ]]
+}
+
 @test "s3: small objects go up without waiting for 100 Continue (a round trip each), packs wait for it; nothing is labelled a form" {
 	s3proxy_start
 	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"

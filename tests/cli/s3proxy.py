@@ -15,6 +15,11 @@ rules last changed (counting from 1):
     METHOD STATUS CODE  answer every METHOD request (PUT, GET, ...) with that HTTP status
                      and S3 error code (PUT 403 QuotaExceeded, PUT 503 SlowDown)
     always 503       every request 503 SlowDown
+    together N       hold each of the first N requests until all N have arrived (at most
+                     3 s), then forward them; each is logged to RULES_FILE.together as
+                     "METHOD PATH together" or, when the wait ran out, "METHOD PATH alone":
+                     requests a client sends side by side arrive together, requests it
+                     sends one after the other never do
 
 An empty file forwards everything. Served requests are counted in RULES_FILE.count, and
 each one is logged to RULES_FILE.log as "METHOD PATH RANGE EXPECT CONTENT-TYPE" (a header
@@ -31,6 +36,8 @@ UPSTREAM = int(sys.argv[1])
 RULES = sys.argv[2]
 lock = threading.Lock()
 state = {"rules": None, "n": 0, "served": 0}
+held = threading.Condition()  # requests held by "together N"
+gate = {"arrived": 0}
 
 ERR = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
        "<Message>injected by s3proxy</Message></Error>")
@@ -45,6 +52,8 @@ def next_action(method):
     with lock:
         if rules != state["rules"]:
             state["rules"], state["n"] = rules, 0
+            with held:
+                gate["arrived"] = 0
         state["n"] += 1
         state["served"] += 1
         n = state["n"]
@@ -56,6 +65,8 @@ def next_action(method):
             return w[2], None
         if len(w) == 2 and w[0] == "always":
             return w[1], None
+        if len(w) == 2 and w[0] == "together" and n <= int(w[1]):
+            return "together", int(w[1])
         if len(w) == 3 and w[0] == method:
             return "status", (int(w[1]), w[2])
     return None, None
@@ -82,6 +93,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             log.write(" ".join([self.command, self.path] + [self.headers.get(h, "-").replace(" ", "")
                                                              for h in ("Range", "Expect", "Content-Type")]) + "\n")
         action, code = next_action(self.command)
+        if action == "together":
+            with held:
+                gate["arrived"] += 1
+                held.notify_all()
+                met = held.wait_for(lambda: gate["arrived"] >= code, timeout=3)
+            with lock, open(RULES + ".together", "a") as f:
+                f.write(f"{self.command} {self.path} {'together' if met else 'alone'}\n")
+            action = None
         if action == "cut" and self.command == "PUT" and length > 1:
             self.rfile.read(length // 2)
             self.close_connection = True

@@ -33,24 +33,90 @@ static int list_item(void *arg, const struct kbv_s3_item *it)
 	return kbv_obj_name_ok(t->kind, it->name) ? t->fn(t->arg, it->name, it->size, it->mtime) : 0;
 }
 
+/* Is the one object of `kind` (config, or the key called `key`) there? 1 with its length,
+ * 0 when it is not, or an error. */
+static int head_one(struct s3 *s, enum kbv_obj kind, uint64_t *len)
+{
+	char key[512];
+	s3_obj_key(s, kind, "", key, sizeof key);
+	struct req q = { .method = "HEAD", .key = key };
+	int rc = s3_do(s, &q);
+	kbv_buf_release(&q.err);
+	if (rc == 0 && q.status == 200) {
+		*len = q.length;
+		return 1;
+	}
+	if (rc == 0 && q.status != 404)
+		rc = s3_fail(s, &q);
+	return rc;
+}
+
+/* The HEAD of `key`, on a thread of its own while keys/ is listed. */
+struct key_head {
+	struct s3 *s;
+	int rc;
+	uint64_t len;
+	char msg[1024]; /* its error message (messages are per thread) */
+};
+
+static void *head_key_beside(void *arg)
+{
+	struct key_head *h = arg;
+	h->rc = head_one(h->s, KBV_OBJ_KEY, &h->len);
+	if (h->rc < 0)
+		snprintf(h->msg, sizeof h->msg, "%s", kbv_errmsg());
+	return NULL;
+}
+
+/* The items listed under keys/ (a kbv_buf of struct kbv_s3_item), kept until the HEAD of
+ * `key` has answered. */
+static int keep_key_name(void *arg, const struct kbv_s3_item *it)
+{
+	if (!kbv_obj_name_ok(KBV_OBJ_KEY, it->name) || !it->name[0])
+		return 0;
+	return kbv_buf_add(arg, it, sizeof *it) < 0 ? kbv_error(KBV_ENOMEM, "out of memory") : 0;
+}
+
+/* Keys: `key`, then keys/<keyid>. The HEAD of `key` and the listing of keys/ go side by
+ * side (every command opens the keys first, and each is a round trip); the callbacks come
+ * in the order of one after the other, and so do the errors (the HEAD's first). */
+static int list_keys(struct s3 *s, kbv_be_list_fn fn, void *arg)
+{
+	char prefix[512];
+	struct key_head h = { .s = s };
+	struct kbv_buf names = KBV_BUF_INIT;
+	pthread_t t;
+	int beside = pthread_create(&t, NULL, head_key_beside, &h) == 0;
+	if (!beside && (h.rc = head_one(s, KBV_OBJ_KEY, &h.len)) < 0)
+		return h.rc;
+	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(KBV_OBJ_KEY));
+	int rc = s3_walk(s, prefix, 0, keep_key_name, &names);
+	if (beside) {
+		pthread_join(t, NULL);
+		if (h.rc < 0)
+			rc = kbv_error(h.rc, "%s", h.msg);
+	}
+	if (rc == 0 && h.rc == 1)
+		rc = fn(arg, "", h.len, 0);
+	for (size_t off = 0; rc == 0 && off < names.len; off += sizeof(struct kbv_s3_item)) {
+		struct kbv_s3_item it;
+		memcpy(&it, names.data + off, sizeof it);
+		rc = fn(arg, it.name, it.size, it.mtime);
+	}
+	kbv_buf_release(&names);
+	return rc;
+}
+
 static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
 {
 	struct s3 *s = (struct s3 *)be;
 	char prefix[512];
-	int rc = 0;
-	if (kind == KBV_OBJ_CONFIG || kind == KBV_OBJ_KEY) {
-		/* One object: is it there? Keys: `key`, then keys/<keyid> below. */
-		char key[512];
-		s3_obj_key(s, kind, "", key, sizeof key);
-		struct req q = { .method = "HEAD", .key = key };
-		rc = s3_do(s, &q);
-		kbv_buf_release(&q.err);
-		if (rc == 0 && q.status == 200)
-			rc = fn(arg, "", q.length, 0);
-		else if (rc == 0 && q.status != 404)
-			rc = s3_fail(s, &q);
-		if (rc || kind == KBV_OBJ_CONFIG)
-			return rc;
+	if (kind == KBV_OBJ_KEY)
+		return list_keys(s, fn, arg);
+	if (kind == KBV_OBJ_CONFIG) { /* one object: is it there? */
+		uint64_t len;
+		int rc = head_one(s, kind, &len);
+		return rc == 1 ? fn(arg, "", len, 0) : rc;
 	}
 	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(kind));
 	struct list_to_fn t = { kind, fn, arg };
