@@ -29,6 +29,8 @@ int cmd_init(int argc, char **argv)
 		{ "kdf-mem-mib", required_argument, NULL, 'm' },
 		{ "object-lock-days", required_argument, NULL, 1102 },
 		{ "id-hash", required_argument, NULL, 1103 },
+		{ "copy-chunker-params", no_argument, NULL, 1104 },
+		{ "from-repo", required_argument, NULL, 1104 },
 		CLI_GLOBAL_OPTIONS,
 		{ 0 },
 	};
@@ -58,6 +60,12 @@ int cmd_init(int argc, char **argv)
 			else
 				return cli_usage("init", "--id-hash takes blake3 or blake2b");
 			break;
+		case 1104: /* restic's way to make copied data deduplicate: not needed here */
+			return cli_usage("init",
+					 "init needs no source repository (restic's --copy-chunker-params): 'kbvault copy' "
+					 "cuts what it brings with this repository's own chunker, so copied snapshots "
+					 "deduplicate against its own; run 'kbvault init', then 'kbvault copy --from-repo "
+					 "REPO'");
 		case 'z':
 			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
 				return cli_usage("init", "--zstd-level takes 1..19");

@@ -79,6 +79,11 @@ assert s["stored_bytes"] < 2600000, s'
 	# The target's keys are its own: the source's password does not open it.
 	KBVAULT_PASSWORD_FILE=$TMPD/pw run kbv snapshots
 	[ "$status" -eq 4 ]
+	# restic's way to the same end is refused with the reason, and nothing is created
+	run kbv -r "$TMPD/another" init --copy-chunker-params --from-repo "$SRC"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"init needs no source repository (restic's --copy-chunker-params): 'kbvault copy' cuts what it brings with this repository's own chunker"* ]]
+	[ ! -e "$TMPD/another" ]
 }
 
 @test "copy-to: [repository] copy-to is filled after each snapshot; a failed copy says so, keeps the snapshot, and the next run catches up" {
