@@ -1,5 +1,6 @@
 #include "kbv/repo.h"
 #include "kbv/backend.h"
+#include "kbv/beside.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "store/plan.h"
@@ -8,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,20 +440,9 @@ static int take_lock(int fd, const char *path, enum kbv_lock lock, const struct 
 	}
 }
 
-/* The key objects' names, listed on a thread of their own while the config is read. */
-struct key_listing {
-	struct kbv_repo *r;
-	int rc;
-	char msg[1024]; /* the listing's error message (messages are per thread) */
-};
-
-static void *list_keys_beside(void *arg)
+static int list_keys(void *r)
 {
-	struct key_listing *k = arg;
-	k->rc = kbv_repo_list_keys(k->r);
-	if (k->rc < 0)
-		snprintf(k->msg, sizeof k->msg, "%s", kbv_errmsg());
-	return NULL;
+	return kbv_repo_list_keys(r);
 }
 
 /* The config, and the names of the key objects. On object storage the two go side by side:
@@ -462,18 +451,14 @@ static void *list_keys_beside(void *arg)
  * sequential one's: the config's error first, then the listing's. */
 static int read_config_and_key_names(struct kbv_repo *r)
 {
-	struct key_listing k = { .r = r };
-	pthread_t t;
-	int beside = !(kbv_backend_features(r->be) & KBV_BE_LOCAL) && pthread_create(&t, NULL, list_keys_beside, &k) == 0;
-	int rc = read_config(r);
-	if (beside) {
-		pthread_join(t, NULL);
-		if (rc == 0 && k.rc < 0)
-			rc = kbv_error(k.rc, "%s", k.msg);
-	} else if (rc == 0) {
-		rc = kbv_repo_list_keys(r);
+	if (kbv_backend_features(r->be) & KBV_BE_LOCAL) {
+		int rc = read_config(r);
+		return rc < 0 ? rc : kbv_repo_list_keys(r);
 	}
-	return rc;
+	struct kbv_beside keys;
+	kbv_beside_start(&keys, list_keys, r);
+	int rc = read_config(r);
+	return kbv_beside_wait(&keys, rc);
 }
 
 int kbv_repo_open(const char *path, enum kbv_lock lock, struct kbv_repo **out)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "kbv/beside.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 #include "kbv/proc.h"
@@ -68,6 +69,38 @@ static void test_buf_detach(void **s)
 	kbv_buf_release(&b); /* no-op on an empty buffer */
 }
 
+static int fails(void *arg)
+{
+	return kbv_error(KBV_ENOTFOUND, "side call %s failed", (const char *)arg);
+}
+
+static int answers(void *arg)
+{
+	*(int *)arg = 42;
+	return 1;
+}
+
+/* A call beside the caller: its status and message reach the caller's thread when it
+ * waits, unless the caller's own work failed (its message then stays). */
+static void test_beside(void **s)
+{
+	(void)s;
+	struct kbv_beside b;
+	kbv_beside_start(&b, fails, "one");
+	assert_int_equal(kbv_beside_wait(&b, 0), KBV_ENOTFOUND);
+	assert_string_equal(kbv_errmsg(), "side call one failed");
+
+	kbv_beside_start(&b, fails, "two");
+	int mine = kbv_error(KBV_EIO, "the caller's own failure");
+	assert_int_equal(kbv_beside_wait(&b, mine), KBV_EIO);
+	assert_string_equal(kbv_errmsg(), "the caller's own failure");
+
+	int v = 0;
+	kbv_beside_start(&b, answers, &v);
+	assert_int_equal(kbv_beside_wait(&b, 0), 1);
+	assert_int_equal(v, 42);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -75,6 +108,7 @@ int main(void)
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_path_to_name),
 		cmocka_unit_test(test_buf_detach),
+		cmocka_unit_test(test_beside),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

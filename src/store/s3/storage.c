@@ -2,6 +2,7 @@
  * the table of operations the rest of kbvault calls through. */
 #include "s3.h"
 #include "xml.h"
+#include "kbv/beside.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
@@ -51,21 +52,16 @@ static int head_one(struct s3 *s, enum kbv_obj kind, uint64_t *len)
 	return rc;
 }
 
-/* The HEAD of `key`, on a thread of its own while keys/ is listed. */
+/* The HEAD of `key` (1 with its length, 0 when there is none, or an error). */
 struct key_head {
 	struct s3 *s;
-	int rc;
 	uint64_t len;
-	char msg[1024]; /* its error message (messages are per thread) */
 };
 
-static void *head_key_beside(void *arg)
+static int head_key(void *arg)
 {
 	struct key_head *h = arg;
-	h->rc = head_one(h->s, KBV_OBJ_KEY, &h->len);
-	if (h->rc < 0)
-		snprintf(h->msg, sizeof h->msg, "%s", kbv_errmsg());
-	return NULL;
+	return head_one(h->s, KBV_OBJ_KEY, &h->len);
 }
 
 /* The items listed under keys/ (a kbv_buf of struct kbv_s3_item), kept until the HEAD of
@@ -85,18 +81,14 @@ static int list_keys(struct s3 *s, kbv_be_list_fn fn, void *arg)
 	char prefix[512];
 	struct key_head h = { .s = s };
 	struct kbv_buf names = KBV_BUF_INIT;
-	pthread_t t;
-	int beside = pthread_create(&t, NULL, head_key_beside, &h) == 0;
-	if (!beside && (h.rc = head_one(s, KBV_OBJ_KEY, &h.len)) < 0)
-		return h.rc;
+	struct kbv_beside head;
+	kbv_beside_start(&head, head_key, &h);
 	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(KBV_OBJ_KEY));
 	int rc = s3_walk(s, prefix, 0, keep_key_name, &names);
-	if (beside) {
-		pthread_join(t, NULL);
-		if (h.rc < 0)
-			rc = kbv_error(h.rc, "%s", h.msg);
-	}
-	if (rc == 0 && h.rc == 1)
+	int there = kbv_beside_wait(&head, 0); /* its error before the listing's */
+	if (there < 0)
+		rc = there;
+	if (rc == 0 && there == 1)
 		rc = fn(arg, "", h.len, 0);
 	for (size_t off = 0; rc == 0 && off < names.len; off += sizeof(struct kbv_s3_item)) {
 		struct kbv_s3_item it;
