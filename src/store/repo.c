@@ -440,7 +440,7 @@ static int take_lock(int fd, const char *path, enum kbv_lock lock, const struct 
 	}
 }
 
-static int list_keys(void *r)
+static int list_key_names(void *r)
 {
 	return kbv_repo_list_keys(r);
 }
@@ -456,7 +456,7 @@ static int read_config_and_key_names(struct kbv_repo *r)
 		return rc < 0 ? rc : kbv_repo_list_keys(r);
 	}
 	struct kbv_beside keys;
-	kbv_beside_start(&keys, list_keys, r);
+	kbv_beside_start(&keys, list_key_names, r);
 	int rc = read_config(r);
 	return kbv_beside_wait(&keys, rc);
 }
