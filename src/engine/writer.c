@@ -1,4 +1,5 @@
 #include "kbv/writer.h"
+#include "engine/cutter.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
@@ -95,6 +96,7 @@ struct kbv_writer {
 	kbv_progress_fn progress;
 	void *progress_arg;
 	uint8_t *rbuf;
+	struct kbv_cutter *cutter; /* the reading thread's cuts, on as many cores as workers */
 };
 
 static int cmp_u32(const void *a, const void *b)
@@ -251,6 +253,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 	w->wptrs = calloc(nthreads, sizeof *w->wptrs);
 	w->codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
 	w->rbuf = malloc(BATCH + r->chunk_max); /* a slot's tail, for the next slot */
+	TRY(kbv_cutter_new(&r->cdc, nthreads, BATCH / r->chunk_min + 2, &w->cutter));
 	if (!w->workers || !w->wptrs || !w->codec || !w->rbuf) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
@@ -365,6 +368,7 @@ void kbv_writer_free(struct kbv_writer *w)
 	free(w->workers);
 	free(w->wptrs);
 	free(w->rbuf);
+	kbv_cutter_free(w->cutter);
 	free(w);
 }
 
@@ -592,14 +596,10 @@ static int free_slot(struct kbv_writer *w, struct job **out)
  * look-ahead). Returns the bytes cut, j->len. */
 static size_t cut_batch(struct kbv_writer *w, struct job *j, const uint8_t *p, size_t n, int eof)
 {
-	size_t pos = 0;
-	j->n = 0;
-	while (pos < n && (eof || n - pos >= w->repo->chunk_max) && pos < BATCH && j->n < j->maxn) {
-		size_t cut = kbv_cdc_cut(&w->repo->cdc, p + pos, n - pos);
-		j->lens[j->n++] = (uint32_t)cut;
-		pos += cut;
-	}
-	return j->len = pos;
+	size_t count;
+	j->len = kbv_cutter_cut(w->cutter, &w->repo->cdc, p, n, eof, BATCH, j->lens, j->maxn, &count);
+	j->n = (uint32_t)count;
+	return j->len;
 }
 
 /* Hand a slot whose bytes are cut to the workers. */

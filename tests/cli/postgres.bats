@@ -95,3 +95,29 @@ teardown() { dropdb --if-exists "$DB" > /dev/null 2>&1 || true; dropdb --if-exis
 	[ "$(snap_count)" = 0 ]
 	kbv check
 }
+
+# Chunks are cut on as many cores as there are workers (src/engine/cutter.c); the cuts
+# must be exactly the sequential loop's, or the same dump would stop deduplicating.
+@test "a real pg_dump is cut into the same chunks on one core and on several" {
+	psql_q -d "$DB" -c "INSERT INTO documents (title, body, embedding)
+		SELECT 'more ' || g, repeat(md5(g::text) || ' prose ', 1 + g % 40), ARRAY[g * 0.5, g / 3.0]::real[]
+		FROM generate_series(1, 30000) g"
+	pg_dump -Fp -d "$DB" > "$TMPD/dump.sql"
+	[ "$(stat -c %s "$TMPD/dump.sql")" -gt 8000000 ] # several slots, each cut in segments
+	field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
+	# Every data chunk already stored: a cut in another place would make chunks of 2 KiB
+	# or more new; only the snapshot's entry table (~120 bytes, it holds the time) may be.
+	known() { [ "$(field "$1" new_chunks)" -le 1 ] && [ "$(field "$1" new_bytes)" -lt 512 ]; }
+	KBVAULT_THREADS=1 kbv snapshot --json --stdin dump.sql < "$TMPD/dump.sql" > "$TMPD/one.json"
+	for t in 2 3 8; do
+		KBVAULT_THREADS=$t kbv snapshot --json --stdin dump.sql < "$TMPD/dump.sql" > "$TMPD/many.json"
+		[ "$(field "$TMPD/many.json" chunks)" = "$(field "$TMPD/one.json" chunks)" ]
+		known "$TMPD/many.json"
+	done
+	# and the other way round: cut on several cores first, then on one
+	kbv init -q -r "$TMPD/second"
+	KBVAULT_THREADS=4 kbv -r "$TMPD/second" snapshot --json --stdin dump.sql < "$TMPD/dump.sql" > "$TMPD/many.json"
+	KBVAULT_THREADS=1 kbv -r "$TMPD/second" snapshot --json --stdin dump.sql < "$TMPD/dump.sql" > "$TMPD/one.json"
+	known "$TMPD/one.json"
+	kbv -r "$TMPD/second" restore latest --stdout | cmp - "$TMPD/dump.sql"
+}

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "engine/cutter.h"
 #include "kbv/chunker.h"
 
 #define GOLDEN "tests/golden/chunker-vectors.txt"
@@ -153,6 +154,94 @@ static void test_golden(void **s)
 	free(p);
 }
 
+/* The plain loop the writer ran before cutting on several cores. */
+static size_t plain_cut(const struct kbv_cdc *c, const uint8_t *p, size_t n, int eof, size_t stop, uint32_t *lens,
+			size_t maxn, size_t *count)
+{
+	size_t pos = 0, k = 0;
+	while (pos < n && (eof || n - pos >= c->max) && pos < stop && k < maxn) {
+		size_t cut = kbv_cdc_cut(c, p + pos, n - pos);
+		lens[k++] = (uint32_t)cut;
+		pos += cut;
+	}
+	*count = k;
+	return pos;
+}
+
+/* Cut p[0..n) slot by slot as the writer does (about `stop` bytes per call, the uncut rest
+ * carried to the next) with the cutter, and check every call against the plain loop. */
+static void same_cuts(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8_t *p, size_t n, size_t stop,
+		      size_t maxn)
+{
+	uint32_t *a = malloc(maxn * sizeof *a), *b = malloc(maxn * sizeof *b);
+	size_t pos = 0, slot = stop + c->max;
+	while (pos < n) {
+		size_t have = n - pos < slot ? n - pos : slot;
+		int eof = pos + have == n;
+		size_t na, nb;
+		size_t la = plain_cut(c, p + pos, have, eof, stop, a, maxn, &na);
+		size_t lb = kbv_cutter_cut(k, c, p + pos, have, eof, stop, b, maxn, &nb);
+		assert_int_equal(la, lb);
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na * sizeof *a);
+		assert_true(la > 0);
+		pos += la;
+	}
+	free(a);
+	free(b);
+}
+
+/* Cutting on several cores (engine/cutter.c) gives exactly the sequential loop's chunks:
+ * on random bytes, on text-like data, on long runs where max-size cuts never meet the
+ * speculation, on all zeros, with 2 to 8 segments, for every chunk size, with and without
+ * the end of the stream, and with a chunk count that stops a slot early. */
+static void test_parallel_cuts(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	static const size_t avgs[] = { 1024, 8192, 65536 };
+	static const size_t segs[] = { 1, 2, 3, 4, 8 };
+	size_t n = 6 << 20;
+	uint8_t *rnd = random_input(n, 9), *runs = random_input(n, 11), *text = malloc(n), *zeros = calloc(1, n);
+	/* long runs: half a MiB of one byte every 1.5 MiB */
+	for (size_t o = 0; o + (512u << 10) < n; o += 3u << 19)
+		memset(runs + o, 'a', 512u << 10);
+	/* text-like: words of a small vocabulary picked by the random bytes */
+	static const char *const words[] = { "backup ", "restore ", "vector ", "the ", "snapshot ",
+					     "graph ", "and ", "index\n", "0.125,", "{1,2}\t" };
+	for (size_t o = 0; o < n;) {
+		const char *w = words[rnd[o] % 10];
+		for (size_t i = 0; w[i] && o < n; i++)
+			text[o++] = (uint8_t)w[i];
+	}
+	const uint8_t *inputs[] = { rnd, runs, text, zeros };
+	for (size_t a = 0; a < 3; a++) {
+		struct kbv_cdc c;
+		assert_int_equal(kbv_cdc_init(&c, zero, avgs[a] / 4, avgs[a], avgs[a] * 4), 0);
+		size_t stop = 1u << 20, maxn = stop / c.min + 2;
+		for (size_t g = 0; g < sizeof segs / sizeof *segs; g++) {
+			struct kbv_cutter *k;
+			assert_int_equal(kbv_cutter_new(&c, segs[g], maxn, &k), 0);
+			for (size_t i = 0; i < 4; i++) {
+				same_cuts(k, &c, inputs[i], n, stop, maxn);
+				same_cuts(k, &c, inputs[i] + 12345, n - 99999, stop, maxn); /* other seams */
+			}
+			same_cuts(k, &c, rnd, n, stop, 100); /* the count ends each slot */
+			same_cuts(k, &c, rnd, n, 4u << 20, 4u << 20); /* bigger slots */
+			/* with helpers, a good part of the ~10 n bytes cut were cut by them (2.9-7.4 n) */
+			if (segs[g] > 1)
+				assert_true(kbv_cutter_taken(k) > 2 * (uint64_t)n);
+			else
+				assert_int_equal(kbv_cutter_taken(k), 0);
+			kbv_cutter_free(k);
+		}
+	}
+	free(rnd);
+	free(runs);
+	free(text);
+	free(zeros);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -161,7 +250,7 @@ int main(void)
 		cmocka_unit_test(test_reference_4k), cmocka_unit_test(test_reference_8k),
 		cmocka_unit_test(test_reference_64k), cmocka_unit_test(test_odd_lengths),
 		cmocka_unit_test(test_bad_params),    cmocka_unit_test(test_resync),
-		cmocka_unit_test(test_golden),
+		cmocka_unit_test(test_golden),        cmocka_unit_test(test_parallel_cuts),
 	};
 	return cmocka_run_group_tests_name("chunker", tests, NULL, NULL);
 }

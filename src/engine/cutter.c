@@ -1,0 +1,194 @@
+/* Cutting a slot into chunks on more than one core: speculation from the segments' first
+ * bytes, stitched where the real cuts meet it (cutter.h has the argument). */
+#include "cutter.h"
+#include "kbv/error.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#define CUTTER_MAX 8
+/* A slot shorter than this per segment is cut by the caller alone: the hand-off and the
+ * re-synchronisation would cost more than they save. */
+#define SEGMENT_MIN (128u << 10)
+
+struct segment {
+	struct kbv_cutter *k;
+	pthread_t thread;
+	size_t from, until; /* speculate from `from` until the first cut at or past `until` */
+	uint32_t *pos;      /* pos[0] = from, then the end of each chunk cut */
+	size_t npos;
+	int ready;          /* this request's speculation is in pos */
+};
+
+struct kbv_cutter {
+	const struct kbv_cdc *c;
+	size_t nseg, max_chunks, started;
+	uint64_t taken; /* bytes of chunks taken from speculation */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	unsigned long gen; /* one per request */
+	int stop;
+	/* the request */
+	const uint8_t *p;
+	size_t n, stop_at;
+	int eof;
+	struct segment seg[CUTTER_MAX];
+};
+
+/* The sequential loop's rule for cutting a chunk that starts at pos. */
+static int may_cut(const struct kbv_cdc *c, size_t pos, size_t n, int eof, size_t stop, size_t count,
+		   size_t max_chunks)
+{
+	return pos < n && (eof || n - pos >= c->max) && pos < stop && count < max_chunks;
+}
+
+static void speculate(struct kbv_cutter *k, struct segment *s)
+{
+	size_t pos = s->from, cap = k->max_chunks + 1;
+	s->pos[0] = (uint32_t)pos;
+	s->npos = 1;
+	while (s->npos < cap && may_cut(k->c, pos, k->n, k->eof, k->stop_at, 0, 1)) {
+		pos += kbv_cdc_cut(k->c, k->p + pos, k->n - pos);
+		s->pos[s->npos++] = (uint32_t)pos;
+		if (pos >= s->until)
+			break;
+	}
+}
+
+static void *helper_main(void *arg)
+{
+	struct segment *s = arg;
+	struct kbv_cutter *k = s->k;
+	unsigned long seen = 0;
+	pthread_mutex_lock(&k->mu);
+	for (;;) {
+		while (k->gen == seen && !k->stop)
+			pthread_cond_wait(&k->go, &k->mu);
+		if (k->stop)
+			break;
+		seen = k->gen;
+		pthread_mutex_unlock(&k->mu);
+		speculate(k, s);
+		pthread_mutex_lock(&k->mu);
+		s->ready = 1;
+		pthread_cond_broadcast(&k->done);
+	}
+	pthread_mutex_unlock(&k->mu);
+	return NULL;
+}
+
+void kbv_cutter_free(struct kbv_cutter *k)
+{
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->stop = 1;
+	pthread_cond_broadcast(&k->go);
+	pthread_mutex_unlock(&k->mu);
+	for (size_t i = 1; i <= k->started; i++)
+		pthread_join(k->seg[i].thread, NULL);
+	for (size_t i = 0; i < k->nseg; i++)
+		free(k->seg[i].pos);
+	pthread_mutex_destroy(&k->mu);
+	pthread_cond_destroy(&k->go);
+	pthread_cond_destroy(&k->done);
+	free(k);
+}
+
+int kbv_cutter_new(const struct kbv_cdc *c, size_t segments, size_t max_chunks, struct kbv_cutter **out)
+{
+	struct kbv_cutter *k = calloc(1, sizeof *k);
+	*out = NULL;
+	if (!k)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	k->c = c;
+	k->nseg = segments < 1 ? 1 : segments > CUTTER_MAX ? CUTTER_MAX : segments;
+	k->max_chunks = max_chunks;
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->go, NULL);
+	pthread_cond_init(&k->done, NULL);
+	for (size_t i = 1; i < k->nseg; i++) {
+		k->seg[i].k = k;
+		if (!(k->seg[i].pos = malloc((max_chunks + 1) * sizeof *k->seg[i].pos))) {
+			kbv_cutter_free(k);
+			return kbv_error(KBV_ENOMEM, "out of memory");
+		}
+		if (pthread_create(&k->seg[i].thread, NULL, helper_main, &k->seg[i]) != 0) {
+			free(k->seg[i].pos); /* fewer helpers: the segments are fewer too */
+			k->seg[i].pos = NULL;
+			break;
+		}
+		k->started = i;
+	}
+	k->nseg = k->started + 1;
+	*out = k;
+	return 0;
+}
+
+size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8_t *p, size_t n, int eof,
+		      size_t stop, uint32_t *lens, size_t max_chunks, size_t *count)
+{
+	size_t pos = 0, cnt = 0, span = n < stop ? n : stop;
+	size_t nseg = k ? k->nseg : 1;
+	if (nseg > 1 && span / nseg < SEGMENT_MIN)
+		nseg = span / SEGMENT_MIN > 1 ? span / SEGMENT_MIN : 1;
+	if (nseg > 1) {
+		pthread_mutex_lock(&k->mu);
+		k->p = p;
+		k->n = n;
+		k->eof = eof;
+		k->stop_at = stop;
+		for (size_t i = 1; i < k->nseg; i++) {
+			struct segment *s = &k->seg[i];
+			/* helpers past nseg speculate on an empty segment: nothing to cut */
+			s->from = i < nseg ? span * i / nseg : n;
+			s->until = i + 1 < nseg ? span * (i + 1) / nseg : (size_t)-1;
+			s->ready = 0;
+		}
+		k->gen++;
+		pthread_cond_broadcast(&k->go);
+		pthread_mutex_unlock(&k->mu);
+	}
+	for (size_t i = 0; i < nseg; i++) {
+		struct segment *s = i ? &k->seg[i] : NULL;
+		size_t until = i + 1 < nseg ? k->seg[i + 1].from : (size_t)-1, at = 0;
+		if (s) {
+			pthread_mutex_lock(&k->mu);
+			while (!s->ready)
+				pthread_cond_wait(&k->done, &k->mu);
+			pthread_mutex_unlock(&k->mu);
+		}
+		while (pos < until && may_cut(c, pos, n, eof, stop, cnt, max_chunks)) {
+			while (s && at < s->npos && s->pos[at] < pos)
+				at++;
+			if (s && at < s->npos && s->pos[at] == pos) {
+				/* met the speculation: the rest of the segment is its cuts */
+				size_t met = pos;
+				for (at++; at < s->npos && may_cut(c, pos, n, eof, stop, cnt, max_chunks); at++) {
+					lens[cnt++] = s->pos[at] - (uint32_t)pos;
+					pos = s->pos[at];
+				}
+				k->taken += pos - met;
+				break;
+			}
+			size_t cut = kbv_cdc_cut(c, p + pos, n - pos);
+			lens[cnt++] = (uint32_t)cut;
+			pos += cut;
+		}
+	}
+	if (nseg > 1 && k->nseg > nseg) {
+		/* the helpers left idle this time must be done before p is reused */
+		pthread_mutex_lock(&k->mu);
+		for (size_t i = nseg; i < k->nseg; i++)
+			while (!k->seg[i].ready)
+				pthread_cond_wait(&k->done, &k->mu);
+		pthread_mutex_unlock(&k->mu);
+	}
+	*count = cnt;
+	return pos;
+}
+
+uint64_t kbv_cutter_taken(const struct kbv_cutter *k)
+{
+	return k ? k->taken : 0;
+}

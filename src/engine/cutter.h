@@ -1,0 +1,39 @@
+/* Cutting a slot of the input into chunks on more than one core (engine-internal).
+ *
+ * FastCDC decides each cut from the bytes after the previous cut only (format/chunker.md),
+ * so the reading thread's loop is sequential. Here the slot is split into segments: helper
+ * threads cut segments 1.. speculatively, each as if a chunk began at its first byte,
+ * while the calling thread cuts segment 0 for real. Where the real cuts reach a segment,
+ * the caller goes on cutting until one of its cuts lands on a cut of that segment's
+ * speculation; from that cut on the two are the same (the next cut is a function of its
+ * start alone), so the rest of the segment is taken as it is. Where they never meet (a
+ * long run of max-size chunks), the caller simply cuts the segment itself. The cuts are
+ * therefore exactly those of the sequential loop, which tests/unit/test_chunker.c checks
+ * on random, repetitive and real data. */
+#ifndef KBV_ENGINE_CUTTER_H
+#define KBV_ENGINE_CUTTER_H
+
+#include "kbv/chunker.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct kbv_cutter;
+
+/* A cutter using `segments` threads in all (the caller and segments - 1 helpers; 1: no
+ * helper, the plain loop). `max_chunks` bounds the chunks of one call. */
+int kbv_cutter_new(const struct kbv_cdc *c, size_t segments, size_t max_chunks, struct kbv_cutter **out);
+void kbv_cutter_free(struct kbv_cutter *k);
+
+/* Cut chunks from the start of p[0..n) as the sequential loop does: a chunk is cut at each
+ * position pos while pos < n, pos < stop, fewer than max_chunks are cut, and (unless eof)
+ * at least c->max bytes are left from pos (the next cut needs that much look-ahead). The
+ * lengths go to lens[] and their number to *count. Returns the bytes cut. A NULL cutter
+ * cuts with the plain loop. */
+size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8_t *p, size_t n, int eof,
+		      size_t stop, uint32_t *lens, size_t max_chunks, size_t *count);
+
+/* Bytes of chunks taken from the helpers' speculation so far (tests, benchmarks). */
+uint64_t kbv_cutter_taken(const struct kbv_cutter *k);
+
+#endif
