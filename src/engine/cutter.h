@@ -28,8 +28,8 @@ void kbv_cutter_free(struct kbv_cutter *k);
 /* Cut chunks from the start of p[0..n) as the sequential loop does: a chunk is cut at each
  * position pos while pos < n, pos < stop, fewer than max_chunks are cut, and (unless eof)
  * at least c->max bytes are left from pos (the next cut needs that much look-ahead). The
- * lengths go to lens[] and their number to *count. Returns the bytes cut. A NULL cutter
- * cuts with the plain loop. */
+ * lengths go to lens[] and their number to *count. Returns the bytes cut. `c` is the
+ * chunker the cutter was made with; a NULL cutter cuts with the plain loop. */
 size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8_t *p, size_t n, int eof,
 		      size_t stop, uint32_t *lens, size_t max_chunks, size_t *count);
 

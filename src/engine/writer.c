@@ -593,7 +593,8 @@ static int free_slot(struct kbv_writer *w, struct job **out)
 
 /* Cut chunks from the start of p[0..n) into j's lengths, about BATCH bytes of them;
  * without eof, stop where less than chunk_max is left (the next cut needs that much
- * look-ahead). Returns the bytes cut, j->len. */
+ * look-ahead). On as many cores as there are workers (engine/cutter.c), with exactly the
+ * cuts of one. Returns the bytes cut, j->len. */
 static size_t cut_batch(struct kbv_writer *w, struct job *j, const uint8_t *p, size_t n, int eof)
 {
 	size_t count;
