@@ -1,8 +1,8 @@
 /* The local directory backend: a repository is a directory on a POSIX file system
  * (format/repository.md). An object is written to tmp/, fsynced, then linked (create-if-
  * absent) or renamed into place, and its directory fsynced: a crash leaves the whole object
- * or none of it (and garbage in tmp/). A pack committed with KBV_COMMIT_ASYNC is made
- * durable so on a thread of its own while the writer goes on; kbv_be_sync() waits. */
+ * or none of it (and garbage in tmp/). A pack committed with KBV_COMMIT_ASYNC goes through
+ * the same steps on a thread of its own while the writer goes on; kbv_be_sync() waits. */
 #include "backend_impl.h"
 #include "kbv/beside.h"
 #include "kbv/error.h"
@@ -20,9 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Packs made durable at once (KBV_COMMIT_ASYNC): each one's fsync, rename and directory
- * fsync (~10 ms for 16 MiB here) on its own thread while the writer reads, cuts and packs
- * the next one. Two at a time bound the threads; a third commit waits for the oldest. */
+/* Packs committed with KBV_COMMIT_ASYNC: each one's fsync, rename and directory fsync
+ * (~10 ms for 16 MiB here) on its own thread while the writer reads, cuts and packs the
+ * next one. Two at a time bound the threads; a third commit waits for the oldest. */
 #define LOCAL_ASYNC 2
 
 struct local_wr {
