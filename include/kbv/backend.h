@@ -40,10 +40,9 @@ struct kbv_be_rd;   /* an object open for reading by range */
 /* Flags of kbv_be_commit() and kbv_be_put(). */
 #define KBV_PUT_EXCL 1u /* fail with KBV_EEXIST when the object exists (create-if-absent) */
 /* Commit may return before the object is durable (object storage uploads it beside the
- * caller's work, a few at a time; the local backend fsyncs and renames a pack on a thread
- * of its own, two at a time); kbv_be_sync() waits for all of them and returns the first
- * failure, which every later async commit and sync also return. A backend without a sync
- * commits at once. Not with KBV_PUT_EXCL. */
+ * caller's work, a few at a time); kbv_be_sync() waits for all of them and returns the
+ * first failure, which a later async commit may also return. Backends without parallel
+ * transfers commit at once. Not with KBV_PUT_EXCL. */
 #define KBV_COMMIT_ASYNC 2u
 
 /* The local directory backend over the repository directory `root` (borrowed for the

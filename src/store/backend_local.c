@@ -1,10 +1,8 @@
 /* The local directory backend: a repository is a directory on a POSIX file system
  * (format/repository.md). An object is written to tmp/, fsynced, then linked (create-if-
  * absent) or renamed into place, and its directory fsynced: a crash leaves the whole object
- * or none of it (and garbage in tmp/). A pack committed with KBV_COMMIT_ASYNC goes through
- * the same steps on a thread of its own while the writer goes on; kbv_be_sync() waits. */
+ * or none of it (and garbage in tmp/). */
 #include "backend_impl.h"
-#include "kbv/beside.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 
@@ -12,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Packs committed with KBV_COMMIT_ASYNC: each one's fsync, rename and directory fsync
- * (~10 ms for 16 MiB here) on its own thread while the writer reads, cuts and packs the
- * next one. Two at a time bound the threads; a third commit waits for the oldest. */
-#define LOCAL_ASYNC 2
+struct local {
+	struct kbv_backend base;
+	char *root;
+};
 
 struct local_wr {
 	struct kbv_be_wr base;
@@ -32,20 +29,6 @@ struct local_wr {
 	enum kbv_obj kind;
 	char tmp[PATH_MAX];
 	char dst[PATH_MAX];
-};
-
-struct local_job {
-	struct kbv_beside b; /* runs job_main on the file taken over from the writer */
-};
-
-struct local {
-	struct kbv_backend base;
-	char *root;
-	pthread_mutex_t mu;
-	struct local_job *jobs[LOCAL_ASYNC]; /* oldest first */
-	size_t njobs;
-	int async_rc;         /* the first failed async commit: every later commit and sync */
-	char async_err[1024]; /* fails too, so that no writer indexes a pack that is not there */
 };
 
 struct local_rd {
@@ -130,9 +113,9 @@ out:
 	return rc;
 }
 
-/* Make the object durable and put it in place (the caller's thread, or a job's). */
-static int commit_now(struct local_wr *w, unsigned flags)
+static int local_commit(struct kbv_be_wr *bw, unsigned flags)
 {
+	struct local_wr *w = (struct local_wr *)bw;
 	char dir[PATH_MAX];
 	int rc = 0;
 	if (fsync(w->fd) < 0)
@@ -155,81 +138,6 @@ static int commit_now(struct local_wr *w, unsigned flags)
 	w->committed = 1;
 	TRY(kbv_fsync_dir(dir));
 out:
-	return rc;
-}
-
-static void local_discard(struct kbv_be_wr *bw);
-
-static int job_main(void *arg)
-{
-	struct local_wr *w = arg;
-	int rc = commit_now(w, 0);
-	local_discard(&w->base); /* closes it, and removes a pack that did not make it from tmp/ */
-	return rc;
-}
-
-/* Wait for the oldest job (l->mu held). A failure is kept for every later commit and sync
- * and raised in this thread. */
-static int join_oldest(struct local *l)
-{
-	struct local_job *j = l->jobs[0];
-	memmove(l->jobs, l->jobs + 1, (l->njobs - 1) * sizeof *l->jobs);
-	l->njobs--;
-	int rc = kbv_beside_wait(&j->b, 0);
-	if (rc < 0 && l->async_rc == 0) {
-		l->async_rc = rc;
-		snprintf(l->async_err, sizeof l->async_err, "%s", kbv_errmsg());
-	}
-	free(j);
-	return l->async_rc < 0 ? kbv_error(l->async_rc, "%s", l->async_err) : 0;
-}
-
-static int local_sync(struct kbv_backend *be)
-{
-	struct local *l = (struct local *)be;
-	int rc = 0;
-	pthread_mutex_lock(&l->mu);
-	while (l->njobs) {
-		int r = join_oldest(l);
-		if (r < 0 && rc == 0)
-			rc = r;
-	}
-	if (rc == 0 && l->async_rc < 0)
-		rc = kbv_error(l->async_rc, "%s", l->async_err);
-	pthread_mutex_unlock(&l->mu);
-	return rc;
-}
-
-static int local_commit(struct kbv_be_wr *bw, unsigned flags)
-{
-	struct local_wr *w = (struct local_wr *)bw;
-	struct local *l = (struct local *)bw->be;
-	int rc = 0;
-	if (!(flags & KBV_COMMIT_ASYNC) || (flags & KBV_PUT_EXCL) || w->kind != KBV_OBJ_PACK)
-		return commit_now(w, flags);
-	pthread_mutex_lock(&l->mu);
-	while (l->njobs >= LOCAL_ASYNC) {
-		int r = join_oldest(l);
-		if (r < 0 && rc == 0)
-			rc = r;
-	}
-	if (rc == 0 && l->async_rc < 0)
-		rc = kbv_error(l->async_rc, "%s", l->async_err);
-	struct local_job *j = rc == 0 ? calloc(1, sizeof *j) : NULL;
-	struct local_wr *jw = j ? malloc(sizeof *jw) : NULL;
-	if (rc == 0 && !jw) {
-		free(j);
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-	}
-	if (rc == 0) {
-		/* The job takes the file over; the writer's discard has nothing left to do. */
-		*jw = *w;
-		w->fd = -1;
-		w->committed = 1;
-		kbv_beside_start(&j->b, job_main, jw);
-		l->jobs[l->njobs++] = j;
-	}
-	pthread_mutex_unlock(&l->mu);
 	return rc;
 }
 
@@ -400,8 +308,6 @@ out:
 static void local_free(struct kbv_backend *be)
 {
 	struct local *l = (struct local *)be;
-	(void)local_sync(be); /* no job outlives its backend; a failure was the caller's to sync */
-	pthread_mutex_destroy(&l->mu);
 	free(l->root);
 	free(l);
 }
@@ -411,7 +317,6 @@ static const struct kbv_backend_ops local_ops = {
 	.create = local_create,
 	.append = local_append,
 	.commit = local_commit,
-	.sync = local_sync,
 	.discard = local_discard,
 	.open = local_open,
 	.read = local_read,
@@ -430,7 +335,6 @@ static int local_new(const char *root, unsigned features, struct kbv_backend **o
 		free(l);
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	}
-	pthread_mutex_init(&l->mu, NULL);
 	l->base.ops = &local_ops;
 	l->base.features = features;
 	l->base.root = l->root;

@@ -165,57 +165,6 @@ static void test_uncommitted_is_invisible(void **st)
 	cleanup(be);
 }
 
-/* KBV_COMMIT_ASYNC on the local backend: a pack's fsync and rename run on a thread of its
- * own; after kbv_be_sync() every pack is in place and tmp/ is empty. A commit that fails
- * there fails the sync with its own message, and every later commit and sync, so that no
- * writer indexes a pack that is not there; what it left in tmp/ is removed. */
-static void test_async_commit(void **st)
-{
-	(void)st;
-	static const char *const names[] = { PACK_A, PACK_B, "0100000000000000000000000000000a",
-					      "0200000000000000000000000000000b" };
-	struct kbv_backend *be = local();
-	struct kbv_be_wr *w;
-	struct kbv_buf b = KBV_BUF_INIT;
-	for (size_t i = 0; i < 4; i++) { /* more than are made durable at once */
-		assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, names[i], &w), 0);
-		assert_int_equal(kbv_be_append(w, names[i], 32), 0);
-		assert_int_equal(kbv_be_commit(w, KBV_COMMIT_ASYNC), 0);
-		kbv_be_discard(w); /* the writer lets go at once, as pack.c does */
-	}
-	assert_int_equal(kbv_be_sync(be), 0);
-	for (size_t i = 0; i < 4; i++) {
-		assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, names[i], &b), 0);
-		assert_int_equal(b.len, 32);
-		assert_memory_equal(b.data, names[i], 32);
-	}
-	assert_false(tmp_files());
-	assert_int_equal(kbv_be_sync(be), 0); /* nothing pending: at once */
-
-	/* data/03 is a file, so a pack 03... cannot be renamed into place */
-	char path[128];
-	snprintf(path, sizeof path, "%s/data/03", dir);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fclose(f);
-	assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, "0300000000000000000000000000000c", &w), 0);
-	assert_int_equal(kbv_be_append(w, "doomed", 6), 0);
-	assert_int_equal(kbv_be_commit(w, KBV_COMMIT_ASYNC), 0); /* fails later, on its thread */
-	kbv_be_discard(w);
-	assert_int_equal(kbv_be_sync(be), KBV_EIO);
-	assert_non_null(strstr(kbv_errmsg(), "0300000000000000000000000000000c"));
-	assert_int_equal(kbv_be_sync(be), KBV_EIO); /* and stays failed */
-	assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, "0400000000000000000000000000000d", &w), 0);
-	assert_int_equal(kbv_be_append(w, "later", 5), 0);
-	assert_int_equal(kbv_be_commit(w, KBV_COMMIT_ASYNC), KBV_EIO);
-	assert_non_null(strstr(kbv_errmsg(), "0300000000000000000000000000000c"));
-	kbv_be_discard(w);
-	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, "0400000000000000000000000000000d", &b), KBV_ENOTFOUND);
-	assert_false(tmp_files());
-	kbv_buf_release(&b);
-	cleanup(be);
-}
-
 static void test_fault_wrapper(void **st)
 {
 	(void)st;
@@ -272,7 +221,6 @@ int main(void)
 		cmocka_unit_test(test_put_get_list_remove),
 		cmocka_unit_test(test_ranges_and_truncation),
 		cmocka_unit_test(test_uncommitted_is_invisible),
-		cmocka_unit_test(test_async_commit),
 		cmocka_unit_test(test_fault_wrapper),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
