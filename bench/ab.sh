@@ -1,6 +1,7 @@
 #!/bin/bash
 # A/B of two kbvault binaries on the same dump, interleaved so that a noisy machine hurts
-# both alike: first snapshot, unchanged re-snapshot and restore (to /dev/null), each ROUNDS
+# both alike: first snapshot, unchanged re-snapshot, restore (to /dev/null) and restore into
+# a fresh file (written back with sync before the next command), each ROUNDS
 # times per binary, encrypted repositories. Prints the medians of wall time and of CPU time
 # (user + system: steadier than wall time on a shared machine) and new/old ratios.
 #   bench/ab.sh OLD_KBVAULT NEW_KBVAULT [MB] [ROUNDS]
@@ -33,6 +34,10 @@ run() { # BIN OP -> seconds
 	       /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
 	again) /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" snapshot --stdin dump.sql < "$W/dump.sql" ;;
 	restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" restore latest --stdout > /dev/null ;;
+	file) rm -f "$W/out"; sync
+	      /usr/bin/time -f "%e %U %S" -o "$W/t" "$bin" -q -r "$repo" restore latest --stdout > "$W/out"
+	      cmp -s "$W/out" "$W/dump.sql" || { echo "FAILED: $bin restored other bytes" >&2; exit 1; }
+	      rm -f "$W/out"; sync ;;
 	esac
 	awk '{printf "%s/%.2f\n", $1, $2 + $3}' "$W/t"
 }
@@ -41,7 +46,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	for side in old new; do
 		bin=$OLD
 		[ $side = new ] && bin=$NEW
-		for op in first again restore; do
+		for op in first again restore file; do
 			T[$side-$op]+="$(run "$bin" $op $side) "
 		done
 	done
@@ -51,7 +56,7 @@ wall() { tr ' ' '\n' | cut -d/ -f1; }
 cpu() { tr ' ' '\n' | cut -s -d/ -f2; }
 echo "dump: $MB MB ($bytes bytes), $ROUNDS rounds, interleaved; medians"
 printf "%-10s %10s %10s %10s %8s %10s %10s %8s\n" operation old_s new_s new_MB/s new/old old_cpu_s new_cpu_s new/old
-for op in first again restore; do
+for op in first again restore file; do
 	o=$(echo "${T[old-$op]}" | wall | median) n=$(echo "${T[new-$op]}" | wall | median)
 	oc=$(echo "${T[old-$op]}" | cpu | median) nc=$(echo "${T[new-$op]}" | cpu | median)
 	awk -v op=$op -v o="$o" -v n="$n" -v oc="$oc" -v nc="$nc" -v b="$bytes" \

@@ -13,6 +13,8 @@
 
 /* Write all n bytes; retries short writes and EINTR. Returns 0 or KBV_EIO naming `what`. */
 int kbv_write_full(int fd, const void *p, size_t n, const char *what);
+/* pwrite(2) all n bytes at off (retrying short writes and EINTR). */
+int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what);
 /* Read exactly n bytes at offset; KBV_ECORRUPT if the file is shorter ("truncated"). */
 int kbv_pread_full(int fd, void *p, size_t n, off_t off, const char *what);
 /* Read up to n bytes, stopping early only at end of file. *got = bytes read. */

@@ -1,5 +1,5 @@
 /* Reading streams back: walk the chunk-list tree, fetch and decode DATA blobs in parallel,
- * hand them out in order, and verify size and BLAKE2b-256 of the whole stream. */
+ * hand them out in order, and verify size and digest of the whole stream. */
 #ifndef KBV_READER_H
 #define KBV_READER_H
 
@@ -26,6 +26,15 @@ struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd);
  * received a prefix of the stream, never a wrong byte. */
 int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
 		      const struct kbv_digest *hash, kbv_sink_fn sink, void *arg);
+
+/* kbv_reader_stream() into fd (`what` names it in errors). At the end of a regular file
+ * (not O_APPEND) the workers write each batch at its place with pwrite, so the kernel's
+ * copies into the page cache run on every core; anything else (a pipe, a terminal) is
+ * written in order by this thread. `done` (may be NULL) sees every piece in stream order
+ * once it is written (progress). On success the file offset is past the stream; on
+ * failure the file is cut back to the prefix delivered in order, the offset after it. */
+int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
+			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg);
 
 /* Restore a whole stream into memory (for entry tables). */
 int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out);

@@ -38,6 +38,16 @@ static int write_sink(void *arg, const uint8_t *p, size_t n)
 	return rc;
 }
 
+/* A piece kbv_reader_stream_fd() has written (to stdout). */
+static int written_sink(void *arg, const uint8_t *p, size_t n)
+{
+	struct sink *s = arg;
+	(void)p;
+	s->done += n;
+	cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
+	return 0;
+}
+
 static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)
 {
 	if (!nstreams)
@@ -454,7 +464,14 @@ static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct
 				 one->name);
 	sk->fd = STDOUT_FILENO;
 	sk->what = "stdout";
-	int rc = kbv_reader_stream(rd, &one->ref, one->size, &one->hash, write_sink, sk);
+	/* stdout and stderr one file (2>&1): what is said on stderr lands at the file's
+	 * offset, which only writes in order move along */
+	struct stat so, se;
+	int shared = fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 && so.st_dev == se.st_dev &&
+		     so.st_ino == se.st_ino;
+	int rc = shared ? kbv_reader_stream(rd, &one->ref, one->size, &one->hash, write_sink, sk)
+			: kbv_reader_stream_fd(rd, &one->ref, one->size, &one->hash, STDOUT_FILENO, "stdout",
+					       written_sink, sk);
 	if (rc < 0)
 		kbv_error_prefix(rc, "restore '%s' to stdout (%llu bytes written before the failure)", one->name,
 				 (unsigned long long)sk->done);

@@ -1,15 +1,19 @@
 #include "kbv/reader.h"
 #include "readplan.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "store/metacache.h"
 #include "store/pack.h"
 #include "kbv/pool.h"
 #include "store/repo_impl.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SLOTS_PER_THREAD 4
@@ -17,9 +21,14 @@
 #define BATCH_MAX (2 * BATCH_IDS) /* ... or more, to finish a bundle (leaf_submit) */
 
 struct rjob {
-	struct kbv_rleaf leaf[BATCH_MAX]; /* only the ids when the reads are not planned */
+	struct kbv_rleaf leaf[BATCH_MAX]; /* located by the walking thread */
 	uint32_t n;
 	int rc;
+	/* fd >= 0 (kbv_reader_stream_fd): the worker writes the batch's bytes itself, at `at`
+	 * of fd (named `what`); `want` is what they add up to by the index. */
+	int fd;
+	const char *what;
+	uint64_t at, want;
 	char err[320];
 	struct kbv_buf stored, one, out; /* out: the batch's decoded bytes, in order */
 };
@@ -48,7 +57,13 @@ struct kbv_reader {
 	kbv_sink_fn sink;
 	void *arg;
 	struct kbv_digester hs; /* updated only by the pool's serial stage */
-	uint64_t got;
+	uint64_t size;      /* what the snapshot recorded */
+	uint64_t submitted; /* bytes of the chunks submitted, by the index */
+	uint64_t got;       /* bytes delivered in order */
+	/* Written by the workers at known offsets (kbv_reader_stream_fd), or out_fd -1. */
+	int out_fd;
+	uint64_t out_base;
+	const char *out_what;
 };
 
 static void rwork(void *wp, void *jp)
@@ -61,10 +76,19 @@ static void rwork(void *wp, void *jp)
 		if (wk->plan)
 			j->rc = kbv_readplan_read(wk->plan, wk->codec, &wk->fds.bundle, &j->leaf[i], &j->one);
 		else
-			j->rc = kbv_pack_read_blob(wk->repo, wk->txn, wk->codec, &wk->fds, KBV_BLOB_DATA, j->leaf[i].id,
-						   &j->stored, &j->one);
+			j->rc = kbv_pack_read_loc(wk->repo, wk->txn, wk->codec, &wk->fds, j->leaf[i].id, &j->leaf[i].loc,
+						  &j->stored, &j->one);
 		if (j->rc == 0)
 			j->rc = kbv_buf_add(&j->out, j->one.data, j->one.len);
+	}
+	/* Every chunk was authenticated against its id, so its length is the index's; the
+	 * batch lands where the lengths before it end. */
+	if (j->rc == 0 && j->fd >= 0) {
+		if (j->out.len != j->want)
+			j->rc = kbv_error(KBV_ECORRUPT, "a batch of the stream decoded to %zu bytes, the index says %llu",
+					  j->out.len, (unsigned long long)j->want);
+		else
+			j->rc = kbv_pwrite_full(j->fd, j->out.data, j->out.len, (off_t)j->at, j->what);
 	}
 	if (j->rc < 0)
 		snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
@@ -103,6 +127,7 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 	if (!rd)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	rd->repo = r;
+	rd->out_fd = -1;
 	if (!nthreads) /* one per CPU: on object storage the plan's own threads fetch */
 		nthreads = kbv_pool_default_threads();
 	rd->workers = calloc(nthreads, sizeof *rd->workers);
@@ -232,32 +257,40 @@ static void submit_open(struct kbv_reader *rd)
 }
 
 /* Do blobs a and b sit in the same envelope (a bundle) of the same pack? */
-static int same_envelope(struct kbv_reader *rd, const struct kbv_rleaf *a, const struct kbv_rleaf *b)
+static int same_envelope(const struct kbv_rleaf *a, const struct kbv_rleaf *b)
 {
-	struct kbv_loc la, lb;
-	if (rd->plan) /* looked up already */
-		return a->loc.pack == b->loc.pack && a->loc.offset == b->loc.offset;
-	return kbv_index_get(rd->repo->idx, rd->self.txn, a->id, &la) == 0 &&
-	       kbv_index_get(rd->repo->idx, rd->self.txn, b->id, &lb) == 0 && la.pack == lb.pack &&
-	       la.offset == lb.offset;
+	return a->loc.pack == b->loc.pack && a->loc.offset == b->loc.offset;
 }
 
 /* Put one chunk into the open job (submitting the full one first). */
 static int submit_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
 {
 	int rc;
+	/* (no write lands past the stream's end, whatever the index says) */
+	if (leaf->loc.raw_len > rd->size - rd->submitted)
+		return kbv_error(KBV_ECORRUPT, "the stream's chunks add up to more than the %llu bytes the snapshot recorded",
+				 (unsigned long long)rd->size);
 	/* A full job ends here unless this chunk shares the previous one's bundle: a bundle
 	 * split between two jobs is decompressed by both workers (docs/benchmarks.md). */
 	if (rd->open && rd->open->n >= BATCH_IDS &&
-	    (rd->open->n == BATCH_MAX || !same_envelope(rd, &rd->open->leaf[rd->open->n - 1], leaf)))
+	    (rd->open->n == BATCH_MAX || !same_envelope(&rd->open->leaf[rd->open->n - 1], leaf)))
 		submit_open(rd);
 	while (!rd->open) {
-		if ((rd->open = kbv_pool_acquire(rd->pool)))
-			rd->open->n = 0;
-		else if ((rc = kbv_pool_consume(rd->pool, deliver, rd, 0)) < 0)
+		struct rjob *j = kbv_pool_acquire(rd->pool);
+		if (j) {
+			j->n = 0;
+			j->fd = rd->out_fd;
+			j->what = rd->out_what;
+			j->at = rd->out_base + rd->submitted;
+			j->want = 0;
+			rd->open = j;
+		} else if ((rc = kbv_pool_consume(rd->pool, deliver, rd, 0)) < 0) {
 			return rc;
+		}
 	}
 	rd->open->leaf[rd->open->n++] = *leaf;
+	rd->open->want += leaf->loc.raw_len;
+	rd->submitted += leaf->loc.raw_len;
 	return 0;
 }
 
@@ -285,7 +318,8 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 	}
 	struct kbv_rleaf leaf;
 	memcpy(leaf.id, id, KBV_ID_BYTES);
-	return submit_leaf(rd, &leaf);
+	int rc = kbv_pack_locate(rd->repo, rd->self.txn, KBV_BLOB_DATA, id, &leaf.loc);
+	return rc < 0 ? rc : submit_leaf(rd, &leaf);
 }
 
 static int check_ref(const struct kbv_ref *ref)
@@ -305,6 +339,8 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 		return rc;
 	rd->sink = sink;
 	rd->arg = arg;
+	rd->size = size;
+	rd->submitted = 0;
 	rd->got = 0;
 	rd->open = NULL;
 	if (rd->plan)
@@ -332,6 +368,52 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 		return kbv_error(KBV_ECORRUPT, "restored stream does not match the %s the snapshot recorded",
 				 kbv_digest_name(hash->alg));
 	return 0;
+}
+
+struct fd_sink {
+	int fd;
+	const char *what;
+	kbv_sink_fn done;
+	void *arg;
+};
+
+static int fd_write(void *arg, const uint8_t *p, size_t n)
+{
+	struct fd_sink *f = arg;
+	int rc = kbv_write_full(f->fd, p, n, f->what);
+	return rc < 0 || !f->done ? rc : f->done(f->arg, p, n);
+}
+
+static int fd_written(void *arg, const uint8_t *p, size_t n)
+{
+	struct fd_sink *f = arg;
+	return f->done ? f->done(f->arg, p, n) : 0;
+}
+
+int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
+			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg)
+{
+	struct fd_sink f = { fd, what, done, arg };
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+	off_t base = lseek(fd, 0, SEEK_CUR);
+	/* Only at the end of a regular file: a failure cuts it back to the prefix, and nothing
+	 * that was there after the start can be lost to that. */
+	if (fl < 0 || (fl & O_APPEND) || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || base < 0 || base != st.st_size ||
+	    rd->out_fd >= 0)
+		return kbv_reader_stream(rd, ref, size, hash, fd_write, &f);
+	rd->out_fd = fd;
+	rd->out_base = (uint64_t)base;
+	rd->out_what = what;
+	int rc = kbv_reader_stream(rd, ref, size, hash, fd_written, &f);
+	rd->out_fd = -1;
+	uint64_t end = (uint64_t)base + rd->got; /* the whole stream, or the prefix delivered */
+	if (rc < 0 && ftruncate(fd, (off_t)end) < 0)
+		kbv_error_prefix(rc, "'%s' keeps bytes past the %llu restored in order (cut back: %s)", what,
+				 (unsigned long long)rd->got, strerror(errno));
+	if (lseek(fd, (off_t)end, SEEK_SET) < 0 && rc == 0)
+		rc = kbv_error(KBV_EIO, "seek '%s': %s", what, strerror(errno));
+	return rc;
 }
 
 static int to_buf(void *arg, const uint8_t *p, size_t n)

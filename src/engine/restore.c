@@ -119,12 +119,11 @@ struct file_sink {
 	struct kbv_restore_result *res;
 };
 
-static int write_file(void *arg, const uint8_t *p, size_t n)
+/* Each piece once it is in the file (kbv_reader_stream_fd): the counts and progress. */
+static int file_written(void *arg, const uint8_t *p, size_t n)
 {
 	struct file_sink *f = arg;
-	int rc = kbv_write_full(f->fd, p, n, f->name);
-	if (rc < 0)
-		return rc;
+	(void)p;
 	f->done += n;
 	f->res->bytes += n;
 	if (f->o->progress)
@@ -195,7 +194,7 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 		close(pfd);
 		return kbv_error(KBV_EIO, "create a file beside '%s': %s", name, strerror(err));
 	}
-	rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, write_file, &f);
+	rc = kbv_reader_stream_fd(rd, &e->ref, e->size, &e->hash, f.fd, name, file_written, &f);
 	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
 		int owned = set_owner(e, f.fd, -1, NULL, name);

@@ -502,28 +502,34 @@ int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id
 	return 0;
 }
 
-int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
-		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out)
+int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
+		      struct kbv_buf *out)
 {
-	struct kbv_loc loc;
 	char path[PATH_MAX], idhex[2 * KBV_ID_BYTES + 1];
 	struct kbv_be_rd *rd = NULL;
-	int rc = kbv_pack_locate(r, txn, type, id, &loc);
-	if (rc < 0)
-		return rc;
 	uint64_t psize = 0;
-	if ((rc = packrd(r, txn, fds, loc.pack, path, sizeof path, &rd, &psize)) < 0)
+	int rc = packrd(r, txn, fds, loc->pack, path, sizeof path, &rd, &psize);
+	if (rc < 0)
 		return rc;
 	/* The index is not authenticated: a location outside the pack's blob area is damage
 	 * (or tampering), found before anything is allocated for it. */
-	if (loc.offset < KBV_PACK_HEADER || (uint64_t)loc.offset + loc.stored_len + KBV_PACK_FOOTER > psize) {
+	if (loc->offset < KBV_PACK_HEADER || (uint64_t)loc->offset + loc->stored_len + KBV_PACK_FOOTER > psize) {
 		kbv_hex(id, KBV_ID_BYTES, idhex);
 		return kbv_error(KBV_ECORRUPT,
 				 "pack '%s' is truncated (%llu bytes), or the index is damaged: blob %.16s is indexed at "
 				 "offset %u, %u bytes (run 'kbvault check')",
-				 path, (unsigned long long)psize, idhex, loc.offset, loc.stored_len);
+				 path, (unsigned long long)psize, idhex, loc->offset, loc->stored_len);
 	}
-	struct kbv_pack_entry e = { loc.type, { 0 }, loc.offset, loc.stored_len, loc.raw_off, loc.raw_len, loc.xxh };
+	struct kbv_pack_entry e = { loc->type, { 0 }, loc->offset, loc->stored_len, loc->raw_off, loc->raw_len, loc->xxh };
 	memcpy(e.id, id, KBV_ID_BYTES);
-	return kbv_pack_read_at(codec, rd, path, loc.pack, &e, &fds->bundle, stored, out);
+	return kbv_pack_read_at(codec, rd, path, loc->pack, &e, &fds->bundle, stored, out);
+}
+
+int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
+		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out)
+{
+	struct kbv_loc loc;
+	int rc = kbv_pack_locate(r, txn, type, id, &loc);
+	return rc < 0 ? rc : kbv_pack_read_loc(r, txn, codec, fds, id, &loc, stored, out);
 }

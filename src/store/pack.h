@@ -104,6 +104,11 @@ int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id
  * offset and blob. */
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,
 		       const uint8_t id[KBV_ID_BYTES], struct kbv_buf *stored, struct kbv_buf *out);
+/* kbv_pack_read_blob() of a blob already located (by kbv_pack_locate() in a read
+ * transaction of the same repository, begun no later than `txn`). */
+int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
+		      struct kbv_buf *out);
 
 /* Does `bc` hold the envelope of DATA blob `e` of pack `packno` decoded? */
 int kbv_bundle_cached(const struct kbv_bundle_cache *bc, uint32_t packno, const struct kbv_pack_entry *e);

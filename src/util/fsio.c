@@ -30,6 +30,23 @@ int kbv_write_full(int fd, const void *p, size_t n, const char *what)
 	return 0;
 }
 
+int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what)
+{
+	const uint8_t *q = p;
+	while (n) {
+		ssize_t w = pwrite(fd, q, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return kbv_error(KBV_EIO, "write '%s' at offset %lld: %s", what, (long long)off, strerror(errno));
+		}
+		q += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
 int kbv_pread_full(int fd, void *p, size_t n, off_t off, const char *what)
 {
 	uint8_t *q = p;

@@ -1,5 +1,6 @@
 /* Repository round trips through the library: init, open, unlock, store random streams of
  * awkward sizes, read them back, rebuild the index from packs. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <xxhash.h>
 
+#include "kbv/backend.h"
 #include "kbv/check.h"
 #include "kbv/error.h"
 #include "kbv/pool.h"
@@ -299,6 +301,138 @@ static int read_planned(struct kbv_repo *r, const struct leaves *lv, uint64_t pa
 	return rc;
 }
 
+/* Restoring into a descriptor (kbv_reader_stream_fd): a regular file is written by the
+ * workers at each batch's place, anything else in order; either way the file holds the
+ * stream byte for byte after what was there, the offset ends past it, and the progress
+ * callback sees the stream's bytes in order. A damaged chunk early in the stream fails
+ * the restore and leaves the file cut back to a prefix of the stream, though later batches
+ * were written by the other workers already. */
+struct in_order {
+	const uint8_t *data;
+	uint64_t seen;
+	int wrong;
+};
+
+static int check_order(void *arg, const uint8_t *p, size_t n)
+{
+	struct in_order *o = arg;
+	o->wrong |= memcmp(p, o->data + o->seen, n) != 0;
+	o->seen += n;
+	return 0;
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	uint8_t *b = malloc(*len + 1);
+	assert_int_equal(fread(b, 1, *len, f), *len);
+	fclose(f);
+	return b;
+}
+
+static void test_stream_fd(void **s)
+{
+	(void)s;
+	make_repo(1, 1024); /* 1 KiB chunks: ~3000 of them, ~50 batches */
+	struct kbv_repo *r = open_repo("pw");
+	size_t n = (3u << 20) + 777;
+	uint8_t *data = malloc(n);
+	randombytes_buf(data, n);
+	struct kbv_writer *w;
+	struct kbv_stream_result res, small;
+	assert_int_equal(kbv_writer_new(r, 2, &w), 0);
+	assert_int_equal(kbv_writer_mem(w, data, n, &res), 0);
+	assert_int_equal(kbv_writer_mem(w, data, 60000, &small), 0);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	kbv_writer_free(w);
+	struct kbv_reader *rd;
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	char path[128];
+	snprintf(path, sizeof path, "%s/out", dir);
+	static const int modes[] = { O_TRUNC, O_APPEND };
+	for (int m = 0; m < 2; m++) {
+		/* After four bytes already in the file (written in order): the stream follows them. */
+		int fd = open(path, O_WRONLY | O_CREAT | modes[m], 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "head", 4), 4);
+		struct in_order o = { data, 0, 0 };
+		assert_int_equal(kbv_reader_stream_fd(rd, &res.ref, res.size, &res.hash, fd, "out", check_order, &o), 0);
+		assert_int_equal(o.seen, n);
+		assert_false(o.wrong);
+		assert_int_equal(lseek(fd, 0, SEEK_CUR), (off_t)(n + 4));
+		close(fd);
+		size_t len;
+		uint8_t *got = slurp(path, &len);
+		assert_int_equal(len, n + 4);
+		assert_memory_equal(got, "head", 4);
+		assert_memory_equal(got + 4, data, n);
+		free(got);
+		unlink(path);
+	}
+	/* A pipe: in order, by the calling thread (60000 bytes fit in the pipe's buffer). */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(kbv_reader_stream_fd(rd, &small.ref, small.size, &small.hash, p[1], "pipe", NULL, NULL), 0);
+	close(p[1]);
+	uint8_t *back = malloc(small.size);
+	size_t got = 0;
+	ssize_t k;
+	while ((k = read(p[0], back + got, small.size - got)) > 0)
+		got += (size_t)k;
+	close(p[0]);
+	assert_int_equal(got, small.size);
+	assert_memory_equal(back, data, small.size);
+	free(back);
+
+	/* Damage the 200th chunk's stored bytes (its bundle's checksum no longer matches). */
+	struct leaves lv = { NULL, 0 };
+	assert_int_equal(kbv_reader_visit(rd, &res.ref, add_leaf, &lv), 0);
+	assert_true(lv.n > 2000);
+	MDB_txn *txn;
+	struct kbv_loc loc;
+	struct kbv_pack_info info;
+	assert_int_equal(kbv_index_rbegin(r->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(r->idx, txn, lv.id[200], &loc), 0);
+	assert_int_equal(kbv_index_pack(r->idx, txn, loc.pack, &info), 0);
+	kbv_index_rend(txn);
+	char hex[2 * KBV_PACKID_BYTES + 1], pack[512];
+	kbv_hex(info.id, KBV_PACKID_BYTES, hex);
+	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, pack, sizeof pack);
+	int pf = open(pack, O_RDWR);
+	assert_true(pf >= 0);
+	uint8_t byte;
+	assert_int_equal(pread(pf, &byte, 1, loc.offset + loc.stored_len / 2), 1);
+	byte ^= 0x40;
+	assert_int_equal(pwrite(pf, &byte, 1, loc.offset + loc.stored_len / 2), 1);
+	close(pf);
+	kbv_reader_free(rd); /* no bundle decoded before the damage is cached */
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	struct in_order o = { data, 0, 0 };
+	assert_int_equal(kbv_reader_stream_fd(rd, &res.ref, res.size, &res.hash, fd, "out", check_order, &o),
+			 KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), "checksum mismatch"));
+	off_t at = lseek(fd, 0, SEEK_CUR);
+	close(fd);
+	size_t len;
+	uint8_t *part = slurp(path, &len);
+	assert_int_equal(len, o.seen); /* what was delivered in order, nothing past it */
+	assert_int_equal(at, (off_t)len);
+	assert_true(len < (size_t)200 * 4096); /* the chunks before the damage, at most */
+	assert_memory_equal(part, data, len);
+	assert_false(o.wrong);
+	free(part);
+	free(lv.id);
+	kbv_reader_free(rd);
+	free(data);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
 static void test_planned_reads(void **s)
 {
 	(void)s;
@@ -464,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_plain),
 		cmocka_unit_test(test_roundtrip_single_thread), cmocka_unit_test(test_fd_same_chunks),
 		cmocka_unit_test(test_planned_reads),
+		cmocka_unit_test(test_stream_fd),
 		cmocka_unit_test(test_pool_order),
 		cmocka_unit_test(test_snapshot_commit_and_list),
 	};
