@@ -165,6 +165,32 @@ static void test_uncommitted_is_invisible(void **st)
 	cleanup(be);
 }
 
+/* A pack of many appends (its bytes handed to writeback every 4 MiB on the way) comes
+ * back whole after the commit, byte for byte. */
+static void test_large_pack(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local();
+	struct kbv_be_wr *w;
+	struct kbv_buf b = KBV_BUF_INIT;
+	size_t n = (9u << 20) + 12345, step = (1u << 20) - 7;
+	uint8_t *data = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		data[i] = (uint8_t)(i * 131 + (i >> 12));
+	assert_int_equal(kbv_be_create(be, KBV_OBJ_PACK, PACK_A, &w), 0);
+	for (size_t off = 0; off < n; off += step)
+		assert_int_equal(kbv_be_append(w, data + off, off + step <= n ? step : n - off), 0);
+	assert_int_equal(kbv_be_commit(w, 0), 0);
+	kbv_be_discard(w);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_PACK, PACK_A, &b), 0);
+	assert_int_equal(b.len, n);
+	assert_memory_equal(b.data, data, n);
+	assert_false(tmp_files());
+	kbv_buf_release(&b);
+	free(data);
+	cleanup(be);
+}
+
 static void test_fault_wrapper(void **st)
 {
 	(void)st;
@@ -221,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_put_get_list_remove),
 		cmocka_unit_test(test_ranges_and_truncation),
 		cmocka_unit_test(test_uncommitted_is_invisible),
+		cmocka_unit_test(test_large_pack),
 		cmocka_unit_test(test_fault_wrapper),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
