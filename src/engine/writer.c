@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -45,10 +46,12 @@ struct job {
 	uint8_t (*ids)[KBV_ID_BYTES];
 	uint8_t *state;         /* CHUNK_NEW (in a bundle), _KNOWN (in the index), _DUP (earlier in batch) */
 	/* Bundles: bundle b holds members first[b] .. first[b]+count[b]-1 of the new chunks,
-	 * whose batch indexes are in newidx; its envelope is envs[env_off[b] ..] */
+	 * whose batch indexes are in newidx; its envelope is envs[env_off[b] ..], whose
+	 * XXH3-64 (the pack trailer's checksum) is env_xxh[b], taken by the worker */
 	uint32_t nnew, nb;
 	uint32_t *newidx, *first, *count;
 	size_t *env_off, *env_len;
+	uint64_t *env_xxh;
 	uint8_t (*bids)[KBV_ID_BYTES]; /* scratch: member ids of one bundle */
 	uint32_t *blens;
 	const uint8_t **bptrs;
@@ -162,6 +165,7 @@ static int seal_bundle(struct worker *wk, struct job *j, uint32_t from, uint32_t
 	j->count[j->nb] = k;
 	j->env_off[j->nb] = j->envs.len;
 	j->env_len[j->nb] = j->tmp.len;
+	j->env_xxh[j->nb] = XXH3_64bits(j->tmp.data, j->tmp.len);
 	j->nb++;
 	return kbv_buf_add(&j->envs, j->tmp.data, j->tmp.len);
 }
@@ -290,11 +294,12 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		j->count = malloc(j->maxn * sizeof *j->count);
 		j->env_off = malloc(j->maxn * sizeof *j->env_off);
 		j->env_len = malloc(j->maxn * sizeof *j->env_len);
+		j->env_xxh = malloc(j->maxn * sizeof *j->env_xxh);
 		j->bids = malloc(j->maxn * sizeof *j->bids);
 		j->blens = malloc(j->maxn * sizeof *j->blens);
 		j->bptrs = malloc(j->maxn * sizeof *j->bptrs);
 		if (!j->data || !j->lens || !j->offs || !j->ids || !j->state || !j->newidx || !j->first || !j->count ||
-		    !j->env_off || !j->env_len || !j->bids || !j->blens || !j->bptrs ||
+		    !j->env_off || !j->env_len || !j->env_xxh || !j->bids || !j->blens || !j->bptrs ||
 		    kbv_buf_reserve(&j->envs, kbv_blob_bound(j->cap + (size_t)j->maxn * (KBV_BUNDLE_ENTRY + 64))) < 0 ||
 		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(BUNDLE + r->chunk_max)) < 0) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
@@ -343,6 +348,7 @@ void kbv_writer_free(struct kbv_writer *w)
 			free(j->count);
 			free(j->env_off);
 			free(j->env_len);
+			free(j->env_xxh);
 			free(j->bids);
 			free(j->blens);
 			free(j->bptrs);
@@ -477,7 +483,7 @@ static int add_bundle(struct kbv_writer *w, struct job *j, uint32_t b)
 		return 0;
 	TRY(open_pack(w));
 	gather_members(j, j->first[b], j->first[b] + j->count[b]);
-	TRY(kbv_packw_add_bundle(w->pack, j->envs.data + j->env_off[b], j->env_len[b], j->count[b],
+	TRY(kbv_packw_add_bundle(w->pack, j->envs.data + j->env_off[b], j->env_len[b], j->env_xxh[b], j->count[b],
 				 (const uint8_t(*)[KBV_ID_BYTES])j->bids, j->blens));
 	for (uint32_t m = j->first[b]; m < j->first[b] + j->count[b]; m++) {
 		uint32_t i = j->newidx[m];

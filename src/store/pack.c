@@ -88,12 +88,12 @@ int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES],
 	return rc < 0 ? rc : packw_append(w, stored, n);
 }
 
-int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint32_t n,
+int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint64_t xxh, uint32_t n,
 			 const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens)
 {
 	if (w->off + size > UINT32_MAX - (1u << 24))
 		return kbv_error(KBV_EINVAL, "pack would exceed 4 GiB");
-	uint64_t xxh = XXH3_64bits(stored, size), before = 0;
+	uint64_t before = 0;
 	int rc = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct kbv_pack_entry e = { KBV_BLOB_DATA, { 0 }, (uint32_t)w->off, (uint32_t)size,

@@ -21,8 +21,10 @@ int kbv_packw_new(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_packw 
 /* Append one single-blob envelope (TREE, SNAPSHOT). */
 int kbv_packw_add(struct kbv_packw *w, int type, const uint8_t id[KBV_ID_BYTES], const void *stored, size_t n,
 		  uint32_t raw_len);
-/* Append one bundle envelope holding n DATA blobs (ids[i], lens[i], in table order). */
-int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint32_t n,
+/* Append one bundle envelope holding n DATA blobs (ids[i], lens[i], in table order); xxh
+ * is XXH3_64bits() of its `size` stored bytes (taken by the worker that sealed it, off the
+ * writing thread). */
+int kbv_packw_add_bundle(struct kbv_packw *w, const void *stored, size_t size, uint64_t xxh, uint32_t n,
 			 const uint8_t (*ids)[KBV_ID_BYTES], const uint32_t *lens);
 /* Append an envelope copied from another pack, with k of the trailer entries that
  * described it there (the blobs to keep; offsets are rewritten, raw_off and the rest
