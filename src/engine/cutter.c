@@ -10,11 +10,16 @@
 /* A slot shorter than this per segment is cut by the caller alone: the hand-off and the
  * re-synchronisation would cost more than they save. */
 #define SEGMENT_MIN (128u << 10)
+/* A helper starts its speculation this many average chunks before its segment, so that by
+ * the segment's first byte its cuts have usually met the real ones already and the caller
+ * takes them at once, instead of cutting two or three chunks past each seam itself. */
+#define LEAD_CHUNKS 3
 
 struct segment {
 	struct kbv_cutter *k;
 	pthread_t thread;
-	size_t from, until; /* speculate from `from` until the first cut at or past `until` */
+	size_t from, until; /* the segment: [from, until) */
+	size_t start;       /* speculate from `start` (<= from) until the first cut at or past `until` */
 	uint32_t *pos;      /* pos[0] = from, then the end of each chunk cut */
 	size_t npos;
 	int ready;          /* this request's speculation is in pos */
@@ -44,7 +49,7 @@ static int may_cut(const struct kbv_cdc *c, size_t pos, size_t n, int eof, size_
 
 static void speculate(struct kbv_cutter *k, struct segment *s)
 {
-	size_t pos = s->from, cap = k->max_chunks + 1;
+	size_t pos = s->start, cap = k->max_chunks + 1;
 	s->pos[0] = (uint32_t)pos;
 	s->npos = 1;
 	while (s->npos < cap && may_cut(k->c, pos, k->n, k->eof, k->stop_at, 0, 1)) {
@@ -143,6 +148,8 @@ size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8
 			/* helpers past nseg speculate on an empty segment: nothing to cut */
 			s->from = i < nseg ? span * i / nseg : n;
 			s->until = i + 1 < nseg ? span * (i + 1) / nseg : (size_t)-1;
+			size_t lead = LEAD_CHUNKS * c->avg, prev = span * (i - 1) / nseg;
+			s->start = i < nseg && s->from - prev > 2 * lead ? s->from - lead : s->from;
 			s->ready = 0;
 		}
 		k->gen++;

@@ -2,8 +2,9 @@
  *
  * FastCDC decides each cut from the bytes after the previous cut only (format/chunker.md),
  * so the reading thread's loop is sequential. Here the slot is split into segments: helper
- * threads cut segments 1.. speculatively, each as if a chunk began at its first byte,
- * while the calling thread cuts segment 0 for real. Where the real cuts reach a segment,
+ * threads cut segments 1.. speculatively, each as if a chunk began a few average chunks
+ * before its first byte (so that its cuts have usually met the real ones by then), while
+ * the calling thread cuts segment 0 for real. Where the real cuts reach a segment,
  * the caller goes on cutting until one of its cuts lands on a cut of that segment's
  * speculation; from that cut on the two are the same (the next cut is a function of its
  * start alone), so the rest of the segment is taken as it is. Where they never meet (a
