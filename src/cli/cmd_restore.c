@@ -28,17 +28,8 @@ struct sink {
 	struct cli_progress *prog;
 };
 
-static int write_sink(void *arg, const uint8_t *p, size_t n)
-{
-	struct sink *s = arg;
-	int rc = kbv_write_full(s->fd, p, n, s->what);
-	if (rc == 0)
-		s->done += n; /* what reached the sink, not what was offered to it */
-	cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
-	return rc;
-}
-
-/* A piece kbv_reader_stream_fd() has written (to stdout). */
+/* A piece that reached stdout: the count (what reached it, not what was offered) and the
+ * progress. kbv_reader_stream_fd() calls it once it wrote the piece itself. */
 static int written_sink(void *arg, const uint8_t *p, size_t n)
 {
 	struct sink *s = arg;
@@ -46,6 +37,13 @@ static int written_sink(void *arg, const uint8_t *p, size_t n)
 	s->done += n;
 	cli_progress_bytes(s->prog, s->done, s->total, 0, 0);
 	return 0;
+}
+
+static int write_sink(void *arg, const uint8_t *p, size_t n)
+{
+	struct sink *s = arg;
+	int rc = kbv_write_full(s->fd, p, n, s->what);
+	return rc < 0 ? rc : written_sink(arg, p, n);
 }
 
 static int selected(const struct kbv_entry *e, char **streams, size_t nstreams)

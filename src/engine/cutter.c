@@ -20,7 +20,7 @@ struct segment {
 	pthread_t thread;
 	size_t from, until; /* the segment: [from, until) */
 	size_t start;       /* speculate from `start` (<= from) until the first cut at or past `until` */
-	uint32_t *pos;      /* pos[0] = from, then the end of each chunk cut */
+	uint32_t *pos;      /* pos[0] = start, then the end of each chunk cut */
 	size_t npos;
 	int ready;          /* this request's speculation is in pos */
 };
