@@ -42,8 +42,8 @@ int kbv_rmdir_flat(const char *dir);
  * read (not a directory, no permission). */
 int kbv_dir_empty(const char *dir);
 /* Fault injection for tests at the index cache, which is not a backend object: when the
- * environment names KBVAULT_FAULT=<point>:<n>, the n-th time that point is reached fails
- * (returns 1). Points: "index-commit", "gc-index-commit", "repair-pack". Faults of the
+ * environment names KBVAULT_FAULT=<point>:<n>, the n-th time that point is reached in the
+ * process fails (returns 1). Points: "index-commit", "gc-index-commit", "repair-pack". Faults of the
  * repository's objects go through the fault-injecting backend (kbv_repo_backend()). */
 int kbv_fault(const char *point);
 /* Has the file system holding `path` (almost) no space left (under 1 MiB for us)? For

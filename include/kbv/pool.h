@@ -42,7 +42,26 @@ void kbv_pool_release(struct kbv_pool *p);
  * (all = 1) or just the oldest. Stops at the first negative return, which it returns. */
 typedef int (*kbv_pool_consume_fn)(void *arg, void *job);
 int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int all);
-/* Wait for every job in flight and release it unread (after an error). */
+/* Wait for every job in flight and release it unread (after an error). With a consumer
+ * beside: those it has not begun, and its failure is forgotten. */
 void kbv_pool_discard(struct kbv_pool *p);
+
+/* A consumer beside the submitting thread: one more thread hands finished jobs to fn in
+ * submission order and releases them, so the submitting thread only fills and submits
+ * (kbv_pool_acquire_wait) and, at the end of a run of jobs, finishes the run itself
+ * (kbv_pool_drain): fn is called on one thread at a time, in order, on either. After fn's
+ * first negative return, later jobs are released unread and that value is kept for
+ * kbv_pool_failed() and kbv_pool_drain(). Set once, before the first submit;
+ * kbv_pool_oldest() and kbv_pool_consume() are not used with it. Without worker threads fn
+ * runs inside kbv_pool_submit(). Returns -1 when the thread cannot start. */
+int kbv_pool_consume_beside(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg);
+/* The next free slot to fill, waiting for the consumer beside to release one. */
+void *kbv_pool_acquire_wait(struct kbv_pool *p);
+/* The consumer's first failure (negative), 0 while there is none. */
+int kbv_pool_failed(struct kbv_pool *p);
+/* Consume, in this thread, every submitted job the consumer beside has not taken yet (it
+ * is held back meanwhile, so a run of one job costs no hand-off to it); returns the
+ * consumer's first failure (and forgets it, for the next run) or 0. */
+int kbv_pool_drain(struct kbv_pool *p);
 
 #endif

@@ -43,7 +43,9 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 /* The digest algorithm of the streams stored from now on (KBV_DIGEST_DEFAULT until set):
  * copy keeps the algorithm a source snapshot recorded. */
 void kbv_writer_digest(struct kbv_writer *w, int alg);
-/* Called from the writing thread after each batch of chunks (about 1 MiB). */
+/* Called after each batch of chunks (about 1 MiB) is packed, on the writer's packing thread
+ * (never two at once; the caller's thread is reading meanwhile), and once at each stream's
+ * end on the caller's. */
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg);
 /* Store everything read from fd until end of file. `what` names the input in errors; a
  * failed read of fd is KBV_ESOURCE, a failure of the repository keeps its own code. */

@@ -82,8 +82,8 @@ struct kbv_writer {
 	void **wptrs;
 	size_t nworkers;
 	atomic_uint gen;          /* bumped after each index commit */
-	struct kbv_codec *codec;  /* the writing thread's */
-	MDB_txn *txn;             /* the writing thread's read view */
+	struct kbv_codec *codec;  /* the packing thread's (the caller's between streams) */
+	MDB_txn *txn;             /* its read view */
 	struct kbv_packw *pack;
 	/* Packs written durably but not indexed yet, and the ids in them and in the open pack. */
 	struct kbv_pack_info done_info[INDEX_GROUP];
@@ -100,6 +100,7 @@ struct kbv_writer {
 	void *progress_arg;
 	uint8_t *rbuf;
 	struct kbv_cutter *cutter; /* the reading thread's cuts, on as many cores as workers */
+	char cerr[1024];           /* the packing thread's first error message */
 };
 
 static int cmp_u32(const void *a, const void *b)
@@ -142,7 +143,7 @@ void kbv_ref_get(const uint8_t in[33], struct kbv_ref *ref)
 
 /* Lay out new chunks newidx[from..to) of a job as a bundle's member table (ids, lengths,
  * content pointers) in the job's scratch arrays; returns the member count. Used by the
- * worker to seal the bundle and by the writing thread to list it in the pack. */
+ * worker to seal the bundle and by the packing thread to list it in the pack. */
 static uint32_t gather_members(struct job *j, uint32_t from, uint32_t to)
 {
 	uint32_t k = 0;
@@ -226,6 +227,8 @@ static void hash_stage(void *wp, void *jp)
 	kbv_digester_update(&w->hs, j->data, j->len);
 }
 
+static int consume_beside(void *arg, void *job);
+
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 {
 	struct kbv_writer *w = calloc(1, sizeof *w);
@@ -276,7 +279,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		w->wptrs[i] = &w->workers[i];
 	}
 	w->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_BATCH_THREAD, sizeof(struct job), work, w->wptrs, hash_stage, w);
-	if (!w->pool) {
+	if (!w->pool || kbv_pool_consume_beside(w->pool, consume_beside, w) < 0) {
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu worker threads", nthreads);
 		goto out;
 	}
@@ -567,6 +570,12 @@ out:
 
 /* ---- streams ---- */
 
+/* The packing thread (the pool's consumer beside the reading thread): each finished batch,
+ * in stream order, into packs and the chunk-list tree; packs made durable and indexed as
+ * they fill. Everything below this point up to the stream's end (the open pack, the
+ * pending ids, the tree levels, the stats, progress) is this thread's while a stream runs,
+ * and the reading thread's again after kbv_pool_drain(). The write order is the one the
+ * reading thread kept before (format/repository.md): only the thread changed. */
 static int consume(void *arg, void *job)
 {
 	struct kbv_writer *w = arg;
@@ -581,20 +590,35 @@ static int consume(void *arg, void *job)
 		w->st.chunks++;
 		TRY(tree_push(w, 0, j->ids[i]));
 	}
+	w->st.raw_bytes += j->len;
 	if (w->progress)
 		w->progress(w->progress_arg, &w->st);
 out:
 	return rc;
 }
 
-/* A free job slot, handing finished jobs to consume() while there is none. */
+/* The message is this thread's (error.c): kept for the reading thread to raise. */
+static int consume_beside(void *arg, void *job)
+{
+	struct kbv_writer *w = arg;
+	int rc = consume(arg, job);
+	if (rc < 0)
+		snprintf(w->cerr, sizeof w->cerr, "%s", kbv_errmsg());
+	return rc;
+}
+
+/* The packing thread's failure, raised in the reading thread. */
+static int packing_failed(struct kbv_writer *w, int rc)
+{
+	return kbv_error(rc, "%s", w->cerr);
+}
+
+/* A free job slot, once the packing thread has released one; stops at its failure. */
 static int free_slot(struct kbv_writer *w, struct job **out)
 {
-	int rc;
-	while (!(*out = kbv_pool_acquire(w->pool)))
-		if ((rc = kbv_pool_consume(w->pool, consume, w, 0)) < 0)
-			return rc;
-	return 0;
+	*out = kbv_pool_acquire_wait(w->pool);
+	int rc = kbv_pool_failed(w->pool);
+	return rc < 0 ? packing_failed(w, rc) : 0;
 }
 
 /* Cut chunks from the start of p[0..n) into j's lengths, about BATCH bytes of them;
@@ -612,9 +636,8 @@ static size_t cut_batch(struct kbv_writer *w, struct job *j, const uint8_t *p, s
 /* Hand a slot whose bytes are cut to the workers. */
 static void submit(struct kbv_writer *w, struct job *j)
 {
-	kbv_pool_submit(w->pool);
 	w->stream_size += j->len;
-	w->st.raw_bytes += j->len;
+	kbv_pool_submit(w->pool);
 }
 
 static int stream_begin(struct kbv_writer *w)
@@ -632,8 +655,8 @@ static int stream_begin(struct kbv_writer *w)
 
 static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *res)
 {
-	if (rc == 0)
-		rc = kbv_pool_consume(w->pool, consume, w, 1);
+	if (rc == 0 && (rc = kbv_pool_drain(w->pool)) < 0)
+		rc = packing_failed(w, rc);
 	if (rc < 0) {
 		kbv_pool_discard(w->pool);
 		kbv_digester_release(&w->hs);

@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,9 @@ int kbv_dir_empty(const char *dir)
 int kbv_fault(const char *point)
 {
 	static const char *const points[] = { "index-commit", "gc-index-commit", "repair-pack" };
-	static _Thread_local int counts[sizeof points / sizeof *points];
+	/* counted for the process: a snapshot commits the index on its packing thread and at
+	 * its end on the calling one */
+	static atomic_int counts[sizeof points / sizeof *points];
 	const char *spec = getenv("KBVAULT_FAULT");
 	if (!spec)
 		return 0;
@@ -249,7 +252,7 @@ int kbv_fault(const char *point)
 	for (size_t i = 0; i < sizeof points / sizeof *points; i++)
 		if (strcmp(points[i], point) == 0) {
 			long n;
-			return kbv_parse_long(spec + len + 1, 1, LONG_MAX, &n) == 0 && ++counts[i] == n;
+			return kbv_parse_long(spec + len + 1, 1, LONG_MAX, &n) == 0 && atomic_fetch_add(&counts[i], 1) + 1 == n;
 		}
 	return 0;
 }

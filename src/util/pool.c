@@ -14,6 +14,8 @@ size_t kbv_pool_default_threads(void)
 struct kbv_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv, done_cv;
+	pthread_cond_t cons_cv;  /* wakes the consumer beside: a job finished */
+	pthread_cond_t space_cv; /* the consumer beside released a slot, or left fn */
 	size_t nslots, job_size, nthreads;
 	size_t head; /* oldest slot not yet released */
 	size_t tail; /* next slot to submit */
@@ -26,6 +28,14 @@ struct kbv_pool {
 	void *serial_arg;
 	pthread_t serial_thread;
 	int serial_started;
+	/* The consumer beside (kbv_pool_consume_beside): its function, its first failure,
+	 * whether it is held back (the calling thread finishes the run itself: kbv_pool_drain,
+	 * kbv_pool_discard) and whether it is inside fn now. */
+	kbv_pool_consume_fn cfn;
+	void *carg;
+	int crc, cdiscard, cheld, cbusy;
+	pthread_t consumer_thread;
+	int consumer_started;
 	uint8_t *jobs;
 	kbv_pool_fn fn;
 	void **workers;
@@ -52,9 +62,72 @@ static void *worker_main(void *a)
 		pthread_mutex_lock(&p->mu);
 		p->done[i] = 1;
 		pthread_cond_broadcast(&p->done_cv);
+		if (!p->cheld)
+			pthread_cond_signal(&p->cons_cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
+}
+
+/* The state a slot must reach before the consumer may take it. */
+static uint8_t final_state(const struct kbv_pool *p)
+{
+	return p->serial ? 2 : 1;
+}
+
+/* Hand one finished job to the consumer (unread after a failure or while discarding) and
+ * release its slot. Called and returns with the lock held; runs fn without it. */
+static void consume_oldest(struct kbv_pool *p)
+{
+	void *job = p->jobs + (p->head % p->nslots) * p->job_size;
+	if (p->crc == 0 && !p->cdiscard) {
+		pthread_mutex_unlock(&p->mu);
+		int rc = p->cfn(p->carg, job);
+		pthread_mutex_lock(&p->mu);
+		if (rc < 0 && p->crc == 0 && !p->cdiscard)
+			p->crc = rc;
+	}
+	p->done[p->head % p->nslots] = 0;
+	p->head++;
+}
+
+/* Is the oldest job ready for the consumer? */
+static int oldest_ready(const struct kbv_pool *p)
+{
+	return p->head != p->tail && p->done[p->head % p->nslots] == final_state(p);
+}
+
+static void *consumer_main(void *a)
+{
+	struct kbv_pool *p = a;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && (p->cheld || !oldest_ready(p)))
+			pthread_cond_wait(&p->cons_cv, &p->mu);
+		if (p->cheld || !oldest_ready(p))
+			break; /* stopping (kbv_pool_free comes after a drain or a discard) */
+		p->cbusy = 1;
+		consume_oldest(p);
+		p->cbusy = 0;
+		pthread_cond_broadcast(&p->space_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Hold the consumer beside back and wait until it is out of fn: from here the calling
+ * thread consumes, in order, where it stopped. With the lock held. */
+static void hold_consumer(struct kbv_pool *p)
+{
+	p->cheld = 1;
+	while (p->cbusy)
+		pthread_cond_wait(&p->space_cv, &p->mu);
+}
+
+/* Let it go on (when the next job finishes: nothing is in flight now). With the lock held. */
+static void release_consumer(struct kbv_pool *p)
+{
+	p->cheld = 0;
 }
 
 static void *serial_main(void *a)
@@ -72,16 +145,13 @@ static void *serial_main(void *a)
 		pthread_mutex_lock(&p->mu);
 		p->done[i] = 2;
 		pthread_cond_broadcast(&p->done_cv);
+		if (!p->cheld)
+			pthread_cond_signal(&p->cons_cv);
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
-/* The state a slot must reach before the consumer may take it. */
-static uint8_t final_state(const struct kbv_pool *p)
-{
-	return p->serial ? 2 : 1;
-}
 
 struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers,
 			      kbv_pool_fn serial, void *serial_arg)
@@ -92,6 +162,8 @@ struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, k
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work_cv, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
+	pthread_cond_init(&p->cons_cv, NULL);
+	pthread_cond_init(&p->space_cv, NULL);
 	p->nslots = nslots;
 	p->job_size = job_size;
 	p->fn = fn;
@@ -143,9 +215,17 @@ void kbv_pool_free(struct kbv_pool *p)
 		pthread_mutex_unlock(&p->mu);
 		pthread_join(p->serial_thread, NULL);
 	}
+	if (p->consumer_started) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_signal(&p->cons_cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->consumer_thread, NULL);
+	}
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->work_cv);
 	pthread_cond_destroy(&p->done_cv);
+	pthread_cond_destroy(&p->cons_cv);
+	pthread_cond_destroy(&p->space_cv);
 	free(p->done);
 	free(p->jobs);
 	free(p->threads);
@@ -175,6 +255,11 @@ void kbv_pool_submit(struct kbv_pool *p)
 		p->done[i] = final_state(p);
 		p->tail++;
 		p->next = p->tail;
+		if (p->cfn) { /* the consumer too, in this thread */
+			pthread_mutex_lock(&p->mu);
+			consume_oldest(p);
+			pthread_mutex_unlock(&p->mu);
+		}
 		return;
 	}
 	pthread_mutex_lock(&p->mu);
@@ -219,8 +304,71 @@ int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int 
 	return rc;
 }
 
+/* The calling thread finishes the run of the consumer beside: it takes each job in order
+ * as it is ready (unread when `unread`); returns the consumer's first failure and forgets
+ * it. The last jobs of a run are consumed here rather than handed across, so a run of one
+ * job (a small file) costs no more thread hand-offs than without a consumer beside. */
+static int finish_here(struct kbv_pool *p, int unread)
+{
+	pthread_mutex_lock(&p->mu);
+	hold_consumer(p);
+	p->cdiscard = unread;
+	while (p->head != p->tail) {
+		while (!oldest_ready(p))
+			pthread_cond_wait(&p->done_cv, &p->mu);
+		consume_oldest(p);
+	}
+	p->cdiscard = 0;
+	int rc = p->crc;
+	p->crc = 0;
+	release_consumer(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
 void kbv_pool_discard(struct kbv_pool *p)
 {
+	if (p->cfn) {
+		finish_here(p, 1);
+		return;
+	}
 	while (kbv_pool_oldest(p))
 		kbv_pool_release(p);
+}
+
+int kbv_pool_consume_beside(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg)
+{
+	p->cfn = fn;
+	p->carg = arg;
+	if (!p->nthreads)
+		return 0;
+	if (pthread_create(&p->consumer_thread, NULL, consumer_main, p) != 0) {
+		p->cfn = NULL;
+		return -1;
+	}
+	p->consumer_started = 1;
+	return 0;
+}
+
+void *kbv_pool_acquire_wait(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->tail - p->head == p->nslots)
+		pthread_cond_wait(&p->space_cv, &p->mu);
+	size_t i = p->tail % p->nslots;
+	pthread_mutex_unlock(&p->mu);
+	return p->jobs + i * p->job_size;
+}
+
+int kbv_pool_failed(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int rc = p->crc;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int kbv_pool_drain(struct kbv_pool *p)
+{
+	return finish_here(p, 0);
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,6 +543,77 @@ static void test_pool_order(void **s)
 	}
 }
 
+/* The consumer beside: what it saw, checked by the test's own thread (cmocka asserts
+ * only there). */
+struct beside_seen {
+	int next, calls, wrong, fail_at;
+	atomic_int inside; /* fn on two threads at once would count as wrong */
+};
+
+static int beside_consume(void *arg, void *j)
+{
+	struct beside_seen *b = arg;
+	int *x = j;
+	if (atomic_fetch_add(&b->inside, 1) != 0)
+		b->wrong++;
+	for (volatile int spin = 0; spin < 200; spin++)
+		;
+	atomic_fetch_sub(&b->inside, 1);
+	b->calls++;
+	if (x[0] != b->next || x[1] != x[0] * x[0] || x[2] != x[0])
+		b->wrong++;
+	b->next++;
+	return x[0] == b->fail_at ? -5 : 0;
+}
+
+static void submit_n(struct kbv_pool *p, int from, int n)
+{
+	for (int i = from; i < from + n; i++) {
+		int *j = kbv_pool_acquire_wait(p);
+		j[0] = i;
+		kbv_pool_submit(p);
+	}
+}
+
+/* A consumer beside the submitting thread sees every job once, in order, after both
+ * stages; after its failure the rest are released unread (the submitter never waits for
+ * ever), kbv_pool_drain() reports the failure once, and the pool serves the next run. */
+static void test_pool_beside(void **s)
+{
+	(void)s;
+	for (size_t threads = 0; threads < 4; threads++) {
+		void *ws[4] = { 0 };
+		int serial_seen = 0;
+		struct beside_seen b = { .fail_at = -1 };
+		struct kbv_pool *p = kbv_pool_new(threads, 5, 3 * sizeof(int), square, ws, serial_check, &serial_seen);
+		assert_non_null(p);
+		assert_int_equal(kbv_pool_consume_beside(p, beside_consume, &b), 0);
+		submit_n(p, 0, 1000);
+		assert_int_equal(kbv_pool_drain(p), 0);
+		assert_int_equal(b.calls, 1000);
+		assert_int_equal(b.wrong, 0);
+
+		b.fail_at = 1300; /* the 301st job of the next run fails */
+		submit_n(p, 1000, 1000);
+		assert_int_equal(kbv_pool_drain(p), -5);
+		assert_int_equal(b.calls, 1301); /* none after the failure */
+		assert_int_equal(kbv_pool_failed(p), 0);
+		assert_int_equal(kbv_pool_drain(p), 0);
+
+		/* the next run, after a discard: consumed from the start again */
+		b.next = 2000;
+		submit_n(p, 2000, 3);
+		kbv_pool_discard(p);
+		b.next = 2003;
+		b.calls = 0;
+		submit_n(p, 2003, 100);
+		assert_int_equal(kbv_pool_drain(p), 0);
+		assert_int_equal(b.calls, 100);
+		assert_int_equal(b.wrong, 0);
+		kbv_pool_free(p);
+	}
+}
+
 static void test_snapshot_commit_and_list(void **s)
 {
 	(void)s;
@@ -589,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_planned_reads),
 		cmocka_unit_test(test_stream_fd),
 		cmocka_unit_test(test_pool_order),
+		cmocka_unit_test(test_pool_beside),
 		cmocka_unit_test(test_snapshot_commit_and_list),
 	};
 	return cmocka_run_group_tests_name("repo", tests, NULL, NULL);
