@@ -46,6 +46,10 @@ int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int 
  * beside: those it has not begun, and its failure is forgotten. */
 void kbv_pool_discard(struct kbv_pool *p);
 
+/* Name the threads for ps, top, perf and gdb (at most 15 characters; the workers' get their
+ * number appended). NULL leaves a kind unnamed. */
+void kbv_pool_name(struct kbv_pool *p, const char *work, const char *serial, const char *consumer);
+
 /* A consumer beside the submitting thread: one more thread hands finished jobs to fn in
  * submission order and releases them, so the submitting thread only fills and submits
  * (kbv_pool_acquire_wait) and, at the end of a run of jobs, finishes the run itself

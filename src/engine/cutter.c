@@ -4,6 +4,7 @@
 #include "kbv/error.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define CUTTER_MAX 8
@@ -123,6 +124,10 @@ int kbv_cutter_new(const struct kbv_cdc *c, size_t segments, size_t max_chunks, 
 			k->seg[i].pos = NULL;
 			break;
 		}
+		char name[64];
+		snprintf(name, sizeof name, "kbv-cut%zu", i);
+		name[15] = 0;
+		pthread_setname_np(k->seg[i].thread, name);
 		k->started = i;
 	}
 	k->nseg = k->started + 1;

@@ -153,6 +153,7 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu threads", nthreads);
 		goto out;
 	}
+	kbv_pool_name(rd->pool, "kbv-read", "kbv-check", NULL);
 	*out = rd;
 	rd = NULL;
 out:

@@ -283,6 +283,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu worker threads", nthreads);
 		goto out;
 	}
+	kbv_pool_name(w->pool, "kbv-work", "kbv-hash", "kbv-pack");
 	for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
 		struct job *j = kbv_pool_slot(w->pool, i);
 		j->cap = BATCH + r->chunk_max;

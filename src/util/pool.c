@@ -1,6 +1,7 @@
 #include "kbv/pool.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -334,6 +335,20 @@ void kbv_pool_discard(struct kbv_pool *p)
 	}
 	while (kbv_pool_oldest(p))
 		kbv_pool_release(p);
+}
+
+void kbv_pool_name(struct kbv_pool *p, const char *work, const char *serial, const char *consumer)
+{
+	char name[64];
+	for (size_t t = 0; work && t < p->nthreads; t++) {
+		snprintf(name, sizeof name, "%s%zu", work, t);
+		name[15] = 0; /* the kernel's limit */
+		pthread_setname_np(p->threads[t], name);
+	}
+	if (serial && p->serial_started)
+		pthread_setname_np(p->serial_thread, serial);
+	if (consumer && p->consumer_started)
+		pthread_setname_np(p->consumer_thread, consumer);
 }
 
 int kbv_pool_consume_beside(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg)
