@@ -153,7 +153,6 @@ static void *serial_main(void *a)
 	return NULL;
 }
 
-
 struct kbv_pool *kbv_pool_new(size_t nthreads, size_t nslots, size_t job_size, kbv_pool_fn fn, void **workers,
 			      kbv_pool_fn serial, void *serial_arg)
 {
