@@ -5,6 +5,7 @@
 #ifndef KBV_POOL_H
 #define KBV_POOL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* Process one job. `worker` is the per-thread state given at creation, `job` the slot. */
@@ -46,6 +47,9 @@ int kbv_pool_consume(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg, int 
  * beside: those it has not begun, and its failure is forgotten. */
 void kbv_pool_discard(struct kbv_pool *p);
 
+/* Name thread t "<base><n>" (n < 0: just base) for ps, top, perf and gdb, cut to the
+ * kernel's 15 characters. */
+void kbv_thread_name(pthread_t t, const char *base, long n);
 /* Name the threads for ps, top, perf and gdb (at most 15 characters; the workers' get their
  * number appended). NULL leaves a kind unnamed. */
 void kbv_pool_name(struct kbv_pool *p, const char *work, const char *serial, const char *consumer);

@@ -2,9 +2,9 @@
  * bytes, stitched where the real cuts meet it (cutter.h has the argument). */
 #include "cutter.h"
 #include "kbv/error.h"
+#include "kbv/pool.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #define CUTTER_MAX 8
@@ -124,10 +124,7 @@ int kbv_cutter_new(const struct kbv_cdc *c, size_t segments, size_t max_chunks, 
 			k->seg[i].pos = NULL;
 			break;
 		}
-		char name[64];
-		snprintf(name, sizeof name, "kbv-cut%zu", i);
-		name[15] = 0;
-		pthread_setname_np(k->seg[i].thread, name);
+		kbv_thread_name(k->seg[i].thread, "kbv-cut", (long)i);
 		k->started = i;
 	}
 	k->nseg = k->started + 1;

@@ -227,7 +227,7 @@ static void hash_stage(void *wp, void *jp)
 	kbv_digester_update(&w->hs, j->data, j->len);
 }
 
-static int consume_beside(void *arg, void *job);
+static int consume(void *arg, void *job);
 
 int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 {
@@ -279,7 +279,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		w->wptrs[i] = &w->workers[i];
 	}
 	w->pool = kbv_pool_new(nthreads, nthreads * SLOTS_PER_BATCH_THREAD, sizeof(struct job), work, w->wptrs, hash_stage, w);
-	if (!w->pool || kbv_pool_consume_beside(w->pool, consume_beside, w) < 0) {
+	if (!w->pool || kbv_pool_consume_beside(w->pool, consume, w) < 0) {
 		rc = kbv_error(KBV_ENOMEM, "cannot start %zu worker threads", nthreads);
 		goto out;
 	}
@@ -582,8 +582,10 @@ static int consume(void *arg, void *job)
 	struct kbv_writer *w = arg;
 	struct job *j = job;
 	int rc = 0;
-	if (j->rc < 0)
-		return kbv_error(j->rc, "%s", j->err);
+	if (j->rc < 0) {
+		rc = kbv_error(j->rc, "%s", j->err);
+		goto out;
+	}
 	/* Bundles first: a chunk's blob is in the pack before the tree refers to it. */
 	for (uint32_t b = 0; b < j->nb; b++)
 		TRY(add_bundle(w, j, b));
@@ -595,14 +597,7 @@ static int consume(void *arg, void *job)
 	if (w->progress)
 		w->progress(w->progress_arg, &w->st);
 out:
-	return rc;
-}
-
-/* The message is this thread's (error.c): kept for the reading thread to raise. */
-static int consume_beside(void *arg, void *job)
-{
-	struct kbv_writer *w = arg;
-	int rc = consume(arg, job);
+	/* the message is this thread's (error.c): kept for the reading thread to raise */
 	if (rc < 0)
 		snprintf(w->cerr, sizeof w->cerr, "%s", kbv_errmsg());
 	return rc;

@@ -336,18 +336,25 @@ void kbv_pool_discard(struct kbv_pool *p)
 		kbv_pool_release(p);
 }
 
-void kbv_pool_name(struct kbv_pool *p, const char *work, const char *serial, const char *consumer)
+void kbv_thread_name(pthread_t t, const char *base, long n)
 {
 	char name[64];
-	for (size_t t = 0; work && t < p->nthreads; t++) {
-		snprintf(name, sizeof name, "%s%zu", work, t);
-		name[15] = 0; /* the kernel's limit */
-		pthread_setname_np(p->threads[t], name);
-	}
+	if (n < 0)
+		snprintf(name, sizeof name, "%s", base);
+	else
+		snprintf(name, sizeof name, "%s%ld", base, n);
+	name[15] = 0; /* the kernel's limit */
+	pthread_setname_np(t, name);
+}
+
+void kbv_pool_name(struct kbv_pool *p, const char *work, const char *serial, const char *consumer)
+{
+	for (size_t t = 0; work && t < p->nthreads; t++)
+		kbv_thread_name(p->threads[t], work, (long)t);
 	if (serial && p->serial_started)
-		pthread_setname_np(p->serial_thread, serial);
+		kbv_thread_name(p->serial_thread, serial, -1);
 	if (consumer && p->consumer_started)
-		pthread_setname_np(p->consumer_thread, consumer);
+		kbv_thread_name(p->consumer_thread, consumer, -1);
 }
 
 int kbv_pool_consume_beside(struct kbv_pool *p, kbv_pool_consume_fn fn, void *arg)
