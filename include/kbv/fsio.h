@@ -19,6 +19,8 @@ int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what
 int kbv_pread_full(int fd, void *p, size_t n, off_t off, const char *what);
 /* Read up to n bytes, stopping early only at end of file. *got = bytes read. */
 int kbv_read_upto(int fd, void *p, size_t n, size_t *got, const char *what);
+/* The same with pread(2) from offset off (the file's offset is left as it was). */
+int kbv_pread_upto(int fd, void *p, size_t n, uint64_t off, size_t *got, const char *what);
 /* Read a whole file into out (replacing its contents). */
 int kbv_read_file(const char *path, struct kbv_buf *out);
 /* fsync a directory so a rename or create in it is durable. */

@@ -2,10 +2,15 @@
  * bytes, stitched where the real cuts meet it (cutter.h has the argument). */
 #include "cutter.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "kbv/pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CUTTER_MAX 8
 /* A slot shorter than this per segment is cut by the caller alone: the hand-off and the
@@ -23,7 +28,9 @@ struct segment {
 	size_t start;       /* speculate from `start` (<= from) until the first cut at or past `until` */
 	uint32_t *pos;      /* pos[0] = start, then the end of each chunk cut */
 	size_t npos;
-	int ready;          /* this request's speculation is in pos */
+	size_t got;         /* a read request: bytes read into [from, until) */
+	int err;            /* and the errno that stopped it, or 0 */
+	int ready;          /* this request's speculation (or read) is done */
 };
 
 struct kbv_cutter {
@@ -34,10 +41,13 @@ struct kbv_cutter {
 	pthread_cond_t go, done;
 	unsigned long gen; /* one per request */
 	int stop;
-	/* the request */
+	/* the request: a cut of p[0..n), or (reading) a read of dst's pieces from fd */
 	const uint8_t *p;
 	size_t n, stop_at;
 	int eof;
+	int reading, fd;
+	uint64_t off;
+	uint8_t *dst;
 	struct segment seg[CUTTER_MAX];
 };
 
@@ -61,6 +71,24 @@ static void speculate(struct kbv_cutter *k, struct segment *s)
 	}
 }
 
+/* Read [s->from, s->until) of the request's range: to the end or to the end of file. */
+static void read_piece(struct kbv_cutter *k, struct segment *s)
+{
+	s->got = 0;
+	s->err = 0;
+	while (s->from + s->got < s->until) {
+		size_t at = s->from + s->got;
+		ssize_t r = pread(k->fd, k->dst + at, s->until - at, (off_t)(k->off + at));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			s->err = errno;
+		if (r <= 0)
+			break;
+		s->got += (size_t)r;
+	}
+}
+
 static void *helper_main(void *arg)
 {
 	struct segment *s = arg;
@@ -74,7 +102,10 @@ static void *helper_main(void *arg)
 			break;
 		seen = k->gen;
 		pthread_mutex_unlock(&k->mu);
-		speculate(k, s);
+		if (k->reading)
+			read_piece(k, s);
+		else
+			speculate(k, s);
 		pthread_mutex_lock(&k->mu);
 		s->ready = 1;
 		pthread_cond_broadcast(&k->done);
@@ -145,6 +176,7 @@ size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8
 		k->n = n;
 		k->eof = eof;
 		k->stop_at = stop;
+		k->reading = 0;
 		for (size_t i = 1; i < k->nseg; i++) {
 			struct segment *s = &k->seg[i];
 			/* helpers past nseg speculate on an empty segment: nothing to cut */
@@ -195,6 +227,101 @@ size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8
 	}
 	*count = cnt;
 	return pos;
+}
+
+void kbv_input_init(struct kbv_input *in, int fd, const char *what)
+{
+	struct stat st;
+	off_t at;
+	in->fd = fd;
+	in->what = what;
+	in->off = -1;
+	in->end = 0;
+	/* a file too small for two pieces is read as a pipe is: no seeks */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 2 * (off_t)SEGMENT_MIN &&
+	    (at = lseek(fd, 0, SEEK_CUR)) >= 0) {
+		in->off = at;
+		in->end = (uint64_t)st.st_size;
+	}
+}
+
+void kbv_input_done(struct kbv_input *in)
+{
+	if (in->off >= 0) /* where read(2) would have left it */
+		(void)lseek(in->fd, (off_t)in->off, SEEK_SET);
+}
+
+int kbv_cutter_read(struct kbv_cutter *k, struct kbv_input *in, uint8_t *p, size_t n, size_t *got, int *eof)
+{
+	if (in->off < 0) {
+		int rc = kbv_read_upto(in->fd, p, n, got, in->what);
+		*eof = *got < n;
+		return rc;
+	}
+	/* the pieces cover what the file is expected to hold; the rest (normally nothing: the
+	 * read that sees the end) is the caller's */
+	uint64_t off = (uint64_t)in->off;
+	size_t span = in->end <= off ? 0 : in->end - off < n ? (size_t)(in->end - off) : n;
+	size_t nseg = k ? k->nseg : 1;
+	if (nseg > 1 && span / nseg < SEGMENT_MIN)
+		nseg = span / SEGMENT_MIN > 1 ? span / SEGMENT_MIN : 1;
+	size_t total = 0;
+	*eof = 0;
+	if (nseg == 1) {
+		span = 0; /* all of it on the caller, below */
+	} else {
+		struct segment s0 = {.from = 0, .until = span / nseg};
+		pthread_mutex_lock(&k->mu);
+		k->reading = 1;
+		k->fd = in->fd;
+		k->off = off;
+		k->dst = p;
+		for (size_t i = 1; i < k->nseg; i++) {
+			struct segment *s = &k->seg[i];
+			/* helpers past nseg read an empty piece */
+			s->from = i < nseg ? span * i / nseg : span;
+			s->until = i + 1 < nseg ? span * (i + 1) / nseg : span;
+			s->ready = 0;
+		}
+		k->gen++;
+		pthread_cond_broadcast(&k->go);
+		pthread_mutex_unlock(&k->mu);
+		read_piece(k, &s0);
+		pthread_mutex_lock(&k->mu);
+		for (size_t i = 1; i < k->nseg; i++)
+			while (!k->seg[i].ready)
+				pthread_cond_wait(&k->done, &k->mu);
+		pthread_mutex_unlock(&k->mu);
+		/* The bytes are the pieces up to the first short one (the end of the file, come
+		 * early: it shrank). If a later piece found bytes, it grew again meanwhile: not
+		 * the end, the next read goes on from there, as read(2) would have. */
+		*eof = 1;
+		for (size_t i = 0; i < nseg; i++) {
+			const struct segment *s = i ? &k->seg[i] : &s0;
+			if (s->err) {
+				*got = 0;
+				return kbv_error(KBV_EIO, "read '%s' at byte %llu: %s", in->what,
+						 (unsigned long long)(off + s->from + s->got), strerror(s->err));
+			}
+			if (total == s->from)
+				total += s->got;
+			else if (s->got)
+				*eof = 0;
+		}
+		if (total == span)
+			*eof = 0;
+	}
+	if (!*eof && total == span && span < n) {
+		size_t more;
+		int rc = kbv_pread_upto(in->fd, p + span, n - span, off + span, &more, in->what);
+		if (rc < 0)
+			return rc;
+		total += more;
+		*eof = total < n;
+	}
+	in->off += (int64_t)total;
+	*got = total;
+	return 0;
 }
 
 uint64_t kbv_cutter_taken(const struct kbv_cutter *k)

@@ -34,6 +34,24 @@ void kbv_cutter_free(struct kbv_cutter *k);
 size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8_t *p, size_t n, int eof,
 		      size_t stop, uint32_t *lens, size_t max_chunks, size_t *count);
 
+/* The input of a stream. A regular file is read with pread(2) from the offset it had,
+ * in pieces on the cutter's threads (as a slot is cut), so that the copy out of the page
+ * cache is not the reading thread's alone; anything else (a pipe, a file of less than two
+ * pieces when the stream began) with read(2). */
+struct kbv_input {
+	int fd;
+	int64_t off;     /* a regular file: where the next read starts; -1: read(2) */
+	uint64_t end;    /* a regular file: its size when the stream began (a hint) */
+	const char *what;
+};
+void kbv_input_init(struct kbv_input *in, int fd, const char *what);
+/* Leave the file's offset where reading it with read(2) would have. */
+void kbv_input_done(struct kbv_input *in);
+
+/* Read up to n bytes into p, as the reading loop's next slot: fewer only at the end of
+ * the input (*eof then says so). An error names the input and the byte. */
+int kbv_cutter_read(struct kbv_cutter *k, struct kbv_input *in, uint8_t *p, size_t n, size_t *got, int *eof);
+
 /* Bytes of chunks taken from the helpers' speculation so far (tests, benchmarks). */
 uint64_t kbv_cutter_taken(const struct kbv_cutter *k);
 

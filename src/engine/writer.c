@@ -669,16 +669,19 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 	return 0;
 }
 
-/* Read straight into the job slots: a slot's buffer is filled from fd, cut into chunks in
- * place and handed to the workers. The unfinished tail (less than chunk_max: the next cut
- * needs that much look-ahead) goes through w->rbuf to the start of the next slot, so the
- * input is copied once by the kernel and then only those tails. */
+/* Read straight into the job slots: a slot's buffer is filled from fd (a regular file on
+ * the cutter's threads, engine/cutter.h), cut into chunks in place and handed to the
+ * workers. The unfinished tail (less than chunk_max: the next cut needs that much
+ * look-ahead) goes through w->rbuf to the start of the next slot, so the input is copied
+ * once by the kernel and then only those tails. */
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
 {
+	struct kbv_input in;
 	size_t tail = 0;
 	int rc, eof = 0;
 	if ((rc = stream_begin(w)) < 0)
 		return rc;
+	kbv_input_init(&in, fd, what);
 	while (!eof || tail) {
 		struct job *j;
 		if ((rc = free_slot(w, &j)) < 0)
@@ -686,11 +689,10 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 		memcpy(j->data, w->rbuf, tail);
 		size_t have = tail, got;
 		if (!eof) {
-			if ((rc = kbv_read_upto(fd, j->data + have, j->cap - have, &got, what)) < 0) {
+			if ((rc = kbv_cutter_read(w->cutter, &in, j->data + have, j->cap - have, &got, &eof)) < 0) {
 				rc = KBV_ESOURCE; /* the input failed, not the repository */
 				break;
 			}
-			eof = have + got < j->cap;
 			have += got;
 		}
 		size_t len = cut_batch(w, j, j->data, have, eof);
@@ -699,6 +701,7 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 		if (len) /* else nothing to cut: the slot stays free */
 			submit(w, j);
 	}
+	kbv_input_done(&in);
 	return stream_end(w, rc, res);
 }
 

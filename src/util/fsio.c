@@ -86,6 +86,26 @@ int kbv_read_upto(int fd, void *p, size_t n, size_t *got, const char *what)
 	return 0;
 }
 
+int kbv_pread_upto(int fd, void *p, size_t n, uint64_t off, size_t *got, const char *what)
+{
+	uint8_t *q = p;
+	size_t total = 0;
+	while (total < n) {
+		ssize_t r = pread(fd, q + total, n - total, (off_t)(off + total));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return kbv_error(KBV_EIO, "read '%s' at byte %llu: %s", what, (unsigned long long)(off + total),
+					 strerror(errno));
+		}
+		if (r == 0)
+			break;
+		total += (size_t)r;
+	}
+	*got = total;
+	return 0;
+}
+
 int kbv_read_file(const char *path, struct kbv_buf *out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -24,6 +24,22 @@ setup() { setup_repo; }
 	kbv restore "$id" --stream kb.sql --stdout | cmp - "$TMPD/kb.sql"
 }
 
+@test "stdin from a file, read on several threads, is the stream a pipe gives, from the file's offset on" {
+	"$GENDUMP" --mb 6 > "$TMPD/kb.sql"
+	export KBVAULT_THREADS=4
+	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
+	cat "$TMPD/kb.sql" | kbv snapshot -q --stdin kb.sql
+	want=$(xxhsum -H2 "$TMPD/kb.sql" | cut -d' ' -f1)
+	[ "$(kbv snapshots --json | grep -o "\"xxh3_128\": \"$want\"" | wc -l)" = 2 ]
+	kbv restore latest --stdout | cmp - "$TMPD/kb.sql"
+	# a file already read in part: the stream is the rest of it, and the offset is left at
+	# its end, as read(2) would leave it
+	{ dd bs=1000 count=1 of=/dev/null status=none; kbv snapshot -q --stdin rest.sql; cat > "$TMPD/after"; } < "$TMPD/kb.sql"
+	[ ! -s "$TMPD/after" ]
+	tail -c +1001 "$TMPD/kb.sql" > "$TMPD/rest.sql"
+	kbv restore latest --stdout | cmp - "$TMPD/rest.sql"
+}
+
 @test "snapshot --command runs the dumper and stores its output" {
 	"$GENDUMP" --mb 2 > "$TMPD/kb.sql"
 	kbv snapshot -q --command kb.sql -- cat "$TMPD/kb.sql"

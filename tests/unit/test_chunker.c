@@ -8,7 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
+#include <unistd.h>
+
+#include "kbv/error.h"
 
 #include "engine/cutter.h"
 #include "kbv/chunker.h"
@@ -242,6 +247,122 @@ static void test_parallel_cuts(void **s)
 	free(zeros);
 }
 
+/* Read a file as the writer does (engine/writer.c): slots of `cap` bytes, each read with
+ * kbv_cutter_read after the previous slot's uncut tail, then cut; the bytes read and the
+ * chunks cut are the file's from `start` on and the plain loop's. */
+static void read_and_cut(struct kbv_cutter *k, const struct kbv_cdc *c, int fd, off_t start, const uint8_t *want,
+			 size_t n)
+{
+	size_t cap = (1u << 20) + 4321, maxn = cap / c->min + 2, tail = 0, pos = 0, nslots = 0;
+	uint8_t *slot = malloc(cap);
+	uint32_t *lens = malloc(maxn * sizeof *lens);
+	int eof = 0;
+	assert_int_equal(lseek(fd, start, SEEK_SET), start);
+	struct kbv_input in;
+	kbv_input_init(&in, fd, "input.bin");
+	/* a file of less than two pieces (256 KiB) is read with read(2) */
+	assert_int_equal(in.off, start + n >= (256u << 10) ? start : -1);
+	while (!eof || tail) {
+		size_t have = tail, got, cnt;
+		if (!eof) {
+			assert_int_equal(kbv_cutter_read(k, &in, slot + have, cap - have, &got, &eof), 0);
+			have += got;
+		}
+		assert_true(pos + have <= n);
+		assert_memory_equal(slot, want + pos, have);
+		size_t len = kbv_cutter_cut(k, c, slot, have, eof, 1u << 20, lens, maxn, &cnt);
+		for (size_t i = 0; i < cnt; i++) {
+			size_t cut = kbv_cdc_cut(c, want + pos, n - pos);
+			assert_int_equal(lens[i], cut);
+			pos += cut;
+		}
+		tail = have - len;
+		memmove(slot, slot + len, tail);
+		nslots++;
+	}
+	assert_int_equal(pos, n);
+	assert_true(nslots >= n / cap);
+	kbv_input_done(&in);
+	/* the file's offset is where read(2) would have left it: at the end */
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), start + (off_t)n);
+	free(slot);
+	free(lens);
+}
+
+/* A regular file is read in pieces on the cutter's threads (pread): the same bytes and
+ * cuts as read(2), from the file's offset, for files of no bytes, less than a piece, and
+ * several slots, with 1 to 8 threads (and none); a file that shrinks or grows after the
+ * stream began ends where the file does; a failing read names the input and the byte. */
+static void test_parallel_reads(void **s)
+{
+	(void)s;
+	static const uint8_t zero[32];
+	static const size_t segs[] = { 0, 1, 2, 3, 8 };
+	static const size_t sizes[] = { 0, 1000, (3u << 17) + 17, (5u << 20) + 3 };
+	char path[] = "/tmp/kbv-test-read-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	size_t big = (5u << 20) + 3;
+	uint8_t *data = random_input(big, 21);
+	struct kbv_cdc c;
+	assert_int_equal(kbv_cdc_init(&c, zero, 2048, 8192, 32768), 0);
+	for (size_t g = 0; g < sizeof segs / sizeof *segs; g++) {
+		struct kbv_cutter *k = NULL;
+		if (segs[g])
+			assert_int_equal(kbv_cutter_new(&c, segs[g], (1u << 20) / c.min + 2, &k), 0);
+		for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+			assert_int_equal(ftruncate(fd, 0), 0);
+			assert_int_equal(pwrite(fd, data, sizes[z], 0), (ssize_t)sizes[z]);
+			read_and_cut(k, &c, fd, 0, data, sizes[z]);
+			if (sizes[z] > 12345)
+				read_and_cut(k, &c, fd, 12345, data + 12345, sizes[z] - 12345);
+		}
+		/* the file shrinks after the stream began (its size is a hint only) */
+		struct kbv_input in;
+		uint8_t *slot = malloc(4u << 20);
+		size_t got;
+		int eof;
+		assert_int_equal(pwrite(fd, data, big, 0), (ssize_t)big);
+		assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+		kbv_input_init(&in, fd, "input.bin");
+		assert_int_equal(ftruncate(fd, 1500000), 0);
+		assert_int_equal(kbv_cutter_read(k, &in, slot, 4u << 20, &got, &eof), 0);
+		assert_int_equal(got, 1500000);
+		assert_true(eof);
+		assert_memory_equal(slot, data, got);
+		/* ... or grows: read on to the slot's end */
+		assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+		kbv_input_init(&in, fd, "input.bin");
+		assert_int_equal(pwrite(fd, data, big, 0), (ssize_t)big);
+		assert_int_equal(kbv_cutter_read(k, &in, slot, 4u << 20, &got, &eof), 0);
+		assert_int_equal(got, 4u << 20);
+		assert_false(eof);
+		assert_memory_equal(slot, data, got);
+		assert_int_equal(in.off, 4u << 20);
+		free(slot);
+		kbv_cutter_free(k);
+	}
+	/* a read that fails: on a descriptor open for writing only */
+	int wfd = open(path, O_WRONLY);
+	assert_true(wfd >= 0);
+	struct kbv_cutter *k;
+	assert_int_equal(kbv_cutter_new(&c, 4, (1u << 20) / c.min + 2, &k), 0);
+	struct kbv_input in;
+	uint8_t *slot = malloc(2u << 20);
+	size_t got;
+	int eof;
+	kbv_input_init(&in, wfd, "input.bin");
+	assert_int_equal(in.off, 0);
+	assert_int_equal(kbv_cutter_read(k, &in, slot, 2u << 20, &got, &eof), KBV_EIO);
+	assert_non_null(strstr(kbv_errmsg(), "read 'input.bin' at byte 0: Bad file descriptor"));
+	free(slot);
+	kbv_cutter_free(k);
+	close(wfd);
+	close(fd);
+	unlink(path);
+	free(data);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -251,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_reference_64k), cmocka_unit_test(test_odd_lengths),
 		cmocka_unit_test(test_bad_params),    cmocka_unit_test(test_resync),
 		cmocka_unit_test(test_golden),        cmocka_unit_test(test_parallel_cuts),
+		cmocka_unit_test(test_parallel_reads),
 	};
 	return cmocka_run_group_tests_name("chunker", tests, NULL, NULL);
 }
