@@ -360,14 +360,48 @@ int kbv_index_add_packs(struct kbv_index *idx, const struct kbv_pack_info *packs
 	return kbv_index_add_packs_over(idx, packs, entries, counts, npacks, NULL, 0);
 }
 
+/* One blob of a group being indexed: its entry, its pack's number and its place in the
+ * group (a blob stored twice in the group keeps its first copy, as in pack order). */
+struct put_ref {
+	uint64_t head; /* the id's first 8 bytes, big-endian: sorts as memcmp does */
+	const struct kbv_pack_entry *e;
+	uint32_t no;
+	uint32_t seq;
+};
+
+static uint64_t id_head(const uint8_t *id)
+{
+	uint64_t h = 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | id[i];
+	return h;
+}
+
+static int cmp_put_ref(const void *a, const void *b)
+{
+	const struct put_ref *x = a, *y = b;
+	if (x->head != y->head)
+		return x->head < y->head ? -1 : 1;
+	int c = memcmp(x->e->id, y->e->id, KBV_ID_BYTES);
+	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *packs,
 			     const struct kbv_pack_entry *const *entries, const size_t *counts, size_t npacks,
 			     const uint32_t *over, size_t nover)
 {
 	MDB_txn *txn = NULL;
+	struct put_ref *refs = NULL;
+	size_t nrefs = 0, total = 0;
 	int rc = 0, mrc;
-	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
+	for (size_t p = 0; p < npacks; p++)
+		total += counts[p];
+	if (total && !(refs = malloc(total * sizeof *refs)))
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn))) {
+		free(refs);
 		return mdb_fail(mrc, "begin write");
+	}
 	MDB_val nk = { 9, "next_pack" }, v;
 	uint32_t no;
 	TRY(get_next_pack(txn, idx->meta, &no));
@@ -378,15 +412,21 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 			continue;
 		TRY(put_pack(txn, idx->packs, no, &packs[p]));
 		for (size_t i = 0; i < counts[p]; i++) {
-			rc = put_loc(txn, idx->blobs, no, &entries[p][i], MDB_NOOVERWRITE);
-			if (rc == KBV_EEXIST && located_in(idx, txn, entries[p][i].id, over, nover))
-				rc = put_loc(txn, idx->blobs, no, &entries[p][i], 0); /* the old one is condemned */
-			else if (rc == KBV_EEXIST)
-				rc = 0; /* indexed elsewhere first: this copy is garbage */
-			if (rc < 0)
-				goto out;
+			refs[nrefs] = (struct put_ref){ id_head(entries[p][i].id), &entries[p][i], no, (uint32_t)nrefs };
+			nrefs++;
 		}
 		no++;
+	}
+	/* in key order: each page of the tree is found once, not once per random key */
+	qsort(refs, nrefs, sizeof *refs, cmp_put_ref);
+	for (size_t r = 0; r < nrefs; r++) {
+		rc = put_loc(txn, idx->blobs, refs[r].no, refs[r].e, MDB_NOOVERWRITE);
+		if (rc == KBV_EEXIST && located_in(idx, txn, refs[r].e->id, over, nover))
+			rc = put_loc(txn, idx->blobs, refs[r].no, refs[r].e, 0); /* the old one is condemned */
+		else if (rc == KBV_EEXIST)
+			rc = 0; /* indexed elsewhere first: this copy is garbage */
+		if (rc < 0)
+			goto out;
 	}
 	uint8_t nb[4];
 	kbv_put32(nb, no);
@@ -403,6 +443,7 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 out:
 	if (txn)
 		mdb_txn_abort(txn);
+	free(refs);
 	return rc;
 }
 

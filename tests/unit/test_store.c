@@ -279,6 +279,61 @@ static void test_index_same_pack_twice(void **st)
 	kbv_buf_release(&entries);
 }
 
+/* A group of packs is indexed in one transaction, its blobs put in key order: every blob
+ * is found where its pack's trailer put it, and a blob stored in two packs of the group is
+ * located in the first of them, as when the group was indexed in pack order. */
+static void test_index_group_in_key_order(void **st)
+{
+	(void)st;
+	enum { NP = 3, NE = 700 };
+	struct kbv_pack_info info[NP];
+	struct kbv_pack_entry *e[NP];
+	const struct kbv_pack_entry *ce[NP];
+	size_t counts[NP];
+	for (size_t p = 0; p < NP; p++) {
+		memset(&info[p], 0, sizeof info[p]);
+		randombytes_buf(info[p].id, sizeof info[p].id);
+		info[p].size = 1u << 20;
+		info[p].blobs = NE;
+		e[p] = calloc(NE, sizeof *e[p]);
+		for (uint32_t i = 0; i < NE; i++) {
+			e[p][i].type = KBV_BLOB_DATA;
+			randombytes_buf(e[p][i].id, KBV_ID_BYTES);
+			e[p][i].offset = 100 + i * 1000;
+			e[p][i].stored_len = 900;
+			e[p][i].raw_len = 2000 + (uint32_t)p;
+			e[p][i].xxh = (uint64_t)p << 32 | i;
+		}
+		ce[p] = e[p];
+		counts[p] = NE;
+	}
+	/* the last blob of pack 2 and one in the middle of pack 1 are also in pack 0 */
+	memcpy(e[2][NE - 1].id, e[0][5].id, KBV_ID_BYTES);
+	memcpy(e[1][350].id, e[0][5].id, KBV_ID_BYTES);
+	memcpy(e[2][7].id, e[1][8].id, KBV_ID_BYTES);
+	assert_int_equal(kbv_index_add_packs(repo->idx, info, ce, counts, NP), 0);
+	MDB_txn *txn;
+	struct kbv_loc loc, first;
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(repo->idx, txn, e[0][0].id, &first), 0);
+	for (size_t p = 0; p < NP; p++)
+		for (uint32_t i = 0; i < NE; i++) {
+			assert_int_equal(kbv_index_get(repo->idx, txn, e[p][i].id, &loc), 0);
+			size_t wp = p, wi = i;
+			if ((p == 2 && i == NE - 1) || (p == 1 && i == 350))
+				wp = 0, wi = 5;
+			else if (p == 2 && i == 7)
+				wp = 1, wi = 8;
+			assert_int_equal(loc.pack, first.pack + wp);
+			assert_int_equal(loc.offset, e[wp][wi].offset);
+			assert_int_equal(loc.xxh, e[wp][wi].xxh);
+			assert_int_equal(loc.raw_len, 2000 + wp);
+		}
+	kbv_index_rend(txn);
+	for (size_t p = 0; p < NP; p++)
+		free(e[p]);
+}
+
 /* Metadata cache entries: a round trip, and every way an entry can be wrong (another
  * repository's keys, another kind, another id, a flipped byte, cut short) fails. */
 static void test_metacache_seal_open(void **st)
@@ -322,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_pack_round_trip_and_damage),
 		cmocka_unit_test(test_index_first_location_reopen_and_gc),
 		cmocka_unit_test(test_index_same_pack_twice),
+		cmocka_unit_test(test_index_group_in_key_order),
 		cmocka_unit_test(test_metacache_seal_open),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
