@@ -79,6 +79,21 @@ static inline size_t scan(const struct kbv_cdc *c, const uint8_t *p, size_t *ip,
 {
 	size_t i = *ip;
 	uint64_t fp = *fpp;
+	/* four bytes per round: the bound is checked once for them */
+	for (; i + 4 <= lim; i += 4) {
+		fp = (fp << 2) + c->gear_ls[p[i]];
+		if (!(fp & mask_ls))
+			return i + 1;
+		fp += c->gear[p[i + 1]];
+		if (!(fp & mask))
+			return i + 2;
+		fp = (fp << 2) + c->gear_ls[p[i + 2]];
+		if (!(fp & mask_ls))
+			return i + 3;
+		fp += c->gear[p[i + 3]];
+		if (!(fp & mask))
+			return i + 4;
+	}
 	for (; i + 2 <= lim; i += 2) {
 		fp = (fp << 2) + c->gear_ls[p[i]];
 		if (!(fp & mask_ls))
