@@ -62,6 +62,10 @@ void kbv_codec_free(struct kbv_codec *c);
 
 /* The keyed id of a blob of `type` (1..KBV_BLOB_TYPES-1) with the repository's id hash. */
 void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n, uint8_t id[KBV_ID_BYTES]);
+/* The ids of n blobs of one type at base + offs[i], lens[i] bytes each: what kbv_blob_id
+ * gives for each, with BLAKE3 several at a time (codec/blake3_batch.c). */
+void kbv_blob_ids(const struct kbv_keys *keys, int type, const uint8_t *base, const uint32_t *offs,
+		  const uint32_t *lens, size_t n, uint8_t (*ids)[KBV_ID_BYTES]);
 
 /* Largest envelope encode() can produce for n raw bytes. */
 size_t kbv_blob_bound(size_t n);

@@ -2,6 +2,7 @@
 #include "kbv/error.h"
 
 #include "blake3.h"
+#include "codec/blake3_batch.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -103,6 +104,18 @@ void kbv_blob_id(const struct kbv_keys *keys, int type, const void *p, size_t n,
 	static const uint8_t salt[16];
 	crypto_generichash_blake2b_salt_personal(id, KBV_ID_BYTES, p, n, keys->id, sizeof keys->id, salt,
 						 (const uint8_t *)personal(type));
+}
+
+void kbv_blob_ids(const struct kbv_keys *keys, int type, const uint8_t *base, const uint32_t *offs,
+		  const uint32_t *lens, size_t n, uint8_t (*ids)[KBV_ID_BYTES])
+{
+	if (keys->id_hash == KBV_ID_BLAKE3) {
+		int t = type > 0 && type < KBV_BLOB_TYPES ? type : KBV_BLOB_SNAPSHOT;
+		kbv_blake3_keyed_batch(keys->id3[t], base, offs, lens, n, ids);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		kbv_blob_id(keys, type, base + offs[i], lens[i], ids[i]);
 }
 
 size_t kbv_blob_bound(size_t n)

@@ -183,9 +183,10 @@ static void work(void *wp, void *jp)
 	j->nnew = j->nb = 0;
 	kbv_idset_clear(&wk->batch);
 	size_t off = 0;
-	for (uint32_t i = 0; i < j->n && rc == 0; off += j->lens[i], i++) {
+	for (uint32_t i = 0; i < j->n; off += j->lens[i], i++)
 		j->offs[i] = (uint32_t)off;
-		kbv_blob_id(wk->w->repo->keys, KBV_BLOB_DATA, j->data + off, j->lens[i], j->ids[i]);
+	kbv_blob_ids(wk->w->repo->keys, KBV_BLOB_DATA, j->data, j->offs, j->lens, j->n, j->ids);
+	for (uint32_t i = 0; i < j->n && rc == 0; i++) {
 		if (kbv_idset_has(&wk->batch, j->ids[i])) {
 			j->state[i] = CHUNK_DUP;
 			continue;

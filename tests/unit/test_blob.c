@@ -14,6 +14,7 @@
 #include "kbv/blob.h"
 #include "kbv/error.h"
 
+#include "codec/blake3_batch.h"
 #include "blake3.h" /* the library kbvault links (Debian's copy of the reference C) */
 
 static struct kbv_keys keys;
@@ -165,6 +166,89 @@ static void test_blake3_vectors(void **s)
 	}
 }
 
+/* Many ids at once (codec/blake3_batch.c) are each exactly blake3_hasher's: the published
+ * keyed vectors in one batch, then random bytes at unaligned offsets with lengths at and
+ * around every chunk and tree boundary up to past the batch's 64-chunk limit, in batches of
+ * 1 to all; and kbv_blob_ids gives kbv_blob_id's ids for both id hashes. */
+static void test_blake3_batch(void **s)
+{
+	(void)s;
+	static const struct {
+		uint32_t len;
+		const char *hex;
+	} v[] = {
+		{ 0, "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26" },
+		{ 1023, "c951ecdf03288d0fcc96ee3413563d8a6d3589547f2c2fb36d9786470f1b9d6e" },
+		{ 1024, "75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4" },
+		{ 1025, "357dc55de0c7e382c900fd6e320acc04146be01db6a8ce7210b7189bd664ea69" },
+		{ 2048, "879cf1fa2ea0e79126cb1063617a05b6ad9d0b696d0d757cf053439f60a99dd1" },
+		{ 8193, "954a2a75420c8d6547e3ba5b98d963e6fa6491addc8c023189cc519821b4a1f5" },
+		{ 31744, "efa53b389ab67c593dba624d898d0f7353ab99e4ac9d42302ee64cbf9939a419" },
+		{ 102400, "1c35d1a5811083fd7119f5d5d1ba027b4d01c0c6c49fb6ff2cf75393ea5db4a7" },
+	};
+	enum { NV = sizeof v / sizeof v[0] };
+	static uint8_t in[102400];
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (uint8_t)(i % 251);
+	uint32_t offs[NV], lens[NV];
+	uint8_t got[NV][32], want[32];
+	for (size_t k = 0; k < NV; k++) {
+		offs[k] = 0;
+		lens[k] = v[k].len;
+	}
+	kbv_blake3_keyed_batch((const uint8_t *)"whats the Elvish word for friend", in, offs, lens, NV, got);
+	for (size_t k = 0; k < NV; k++) {
+		assert_int_equal(sodium_hex2bin(want, 32, v[k].hex, 64, NULL, NULL, NULL), 0);
+		if (memcmp(got[k], want, 32))
+			fail_msg("batched keyed BLAKE3 of %u bytes differs from the published vector", v[k].len);
+	}
+
+	enum { N = 700 };
+	static const uint32_t edges[] = { 0,     1,     63,    64,    65,    1023,  1024,  1025,  2047,  2048,
+					  2049,  3071,  3072,  3073,  4095,  4096,  4097,  7167,  8191,  8192,
+					  8193,  9216,  16383, 16384, 16385, 32767, 32768, 32769, 33792, 65535,
+					  65536, 65537, 66560, 70000, 131072 };
+	enum { NE = sizeof edges / sizeof edges[0] };
+	size_t room = 4u << 20;
+	uint8_t *base = malloc(room), key[32];
+	uint32_t *o = malloc(N * sizeof *o), *l = malloc(N * sizeof *l);
+	uint8_t(*ids)[32] = malloc(N * 32);
+	randombytes_buf(base, room);
+	randombytes_buf(key, sizeof key);
+	for (size_t i = 0; i < N; i++) {
+		l[i] = i < NE ? edges[i] : i < 2 * NE ? edges[i - NE] + (uint32_t)(i % 3) : randombytes_uniform(40000);
+		o[i] = randombytes_uniform((uint32_t)(room - l[i]));
+	}
+	static const size_t batch[] = { 1, 15, 16, 17, N };
+	for (size_t b = 0; b < sizeof batch / sizeof *batch; b++) {
+		memset(ids, 0, N * 32);
+		for (size_t i = 0; i < N; i += batch[b])
+			kbv_blake3_keyed_batch(key, base, o + i, l + i, N - i < batch[b] ? N - i : batch[b], ids + i);
+		for (size_t i = 0; i < N; i++) {
+			blake3_hasher h;
+			blake3_hasher_init_keyed(&h, key);
+			blake3_hasher_update(&h, base + o[i], l[i]);
+			blake3_hasher_finalize(&h, want, 32);
+			if (memcmp(ids[i], want, 32))
+				fail_msg("batched keyed BLAKE3 of %u bytes (message %zu, batches of %zu) differs", l[i], i,
+					 batch[b]);
+		}
+	}
+	struct kbv_keys k3 = keys;
+	for (int hash = 0; hash < 2; hash++) {
+		kbv_keys_set_id_hash(&k3, hash ? KBV_ID_BLAKE3 : KBV_ID_BLAKE2B);
+		kbv_blob_ids(&k3, KBV_BLOB_DATA, base, o, l, 100, ids);
+		for (size_t i = 0; i < 100; i++) {
+			kbv_blob_id(&k3, KBV_BLOB_DATA, base + o[i], l[i], want);
+			assert_memory_equal(ids[i], want, 32);
+		}
+	}
+	free(base);
+	free(o);
+	free(l);
+	free(ids);
+}
+
 /* A BLAKE3 id is what format/blob.md says, computed by an independent implementation:
  * Debian's b3sum (Rust) derives the type's key from the id key, then hashes the chunk keyed.
  * Also: the two id hashes never agree, and switching back gives the BLAKE2b ids again. */
@@ -288,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_other_key), cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_bundle_encrypted), cmocka_unit_test(test_bundle_plain),
 		cmocka_unit_test(test_blake3_vectors), cmocka_unit_test(test_blake3_ids),
+		cmocka_unit_test(test_blake3_batch),
 	};
 	return cmocka_run_group_tests_name("blob", tests, NULL, NULL);
 }
