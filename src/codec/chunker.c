@@ -72,35 +72,34 @@ size_t kbv_cdc_cut_reference(const struct kbv_cdc *c, const uint8_t *p, size_t n
 	return end;
 }
 
+/* Two bytes of the scan, at i and i + 1: the cut after either (i + 1 or i + 2), or 0. */
+static inline size_t step2(const struct kbv_cdc *c, const uint8_t *p, size_t i, uint64_t *fp, uint64_t mask,
+			   uint64_t mask_ls)
+{
+	*fp = (*fp << 2) + c->gear_ls[p[i]];
+	if (!(*fp & mask_ls))
+		return i + 1;
+	*fp += c->gear[p[i + 1]];
+	if (!(*fp & mask))
+		return i + 2;
+	return 0;
+}
+
 /* One region of the scan with a fixed mask pair. Returns the cut length, or 0 with *ip and
  * *fpp advanced to `lim` when no cut was found. */
 static inline size_t scan(const struct kbv_cdc *c, const uint8_t *p, size_t *ip, size_t lim,
 			  uint64_t *fpp, uint64_t mask, uint64_t mask_ls)
 {
-	size_t i = *ip;
+	size_t i = *ip, cut;
 	uint64_t fp = *fpp;
 	/* four bytes per round: the bound is checked once for them */
-	for (; i + 4 <= lim; i += 4) {
-		fp = (fp << 2) + c->gear_ls[p[i]];
-		if (!(fp & mask_ls))
-			return i + 1;
-		fp += c->gear[p[i + 1]];
-		if (!(fp & mask))
-			return i + 2;
-		fp = (fp << 2) + c->gear_ls[p[i + 2]];
-		if (!(fp & mask_ls))
-			return i + 3;
-		fp += c->gear[p[i + 3]];
-		if (!(fp & mask))
-			return i + 4;
-	}
-	for (; i + 2 <= lim; i += 2) {
-		fp = (fp << 2) + c->gear_ls[p[i]];
-		if (!(fp & mask_ls))
-			return i + 1;
-		fp += c->gear[p[i + 1]];
-		if (!(fp & mask))
-			return i + 2;
+	for (; i + 4 <= lim; i += 4)
+		if ((cut = step2(c, p, i, &fp, mask, mask_ls)) || (cut = step2(c, p, i + 2, &fp, mask, mask_ls)))
+			return cut;
+	if (i + 2 <= lim) {
+		if ((cut = step2(c, p, i, &fp, mask, mask_ls)))
+			return cut;
+		i += 2;
 	}
 	if (i < lim) {
 		fp = (fp << 1) + c->gear[p[i]];
