@@ -101,6 +101,7 @@ void kbv_blake3_keyed_batch(const uint8_t key[BLAKE3_KEY_LEN], const uint8_t *ba
 				blake3_hasher_init_keyed(&h, key);
 				blake3_hasher_update(&h, p, len);
 				blake3_hasher_finalize(&h, out[g + m], BLAKE3_OUT_LEN);
+				sodium_memzero(&h, sizeof h); /* it holds the key */
 			} else if (!full[m]) {
 				chunk_cv(kw, p, len, 0, 1, out[g + m]);
 			} else {

@@ -406,8 +406,13 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 	uint32_t no;
 	TRY(get_next_pack(txn, idx->meta, &no));
 	for (size_t p = 0; p < npacks; p++) {
-		int known;
-		TRY(pack_known(idx, txn, &packs[p], entries[p], counts[p], &known));
+		int known = 0;
+		/* listed twice in the group: its blobs are not put yet, so pack_known cannot
+		 * see the first listing; one number for it all the same */
+		for (size_t q = 0; q < p && !known; q++)
+			known = !memcmp(packs[q].id, packs[p].id, KBV_PACKID_BYTES);
+		if (!known)
+			TRY(pack_known(idx, txn, &packs[p], entries[p], counts[p], &known));
 		if (known)
 			continue;
 		TRY(put_pack(txn, idx->packs, no, &packs[p]));

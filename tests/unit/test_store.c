@@ -330,6 +330,17 @@ static void test_index_group_in_key_order(void **st)
 			assert_int_equal(loc.raw_len, 2000 + wp);
 		}
 	kbv_index_rend(txn);
+	/* a pack listed twice in one group gets one number */
+	size_t before = packs_indexed();
+	struct kbv_pack_info twice[2];
+	for (uint32_t i = 0; i < NE; i++)
+		randombytes_buf(e[0][i].id, KBV_ID_BYTES);
+	randombytes_buf(info[0].id, sizeof info[0].id);
+	twice[0] = twice[1] = info[0];
+	const struct kbv_pack_entry *te[2] = { e[0], e[0] };
+	size_t tc[2] = { NE, NE };
+	assert_int_equal(kbv_index_add_packs(repo->idx, twice, te, tc, 2), 0);
+	assert_int_equal(packs_indexed(), before + 1);
 	for (size_t p = 0; p < NP; p++)
 		free(e[p]);
 }
