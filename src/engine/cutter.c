@@ -5,10 +5,9 @@
 #include "kbv/fsio.h"
 #include "kbv/pool.h"
 
-#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,7 +28,8 @@ struct segment {
 	uint32_t *pos;      /* pos[0] = start, then the end of each chunk cut */
 	size_t npos;
 	size_t got;         /* a read request: bytes read into [from, until) */
-	int err;            /* and the errno that stopped it, or 0 */
+	int rc;             /* and its failure, with the message of the thread that read */
+	char msg[256];
 	int ready;          /* this request's speculation (or read) is done */
 };
 
@@ -48,6 +48,7 @@ struct kbv_cutter {
 	int reading, fd;
 	uint64_t off;
 	uint8_t *dst;
+	const char *what;
 	struct segment seg[CUTTER_MAX];
 };
 
@@ -75,18 +76,9 @@ static void speculate(struct kbv_cutter *k, struct segment *s)
 static void read_piece(struct kbv_cutter *k, struct segment *s)
 {
 	s->got = 0;
-	s->err = 0;
-	while (s->from + s->got < s->until) {
-		size_t at = s->from + s->got;
-		ssize_t r = pread(k->fd, k->dst + at, s->until - at, (off_t)(k->off + at));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			s->err = errno;
-		if (r <= 0)
-			break;
-		s->got += (size_t)r;
-	}
+	s->rc = kbv_pread_upto(k->fd, k->dst + s->from, s->until - s->from, k->off + s->from, &s->got, k->what);
+	if (s->rc < 0) /* the message is this thread's (error.c): kept for the caller */
+		snprintf(s->msg, sizeof s->msg, "%s", kbv_errmsg());
 }
 
 static void *helper_main(void *arg)
@@ -276,6 +268,7 @@ int kbv_cutter_read(struct kbv_cutter *k, struct kbv_input *in, uint8_t *p, size
 		k->fd = in->fd;
 		k->off = off;
 		k->dst = p;
+		k->what = in->what;
 		for (size_t i = 1; i < k->nseg; i++) {
 			struct segment *s = &k->seg[i];
 			/* helpers past nseg read an empty piece */
@@ -298,10 +291,9 @@ int kbv_cutter_read(struct kbv_cutter *k, struct kbv_input *in, uint8_t *p, size
 		*eof = 1;
 		for (size_t i = 0; i < nseg; i++) {
 			const struct segment *s = i ? &k->seg[i] : &s0;
-			if (s->err) {
+			if (s->rc < 0) {
 				*got = 0;
-				return kbv_error(KBV_EIO, "read '%s' at byte %llu: %s", in->what,
-						 (unsigned long long)(off + s->from + s->got), strerror(s->err));
+				return kbv_error(s->rc, "%s", s->msg);
 			}
 			if (total == s->from)
 				total += s->got;
