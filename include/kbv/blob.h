@@ -23,6 +23,9 @@ enum kbv_blob_type {
 };
 
 #define KBV_BUNDLE_MAX_RAW (16u << 20) /* largest decoded bundle a reader accepts */
+/* What writers put in one bundle: consecutive new chunks up to this many bytes of content
+ * (format/blob.md; the size was chosen by measurement, docs/benchmarks.md). */
+#define KBV_BUNDLE_TARGET (256u << 10)
 #define KBV_BUNDLE_ENTRY 36          /* id + u32 length in the member table */
 
 /* The keyed hash that makes blob ids (format/blob.md), chosen at init and recorded in the

@@ -31,7 +31,7 @@ enum kbv_lock { KBV_LOCK_NONE, KBV_LOCK_SHARED, KBV_LOCK_EXCLUSIVE };
 struct kbv_init_opts {
 	int encrypted;          /* 1 by default */
 	uint32_t chunk_avg;     /* 0: default (8 KiB) */
-	int zstd_level;         /* 0: default (3) */
+	int zstd_level;         /* 0: default (KBV_DEFAULT_ZSTD_LEVEL) */
 	uint32_t pack_size;     /* 0: default (16 MiB) */
 	uint64_t kdf_ops;       /* 0: default (3) */
 	uint64_t kdf_mem;       /* bytes; 0: default (64 MiB) */
@@ -39,7 +39,7 @@ struct kbv_init_opts {
 	int id_hash;            /* enum kbv_id_hash; 0: default (BLAKE3) */
 };
 #define KBV_DEFAULT_CHUNK_AVG (8u << 10)
-#define KBV_DEFAULT_ZSTD_LEVEL 2
+#define KBV_DEFAULT_ZSTD_LEVEL 1
 #define KBV_DEFAULT_PACK_SIZE (16u << 20)
 #define KBV_DEFAULT_ID_HASH KBV_ID_BLAKE3
 

@@ -17,7 +17,7 @@ static const struct command_help commands[] = {
 	  "             [--object-lock-days N] [--id-hash blake3|blake2b]\n"
 	  "  Creates the repository (-r/KBVAULT_REPO, or the default) encrypted with a password.\n"
 	  "  --chunk-avg   average chunk size, a power of two (default 8192); fixed for the repository\n"
-	  "  --zstd-level  compression level 1..19 (default 2)\n"
+	  "  --zstd-level  compression level 1..19 (default 1)\n"
 	  "  --object-lock-days N  object storage: a bucket with S3 Object Lock; everything stored is\n"
 	  "                retained N days (COMPLIANCE: nobody can delete it); gc extends it\n"
 	  "  --id-hash     keyed hash of chunk ids: blake3 (default; kbvault from 2026-12-01 on) or\n"
@@ -143,7 +143,7 @@ static const struct command_help commands[] = {
 	  "  stored bytes (compressed as the writer would), estimated index size and speed, then what\n"
 	  "  each file would add. No repository, no password.\n"
 	  "  --sizes       average chunk sizes, powers of two 1K..4M (default 4K,8K,16K,32K,64K,128K,256K,1M)\n"
-	  "  --zstd-level  compression for the estimate (default 2, as init; 0: none)\n" },
+	  "  --zstd-level  compression for the estimate (default 1, as init; 0: none)\n" },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

@@ -14,10 +14,10 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-/* The writer's grouping (src/writer.c): batches of about 1 MiB of stream, new chunks of a
- * batch sealed in bundles of at most 128 KiB. */
+/* The writer's grouping (src/engine/writer.c): batches of about 1 MiB of stream, new chunks
+ * of a batch sealed in bundles of at most KBV_BUNDLE_TARGET bytes. */
 #define STUDY_BATCH (1u << 20)
-#define STUDY_BUNDLE (128u << 10)
+#define STUDY_BUNDLE KBV_BUNDLE_TARGET
 #define STUDY_TRAILER_ENTRY 48 /* about what a pack trailer spends per blob */
 
 /* Open-addressing set of XXH3-128 digests; the all-zero digest is the empty slot (a chunk

@@ -31,9 +31,8 @@
 
 /* A job is a batch of consecutive chunks (about BATCH bytes), so the threads meet once per
  * batch rather than once per chunk. The worker puts the batch's new chunks, in order, into
- * bundles of up to BUNDLE bytes (format/blob.md) and seals them. */
+ * bundles of up to KBV_BUNDLE_TARGET bytes (format/blob.md) and seals them. */
 #define BATCH (1u << 20)
-#define BUNDLE (128u << 10)
 
 enum { CHUNK_NEW = 0, CHUNK_KNOWN = 1, CHUNK_DUP = 2 };
 
@@ -201,12 +200,12 @@ static void work(void *wp, void *jp)
 			rc = kbv_idset_add(&wk->batch, j->ids[i]);
 		}
 	}
-	/* Runs of new chunks, in stream order, up to BUNDLE bytes each. */
+	/* Runs of new chunks, in stream order, up to KBV_BUNDLE_TARGET bytes each. */
 	uint32_t from = 0;
 	size_t bytes = 0;
 	for (uint32_t m = 0; m < j->nnew && rc == 0; m++) {
 		uint32_t len = j->lens[j->newidx[m]];
-		if (m > from && bytes + len > BUNDLE) {
+		if (m > from && bytes + len > KBV_BUNDLE_TARGET) {
 			rc = seal_bundle(wk, j, from, m);
 			from = m;
 			bytes = 0;
@@ -306,7 +305,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		if (!j->data || !j->lens || !j->offs || !j->ids || !j->state || !j->newidx || !j->first || !j->count ||
 		    !j->env_off || !j->env_len || !j->env_xxh || !j->bids || !j->blens || !j->bptrs ||
 		    kbv_buf_reserve(&j->envs, kbv_blob_bound(j->cap + (size_t)j->maxn * (KBV_BUNDLE_ENTRY + 64))) < 0 ||
-		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(BUNDLE + r->chunk_max)) < 0) {
+		    kbv_buf_reserve(&j->tmp, kbv_blob_bound(KBV_BUNDLE_TARGET + r->chunk_max)) < 0) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
