@@ -1,5 +1,6 @@
 #include "kbv/writer.h"
 #include "engine/cutter.h"
+#include "engine/readahead.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/idset.h"
@@ -33,11 +34,18 @@
  * batch rather than once per chunk. The worker puts the batch's new chunks, in order, into
  * bundles of up to KBV_BUNDLE_TARGET bytes (format/blob.md) and seals them. */
 #define BATCH (1u << 20)
+/* A pipe is read ahead by this many batches (engine/readahead.h), on a thread of its own,
+ * when there are at least READ_AHEAD_THREADS workers: with fewer, the reading thread keeps
+ * up with them, and the bytes read on one core and cut on another cost more CPU than the
+ * thread saves (docs/benchmarks.md). */
+#define READ_AHEAD 4
+#define READ_AHEAD_THREADS 4
 
 enum { CHUNK_NEW = 0, CHUNK_KNOWN = 1, CHUNK_DUP = 2 };
 
 struct job {
-	uint8_t *data;          /* the batch's input bytes */
+	uint8_t *buf;           /* cap bytes from malloc(); a pipe's reader swaps it (readahead.h) */
+	uint8_t *data;          /* the batch's input bytes: in buf, at most chunk_max bytes in */
 	size_t len, cap;
 	uint32_t n, maxn;       /* chunks in the batch */
 	uint32_t *lens;         /* their lengths */
@@ -288,7 +296,7 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 		struct job *j = kbv_pool_slot(w->pool, i);
 		j->cap = BATCH + r->chunk_max;
 		j->maxn = BATCH / r->chunk_min + 2;
-		j->data = malloc(j->cap);
+		j->data = j->buf = malloc(j->cap);
 		j->lens = malloc(j->maxn * sizeof *j->lens);
 		j->offs = malloc(j->maxn * sizeof *j->offs);
 		j->ids = malloc(j->maxn * sizeof *j->ids);
@@ -342,7 +350,7 @@ void kbv_writer_free(struct kbv_writer *w)
 		kbv_pool_discard(w->pool);
 		for (size_t i = 0; i < kbv_pool_nslots(w->pool); i++) {
 			struct job *j = kbv_pool_slot(w->pool, i);
-			free(j->data);
+			free(j->buf);
 			free(j->lens);
 			free(j->offs);
 			free(j->ids);
@@ -670,37 +678,59 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 }
 
 /* Read straight into the job slots: a slot's buffer is filled from fd (a regular file on
- * the cutter's threads, engine/cutter.h), cut into chunks in place and handed to the
- * workers. The unfinished tail (less than chunk_max: the next cut needs that much
- * look-ahead) goes through w->rbuf to the start of the next slot, so the input is copied
- * once by the kernel and then only those tails. */
+ * the cutter's threads, engine/cutter.h; a pipe by a thread reading ahead into buffers
+ * that are swapped with the slots', engine/readahead.h), cut into chunks in place and
+ * handed to the workers. The unfinished tail (at most chunk_max: the next cut needs that
+ * much look-ahead) goes through w->rbuf to the front of the next slot's bytes, so the
+ * input is copied once by the kernel and then only those tails. */
 int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_stream_result *res)
 {
 	struct kbv_input in;
-	size_t tail = 0;
+	struct kbv_readahead *ra = NULL;
+	size_t tail = 0, room = w->repo->chunk_max; /* a slot holds room + BATCH bytes */
 	int rc, eof = 0;
 	if ((rc = stream_begin(w)) < 0)
 		return rc;
 	kbv_input_init(&in, fd, what);
+	if (in.off < 0 && w->nworkers >= READ_AHEAD_THREADS &&
+	    (rc = kbv_readahead_start(fd, what, room, BATCH, READ_AHEAD, &ra)) < 0) {
+		kbv_input_done(&in);
+		return stream_end(w, rc, res);
+	}
 	while (!eof || tail) {
 		struct job *j;
 		if ((rc = free_slot(w, &j)) < 0)
 			break;
+		size_t have = tail, got = 0;
+		j->data = j->buf;
+		if (ra && !eof) {
+			/* a piece read ahead, its bytes at `room`: the tail goes in front of them (the
+			 * cut leaves at most chunk_max: it stops at BATCH or with less than that left) */
+			if (tail > room) {
+				rc = kbv_error(KBV_EINTERNAL, "a tail of %zu bytes exceeds the room of %zu", tail, room);
+				break;
+			}
+			if ((rc = kbv_readahead_take(ra, &j->buf, &got, &eof)) < 0) {
+				rc = KBV_ESOURCE; /* the input failed, not the repository */
+				break;
+			}
+			j->data = j->buf + room - tail;
+		}
 		memcpy(j->data, w->rbuf, tail);
-		size_t have = tail, got;
-		if (!eof) {
+		if (!ra && !eof) {
 			if ((rc = kbv_cutter_read(w->cutter, &in, j->data + have, j->cap - have, &got, &eof)) < 0) {
 				rc = KBV_ESOURCE; /* the input failed, not the repository */
 				break;
 			}
-			have += got;
 		}
+		have += got;
 		size_t len = cut_batch(w, j, j->data, have, eof);
 		tail = have - len;
 		memcpy(w->rbuf, j->data + len, tail);
 		if (len) /* else nothing to cut: the slot stays free */
 			submit(w, j);
 	}
+	kbv_readahead_stop(ra);
 	kbv_input_done(&in);
 	return stream_end(w, rc, res);
 }
@@ -716,6 +746,7 @@ int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_str
 		if ((rc = free_slot(w, &j)) < 0)
 			break;
 		size_t len = cut_batch(w, j, q + pos, n - pos, 1);
+		j->data = j->buf;
 		memcpy(j->data, q + pos, len);
 		submit(w, j);
 		pos += len;

@@ -11,11 +11,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "kbv/error.h"
 
 #include "engine/cutter.h"
+#include "engine/readahead.h"
 #include "kbv/chunker.h"
 
 #define GOLDEN "tests/golden/chunker-vectors.txt"
@@ -363,6 +365,107 @@ static void test_parallel_reads(void **s)
 	free(data);
 }
 
+/* The writing end of a pipe, as pg_dump or cat would be: writes of random sizes. */
+struct pipe_writer {
+	int fd;
+	const uint8_t *p;
+	size_t n;
+};
+
+static void *write_pipe(void *arg)
+{
+	struct pipe_writer *pw = arg;
+	uint32_t x = 12345;
+	for (size_t at = 0; at < pw->n;) {
+		x = x * 1103515245u + 12345u;
+		size_t k = 1 + (x >> 8) % 100000;
+		if (k > pw->n - at)
+			k = pw->n - at;
+		ssize_t w = write(pw->fd, pw->p + at, k);
+		assert_true(w > 0);
+		at += (size_t)w;
+	}
+	close(pw->fd);
+	return NULL;
+}
+
+/* A pipe read ahead gives the bytes written into it, in order, a full piece at a time
+ * (fewer only at the end), each at `room` in the buffer handed over, and then the end. */
+static void test_pipe_read_ahead(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { 0, 1, 1000, 1u << 20, (5u << 20) + 3 };
+	static const size_t rings[] = { 1, 2, 4 };
+	const size_t room = 32768, piece = 1u << 20;
+	uint8_t *data = random_input((5u << 20) + 3, 33), *out = malloc((5u << 20) + 3);
+	for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+		for (size_t g = 0; g < sizeof rings / sizeof *rings; g++) {
+			int fds[2];
+			assert_int_equal(pipe(fds), 0);
+			struct pipe_writer pw = { fds[1], data, sizes[z] };
+			pthread_t t;
+			assert_int_equal(pthread_create(&t, NULL, write_pipe, &pw), 0);
+			struct kbv_readahead *r;
+			assert_int_equal(kbv_readahead_start(fds[0], "dump", room, piece, rings[g], &r), 0);
+			uint8_t *buf = malloc(room + piece);
+			size_t total = 0, got;
+			int eof = 0;
+			for (;;) {
+				uint8_t *before = buf;
+				assert_int_equal(kbv_readahead_take(r, &buf, &got, &eof), 0);
+				if (eof) {
+					assert_int_equal(got, 0);
+					assert_ptr_equal(buf, before); /* nothing handed over at the end */
+					break;
+				}
+				assert_true(got > 0 && got <= piece);
+				assert_true(got == piece || total + got == sizes[z]); /* short only at the end */
+				memcpy(out + total, buf + room, got);
+				total += got;
+			}
+			assert_int_equal(total, sizes[z]);
+			assert_memory_equal(out, data, total);
+			/* and again: the end stays the end */
+			assert_int_equal(kbv_readahead_take(r, &buf, &got, &eof), 0);
+			assert_true(eof);
+			kbv_readahead_stop(r);
+			free(buf);
+			pthread_join(t, NULL);
+			close(fds[0]);
+		}
+	/* stopped while the pipe is idle (its writer neither writes nor closes): it returns (the
+	 * thread waits in poll(2) with the stop's eventfd beside the pipe; a hang fails the run) */
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(write(fds[1], data, 1000), 1000);
+	struct kbv_readahead *r;
+	assert_int_equal(kbv_readahead_start(fds[0], "dump", room, piece, 2, &r), 0);
+	usleep(20000); /* the thread has read the 1,000 bytes and waits for more */
+	kbv_readahead_stop(r);
+	close(fds[0]);
+	close(fds[1]);
+	/* a read that fails names the input and the byte, after the pieces before it */
+	char path[] = "/tmp/kbv-test-ahead-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	int wfd = open(path, O_WRONLY);
+	assert_true(wfd >= 0);
+	assert_int_equal(kbv_readahead_start(wfd, "dump", room, piece, 2, &r), 0);
+	uint8_t *buf = malloc(room + piece);
+	size_t got;
+	int eof;
+	assert_int_equal(kbv_readahead_take(r, &buf, &got, &eof), KBV_EIO);
+	assert_non_null(strstr(kbv_errmsg(), "read 'dump' at byte 0: Bad file descriptor"));
+	assert_int_equal(got, 0);
+	kbv_readahead_stop(r);
+	free(buf);
+	close(wfd);
+	close(fd);
+	unlink(path);
+	free(data);
+	free(out);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -372,7 +475,7 @@ int main(void)
 		cmocka_unit_test(test_reference_64k), cmocka_unit_test(test_odd_lengths),
 		cmocka_unit_test(test_bad_params),    cmocka_unit_test(test_resync),
 		cmocka_unit_test(test_golden),        cmocka_unit_test(test_parallel_cuts),
-		cmocka_unit_test(test_parallel_reads),
+		cmocka_unit_test(test_parallel_reads), cmocka_unit_test(test_pipe_read_ahead),
 	};
 	return cmocka_run_group_tests_name("chunker", tests, NULL, NULL);
 }
