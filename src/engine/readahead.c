@@ -21,6 +21,7 @@ struct kbv_readahead {
 	int fd, stopfd;
 	const char *what;
 	pthread_t thread;
+	int started;         /* the thread runs (to be joined) */
 	pthread_mutex_t mu;
 	pthread_cond_t filled, emptied;
 	struct piece *ring;
@@ -97,7 +98,7 @@ static void *reader_main(void *arg)
 			break;
 		rc = fill(r, pc, &eof); /* the piece at tail is this thread's until tail moves */
 		pthread_mutex_lock(&r->mu);
-		if (rc >= 0 && pc->len)
+		if (rc == 0 && pc->len) /* not after a stop: a piece cut short is not the end */
 			r->tail++;
 		if (rc < 0)
 			r->rc = KBV_EIO;
@@ -115,7 +116,7 @@ void kbv_readahead_stop(struct kbv_readahead *r)
 {
 	if (!r)
 		return;
-	if (r->thread) {
+	if (r->started) {
 		pthread_mutex_lock(&r->mu);
 		r->stop = 1;
 		pthread_cond_signal(&r->emptied);
@@ -160,10 +161,10 @@ int kbv_readahead_start(int fd, const char *what, size_t room, size_t piece, siz
 		return kbv_error(KBV_ENOMEM, "cannot set up reading '%s' ahead: out of memory or descriptors", what);
 	}
 	if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {
-		r->thread = 0;
 		kbv_readahead_stop(r);
 		return kbv_error(KBV_ENOMEM, "cannot start a thread to read '%s'", what);
 	}
+	r->started = 1;
 	kbv_thread_name(r->thread, "kbv-pipe", -1);
 	*out = r;
 	return 0;
