@@ -14,7 +14,7 @@ struct kbv_study {
 	uint64_t chunks;            /* chunks cut */
 	uint64_t unique_chunks;     /* distinct chunks (XXH3-128) */
 	uint64_t unique_bytes;      /* their raw bytes */
-	uint64_t stored_bytes;      /* estimate: new chunks in bundles of <= 128 KiB per 1 MiB batch,
+	uint64_t stored_bytes;      /* estimate: new chunks in bundles of <= KBV_BUNDLE_TARGET per 1 MiB batch,
 	                             * zstd-compressed, plus envelope and member-table overhead,
 	                             * as the writer stores them (format/blob.md), plus each
 	                             * stream's chunk-list tree and the pack trailers' entries */
