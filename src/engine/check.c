@@ -486,45 +486,17 @@ struct wal_ck {
 };
 
 /* The archive's files as listed before the index view opens (kbv_check), so that the view
- * sees every blob of each: a wal-push writes its object only after its blobs are indexed. */
-struct wal_names {
-	char **src, **file;
-	size_t n, cap;
-};
-
+ * sees every blob of each: a wal-push writes its object only after its blobs are indexed.
+ * "<source>\0<file>\0" pairs, as gc_wal.c keeps the files it removes. */
 static int wal_name_add(void *arg, const char *source, const char *file, int64_t mtime)
 {
-	struct wal_names *l = arg;
+	struct kbv_buf *names = arg;
+	int rc = 0;
 	(void)mtime;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		char **a = realloc(l->src, cap * sizeof *a);
-		if (!a)
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		l->src = a;
-		if (!(a = realloc(l->file, cap * sizeof *a)))
-			return kbv_error(KBV_ENOMEM, "out of memory");
-		l->file = a;
-		l->cap = cap;
-	}
-	if (!(l->src[l->n] = strdup(source)))
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	if (!(l->file[l->n] = strdup(file))) {
-		free(l->src[l->n]);
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	}
-	l->n++;
-	return 0;
-}
-
-static void wal_names_free(struct wal_names *l)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		free(l->src[i]);
-		free(l->file[i]);
-	}
-	free(l->src);
-	free(l->file);
+	TRY(kbv_buf_add(names, source, strlen(source) + 1));
+	TRY(kbv_buf_add(names, file, strlen(file) + 1));
+out:
+	return rc;
 }
 
 static int check_wal_file(void *arg, const char *source, const char *file, int64_t mtime)
@@ -574,10 +546,10 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 	 * were indexed, so this view sees every blob of every listed snapshot. */
 	struct kbv_snapshot_damage *bad = NULL;
 	size_t nbad = 0;
-	struct wal_names wn = { 0 };
+	struct kbv_buf wal_names = KBV_BUF_INIT;
 	TRY(kbv_snapshot_list_damaged(r, &list, &nsnap, &bad, &nbad));
 	/* the WAL archive likewise: files pushed while we run are left to the next check */
-	TRY(kbv_wal_list(r, NULL, wal_name_add, &wn));
+	TRY(kbv_wal_list(r, NULL, wal_name_add, &wal_names));
 	{
 		/* gc's deletion plans: one that does not authenticate condemns nothing, but it is
 		 * damage (or tampering) to name; one of another version stops writers. */
@@ -658,8 +630,11 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 			TRY(affected_add(&c, list[i], table_damaged, hit, nhit));
 	}
 	struct wal_ck wc = { &c, rd, res };
-	for (size_t i = 0; i < wn.n; i++)
-		TRY(check_wal_file(&wc, wn.src[i], wn.file[i], 0));
+	for (size_t off = 0; off < wal_names.len;) {
+		const char *source = (const char *)wal_names.data + off, *file = source + strlen(source) + 1;
+		off += strlen(source) + strlen(file) + 2;
+		TRY(check_wal_file(&wc, source, file, 0));
+	}
 	if (c.stale_blobs)
 		say(&c, KBV_WARNING,
 		    "index: %llu blobs the snapshots use are in packs the index does not list: the index is missing or "
@@ -673,7 +648,7 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 			c.report(c.arg, KBV_PROBLEM, msg); /* a summary of problems already counted */
 	}
 out:
-	wal_names_free(&wn);
+	kbv_buf_release(&wal_names);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, nsnap);
 	kbv_snapshot_damage_free(bad, nbad);

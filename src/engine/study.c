@@ -17,7 +17,6 @@
 /* The writer's grouping (src/engine/writer.c): batches of about 1 MiB of stream, new chunks
  * of a batch sealed in bundles of at most KBV_BUNDLE_TARGET bytes. */
 #define STUDY_BATCH (1u << 20)
-#define STUDY_BUNDLE KBV_BUNDLE_TARGET
 #define STUDY_TRAILER_ENTRY 48 /* about what a pack trailer spends per blob */
 
 /* Open-addressing set of XXH3-128 digests; the all-zero digest is the empty slot (a chunk
@@ -85,7 +84,7 @@ static void bundle_seal(struct bundler *b)
 
 static void bundle_add(struct bundler *b, const uint8_t *p, size_t n)
 {
-	if (b->members && b->len + n > STUDY_BUNDLE)
+	if (b->members && b->len + n > KBV_BUNDLE_TARGET)
 		bundle_seal(b);
 	memcpy(b->buf + b->len, p, n);
 	b->len += n;
@@ -112,8 +111,8 @@ static int study_one(const char *const *files, size_t nfiles, int zstd_level, st
 	TRY(kbv_cdc_init(&cdc, zero_key, st->avg / 4, st->avg, st->avg * 4));
 	st->file_new_bytes = calloc(nfiles ? nfiles : 1, sizeof *st->file_new_bytes);
 	st->file_new_stored = calloc(nfiles ? nfiles : 1, sizeof *st->file_new_stored);
-	b.buf = malloc(STUDY_BUNDLE + cdc.max);
-	b.out_cap = ZSTD_compressBound(STUDY_BUNDLE + cdc.max);
+	b.buf = malloc(KBV_BUNDLE_TARGET + cdc.max);
+	b.out_cap = ZSTD_compressBound(KBV_BUNDLE_TARGET + cdc.max);
 	b.out = malloc(b.out_cap);
 	b.cctx = ZSTD_createCCtx();
 	if (!st->file_new_bytes || !st->file_new_stored || !b.buf || !b.out || !b.cctx) {
