@@ -1,17 +1,24 @@
 /* A backend that passes everything to another one and fails the n-th operation of a chosen
  * kind (the SQLite way of testing every failure point): tests enumerate n over a whole
- * snapshot or gc and check that each failure loses nothing. */
+ * snapshot or gc and check that each failure loses nothing. Or, as "pause", holds the n-th
+ * operation until a test says go, so that a test can put another process's work at that
+ * exact point (a rendezvous through two files in $KBVAULT_FAULT_PAUSE). */
 #include "backend_impl.h"
 #include "kbv/error.h"
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum fop { F_WRITE, F_COMMIT, F_READ, F_LIST, F_REMOVE };
-enum ferr { E_IO, E_NOSPC, E_SHORT };
+enum ferr { E_IO, E_NOSPC, E_SHORT, E_PAUSE };
+
+#define PAUSE_LIMIT_S 300 /* a test that never says go fails instead of hanging */
 
 struct fault {
 	struct kbv_backend base;
@@ -40,16 +47,43 @@ struct fault_rd {
 static const char *const op_names[] = { "write", "commit", "read", "list", "remove" };
 static const char *const kind_names[KBV_OBJ_KINDS] = { "config", "key", "pack", "snapshot", "record", "index", "plan", "lock", "wal" };
 
-/* Is this the operation to fail? Counts it when it is of the chosen op and kind. */
+/* "pause": create <dir>/reached, then wait for <dir>/go. 0 once told to go. */
+static int pause_here(void)
+{
+	const char *dir = getenv("KBVAULT_FAULT_PAUSE");
+	char path[4096];
+	if (!dir || snprintf(path, sizeof path, "%s/reached", dir) >= (int)sizeof path)
+		return -1;
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	snprintf(path, sizeof path, "%s/go", dir);
+	for (int i = 0; i < PAUSE_LIMIT_S * 100; i++) {
+		if (access(path, F_OK) == 0)
+			return 0;
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
+	return -1;
+}
+
+/* Is this the operation to fail? Counts it when it is of the chosen op and kind. A pause
+ * is not a failure: the operation goes on once the test says go. */
 static int hit(struct fault *f, enum fop op, enum kbv_obj kind)
 {
 	if (op != f->op || (f->kind >= 0 && (int)kind != f->kind))
 		return 0;
-	return atomic_fetch_add(&f->seen, 1) + 1 == f->n;
+	if (atomic_fetch_add(&f->seen, 1) + 1 != f->n)
+		return 0;
+	return f->err != E_PAUSE || pause_here() < 0;
 }
 
 static int fail(struct fault *f, enum fop op, const char *what)
 {
+	if (f->err == E_PAUSE)
+		return kbv_error(KBV_EIO, "%s '%s': paused, and no '%s/go' came within %d s (injected fault)", op_names[op],
+				 what, getenv("KBVAULT_FAULT_PAUSE") ? getenv("KBVAULT_FAULT_PAUSE") : "$KBVAULT_FAULT_PAUSE",
+				 PAUSE_LIMIT_S);
 	return kbv_error(KBV_EIO, "%s '%s': %s (injected fault)", op_names[op], what,
 			 f->err == E_NOSPC ? strerror(ENOSPC) : strerror(EIO));
 }
@@ -288,8 +322,8 @@ static int parse(struct fault *f, const char *spec)
 	f->n = n;
 	f->err = E_IO;
 	if (++i < np) {
-		static const char *const errs[] = { "eio", "enospc", "short" };
-		int e = lookup(errs, 3, part[i], strlen(part[i]));
+		static const char *const errs[] = { "eio", "enospc", "short", "pause" };
+		int e = lookup(errs, 4, part[i], strlen(part[i]));
 		if (e < 0 || i + 1 < np)
 			return -1;
 		f->err = (enum ferr)e;

@@ -213,3 +213,45 @@ for k in ("raw_bytes", "stored_bytes", "chunks", "packs"): assert s[k] > 0, k'
 	[ "$(snap_count)" = 4 ]
 	kbv check --read-data
 }
+
+# Wait until FILE exists (a paused kbvault's rendezvous), at most 60 s.
+wait_file() {
+	local i
+	for i in $(seq 1 600); do [ -e "$1" ] && return 0; sleep 0.1; done
+	echo "$1 never appeared" >&2
+	return 1
+}
+
+@test "check leaves to the next check what is committed while it runs: a WAL file or a snapshot added just before its listing is checked, never reported unrestorable" {
+	"$GENDUMP" --mb 2 | kbv snapshot -q --stdin kb.sql
+	# random bytes: every blob of a pushed file is new to the repository
+	head -c 3000000 /dev/urandom > "$TMPD/000000010000000000000001"
+	head -c 3000000 /dev/urandom > "$TMPD/000000010000000000000002"
+	kbv wal-push --source s "$TMPD/000000010000000000000001"
+	# KBVAULT_FAULT=...:pause holds check's first listing of the kind until go: the
+	# other process commits its blobs and its object at exactly that point
+	for what in wal snapshot; do
+		mkdir "$TMPD/p-$what"
+		KBVAULT_FAULT=list:$what:1:pause KBVAULT_FAULT_PAUSE="$TMPD/p-$what" "$KBVAULT" check --read-data \
+			> "$TMPD/check-$what" 2>&1 &
+		pid=$!
+		wait_file "$TMPD/p-$what/reached"
+		if [ $what = wal ]; then
+			kbv wal-push --source s "$TMPD/000000010000000000000002"
+		else
+			"$GENDUMP" --mb 2 --day 4 | kbv snapshot -q --stdin kb.sql
+		fi
+		touch "$TMPD/p-$what/go"
+		st=0
+		wait "$pid" || st=$?
+		cat "$TMPD/check-$what"
+		[ "$st" -eq 0 ]
+	done
+	# each pass checked what was committed before its paused listing
+	grep -q "1 snapshots, 2 WAL files: ok" "$TMPD/check-wal"
+	grep -q "2 snapshots, 2 WAL files: ok" "$TMPD/check-snapshot"
+	kbv check --read-data
+	[ "$(snap_count)" = 2 ]
+	kbv wal-fetch --source s 000000010000000000000002 "$TMPD/back"
+	cmp "$TMPD/back" "$TMPD/000000010000000000000002"
+}

@@ -229,9 +229,33 @@ static void test_fault_wrapper(void **st)
 	assert_int_equal(kbv_be_list(f, KBV_OBJ_PACK, collect, &s), KBV_EIO);
 	kbv_backend_free(f);
 
+	/* a pause is no failure: the operation goes on once "go" is there, after "reached"
+	 * said where it stopped; without KBVAULT_FAULT_PAUSE it fails, naming the variable */
+	char pdir[sizeof dir + 8], path[sizeof pdir + 16];
+	snprintf(pdir, sizeof pdir, "%s/pause", dir);
+	assert_int_equal(mkdir(pdir, 0700), 0);
+	snprintf(path, sizeof path, "%s/go", pdir);
+	fclose(fopen(path, "w"));
+	setenv("KBVAULT_FAULT_PAUSE", pdir, 1);
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "list:pack:1:pause", &f), 0);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(f, KBV_OBJ_PACK, collect, &s), 0);
+	assert_int_equal(s.n, 2); /* both packs: the listing ran after the pause */
+	assert_int_equal(kbv_backend_fault_count(f), 1);
+	snprintf(path, sizeof path, "%s/reached", pdir);
+	assert_int_equal(access(path, F_OK), 0);
+	kbv_backend_free(f);
+	unsetenv("KBVAULT_FAULT_PAUSE");
+	assert_int_equal(kbv_backend_local_new(dir, &be), 0);
+	assert_int_equal(kbv_backend_fault_new(be, "list:pack:1:pause", &f), 0);
+	assert_int_equal(kbv_be_list(f, KBV_OBJ_PACK, collect, &s), KBV_EIO);
+	assert_non_null(strstr(kbv_errmsg(), "KBVAULT_FAULT_PAUSE"));
+	kbv_backend_free(f);
+
 	/* specs that do not parse are refused (and free the inner backend) */
 	static const char *const bad[] = { "", "write", "write:0", "write:pack", "burn:1", "write:1:ebad",
-					   "write:pack:1:eio:x", "write:pack:x" };
+					   "write:pack:1:eio:x", "write:pack:x", "list:1:pause:x" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		assert_int_equal(kbv_backend_local_new(dir, &be), 0);
 		assert_int_equal(kbv_backend_fault_new(be, bad[i], &f), KBV_EINVAL);
