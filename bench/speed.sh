@@ -97,7 +97,7 @@ import csv, sys
 rows = {r["stage"]: r for r in csv.DictReader(l for l in open(sys.argv[1]) if "," in l and not l.startswith("chunks"))}
 b = float(sys.argv[2])
 print(f"stage,read,1,{int(b)},{sys.argv[3]},,{b / float(sys.argv[3]) / 1e6:.1f},,")
-for k in ("fastcdc_2byte", "fastcdc_cutter_2seg", "fastcdc_cutter_4seg", "xxh3_8k", "blake3_256_keyed_8k",
+for k in ("fastcdc_2byte", "fastcdc_cutter_2seg", "fastcdc_cutter_4seg", "xxh3_8k", "xxh3_128_stream_1m", "blake3_256_keyed_8k",
           "blake3_256_keyed_9300", "blake3_256_keyed_9300_batch128", "blake2b_256_keyed_8k", "zstd3_8k_compress"):
     if k in rows:
         r = rows[k]

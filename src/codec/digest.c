@@ -1,11 +1,11 @@
 /* Whole-stream digests: BLAKE2b-256 (libsodium) and XXH3-128 (libxxhash). */
 #include "kbv/digest.h"
 #include "kbv/error.h"
+#include "codec/xxh.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 int kbv_digest_known(int alg)
 {

@@ -1,4 +1,5 @@
 #include "kbv/writer.h"
+#include "codec/xxh.h"
 #include "engine/cutter.h"
 #include "engine/readahead.h"
 #include "kbv/error.h"
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 #include <sys/file.h>
 #include <unistd.h>
 

@@ -1,4 +1,5 @@
 #include "store/pack.h"
+#include "codec/xxh.h"
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #define WBUF_SIZE (1u << 20)
 
