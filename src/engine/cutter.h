@@ -35,9 +35,10 @@ size_t kbv_cutter_cut(struct kbv_cutter *k, const struct kbv_cdc *c, const uint8
 		      size_t stop, uint32_t *lens, size_t max_chunks, size_t *count);
 
 /* The input of a stream. A regular file is read with pread(2) from the offset it had,
- * in pieces on the cutter's threads (as a slot is cut), so that the copy out of the page
- * cache is not the reading thread's alone; anything else (a pipe, a file of less than two
- * pieces when the stream began) with read(2). */
+ * in pieces on the cutter's threads (as a slot is cut) when kbv_cutter_read() is given a
+ * cutter, so that the copy out of the page cache is not the reading thread's alone (the
+ * writer gives one only where a CPU is free for the helpers); anything else (a pipe, a
+ * file of less than two pieces when the stream began) with read(2). */
 struct kbv_input {
 	int fd;
 	int64_t off;     /* a regular file: where the next read starts; -1: read(2) */

@@ -27,18 +27,23 @@ setup() { setup_repo; }
 @test "stdin from a file, read on several threads, is the stream a pipe gives, from the file's offset on" {
 	"$GENDUMP" --mb 6 > "$TMPD/kb.sql"
 	export KBVAULT_THREADS=4 # a file in pieces on the cutting threads, a pipe read ahead on its own
-	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
+	KBVAULT_READ_PIECES=1 kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
+	# the reading thread alone (the default where the workers take every CPU)
+	KBVAULT_READ_PIECES=0 kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
 	cat "$TMPD/kb.sql" | kbv snapshot -q --stdin kb.sql
 	# a writer that pauses mid-way, as pg_dump does between tables
 	{ head -c 1500000 "$TMPD/kb.sql"; sleep 0.3; tail -c +1500001 "$TMPD/kb.sql"; } | kbv snapshot -q --stdin kb.sql
 	want=$(xxhsum -H2 "$TMPD/kb.sql" | cut -d' ' -f1)
-	[ "$(kbv snapshots --json | grep -o "\"xxh3_128\": \"$want\"" | wc -l)" = 3 ]
+	[ "$(kbv snapshots --json | grep -o "\"xxh3_128\": \"$want\"" | wc -l)" = 4 ]
 	kbv restore latest --stdout | cmp - "$TMPD/kb.sql"
 	# a file already read in part: the stream is the rest of it, and the offset is left at
 	# its end, as read(2) would leave it
-	{ dd bs=1000 count=1 of=/dev/null status=none; kbv snapshot -q --stdin rest.sql; cat > "$TMPD/after"; } < "$TMPD/kb.sql"
+	{ dd bs=1000 count=1 of=/dev/null status=none; KBVAULT_READ_PIECES=1 kbv snapshot -q --stdin rest.sql; cat > "$TMPD/after"; } < "$TMPD/kb.sql"
 	[ ! -s "$TMPD/after" ]
 	tail -c +1001 "$TMPD/kb.sql" > "$TMPD/rest.sql"
+	kbv restore latest --stdout | cmp - "$TMPD/rest.sql"
+	{ dd bs=1000 count=1 of=/dev/null status=none; KBVAULT_READ_PIECES=0 kbv snapshot -q --stdin rest.sql; cat > "$TMPD/after"; } < "$TMPD/kb.sql"
+	[ ! -s "$TMPD/after" ]
 	kbv restore latest --stdout | cmp - "$TMPD/rest.sql"
 }
 
