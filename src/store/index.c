@@ -753,6 +753,10 @@ static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, c
 			rc = commit_fail(idx, mrc);
 			break;
 		}
+		if (kbv_fault("gc-index-batch")) { /* tests: stop where a kill -9 could */
+			rc = kbv_error(KBV_EIO, "gc: index batch: injected fault");
+			break;
+		}
 		resuming = 1;
 	}
 	for (size_t i = 0; rc == 0 && i < ngone; i++) {

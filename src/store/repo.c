@@ -146,7 +146,7 @@ static size_t encode_config(uint8_t *p, const struct kbv_repo *r)
 
 /* The names KBVAULT_FAULT took before there was a backend layer, as backend faults. The
  * index (a local cache, not a backend object) keeps its own points: index-commit,
- * gc-index-commit, repair-pack (kbv_fault()). */
+ * gc-index-commit, gc-index-batch, repair-pack (kbv_fault()). */
 static const char *const legacy_faults[][2] = {
 	{ "pack-write:", "write:pack:" },	  { "pack-fsync:", "commit:pack:" },
 	{ "snapshot-write:", "commit:snapshot:" }, { "gc-pack-write:", "commit:pack:" },
@@ -169,7 +169,7 @@ int kbv_repo_backend(const char *path, struct kbv_backend **out)
 	if (rc < 0 || !spec || !*spec)
 		return rc;
 	if (!strncmp(spec, "index-commit:", 13) || !strncmp(spec, "gc-index-commit:", 16) ||
-	    !strncmp(spec, "repair-pack:", 12))
+	    !strncmp(spec, "gc-index-batch:", 15) || !strncmp(spec, "repair-pack:", 12))
 		return 0;
 	char buf[64];
 	for (size_t i = 0; i < sizeof legacy_faults / sizeof *legacy_faults; i++) {

@@ -259,7 +259,7 @@ int kbv_dir_empty(const char *dir)
 
 int kbv_fault(const char *point)
 {
-	static const char *const points[] = { "index-commit", "gc-index-commit", "repair-pack" };
+	static const char *const points[] = { "index-commit", "gc-index-commit", "gc-index-batch", "repair-pack" };
 	/* counted for the process: a snapshot commits the index on its packing thread and at
 	 * its end on the calling one */
 	static atomic_int counts[sizeof points / sizeof *points];
