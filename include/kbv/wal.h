@@ -58,6 +58,12 @@ int kbv_wal_read(struct kbv_repo *r, const char *source, const char *file, struc
 typedef int (*kbv_wal_list_fn)(void *arg, const char *source, const char *file, int64_t mtime);
 int kbv_wal_list(struct kbv_repo *r, const char *source, kbv_wal_list_fn fn, void *arg);
 
+/* A list of archived files kept for later (listed first, visited after): "<source>\0<file>\0"
+ * pairs in a kbv_buf. _add appends one; _next returns the source of the pair at *off (its
+ * file in *file) and moves *off past it, or NULL at the end. */
+int kbv_wal_names_add(struct kbv_buf *names, const char *source, const char *file);
+const char *kbv_wal_names_next(const struct kbv_buf *names, size_t *off, const char **file);
+
 /* Remove an archived file (gc). A missing one is not an error. */
 int kbv_wal_remove(struct kbv_repo *r, const char *source, const char *file);
 

@@ -501,25 +501,17 @@ struct wal_ck {
 };
 
 /* The archive's files as listed before the index view opens (kbv_check), so that the view
- * sees every blob of each: a wal-push writes its object only after its blobs are indexed.
- * "<source>\0<file>\0" pairs, as gc_wal.c keeps the files it removes. */
+ * sees every blob of each: a wal-push writes its object only after its blobs are indexed. */
 static int wal_name_add(void *arg, const char *source, const char *file, int64_t mtime)
 {
-	struct kbv_buf *names = arg;
-	int rc = 0;
 	(void)mtime;
-	TRY(kbv_buf_add(names, source, strlen(source) + 1));
-	TRY(kbv_buf_add(names, file, strlen(file) + 1));
-out:
-	return rc;
+	return kbv_wal_names_add(arg, source, file);
 }
 
-static int check_wal_file(void *arg, const char *source, const char *file, int64_t mtime)
+static int check_wal_file(struct wal_ck *w, const char *source, const char *file)
 {
-	struct wal_ck *w = arg;
 	struct kbv_wal_info info;
 	char who[96];
-	(void)mtime;
 	w->res->wal_files++;
 	snprintf(who, sizeof who, "WAL archive of '%s'", source);
 	w->c->snapname = who;
@@ -646,11 +638,9 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 			TRY(affected_add(&c, list[i], table_damaged, hit, nhit));
 	}
 	struct wal_ck wc = { &c, rd, res };
-	for (size_t off = 0; off < wal_names.len;) {
-		const char *source = (const char *)wal_names.data + off, *file = source + strlen(source) + 1;
-		off += strlen(source) + strlen(file) + 2;
-		TRY(check_wal_file(&wc, source, file, 0));
-	}
+	const char *wsource, *wfile;
+	for (size_t off = 0; (wsource = kbv_wal_names_next(&wal_names, &off, &wfile));)
+		TRY(check_wal_file(&wc, wsource, wfile));
 	if (c.stale_blobs)
 		say(&c, KBV_WARNING,
 		    "index: %llu blobs the snapshots use are in packs the index does not list: the index is missing or "

@@ -83,10 +83,8 @@ static int on_file(void *arg, const char *source, const char *file, int64_t mtim
 	(void)mtime;
 	if (obsolete(w->f, source, file)) {
 		w->res->wal_files_dropped++;
-		if (w->remove) {
-			TRY(kbv_buf_add(&w->gone, source, strlen(source) + 1));
-			TRY(kbv_buf_add(&w->gone, file, strlen(file) + 1));
-		}
+		if (w->remove)
+			TRY(kbv_wal_names_add(&w->gone, source, file));
 		return 0;
 	}
 	w->res->wal_files_kept++;
@@ -106,11 +104,10 @@ int gc_mark_wal(struct mark *m, struct kbv_reader *rd, const struct wal_floor *f
 	m->snap = "WAL archive";
 	TRY(kbv_wal_list(m->r, NULL, on_file, &w));
 	/* Removed after the listing: with Object Lock, a file still retained stays a root. */
-	for (size_t off = 0; off < w.gone.len;) {
-		const char *source = (const char *)w.gone.data + off, *file = source + strlen(source) + 1;
+	const char *source, *file;
+	for (size_t off = 0; (source = kbv_wal_names_next(&w.gone, &off, &file));) {
 		char name[128];
 		int64_t until;
-		off += strlen(source) + strlen(file) + 2;
 		snprintf(name, sizeof name, "%s~%s", source, file);
 		if (m->r->lock_days) {
 			TRY(rc = kbv_repo_retained(m->r, KBV_OBJ_WAL, name, 0, &until));

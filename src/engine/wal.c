@@ -447,6 +447,22 @@ out:
 	return rc;
 }
 
+int kbv_wal_names_add(struct kbv_buf *names, const char *source, const char *file)
+{
+	int rc = kbv_buf_add(names, source, strlen(source) + 1);
+	return rc < 0 ? rc : kbv_buf_add(names, file, strlen(file) + 1);
+}
+
+const char *kbv_wal_names_next(const struct kbv_buf *names, size_t *off, const char **file)
+{
+	if (*off >= names->len)
+		return NULL;
+	const char *source = (const char *)names->data + *off;
+	*file = source + strlen(source) + 1;
+	*off += strlen(source) + strlen(*file) + 2;
+	return source;
+}
+
 int kbv_wal_remove(struct kbv_repo *r, const char *source, const char *file)
 {
 	char name[128];
