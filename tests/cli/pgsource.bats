@@ -120,6 +120,12 @@ meta() { kbv snapshots --json | python3 -c "import json,sys; s=json.load(sys.std
 
 @test "native mode restores to the same database a stock pg_dump restores to (schema and every row)" {
 	rich_schema "$DB"
+	# Rows around the size of the dump thread's output buffer (256 KiB: a COPY row of
+	# "id<TAB>text<NL>" one byte under it, exactly it, and over four times it) among small ones.
+	psql_q -d "$DB" -c "CREATE TABLE app.wide (id int PRIMARY KEY, t text);
+		INSERT INTO app.wide SELECT g, repeat(chr(96 + g), 100) FROM generate_series(1, 20) g;
+		INSERT INTO app.wide VALUES (21, repeat('u', 262139)), (22, repeat('v', 262140)),
+			(23, repeat(md5('w'), 32768)), (24, 'last');" > /dev/null
 	kbv snapshot -q
 	# The stock dump of the same state, restored the stock way.
 	createdb stock
@@ -139,6 +145,7 @@ assert order["app.uniq"] == "key", order            # unique index on a NOT NULL
 assert order["app.relations"] == "physical", order  # its unique key has a nullable column
 assert order["app.nokey"] == "physical", order
 assert rows["app.documents"] == 2000 and rows["app.measure_2025"] == 213 and rows["app.child"] == 1, rows
+assert rows["app.wide"] == 24 and order["app.wide"] == "key", (rows, order)
 assert "app.measure" not in rows and "app.mood_counts" not in rows, rows
 assert m["server_version_num"] >= 150000 and m["wal_lsn"] and m["snapshot"] and m["database_size"] > 0, m
 assert m["streams"]["database"] == "kb/database.sql", m'
