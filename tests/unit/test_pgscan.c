@@ -115,6 +115,58 @@ static void test_order(void **st)
 	assert_string_equal(hex, "0123456789abcdef");
 }
 
+/* Rows of 0 to ~3,000 bytes (across XXH3's short, medium and long paths) fed whole, a row
+ * per piece (as COPY hands them over) and in pieces that split them: the same figures, each
+ * row's hash the one-shot XXH3-64 of its bytes. */
+static void test_long_rows(void **st)
+{
+	(void)st;
+	static const char head[] = "-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: x\n"
+				   "COPY public.t (a) FROM stdin;\n";
+	size_t cap = 200000, len = 0, nrows = 0;
+	char *in = malloc(cap);
+	size_t starts[64];
+	uint64_t want = 0;
+	assert_non_null(in);
+	memcpy(in, head, sizeof head - 1);
+	len = sizeof head - 1;
+	for (size_t r = 0; r * 97 < 3100; r++) {
+		size_t n = r * 97 + (r % 3);
+		starts[nrows++] = len;
+		for (size_t i = 0; i < n; i++)
+			in[len + i] = (char)('a' + (r * 31 + i * 7) % 26);
+		want += XXH3_64bits(in + len, n);
+		len += n;
+		in[len++] = '\n';
+	}
+	starts[nrows] = len;
+	memcpy(in + len, "\\.\n", 3);
+	len += 3;
+	for (int way = 0; way < 4; way++) {
+		struct kbv_pgscan *s = kbv_pgscan_new();
+		size_t n;
+		if (way == 0) {
+			assert_int_equal(kbv_pgscan_feed(s, in, len), 0);
+		} else if (way == 1) {
+			assert_int_equal(kbv_pgscan_feed(s, in, starts[0]), 0);
+			for (size_t r = 0; r <= nrows; r++) /* the last piece: the end marker */
+				assert_int_equal(kbv_pgscan_feed(s, in + starts[r],
+								 (r < nrows ? starts[r + 1] : len) - starts[r]), 0);
+		} else {
+			size_t step = way == 2 ? 7 : 1000;
+			for (size_t off = 0; off < len; off += step)
+				assert_int_equal(kbv_pgscan_feed(s, in + off, off + step > len ? len - off : step), 0);
+		}
+		assert_int_equal(kbv_pgscan_end(s), 0);
+		const struct kbv_pgtable *t = kbv_pgscan_tables(s, &n);
+		assert_int_equal(n, 1);
+		assert_int_equal(t[0].rows, nrows);
+		assert_true(t[0].sum == want);
+		kbv_pgscan_free(s);
+	}
+	free(in);
+}
+
 /* A dump that stops inside a COPY block is truncated, and says which table. */
 static void test_truncated(void **st)
 {
@@ -178,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_whole),
 		cmocka_unit_test(test_splits),
 		cmocka_unit_test(test_order),
+		cmocka_unit_test(test_long_rows),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_env),
 	};
