@@ -1,5 +1,5 @@
 /* Source kind "postgres": one consistent dump of a database (native key-ordered COPY or
- * pg_dump, src/sources/pg.c) as "<source>/database.sql", or pg_dump -Fd -j N spooled into
+ * pg_dump, src/sources/pgdump.c) as "<source>/database.sql", or pg_dump -Fd -j N spooled into
  * the repository's tmp/ as "<source>/dump/..."; with globals = yes, pg_dumpall
  * --globals-only as "<source>/globals.sql". */
 #include <errno.h>
