@@ -295,6 +295,12 @@ SQL
 	[[ "$output" == *"rolled back"* ]]
 	# psql never saw the end of its input, so it committed nothing.
 	[ "$(psql_q -At -d broken -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'app'")" = 0 ]
+	# nor does one table (its SQL reaches psql in pieces of 256 KiB; app.documents is more)
+	createdb one_table
+	run kbv restore latest --source kb --table app.documents --target-db one_table
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"killed before the end of its input"* ]] || { echo "$output"; false; }
+	[ "$(psql_q -At -d one_table -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'app'")" = 0 ]
 }
 
 @test "drill restores into a scratch database, compares, drops it and records the verdict" {
