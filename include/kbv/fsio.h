@@ -13,6 +13,22 @@
 
 /* Write all n bytes; retries short writes and EINTR. Returns 0 or KBV_EIO naming `what`. */
 int kbv_write_full(int fd, const void *p, size_t n, const char *what);
+/* Small pieces (a COPY row, a line of SQL) gathered into `cap` bytes before each write(2)
+ * to fd, for producers that would otherwise make a system call per piece. A piece of `cap`
+ * bytes or more is written as it is, after what the buffer holds; the order is kept.
+ * `failed` is set once a write has failed (the reader went away, say). */
+struct kbv_wbuf {
+	int fd;
+	const char *what;
+	uint8_t *p;
+	size_t len, cap;
+	int failed;
+};
+int kbv_wbuf_init(struct kbv_wbuf *w, int fd, size_t cap, const char *what);
+int kbv_wbuf_put(struct kbv_wbuf *w, const void *p, size_t n);
+/* Write what the buffer holds (nothing is written at kbv_wbuf_free). */
+int kbv_wbuf_flush(struct kbv_wbuf *w);
+void kbv_wbuf_free(struct kbv_wbuf *w);
 /* pwrite(2) all n bytes at off (retrying short writes and EINTR). */
 int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what);
 /* Read exactly n bytes at offset; KBV_ECORRUPT if the file is shorter ("truncated"). */

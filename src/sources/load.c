@@ -175,37 +175,12 @@ int kbv_pg_load_snapshot(struct kbv_reader *rd, const struct kbv_snapshot *s, co
 
 struct table_sink {
 	struct kbv_pgtable_filter *f;
-	int fd;
-	int write_failed;
-	char *buf;
-	size_t len;
+	struct kbv_wbuf out;
 };
-
-static int table_write(struct table_sink *t, const char *p, size_t n)
-{
-	int rc = kbv_write_full(t->fd, p, n, "the table's SQL");
-	t->write_failed |= rc < 0;
-	return rc;
-}
-
-static int table_flush(struct table_sink *t)
-{
-	int rc = t->len ? table_write(t, t->buf, t->len) : 0;
-	t->len = 0;
-	return rc;
-}
 
 static int table_out(void *arg, const char *p, size_t n)
 {
-	struct table_sink *t = arg;
-	int rc;
-	if (t->len + n > TABLE_OUT_BUF && (rc = table_flush(t)) < 0)
-		return rc;
-	if (n >= TABLE_OUT_BUF)
-		return table_write(t, p, n);
-	memcpy(t->buf + t->len, p, n);
-	t->len += n;
-	return 0;
+	return kbv_wbuf_put(&((struct table_sink *)arg)->out, p, n);
 }
 
 static int table_in(void *arg, const uint8_t *p, size_t n)
@@ -218,7 +193,7 @@ int kbv_pg_table_stream(struct kbv_reader *rd, const struct kbv_snapshot *s, con
 {
 	const char *plain = json_string_value(json_object_get(json_object_get(meta, "streams"), "database"));
 	char schema[256], name[256];
-	struct table_sink t = { NULL, fd, 0, NULL, 0 };
+	struct table_sink t = { 0 };
 	int rc = 0;
 	*left_out = NULL;
 	if (!plain)
@@ -229,21 +204,20 @@ int kbv_pg_table_stream(struct kbv_reader *rd, const struct kbv_snapshot *s, con
 		return kbv_error(KBV_ECORRUPT, "the snapshot names stream '%s', which it lacks", plain);
 	if (kbv_pg_split_qname(qname, schema, sizeof schema, name, sizeof name) < 0)
 		return kbv_error(KBV_EINVAL, "'%s' is not a schema-qualified table name", qname);
-	if (!(t.buf = malloc(TABLE_OUT_BUF)))
-		return kbv_error(KBV_ENOMEM, "out of memory");
+	TRY(kbv_wbuf_init(&t.out, fd, TABLE_OUT_BUF, "the table's SQL"));
 	TRY(kbv_pgtable_filter_new(schema, name, qname, table_out, &t, &t.f));
 	rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, table_in, &t);
 	if (rc == 0)
 		rc = kbv_pgtable_filter_end(t.f);
 	if (rc == 0) /* on a failure the rest is dropped: the caller kills the consumer first */
-		rc = table_flush(&t);
+		rc = kbv_wbuf_flush(&t.out);
 	if (rc == 0 && *kbv_pgtable_filter_left_out(t.f) && !(*left_out = strdup(kbv_pgtable_filter_left_out(t.f))))
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
-	if (rc < 0 && t.write_failed)
+	if (rc < 0 && t.out.failed)
 		rc = kbv_error(KBV_EIO, "the consumer of table %s stopped reading", qname);
 out:
 	kbv_pgtable_filter_free(t.f);
-	free(t.buf);
+	kbv_wbuf_free(&t.out);
 	return rc;
 }
 

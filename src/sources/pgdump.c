@@ -52,11 +52,9 @@ struct kbv_pgdump {
 	char *setvals; /* the sequence section, ready to emit */
 	struct kbv_pgscan *scan;
 	int wfd;
-	/* what the thread has for the stream and not written yet: rows come one by one from
-	 * COPY, and a write(2) each (and a read(2) each on the writer's side) cost more than
-	 * the rows */
-	uint8_t *obuf;
-	size_t olen;
+	/* the stream gathered before each write to wfd: rows come one by one from COPY, and a
+	 * write(2) each (and a read(2) each on the writer's side) cost more than the rows */
+	struct kbv_wbuf out;
 	pthread_t th;
 	int started;
 	int rc;
@@ -73,7 +71,7 @@ static void dump_free(struct kbv_pgdump *d)
 	}
 	free(d->t);
 	free(d->setvals);
-	free(d->obuf);
+	kbv_wbuf_free(&d->out);
 	json_decref(d->meta);
 	kbv_pgscan_free(d->scan);
 	if (d->c)
@@ -85,25 +83,10 @@ static void dump_free(struct kbv_pgdump *d)
 	free(d);
 }
 
-static int flush_out(struct kbv_pgdump *d)
-{
-	int rc = d->olen ? kbv_write_full(d->wfd, d->obuf, d->olen, "the dump stream") : 0;
-	d->olen = 0;
-	return rc;
-}
-
 static int emit(struct kbv_pgdump *d, const void *p, size_t n)
 {
 	int rc = kbv_pgscan_feed(d->scan, p, n);
-	if (rc < 0)
-		return rc;
-	if (d->olen + n > DUMP_OUT_BUF && (rc = flush_out(d)) < 0)
-		return rc;
-	if (n >= DUMP_OUT_BUF)
-		return kbv_write_full(d->wfd, p, n, "the dump stream");
-	memcpy(d->obuf + d->olen, p, n);
-	d->olen += n;
-	return 0;
+	return rc < 0 ? rc : kbv_wbuf_put(&d->out, p, n);
 }
 
 static int emit_str(struct kbv_pgdump *d, const char *s)
@@ -237,7 +220,7 @@ static void *dump_thread(void *arg)
 			TRY(emit_str(d, d->setvals));
 		TRY(run_pg_dump(d, "--section=post-data"));
 	}
-	rc = flush_out(d);
+	rc = kbv_wbuf_flush(&d->out);
 out:
 	if (rc < 0) {
 		d->rc = rc;
@@ -531,10 +514,7 @@ int kbv_pgdump_start(const struct kbv_pg_opts *o, struct kbv_pgdump **out, int *
 	}
 	d->wfd = p[1];
 	p[1] = -1;
-	if (!(d->obuf = malloc(DUMP_OUT_BUF))) {
-		rc = kbv_error(KBV_ENOMEM, "out of memory");
-		goto out;
-	}
+	TRY(kbv_wbuf_init(&d->out, d->wfd, DUMP_OUT_BUF, "the dump stream"));
 	int e = pthread_create(&d->th, NULL, dump_thread, d);
 	if (e != 0) {
 		rc = kbv_error(KBV_EIO, "cannot start the dump thread: %s", strerror(e));

@@ -31,6 +31,47 @@ int kbv_write_full(int fd, const void *p, size_t n, const char *what)
 	return 0;
 }
 
+int kbv_wbuf_init(struct kbv_wbuf *w, int fd, size_t cap, const char *what)
+{
+	*w = (struct kbv_wbuf){ .fd = fd, .what = what, .cap = cap };
+	if (!(w->p = malloc(cap)))
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	return 0;
+}
+
+static int wbuf_write(struct kbv_wbuf *w, const void *p, size_t n)
+{
+	int rc = kbv_write_full(w->fd, p, n, w->what);
+	w->failed |= rc < 0;
+	return rc;
+}
+
+int kbv_wbuf_flush(struct kbv_wbuf *w)
+{
+	int rc = w->len ? wbuf_write(w, w->p, w->len) : 0;
+	w->len = 0;
+	return rc;
+}
+
+int kbv_wbuf_put(struct kbv_wbuf *w, const void *p, size_t n)
+{
+	int rc;
+	if (w->len + n > w->cap && (rc = kbv_wbuf_flush(w)) < 0)
+		return rc;
+	if (n >= w->cap)
+		return wbuf_write(w, p, n);
+	memcpy(w->p + w->len, p, n);
+	w->len += n;
+	return 0;
+}
+
+void kbv_wbuf_free(struct kbv_wbuf *w)
+{
+	free(w->p);
+	w->p = NULL;
+	w->len = 0;
+}
+
 int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what)
 {
 	const uint8_t *q = p;

@@ -6,10 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kbv/beside.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
+#include "kbv/fsio.h"
 #include "kbv/proc.h"
 
 static void test_reader_bounds(void **s)
@@ -101,6 +106,71 @@ static void test_beside(void **s)
 	assert_int_equal(v, 42);
 }
 
+static off_t file_size(int fd)
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	return st.st_size;
+}
+
+/* kbv_wbuf: small pieces wait in the buffer, a full buffer is written, a piece as large as
+ * the buffer goes straight through after what waits, and the file holds every byte in
+ * order; a reader that went away fails the write and marks it. */
+static void test_wbuf(void **s)
+{
+	(void)s;
+	char path[] = "/tmp/kbv-test-wbuf.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	enum { CAP = 64 };
+	uint8_t want[1000];
+	size_t wlen = 0;
+	struct kbv_wbuf w;
+	assert_int_equal(kbv_wbuf_init(&w, fd, CAP, "the test file"), 0);
+	const size_t pieces[] = { 1, 10, 40, 12, 1, 63, 64, 0, 65, 3, 200, 5 };
+	for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++) {
+		uint8_t piece[256];
+		for (size_t k = 0; k < pieces[i]; k++)
+			piece[k] = (uint8_t)(wlen + k);
+		size_t before = w.len;
+		assert_int_equal(kbv_wbuf_put(&w, piece, pieces[i]), 0);
+		memcpy(want + wlen, piece, pieces[i]);
+		wlen += pieces[i];
+		/* what is on file is everything but what waits in the buffer */
+		assert_int_equal(file_size(fd), (off_t)(wlen - w.len));
+		if (pieces[i] >= CAP)
+			assert_int_equal(w.len, 0);
+		else if (before + pieces[i] <= CAP)
+			assert_int_equal(w.len, before + pieces[i]);
+	}
+	assert_true(w.len > 0);
+	assert_int_equal(kbv_wbuf_flush(&w), 0);
+	assert_int_equal(w.len, 0);
+	assert_int_equal(file_size(fd), (off_t)wlen);
+	uint8_t got[1000];
+	assert_int_equal(pread(fd, got, wlen, 0), (ssize_t)wlen);
+	assert_memory_equal(got, want, wlen);
+	assert_false(w.failed);
+	kbv_wbuf_free(&w);
+	close(fd);
+
+	/* the reading end closed: the flush fails, names the stream and marks the buffer */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	close(p[0]);
+	void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(kbv_wbuf_init(&w, p[1], CAP, "the test pipe"), 0);
+	assert_int_equal(kbv_wbuf_put(&w, "abc", 3), 0); /* waits: nothing written yet */
+	assert_false(w.failed);
+	assert_int_equal(kbv_wbuf_flush(&w), KBV_EIO);
+	assert_true(w.failed);
+	assert_non_null(strstr(kbv_errmsg(), "the test pipe"));
+	kbv_wbuf_free(&w);
+	signal(SIGPIPE, old);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -109,6 +179,7 @@ int main(void)
 		cmocka_unit_test(test_path_to_name),
 		cmocka_unit_test(test_buf_detach),
 		cmocka_unit_test(test_beside),
+		cmocka_unit_test(test_wbuf),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
