@@ -1,9 +1,10 @@
 /* PostgreSQL connections and client programs, for the dump (pgdump.c), the load and its
  * checks (pgload.c), base backups and WAL (pgbase.c):
  *
- *   libpq sessions: kbv_pg_connect() (a replication connection through pg_connect_as), the
- *                   fixed session settings every dump and verification uses, one-statement
- *                   kbv_pg_exec(), a server message folded onto one line
+ *   libpq sessions: kbv_pg_connect(), the fixed session settings every dump and
+ *                   verification uses, one-statement kbv_pg_exec(), a server message folded
+ *                   onto one line; a replication session for the cluster's facts that a
+ *                   base backup records (kbv_pg_cluster_facts)
  *   client programs: a conninfo turned into the PG* environment of pg_dump, psql and
  *                   pg_restore (so no password is on a command line), spawned directly or
  *                   behind a client-command-prefix (docker exec ...), and their version
