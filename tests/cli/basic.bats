@@ -219,14 +219,6 @@ for k in ("raw_bytes", "stored_bytes", "chunks", "packs"): assert s[k] > 0, k'
 	kbv check --read-data
 }
 
-# Wait until FILE exists (a paused kbvault's rendezvous), at most 60 s.
-wait_file() {
-	local i
-	for i in $(seq 1 600); do [ -e "$1" ] && return 0; sleep 0.1; done
-	echo "$1 never appeared" >&2
-	return 1
-}
-
 @test "check leaves to the next check what is committed while it runs: a WAL file or a snapshot added just before its listing is checked, never reported unrestorable" {
 	"$GENDUMP" --mb 2 | kbv snapshot -q --stdin kb.sql
 	# random bytes: every blob of a pushed file is new to the repository

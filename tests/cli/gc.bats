@@ -291,3 +291,39 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 	done
 	[ "$found" = 1 ]
 }
+
+@test "a copy of a blob that another writer indexed first stays unindexed when gc drops the indexed copy: check says so and passes" {
+	mkdir a b c
+	head -c 1500000 /dev/urandom > x
+	head -c 6000000 /dev/urandom > a/y
+	cp x a/x
+	cp x b/x
+	cp a/y c/y
+	# writer A has sealed x and y and holds its pack at the commit; writer B stores x and
+	# indexes it first, so A's copies of x's blobs are garbage in A's pack when it commits
+	mkdir p
+	KBVAULT_FAULT=commit:pack:1:pause KBVAULT_FAULT_PAUSE="$TMPD/p" "$KBVAULT" snapshot -q a > "$TMPD/a.out" 2>&1 &
+	pid=$!
+	wait_file p/reached
+	kbv snapshot -q b
+	touch p/go
+	wait "$pid" || { cat "$TMPD/a.out"; false; }
+	kbv snapshot -q c
+	kbv check --read-data
+	# x is used by nothing after these forgets; B's pack is wholly dead and goes, A's pack
+	# (y is still used) stays with its copies of x, whose index entries went with B's pack
+	kbv forget "$(snap_id 1)" "$(snap_id 2)"
+	kbv gc -q --keep-all --max-unused 100
+	run kbv -v check --read-data
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 snapshots: ok"* ]]
+	[[ "$output" == *"blobs are in no index entry: copies stored beside another writer's"* ]]
+	kbv restore latest --target out
+	cmp out/c/y c/y
+	# the next writer of x stores it again, and that copy is indexed and restores
+	kbv snapshot -q b
+	kbv check --read-data
+	kbv restore latest --target out2
+	cmp out2/b/x x
+}

@@ -86,6 +86,14 @@ for s in json.load(open(sys.argv[1])):
 }
 
 # The n-th snapshot id (1 = oldest) from the JSON listing.
+# Wait until FILE exists (a kbvault paused by KBVAULT_FAULT=...:pause says so), at most 60 s.
+wait_file() {
+	local i
+	for i in $(seq 1 600); do [ -e "$1" ] && return 0; sleep 0.1; done
+	echo "$1 never appeared" >&2
+	return 1
+}
+
 snap_id() { kbv snapshots --json | python3 -c "import json,sys; print(json.load(sys.stdin)[$1-1]['id'])"; }
 snap_count() { kbv snapshots --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))"; }
 
