@@ -31,6 +31,7 @@ struct kbv_writer_stats {
 	uint64_t new_stored_bytes; /* what the new blobs take in packs */
 	uint64_t chunks, new_chunks;
 	uint64_t packs;
+	uint64_t hinted_bytes; /* of raw_bytes, cut where last time's cuts said (engine/hints.h) */
 };
 
 typedef void (*kbv_progress_fn)(void *arg, const struct kbv_writer_stats *st);
@@ -43,6 +44,10 @@ int kbv_writer_new(struct kbv_repo *r, size_t nthreads, struct kbv_writer **out)
 /* The digest algorithm of the streams stored from now on (KBV_DIGEST_DEFAULT until set):
  * copy keeps the algorithm a source snapshot recorded. */
 void kbv_writer_digest(struct kbv_writer *w, int alg);
+/* The name of the next stream kbv_writer_fd() stores (the entry's, in the snapshot): its
+ * cuts are tried where the last snapshot of that name on this host cut (engine/hints.h),
+ * and recorded for the next. Only that stream; without a name, the scan alone. */
+int kbv_writer_hint(struct kbv_writer *w, const char *name);
 /* Called after each batch of chunks (about 1 MiB) is packed, on the writer's packing thread
  * (never two at once; the caller's thread is reading meanwhile), and once at each stream's
  * end on the caller's. */

@@ -380,6 +380,9 @@ int cmd_snapshot(int argc, char **argv)
 	cli_log(CLI_INFO, "snapshot %.8s saved: %zu %s, %llu bytes read, %llu new, %llu stored", id, nent,
 		nent == 1 ? "entry" : "entries", (unsigned long long)read, (unsigned long long)st->new_raw_bytes,
 		(unsigned long long)st->new_stored_bytes);
+	cli_log(CLI_INFO, "snapshot %.8s: %llu of the bytes read cut where their stream's last snapshot from this host cut "
+			  "(cut hints)",
+		id, (unsigned long long)st->hinted_bytes);
 	if (cli.json) {
 		json_t *j = json_pack("{s:s, s:s#, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "id", id, "short_id", id, 8,
 				      "streams", (json_int_t)nent, "raw_bytes", (json_int_t)st->raw_bytes, "new_bytes",
@@ -392,6 +395,7 @@ int cmd_snapshot(int argc, char **argv)
 							      "meta", json_loads(c.src[i].meta, 0, NULL)));
 		json_object_set_new(j, "sources", srcs);
 		json_object_set_new(j, "read_bytes", json_integer((json_int_t)read));
+		json_object_set_new(j, "hinted_bytes", json_integer((json_int_t)st->hinted_bytes));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 		json_decref(j);

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Files of at least this size have cut hints (engine/hints.h). */
+#define HINTED_FILE (4u << 20)
+
 struct kbv_sink {
 	struct kbv_repo *repo;
 	struct kbv_writer *w;
@@ -158,6 +161,9 @@ struct kbv_entry *kbv_sink_entry(struct kbv_sink *c, int kind, const char *name)
 	x->ref.depth = KBV_REF_EMPTY;
 	x->mtime = c->now;
 	c->n++;
+	/* A stream's bytes come next: cut where this name's last snapshot cut (hints.h). */
+	if ((kind == KBV_ENTRY_STDIN || kind == KBV_ENTRY_COMMAND) && kbv_writer_hint(c->w, name) < 0)
+		return NULL;
 	return x;
 }
 
@@ -283,9 +289,15 @@ static int add_path(void *arg, const char *path, const char *name, const struct 
 	}
 	if (kind == KBV_ENTRY_DIR)
 		return 0;
+	/* A file large enough to pay for its cut hints' file (a tree of small files would
+	 * make one each) is cut where it was cut last time (hints.h). */
+	if (st->st_size >= HINTED_FILE && kbv_writer_hint(c->w, name) < 0)
+		return kbv_error(KBV_ENOMEM, "out of memory");
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		kbv_writer_hint(c->w, NULL);
 		return kbv_error(KBV_ESOURCE, "cannot open '%s': %s", path, strerror(errno));
+	}
 	int rc = kbv_writer_fd(c->w, fd, path, &res);
 	struct stat after;
 	if (rc == 0 && fstat(fd, &after) == 0 &&

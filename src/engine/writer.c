@@ -1,6 +1,7 @@
 #include "kbv/writer.h"
 #include "codec/xxh.h"
 #include "engine/cutter.h"
+#include "engine/hints.h"
 #include "engine/readahead.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -121,6 +122,9 @@ struct kbv_writer {
 	void *progress_arg;
 	uint8_t *rbuf;
 	struct kbv_cutter *cutter; /* the reading thread's cuts, on as many cores as workers */
+	char *hint_name;           /* the next stream's name for its cut hints (engine/hints.h) */
+	int hints_pruned;          /* their folder's old files removed, once per writer */
+	struct kbv_hints *hints;   /* the current stream's */
 	char cerr[1024];           /* the packing thread's first error message */
 };
 
@@ -342,6 +346,44 @@ out:
 
 void kbv_writer_digest(struct kbv_writer *w, int alg) { w->digest_alg = alg; }
 
+int kbv_writer_hint(struct kbv_writer *w, const char *name)
+{
+	free(w->hint_name);
+	if (!(w->hint_name = name ? strdup(name) : NULL) && name)
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* The cut hints of the stream named by kbv_writer_hint(), if this host has a cache
+ * directory for the repository: CACHE/cuts/, under a key derived from the repository's
+ * keys (format/repository.md, "Cut hints"). */
+static int hints_open(struct kbv_writer *w)
+{
+	const struct kbv_repo *r = w->repo;
+	static const char label[] = "kbvault cut hints v1";
+	char dir[PATH_MAX];
+	uint8_t key[32];
+	int rc = 0;
+	char *name = w->hint_name;
+	w->hint_name = NULL;
+	if (!name || !r->cache_path || kbv_path(dir, sizeof dir, "%s/cuts", r->cache_path) < 0)
+		goto out;
+	crypto_generichash_blake2b_state st;
+	crypto_generichash_blake2b_init(&st, r->keys->id, sizeof r->keys->id, sizeof key);
+	crypto_generichash_blake2b_update(&st, (const uint8_t *)label, sizeof label);
+	crypto_generichash_blake2b_update(&st, r->keys->enc, sizeof r->keys->enc);
+	crypto_generichash_blake2b_final(&st, key, sizeof key);
+	if (!w->hints_pruned) {
+		kbv_hints_prune(dir);
+		w->hints_pruned = 1;
+	}
+	rc = kbv_hints_open(dir, key, name, &r->cdc, &w->hints);
+	sodium_memzero(key, sizeof key);
+out:
+	free(name);
+	return rc;
+}
+
 void kbv_writer_set_progress(struct kbv_writer *w, kbv_progress_fn fn, void *arg)
 {
 	w->progress = fn;
@@ -402,6 +444,8 @@ void kbv_writer_free(struct kbv_writer *w)
 	free(w->wptrs);
 	free(w->rbuf);
 	kbv_cutter_free(w->cutter);
+	kbv_hints_close(w->hints, 0);
+	free(w->hint_name);
 	free(w);
 }
 
@@ -647,7 +691,10 @@ static int free_slot(struct kbv_writer *w, struct job **out)
 static size_t cut_batch(struct kbv_writer *w, struct job *j, const uint8_t *p, size_t n, int eof)
 {
 	size_t count;
-	j->len = kbv_cutter_cut(w->cutter, &w->repo->cdc, p, n, eof, BATCH, j->lens, j->maxn, &count);
+	if (w->hints)
+		j->len = kbv_hints_cut(w->hints, w->cutter, p, n, eof, BATCH, j->lens, j->maxn, &count);
+	else
+		j->len = kbv_cutter_cut(w->cutter, &w->repo->cdc, p, n, eof, BATCH, j->lens, j->maxn, &count);
 	j->n = (uint32_t)count;
 	return j->len;
 }
@@ -692,6 +739,18 @@ static int stream_end(struct kbv_writer *w, int rc, struct kbv_stream_result *re
 	return 0;
 }
 
+/* stream_end() for kbv_writer_fd() (res NULL: the stream never began): the cut hints are
+ * kept for the next snapshot only when the stream was stored. */
+static int fd_end(struct kbv_writer *w, int rc, struct kbv_stream_result *res)
+{
+	if (res)
+		rc = stream_end(w, rc, res);
+	w->st.hinted_bytes += kbv_hints_taken(w->hints);
+	kbv_hints_close(w->hints, rc == 0);
+	w->hints = NULL;
+	return rc;
+}
+
 /* Read straight into the job slots: a slot's buffer is filled from fd (a regular file on
  * the cutter's threads where a CPU is free for them, engine/cutter.h; a pipe, with four
  * workers or more, by a thread reading ahead into buffers that are swapped with the
@@ -705,13 +764,13 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 	struct kbv_readahead *ra = NULL;
 	size_t tail = 0, room = w->repo->chunk_max; /* a slot holds room + BATCH bytes */
 	int rc, eof = 0;
-	if ((rc = stream_begin(w)) < 0)
-		return rc;
+	if ((rc = hints_open(w)) < 0 || (rc = stream_begin(w)) < 0)
+		return fd_end(w, rc, NULL);
 	kbv_input_init(&in, fd, what);
 	if (in.off < 0 && w->nworkers >= READ_AHEAD_THREADS &&
 	    (rc = kbv_readahead_start(fd, what, room, BATCH, READ_AHEAD, &ra)) < 0) {
 		kbv_input_done(&in);
-		return stream_end(w, rc, res);
+		return fd_end(w, rc, res);
 	}
 	while (!eof || tail) {
 		struct job *j;
@@ -749,12 +808,13 @@ int kbv_writer_fd(struct kbv_writer *w, int fd, const char *what, struct kbv_str
 	}
 	kbv_readahead_stop(ra);
 	kbv_input_done(&in);
-	return stream_end(w, rc, res);
+	return fd_end(w, rc, res);
 }
 
 int kbv_writer_mem(struct kbv_writer *w, const void *p, size_t n, struct kbv_stream_result *res)
 {
 	const uint8_t *q = p;
+	kbv_writer_hint(w, NULL); /* a name was for a stream read from a descriptor */
 	int rc = stream_begin(w);
 	if (rc < 0)
 		return rc;

@@ -135,6 +135,48 @@ for k in ("raw_bytes", "stored_bytes", "chunks", "packs"): assert s[k] > 0, k'
 	kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/d0.sql"
 }
 
+@test "cut hints: the next snapshot of a stream cuts where the last one did, into the chunks the scan makes" {
+	export XDG_CACHE_HOME="$TMPD/cache"
+	"$GENDUMP" --mb 8 --day 0 > "$TMPD/d0.sql"
+	"$GENDUMP" --mb 8 --day 1 > "$TMPD/d1.sql"
+	size=$(stat -c %s "$TMPD/d0.sql")
+	json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+	[ "$(kbv snapshot --json --stdin kb.sql < "$TMPD/d0.sql" | json hinted_bytes)" -eq 0 ]
+	# one file per stream name, the name not in it, readable by the user alone
+	cuts=$(echo "$XDG_CACHE_HOME"/kbvault/*/cuts)
+	[ "$(ls "$cuts" | wc -l)" -eq 1 ]
+	[ "$(stat -c %a "$cuts"/*)" = 600 ]
+	! ls "$cuts" | grep -q kb.sql
+	# unchanged: all but the last chunk cut from the hints, nothing new (at most the
+	# snapshot's entry table, whose time may differ)
+	out=$(kbv snapshot --json --stdin kb.sql < "$TMPD/d0.sql")
+	[ "$(echo "$out" | json hinted_bytes)" -gt $((size - 32768)) ]
+	[ "$(echo "$out" | json new_bytes)" -lt 1000 ]
+	# edited: most bytes cut from the hints...
+	out=$(kbv snapshot --json --stdin kb.sql < "$TMPD/d1.sql")
+	[ "$(echo "$out" | json hinted_bytes)" -gt $((size / 2)) ]
+	chunks=$(echo "$out" | json chunks)
+	# ...into exactly the scan's chunks: the same stream cut without hints (another
+	# cache) finds every chunk stored already, and as many
+	out=$(XDG_CACHE_HOME="$TMPD/cache2" kbv snapshot --json --stdin kb.sql < "$TMPD/d1.sql")
+	[ "$(echo "$out" | json hinted_bytes)" -eq 0 ]
+	[ "$(echo "$out" | json new_bytes)" -lt 1000 ]
+	[ "$(echo "$out" | json chunks)" -eq "$chunks" ]
+	kbv restore latest --stdout | cmp - "$TMPD/d1.sql"
+	# another name has hints of its own; a file's path is a name too
+	[ "$(kbv snapshot --json --stdin other.sql < "$TMPD/d1.sql" | json hinted_bytes)" -eq 0 ]
+	mkdir "$TMPD/dir" && cp "$TMPD/d0.sql" "$TMPD/dir/"
+	kbv snapshot -q "$TMPD/dir"
+	[ "$(kbv snapshot --json "$TMPD/dir" | json hinted_bytes)" -gt $((size - 32768)) ]
+	# damage in the hints costs nothing but the scan: the same chunks, the same bytes
+	for f in "$cuts"/*; do head -c 1000 /dev/urandom | dd of="$f" bs=1 seek=40 conv=notrunc status=none; done
+	out=$(kbv -v snapshot --json --stdin kb.sql < "$TMPD/d0.sql" 2> "$TMPD/log")
+	[ "$(echo "$out" | json new_bytes)" -lt 1000 ]
+	grep -q "cut where their stream's last snapshot from this host cut" "$TMPD/log"
+	kbv restore latest --stdout | cmp - "$TMPD/d0.sql"
+	kbv check --read-data
+}
+
 @test "unencrypted repository works and needs no password" {
 	export KBVAULT_REPO="$TMPD/plain"
 	on_s3 && export KBVAULT_REPO="s3:$S3_ENDPOINT/$BUCKET/plain"
