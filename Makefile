@@ -195,8 +195,9 @@ fuzz: deps
 	@scripts/deps.sh fuzz
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_NAMES); do \
-		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -Itests/fuzz $(PKG_CFLAGS) \
-			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(LIB_SRC) $(LIBS) || exit 1; \
+		clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -Itests/fuzz -I$(BLAKE3_DIR) $(BLAKE3_DEFS) $(PKG_CFLAGS) \
+			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(LIB_SRC) \
+			$(addprefix $(BLAKE3_DIR)/,$(BLAKE3_C) $(BLAKE3_S)) $(LIBS) || exit 1; \
 		mkdir -p build/fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build/fuzz/corpus-$$t/; \
 		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \

@@ -6,6 +6,11 @@
 #include "store/idxobj.h"
 #include "store/pack.h"
 #include "kbv/snapshot.h"
+#include "hints_input.h"
+#include "kbv/fsio.h"
+
+#include <stdlib.h>
+#include <unistd.h>
 
 static void put(const char *dir, const char *name, const void *p, size_t n)
 {
@@ -80,5 +85,31 @@ int main(void)
 	kbv_buf_release(&body);
 	kbv_buf_release(&ents);
 	kbv_buf_release(&b);
+
+	/* hints: the file the writer records for the fuzz target's stream, and two of its
+	 * shortenings (a header alone, a record torn) */
+	char dir[64] = "/tmp/kbv-seeds-XXXXXX", path[256];
+	struct kbv_cdc c;
+	struct kbv_hints *h;
+	uint8_t *in = malloc(HINTS_N);
+	size_t maxn = HINTS_N / 256 + HINTS_N / HINTS_SLOT + 2;
+	uint32_t *lens = malloc(maxn * sizeof *lens);
+	if (sodium_init() < 0 || !mkdtemp(dir) || hints_cdc(&c) < 0 || kbv_hints_open(dir, hints_key, HINTS_NAME, &c, &h) < 0 || !h)
+		return 1;
+	hints_stream(in);
+	hints_cut_all(h, &c, in, HINTS_N, lens, maxn);
+	kbv_hints_close(h, 1);
+	hints_file(dir, path, sizeof path);
+	struct kbv_buf f = KBV_BUF_INIT;
+	if (kbv_read_file(path, &f) < 0)
+		return 1;
+	put("tests/fuzz/corpus/hints", "recorded", f.data, f.len);
+	put("tests/fuzz/corpus/hints", "header-only", f.data, 40);
+	put("tests/fuzz/corpus/hints", "torn", f.data, f.len - 5);
+	unlink(path);
+	rmdir(dir);
+	kbv_buf_release(&f);
+	free(in);
+	free(lens);
 	return 0;
 }
