@@ -118,10 +118,13 @@ static int load(struct kbv_hints *h)
 		uint64_t x = rec_hash(h, i);
 		if (x & h->sample)
 			continue;
+		/* a chunk listed again (a run of equal rows, of zeros) is in the table once: its
+		 * first place; else each copy would walk all those before it */
 		size_t s = slot_of(x, h->tmask);
-		while (h->table[s])
+		while (h->table[s] && !(rec_hash(h, h->table[s] - 1) == x && rec_len(h, h->table[s] - 1) == rec_len(h, i)))
 			s = (s + 1) & h->tmask;
-		h->table[s] = (uint32_t)(i + 1);
+		if (!h->table[s])
+			h->table[s] = (uint32_t)(i + 1);
 	}
 	h->next = h->nprev ? 0 : NONE;
 	return 0;

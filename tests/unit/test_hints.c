@@ -184,9 +184,17 @@ static void test_edits(void **state)
 			memcpy(b + n, a, 100000);
 			assert_true(cut_stream(k, &c, key, "db/dump", b, n / 2 + 5000, slot, 1) > n / 2 - 2 * c.max);
 			assert_true(cut_stream(k, &c, key, "db/dump", b, n + 100000, slot, 1) > n / 2);
+			/* long runs of one chunk (zeros: max-size chunks all alike), longer than
+			 * last time's, then shorter */
+			memset(b, 0, n);
+			memcpy(b + n / 2, a, 100000);
+			assert_true(cut_stream(k, &c, key, "db/zeros", b, n, slot, 1) == 0);
+			assert_true(cut_stream(k, &c, key, "db/zeros", b, n, slot, 1) > n - 2 * c.max);
+			assert_true(cut_stream(k, &c, key, "db/zeros", b + 1000, n - 1000, slot, 1) > n / 2);
+			assert_true(cut_stream(k, &c, key, "db/zeros", b, n, slot, 1) > n / 2);
 			/* another stream's name has no hints yet */
 			assert_int_equal(cut_stream(k, &c, key, "db/other", a, n, slot, 1), 0);
-			assert_int_equal(files_in_dir(), 2);
+			assert_int_equal(files_in_dir(), 3);
 			kbv_cutter_free(k);
 		}
 	free(a);
