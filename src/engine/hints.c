@@ -231,7 +231,9 @@ size_t kbv_hints_cut(struct kbv_hints *h, struct kbv_cutter *k, const uint8_t *p
 				}
 			}
 		}
-		if (++missed > RESCAN)
+		/* nothing to look up (a stream's first snapshot on this host), or a run of new
+		 * bytes: the scan on the cutter's threads, below */
+		if (!h->nprev || ++missed > RESCAN)
 			break;
 		/* else the scan, a chunk at a time, each looked up among last time's */
 		uint32_t len = (uint32_t)kbv_cdc_cut(c, p + pos, n - pos);
