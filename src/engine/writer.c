@@ -360,7 +360,6 @@ int kbv_writer_hint(struct kbv_writer *w, const char *name)
 static int hints_open(struct kbv_writer *w)
 {
 	const struct kbv_repo *r = w->repo;
-	static const char label[] = "kbvault cut hints v1";
 	char dir[PATH_MAX];
 	uint8_t key[32];
 	int rc = 0;
@@ -368,11 +367,7 @@ static int hints_open(struct kbv_writer *w)
 	w->hint_name = NULL;
 	if (!name || !r->cache_path || kbv_path(dir, sizeof dir, "%s/cuts", r->cache_path) < 0)
 		goto out;
-	crypto_generichash_blake2b_state st;
-	crypto_generichash_blake2b_init(&st, r->keys->id, sizeof r->keys->id, sizeof key);
-	crypto_generichash_blake2b_update(&st, (const uint8_t *)label, sizeof label);
-	crypto_generichash_blake2b_update(&st, r->keys->enc, sizeof r->keys->enc);
-	crypto_generichash_blake2b_final(&st, key, sizeof key);
+	kbv_meta_local_key(r->keys, "kbvault cut hints v1", key);
 	if (!w->hints_pruned) {
 		kbv_hints_prune(dir);
 		w->hints_pruned = 1;

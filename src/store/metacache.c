@@ -33,16 +33,19 @@ int kbv_meta_on(const struct kbv_repo *r)
 
 void kbv_meta_bypass(struct kbv_repo *r) { r->meta_off = 1; }
 
-/* The cache key: derived from the repository's id and encryption keys, so that only a
- * holder of the master keys can write an entry this host accepts. */
-static void cache_key(const struct kbv_keys *keys, uint8_t key[32])
+void kbv_meta_local_key(const struct kbv_keys *keys, const char *label, uint8_t key[32])
 {
-	static const char label[] = "kbvault metadata cache v1";
 	crypto_generichash_blake2b_state st;
 	crypto_generichash_blake2b_init(&st, keys->id, sizeof keys->id, 32);
-	crypto_generichash_blake2b_update(&st, (const uint8_t *)label, sizeof label);
+	crypto_generichash_blake2b_update(&st, (const uint8_t *)label, strlen(label) + 1);
 	crypto_generichash_blake2b_update(&st, keys->enc, sizeof keys->enc);
 	crypto_generichash_blake2b_final(&st, key, 32);
+}
+
+/* The cache key: only a holder of the master keys can write an entry this host accepts. */
+static void cache_key(const struct kbv_keys *keys, uint8_t key[32])
+{
+	kbv_meta_local_key(keys, "kbvault metadata cache v1", key);
 }
 
 static void header(uint8_t h[HEADER], int kind)

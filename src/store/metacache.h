@@ -41,6 +41,11 @@ void kbv_meta_put(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], 
 size_t kbv_meta_retain(struct kbv_repo *r, int kind, int (*keep)(void *arg, const uint8_t id[KBV_ID_BYTES]),
 		       void *arg);
 
+/* The key of a kind of host-local file (the metadata cache, cut hints): BLAKE2b-256, keyed
+ * with the id key, of `label` with its terminating NUL followed by the encryption key, so
+ * that only a holder of the master keys derives it (format/repository.md). */
+void kbv_meta_local_key(const struct kbv_keys *keys, const char *label, uint8_t key[32]);
+
 /* Pure, for tests and the fuzz corpus: seal `n` bytes as the cache file of (kind, id)
  * under `keys`, and open such a file (0, or KBV_ECORRUPT when it is not authentic). */
 int kbv_meta_seal(const struct kbv_keys *keys, int kind, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n,
