@@ -257,7 +257,10 @@ int kbv_index_put_raw(struct kbv_index *idx, int table, const void *key, size_t 
 	return mrc ? mdb_fail(mrc, "commit") : 0;
 }
 
-static int put_loc(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_entry *e, unsigned int flags)
+/* Put one blob's location through `cur`, a cursor of the blobs table: one cursor for a
+ * run of puts in key order, because LMDB skips the walk down from the root when the next
+ * key falls on the page the cursor is on (with mdb_put each key walked the whole tree). */
+static int put_loc(MDB_cursor *cur, uint32_t no, const struct kbv_pack_entry *e, unsigned int flags)
 {
 	uint8_t lb[LOC_BYTES];
 	kbv_put32(lb, no);
@@ -268,7 +271,7 @@ static int put_loc(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack
 	kbv_put64(lb + 20, e->xxh);
 	lb[28] = e->type;
 	MDB_val bk = { KBV_ID_BYTES, (void *)e->id }, bv = { LOC_BYTES, lb };
-	int mrc = mdb_put(txn, dbi, &bk, &bv, flags);
+	int mrc = mdb_cursor_put(cur, &bk, &bv, flags);
 	if (mrc == MDB_KEYEXIST)
 		return KBV_EEXIST;
 	return mrc ? mdb_fail(mrc, "put blob") : 0;
@@ -377,13 +380,47 @@ static uint64_t id_head(const uint8_t *id)
 	return h;
 }
 
-static int cmp_put_ref(const void *a, const void *b)
+static int cmp_put_ref(const struct put_ref *x, const struct put_ref *y)
 {
-	const struct put_ref *x = a, *y = b;
 	if (x->head != y->head)
 		return x->head < y->head ? -1 : 1;
 	int c = memcmp(x->e->id, y->e->id, KBV_ID_BYTES);
 	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* refs[0..n) in cmp_put_ref's order, `tmp` as large. A first snapshot ends with this sort of
+ * every new chunk on the thread that ends it (qsort() took 30 ms per GB of new chunks): a
+ * stable radix sort on the top 32 bits of the heads (the ids are keyed hashes, so uniform),
+ * then an insertion pass that orders what those bits leave tied (a blob listed twice in
+ * the group, or two of ~4 billion heads alike: a few neighbours, never a long run). */
+static void sort_put_refs(struct put_ref *refs, struct put_ref *tmp, size_t n)
+{
+	struct put_ref *from = refs, *to = tmp;
+	for (int shift = 32; shift < 64; shift += 8) {
+		size_t at[256] = { 0 }, sum = 0;
+		for (size_t i = 0; i < n; i++)
+			at[from[i].head >> shift & 255]++;
+		for (int d = 0; d < 256; d++) {
+			size_t c = at[d];
+			at[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			to[at[from[i].head >> shift & 255]++] = from[i];
+		struct put_ref *t = from;
+		from = to;
+		to = t;
+	}
+	/* four passes: the sorted refs are back in refs */
+	for (size_t i = 1; i < n; i++) {
+		if (cmp_put_ref(&refs[i - 1], &refs[i]) <= 0)
+			continue;
+		struct put_ref x = refs[i];
+		size_t j = i;
+		for (; j > 0 && cmp_put_ref(&refs[j - 1], &x) > 0; j--)
+			refs[j] = refs[j - 1];
+		refs[j] = x;
+	}
 }
 
 int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *packs,
@@ -391,14 +428,17 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 			     const uint32_t *over, size_t nover)
 {
 	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
 	struct put_ref *refs = NULL;
 	size_t nrefs = 0, total = 0;
 	int rc = 0, mrc;
 	for (size_t p = 0; p < npacks; p++)
 		total += counts[p];
-	if (total && !(refs = malloc(total * sizeof *refs)))
+	if (total && !(refs = malloc(2 * total * sizeof *refs)))
 		return kbv_error(KBV_ENOMEM, "out of memory");
-	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn))) {
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)) || (mrc = mdb_cursor_open(txn, idx->blobs, &cur))) {
+		if (txn)
+			mdb_txn_abort(txn);
 		free(refs);
 		return mdb_fail(mrc, "begin write");
 	}
@@ -423,11 +463,11 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 		no++;
 	}
 	/* in key order: each page of the tree is found once, not once per random key */
-	qsort(refs, nrefs, sizeof *refs, cmp_put_ref);
+	sort_put_refs(refs, refs + total, nrefs);
 	for (size_t r = 0; r < nrefs; r++) {
-		rc = put_loc(txn, idx->blobs, refs[r].no, refs[r].e, MDB_NOOVERWRITE);
+		rc = put_loc(cur, refs[r].no, refs[r].e, MDB_NOOVERWRITE);
 		if (rc == KBV_EEXIST && located_in(idx, txn, refs[r].e->id, over, nover))
-			rc = put_loc(txn, idx->blobs, refs[r].no, refs[r].e, 0); /* the old one is condemned */
+			rc = put_loc(cur, refs[r].no, refs[r].e, 0); /* the old one is condemned */
 		else if (rc == KBV_EEXIST)
 			rc = 0; /* indexed elsewhere first: this copy is garbage */
 		if (rc < 0)
@@ -441,13 +481,14 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 		rc = mdb_fail(mrc, "put next_pack");
 		goto out;
 	}
+	mdb_cursor_close(cur);
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc)
 		rc = commit_fail(idx, mrc);
 out:
 	if (txn)
-		mdb_txn_abort(txn);
+		mdb_txn_abort(txn); /* and its cursor */
 	free(refs);
 	return rc;
 }
@@ -627,11 +668,16 @@ int kbv_index_drop_packs(struct kbv_index *idx, const uint32_t *gone, size_t ngo
 int kbv_index_fill(struct kbv_index *idx, uint32_t packno, const struct kbv_pack_entry *e, size_t n, uint64_t *filled)
 {
 	MDB_txn *txn = NULL;
+	MDB_cursor *cur;
 	int rc = 0, mrc;
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
 		return mdb_fail(mrc, "begin write");
+	if ((mrc = mdb_cursor_open(txn, idx->blobs, &cur))) {
+		rc = mdb_fail(mrc, "open cursor");
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
-		rc = put_loc(txn, idx->blobs, packno, &e[i], MDB_NOOVERWRITE);
+		rc = put_loc(cur, packno, &e[i], MDB_NOOVERWRITE);
 		if (rc == 0)
 			(*filled)++;
 		else if (rc == KBV_EEXIST)
@@ -639,13 +685,14 @@ int kbv_index_fill(struct kbv_index *idx, uint32_t packno, const struct kbv_pack
 		if (rc < 0)
 			goto out;
 	}
+	mdb_cursor_close(cur);
 	mrc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (mrc)
 		rc = commit_fail(idx, mrc);
 out:
 	if (txn)
-		mdb_txn_abort(txn);
+		mdb_txn_abort(txn); /* and its cursor */
 	return rc;
 }
 
@@ -689,9 +736,16 @@ static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, c
 			puts[np++] = (struct put){ &entries[p][i], first + (uint32_t)p };
 	if (total)
 		qsort(puts, total, sizeof *puts, cmp_put);
+	MDB_cursor *pc = NULL; /* the batch's, closed before its transaction ends */
 	for (size_t i = 0; i < total && rc == 0; i++) {
-		rc = put_loc(txn, idx->blobs, puts[i].no, puts[i].e, 0);
+		if (!pc && (mrc = mdb_cursor_open(txn, idx->blobs, &pc))) {
+			rc = mdb_fail(mrc, "open cursor");
+			break;
+		}
+		rc = put_loc(pc, puts[i].no, puts[i].e, 0);
 		if (rc == 0 && ++changes % GC_BATCH == 0) {
+			mdb_cursor_close(pc);
+			pc = NULL;
 			mrc = mdb_txn_commit(txn);
 			txn = NULL;
 			kbv_index_release_pages(idx);
@@ -699,6 +753,8 @@ static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, c
 				rc = commit_fail(idx, mrc);
 		}
 	}
+	if (pc)
+		mdb_cursor_close(pc);
 	free(puts);
 	if (rc < 0)
 		goto out;
