@@ -436,11 +436,13 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 		total += counts[p];
 	if (total && !(refs = malloc(2 * total * sizeof *refs)))
 		return kbv_error(KBV_ENOMEM, "out of memory");
-	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)) || (mrc = mdb_cursor_open(txn, idx->blobs, &cur))) {
-		if (txn)
-			mdb_txn_abort(txn);
+	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn))) {
 		free(refs);
 		return mdb_fail(mrc, "begin write");
+	}
+	if ((mrc = mdb_cursor_open(txn, idx->blobs, &cur))) {
+		rc = mdb_fail(mrc, "open cursor");
+		goto out;
 	}
 	MDB_val nk = { 9, "next_pack" }, v;
 	uint32_t no;
