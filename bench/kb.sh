@@ -190,5 +190,5 @@ done
 
 python3 bench/kb-report.py "$MODE" "$REWRITE_DAY" "$KEEP"
 gnuplot -e "mode='$MODE'" bench/kb-plot.gp
-rm -rf "$W"
+[ -n "${KEEP_WORK:-}" ] || rm -rf "$W" # KEEP_WORK=1 keeps the nights and repositories
 echo "== results: $OUT/$P.md"

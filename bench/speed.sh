@@ -88,7 +88,9 @@ rm -rf "$W/thr"
 
 # The sequential stages' cost per GB, one core each (bench/microbench on the dump): the
 # reading thread reads (the kernel's copy: cat to /dev/null) and cuts (FastCDC, on as many
-# segments as workers: fastcdc_cutter_N); the serial stage hashes the stream (XXH3-128).
+# segments as workers: fastcdc_cutter_N); the serial stage hashes the stream (XXH3-128);
+# the index transaction that ends a snapshot indexes its new chunks (index_add_*, per GB
+# of new data in chunks of ~8 KiB, into an empty index and into one of 1.1 million).
 if [ -n "${MICROBENCH:-}" ]; then
 	"$MICROBENCH" "$W/dump.sql" > "$W/micro.csv" 2> /dev/null
 	read_s=$( { /usr/bin/time -f "%e" cat "$W/dump.sql" > /dev/null; } 2>&1)
@@ -98,7 +100,8 @@ rows = {r["stage"]: r for r in csv.DictReader(l for l in open(sys.argv[1]) if ",
 b = float(sys.argv[2])
 print(f"stage,read,1,{int(b)},{sys.argv[3]},,{b / float(sys.argv[3]) / 1e6:.1f},,")
 for k in ("fastcdc_2byte", "fastcdc_cutter_2seg", "fastcdc_cutter_4seg", "xxh3_8k", "xxh3_128_stream_1m", "blake3_256_keyed_8k",
-          "blake3_256_keyed_9300", "blake3_256_keyed_9300_batch128", "blake2b_256_keyed_8k", "zstd3_8k_compress"):
+          "blake3_256_keyed_9300", "blake3_256_keyed_9300_batch128", "blake2b_256_keyed_8k", "zstd3_8k_compress",
+          "index_add_112k_chunks_to_empty", "index_add_112k_chunks_to_1.1m"):
     if k in rows:
         r = rows[k]
         print(f"stage,{k},1,{r['bytes']},{r['seconds']},,{r['MB_per_s']},,")
@@ -151,7 +154,7 @@ if thr:
         out.append(f"| {t.rsplit('-', 1)[1]} | {f['seconds']} | {f['cpu_seconds']} | {u['seconds']} | {u['mb_per_s']} |")
 st = [r for r in rows if r["tool"] == "stage"]
 if st:
-    out += ["", "| stage (one core; fastcdc_cutter_N: the reading thread's cut on N segments) | MB/s | seconds per GB |",
+    out += ["", "| stage (one core; fastcdc_cutter_N: the reading thread's cut on N segments; index_add: per GB of new data) | MB/s | seconds per GB |",
             "|---|---|---|"]
     for r in st:
         out.append(f"| {r['operation']} | {float(r['mb_per_s']):.0f} | {1000 / float(r['mb_per_s']):.2f} |")
