@@ -68,8 +68,10 @@ int kbv_pack_open_trailer(struct kbv_repo *r, struct kbv_codec *codec, const uin
 
 /* The last few decoded bundles, so that reading their members decodes each once even when
  * a stream's chunks alternate between bundles (an edited dump: new chunks between old).
- * Zero-filled is empty. */
-#define KBV_BUNDLES_CACHED 4
+ * Sixteen (4 MiB of bundles per reading thread): the tenth night of `make bench` restored
+ * through four decoded 1,033 MB of bundles for its 337 MB, through sixteen 767 MB, and
+ * through 64 or 256 no less (docs/benchmarks.md). Zero-filled is empty. */
+#define KBV_BUNDLES_CACHED 16
 struct kbv_bundle_cache {
 	struct {
 		int valid;
