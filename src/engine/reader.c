@@ -20,8 +20,8 @@
 /* A job is a batch of DATA blobs, so the threads meet once per batch: BATCH_IDS of them or
  * BATCH_BYTES, whichever comes first, and more to finish a bundle (submit_leaf), up to
  * twice either. Longer batches keep more of a bundle's members with one worker: the tenth
- * night of `make bench` decoded 767 MB of bundles for its 337 MB in batches of 64, 629 MB
- * in batches of 256 (docs/benchmarks.md). */
+ * night of `make bench` decoded 751-767 MB of bundles for its 337 MB in batches of 64, 629
+ * MB in batches of 256 (docs/benchmarks.md). */
 #define BATCH_IDS 256
 #define BATCH_BYTES (2u << 20)
 #define BATCH_MAX (2 * BATCH_IDS)

@@ -388,11 +388,17 @@ static int cmp_put_ref(const struct put_ref *x, const struct put_ref *y)
 	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static int cmp_put_ref_q(const void *a, const void *b)
+{
+	return cmp_put_ref(a, b);
+}
+
 /* refs[0..n) in cmp_put_ref's order, `tmp` as large. A first snapshot ends with this sort of
- * every new chunk on the thread that ends it (qsort() took 30 ms per GB of new chunks): a
- * stable radix sort on the top 32 bits of the heads (the ids are keyed hashes, so uniform),
- * then an insertion pass that orders what those bits leave tied (a blob listed twice in
- * the group, or two of ~4 billion heads alike: a few neighbours, never a long run). */
+ * every new chunk on the thread that ends it (qsort() of them all took 30 ms per GB of new
+ * chunks): a stable radix sort on the top 32 bits of the heads (ids are hashes, so these
+ * are uniform), then qsort() of each run those bits leave tied (a blob listed twice in the
+ * group, or two heads in ~4 billion alike: runs of two, rarely; and a trailer of a damaged
+ * or hostile pack that repair reads, however it lists its ids, costs no more than qsort). */
 static void sort_put_refs(struct put_ref *refs, struct put_ref *tmp, size_t n)
 {
 	struct put_ref *from = refs, *to = tmp;
@@ -412,14 +418,11 @@ static void sort_put_refs(struct put_ref *refs, struct put_ref *tmp, size_t n)
 		to = t;
 	}
 	/* four passes: the sorted refs are back in refs */
-	for (size_t i = 1; i < n; i++) {
-		if (cmp_put_ref(&refs[i - 1], &refs[i]) <= 0)
-			continue;
-		struct put_ref x = refs[i];
-		size_t j = i;
-		for (; j > 0 && cmp_put_ref(&refs[j - 1], &x) > 0; j--)
-			refs[j] = refs[j - 1];
-		refs[j] = x;
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && refs[j].head >> 32 == refs[i].head >> 32; j++)
+			;
+		if (j - i > 1)
+			qsort(refs + i, j - i, sizeof *refs, cmp_put_ref_q);
 	}
 }
 

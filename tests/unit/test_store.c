@@ -375,6 +375,46 @@ static void test_index_group_in_key_order(void **st)
 		free(e[p]);
 }
 
+/* A pack whose ids share their first 4 bytes (as a damaged or hostile trailer that repair
+ * reads may list them), in descending order: indexed all the same, each where the pack
+ * put it, and in key order (index.c sorts such ties by qsort, never one by one). */
+static void test_index_ids_tied_in_radix_bits(void **st)
+{
+	(void)st;
+	enum { NE = 30000 };
+	struct kbv_pack_info info;
+	memset(&info, 0, sizeof info);
+	randombytes_buf(info.id, sizeof info.id);
+	info.size = 1u << 30;
+	info.blobs = NE;
+	struct kbv_pack_entry *e = calloc(NE, sizeof *e);
+	assert_non_null(e);
+	for (uint32_t i = 0; i < NE; i++) {
+		e[i].type = KBV_BLOB_DATA;
+		memset(e[i].id, 0x5a, KBV_ID_BYTES);
+		kbv_put32(e[i].id + 4, NE - i); /* descending */
+		e[i].offset = 100 + i * 10;
+		e[i].stored_len = 10;
+		e[i].raw_len = 20;
+		e[i].xxh = i;
+	}
+	const struct kbv_pack_entry *ce = e;
+	size_t n = NE;
+	assert_int_equal(kbv_index_add_packs(repo->idx, &info, &ce, &n, 1), 0);
+	MDB_txn *txn;
+	struct kbv_loc loc;
+	assert_int_equal(kbv_index_rbegin(repo->idx, &txn), 0);
+	for (uint32_t i = 0; i < NE; i++) {
+		assert_int_equal(kbv_index_get(repo->idx, txn, e[i].id, &loc), 0);
+		assert_int_equal(loc.offset, e[i].offset);
+	}
+	struct walk w = { 0 };
+	assert_int_equal(kbv_index_each_blob(repo->idx, txn, walk_blob, &w), 0);
+	assert_true(w.ordered);
+	kbv_index_rend(txn);
+	free(e);
+}
+
 /* Metadata cache entries: a round trip, and every way an entry can be wrong (another
  * repository's keys, another kind, another id, a flipped byte, cut short) fails. */
 static void test_metacache_seal_open(void **st)
@@ -419,6 +459,7 @@ int main(void)
 		cmocka_unit_test(test_index_first_location_reopen_and_gc),
 		cmocka_unit_test(test_index_same_pack_twice),
 		cmocka_unit_test(test_index_group_in_key_order),
+		cmocka_unit_test(test_index_ids_tied_in_radix_bits),
 		cmocka_unit_test(test_metacache_seal_open),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
