@@ -43,12 +43,14 @@ static void bench_index(void)
 	struct kbv_pack_entry *e[PACKS];
 	const struct kbv_pack_entry *ce[PACKS];
 	size_t counts[PACKS];
+	int ok = 1;
 	for (size_t p = 0; p < PACKS; p++) {
 		e[p] = calloc(PER, sizeof *e[p]);
+		ok &= e[p] != NULL;
 		ce[p] = e[p];
 		counts[p] = PER;
 	}
-	for (int round = 0; round <= FILL; round++) {
+	for (int round = 0; ok && round <= FILL; round++) {
 		for (size_t p = 0; p < PACKS; p++) {
 			memset(&info[p], 0, sizeof info[p]);
 			randombytes_buf(info[p].id, sizeof info[p].id);
