@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "codec/xxh.h"
@@ -14,6 +13,7 @@
 #include "kbv/blob.h"
 #include "kbv/chunker.h"
 #include "kbv/digest.h"
+#include "kbv/fsio.h"
 #include "store/index.h"
 
 static double now(void)
@@ -37,8 +37,12 @@ static void bench_index(void)
 	enum { PACKS = 16, PER = 7000, FILL = 10 };
 	char dir[] = "/tmp/kbv-microbench-XXXXXX";
 	struct kbv_index *idx;
-	if (!mkdtemp(dir) || kbv_index_open(dir, &idx) < 0)
+	if (!mkdtemp(dir))
 		return;
+	if (kbv_index_open(dir, &idx) < 0) {
+		kbv_rmdir_flat(dir);
+		return;
+	}
 	struct kbv_pack_info info[PACKS];
 	struct kbv_pack_entry *e[PACKS];
 	const struct kbv_pack_entry *ce[PACKS];
@@ -74,12 +78,7 @@ static void bench_index(void)
 	kbv_index_close(idx);
 	for (size_t p = 0; p < PACKS; p++)
 		free(e[p]);
-	char path[sizeof dir + 16];
-	snprintf(path, sizeof path, "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof path, "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
+	kbv_rmdir_flat(dir);
 }
 
 int main(int argc, char **argv)
