@@ -36,6 +36,9 @@ void *kbv_pool_acquire(struct kbv_pool *p);
 void kbv_pool_submit(struct kbv_pool *p);
 /* The oldest submitted job, waiting until it is processed; NULL when nothing is in flight. */
 void *kbv_pool_oldest(struct kbv_pool *p);
+/* 1 when the oldest job in flight is processed, so that kbv_pool_oldest() and
+ * kbv_pool_consume(.., 0) would not wait; 0 when it is not, or nothing is in flight. */
+int kbv_pool_ready(struct kbv_pool *p);
 /* Release the slot returned by kbv_pool_oldest(). */
 void kbv_pool_release(struct kbv_pool *p);
 

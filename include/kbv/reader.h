@@ -20,6 +20,14 @@ void kbv_reader_free(struct kbv_reader *rd);
 /* The repository it reads (borrowed). */
 struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd);
 
+/* Bytes of bundles decoded so far by this reader: what its restores cost beyond the bytes
+ * they restored (a bundle holds members a stream may not use). Read when no stream is
+ * being restored. */
+uint64_t kbv_reader_decoded(const struct kbv_reader *rd);
+/* Tests: windows of `first`, then `leaves` chunks (at most the default, 65,536; 0 keeps
+ * the default) for kbv_reader_stream_fd() into a regular file. */
+void kbv_reader_windows(struct kbv_reader *rd, size_t first, size_t leaves);
+
 /* Restore one stream into `sink`. Every blob is authenticated before its bytes reach the
  * sink; at the end the size and (if `hash` is non-NULL and not KBV_DIGEST_NONE) the digest
  * of the whole stream, in its algorithm, are compared. On KBV_ECORRUPT the sink has
@@ -28,11 +36,14 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 		      const struct kbv_digest *hash, kbv_sink_fn sink, void *arg);
 
 /* kbv_reader_stream() into fd (`what` names it in errors). At the end of a regular file
- * (not O_APPEND) the workers write each batch at its place with pwrite, so the kernel's
- * copies into the page cache run on every core; anything else (a pipe, a terminal) is
- * written in order by this thread. `done` (may be NULL) sees every piece in stream order
- * once it is written (progress). On success the file offset is past the stream; on
- * failure the file is cut back to the prefix delivered in order, the offset after it. */
+ * (not O_APPEND) the workers write what they decode at its place with pwrite, so the
+ * kernel's copies into the page cache run on every core: from a local repository bundle by
+ * bundle, each decoded once for all its members in a window of the stream, and the window
+ * read back from the file in order for the digest; from object storage batch by batch in
+ * order. Anything else (a pipe, a terminal) is written in order by this thread. `done` (may
+ * be NULL) is told of every piece in stream order once it is in the file (progress): n its
+ * length, p its bytes or NULL. On success the file offset is past the stream; on failure
+ * the file is cut back to the prefix delivered in order, the offset after it. */
 int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
 			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg);
 

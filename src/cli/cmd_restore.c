@@ -594,6 +594,7 @@ int cmd_restore(int argc, char **argv)
 	if (rc < 0)
 		goto fail;
 	cli_progress_done(&prog);
+	cli_log(CLI_DEBUG, "%llu bytes of bundles decoded", (unsigned long long)kbv_reader_decoded(rd));
 	code = summary(s, &a, &sk, count, skipped, cli_now() - t0);
 	goto out;
 fail:

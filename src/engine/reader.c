@@ -26,12 +26,42 @@
 #define BATCH_BYTES (2u << 20)
 #define BATCH_MAX (2 * BATCH_IDS)
 
+/* Into a regular file from a local repository (kbv_reader_stream_fd), a stream is restored
+ * window by window: the walking thread locates a window's chunks, sorts them by where they
+ * lie in the packs and hands them out bundle by bundle; a worker decodes a bundle once and
+ * writes each member it holds at the member's places in the file, straight from the
+ * decoded bundle (restic's restorer works pack by pack the same way). A night whose chunks
+ * come from bundles of every earlier night no longer decodes a bundle again for each run
+ * of its members (docs/benchmarks.md). Check jobs then read each window back from the file
+ * in order, for the whole-stream digest: what is verified is what the file holds. The
+ * first window is small, so that the workers start soon; the walking thread fills the next
+ * window while the workers take the last one's jobs. 80 bytes per chunk, two windows. */
+#define WIN_FIRST 8192
+#define WIN_LEAVES 65536
+#define CHECK_BYTES (64u << 20) /* read back by one check job at most */
+#define READBACK (1u << 20)     /* ... a piece at a time */
+#define SCATTER_CACHED 2        /* decoded bundles a worker keeps meanwhile (of 16) */
+
+struct wleaf {
+	struct kbv_rleaf leaf;
+	uint64_t pos; /* of its first byte in the stream */
+};
+
+enum rjob_kind {
+	RJ_ORDER,   /* a batch decoded in stream order into `out` */
+	RJ_SCATTER, /* a batch written by the worker at each leaf's place (pos[]) */
+	RJ_CHECK,   /* `want` bytes of the file at `at` read back in order for the digest */
+};
+
 struct rjob {
 	struct kbv_rleaf leaf[BATCH_MAX]; /* located by the walking thread */
+	uint64_t pos[BATCH_MAX];          /* RJ_SCATTER: where leaf[i] starts in the stream */
 	uint32_t n;
 	int rc;
+	enum rjob_kind kind;
 	/* fd >= 0 (kbv_reader_stream_fd): the worker writes the batch's bytes itself, at `at`
-	 * of fd (named `what`); `want` is what they add up to by the index. */
+	 * of fd (named `what`; RJ_SCATTER: `at` is where the stream starts); `want` is what
+	 * they add up to by the index. */
 	int fd;
 	const char *what;
 	uint64_t at, want;
@@ -63,14 +93,70 @@ struct kbv_reader {
 	kbv_sink_fn sink;
 	void *arg;
 	struct kbv_digester hs; /* updated only by the pool's serial stage */
+	struct kbv_buf back;    /* the serial stage's, for reading a file back (RJ_CHECK) */
 	uint64_t size;      /* what the snapshot recorded */
 	uint64_t submitted; /* bytes of the chunks submitted, by the index */
 	uint64_t got;       /* bytes delivered in order */
 	/* Written by the workers at known offsets (kbv_reader_stream_fd), or out_fd -1. */
-	int out_fd;
+	int out_fd, back_fd; /* back_fd: out_fd's file, open for reading */
 	uint64_t out_base;
 	const char *out_what;
+	/* Window by window into out_fd (see WIN_FIRST): `win` being filled (wn of wlimit, from
+	 * stream offset wfrom), `pend` sorted and being submitted (pi of pn, then the checks of
+	 * [pchecked, pto)). */
+	int scatter;
+	size_t win_first, win_leaves; /* WIN_FIRST, WIN_LEAVES (tests: fewer) */
+	struct wleaf *win, *pend;
+	size_t wn, wlimit, pn, pi;
+	uint64_t wfrom, pchecked, pto;
+	unsigned tick;
 };
+
+/* Do blobs a and b sit in the same envelope (a bundle) of the same pack? */
+static int same_envelope(const struct kbv_rleaf *a, const struct kbv_rleaf *b)
+{
+	return a->loc.pack == b->loc.pack && a->loc.offset == b->loc.offset;
+}
+
+/* An RJ_SCATTER job: each chunk decoded (a bundle once for all its members here) and
+ * written at its place; members that follow each other in the bundle and in the stream go
+ * out in one pwrite. */
+static int scatter(struct rworker *wk, struct rjob *j)
+{
+	const uint8_t *run = NULL;
+	size_t rlen = 0;
+	uint64_t rat = 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < j->n && rc == 0; i++) {
+		const struct kbv_rleaf *l = &j->leaf[i], *prev = i ? &j->leaf[i - 1] : NULL;
+		uint64_t at = j->at + j->pos[i];
+		const uint8_t *p;
+		/* (a run points into the bundle cache: written before another envelope is read) */
+		int follows = run && same_envelope(prev, l) && l->loc.raw_off == prev->loc.raw_off + prev->loc.raw_len &&
+			      at == rat + rlen;
+		if (run && !follows) {
+			rc = kbv_pwrite_full(j->fd, run, rlen, (off_t)rat, j->what);
+			run = NULL;
+			if (rc < 0)
+				break;
+		}
+		rc = kbv_pack_view_loc(wk->repo, wk->txn, wk->codec, &wk->fds, l->id, &l->loc, &j->stored, &j->one, &p);
+		if (rc < 0)
+			break;
+		if (follows && p == run + rlen) {
+			rlen += l->loc.raw_len;
+		} else if (follows) { /* cannot be: the same bundle, decoded once */
+			rc = kbv_error(KBV_ECORRUPT, "a bundle member is not where the one before it ends");
+		} else {
+			run = p;
+			rlen = l->loc.raw_len;
+			rat = at;
+		}
+	}
+	if (rc == 0 && run)
+		rc = kbv_pwrite_full(j->fd, run, rlen, (off_t)rat, j->what);
+	return rc;
+}
 
 static void rwork(void *wp, void *jp)
 {
@@ -78,6 +164,11 @@ static void rwork(void *wp, void *jp)
 	struct rjob *j = jp;
 	j->out.len = 0;
 	j->rc = 0;
+	if (j->kind != RJ_ORDER) {
+		if (j->kind == RJ_SCATTER && (j->rc = scatter(wk, j)) < 0)
+			snprintf(j->err, sizeof j->err, "%s", kbv_errmsg());
+		return;
+	}
 	for (uint32_t i = 0; i < j->n && j->rc == 0; i++) {
 		if (wk->plan)
 			j->rc = kbv_readplan_read(wk->plan, wk->codec, &wk->fds.bundle, &j->leaf[i], &j->one);
@@ -122,8 +213,22 @@ static void hash_stage(void *rp, void *jp)
 {
 	struct kbv_reader *rd = rp;
 	struct rjob *j = jp;
-	if (j->rc == 0)
+	if (j->rc < 0 || j->kind == RJ_SCATTER)
+		return;
+	if (j->kind == RJ_ORDER) {
 		kbv_digester_update(&rd->hs, j->out.data, j->out.len);
+		return;
+	}
+	/* RJ_CHECK: every job before it has written its bytes */
+	for (uint64_t done = 0; done < j->want && rd->hs.alg != KBV_DIGEST_NONE && j->rc == 0;) {
+		size_t n = j->want - done < READBACK ? (size_t)(j->want - done) : READBACK;
+		if ((j->rc = kbv_buf_reserve(&rd->back, n)) == 0 &&
+		    (j->rc = kbv_pread_full(j->fd, rd->back.data, n, (off_t)(j->at + done), j->what)) == 0)
+			kbv_digester_update(&rd->hs, rd->back.data, n);
+		done += n;
+	}
+	if (j->rc < 0)
+		snprintf(j->err, sizeof j->err, "read back what was restored: %s", kbv_errmsg());
 }
 
 int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
@@ -133,7 +238,9 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 	if (!rd)
 		return kbv_error(KBV_ENOMEM, "out of memory");
 	rd->repo = r;
-	rd->out_fd = -1;
+	rd->out_fd = rd->back_fd = -1;
+	rd->win_first = WIN_FIRST;
+	rd->win_leaves = WIN_LEAVES;
 	if (!nthreads) /* one per CPU: on object storage the plan's own threads fetch */
 		nthreads = kbv_pool_default_threads();
 	rd->workers = calloc(nthreads, sizeof *rd->workers);
@@ -173,6 +280,12 @@ static int deliver(void *arg, void *job)
 	struct rjob *j = job;
 	if (j->rc < 0)
 		return kbv_error(j->rc, "%s", j->err);
+	if (j->kind == RJ_SCATTER) /* counted when its window is read back */
+		return 0;
+	if (j->kind == RJ_CHECK) {
+		rd->got += j->want;
+		return rd->sink ? rd->sink(rd->arg, NULL, (size_t)j->want) : 0;
+	}
 	rd->got += j->out.len;
 	return rd->sink ? rd->sink(rd->arg, j->out.data, j->out.len) : 0;
 }
@@ -197,13 +310,30 @@ void kbv_reader_free(struct kbv_reader *rd)
 	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
 		kbv_buf_release(&rd->nodes[i]);
 	kbv_buf_release(&rd->scratch);
+	kbv_buf_release(&rd->back);
 	kbv_readplan_free(rd->plan);
+	free(rd->win);
+	free(rd->pend);
 	free(rd->workers);
 	free(rd->wptrs);
 	free(rd);
 }
 
 struct kbv_repo *kbv_reader_repo(const struct kbv_reader *rd) { return rd->repo; }
+
+uint64_t kbv_reader_decoded(const struct kbv_reader *rd)
+{
+	uint64_t n = rd->self.fds.bundle.decoded;
+	for (size_t i = 0; i < rd->nworkers; i++)
+		n += rd->workers[i].fds.bundle.decoded;
+	return n;
+}
+
+void kbv_reader_windows(struct kbv_reader *rd, size_t first, size_t leaves)
+{
+	rd->win_first = first && first <= WIN_LEAVES ? first : WIN_FIRST;
+	rd->win_leaves = leaves && leaves <= WIN_LEAVES ? leaves : WIN_LEAVES;
+}
 
 static int node_ok(const struct kbv_buf *b) { return b->len > 0 && b->len % KBV_ID_BYTES == 0; }
 
@@ -263,12 +393,6 @@ static void submit_open(struct kbv_reader *rd)
 	}
 }
 
-/* Do blobs a and b sit in the same envelope (a bundle) of the same pack? */
-static int same_envelope(const struct kbv_rleaf *a, const struct kbv_rleaf *b)
-{
-	return a->loc.pack == b->loc.pack && a->loc.offset == b->loc.offset;
-}
-
 /* Put one chunk into the open job (submitting the full one first). */
 static int submit_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
 {
@@ -287,6 +411,7 @@ static int submit_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
 		struct rjob *j = kbv_pool_acquire(rd->pool);
 		if (j) {
 			j->n = 0;
+			j->kind = RJ_ORDER;
 			j->fd = rd->out_fd;
 			j->what = rd->out_what;
 			j->at = rd->out_base + rd->submitted;
@@ -317,6 +442,125 @@ static int submit_part(struct kbv_reader *rd)
 	return rc;
 }
 
+/* The members of the sorted window from pend[i] on that share pend[i]'s envelope. */
+static size_t envelope_run(const struct kbv_reader *rd, size_t i)
+{
+	size_t k = i + 1;
+	while (k < rd->pn && same_envelope(&rd->pend[k].leaf, &rd->pend[i].leaf))
+		k++;
+	return k - i;
+}
+
+/* Fill job j from the sorted window `pend`, envelope by envelope: a job ends where
+ * submit_leaf would end a batch, or before an envelope whose members would not all fit
+ * (only an envelope with more than BATCH_MAX of them, a chunk repeated many times, is
+ * split, and may be decoded by two workers). */
+static void fill_scatter(struct kbv_reader *rd, struct rjob *j)
+{
+	j->kind = RJ_SCATTER;
+	j->n = 0;
+	j->fd = rd->out_fd;
+	j->what = rd->out_what;
+	j->at = rd->out_base;
+	j->want = 0;
+	while (rd->pi < rd->pn) {
+		const struct wleaf *w = &rd->pend[rd->pi];
+		int starts = !j->n || !same_envelope(&j->leaf[j->n - 1], &w->leaf);
+		if (j->n && starts && (j->n >= BATCH_IDS || j->want >= BATCH_BYTES || j->n + envelope_run(rd, rd->pi) > BATCH_MAX))
+			break;
+		if (j->n == BATCH_MAX || j->want >= 2 * BATCH_BYTES)
+			break;
+		j->leaf[j->n] = w->leaf;
+		j->pos[j->n++] = w->pos;
+		j->want += w->leaf.loc.raw_len;
+		rd->pi++;
+	}
+}
+
+static void fill_check(struct kbv_reader *rd, struct rjob *j)
+{
+	uint64_t n = rd->pto - rd->pchecked;
+	j->kind = RJ_CHECK;
+	j->n = 0;
+	j->fd = rd->back_fd;
+	j->what = rd->out_what;
+	j->at = rd->out_base + rd->pchecked;
+	j->want = n < CHECK_BYTES ? n : CHECK_BYTES;
+	rd->pchecked += j->want;
+}
+
+/* Submit the sorted window's jobs, then its checks: as many as there are free slots (taking
+ * back finished jobs), or with `all` every one of them. */
+static int pump(struct kbv_reader *rd, int all)
+{
+	while (rd->pi < rd->pn || rd->pchecked < rd->pto) {
+		struct rjob *j = kbv_pool_acquire(rd->pool);
+		if (!j) {
+			if (!all && !kbv_pool_ready(rd->pool))
+				return 0;
+			int rc = kbv_pool_consume(rd->pool, deliver, rd, 0);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (rd->pi < rd->pn)
+			fill_scatter(rd, j);
+		else
+			fill_check(rd, j);
+		kbv_pool_submit(rd->pool);
+	}
+	return 0;
+}
+
+/* Where in the packs, then where in the stream. */
+static int cmp_wleaf(const void *a, const void *b)
+{
+	const struct wleaf *x = a, *y = b;
+	if (x->leaf.loc.pack != y->leaf.loc.pack)
+		return x->leaf.loc.pack < y->leaf.loc.pack ? -1 : 1;
+	if (x->leaf.loc.offset != y->leaf.loc.offset)
+		return x->leaf.loc.offset < y->leaf.loc.offset ? -1 : 1;
+	if (x->leaf.loc.raw_off != y->leaf.loc.raw_off)
+		return x->leaf.loc.raw_off < y->leaf.loc.raw_off ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* The window collected so far becomes the one submitted (after the one before it went
+ * out whole); the next one is collected in the other array. */
+static int next_window(struct kbv_reader *rd)
+{
+	int rc = pump(rd, 1);
+	if (rc < 0 || rd->wn == 0)
+		return rc;
+	qsort(rd->win, rd->wn, sizeof *rd->win, cmp_wleaf);
+	struct wleaf *t = rd->pend;
+	rd->pend = rd->win;
+	rd->win = t;
+	rd->pn = rd->wn;
+	rd->pi = 0;
+	rd->pchecked = rd->wfrom;
+	rd->pto = rd->submitted;
+	rd->wn = 0;
+	rd->wfrom = rd->submitted;
+	rd->wlimit = rd->win_leaves;
+	return pump(rd, 0);
+}
+
+static int collect_leaf(struct kbv_reader *rd, const struct kbv_rleaf *leaf)
+{
+	int rc;
+	if (leaf->loc.raw_len > rd->size - rd->submitted)
+		return kbv_error(KBV_ECORRUPT, "the stream's chunks add up to more than the %llu bytes the snapshot recorded",
+				 (unsigned long long)rd->size);
+	if (rd->wn == rd->wlimit && (rc = next_window(rd)) < 0)
+		return rc;
+	struct wleaf *w = &rd->win[rd->wn++];
+	w->leaf = *leaf;
+	w->pos = rd->submitted;
+	rd->submitted += leaf->loc.raw_len;
+	return ++rd->tick % 64 ? 0 : pump(rd, 0);
+}
+
 static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 {
 	(void)arg;
@@ -327,7 +571,9 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 	struct kbv_rleaf leaf;
 	memcpy(leaf.id, id, KBV_ID_BYTES);
 	int rc = kbv_pack_locate(rd->repo, rd->self.txn, KBV_BLOB_DATA, id, &leaf.loc);
-	return rc < 0 ? rc : submit_leaf(rd, &leaf);
+	if (rc < 0)
+		return rc;
+	return rd->scatter ? collect_leaf(rd, &leaf) : submit_leaf(rd, &leaf);
 }
 
 static int check_ref(const struct kbv_ref *ref)
@@ -351,17 +597,24 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	rd->submitted = 0;
 	rd->got = 0;
 	rd->open = NULL;
+	rd->wn = rd->pn = rd->pi = 0;
+	rd->wfrom = rd->pchecked = rd->pto = 0;
+	rd->wlimit = rd->win_first;
 	if (rd->plan)
 		kbv_readplan_reset(rd->plan);
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
 	if (rc == 0 && rd->plan)
 		rc = submit_part(rd); /* the rest */
+	if (rc == 0 && rd->scatter && (rc = next_window(rd)) == 0)
+		rc = pump(rd, 1);
 	submit_open(rd); /* also on error: an acquired slot must go through the pool */
 	if (rc == 0)
 		rc = kbv_pool_consume(rd->pool, deliver, rd, 1);
 	if (rc < 0) {
 		kbv_pool_discard(rd->pool);
+		rd->wn = rd->pn = rd->pi = 0;
+		rd->pchecked = rd->pto = 0;
 		if (rd->plan)
 			kbv_readplan_reset(rd->plan);
 		kbv_digester_release(&rd->hs);
@@ -398,6 +651,24 @@ static int fd_written(void *arg, const uint8_t *p, size_t n)
 	return f->done ? f->done(f->arg, p, n) : 0;
 }
 
+/* A descriptor to read regular file fd (flags fl, stat st) back through: fd itself when it
+ * is open for reading too, else the same file opened again read-only; -1 when it cannot
+ * be read (then the stream is written in order, without the read-back). */
+static int read_back_fd(int fd, int fl, const struct stat *st)
+{
+	char path[64];
+	struct stat bs;
+	if ((fl & O_ACCMODE) == O_RDWR)
+		return fd;
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int b = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (b >= 0 && (fstat(b, &bs) < 0 || bs.st_dev != st->st_dev || bs.st_ino != st->st_ino)) {
+		close(b);
+		b = -1;
+	}
+	return b;
+}
+
 int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
 			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg)
 {
@@ -413,8 +684,26 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 	rd->out_fd = fd;
 	rd->out_base = (uint64_t)base;
 	rd->out_what = what;
+	/* Window by window (WIN_FIRST) from a local repository; object storage keeps its reads
+	 * planned part by part (readplan.h), in order. */
+	if (!rd->plan && !rd->win) {
+		rd->win = malloc(WIN_LEAVES * sizeof *rd->win);
+		rd->pend = malloc(WIN_LEAVES * sizeof *rd->pend);
+	}
+	int back = -1;
+	if (!rd->plan && rd->win && rd->pend)
+		back = read_back_fd(fd, fl, &st);
+	rd->back_fd = back;
+	rd->scatter = back >= 0;
+	for (size_t i = 0; i < rd->nworkers; i++) /* a job holds its bundles' members */
+		rd->workers[i].fds.bundle.limit = rd->scatter ? SCATTER_CACHED : 0;
 	int rc = kbv_reader_stream(rd, ref, size, hash, fd_written, &f);
-	rd->out_fd = -1;
+	for (size_t i = 0; i < rd->nworkers; i++)
+		rd->workers[i].fds.bundle.limit = 0;
+	if (back >= 0 && back != fd)
+		close(back);
+	rd->out_fd = rd->back_fd = -1;
+	rd->scatter = 0;
 	uint64_t end = (uint64_t)base + rd->got; /* the whole stream, or the prefix delivered */
 	if (rc < 0 && ftruncate(fd, (off_t)end) < 0)
 		kbv_error_prefix(rc, "'%s' keeps bytes past the %llu restored in order (cut back: %s)", what,

@@ -187,7 +187,7 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 	struct file_sink f = { .name = name, .o = o, .res = res };
 	do {
 		temp_name(tmp, sizeof tmp);
-		f.fd = openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		f.fd = openat(pfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	} while (f.fd < 0 && errno == EEXIST);
 	if (f.fd < 0) {
 		int err = errno;

@@ -420,14 +420,13 @@ int kbv_bundle_cached(const struct kbv_bundle_cache *bc, uint32_t packno, const 
 	return bundle_slot(bc, packno, e) >= 0;
 }
 
-int kbv_pack_decode_at(struct kbv_codec *codec, const char *packname, uint32_t packno, const struct kbv_pack_entry *e,
-		       struct kbv_bundle_cache *bc, const uint8_t *stored, struct kbv_buf *out)
+/* kbv_pack_decode_at() without the copy: *p points at the blob's bytes, in a slot of `bc`
+ * (a bundle's member) or in `out` (a blob of its own envelope). */
+static int decode_view(struct kbv_codec *codec, const char *packname, uint32_t packno, const struct kbv_pack_entry *e,
+		       struct kbv_bundle_cache *bc, const uint8_t *stored, struct kbv_buf *out, const uint8_t **p)
 {
 	char idhex[2 * KBV_ID_BYTES + 1];
 	int rc = 0;
-	struct kbv_bundle_cache local = { 0 };
-	if (e->type == KBV_BLOB_DATA && !bc)
-		bc = &local;
 	int k = bundle_slot(bc, packno, e);
 	if (k >= 0)
 		goto member; /* decoded (and verified) already */
@@ -437,52 +436,74 @@ int kbv_pack_decode_at(struct kbv_codec *codec, const char *packname, uint32_t p
 				 packname, idhex, e->offset);
 	}
 	if (e->type != KBV_BLOB_DATA) {
-		rc = kbv_blob_decode(codec, e->type, e->id, stored, e->stored_len, e->raw_len, out);
+		if ((rc = kbv_blob_decode(codec, e->type, e->id, stored, e->stored_len, e->raw_len, out)) == 0)
+			*p = out->data;
 		goto decoded;
 	}
 	k = 0; /* the least recently used slot */
-	for (int i = 1; i < KBV_BUNDLES_CACHED; i++)
+	int lim = bc->limit && bc->limit < KBV_BUNDLES_CACHED ? (int)bc->limit : KBV_BUNDLES_CACHED;
+	for (int i = 1; i < lim; i++)
 		if (bc->slot[i].used < bc->slot[k].used)
 			k = i;
 	bc->slot[k].valid = 0;
 	if ((rc = kbv_bundle_open(codec, stored, e->stored_len, &bc->slot[k].plain)) < 0)
 		goto decoded;
 	bc->slot[k].valid = 1;
+	bc->decoded += bc->slot[k].plain.len;
 	bc->slot[k].pack = packno;
 	bc->slot[k].offset = e->offset;
-member:;
-	const uint8_t *p;
+member:
 	bc->slot[k].used = ++bc->clock;
-	if ((rc = kbv_bundle_member(codec, &bc->slot[k].plain, e->id, e->raw_off, e->raw_len, &p)) == 0) {
-		out->len = 0;
-		rc = kbv_buf_add(out, p, e->raw_len);
-	}
+	rc = kbv_bundle_member(codec, &bc->slot[k].plain, e->id, e->raw_off, e->raw_len, p);
 decoded:
 	if (rc < 0) {
 		kbv_hex(e->id, KBV_ID_BYTES, idhex);
 		kbv_error_prefix(rc, "pack '%s': blob %.16s at offset %u", packname, idhex, e->offset);
 	}
+	return rc;
+}
+
+int kbv_pack_decode_at(struct kbv_codec *codec, const char *packname, uint32_t packno, const struct kbv_pack_entry *e,
+		       struct kbv_bundle_cache *bc, const uint8_t *stored, struct kbv_buf *out)
+{
+	struct kbv_bundle_cache local = { 0 };
+	const uint8_t *p = NULL;
+	if (e->type == KBV_BLOB_DATA && !bc)
+		bc = &local;
+	int rc = decode_view(codec, packname, packno, e, bc, stored, out, &p);
+	if (rc == 0 && p != out->data) {
+		out->len = 0;
+		rc = kbv_buf_add(out, p, e->raw_len);
+	}
 	kbv_bundle_cache_release(&local);
 	return rc;
+}
+
+/* The stored bytes of `e` into `stored`, unless `bc` holds its bundle decoded already. */
+static int fetch_stored(struct kbv_be_rd *rd, uint32_t packno, const struct kbv_pack_entry *e,
+			const struct kbv_bundle_cache *bc, struct kbv_buf *stored)
+{
+	int rc;
+	if (kbv_bundle_cached(bc, packno, e))
+		return 0;
+	stored->len = 0;
+	if ((rc = kbv_buf_reserve(stored, e->stored_len)) < 0)
+		return rc;
+	if ((rc = kbv_be_read(rd, stored->data, e->stored_len, e->offset)) < 0) {
+		char idhex[2 * KBV_ID_BYTES + 1];
+		kbv_hex(e->id, KBV_ID_BYTES, idhex);
+		return kbv_error_prefix(rc, "blob %.16s", idhex);
+	}
+	stored->len = e->stored_len;
+	return 0;
 }
 
 int kbv_pack_read_at(struct kbv_codec *codec, struct kbv_be_rd *rd, const char *packname, uint32_t packno,
 		     const struct kbv_pack_entry *e, struct kbv_bundle_cache *bc, struct kbv_buf *stored,
 		     struct kbv_buf *out)
 {
-	int rc;
-	if (!kbv_bundle_cached(bc, packno, e)) {
-		stored->len = 0;
-		if ((rc = kbv_buf_reserve(stored, e->stored_len)) < 0)
-			return rc;
-		if ((rc = kbv_be_read(rd, stored->data, e->stored_len, e->offset)) < 0) {
-			char idhex[2 * KBV_ID_BYTES + 1];
-			kbv_hex(e->id, KBV_ID_BYTES, idhex);
-			return kbv_error_prefix(rc, "blob %.16s", idhex);
-		}
-		stored->len = e->stored_len;
-	}
-	return kbv_pack_decode_at(codec, packname, packno, e, bc, stored->data, out);
+	int rc = fetch_stored(rd, packno, e, bc, stored);
+	return rc < 0 ? rc : kbv_pack_decode_at(codec, packname, packno, e, bc, stored->data, out);
 }
 
 int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id[KBV_ID_BYTES], struct kbv_loc *loc)
@@ -502,9 +523,11 @@ int kbv_pack_locate(struct kbv_repo *r, MDB_txn *txn, int type, const uint8_t id
 	return 0;
 }
 
-int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
-		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
-		      struct kbv_buf *out)
+/* The blob at `loc` read and decoded: copied into `out`, or with `view`, *view pointing at
+ * it in fds's bundle cache or in `out`. */
+static int read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		    const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored, struct kbv_buf *out,
+		    const uint8_t **view)
 {
 	char path[PATH_MAX], idhex[2 * KBV_ID_BYTES + 1];
 	struct kbv_be_rd *rd = NULL;
@@ -523,7 +546,25 @@ int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec,
 	}
 	struct kbv_pack_entry e = { loc->type, { 0 }, loc->offset, loc->stored_len, loc->raw_off, loc->raw_len, loc->xxh };
 	memcpy(e.id, id, KBV_ID_BYTES);
-	return kbv_pack_read_at(codec, rd, path, loc->pack, &e, &fds->bundle, stored, out);
+	if ((rc = fetch_stored(rd, loc->pack, &e, &fds->bundle, stored)) < 0)
+		return rc;
+	if (!view)
+		return kbv_pack_decode_at(codec, path, loc->pack, &e, &fds->bundle, stored->data, out);
+	return decode_view(codec, path, loc->pack, &e, &fds->bundle, stored->data, out, view);
+}
+
+int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
+		      struct kbv_buf *out)
+{
+	return read_loc(r, txn, codec, fds, id, loc, stored, out, NULL);
+}
+
+int kbv_pack_view_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
+		      struct kbv_buf *out, const uint8_t **p)
+{
+	return read_loc(r, txn, codec, fds, id, loc, stored, out, p);
 }
 
 int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds, int type,

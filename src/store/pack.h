@@ -81,6 +81,8 @@ struct kbv_bundle_cache {
 		struct kbv_buf plain;
 	} slot[KBV_BUNDLES_CACHED];
 	uint64_t clock;
+	uint64_t decoded; /* bytes of bundles decoded into it (what a restore cost) */
+	unsigned limit;   /* slots it fills (0: all); a reader handing out whole bundles needs few */
 };
 /* Forget what it holds (keeping the memory) / free it. */
 void kbv_bundle_cache_clear(struct kbv_bundle_cache *bc);
@@ -113,6 +115,14 @@ int kbv_pack_read_blob(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec
 int kbv_pack_read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
 		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
 		      struct kbv_buf *out);
+
+/* kbv_pack_read_loc() without the copy of a bundle's member: *p points at the blob's
+ * loc->raw_len bytes, in fds's bundle cache (a member of a bundle) or in `out` (a blob of
+ * its own envelope). Valid until the next read through `fds` or `out` that decodes another
+ * envelope: reading more members of the same bundle leaves it in place. */
+int kbv_pack_view_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, struct kbv_packfds *fds,
+		      const uint8_t id[KBV_ID_BYTES], const struct kbv_loc *loc, struct kbv_buf *stored,
+		      struct kbv_buf *out, const uint8_t **p);
 
 /* Does `bc` hold the envelope of DATA blob `e` of pack `packno` decoded? */
 int kbv_bundle_cached(const struct kbv_bundle_cache *bc, uint32_t packno, const struct kbv_pack_entry *e);

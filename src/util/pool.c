@@ -283,6 +283,14 @@ void *kbv_pool_oldest(struct kbv_pool *p)
 	return p->jobs + i * p->job_size;
 }
 
+int kbv_pool_ready(struct kbv_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int r = p->head != p->tail && p->done[p->head % p->nslots] == final_state(p);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
 void kbv_pool_release(struct kbv_pool *p)
 {
 	pthread_mutex_lock(&p->mu);

@@ -24,6 +24,7 @@
 #include "kbv/snapshot.h"
 #include "kbv/writer.h"
 #include "engine/readplan.h"
+#include "store/pack.h"
 #include "store/repo_impl.h"
 
 static char dir[64];
@@ -303,6 +304,26 @@ static int read_planned(struct kbv_repo *r, const struct leaves *lv, uint64_t pa
 	return rc;
 }
 
+/* Flip a bit in the middle of the envelope at `loc` in its pack file; hex: the pack's name. */
+static void damage_envelope(struct kbv_repo *r, const struct kbv_loc *loc, char hex[2 * KBV_PACKID_BYTES + 1])
+{
+	MDB_txn *txn;
+	struct kbv_pack_info info;
+	char pack[512];
+	assert_int_equal(kbv_index_rbegin(r->idx, &txn), 0);
+	assert_int_equal(kbv_index_pack(r->idx, txn, loc->pack, &info), 0);
+	kbv_index_rend(txn);
+	kbv_hex(info.id, KBV_PACKID_BYTES, hex);
+	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, pack, sizeof pack);
+	int pf = open(pack, O_RDWR);
+	assert_true(pf >= 0);
+	uint8_t byte;
+	assert_int_equal(pread(pf, &byte, 1, loc->offset + loc->stored_len / 2), 1);
+	byte ^= 0x40;
+	assert_int_equal(pwrite(pf, &byte, 1, loc->offset + loc->stored_len / 2), 1);
+	close(pf);
+}
+
 /* Restoring into a descriptor (kbv_reader_stream_fd): a regular file is written by the
  * workers at each batch's place, anything else in order; either way the file holds the
  * stream byte for byte after what was there, the offset ends past it, and the progress
@@ -318,7 +339,8 @@ struct in_order {
 static int check_order(void *arg, const uint8_t *p, size_t n)
 {
 	struct in_order *o = arg;
-	o->wrong |= memcmp(p, o->data + o->seen, n) != 0;
+	if (p) /* NULL when the workers wrote the piece: only its length is told */
+		o->wrong |= memcmp(p, o->data + o->seen, n) != 0;
 	o->seen += n;
 	return 0;
 }
@@ -383,21 +405,11 @@ static void test_stream_fd(void **s)
 	assert_true(lv.n > 2000);
 	MDB_txn *txn;
 	struct kbv_loc loc;
-	struct kbv_pack_info info;
+	char hex[2 * KBV_PACKID_BYTES + 1];
 	assert_int_equal(kbv_index_rbegin(r->idx, &txn), 0);
 	assert_int_equal(kbv_index_get(r->idx, txn, lv.id[200], &loc), 0);
-	assert_int_equal(kbv_index_pack(r->idx, txn, loc.pack, &info), 0);
 	kbv_index_rend(txn);
-	char hex[2 * KBV_PACKID_BYTES + 1], pack[512];
-	kbv_hex(info.id, KBV_PACKID_BYTES, hex);
-	kbv_be_describe(r->be, KBV_OBJ_PACK, hex, pack, sizeof pack);
-	int pf = open(pack, O_RDWR);
-	assert_true(pf >= 0);
-	uint8_t byte;
-	assert_int_equal(pread(pf, &byte, 1, loc.offset + loc.stored_len / 2), 1);
-	byte ^= 0x40;
-	assert_int_equal(pwrite(pf, &byte, 1, loc.offset + loc.stored_len / 2), 1);
-	close(pf);
+	damage_envelope(r, &loc, hex);
 	kbv_reader_free(rd); /* no bundle decoded before the damage is cached */
 	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -423,6 +435,166 @@ static void test_stream_fd(void **s)
 	remove_repo();
 }
 
+/* Into a regular file from a local repository a stream is restored window by window and
+ * bundle by bundle (reader.c): a stream whose chunks come out of order from the bundles of
+ * an earlier one, some of them several times, comes back byte for byte after what the file
+ * held, with windows of a few hundred chunks as with one window; with one window each
+ * bundle is decoded once; a damaged bundle used late in the stream leaves the file cut back
+ * to the windows before it, which were read back and verified: a prefix of the stream. */
+/* Stream a, then b, each made durable before the next (b's chunks may be a's). */
+static void write_two(struct kbv_repo *r, const uint8_t *a, size_t an, const uint8_t *b, size_t bn,
+		      struct kbv_stream_result *ra, struct kbv_stream_result *rb)
+{
+	struct kbv_writer *w;
+	assert_int_equal(kbv_writer_new(r, 2, &w), 0);
+	assert_int_equal(kbv_writer_mem(w, a, an, ra), 0);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	assert_int_equal(kbv_writer_mem(w, b, bn, rb), 0);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	kbv_writer_free(w);
+}
+
+/* The DATA chunks of a stream, in order. */
+static void stream_leaves(struct kbv_repo *r, const struct kbv_ref *ref, struct leaves *lv)
+{
+	struct kbv_reader *rd;
+	assert_int_equal(kbv_reader_new(r, 1, &rd), 0);
+	assert_int_equal(kbv_reader_visit(rd, ref, add_leaf, lv), 0);
+	kbv_reader_free(rd);
+}
+
+static int stream_file(struct kbv_reader *rd, const struct kbv_stream_result *res, const char *path,
+		       struct in_order *o, struct kbv_buf *got)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "head", 4), 4);
+	int rc = kbv_reader_stream_fd(rd, &res->ref, res->size, &res->hash, fd, "out", check_order, o);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), (off_t)(4 + o->seen));
+	close(fd);
+	assert_int_equal(kbv_read_file(path, got), 0);
+	assert_int_equal(got->len, 4 + o->seen);
+	assert_memory_equal(got->data, "head", 4);
+	return rc;
+}
+
+static int cmp_loc(const void *x, const void *y)
+{
+	const struct kbv_loc *a = x, *b = y;
+	if (a->pack != b->pack)
+		return a->pack < b->pack ? -1 : 1;
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+static void test_stream_windows(void **s)
+{
+	(void)s;
+	make_repo(1, 1024); /* ~1 KiB chunks, ~250 to a bundle */
+	struct kbv_repo *r = open_repo("pw");
+	size_t n = 2u << 20, h = n / 2, rep = 32u << 10, bn = n + 4 * rep;
+	uint8_t *a = malloc(n), *b = malloc(bn);
+	randombytes_buf(a, n);
+	memcpy(b, a + h, n - h); /* the halves swapped, edits all along, a block four times */
+	memcpy(b + (n - h), a, h);
+	for (size_t k = 0; k < 20; k++)
+		randombytes_buf(b + k * (n / 20) + 333, 2000);
+	for (size_t k = 0; k < 4; k++)
+		memcpy(b + n + k * rep, a + 100000, rep);
+	struct kbv_stream_result ra, rb;
+	write_two(r, a, n, b, bn, &ra, &rb);
+
+	/* The stream's chunks, where they are, and what decoding each bundle once costs. */
+	struct leaves lv = { 0 };
+	stream_leaves(r, &rb.ref, &lv);
+	assert_true(lv.n > 1500);
+	struct kbv_loc *loc = calloc(lv.n, sizeof *loc), *sorted = calloc(lv.n, sizeof *loc);
+	uint64_t *pos = calloc(lv.n + 1, sizeof *pos);
+	MDB_txn *txn;
+	assert_int_equal(kbv_index_rbegin(r->idx, &txn), 0);
+	for (size_t i = 0; i < lv.n; i++) {
+		assert_int_equal(kbv_index_get(r->idx, txn, lv.id[i], &loc[i]), 0);
+		pos[i + 1] = pos[i] + loc[i].raw_len;
+	}
+	memcpy(sorted, loc, lv.n * sizeof *loc);
+	qsort(sorted, lv.n, sizeof *loc, cmp_loc);
+	struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	struct kbv_packfds fds;
+	struct kbv_buf st = KBV_BUF_INIT, one = KBV_BUF_INIT;
+	kbv_packfds_init(&fds);
+	size_t run = 0, most = 0;
+	for (size_t i = 0; i < lv.n; i++) {
+		int starts = i == 0 || cmp_loc(&sorted[i], &sorted[i - 1]) != 0;
+		run = starts ? 1 : run + 1;
+		most = run > most ? run : most;
+		if (!starts)
+			continue;
+		for (size_t k = 0; k < lv.n; k++) /* a chunk of this envelope, decoded */
+			if (cmp_loc(&loc[k], &sorted[i]) == 0) {
+				assert_int_equal(kbv_pack_read_loc(r, txn, codec, &fds, lv.id[k], &loc[k], &st, &one), 0);
+				break;
+			}
+	}
+	uint64_t distinct = fds.bundle.decoded;
+	kbv_packfds_release(&fds);
+	kbv_codec_free(codec);
+	kbv_index_rend(txn);
+	assert_true(most <= 512); /* no envelope is split between two jobs (BATCH_MAX) */
+
+	char path[128];
+	snprintf(path, sizeof path, "%s/out", dir);
+	struct kbv_reader *rd;
+	struct kbv_buf got = KBV_BUF_INIT;
+	struct in_order o = { b, 0, 0 };
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	assert_int_equal(stream_file(rd, &rb, path, &o, &got), 0); /* one window */
+	assert_memory_equal(got.data + 4, b, bn);
+	assert_int_equal(o.seen, bn);
+	assert_false(o.wrong);
+	assert_int_equal(kbv_reader_decoded(rd), distinct);
+	kbv_reader_free(rd);
+
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	kbv_reader_windows(rd, 50, 300);
+	o = (struct in_order){ b, 0, 0 };
+	assert_int_equal(stream_file(rd, &rb, path, &o, &got), 0);
+	assert_memory_equal(got.data + 4, b, bn);
+	assert_int_equal(o.seen, bn);
+	assert_true(kbv_reader_decoded(rd) >= distinct);
+	kbv_reader_free(rd);
+
+	/* Damage the bundle of a chunk three quarters in; the first chunk that needs it is
+	 * in the window starting at chunk `from`. */
+	size_t dmg = lv.n * 3 / 4, first = dmg;
+	for (size_t i = 0; i < lv.n; i++)
+		if (cmp_loc(&loc[i], &loc[dmg]) == 0 && i < first)
+			first = i;
+	size_t from = first < 50 ? 0 : 50 + (first - 50) / 300 * 300;
+	assert_true(from > 0);
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	damage_envelope(r, &loc[dmg], hex);
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	kbv_reader_windows(rd, 50, 300);
+	o = (struct in_order){ b, 0, 0 };
+	assert_int_equal(stream_file(rd, &rb, path, &o, &got), KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), "checksum mismatch"));
+	assert_non_null(strstr(kbv_errmsg(), hex));
+	assert_int_equal(o.seen, pos[from]); /* the windows before, and nothing of it */
+	assert_memory_equal(got.data + 4, b, o.seen);
+	kbv_reader_free(rd);
+
+	kbv_buf_release(&got);
+	kbv_buf_release(&st);
+	kbv_buf_release(&one);
+	free(loc);
+	free(sorted);
+	free(pos);
+	free(lv.id);
+	free(a);
+	free(b);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
 static void test_planned_reads(void **s)
 {
 	(void)s;
@@ -434,19 +606,10 @@ static void test_planned_reads(void **s)
 	memcpy(b, a, n);
 	for (size_t k = 0; k < 40; k++) /* edits all along: new chunks between old ones */
 		randombytes_buf(b + k * (n / 40) + 777, 3000);
-	struct kbv_writer *w;
 	struct kbv_stream_result ra, rb;
-	assert_int_equal(kbv_writer_new(r, 2, &w), 0);
-	assert_int_equal(kbv_writer_mem(w, a, n, &ra), 0);
-	assert_int_equal(kbv_writer_flush(w), 0);
-	assert_int_equal(kbv_writer_mem(w, b, n, &rb), 0);
-	assert_int_equal(kbv_writer_flush(w), 0);
-	kbv_writer_free(w);
-	struct kbv_reader *rd;
+	write_two(r, a, n, b, n, &ra, &rb);
 	struct leaves lv = { 0 };
-	assert_int_equal(kbv_reader_new(r, 1, &rd), 0);
-	assert_int_equal(kbv_reader_visit(rd, &rb.ref, add_leaf, &lv), 0);
-	kbv_reader_free(rd);
+	stream_leaves(r, &rb.ref, &lv);
 	assert_true(lv.n > 1000);
 	/* distinct envelopes the stream reads */
 	MDB_txn *txn;
@@ -661,6 +824,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_single_thread), cmocka_unit_test(test_fd_same_chunks),
 		cmocka_unit_test(test_planned_reads),
 		cmocka_unit_test(test_stream_fd),
+		cmocka_unit_test(test_stream_windows),
 		cmocka_unit_test(test_pool_order),
 		cmocka_unit_test(test_pool_beside),
 		cmocka_unit_test(test_snapshot_commit_and_list),
