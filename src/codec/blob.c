@@ -2,6 +2,7 @@
 #include "kbv/error.h"
 
 #include "blake3.h"
+#include "codec/aead.h"
 #include "codec/blake3_batch.h"
 
 #include <sodium.h>
@@ -15,6 +16,7 @@ struct kbv_codec {
 	int level;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
+	struct kbv_aead *aead;
 	struct kbv_buf scratch;
 	struct kbv_buf plain; /* a bundle's content before encoding */
 };
@@ -29,7 +31,8 @@ struct kbv_codec *kbv_codec_new(const struct kbv_keys *keys, int encrypted, int 
 	c->level = zstd_level;
 	c->cctx = ZSTD_createCCtx();
 	c->dctx = ZSTD_createDCtx();
-	if (!c->cctx || !c->dctx) {
+	c->aead = kbv_aead_new(1);
+	if (!c->cctx || !c->dctx || !c->aead) {
 		kbv_codec_free(c);
 		return NULL;
 	}
@@ -42,6 +45,7 @@ void kbv_codec_free(struct kbv_codec *c)
 		return;
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
+	kbv_aead_free(c->aead);
 	kbv_buf_release(&c->scratch);
 	kbv_buf_release(&c->plain);
 	free(c);
@@ -157,11 +161,11 @@ int kbv_blob_encode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES
 	uint8_t ad[37];
 	make_ad(ad, type, id);
 	uint8_t *nonce = out->data;
-	randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-	unsigned long long clen;
-	crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + 24, &clen, pl->data, pl->len, ad, sizeof ad, NULL,
-						   nonce, c->keys->enc);
-	out->len = 24 + (size_t)clen;
+	randombytes_buf(nonce, KBV_AEAD_NONCE);
+	if ((rc = kbv_aead_seal(c->aead, out->data + KBV_AEAD_NONCE, pl->data, pl->len, ad, sizeof ad, nonce,
+				c->keys->enc)) < 0)
+		return rc;
+	out->len = KBV_AEAD_NONCE + pl->len + KBV_AEAD_TAG;
 	return 0;
 }
 
@@ -179,12 +183,11 @@ int kbv_blob_decode(struct kbv_codec *c, int type, const uint8_t id[KBV_ID_BYTES
 			return rc;
 		uint8_t ad[37];
 		make_ad(ad, type, id);
-		unsigned long long mlen;
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(c->scratch.data, &mlen, NULL, pl + 24, n - 24, ad,
-							       sizeof ad, pl, c->keys->enc) != 0)
+		if (kbv_aead_open(c->aead, c->scratch.data, pl + KBV_AEAD_NONCE, n - KBV_AEAD_NONCE, ad, sizeof ad, pl,
+				  c->keys->enc) != 0)
 			return kbv_error(KBV_ECORRUPT, "authentication failed (bytes changed, or blob moved)");
 		pl = c->scratch.data;
-		pl_len = (size_t)mlen;
+		pl_len = n - KBV_SEAL_OVERHEAD;
 	}
 	if (pl_len < 1)
 		return kbv_error(KBV_ECORRUPT, "empty payload");

@@ -14,6 +14,7 @@
 #include "kbv/blob.h"
 #include "kbv/error.h"
 
+#include "codec/aead.h"
 #include "codec/blake3_batch.h"
 #include "blake3.h" /* the library kbvault links (Debian's copy of the reference C) */
 
@@ -361,6 +362,92 @@ static void bundle(int encrypted)
 static void test_bundle_encrypted(void **s) { (void)s; bundle(1); }
 static void test_bundle_plain(void **s) { (void)s; bundle(0); }
 
+/* The envelope cipher (codec/aead.h): draft-irtf-cfrg-xchacha-03's XChaCha20-Poly1305
+ * vector (Appendix A.1), then both implementations against libsodium's own functions on
+ * messages of many lengths, each opening what the other sealed, and a changed byte of the
+ * ciphertext, tag, associated data or nonce refused. */
+static void unhex(uint8_t *out, const char *hex)
+{
+	for (size_t i = 0; hex[2 * i]; i++) {
+		unsigned v;
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		out[i] = (uint8_t)v;
+	}
+}
+
+static void test_aead(void **s)
+{
+	(void)s;
+	static const char *pt = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the "
+				"future, sunscreen would be it.";
+	static const char *want_hex =
+		"bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39"
+		"ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
+		"21f9664c97637da9768812f615c68b13b52e"
+		"c0875924c1c7987947deafd8780acf49"; /* the tag */
+	uint8_t ad[12], key[32], nonce[24], want[114 + 16], got[114 + 16], back[114];
+	unhex(ad, "50515253c0c1c2c3c4c5c6c7");
+	for (int i = 0; i < 32; i++)
+		key[i] = (uint8_t)(0x80 + i);
+	for (int i = 0; i < 24; i++)
+		nonce[i] = (uint8_t)(0x40 + i);
+	unhex(want, want_hex);
+	assert_int_equal(strlen(pt), 114);
+	struct kbv_aead *ossl = kbv_aead_new(1), *sod = kbv_aead_new(0);
+	assert_true(kbv_aead_openssl(ossl)); /* Debian's OpenSSL has ChaCha20-Poly1305 */
+	assert_false(kbv_aead_openssl(sod));
+	struct kbv_aead *both[2] = { ossl, sod };
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(kbv_aead_seal(both[k], got, (const uint8_t *)pt, 114, ad, sizeof ad, nonce, key), 0);
+		assert_memory_equal(got, want, sizeof want);
+		assert_int_equal(kbv_aead_open(both[k], back, want, sizeof want, ad, sizeof ad, nonce, key), 0);
+		assert_memory_equal(back, pt, 114);
+	}
+
+	static const size_t lens[] = { 0, 1, 15, 16, 63, 64, 65, 255, 256, 4095, 65536, 262144 + 37 };
+	uint8_t *m = malloc(262144 + 64), *c = malloc(262144 + 64), *c2 = malloc(262144 + 64),
+		*o = malloc(262144 + 64);
+	for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+		size_t n = lens[t];
+		uint8_t ad2[37];
+		randombytes_buf(m, n);
+		randombytes_buf(ad2, sizeof ad2);
+		randombytes_buf(key, sizeof key);
+		randombytes_buf(nonce, sizeof nonce);
+		crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, n, ad2, sizeof ad2, NULL, nonce, key);
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(kbv_aead_seal(both[k], c2, m, n, ad2, sizeof ad2, nonce, key), 0);
+			assert_memory_equal(c2, c, n + 16);
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), 0);
+			if (n)
+				assert_memory_equal(o, m, n);
+			/* each changed input refused: a byte of the ciphertext (or the tag), of the
+			 * associated data, of the nonce; and a message shorter than a tag */
+			c[n / 2] ^= 1;
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), -1);
+			c[n / 2] ^= 1;
+			c[n + 15] ^= 0x80;
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), -1);
+			c[n + 15] ^= 0x80;
+			ad2[36] ^= 1;
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), -1);
+			ad2[36] ^= 1;
+			nonce[3] ^= 1;
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), -1);
+			nonce[3] ^= 1;
+			assert_int_equal(kbv_aead_open(both[k], o, c, 15, ad2, sizeof ad2, nonce, key), -1);
+			assert_int_equal(kbv_aead_open(both[k], o, c, n + 16, ad2, sizeof ad2, nonce, key), 0);
+		}
+	}
+	free(m);
+	free(c);
+	free(c2);
+	free(o);
+	kbv_aead_free(ossl);
+	kbv_aead_free(sod);
+	kbv_aead_free(NULL);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -372,7 +459,7 @@ int main(void)
 		cmocka_unit_test(test_other_key), cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_bundle_encrypted), cmocka_unit_test(test_bundle_plain),
 		cmocka_unit_test(test_blake3_vectors), cmocka_unit_test(test_blake3_ids),
-		cmocka_unit_test(test_blake3_batch),
+		cmocka_unit_test(test_blake3_batch), cmocka_unit_test(test_aead),
 	};
 	return cmocka_run_group_tests_name("blob", tests, NULL, NULL);
 }
