@@ -11,6 +11,7 @@
 #include "codec/xxh.h"
 #include "engine/cutter.h"
 #include "kbv/blob.h"
+#include "codec/aead.h"
 #include "kbv/chunker.h"
 #include "kbv/digest.h"
 #include "kbv/fsio.h"
@@ -199,6 +200,35 @@ int main(int argc, char **argv)
 			report("xxh3_128_stream_1m", n, now() - t);
 			kbv_digester_release(&d);
 		}
+	}
+
+	/* The envelope cipher (codec/aead.h) on 256 KiB pieces, a bundle's size: OpenSSL's
+	 * ChaCha20-Poly1305 under HChaCha20, and libsodium's XChaCha20-Poly1305 (the same bytes). */
+	{
+		size_t piece = 256u << 10, m = n < (64u << 20) ? n : (64u << 20);
+		uint8_t *ct = malloc(piece + KBV_AEAD_TAG), *pt = malloc(piece), nonce[KBV_AEAD_NONCE] = { 0 };
+		static const uint8_t ad[37];
+		for (int use = 1; use >= 0 && ct && pt; use--) {
+			struct kbv_aead *a = kbv_aead_new(use);
+			char name[64];
+			if (!a)
+				break;
+			const char *who = kbv_aead_openssl(a) ? "openssl" : "libsodium";
+			t = now();
+			for (size_t pos = 0; pos + piece <= m; pos += piece)
+				kbv_aead_seal(a, ct, p + pos, piece, ad, sizeof ad, nonce, key);
+			snprintf(name, sizeof name, "xchacha20poly1305_seal_256k_%s", who);
+			report(name, m / piece * piece, now() - t);
+			t = now();
+			for (size_t pos = 0; pos + piece <= m; pos += piece)
+				if (kbv_aead_open(a, pt, ct, piece + KBV_AEAD_TAG, ad, sizeof ad, nonce, key) != 0)
+					return 1; /* the last piece sealed, opened again and again */
+			snprintf(name, sizeof name, "xchacha20poly1305_open_256k_%s", who);
+			report(name, m / piece * piece, now() - t);
+			kbv_aead_free(a);
+		}
+		free(ct);
+		free(pt);
 	}
 
 	struct kbv_codec *enc = kbv_codec_new(&keys, 1, 3), *plain = kbv_codec_new(&keys, 0, 3);
