@@ -44,6 +44,9 @@ size() { du -sb "$1" | cut -f1; }
 timed() {
 	local o=$1
 	shift
+	# Write back what the command before left dirty (a night's repositories, a restored
+	# tree), so that no tool pays for its predecessor's writeback (as bench/speed.sh does).
+	sync
 	/usr/bin/time -f "%e %M" -o "$o" "$@" > "$W/cmd.out" 2> "$W/cmd.err" || {
 		echo "FAILED: $*" >&2
 		cat "$W/cmd.err" >&2
