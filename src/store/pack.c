@@ -546,10 +546,10 @@ static int read_loc(struct kbv_repo *r, MDB_txn *txn, struct kbv_codec *codec, s
 	}
 	struct kbv_pack_entry e = { loc->type, { 0 }, loc->offset, loc->stored_len, loc->raw_off, loc->raw_len, loc->xxh };
 	memcpy(e.id, id, KBV_ID_BYTES);
+	if (!view)
+		return kbv_pack_read_at(codec, rd, path, loc->pack, &e, &fds->bundle, stored, out);
 	if ((rc = fetch_stored(rd, loc->pack, &e, &fds->bundle, stored)) < 0)
 		return rc;
-	if (!view)
-		return kbv_pack_decode_at(codec, path, loc->pack, &e, &fds->bundle, stored->data, out);
 	return decode_view(codec, path, loc->pack, &e, &fds->bundle, stored->data, out, view);
 }
 
