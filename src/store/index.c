@@ -96,8 +96,12 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 	int rc = 0, mrc;
 	if (!idx)
 		return kbv_error(KBV_ENOMEM, "out of memory");
+	/* Every worker of a snapshot (up to 256, KBVAULT_THREADS) or a restore (up to 64) holds
+	 * a read transaction (MDB_NOTLS): 256 slots left a snapshot with 256 workers (or a host
+	 * with that many CPUs) at MDB_READERS_FULL, and commands running at once share the
+	 * table. 1,024 slots are a 64 KiB lock file. */
 	if ((mrc = mdb_env_create(&idx->env)) || (mrc = mdb_env_set_maxdbs(idx->env, 4)) ||
-	    (mrc = mdb_env_set_mapsize(idx->env, (size_t)64 << 30)) || (mrc = mdb_env_set_maxreaders(idx->env, 256))) {
+	    (mrc = mdb_env_set_mapsize(idx->env, (size_t)64 << 30)) || (mrc = mdb_env_set_maxreaders(idx->env, 1024))) {
 		rc = mdb_fail(mrc, "create environment");
 		goto out;
 	}
