@@ -14,7 +14,7 @@ typedef int (*kbv_sink_fn)(void *arg, const uint8_t *p, size_t n);
 
 struct kbv_reader;
 
-/* nthreads 0: one per online CPU. The repository must be unlocked. */
+/* nthreads 0: one per online CPU; at most 64. The repository must be unlocked. */
 int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out);
 void kbv_reader_free(struct kbv_reader *rd);
 /* The repository it reads (borrowed). */
