@@ -159,6 +159,9 @@ void cli_time(int64_t t, int32_t tzoff, char *out, size_t cap);
 double cli_now(void);
 /* Now as RFC 3339 UTC with milliseconds, "2026-11-25T16:00:00.123Z" (records' "time"). */
 void cli_utc_now(char *out, size_t cap);
+/* KBVAULT_THREADS (1-256): the worker threads of snapshot, restore, drill and copy; 0 when
+ * unset (one per CPU). Benchmarks measure scaling with it. */
+size_t cli_threads(void);
 int cli_show_progress(void);
 
 /* Progress line on stderr, at most 4 updates a second. */

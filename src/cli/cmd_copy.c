@@ -67,7 +67,7 @@ static int copy_snapshots(struct kbv_repo *src, struct kbv_repo *dst, char **nam
 	int rc = 0;
 	*copied = *present = 0;
 	if ((rc = kbv_snapshot_list(src, &sl, &sn)) < 0 || (rc = kbv_snapshot_list(dst, &dl, &dn)) < 0 ||
-	    (rc = kbv_reader_new(src, 0, &src_rd)) < 0 || (rc = kbv_reader_new(dst, 0, &dst_rd)) < 0)
+	    (rc = kbv_reader_new(src, cli_threads(), &src_rd)) < 0 || (rc = kbv_reader_new(dst, cli_threads(), &dst_rd)) < 0)
 		goto out;
 	if (!(pick = calloc(sn + n + 1, sizeof *pick))) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");

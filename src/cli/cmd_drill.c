@@ -246,7 +246,7 @@ static int drill_main(int argc, char **argv)
 	int rc;
 	if ((code = cli_open(KBV_LOCK_SHARED, 1, &d.repo)) != 0)
 		goto done;
-	if ((rc = cli_list_snapshots(d.repo, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(d.repo, 0, &d.rd)) < 0 ||
+	if ((rc = cli_list_snapshots(d.repo, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(d.repo, cli_threads(), &d.rd)) < 0 ||
 	    (spec && (rc = cli_damaged_spec(bad, nbad, spec)) < 0)) {
 		code = cli_fail(rc);
 		goto done;

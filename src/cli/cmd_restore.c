@@ -551,7 +551,7 @@ int cmd_restore(int argc, char **argv)
 	struct kbv_snapshot_filter filter = { a.host, a.tags, a.ntags, a.sources, a.nsources };
 	double t0 = cli_now();
 	if ((rc = cli_list_snapshots(r, &list, &n, &bad, &nbad)) < 0 || (rc = cli_damaged_spec(bad, nbad, a.spec)) < 0 ||
-	    (rc = kbv_reader_new(r, 0, &rd)) < 0)
+	    (rc = kbv_reader_new(r, cli_threads(), &rd)) < 0)
 		goto fail;
 	if (!a.target_dir && (rc = find_snapshot(rd, list, n, a.spec, &filter, a.streams, a.nadhoc_streams, &s)) < 0)
 		goto fail;

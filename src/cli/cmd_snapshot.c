@@ -326,10 +326,7 @@ int cmd_snapshot(int argc, char **argv)
 	double t0 = cli_now();
 	cli_progress_init(&c.prog, "snapshot:");
 
-	/* KBVAULT_THREADS: worker threads (default one per CPU); benchmarks measure scaling. */
-	const char *th = getenv("KBVAULT_THREADS");
-	long nthreads = th && *th ? strtol(th, NULL, 10) : 0;
-	rc = kbv_writer_new(c.repo, nthreads > 0 && nthreads <= 256 ? (size_t)nthreads : 0, &c.w);
+	rc = kbv_writer_new(c.repo, cli_threads(), &c.w);
 	if (rc == 0)
 		kbv_writer_set_progress(c.w, progress, &c);
 	struct kbv_sink_events ev = { sink_warn, sink_info, NULL };

@@ -1,7 +1,8 @@
-/* The command line's global options (filled by main.c and each command's option parsing)
- * and the clocks the CLI reports with. Depends on nothing else of the CLI, so every CLI
- * file may use it. */
+/* The command line's global options (filled by main.c and each command's option parsing),
+ * the clocks the CLI reports with, and the worker threads (KBVAULT_THREADS). Depends on
+ * nothing else of the CLI, so every CLI file may use it. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "cli.h"
@@ -24,4 +25,11 @@ double cli_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+size_t cli_threads(void)
+{
+	const char *th = getenv("KBVAULT_THREADS");
+	long n = th && *th ? strtol(th, NULL, 10) : 0;
+	return n > 0 && n <= 256 ? (size_t)n : 0;
 }

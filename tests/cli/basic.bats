@@ -24,6 +24,20 @@ setup() { setup_repo; }
 	kbv restore "$id" --stream kb.sql --stdout | cmp - "$TMPD/kb.sql"
 }
 
+@test "snapshot and restore on many worker threads (KBVAULT_THREADS up to its 256: smaller batches, fewer bundles each, a read transaction each) are byte for byte, through a pipe and into a file" {
+	"$GENDUMP" --mb 12 --day 1 > "$TMPD/d1.sql"
+	"$GENDUMP" --mb 12 --day 2 > "$TMPD/d2.sql"
+	KBVAULT_THREADS=256 kbv snapshot -q --stdin kb.sql < "$TMPD/d1.sql"
+	kbv snapshot -q --stdin kb.sql < "$TMPD/d2.sql" # its chunks from both snapshots' bundles
+	KBVAULT_THREADS=256 kbv restore "$(snap_id 1)" --stdout | cmp - "$TMPD/d1.sql"
+	for t in 1 64; do
+		KBVAULT_THREADS=$t kbv restore latest --stdout | cmp - "$TMPD/d2.sql"
+		rm -f "$TMPD/out.sql"
+		KBVAULT_THREADS=$t kbv restore latest --stdout > "$TMPD/out.sql"
+		cmp "$TMPD/out.sql" "$TMPD/d2.sql"
+	done
+}
+
 @test "stdin from a file, read on several threads, is the stream a pipe gives, from the file's offset on" {
 	"$GENDUMP" --mb 6 > "$TMPD/kb.sql"
 	export KBVAULT_THREADS=4 # a file in pieces on the cutting threads, a pipe read ahead on its own
