@@ -82,6 +82,12 @@ for r in ops:
              f"{r['mb_per_s'] if r['operation'] != 'gc' else ''} | {float(r['seconds']):.2f} | {int(r['peak_rss_kb']) / 1024:.0f} | "
              f"{mb(r['repo_bytes_after']):.1f} | {r['verified']} |".replace("| 0.0 |", "| |"))
 L.append("")
+secs = {(r["tool"], r["operation"]): float(r["seconds"]) for r in ops}
+for op, what in (("restore", "first restore"), ("restore-again", "the same restore again, into memory it touched before")):
+    k, rs = secs.get(("kbvault", op)), secs.get(("restic", op))
+    if k and rs:
+        L.append(f"Restore of the last night, {what}: kbvault {k:.2f} s, restic {rs:.2f} s: {rs / k:.2f}x.")
+        L.append("")
 L.append("gc: kbvault gc --keep-last; restic forget --prune; borg prune then borg compact; gzip: rm of the older nights.")
 L.append("")
 L.append("## Chunk size study on the same nights (`kbvault bench chunking`)")
