@@ -6,6 +6,7 @@
  * the stream's size and digest are checked at the end. */
 #include "kbv/reader.h"
 #include "engine/readjob.h"
+#include "kbv/blob.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "store/metacache.h"
@@ -19,7 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
 
 /* A restore's memory is bounded as a whole, not per thread, so that a host with many CPUs
  * does not hold ~13 MiB per CPU (docs/benchmarks.md, "A restore's memory on many cores"):
@@ -36,7 +36,6 @@
 #define INFLIGHT_BYTES (64u << 20)
 #define BATCH_LEAST (256u << 10)
 #define CACHED_BYTES (64u << 20)
-#define BUNDLE_BYTES (256u << 10) /* the writers' bundle (format/blob.md) */
 
 /* A reader: its workers, the walking thread's own state, and the stream being read. */
 struct kbv_reader {
@@ -89,7 +88,7 @@ int kbv_reader_new(struct kbv_repo *r, size_t nthreads, struct kbv_reader **out)
 									      : nthreads + SLOTS_OVER;
 	size_t bb = INFLIGHT_BYTES / nslots;
 	rd->s.batch_bytes = bb > BATCH_BYTES ? BATCH_BYTES : bb < BATCH_LEAST ? BATCH_LEAST : (uint32_t)bb;
-	size_t nb = CACHED_BYTES / BUNDLE_BYTES / nthreads;
+	size_t nb = CACHED_BYTES / KBV_BUNDLE_TARGET / nthreads;
 	rd->cached = nb > KBV_BUNDLES_CACHED ? KBV_BUNDLES_CACHED : nb < 2 ? 2 : (unsigned)nb;
 	for (size_t i = 0; i < nthreads; i++)
 		rd->workers[i].fds.bundle.limit = rd->cached;
