@@ -41,6 +41,14 @@ static int commit_fail(struct kbv_index *idx, int mrc)
 	return mdb_fail(mrc, "commit");
 }
 
+/* Commit *txn; *txn is NULL afterwards, committed or not. */
+static int txn_commit(struct kbv_index *idx, MDB_txn **txn)
+{
+	int mrc = mdb_txn_commit(*txn);
+	*txn = NULL;
+	return mrc ? commit_fail(idx, mrc) : 0;
+}
+
 /* Is dir/data.mdb at least as long as its own newest meta page says (LMDB maps the file;
  * reading a page past its end is SIGBUS, not an error)? The meta pages are pages 0 and 1:
  * a 16-byte page header, then magic, version, address, mapsize, two 48-byte database
@@ -148,12 +156,7 @@ int kbv_index_open(const char *dir, struct kbv_index **out)
 			       dir, v.mv_size == 4 ? kbv_get32(v.mv_data) : 0, INDEX_VERSION);
 		goto out;
 	}
-	mrc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (mrc) {
-		rc = commit_fail(idx, mrc);
-		goto out;
-	}
+	TRY(txn_commit(idx, &txn));
 	*out = idx;
 	idx = NULL;
 out:
@@ -292,6 +295,15 @@ static int get_next_pack(MDB_txn *txn, MDB_dbi meta, uint32_t *no)
 	else if (mrc != MDB_NOTFOUND)
 		return mrc ? mdb_fail(mrc, "get next_pack") : kbv_error(KBV_ECORRUPT, "index: bad next_pack");
 	return 0;
+}
+
+static int put_next_pack(MDB_txn *txn, MDB_dbi meta, uint32_t no)
+{
+	uint8_t nb[4];
+	kbv_put32(nb, no);
+	MDB_val nk = { 9, "next_pack" }, v = { sizeof nb, nb };
+	int mrc = mdb_put(txn, meta, &nk, &v, 0);
+	return mrc ? mdb_fail(mrc, "put next_pack") : 0;
 }
 
 static int put_pack(MDB_txn *txn, MDB_dbi dbi, uint32_t no, const struct kbv_pack_info *info)
@@ -451,7 +463,6 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 		rc = mdb_fail(mrc, "open cursor");
 		goto out;
 	}
-	MDB_val nk = { 9, "next_pack" }, v;
 	uint32_t no;
 	TRY(get_next_pack(txn, idx->meta, &no));
 	for (size_t p = 0; p < npacks; p++) {
@@ -482,19 +493,9 @@ int kbv_index_add_packs_over(struct kbv_index *idx, const struct kbv_pack_info *
 		if (rc < 0)
 			goto out;
 	}
-	uint8_t nb[4];
-	kbv_put32(nb, no);
-	v.mv_size = 4;
-	v.mv_data = nb;
-	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
-		rc = mdb_fail(mrc, "put next_pack");
-		goto out;
-	}
+	TRY(put_next_pack(txn, idx->meta, no));
 	mdb_cursor_close(cur);
-	mrc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (mrc)
-		rc = commit_fail(idx, mrc);
+	rc = txn_commit(idx, &txn);
 out:
 	if (txn)
 		mdb_txn_abort(txn); /* and its cursor */
@@ -630,10 +631,7 @@ int kbv_index_mark_objs(struct kbv_index *idx, const uint8_t (*add)[KBV_ID_BYTES
 			goto out;
 		}
 	}
-	mrc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (mrc)
-		rc = commit_fail(idx, mrc);
+	rc = txn_commit(idx, &txn);
 out:
 	if (txn)
 		mdb_txn_abort(txn);
@@ -695,10 +693,7 @@ int kbv_index_fill(struct kbv_index *idx, uint32_t packno, const struct kbv_pack
 			goto out;
 	}
 	mdb_cursor_close(cur);
-	mrc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (mrc)
-		rc = commit_fail(idx, mrc);
+	rc = txn_commit(idx, &txn);
 out:
 	if (txn)
 		mdb_txn_abort(txn); /* and its cursor */
@@ -714,20 +709,12 @@ static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, c
 	size_t changes = 0;
 	if ((mrc = mdb_txn_begin(idx->env, NULL, 0, &txn)))
 		return mdb_fail(mrc, "begin write");
-	MDB_val nk = { 9, "next_pack" }, v;
 	uint32_t first;
 	TRY(get_next_pack(txn, idx->meta, &first));
 	/* The new packs and the numbers they take, in the first transaction. */
 	for (size_t p = 0; p < npacks; p++)
 		TRY(put_pack(txn, idx->packs, first + (uint32_t)p, &packs[p]));
-	uint8_t nb[4];
-	kbv_put32(nb, first + (uint32_t)npacks);
-	v.mv_size = 4;
-	v.mv_data = nb;
-	if ((mrc = mdb_put(txn, idx->meta, &nk, &v, 0))) {
-		rc = mdb_fail(mrc, "put next_pack");
-		goto out;
-	}
+	TRY(put_next_pack(txn, idx->meta, first + (uint32_t)npacks));
 	/* Their blobs take over the locations, in key order (so a batch dirties few pages),
 	 * in batches: until every batch is in, the old locations stay valid (the old packs
 	 * are deleted only after this returns). */
@@ -834,10 +821,7 @@ static int gc_commit(struct kbv_index *idx, const struct kbv_pack_info *packs, c
 	free(g);
 	if (rc < 0)
 		goto out;
-	mrc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (mrc)
-		rc = commit_fail(idx, mrc);
+	rc = txn_commit(idx, &txn);
 out:
 	if (cur)
 		mdb_cursor_close(cur);
