@@ -243,7 +243,7 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 		pid=$!
 		# The first two rounds (one of each policy) run whole and time a gc; after them the
 		# kill comes at a moment drawn from 1.5 times the longer, so it lands in every phase
-		# of a gc (about two runs in three die mid-way), and the gcs that finish keep the
+		# of a gc (two in five to three in four die mid-way here), and the gcs that finish keep the
 		# number of snapshots, and so each round's restores, bounded.
 		if [ "$i" -gt 2 ]; then
 			delay=$((RANDOM % (span * 3 / 2 + 1)))
