@@ -243,8 +243,8 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 		pid=$!
 		# The first two rounds (one of each policy) run whole and time a gc; after them the
 		# kill comes at a moment drawn from 1.5 times the longer, so it lands in every phase
-		# of a gc (two in five to three in four die mid-way here), and the gcs that finish keep the
-		# number of snapshots, and so each round's restores, bounded.
+		# of a gc (two in five to three in four die mid-way here), and the gcs that finish
+		# keep the number of snapshots, and so each round's restores, bounded.
 		if [ "$i" -gt 2 ]; then
 			delay=$((RANDOM % (span * 3 / 2 + 1)))
 			sleep "$((delay / 1000)).$(printf '%03d' $((delay % 1000)))"
@@ -259,12 +259,16 @@ assert sorted(x["streams"][0]["name"] for x in s) == ["kb.sql", "other.txt"], s'
 			[ "$st" = 0 ] || { echo "gc $args exited $st" >&2; false; }
 			finished=$((finished + 1))
 		fi
-		ms=$((($(date +%s%N) - t0) / 1000000))
-		[ "$i" -gt 2 ] || [ "$ms" -le "$span" ] || span=$ms
+		if [ "$i" -le 2 ]; then
+			ms=$((($(date +%s%N) - t0) / 1000000))
+			[ "$ms" -le "$span" ] || span=$ms
+		fi
 		kbv check > "$TMPD/check.out" || { cat "$TMPD/check.out"; false; }
 		all_restore
 	done
 	echo "# killed $killed of $iters gc runs mid-way ($finished finished; kills within $((span * 3 / 2)) ms)" >&3
+	# a tenth of the rounds at least: 5 of 50, 30 of 300 under make soak; 1 of 10 on object
+	# storage, whose eight killable rounds die at about even odds (5 and 8 of 8 seen)
 	[ "$killed" -ge $((iters / 10)) ]
 	kbv gc -q --keep-last 3 --max-unused 0
 	[ "$(kbv check --read-data --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["problems"] + d["warnings"])')" = 0 ]
