@@ -94,6 +94,23 @@ static void test_body(void **state)
 	assert_int_equal(kbv_wal_decode(json, strlen(json), "kbp", "000000010000000000000004", &back), KBV_ECORRUPT);
 	assert_int_equal(kbv_wal_decode(json, strlen(json), "other", "000000010000000000000003", &back), KBV_ECORRUPT);
 	assert_int_equal(kbv_wal_decode(json, strlen(json) - 1, "kbp", "000000010000000000000003", &back), KBV_ECORRUPT);
+	/* fields out of their range are damage, not a value narrowed or wrapped into it */
+	static const char *const bad[][2] = {
+		{ "\"digest\":1,", "\"digest\":4294967297," }, /* (int) of it is 1 */
+		{ "\"digest\":1,", "\"digest\":-255," },
+		{ "\"sysid\":\"", "\"sysid\":\"-" },	/* strtoull would wrap it */
+		{ "\"sysid\":\"", "\"sysid\":\" " },
+		{ "\"sysid\":\"", "\"sysid\":\"+" },
+		{ "\"timeline\":1", "\"timeline\":4294967297" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *at = strstr(json, bad[i][0]);
+		char body[1024];
+		assert_non_null(at);
+		int n = snprintf(body, sizeof body, "%.*s%s%s", (int)(at - json), json, bad[i][1], at + strlen(bad[i][0]));
+		assert_true(n > 0 && (size_t)n < sizeof body);
+		assert_int_equal(kbv_wal_decode(body, (size_t)n, "kbp", "000000010000000000000003", &back), KBV_ECORRUPT);
+	}
 	free(json);
 	const char *v2 = "{\"digest\":1,\"file\":\"00000002.history\",\"hash\":\"ab\",\"ref\":\"00\",\"size\":1,\"source\":\"kbp\","
 			 "\"sysid\":\"0\",\"time\":0,\"timeline\":2,\"version\":2}";
