@@ -7,36 +7,19 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "kbv/buf.h"
 #include "kbv/pgtable.h"
 
-struct sink {
-	char *data;
-	size_t len, cap;
-};
-
+/* Appends what the filter writes to a kbv_buf. */
 static int collect(void *arg, const char *p, size_t n)
 {
-	struct sink *s = arg;
 	if (n && !p)
 		return -1;
-	if (s->len + n > s->cap) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap < s->len + n)
-			cap *= 2;
-		char *d = realloc(s->data, cap);
-		if (!d)
-			abort();
-		s->data = d;
-		s->cap = cap;
-	}
-	if (n)
-		memcpy(s->data + s->len, p, n);
-	s->len += n;
-	return 0;
+	return kbv_buf_add(arg, p, n);
 }
 
 struct run {
-	struct sink out;
+	struct kbv_buf out; /* what it wrote (all zero: KBV_BUF_INIT) */
 	int rc;		/* the first non-zero status of feed or end, else end's */
 	char *left_out; /* a copy of what the filter names as left out */
 };
@@ -84,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	same(&whole, &small);
 	struct run *all[] = {&whole, &two, &small};
 	for (size_t i = 0; i < 3; i++) {
-		free(all[i]->out.data);
+		kbv_buf_release(&all[i]->out);
 		free(all[i]->left_out);
 	}
 	return 0;
