@@ -118,13 +118,13 @@ int kbv_wal_decode(const char *body, size_t len, const char *source, const char 
 			       source, file, (long long)version);
 		goto out;
 	}
-	/* the digest's number is checked as the JSON holds it, before it is narrowed to an int:
-	 * 4294967297 is not digest 1 */
+	/* the digest's number is checked as the JSON holds it, before it is narrowed to an int
+	 * (4294967297 is not digest 1); a length of 0 is an unknown digest */
 	size_t hl = digest >= 0 && digest <= 255 ? kbv_digest_len((int)digest) : 0;
 	char *end;
 	errno = 0;
 	unsigned long long sid = strtoull(sysid, &end, 10);
-	if (strcmp(src, source) != 0 || strcmp(f, file) != 0 || size < 0 || hl == 0 || !kbv_digest_known((int)digest) ||
+	if (strcmp(src, source) != 0 || strcmp(f, file) != 0 || size < 0 || hl == 0 ||
 	    strlen(hash) != 2 * hl || kbv_unhex(hash, out->hash.v, hl) < 0 || strlen(ref) != 66 ||
 	    kbv_unhex(ref, rb, sizeof rb) < 0 || tli < 0 || tli > 0xffffffffll || *sysid < '0' || *sysid > '9' ||
 	    *end || errno) {
