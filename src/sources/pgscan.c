@@ -7,6 +7,7 @@
  * row until the line "\." (COPY's text format escapes a backslash, so a row can never be
  * exactly that line). */
 #include "kbv/pg.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
 
 #include <stdio.h>
@@ -20,8 +21,7 @@ struct kbv_pgscan {
 	int in_copy;
 	int armed; /* saw a TABLE DATA comment header since the last statement */
 	/* The current line outside COPY blocks (truncated past LINE_MAX_KEEP). */
-	char *line;
-	size_t len, cap;
+	struct kbv_buf line;
 	int overflow;
 	/* The current row inside a COPY block. */
 	XXH3_state_t *xs;
@@ -55,7 +55,7 @@ void kbv_pgscan_free(struct kbv_pgscan *s)
 		free(s->t[i].columns);
 	}
 	free(s->t);
-	free(s->line);
+	kbv_buf_release(&s->line);
 	free(s->dump_tool);
 	XXH3_freeState(s->xs);
 	free(s);
@@ -137,8 +137,8 @@ static int begin_table(struct kbv_pgscan *s, const char *l, size_t n)
 
 static int text_line(struct kbv_pgscan *s)
 {
-	const char *l = s->line;
-	size_t n = s->len;
+	const char *l = (const char *)s->line.data;
+	size_t n = s->line.len;
 	if (s->overflow) {
 		s->armed = 0;
 		return 0;
@@ -173,23 +173,11 @@ static int add_text(struct kbv_pgscan *s, const char *p, size_t n)
 {
 	if (s->overflow || n == 0)
 		return 0;
-	if (s->len + n > LINE_MAX_KEEP) {
+	if (s->line.len + n > LINE_MAX_KEEP) {
 		s->overflow = 1;
 		return 0;
 	}
-	if (s->len + n > s->cap) {
-		size_t cap = s->cap ? s->cap : 256;
-		while (cap < s->len + n)
-			cap *= 2;
-		char *nl = realloc(s->line, cap);
-		if (!nl)
-			return KBV_ENOMEM;
-		s->line = nl;
-		s->cap = cap;
-	}
-	memcpy(s->line + s->len, p, n);
-	s->len += n;
-	return 0;
+	return kbv_buf_add(&s->line, p, n);
 }
 
 int kbv_pgscan_feed(struct kbv_pgscan *s, const void *data, size_t n)
@@ -221,7 +209,7 @@ int kbv_pgscan_feed(struct kbv_pgscan *s, const void *data, size_t n)
 			if (nl) {
 				if ((rc = text_line(s)) < 0)
 					return kbv_error(rc, "out of memory");
-				s->len = 0;
+				s->line.len = 0;
 				s->overflow = 0;
 			}
 		}
