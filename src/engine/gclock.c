@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -71,9 +72,12 @@ int kbv_gclock_info(struct kbv_repo *r, struct kbv_gclock_info *out)
 	json_t *j = json_loadb((const char *)b.data, b.len, 0, NULL);
 	snprintf(out->host, sizeof out->host, "%s", json_string_value(json_object_get(j, "host")) ?: "?");
 	snprintf(out->token, sizeof out->token, "%s", json_string_value(json_object_get(j, "token")) ?: "");
-	out->pid = (long)json_integer_value(json_object_get(j, "pid"));
+	json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+	out->pid = pid > 0 && pid <= INT_MAX ? (long)pid : 0; /* 0: no process id (pid_t's range) */
 	json_decref(j);
-	/* A gc of this very host whose process is gone is dead whatever the clock says. */
+	/* A gc of this very host whose process is gone is dead whatever the clock says. A pid
+	 * outside pid_t's range is no process's: narrowed it could name a dead one (or, as -1,
+	 * every process), so such a lock only goes stale by the clock. */
 	char me[256] = "";
 	gethostname(me, sizeof me - 1);
 	out->dead = out->pid > 0 && !strcmp(out->host, me) && kill((pid_t)out->pid, 0) < 0 && errno == ESRCH;

@@ -303,6 +303,13 @@ assert l["host"] == "ghost" and l["pid"] == 4242 and 1500 < l["stale_in_seconds"
 	run kbv gc --keep-all
 	[ "$status" -eq 0 ]
 	[ -z "$(s3_keys prod/locks/)" ]
+	# A pid beyond pid_t's range is no process's, even one that narrows to a gone one: that
+	# lock goes stale only by the clock.
+	plant_lock "$(hostname)" "$((gone + 4294967296))"
+	run kbv gc --keep-all
+	[ "$status" -eq 6 ]
+	[[ "$output" == *"gc is running on host $(hostname)"* ]]
+	[ "$(s3_keys prod/locks/)" = prod/locks/gc ]
 }
 
 # The soak of the issue "many hosts" (soak_hosts, helpers.bash): three writer hosts and a
