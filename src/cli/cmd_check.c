@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 #include "kbv/check.h"
 
 static void report(void *arg, int sev, const char *msg)
@@ -36,7 +37,9 @@ int cmd_check(int argc, char **argv)
 			co.subset_pct = v;
 			/* KBVAULT_CHECK_DAY pins the rotation (tests); otherwise today's share. */
 			const char *day = getenv("KBVAULT_CHECK_DAY");
-			co.subset_day = day ? (uint32_t)strtoul(day, NULL, 10) : (uint32_t)(time(NULL) / 86400);
+			long d = 0;
+			co.subset_day = day && *day && kbv_parse_long(day, 0, UINT32_MAX, &d) == 0 ? (uint32_t)d
+												   : (uint32_t)(time(NULL) / 86400);
 		} else
 			return cli_bad_option("check", argv);
 	}

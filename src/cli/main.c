@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 
 /* The commands; each lives in cmd_<name>.c, its help in help.c. */
 struct command {
@@ -35,6 +37,34 @@ static const struct command commands[] = {
 	{ "wal-fetch", cmd_wal_fetch },
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
+
+/* The environment's numbers are checked before any command runs, as options are: a
+ * KBVAULT_THREADS of "four" or "0" is a usage error, not quietly one worker per CPU.
+ * An empty value is unset. 0 or EXIT_USAGE (printed). */
+static int check_env(void)
+{
+	static const struct {
+		const char *name;
+		long min, max;
+		const char *what;
+	} nums[] = {
+		{ "KBVAULT_THREADS", 1, 256, "worker threads" },
+		{ "KBVAULT_READ_PIECES", 0, 1, "1: read a file in pieces" },
+		{ "KBVAULT_GC_LOCK_STALE", 1, 366L * 86400, "seconds" },
+		{ "KBVAULT_CHECK_DAY", 0, UINT32_MAX, "days since 1970-01-01" },
+	};
+	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+		const char *v = getenv(nums[i].name);
+		long n;
+		if (v && *v && kbv_parse_long(v, nums[i].min, nums[i].max, &n) < 0) {
+			char shown[64];
+			cli_log(CLI_ERROR, "%s must be a whole number from %ld to %ld (%s), not '%s'", nums[i].name,
+				nums[i].min, nums[i].max, nums[i].what, cli_printable(v, shown, sizeof shown));
+			return EXIT_USAGE;
+		}
+	}
+	return 0;
+}
 
 static const struct command *find_command(const char *name)
 {
@@ -128,6 +158,8 @@ int main(int argc, char **argv)
 	}
 	const struct command *cmd = find_command(name);
 	if (cmd) {
+		if (check_env() != 0)
+			return EXIT_USAGE;
 		cli_log_command(cmd->name);
 		int code = cmd->run(argc - i, argv + i);
 		cli_remote_requests();

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 
 struct cli_opts cli;
 
@@ -30,6 +31,8 @@ double cli_now(void)
 size_t cli_threads(void)
 {
 	const char *th = getenv("KBVAULT_THREADS");
-	long n = th && *th ? strtol(th, NULL, 10) : 0;
-	return n > 0 && n <= 256 ? (size_t)n : 0;
+	long n = 0;
+	if (th && *th && kbv_parse_long(th, 1, 256, &n) < 0)
+		n = 0; /* refused at start-up (main.c); the default if a command runs anyway */
+	return (size_t)n;
 }

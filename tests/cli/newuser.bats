@@ -234,6 +234,23 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	[[ "$output" == *"--lock-wait takes a duration"* ]]
 }
 
+@test "a bad number in the environment (KBVAULT_THREADS and its kin) is a usage error naming it, before the command runs" {
+	kbv snapshot -q
+	count() { kbv snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+	before=$(count)
+	for e in KBVAULT_THREADS=four KBVAULT_THREADS=0 KBVAULT_THREADS=8x KBVAULT_THREADS=257 \
+		KBVAULT_READ_PIECES=yes KBVAULT_GC_LOCK_STALE=-5 KBVAULT_CHECK_DAY=tuesday; do
+		run env "$e" "$KBVAULT" snapshot -q --stdin x < /dev/null
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"${e%%=*} must be a whole number from "*", not '${e#*=}'"* ]]
+	done
+	[ "$(count)" -eq "$before" ] # nothing ran
+	# Empty is unset; good values run.
+	KBVAULT_THREADS= kbv snapshots > /dev/null
+	KBVAULT_THREADS=3 KBVAULT_READ_PIECES=0 kbv snapshot -q
+	[ "$(count)" -gt "$before" ]
+}
+
 @test "check --read-data names the snapshots and sources the damage reaches, and says the rest are intact" {
 	head -c 400000 /dev/urandom > "$TMPD/x"
 	kbv snapshot -q --stdin x < "$TMPD/x"
