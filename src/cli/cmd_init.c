@@ -1,3 +1,5 @@
+#include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +11,16 @@
 #include "kbv/fsio.h"
 #include "kbv/repo.h"
 
+/* A whole number of digits alone: strtoull would take "-1" as 2^64-1, "-18446744073709551615"
+ * as 1, and a leading space or an overflow (ERANGE) without a word. */
 static int parse_u64(const char *s, uint64_t *v)
 {
 	char *end;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
 	unsigned long long x = strtoull(s, &end, 10);
-	if (!*s || *end)
+	if (*end || errno == ERANGE)
 		return -1;
 	*v = x;
 	return 0;

@@ -201,7 +201,7 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	json_ok < "$TMPD/j" || { echo "init --json printed:"; cat "$TMPD/j"; false; }
 }
 
-@test "init: a non-empty directory is exit 1 as its man page says; the KDF default is the page's 64 MiB" {
+@test "init: a non-empty directory is exit 1 as its man page says; the KDF default is the page's 64 MiB; a number option is digits alone" {
 	mkdir -p "$TMPD/full" && touch "$TMPD/full/x"
 	run kbv init -r "$TMPD/full"
 	[ "$status" -eq 1 ]
@@ -211,6 +211,15 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	# keyfile: memlimit is the u64 at offset 24 (format/keyfile.md)
 	mem=$(od -An -tu8 -j24 -N8 "$TMPD/defaults/key" | tr -d ' ')
 	[ "$mem" -eq $((64 << 20)) ]
+	# A number option is digits alone: a sign, a space or an overflow is refused, and no
+	# repository is made (strtoull read "-18446744073709551615" as 1, "-1" as 2^64-1).
+	for a in "--zstd-level=-18446744073709551615" "--kdf-ops=-1" "--zstd-level=99999999999999999999999" \
+		"--zstd-level= 3" "--chunk-avg=-4294967295" "--kdf-mem-mib=+8"; do
+		run kbv init -r "$TMPD/numbers" --no-encryption "$a"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"${a%%=*} takes"* ]]
+		[ ! -e "$TMPD/numbers" ]
+	done
 }
 
 @test "a lock held by another process: who holds it is said, the wait is bounded, exit 6" {
