@@ -1,7 +1,8 @@
 /* What an S3 server answers (src/store/s3/xml.c): a ListObjectsV2 or ListObjectVersions
  * reply parses or fails
  * cleanly, and what it hands out is bounded: every name a NUL-terminated string shorter than
- * its field and without '/', a continuation token only with its NUL; the fields of a flat
+ * its field and without '/', every item with an age (a LastModified after 1970), a
+ * continuation token only with its NUL; the fields of a flat
  * reply (an error's Code, a DeleteObjects failure's Key) are cut to their buffers. Parsing
  * the same page twice with one listing (as the continuation loop does) gives the same
  * result. Corpus: replies recorded from Debian's radosgw and hand-made edge cases. */
@@ -20,7 +21,7 @@ static void check_page(const struct kbv_s3_listing *l)
 	for (size_t i = 0; i < l->n; i++) {
 		const char *nm = l->items[i].name;
 		if (!memchr(nm, 0, sizeof l->items[i].name) || strchr(nm, '/') ||
-		    !memchr(l->items[i].version, 0, sizeof l->items[i].version))
+		    !memchr(l->items[i].version, 0, sizeof l->items[i].version) || l->items[i].mtime <= 0)
 			abort();
 	}
 }

@@ -148,7 +148,8 @@ static void test_versions_reply(void **s)
 		"<IsLatest>true</IsLatest><LastModified>2026-12-01T13:30:35.893Z</LastModified></DeleteMarker>"
 		"<Version><Key>p/data/00/00112233445566778899aabbccddeeff.pack</Key><VersionId>v.1</VersionId>"
 		"<IsLatest>false</IsLatest><LastModified>2026-12-01T13:30:30.552Z</LastModified><Size>6</Size></Version>"
-		"<Version><Key>p/snapshots/x</Key><VersionId>null</VersionId><Size>7</Size></Version>"
+		"<Version><Key>p/snapshots/x</Key><VersionId>null</VersionId><Size>7</Size>"
+		"<LastModified>2026-12-01T13:30:31Z</LastModified></Version>"
 		"</ListVersionsResult>";
 	struct kbv_s3_listing l = { 0 };
 	assert_int_equal(kbv_s3_listing_parse(&l, reply, sizeof reply - 1), 0);
@@ -167,12 +168,55 @@ static void test_versions_reply(void **s)
 	assert_string_equal(l.items[2].version, "null");
 	/* a ListObjectsV2 page after it: no version, no marker, no next key */
 	static const char v2[] = "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>p/k</Key>"
+				 "<LastModified>2026-12-01T13:30:32+00:00</LastModified>"
 				 "<Size>1</Size></Contents></ListBucketResult>";
 	assert_int_equal(kbv_s3_listing_parse(&l, v2, sizeof v2 - 1), 0);
 	assert_int_equal(l.n, 1);
 	assert_string_equal(l.items[0].version, "");
 	assert_false(l.items[0].marker);
 	assert_string_equal(l.next_key, "");
+	assert_int_equal(l.items[0].mtime, kbv_s3_parse_time("2026-12-01T13:30:32Z"));
+	kbv_s3_listing_release(&l);
+}
+
+/* gc reads an object's age off its LastModified: an entry without a readable one (or,
+ * but for a delete marker, without a Size of digits) refuses the page rather than giving
+ * the object the age of 1970 (a young pack or a live lock would look old). */
+static void test_listing_needs_time_and_size(void **s)
+{
+	(void)s;
+	static const char *const bad[] = {
+		"<Contents><Key>p/k</Key><Size>1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified></LastModified><Size>1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>Tue, 01 Dec 2026 13:30:30 GMT</LastModified><Size>1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>2026-12-01T13:30:30+02:00</LastModified><Size>1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>1970-01-01T00:00:00Z</LastModified><Size>1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>2026-12-01T13:30:30Z</LastModified></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>2026-12-01T13:30:30Z</LastModified><Size>-1</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>2026-12-01T13:30:30Z</LastModified><Size>1e3</Size></Contents>",
+		"<Contents><Key>p/k</Key><LastModified>2026-12-01T13:30:30Z</LastModified>"
+		"<Size>99999999999999999999999</Size></Contents>",
+		"<Version><Key>p/k</Key><VersionId>v</VersionId><Size>1</Size></Version>",
+		"<DeleteMarker><Key>p/k</Key><VersionId>m</VersionId></DeleteMarker>",
+	};
+	char body[512];
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		struct kbv_s3_listing l = { 0 };
+		int n = snprintf(body, sizeof body, "<ListBucketResult><IsTruncated>false</IsTruncated>%s</ListBucketResult>",
+				 bad[i]);
+		assert_int_equal(kbv_s3_listing_parse(&l, body, (size_t)n), KBV_ECORRUPT);
+		assert_non_null(strstr(l.bad_why, "'p/k' has no readable"));
+		kbv_s3_listing_release(&l);
+	}
+	/* a delete marker has no Size; with its LastModified it is an item */
+	struct kbv_s3_listing l = { 0 };
+	static const char dm[] = "<ListVersionsResult><DeleteMarker><Key>p/k</Key><VersionId>m</VersionId>"
+				 "<LastModified>2026-12-01T13:30:30.5Z</LastModified></DeleteMarker></ListVersionsResult>";
+	assert_int_equal(kbv_s3_listing_parse(&l, dm, sizeof dm - 1), 0);
+	assert_int_equal(l.n, 1);
+	assert_true(l.items[0].marker);
+	assert_int_equal(l.items[0].mtime, kbv_s3_parse_time("2026-12-01T13:30:30Z"));
+	assert_true(l.items[0].mtime > 0);
 	kbv_s3_listing_release(&l);
 }
 
@@ -184,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_config_v3),
 		cmocka_unit_test(test_retained_kinds),
 		cmocka_unit_test(test_versions_reply),
+		cmocka_unit_test(test_listing_needs_time_and_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,8 +52,8 @@ int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void 
 			break;
 		}
 		if (rc < 0) {
-			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a %s", s->endpoint, s->bucket, prefix,
-				       what);
+			rc = kbv_error(KBV_EIO, "s3 list s3:%s/%s/%s: the reply is not a %s%s%s", s->endpoint, s->bucket,
+				       prefix, what, *l.bad_why ? ": " : "", l.bad_why);
 			break;
 		}
 		for (size_t i = 0; i < l.n && rc == 0; i++)

@@ -119,6 +119,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 		while (i < n && p[i] == ' ')
 			i++;
 		memcpy(v, p + i, n - i);
+		while (n > i && (v[n - i - 1] == '\r' || v[n - i - 1] == '\n' || v[n - i - 1] == ' '))
+			n--; /* the header line's end */
 		v[n - i] = 0;
 		q->lock_until = kbv_s3_parse_time(v);
 	}

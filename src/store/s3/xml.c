@@ -2,6 +2,7 @@
 #include "xml.h"
 #include "kbv/error.h"
 
+#include <errno.h>
 #include <expat.h>
 #include <limits.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ static void xml_start(void *arg, const XML_Char *el, const XML_Char **attr)
 		l->version[0] = 0;
 		l->size = 0;
 		l->mtime = 0;
+		l->have_size = l->have_mtime = 0;
 	}
 }
 
@@ -54,9 +56,20 @@ static void xml_text(void *arg, const XML_Char *s, int len)
 int64_t kbv_s3_parse_time(const char *s)
 {
 	struct tm tm = { 0 };
-	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!e)
 		return 0;
-	return (int64_t)timegm(&tm);
+	if (*e == '.') /* a fraction of a second */
+		for (e++; *e >= '0' && *e <= '9'; e++)
+			;
+	if (*e == 'Z')
+		e++;
+	else if (!strcmp(e, "+00:00") || !strcmp(e, "+0000"))
+		e += strlen(e); /* UTC written as an offset */
+	if (*e)
+		return 0; /* an offset or other trailing text: not a time S3 writes */
+	time_t t = timegm(&tm);
+	return t > 86400 ? (int64_t)t : 0;
 }
 
 static void add_item(struct kbv_s3_listing *l)
@@ -103,13 +116,30 @@ static void xml_end(void *arg, const XML_Char *el)
 	if (l->in_contents && !strcmp(el, "Key")) {
 		snprintf(l->key, sizeof l->key, "%s", v);
 	} else if (l->in_contents && !strcmp(el, "Size")) {
-		l->size = strtoull(v, NULL, 10);
+		char *end;
+		errno = 0;
+		l->size = strtoull(v, &end, 10);
+		l->have_size = v[0] >= '0' && v[0] <= '9' && !*end && errno != ERANGE;
 	} else if (l->in_contents && !strcmp(el, "LastModified")) {
 		l->mtime = kbv_s3_parse_time(v);
+		l->have_mtime = l->mtime > 0;
 	} else if (l->in_contents && !strcmp(el, "VersionId")) {
 		snprintf(l->version, sizeof l->version, "%s", v);
 	} else if (!strcmp(el, "Contents") || !strcmp(el, "Version") || !strcmp(el, "DeleteMarker")) {
 		l->in_contents = 0;
+		if ((!l->have_size && !l->marker) || !l->have_mtime) {
+			if (!l->bad) {
+				char key[96];
+				snprintf(key, sizeof key, "%.80s", l->key);
+				for (char *c = key; *c; c++)
+					if ((unsigned char)*c < 0x20 || *c == 0x7f)
+						*c = '?';
+				snprintf(l->bad_why, sizeof l->bad_why, "its entry of '%s' has no readable %s", key,
+					 !l->have_mtime ? "LastModified" : "Size");
+				l->bad = KBV_ECORRUPT;
+			}
+			return;
+		}
 		add_item(l);
 	} else if (!strcmp(el, "NextKeyMarker")) {
 		snprintf(l->next_key, sizeof l->next_key, "%s", v);
@@ -130,6 +160,7 @@ int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len)
 	l->next_key[0] = l->next_version[0] = 0;
 	l->in_contents = 0;
 	l->bad = 0;
+	l->bad_why[0] = 0;
 	l->text.len = 0;
 	if (len > INT_MAX)
 		return KBV_ECORRUPT;

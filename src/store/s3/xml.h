@@ -13,7 +13,7 @@
 struct kbv_s3_item {
 	char name[112]; /* the key's last path element, without ".pack"; "" when too long */
 	uint64_t size;
-	int64_t mtime; /* LastModified, seconds since the epoch; 0 when absent or unparsable */
+	int64_t mtime; /* LastModified, seconds since the epoch (every item has one, see below) */
 	/* ListObjectVersions only: the version's id ("" when too long) and whether it is a
 	 * delete marker (a version without data that hides the ones before it) */
 	char version[128];
@@ -28,8 +28,10 @@ struct kbv_s3_listing {
 	char token[1024]; /* NextContinuationToken ("" when none) */
 	/* ListObjectVersions: where the next page starts ("" when none) */
 	char next_key[1024], next_version[1024];
+	/* Why a page was refused (KBV_ECORRUPT for a well-formed reply): "" otherwise */
+	char bad_why[160];
 	/* parser state */
-	int in_contents, bad, marker;
+	int in_contents, bad, marker, have_size, have_mtime;
 	struct kbv_buf text;
 	char key[1024], version[1024];
 	uint64_t size;
@@ -37,13 +39,17 @@ struct kbv_s3_listing {
 };
 
 /* Parse one ListObjectsV2 reply, or one ListObjectVersions reply (each Version and
- * DeleteMarker an item). 0; KBV_ECORRUPT for a reply that is not well-formed XML;
- * KBV_ENOMEM. Errors are not recorded with kbv_error (the caller names the request). */
+ * DeleteMarker an item). 0; KBV_ECORRUPT for a reply that is not well-formed XML, or
+ * whose item lacks a readable LastModified, or (but for a delete marker) a Size of digits
+ * (bad_why says which): gc judges an object's age by its LastModified, and an age read as
+ * 1970 would make a young pack or a live lock look old; KBV_ENOMEM. Errors are not
+ * recorded with kbv_error (the caller names the request). */
 int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len);
 void kbv_s3_listing_release(struct kbv_s3_listing *l);
 
-/* An ISO 8601 time as S3 writes it ("2026-12-01T13:30:30.552Z"; fractions ignored) in
- * seconds since the epoch; 0 when it does not parse. */
+/* An ISO 8601 UTC time as S3 writes it ("2026-12-01T13:30:30.552Z", without the
+ * fraction, the Z written +00:00 or left out; fractions ignored) in seconds since the epoch; 0 when it does not
+ * parse (nothing else after the seconds, no time before 1970-01-02). */
 int64_t kbv_s3_parse_time(const char *s);
 
 /* The text of the first <tag>…</tag> in body into out (cut to cap - 1 bytes; "" when
