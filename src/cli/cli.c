@@ -315,11 +315,27 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 	return 0;
 }
 
+int cli_parse_decimal(const char *s, double *v, const char **end)
+{
+	size_t n = strspn(s, "0123456789.");
+	const char *dot = memchr(s, '.', n);
+	if (!n || (n == 1 && dot) || (dot && memchr(dot + 1, '.', n - (size_t)(dot - s) - 1)))
+		return -1;
+	char *e;
+	*v = strtod(s, &e);
+	if (e != s + n) /* strtod went on: an exponent or hex digits */
+		return -1;
+	*end = e;
+	return 0;
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	double v = strtod(s, &end);
+	const char *end;
+	double v;
 	uint64_t mul = 1;
+	if (cli_parse_decimal(s, &v, &end) < 0)
+		return -1;
 	switch (*end) {
 	case 'k': case 'K': mul = 1ull << 10; end++; break;
 	case 'm': case 'M': mul = 1ull << 20; end++; break;
@@ -328,7 +344,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 	}
 	if (mul > 1 && end[0] == 'i' && end[1] == 'B')
 		end += 2;
-	if (end == s || *end || v < 0)
+	if (*end || v * (double)mul >= 18446744073709551616.0) /* 2^64: the cast would be undefined */
 		return -1;
 	*out = (uint64_t)(v * (double)mul);
 	return 0;

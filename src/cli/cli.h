@@ -149,6 +149,10 @@ int cli_damaged_spec(const struct kbv_snapshot_damage *bad, size_t nbad, const c
 
 /* "500M", "2G", "8KiB", "1.5T", "4096": a size in bytes (binary units). -1 if not one. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* A plain decimal number at the start of s ("10", "2.5", ".5"): digits and at most one
+ * point; no sign, space, exponent, hex, inf or nan (strtod takes them all). 0 with *end
+ * after it, or -1. */
+int cli_parse_decimal(const char *s, double *v, const char **end);
 
 /* Formatting. */
 /* `s` with control characters written as \xNN (names from a snapshot reach a terminal);

@@ -29,9 +29,9 @@ int cmd_check(int argc, char **argv)
 		if (c == 'd')
 			co.read_data = 1;
 		else if (c == 1501) {
-			char *end;
-			double v = strtod(optarg, &end);
-			if (end == optarg || (*end && strcmp(end, "%")) || v <= 0 || v > 100)
+			const char *end;
+			double v;
+			if (cli_parse_decimal(optarg, &v, &end) < 0 || (*end && strcmp(end, "%")) || v <= 0 || v > 100)
 				return cli_usage("check", "--read-data-subset takes a percentage such as 10%%, not '%s'", optarg);
 			co.read_data = 1;
 			co.subset_pct = v;

@@ -85,9 +85,9 @@ static int gc_main(int argc, char **argv)
 		case 1409: keep_all = 1; break;
 		case 'n': go.dry_run = 1; break;
 		case 1410: {
-			char *end;
-			double v = strtod(optarg, &end);
-			if (end == optarg || (*end && strcmp(end, "%")) || v < 0 || v > 100) {
+			const char *end;
+			double v;
+			if (cli_parse_decimal(optarg, &v, &end) < 0 || (*end && strcmp(end, "%")) || v < 0 || v > 100) {
 				free(tags);
 				return cli_usage("gc", "--max-unused takes a percentage from 0 to 100, not '%s'", optarg);
 			}

@@ -260,6 +260,23 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	[ "$(count)" -gt "$before" ]
 }
 
+@test "sizes and percentages are plain decimals: nan, inf, an exponent, hex, a sign or an overflow is a usage error" {
+	kbv snapshot -q
+	for a in "--max-unused=nan" "--max-unused=1e1" "--max-unused=-0" "--max-unused=0x10" "--max-repack=inf" \
+		"--max-repack=1e30" "--max-repack=17179869184G" "--max-repack=-1K" "--max-repack=1.5.2G" "--max-repack=."; do
+		run kbv gc --keep-all "$a"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"${a%%=*} takes a "*", not '${a#*=}'"* ]]
+	done
+	for a in nan "1e1%" " 10%" "-5%"; do
+		run kbv check --read-data-subset "$a"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"--read-data-subset takes a percentage"* ]]
+	done
+	kbv gc --keep-all --max-unused .5 --max-repack 2.5G > /dev/null
+	kbv check --read-data-subset 12.5% > /dev/null
+}
+
 @test "check --read-data names the snapshots and sources the damage reaches, and says the rest are intact" {
 	head -c 400000 /dev/urandom > "$TMPD/x"
 	kbv snapshot -q --stdin x < "$TMPD/x"
