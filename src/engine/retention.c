@@ -23,16 +23,16 @@ int kbv_duration_parse(const char *s, struct kbv_duration *d)
 		return kbv_error(KBV_EINVAL, "empty duration");
 	while (*s) {
 		char *end;
-		long v = strtol(s, &end, 10);
-		if (end == s || v < 0 || v > 100000)
+		long v = *s >= '0' && *s <= '9' ? strtol(s, &end, 10) : -1; /* no sign, no space */
+		if (v < 0 || v > 100000)
 			return kbv_error(KBV_EINVAL, "bad duration '%s' (use e.g. 2d, 36h, 1y6m)", s);
-		switch (*end) {
-		case 'y': d->years += (int)v; break;
-		case 'm': d->months += (int)v; break;
-		case 'd': d->days += (int)v; break;
-		case 'h': d->hours += (int)v; break;
-		default: return kbv_error(KBV_EINVAL, "bad duration unit in '%s' (y, m, d or h)", s);
-		}
+		int *unit = *end == 'y' ? &d->years : *end == 'm' ? &d->months : *end == 'd' ? &d->days
+			  : *end == 'h' ? &d->hours : NULL;
+		if (!unit)
+			return kbv_error(KBV_EINVAL, "bad duration unit in '%s' (y, m, d or h)", s);
+		if (*unit + v > 100000) /* "1y1y..." repeated: no int overflow */
+			return kbv_error(KBV_EINVAL, "bad duration '%s' (use e.g. 2d, 36h, 1y6m)", s);
+		*unit += (int)v;
 		s = end + 1;
 	}
 	return 0;

@@ -152,6 +152,22 @@ static void test_empty_policy_and_durations(void **s)
 	assert_int_equal(kbv_duration_parse("2w", &d), KBV_EINVAL);
 	assert_int_equal(kbv_duration_parse("d", &d), KBV_EINVAL);
 	assert_int_equal(kbv_duration_parse("-1d", &d), KBV_EINVAL);
+	assert_int_equal(kbv_duration_parse("+1d", &d), KBV_EINVAL);
+	assert_int_equal(kbv_duration_parse(" 1d", &d), KBV_EINVAL);
+	assert_int_equal(kbv_duration_parse("1d 2h", &d), KBV_EINVAL);
+	assert_int_equal(kbv_duration_parse("100000y", &d), 0);
+	assert_int_equal(d.years, 100000);
+	/* a unit repeated adds up, but no further than one can be (no int overflow) */
+	assert_int_equal(kbv_duration_parse("1d2d", &d), 0);
+	assert_int_equal(d.days, 3);
+	assert_int_equal(kbv_duration_parse("100000y1y", &d), KBV_EINVAL);
+	char *many = malloc(21475 * 7 + 1);
+	assert_non_null(many);
+	for (int i = 0; i < 21475; i++)
+		memcpy(many + 7 * i, "100000y", 7);
+	many[21475 * 7] = 0;
+	assert_int_equal(kbv_duration_parse(many, &d), KBV_EINVAL);
+	free(many);
 	struct kbv_retention_item none;
 	assert_int_equal(kbv_retention_apply(&p, &none, 0), 0);
 }
