@@ -47,9 +47,10 @@ struct kbv_s3_listing {
 int kbv_s3_listing_parse(struct kbv_s3_listing *l, const void *body, size_t len);
 void kbv_s3_listing_release(struct kbv_s3_listing *l);
 
-/* An ISO 8601 UTC time as S3 writes it ("2026-12-01T13:30:30.552Z", without the
- * fraction, the Z written +00:00 or left out; fractions ignored) in seconds since the epoch; 0 when it does not
- * parse (nothing else after the seconds, no time before 1970-01-02). */
+/* An ISO 8601 UTC time as S3 writes it ("2026-12-01T13:30:30.552Z"; also without the
+ * fraction, or with the Z written +00:00 or left out; fractions ignored) in seconds since
+ * the epoch; 0 when it does not parse (nothing else after the seconds, no time before
+ * 1970-01-02). */
 int64_t kbv_s3_parse_time(const char *s);
 
 /* The text of the first <tag>…</tag> in body into out (cut to cap - 1 bytes; "" when
