@@ -75,7 +75,8 @@ char *kbv_rd_str32(struct kbv_rd *r);
 void kbv_hex(const uint8_t *p, size_t n, char *out);
 /* Parse exactly 2n hex digits. Returns 0 or KBV_EINVAL. */
 int kbv_unhex(const char *s, uint8_t *out, size_t n);
-/* A whole decimal number in [min, max] (no sign for min >= 0, no trailing characters);
+/* A whole decimal number in [min, max]: digits from the first byte to the last (a '-'
+ * first only when min < 0; no '+', no white space, nothing after, no overflow);
  * KBV_EINVAL otherwise, with *out untouched. The checked replacement for atoi/atol. */
 int kbv_parse_long(const char *s, long min, long max, long *out);
 /* yes/true/on/1 -> 1, no/false/off/0 and NULL -> 0, anything else -> -1. */

@@ -1,6 +1,7 @@
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,7 +183,8 @@ int kbv_unhex(const char *s, uint8_t *out, size_t n)
 int kbv_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
-	if (!s || !*s || (min >= 0 && (*s == '-' || *s == '+')) || *s == ' ')
+	/* strtol would skip any white space and take a sign: the number starts at once */
+	if (!s || !(isdigit((unsigned char)*s) || (min < 0 && *s == '-' && isdigit((unsigned char)s[1]))))
 		return KBV_EINVAL;
 	errno = 0;
 	long v = strtol(s, &end, 10);

@@ -171,10 +171,31 @@ static void test_wbuf(void **s)
 	close(p[1]);
 }
 
+/* kbv_parse_long: the digits are the whole string; strtol's leniencies are refused. */
+static void test_parse_long(void **st)
+{
+	(void)st;
+	long v = 7;
+	assert_int_equal(kbv_parse_long("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(kbv_parse_long("-5", -10, 10, &v), 0);
+	assert_int_equal(v, -5);
+	static const char *const bad[] = { "", " 1", "\t1", "\n1", "+1", "-1", "1 ", "1x", "0x10", "101",
+					    "99999999999999999999", "-", "--1" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		v = 7;
+		assert_int_equal(kbv_parse_long(bad[i], 0, 100, &v), KBV_EINVAL);
+		assert_int_equal(v, 7);
+	}
+	assert_int_equal(kbv_parse_long("- 5", -10, 10, &v), KBV_EINVAL);
+	assert_int_equal(kbv_parse_long(NULL, 0, 1, &v), KBV_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reader_bounds),
+		cmocka_unit_test(test_parse_long),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_path_to_name),
 		cmocka_unit_test(test_buf_detach),
