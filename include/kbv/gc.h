@@ -75,6 +75,7 @@ int kbv_gc_plan_summary(struct kbv_repo *r, struct kbv_plan_summary *out);
  * KBV_GCLOCK_REFRESH seconds. On a local repository there is no lock object: gc holds the
  * exclusive flock. */
 #define KBV_GCLOCK_STALE 1800
+#define KBV_GCLOCK_STALE_MAX (366L * 86400) /* the most KBVAULT_GC_LOCK_STALE may say */
 #define KBV_GCLOCK_REFRESH 300
 struct kbv_gclock;
 struct kbv_gclock_info {

@@ -166,6 +166,7 @@ void cli_utc_now(char *out, size_t cap);
 /* KBVAULT_THREADS (1-256): the worker threads of snapshot, restore, drill and copy; 0 when
  * unset (one per CPU). Benchmarks measure scaling with it. */
 size_t cli_threads(void);
+#define CLI_THREADS_MAX 256
 int cli_show_progress(void);
 
 /* Progress line on stderr, at most 4 updates a second. */

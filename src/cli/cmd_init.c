@@ -1,30 +1,15 @@
-#include <ctype.h>
-#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "kbv/repo.h"
-
-/* A whole number of digits alone: strtoull would take "-1" as 2^64-1, "-18446744073709551615"
- * as 1, and a leading space or an overflow (ERANGE) without a word. */
-static int parse_u64(const char *s, uint64_t *v)
-{
-	char *end;
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	unsigned long long x = strtoull(s, &end, 10);
-	if (*end || errno == ERANGE)
-		return -1;
-	*v = x;
-	return 0;
-}
 
 int cmd_init(int argc, char **argv)
 {
@@ -42,7 +27,7 @@ int cmd_init(int argc, char **argv)
 		{ 0 },
 	};
 	struct kbv_init_opts io = { .encrypted = 1 };
-	uint64_t v;
+	long v;
 	int c;
 	while ((c = getopt_long(argc, argv, CLI_GLOBAL_SHORT, opts, NULL)) != -1) {
 		if (cli_global_option(c, optarg, "init"))
@@ -50,12 +35,12 @@ int cmd_init(int argc, char **argv)
 		switch (c) {
 		case 'n': io.encrypted = 0; break;
 		case 1101:
-			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
+			if (kbv_parse_long(optarg, 0, UINT32_MAX, &v) < 0)
 				return cli_usage("init", "--chunk-avg takes a number of bytes");
 			io.chunk_avg = (uint32_t)v;
 			break;
 		case 1102:
-			if (parse_u64(optarg, &v) < 0 || v < 1 || v > KBV_MAX_LOCK_DAYS)
+			if (kbv_parse_long(optarg, 1, KBV_MAX_LOCK_DAYS, &v) < 0)
 				return cli_usage("init", "--object-lock-days takes 1..%u", KBV_MAX_LOCK_DAYS);
 			io.object_lock_days = (uint32_t)v;
 			break;
@@ -74,19 +59,19 @@ int cmd_init(int argc, char **argv)
 					 "deduplicate against its own; run 'kbvault init', then 'kbvault copy --from-repo "
 					 "REPO'");
 		case 'z':
-			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
+			if (kbv_parse_long(optarg, 1, 19, &v) < 0)
 				return cli_usage("init", "--zstd-level takes 1..19");
 			io.zstd_level = (int)v;
 			break;
 		case 'o':
-			if (parse_u64(optarg, &v) < 0 || v < 1)
+			if (kbv_parse_long(optarg, 1, LONG_MAX, &v) < 0)
 				return cli_usage("init", "--kdf-ops takes a positive number");
-			io.kdf_ops = v;
+			io.kdf_ops = (uint64_t)v;
 			break;
 		case 'm':
-			if (parse_u64(optarg, &v) < 0 || v < 1 || v > 65536)
+			if (kbv_parse_long(optarg, 1, 65536, &v) < 0)
 				return cli_usage("init", "--kdf-mem-mib takes 1..65536");
-			io.kdf_mem = v << 20;
+			io.kdf_mem = (uint64_t)v << 20;
 			break;
 		default: return cli_bad_option("init", argv);
 		}

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "kbv/buf.h"
+#include "kbv/gc.h"
 
 /* The commands; each lives in cmd_<name>.c, its help in help.c. */
 struct command {
@@ -48,9 +49,9 @@ static int check_env(void)
 		long min, max;
 		const char *what;
 	} nums[] = {
-		{ "KBVAULT_THREADS", 1, 256, "worker threads" },
+		{ "KBVAULT_THREADS", 1, CLI_THREADS_MAX, "worker threads" },
 		{ "KBVAULT_READ_PIECES", 0, 1, "1: read a file in pieces" },
-		{ "KBVAULT_GC_LOCK_STALE", 1, 366L * 86400, "seconds" },
+		{ "KBVAULT_GC_LOCK_STALE", 1, KBV_GCLOCK_STALE_MAX, "seconds" },
 		{ "KBVAULT_CHECK_DAY", 0, UINT32_MAX, "days since 1970-01-01" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {

@@ -35,9 +35,8 @@ static double mono(void)
 static int64_t stale_after(void)
 {
 	const char *e = getenv("KBVAULT_GC_LOCK_STALE");
-	char *end;
-	long long v = e ? strtoll(e, &end, 10) : 0;
-	return e && *e && !*end && v > 0 ? (int64_t)v : KBV_GCLOCK_STALE;
+	long v;
+	return e && kbv_parse_long(e, 1, KBV_GCLOCK_STALE_MAX, &v) == 0 ? (int64_t)v : KBV_GCLOCK_STALE;
 }
 
 static int on_lock(void *arg, const char *name, uint64_t size, int64_t mtime)

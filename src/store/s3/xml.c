@@ -2,7 +2,6 @@
 #include "xml.h"
 #include "kbv/error.h"
 
-#include <errno.h>
 #include <expat.h>
 #include <limits.h>
 #include <stdio.h>
@@ -116,10 +115,9 @@ static void xml_end(void *arg, const XML_Char *el)
 	if (l->in_contents && !strcmp(el, "Key")) {
 		snprintf(l->key, sizeof l->key, "%s", v);
 	} else if (l->in_contents && !strcmp(el, "Size")) {
-		char *end;
-		errno = 0;
-		l->size = strtoull(v, &end, 10);
-		l->have_size = v[0] >= '0' && v[0] <= '9' && !*end && errno != ERANGE;
+		long sz = 0; /* no object is 2^63 bytes: S3's limit is 5 TiB */
+		l->have_size = kbv_parse_long(v, 0, LONG_MAX, &sz) == 0;
+		l->size = (uint64_t)sz;
 	} else if (l->in_contents && !strcmp(el, "LastModified")) {
 		l->mtime = kbv_s3_parse_time(v);
 		l->have_mtime = l->mtime > 0;
