@@ -121,6 +121,11 @@ void kbv_repo_params(const struct kbv_repo *r, struct kbv_repo_params *out);
 /* Object Lock's retention in seconds (0: none): object_lock_days days, a day being 86400 s
  * or, in tests, KBVAULT_OBJECT_LOCK_DAY seconds. */
 int64_t kbv_repo_lock_seconds(const struct kbv_repo *r);
+/* The test hooks' ranges (checked at start-up, src/cli/main.c): a day of Object Lock in
+ * seconds, and the pack size writers aim for (KBVAULT_PACK_SIZE, bytes). */
+#define KBV_LOCK_DAY_MAX 86400L
+#define KBV_PACK_SIZE_HOOK_MIN 4096L
+#define KBV_PACK_SIZE_HOOK_MAX (1L << 30)
 
 /* Object Lock's retention of what the repository holds (src/store/retain.c): the objects
  * of the retained kinds, the lowest retain-until among them as far as this host knows

@@ -10,7 +10,10 @@
 
 #include "cli.h"
 #include "kbv/buf.h"
+#include "kbv/backend.h"
 #include "kbv/gc.h"
+#include "kbv/pgbase.h"
+#include "kbv/repo.h"
 
 /* The commands; each lives in cmd_<name>.c, its help in help.c. */
 struct command {
@@ -53,6 +56,11 @@ static int check_env(void)
 		{ "KBVAULT_READ_PIECES", 0, 1, "1: read a file in pieces" },
 		{ "KBVAULT_GC_LOCK_STALE", 1, KBV_GCLOCK_STALE_MAX, "seconds" },
 		{ "KBVAULT_CHECK_DAY", 0, UINT32_MAX, "days since 1970-01-01" },
+		/* test hooks (kbvault(1) names them) */
+		{ "KBVAULT_ARCHIVE_TIMEOUT", 1, KBV_ARCHIVE_TIMEOUT_MAX, "seconds" },
+		{ "KBVAULT_OBJECT_LOCK_DAY", 1, KBV_LOCK_DAY_MAX, "seconds in a day of Object Lock" },
+		{ "KBVAULT_PACK_SIZE", KBV_PACK_SIZE_HOOK_MIN, KBV_PACK_SIZE_HOOK_MAX, "bytes" },
+		{ "KBVAULT_S3_LIST_PAGE", 1, KBV_S3_LIST_PAGE_MAX, "keys" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
 		const char *v = getenv(nums[i].name);

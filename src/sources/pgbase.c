@@ -110,7 +110,7 @@ static int on_history(void *arg, const char *source, const char *file, int64_t m
 	return kbv_buf_add(&h->names, file, strlen(file) + 1);
 }
 
-/* Wait (up to 60 s, or $KBVAULT_ARCHIVE_TIMEOUT seconds) for the backup history file of
+/* Wait (up to KBV_ARCHIVE_TIMEOUT s, or $KBVAULT_ARCHIVE_TIMEOUT seconds) for the backup history file of
  * `label` in the source's archive and read it. Its arrival proves the server archives into this repository under this source,
  * so the WAL the backup needs is there: pg_basebackup returns only after the server has
  * archived the backup's last segment. */
@@ -122,9 +122,9 @@ static int await_history(struct kbv_repo *r, const char *source, const char *lab
 	struct hist_scan hs = { from, seg_size, KBV_BUF_INIT };
 	int rc = 0;
 	const char *env = getenv("KBVAULT_ARCHIVE_TIMEOUT");
-	long secs = env ? strtol(env, NULL, 10) : 60;
-	if (secs < 1 || secs > 86400)
-		secs = 60;
+	long secs;
+	if (!env || !*env || kbv_parse_long(env, 1, KBV_ARCHIVE_TIMEOUT_MAX, &secs) < 0)
+		secs = KBV_ARCHIVE_TIMEOUT; /* a bad value never gets here: main.c refused it */
 	TRY(kbv_reader_new(r, 1, &rd));
 	for (long tries = 0; tries < 4 * secs; tries++) {
 		hs.names.len = 0;

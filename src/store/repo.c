@@ -491,7 +491,7 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	 * any size are valid, the config's size is only the writers' target. */
 	const char *ps = getenv("KBVAULT_PACK_SIZE");
 	long psz;
-	if (ps && *ps && kbv_parse_long(ps, 4096, 1L << 30, &psz) == 0)
+	if (ps && *ps && kbv_parse_long(ps, KBV_PACK_SIZE_HOOK_MIN, KBV_PACK_SIZE_HOOK_MAX, &psz) == 0)
 		r->pack_size = (uint32_t)psz;
 	if (r->lock_days)
 		TRY(kbv_be_set_retention(r->be, kbv_repo_lock_seconds(r)));

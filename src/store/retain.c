@@ -27,8 +27,8 @@ int64_t kbv_repo_lock_seconds(const struct kbv_repo *r)
 	/* Tests shorten a day (KBVAULT_OBJECT_LOCK_DAY, seconds) to see retention lapse. */
 	const char *d = getenv("KBVAULT_OBJECT_LOCK_DAY");
 	long day;
-	if (!d || kbv_parse_long(d, 1, 86400, &day) < 0)
-		day = 86400;
+	if (!d || !*d || kbv_parse_long(d, 1, KBV_LOCK_DAY_MAX, &day) < 0)
+		day = KBV_LOCK_DAY_MAX; /* a bad value never gets here: main.c refused it */
 	return (int64_t)r->lock_days * day;
 }
 

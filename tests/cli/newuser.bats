@@ -243,12 +243,13 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	[[ "$output" == *"--lock-wait takes a duration"* ]]
 }
 
-@test "a bad number in the environment (KBVAULT_THREADS and its kin) is a usage error naming it, before the command runs" {
+@test "a bad number in the environment (KBVAULT_THREADS and its kin, the test hooks too) is a usage error naming it, before the command runs" {
 	kbv snapshot -q
 	count() { kbv snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 	before=$(count)
 	for e in KBVAULT_THREADS=four KBVAULT_THREADS=0 KBVAULT_THREADS=8x KBVAULT_THREADS=257 \
-		KBVAULT_READ_PIECES=yes KBVAULT_GC_LOCK_STALE=-5 KBVAULT_CHECK_DAY=tuesday; do
+		KBVAULT_READ_PIECES=yes KBVAULT_GC_LOCK_STALE=-5 KBVAULT_CHECK_DAY=tuesday \
+		KBVAULT_ARCHIVE_TIMEOUT=5s KBVAULT_OBJECT_LOCK_DAY=0 KBVAULT_PACK_SIZE=1M KBVAULT_S3_LIST_PAGE=1001; do
 		run env "$e" "$KBVAULT" snapshot -q --stdin x < /dev/null
 		[ "$status" -eq 2 ]
 		[[ "$output" == *"${e%%=*} must be a whole number from "*", not '${e#*=}'"* ]]

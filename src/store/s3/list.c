@@ -20,7 +20,7 @@ int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void 
 	char maxkeys[32] = "";
 	const char *page = getenv("KBVAULT_S3_LIST_PAGE");
 	long pn;
-	if (page && kbv_parse_long(page, 1, 1000, &pn) == 0)
+	if (page && *page && kbv_parse_long(page, 1, KBV_S3_LIST_PAGE_MAX, &pn) == 0)
 		snprintf(maxkeys, sizeof maxkeys, "&max-keys=%ld", pn);
 	const char *what = versions ? "ListVersionsResult" : "ListObjectsV2 result";
 	do {
