@@ -46,9 +46,17 @@ struct record {
 	int64_t t, until;
 };
 
-static void record_read(struct kbv_repo *r, struct record *rec)
+/* This host's record, as of the storage's clock `now`. A record this code cannot have
+ * written is ignored (lower bounds then come from LastModified alone): a listing time
+ * later than now, or a retain-until further after it than a retention and the longest
+ * pass allowed for (an hour, or a quarter of the retention if more). A damaged file must
+ * not raise every lower bound past the truth: gc would stop extending and status would
+ * stay OK while retention lapses. */
+static void record_read(struct kbv_repo *r, int64_t now, struct record *rec)
 {
 	char p[PATH_MAX];
+	int64_t L = kbv_repo_lock_seconds(r);
+	int64_t pass = L / 4 > 3600 ? L / 4 : 3600;
 	rec->t = rec->until = 0;
 	if (kbv_path(p, sizeof p, "%s/object-lock", r->local) < 0)
 		return;
@@ -56,7 +64,8 @@ static void record_read(struct kbv_repo *r, struct record *rec)
 	long long t, u;
 	if (!f)
 		return;
-	if (fscanf(f, "kbvault-object-lock 1 %lld %lld", &t, &u) == 2 && t > 0 && u > t) {
+	if (fscanf(f, "kbvault-object-lock 1 %lld %lld", &t, &u) == 2 && t > 0 && u > t && t <= now + slack(r) &&
+	    u - t <= L + pass) {
 		rec->t = t;
 		rec->until = u;
 	}
@@ -93,7 +102,7 @@ int kbv_repo_retained(struct kbv_repo *r, enum kbv_obj kind, const char *name, i
 	if (!r->lock_days || !kbv_obj_retained(kind))
 		return 0;
 	TRY(kbv_be_clock(r->be, &now));
-	record_read(r, &rec);
+	record_read(r, now, &rec);
 	int64_t lb = lower_bound(r, &rec, mtime);
 	if (lb > now + slack(r)) {
 		*until = lb;
@@ -164,8 +173,8 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 		return 0;
 	out->days = r->lock_days;
 	out->seconds = L;
-	record_read(r, &rec);
 	TRY(kbv_be_clock(r->be, &t0));
+	record_read(r, t0, &rec);
 	for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
 		s.kind = kinds[k];
 		TRY(kbv_be_list(r->be, kinds[k], on_obj, &s));

@@ -149,13 +149,20 @@ retained_keys() { s3_keys prod/ | grep -v -e '/plans/' -e '/locks/'; }
 	[ "$status" -eq 6 ]
 }
 
-@test "status warns before retention lapses and is OK once gc has extended it; the metrics file has the oldest retention" {
+@test "status warns before retention lapses (a damaged host record changes neither) and is OK once gc has extended everything; the metrics file has the oldest retention" {
 	export KBVAULT_OBJECT_LOCK_DAY=40
 	kbv init -q --kdf-ops 1 --kdf-mem-mib 8 --object-lock-days 1
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	run kbv status --max-age 1h
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"object lock: COMPLIANCE, 1 days;"* ]]
+	# This host's record damaged (a retain-until ten years on): it must not hide the lapse
+	# (the config's and keys' retention, asked by HEAD, would still show it) nor keep gc
+	# from extending the packs and manifests it covers.
+	cache=$(ls -d "$TMPD"/cache/kbvault/*/ | grep -v '/cuts/$')
+	[ "$(echo "$cache" | wc -l)" -eq 1 ]
+	now=$(date +%s)
+	echo "kbvault-object-lock 1 $now $((now + 315360000))" > "${cache}object-lock"
 	sleep 31 # less than a quarter of the retention is left (or none, on a slow machine)
 	run kbv status --max-age 1h
 	[ "$status" -eq 1 ]
@@ -167,6 +174,10 @@ EOF
 	run kbv -c "$TMPD/kbvault.conf" gc --keep-all
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"extended by this run"* ]]
+	for k in $(retained_keys); do # every object, not only those the damaged record left out
+		l=$(left "$k")
+		[ "$l" -gt 15 ] || { echo "$k: not extended ($l s)"; false; } # not extended: < 9 s
+	done
 	run kbv status --max-age 1h --json
 	[ "$status" -eq 0 ]
 	echo "$output" | python3 -c '
