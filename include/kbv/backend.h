@@ -75,6 +75,9 @@ int kbv_s3_url_ok(const char *url);
  * nothing is sent until the first operation. *out is freed with kbv_backend_free(). */
 /* The most keys a listing page may ask for (KBVAULT_S3_LIST_PAGE, a test hook: 1 to this). */
 #define KBV_S3_LIST_PAGE_MAX 1000L
+/* The most keys of one DeleteObjects request (S3's limit; KBVAULT_S3_DELETE_BATCH, a test
+ * hook, makes batches smaller). */
+#define KBV_S3_DELETE_BATCH_MAX 1000L
 int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_backend **out);
 /* Create the bucket of an S3 backend when it is missing (0 when it exists and is ours);
  * a no-op for other backends. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
 #include "kbv/repo.h"
 #include "kbv/study.h"
@@ -54,9 +55,8 @@ static int chunking(int argc, char **argv)
 			if (parse_sizes(optarg, avgs, 16, &navg) < 0)
 				return cli_usage("bench", "--sizes takes a list such as 4K,8K,64K,1M (at most 16), not '%s'", optarg);
 		} else if (c == 1702) {
-			char *end;
-			long l = strtol(optarg, &end, 10);
-			if (end == optarg || *end || l < 0 || l > 19)
+			long l;
+			if (kbv_parse_long(optarg, 0, 19, &l) < 0)
 				return cli_usage("bench", "--zstd-level takes 0 (no compression) to 19, not '%s'", optarg);
 			level = (int)l;
 		} else {

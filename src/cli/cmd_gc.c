@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kbv/buf.h"
 #include "kbv/config.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -63,9 +64,8 @@ static int gc_main(int argc, char **argv)
 		int *num = c == 1401 ? &pol.last : c == 1402 ? &pol.hourly : c == 1403 ? &pol.daily : c == 1404 ? &pol.weekly
 			 : c == 1405 ? &pol.monthly : c == 1406 ? &pol.yearly : NULL;
 		if (num) {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (!*optarg || *end || v < 0 || v > 1000000) {
+			long v;
+			if (kbv_parse_long(optarg, 0, 1000000, &v) < 0) {
 				free(tags);
 				return cli_usage("gc", "%s needs a whole number, not '%s'", argv[optind - 1], optarg);
 			}

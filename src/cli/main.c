@@ -61,6 +61,7 @@ static int check_env(void)
 		{ "KBVAULT_OBJECT_LOCK_DAY", 1, KBV_LOCK_DAY_MAX, "seconds in a day of Object Lock" },
 		{ "KBVAULT_PACK_SIZE", KBV_PACK_SIZE_HOOK_MIN, KBV_PACK_SIZE_HOOK_MAX, "bytes" },
 		{ "KBVAULT_S3_LIST_PAGE", 1, KBV_S3_LIST_PAGE_MAX, "keys" },
+		{ "KBVAULT_S3_DELETE_BATCH", 1, KBV_S3_DELETE_BATCH_MAX, "keys" },
 	};
 	for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
 		const char *v = getenv(nums[i].name);

@@ -4,11 +4,13 @@
  * operation until a test says go, so that a test can put another process's work at that
  * exact point (a rendezvous through two files in $KBVAULT_FAULT_PAUSE). */
 #include "backend_impl.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -315,11 +317,10 @@ static int parse(struct fault *f, const char *spec)
 		i++;
 	if (i >= np)
 		return -1;
-	char *end;
-	unsigned long long n = strtoull(part[i], &end, 10);
-	if (*end || n == 0)
+	long n;
+	if (kbv_parse_long(part[i], 1, LONG_MAX, &n) < 0) /* strtoull took "-1" as 2^64-1: never hit */
 		return -1;
-	f->n = n;
+	f->n = (uint64_t)n;
 	f->err = E_IO;
 	if (++i < np) {
 		static const char *const errs[] = { "eio", "enospc", "short", "pause" };

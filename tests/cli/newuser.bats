@@ -249,7 +249,8 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	before=$(count)
 	for e in KBVAULT_THREADS=four KBVAULT_THREADS=0 KBVAULT_THREADS=8x KBVAULT_THREADS=257 \
 		KBVAULT_READ_PIECES=yes KBVAULT_GC_LOCK_STALE=-5 KBVAULT_CHECK_DAY=tuesday \
-		KBVAULT_ARCHIVE_TIMEOUT=5s KBVAULT_OBJECT_LOCK_DAY=0 KBVAULT_PACK_SIZE=1M KBVAULT_S3_LIST_PAGE=1001; do
+		KBVAULT_ARCHIVE_TIMEOUT=5s KBVAULT_OBJECT_LOCK_DAY=0 KBVAULT_PACK_SIZE=1M KBVAULT_S3_LIST_PAGE=1001 \
+		KBVAULT_S3_DELETE_BATCH=-1; do
 		run env "$e" "$KBVAULT" snapshot -q --stdin x < /dev/null
 		[ "$status" -eq 2 ]
 		[[ "$output" == *"${e%%=*} must be a whole number from "*", not '${e#*=}'"* ]]
@@ -259,6 +260,22 @@ except ValueError: [json.loads(l) for l in t.splitlines() if l.strip()] or sys.e
 	KBVAULT_THREADS= kbv snapshots > /dev/null
 	KBVAULT_THREADS=3 KBVAULT_READ_PIECES=0 kbv snapshot -q
 	[ "$(count)" -gt "$before" ]
+}
+
+@test "gc's --keep-* counts and bench's --zstd-level are whole numbers alone: a sign, a space or a suffix is a usage error" {
+	kbv snapshot -q
+	for a in "--keep-last= 5" "--keep-last=+5" "--keep-daily=5d" "--keep-weekly=-1" "--keep-monthly=" "--keep-yearly=1000001"; do
+		run kbv gc "$a"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"needs a whole number, not '${a#*=}'"* ]]
+	done
+	[ "$(kbv snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -eq 1 ] # nothing removed
+	printf 'x' > "$BATS_TEST_TMPDIR/d.sql"
+	for l in "+3" " 3" "3x" "20"; do
+		run "$KBVAULT" bench chunking --zstd-level "$l" "$BATS_TEST_TMPDIR/d.sql"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"--zstd-level takes 0 (no compression) to 19, not '$l'"* ]]
+	done
 }
 
 @test "sizes and percentages are plain decimals: nan, inf, an exponent, hex, a sign or an overflow is a usage error" {

@@ -74,9 +74,6 @@ out:
 	return rc;
 }
 
-/* DeleteObjects takes at most 1000 keys. */
-#define S3_DELETE_BATCH 1000
-
 static int delete_batch(struct s3 *s, enum kbv_obj kind, const char *const *names, size_t n)
 {
 	struct kbv_buf objs = KBV_BUF_INIT;
@@ -133,10 +130,10 @@ int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const 
 	if (s->lock_secs)
 		return s3_remove_versions(s, kind, names, n);
 	/* the tests make batches small (KBVAULT_S3_DELETE_BATCH) to run several at once */
-	size_t batch = S3_DELETE_BATCH;
+	size_t batch = KBV_S3_DELETE_BATCH_MAX; /* DeleteObjects takes at most 1000 keys */
 	const char *b = getenv("KBVAULT_S3_DELETE_BATCH");
 	long bl;
-	if (b && kbv_parse_long(b, 1, S3_DELETE_BATCH, &bl) == 0)
+	if (b && *b && kbv_parse_long(b, 1, KBV_S3_DELETE_BATCH_MAX, &bl) == 0)
 		batch = (size_t)bl;
 	size_t batches = (n + batch - 1) / batch;
 	if (batches <= 1)
