@@ -70,14 +70,14 @@ struct kbv_s3_opts {
 
 /* Is `url` an S3 repository URL ("s3:...")? */
 int kbv_s3_url_ok(const char *url);
-/* The S3 backend for "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" (path-style requests,
- * SigV4, TLS verified). KBV_EINVAL for a URL that does not parse or missing credentials;
- * nothing is sent until the first operation. *out is freed with kbv_backend_free(). */
 /* The most keys a listing page may ask for (KBVAULT_S3_LIST_PAGE, a test hook: 1 to this). */
 #define KBV_S3_LIST_PAGE_MAX 1000L
 /* The most keys of one DeleteObjects request (S3's limit; KBVAULT_S3_DELETE_BATCH, a test
  * hook, makes batches smaller). */
 #define KBV_S3_DELETE_BATCH_MAX 1000L
+/* The S3 backend for "s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]" (path-style requests,
+ * SigV4, TLS verified). KBV_EINVAL for a URL that does not parse or missing credentials;
+ * nothing is sent until the first operation. *out is freed with kbv_backend_free(). */
 int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_backend **out);
 /* Create the bucket of an S3 backend when it is missing (0 when it exists and is ours);
  * a no-op for other backends. */

@@ -10,14 +10,15 @@
 #include "kbv/snapshot.h"
 #include "kbv/source.h"
 
-/* A base backup of source sc (mode = physical): pg_basebackup's tar of the data directory
- * as "<source>/base.tar"; *meta (the caller's) records the cluster's system identifier,
- * timeline, segment size, the backup's first and last WAL position and segment, and its
- * start and stop times. The server must archive its WAL (archive_mode on). */
 /* The longest wait for a base backup's history file (KBVAULT_ARCHIVE_TIMEOUT, seconds;
  * default KBV_ARCHIVE_TIMEOUT). */
 #define KBV_ARCHIVE_TIMEOUT 60L
 #define KBV_ARCHIVE_TIMEOUT_MAX 86400L
+
+/* A base backup of source sc (mode = physical): pg_basebackup's tar of the data directory
+ * as "<source>/base.tar"; *meta (the caller's) records the cluster's system identifier,
+ * timeline, segment size, the backup's first and last WAL position and segment, and its
+ * start and stop times. The server must archive its WAL (archive_mode on). */
 int kbv_pgbase_snapshot(struct kbv_sink *c, const struct kbv_source_cfg *sc, json_t **meta);
 
 /* Where recovery should stop (at most one of time, lsn, xid, immediate; none: the end of

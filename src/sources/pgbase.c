@@ -110,8 +110,8 @@ static int on_history(void *arg, const char *source, const char *file, int64_t m
 	return kbv_buf_add(&h->names, file, strlen(file) + 1);
 }
 
-/* Wait (up to KBV_ARCHIVE_TIMEOUT s, or $KBVAULT_ARCHIVE_TIMEOUT seconds) for the backup history file of
- * `label` in the source's archive and read it. Its arrival proves the server archives into this repository under this source,
+/* Wait (up to KBV_ARCHIVE_TIMEOUT s, or $KBVAULT_ARCHIVE_TIMEOUT seconds) for the backup
+ * history file of `label` in the source's archive and read it. Its arrival proves the server archives into this repository under this source,
  * so the WAL the backup needs is there: pg_basebackup returns only after the server has
  * archived the backup's last segment. */
 static int await_history(struct kbv_repo *r, const char *source, const char *label, uint64_t from, uint64_t seg_size,
