@@ -79,6 +79,10 @@ int kbv_unhex(const char *s, uint8_t *out, size_t n);
  * first only when min < 0; no '+', no white space, nothing after, no overflow);
  * KBV_EINVAL otherwise, with *out untouched. The checked replacement for atoi/atol. */
 int kbv_parse_long(const char *s, long min, long max, long *out);
+/* The environment variable `name` as kbv_parse_long() reads it; `dflt` when it is unset,
+ * empty or not a number of [min, max] (the CLI refuses such a value at start-up, so a
+ * reader needs no message of its own). */
+long kbv_env_long(const char *name, long min, long max, long dflt);
 /* yes/true/on/1 -> 1, no/false/off/0 and NULL -> 0, anything else -> -1. */
 int kbv_parse_bool(const char *v);
 

@@ -36,10 +36,7 @@ int cmd_check(int argc, char **argv)
 			co.read_data = 1;
 			co.subset_pct = v;
 			/* KBVAULT_CHECK_DAY pins the rotation (tests); otherwise today's share. */
-			const char *day = getenv("KBVAULT_CHECK_DAY");
-			long d = 0;
-			co.subset_day = day && *day && kbv_parse_long(day, 0, UINT32_MAX, &d) == 0 ? (uint32_t)d
-												   : (uint32_t)(time(NULL) / 86400);
+			co.subset_day = (uint32_t)kbv_env_long("KBVAULT_CHECK_DAY", 0, UINT32_MAX, time(NULL) / 86400);
 		} else
 			return cli_bad_option("check", argv);
 	}

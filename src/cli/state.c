@@ -30,9 +30,5 @@ double cli_now(void)
 
 size_t cli_threads(void)
 {
-	const char *th = getenv("KBVAULT_THREADS");
-	long n = 0;
-	if (th && *th && kbv_parse_long(th, 1, CLI_THREADS_MAX, &n) < 0)
-		n = 0; /* refused at start-up (main.c); the default if a command runs anyway */
-	return (size_t)n;
+	return (size_t)kbv_env_long("KBVAULT_THREADS", 1, CLI_THREADS_MAX, 0);
 }

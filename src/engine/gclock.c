@@ -34,9 +34,7 @@ static double mono(void)
 /* KBV_GCLOCK_STALE, or KBVAULT_GC_LOCK_STALE seconds when the environment sets it. */
 static int64_t stale_after(void)
 {
-	const char *e = getenv("KBVAULT_GC_LOCK_STALE");
-	long v;
-	return e && kbv_parse_long(e, 1, KBV_GCLOCK_STALE_MAX, &v) == 0 ? (int64_t)v : KBV_GCLOCK_STALE;
+	return kbv_env_long("KBVAULT_GC_LOCK_STALE", 1, KBV_GCLOCK_STALE_MAX, KBV_GCLOCK_STALE);
 }
 
 static int on_lock(void *arg, const char *name, uint64_t size, int64_t mtime)

@@ -121,10 +121,7 @@ static int await_history(struct kbv_repo *r, const char *source, const char *lab
 	struct kbv_buf text = KBV_BUF_INIT;
 	struct hist_scan hs = { from, seg_size, KBV_BUF_INIT };
 	int rc = 0;
-	const char *env = getenv("KBVAULT_ARCHIVE_TIMEOUT");
-	long secs;
-	if (!env || !*env || kbv_parse_long(env, 1, KBV_ARCHIVE_TIMEOUT_MAX, &secs) < 0)
-		secs = KBV_ARCHIVE_TIMEOUT; /* a bad value never gets here: main.c refused it */
+	long secs = kbv_env_long("KBVAULT_ARCHIVE_TIMEOUT", 1, KBV_ARCHIVE_TIMEOUT_MAX, KBV_ARCHIVE_TIMEOUT);
 	TRY(kbv_reader_new(r, 1, &rd));
 	for (long tries = 0; tries < 4 * secs; tries++) {
 		hs.names.len = 0;

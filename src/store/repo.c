@@ -489,10 +489,8 @@ int kbv_repo_open_wait(const char *path, enum kbv_lock lock, const struct kbv_lo
 	TRY(read_config_and_key_names(r));
 	/* Benchmarks make repositories of many small packs (bench/s3-manypacks.sh): packs of
 	 * any size are valid, the config's size is only the writers' target. */
-	const char *ps = getenv("KBVAULT_PACK_SIZE");
-	long psz;
-	if (ps && *ps && kbv_parse_long(ps, KBV_PACK_SIZE_HOOK_MIN, KBV_PACK_SIZE_HOOK_MAX, &psz) == 0)
-		r->pack_size = (uint32_t)psz;
+	r->pack_size = (uint32_t)kbv_env_long("KBVAULT_PACK_SIZE", KBV_PACK_SIZE_HOOK_MIN, KBV_PACK_SIZE_HOOK_MAX,
+					      r->pack_size);
 	if (r->lock_days)
 		TRY(kbv_be_set_retention(r->be, kbv_repo_lock_seconds(r)));
 	TRY(kbv_repo_read_keys(r));

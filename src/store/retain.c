@@ -25,11 +25,7 @@
 int64_t kbv_repo_lock_seconds(const struct kbv_repo *r)
 {
 	/* Tests shorten a day (KBVAULT_OBJECT_LOCK_DAY, seconds) to see retention lapse. */
-	const char *d = getenv("KBVAULT_OBJECT_LOCK_DAY");
-	long day;
-	if (!d || !*d || kbv_parse_long(d, 1, KBV_LOCK_DAY_MAX, &day) < 0)
-		day = KBV_LOCK_DAY_MAX; /* a bad value never gets here: main.c refused it */
-	return (int64_t)r->lock_days * day;
+	return (int64_t)r->lock_days * kbv_env_long("KBVAULT_OBJECT_LOCK_DAY", 1, KBV_LOCK_DAY_MAX, 86400);
 }
 
 /* Seconds the clock a writer read may lag its PUT: a minute (less for the short days of

@@ -194,6 +194,12 @@ int kbv_parse_long(const char *s, long min, long max, long *out)
 	return 0;
 }
 
+long kbv_env_long(const char *name, long min, long max, long dflt)
+{
+	long v;
+	return kbv_parse_long(getenv(name), min, max, &v) == 0 ? v : dflt;
+}
+
 int kbv_parse_bool(const char *v)
 {
 	if (!v)

@@ -172,6 +172,22 @@ static void test_wbuf(void **s)
 }
 
 /* kbv_parse_long: the digits are the whole string; strtol's leniencies are refused. */
+/* An environment number: the value when it parses within the bounds, else the default. */
+static void test_env_long(void **st)
+{
+	(void)st;
+	unsetenv("KBV_TEST_NUM");
+	assert_int_equal(kbv_env_long("KBV_TEST_NUM", 1, 10, 7), 7);
+	const char *bad[] = { "", " 5", "+5", "5x", "0", "11", "-1" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		setenv("KBV_TEST_NUM", bad[i], 1);
+		assert_int_equal(kbv_env_long("KBV_TEST_NUM", 1, 10, 7), 7);
+	}
+	setenv("KBV_TEST_NUM", "10", 1);
+	assert_int_equal(kbv_env_long("KBV_TEST_NUM", 1, 10, 7), 10);
+	unsetenv("KBV_TEST_NUM");
+}
+
 static void test_parse_long(void **st)
 {
 	(void)st;
@@ -196,6 +212,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reader_bounds),
 		cmocka_unit_test(test_parse_long),
+		cmocka_unit_test(test_env_long),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_path_to_name),
 		cmocka_unit_test(test_buf_detach),

@@ -18,9 +18,8 @@ int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void 
 	/* Pages of the server's size (1000 keys on AWS and RGW); the tests make them small
 	 * with KBVAULT_S3_LIST_PAGE to walk continuations without thousands of objects. */
 	char maxkeys[32] = "";
-	const char *page = getenv("KBVAULT_S3_LIST_PAGE");
-	long pn;
-	if (page && *page && kbv_parse_long(page, 1, KBV_S3_LIST_PAGE_MAX, &pn) == 0)
+	long pn = kbv_env_long("KBVAULT_S3_LIST_PAGE", 1, KBV_S3_LIST_PAGE_MAX, 0);
+	if (pn)
 		snprintf(maxkeys, sizeof maxkeys, "&max-keys=%ld", pn);
 	const char *what = versions ? "ListVersionsResult" : "ListObjectsV2 result";
 	do {

@@ -130,11 +130,8 @@ int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const 
 	if (s->lock_secs)
 		return s3_remove_versions(s, kind, names, n);
 	/* the tests make batches small (KBVAULT_S3_DELETE_BATCH) to run several at once */
-	size_t batch = KBV_S3_DELETE_BATCH_MAX; /* DeleteObjects takes at most 1000 keys */
-	const char *b = getenv("KBVAULT_S3_DELETE_BATCH");
-	long bl;
-	if (b && *b && kbv_parse_long(b, 1, KBV_S3_DELETE_BATCH_MAX, &bl) == 0)
-		batch = (size_t)bl;
+	size_t batch = (size_t)kbv_env_long("KBVAULT_S3_DELETE_BATCH", 1, KBV_S3_DELETE_BATCH_MAX,
+					    KBV_S3_DELETE_BATCH_MAX); /* DeleteObjects takes at most 1000 keys */
 	size_t batches = (n + batch - 1) / batch;
 	if (batches <= 1)
 		return n ? delete_batch(s, kind, names, n) : 0;
