@@ -6,14 +6,19 @@
  * writer read) is a lower bound of its retain-until that a listing gives for free. An
  * extension raises it for everything listed; this host remembers the lowest retain-until
  * it left among the objects that existed when it listed them (the file `object-lock` in
- * its cache directory), which lifts the lower bound of every object that old. Only exact
- * answers (a HEAD) are trusted for deleting; lower bounds decide only what to extend,
- * where being low costs a request, never an object. */
+ * its cache directory, a line with a MAC under the repository's keys), which lifts the
+ * lower bound of every object that old. Only exact answers (a HEAD) are trusted for
+ * deleting; lower bounds decide only what to extend, where being low costs a request,
+ * never an object. */
 #include "kbv/backend.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "kbv/buf.h"
+#include "store/metacache.h"
 #include "store/repo_impl.h"
 #include "store/retain.h"
+
+#include <sodium.h>
 
 #include <inttypes.h>
 #include <limits.h>
@@ -42,39 +47,86 @@ struct record {
 	int64_t t, until;
 };
 
-/* This host's record, as of the storage's clock `now`. A record this code cannot have
- * written is ignored (lower bounds then come from LastModified alone): a listing time
- * later than now, or a retain-until further after it than a retention and the longest
- * pass allowed for (an hour, or a quarter of the retention if more). A damaged file must
- * not raise every lower bound past the truth: gc would stop extending and status would
- * stay OK while retention lapses. */
+#define RECORD_LABEL "kbvault object lock record v1"
+
+int kbv_lockrec_format(const struct kbv_keys *keys, int64_t t, int64_t until, char *line, size_t cap)
+{
+	uint8_t key[32], mac[32];
+	char hex[2 * sizeof mac + 1];
+	int n = snprintf(line, cap, "kbvault-object-lock 2 %lld %lld", (long long)t, (long long)until);
+	if (n < 0 || (size_t)n >= cap)
+		return kbv_error(KBV_EINVAL, "object lock record: a line of %zu bytes", cap);
+	kbv_meta_local_key(keys, RECORD_LABEL, key);
+	crypto_generichash_blake2b(mac, sizeof mac, (const uint8_t *)line, (size_t)n, key, sizeof key);
+	sodium_memzero(key, sizeof key);
+	kbv_hex(mac, sizeof mac, hex);
+	int m = snprintf(line + n, cap - (size_t)n, " %s\n", hex);
+	if (m < 0 || (size_t)m >= cap - (size_t)n)
+		return kbv_error(KBV_EINVAL, "object lock record: a line of %zu bytes", cap);
+	return n + m;
+}
+
+int kbv_lockrec_parse(const struct kbv_keys *keys, const char *line, size_t len, int64_t *t, int64_t *until)
+{
+	static const char head[] = "kbvault-object-lock 2 ";
+	char copy[KBV_LOCKREC_MAX], expect[KBV_LOCKREC_MAX];
+	long a, b;
+	*t = *until = 0;
+	if (len >= sizeof copy || len < sizeof head - 1 || memcmp(line, head, sizeof head - 1) != 0)
+		return KBV_ECORRUPT;
+	memcpy(copy, line, len);
+	copy[len] = 0;
+	char *ts = copy + sizeof head - 1, *us = strchr(ts, ' '), *end;
+	if (!us || !(end = strchr(us + 1, ' ')))
+		return KBV_ECORRUPT;
+	*us++ = 0;
+	*end = 0;
+	if (kbv_parse_long(ts, 1, LONG_MAX, &a) < 0 || kbv_parse_long(us, 1, LONG_MAX, &b) < 0 || b <= a)
+		return KBV_ECORRUPT;
+	/* The one line this code writes for (a, b) under these keys, byte for byte: its MAC and
+	 * the numbers' spelling both checked. */
+	int n = kbv_lockrec_format(keys, a, b, expect, sizeof expect);
+	if (n < 0 || (size_t)n != len || sodium_memcmp(expect, line, len) != 0)
+		return KBV_ECORRUPT;
+	*t = a;
+	*until = b;
+	return 0;
+}
+
+/* This host's record, as of the storage's clock `now`. A record that is not authentic
+ * (damaged, another repository's, or written by a build before version 2) is ignored, and
+ * lower bounds then come from LastModified alone; so is one this code cannot have written
+ * as of now: a listing time later than now, or a retain-until further after it than a
+ * retention and the longest pass allowed for (an hour, or a quarter of the retention if
+ * more: a clock that went back). A wrong record must not raise lower bounds past the truth:
+ * gc would stop extending and status would stay OK while retention lapses. */
 static void record_read(struct kbv_repo *r, int64_t now, struct record *rec)
 {
-	char p[PATH_MAX];
+	char p[PATH_MAX], line[KBV_LOCKREC_MAX];
 	int64_t L = kbv_repo_lock_seconds(r);
-	int64_t pass = L / 4 > 3600 ? L / 4 : 3600;
+	int64_t pass = L / 4 > 3600 ? L / 4 : 3600, t, u;
 	rec->t = rec->until = 0;
-	if (kbv_path(p, sizeof p, "%s/object-lock", r->local) < 0)
+	if (!r->keys || kbv_path(p, sizeof p, "%s/object-lock", r->local) < 0)
 		return;
 	FILE *f = fopen(p, "re");
-	long long t, u;
 	if (!f)
 		return;
-	if (fscanf(f, "kbvault-object-lock 1 %lld %lld", &t, &u) == 2 && t > 0 && u > t && t <= now + slack(r) &&
-	    u - t <= L + pass) {
+	size_t n = fread(line, 1, sizeof line, f);
+	fclose(f);
+	if (kbv_lockrec_parse(r->keys, line, n, &t, &u) == 0 && t <= now + slack(r) && u - t <= L + pass) {
 		rec->t = t;
 		rec->until = u;
 	}
-	fclose(f);
 }
 
 static int record_write(struct kbv_repo *r, const struct record *rec)
 {
-	char p[PATH_MAX], line[96];
-	int rc = 0;
+	char p[PATH_MAX], line[KBV_LOCKREC_MAX];
+	int rc = 0, n;
+	if (!r->keys)
+		return 0;
 	TRY(kbv_path(p, sizeof p, "%s/object-lock", r->local));
-	int n = snprintf(line, sizeof line, "kbvault-object-lock 1 %lld %lld\n", (long long)rec->t,
-			 (long long)rec->until);
+	TRY(n = kbv_lockrec_format(r->keys, rec->t, rec->until, line, sizeof line));
 	rc = kbv_write_replace(p, line, (size_t)n, 0600);
 out:
 	return rc;

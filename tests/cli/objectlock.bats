@@ -156,13 +156,17 @@ retained_keys() { s3_keys prod/ | grep -v -e '/plans/' -e '/locks/'; }
 	run kbv status --max-age 1h
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"object lock: COMPLIANCE, 1 days;"* ]]
-	# This host's record damaged (a retain-until ten years on): it must not hide the lapse
-	# (the config's and keys' retention, asked by HEAD, would still show it) nor keep gc
-	# from extending the packs and manifests it covers.
+	# This host's record, written by a gc, authenticated (version 2, a MAC under the
+	# repository's keys). Damaged, it must not hide the lapse (the config's and keys'
+	# retention, asked by HEAD, would still show it) nor keep gc from extending the packs
+	# and manifests it covers: here a retain-until an hour on (within the bounds a clock
+	# check allows), the MAC kept.
+	kbv gc -q --keep-all
 	cache=$(ls -d "$TMPD"/cache/kbvault/*/ | grep -v '/cuts/$')
 	[ "$(echo "$cache" | wc -l)" -eq 1 ]
-	now=$(date +%s)
-	echo "kbvault-object-lock 1 $now $((now + 315360000))" > "${cache}object-lock"
+	grep -Eq '^kbvault-object-lock 2 [0-9]+ [0-9]+ [0-9a-f]{64}$' "${cache}object-lock"
+	read -r magic version t u mac < "${cache}object-lock"
+	echo "$magic $version $t $((t + 3600)) $mac" > "${cache}object-lock"
 	sleep 31 # less than a quarter of the retention is left (or none, on a slow machine)
 	run kbv status --max-age 1h
 	[ "$status" -eq 1 ]

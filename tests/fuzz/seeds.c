@@ -7,6 +7,8 @@
 #include "store/pack.h"
 #include "kbv/snapshot.h"
 #include "hints_input.h"
+#include "lockrec_input.h"
+#include "store/retain.h"
 #include "kbv/fsio.h"
 
 #include <stdlib.h>
@@ -111,5 +113,18 @@ int main(void)
 	kbv_buf_release(&f);
 	free(in);
 	free(lens);
+
+	/* lockrec: the line written for two numbers, the version 1 line of older builds, and
+	 * the line cut before its MAC */
+	struct kbv_keys lk;
+	char line[KBV_LOCKREC_MAX];
+	lockrec_keys(&lk);
+	int ln = kbv_lockrec_format(&lk, 1764806400, 1764892800, line, sizeof line);
+	if (ln < 0)
+		return 1;
+	put("tests/fuzz/corpus/lockrec", "written", line, (size_t)ln);
+	put("tests/fuzz/corpus/lockrec", "no-mac", line, 44);
+	static const char v1[] = "kbvault-object-lock 1 1764806400 1764892800\n";
+	put("tests/fuzz/corpus/lockrec", "version-1", v1, sizeof v1 - 1);
 	return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "kbv/error.h"
 #include "store/metacache.h"
+#include "store/retain.h"
 #include "store/pack.h"
 #include "store/repo_impl.h"
 
@@ -452,6 +453,61 @@ static void test_metacache_seal_open(void **st)
 	kbv_buf_release(&plain);
 }
 
+/* This host's Object Lock record: the line for known keys is the one computed with
+ * Python's hashlib (format/repository.md: BLAKE2b-256 keyed with the id key of the label,
+ * its NUL and the encryption key; then BLAKE2b-256 keyed with that of the line before
+ * " MAC"); it reads back, and every change to it (a digit, the MAC, another repository's
+ * keys, a version 1 line, a number spelt otherwise, cut short, a byte added) is refused. */
+static void test_lockrec(void **st)
+{
+	(void)st;
+	static const char want[] = "kbvault-object-lock 2 1764806400 1764892800 "
+				   "e317ae00de64f2144902be1f762397ffc663354a29a11a99b41ac0745d92413c\n";
+	struct kbv_keys k = { 0 }, other;
+	for (int i = 0; i < 32; i++) {
+		k.enc[i] = (uint8_t)i;
+		k.id[i] = (uint8_t)(32 + i);
+	}
+	other = k;
+	other.enc[0] ^= 1;
+	char line[KBV_LOCKREC_MAX], bad[KBV_LOCKREC_MAX + 8];
+	int64_t t, u;
+	int n = kbv_lockrec_format(&k, 1764806400, 1764892800, line, sizeof line);
+	assert_int_equal(n, (int)strlen(want));
+	assert_string_equal(line, want);
+	assert_int_equal(kbv_lockrec_parse(&k, line, (size_t)n, &t, &u), 0);
+	assert_true(t == 1764806400 && u == 1764892800);
+	assert_int_equal(kbv_lockrec_parse(&other, line, (size_t)n, &t, &u), KBV_ECORRUPT);
+	assert_true(t == 0 && u == 0);
+	for (int i = 0; i < n; i++) {
+		memcpy(bad, line, (size_t)n);
+		bad[i] = bad[i] == '9' ? '8' : bad[i] == 'f' ? 'e' : (char)(bad[i] + 1);
+		assert_int_equal(kbv_lockrec_parse(&k, bad, (size_t)n, &t, &u), KBV_ECORRUPT);
+	}
+	for (int i = 0; i < n; i++)
+		assert_int_equal(kbv_lockrec_parse(&k, line, (size_t)i, &t, &u), KBV_ECORRUPT);
+	memcpy(bad, line, (size_t)n);
+	bad[n] = '\n';
+	assert_int_equal(kbv_lockrec_parse(&k, bad, (size_t)n + 1, &t, &u), KBV_ECORRUPT);
+	static const char *const others[] = {
+		"kbvault-object-lock 1 1764806400 1764892800\n",
+		"kbvault-object-lock 2 +1764806400 1764892800 "
+		"e317ae00de64f2144902be1f762397ffc663354a29a11a99b41ac0745d92413c\n",
+		"kbvault-object-lock 2 01764806400 1764892800 "
+		"e317ae00de64f2144902be1f762397ffc663354a29a11a99b41ac0745d92413c\n",
+		"kbvault-object-lock 2 99999999999999999999 1764892800 "
+		"e317ae00de64f2144902be1f762397ffc663354a29a11a99b41ac0745d92413c\n",
+		"kbvault-object-lock 2  ",
+		"",
+	};
+	for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+		assert_int_equal(kbv_lockrec_parse(&k, others[i], strlen(others[i]), &t, &u), KBV_ECORRUPT);
+	/* until must follow t; too small a buffer is an error, not a cut line */
+	assert_true(kbv_lockrec_format(&k, 5, 5, line, sizeof line) > 0);
+	assert_int_equal(kbv_lockrec_parse(&k, line, strlen(line), &t, &u), KBV_ECORRUPT);
+	assert_int_equal(kbv_lockrec_format(&k, 1764806400, 1764892800, line, 60), KBV_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_index_group_in_key_order),
 		cmocka_unit_test(test_index_ids_tied_in_radix_bits),
 		cmocka_unit_test(test_metacache_seal_open),
+		cmocka_unit_test(test_lockrec),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
