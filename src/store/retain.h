@@ -3,9 +3,8 @@
 #ifndef KBV_STORE_RETAIN_H
 #define KBV_STORE_RETAIN_H
 
-#include <stdint.h>
-
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kbv/backend.h"
 
