@@ -11,9 +11,9 @@
  * deleting; lower bounds decide only what to extend, where being low costs a request,
  * never an object. */
 #include "kbv/backend.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
-#include "kbv/buf.h"
 #include "store/metacache.h"
 #include "store/repo_impl.h"
 #include "store/retain.h"
@@ -48,12 +48,13 @@ struct record {
 };
 
 #define RECORD_LABEL "kbvault object lock record v1"
+#define RECORD_HEAD "kbvault-object-lock 2 " /* the version 2 line up to T */
 
 int kbv_lockrec_format(const struct kbv_keys *keys, int64_t t, int64_t until, char *line, size_t cap)
 {
 	uint8_t key[32], mac[32];
 	char hex[2 * sizeof mac + 1];
-	int n = snprintf(line, cap, "kbvault-object-lock 2 %lld %lld", (long long)t, (long long)until);
+	int n = snprintf(line, cap, RECORD_HEAD "%lld %lld", (long long)t, (long long)until);
 	if (n < 0 || (size_t)n >= cap)
 		return kbv_error(KBV_EINVAL, "object lock record: a line of %zu bytes", cap);
 	kbv_meta_local_key(keys, RECORD_LABEL, key);
@@ -68,7 +69,7 @@ int kbv_lockrec_format(const struct kbv_keys *keys, int64_t t, int64_t until, ch
 
 int kbv_lockrec_parse(const struct kbv_keys *keys, const char *line, size_t len, int64_t *t, int64_t *until)
 {
-	static const char head[] = "kbvault-object-lock 2 ";
+	static const char head[] = RECORD_HEAD;
 	char copy[KBV_LOCKREC_MAX], expect[KBV_LOCKREC_MAX];
 	long a, b;
 	*t = *until = 0;
