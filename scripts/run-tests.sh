@@ -1,6 +1,7 @@
 #!/bin/bash
 # Run the unit test binaries (cmocka) and the CLI tests (bats), then print one summary line
-# "tests: N passed, M failed". Usage:
+# "tests: N passed, M failed, K skipped" (a skipped test is shown and never counted as
+# passed). Usage:
 #   run-tests.sh [--unit BIN...] [--cli FILE.bats...] [--cli-s3 FILE.bats...]
 # --cli-s3 runs those suites again with their repositories on object storage
 # (tests/cli/with-ceph.sh starts a one-node Ceph S3 gateway for them); their lines say "s3".
@@ -8,6 +9,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 passed=0
 failed=0
+skipped=0
 mode=""
 unit=()
 cli=()
@@ -34,20 +36,23 @@ for t in "${unit[@]}"; do
 	fi
 done
 # run_bats LABEL PREFIX CMD...: CMD runs bats --tap; every line but the passes is shown
-# (with PREFIX), and a run in which no test ran at all counts as a failure.
+# (with PREFIX; skips too), and a run in which no test ran at all counts as a failure.
 run_bats() {
-	local label=$1 prefix=$2 out p f
+	local label=$1 prefix=$2 out p f s
 	shift 2
 	out=$("$@" 2>&1)
-	echo "$out" | grep -v '^ok ' | grep -v '^1\.\.' | sed "s/^/$prefix/"
-	p=$(echo "$out" | grep -c '^ok ')
+	echo "$out" | grep -v -E '^ok [0-9]+ ' | grep -v '^1\.\.' | sed "s/^/$prefix/"
+	echo "$out" | grep -E '^ok [0-9]+ .* # skip' | sed "s/^/$prefix/"
+	s=$(echo "$out" | grep -c -E '^ok [0-9]+ .* # skip')
+	p=$(($(echo "$out" | grep -c -E '^ok [0-9]+ ') - s))
 	f=$(echo "$out" | grep -c '^not ok ')
-	[ "$p$f" != 00 ] || { echo "$out" | tail -5; f=1; }
-	echo "$label: $p ok, $f not ok"
+	[ "$p$f$s" != 000 ] || { echo "$out" | tail -5; f=1; }
+	echo "$label: $p ok, $f not ok, $s skipped"
 	passed=$((passed + p))
 	failed=$((failed + f))
+	skipped=$((skipped + s))
 }
 [ "${#cli[@]}" -eq 0 ] || run_bats cli "" bats --tap "${cli[@]}"
 [ "${#clis3[@]}" -eq 0 ] || run_bats "cli on s3" "s3 " tests/cli/with-ceph.sh bats --tap "${clis3[@]}"
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]
