@@ -42,8 +42,10 @@ for snap in s:
     assert st["xxh3_128"] == sys.argv[2], (st["xxh3_128"], sys.argv[2])
 ' "$size" "$want"
 
-	# the stdin snapshot, through a pipe
+	# the stdin snapshot, through a pipe (the restore's own exit status counts too)
+	set -o pipefail
 	kbv restore "$(snap_id 1)" --stream big.bin --stdout | cmp - "$f"
+	set +o pipefail
 	# the file snapshot, into a file
 	kbv restore -q latest --target "$TMPD/r"
 	[ "$(stat -c %s "$TMPD/r/${f#/}")" = "$size" ]
