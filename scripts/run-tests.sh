@@ -38,13 +38,13 @@ done
 # run_bats LABEL PREFIX CMD...: CMD runs bats --tap; every line but the passes is shown
 # (with PREFIX; skips too), and a run in which no test ran at all counts as a failure.
 run_bats() {
-	local label=$1 prefix=$2 out p f s
+	local label=$1 prefix=$2 out p f s ok_re='^ok [0-9]+ ' skip_re='^ok [0-9]+ .* # skip'
 	shift 2
 	out=$("$@" 2>&1)
-	echo "$out" | grep -v -E '^ok [0-9]+ ' | grep -v '^1\.\.' | sed "s/^/$prefix/"
-	echo "$out" | grep -E '^ok [0-9]+ .* # skip' | sed "s/^/$prefix/"
-	s=$(echo "$out" | grep -c -E '^ok [0-9]+ .* # skip')
-	p=$(($(echo "$out" | grep -c -E '^ok [0-9]+ ') - s))
+	echo "$out" | grep -v -E "$ok_re" | grep -v '^1\.\.' | sed "s/^/$prefix/"
+	echo "$out" | grep -E "$skip_re" | sed "s/^/$prefix/"
+	s=$(echo "$out" | grep -c -E "$skip_re")
+	p=$(($(echo "$out" | grep -c -E "$ok_re") - s))
 	f=$(echo "$out" | grep -c '^not ok ')
 	[ "$p$f$s" != 000 ] || { echo "$out" | tail -5; f=1; }
 	echo "$label: $p ok, $f not ok, $s skipped"
