@@ -184,7 +184,8 @@ bench-sources: deps bench-deps all
 
 soak: deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) KBV_SOAK=1 \
-		scripts/run-tests.sh --cli tests/cli/crash.bats tests/cli/gc.bats tests/cli/manyhosts.bats tests/cli/shared.bats tests/cli/large.bats
+		scripts/run-tests.sh --cli tests/cli/crash.bats tests/cli/gc.bats tests/cli/manyhosts.bats tests/cli/shared.bats tests/cli/large.bats \
+		--cli-s3 tests/cli/large.bats
 	@# every repository file flipped, truncated and deleted in turn (tests/soak/corruption.sh)
 	@KBVAULT=$(abspath $(PROG)) tests/soak/corruption.sh
 
