@@ -15,8 +15,15 @@ free_port() {
 
 # Up to three tries: on a loaded machine a start sometimes failed (the OSD told "wrong
 # fsid" by the monitor; see [osd.0] below); each try begins from nothing.
+# With KBV_CEPH_SHARED=1 (scripts/run-tests.sh started one Ceph for every suite that needs
+# it, and exported what ceph_start sets), ceph_start only makes sure the gateway answers
+# (a suite before may have stopped it) and ceph_stop leaves the cluster up.
 ceph_start() {
 	local try
+	if [ -n "${KBV_CEPH_SHARED:-}" ]; then
+		curl -s -o /dev/null "$S3_ENDPOINT" || ceph_rgw_start
+		return
+	fi
 	for try in 1 2 3; do
 		if ceph_start_once; then
 			return 0
@@ -26,6 +33,19 @@ ceph_start() {
 		ceph_stop
 	done
 	return 1
+}
+
+# Start a daemon with no descriptor open but 0-2. One it inherited from bats or a $(...)
+# (the suite's output pipe) would keep that reader waiting until the daemon exits; a
+# shared cluster outlives the suite, and a gateway restarted by a test outlives the test.
+ceph_daemon() {
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -le 2 ] || eval "exec $fd>&-"
+		done
+		exec "$@"
+	)
 }
 
 ceph_start_once() {
@@ -75,7 +95,7 @@ EOF
 	local c="-c $d/ceph.conf"
 	monmaptool --create --fsid "$fsid" --addv a "[v1:127.0.0.1:$mon_port]" "$d/monmap" > /dev/null
 	ceph-mon $c --mkfs -i a --monmap "$d/monmap" > "$d/log/mkfs-mon" 2>&1
-	ceph-mon $c -i a > "$d/log/start-mon" 2>&1
+	ceph_daemon ceph-mon $c -i a > "$d/log/start-mon" 2>&1
 	local i
 	for i in $(seq 1 100); do # the monitor answers
 		timeout 10 ceph $c mon stat > /dev/null 2>&1 && break
@@ -95,13 +115,13 @@ EOF
 	timeout 60 ceph $c osd crush add osd.0 1.0 root=default > "$d/log/crush-add" 2>&1 || return 1
 	ceph-osd $c -i 0 --mkfs --no-mon-config --osd-uuid "$uuid" > "$d/log/mkfs-osd" 2>&1 || return 1
 	# Its exit status is not trusted either way: the OSD being up is what counts.
-	ceph-osd $c -i 0 > "$d/log/start-osd" 2>&1 || true
+	ceph_daemon ceph-osd $c -i 0 > "$d/log/start-osd" 2>&1 || true
 	for i in $(seq 1 150); do # the OSD is up
 		timeout 10 ceph $c osd stat 2> /dev/null | grep -q '1 up' && break
 		sleep 0.2
 	done
 	timeout 10 ceph $c osd stat 2> /dev/null | grep -q '1 up' || return 1
-	radosgw $c -n client.rgw.a > "$d/log/start-rgw" 2>&1 || return 1
+	ceph_daemon radosgw $c -n client.rgw.a > "$d/log/start-rgw" 2>&1 || return 1
 	S3_ENDPOINT=http://127.0.0.1:$rgw_port
 	AWS_ACCESS_KEY_ID=KBVTESTACCESSKEY000
 	AWS_SECRET_ACCESS_KEY=kbvtestsecretkey0000000000000000000000
@@ -123,7 +143,7 @@ ceph_rgw_stop() {
 }
 
 ceph_rgw_start() {
-	radosgw -c "$CEPH_DIR/ceph.conf" -n client.rgw.a >> "$CEPH_DIR/log/start-rgw" 2>&1
+	ceph_daemon radosgw -c "$CEPH_DIR/ceph.conf" -n client.rgw.a >> "$CEPH_DIR/log/start-rgw" 2>&1
 	local i
 	for i in $(seq 1 600); do
 		curl -s -o /dev/null "$S3_ENDPOINT" && return 0
@@ -134,6 +154,7 @@ ceph_rgw_start() {
 }
 
 ceph_stop() {
+	[ -z "${KBV_CEPH_SHARED:-}" ] || return 0
 	[ -n "${CEPH_DIR:-}" ] || return 0
 	for p in "$CEPH_DIR"/run/*.pid; do
 		[ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null

@@ -1,9 +1,10 @@
 # Shared set-up for the CLI tests: a scratch directory, a fast-KDF repository, helpers.
 # KBVAULT (the binary) and GENDUMP (the dump generator) come from the Makefile.
 #
-# The core suites (basic, crash, gc, badinput) run twice in make test: on a directory, and
-# with KBV_TEST_BACKEND=s3 against the S3 server tests/cli/with-ceph.sh started (a bucket
-# per test, the index cache in the test's directory). The repo_* helpers below look at and
+# The core suites (basic, crash, gc, badinput, pitr) run twice in make test: on a
+# directory, and with KBV_TEST_BACKEND=s3 against the S3 server that scripts/run-tests.sh
+# (or, by hand, tests/cli/with-ceph.sh) started (a bucket per test, the index cache in the
+# test's directory). The repo_* helpers below look at and
 # damage the repository's objects on either; where the backends differ by design a test
 # asks on_s3 and says why.
 load s3obj

@@ -5,7 +5,7 @@
 # but for four random pieces of 1.5 MB, two of them across the 4 GiB line, so a chunk put
 # at the wrong place would show. Costs ~1 minute, ~5 GB of disk for the restored file and
 # page cache for the holes read: it runs in make soak (KBV_SOAK=1), on a directory and on
-# Ceph (with-ceph.sh; the zeros deduplicate, so its 2 GiB memstore is room enough), and
+# Ceph (--cli-s3; the zeros deduplicate, so its 2 GiB memstore is room enough), and
 # is skipped in make test.
 load helpers
 
