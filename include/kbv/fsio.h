@@ -29,6 +29,15 @@ int kbv_wbuf_put(struct kbv_wbuf *w, const void *p, size_t n);
 /* Write what the buffer holds (nothing is written at kbv_wbuf_free). */
 int kbv_wbuf_flush(struct kbv_wbuf *w);
 void kbv_wbuf_free(struct kbv_wbuf *w);
+/* When fd is a pipe (either end), ask the kernel to make it KBV_PIPE_BYTES wide: a pipe of
+ * Linux's default 64 KiB makes its writer sleep and its reader wake every 64 KiB of a
+ * stream. 1 MiB is what an unprivileged process may ask for by default (fs.pipe-max-size);
+ * a pipe already as wide is left alone. Only the pipe's buffer changes, not what it carries;
+ * a refusal (a lower limit, the user's pipe quota) leaves it as it was and is not an error.
+ * The width counts against that quota (fs.pipe-user-pages-soft, 64 MiB of pipes a user by
+ * default) while the pipe lives. Not a pipe: nothing happens. */
+#define KBV_PIPE_BYTES (1 << 20)
+void kbv_pipe_widen(int fd);
 /* pwrite(2) all n bytes at off (retrying short writes and EINTR). */
 int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what);
 /* Read exactly n bytes at offset; KBV_ECORRUPT if the file is shorter ("truncated"). */

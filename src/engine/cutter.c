@@ -235,6 +235,7 @@ void kbv_input_init(struct kbv_input *in, int fd, const char *what)
 		in->off = at;
 		in->end = (uint64_t)st.st_size;
 	}
+	kbv_pipe_widen(fd); /* pg_dump's, a command's or stdin's pipe, read in order */
 }
 
 void kbv_input_done(struct kbv_input *in)

@@ -31,6 +31,13 @@ int kbv_write_full(int fd, const void *p, size_t n, const char *what)
 	return 0;
 }
 
+void kbv_pipe_widen(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) < KBV_PIPE_BYTES)
+		(void)fcntl(fd, F_SETPIPE_SZ, KBV_PIPE_BYTES);
+}
+
 int kbv_wbuf_init(struct kbv_wbuf *w, int fd, size_t cap, const char *what)
 {
 	*w = (struct kbv_wbuf){ .fd = fd, .what = what, .cap = cap };

@@ -38,6 +38,32 @@ setup() { setup_repo; }
 	done
 }
 
+@test "a pipe into a snapshot or out of a restore is widened to 1 MiB (at Linux's 64 KiB both ends wake sixteen times as often), and carries the same bytes" {
+	"$GENDUMP" --mb 4 > "$TMPD/kb.sql"
+	# the writer sends a first piece, then waits (10 s at most) for kbvault to widen the pipe
+	python3 -c '
+import fcntl, sys, time
+data = open(sys.argv[1], "rb").read()
+out = sys.stdout.buffer
+out.write(data[:4096]); out.flush()
+for _ in range(1000):
+    if fcntl.fcntl(1, fcntl.F_GETPIPE_SZ) >= 1 << 20:
+        break
+    time.sleep(0.01)
+print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ), file=sys.stderr)
+out.write(data[4096:]); out.flush()
+' "$TMPD/kb.sql" 2> "$TMPD/in-size" | kbv snapshot -q --stdin kb.sql
+	[ "$(cat "$TMPD/in-size")" = 1048576 ]
+	# the reader looks once the first byte is there: kbvault widens before it writes
+	kbv restore latest --stdout | python3 -c '
+import fcntl, sys
+first = sys.stdin.buffer.read(1)
+print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), file=sys.stderr)
+sys.stdout.buffer.write(first + sys.stdin.buffer.read())
+' 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
+	[ "$(cat "$TMPD/out-size")" = 1048576 ]
+}
+
 @test "stdin from a file, read on several threads, is the stream a pipe gives, from the file's offset on" {
 	"$GENDUMP" --mb 6 > "$TMPD/kb.sql"
 	export KBVAULT_THREADS=4 # a file in pieces on the cutting threads, a pipe read ahead on its own

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -171,6 +172,48 @@ static void test_wbuf(void **s)
 	close(p[1]);
 }
 
+/* kbv_pipe_widen: a pipe of the default 64 KiB becomes 1 MiB from either end, and carries the
+ * same bytes; a wider pipe stays as wide; a file or a closed descriptor is left alone. */
+static void test_pipe_widen(void **s)
+{
+	(void)s;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(fcntl(p[0], F_GETPIPE_SZ) < KBV_PIPE_BYTES); /* 64 KiB, Linux's default */
+	kbv_pipe_widen(p[1]);
+	assert_int_equal(fcntl(p[0], F_GETPIPE_SZ), KBV_PIPE_BYTES);
+	/* 1 MiB fits without a reader now (it would block at 64 KiB before) */
+	static uint8_t big[KBV_PIPE_BYTES], back[KBV_PIPE_BYTES];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 131 + (i >> 9));
+	assert_int_equal(kbv_write_full(p[1], big, sizeof big, "the test pipe"), 0);
+	size_t got = 0;
+	close(p[1]);
+	assert_int_equal(kbv_read_upto(p[0], back, sizeof back, &got, "the test pipe"), 0);
+	assert_int_equal(got, sizeof big);
+	assert_memory_equal(back, big, sizeof big);
+	close(p[0]);
+
+	assert_int_equal(pipe(p), 0);
+	kbv_pipe_widen(p[0]);
+	assert_int_equal(fcntl(p[1], F_GETPIPE_SZ), KBV_PIPE_BYTES);
+	if (fcntl(p[0], F_SETPIPE_SZ, 2 * KBV_PIPE_BYTES) == 2 * KBV_PIPE_BYTES) { /* root may */
+		kbv_pipe_widen(p[1]);
+		assert_int_equal(fcntl(p[0], F_GETPIPE_SZ), 2 * KBV_PIPE_BYTES);
+	}
+	close(p[0]);
+	close(p[1]);
+
+	char path[] = "/tmp/kbv-test-widen.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	kbv_pipe_widen(fd); /* not a pipe: nothing to do, nothing to fail */
+	assert_int_equal(fcntl(fd, F_GETPIPE_SZ), -1);
+	close(fd);
+	kbv_pipe_widen(fd); /* closed: the same */
+}
+
 /* kbv_parse_long: the digits are the whole string; strtol's leniencies are refused. */
 /* An environment number: the value when it parses within the bounds, else the default. */
 static void test_env_long(void **st)
@@ -218,6 +261,7 @@ int main(void)
 		cmocka_unit_test(test_buf_detach),
 		cmocka_unit_test(test_beside),
 		cmocka_unit_test(test_wbuf),
+		cmocka_unit_test(test_pipe_widen),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
