@@ -38,7 +38,7 @@ setup() { setup_repo; }
 	done
 }
 
-@test "a pipe into a snapshot or out of a restore is widened to 1 MiB (at Linux's 64 KiB both ends wake sixteen times as often), and carries the same bytes" {
+@test "a pipe into a snapshot or out of a restore (stderr into it too or not) is widened to 1 MiB (at Linux's 64 KiB both ends wake sixteen times as often), and carries the same bytes" {
 	"$GENDUMP" --mb 4 > "$TMPD/kb.sql"
 	# the writer sends a first piece, then waits (10 s at most) for kbvault to widen the pipe
 	python3 -c '
@@ -56,6 +56,15 @@ out.write(data[4096:]); out.flush()
 	[ "$(cat "$TMPD/in-size")" = 1048576 ]
 	# the reader looks once the first byte is there: kbvault widens before it writes
 	kbv restore latest --stdout | python3 -c '
+import fcntl, sys
+first = sys.stdin.buffer.read(1)
+print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), file=sys.stderr)
+sys.stdout.buffer.write(first + sys.stdin.buffer.read())
+' 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
+	[ "$(cat "$TMPD/out-size")" = 1048576 ]
+	# the same with stderr into that pipe too (written in order for the shared offset)
+	rm "$TMPD/out-size"
+	kbv restore -q latest --stdout 2>&1 | python3 -c '
 import fcntl, sys
 first = sys.stdin.buffer.read(1)
 print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), file=sys.stderr)
