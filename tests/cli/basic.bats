@@ -40,13 +40,13 @@ setup() { setup_repo; }
 
 @test "a pipe into a snapshot or out of a restore (stderr into it too or not) is widened to 1 MiB (at Linux's 64 KiB both ends wake sixteen times as often), and carries the same bytes" {
 	"$GENDUMP" --mb 4 > "$TMPD/kb.sql"
-	# the writer sends a first piece, then waits (10 s at most) for kbvault to widen the pipe
+	# the writer sends a first piece, then waits (30 s at most) for kbvault to widen the pipe
 	python3 -c '
 import fcntl, sys, time
 data = open(sys.argv[1], "rb").read()
 out = sys.stdout.buffer
 out.write(data[:4096]); out.flush()
-for _ in range(1000):
+for _ in range(3000):
     if fcntl.fcntl(1, fcntl.F_GETPIPE_SZ) >= 1 << 20:
         break
     time.sleep(0.01)
