@@ -23,7 +23,8 @@ int kbv_cmd_start(char *const argv[], pid_t *pid, int *fd);
 /* The same with an environment of its own (NULL: ours). */
 int kbv_cmd_start_env(char *const argv[], char *const envp[], pid_t *pid, int *fd);
 /* Start argv[0] (PATH search) with stdin from in_fd and stdout to out_fd (-1: /dev/null for
- * either), stderr ours, environment envp (NULL: ours). */
+ * either), stderr ours, environment envp (NULL: ours). An in_fd that is a pipe is widened
+ * first (kbv_pipe_widen). */
 int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, pid_t *pid);
 /* Wait for the child. KBV_ESOURCE, with a message naming `what`, when it exited non-zero
  * or was killed. `kill_first` sends SIGTERM first (the reader gave up). */

@@ -467,8 +467,7 @@ static int to_stdout(struct kbv_reader *rd, struct kbv_snapshot *s, const struct
 	struct stat so, se;
 	int shared = fstat(STDOUT_FILENO, &so) == 0 && fstat(STDERR_FILENO, &se) == 0 && so.st_dev == se.st_dev &&
 		     so.st_ino == se.st_ino;
-	if (shared)
-		kbv_pipe_widen(STDOUT_FILENO); /* kbv_reader_stream_fd() does it otherwise */
+	kbv_pipe_widen(STDOUT_FILENO); /* into pg_restore or psql, say: written in order */
 	int rc = shared ? kbv_reader_stream(rd, &one->ref, one->size, &one->hash, write_sink, sk)
 			: kbv_reader_stream_fd(rd, &one->ref, one->size, &one->hash, STDOUT_FILENO, "stdout",
 					       written_sink, sk);

@@ -229,13 +229,16 @@ void kbv_input_init(struct kbv_input *in, int fd, const char *what)
 	in->what = what;
 	in->off = -1;
 	in->end = 0;
-	/* a file too small for two pieces is read as a pipe is: no seeks */
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 2 * (off_t)SEGMENT_MIN &&
-	    (at = lseek(fd, 0, SEEK_CUR)) >= 0) {
+	if (fstat(fd, &st) < 0)
+		return;
+	/* a pipe (pg_dump's, a command's, stdin) is widened; a file too small for two pieces is
+	 * read as a pipe is: no seeks */
+	if (S_ISFIFO(st.st_mode)) {
+		kbv_pipe_widen(fd);
+	} else if (S_ISREG(st.st_mode) && st.st_size >= 2 * (off_t)SEGMENT_MIN && (at = lseek(fd, 0, SEEK_CUR)) >= 0) {
 		in->off = at;
 		in->end = (uint64_t)st.st_size;
 	}
-	kbv_pipe_widen(fd); /* pg_dump's, a command's or stdin's pipe, read in order */
 }
 
 void kbv_input_done(struct kbv_input *in)

@@ -377,10 +377,8 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 	/* Only at the end of a regular file: a failure cuts it back to the prefix, and nothing
 	 * that was there after the start can be lost to that. */
 	if (fl < 0 || (fl & O_APPEND) || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || base < 0 || base != st.st_size ||
-	    rd->s.out_fd >= 0) {
-		kbv_pipe_widen(fd); /* stdout into psql or pg_restore, say: written in order */
+	    rd->s.out_fd >= 0)
 		return kbv_reader_stream(rd, ref, size, hash, fd_write, &f);
-	}
 	rd->s.out_fd = fd;
 	rd->s.out_base = (uint64_t)base;
 	rd->s.out_what = what;

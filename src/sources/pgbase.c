@@ -434,7 +434,6 @@ int kbv_pgbase_restore(struct kbv_reader *rd, const struct kbv_snapshot *s, cons
 		goto out;
 	}
 	struct pipe_out po = { p[1] };
-	kbv_pipe_widen(p[1]);
 	rc = kbv_reader_stream(rd, &e->ref, e->size, &e->hash, to_pipe, &po);
 	close(p[1]);
 	int rc2 = kbv_cmd_finish(pid, "tar -x of the base backup", rc < 0);

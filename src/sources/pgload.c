@@ -259,7 +259,6 @@ int kbv_pg_load_start(const char *dsn, const char *dbname, const struct kbv_pg_c
 		close(p[1]);
 		return rc;
 	}
-	kbv_pipe_widen(p[1]); /* the whole SQL dump goes through it */
 	*fd = p[1];
 	return 0;
 }

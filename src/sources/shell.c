@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include "kbv/error.h"
-#include "kbv/fsio.h"
 #include "kbv/shell.h"
 #include "kbv/proc.h"
 
@@ -86,7 +85,6 @@ int kbv_shell_start_writer_env(const char *cmd, char *const extra[], pid_t *pid,
 		close(p[1]);
 		return rc;
 	}
-	kbv_pipe_widen(p[1]); /* a restored stream goes through it */
 	*fd = p[1];
 	return 0;
 }

@@ -44,9 +44,12 @@ int kbv_cmd_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd,
 	posix_spawn_file_actions_init(&fa);
 	if (child_stderr >= 0)
 		posix_spawn_file_actions_adddup2(&fa, child_stderr, STDERR_FILENO);
-	if (in_fd >= 0)
+	if (in_fd >= 0) {
+		/* what goes into a child's stdin is a stream written in order (a restore into
+		 * psql, tar, a restore command): a pipe there is widened (fsio.h) */
+		kbv_pipe_widen(in_fd);
 		posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
-	else
+	} else
 		posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
 	if (out_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);

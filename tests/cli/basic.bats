@@ -54,22 +54,21 @@ print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ), file=sys.stderr)
 out.write(data[4096:]); out.flush()
 ' "$TMPD/kb.sql" 2> "$TMPD/in-size" | kbv snapshot -q --stdin kb.sql
 	[ "$(cat "$TMPD/in-size")" = 1048576 ]
-	# the reader looks once the first byte is there: kbvault widens before it writes
-	kbv restore latest --stdout | python3 -c '
+	# the reader looks once the first byte is there (kbvault widens before it writes), says
+	# the size on stderr and passes the stream on
+	size_then_cat() {
+		python3 -c '
 import fcntl, sys
 first = sys.stdin.buffer.read(1)
 print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), file=sys.stderr)
 sys.stdout.buffer.write(first + sys.stdin.buffer.read())
-' 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
+'
+	}
+	kbv restore latest --stdout | size_then_cat 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
 	[ "$(cat "$TMPD/out-size")" = 1048576 ]
 	# the same with stderr into that pipe too (written in order for the shared offset)
 	rm "$TMPD/out-size"
-	kbv restore -q latest --stdout 2>&1 | python3 -c '
-import fcntl, sys
-first = sys.stdin.buffer.read(1)
-print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ), file=sys.stderr)
-sys.stdout.buffer.write(first + sys.stdin.buffer.read())
-' 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
+	kbv restore -q latest --stdout 2>&1 | size_then_cat 2> "$TMPD/out-size" | cmp - "$TMPD/kb.sql"
 	[ "$(cat "$TMPD/out-size")" = 1048576 ]
 }
 

@@ -120,6 +120,13 @@ EOF
 	rm "$TMPD/cache/a"
 	kbv restore latest --source cache
 	[ "$(seq 1 5000)" = "$(cat "$TMPD/cache/a")" ]
+	# The pipe a restore-command reads is 1 MiB wide (every child's stdin pipe is widened
+	# before it starts), and the bytes are the same.
+	sed -i "s|^restore-command = .*|restore-command = python3 -c 'import fcntl; print(fcntl.fcntl(0, fcntl.F_GETPIPE_SZ))' > $TMPD/size; tar -C $TMPD/cache -xf -|" "$KBVAULT_CONFIG"
+	rm "$TMPD/cache/a"
+	kbv restore latest --source cache
+	[ "$(seq 1 5000)" = "$(cat "$TMPD/cache/a")" ]
+	[ "$(cat "$TMPD/size")" = 1048576 ]
 	# A pipeline whose first command fails is a failure (bash -o pipefail).
 	sed -i 's|^dump-command = .*|dump-command = tar -C /nonexistent -cf - . \| cat|' "$KBVAULT_CONFIG"
 	run kbv snapshot
