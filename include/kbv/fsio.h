@@ -38,6 +38,22 @@ void kbv_wbuf_free(struct kbv_wbuf *w);
  * default) while the pipe lives. Not a pipe: nothing happens. */
 #define KBV_PIPE_BYTES (1 << 20)
 void kbv_pipe_widen(int fd);
+/* Reserve the n bytes at `at` of the regular file fd for a restore about to write them
+ * (fallocate(2), FALLOC_FL_KEEP_SIZE: the file's size does not change, only its blocks are
+ * allocated, so a reader still sees what has been written). Returns 1 when they were
+ * reserved; 0 when nothing was done: fewer than KBV_PREALLOC_MIN bytes (a call per small
+ * file cost a restore of 20,000 of them ~4%), a file system where a reservation is not what
+ * it says (only ext2/3/4, XFS and tmpfs are asked: btrfs, for one, writes into reserved
+ * extents without compressing them) or one that refuses the call; KBV_EIO, naming `what`,
+ * when the file system has no room for them (ENOSPC, EDQUOT, EFBIG), before any byte is
+ * written.
+ * Reserved blocks past what the restore then writes are given back with kbv_prealloc_drop.
+ * Measured: docs/benchmarks.md, "Restored files reserved before they are written". */
+#define KBV_PREALLOC_MIN (1u << 20)
+int kbv_prealloc(int fd, uint64_t at, uint64_t n, const char *what);
+/* Give back the blocks reserved from `at` on (at is the file's size: the restore stopped
+ * there); nothing is written or read. */
+void kbv_prealloc_drop(int fd, uint64_t at, uint64_t n);
 /* pwrite(2) all n bytes at off (retrying short writes and EINTR). */
 int kbv_pwrite_full(int fd, const void *p, size_t n, off_t off, const char *what);
 /* Read exactly n bytes at offset; KBV_ECORRUPT if the file is shorter ("truncated"). */

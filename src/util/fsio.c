@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 int kbv_write_full(int fd, const void *p, size_t n, const char *what)
@@ -36,6 +38,33 @@ void kbv_pipe_widen(int fd)
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) < KBV_PIPE_BYTES)
 		(void)fcntl(fd, F_SETPIPE_SZ, KBV_PIPE_BYTES);
+}
+
+int kbv_prealloc(int fd, uint64_t at, uint64_t n, const char *what)
+{
+	struct statfs fs;
+	if (n < KBV_PREALLOC_MIN || at > INT64_MAX || n > (uint64_t)INT64_MAX - at || fstatfs(fd, &fs) < 0)
+		return 0;
+	if (fs.f_type != EXT4_SUPER_MAGIC && fs.f_type != XFS_SUPER_MAGIC && fs.f_type != TMPFS_MAGIC)
+		return 0;
+	int rc;
+	do
+		rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n);
+	while (rc < 0 && errno == EINTR);
+	if (rc == 0)
+		return 1;
+	if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
+		int e = errno;
+		kbv_prealloc_drop(fd, at, n);
+		return kbv_error(KBV_EIO, "no room for '%s' (%llu bytes): %s", what, (unsigned long long)n, strerror(e));
+	}
+	return 0;
+}
+
+void kbv_prealloc_drop(int fd, uint64_t at, uint64_t n)
+{
+	if (n && at <= INT64_MAX && n <= (uint64_t)INT64_MAX - at)
+		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n);
 }
 
 int kbv_wbuf_init(struct kbv_wbuf *w, int fd, size_t cap, const char *what)

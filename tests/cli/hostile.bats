@@ -15,7 +15,7 @@ setup() {
 }
 
 teardown() {
-	# the full-disk test's small file system, also when it failed half-way
+	# the small file system of the full-disk tests, also when one failed half-way
 	if mountpoint -q "$TMPD/small" 2> /dev/null; then umount "$TMPD/small"; fi
 }
 
@@ -295,6 +295,32 @@ assert [x.get('damaged', False) for x in s] == [False, False, True], s"
 	[[ "$output" != *"Input/output error"* ]]
 	[ "$(snap_count)" = 1 ]
 	kbv restore latest --stdout | cmp - "$TMPD/a"
+}
+
+@test "a restore onto a file system without room for it fails before it writes, naming the file" {
+	[ "$(id -u)" = 0 ] || skip "needs root to mount a small file system"
+	head -c 5000000 /dev/urandom > "$TMPD/a"
+	kbv snapshot -q --stdin a < "$TMPD/a"
+	mkdir -p "$TMPD/small"
+	mount -t tmpfs -o size=3m none "$TMPD/small" || skip "cannot mount a tmpfs here"
+	run kbv restore latest --target "$TMPD/small/out"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no room for 'a' (5000000 bytes)"*"No space left on device"* ]] || { echo "$output"; false; }
+	# Refused before any byte went out (it used to fail once the disk had filled), and
+	# nothing of it is left.
+	[ -z "$(find "$TMPD/small" -type f)" ]
+	[ "$(df --output=used -B1 "$TMPD/small" | tail -1)" -lt 65536 ]
+	# Into a file the user opened: it stays empty.
+	run bash -c "'$KBVAULT' restore latest --stdout > '$TMPD/small/b'"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no room for 'stdout'"* ]] || { echo "$output"; false; }
+	[ "$(stat -c '%s %b' "$TMPD/small/b")" = "0 0" ]
+	# What fits is restored there, byte for byte.
+	head -c 1000000 "$TMPD/a" > "$TMPD/c"
+	kbv snapshot -q --stdin c < "$TMPD/c"
+	kbv restore latest --target "$TMPD/small/out" --stream c
+	cmp "$TMPD/small/out/c" "$TMPD/c"
+	[ "$(stat -c %b "$TMPD/small/out/c")" -le $(((1000000 + 4095) / 4096 * 8)) ]
 }
 
 # flip_trailers: a byte 100 bytes before the end of every pack (inside its trailer).

@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "kbv/beside.h"
@@ -214,6 +216,51 @@ static void test_pipe_widen(void **s)
 	kbv_pipe_widen(fd); /* closed: the same */
 }
 
+/* kbv_prealloc on tmpfs (always one of the file systems it asks): the blocks are reserved
+ * and the size stays; the bytes then written read back; what is dropped is given back; a
+ * pipe, nothing and less than KBV_PREALLOC_MIN to reserve are left alone. */
+static void test_prealloc(void **s)
+{
+	(void)s;
+	struct statfs fs;
+	if (statfs("/dev/shm", &fs) < 0 || fs.f_type != TMPFS_MAGIC)
+		skip();
+	char path[] = "/dev/shm/kbv-test-prealloc.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	struct stat st;
+	assert_int_equal(kbv_prealloc(fd, 0, KBV_PREALLOC_MIN, "the test file"), 1);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 0); /* the size is what has been written */
+	assert_true((uint64_t)st.st_blocks * 512 >= KBV_PREALLOC_MIN);
+	static uint8_t data[300000], back[300000];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (uint8_t)(i * 7 + (i >> 11));
+	assert_int_equal(kbv_pwrite_full(fd, data, sizeof data, 0, "the test file"), 0);
+	assert_int_equal(kbv_pread_full(fd, back, sizeof back, 0, "the test file"), 0);
+	assert_memory_equal(back, data, sizeof data);
+	/* a restore that stopped after these bytes gives the rest back */
+	kbv_prealloc_drop(fd, sizeof data, KBV_PREALLOC_MIN - sizeof data);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, sizeof data);
+	assert_true((uint64_t)st.st_blocks * 512 < sizeof data + 4096 * 2);
+	assert_int_equal(kbv_pread_full(fd, back, sizeof back, 0, "the test file"), 0);
+	assert_memory_equal(back, data, sizeof data);
+	assert_int_equal(kbv_prealloc(fd, sizeof data, 0, "the test file"), 0);
+	/* a small file is written as it comes */
+	assert_int_equal(kbv_prealloc(fd, sizeof data, KBV_PREALLOC_MIN - 1, "the test file"), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 < sizeof data + 4096 * 2);
+	close(fd);
+
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(kbv_prealloc(p[1], 0, KBV_PREALLOC_MIN, "the test pipe"), 0);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* kbv_parse_long: the digits are the whole string; strtol's leniencies are refused. */
 /* An environment number: the value when it parses within the bounds, else the default. */
 static void test_env_long(void **st)
@@ -262,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_beside),
 		cmocka_unit_test(test_wbuf),
 		cmocka_unit_test(test_pipe_widen),
+		cmocka_unit_test(test_prealloc),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
