@@ -379,8 +379,8 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 	if (fl < 0 || (fl & O_APPEND) || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || base < 0 || base != st.st_size ||
 	    rd->s.out_fd >= 0)
 		return kbv_reader_stream(rd, ref, size, hash, fd_write, &f);
-	/* Its blocks reserved first: a target without room for it fails here, not after the
-	 * hours it would take to fill the disk, and the workers' writes into one file take less
+	/* Its blocks reserved first: a target without room for it fails here, before a byte is
+	 * written, not once the disk has filled; and the workers' writes into one file take less
 	 * of the file system's time (docs/benchmarks.md). */
 	int reserved = kbv_prealloc(fd, (uint64_t)base, size, what);
 	if (reserved < 0)
