@@ -40,10 +40,16 @@ void kbv_pipe_widen(int fd)
 		(void)fcntl(fd, F_SETPIPE_SZ, KBV_PIPE_BYTES);
 }
 
+/* Do the n bytes at `at` lie within what an off_t can say? */
+static int off_range(uint64_t at, uint64_t n)
+{
+	return at <= INT64_MAX && n <= (uint64_t)INT64_MAX - at;
+}
+
 int kbv_prealloc(int fd, uint64_t at, uint64_t n, const char *what)
 {
 	struct statfs fs;
-	if (n < KBV_PREALLOC_MIN || at > INT64_MAX || n > (uint64_t)INT64_MAX - at || fstatfs(fd, &fs) < 0)
+	if (n < KBV_PREALLOC_MIN || !off_range(at, n) || fstatfs(fd, &fs) < 0)
 		return 0;
 	if (fs.f_type != EXT4_SUPER_MAGIC && fs.f_type != XFS_SUPER_MAGIC && fs.f_type != TMPFS_MAGIC)
 		return 0;
@@ -63,7 +69,7 @@ int kbv_prealloc(int fd, uint64_t at, uint64_t n, const char *what)
 
 void kbv_prealloc_drop(int fd, uint64_t at, uint64_t n)
 {
-	if (n && at <= INT64_MAX && n <= (uint64_t)INT64_MAX - at)
+	if (n && off_range(at, n))
 		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n);
 }
 
