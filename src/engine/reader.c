@@ -48,6 +48,7 @@ struct kbv_reader {
 	struct rworker self;
 	struct kbv_buf nodes[KBV_TREE_MAX_DEPTH + 1];
 	struct kbv_buf scratch;
+	struct kbv_buf one, small; /* a small stream's chunk, and the stream (INLINE_MAX) */
 	struct rjob *open; /* batch being filled, not yet submitted */
 	unsigned cached;   /* decoded bundles each worker keeps (CACHED_BYTES) */
 	struct rstream s;
@@ -125,6 +126,8 @@ void kbv_reader_free(struct kbv_reader *rd)
 	for (int i = 0; i <= KBV_TREE_MAX_DEPTH; i++)
 		kbv_buf_release(&rd->nodes[i]);
 	kbv_buf_release(&rd->scratch);
+	kbv_buf_release(&rd->one);
+	kbv_buf_release(&rd->small);
 	kbv_buf_release(&rd->s.back);
 	kbv_readplan_free(rd->plan);
 	free(rd->s.win);
@@ -270,6 +273,69 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 	return rd->s.scatter ? window_collect(&rd->s, &leaf) : submit_leaf(rd, &leaf);
 }
 
+/* A stream of at most INLINE_MAX bytes from a local repository is read on the walking
+ * thread itself, without the workers: for a small file, handing one job to a worker and
+ * its digest to the check thread cost more than the job (three threads woken per file; a
+ * restore of 20,000 files of ~2.5 KB spent more time in futex calls than in anything
+ * else: docs/benchmarks.md, "Small files restored without the workers"). A stream this
+ * size is one job of the workers anyway. It is gathered whole, and the sink sees it only
+ * once its size and digest are proven: not a byte of a small stream that fails. */
+#define INLINE_MAX KBV_BUNDLE_TARGET
+
+static int is_inline(const struct kbv_reader *rd, uint64_t size) { return !rd->plan && size <= INLINE_MAX; }
+
+/* One chunk of an inline stream: located, checked against what is left of the stream,
+ * decoded (a bundle once for its members, in the walking thread's bundle cache), hashed
+ * and added to the stream. */
+static int leaf_inline(struct kbv_reader *rd, const uint8_t *id, void *arg)
+{
+	struct kbv_rleaf leaf;
+	const uint8_t *p;
+	(void)arg;
+	int rc = kbv_pack_locate(rd->repo, rd->self.txn, KBV_BLOB_DATA, id, &leaf.loc);
+	if (rc == 0)
+		rc = reader_fits(&rd->s, &leaf);
+	if (rc == 0)
+		rc = kbv_pack_view_loc(rd->repo, rd->self.txn, rd->self.codec, &rd->self.fds, id, &leaf.loc,
+				       &rd->scratch, &rd->one, &p);
+	if (rc < 0)
+		return rc;
+	size_t n = leaf.loc.raw_len; /* authenticated against its id: the index's length */
+	rd->s.submitted += n;
+	kbv_digester_update(&rd->s.hs, p, n);
+	return kbv_buf_add(&rd->small, p, n);
+}
+
+/* A stream's end: `got` bytes against the size the snapshot recorded, digest h against
+ * the one it recorded (hash NULL or KBV_DIGEST_NONE: none). */
+static int check_end(uint64_t got, uint64_t size, const struct kbv_digest *h, const struct kbv_digest *hash)
+{
+	if (got != size)
+		return kbv_error(KBV_ECORRUPT, "stream restored to %llu bytes, the snapshot recorded %llu",
+				 (unsigned long long)got, (unsigned long long)size);
+	if (hash && hash->alg != KBV_DIGEST_NONE && !kbv_digest_equal(h, hash))
+		return kbv_error(KBV_ECORRUPT, "restored stream does not match the %s the snapshot recorded",
+				 kbv_digest_name(hash->alg));
+	return 0;
+}
+
+/* A small stream (is_inline), digester started: walked, proven, then handed to the sink
+ * in one piece. */
+static int stream_inline(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
+			 const struct kbv_digest *hash)
+{
+	struct kbv_digest h;
+	int rc = 0;
+	rd->small.len = 0;
+	if (ref->depth != KBV_REF_EMPTY)
+		rc = walk(rd, ref->depth, ref->id, leaf_inline, NULL, NULL, NULL);
+	kbv_digester_final(&rd->s.hs, &h);
+	if (rc < 0 || (rc = check_end(rd->small.len, size, &h, hash)) < 0)
+		return rc;
+	rd->s.got = size;
+	return size && rd->s.sink ? rd->s.sink(rd->s.arg, rd->small.data, rd->small.len) : 0;
+}
+
 static int check_ref(const struct kbv_ref *ref)
 {
 	if (ref->depth != KBV_REF_EMPTY && ref->depth > KBV_TREE_MAX_DEPTH)
@@ -296,6 +362,8 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	rd->s.wlimit = rd->s.win_first;
 	if (rd->plan)
 		kbv_readplan_reset(rd->plan);
+	if (is_inline(rd, size) && !rd->s.scatter)
+		return stream_inline(rd, ref, size, hash);
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
 	if (rc == 0 && rd->plan)
@@ -316,13 +384,7 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	}
 	struct kbv_digest h;
 	kbv_digester_final(&rd->s.hs, &h);
-	if (rd->s.got != size)
-		return kbv_error(KBV_ECORRUPT, "stream restored to %llu bytes, the snapshot recorded %llu",
-				 (unsigned long long)rd->s.got, (unsigned long long)size);
-	if (hash && hash->alg != KBV_DIGEST_NONE && !kbv_digest_equal(&h, hash))
-		return kbv_error(KBV_ECORRUPT, "restored stream does not match the %s the snapshot recorded",
-				 kbv_digest_name(hash->alg));
-	return 0;
+	return check_end(rd->s.got, size, &h, hash);
 }
 
 struct fd_sink {
@@ -371,6 +433,10 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg)
 {
 	struct fd_sink f = { fd, what, done, arg };
+	/* A small stream is written once it is proven whole (INLINE_MAX): a failure leaves the
+	 * file as it was. */
+	if (is_inline(rd, size))
+		return kbv_reader_stream(rd, ref, size, hash, fd_write, &f);
 	struct stat st;
 	int fl = fcntl(fd, F_GETFL);
 	off_t base = lseek(fd, 0, SEEK_CUR);

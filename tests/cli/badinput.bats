@@ -82,6 +82,24 @@ version_9() { printf '\x09' | dd of="$1" bs=1 seek=8 conv=notrunc 2>/dev/null; }
 	[ "$(stat -c %b "$TMPD/part")" -le $(((size + 4095) / 4096 * 8 + 8)) ] || { stat "$TMPD/part"; false; }
 }
 
+@test "a flipped byte under a small file (read without the workers): restore refuses, naming the pack, and writes nothing of it" {
+	head -c 200000 "$TMPD/kb.sql" > "$TMPD/small.sql"
+	kbv snapshot -q --stdin small.sql < "$TMPD/small.sql"
+	kbv restore latest --stdout | cmp - "$TMPD/small.sql"
+	pack=$(a_pack)
+	flip_byte "$pack" 5000
+	run kbv restore latest --target "$TMPD/out"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *"$(basename "$pack" .pack)"* && "$output" == *"small.sql"* ]]
+	[ -z "$(ls -A "$TMPD/out")" ] # neither the file nor its partial beside it
+	# Into a file and through a pipe: a small stream is written only once proven whole.
+	status=0
+	kbv restore latest --stdout > "$TMPD/part" 2> "$TMPD/err" || status=$?
+	[ "$status" -eq 5 ]
+	[ ! -s "$TMPD/part" ]
+	[ "$(kbv restore latest --stdout 2> /dev/null | wc -c)" -eq 0 ]
+}
+
 @test "a pack truncated or deleted: check and restore fail with exit 5" {
 	kbv snapshot -q --stdin kb.sql < "$TMPD/kb.sql"
 	pack=$(a_pack)

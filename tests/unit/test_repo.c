@@ -131,10 +131,17 @@ static void roundtrip(int encrypted, size_t nthreads)
 			c.b.len = 0;
 			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size + 1, &res[i].hash, collect, &c),
 					 KBV_ECORRUPT);
+			/* Chunks adding up to more than the recorded size: stopped before the extra byte. */
+			c.b.len = 0;
+			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size - 1, &res[i].hash, collect, &c),
+					 KBV_ECORRUPT);
+			assert_true(c.b.len < sizes[i]);
 			struct kbv_digest bad = res[i].hash;
 			bad.v[0] ^= 1;
 			c.b.len = 0;
 			assert_int_equal(kbv_reader_stream(rd, &res[i].ref, res[i].size, &bad, collect, &c), KBV_ECORRUPT);
+			if (sizes[i] <= 100000) /* a small stream: nothing before it is proven */
+				assert_int_equal(c.b.len, 0);
 			/* The same bytes under another algorithm are not the same digest. */
 			bad = res[i].hash;
 			bad.alg = KBV_DIGEST_BLAKE2B_256;
@@ -486,6 +493,80 @@ static int cmp_loc(const void *x, const void *y)
 	return a->offset < b->offset ? -1 : a->offset > b->offset;
 }
 
+/* A small stream (at most a bundle's size: read on the walking thread, without the workers)
+ * into a regular file: byte for byte, the progress callback seeing its bytes. It reaches
+ * the file only once it is whole and proven: over a damaged bundle it fails with the same
+ * error as a large one, and nothing of it is written, not even the members of the good
+ * bundle before the damage. */
+static void test_small_stream_fd(void **s)
+{
+	(void)s;
+	make_repo(1, 1024);
+	struct kbv_repo *r = open_repo("pw");
+	uint8_t *data = malloc(200000);
+	randombytes_buf(data, 200000);
+	struct kbv_writer *w;
+	struct kbv_stream_result first, small;
+	assert_int_equal(kbv_writer_new(r, 2, &w), 0);
+	/* Its first 100000 bytes stored before it, so that its chunks begin in that stream's
+	 * bundle and end in a bundle of their own */
+	assert_int_equal(kbv_writer_mem(w, data, 100000, &first), 0);
+	assert_int_equal(kbv_writer_mem(w, data, 200000, &small), 0);
+	assert_int_equal(kbv_writer_flush(w), 0);
+	kbv_writer_free(w);
+	const uint8_t *want = data;
+	struct kbv_reader *rd;
+	char path[128];
+	snprintf(path, sizeof path, "%s/small", dir);
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	struct in_order o = { want, 0, 0 };
+	assert_int_equal(kbv_reader_stream_fd(rd, &small.ref, small.size, &small.hash, fd, "small", check_order, &o), 0);
+	assert_int_equal(o.seen, small.size);
+	assert_false(o.wrong);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), (off_t)small.size);
+	close(fd);
+	struct kbv_buf got = KBV_BUF_INIT;
+	assert_int_equal(kbv_read_file(path, &got), 0);
+	assert_int_equal(got.len, small.size);
+	assert_memory_equal(got.data, want, small.size);
+	kbv_buf_release(&got);
+
+	/* Its chunks lie in two bundles: damage the second. */
+	struct leaves lv = { NULL, 0 };
+	MDB_txn *txn;
+	struct kbv_loc a, b;
+	char hex[2 * KBV_PACKID_BYTES + 1];
+	assert_int_equal(kbv_reader_visit(rd, &small.ref, add_leaf, &lv), 0);
+	assert_true(lv.n > 100);
+	assert_int_equal(kbv_index_rbegin(r->idx, &txn), 0);
+	assert_int_equal(kbv_index_get(r->idx, txn, lv.id[0], &a), 0);
+	assert_int_equal(kbv_index_get(r->idx, txn, lv.id[lv.n - 1], &b), 0);
+	kbv_index_rend(txn);
+	assert_true(a.pack != b.pack || a.offset != b.offset);
+	damage_envelope(r, &b, hex);
+	kbv_reader_free(rd); /* nothing decoded before the damage is kept */
+	assert_int_equal(kbv_reader_new(r, 2, &rd), 0);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	struct in_order o2 = { want, 0, 0 };
+	assert_int_equal(kbv_reader_stream_fd(rd, &small.ref, small.size, &small.hash, fd, "small", check_order, &o2),
+			 KBV_ECORRUPT);
+	assert_non_null(strstr(kbv_errmsg(), "checksum mismatch"));
+	assert_non_null(strstr(kbv_errmsg(), hex));
+	off_t at = lseek(fd, 0, SEEK_CUR);
+	close(fd);
+	assert_int_equal(kbv_read_file(path, &got), 0);
+	assert_int_equal(got.len, 0);
+	assert_int_equal(o2.seen, 0);
+	assert_int_equal(at, 0);
+	kbv_buf_release(&got);
+	free(lv.id);
+	kbv_reader_free(rd);
+	free(data);
+	kbv_repo_close(r);
+	remove_repo();
+}
+
 static void test_stream_windows(void **s)
 {
 	(void)s;
@@ -824,6 +905,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_single_thread), cmocka_unit_test(test_fd_same_chunks),
 		cmocka_unit_test(test_planned_reads),
 		cmocka_unit_test(test_stream_fd),
+		cmocka_unit_test(test_small_stream_fd),
 		cmocka_unit_test(test_stream_windows),
 		cmocka_unit_test(test_pool_order),
 		cmocka_unit_test(test_pool_beside),
