@@ -78,12 +78,56 @@ static int open_dir(int rootfd, const char *rel, size_t len, int create, int tru
 	return 0;
 }
 
-/* The directory part of `name` opened (created when missing), *base its last component. */
-static int open_parent(int rootfd, const char *name, const struct kbv_restore_opts *o, int *pfd, const char **base)
+/* What a restore keeps from one entry to the next: the directory the last file went into,
+ * held open (a tree's files come directory by directory, and walking each one's path from
+ * the root again was three opens per file), and the last owner names looked up (reading
+ * /etc/passwd and /etc/group again for every file was four more). */
+struct restore_ctx {
+	int rootfd;
+	const struct kbv_restore_opts *o;
+	struct kbv_restore_result *res;
+	int pfd;             /* the last parent directory, or -1 */
+	size_t plen;         /* its path's length below rootfd */
+	char ppath[PATH_MAX];
+	int root;            /* running as root: owners are restored */
+	char user[64], group[64]; /* the last names looked up ("" none) */
+	uid_t uid;
+	gid_t gid;
+};
+
+/* The directory part of `name` (created when missing), *base its last component. The
+ * descriptor is the context's: the same directory's next file finds it open. It is the
+ * directory that was walked to without following a link, so holding it open is no less
+ * safe than walking again: a name swapped for a symlink afterwards is never followed. */
+static int open_parent(struct restore_ctx *c, const char *name, int *pfd, const char **base)
 {
 	const char *slash = strrchr(name, '/');
+	size_t len = slash ? (size_t)(slash - name) : 0;
 	*base = slash ? slash + 1 : name;
-	return open_dir(rootfd, name, slash ? (size_t)(slash - name) : 0, 1, o->follow_trusted_links, pfd);
+	if (c->pfd >= 0 && len == c->plen && memcmp(name, c->ppath, len) == 0) {
+		*pfd = c->pfd;
+		return 0;
+	}
+	int fd, rc = open_dir(c->rootfd, name, len, 1, c->o->follow_trusted_links, &fd);
+	if (rc < 0)
+		return rc;
+	if (c->pfd >= 0)
+		close(c->pfd);
+	c->pfd = -1;
+	if (len < sizeof c->ppath) { /* always: a longer path fails in open_dir first */
+		memcpy(c->ppath, name, len);
+		c->plen = len;
+		c->pfd = fd;
+	}
+	*pfd = fd;
+	return 0;
+}
+
+/* Done with a parent from open_parent (it stays open when the context holds it). */
+static void parent_done(struct restore_ctx *c, int pfd)
+{
+	if (pfd != c->pfd)
+		close(pfd);
 }
 
 /* A fresh name beside the final one: nobody can have planted anything there. */
@@ -134,15 +178,39 @@ static int file_written(void *arg, const uint8_t *p, size_t n)
 /* The owner to give an entry: only as root (nobody else may), only when the snapshot
  * recorded one (entry format 2), by name when that name exists here, else by number.
  * Returns 1 with *uid and *gid set, or 0. */
-static int owner_for(const struct kbv_entry *e, uid_t *uid, gid_t *gid)
+static int owner_for(struct restore_ctx *c, const struct kbv_entry *e, uid_t *uid, gid_t *gid)
 {
-	if (geteuid() != 0 || !e->user || !e->group)
+	if (!c->root || !e->user || !e->group)
 		return 0;
-	struct passwd pw, *pr = NULL;
-	struct group gr, *gres = NULL;
 	char buf[1024];
-	*uid = *e->user && getpwnam_r(e->user, &pw, buf, sizeof buf, &pr) == 0 && pr ? pr->pw_uid : (uid_t)e->uid;
-	*gid = *e->group && getgrnam_r(e->group, &gr, buf, sizeof buf, &gres) == 0 && gres ? gres->gr_gid : (gid_t)e->gid;
+	if (!*e->user) {
+		*uid = (uid_t)e->uid;
+	} else if (strcmp(e->user, c->user) == 0) {
+		*uid = c->uid == (uid_t)-1 ? (uid_t)e->uid : c->uid;
+	} else {
+		struct passwd pw, *pr = NULL;
+		int found = getpwnam_r(e->user, &pw, buf, sizeof buf, &pr) == 0 && pr;
+		*uid = found ? pr->pw_uid : (uid_t)e->uid;
+		size_t n = strlen(e->user);
+		if (n < sizeof c->user) { /* remembered: found, or -1 for not here */
+			memcpy(c->user, e->user, n + 1);
+			c->uid = found ? pr->pw_uid : (uid_t)-1;
+		}
+	}
+	if (!*e->group) {
+		*gid = (gid_t)e->gid;
+	} else if (strcmp(e->group, c->group) == 0) {
+		*gid = c->gid == (gid_t)-1 ? (gid_t)e->gid : c->gid;
+	} else {
+		struct group gr, *gres = NULL;
+		int found = getgrnam_r(e->group, &gr, buf, sizeof buf, &gres) == 0 && gres;
+		*gid = found ? gres->gr_gid : (gid_t)e->gid;
+		size_t n = strlen(e->group);
+		if (n < sizeof c->group) {
+			memcpy(c->group, e->group, n + 1);
+			c->gid = found ? gres->gr_gid : (gid_t)-1;
+		}
+	}
 	return 1;
 }
 
@@ -156,11 +224,12 @@ static mode_t safe_mode(uint32_t mode, int owned)
 /* Give fd (or, with fd < 0, pfd/name without following a symlink) the entry's owner; 1
  * when it was given, 0 when there is none to give, <0 on failure. chown clears setuid
  * bits, so it comes before the mode. */
-static int set_owner(const struct kbv_entry *e, int fd, int pfd, const char *name, const char *path)
+static int set_owner(struct restore_ctx *c, const struct kbv_entry *e, int fd, int pfd, const char *name,
+		     const char *path)
 {
 	uid_t uid;
 	gid_t gid;
-	if (!owner_for(e, &uid, &gid))
+	if (!owner_for(c, e, &uid, &gid))
 		return 0;
 	int r = fd >= 0 ? fchown(fd, uid, gid) : fchownat(pfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
 	if (r < 0)
@@ -169,35 +238,36 @@ static int set_owner(const struct kbv_entry *e, int fd, int pfd, const char *nam
 	return 1;
 }
 
-static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int rootfd, const char *name,
-			const struct kbv_restore_opts *o, struct kbv_restore_result *res, int *skipped)
+static int restore_file(struct kbv_reader *rd, struct restore_ctx *c, const struct kbv_entry *e, const char *name,
+			int *skipped)
 {
+	const struct kbv_restore_opts *o = c->o;
 	const char *base;
 	char tmp[64];
 	int pfd, rc;
 	struct stat st;
 	*skipped = 0;
-	if ((rc = open_parent(rootfd, name, o, &pfd, &base)) < 0)
+	if ((rc = open_parent(c, name, &pfd, &base)) < 0)
 		return rc;
 	if (!o->overwrite && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		close(pfd);
+		parent_done(c, pfd);
 		*skipped = 1;
 		return 0;
 	}
-	struct file_sink f = { .name = name, .o = o, .res = res };
+	struct file_sink f = { .name = name, .o = o, .res = c->res };
 	do {
 		temp_name(tmp, sizeof tmp);
 		f.fd = openat(pfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	} while (f.fd < 0 && errno == EEXIST);
 	if (f.fd < 0) {
 		int err = errno;
-		close(pfd);
+		parent_done(c, pfd);
 		return kbv_error(KBV_EIO, "create a file beside '%s': %s", name, strerror(err));
 	}
 	rc = kbv_reader_stream_fd(rd, &e->ref, e->size, &e->hash, f.fd, name, file_written, &f);
 	if (rc == 0 && e->kind == KBV_ENTRY_FILE) {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		int owned = set_owner(e, f.fd, -1, NULL, name);
+		int owned = set_owner(c, e, f.fd, -1, NULL, name);
 		if (owned < 0)
 			rc = owned;
 		else if (fchmod(f.fd, safe_mode(e->mode, owned)) < 0 || futimens(f.fd, tv) < 0)
@@ -213,18 +283,17 @@ static int restore_file(struct kbv_reader *rd, const struct kbv_entry *e, int ro
 		*skipped = 1;
 		rc = 0;
 	}
-	close(pfd);
+	parent_done(c, pfd);
 	return rc;
 }
 
-static int restore_symlink(const struct kbv_entry *e, int rootfd, const char *name, const struct kbv_restore_opts *o,
-			   int *skipped)
+static int restore_symlink(struct restore_ctx *c, const struct kbv_entry *e, const char *name, int *skipped)
 {
 	const char *base;
 	char tmp[64];
 	int pfd, rc, r;
 	*skipped = 0;
-	if ((rc = open_parent(rootfd, name, o, &pfd, &base)) < 0)
+	if ((rc = open_parent(c, name, &pfd, &base)) < 0)
 		return rc;
 	do {
 		temp_name(tmp, sizeof tmp);
@@ -235,17 +304,17 @@ static int restore_symlink(const struct kbv_entry *e, int rootfd, const char *na
 	} else {
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
 		utimensat(pfd, tmp, tv, AT_SYMLINK_NOFOLLOW);
-		rc = set_owner(e, -1, pfd, tmp, name);
+		rc = set_owner(c, e, -1, pfd, tmp, name);
 		if (rc < 0)
 			unlinkat(pfd, tmp, 0);
 		else
-			rc = put_in_place(pfd, tmp, base, name, o->overwrite);
+			rc = put_in_place(pfd, tmp, base, name, c->o->overwrite);
 		if (rc == 1) {
 			*skipped = 1;
 			rc = 0;
 		}
 	}
-	close(pfd);
+	parent_done(c, pfd);
 	return rc;
 }
 
@@ -264,7 +333,8 @@ static void skip(const struct kbv_restore_opts *o, struct kbv_restore_result *re
 int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const char *dir,
 		    const struct kbv_restore_opts *o, struct kbv_restore_result *res)
 {
-	int rc = 0, rootfd, skipped;
+	int rc = 0, skipped;
+	struct restore_ctx c = { .o = o, .res = res, .pfd = -1, .root = geteuid() == 0 };
 	uint8_t *created = calloc(s->nloaded + 1, 1); /* directories this restore made */
 	memset(res, 0, sizeof *res);
 	if (!created)
@@ -274,7 +344,7 @@ int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const c
 		free(created);
 		return rc;
 	}
-	rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rootfd = c.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
 		rc = kbv_error(KBV_EIO, "open directory '%s': %s", dir, strerror(errno));
 		free(created);
@@ -297,7 +367,7 @@ int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const c
 			}
 			continue;
 		}
-		rc = restore_file(rd, e, rootfd, name, o, res, &skipped);
+		rc = restore_file(rd, &c, e, name, &skipped);
 		if (rc == 0 && skipped)
 			skip(o, res, name);
 		else if (rc == 0)
@@ -307,7 +377,7 @@ int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const c
 		const struct kbv_entry *e = &s->entries[i];
 		if (e->kind != KBV_ENTRY_SYMLINK || !wanted(e, o))
 			continue;
-		rc = restore_symlink(e, rootfd, e->name + o->strip, o, &skipped);
+		rc = restore_symlink(&c, e, e->name + o->strip, &skipped);
 		if (rc == 0 && skipped)
 			skip(o, res, e->name + o->strip);
 		else if (rc == 0)
@@ -325,13 +395,15 @@ int kbv_restore_dir(struct kbv_reader *rd, const struct kbv_snapshot *s, const c
 		if ((rc = open_dir(rootfd, name, strlen(name), 0, o->follow_trusted_links, &fd)) < 0)
 			break;
 		struct timespec tv[2] = { { e->mtime, e->mtime_ns }, { e->mtime, e->mtime_ns } };
-		int owned = set_owner(e, fd, -1, NULL, name);
+		int owned = set_owner(&c, e, fd, -1, NULL, name);
 		if (owned < 0)
 			rc = owned;
 		else if (fchmod(fd, safe_mode(e->mode, owned)) < 0 || futimens(fd, tv) < 0)
 			rc = kbv_error(KBV_EIO, "set mode and time of directory '%s': %s", name, strerror(errno));
 		close(fd);
 	}
+	if (c.pfd >= 0)
+		close(c.pfd);
 	close(rootfd);
 	free(created);
 	return rc;

@@ -171,6 +171,36 @@ EOF
 	[ "$(date -u -r "$d/a.txt" +%F)" = 2026-01-02 ] || [ "$(date -r "$d/a.txt" +%F)" = 2026-01-02 ]
 }
 
+@test "path source: files whose owners change from one to the next, in nested directories, come back byte for byte with every owner (as root)" {
+	[ "$(id -u)" = 0 ] || skip "needs root to own files as another user"
+	id postgres > /dev/null # installed with PostgreSQL by make deps
+	d="$TMPD/srv/tree"
+	mkdir -p "$d/a/b/c" "$d/a/z"
+	# By name, by number only (no such user or group here), and mixed; one after another.
+	owners=(root:root postgres:postgres 4242:4343 postgres:root nobody:nogroup)
+	i=0
+	for dir in "$d" "$d/a" "$d/a/b" "$d/a/b/c" "$d/a/z"; do
+		for f in 1 2 3 4 5 6; do
+			head -c $((RANDOM % 4000 + 1)) /dev/urandom > "$dir/f$f"
+			chown "${owners[$((i % 5))]}" "$dir/f$f"
+			i=$((i + 1))
+		done
+	done
+	head -c 3000000 /dev/urandom > "$d/a/big" # and one larger than a bundle, through the workers
+	chown 4242:postgres "$d/a/big"
+	cat > "$KBVAULT_CONFIG" <<EOF2
+[source tree]
+type = path
+paths = $d
+EOF2
+	kbv snapshot -q
+	kbv restore latest --source tree --target "$TMPD/out"
+	rel=${d#/}
+	list() { (cd "$1" && find . -type f -printf '%p %U:%G %m\n' | sort && find . -type f -print0 | sort -z | xargs -0 b2sum); }
+	[ "$(list "$TMPD/out/tree/$rel")" = "$(list "$d")" ] || { diff <(list "$TMPD/out/tree/$rel") <(list "$d"); false; }
+	[ "$(stat -c %U:%G "$TMPD/out/tree/$rel/a/f2")" = "$(stat -c %U:%G "$d/a/f2")" ]
+}
+
 @test "drill: path sources are restored and hashed, command and neo4j sources go through drill-load-command" {
 	mkdir -p "$TMPD/files/sub"
 	seq 1 3000 > "$TMPD/files/sub/a"
