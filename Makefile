@@ -59,7 +59,7 @@ MAN5      := $(wildcard docs/man/*.5)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-pitr bench-pitr-quick bench-sources bench-gc bench-s3 bench-speed soak check-san
+.PHONY: backup restore all deps bench-deps fuzz fuzz-campaign fuzz-seeds test test-unit test-cli install uninstall clean demo bench bench-quick bench-synthetic bench-synthetic-quick bench-pg bench-pg-quick bench-pitr bench-pitr-quick bench-sources bench-gc bench-s3 bench-speed bench-files soak check-san
 all: $(PROG)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -177,6 +177,11 @@ bench-s3: deps bench-deps all $(BENCH_BIN)
 # LEVELS, NIGHTS).
 bench-speed: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MICROBENCH=$(abspath $(BUILD)/bench/microbench) bench/speed.sh
+
+# A restore of 20,000 small files against restic, each round on a fresh ext4
+# (bench/restore-tree.sh; ROUNDS, OTHER).
+bench-files: deps bench-deps all
+	@KBVAULT=$(abspath $(PROG)) bench/restore-tree.sh
 
 # Qdrant snapshots and Neo4j dumps over nights, through the stand-ins (bench/sources.sh).
 bench-sources: deps bench-deps all

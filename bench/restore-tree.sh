@@ -1,29 +1,116 @@
 #!/bin/bash
-# Restore of a tree of many small files: 50 directories of 100 files. Times `restore
-# --target` with KBVAULT (and, for a before/after figure in the same run, with OTHER, a
-# second kbvault binary reading a repository of its own format), best of five runs.
-#   KBVAULT=build/kbvault [OTHER=/path/to/old/kbvault] bench/restore-tree.sh
+# A restore of a tree of many small files, the way a path source's snapshot of an uploads
+# folder or a configuration tree comes back: 20,000 files of 0.5-4.5 KB (text with a random
+# tail) in 200 directories, 81 MB. Each round restores it with kbvault (KBVAULT; and OTHER,
+# a second kbvault binary, for a before/after figure in the same run) and with restic, each
+# into a freshly made ext4 file system: a loop image in /dev/shm, made again every round, so
+# every restore meets the same empty file system (right after as many inodes were deleted,
+# ext4's inode allocator makes creating files several times slower, and the figures drift
+# with whatever ran before). The order is turned round every other round. Without root (no
+# loop mount) each restore goes into a fresh directory under the work directory instead,
+# and the script says so.
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=6] bench/restore-tree.sh   (make bench-files)
+# Writes bench/results/restore-tree.csv and restore-tree.md: medians and the ratio to restic.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-export KBVAULT_PASSWORD=bench
-for d in $(seq 1 50); do
-	mkdir -p "$W/tree/d$d/sub"
-	for f in $(seq 1 100); do echo "file $d $f" > "$W/tree/d$d/sub/f$f"; done
+ROUNDS=${ROUNDS:-6}
+cd "$(dirname "$0")/.."
+OUT=bench/results
+W=${BENCH_WORK:-/tmp/kbvault-bench-tree}
+MNT=$W/mnt IMG=/dev/shm/kbvault-bench-tree.img
+umount "$MNT" 2> /dev/null || true
+rm -rf "$W"
+mkdir -p "$W/mnt" "$OUT"
+cleanup() { umount "$MNT" 2> /dev/null || true; rm -f "$IMG"; }
+trap cleanup EXIT
+export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME=$W/cache RESTIC_CACHE_DIR=$W/restic-cache
+
+python3 - "$W/tree" <<'EOF'
+import os, random, sys
+random.seed(7)
+root = sys.argv[1]
+for d in range(200):
+    p = f"{root}/d{d:03}/sub"
+    os.makedirs(p)
+    for f in range(100):
+        n = random.randint(500, 4500)
+        body = (f"doc {d} {f} " * (n // 12 + 1)).encode()[:n]
+        with open(f"{p}/f{f:03}.txt", "wb") as fh:
+            fh.write(body + random.randbytes(64))
+EOF
+want=$(cd "$W/tree" && find . -type f -print0 | sort -z | xargs -0 b2sum | b2sum)
+
+tools=(kbvault)
+declare -A BIN=([kbvault]=$K)
+if [ -n "${OTHER:-}" ]; then
+	tools+=(other)
+	BIN[other]=$OTHER
+fi
+tools+=(restic)
+cat "$W"/tree/*/sub/* > /dev/null
+: > "$W/backup.txt"
+for t in "${tools[@]}"; do # the tree's first snapshot, once each (what a restore reads)
+	if [ "$t" = restic ]; then
+		restic init -q -r "$W/repo-restic" > /dev/null
+		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" restic -q -r "$W/repo-restic" backup tree > /dev/null)
+	else
+		"${BIN[$t]}" init -q -r "$W/repo-$t"
+		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" "${BIN[$t]}" -r "$W/repo-$t" snapshot -q tree)
+	fi
 done
-best() { # BINARY REPO: best of five restores, seconds
-	local b=$1 r=$2 t best=999
-	for _ in 1 2 3 4 5; do
-		rm -rf "$W/out"
-		t=$( { /usr/bin/time -f %e "$b" -r "$r" restore latest --target "$W/out" -q; } 2>&1 | tail -1)
-		best=$(python3 -c "print(min($best, $t))")
-	done
-	echo "$best"
+
+fresh_fs() { # a new empty ext4 at $MNT; 1 when there is none to be had
+	[ "$(id -u)" = 0 ] || return 1
+	umount "$MNT" 2> /dev/null || true
+	truncate -s 4G "$IMG" && mkfs.ext4 -q -F "$IMG" && mount -o loop "$IMG" "$MNT" || return 1
 }
-for b in "$K" ${OTHER:+"$OTHER"}; do
-	r="$W/repo-$(basename "$(dirname "$b")")-$RANDOM"
-	"$b" init -q -r "$r" --kdf-ops 1 --kdf-mem-mib 8
-	(cd "$W" && "$b" -r "$r" snapshot -q tree)
-	echo "$b: restore of 5000 files in 50 directories: $(best "$b" "$r") s (best of 5)"
+where="a fresh ext4 (loop image in /dev/shm) per round"
+CSV=$OUT/restore-tree.csv
+echo "tool,round,seconds,user_seconds,sys_seconds" > "$CSV"
+for r in $(seq 1 "$ROUNDS"); do
+	if ! fresh_fs; then
+		where="fresh directories under $W (no loop mount here: the figures drift with the file system's state)"
+		rm -rf "$MNT"
+		mkdir -p "$MNT"
+	fi
+	order=("${tools[@]}")
+	if ((r % 2 == 0)); then
+		mapfile -t order < <(printf '%s\n' "${tools[@]}" | tac)
+	fi
+	for t in "${order[@]}"; do
+		sync
+		if [ "$t" = restic ]; then
+			/usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$W/repo-restic" restore latest --target "$MNT/$t" > /dev/null
+		else
+			/usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$W/repo-$t" restore latest --target "$MNT/$t" -q
+		fi
+		got=$(cd "$MNT/$t/tree" && find . -type f -print0 | sort -z | xargs -0 b2sum | b2sum)
+		[ "$got" = "$want" ] || { echo "$t restored something else in round $r" >&2; exit 1; }
+		read -r e u s < "$W/t"
+		echo "$t,$r,$e,$u,$s" >> "$CSV"
+	done
 done
+
+python3 - "$CSV" "$OUT/restore-tree.md" "$where" "$(restic version | cut -d' ' -f2)" "$W/backup.txt" <<'EOF'
+import csv, statistics, sys, subprocess
+rows = list(csv.DictReader(open(sys.argv[1])))
+tools = list(dict.fromkeys(r["tool"] for r in rows))
+med = {t: {k: statistics.median(float(r[k]) for r in rows if r["tool"] == t)
+           for k in ("seconds", "user_seconds", "sys_seconds")} for t in tools}
+rounds = len([r for r in rows if r["tool"] == tools[0]])
+rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+out = [f"# Restore of 20,000 small files (`make bench-files`, {rev})", "",
+       f"{rounds} rounds, each restore into {sys.argv[3]}; restic {sys.argv[4]}; medians.", "",
+       "| tool | wall s | user s | sys s | restic's wall / this |", "|---|---|---|---|---|"]
+for t in tools:
+    m = med[t]
+    out.append(f"| {t} | {m['seconds']:.2f} | {m['user_seconds']:.2f} | {m['sys_seconds']:.2f} | "
+               f"{med['restic']['seconds'] / m['seconds']:.2f}x |")
+out += ["", "The tree's first snapshot, once each (the repositories the restores read; files in the page cache):", "",
+        "| tool | wall s | user s | sys s |", "|---|---|---|---|"]
+for line in open(sys.argv[5]):
+    t, e, u, s = line.split()
+    out.append(f"| {t} | {e} | {u} | {s} |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+EOF
