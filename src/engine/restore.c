@@ -90,9 +90,11 @@ struct restore_ctx {
 	size_t plen;         /* its path's length below rootfd */
 	char ppath[PATH_MAX];
 	int root;            /* running as root: owners are restored */
-	char user[64], group[64]; /* the last names looked up ("" none) */
-	uid_t uid;
-	gid_t gid;
+	struct owner_name {  /* the last user and group names looked up */
+		char name[64]; /* "" none */
+		uint32_t id;
+		int found;
+	} user, group;
 };
 
 /* The directory part of `name` (created when missing), *base its last component. The
@@ -175,6 +177,47 @@ static int file_written(void *arg, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Owner names to numbers here: getpwnam_r and getgrnam_r, 1 with *id when the name exists. */
+static int user_id(const char *name, uint32_t *id)
+{
+	struct passwd pw, *pr = NULL;
+	char buf[1024];
+	if (getpwnam_r(name, &pw, buf, sizeof buf, &pr) != 0 || !pr)
+		return 0;
+	*id = (uint32_t)pr->pw_uid;
+	return 1;
+}
+
+static int group_id(const char *name, uint32_t *id)
+{
+	struct group gr, *gres = NULL;
+	char buf[1024];
+	if (getgrnam_r(name, &gr, buf, sizeof buf, &gres) != 0 || !gres)
+		return 0;
+	*id = (uint32_t)gres->gr_gid;
+	return 1;
+}
+
+/* The number for owner name `name` here (by `lookup`), or the `recorded` one when the
+ * name is empty or does not exist here; the last name looked up is remembered in m. */
+static uint32_t owner_id(struct owner_name *m, const char *name, uint32_t recorded,
+			 int (*lookup)(const char *, uint32_t *))
+{
+	if (!*name)
+		return recorded;
+	if (strcmp(name, m->name) != 0) {
+		uint32_t id = 0;
+		int found = lookup(name, &id);
+		size_t n = strlen(name);
+		if (n >= sizeof m->name) /* not remembered */
+			return found ? id : recorded;
+		memcpy(m->name, name, n + 1);
+		m->found = found;
+		m->id = id;
+	}
+	return m->found ? m->id : recorded;
+}
+
 /* The owner to give an entry: only as root (nobody else may), only when the snapshot
  * recorded one (entry format 2), by name when that name exists here, else by number.
  * Returns 1 with *uid and *gid set, or 0. */
@@ -182,35 +225,8 @@ static int owner_for(struct restore_ctx *c, const struct kbv_entry *e, uid_t *ui
 {
 	if (!c->root || !e->user || !e->group)
 		return 0;
-	char buf[1024];
-	if (!*e->user) {
-		*uid = (uid_t)e->uid;
-	} else if (strcmp(e->user, c->user) == 0) {
-		*uid = c->uid == (uid_t)-1 ? (uid_t)e->uid : c->uid;
-	} else {
-		struct passwd pw, *pr = NULL;
-		int found = getpwnam_r(e->user, &pw, buf, sizeof buf, &pr) == 0 && pr;
-		*uid = found ? pr->pw_uid : (uid_t)e->uid;
-		size_t n = strlen(e->user);
-		if (n < sizeof c->user) { /* remembered: found, or -1 for not here */
-			memcpy(c->user, e->user, n + 1);
-			c->uid = found ? pr->pw_uid : (uid_t)-1;
-		}
-	}
-	if (!*e->group) {
-		*gid = (gid_t)e->gid;
-	} else if (strcmp(e->group, c->group) == 0) {
-		*gid = c->gid == (gid_t)-1 ? (gid_t)e->gid : c->gid;
-	} else {
-		struct group gr, *gres = NULL;
-		int found = getgrnam_r(e->group, &gr, buf, sizeof buf, &gres) == 0 && gres;
-		*gid = found ? gres->gr_gid : (gid_t)e->gid;
-		size_t n = strlen(e->group);
-		if (n < sizeof c->group) {
-			memcpy(c->group, e->group, n + 1);
-			c->gid = found ? gres->gr_gid : (gid_t)-1;
-		}
-	}
+	*uid = (uid_t)owner_id(&c->user, e->user, e->uid, user_id);
+	*gid = (gid_t)owner_id(&c->group, e->group, e->gid, group_id);
 	return 1;
 }
 
