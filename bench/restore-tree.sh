@@ -1,7 +1,7 @@
 #!/bin/bash
 # A restore of a tree of many small files, the way a path source's snapshot of an uploads
 # folder or a configuration tree comes back: 20,000 files of 0.5-4.5 KB (text with a random
-# tail) in 200 directories, 81 MB. Each round restores it with kbvault (KBVAULT; and OTHER,
+# tail) in 200 directories, 42 MB (81 MB of 4 KiB blocks). Each round restores it with kbvault (KBVAULT; and OTHER,
 # a second kbvault binary, for a before/after figure in the same run) and with restic, each
 # into a freshly made ext4 file system: a loop image in /dev/shm, made again every round, so
 # every restore meets the same empty file system (right after as many inodes were deleted,
