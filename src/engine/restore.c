@@ -116,7 +116,7 @@ static int open_parent(struct restore_ctx *c, const char *name, int *pfd, const 
 	if (c->pfd >= 0)
 		close(c->pfd);
 	c->pfd = -1;
-	if (len < sizeof c->ppath) { /* always: a longer path fails in open_dir first */
+	if (len < sizeof c->ppath) { /* else (open_dir walks any length) not kept: walked again */
 		memcpy(c->ppath, name, len);
 		c->plen = len;
 		c->pfd = fd;
