@@ -47,6 +47,17 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size,
 			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg);
 
+/* 1 when a stream of `size` bytes is read whole on the calling thread, without the
+ * workers (a local repository, at most one bundle's size): kbv_reader_take() reads it. */
+int kbv_reader_is_small(const struct kbv_reader *rd, uint64_t size);
+/* The reader's worker threads (what a caller writing many small streams may use as well:
+ * they are idle while small streams are read). */
+size_t kbv_reader_threads(const struct kbv_reader *rd);
+/* A small stream (kbv_reader_is_small) read whole and its size and digest proven, then
+ * added to the end of *out; on failure nothing is added. */
+int kbv_reader_take(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const struct kbv_digest *hash,
+		    struct kbv_buf *out);
+
 /* Restore a whole stream into memory (for entry tables). */
 int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out);
 

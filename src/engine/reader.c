@@ -490,6 +490,20 @@ static int to_buf(void *arg, const uint8_t *p, size_t n)
 	return kbv_buf_add(arg, p, n);
 }
 
+int kbv_reader_is_small(const struct kbv_reader *rd, uint64_t size) { return is_inline(rd, size); }
+
+size_t kbv_reader_threads(const struct kbv_reader *rd) { return rd->nworkers; }
+
+int kbv_reader_take(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const struct kbv_digest *hash,
+		    struct kbv_buf *out)
+{
+	if (!is_inline(rd, size) || rd->s.scatter)
+		return kbv_error(KBV_EINTERNAL, "a stream of %llu bytes is not read whole on the calling thread",
+				 (unsigned long long)size);
+	int rc = kbv_reader_stream(rd, ref, size, hash, NULL, NULL);
+	return rc < 0 ? rc : kbv_buf_add(out, rd->small.data, rd->small.len);
+}
+
 int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out)
 {
 	out->len = 0;

@@ -324,6 +324,29 @@ assert [x.get('damaged', False) for x in s] == [False, False, True], s"
 	[ "$(stat -c %b "$TMPD/small/out/c")" -le $(((2000000 + 4095) / 4096 * 8)) ]
 }
 
+@test "a tree of small files onto a file system that fills: the file that did not fit is named, every file there is whole" {
+	[ "$(id -u)" = 0 ] || skip "needs root to mount a small file system"
+	for d in 1 2 3; do
+		mkdir -p "$TMPD/tree/d$d"
+		head -c 3000000 /dev/urandom | split -b 3000 -a 4 - "$TMPD/tree/d$d/f"
+	done
+	(cd "$TMPD" && kbv snapshot -q tree)
+	mkdir -p "$TMPD/small"
+	mount -t tmpfs -o size=4m none "$TMPD/small" || skip "cannot mount a tmpfs here"
+	run kbv restore latest --target "$TMPD/small/out"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"restore 'tree/d"*"No space left on device"* ]] || { echo "$output"; false; }
+	# The files written by the writer threads before the disk filled are whole; no
+	# temporary name is left; the restore stopped (3,000 files did not all get there).
+	n=0
+	while IFS= read -r f; do
+		cmp "$f" "$TMPD/tree/${f#"$TMPD/small/out/tree/"}"
+		n=$((n + 1))
+	done < <(find "$TMPD/small/out" -type f)
+	[ "$n" -gt 100 ] && [ "$n" -lt 3000 ]
+	[ -z "$(find "$TMPD/small/out" -name '.kbvault-*')" ]
+}
+
 # flip_trailers: a byte 100 bytes before the end of every pack (inside its trailer).
 flip_trailers() { for p in "$KBVAULT_REPO"/data/*/*.pack; do flip_byte "$p" $(($(stat -c %s "$p") - 100)); done; }
 
