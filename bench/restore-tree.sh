@@ -9,8 +9,11 @@
 # with whatever ran before). The order is turned round every other round. Without root (no
 # loop mount) each restore goes into a fresh directory under the work directory instead,
 # and the script says so.
-#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=6] bench/restore-tree.sh   (make bench-files)
-# Writes bench/results/restore-tree.csv and restore-tree.md: medians and the ratio to restic.
+# With S3=1 the repositories (kbvault's and restic's) are buckets of Debian's Ceph radosgw,
+# started here as the tests start it (tests/cli/ceph.bash).
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=6] [S3=1] bench/restore-tree.sh   (make bench-files)
+# Writes bench/results/restore-tree.csv and restore-tree.md (restore-tree-s3.* with S3=1):
+# medians and the ratio to restic.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
 ROUNDS=${ROUNDS:-6}
@@ -24,6 +27,16 @@ mkdir -p "$W/mnt" "$OUT"
 cleanup() { umount "$MNT" 2> /dev/null || true; rm -f "$IMG"; }
 trap cleanup EXIT
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME=$W/cache RESTIC_CACHE_DIR=$W/restic-cache
+SUFFIX= STORE="a directory"
+repo() { echo "$W/repo-$1"; } # repo TOOL: where TOOL's repository is
+if [ -n "${S3:-}" ]; then
+	# shellcheck source=../tests/cli/ceph.bash
+	. tests/cli/ceph.bash
+	ceph_start
+	trap 'cleanup; ceph_stop' EXIT
+	SUFFIX=-s3 STORE="a bucket of Ceph radosgw $(radosgw --version | cut -d' ' -f3) on this machine"
+	repo() { echo "s3:$S3_ENDPOINT/tree-$1"; }
+fi
 
 python3 - "$W/tree" <<'EOF'
 import os, random, sys
@@ -51,11 +64,11 @@ cat "$W"/tree/*/sub/* > /dev/null
 : > "$W/backup.txt"
 for t in "${tools[@]}"; do # the tree's first snapshot, once each (what a restore reads)
 	if [ "$t" = restic ]; then
-		restic init -q -r "$W/repo-restic" > /dev/null
-		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" restic -q -r "$W/repo-restic" backup tree > /dev/null)
+		restic init -q -r "$(repo restic)" > /dev/null
+		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" restic -q -r "$(repo restic)" backup tree > /dev/null)
 	else
-		"${BIN[$t]}" init -q -r "$W/repo-$t"
-		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" "${BIN[$t]}" -r "$W/repo-$t" snapshot -q tree)
+		"${BIN[$t]}" init -q -r "$(repo "$t")"
+		(cd "$W" && /usr/bin/time -f "$t %e %U %S" -a -o "$W/backup.txt" "${BIN[$t]}" -r "$(repo "$t")" snapshot -q tree)
 	fi
 done
 
@@ -65,7 +78,7 @@ fresh_fs() { # a new empty ext4 at $MNT; 1 when there is none to be had
 	truncate -s 4G "$IMG" && mkfs.ext4 -q -F "$IMG" && mount -o loop "$IMG" "$MNT" || return 1
 }
 where="a fresh ext4 (loop image in /dev/shm) per round"
-CSV=$OUT/restore-tree.csv
+CSV=$OUT/restore-tree$SUFFIX.csv
 echo "tool,round,seconds,user_seconds,sys_seconds" > "$CSV"
 for r in $(seq 1 "$ROUNDS"); do
 	if ! fresh_fs; then
@@ -80,9 +93,9 @@ for r in $(seq 1 "$ROUNDS"); do
 	for t in "${order[@]}"; do
 		sync
 		if [ "$t" = restic ]; then
-			/usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$W/repo-restic" restore latest --target "$MNT/$t" > /dev/null
+			/usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$(repo restic)" restore latest --target "$MNT/$t" > /dev/null
 		else
-			/usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$W/repo-$t" restore latest --target "$MNT/$t" -q
+			/usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$(repo "$t")" restore latest --target "$MNT/$t" -q
 		fi
 		got=$(cd "$MNT/$t/tree" && find . -type f -print0 | sort -z | xargs -0 b2sum | b2sum)
 		[ "$got" = "$want" ] || { echo "$t restored something else in round $r" >&2; exit 1; }
@@ -91,7 +104,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-python3 - "$CSV" "$OUT/restore-tree.md" "$where" "$(restic version | cut -d' ' -f2)" "$W/backup.txt" <<'EOF'
+python3 - "$CSV" "$OUT/restore-tree$SUFFIX.md" "$where" "$(restic version | cut -d' ' -f2)" "$W/backup.txt" "$STORE" <<'EOF'
 import csv, statistics, sys, subprocess
 rows = list(csv.DictReader(open(sys.argv[1])))
 tools = list(dict.fromkeys(r["tool"] for r in rows))
@@ -100,7 +113,7 @@ med = {t: {k: statistics.median(float(r[k]) for r in rows if r["tool"] == t)
 rounds = len([r for r in rows if r["tool"] == tools[0]])
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 out = [f"# Restore of 20,000 small files (`make bench-files`, {rev})", "",
-       f"{rounds} rounds, each restore into {sys.argv[3]}; restic {sys.argv[4]}; medians.", "",
+       f"{rounds} rounds, repositories in {sys.argv[6]}, each restore into {sys.argv[3]}; restic {sys.argv[4]}; medians.", "",
        "| tool | wall s | user s | sys s | restic's wall / this |", "|---|---|---|---|---|"]
 for t in tools:
     m = med[t]

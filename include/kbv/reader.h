@@ -48,7 +48,7 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 			 const struct kbv_digest *hash, int fd, const char *what, kbv_sink_fn done, void *arg);
 
 /* 1 when a stream of `size` bytes is read whole on the calling thread, without the
- * workers (a local repository, at most one bundle's size): kbv_reader_take() reads it. */
+ * workers (at most one bundle's size): kbv_reader_take() reads it. */
 int kbv_reader_is_small(const struct kbv_reader *rd, uint64_t size);
 /* The reader's worker threads (what a caller writing many small streams may use as well:
  * they are idle while small streams are read). */

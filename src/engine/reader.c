@@ -273,16 +273,23 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
 	return rd->s.scatter ? window_collect(&rd->s, &leaf) : submit_leaf(rd, &leaf);
 }
 
-/* A stream of at most INLINE_MAX bytes from a local repository is read on the walking
- * thread itself, without the workers: for a small file, handing one job to a worker and
- * its digest to the check thread cost more than the job (three threads woken per file; a
- * restore of 20,000 files of ~2.5 KB spent more time in futex calls than in anything
- * else: docs/benchmarks.md, "Small files restored without the workers"). A stream this
- * size is one job of the workers anyway. It is gathered whole, and the sink sees it only
- * once its size and digest are proven: not a byte of a small stream that fails. */
+/* A stream of at most INLINE_MAX bytes is read on the walking thread itself, without the
+ * workers: for a small file, handing one job to a worker and its digest to the check
+ * thread cost more than the job (three threads woken per file; a restore of 20,000 files
+ * of ~2.5 KB spent more time in futex calls than in anything else: docs/benchmarks.md,
+ * "Small files restored without the workers"). A stream this size is one job of the
+ * workers anyway. On object storage too: a planned read of its own for each small stream
+ * was a request per file, where this thread's bundle cache and the backend's shared read
+ * windows serve a tree's next files from what the last one fetched ("Small files from
+ * object storage"). It is gathered whole, and the sink sees it only once its size and
+ * digest are proven: not a byte of a small stream that fails. */
 #define INLINE_MAX KBV_BUNDLE_TARGET
 
-static int is_inline(const struct kbv_reader *rd, uint64_t size) { return !rd->plan && size <= INLINE_MAX; }
+static int is_inline(const struct kbv_reader *rd, uint64_t size)
+{
+	(void)rd;
+	return size <= INLINE_MAX;
+}
 
 /* One chunk of an inline stream: located, checked against what is left of the stream,
  * decoded (a bundle once for its members, in the walking thread's bundle cache), hashed

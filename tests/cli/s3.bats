@@ -380,6 +380,22 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 20 ]
 }
 
+@test "s3: a tree of 2,000 small files is restored from a few read windows, not a request per file" {
+	s3_init
+	for d in 1 2; do
+		mkdir -p "$TMPD/tree/d$d"
+		head -c 3000000 /dev/urandom | split -b 3000 -a 3 - "$TMPD/tree/d$d/f"
+	done
+	(cd "$TMPD" && kbv snapshot -q tree)
+	s3proxy_start
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out"
+	diff -r "$TMPD/tree" "$TMPD/out/tree"
+	grep '^GET .*\.pack bytes=' "$TMPD/rules.log" | sort | uniq -d > "$TMPD/twice"
+	[ ! -s "$TMPD/twice" ] || { cat "$TMPD/twice"; false; }
+	# 6 MB of packs in 2 MiB windows: a few GETs (a planned read per file was 2,000)
+	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 10 ]
+}
+
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
 	G="$BATS_TEST_DIRNAME/../golden/v1-bucket"
 	export KBVAULT_PASSWORD=kbvault-golden
