@@ -1,5 +1,6 @@
 /* The stream reader (kbv/reader.h; docs/design.md, "Restore"). The walking thread walks a
- * stream's chunk-list tree depth-first and locates each chunk in the index; into a regular
+ * stream's chunk-list tree depth-first and locates each chunk in the index; a small stream
+ * (INLINE_MAX) it reads itself; into a regular
  * file from a local repository the chunks go to the window planner (reader_window.c),
  * anywhere else to the workers in batches in stream order (on object storage planned part
  * by part: readplan.c). The workers and the pool's serial stage do the jobs (readjob.c);
