@@ -368,7 +368,7 @@ static int write_small(const struct wjob *j, struct wfile *f)
 	int fd = create_temp(f->pd->fd, tmp, sizeof tmp, f->name);
 	if (fd < 0)
 		return fd;
-	int rc = kbv_write_full(fd, j->data.data + f->off, f->len, f->name);
+	int rc = f->len ? kbv_write_full(fd, j->data.data + f->off, f->len, f->name) : 0; /* data may be NULL */
 	if (rc == 0)
 		rc = meta_apply(fd, &f->m, "", f->name);
 	if (close(fd) < 0 && rc == 0)
