@@ -508,8 +508,7 @@ int kbv_reader_take(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t s
 	if (!is_inline(rd, size) || rd->s.scatter)
 		return kbv_error(KBV_EINTERNAL, "a stream of %llu bytes is not read whole on the calling thread",
 				 (unsigned long long)size);
-	int rc = kbv_reader_stream(rd, ref, size, hash, NULL, NULL);
-	return rc < 0 ? rc : kbv_buf_add(out, rd->small.data, rd->small.len);
+	return kbv_reader_stream(rd, ref, size, hash, to_buf, out); /* one piece, once proven */
 }
 
 int kbv_reader_mem(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, struct kbv_buf *out)

@@ -232,20 +232,19 @@ static int put_in_place(int pfd, const char *tmp, const char *base, const char *
 	return kbv_error(KBV_EIO, "put '%s' in place: %s", name, strerror(e));
 }
 
-struct file_sink {
-	struct restore_ctx *c;
-	uint64_t done;
-};
+/* n more file bytes in place: counted, and the progress told. */
+static void count_bytes(struct restore_ctx *c, uint64_t n)
+{
+	c->res->bytes += n;
+	if (c->o->progress)
+		c->o->progress(c->o->progress_arg, c->res->bytes);
+}
 
-/* Each piece once it is in the file (kbv_reader_stream_fd): the counts and progress. */
+/* Each piece once it is in the file (kbv_reader_stream_fd; arg the restore's context). */
 static int file_written(void *arg, const uint8_t *p, size_t n)
 {
-	struct file_sink *f = arg;
 	(void)p;
-	f->done += n;
-	f->c->res->bytes += n;
-	if (f->c->o->progress)
-		f->c->o->progress(f->c->o->progress_arg, f->c->res->bytes);
+	count_bytes(arg, n);
 	return 0;
 }
 
@@ -339,12 +338,11 @@ static int restore_file(struct kbv_reader *rd, struct restore_ctx *c, const stru
 {
 	char tmp[64];
 	struct file_meta m;
-	struct file_sink f = { .c = c };
 	int fd = create_temp(pd->fd, tmp, sizeof tmp, name);
 	if (fd < 0)
 		return fd;
 	meta_of(c, e, &m);
-	int rc = kbv_reader_stream_fd(rd, &e->ref, e->size, &e->hash, fd, name, file_written, &f);
+	int rc = kbv_reader_stream_fd(rd, &e->ref, e->size, &e->hash, fd, name, file_written, c);
 	if (rc == 0)
 		rc = meta_apply(fd, &m, "", name);
 	if (close(fd) < 0 && rc == 0)
@@ -413,13 +411,14 @@ static int job_done(void *arg, void *job)
 {
 	struct restore_ctx *c = arg;
 	struct wjob *j = job;
+	uint64_t bytes = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		struct wfile *f = &j->f[i];
 		if (i < j->done && f->skipped) {
 			skip(c->o, c->res, f->name);
 		} else if (i < j->done) {
 			c->res->entries++;
-			c->res->bytes += f->len;
+			bytes += f->len;
 		}
 		pdir_put(f->pd);
 		f->pd = NULL;
@@ -430,8 +429,7 @@ static int job_done(void *arg, void *job)
 		c->wrc = j->rc;
 		snprintf(c->wmsg, sizeof c->wmsg, "%s", j->msg);
 	}
-	if (c->o->progress)
-		c->o->progress(c->o->progress_arg, c->res->bytes);
+	count_bytes(c, bytes);
 	return 0;
 }
 
