@@ -286,11 +286,7 @@ static int leaf_submit(struct kbv_reader *rd, const uint8_t *id, void *arg)
  * digest are proven: not a byte of a small stream that fails. */
 #define INLINE_MAX KBV_BUNDLE_TARGET
 
-static int is_inline(const struct kbv_reader *rd, uint64_t size)
-{
-	(void)rd;
-	return size <= INLINE_MAX;
-}
+static int is_inline(uint64_t size) { return size <= INLINE_MAX; }
 
 /* One chunk of an inline stream: located, checked against what is left of the stream,
  * decoded (a bundle once for its members, in the walking thread's bundle cache), hashed
@@ -370,7 +366,7 @@ int kbv_reader_stream(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t
 	rd->s.wlimit = rd->s.win_first;
 	if (rd->plan)
 		kbv_readplan_reset(rd->plan);
-	if (is_inline(rd, size) && !rd->s.scatter)
+	if (is_inline(size) && !rd->s.scatter)
 		return stream_inline(rd, ref, size, hash);
 	if (ref->depth != KBV_REF_EMPTY)
 		rc = walk(rd, ref->depth, ref->id, leaf_submit, NULL, NULL, NULL);
@@ -443,7 +439,7 @@ int kbv_reader_stream_fd(struct kbv_reader *rd, const struct kbv_ref *ref, uint6
 	struct fd_sink f = { fd, what, done, arg };
 	/* A small stream is written once it is proven whole (INLINE_MAX): a failure leaves the
 	 * file as it was. */
-	if (is_inline(rd, size))
+	if (is_inline(size))
 		return kbv_reader_stream(rd, ref, size, hash, fd_write, &f);
 	struct stat st;
 	int fl = fcntl(fd, F_GETFL);
@@ -498,14 +494,18 @@ static int to_buf(void *arg, const uint8_t *p, size_t n)
 	return kbv_buf_add(arg, p, n);
 }
 
-int kbv_reader_is_small(const struct kbv_reader *rd, uint64_t size) { return is_inline(rd, size); }
+int kbv_reader_is_small(const struct kbv_reader *rd, uint64_t size)
+{
+	(void)rd; /* the same for every reader today */
+	return is_inline(size);
+}
 
 size_t kbv_reader_threads(const struct kbv_reader *rd) { return rd->nworkers; }
 
 int kbv_reader_take(struct kbv_reader *rd, const struct kbv_ref *ref, uint64_t size, const struct kbv_digest *hash,
 		    struct kbv_buf *out)
 {
-	if (!is_inline(rd, size) || rd->s.scatter)
+	if (!is_inline(size) || rd->s.scatter)
 		return kbv_error(KBV_EINTERNAL, "a stream of %llu bytes is not read whole on the calling thread",
 				 (unsigned long long)size);
 	return kbv_reader_stream(rd, ref, size, hash, to_buf, out); /* one piece, once proven */
