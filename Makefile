@@ -179,7 +179,7 @@ bench-speed: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) MICROBENCH=$(abspath $(BUILD)/bench/microbench) bench/speed.sh
 
 # A restore of 20,000 small files against restic, each round on a fresh ext4
-# (bench/restore-tree.sh; ROUNDS, OTHER).
+# (bench/restore-tree.sh; ROUNDS, OTHER, S3=1 [RTT_MS=N], TREE=random).
 bench-files: deps bench-deps all
 	@KBVAULT=$(abspath $(PROG)) bench/restore-tree.sh
 

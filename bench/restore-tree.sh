@@ -10,10 +10,14 @@
 # loop mount) each restore goes into a fresh directory under the work directory instead,
 # and the script says so.
 # With S3=1 the repositories (kbvault's and restic's) are buckets of Debian's Ceph radosgw,
-# started here as the tests start it (tests/cli/ceph.bash).
-#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=6] [S3=1] bench/restore-tree.sh   (make bench-files)
-# Writes bench/results/restore-tree.csv and restore-tree.md (restore-tree-s3.* with S3=1):
-# medians and the ratio to restic.
+# started here as the tests start it (tests/cli/ceph.bash); with RTT_MS=N as well, both tools
+# reach it through bench/lagproxy.py, which adds a round trip of N ms to every request (a
+# bucket across a network). TREE=random restores a larger tree instead: 40,000 files of 2-8
+# KB of random bytes in 400 directories, 200 MB that compress to nothing (as many packs).
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=6] [S3=1 [RTT_MS=30]] [TREE=random]
+#   bench/restore-tree.sh   (make bench-files)
+# Writes bench/results/restore-tree.csv and restore-tree.md (restore-tree-s3.* with S3=1,
+# -s3-rttN with RTT_MS, -random with TREE=random): medians and the ratio to restic.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
 ROUNDS=${ROUNDS:-6}
@@ -35,10 +39,34 @@ if [ -n "${S3:-}" ]; then
 	ceph_start
 	trap 'cleanup; ceph_stop' EXIT
 	SUFFIX=-s3 STORE="a bucket of Ceph radosgw $(radosgw --version | cut -d' ' -f3) on this machine"
-	repo() { echo "s3:$S3_ENDPOINT/tree-$1"; }
+	EP=$S3_ENDPOINT
+	if [ -n "${RTT_MS:-}" ]; then
+		python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT_MS" "$W/proxy.port" &
+		PROXY_PID=$!
+		trap 'kill $PROXY_PID 2> /dev/null; cleanup; ceph_stop' EXIT
+		for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
+		EP=http://127.0.0.1:$(cat "$W/proxy.port")
+		SUFFIX=-s3-rtt$RTT_MS STORE="$STORE, behind a round trip of $RTT_MS ms (bench/lagproxy.py)"
+	fi
+	repo() { echo "s3:$EP/tree-$1"; }
 fi
 
-python3 - "$W/tree" <<'EOF'
+WHAT="20,000 small files"
+if [ "${TREE:-}" = random ]; then
+	SUFFIX=$SUFFIX-random WHAT="40,000 small files of random bytes"
+	python3 - "$W/tree" <<'EOF'
+import os, random, sys
+random.seed(9)
+root = sys.argv[1]
+for d in range(400):
+    p = f"{root}/d{d:03}/sub"
+    os.makedirs(p)
+    for f in range(100):
+        with open(f"{p}/f{f:03}.bin", "wb") as fh:
+            fh.write(random.randbytes(random.randint(2000, 8000)))
+EOF
+else
+	python3 - "$W/tree" <<'EOF'
 import os, random, sys
 random.seed(7)
 root = sys.argv[1]
@@ -51,6 +79,7 @@ for d in range(200):
         with open(f"{p}/f{f:03}.txt", "wb") as fh:
             fh.write(body + random.randbytes(64))
 EOF
+fi
 want=$(cd "$W/tree" && find . -type f -print0 | sort -z | xargs -0 b2sum | b2sum)
 
 tools=(kbvault)
@@ -60,7 +89,7 @@ if [ -n "${OTHER:-}" ]; then
 	BIN[other]=$OTHER
 fi
 tools+=(restic)
-cat "$W"/tree/*/sub/* > /dev/null
+find "$W/tree" -type f -exec cat {} + > /dev/null
 : > "$W/backup.txt"
 for t in "${tools[@]}"; do # the tree's first snapshot, once each (what a restore reads)
 	if [ "$t" = restic ]; then
@@ -104,7 +133,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-python3 - "$CSV" "$OUT/restore-tree$SUFFIX.md" "$where" "$(restic version | cut -d' ' -f2)" "$W/backup.txt" "$STORE" <<'EOF'
+python3 - "$CSV" "$OUT/restore-tree$SUFFIX.md" "$where" "$(restic version | cut -d' ' -f2)" "$W/backup.txt" "$STORE" "$WHAT" <<'EOF'
 import csv, statistics, sys, subprocess
 rows = list(csv.DictReader(open(sys.argv[1])))
 tools = list(dict.fromkeys(r["tool"] for r in rows))
@@ -112,7 +141,7 @@ med = {t: {k: statistics.median(float(r[k]) for r in rows if r["tool"] == t)
            for k in ("seconds", "user_seconds", "sys_seconds")} for t in tools}
 rounds = len([r for r in rows if r["tool"] == tools[0]])
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-out = [f"# Restore of 20,000 small files (`make bench-files`, {rev})", "",
+out = [f"# Restore of {sys.argv[7]} (`make bench-files`, {rev})", "",
        f"{rounds} rounds, repositories in {sys.argv[6]}, each restore into {sys.argv[3]}; restic {sys.argv[4]}; medians.", "",
        "| tool | wall s | user s | sys s | restic's wall / this |", "|---|---|---|---|---|"]
 for t in tools:

@@ -396,6 +396,29 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 10 ]
 }
 
+@test "s3: a tree's small files are read ahead: a pack's next windows are requested while the reader waits for one, no range twice" {
+	s3_init
+	for d in 1 2 3 4; do
+		mkdir -p "$TMPD/tree/d$d"
+		head -c 3000000 /dev/urandom | split -b 3000 -a 3 - "$TMPD/tree/d$d/f"
+	done
+	(cd "$TMPD" && kbv snapshot -q tree)
+	s3proxy_start
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out"
+	diff -r "$TMPD/tree" "$TMPD/out/tree"
+	grep '^GET .*\.pack bytes=' "$TMPD/rules.log" | sort | uniq -d > "$TMPD/twice"
+	[ ! -s "$TMPD/twice" ] || { cat "$TMPD/twice"; false; }
+	# 12 MB of packs in 2 MiB windows: read ahead fetches them, not more
+	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 12 ]
+	# one reading thread walks the tree: pack GETs that overlap are its windows read ahead
+	most=$(grep '^GET .*\.pack bytes=' "$TMPD/rules.inflight" | awk '$4 > m { m = $4 } END { print m + 0 }')
+	[ "$most" -ge 3 ] || { cat "$TMPD/rules.inflight"; false; }
+	# a read ahead that meets a busy server is dropped, and the reader's own request retries
+	echo "every 3 503" > "$TMPD/rules"
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out2"
+	diff -r "$TMPD/tree" "$TMPD/out2/tree"
+}
+
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {
 	G="$BATS_TEST_DIRNAME/../golden/v1-bucket"
 	export KBVAULT_PASSWORD=kbvault-golden

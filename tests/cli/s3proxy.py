@@ -23,7 +23,9 @@ rules last changed (counting from 1):
 
 An empty file forwards everything. Served requests are counted in RULES_FILE.count, and
 each one is logged to RULES_FILE.log as "METHOD PATH RANGE EXPECT CONTENT-TYPE" (a header
-the request did not send is "-").
+the request did not send is "-"), and to RULES_FILE.inflight as "METHOD PATH RANGE N": N
+requests were being served when it arrived, itself included (N > 1: a client sent it while
+others were still on their way).
 """
 import http.client
 import http.server
@@ -35,7 +37,7 @@ import threading
 UPSTREAM = int(sys.argv[1])
 RULES = sys.argv[2]
 lock = threading.Lock()
-state = {"rules": None, "n": 0, "served": 0}
+state = {"rules": None, "n": 0, "served": 0, "inflight": 0}
 held = threading.Condition()  # requests held by "together N"
 gate = {"arrived": 0}
 
@@ -88,6 +90,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def handle_any(self):
+        with lock, open(RULES + ".inflight", "a") as f:
+            state["inflight"] += 1
+            f.write(f"{self.command} {self.path} {self.headers.get('Range', '-').replace(' ', '')} {state['inflight']}\n")
+        try:
+            self.serve_one()
+        finally:
+            with lock:
+                state["inflight"] -= 1
+
+    def serve_one(self):
         length = int(self.headers.get("Content-Length") or 0)
         with lock, open(RULES + ".log", "a") as log:
             log.write(" ".join([self.command, self.path] + [self.headers.get(h, "-").replace(" ", "")

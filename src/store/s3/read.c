@@ -69,7 +69,7 @@ int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct k
 }
 
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off);
-static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need,
 			  size_t *got);
 
 /* The shared window of `key` holding [off, off + n), or the one being fetched that will;
@@ -110,6 +110,128 @@ static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint
 	*end = b;
 }
 
+/* Read-ahead. A reader that walks an object in order (a restore's walking thread, reading a
+ * tree's small files one after another) asks for one window after another and waits a round
+ * trip for each: over a network, a tree of small files restored at one window at a time was
+ * slower than restic, which fetches several packs at once (docs/benchmarks.md, "Small files
+ * from a distant bucket"). So once a reader's new window continues one the object already
+ * has, the next S3_AHEAD windows of the object are fetched by threads of their own, and
+ * each first read of a window fetched ahead keeps S3_AHEAD windows ahead of it. A read at a
+ * random place fetches nothing more. A fetch ahead that fails leaves no window: the reader
+ * that needs those bytes fetches them itself, and its request's failure is the one it
+ * reports. */
+struct ahead {
+	struct s3 *s;
+	struct s3_win *w;
+	char key[512];
+};
+
+static void *ahead_main(void *arg)
+{
+	struct ahead *a = arg;
+	struct s3 *s = a->s;
+	struct s3_win *w = a->w; /* busy: no one else touches it */
+	size_t got = 0;
+	if (w->data || (w->data = malloc(S3_WINDOW))) {
+		/* One try, and whatever part of the range came: an object shorter than the size
+		 * it was opened with, a reply that is not the range, a server that is busy are
+		 * the reader's to meet (and to retry) when it gets there. */
+		char range[80];
+		snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)w->off,
+			 (unsigned long long)(w->off + w->want - 1));
+		struct req q = { .method = "GET", .key = a->key, .dst = w->data, .dst_cap = w->want, .hdr = { range },
+				 .once = 1 };
+		if (s3_do(s, &q) == 0 && (q.status == 206 || (q.status == 200 && w->off == 0)))
+			got = q.dst_len;
+		kbv_buf_release(&q.err);
+	}
+	pthread_mutex_lock(&s->win_mu);
+	w->len = got;
+	if (w->len == 0) {
+		w->key[0] = 0;
+		w->ahead = 0;
+	}
+	w->busy = 0;
+	s->ahead_running--;
+	pthread_cond_broadcast(&s->win_cv);
+	pthread_mutex_unlock(&s->win_mu);
+	free(a);
+	return NULL;
+}
+
+/* The window of `key` that holds or is fetching the byte at `off`; under win_mu. */
+static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
+{
+	for (int i = 0; i < S3_WINDOWS; i++) {
+		struct s3_win *w = &s->wins[i];
+		size_t len = w->busy ? w->want : w->len;
+		if (w->key[0] && off >= w->off && off < w->off + len && !strcmp(w->key, key))
+			return w;
+	}
+	return NULL;
+}
+
+/* Keep S3_AHEAD windows of `key` (of `size` bytes) fetched or being fetched from `from` on;
+ * under win_mu. An idle window is taken, the least recently used of those read already,
+ * else of those fetched ahead for another object (a reader that left it for another). */
+static void read_ahead(struct s3 *s, const char *key, uint64_t size, uint64_t from)
+{
+	for (int n = 0; n < S3_AHEAD && from < size; n++) {
+		struct s3_win *w = win_at(s, key, from);
+		if (w) {
+			from = w->off + (w->busy ? w->want : w->len);
+			continue;
+		}
+		if (s->ahead_running >= S3_AHEAD)
+			return;
+		for (int i = 0; i < S3_WINDOWS; i++) {
+			struct s3_win *o = &s->wins[i];
+			if (o->busy || (o->ahead && !strcmp(o->key, key)))
+				continue;
+			if (!w || (w->ahead && !o->ahead) || (w->ahead == o->ahead && o->used < w->used))
+				w = o;
+		}
+		if (!w)
+			return;
+		uint64_t end = from + S3_WINDOW < size ? from + S3_WINDOW : size;
+		for (int i = 0; i < S3_WINDOWS; i++) { /* never over bytes another window holds */
+			struct s3_win *o = &s->wins[i];
+			if (o != w && o->key[0] && o->off > from && o->off < end && !strcmp(o->key, key))
+				end = o->off;
+		}
+		struct ahead *a = malloc(sizeof *a);
+		if (!a)
+			return;
+		a->s = s;
+		a->w = w;
+		snprintf(a->key, sizeof a->key, "%s", key);
+		snprintf(w->key, sizeof w->key, "%s", key);
+		w->off = from;
+		w->want = (size_t)(end - from);
+		w->len = 0;
+		w->busy = 1;
+		w->ahead = 1;
+		w->used = ++s->win_clock;
+		s->ahead_running++;
+		pthread_t th;
+		pthread_attr_t at;
+		int ok = 0;
+		if (pthread_attr_init(&at) == 0) {
+			ok = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0 &&
+			     pthread_create(&th, &at, ahead_main, a) == 0;
+			pthread_attr_destroy(&at);
+		}
+		if (!ok) { /* no thread: the reader fetches it when it gets there */
+			w->key[0] = 0;
+			w->busy = w->ahead = 0;
+			s->ahead_running--;
+			free(a);
+			return;
+		}
+		from = end;
+	}
+}
+
 /* One piece of a read, [off, off + n), inside one window: copied from the window that
  * holds it, else waited for while another reader fetches it, else fetched into a new one. */
 static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t *done)
@@ -121,6 +243,10 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 			size_t k = w->off + w->len - off < n ? (size_t)(w->off + w->len - off) : n;
 			memcpy(p, w->data + (off - w->off), k);
 			w->used = ++s->win_clock;
+			if (w->ahead) { /* the reader got here: keep the next windows coming */
+				w->ahead = 0;
+				read_ahead(s, r->key, r->size, w->off + w->len);
+			}
 			pthread_mutex_unlock(&s->win_mu);
 			*done = k;
 			return 0;
@@ -129,8 +255,9 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 			break;
 		pthread_cond_wait(&s->win_cv, &s->win_mu);
 	}
-	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one */
-		if (!s->wins[i].busy && (!w || s->wins[i].used < w->used))
+	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one, one read already if any */
+		if (!s->wins[i].busy && (!w || (w->ahead && !s->wins[i].ahead) ||
+					 (w->ahead == s->wins[i].ahead && s->wins[i].used < w->used)))
 			w = &s->wins[i];
 	if (!w) { /* every window is being fetched: this read goes alone */
 		pthread_mutex_unlock(&s->win_mu);
@@ -139,12 +266,16 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	}
 	uint64_t a, b;
 	w->key[0] = 0; /* the window chosen is no longer what it held */
+	w->ahead = 0;
 	win_span(s, r, off, n, &a, &b);
+	int in_order = a > 0 && win_at(s, r->key, a - 1) != NULL; /* it continues a window */
 	snprintf(w->key, sizeof w->key, "%s", r->key);
 	w->off = a;
 	w->want = (size_t)(b - a);
 	w->len = 0;
 	w->busy = 1;
+	if (in_order)
+		read_ahead(s, r->key, r->size, b);
 	pthread_mutex_unlock(&s->win_mu);
 	size_t need = off + n < b ? (size_t)(off + n - a) : w->want, got = 0;
 	int rc = 0;
@@ -154,7 +285,7 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
 	 * only the bytes asked for must have come. */
 	if (rc == 0)
-		rc = get_range_upto(s, r, w->data, w->want, a, need, &got);
+		rc = get_range_upto(s, r->key, w->data, w->want, a, need, &got);
 	pthread_mutex_lock(&s->win_mu);
 	size_t k = (size_t)(a + need - off);
 	if (rc == 0)
@@ -215,30 +346,30 @@ int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off)
 {
 	size_t got;
-	return get_range_upto(s, r, p, n, off, n, &got);
+	return get_range_upto(s, r->key, p, n, off, n, &got);
 }
 
 /* Up to n bytes at off into p (*got of them), with one ranged GET; fewer than need of them
  * is KBV_ECORRUPT (the object is shorter than it should be). */
-static int get_range_upto(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off, size_t need,
+static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need,
 			  size_t *got)
 {
 	char range[80];
 	snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + n - 1));
-	struct req q = { .method = "GET", .key = r->key, .dst = p, .dst_cap = n, .hdr = { range } };
+	struct req q = { .method = "GET", .key = key, .dst = p, .dst_cap = n, .hdr = { range } };
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 416)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated (a read of %zu bytes at %llu)", s->bucket,
-			       r->key, n, (unsigned long long)off);
+			       key, n, (unsigned long long)off);
 	else if (rc == 0 && q.status == 404) /* opened, or known from the index: it was there */
-		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is gone (HTTP 404 %s)", s->bucket, r->key,
+		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is gone (HTTP 404 %s)", s->bucket, key,
 			       *q.code ? q.code : "NotFound");
 	else if (rc == 0 && q.status != 206 && q.status != 200)
 		rc = s3_fail(s, &q);
 	else if (rc == 0 && q.dst_len < need)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %zu of %zu bytes at %llu came", s->bucket,
-			       r->key, q.dst_len, need, (unsigned long long)off);
+			       key, q.dst_len, need, (unsigned long long)off);
 	*got = q.dst_len;
 	kbv_buf_release(&q.err);
 	return rc;

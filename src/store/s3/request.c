@@ -252,7 +252,7 @@ int s3_do(struct s3 *s, struct req *q)
 	char cerr[CURL_ERROR_SIZE];
 	int small_put = !strcmp(q->method, "PUT") && q->len < S3_SMALL_PUT;
 	int add_ctype = small_put && !has_content_type(q); /* else curl labels the body a form */
-	for (int attempt = 0; attempt < S3_ATTEMPTS; attempt++) {
+	for (int attempt = 0; attempt < (q->once ? 1 : S3_ATTEMPTS); attempt++) {
 		if (attempt) {
 			/* 0.1 s, 0.2 s, ... up to 5 s, each scaled by a random 0.5..1.0 */
 			double d = 0.1 * (double)(1u << (attempt - 1));

@@ -77,6 +77,7 @@ struct s3 {
 	pthread_cond_t win_cv;
 	struct s3_win *wins;
 	uint64_t win_clock;
+	int ahead_running; /* windows being fetched ahead by threads of their own (read.c) */
 	/* The Date of the latest reply (kbv_be_clock: the storage's clock, never ours). */
 	_Atomic int64_t server_date;
 	_Atomic int64_t server_date_mono; /* our CLOCK_MONOTONIC seconds when it came */
@@ -94,8 +95,13 @@ struct s3_win {
 	size_t len, want;
 	uint64_t used;
 	int busy;
+	int ahead; /* fetched ahead of its reader, not read yet */
 	uint8_t *data;
 };
+
+/* Windows fetched ahead of a reader that walks an object in order (read.c, read_ahead):
+ * at most this many at a time, each by a thread of its own. */
+#define S3_AHEAD 3
 
 /* Requests sent by this process, every attempt counted (kbv_s3_requests). */
 extern _Atomic uint64_t s3_requests_sent[KBV_REQ_KINDS], s3_requests_retried;
@@ -135,6 +141,7 @@ struct req {
 	struct kbv_buf err;
 	char code[64]; /* the server's error code ("NoSuchKey") */
 	int retried;   /* an earlier try got no reply: a PUT may have been applied already */
+	int once;      /* one try only: a failure is someone else's to retry (a read ahead) */
 	CURL *curl;
 	int acked; /* TCP_QUICKACK asked for this reply (on_header) */
 	unsigned char sha[32]; /* of the body, when sha_known (body and len are set first) */

@@ -139,6 +139,10 @@ static void s3_free(struct kbv_backend *be)
 {
 	struct s3 *s = (struct s3 *)be;
 	s3_sync(be); /* no upload outlives its backend (a failure was the caller's to see) */
+	pthread_mutex_lock(&s->win_mu); /* nor a window fetched ahead */
+	while (s->ahead_running)
+		pthread_cond_wait(&s->win_cv, &s->win_mu);
+	pthread_mutex_unlock(&s->win_mu);
 	pthread_mutex_destroy(&s->up_mu);
 	for (int i = 0; s->wins && i < S3_WINDOWS; i++)
 		free(s->wins[i].data);
