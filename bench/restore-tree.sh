@@ -51,35 +51,26 @@ if [ -n "${S3:-}" ]; then
 	repo() { echo "s3:$EP/tree-$1"; }
 fi
 
-WHAT="20,000 small files"
+WHAT="20,000 small files" MODE=text
 if [ "${TREE:-}" = random ]; then
-	SUFFIX=$SUFFIX-random WHAT="40,000 small files of random bytes"
-	python3 - "$W/tree" <<'EOF'
-import os, random, sys
-random.seed(9)
-root = sys.argv[1]
-for d in range(400):
-    p = f"{root}/d{d:03}/sub"
-    os.makedirs(p)
-    for f in range(100):
-        with open(f"{p}/f{f:03}.bin", "wb") as fh:
-            fh.write(random.randbytes(random.randint(2000, 8000)))
-EOF
-else
-	python3 - "$W/tree" <<'EOF'
-import os, random, sys
-random.seed(7)
-root = sys.argv[1]
-for d in range(200):
-    p = f"{root}/d{d:03}/sub"
-    os.makedirs(p)
-    for f in range(100):
-        n = random.randint(500, 4500)
-        body = (f"doc {d} {f} " * (n // 12 + 1)).encode()[:n]
-        with open(f"{p}/f{f:03}.txt", "wb") as fh:
-            fh.write(body + random.randbytes(64))
-EOF
+	SUFFIX=$SUFFIX-random WHAT="40,000 small files of random bytes" MODE=random
 fi
+python3 - "$W/tree" "$MODE" <<'EOF'
+import os, random, sys
+root, mode = sys.argv[1], sys.argv[2]
+random.seed(7 if mode == "text" else 9)
+for d in range(200 if mode == "text" else 400):
+    p = f"{root}/d{d:03}/sub"
+    os.makedirs(p)
+    for f in range(100):
+        if mode == "text":
+            n = random.randint(500, 4500)
+            body = (f"doc {d} {f} " * (n // 12 + 1)).encode()[:n] + random.randbytes(64)
+        else:
+            body = random.randbytes(random.randint(2000, 8000))
+        with open(f"{p}/f{f:03}.{'txt' if mode == 'text' else 'bin'}", "wb") as fh:
+            fh.write(body)
+EOF
 want=$(cd "$W/tree" && find . -type f -print0 | sort -z | xargs -0 b2sum | b2sum)
 
 tools=(kbvault)
