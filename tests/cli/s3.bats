@@ -388,6 +388,7 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	done
 	(cd "$TMPD" && kbv snapshot -q tree)
 	s3proxy_start
+	echo "lag .pack 300" > "$TMPD/rules" # each pack GET takes 0.3 s: those sent together overlap
 	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out"
 	diff -r "$TMPD/tree" "$TMPD/out/tree"
 	grep '^GET .*\.pack bytes=' "$TMPD/rules.log" | sort | uniq -d > "$TMPD/twice"
@@ -398,6 +399,19 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	# one reading thread walks the tree: pack GETs that overlap are its windows read ahead
 	most=$(grep '^GET .*\.pack bytes=' "$TMPD/rules.inflight" | awk '$4 > m { m = $4 } END { print m + 0 }')
 	[ "$most" -ge 3 ] || { cat "$TMPD/rules.inflight"; false; }
+	# packs of 3 MiB (two windows each, so nothing is read ahead within one): a pass that
+	# read one pack to its end reads the next one's second window beside its first
+	mv "$TMPD/tree" "$TMPD/tree1"
+	for d in 1 2 3 4; do
+		mkdir -p "$TMPD/tree/e$d"
+		head -c 3000000 /dev/urandom | split -b 3000 -a 3 - "$TMPD/tree/e$d/f"
+	done
+	(cd "$TMPD" && KBVAULT_PACK_SIZE=3145728 kbv snapshot -q tree)
+	: > "$TMPD/rules.inflight"
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out3"
+	diff -r "$TMPD/tree" "$TMPD/out3/tree"
+	[ "$(grep -c '^GET .*\.pack bytes=.* [2-9]$' "$TMPD/rules.inflight")" -ge 1 ] ||
+		{ cat "$TMPD/rules.inflight"; false; }
 	# a read ahead that meets a busy server is dropped, and the reader's own request retries
 	echo "every 3 503" > "$TMPD/rules"
 	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out2"

@@ -116,7 +116,8 @@ static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint
  * slower than restic, which fetches several packs at once (docs/benchmarks.md, "Small files
  * from a distant bucket"). So once a reader's new window continues one the object already
  * has, the next S3_AHEAD windows of the object are fetched by threads of their own, and
- * each first read of a window fetched ahead keeps S3_AHEAD windows ahead of it. A read at a
+ * each first read of a window fetched ahead keeps S3_AHEAD windows ahead of it (and a pass
+ * that reaches the object's end goes on into the next object: pass_ended). A read at a
  * random place fetches nothing more. A fetch ahead that fails leaves no window: the reader
  * that needs those bytes fetches them itself, and its request's failure is the one it
  * reports. */
@@ -159,6 +160,13 @@ static void *ahead_main(void *arg)
 	return NULL;
 }
 
+/* The backend whose reader on this thread has just reached the end of an object read in
+ * order: that reader's next window at the start of an object is read ahead too (a tree's
+ * small files go on from one pack into the next; the first two windows of each were
+ * otherwise waited for, 13% of such a restore 30 ms away). A read at the start of an
+ * object that is not the next of a pass then fetches three windows more, once. */
+static _Thread_local const struct s3 *pass_ended;
+
 /* The window of `key` that holds or is fetching the byte at `off`; under win_mu. */
 static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
 {
@@ -176,6 +184,8 @@ static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
  * else of those fetched ahead for another object (a reader that left it for another). */
 static void read_ahead(struct s3 *s, const char *key, uint64_t size, uint64_t from)
 {
+	if (from >= size)
+		pass_ended = s;
 	for (int n = 0; n < S3_AHEAD && from < size; n++) {
 		struct s3_win *w = win_at(s, key, from);
 		if (w) {
@@ -268,7 +278,10 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	w->key[0] = 0; /* the window chosen is no longer what it held */
 	w->ahead = 0;
 	win_span(s, r, off, n, &a, &b);
-	int in_order = a > 0 && win_at(s, r->key, a - 1) != NULL; /* it continues a window */
+	/* it continues a window, or starts the object after one read in order to its end */
+	int in_order = a > 0 ? win_at(s, r->key, a - 1) != NULL : pass_ended == s;
+	if (a == 0 && pass_ended == s)
+		pass_ended = NULL;
 	snprintf(w->key, sizeof w->key, "%s", r->key);
 	w->off = a;
 	w->want = (size_t)(b - a);
