@@ -163,7 +163,7 @@ static void *ahead_main(void *arg)
 /* The backend whose reader on this thread has just reached the end of an object read in
  * order: that reader's next window at the start of an object is read ahead too (a tree's
  * small files go on from one pack into the next; the first two windows of each were
- * otherwise waited for, 13% of such a restore 30 ms away). A read at the start of an
+ * otherwise waited for: 9-19% of such a restore 30 ms away). A read at the start of an
  * object that is not the next of a pass then fetches three windows more, once. */
 static _Thread_local const struct s3 *pass_ended;
 
