@@ -69,7 +69,7 @@ int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct k
 }
 
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off);
-static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need,
+static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need, int once,
 			  size_t *got);
 
 /* The shared window of `key` holding [off, off + n), or the one being fetched that will;
@@ -133,19 +133,12 @@ static void *ahead_main(void *arg)
 	struct s3 *s = a->s;
 	struct s3_win *w = a->w; /* busy: no one else touches it */
 	size_t got = 0;
-	if (w->data || (w->data = malloc(S3_WINDOW))) {
-		/* One try, and whatever part of the range came: an object shorter than the size
-		 * it was opened with, a reply that is not the range, a server that is busy are
-		 * the reader's to meet (and to retry) when it gets there. */
-		char range[80];
-		snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)w->off,
-			 (unsigned long long)(w->off + w->want - 1));
-		struct req q = { .method = "GET", .key = a->key, .dst = w->data, .dst_cap = w->want, .hdr = { range },
-				 .once = 1 };
-		if (s3_do(s, &q) == 0 && (q.status == 206 || (q.status == 200 && w->off == 0)))
-			got = q.dst_len;
-		kbv_buf_release(&q.err);
-	}
+	/* One try, and whatever part of the range came: an object shorter than the size it was
+	 * opened with, a reply that is not the range, a server that is busy are the reader's to
+	 * meet (and to retry) when it gets there. */
+	if (!(w->data || (w->data = malloc(S3_WINDOW))) ||
+	    get_range_upto(s, a->key, w->data, w->want, w->off, 0, 1, &got) < 0)
+		got = 0;
 	pthread_mutex_lock(&s->win_mu);
 	w->len = got;
 	if (w->len == 0) {
@@ -170,24 +163,20 @@ static _Thread_local const struct s3 *pass_ended;
 /* The window of `key` that holds or is fetching the byte at `off`; under win_mu. */
 static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
 {
-	for (int i = 0; i < S3_WINDOWS; i++) {
-		struct s3_win *w = &s->wins[i];
-		size_t len = w->busy ? w->want : w->len;
-		if (w->key[0] && off >= w->off && off < w->off + len && !strcmp(w->key, key))
-			return w;
-	}
-	return NULL;
+	struct s3_win *w = win_find(s, key, off, 1, 0);
+	return w ? w : win_find(s, key, off, 1, 1);
 }
 
-/* Keep S3_AHEAD windows of `key` (of `size` bytes) fetched or being fetched from `from` on;
- * under win_mu. An idle window is taken, the least recently used of those read already,
- * else of those fetched ahead for another object (a reader that left it for another). */
-static void read_ahead(struct s3 *s, const char *key, uint64_t size, uint64_t from)
+/* Keep S3_AHEAD windows of r's object fetched or being fetched from `from` on, each where
+ * win_span puts a window for a read there; under win_mu. An idle window is taken, the least
+ * recently used of those read already, else of those fetched ahead for another object (a
+ * reader that left it for another). */
+static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 {
-	if (from >= size)
+	if (from >= r->size)
 		pass_ended = s;
-	for (int n = 0; n < S3_AHEAD && from < size; n++) {
-		struct s3_win *w = win_at(s, key, from);
+	for (int n = 0; n < S3_AHEAD && from < r->size; n++) {
+		struct s3_win *w = win_at(s, r->key, from);
 		if (w) {
 			from = w->off + (w->busy ? w->want : w->len);
 			continue;
@@ -196,28 +185,25 @@ static void read_ahead(struct s3 *s, const char *key, uint64_t size, uint64_t fr
 			return;
 		for (int i = 0; i < S3_WINDOWS; i++) {
 			struct s3_win *o = &s->wins[i];
-			if (o->busy || (o->ahead && !strcmp(o->key, key)))
+			if (o->busy || (o->ahead && !strcmp(o->key, r->key)))
 				continue;
 			if (!w || (w->ahead && !o->ahead) || (w->ahead == o->ahead && o->used < w->used))
 				w = o;
 		}
 		if (!w)
 			return;
-		uint64_t end = from + S3_WINDOW < size ? from + S3_WINDOW : size;
-		for (int i = 0; i < S3_WINDOWS; i++) { /* never over bytes another window holds */
-			struct s3_win *o = &s->wins[i];
-			if (o != w && o->key[0] && o->off > from && o->off < end && !strcmp(o->key, key))
-				end = o->off;
-		}
 		struct ahead *a = malloc(sizeof *a);
 		if (!a)
 			return;
+		uint64_t start, end;
+		w->key[0] = 0; /* the window chosen is no longer what it held */
+		win_span(s, r, from, 1, &start, &end);
 		a->s = s;
 		a->w = w;
-		snprintf(a->key, sizeof a->key, "%s", key);
-		snprintf(w->key, sizeof w->key, "%s", key);
-		w->off = from;
-		w->want = (size_t)(end - from);
+		snprintf(a->key, sizeof a->key, "%s", r->key);
+		snprintf(w->key, sizeof w->key, "%s", r->key);
+		w->off = start;
+		w->want = (size_t)(end - start);
 		w->len = 0;
 		w->busy = 1;
 		w->ahead = 1;
@@ -255,7 +241,7 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 			w->used = ++s->win_clock;
 			if (w->ahead) { /* the reader got here: keep the next windows coming */
 				w->ahead = 0;
-				read_ahead(s, r->key, r->size, w->off + w->len);
+				read_ahead(s, r, w->off + w->len);
 			}
 			pthread_mutex_unlock(&s->win_mu);
 			*done = k;
@@ -288,7 +274,7 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	w->len = 0;
 	w->busy = 1;
 	if (in_order)
-		read_ahead(s, r->key, r->size, b);
+		read_ahead(s, r, b);
 	pthread_mutex_unlock(&s->win_mu);
 	size_t need = off + n < b ? (size_t)(off + n - a) : w->want, got = 0;
 	int rc = 0;
@@ -298,7 +284,7 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 	 * (kbv_be_open_known) and the object is shorter: the server sends what there is, and
 	 * only the bytes asked for must have come. */
 	if (rc == 0)
-		rc = get_range_upto(s, r->key, w->data, w->want, a, need, &got);
+		rc = get_range_upto(s, r->key, w->data, w->want, a, need, 0, &got);
 	pthread_mutex_lock(&s->win_mu);
 	size_t k = (size_t)(a + need - off);
 	if (rc == 0)
@@ -359,18 +345,19 @@ int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off)
 static int get_range(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t off)
 {
 	size_t got;
-	return get_range_upto(s, r->key, p, n, off, n, &got);
+	return get_range_upto(s, r->key, p, n, off, n, 0, &got);
 }
 
-/* Up to n bytes at off into p (*got of them), with one ranged GET; fewer than need of them
- * is KBV_ECORRUPT (the object is shorter than it should be). */
-static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need,
+/* Up to n bytes at off into p (*got of them), with one ranged GET (one try with `once`,
+ * else retried as s3_do retries); fewer than need of them is KBV_ECORRUPT (the object is
+ * shorter than it should be). */
+static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint64_t off, size_t need, int once,
 			  size_t *got)
 {
 	char range[80];
 	snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + n - 1));
-	struct req q = { .method = "GET", .key = key, .dst = p, .dst_cap = n, .hdr = { range } };
+	struct req q = { .method = "GET", .key = key, .dst = p, .dst_cap = n, .hdr = { range }, .once = once };
 	int rc = s3_do(s, &q);
 	if (rc == 0 && q.status == 416)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated (a read of %zu bytes at %llu)", s->bucket,
@@ -380,6 +367,9 @@ static int get_range_upto(struct s3 *s, const char *key, void *p, size_t n, uint
 			       *q.code ? q.code : "NotFound");
 	else if (rc == 0 && q.status != 206 && q.status != 200)
 		rc = s3_fail(s, &q);
+	else if (rc == 0 && q.status == 200 && off > 0) /* the whole object: its bytes from 0 on */
+		rc = kbv_error(KBV_EIO, "s3 object %s/%s: a read at %llu was answered with the whole object (HTTP 200)",
+			       s->bucket, key, (unsigned long long)off);
 	else if (rc == 0 && q.dst_len < need)
 		rc = kbv_error(KBV_ECORRUPT, "s3 object %s/%s is truncated: %zu of %zu bytes at %llu came", s->bucket,
 			       key, q.dst_len, need, (unsigned long long)off);
