@@ -143,6 +143,13 @@ int kbv_be_read_once(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
 int kbv_be_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t *size,
 		      struct kbv_be_rd **out);
 void kbv_be_close(struct kbv_be_rd *rd);
+/* Advice: once the caller has read rd's object in order to its end, it reads object `name`
+ * of that kind (`size` bytes, known from the index) from its start. Object storage's
+ * read-ahead then goes on from the one object into the next, so that the windows ahead of a
+ * reader are the next ones it reads across both; a local directory does nothing. Never an
+ * error: a fetch ahead that fails leaves nothing, and the read that needs those bytes
+ * fetches them itself and reports what it meets. A later call replaces the advice. */
+void kbv_be_read_then(struct kbv_be_rd *rd, enum kbv_obj kind, const char *name, uint64_t size);
 /* The whole object into out (its contents replaced). */
 int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
 

@@ -181,6 +181,12 @@ void kbv_be_close(struct kbv_be_rd *rd)
 		rd->be->ops->close(rd);
 }
 
+void kbv_be_read_then(struct kbv_be_rd *rd, enum kbv_obj kind, const char *name, uint64_t size)
+{
+	if (rd->be->ops->read_then && kbv_obj_name_ok(kind, name))
+		rd->be->ops->read_then(rd, kind, name, size);
+}
+
 int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out)
 {
 	struct kbv_be_rd *rd = NULL;

@@ -193,6 +193,12 @@ static void fault_close(struct kbv_be_rd *brd)
 	free(rd);
 }
 
+/* Advice is passed on, not counted: it is no operation that could fail. */
+static void fault_read_then(struct kbv_be_rd *brd, enum kbv_obj kind, const char *name, uint64_t size)
+{
+	kbv_be_read_then(((struct fault_rd *)brd)->inner, kind, name, size);
+}
+
 static int fault_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
 {
 	struct fault *f = (struct fault *)be;
@@ -272,6 +278,7 @@ static const struct kbv_backend_ops fault_ops = {
 	.read = fault_read,
 	.read_once = fault_read_once,
 	.close = fault_close,
+	.read_then = fault_read_then,
 	.list = fault_list,
 	.remove = fault_remove,
 	.clock = fault_clock,

@@ -23,6 +23,8 @@ struct kbv_backend_ops {
 	/* optional: kbv_be_read_once (else read) */
 	int (*read_once)(struct kbv_be_rd *rd, void *p, size_t n, uint64_t off);
 	void (*close)(struct kbv_be_rd *rd);
+	/* optional: kbv_be_read_then (else nothing) */
+	void (*read_then)(struct kbv_be_rd *rd, enum kbv_obj kind, const char *name, uint64_t size);
 	/* optional: a whole object in one request (object storage: one GET, not HEAD + GET);
 	 * else open, read and close */
 	int (*get)(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);

@@ -97,6 +97,8 @@ struct kbv_packfds {
 		uint64_t used;
 	} slot[8];
 	uint64_t clock;
+	uint32_t last;   /* the pack read last (when has_last) */
+	int has_last;
 	struct kbv_bundle_cache bundle;
 };
 void kbv_packfds_init(struct kbv_packfds *c);

@@ -380,7 +380,7 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ "$(grep -c '^GET .*\.pack bytes=' "$TMPD/rules.log")" -le 20 ]
 }
 
-@test "s3: a tree of 4,000 small files is restored from a few read windows read ahead, not a request per file; no range twice; a busy server" {
+@test "s3: a tree of 4,000 small files is restored from a few read windows read ahead, not a request per file; no range twice; a busy server; read ahead goes on into the next pack" {
 	s3_init
 	for d in 1 2 3 4; do
 		mkdir -p "$TMPD/tree/d$d"
@@ -416,6 +416,25 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	echo "every 3 503" > "$TMPD/rules"
 	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out2"
 	diff -r "$TMPD/tree" "$TMPD/out2/tree"
+	# three packs of a little over 12 MiB (seven windows, the last from byte 12582912 on):
+	# once the reader went on from one pack to the next in the order they were written, the
+	# windows read ahead go on into the pack after it before the reader has finished this
+	# one. Each pack's last window is held 2 s: the third pack's first GET must arrive while
+	# the second's last is still in flight (the build before asked for the third pack only
+	# when the reader got there, the second read to its end)
+	mv "$TMPD/tree" "$TMPD/tree3"
+	for d in 1 2 3; do
+		mkdir -p "$TMPD/tree/g$d"
+		head -c 12000000 /dev/urandom | split -b 3000 -a 4 - "$TMPD/tree/g$d/f"
+	done
+	(cd "$TMPD" && KBVAULT_PACK_SIZE=12582912 kbv snapshot -q tree)
+	printf 'lag .pack 300\nlag bytes=12582912- 2000\n' > "$TMPD/rules"
+	: > "$TMPD/rules.inflight"
+	kbv -r "s3:$PROXY/$BUCKET/prod" restore -q latest --target "$TMPD/out4"
+	diff -r "$TMPD/tree" "$TMPD/out4/tree"
+	third=$(awk '$1 == "GET" && $2 ~ /\.pack$/ && !($2 in seen) { seen[$2] = 1; if (++k == 3) { print $4; exit } }' \
+		"$TMPD/rules.inflight")
+	[ "${third:-0}" -ge 2 ] || { cat "$TMPD/rules.inflight"; false; }
 }
 
 @test "s3: the golden bucket (format/index.md index objects version 1) builds an empty cache from its index objects and restores byte for byte" {

@@ -15,9 +15,10 @@ rules last changed (counting from 1):
     METHOD STATUS CODE  answer every METHOD request (PUT, GET, ...) with that HTTP status
                      and S3 error code (PUT 403 QuotaExceeded, PUT 503 SlowDown)
     always 503       every request 503 SlowDown
-    lag TEXT MS      hold every request whose path holds TEXT for MS milliseconds before
-                     forwarding it (beside the other rules): requests a client sends side by
-                     side are then in flight together whatever the machine's speed
+    lag TEXT MS      hold every request whose path or Range header holds TEXT for MS
+                     milliseconds before forwarding it (beside the other rules; the holds of
+                     several matching rules add up): requests a client sends side by side
+                     are then in flight together whatever the machine's speed
     together N       hold each of the first N requests until all N have arrived (at most
                      3 s), then forward them; each is logged to RULES_FILE.together as
                      "METHOD PATH together" or, when the wait ran out, "METHOD PATH alone":
@@ -111,7 +112,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         try:
             with open(RULES) as f:
                 for w in (line.split() for line in f):
-                    if len(w) == 3 and w[0] == "lag" and w[1] in self.path:
+                    if len(w) == 3 and w[0] == "lag" and (w[1] in self.path or w[1] in self.headers.get("Range", "")):
                         time.sleep(int(w[2]) / 1000)
         except OSError:
             pass

@@ -116,11 +116,12 @@ static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint
  * slower than restic, which fetches several packs at once (docs/benchmarks.md, "Small files
  * from a distant bucket"). So once a reader's new window continues one the object already
  * has, the next S3_AHEAD windows of the object are fetched by threads of their own, and
- * each first read of a window fetched ahead keeps S3_AHEAD windows ahead of it (and a pass
- * that reaches the object's end goes on into the next object: pass_ended). A read at a
- * random place fetches nothing more. A fetch ahead that fails leaves no window: the reader
- * that needs those bytes fetches them itself, and its request's failure is the one it
- * reports. */
+ * each first read of a window fetched ahead keeps S3_AHEAD windows ahead of it. Near the
+ * object's end they go on into the object the caller said it reads next (kbv_be_read_then:
+ * the next pack), else a pass that reached the end goes on into the next object it starts
+ * (pass_ended). A read at a random place fetches nothing more. A fetch ahead that fails
+ * leaves no window: the reader that needs those bytes fetches them itself, and its
+ * request's failure is the one it reports. */
 struct ahead {
 	struct s3 *s;
 	struct s3_win *w;
@@ -167,15 +168,27 @@ static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
 	return w ? w : win_find(s, key, off, 1, 1);
 }
 
-/* Keep S3_AHEAD windows of r's object fetched or being fetched from `from` on, each where
- * win_span puts a window for a read there; under win_mu. An idle window is taken, the least
- * recently used of those read already, else of those fetched ahead for another object (a
- * reader that left it for another). */
+/* Keep S3_AHEAD windows of r's object fetched or being fetched from `from` on, then of the
+ * object r->then when it names one, each where win_span puts a window for a read there;
+ * under win_mu. An idle window is taken, the least recently used of those read already, else
+ * of those fetched ahead for another object (a reader that left it for another). */
 static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 {
+	const char *mine = r->key; /* its windows fetched ahead are not taken for the next */
+	struct s3_rd then;
 	if (from >= r->size)
 		pass_ended = s;
-	for (int n = 0; n < S3_AHEAD && from < r->size; n++) {
+	for (int n = 0; n < S3_AHEAD; n++) {
+		if (from >= r->size) {
+			if (r == &then || !r->then[0])
+				return;
+			then = (struct s3_rd){ .base = r->base, .size = r->then_size };
+			memcpy(then.key, r->then, sizeof then.key);
+			r = &then;
+			from = 0;
+			if (!r->size)
+				return;
+		}
 		struct s3_win *w = win_at(s, r->key, from);
 		if (w) {
 			from = w->off + (w->busy ? w->want : w->len);
@@ -185,7 +198,7 @@ static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 			return;
 		for (int i = 0; i < S3_WINDOWS; i++) {
 			struct s3_win *o = &s->wins[i];
-			if (o->busy || (o->ahead && !strcmp(o->key, r->key)))
+			if (o->busy || (o->ahead && (!strcmp(o->key, r->key) || !strcmp(o->key, mine))))
 				continue;
 			if (!w || (w->ahead && !o->ahead) || (w->ahead == o->ahead && o->used < w->used))
 				w = o;
@@ -226,6 +239,14 @@ static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 		}
 		from = end;
 	}
+}
+
+void s3_read_then(struct kbv_be_rd *br, enum kbv_obj kind, const char *name, uint64_t size)
+{
+	struct s3_rd *r = (struct s3_rd *)br;
+	struct s3 *s = (struct s3 *)br->be;
+	s3_obj_key(s, kind, name, r->then, sizeof r->then);
+	r->then_size = size;
 }
 
 /* One piece of a read, [off, off + n), inside one window: copied from the window that

@@ -121,6 +121,8 @@ struct s3_rd {
 	struct kbv_be_rd base;
 	char key[512];
 	uint64_t size;
+	char then[512]; /* the object read after this one, when the caller said (kbv_be_read_then) */
+	uint64_t then_size;
 };
 
 /* One request and what came back. */
@@ -211,6 +213,7 @@ int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct 
 int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
 int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
 int s3_read_once(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
+void s3_read_then(struct kbv_be_rd *br, enum kbv_obj kind, const char *name, uint64_t size);
 void s3_close(struct kbv_be_rd *br);
 
 #endif

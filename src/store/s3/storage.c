@@ -177,6 +177,7 @@ static const struct kbv_backend_ops s3_ops = {
 	.sync = s3_sync,
 	.open = s3_open,
 	.open_known = s3_open_known,
+	.read_then = s3_read_then,
 	.read = s3_read,
 	.read_once = s3_read_once,
 	.close = s3_close,
