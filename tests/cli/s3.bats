@@ -419,9 +419,10 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	# three packs of a little over 12 MiB (seven windows, the last from byte 12582912 on):
 	# once the reader went on from one pack to the next in the order they were written, the
 	# windows read ahead go on into the pack after it before the reader has finished this
-	# one. Each pack's last window is held 2 s: the third pack's first GET must arrive while
-	# the second's last is still in flight (the build before asked for the third pack only
-	# when the reader got there, the second read to its end)
+	# one. Each pack's last window is held 2 s more, so the reader cannot finish the second
+	# pack before it comes: the third pack's first GET must arrive while another GET is in
+	# flight (the build before asked for the third pack only when the reader got there, the
+	# second read to its end: its first GET arrives alone)
 	mv "$TMPD/tree" "$TMPD/tree3"
 	for d in 1 2 3; do
 		mkdir -p "$TMPD/tree/g$d"
