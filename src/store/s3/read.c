@@ -110,6 +110,21 @@ static void win_span(struct s3 *s, struct s3_rd *r, uint64_t off, size_t n, uint
 	*end = b;
 }
 
+/* Take idle window w for r's bytes from `off` (n of them): placed by win_span, busy, [*a,
+ * *b) being fetched for `ahead` (a read ahead) or for the reader itself; under win_mu. */
+static void win_claim(struct s3 *s, struct s3_win *w, struct s3_rd *r, uint64_t off, size_t n, int ahead,
+		      uint64_t *a, uint64_t *b)
+{
+	w->key[0] = 0; /* the window chosen is no longer what it held */
+	win_span(s, r, off, n, a, b);
+	snprintf(w->key, sizeof w->key, "%s", r->key);
+	w->off = *a;
+	w->want = (size_t)(*b - *a);
+	w->len = 0;
+	w->busy = 1;
+	w->ahead = ahead;
+}
+
 /* Read-ahead. A reader that walks an object in order (a restore's walking thread, reading a
  * tree's small files one after another) asks for one window after another and waits a round
  * trip for each: over a network, a tree of small files restored at one window at a time was
@@ -168,6 +183,14 @@ static struct s3_win *win_at(struct s3 *s, const char *key, uint64_t off)
 	return w ? w : win_find(s, key, off, 1, 1);
 }
 
+/* Is idle window o the one to take for a new window rather than w (NULL: none chosen yet)?
+ * One read already before one fetched ahead and not read yet, then the least recently
+ * used. */
+static int take_before(const struct s3_win *o, const struct s3_win *w)
+{
+	return !w || (w->ahead && !o->ahead) || (w->ahead == o->ahead && o->used < w->used);
+}
+
 /* Keep S3_AHEAD windows of r's object fetched or being fetched from `from` on, then of the
  * object r->then when it names one, each where win_span puts a window for a read there;
  * under win_mu. An idle window is taken, the least recently used of those read already, else
@@ -200,7 +223,7 @@ static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 			struct s3_win *o = &s->wins[i];
 			if (o->busy || (o->ahead && (!strcmp(o->key, r->key) || !strcmp(o->key, mine))))
 				continue;
-			if (!w || (w->ahead && !o->ahead) || (w->ahead == o->ahead && o->used < w->used))
+			if (take_before(o, w))
 				w = o;
 		}
 		if (!w)
@@ -209,17 +232,10 @@ static void read_ahead(struct s3 *s, struct s3_rd *r, uint64_t from)
 		if (!a)
 			return;
 		uint64_t start, end;
-		w->key[0] = 0; /* the window chosen is no longer what it held */
-		win_span(s, r, from, 1, &start, &end);
+		win_claim(s, w, r, from, 1, 1, &start, &end);
 		a->s = s;
 		a->w = w;
 		snprintf(a->key, sizeof a->key, "%s", r->key);
-		snprintf(w->key, sizeof w->key, "%s", r->key);
-		w->off = start;
-		w->want = (size_t)(end - start);
-		w->len = 0;
-		w->busy = 1;
-		w->ahead = 1;
 		w->used = ++s->win_clock;
 		s->ahead_running++;
 		pthread_t th;
@@ -272,9 +288,8 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 			break;
 		pthread_cond_wait(&s->win_cv, &s->win_mu);
 	}
-	for (int i = 0; i < S3_WINDOWS; i++) /* the least recently used idle one, one read already if any */
-		if (!s->wins[i].busy && (!w || (w->ahead && !s->wins[i].ahead) ||
-					 (w->ahead == s->wins[i].ahead && s->wins[i].used < w->used)))
+	for (int i = 0; i < S3_WINDOWS; i++) /* an idle one, one read already if any */
+		if (!s->wins[i].busy && take_before(&s->wins[i], w))
 			w = &s->wins[i];
 	if (!w) { /* every window is being fetched: this read goes alone */
 		pthread_mutex_unlock(&s->win_mu);
@@ -282,18 +297,12 @@ static int win_read(struct s3 *s, struct s3_rd *r, void *p, size_t n, uint64_t o
 		return get_range(s, r, p, n, off);
 	}
 	uint64_t a, b;
-	w->key[0] = 0; /* the window chosen is no longer what it held */
-	w->ahead = 0;
-	win_span(s, r, off, n, &a, &b);
-	/* it continues a window, or starts the object after one read in order to its end */
+	win_claim(s, w, r, off, n, 0, &a, &b);
+	/* it continues a window (not this one: it begins at a), or starts the object after one
+	 * read in order to its end */
 	int in_order = a > 0 ? win_at(s, r->key, a - 1) != NULL : pass_ended == s;
 	if (a == 0 && pass_ended == s)
 		pass_ended = NULL;
-	snprintf(w->key, sizeof w->key, "%s", r->key);
-	w->off = a;
-	w->want = (size_t)(b - a);
-	w->len = 0;
-	w->busy = 1;
 	if (in_order)
 		read_ahead(s, r, b);
 	pthread_mutex_unlock(&s->win_mu);
