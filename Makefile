@@ -171,6 +171,8 @@ bench-s3: deps bench-deps all $(BENCH_BIN)
 	@KBVAULT=$(abspath $(PROG)) GENDUMP=$(abspath $(BUILD)/bench/gendump) bench/s3-hosts.sh
 	@# gc on 1,000 and 10,000 packs, and restic on the same data (bench/s3-manypacks.sh)
 	@KBVAULT=$(abspath $(PROG)) bench/s3-manypacks.sh
+	@# short commands on the bucket 30 ms away: the start of a command (bench/s3-start.sh)
+	@KBVAULT=$(abspath $(PROG)) RTT_MS=30 bench/s3-start.sh
 
 # The speed aims (issue 17): first snapshot, unchanged re-snapshot and restore of a ~1 GB
 # dump against restic in one run, and the zstd level sweep (bench/speed.sh; MB, ROUNDS,

@@ -7,6 +7,7 @@
  * listing; a new host with an empty cache fetches the index objects, not every pack. */
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/cache.h"
 #include "store/idxobj.h"
 #include "store/pack.h"
 #include "store/plan.h"
@@ -22,12 +23,6 @@
 
 #include "kbv/idset.h"
 
-struct listed {
-	struct kbv_idset there; /* packs in the bucket, ids padded to 32 bytes */
-	struct kbv_want_pack *p; /* with their sizes */
-	size_t n, cap;
-};
-
 static void pad(const uint8_t packid[KBV_PACKID_BYTES], uint8_t out[32])
 {
 	memset(out, 0, 32);
@@ -36,7 +31,7 @@ static void pad(const uint8_t packid[KBV_PACKID_BYTES], uint8_t out[32])
 
 static int on_listed(void *arg, const uint8_t packid[KBV_PACKID_BYTES], uint64_t size, int64_t mtime)
 {
-	struct listed *l = arg;
+	struct kbv_pack_listing *l = arg;
 	uint8_t k[32];
 	(void)mtime;
 	if (l->n == l->cap) {
@@ -105,35 +100,68 @@ static int cmp_want(const void *a, const void *b)
 	return memcmp(((const struct kbv_want_pack *)a)->id, ((const struct kbv_want_pack *)b)->id, KBV_PACKID_BYTES);
 }
 
-int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep)
+void kbv_pack_listing_release(struct kbv_pack_listing *pl)
 {
-	struct listed l = { KBV_IDSET_INIT, NULL, 0, 0 };
-	struct known k = { &l.there, KBV_IDSET_INIT, NULL, NULL, 0, 0 };
-	struct kbv_buf entries = KBV_BUF_INIT;
+	if (pl->lockfd >= 0)
+		close(pl->lockfd);
+	pl->lockfd = -1;
+	kbv_buf_release(&pl->indexed);
+	kbv_idset_release(&pl->there);
+	free(pl->p);
+	pl->p = NULL;
+	pl->n = pl->cap = 0;
+}
+
+int kbv_repo_list_packs(struct kbv_repo *r, struct kbv_pack_listing *pl)
+{
 	MDB_txn *txn = NULL;
 	char lockpath[PATH_MAX];
-	int rc = 0, lockfd = -1;
-	memset(rep, 0, sizeof *rep);
+	int rc = 0;
+	memset(pl, 0, sizeof *pl);
+	pl->lockfd = -1;
+	pl->there = (struct kbv_idset)KBV_IDSET_INIT;
 	/* One process of this host refreshes at a time; the others wait and then find little
 	 * left to do. */
 	TRY(kbv_path(lockpath, sizeof lockpath, "%s/refresh.lock", r->local));
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+	pl->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (pl->lockfd < 0 || flock(pl->lockfd, LOCK_EX) < 0) {
 		rc = kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
 		goto out;
 	}
 	/* The index is read before the storage is listed: a pack indexed by then was uploaded
 	 * before, so missing from the listing means gone (other processes of this host index
 	 * what they upload meanwhile; those packs are neither here nor dropped). */
-	struct kbv_buf seen = KBV_BUF_INIT;
 	TRY(kbv_index_rbegin(r->idx, &txn));
-	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &seen);
+	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &pl->indexed);
 	kbv_index_rend(txn);
 	if (rc == 0)
-		rc = kbv_each_packfile(r, on_listed, &l);
-	for (size_t off = 0; rc == 0 && off < seen.len; off += sizeof(struct indexed))
-		rc = on_indexed(&k, (const struct indexed *)(seen.data + off));
-	kbv_buf_release(&seen);
+		rc = kbv_each_packfile(r, on_listed, pl);
+out:
+	if (rc < 0)
+		kbv_pack_listing_release(pl);
+	return rc;
+}
+
+int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep)
+{
+	struct kbv_pack_listing pl;
+	int rc = kbv_repo_list_packs(r, &pl);
+	if (rc < 0) {
+		memset(rep, 0, sizeof *rep);
+		return rc;
+	}
+	return kbv_repo_apply_listing(r, codec, &pl, rep);
+}
+
+int kbv_repo_apply_listing(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_pack_listing *pl,
+			   struct kbv_cache_report *rep)
+{
+	struct known k = { &pl->there, KBV_IDSET_INIT, NULL, NULL, 0, 0 };
+	struct kbv_buf entries = KBV_BUF_INIT;
+	int rc = 0;
+	memset(rep, 0, sizeof *rep);
+	for (size_t off = 0; rc == 0 && off < pl->indexed.len; off += sizeof(struct indexed))
+		rc = on_indexed(&k, (const struct indexed *)(pl->indexed.data + off));
 	TRY(rc);
 	if (r->plans) { /* a copy merged below takes over a location in a condemned pack */
 		free(r->condemned);
@@ -165,25 +193,25 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		rep->dropped = k.ngone;
 	}
 	size_t nwant = 0;
-	for (size_t i = 0; i < l.n; i++) {
+	for (size_t i = 0; i < pl->n; i++) {
 		uint8_t key[32];
-		pad(l.p[i].id, key);
+		pad(pl->p[i].id, key);
 		if (kbv_idset_has(&k.have, key))
 			continue;
-		l.p[nwant] = l.p[i];
-		l.p[nwant++].need = 1;
+		pl->p[nwant] = pl->p[i];
+		pl->p[nwant++].need = 1;
 	}
 	if (nwant) {
-		qsort(l.p, nwant, sizeof *l.p, cmp_want);
-		TRY(kbv_repo_merge_index_objects(r, codec, l.p, nwant, &rep->index_objects, &rep->from_index,
+		qsort(pl->p, nwant, sizeof *pl->p, cmp_want);
+		TRY(kbv_repo_merge_index_objects(r, codec, pl->p, nwant, &rep->index_objects, &rep->from_index,
 						 &rep->damaged_index, rep->damaged_index_name));
 	}
 	for (size_t i = 0; i < nwant; i++) {
 		size_t n;
-		if (!l.p[i].need)
+		if (!pl->p[i].need)
 			continue;
 		struct kbv_pack_info info;
-		rc = kbv_pack_read_trailer(r, codec, l.p[i].id, &entries, &n, &info.size);
+		rc = kbv_pack_read_trailer(r, codec, pl->p[i].id, &entries, &n, &info.size);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			/* One damaged pack costs what is in it, not the repository: check and
 			 * repair index name it. */
@@ -192,7 +220,7 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 			continue;
 		}
 		TRY(rc);
-		memcpy(info.id, l.p[i].id, KBV_PACKID_BYTES);
+		memcpy(info.id, pl->p[i].id, KBV_PACKID_BYTES);
 		info.blobs = (uint32_t)n;
 		const struct kbv_pack_entry *e = (const struct kbv_pack_entry *)entries.data;
 		TRY(kbv_index_add_packs_over(r->idx, &info, &e, &n, 1, r->condemned, r->ncondemned));
@@ -211,14 +239,25 @@ int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		TRY(kbv_plans_packnos(r, r->plans, &r->condemned, &r->ncondemned));
 	}
 out:
-	if (lockfd >= 0)
-		close(lockfd);
+	kbv_pack_listing_release(pl);
 	kbv_buf_release(&entries);
-	kbv_idset_release(&l.there);
 	kbv_idset_release(&k.have);
-	free(l.p);
 	free(k.gone);
 	free(k.gone_ids);
+	return rc;
+}
+
+int kbv_repo_catch_up_listed(struct kbv_repo *r, struct kbv_pack_listing *pl)
+{
+	struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
+	int rc;
+	if (!codec) {
+		if (pl)
+			kbv_pack_listing_release(pl);
+		return kbv_error(KBV_ENOMEM, "out of memory");
+	}
+	rc = pl ? kbv_repo_apply_listing(r, codec, pl, &r->cache) : kbv_repo_refresh_cache(r, codec, &r->cache);
+	kbv_codec_free(codec);
 	return rc;
 }
 
@@ -226,10 +265,5 @@ int kbv_repo_catch_up(struct kbv_repo *r)
 {
 	if (kbv_backend_features(r->be) & KBV_BE_LOCAL)
 		return 0;
-	struct kbv_codec *codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-	if (!codec)
-		return kbv_error(KBV_ENOMEM, "out of memory");
-	int rc = kbv_repo_refresh_cache(r, codec, &r->cache);
-	kbv_codec_free(codec);
-	return rc;
+	return kbv_repo_catch_up_listed(r, NULL);
 }

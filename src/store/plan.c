@@ -84,15 +84,11 @@ struct listed_plan {
 	uint64_t size;
 };
 
-struct listed {
-	struct kbv_buf b; /* struct listed_plan */
-	size_t n;
-};
 #define LISTED(l, i) (&((struct listed_plan *)(l)->b.data)[i])
 
 static int on_plan(void *arg, const char *name, uint64_t size, int64_t mtime)
 {
-	struct listed *l = arg;
+	struct kbv_plans_listed *l = arg;
 	struct listed_plan p = { .time = mtime, .size = size };
 	snprintf(p.name, sizeof p.name, "%s", name);
 	if (kbv_unhex(name, p.id, KBV_ID_BYTES) < 0)
@@ -105,14 +101,14 @@ static int on_plan(void *arg, const char *name, uint64_t size, int64_t mtime)
 
 static int plan_listed(void *arg, const uint8_t id[KBV_ID_BYTES])
 {
-	const struct listed *l = arg;
+	const struct kbv_plans_listed *l = arg;
 	for (size_t i = 0; i < l->n; i++)
 		if (!memcmp(LISTED(l, i)->id, id, KBV_ID_BYTES))
 			return 1;
 	return 0;
 }
 
-static int list_plans(struct kbv_repo *r, struct listed *l, int64_t *now)
+static int list_plans(struct kbv_repo *r, struct kbv_plans_listed *l, int64_t *now)
 {
 	int rc = kbv_be_list(r->be, KBV_OBJ_PLAN, on_plan, l);
 	/* A directory's clock is read by creating a file: not needed without plans (status on
@@ -150,14 +146,38 @@ static int read_one(struct kbv_repo *r, struct kbv_codec *codec, const struct li
 	return kbv_plan_open(r, codec, lp->name, file->data, file->len, p);
 }
 
+int kbv_plans_list(struct kbv_repo *r, struct kbv_plans_listed *l)
+{
+	memset(l, 0, sizeof *l);
+	int rc = list_plans(r, l, &l->now);
+	if (rc < 0)
+		kbv_plans_listed_release(l);
+	return rc;
+}
+
+void kbv_plans_listed_release(struct kbv_plans_listed *l)
+{
+	kbv_buf_release(&l->b);
+	l->n = 0;
+}
+
 int kbv_plans_read(struct kbv_repo *r, struct kbv_plans *out)
 {
-	struct listed l = { 0 };
+	struct kbv_plans_listed l;
+	memset(out, 0, sizeof *out);
+	int rc = kbv_plans_list(r, &l);
+	return rc < 0 ? rc : kbv_plans_read_listed(r, &l, out);
+}
+
+int kbv_plans_read_listed(struct kbv_repo *r, struct kbv_plans_listed *lp_all, struct kbv_plans *out)
+{
+	struct kbv_plans_listed l = *lp_all;
 	struct kbv_buf file = KBV_BUF_INIT;
 	struct kbv_codec *codec = NULL;
 	int rc = 0;
+	memset(lp_all, 0, sizeof *lp_all); /* taken over: released below */
 	memset(out, 0, sizeof *out);
-	TRY(list_plans(r, &l, &out->now));
+	out->now = l.now;
 	if (kbv_meta_on(r)) /* plans gone from the bucket leave the cache */
 		kbv_meta_retain(r, KBV_META_PLAN, plan_listed, &l);
 	if (!l.n)
@@ -338,7 +358,7 @@ static int seen_before(const struct kbv_plans *seen, const uint8_t id[KBV_ID_BYT
 
 int kbv_plans_check_commit(struct kbv_repo *r, const struct kbv_plans *seen)
 {
-	struct listed l = { 0 };
+	struct kbv_plans_listed l = { 0 };
 	struct kbv_buf file = KBV_BUF_INIT;
 	struct kbv_codec *codec = NULL;
 	struct kbv_plan p = { 0 };

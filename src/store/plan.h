@@ -55,6 +55,22 @@ int kbv_plan_open(const struct kbv_repo *r, struct kbv_codec *codec, const char 
 int kbv_plan_parse(const uint8_t *body, size_t len, const char *what, struct kbv_plan *p);
 void kbv_plan_release(struct kbv_plan *p);
 
+/* The plans as listed, and the storage's clock read right after the listing. */
+struct kbv_plans_listed {
+	struct kbv_buf b; /* of a struct private to plan.c, one per plan */
+	size_t n;
+	int64_t now;
+};
+
+/* The first half of kbv_plans_read, which needs no key: list `plans/` into *l (release
+ * with kbv_plans_listed_release, or hand it to kbv_plans_read_listed). A repository on
+ * object storage lists them beside the key's derivation (repo.c). */
+int kbv_plans_list(struct kbv_repo *r, struct kbv_plans_listed *l);
+void kbv_plans_listed_release(struct kbv_plans_listed *l);
+/* The second half: read every plan `l` names into *out; takes `l` over (it is empty after,
+ * whatever the return). */
+int kbv_plans_read_listed(struct kbv_repo *r, struct kbv_plans_listed *l, struct kbv_plans *out);
+
 /* List `plans/`, read every plan (the clock read right after the listing). A plan that
  * does not authenticate is skipped and counted (gc does not act on it either); a plan of
  * another version is skipped and counted as unknown: a newer gc may act on it, so a

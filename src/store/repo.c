@@ -3,6 +3,7 @@
 #include "kbv/beside.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/cache.h"
 #include "store/plan.h"
 #include "store/repo_impl.h"
 
@@ -563,9 +564,35 @@ const char *kbv_repo_path(const struct kbv_repo *r)
 	return r->path;
 }
 
+/* What a repository on object storage lists while its key is derived (kbv_repo_unlock):
+ * none of it needs the key, and each listing is a round trip. */
+struct open_lists {
+	struct kbv_repo *r;
+	struct kbv_plans_listed plans;
+	struct kbv_pack_listing packs;
+	int packs_listed;
+};
+
+/* gc's plans, then, when there are none, the packs (this host's index cache read first,
+ * cache.c). A plan's bytes need the key, and they are read before the packs are listed:
+ * the packs of a plan gc removes meanwhile are then gone from that listing
+ * (format/repository.md); with plans the packs are listed after the key. */
+static int list_beside_key(void *arg)
+{
+	struct open_lists *o = arg;
+	int rc = kbv_plans_list(o->r, &o->plans);
+	if (rc < 0 || o->plans.n)
+		return rc;
+	rc = kbv_repo_list_packs(o->r, &o->packs);
+	o->packs_listed = rc == 0;
+	return rc;
+}
+
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 {
-	int rc = 0;
+	int rc = 0, on_storage = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
+	struct open_lists o = { .r = r, .packs = { .lockfd = -1 } };
+	struct kbv_beside lists;
 	if (r->keys)
 		return 0;
 	if (r->encrypted && !password)
@@ -578,15 +605,19 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
+	/* On object storage the listings go beside the key's derivation (Argon2id, a fifth
+	 * of a second): the first listing then waits for nothing. */
+	if (on_storage)
+		kbv_beside_start(&lists, list_beside_key, &o);
 	rc = kbv_repo_try_keys(r, password, pwlen);
-	if (rc == KBV_EAUTH) {
+	if (rc == KBV_EAUTH)
 		rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
-		goto out;
-	}
+	if (on_storage)
+		rc = kbv_beside_wait(&lists, rc); /* the key's error first */
 	TRY(rc);
 	kbv_keys_set_id_hash(r->keys, r->id_hash);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
-	if (!(kbv_backend_features(r->be) & KBV_BE_LOCAL)) {
+	if (on_storage) {
 		/* gc's plans first, then the cache: a plan gc has removed names packs that are
 		 * gone from the listing the refresh reads (format/repository.md). */
 		r->plans = calloc(1, sizeof *r->plans);
@@ -594,11 +625,13 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
-		TRY(kbv_plans_read(r, r->plans));
+		TRY(kbv_plans_read_listed(r, &o.plans, r->plans));
 		/* Other hosts write to object storage too: the cache catches up before use. */
-		TRY(kbv_repo_catch_up(r));
+		TRY(kbv_repo_catch_up_listed(r, o.packs_listed ? &o.packs : NULL));
 	}
 out:
+	kbv_plans_listed_release(&o.plans);
+	kbv_pack_listing_release(&o.packs);
 	if (rc < 0) {
 		sodium_free(r->keys);
 		r->keys = NULL;

@@ -204,7 +204,7 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/s5"
 }
 
-@test "s3: a command's first requests go side by side: the config, the key and the listing of keys/ (a round trip each)" {
+@test "s3: a command's first requests go side by side: the config, the key and the listing of keys/ (a round trip each); the key is read once" {
 	s3_init
 	printf 'another password\n' > "$TMPD/pw2"
 	chmod 600 "$TMPD/pw2"
@@ -219,8 +219,10 @@ forget_oldest() {
 	# one after the other, each would have waited alone
 	[ "$(grep -c ' together$' "$TMPD/rules.together")" = 3 ]
 	grep -q "^GET /$BUCKET/prod/config together\$" "$TMPD/rules.together"
-	grep -q "^HEAD /$BUCKET/prod/key together\$" "$TMPD/rules.together"
+	grep -q "^GET /$BUCKET/prod/key together\$" "$TMPD/rules.together"
 	grep -q "^GET /$BUCKET?list-type=2&prefix=prod%2Fkeys%2F together\$" "$TMPD/rules.together"
+	# `key`'s bytes come with that first GET: no HEAD of it, no second GET
+	[ "$(grep -c "^[A-Z]* /$BUCKET/prod/key " "$TMPD/rules.log")" = 1 ]
 	# both keys still found, `key` first; either password opens the repository
 	: > "$TMPD/rules"
 	run kbv key list
@@ -229,10 +231,22 @@ forget_oldest() {
 	[ "$(grep -c '^  [0-9a-f]\{32\} ' <<< "$output")" = 1 ]
 	KBVAULT_PASSWORD_FILE="$TMPD/pw2" kbv restore latest --stdout | cmp - "$TMPD/a.bin"
 	# an error of either request is still the one a user would get one after the other
-	echo "HEAD 403 AccessDenied" > "$TMPD/rules"
+	echo "GET 403 AccessDenied /prod/key" > "$TMPD/rules" # `key` and keys/<id>, not the listing
 	run kbv snapshots
 	[ "$status" -ne 0 ]
-	[[ "$output" == *"s3 HEAD s3:$PROXY/$BUCKET/prod/key: HTTP 403"* ]]
+	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET/prod/key: HTTP 403 AccessDenied"* ]]
+	# `key` gone (passwd removed the one it was opened with): its GET finds none, the
+	# other keys open the repository, the old password no longer does
+	: > "$TMPD/rules"
+	printf 'a third password\n' > "$TMPD/pw3"
+	chmod 600 "$TMPD/pw3"
+	kbv key passwd -q --new-password-file "$TMPD/pw3"
+	[ "$(s3_keys prod/ | grep -c '^prod/key$')" = 0 ]
+	KBVAULT_PASSWORD_FILE="$TMPD/pw3" kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	KBVAULT_PASSWORD_FILE="$TMPD/pw2" kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	run kbv snapshots
+	[ "$status" -eq 4 ]
+	[[ "$output" == *"wrong password"* ]]
 	echo "GET 403 AccessDenied" > "$TMPD/rules" # the config's GET and the listing's both fail
 	run kbv snapshots
 	[ "$status" -ne 0 ]
@@ -271,6 +285,57 @@ forget_oldest() {
 	[ "$(s3_keys prod/snapshots/ | wc -l)" = 1 ]
 	kbv check
 	kbv restore latest --stdout | cmp - "$TMPD/d5"
+}
+
+@test "s3: gc's plans and the packs are listed while the key is derived, not after it" {
+	kbv init -q --kdf-ops 40 --kdf-mem-mib 64 # a derivation of about a second
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	s3proxy_start
+	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"
+	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
+	t() { awk -v p="$1" '$3 ~ p { print $1; exit }' "$TMPD/rules.times"; }
+	key=$(t "^/$BUCKET/prod/key\$")
+	plans=$(t "prefix=prod%2Fplans%2F")
+	packs=$(t "prefix=prod%2Fdata%2F")
+	snaps=$(t "prefix=prod%2Fsnapshots%2F") # looked up once the repository is open
+	[ -n "$key" ] && [ -n "$plans" ] && [ -n "$packs" ] && [ -n "$snaps" ] || { cat "$TMPD/rules.times"; false; }
+	# after the key's GET came the derivation, then the snapshot lookup: both listings
+	# went out in its first half, the plans' first (the packs' is listed after them)
+	python3 - "$key" "$plans" "$packs" "$snaps" <<'PY' || { cat "$TMPD/rules.times"; false; }
+import sys
+key, plans, packs, snaps = map(float, sys.argv[1:])
+half = key + (snaps - key) / 2
+print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s")
+assert key < plans < packs < half, "the listings waited for the key"
+PY
+	# with a plan of gc's there, its bytes need the key before the packs are listed:
+	# the plans still go beside it, the packs after
+	kbv snapshot -q --stdin a < "$TMPD/b.bin"
+	kbv gc -q --keep-last 1 --keep-delete 1h
+	[ "$(s3_keys prod/plans/ | wc -l)" = 1 ]
+	: > "$TMPD/rules.times"
+	kbv restore latest --stdout | cmp - "$TMPD/b.bin"
+	key=$(t "^/$BUCKET/prod/key\$")
+	plans=$(t "prefix=prod%2Fplans%2F")
+	packs=$(t "prefix=prod%2Fdata%2F")
+	snaps=$(t "prefix=prod%2Fsnapshots%2F")
+	python3 - "$key" "$plans" "$packs" "$snaps" <<'PY' || { cat "$TMPD/rules.times"; false; }
+import sys
+key, plans, packs, snaps = map(float, sys.argv[1:])
+half = key + (snaps - key) / 2
+print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s")
+assert key < plans < half < packs < snaps, "the packs were listed before the plan was read"
+PY
+	# a wrong password is still the error a user gets, whatever the listings met
+	echo "GET 403 AccessDenied prefix=prod%2Fdata" > "$TMPD/rules"
+	echo nope > "$TMPD/bad"
+	run kbv --password-file "$TMPD/bad" snapshots
+	[ "$status" -eq 4 ]
+	[[ "$output" == *"wrong password"* ]]
+	run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET?list-type=2&prefix=prod%2Fdata%2F"*"403 AccessDenied"* ]] ||
+		{ echo "$output"; false; }
 }
 
 @test "s3: gc plans from the index: a pack it deletes whole is never read, one it keeps is never HEAD-ed" {

@@ -14,6 +14,7 @@ rules last changed (counting from 1):
     every N cut      forward a PUT, but close the connection after half of its body
     METHOD STATUS CODE  answer every METHOD request (PUT, GET, ...) with that HTTP status
                      and S3 error code (PUT 403 QuotaExceeded, PUT 503 SlowDown)
+    METHOD STATUS CODE TEXT  the same for the METHOD requests whose path holds TEXT
     always 503       every request 503 SlowDown
     lag TEXT MS      hold every request whose path or Range header holds TEXT for MS
                      milliseconds before forwarding it (beside the other rules; the holds of
@@ -29,7 +30,8 @@ An empty file forwards everything. Served requests are counted in RULES_FILE.cou
 each one is logged to RULES_FILE.log as "METHOD PATH RANGE EXPECT CONTENT-TYPE" (a header
 the request did not send is "-"), and to RULES_FILE.inflight as "METHOD PATH RANGE N": N
 requests were being served when it arrived, itself included (N > 1: a client sent it while
-others were still on their way).
+others were still on their way), and to RULES_FILE.times as "SECONDS METHOD PATH", the
+proxy's monotonic clock when it arrived.
 """
 import http.client
 import http.server
@@ -50,7 +52,7 @@ ERR = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
        "<Message>injected by s3proxy</Message></Error>")
 
 
-def next_action(method):
+def next_action(method, path):
     try:
         with open(RULES) as f:
             rules = f.read()
@@ -74,7 +76,7 @@ def next_action(method):
             return w[1], None
         if len(w) == 2 and w[0] == "together" and n <= int(w[1]):
             return "together", int(w[1])
-        if len(w) == 3 and w[0] == method:
+        if len(w) in (3, 4) and w[0] == method and (len(w) == 3 or w[3] in path):
             return "status", (int(w[1]), w[2])
     return None, None
 
@@ -98,6 +100,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         with lock, open(RULES + ".inflight", "a") as f:
             state["inflight"] += 1
             f.write(f"{self.command} {self.path} {self.headers.get('Range', '-').replace(' ', '')} {state['inflight']}\n")
+            with open(RULES + ".times", "a") as t:
+                t.write(f"{time.monotonic():.6f} {self.command} {self.path}\n")
         try:
             self.serve_one()
         finally:
@@ -116,7 +120,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                         time.sleep(int(w[2]) / 1000)
         except OSError:
             pass
-        action, code = next_action(self.command)
+        action, code = next_action(self.command, self.path)
         if action == "together":
             with held:
                 gate["arrived"] += 1

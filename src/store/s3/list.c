@@ -1,9 +1,11 @@
-/* Listings of S3 (s3.h): ListObjectsV2 and ListObjectVersions, page by page. */
+/* Listings of S3 (s3.h): ListObjectsV2 and ListObjectVersions, page by page; the bytes of
+ * `key` got beside the listing of the keys (storage.c), kept for the read that follows. */
 #include "s3.h"
 #include "xml.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +70,37 @@ int s3_walk(struct s3 *s, const char *prefix, int versions, s3_item_fn fn, void 
 	kbv_s3_listing_release(&l);
 	kbv_buf_release(&body);
 	return rc;
+}
+
+void s3_key_keep(struct s3 *s, struct kbv_buf *body)
+{
+	pthread_mutex_lock(&s->key_mu);
+	kbv_buf_release(&s->key_body);
+	s->key_body = *body;
+	s->key_kept = 1;
+	pthread_mutex_unlock(&s->key_mu);
+	*body = (struct kbv_buf)KBV_BUF_INIT;
+}
+
+void s3_key_forget(struct s3 *s)
+{
+	pthread_mutex_lock(&s->key_mu);
+	kbv_buf_release(&s->key_body);
+	s->key_kept = 0;
+	pthread_mutex_unlock(&s->key_mu);
+}
+
+int s3_key_take(struct s3 *s, struct kbv_buf *out)
+{
+	int kept;
+	pthread_mutex_lock(&s->key_mu);
+	kept = s->key_kept;
+	if (kept) {
+		kbv_buf_release(out);
+		*out = s->key_body;
+		s->key_body = (struct kbv_buf)KBV_BUF_INIT;
+		s->key_kept = 0;
+	}
+	pthread_mutex_unlock(&s->key_mu);
+	return kept;
 }

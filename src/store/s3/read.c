@@ -57,6 +57,8 @@ int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct k
 {
 	struct s3 *s = (struct s3 *)be;
 	char key[512];
+	if (kind == KBV_OBJ_KEY && !name[0] && s3_key_take(s, out))
+		return 0;
 	s3_obj_key(s, kind, name, key, sizeof key);
 	struct req q = { .method = "GET", .key = key, .out = out };
 	int rc = s3_do(s, &q);

@@ -17,6 +17,8 @@ int s3_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	struct s3 *s = (struct s3 *)be;
 	char key[512];
+	if (kind == KBV_OBJ_KEY)
+		s3_key_forget(s);
 	if (s->lock_secs)
 		return s3_remove_versions(s, kind, &name, 1);
 	s3_obj_key(s, kind, name, key, sizeof key);
@@ -127,6 +129,8 @@ static void *delete_main(void *arg)
 int s3_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
 {
 	struct s3 *s = (struct s3 *)be;
+	if (kind == KBV_OBJ_KEY)
+		s3_key_forget(s);
 	if (s->lock_secs)
 		return s3_remove_versions(s, kind, names, n);
 	/* the tests make batches small (KBVAULT_S3_DELETE_BATCH) to run several at once */

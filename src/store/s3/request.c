@@ -209,8 +209,8 @@ static int transient_curl(CURLcode c)
 /* "s3 PUT s3:http://host:port/bucket/key": the operation and the object, for messages. */
 void s3_req_what(const struct s3 *s, const struct req *q, char *out, size_t cap)
 {
-	snprintf(out, cap, "s3 %s s3:%s/%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
-		 q->key ? q->key : "");
+	snprintf(out, cap, "s3 %s s3:%s/%s%s%s%s%s", q->method, s->endpoint, s->bucket, q->key ? "/" : "",
+		 q->key ? q->key : "", q->query ? "?" : "", q->query ? q->query : ""); /* which listing */
 }
 
 /* The SHA-256 of q's body (SigV4 signs it; checksummed requests send it too), once per

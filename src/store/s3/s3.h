@@ -84,6 +84,11 @@ struct s3 {
 	/* Object Lock (kbv_be_set_retention): seconds of COMPLIANCE retention for what is
 	 * written from now on (0: none); removals then remove every version */
 	int64_t lock_secs;
+	/* The bytes of `key` got with the listing of the keys (storage.c, list_keys), kept for
+	 * the one s3_get of it that follows; dropped by a write or removal of any key. */
+	pthread_mutex_t key_mu;
+	struct kbv_buf key_body;
+	int key_kept;
 };
 
 /* One shared window: bytes [off, off + len) of object `key`; `busy` while its GET runs
@@ -162,7 +167,8 @@ void s3_uri_encode(const char *in, char *out, size_t cap);
 /* Send q, retrying what may pass: 0 with q->status set (any HTTP status: the caller judges
  * it), or KBV_EIO when no reply came or transient replies persisted after the retries. */
 int s3_do(struct s3 *s, struct req *q);
-/* "s3 GET s3:http://host/bucket/key" (no query, no credentials) for messages. */
+/* "s3 GET s3:http://host/bucket/key", or "s3 GET s3:http://host/bucket?list-type=2&prefix=..."
+ * (the query says which listing; no credentials are in it, nor here) for messages. */
 void s3_req_what(const struct s3 *s, const struct req *q, char *out, size_t cap);
 /* The error for a reply that is not a success: operation, object, the server's code. */
 int s3_fail(struct s3 *s, const struct req *q);
@@ -211,6 +217,11 @@ int s3_remove_versions(struct s3 *s, enum kbv_obj kind, const char *const *names
 int s3_open_known(struct kbv_backend *be, enum kbv_obj kind, const char *name, uint64_t size, struct kbv_be_rd **out);
 int s3_open(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_be_rd **out, uint64_t *size);
 int s3_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
+/* list.c: the bytes of `key` got with the listing of the keys: keep takes `body` over (it is
+ * empty after); take moves them into `out` (1) or finds none kept (0); forget drops them. */
+void s3_key_keep(struct s3 *s, struct kbv_buf *body);
+int s3_key_take(struct s3 *s, struct kbv_buf *out);
+void s3_key_forget(struct s3 *s);
 int s3_read(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
 int s3_read_once(struct kbv_be_rd *br, void *p, size_t n, uint64_t off);
 void s3_read_then(struct kbv_be_rd *br, enum kbv_obj kind, const char *name, uint64_t size);

@@ -52,19 +52,30 @@ static int head_one(struct s3 *s, enum kbv_obj kind, uint64_t *len)
 	return rc;
 }
 
-/* The HEAD of `key` (1 with its length, 0 when there is none, or an error). */
-struct key_head {
+/* The GET of `key` (1 with its bytes in `body`, 0 when there is none, or an error): every
+ * command that lists the keys reads `key` next (kbv_repo_read_keys), so its bytes come with
+ * the listing instead of a HEAD now and a GET one round trip later. */
+struct key_got {
 	struct s3 *s;
-	uint64_t len;
+	struct kbv_buf body;
 };
 
-static int head_key(void *arg)
+static int get_key(void *arg)
 {
-	struct key_head *h = arg;
-	return head_one(h->s, KBV_OBJ_KEY, &h->len);
+	struct key_got *g = arg;
+	char key[512];
+	s3_obj_key(g->s, KBV_OBJ_KEY, "", key, sizeof key);
+	struct req q = { .method = "GET", .key = key, .out = &g->body };
+	int rc = s3_do(g->s, &q);
+	if (rc == 0 && q.status == 200)
+		rc = 1;
+	else if (rc == 0 && q.status != 404)
+		rc = s3_fail(g->s, &q);
+	kbv_buf_release(&q.err);
+	return rc;
 }
 
-/* The items listed under keys/ (a kbv_buf of struct kbv_s3_item), kept until the HEAD of
+/* The items listed under keys/ (a kbv_buf of struct kbv_s3_item), kept until the GET of
  * `key` has answered. */
 static int keep_key_name(void *arg, const struct kbv_s3_item *it)
 {
@@ -73,28 +84,34 @@ static int keep_key_name(void *arg, const struct kbv_s3_item *it)
 	return kbv_buf_add(arg, it, sizeof *it) < 0 ? kbv_error(KBV_ENOMEM, "out of memory") : 0;
 }
 
-/* Keys: `key`, then keys/<keyid>. The HEAD of `key` and the listing of keys/ go side by
+/* Keys: `key`, then keys/<keyid>. The GET of `key` and the listing of keys/ go side by
  * side (every command opens the keys first, and each is a round trip); the callbacks come
- * in the order of one after the other, and so do the errors (the HEAD's first). */
+ * in the order of one after the other, and so do the errors (the GET's first). The bytes
+ * of `key` are kept for the one s3_get of it that follows (s3_key_take). */
 static int list_keys(struct s3 *s, kbv_be_list_fn fn, void *arg)
 {
 	char prefix[512];
-	struct key_head h = { .s = s };
+	struct key_got g = { .s = s, .body = KBV_BUF_INIT };
 	struct kbv_buf names = KBV_BUF_INIT;
-	struct kbv_beside head;
-	kbv_beside_start(&head, head_key, &h);
+	struct kbv_beside get;
+	s3_key_forget(s);
+	kbv_beside_start(&get, get_key, &g);
 	snprintf(prefix, sizeof prefix, "%s%s", s->prefix, s3_kind_dir(KBV_OBJ_KEY));
 	int rc = s3_walk(s, prefix, 0, keep_key_name, &names);
-	int there = kbv_beside_wait(&head, 0); /* its error before the listing's */
+	int there = kbv_beside_wait(&get, 0); /* its error before the listing's */
 	if (there < 0)
 		rc = there;
-	if (rc == 0 && there == 1)
-		rc = fn(arg, "", h.len, 0);
+	if (rc == 0 && there == 1) {
+		uint64_t len = g.body.len;
+		s3_key_keep(s, &g.body);
+		rc = fn(arg, "", len, 0);
+	}
 	for (size_t off = 0; rc == 0 && off < names.len; off += sizeof(struct kbv_s3_item)) {
 		struct kbv_s3_item it;
 		memcpy(&it, names.data + off, sizeof it);
 		rc = fn(arg, it.name, it.size, it.mtime);
 	}
+	kbv_buf_release(&g.body);
 	kbv_buf_release(&names);
 	return rc;
 }
@@ -106,7 +123,7 @@ static int s3_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn,
 	if (kind == KBV_OBJ_KEY)
 		return list_keys(s, fn, arg);
 	if (kind == KBV_OBJ_CONFIG) { /* one object: is it there? */
-		uint64_t len;
+		uint64_t len = 0;
 		int rc = head_one(s, kind, &len);
 		return rc == 1 ? fn(arg, "", len, 0) : rc;
 	}
@@ -148,6 +165,8 @@ static void s3_free(struct kbv_backend *be)
 		free(s->wins[i].data);
 	free(s->wins);
 	pthread_mutex_destroy(&s->win_mu);
+	pthread_mutex_destroy(&s->key_mu);
+	kbv_buf_release(&s->key_body);
 	pthread_cond_destroy(&s->win_cv);
 	if (s->share)
 		curl_share_cleanup(s->share);
@@ -254,6 +273,7 @@ int kbv_backend_s3_new(const char *url, const struct kbv_s3_opts *o, struct kbv_
 		pthread_mutex_init(&s->mu[i], NULL);
 	pthread_mutex_init(&s->up_mu, NULL);
 	pthread_mutex_init(&s->win_mu, NULL);
+	pthread_mutex_init(&s->key_mu, NULL);
 	pthread_cond_init(&s->win_cv, NULL);
 	s->base.ops = &s3_ops;
 	if (!(s->wins = calloc(S3_WINDOWS, sizeof *s->wins))) {

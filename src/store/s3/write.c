@@ -135,6 +135,8 @@ int s3_commit(struct kbv_be_wr *bw, unsigned flags)
 	struct s3 *s = (struct s3 *)bw->be;
 	int rc = 0;
 	unsigned put = (flags & KBV_PUT_EXCL) | (kbv_obj_retained(w->kind) ? S3_PUT_RETAIN : 0);
+	if (w->kind == KBV_OBJ_KEY) /* the bytes kept from the listing may be these no more */
+		s3_key_forget(s);
 	if (!(flags & KBV_COMMIT_ASYNC) || (flags & KBV_PUT_EXCL) || s->conns < 2)
 		return s3_put_object(s, w->key, &w->data, put);
 	/* At most `conns` uploads at a time, each holding its pack: memory stays bounded. */

@@ -1,0 +1,102 @@
+#!/bin/bash
+# Short commands on a bucket a round trip away, against restic: what a command spends
+# before its work starts (the config, the keys, the key's derivation, gc's plans, the
+# index cache's refresh, the snapshot lookup). A Ceph radosgw is started here as the tests
+# start it (tests/cli/ceph.bash; as root) behind bench/lagproxy.py, which adds RTT_MS to
+# every request. One snapshot of 3 MB each; each round times, per tool, in turns (the order
+# reversed every other round): `snapshots`, a restore of the 3 MB to stdout, and a snapshot
+# of 1 MB more. Both tools derive their keys with their defaults (kbvault Argon2id 64 MiB,
+# restic scrypt), as a user's would.
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] bench/s3-start.sh
+# Writes bench/results/s3-start-rttN.csv and .md: medians and restic's time over each.
+set -euo pipefail
+K=${KBVAULT:?KBVAULT names the kbvault binary}
+ROUNDS=${ROUNDS:-8} RTT=${RTT_MS:-30}
+cd "$(dirname "$0")/.."
+OUT=bench/results
+W=${BENCH_WORK:-/tmp/kbvault-bench-start}
+rm -rf "$W"
+mkdir -p "$W" "$OUT"
+export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME=$W/cache RESTIC_CACHE_DIR=$W/restic-cache
+# shellcheck source=../tests/cli/ceph.bash
+. tests/cli/ceph.bash
+ceph_start
+python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT" "$W/proxy.port" &
+PROXY_PID=$!
+trap 'kill $PROXY_PID 2> /dev/null; ceph_stop' EXIT
+for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
+EP=http://127.0.0.1:$(cat "$W/proxy.port")
+repo() { echo "s3:$EP/start-$1"; }
+
+head -c 3000000 /dev/urandom > "$W/a.bin"
+tools=(kbvault)
+declare -A BIN=([kbvault]=$K)
+if [ -n "${OTHER:-}" ]; then
+	tools+=(other)
+	BIN[other]=$OTHER
+fi
+tools+=(restic)
+for t in "${tools[@]}"; do
+	if [ "$t" = restic ]; then
+		restic init -q -r "$(repo restic)" > /dev/null
+		restic -q -r "$(repo restic)" backup --stdin --stdin-filename a < "$W/a.bin" > /dev/null
+	else
+		"${BIN[$t]}" init -q -r "$(repo "$t")"
+		"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --stdin a < "$W/a.bin"
+	fi
+done
+
+one() { # TOOL OP: runs it once, timed into $W/t
+	local t=$1 op=$2 r
+	r=$(repo "$t")
+	head -c 1000000 /dev/urandom > "$W/b.bin"
+	case $t/$op in
+	restic/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" snapshots > /dev/null ;;
+	restic/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump latest /a > "$W/out" ;;
+	restic/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" backup --stdin --stdin-filename b < "$W/b.bin" > /dev/null ;;
+	*/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshots > /dev/null ;;
+	*/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --stdout > "$W/out" 2> /dev/null ;;
+	*/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshot -q --stdin b < "$W/b.bin" ;;
+	esac
+	if [ "$op" = restore ]; then
+		cmp -s "$W/out" "$W/a.bin" || { echo "$t restored something else" >&2; exit 1; }
+	fi
+}
+
+CSV=$OUT/s3-start-rtt$RTT.csv
+echo "tool,op,round,seconds,user_seconds,sys_seconds" > "$CSV"
+for r in $(seq 1 "$ROUNDS"); do
+	order=("${tools[@]}")
+	if ((r % 2 == 0)); then
+		mapfile -t order < <(printf '%s\n' "${tools[@]}" | tac)
+	fi
+	for op in snapshots restore snapshot; do
+		for t in "${order[@]}"; do
+			one "$t" "$op"
+			read -r e u s < "$W/t"
+			echo "$t,$op,$r,$e,$u,$s" >> "$CSV"
+		done
+	done
+done
+
+python3 - "$CSV" "$OUT/s3-start-rtt$RTT.md" "$RTT" "$(restic version | cut -d' ' -f2)" \
+	"$(radosgw --version | cut -d' ' -f3)" <<'EOF'
+import csv, statistics, sys, subprocess
+rows = list(csv.DictReader(open(sys.argv[1])))
+tools = list(dict.fromkeys(r["tool"] for r in rows))
+ops = list(dict.fromkeys(r["op"] for r in rows))
+med = {(t, o): statistics.median(float(r["seconds"]) for r in rows if r["tool"] == t and r["op"] == o)
+       for t in tools for o in ops}
+rounds = len([r for r in rows if r["tool"] == tools[0] and r["op"] == ops[0]])
+rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+what = {"snapshots": "`snapshots`", "restore": "restore of 3 MB to stdout", "snapshot": "snapshot of 1 MB"}
+out = [f"# Short commands on a bucket {sys.argv[3]} ms away (`bench/s3-start.sh`, {rev})", "",
+       f"{rounds} rounds, a bucket of Ceph radosgw {sys.argv[5]} on this machine behind bench/lagproxy.py; "
+       f"restic {sys.argv[4]}; median wall seconds (restic's over this).", "",
+       "| command | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+for o in ops:
+    out.append(f"| {what[o]} | " + " | ".join(
+        f"{med[(t, o)]:.3f}" + ("" if t == "restic" else f" ({med[('restic', o)] / med[(t, o)]:.2f}x)") for t in tools) + " |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+EOF
