@@ -3,9 +3,9 @@
 # before its work starts (the config, the keys, the key's derivation, gc's plans, the
 # index cache's refresh, the snapshot lookup). A Ceph radosgw is started here as the tests
 # start it (tests/cli/ceph.bash; as root) behind bench/lagproxy.py, which adds RTT_MS to
-# every request. One snapshot of 3 MB each; each round times, per tool, in turns (the order
-# reversed every other round): `snapshots`, a restore of the 3 MB to stdout, and a snapshot
-# of 1 MB more. Both tools derive their keys with their defaults (kbvault Argon2id 64 MiB,
+# every request. One snapshot of 3 MB each, tagged base; each round times, per tool, in
+# turns (the order reversed every other round): `snapshots`, a restore of the 3 MB to
+# stdout (the newest snapshot tagged base), and a snapshot of 1 MB more. Both tools derive their keys with their defaults (kbvault Argon2id 64 MiB,
 # restic scrypt), as a user's would.
 #   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] bench/s3-start.sh
 # Writes bench/results/s3-start-rttN.csv and .md: medians and restic's time over each.
@@ -39,10 +39,10 @@ tools+=(restic)
 for t in "${tools[@]}"; do
 	if [ "$t" = restic ]; then
 		restic init -q -r "$(repo restic)" > /dev/null
-		restic -q -r "$(repo restic)" backup --stdin --stdin-filename a < "$W/a.bin" > /dev/null
+		restic -q -r "$(repo restic)" backup --tag base --stdin --stdin-filename a < "$W/a.bin" > /dev/null
 	else
 		"${BIN[$t]}" init -q -r "$(repo "$t")"
-		"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --stdin a < "$W/a.bin"
+		"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --tag base --stdin a < "$W/a.bin"
 	fi
 done
 
@@ -52,10 +52,10 @@ one() { # TOOL OP: runs it once, timed into $W/t
 	head -c 1000000 /dev/urandom > "$W/b.bin"
 	case $t/$op in
 	restic/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" snapshots > /dev/null ;;
-	restic/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump latest /a > "$W/out" ;;
+	restic/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump --tag base latest /a > "$W/out" ;;
 	restic/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" backup --stdin --stdin-filename b < "$W/b.bin" > /dev/null ;;
 	*/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshots > /dev/null ;;
-	*/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --stdout > "$W/out" 2> /dev/null ;;
+	*/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --tag base --stdout > "$W/out" 2> /dev/null ;;
 	*/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshot -q --stdin b < "$W/b.bin" ;;
 	esac
 	if [ "$op" = restore ]; then

@@ -112,40 +112,73 @@ void kbv_pack_listing_release(struct kbv_pack_listing *pl)
 	pl->n = pl->cap = 0;
 }
 
-int kbv_repo_list_packs(struct kbv_repo *r, struct kbv_pack_listing *pl)
+/* This host's refresh lock, into *fd: one process of this host refreshes at a time; the
+ * others wait and then find little left to do. */
+static int take_lock(struct kbv_repo *r, int *fd)
+{
+	char lockpath[PATH_MAX];
+	int rc = kbv_path(lockpath, sizeof lockpath, "%s/refresh.lock", r->local);
+	if (rc < 0)
+		return rc;
+	*fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0 || flock(*fd, LOCK_EX) < 0)
+		return kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
+	return 0;
+}
+
+/* The index's generation: the id of the last transaction written to it. */
+static int index_generation(struct kbv_repo *r, size_t *gen)
 {
 	MDB_txn *txn = NULL;
-	char lockpath[PATH_MAX];
+	int rc = kbv_index_rbegin(r->idx, &txn);
+	if (rc < 0)
+		return rc;
+	*gen = mdb_txn_id(txn);
+	kbv_index_rend(txn);
+	return 0;
+}
+
+/* With the lock held: the packs the cache indexes, then the storage's. */
+static int fill_listing(struct kbv_repo *r, struct kbv_pack_listing *pl)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+	kbv_buf_release(&pl->indexed);
+	kbv_idset_release(&pl->there);
+	pl->n = 0;
+	/* The index is read before the storage is listed: a pack indexed by then was uploaded
+	 * before, so missing from the listing means gone (other processes of this host index
+	 * what they upload meanwhile; those packs are neither here nor dropped). */
+	if ((rc = kbv_index_rbegin(r->idx, &txn)) < 0)
+		return rc;
+	pl->gen = mdb_txn_id(txn);
+	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &pl->indexed);
+	kbv_index_rend(txn);
+	return rc < 0 ? rc : kbv_each_packfile(r, on_listed, pl);
+}
+
+int kbv_repo_list_packs(struct kbv_repo *r, struct kbv_pack_listing *pl, int hold)
+{
 	int rc = 0;
 	memset(pl, 0, sizeof *pl);
 	pl->lockfd = -1;
 	pl->there = (struct kbv_idset)KBV_IDSET_INIT;
-	/* One process of this host refreshes at a time; the others wait and then find little
-	 * left to do. */
-	TRY(kbv_path(lockpath, sizeof lockpath, "%s/refresh.lock", r->local));
-	pl->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (pl->lockfd < 0 || flock(pl->lockfd, LOCK_EX) < 0) {
-		rc = kbv_error(KBV_EIO, "lock '%s': %m", lockpath);
-		goto out;
-	}
-	/* The index is read before the storage is listed: a pack indexed by then was uploaded
-	 * before, so missing from the listing means gone (other processes of this host index
-	 * what they upload meanwhile; those packs are neither here nor dropped). */
-	TRY(kbv_index_rbegin(r->idx, &txn));
-	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &pl->indexed);
-	kbv_index_rend(txn);
-	if (rc == 0)
-		rc = kbv_each_packfile(r, on_listed, pl);
+	TRY(take_lock(r, &pl->lockfd));
+	TRY(fill_listing(r, pl));
 out:
 	if (rc < 0)
 		kbv_pack_listing_release(pl);
+	else if (!hold) {
+		close(pl->lockfd);
+		pl->lockfd = -1;
+	}
 	return rc;
 }
 
 int kbv_repo_refresh_cache(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_cache_report *rep)
 {
 	struct kbv_pack_listing pl;
-	int rc = kbv_repo_list_packs(r, &pl);
+	int rc = kbv_repo_list_packs(r, &pl, 1);
 	if (rc < 0) {
 		memset(rep, 0, sizeof *rep);
 		return rc;
@@ -160,6 +193,16 @@ int kbv_repo_apply_listing(struct kbv_repo *r, struct kbv_codec *codec, struct k
 	struct kbv_buf entries = KBV_BUF_INIT;
 	int rc = 0;
 	memset(rep, 0, sizeof *rep);
+	if (pl->lockfd < 0) {
+		/* Listed earlier without the lock held since: when the index changed meanwhile
+		 * (another process of this host refreshed it, or indexed what it uploaded), list
+		 * again, so that what the cache held was read before the listing, as above. */
+		size_t gen = 0;
+		TRY(take_lock(r, &pl->lockfd));
+		TRY(index_generation(r, &gen));
+		if (gen != pl->gen)
+			TRY(fill_listing(r, pl));
+	}
 	for (size_t off = 0; rc == 0 && off < pl->indexed.len; off += sizeof(struct indexed))
 		rc = on_indexed(&k, (const struct indexed *)(pl->indexed.data + off));
 	TRY(rc);

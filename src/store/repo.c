@@ -574,7 +574,8 @@ struct open_lists {
 };
 
 /* gc's plans, then, when there are none, the packs (this host's index cache read first,
- * cache.c). A plan's bytes need the key, and they are read before the packs are listed:
+ * under its refresh lock, which is let go until the listing is applied: cache.c). A plan's
+ * bytes need the key, and they are read before the packs are listed:
  * the packs of a plan gc removes meanwhile are then gone from that listing
  * (format/repository.md); with plans the packs are listed after the key. */
 static int list_beside_key(void *arg)
@@ -583,7 +584,7 @@ static int list_beside_key(void *arg)
 	int rc = kbv_plans_list(o->r, &o->plans);
 	if (rc < 0 || o->plans.n)
 		return rc;
-	rc = kbv_repo_list_packs(o->r, &o->packs);
+	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
 	o->packs_listed = rc == 0;
 	return rc;
 }

@@ -338,6 +338,35 @@ PY
 		{ echo "$output"; false; }
 }
 
+@test "s3: a command deriving its key keeps no other process of this host waiting; a pack indexed meanwhile has the packs listed again" {
+	kbv init -q --kdf-ops 60 --kdf-mem-mib 64 # a derivation of well over a second
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	head -c 1000000 /dev/urandom > "$TMPD/000000010000000000000001"
+	head -c 1000000 /dev/urandom > "$TMPD/000000010000000000000002"
+	kbv wal-push --source s "$TMPD/000000010000000000000001" # its derived key is cached from now
+	s3proxy_start
+	# a restore through the proxy (whose log is its alone) lists the packs while it
+	# derives its key; meanwhile a wal-push of this host (no derivation) indexes a pack
+	KBVAULT_REPO="s3:$PROXY/$BUCKET/prod" "$KBVAULT" restore -q latest --stdout > "$TMPD/out" &
+	pid=$!
+	for _ in $(seq 200); do grep -q "prefix=prod%2Fdata%2F" "$TMPD/rules.times" 2> /dev/null && break; sleep 0.05; done
+	sleep 0.2 # the listing's reply
+	kbv wal-push --source s "$TMPD/000000010000000000000002"
+	pushed=$(python3 -c 'import time; print(time.monotonic())') # the proxy's clock
+	wait "$pid"
+	cmp "$TMPD/out" "$TMPD/a.bin"
+	# the push did not wait for the restore's key: it was done before the restore's next
+	# request, the snapshot lookup that follows the derivation
+	snaps=$(awk '/prefix=prod%2Fsnapshots%2F/ { print $1; exit }' "$TMPD/rules.times")
+	python3 -c "import sys; sys.exit(not $pushed < $snaps)" || { echo "pushed $pushed"; cat "$TMPD/rules.times"; false; }
+	# the index changed after the restore read it: the packs were listed again under the
+	# lock before its listing was applied
+	[ "$(grep -c "prefix=prod%2Fdata%2F" "$TMPD/rules.times")" = 2 ] || { cat "$TMPD/rules.times"; false; }
+	run kbv check --read-data
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1 snapshots, 2 WAL files: ok"* ]] || { echo "$output"; false; }
+}
+
 @test "s3: gc plans from the index: a pack it deletes whole is never read, one it keeps is never HEAD-ed" {
 	s3_init
 	five_snapshots
