@@ -1,6 +1,18 @@
-# What bench/s3*.sh share: the requests Debian's radosgw (tests/cli/ceph.bash, started by
-# the caller) served, from its access log. Needs CEPH_DIR and W (the work directory).
+# What the benchmarks on Debian's radosgw (tests/cli/ceph.bash, started by the caller)
+# share: the requests it served, from its access log, and the proxy that puts it a round
+# trip away. Needs CEPH_DIR and W (the work directory).
 LOG=$CEPH_DIR/log/client.rgw.a.log
+
+# lagproxy_start RTT_MS: bench/lagproxy.py in front of the radosgw (S3_ENDPOINT), adding a
+# round trip of RTT_MS to every request; sets PROXY_PID (the caller's trap kills it) and
+# LAG_EP, the endpoint to use instead.
+lagproxy_start() {
+	rm -f "$W/proxy.port"
+	python3 "$(dirname "${BASH_SOURCE[0]}")/lagproxy.py" "${S3_ENDPOINT##*:}" "$1" "$W/proxy.port" &
+	PROXY_PID=$!
+	for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
+	LAG_EP=http://127.0.0.1:$(cat "$W/proxy.port")
+}
 
 # requests BUCKET: "put get head list delete" served for BUCKET since the last call (it
 # runs in a subshell: where it got to is kept in a file)

@@ -41,11 +41,11 @@ if [ -n "${S3:-}" ]; then
 	SUFFIX=-s3 STORE="a bucket of Ceph radosgw $(radosgw --version | cut -d' ' -f3) on this machine"
 	EP=$S3_ENDPOINT
 	if [ -n "${RTT_MS:-}" ]; then
-		python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT_MS" "$W/proxy.port" &
-		PROXY_PID=$!
-		trap 'kill $PROXY_PID 2> /dev/null; cleanup; ceph_stop' EXIT
-		for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
-		EP=http://127.0.0.1:$(cat "$W/proxy.port")
+		# shellcheck source=gateway.sh
+		. bench/gateway.sh
+		trap 'kill ${PROXY_PID:-} 2> /dev/null; cleanup; ceph_stop' EXIT
+		lagproxy_start "$RTT_MS"
+		EP=$LAG_EP
 		SUFFIX=-s3-rtt$RTT_MS STORE="$STORE, behind a round trip of $RTT_MS ms (bench/lagproxy.py)"
 	fi
 	repo() { echo "s3:$EP/tree-$1"; }

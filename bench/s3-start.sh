@@ -21,11 +21,11 @@ export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME=$W/cache REST
 # shellcheck source=../tests/cli/ceph.bash
 . tests/cli/ceph.bash
 ceph_start
-python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT" "$W/proxy.port" &
-PROXY_PID=$!
-trap 'kill $PROXY_PID 2> /dev/null; ceph_stop' EXIT
-for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
-EP=http://127.0.0.1:$(cat "$W/proxy.port")
+# shellcheck source=gateway.sh
+. bench/gateway.sh
+trap 'kill ${PROXY_PID:-} 2> /dev/null; ceph_stop' EXIT
+lagproxy_start "$RTT"
+EP=$LAG_EP
 repo() { echo "s3:$EP/start-$1"; }
 
 head -c 3000000 /dev/urandom > "$W/a.bin"

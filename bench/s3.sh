@@ -74,10 +74,8 @@ night() {
 export KBVAULT_PASSWORD=bench RESTIC_PASSWORD=bench XDG_CACHE_HOME="$W/cache" RESTIC_CACHE_DIR="$W/restic-cache"
 EP=$S3_ENDPOINT NAME=s3
 if [ -n "${RTT_MS:-}" ]; then
-	python3 bench/lagproxy.py "${S3_ENDPOINT##*:}" "$RTT_MS" "$W/proxy.port" &
-	PROXY_PID=$!
-	for _ in $(seq 100); do [ -f "$W/proxy.port" ] && break; sleep 0.1; done
-	EP=http://127.0.0.1:$(cat "$W/proxy.port") NAME=s3-rtt$RTT_MS
+	lagproxy_start "$RTT_MS"
+	EP=$LAG_EP NAME=s3-rtt$RTT_MS
 fi
 KR=s3:$EP/kbvault-bench
 RR=s3:$EP/restic-bench
