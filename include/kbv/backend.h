@@ -158,6 +158,15 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
  * keeps it. A non-zero return of fn stops the listing and is returned. */
 typedef int (*kbv_be_list_fn)(void *arg, const char *name, uint64_t size, int64_t mtime);
 int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg);
+/* List a kind now and keep what is listed for the next kbv_be_list() of that kind, which
+ * then replays it and sends no request (a command that looks its snapshots up lists them
+ * while its key is derived). The listing kept serves one kbv_be_list() only, and none
+ * once this backend has begun any write or removal (kbv_be_create, kbv_be_remove, ...):
+ * nobody reads through it a listing older than their own changes. A listing that fails
+ * keeps nothing: the next kbv_be_list() asks the storage itself and reports what it meets.
+ * One listing is kept at a time (a later call replaces it). Thread-safe beside the
+ * backend's other calls. */
+void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
 
 /* The storage's own clock, in seconds since the epoch: object storage's as of its latest
  * reply (its Date header; one request first when there was none), a directory's as its file

@@ -96,6 +96,12 @@ int kbv_repo_needs_password(const struct kbv_repo *r);
  * run once per WAL file (wal-push, wal-fetch); off by default. */
 void kbv_repo_kdf_cache(int on);
 
+/* Before kbv_repo_unlock(): the caller looks up objects of `kind` (its snapshots) as soon as
+ * the repository is open. On object storage they are then listed while the key is derived
+ * (kbv_be_list_ahead()), and that first lookup sends no request of its own; nothing changes
+ * on a local repository. A caller that writes or removes anything first lists afresh. */
+void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind);
+
 /* Where repositories on object storage are reached and cached, for the whole process: the
  * S3 credentials and options (copied; secrets wiped on the next call or at exit) and the
  * base of the cache directories (NULL: $XDG_CACHE_HOME/kbvault, else ~/.cache/kbvault).

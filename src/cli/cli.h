@@ -133,8 +133,12 @@ int cli_remote_setup(const char *path);
 void cli_remote_report(const struct kbv_repo *r);
 /* With -v: the requests this run sent to object storage, by kind (none: nothing said). */
 void cli_remote_requests(void);
-/* Open, lock and (when `unlock`) unlock the repository. Returns 0 or an exit code, having
- * printed why. */
+/* What cli_open() does after opening: unlock (derive the key), and, for a command whose
+ * first step is looking its snapshots up, list them meanwhile (kbv_repo_will_list). */
+#define CLI_UNLOCK 1
+#define CLI_UNLOCK_SNAPSHOTS 3
+/* Open, lock and (with CLI_UNLOCK in `unlock`) unlock the repository. Returns 0 or an exit
+ * code, having printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);
 
 /* Every snapshot that reads (kbv_snapshot_list_damaged), with one warning per damaged

@@ -547,7 +547,7 @@ int cmd_restore(int argc, char **argv)
 	size_t n = 0, nbad = 0, count = 0, skipped = 0;
 	int code, rc, mismatch = 0;
 	cli_progress_init(&prog, "restore:");
-	if ((code = parse_args(argc, argv, &a)) != 0 || (code = cli_open(KBV_LOCK_SHARED, 1, &r)) != 0)
+	if ((code = parse_args(argc, argv, &a)) != 0 || (code = cli_open(KBV_LOCK_SHARED, CLI_UNLOCK_SNAPSHOTS, &r)) != 0)
 		goto out;
 	struct kbv_snapshot_filter filter = { a.host, a.tags, a.ntags, a.sources, a.nsources };
 	double t0 = cli_now();

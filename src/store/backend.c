@@ -1,8 +1,11 @@
 /* The generic layer of the storage backends: dispatch to the implementation, and what is
  * built from its operations (put, get). */
 #include "backend_impl.h"
+#include "kbv/buf.h"
 #include "kbv/error.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int hex_name(const char *name, size_t len)
@@ -80,10 +83,93 @@ static int bad_name(enum kbv_obj kind, const char *name)
 	return kbv_error(KBV_EINVAL, "'%s' is not a valid name for a repository object of kind %d", name, (int)kind);
 }
 
+/* ---- a listing made ahead of its use (kbv_be_list_ahead) ---- */
+
+struct ahead_entry {
+	uint64_t size;
+	int64_t mtime;
+	size_t name; /* offset in names */
+};
+
+struct kbv_be_ahead {
+	enum kbv_obj kind;
+	struct kbv_buf entries; /* struct ahead_entry, in the order listed */
+	struct kbv_buf names;   /* each name with its NUL */
+};
+
+/* Guards be->ahead and be->changed of every backend (taken for a few instructions). */
+static pthread_mutex_t ahead_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void ahead_free(struct kbv_be_ahead *a)
+{
+	if (!a)
+		return;
+	kbv_buf_release(&a->entries);
+	kbv_buf_release(&a->names);
+	free(a);
+}
+
+static int ahead_add(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct kbv_be_ahead *a = arg;
+	struct ahead_entry e = { size, mtime, a->names.len };
+	int rc = kbv_buf_add(&a->names, name, strlen(name) + 1);
+	return rc < 0 ? rc : kbv_buf_add(&a->entries, &e, sizeof e);
+}
+
+/* A write or removal begins: a listing kept from before it is out of date, and none is kept
+ * from now on. */
+static void changing(struct kbv_backend *be)
+{
+	struct kbv_be_ahead *old;
+	pthread_mutex_lock(&ahead_mu);
+	be->changed = 1;
+	old = be->ahead;
+	be->ahead = NULL;
+	pthread_mutex_unlock(&ahead_mu);
+	ahead_free(old);
+}
+
+void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
+{
+	struct kbv_be_ahead *a = calloc(1, sizeof *a), *old = NULL;
+	if (!a)
+		return;
+	a->kind = kind;
+	if (be->ops->list(be, kind, ahead_add, a) < 0) {
+		ahead_free(a); /* the lookup asks again and reports what it meets */
+		return;
+	}
+	pthread_mutex_lock(&ahead_mu);
+	if (be->changed) { /* a write began while it was listed */
+		old = a;
+	} else {
+		old = be->ahead;
+		be->ahead = a;
+	}
+	pthread_mutex_unlock(&ahead_mu);
+	ahead_free(old);
+}
+
+/* The listing kept for `kind`, taken (the caller frees it), or NULL. */
+static struct kbv_be_ahead *ahead_take(struct kbv_backend *be, enum kbv_obj kind)
+{
+	struct kbv_be_ahead *a = NULL;
+	pthread_mutex_lock(&ahead_mu);
+	if (be->ahead && be->ahead->kind == kind && !be->changed) {
+		a = be->ahead;
+		be->ahead = NULL;
+	}
+	pthread_mutex_unlock(&ahead_mu);
+	return a;
+}
+
 void kbv_backend_free(struct kbv_backend *be)
 {
-	if (be)
-		be->ops->free(be);
+	if (!be)
+		return;
+	ahead_free(be->ahead);
+	be->ops->free(be);
 }
 
 unsigned kbv_backend_parallel(const struct kbv_backend *be)
@@ -110,6 +196,7 @@ int kbv_be_create(struct kbv_backend *be, enum kbv_obj kind, const char *name, s
 {
 	if (!kbv_obj_name_ok(kind, name))
 		return bad_name(kind, name);
+	changing(be);
 	return be->ops->create(be, kind, name, out);
 }
 
@@ -213,7 +300,15 @@ out:
 
 int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
 {
-	return be->ops->list(be, kind, fn, arg);
+	struct kbv_be_ahead *a = ahead_take(be, kind);
+	if (!a)
+		return be->ops->list(be, kind, fn, arg);
+	int rc = 0;
+	const struct ahead_entry *e = (const struct ahead_entry *)a->entries.data;
+	for (size_t i = 0; rc == 0 && i < a->entries.len / sizeof *e; i++)
+		rc = fn(arg, (const char *)a->names.data + e[i].name, e[i].size, e[i].mtime);
+	ahead_free(a);
+	return rc;
 }
 
 int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)
@@ -221,6 +316,8 @@ int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *co
 	for (size_t i = 0; i < n; i++)
 		if (!kbv_obj_name_ok(kind, names[i]))
 			return bad_name(kind, names[i]);
+	if (n)
+		changing(be);
 	if (be->ops->remove_many)
 		return n ? be->ops->remove_many(be, kind, names, n) : 0;
 	for (size_t i = 0; i < n; i++) {
@@ -240,6 +337,7 @@ int kbv_be_remove(struct kbv_backend *be, enum kbv_obj kind, const char *name)
 {
 	if (!kbv_obj_name_ok(kind, name))
 		return bad_name(kind, name);
+	changing(be);
 	return be->ops->remove(be, kind, name);
 }
 

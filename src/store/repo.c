@@ -589,11 +589,25 @@ static int list_beside_key(void *arg)
 	return rc;
 }
 
+/* The listing the command asked for (kbv_repo_will_list), kept by the backend. */
+static int list_ahead(void *arg)
+{
+	struct kbv_repo *r = arg;
+	kbv_be_list_ahead(r->be, (enum kbv_obj)(r->will_list - 1));
+	return 0; /* a failed one keeps nothing: the lookup asks again and reports it */
+}
+
+void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind)
+{
+	r->will_list = 1 + (int)kind;
+}
+
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 {
 	int rc = 0, on_storage = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
+	int ahead = on_storage && r->will_list && !r->keys;
 	struct open_lists o = { .r = r, .packs = { .lockfd = -1 } };
-	struct kbv_beside lists;
+	struct kbv_beside lists, lookup;
 	if (r->keys)
 		return 0;
 	if (r->encrypted && !password)
@@ -610,11 +624,15 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	 * of a second): the first listing then waits for nothing. */
 	if (on_storage)
 		kbv_beside_start(&lists, list_beside_key, &o);
+	if (ahead)
+		kbv_beside_start(&lookup, list_ahead, r);
 	rc = kbv_repo_try_keys(r, password, pwlen);
 	if (rc == KBV_EAUTH)
 		rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
 	if (on_storage)
 		rc = kbv_beside_wait(&lists, rc); /* the key's error first */
+	if (ahead)
+		rc = kbv_beside_wait(&lookup, rc);
 	TRY(rc);
 	kbv_keys_set_id_hash(r->keys, r->id_hash);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));

@@ -54,6 +54,7 @@ struct kbv_repo {
 	uint32_t *condemned;
 	size_t ncondemned;
 	int nwriters; /* writers alive on this handle (engine/writer.c) */
+	int will_list; /* kbv_repo_will_list(): 1 + the kind listed at unlock; 0: none */
 };
 
 /* Key objects (src/store/keys.c). List their names into r->keyobjs (`key` first); then

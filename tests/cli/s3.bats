@@ -287,7 +287,7 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/d5"
 }
 
-@test "s3: gc's plans and the packs are listed while the key is derived, not after it" {
+@test "s3: gc's plans, the packs and the snapshots are listed while the key is derived, not after it; nothing else lists ahead" {
 	kbv init -q --kdf-ops 40 --kdf-mem-mib 64 # a derivation of about a second
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	s3proxy_start
@@ -297,21 +297,40 @@ forget_oldest() {
 	key=$(t "^/$BUCKET/prod/key\$")
 	plans=$(t "prefix=prod%2Fplans%2F")
 	packs=$(t "prefix=prod%2Fdata%2F")
-	snaps=$(t "prefix=prod%2Fsnapshots%2F") # looked up once the repository is open
-	[ -n "$key" ] && [ -n "$plans" ] && [ -n "$packs" ] && [ -n "$snaps" ] || { cat "$TMPD/rules.times"; false; }
-	# after the key's GET came the derivation, then the snapshot lookup: both listings
+	snaps=$(t "prefix=prod%2Fsnapshots%2F")
+	read=$(t "^/$BUCKET/prod/data/") # the restore's first read of a pack: the key is there
+	[ -n "$key" ] && [ -n "$plans" ] && [ -n "$packs" ] && [ -n "$snaps" ] && [ -n "$read" ] ||
+		{ cat "$TMPD/rules.times"; false; }
+	# after the key's GET came the derivation, then the pack read: the three listings
 	# went out in its first half, the plans' first (the packs' is listed after them)
-	python3 - "$key" "$plans" "$packs" "$snaps" <<'PY' || { cat "$TMPD/rules.times"; false; }
+	python3 - "$key" "$plans" "$packs" "$snaps" "$read" <<'PY' || { cat "$TMPD/rules.times"; false; }
 import sys
-key, plans, packs, snaps = map(float, sys.argv[1:])
-half = key + (snaps - key) / 2
-print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s")
+key, plans, packs, snaps, read = map(float, sys.argv[1:])
+half = key + (read - key) / 2
+print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s, read +{read - key:.3f} s")
 assert key < plans < packs < half, "the listings waited for the key"
+assert key < snaps < half, "the snapshot lookup waited for the key"
 PY
-	# with a plan of gc's there, its bytes need the key before the packs are listed:
-	# the plans still go beside it, the packs after
+	# one listing of the snapshots: the lookup used the one made beside the derivation
+	[ "$(grep -c "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+	: > "$TMPD/rules.times"
+	[ "$(kbv snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ]
+	[ "$(grep -c "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+	# a command that does not look snapshots up lists none
+	head -c 100000 /dev/urandom > "$TMPD/000000010000000000000001"
+	: > "$TMPD/rules.times"
+	kbv wal-push --source s "$TMPD/000000010000000000000001"
+	! grep -q "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times" || { cat "$TMPD/rules.times"; false; }
+	# gc lists the snapshots only once it holds its lock
 	kbv snapshot -q --stdin a < "$TMPD/b.bin"
+	: > "$TMPD/rules.times"
 	kbv gc -q --keep-last 1 --keep-delete 1h
+	lock=$(awk -v p="^/$BUCKET/prod/locks/gc" '$2 == "PUT" && $3 ~ p { print $1; exit }' "$TMPD/rules.times")
+	snaps=$(t "prefix=prod%2Fsnapshots%2F")
+	[ -n "$lock" ] && [ -n "$snaps" ] && python3 -c "import sys; sys.exit(not $lock < $snaps)" ||
+		{ cat "$TMPD/rules.times"; false; }
+	# with a plan of gc's there, its bytes need the key before the packs are listed:
+	# the plans and the snapshots still go beside it, the packs after
 	[ "$(s3_keys prod/plans/ | wc -l)" = 1 ]
 	: > "$TMPD/rules.times"
 	kbv restore latest --stdout | cmp - "$TMPD/b.bin"
@@ -319,12 +338,14 @@ PY
 	plans=$(t "prefix=prod%2Fplans%2F")
 	packs=$(t "prefix=prod%2Fdata%2F")
 	snaps=$(t "prefix=prod%2Fsnapshots%2F")
-	python3 - "$key" "$plans" "$packs" "$snaps" <<'PY' || { cat "$TMPD/rules.times"; false; }
+	read=$(t "^/$BUCKET/prod/data/")
+	python3 - "$key" "$plans" "$packs" "$snaps" "$read" <<'PY' || { cat "$TMPD/rules.times"; false; }
 import sys
-key, plans, packs, snaps = map(float, sys.argv[1:])
-half = key + (snaps - key) / 2
-print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s")
-assert key < plans < half < packs < snaps, "the packs were listed before the plan was read"
+key, plans, packs, snaps, read = map(float, sys.argv[1:])
+half = key + (read - key) / 2
+print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s, read +{read - key:.3f} s")
+assert key < plans < half < packs < read, "the packs were listed before the plan was read"
+assert key < snaps < half, "the snapshot lookup waited for the key"
 PY
 	# a wrong password is still the error a user gets, whatever the listings met
 	echo "GET 403 AccessDenied prefix=prod%2Fdata" > "$TMPD/rules"
@@ -336,6 +357,15 @@ PY
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET?list-type=2&prefix=prod%2Fdata%2F"*"403 AccessDenied"* ]] ||
 		{ echo "$output"; false; }
+	# a snapshot lookup refused beside the derivation is asked again, and its own error
+	# is what the user gets
+	echo "GET 403 AccessDenied prefix=prod%2Fsnapshots" > "$TMPD/rules"
+	: > "$TMPD/rules.times"
+	run kbv snapshots
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"s3 GET s3:$PROXY/$BUCKET?list-type=2&prefix=prod%2Fsnapshots%2F"*"403 AccessDenied"* ]] ||
+		{ echo "$output"; false; }
+	[ "$(grep -c "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times")" = 2 ] || { cat "$TMPD/rules.times"; false; }
 }
 
 @test "s3: a command deriving its key keeps no other process of this host waiting; a pack indexed meanwhile has the packs listed again" {
@@ -356,9 +386,10 @@ PY
 	wait "$pid"
 	cmp "$TMPD/out" "$TMPD/a.bin"
 	# the push did not wait for the restore's key: it was done before the restore's next
-	# request, the snapshot lookup that follows the derivation
-	snaps=$(awk '/prefix=prod%2Fsnapshots%2F/ { print $1; exit }' "$TMPD/rules.times")
-	python3 -c "import sys; sys.exit(not $pushed < $snaps)" || { echo "pushed $pushed"; cat "$TMPD/rules.times"; false; }
+	# request after the derivation (the packs listed again, below)
+	again=$(awk '/prefix=prod%2Fdata%2F/ { if (++n == 2) { print $1; exit } }' "$TMPD/rules.times")
+	[ -n "$again" ] && python3 -c "import sys; sys.exit(not $pushed < $again)" ||
+		{ echo "pushed $pushed"; cat "$TMPD/rules.times"; false; }
 	# the index changed after the restore read it: the packs were listed again under the
 	# lock before its listing was applied
 	[ "$(grep -c "prefix=prod%2Fdata%2F" "$TMPD/rules.times")" = 2 ] || { cat "$TMPD/rules.times"; false; }

@@ -122,6 +122,73 @@ static void test_put_get_list_remove(void **st)
 	cleanup(be);
 }
 
+/* A manifest written behind the backend's back (another host's, as far as it knows). */
+static void write_behind(const char *name)
+{
+	char path[300];
+	snprintf(path, sizeof path, "%s/snapshots/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("m", f);
+	fclose(f);
+}
+
+/* kbv_be_list_ahead: the next listing of that kind replays what was listed then (one
+ * listing only, of that kind only), and none is replayed once this backend wrote or
+ * removed anything. */
+static void test_list_ahead(void **st)
+{
+	(void)st;
+	static const char *const snap[] = {
+		"1111111111111111111111111111111111111111111111111111111111111111",
+		"2222222222222222222222222222222222222222222222222222222222222222",
+		"3333333333333333333333333333333333333333333333333333333333333333",
+	};
+	struct kbv_backend *be = local();
+	struct seen s = { 0 };
+	write_behind(SNAP_A);
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	write_behind(snap[0]);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_PACK, collect, &s), 0); /* another kind: asked */
+	assert_int_equal(s.n, 0);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 1); /* what was listed ahead, size and all */
+	assert_string_equal(s.names[0], SNAP_A);
+	assert_int_equal(s.sizes[0], 1);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 2); /* used once: the storage is asked again */
+
+	/* once this backend writes, nothing listed before (or after) is replayed */
+	struct kbv_backend *be2;
+	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
+	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
+	assert_int_equal(kbv_be_put(be2, KBV_OBJ_PACK, PACK_A, "p", 1, 0), 0);
+	write_behind(snap[1]);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
+	write_behind(snap[2]);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 4);
+	kbv_backend_free(be2);
+
+	/* a removal too; and a listing kept but never used is freed with the backend */
+	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
+	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
+	assert_int_equal(kbv_be_remove(be2, KBV_OBJ_SNAPSHOT, snap[0]), 0);
+	memset(&s, 0, sizeof s);
+	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	kbv_backend_free(be2);
+	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
+	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
+	kbv_backend_free(be2);
+	cleanup(be);
+}
+
 static void test_ranges_and_truncation(void **st)
 {
 	(void)st;
@@ -138,7 +205,6 @@ static void test_ranges_and_truncation(void **st)
 	assert_int_equal(kbv_be_read(rd, buf, 4, 8), KBV_ECORRUPT);
 	assert_non_null(strstr(kbv_errmsg(), "truncated"));
 	kbv_be_close(rd);
-	kbv_be_close(NULL);
 	assert_int_equal(kbv_be_open(be, KBV_OBJ_PACK, PACK_B, &rd, &size), KBV_ENOTFOUND);
 	cleanup(be);
 }
@@ -269,6 +335,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_put_get_list_remove),
+		cmocka_unit_test(test_list_ahead),
 		cmocka_unit_test(test_ranges_and_truncation),
 		cmocka_unit_test(test_uncommitted_is_invisible),
 		cmocka_unit_test(test_large_pack),
