@@ -6,9 +6,11 @@
 # every request. One snapshot of 3 MB each, tagged base; each round times, per tool, in
 # turns (the order reversed every other round): `snapshots`, a restore of the 3 MB to
 # stdout (the newest snapshot tagged base), and a snapshot of 1 MB more. Both tools derive their keys with their defaults (kbvault Argon2id 64 MiB,
-# restic scrypt), as a user's would.
-#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] bench/s3-start.sh
-# Writes bench/results/s3-start-rttN.csv and .md: medians and restic's time over each.
+# restic scrypt), as a user's would. PLAN=1: each kbvault bucket also holds one of gc's
+# deletion plans, as a bucket does for a week after any gc that dropped something (a
+# snapshot of 1 MB forgotten, then `gc --keep-all`).
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] [PLAN=1] bench/s3-start.sh
+# Writes bench/results/s3-start-rttN[-plan].csv and .md: medians and restic's time over each.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
 ROUNDS=${ROUNDS:-8} RTT=${RTT_MS:-30}
@@ -43,6 +45,13 @@ for t in "${tools[@]}"; do
 	else
 		"${BIN[$t]}" init -q -r "$(repo "$t")"
 		"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --tag base --stdin a < "$W/a.bin"
+		if [ -n "${PLAN:-}" ]; then
+			head -c 1000000 /dev/urandom > "$W/b.bin"
+			"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --tag drop --stdin b < "$W/b.bin"
+			"${BIN[$t]}" -r "$(repo "$t")" forget -q "$("${BIN[$t]}" -r "$(repo "$t")" snapshots --json |
+				python3 -c 'import json,sys; print([s["id"] for s in json.load(sys.stdin) if "drop" in s["tags"]][0])')"
+			"${BIN[$t]}" -r "$(repo "$t")" gc -q --keep-all
+		fi
 	fi
 done
 
@@ -63,7 +72,8 @@ one() { # TOOL OP: runs it once, timed into $W/t
 	fi
 }
 
-CSV=$OUT/s3-start-rtt$RTT.csv
+NAME=s3-start-rtt$RTT${PLAN:+-plan}
+CSV=$OUT/$NAME.csv
 echo "tool,op,round,seconds,user_seconds,sys_seconds" > "$CSV"
 for r in $(seq 1 "$ROUNDS"); do
 	order=("${tools[@]}")
@@ -79,8 +89,8 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-python3 - "$CSV" "$OUT/s3-start-rtt$RTT.md" "$RTT" "$(restic version | cut -d' ' -f2)" \
-	"$(radosgw --version | cut -d' ' -f3)" <<'EOF'
+python3 - "$CSV" "$OUT/$NAME.md" "$RTT" "$(restic version | cut -d' ' -f2)" \
+	"$(radosgw --version | cut -d' ' -f3)" "${PLAN:+, a gc plan in each kbvault bucket}" <<'EOF'
 import csv, statistics, sys, subprocess
 rows = list(csv.DictReader(open(sys.argv[1])))
 tools = list(dict.fromkeys(r["tool"] for r in rows))
@@ -90,7 +100,7 @@ med = {(t, o): statistics.median(float(r["seconds"]) for r in rows if r["tool"] 
 rounds = len([r for r in rows if r["tool"] == tools[0] and r["op"] == ops[0]])
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 what = {"snapshots": "`snapshots`", "restore": "restore of 3 MB to stdout", "snapshot": "snapshot of 1 MB"}
-out = [f"# Short commands on a bucket {sys.argv[3]} ms away (`bench/s3-start.sh`, {rev})", "",
+out = [f"# Short commands on a bucket {sys.argv[3]} ms away{sys.argv[6]} (`bench/s3-start.sh`, {rev})", "",
        f"{rounds} rounds, a bucket of Ceph radosgw {sys.argv[5]} on this machine behind bench/lagproxy.py; "
        f"restic {sys.argv[4]}; median wall seconds (restic's over this).", "",
        "| command | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]

@@ -193,6 +193,7 @@ int kbv_plans_read_listed(struct kbv_repo *r, struct kbv_plans_listed *lp_all, s
 		struct kbv_plan *p = &out->v[out->n];
 		rc = read_one(r, codec, LISTED(&l, i), &file, p);
 		if (rc == KBV_ENOTFOUND) { /* removed by gc since the listing: its packs are gone */
+			out->gone++;
 			rc = 0;
 			continue;
 		}

@@ -35,6 +35,7 @@ struct kbv_plans {
 	size_t n;
 	uint64_t damaged;         /* plans skipped: they do not authenticate (named below) */
 	char damaged_name[65];
+	uint64_t gone;            /* plans listed but removed (by gc) before they were read */
 	uint64_t unknown;         /* plans of another version: writers and gc refuse to go on */
 	char unknown_name[65];
 	uint8_t (*all)[KBV_PACKID_BYTES]; /* every pack some plan names, sorted */

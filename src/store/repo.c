@@ -573,16 +573,16 @@ struct open_lists {
 	int packs_listed;
 };
 
-/* gc's plans, then, when there are none, the packs (this host's index cache read first,
- * under its refresh lock, which is let go until the listing is applied: cache.c). A plan's
- * bytes need the key, and they are read before the packs are listed:
- * the packs of a plan gc removes meanwhile are then gone from that listing
- * (format/repository.md); with plans the packs are listed after the key. */
+/* gc's plans, then the packs (this host's index cache read first, under its refresh lock,
+ * which is let go until the listing is applied: cache.c). The protocol's order
+ * (format/repository.md, "Writers") is the plans' listing before the packs'; the plans'
+ * bytes are read once the key is there (from this host's metadata cache, or a GET), and
+ * when one of them is gone by then the packs are listed again (kbv_repo_unlock). */
 static int list_beside_key(void *arg)
 {
 	struct open_lists *o = arg;
 	int rc = kbv_plans_list(o->r, &o->plans);
-	if (rc < 0 || o->plans.n)
+	if (rc < 0)
 		return rc;
 	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
 	o->packs_listed = rc == 0;
@@ -637,14 +637,21 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	kbv_keys_set_id_hash(r->keys, r->id_hash);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));
 	if (on_storage) {
-		/* gc's plans first, then the cache: a plan gc has removed names packs that are
-		 * gone from the listing the refresh reads (format/repository.md). */
+		/* gc's plans are read before the cache is brought up to date: the packs they name
+		 * count as absent to writers (format/repository.md). */
 		r->plans = calloc(1, sizeof *r->plans);
 		if (!r->plans) {
 			rc = kbv_error(KBV_ENOMEM, "out of memory");
 			goto out;
 		}
 		TRY(kbv_plans_read_listed(r, &o.plans, r->plans));
+		/* A plan listed and gone when read was removed by a gc, after the packs it named
+		 * were deleted, maybe after they were listed: the packs are listed again, now,
+		 * which no longer shows them. */
+		if (r->plans->gone && o.packs_listed) {
+			kbv_pack_listing_release(&o.packs);
+			o.packs_listed = 0;
+		}
 		/* Other hosts write to object storage too: the cache catches up before use. */
 		TRY(kbv_repo_catch_up_listed(r, o.packs_listed ? &o.packs : NULL));
 	}
