@@ -133,6 +133,14 @@ static void write_behind(const char *name)
 	fclose(f);
 }
 
+/* How many manifests a listing through `be` shows. */
+static int snapshots_listed(struct kbv_backend *be)
+{
+	struct seen s = { 0 };
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0);
+	return s.n;
+}
+
 /* kbv_be_list_ahead: the next listing of that kind replays what was listed then (one
  * listing only, of that kind only), and none is replayed once this backend wrote or
  * removed anything. */
@@ -155,9 +163,7 @@ static void test_list_ahead(void **st)
 	assert_int_equal(s.n, 1); /* what was listed ahead, size and all */
 	assert_string_equal(s.names[0], SNAP_A);
 	assert_int_equal(s.sizes[0], 1);
-	memset(&s, 0, sizeof s);
-	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0);
-	assert_int_equal(s.n, 2); /* used once: the storage is asked again */
+	assert_int_equal(snapshots_listed(be), 2); /* used once: the storage is asked again */
 
 	/* once this backend writes, nothing listed before (or after) is replayed */
 	struct kbv_backend *be2;
@@ -165,23 +171,17 @@ static void test_list_ahead(void **st)
 	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
 	assert_int_equal(kbv_be_put(be2, KBV_OBJ_PACK, PACK_A, "p", 1, 0), 0);
 	write_behind(snap[1]);
-	memset(&s, 0, sizeof s);
-	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
-	assert_int_equal(s.n, 3);
+	assert_int_equal(snapshots_listed(be2), 3);
 	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
 	write_behind(snap[2]);
-	memset(&s, 0, sizeof s);
-	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
-	assert_int_equal(s.n, 4);
+	assert_int_equal(snapshots_listed(be2), 4);
 	kbv_backend_free(be2);
 
 	/* a removal too; and a listing kept but never used is freed with the backend */
 	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
 	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
 	assert_int_equal(kbv_be_remove(be2, KBV_OBJ_SNAPSHOT, snap[0]), 0);
-	memset(&s, 0, sizeof s);
-	assert_int_equal(kbv_be_list(be2, KBV_OBJ_SNAPSHOT, collect, &s), 0);
-	assert_int_equal(s.n, 3);
+	assert_int_equal(snapshots_listed(be2), 3);
 	kbv_backend_free(be2);
 	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
 	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
