@@ -294,16 +294,16 @@ forget_oldest() {
 	export KBVAULT_REPO="s3:$PROXY/$BUCKET/prod"
 	kbv restore latest --stdout | cmp - "$TMPD/a.bin"
 	t() { awk -v p="$1" '$3 ~ p { print $1; exit }' "$TMPD/rules.times"; }
-	key=$(t "^/$BUCKET/prod/key\$")
-	plans=$(t "prefix=prod%2Fplans%2F")
-	packs=$(t "prefix=prod%2Fdata%2F")
-	snaps=$(t "prefix=prod%2Fsnapshots%2F")
-	read=$(t "^/$BUCKET/prod/data/") # the restore's first read of a pack: the key is there
-	[ -n "$key" ] && [ -n "$plans" ] && [ -n "$packs" ] && [ -n "$snaps" ] && [ -n "$read" ] ||
-		{ cat "$TMPD/rules.times"; false; }
-	# after the key's GET came the derivation, then the pack read: the three listings
-	# went out in its first half, the plans' first (the packs' is listed after them)
-	python3 - "$key" "$plans" "$packs" "$snaps" "$read" <<'PY' || { cat "$TMPD/rules.times"; false; }
+	# after the key's GET came the derivation, then the restore's first read of a pack: the
+	# three listings went out in its first half, the plans' first (the packs' after them)
+	beside() {
+		local key plans packs snaps read
+		key=$(t "^/$BUCKET/prod/key\$")
+		plans=$(t "prefix=prod%2Fplans%2F")
+		packs=$(t "prefix=prod%2Fdata%2F")
+		snaps=$(t "prefix=prod%2Fsnapshots%2F")
+		read=$(t "^/$BUCKET/prod/data/")
+		python3 - "$key" "$plans" "$packs" "$snaps" "$read" <<'PY' || { cat "$TMPD/rules.times"; false; }
 import sys
 key, plans, packs, snaps, read = map(float, sys.argv[1:])
 half = key + (read - key) / 2
@@ -311,6 +311,8 @@ print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snap
 assert key < plans < packs < half, "the listings waited for the key"
 assert key < snaps < half, "the snapshot lookup waited for the key"
 PY
+	}
+	beside
 	# one listing of the snapshots: the lookup used the one made beside the derivation
 	[ "$(grep -c "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 	: > "$TMPD/rules.times"
@@ -334,19 +336,7 @@ PY
 	[ "$(s3_keys prod/plans/ | wc -l)" = 1 ]
 	: > "$TMPD/rules.times"
 	kbv restore latest --stdout | cmp - "$TMPD/b.bin"
-	key=$(t "^/$BUCKET/prod/key\$")
-	plans=$(t "prefix=prod%2Fplans%2F")
-	packs=$(t "prefix=prod%2Fdata%2F")
-	snaps=$(t "prefix=prod%2Fsnapshots%2F")
-	read=$(t "^/$BUCKET/prod/data/")
-	python3 - "$key" "$plans" "$packs" "$snaps" "$read" <<'PY' || { cat "$TMPD/rules.times"; false; }
-import sys
-key, plans, packs, snaps, read = map(float, sys.argv[1:])
-half = key + (read - key) / 2
-print(f"plans +{plans - key:.3f} s, packs +{packs - key:.3f} s, snapshots +{snaps - key:.3f} s, read +{read - key:.3f} s")
-assert key < plans < packs < half, "the packs waited for the key"
-assert key < snaps < half, "the snapshot lookup waited for the key"
-PY
+	beside
 	[ "$(grep -c "prefix=prod%2Fdata%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 	# a plan listed and gone when read (a gc removed it after deleting its packs, maybe
 	# after they were listed): the packs are listed again after that read. Another host
