@@ -167,6 +167,15 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
  * One listing is kept at a time (a later call replaces it). Thread-safe beside the
  * backend's other calls. */
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
+/* The order of this process's listings: each call returns a number greater than every
+ * earlier one, on any thread. A listing whose last reply came in at tick a (*done below)
+ * and another begun after tick b > a: what the first showed was in the storage before the
+ * second was asked for, so the second shows all it was stored after (format/repository.md,
+ * "Writers"). */
+uint64_t kbv_be_tick(void);
+/* kbv_be_list(), and *done: kbv_be_tick() once its last reply was in (a listing kept ahead
+ * and replayed: once that listing's was). */
+int kbv_be_list_done(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg, uint64_t *done);
 
 /* The storage's own clock, in seconds since the epoch: object storage's as of its latest
  * reply (its Date header; one request first when there was none), a directory's as its file

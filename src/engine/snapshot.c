@@ -555,7 +555,8 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	struct kbv_buf ids = KBV_BUF_INIT; /* struct listed_snap */
 	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0, fetched = 0;
-	TRY(kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_listed, &ids));
+	uint64_t listed_at = 0;
+	TRY(kbv_be_list_done(r->be, KBV_OBJ_SNAPSHOT, add_listed, &ids, &listed_at));
 	size_t nids = ids.len / sizeof(struct listed_snap);
 	for (size_t k = 0; k < nids; k++) {
 		const uint8_t *id = ((struct listed_snap *)ids.data)[k].id;
@@ -593,8 +594,10 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	/* A manifest this host had not seen may be another host's, committed after this
 	 * host's cache was brought up to date: its index object is in the bucket before it, so
 	 * catching up now indexes every blob the listed snapshots reference (object storage;
-	 * not while a writer of this handle holds its view of the index). */
-	if (fetched && r->keys && !r->nwriters)
+	 * not while a writer of this handle holds its view of the index). Unless the packs
+	 * were listed into the cache after this listing was in (the snapshots listed while the
+	 * key was derived: kbv_repo_unlock): theirs then showed every such index object. */
+	if (fetched && r->keys && !r->nwriters && !(listed_at < r->cache_from))
 		TRY(kbv_repo_catch_up(r));
 	/* What the listing no longer has (forgotten here or on another host) leaves the
 	 * metadata cache. */

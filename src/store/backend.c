@@ -93,12 +93,20 @@ struct ahead_entry {
 
 struct kbv_be_ahead {
 	enum kbv_obj kind;
+	uint64_t done; /* kbv_be_tick() once its last reply was in */
 	struct kbv_buf entries; /* struct ahead_entry, in the order listed */
 	struct kbv_buf names;   /* each name with its NUL */
 };
 
 /* Guards be->ahead and be->changed of every backend (taken for a few instructions). */
 static pthread_mutex_t ahead_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static _Atomic uint64_t ticks;
+
+uint64_t kbv_be_tick(void)
+{
+	return ++ticks;
+}
 
 static void ahead_free(struct kbv_be_ahead *a)
 {
@@ -140,6 +148,7 @@ void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
 		ahead_free(a); /* the lookup asks again and reports what it meets */
 		return;
 	}
+	a->done = kbv_be_tick();
 	pthread_mutex_lock(&ahead_mu);
 	if (be->changed) { /* a write began while it was listed */
 		old = a;
@@ -298,17 +307,28 @@ out:
 	return rc;
 }
 
-int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+int kbv_be_list_done(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg, uint64_t *done)
 {
 	struct kbv_be_ahead *a = ahead_take(be, kind);
-	if (!a)
-		return be->ops->list(be, kind, fn, arg);
 	int rc = 0;
+	if (!a) {
+		rc = be->ops->list(be, kind, fn, arg);
+		if (done)
+			*done = kbv_be_tick();
+		return rc;
+	}
 	const struct ahead_entry *e = (const struct ahead_entry *)a->entries.data;
 	for (size_t i = 0; rc == 0 && i < a->entries.len / sizeof *e; i++)
 		rc = fn(arg, (const char *)a->names.data + e[i].name, e[i].size, e[i].mtime);
+	if (done)
+		*done = a->done;
 	ahead_free(a);
 	return rc;
+}
+
+int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg)
+{
+	return kbv_be_list_done(be, kind, fn, arg, NULL);
 }
 
 int kbv_be_remove_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n)

@@ -154,6 +154,7 @@ static int fill_listing(struct kbv_repo *r, struct kbv_pack_listing *pl)
 	pl->gen = mdb_txn_id(txn);
 	rc = kbv_index_each_pack(r->idx, txn, collect_indexed, &pl->indexed);
 	kbv_index_rend(txn);
+	pl->from = kbv_be_tick();
 	return rc < 0 ? rc : kbv_each_packfile(r, on_listed, pl);
 }
 
@@ -281,6 +282,8 @@ int kbv_repo_apply_listing(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		r->condemned = NULL;
 		TRY(kbv_plans_packnos(r, r->plans, &r->condemned, &r->ncondemned));
 	}
+	if (pl->from > r->cache_from)
+		r->cache_from = pl->from;
 out:
 	kbv_pack_listing_release(pl);
 	kbv_buf_release(&entries);

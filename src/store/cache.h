@@ -15,6 +15,7 @@
 struct kbv_pack_listing {
 	int lockfd;               /* this host's refresh lock while it is held; else -1 */
 	size_t gen;               /* the index's generation when it was read (mdb_txn_id) */
+	uint64_t from;            /* kbv_be_tick() before the storage was listed */
 	struct kbv_buf indexed;   /* the packs the cache indexed before the storage was listed */
 	struct kbv_idset there;   /* packs in the storage, ids padded to 32 bytes */
 	struct kbv_want_pack *p;  /* the same with their sizes */

@@ -568,26 +568,11 @@ const char *kbv_repo_path(const struct kbv_repo *r)
  * none of it needs the key, and each listing is a round trip. */
 struct open_lists {
 	struct kbv_repo *r;
+	int lookup; /* the snapshots too (kbv_repo_will_list) */
 	struct kbv_plans_listed plans;
 	struct kbv_pack_listing packs;
 	int packs_listed;
 };
-
-/* gc's plans, then the packs (this host's index cache read first, under its refresh lock,
- * which is let go until the listing is applied: cache.c). The protocol's order
- * (format/repository.md, "Writers") is the plans' listing before the packs'; the plans'
- * bytes are read once the key is there (from this host's metadata cache, or a GET), and
- * when one of them is gone by then the packs are listed again (kbv_repo_unlock). */
-static int list_beside_key(void *arg)
-{
-	struct open_lists *o = arg;
-	int rc = kbv_plans_list(o->r, &o->plans);
-	if (rc < 0)
-		return rc;
-	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
-	o->packs_listed = rc == 0;
-	return rc;
-}
 
 /* The listing the command asked for (kbv_repo_will_list), kept by the backend. */
 static int list_ahead(void *arg)
@@ -595,6 +580,31 @@ static int list_ahead(void *arg)
 	struct kbv_repo *r = arg;
 	kbv_be_list_ahead(r->be, (enum kbv_obj)(r->will_list - 1));
 	return 0; /* a failed one keeps nothing: the lookup asks again and reports it */
+}
+
+/* gc's plans, then the packs (this host's index cache read first, under its refresh lock,
+ * which is let go until the listing is applied: cache.c). The protocol's order
+ * (format/repository.md, "Writers") is the plans' listing before the packs'; the plans'
+ * bytes are read once the key is there (from this host's metadata cache, or a GET), and
+ * when one of them is gone by then the packs are listed again (kbv_repo_unlock). The
+ * snapshots, when the command looks them up, are listed beside the plans and before the
+ * packs: every manifest listed then has its index objects in the packs' listing, and the
+ * lookup need not list the packs again for one this host had never seen
+ * (kbv_snapshot_list_damaged). */
+static int list_beside_key(void *arg)
+{
+	struct open_lists *o = arg;
+	struct kbv_beside lookup;
+	if (o->lookup)
+		kbv_beside_start(&lookup, list_ahead, o->r);
+	int rc = kbv_plans_list(o->r, &o->plans);
+	if (o->lookup)
+		rc = kbv_beside_wait(&lookup, rc);
+	if (rc < 0)
+		return rc;
+	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
+	o->packs_listed = rc == 0;
+	return rc;
 }
 
 void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind)
@@ -605,9 +615,8 @@ void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind)
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 {
 	int rc = 0, on_storage = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
-	int ahead = on_storage && r->will_list && !r->keys;
-	struct open_lists o = { .r = r, .packs = { .lockfd = -1 } };
-	struct kbv_beside lists, lookup;
+	struct open_lists o = { .r = r, .lookup = r->will_list != 0, .packs = { .lockfd = -1 } };
+	struct kbv_beside lists;
 	if (r->keys)
 		return 0;
 	if (r->encrypted && !password)
@@ -624,15 +633,11 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 	 * of a second): the first listing then waits for nothing. */
 	if (on_storage)
 		kbv_beside_start(&lists, list_beside_key, &o);
-	if (ahead)
-		kbv_beside_start(&lookup, list_ahead, r);
 	rc = kbv_repo_try_keys(r, password, pwlen);
 	if (rc == KBV_EAUTH)
 		rc = kbv_error(KBV_EAUTH, "wrong password for repository '%s'", r->path);
 	if (on_storage)
 		rc = kbv_beside_wait(&lists, rc); /* the key's error first */
-	if (ahead)
-		rc = kbv_beside_wait(&lookup, rc);
 	TRY(rc);
 	kbv_keys_set_id_hash(r->keys, r->id_hash);
 	TRY(kbv_cdc_init(&r->cdc, r->keys->gear, r->chunk_min, r->chunk_avg, r->chunk_max));

@@ -24,6 +24,8 @@ struct kbv_repo {
 	char *local; /* this host's directory for lock, tmp/ and index/: path itself for a local
 		      * repository, the cache directory for one on object storage */
 	struct kbv_cache_report cache; /* what the last cache refresh did */
+	uint64_t cache_from; /* kbv_be_tick() before the latest listing of the packs applied to the
+			      * cache began (object storage; 0: none yet) */
 	int meta_off;                  /* metadata cache bypassed (store/metacache.h) */
 	int lockfd;
 	uint8_t repo_id[16];
