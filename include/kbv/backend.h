@@ -152,6 +152,13 @@ void kbv_be_close(struct kbv_be_rd *rd);
 void kbv_be_read_then(struct kbv_be_rd *rd, enum kbv_obj kind, const char *name, uint64_t size);
 /* The whole object into out (its contents replaced). */
 int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out);
+/* Each object names[i] into bufs[i] (its contents replaced), kbv_backend_parallel() of
+ * them at a time (at most 16; one after the other on a local backend): the small objects
+ * a host has not seen yet (manifests, records) cost a round trip per connection, not per
+ * object. Returns 0, or the failure of the first name in order that failed (its message
+ * this thread's); the others' bufs may be filled or not. */
+int kbv_be_get_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n,
+		    struct kbv_buf *bufs);
 
 /* Every object of a kind: fn(arg, name, size, mtime) in no particular order; names that do
  * not have the kind's shape are skipped. mtime is seconds since the epoch as the storage
@@ -164,8 +171,8 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
  * once this backend has begun any write or removal (kbv_be_create, kbv_be_remove, ...):
  * nobody reads through it a listing older than their own changes. A listing that fails
  * keeps nothing: the next kbv_be_list() asks the storage itself and reports what it meets.
- * One listing is kept at a time (a later call replaces it). Thread-safe beside the
- * backend's other calls. */
+ * One listing of each kind is kept (a later call for that kind replaces it). Thread-safe
+ * beside the backend's other calls, and beside itself for other kinds. */
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
 /* The order of this process's listings: each call returns a number greater than every
  * earlier one, on any thread. A listing whose last reply came in at tick a (*done below)

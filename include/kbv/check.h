@@ -43,6 +43,10 @@ struct kbv_repo_stats {
 };
 
 int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st);
+/* The same for the snapshots the caller listed already (kbv_snapshot_list_damaged: before
+ * this reads the index, as there). */
+struct kbv_snapshot;
+int kbv_repo_stats_of(struct kbv_repo *r, struct kbv_snapshot *const *list, size_t n, struct kbv_repo_stats *st);
 
 /* Cheap figures: snapshot files, indexed packs and their bytes (no blob is visited). */
 struct kbv_repo_usage {

@@ -13,6 +13,10 @@ int kbv_record_write(struct kbv_repo *r, const json_t *rec);
 /* Every record of `kind`, oldest first (by "time"), as a new JSON array. A record that
  * fails verification is KBV_ECORRUPT naming its file. */
 int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out);
+/* The same for several kinds from one listing (and one read of each record): out[i] the
+ * records of kinds[i]. On object storage a record is read once per host, then from its
+ * metadata cache (format/repository.md). */
+int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds, json_t **out);
 
 /* One record file's bytes (magic, version, sealed RECORD blob of id `id`) into a new JSON
  * object; KBV_ECORRUPT / KBV_EVERSION naming `what`. For kbv_record_list and fuzzing. */

@@ -96,10 +96,11 @@ int kbv_repo_needs_password(const struct kbv_repo *r);
  * run once per WAL file (wal-push, wal-fetch); off by default. */
 void kbv_repo_kdf_cache(int on);
 
-/* Before kbv_repo_unlock(): the caller looks up objects of `kind` (its snapshots) as soon as
- * the repository is open. On object storage they are then listed while the key is derived
- * (kbv_be_list_ahead()), and that first lookup sends no request of its own; nothing changes
- * on a local repository. A caller that writes or removes anything first lists afresh. */
+/* Before kbv_repo_unlock(): the caller looks up objects of `kind` (its snapshots, records,
+ * WAL) as soon as the repository is open; one call per kind. On object storage they are
+ * then listed while the key is derived (kbv_be_list_ahead(), the kinds side by side), and
+ * the first lookup of each sends no request of its own; nothing changes on a local
+ * repository. A caller that writes or removes anything first lists afresh. */
 void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind);
 
 /* Where repositories on object storage are reached and cached, for the whole process: the

@@ -303,8 +303,9 @@ int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out)
 			kbv_repo_close(r);
 			return rc;
 		}
-		if (unlock == CLI_UNLOCK_SNAPSHOTS)
-			kbv_repo_will_list(r, KBV_OBJ_SNAPSHOT);
+		for (int k = 0; k < KBV_OBJ_KINDS; k++)
+			if (unlock & CLI_LIST(k))
+				kbv_repo_will_list(r, (enum kbv_obj)k);
 		rc = kbv_repo_unlock(r, pw, len);
 		cli_password_free(pw);
 		if (rc < 0) {

@@ -133,10 +133,12 @@ int cli_remote_setup(const char *path);
 void cli_remote_report(const struct kbv_repo *r);
 /* With -v: the requests this run sent to object storage, by kind (none: nothing said). */
 void cli_remote_requests(void);
-/* What cli_open() does after opening: unlock (derive the key), and, for a command whose
- * first step is looking its snapshots up, list them meanwhile (kbv_repo_will_list). */
+/* What cli_open() does after opening: unlock (derive the key), and list meanwhile the
+ * kinds of objects the command looks up first (kbv_repo_will_list): CLI_LIST(KBV_OBJ_...)
+ * for each, its snapshots, records, WAL. */
 #define CLI_UNLOCK 1
-#define CLI_UNLOCK_SNAPSHOTS 3
+#define CLI_LIST(kind) (2 << (kind))
+#define CLI_UNLOCK_SNAPSHOTS (CLI_UNLOCK | CLI_LIST(KBV_OBJ_SNAPSHOT))
 /* Open, lock and (with CLI_UNLOCK in `unlock`) unlock the repository. Returns 0 or an exit
  * code, having printed why. */
 int cli_open(enum kbv_lock lock, int unlock, struct kbv_repo **out);

@@ -33,7 +33,7 @@ int cmd_snapshots(int argc, char **argv)
 	struct kbv_reader *rd = NULL;
 	size_t n = 0;
 	int code, rc;
-	if ((code = cli_open(KBV_LOCK_SHARED, CLI_UNLOCK_SNAPSHOTS, &r)) != 0)
+	if ((code = cli_open(KBV_LOCK_SHARED, CLI_UNLOCK_SNAPSHOTS | (cli.json ? CLI_LIST(KBV_OBJ_RECORD) : 0), &r)) != 0)
 		return code;
 	json_t *drills = NULL;
 	struct kbv_snapshot_damage *bad = NULL;

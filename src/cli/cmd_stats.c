@@ -16,7 +16,7 @@ int cmd_stats(int argc, char **argv)
 		return cli_usage("stats", "unexpected argument '%s'", argv[optind]);
 	struct kbv_repo *r;
 	struct kbv_repo_stats st;
-	int code = cli_open(KBV_LOCK_SHARED, 1, &r), rc;
+	int code = cli_open(KBV_LOCK_SHARED, CLI_UNLOCK_SNAPSHOTS | CLI_LIST(KBV_OBJ_RECORD), &r), rc;
 	if (code)
 		return code;
 	json_t *drills = NULL;

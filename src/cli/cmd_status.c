@@ -110,20 +110,21 @@ int cmd_status(int argc, char **argv)
 	struct kbv_snapshot **list = NULL;
 	struct kbv_reader *rd = NULL;
 	struct kbv_repo_stats st;
-	json_t *drills = NULL, *gcs = NULL;
+	json_t *recs[2] = { NULL, NULL }; /* the drill records, gc's: one listing for both */
+	json_t *drills, *gcs;
 	struct src_state *src = NULL;
 	struct kbv_snapshot_damage *bad = NULL;
 	struct kbv_wal_summary *wal = NULL;
 	size_t n = 0, nsrc = 0, nbad = 0, nwal = 0;
 	int state = ST_OK, rc;
 	char problem[512] = "";
-	if (cli_open(KBV_LOCK_SHARED, 1, &r) != 0) {
+	if (cli_open(KBV_LOCK_SHARED, CLI_UNLOCK_SNAPSHOTS | CLI_LIST(KBV_OBJ_RECORD) | CLI_LIST(KBV_OBJ_WAL) | CLI_LIST(KBV_OBJ_LOCK), &r) != 0) {
 		printf("KBVAULT UNKNOWN - the repository cannot be opened (%s)\n", cli_repo_path());
 		return ST_UNKNOWN;
 	}
 	if ((rc = kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad)) < 0 || (rc = kbv_reader_new(r, 1, &rd)) < 0 ||
-	    (rc = kbv_record_list(r, "drill", &drills)) < 0 || (rc = kbv_record_list(r, "gc", &gcs)) < 0 ||
-	    (rc = kbv_repo_stats(r, &st)) < 0 || (rc = kbv_wal_summarize(r, list, n, &wal, &nwal)) < 0) {
+	    (rc = kbv_record_lists(r, (const char *const[]){ "drill", "gc" }, 2, recs)) < 0 ||
+	    (rc = kbv_repo_stats_of(r, list, n, &st)) < 0 || (rc = kbv_wal_summarize(r, list, n, &wal, &nwal)) < 0) {
 		printf("KBVAULT UNKNOWN - %s\n", kbv_errmsg());
 		state = ST_UNKNOWN;
 		goto out;
@@ -186,6 +187,8 @@ int cmd_status(int argc, char **argv)
 		state = ST_CRITICAL;
 		snprintf(problem, sizeof problem, "no snapshots at all");
 	}
+	drills = recs[0];
+	gcs = recs[1];
 	json_t *last_drill = json_array_size(drills) ? json_array_get(drills, json_array_size(drills) - 1) : NULL;
 	json_t *last_gc = json_array_size(gcs) ? json_array_get(gcs, json_array_size(gcs) - 1) : NULL;
 	/* Drills per source: a failed drill of one source is not hidden by a later pass of
@@ -420,8 +423,8 @@ int cmd_status(int argc, char **argv)
 out:
 	free(src);
 	free(wal);
-	json_decref(drills);
-	json_decref(gcs);
+	json_decref(recs[0]);
+	json_decref(recs[1]);
 	kbv_reader_free(rd);
 	kbv_snapshot_list_free(list, n);
 	kbv_snapshot_damage_free(bad, nbad);

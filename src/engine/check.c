@@ -771,20 +771,12 @@ out:
 	return rc;
 }
 
-int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
+int kbv_repo_stats_of(struct kbv_repo *r, struct kbv_snapshot *const *list, size_t n, struct kbv_repo_stats *st)
 {
-	struct kbv_snapshot **list = NULL;
-	size_t n = 0;
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	memset(st, 0, sizeof *st);
 	struct statctx sc = { st, { NULL, 0, 0 } };
-	struct kbv_snapshot_damage *bad = NULL;
-	size_t nbad = 0;
-	/* Before the index view, as in kbv_check(); a damaged manifest is not counted (its
-	 * size is unknown), and says so where it is listed. */
-	TRY(kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad));
-	kbv_snapshot_damage_free(bad, nbad);
 	st->snapshots = n;
 	for (size_t i = 0; i < n; i++)
 		st->raw_bytes += list[i]->total_size;
@@ -794,6 +786,22 @@ int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
 out:
 	free(sc.envs.v);
 	kbv_index_rend(txn);
+	return rc;
+}
+
+int kbv_repo_stats(struct kbv_repo *r, struct kbv_repo_stats *st)
+{
+	struct kbv_snapshot **list = NULL;
+	struct kbv_snapshot_damage *bad = NULL;
+	size_t n = 0, nbad = 0;
+	/* Before the index view, as in kbv_check(); a damaged manifest is not counted (its
+	 * size is unknown), and says so where it is listed. */
+	int rc = kbv_snapshot_list_damaged(r, &list, &n, &bad, &nbad);
+	kbv_snapshot_damage_free(bad, nbad);
+	if (rc == 0)
+		rc = kbv_repo_stats_of(r, list, n, st);
+	else
+		memset(st, 0, sizeof *st);
 	kbv_snapshot_list_free(list, n);
 	return rc;
 }

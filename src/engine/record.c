@@ -2,6 +2,7 @@
 #include "kbv/blob.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
+#include "store/metacache.h"
 #include "store/repo_impl.h"
 
 #include <dirent.h>
@@ -37,6 +38,8 @@ int kbv_record_write(struct kbv_repo *r, const json_t *rec)
 	rc = kbv_be_put(r->be, KBV_OBJ_RECORD, name, file.data, file.len, KBV_PUT_EXCL);
 	if (rc == KBV_EEXIST)
 		rc = 0; /* the very same record (same body) is already there */
+	if (rc == 0 && kbv_meta_on(r))
+		kbv_meta_put(r, KBV_META_RECORD, id, file.data, file.len);
 out:
 	free(body);
 	kbv_codec_free(codec);
@@ -45,15 +48,31 @@ out:
 	return rc;
 }
 
-static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const char *name, const uint8_t id[KBV_ID_BYTES],
-		    json_t **out)
+/* A record the listing just returned: from this host's metadata cache when it holds the
+ * object with the listed size (a record is written once, never changed), else its bytes
+ * fetched ahead (`pre`, when not empty) or a GET, which the cache then keeps. Either way
+ * it is authenticated here. */
+static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const struct kbv_meta_listed *l,
+		    struct kbv_buf *pre, json_t **out)
 {
 	struct kbv_buf file = KBV_BUF_INIT;
-	char path[PATH_MAX];
-	int rc = 0;
+	char name[2 * KBV_ID_BYTES + 1], path[PATH_MAX];
+	int rc = kbv_meta_on(r) ? kbv_meta_get(r, KBV_META_RECORD, l->id, &file) : 0, fetched = 0;
+	kbv_hex(l->id, KBV_ID_BYTES, name);
 	kbv_be_describe(r->be, KBV_OBJ_RECORD, name, path, sizeof path);
-	TRY(kbv_be_get(r->be, KBV_OBJ_RECORD, name, &file));
-	rc = kbv_record_decode(codec, id, file.data, file.len, path, out);
+	TRY(rc);
+	if ((rc == 0 || file.len != l->size) && pre->len) {
+		kbv_buf_release(&file);
+		file = *pre;
+		*pre = (struct kbv_buf)KBV_BUF_INIT;
+		fetched = 1;
+	} else if (rc == 0 || file.len != l->size) {
+		TRY(kbv_be_get(r->be, KBV_OBJ_RECORD, name, &file));
+		fetched = 1;
+	}
+	rc = kbv_record_decode(codec, l->id, file.data, file.len, path, out);
+	if (rc == 0 && fetched && kbv_meta_on(r))
+		kbv_meta_put(r, KBV_META_RECORD, l->id, file.data, file.len);
 out:
 	kbv_buf_release(&file);
 	return rc;
@@ -93,60 +112,67 @@ static int by_time(const void *a, const void *b)
 	return strcmp(json_string_value(json_object_get(x, "time")), json_string_value(json_object_get(y, "time")));
 }
 
-static int add_name(void *arg, const char *name, uint64_t size, int64_t mtime)
-{
-	uint8_t id[KBV_ID_BYTES];
-	(void)size;
-	(void)mtime;
-	return kbv_unhex(name, id, KBV_ID_BYTES) < 0 ? 0 : kbv_buf_add(arg, id, KBV_ID_BYTES);
-}
-
-int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out)
+int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds, json_t **out)
 {
 	struct kbv_codec *codec = NULL;
-	struct kbv_buf ids = KBV_BUF_INIT;
+	struct kbv_buf ids = KBV_BUF_INIT; /* struct kbv_meta_listed */
 	json_t **v = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, nout = 0;
 	int rc = 0;
-	TRY(kbv_be_list(r->be, KBV_OBJ_RECORD, add_name, &ids));
+	enum { AHEAD = 64 }; /* records fetched ahead at a time */
+	struct kbv_buf pre[AHEAD];
+	for (size_t i = 0; i < AHEAD; i++)
+		pre[i] = (struct kbv_buf)KBV_BUF_INIT;
+	TRY(kbv_be_list(r->be, KBV_OBJ_RECORD, kbv_meta_listed_add, &ids));
+	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
+	kbv_meta_listed_sort(&ids);
+	if (kbv_meta_on(r)) /* records gone from the bucket leave the cache */
+		kbv_meta_retain(r, KBV_META_RECORD, kbv_meta_listed_has, &ids);
 	codec = kbv_codec_new(r->keys, r->encrypted, r->zstd_level);
-	if (!codec) {
+	v = calloc(nids ? nids : 1, sizeof *v);
+	if (!codec || !v) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t k = 0; k < ids.len / KBV_ID_BYTES; k++) {
-		const uint8_t *id = ids.data + k * KBV_ID_BYTES;
-		char name[2 * KBV_ID_BYTES + 1];
+	for (size_t k = 0; k < nids; k++) {
+		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
 		json_t *j = NULL;
-		kbv_hex(id, KBV_ID_BYTES, name);
-		TRY(load_one(r, codec, name, id, &j));
-		if (strcmp(json_string_value(json_object_get(j, "kind")), kind) != 0) {
-			json_decref(j);
-			continue;
-		}
-		if (n == cap) {
-			cap = cap ? 2 * cap : 16;
-			json_t **nv = realloc(v, cap * sizeof *nv);
-			if (!nv) {
-				json_decref(j);
-				rc = kbv_error(KBV_ENOMEM, "out of memory");
-				goto out;
-			}
-			v = nv;
-		}
+		if (k % AHEAD == 0) /* those this host has not seen, side by side */
+			kbv_meta_fetch_missing(r, KBV_META_RECORD, KBV_OBJ_RECORD, l, nids - k < AHEAD ? nids - k : AHEAD,
+					       pre);
+		TRY(load_one(r, codec, l, &pre[k % AHEAD], &j));
 		v[n++] = j;
 	}
 	if (n)
 		qsort(v, n, sizeof *v, by_time);
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append(arr, v[i]);
-	*out = arr;
+	for (; nout < nkinds; nout++) {
+		if (!(out[nout] = json_array())) {
+			rc = kbv_error(KBV_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if (!strcmp(json_string_value(json_object_get(v[i], "kind")), kinds[nout]) &&
+			    json_array_append(out[nout], v[i]) < 0)
+				rc = kbv_error(KBV_ENOMEM, "out of memory");
+		TRY(rc);
+	}
 out:
+	if (rc < 0)
+		for (size_t i = 0; i < nout && i < nkinds; i++) {
+			json_decref(out[i]);
+			out[i] = NULL;
+		}
 	for (size_t i = 0; i < n; i++)
 		json_decref(v[i]);
+	for (size_t i = 0; i < AHEAD; i++)
+		kbv_buf_release(&pre[i]);
 	free(v);
 	kbv_buf_release(&ids);
 	kbv_codec_free(codec);
 	return rc;
+}
+
+int kbv_record_list(struct kbv_repo *r, const char *kind, json_t **out)
+{
+	return kbv_record_lists(r, &kind, 1, out);
 }

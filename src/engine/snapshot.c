@@ -392,9 +392,10 @@ out:
 /* Load snapshot `id`. `listed`: the size the listing just gave its manifest object, or
  * UINT64_MAX when it was not listed: only a listed manifest is taken from the metadata
  * cache, and only when the cached copy has exactly the listed size (a manifest truncated
- * or replaced in the bucket is then read, and named, from there). */
+ * or replaced in the bucket is then read, and named, from there). `pre`: the object's bytes
+ * fetched ahead (kbv_meta_fetch_missing), taken instead of a GET; NULL or empty: none. */
 static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out,
-		int *fetched)
+		int *fetched, struct kbv_buf *pre)
 {
 	struct kbv_buf file = KBV_BUF_INIT;
 	char path[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
@@ -409,7 +410,13 @@ static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t lis
 		}
 		rc = 0;
 	}
-	TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
+	if (pre && pre->len) {
+		kbv_buf_release(&file);
+		file = *pre;
+		*pre = (struct kbv_buf)KBV_BUF_INIT;
+	} else {
+		TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
+	}
 	if (fetched)
 		*fetched = 1;
 	TRY(decode_manifest(r, id, path, &file, out));
@@ -422,7 +429,7 @@ out:
 
 int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out)
 {
-	return load(r, id, UINT64_MAX, out, NULL);
+	return load(r, id, UINT64_MAX, out, NULL, NULL);
 }
 
 static int snap_cmp(const void *a, const void *b)
@@ -512,39 +519,15 @@ int kbv_snapshot_remove_many(struct kbv_repo *r, const uint8_t (*ids)[KBV_ID_BYT
 	return rc < 0 ? kbv_error_prefix(rc, "remove snapshot") : 0;
 }
 
-/* A listed manifest: its id and the object's size. */
-struct listed_snap {
-	uint8_t id[KBV_ID_BYTES];
-	uint64_t size;
-};
-
-static int add_listed(void *arg, const char *name, uint64_t size, int64_t mtime)
-{
-	struct listed_snap l = { .size = size };
-	(void)mtime;
-	if (kbv_unhex(name, l.id, KBV_ID_BYTES) < 0)
-		return 0;
-	return kbv_buf_add(arg, &l, sizeof l);
-}
-
 int kbv_snapshot_ids(struct kbv_repo *r, struct kbv_buf *ids)
 {
 	struct kbv_buf l = KBV_BUF_INIT;
 	ids->len = 0;
-	int rc = kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, add_listed, &l);
-	for (size_t i = 0; rc == 0 && i < l.len / sizeof(struct listed_snap); i++)
-		rc = kbv_buf_add(ids, ((struct listed_snap *)l.data)[i].id, KBV_ID_BYTES);
+	int rc = kbv_be_list(r->be, KBV_OBJ_SNAPSHOT, kbv_meta_listed_add, &l);
+	for (size_t i = 0; rc == 0 && i < l.len / sizeof(struct kbv_meta_listed); i++)
+		rc = kbv_buf_add(ids, ((struct kbv_meta_listed *)l.data)[i].id, KBV_ID_BYTES);
 	kbv_buf_release(&l);
 	return rc;
-}
-
-static int cmp_listed(const void *a, const void *b) { return memcmp(a, b, KBV_ID_BYTES); }
-
-static int listed(void *arg, const uint8_t id[KBV_ID_BYTES])
-{
-	const struct kbv_buf *l = arg;
-	return l->len && bsearch(id, l->data, l->len / sizeof(struct listed_snap), sizeof(struct listed_snap),
-				 cmp_listed) != NULL;
 }
 
 int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, size_t *n,
@@ -552,14 +535,22 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 {
 	struct kbv_snapshot **v = NULL;
 	struct kbv_snapshot_damage *bad = NULL;
-	struct kbv_buf ids = KBV_BUF_INIT; /* struct listed_snap */
+	struct kbv_buf ids = KBV_BUF_INIT; /* struct kbv_meta_listed */
 	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0, fetched = 0;
 	uint64_t listed_at = 0;
-	TRY(kbv_be_list_done(r->be, KBV_OBJ_SNAPSHOT, add_listed, &ids, &listed_at));
-	size_t nids = ids.len / sizeof(struct listed_snap);
+	enum { AHEAD = 64 }; /* manifests fetched ahead at a time, each held until it is read */
+	struct kbv_buf pre[AHEAD];
+	for (size_t i = 0; i < AHEAD; i++)
+		pre[i] = (struct kbv_buf)KBV_BUF_INIT;
+	TRY(kbv_be_list_done(r->be, KBV_OBJ_SNAPSHOT, kbv_meta_listed_add, &ids, &listed_at));
+	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
 	for (size_t k = 0; k < nids; k++) {
-		const uint8_t *id = ((struct listed_snap *)ids.data)[k].id;
+		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
+		const uint8_t *id = l->id;
+		if (k % AHEAD == 0) /* those this host has not seen, side by side */
+			kbv_meta_fetch_missing(r, KBV_META_MANIFEST, KBV_OBJ_SNAPSHOT, l,
+					       nids - k < AHEAD ? nids - k : AHEAD, pre);
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct kbv_snapshot **nv = realloc(v, cap * sizeof *v);
@@ -569,7 +560,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 			}
 			v = nv;
 		}
-		rc = load(r, id, ((struct listed_snap *)ids.data)[k].size, &v[cnt], &fetched);
+		rc = load(r, id, l->size, &v[cnt], &fetched, &pre[k % AHEAD]);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
 			if (!nb) {
@@ -601,10 +592,9 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 		TRY(kbv_repo_catch_up(r));
 	/* What the listing no longer has (forgotten here or on another host) leaves the
 	 * metadata cache. */
-	if (nids)
-		qsort(ids.data, nids, sizeof(struct listed_snap), cmp_listed);
-	kbv_meta_retain(r, KBV_META_MANIFEST, listed, &ids);
-	kbv_meta_retain(r, KBV_META_ENTRIES, listed, &ids);
+	kbv_meta_listed_sort(&ids);
+	kbv_meta_retain(r, KBV_META_MANIFEST, kbv_meta_listed_has, &ids);
+	kbv_meta_retain(r, KBV_META_ENTRIES, kbv_meta_listed_has, &ids);
 	*list = v;
 	*n = cnt;
 	*damaged = bad;
@@ -613,6 +603,8 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	bad = NULL;
 	nbad = 0;
 out:
+	for (size_t i = 0; i < AHEAD; i++)
+		kbv_buf_release(&pre[i]);
 	kbv_buf_release(&ids);
 	kbv_snapshot_list_free(v, cnt);
 	kbv_snapshot_damage_free(bad, nbad);

@@ -405,24 +405,19 @@ out:
 
 /* ---- listing and removal ---- */
 
-struct list_ctx {
-	const char *source;
-	kbv_wal_list_fn fn;
-	void *arg;
-	struct kbv_buf names; /* "<name>\0" mtime(8) records, sorted afterwards */
-};
+/* The WAL objects as listed once: "<source>~<file>\0" and the mtime (8 bytes) in records of
+ * REC bytes, sorted by name, so that a source's files are together and in order. */
+#define REC (128 + 8)
 
 static int on_wal(void *arg, const char *name, uint64_t size, int64_t mtime)
 {
-	struct list_ctx *c = arg;
 	(void)size;
-	const char *t = strchr(name, '~');
-	if (!t || (c->source && (strlen(c->source) != (size_t)(t - name) || strncmp(name, c->source, (size_t)(t - name)))))
+	if (!strchr(name, '~'))
 		return 0;
-	char rec[128 + 8] = { 0 };
+	char rec[REC] = { 0 };
 	snprintf(rec, 128, "%s", name);
 	memcpy(rec + 128, &mtime, 8);
-	return kbv_buf_add(&c->names, rec, sizeof rec);
+	return kbv_buf_add(arg, rec, sizeof rec);
 }
 
 static int cmp_rec(const void *a, const void *b)
@@ -430,23 +425,38 @@ static int cmp_rec(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-int kbv_wal_list(struct kbv_repo *r, const char *source, kbv_wal_list_fn fn, void *arg)
+static int list_records(struct kbv_repo *r, struct kbv_buf *names)
 {
-	struct list_ctx c = { source, fn, arg, KBV_BUF_INIT };
+	int rc = kbv_be_list(r->be, KBV_OBJ_WAL, on_wal, names);
+	if (rc == 0 && names->len)
+		qsort(names->data, names->len / REC, REC, cmp_rec);
+	return rc;
+}
+
+/* fn for each listed file of `source` (NULL: of every source), in order. */
+static int each_record(const struct kbv_buf *names, const char *source, kbv_wal_list_fn fn, void *arg)
+{
 	int rc = 0;
-	TRY(kbv_be_list(r->be, KBV_OBJ_WAL, on_wal, &c));
-	size_t n = c.names.len / 136;
-	if (n)
-		qsort(c.names.data, n, 136, cmp_rec);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		char *rec = (char *)c.names.data + i * 136, *t = strchr(rec, '~');
+	for (size_t i = 0; i < names->len / REC && rc == 0; i++) {
+		char rec[REC];
+		memcpy(rec, names->data + i * REC, REC);
+		char *t = strchr(rec, '~');
 		int64_t mtime;
 		memcpy(&mtime, rec + 128, 8);
 		*t = 0;
-		rc = fn(arg, rec, t + 1, mtime);
+		if (!source || !strcmp(rec, source))
+			rc = fn(arg, rec, t + 1, mtime);
 	}
-out:
-	kbv_buf_release(&c.names);
+	return rc;
+}
+
+int kbv_wal_list(struct kbv_repo *r, const char *source, kbv_wal_list_fn fn, void *arg)
+{
+	struct kbv_buf names = KBV_BUF_INIT;
+	int rc = list_records(r, &names);
+	if (rc == 0)
+		rc = each_record(&names, source, fn, arg);
+	kbv_buf_release(&names);
 	return rc;
 }
 
@@ -513,13 +523,15 @@ static int cmp_seg(const void *a, const void *b)
 	return x->tli < y->tli ? -1 : x->tli > y->tli;
 }
 
-int kbv_wal_archive_read(struct kbv_repo *r, const char *source, struct kbv_wal_archive *out)
+/* kbv_wal_archive_read from a listing made already (list_records). */
+static int archive_from(struct kbv_repo *r, const struct kbv_buf *names, const char *source,
+			struct kbv_wal_archive *out)
 {
 	struct seg_ctx c = { KBV_BUF_INIT, 0, "", 0 };
 	struct kbv_wal_info info;
 	int rc = 0;
 	memset(out, 0, sizeof *out);
-	TRY(kbv_wal_list(r, source, on_seg, &c));
+	TRY(each_record(names, source, on_seg, &c));
 	out->files = c.files;
 	if (*c.newest) {
 		TRY(kbv_wal_read(r, source, c.newest, &info));
@@ -542,6 +554,18 @@ int kbv_wal_archive_read(struct kbv_repo *r, const char *source, struct kbv_wal_
 	out->n = n;
 out:
 	kbv_buf_release(&c.segs);
+	return rc;
+}
+
+int kbv_wal_archive_read(struct kbv_repo *r, const char *source, struct kbv_wal_archive *out)
+{
+	struct kbv_buf names = KBV_BUF_INIT;
+	int rc = list_records(r, &names);
+	if (rc == 0)
+		rc = archive_from(r, &names, source, out);
+	else
+		memset(out, 0, sizeof *out);
+	kbv_buf_release(&names);
 	return rc;
 }
 
@@ -587,16 +611,26 @@ static int on_source(void *arg, const char *source, const char *file, int64_t mt
 	return json_array_append_new(a, json_string(source)) == 0 ? 0 : kbv_error(KBV_ENOMEM, "out of memory");
 }
 
-int kbv_wal_sources(struct kbv_repo *r, json_t **out)
+static int sources_from(const struct kbv_buf *names, json_t **out)
 {
 	json_t *a = json_array();
-	int rc = a ? kbv_wal_list(r, NULL, on_source, a) : kbv_error(KBV_ENOMEM, "out of memory");
+	int rc = a ? each_record(names, NULL, on_source, a) : kbv_error(KBV_ENOMEM, "out of memory");
 	if (rc < 0) {
 		json_decref(a);
 		return rc;
 	}
 	*out = a;
 	return 0;
+}
+
+int kbv_wal_sources(struct kbv_repo *r, json_t **out)
+{
+	struct kbv_buf names = KBV_BUF_INIT;
+	int rc = list_records(r, &names);
+	if (rc == 0)
+		rc = sources_from(&names, out);
+	kbv_buf_release(&names);
+	return rc;
 }
 
 /* The first segment the oldest base backup of `source` among the snapshots needs, or 0. */
@@ -623,10 +657,12 @@ int kbv_wal_summarize(struct kbv_repo *r, struct kbv_snapshot *const *list, size
 {
 	json_t *sources = NULL;
 	struct kbv_wal_summary *v = NULL;
+	struct kbv_buf names = KBV_BUF_INIT; /* one listing for every source */
 	int rc = 0;
 	*out = NULL;
 	*nout = 0;
-	TRY(kbv_wal_sources(r, &sources));
+	TRY(list_records(r, &names));
+	TRY(sources_from(&names, &sources));
 	size_t ns = json_array_size(sources);
 	if (ns && !(v = calloc(ns, sizeof *v))) {
 		rc = kbv_error(KBV_ENOMEM, "out of memory");
@@ -636,7 +672,7 @@ int kbv_wal_summarize(struct kbv_repo *r, struct kbv_snapshot *const *list, size
 		struct kbv_wal_archive a;
 		struct kbv_wal_summary *w = &v[i];
 		snprintf(w->source, sizeof w->source, "%s", json_string_value(json_array_get(sources, i)));
-		TRY(kbv_wal_archive_read(r, w->source, &a));
+		TRY(archive_from(r, &names, w->source, &a));
 		w->files = a.files;
 		w->segments = a.n;
 		if (a.n) {
@@ -659,6 +695,7 @@ int kbv_wal_summarize(struct kbv_repo *r, struct kbv_snapshot *const *list, size
 out:
 	free(v);
 	json_decref(sources);
+	kbv_buf_release(&names);
 	return rc;
 }
 

@@ -1,10 +1,12 @@
 /* The generic layer of the storage backends: dispatch to the implementation, and what is
  * built from its operations (put, get). */
 #include "backend_impl.h"
+#include "kbv/beside.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +94,6 @@ struct ahead_entry {
 };
 
 struct kbv_be_ahead {
-	enum kbv_obj kind;
 	uint64_t done; /* kbv_be_tick() once its last reply was in */
 	struct kbv_buf entries; /* struct ahead_entry, in the order listed */
 	struct kbv_buf names;   /* each name with its NUL */
@@ -129,13 +130,16 @@ static int ahead_add(void *arg, const char *name, uint64_t size, int64_t mtime)
  * from now on. */
 static void changing(struct kbv_backend *be)
 {
-	struct kbv_be_ahead *old;
+	struct kbv_be_ahead *old[KBV_OBJ_KINDS];
 	pthread_mutex_lock(&ahead_mu);
 	be->changed = 1;
-	old = be->ahead;
-	be->ahead = NULL;
+	for (int k = 0; k < KBV_OBJ_KINDS; k++) {
+		old[k] = be->ahead[k];
+		be->ahead[k] = NULL;
+	}
 	pthread_mutex_unlock(&ahead_mu);
-	ahead_free(old);
+	for (int k = 0; k < KBV_OBJ_KINDS; k++)
+		ahead_free(old[k]);
 }
 
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
@@ -143,7 +147,6 @@ void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
 	struct kbv_be_ahead *a = calloc(1, sizeof *a), *old = NULL;
 	if (!a)
 		return;
-	a->kind = kind;
 	if (be->ops->list(be, kind, ahead_add, a) < 0) {
 		ahead_free(a); /* the lookup asks again and reports what it meets */
 		return;
@@ -153,8 +156,8 @@ void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
 	if (be->changed) { /* a write began while it was listed */
 		old = a;
 	} else {
-		old = be->ahead;
-		be->ahead = a;
+		old = be->ahead[kind];
+		be->ahead[kind] = a;
 	}
 	pthread_mutex_unlock(&ahead_mu);
 	ahead_free(old);
@@ -165,9 +168,9 @@ static struct kbv_be_ahead *ahead_take(struct kbv_backend *be, enum kbv_obj kind
 {
 	struct kbv_be_ahead *a = NULL;
 	pthread_mutex_lock(&ahead_mu);
-	if (be->ahead && be->ahead->kind == kind && !be->changed) {
-		a = be->ahead;
-		be->ahead = NULL;
+	if (be->ahead[kind] && !be->changed) {
+		a = be->ahead[kind];
+		be->ahead[kind] = NULL;
 	}
 	pthread_mutex_unlock(&ahead_mu);
 	return a;
@@ -177,7 +180,8 @@ void kbv_backend_free(struct kbv_backend *be)
 {
 	if (!be)
 		return;
-	ahead_free(be->ahead);
+	for (int k = 0; k < KBV_OBJ_KINDS; k++)
+		ahead_free(be->ahead[k]);
 	be->ops->free(be);
 }
 
@@ -305,6 +309,63 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
 out:
 	kbv_be_close(rd);
 	return rc;
+}
+
+/* ---- several small objects fetched side by side (kbv_be_get_many) ---- */
+
+struct get_many {
+	struct kbv_backend *be;
+	enum kbv_obj kind;
+	const char *const *names;
+	struct kbv_buf *bufs;
+	size_t n, next;
+	pthread_mutex_t mu;
+	size_t failed; /* the lowest index that failed; n: none */
+	int rc;
+	char msg[1024];
+};
+
+static int get_some(void *arg)
+{
+	struct get_many *g = arg;
+	for (;;) {
+		pthread_mutex_lock(&g->mu);
+		size_t i = g->failed < g->n ? g->n : g->next++;
+		pthread_mutex_unlock(&g->mu);
+		if (i >= g->n)
+			return 0;
+		int rc = kbv_be_get(g->be, g->kind, g->names[i], &g->bufs[i]);
+		if (rc < 0) {
+			pthread_mutex_lock(&g->mu);
+			if (i < g->failed) {
+				g->failed = i;
+				g->rc = rc;
+				snprintf(g->msg, sizeof g->msg, "%s", kbv_errmsg());
+			}
+			pthread_mutex_unlock(&g->mu);
+		}
+	}
+}
+
+int kbv_be_get_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n,
+		    struct kbv_buf *bufs)
+{
+	enum { MOST = 16 };
+	struct get_many g = { .be = be, .kind = kind, .names = names, .bufs = bufs, .n = n, .failed = n };
+	struct kbv_beside others[MOST];
+	size_t nthreads = kbv_backend_parallel(be);
+	if (nthreads > MOST)
+		nthreads = MOST;
+	if (nthreads > n)
+		nthreads = n;
+	pthread_mutex_init(&g.mu, NULL);
+	for (size_t t = 1; t < nthreads; t++)
+		kbv_beside_start(&others[t], get_some, &g);
+	get_some(&g);
+	for (size_t t = 1; t < nthreads; t++)
+		kbv_beside_wait(&others[t], 0);
+	pthread_mutex_destroy(&g.mu);
+	return g.failed < n ? kbv_error(g.rc, "%s", g.msg) : 0;
 }
 
 int kbv_be_list_done(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg, uint64_t *done)

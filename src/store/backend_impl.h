@@ -46,9 +46,9 @@ struct kbv_backend {
 	unsigned features;
 	const char *root;  /* KBV_BE_LOCAL: the directory */
 	unsigned parallel; /* transfers worth running at once (0: one) */
-	/* backend.c's alone, under its mutex (kbv_be_list_ahead): the listing kept, and whether
-	 * this backend began a write or a removal since it was made */
-	struct kbv_be_ahead *ahead;
+	/* backend.c's alone, under its mutex (kbv_be_list_ahead): the listing kept of each kind,
+	 * and whether this backend began a write or a removal since they were made */
+	struct kbv_be_ahead *ahead[KBV_OBJ_KINDS];
 	int changed;
 };
 

@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@
 #define TAG crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define MAX_PLAIN (64u << 20)
 
-static const char *const kind_dir[KBV_META_KINDS] = { "manifests", "entries", "trees", "plans" };
+static const char *const kind_dir[KBV_META_KINDS] = { "manifests", "entries", "trees", "plans", "records" };
 
 int kbv_meta_on(const struct kbv_repo *r)
 {
@@ -112,6 +113,70 @@ static int entry_path(const struct kbv_repo *r, int kind, const uint8_t *id, cha
 	if (id)
 		kbv_hex(id, KBV_ID_BYTES, hex);
 	return kbv_path(out, cap, "%s/meta/%s%s%s", r->local, kind_dir[kind], id ? "/" : "", hex);
+}
+
+int kbv_meta_listed_add(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct kbv_meta_listed l = { .size = size };
+	(void)mtime;
+	return kbv_unhex(name, l.id, KBV_ID_BYTES) < 0 ? 0 : kbv_buf_add(arg, &l, sizeof l);
+}
+
+static int cmp_listed(const void *a, const void *b) { return memcmp(a, b, KBV_ID_BYTES); }
+
+void kbv_meta_listed_sort(struct kbv_buf *l)
+{
+	if (l->len)
+		qsort(l->data, l->len / sizeof(struct kbv_meta_listed), sizeof(struct kbv_meta_listed), cmp_listed);
+}
+
+int kbv_meta_listed_has(void *arg, const uint8_t id[KBV_ID_BYTES])
+{
+	const struct kbv_buf *l = arg;
+	return l->len && bsearch(id, l->data, l->len / sizeof(struct kbv_meta_listed), sizeof(struct kbv_meta_listed),
+				 cmp_listed) != NULL;
+}
+
+/* 1 when the cache holds a file for (kind, id) whose plaintext would be `size` bytes (by
+ * the file's size: not authenticated, a hint for what to fetch ahead). */
+static int holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], uint64_t size)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	return entry_path(r, kind, id, path, sizeof path) == 0 && stat(path, &st) == 0 &&
+	       (uint64_t)st.st_size == HEADER + NONCE + size + TAG;
+}
+
+void kbv_meta_fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const struct kbv_meta_listed *l,
+			    size_t n, struct kbv_buf *pre)
+{
+	char(*hex)[2 * KBV_ID_BYTES + 1] = calloc(n ? n : 1, sizeof *hex);
+	const char **names = calloc(n ? n : 1, sizeof *names);
+	struct kbv_buf *got = calloc(n ? n : 1, sizeof *got);
+	size_t *at = calloc(n ? n : 1, sizeof *at), m = 0;
+	for (size_t i = 0; i < n; i++)
+		kbv_buf_release(&pre[i]);
+	if (!hex || !names || !got || !at || kbv_backend_parallel(r->be) < 2) /* local: nothing to gain */
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (kbv_meta_on(r) && holds(r, kind, l[i].id, l[i].size))
+			continue;
+		kbv_hex(l[i].id, KBV_ID_BYTES, hex[m]);
+		names[m] = hex[m];
+		at[m++] = i;
+	}
+	if (m > 1 && kbv_be_get_many(r->be, obj, names, m, got) == 0) /* one: the caller's GET */
+		for (size_t j = 0; j < m; j++) {
+			pre[at[j]] = got[j];
+			got[j] = (struct kbv_buf)KBV_BUF_INIT;
+		}
+out:
+	for (size_t j = 0; got && j < m; j++)
+		kbv_buf_release(&got[j]);
+	free(hex);
+	free(names);
+	free(got);
+	free(at);
 }
 
 int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], struct kbv_buf *plain)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kbv/backend.h"
 #include "kbv/blob.h"
 #include "kbv/buf.h"
 
@@ -23,6 +24,7 @@ enum kbv_meta_kind {
 	KBV_META_ENTRIES,  /* a snapshot's decoded entry table, by snapshot id */
 	KBV_META_TREE,     /* a chunk-list node's plaintext, by TREE blob id */
 	KBV_META_PLAN,     /* a deletion plan object, as in the bucket, by plan name */
+	KBV_META_RECORD,   /* a record object (format/records.md), as in the bucket, by record id */
 	KBV_META_KINDS
 };
 
@@ -36,6 +38,26 @@ int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], s
 /* Remember (kind, id) -> plaintext. Best effort: a cache that cannot be written (disk
  * full, permissions) costs requests later, never the operation now. Thread-safe. */
 void kbv_meta_put(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n);
+/* An object a listing returned: its id (the name, unhexed) and its size. */
+struct kbv_meta_listed {
+	uint8_t id[KBV_ID_BYTES];
+	uint64_t size;
+};
+/* A kbv_be_list_fn adding each name of 64 hex digits to the kbv_buf `arg` as a
+ * struct kbv_meta_listed (others skipped). */
+int kbv_meta_listed_add(void *arg, const char *name, uint64_t size, int64_t mtime);
+/* Sort such a buffer by id, and look an id up in it (a keep function for kbv_meta_retain:
+ * `arg` is the sorted buffer). */
+void kbv_meta_listed_sort(struct kbv_buf *l);
+int kbv_meta_listed_has(void *arg, const uint8_t id[KBV_ID_BYTES]);
+/* Fetch ahead, side by side (kbv_be_get_many), the objects of `obj` among l[0..n) that the
+ * cache has no entry of `kind` for with the listed size, each into pre[i] (the others'
+ * emptied): the callers then read a host's first sight of many manifests or records in a
+ * round trip per connection, not per object. Only on a backend of parallel connections
+ * (object storage; a local one reads one at a time anyway). Best effort: on any failure
+ * every pre[i] is left empty, and the caller's own GET of each reports what it meets. */
+void kbv_meta_fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const struct kbv_meta_listed *l,
+			    size_t n, struct kbv_buf *pre);
 /* Remove every entry of `kind` for which keep(arg, id) is 0, and any leftover temporary
  * file. Returns the number removed (best effort, like put). */
 size_t kbv_meta_retain(struct kbv_repo *r, int kind, int (*keep)(void *arg, const uint8_t id[KBV_ID_BYTES]),

@@ -568,17 +568,22 @@ const char *kbv_repo_path(const struct kbv_repo *r)
  * none of it needs the key, and each listing is a round trip. */
 struct open_lists {
 	struct kbv_repo *r;
-	int lookup; /* the snapshots too (kbv_repo_will_list) */
 	struct kbv_plans_listed plans;
 	struct kbv_pack_listing packs;
 	int packs_listed;
 };
 
-/* The listing the command asked for (kbv_repo_will_list), kept by the backend. */
+/* A listing the command asked for (kbv_repo_will_list), kept by the backend. */
+struct ahead {
+	struct kbv_repo *r;
+	enum kbv_obj kind;
+	struct kbv_beside thread;
+};
+
 static int list_ahead(void *arg)
 {
-	struct kbv_repo *r = arg;
-	kbv_be_list_ahead(r->be, (enum kbv_obj)(r->will_list - 1));
+	struct ahead *a = arg;
+	kbv_be_list_ahead(a->r->be, a->kind);
 	return 0; /* a failed one keeps nothing: the lookup asks again and reports it */
 }
 
@@ -586,20 +591,25 @@ static int list_ahead(void *arg)
  * which is let go until the listing is applied: cache.c). The protocol's order
  * (format/repository.md, "Writers") is the plans' listing before the packs'; the plans'
  * bytes are read once the key is there (from this host's metadata cache, or a GET), and
- * when one of them is gone by then the packs are listed again (kbv_repo_unlock). The
- * snapshots, when the command looks them up, are listed beside the plans and before the
- * packs: every manifest listed then has its index objects in the packs' listing, and the
- * lookup need not list the packs again for one this host had never seen
- * (kbv_snapshot_list_damaged). */
+ * when one of them is gone by then the packs are listed again (kbv_repo_unlock). What the
+ * command will look up (its snapshots, records, WAL) is listed beside the plans, each kind
+ * on a thread of its own, and before the packs: every manifest listed then has its index
+ * objects in the packs' listing, and the lookup need not list the packs again for one this
+ * host had never seen (kbv_snapshot_list_damaged). */
 static int list_beside_key(void *arg)
 {
 	struct open_lists *o = arg;
-	struct kbv_beside lookup;
-	if (o->lookup)
-		kbv_beside_start(&lookup, list_ahead, o->r);
+	struct ahead lists[KBV_OBJ_KINDS];
+	size_t n = 0;
+	for (int k = 0; k < KBV_OBJ_KINDS; k++)
+		if (o->r->will_list & (1u << k)) {
+			lists[n] = (struct ahead){ .r = o->r, .kind = (enum kbv_obj)k };
+			kbv_beside_start(&lists[n].thread, list_ahead, &lists[n]);
+			n++;
+		}
 	int rc = kbv_plans_list(o->r, &o->plans);
-	if (o->lookup)
-		rc = kbv_beside_wait(&lookup, rc);
+	for (size_t i = 0; i < n; i++)
+		rc = kbv_beside_wait(&lists[i].thread, rc);
 	if (rc < 0)
 		return rc;
 	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
@@ -609,13 +619,13 @@ static int list_beside_key(void *arg)
 
 void kbv_repo_will_list(struct kbv_repo *r, enum kbv_obj kind)
 {
-	r->will_list = 1 + (int)kind;
+	r->will_list |= 1u << kind;
 }
 
 int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 {
 	int rc = 0, on_storage = !(kbv_backend_features(r->be) & KBV_BE_LOCAL);
-	struct open_lists o = { .r = r, .lookup = r->will_list != 0, .packs = { .lockfd = -1 } };
+	struct open_lists o = { .r = r, .packs = { .lockfd = -1 } };
 	struct kbv_beside lists;
 	if (r->keys)
 		return 0;

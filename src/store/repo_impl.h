@@ -56,7 +56,7 @@ struct kbv_repo {
 	uint32_t *condemned;
 	size_t ncondemned;
 	int nwriters; /* writers alive on this handle (engine/writer.c) */
-	int will_list; /* kbv_repo_will_list(): 1 + the kind listed at unlock; 0: none */
+	unsigned will_list; /* kbv_repo_will_list(): the kinds listed at unlock, 1 << kind each */
 };
 
 /* Key objects (src/store/keys.c). List their names into r->keyobjs (`key` first); then

@@ -287,7 +287,7 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/d5"
 }
 
-@test "s3: gc's plans, the packs and the snapshots are listed while the key is derived, not after it, a plan there or not; nothing else lists ahead; a plan gone when read has the packs listed again" {
+@test "s3: gc's plans, the packs and the snapshots (status: records, WAL and locks too) are listed while the key is derived, not after it, a plan there or not; nothing else lists ahead; a plan gone when read has the packs listed again" {
 	kbv init -q --kdf-ops 40 --kdf-mem-mib 64 # a derivation of about a second
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	s3proxy_start
@@ -329,11 +329,28 @@ PY
 			{ cat "$TMPD/rules.times"; false; }
 	done
 	cmp "$TMPD/out-restore" "$TMPD/a.bin"
+	# status looks up its snapshots, records, WAL and locks: each listed once, beside the
+	# derivation (in the first half of the command's time after the key's GET)
+	: > "$TMPD/rules.times"
+	run kbv status
+	[ "$status" -eq 0 ]
+	end=$(python3 -c 'import time; print(time.monotonic())') # the proxy's clock
+	key=$(t "^/$BUCKET/prod/key\$")
+	for kind in snapshots records wal locks; do
+		[ "$(grep -c "prefix=prod%2F$kind%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+		python3 -c "import sys; sys.exit(not $key < $(t "prefix=prod%2F$kind%2F") < $key + ($end - $key) / 2)" ||
+			{ echo "$kind"; cat "$TMPD/rules.times"; false; }
+	done
 	# a command that does not look snapshots up lists none
 	head -c 100000 /dev/urandom > "$TMPD/000000010000000000000001"
 	: > "$TMPD/rules.times"
 	kbv wal-push --source s "$TMPD/000000010000000000000001"
 	! grep -q "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times" || { cat "$TMPD/rules.times"; false; }
+	# with a WAL source there status still lists the WAL once (not once more per source)
+	: > "$TMPD/rules.times"
+	run kbv status
+	[[ "$output" == KBVAULT* ]]
+	[ "$(grep -c "prefix=prod%2Fwal%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 	# gc lists the snapshots only once it holds its lock
 	kbv snapshot -q --stdin a < "$TMPD/b.bin"
 	: > "$TMPD/rules.times"
@@ -447,7 +464,7 @@ PY
 # gets KIND: GETs of objects of KIND (snapshots, data) in the proxy's log since it was emptied
 gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 
-@test "s3: the metadata cache: manifests, entry tables and trees are read from the bucket once per host; damaged entries are read again; nothing in it is readable; check reads the bucket" {
+@test "s3: the metadata cache: manifests, entry tables and trees are read from the bucket once per host (manifests side by side); damaged entries are read again; nothing in it is readable; check reads the bucket" {
 	s3_init
 	head -c 2000000 /dev/urandom > "$TMPD/c.bin"
 	for i in 1 2 3; do
@@ -461,10 +478,16 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	kbv -r "$P" gc --keep-last 3 --dry-run > /dev/null
 	[ "$(gets snapshots)" = 0 ]
 	[ "$(gets data)" = 0 ]
-	# a second host reads each manifest once, then nothing
+	# a second host reads each manifest once, side by side (each GET held 300 ms: they
+	# overlap), then nothing
 	export XDG_CACHE_HOME="$TMPD/cache-b"
+	: > "$TMPD/rules.inflight"
+	echo "lag /prod/snapshots/ 300" > "$TMPD/rules"
 	kbv -r "$P" gc --keep-last 3 --dry-run > /dev/null
 	[ "$(gets snapshots)" = 3 ]
+	[ "$(awk '$1 == "GET" && $2 ~ "/prod/snapshots/" && $4 > 1' "$TMPD/rules.inflight" | wc -l)" -ge 1 ] ||
+		{ cat "$TMPD/rules.inflight"; false; }
+	: > "$TMPD/rules"
 	: > "$TMPD/rules.log"
 	kbv -r "$P" gc --keep-last 3 --dry-run > /dev/null
 	kbv -r "$P" snapshots > /dev/null
@@ -506,6 +529,58 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ "$(ls "$TMPD"/cache-a/kbvault/*/meta/manifests | wc -l)" = 1 ]
 	run kbv check --read-data
 	[ "$status" -eq 0 ]
+}
+
+@test "s3: records (gc's, drills') are read from the bucket once per host, side by side, and listed once by status; a damaged or changed one is read from the bucket; one gone leaves the cache" {
+	s3_init
+	kbv snapshot -q --stdin a < "$TMPD/b.bin"
+	for _ in 1 2 3; do kbv gc -q --keep-all; done
+	[ "$(s3_keys prod/records/ | wc -l)" = 3 ]
+	s3proxy_start
+	P="s3:$PROXY/$BUCKET/prod"
+	# the host that wrote them reads none of them; status lists them once
+	: > "$TMPD/rules.log"
+	run kbv -r "$P" status
+	[ "$status" -eq 0 ]
+	[[ "$output" == "KBVAULT OK"* ]]
+	[ "$(gets records)" = 0 ]
+	[ "$(grep -c "prefix=prod%2Frecords%2F" "$TMPD/rules.log")" = 1 ]
+	# another host reads each once, side by side (each GET held 300 ms: they overlap),
+	# then from its cache
+	export XDG_CACHE_HOME="$TMPD/cache-b"
+	: > "$TMPD/rules.log"
+	: > "$TMPD/rules.inflight"
+	echo "lag /prod/records/ 300" > "$TMPD/rules"
+	run kbv -r "$P" status
+	[ "$status" -eq 0 ]
+	[ "$(gets records)" = 3 ]
+	[ "$(awk '$1 == "GET" && $2 ~ "/prod/records/" && $4 > 1' "$TMPD/rules.inflight" | wc -l)" -ge 1 ] ||
+		{ cat "$TMPD/rules.inflight"; false; }
+	: > "$TMPD/rules"
+	: > "$TMPD/rules.log"
+	kbv -r "$P" status > /dev/null
+	kbv -r "$P" stats > /dev/null
+	[ "$(gets records)" = 0 ]
+	meta=$(echo "$TMPD"/cache-b/kbvault/*/meta)
+	[ "$(ls "$meta/records" | wc -l)" = 3 ]
+	# a damaged entry is read again from the bucket
+	f=$(ls "$meta"/records/* | head -1)
+	python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); b[-5]^=1; open(p,"wb").write(b)' "$f"
+	: > "$TMPD/rules.log"
+	kbv -r "$P" status > /dev/null
+	[ "$(gets records)" = 1 ]
+	# a record changed in the bucket (another size) is read from there, and its damage named
+	name=$(s3_keys prod/records/ | head -1)
+	head -c 100 /dev/urandom > "$TMPD/junk"
+	s3_put "$name" "$TMPD/junk"
+	run kbv -r "$P" status
+	[ "$status" -eq 3 ]
+	[[ "$output" == *"record '"*"${name##*/}' is damaged"* ]] || { echo "$output"; false; }
+	# a record gone from the bucket leaves the cache
+	s3_del "$name"
+	kbv -r "$P" status > /dev/null
+	[ "$(ls "$meta/records" | wc -l)" = 2 ]
+	[ ! -e "$meta/records/${name##*/}" ]
 }
 
 @test "s3: a restore's workers share their read windows: no range of a pack is fetched twice" {

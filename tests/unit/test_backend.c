@@ -170,6 +170,18 @@ static void test_list_ahead(void **st)
 	assert_true(before < done && done < after);
 	assert_int_equal(snapshots_listed(be), 2); /* used once: the storage is asked again */
 
+	/* one listing of each kind is kept at once, each replayed once */
+	static const char extra[] = "4444444444444444444444444444444444444444444444444444444444444444";
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	kbv_be_list_ahead(be, KBV_OBJ_PACK); /* does not replace the snapshots' */
+	write_behind(extra);
+	s.n = 0;
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_PACK, collect, &s), 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(snapshots_listed(be), 2); /* kept: without the one written since */
+	assert_int_equal(snapshots_listed(be), 3); /* asked */
+	assert_int_equal(kbv_be_remove(be, KBV_OBJ_SNAPSHOT, extra), 0);
+
 	/* once this backend writes, nothing listed before (or after) is replayed */
 	struct kbv_backend *be2;
 	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);

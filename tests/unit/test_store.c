@@ -449,6 +449,11 @@ static void test_metacache_seal_open(void **st)
 	assert_int_equal(kbv_meta_seal(&k, KBV_META_TREE, id, "", 0, &file), 0);
 	assert_int_equal(kbv_meta_open(&k, KBV_META_TREE, id, file.data, file.len, &plain), 0);
 	assert_int_equal(plain.len, 0);
+	/* a record object (kind 4) is bound to its kind like the others: no plan passes for it */
+	assert_int_equal(kbv_meta_seal(&k, KBV_META_RECORD, id, body, sizeof body, &file), 0);
+	assert_int_equal(kbv_meta_open(&k, KBV_META_RECORD, id, file.data, file.len, &plain), 0);
+	assert_int_equal(kbv_get32(file.data + 12), 4);
+	assert_int_equal(kbv_meta_open(&k, KBV_META_PLAN, id, file.data, file.len, &plain), KBV_ECORRUPT);
 	kbv_buf_release(&file);
 	kbv_buf_release(&plain);
 }
