@@ -593,7 +593,7 @@ static int list_ahead(void *arg)
  * bytes are read once the key is there (from this host's metadata cache, or a GET), and
  * when one of them is gone by then the packs are listed again (kbv_repo_unlock). What the
  * command will look up (its snapshots, records, WAL) is listed beside the plans, each kind
- * on a thread of its own, and before the packs: every manifest listed then has its index
+ * on a thread of its own, the snapshots before the packs: every manifest listed then has its index
  * objects in the packs' listing, and the lookup need not list the packs again for one this
  * host had never seen (kbv_snapshot_list_damaged). */
 static int list_beside_key(void *arg)
@@ -608,12 +608,17 @@ static int list_beside_key(void *arg)
 			n++;
 		}
 	int rc = kbv_plans_list(o->r, &o->plans);
+	/* the packs wait for the snapshots only (a long WAL listing does not hold them up) */
 	for (size_t i = 0; i < n; i++)
-		rc = kbv_beside_wait(&lists[i].thread, rc);
-	if (rc < 0)
-		return rc;
-	rc = kbv_repo_list_packs(o->r, &o->packs, 0);
-	o->packs_listed = rc == 0;
+		if (lists[i].kind == KBV_OBJ_SNAPSHOT)
+			rc = kbv_beside_wait(&lists[i].thread, rc);
+	if (rc == 0) {
+		rc = kbv_repo_list_packs(o->r, &o->packs, 0);
+		o->packs_listed = rc == 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (lists[i].kind != KBV_OBJ_SNAPSHOT)
+			rc = kbv_beside_wait(&lists[i].thread, rc);
 	return rc;
 }
 
