@@ -61,13 +61,8 @@ static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const struct kb
 	kbv_hex(l->id, KBV_ID_BYTES, name);
 	kbv_be_describe(r->be, KBV_OBJ_RECORD, name, path, sizeof path);
 	TRY(rc);
-	if ((rc == 0 || file.len != l->size) && pre->len) {
-		kbv_buf_release(&file);
-		file = *pre;
-		*pre = (struct kbv_buf)KBV_BUF_INIT;
-		fetched = 1;
-	} else if (rc == 0 || file.len != l->size) {
-		TRY(kbv_be_get(r->be, KBV_OBJ_RECORD, name, &file));
+	if (rc == 0 || file.len != l->size) {
+		TRY(kbv_meta_take_or_get(r, pre, KBV_OBJ_RECORD, name, &file));
 		fetched = 1;
 	}
 	rc = kbv_record_decode(codec, l->id, file.data, file.len, path, out);
@@ -119,10 +114,7 @@ int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds
 	json_t **v = NULL;
 	size_t n = 0, nout = 0;
 	int rc = 0;
-	enum { AHEAD = 64 }; /* records fetched ahead at a time */
-	struct kbv_buf pre[AHEAD];
-	for (size_t i = 0; i < AHEAD; i++)
-		pre[i] = (struct kbv_buf)KBV_BUF_INIT;
+	struct kbv_meta_ahead ahead = { 0 }; /* the records this host has not seen, side by side */
 	TRY(kbv_be_list(r->be, KBV_OBJ_RECORD, kbv_meta_listed_add, &ids));
 	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
 	kbv_meta_listed_sort(&ids);
@@ -137,10 +129,9 @@ int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds
 	for (size_t k = 0; k < nids; k++) {
 		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
 		json_t *j = NULL;
-		if (k % AHEAD == 0) /* those this host has not seen, side by side */
-			kbv_meta_fetch_missing(r, KBV_META_RECORD, KBV_OBJ_RECORD, l, nids - k < AHEAD ? nids - k : AHEAD,
-					       pre);
-		TRY(load_one(r, codec, l, &pre[k % AHEAD], &j));
+		struct kbv_buf *pre =
+			kbv_meta_ahead(r, &ahead, KBV_META_RECORD, KBV_OBJ_RECORD, (struct kbv_meta_listed *)ids.data, k, nids);
+		TRY(load_one(r, codec, l, pre, &j));
 		v[n++] = j;
 	}
 	if (n)
@@ -164,8 +155,7 @@ out:
 		}
 	for (size_t i = 0; i < n; i++)
 		json_decref(v[i]);
-	for (size_t i = 0; i < AHEAD; i++)
-		kbv_buf_release(&pre[i]);
+	kbv_meta_ahead_release(&ahead);
 	free(v);
 	kbv_buf_release(&ids);
 	kbv_codec_free(codec);

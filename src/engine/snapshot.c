@@ -393,7 +393,7 @@ out:
  * UINT64_MAX when it was not listed: only a listed manifest is taken from the metadata
  * cache, and only when the cached copy has exactly the listed size (a manifest truncated
  * or replaced in the bucket is then read, and named, from there). `pre`: the object's bytes
- * fetched ahead (kbv_meta_fetch_missing), taken instead of a GET; NULL or empty: none. */
+ * fetched ahead (kbv_meta_ahead), taken instead of a GET; NULL or empty: none. */
 static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out,
 		int *fetched, struct kbv_buf *pre)
 {
@@ -410,13 +410,7 @@ static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t lis
 		}
 		rc = 0;
 	}
-	if (pre && pre->len) {
-		kbv_buf_release(&file);
-		file = *pre;
-		*pre = (struct kbv_buf)KBV_BUF_INIT;
-	} else {
-		TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
-	}
+	TRY(kbv_meta_take_or_get(r, pre, KBV_OBJ_SNAPSHOT, name, &file));
 	if (fetched)
 		*fetched = 1;
 	TRY(decode_manifest(r, id, path, &file, out));
@@ -539,18 +533,14 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0, fetched = 0;
 	uint64_t listed_at = 0;
-	enum { AHEAD = 64 }; /* manifests fetched ahead at a time, each held until it is read */
-	struct kbv_buf pre[AHEAD];
-	for (size_t i = 0; i < AHEAD; i++)
-		pre[i] = (struct kbv_buf)KBV_BUF_INIT;
+	struct kbv_meta_ahead ahead = { 0 }; /* the manifests this host has not seen, side by side */
 	TRY(kbv_be_list_done(r->be, KBV_OBJ_SNAPSHOT, kbv_meta_listed_add, &ids, &listed_at));
 	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
 	for (size_t k = 0; k < nids; k++) {
 		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
 		const uint8_t *id = l->id;
-		if (k % AHEAD == 0) /* those this host has not seen, side by side */
-			kbv_meta_fetch_missing(r, KBV_META_MANIFEST, KBV_OBJ_SNAPSHOT, l,
-					       nids - k < AHEAD ? nids - k : AHEAD, pre);
+		struct kbv_buf *pre =
+			kbv_meta_ahead(r, &ahead, KBV_META_MANIFEST, KBV_OBJ_SNAPSHOT, (struct kbv_meta_listed *)ids.data, k, nids);
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct kbv_snapshot **nv = realloc(v, cap * sizeof *v);
@@ -560,7 +550,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 			}
 			v = nv;
 		}
-		rc = load(r, id, l->size, &v[cnt], &fetched, &pre[k % AHEAD]);
+		rc = load(r, id, l->size, &v[cnt], &fetched, pre);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
 			if (!nb) {
@@ -603,8 +593,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	bad = NULL;
 	nbad = 0;
 out:
-	for (size_t i = 0; i < AHEAD; i++)
-		kbv_buf_release(&pre[i]);
+	kbv_meta_ahead_release(&ahead);
 	kbv_buf_release(&ids);
 	kbv_snapshot_list_free(v, cnt);
 	kbv_snapshot_damage_free(bad, nbad);

@@ -147,8 +147,10 @@ static int holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYT
 	       (uint64_t)st.st_size == HEADER + NONCE + size + TAG;
 }
 
-void kbv_meta_fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const struct kbv_meta_listed *l,
-			    size_t n, struct kbv_buf *pre)
+/* l[0..n) that the cache has no entry of `kind` for with the listed size, into pre[i] (the
+ * others' emptied); on any failure none. */
+static void fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const struct kbv_meta_listed *l, size_t n,
+			  struct kbv_buf *pre)
 {
 	char(*hex)[2 * KBV_ID_BYTES + 1] = calloc(n ? n : 1, sizeof *hex);
 	const char **names = calloc(n ? n : 1, sizeof *names);
@@ -177,6 +179,31 @@ out:
 	free(names);
 	free(got);
 	free(at);
+}
+
+struct kbv_buf *kbv_meta_ahead(struct kbv_repo *r, struct kbv_meta_ahead *a, int kind, enum kbv_obj obj,
+			       const struct kbv_meta_listed *l, size_t k, size_t n)
+{
+	if (k % KBV_META_AHEAD == 0)
+		fetch_missing(r, kind, obj, l + k, n - k < KBV_META_AHEAD ? n - k : KBV_META_AHEAD, a->pre);
+	return &a->pre[k % KBV_META_AHEAD];
+}
+
+int kbv_meta_take_or_get(struct kbv_repo *r, struct kbv_buf *pre, enum kbv_obj obj, const char *name,
+			 struct kbv_buf *file)
+{
+	if (!pre || !pre->len)
+		return kbv_be_get(r->be, obj, name, file);
+	kbv_buf_release(file);
+	*file = *pre;
+	*pre = (struct kbv_buf)KBV_BUF_INIT;
+	return 0;
+}
+
+void kbv_meta_ahead_release(struct kbv_meta_ahead *a)
+{
+	for (size_t i = 0; i < KBV_META_AHEAD; i++)
+		kbv_buf_release(&a->pre[i]);
 }
 
 int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], struct kbv_buf *plain)
