@@ -3,6 +3,7 @@
 #include "store/idxobj.h"
 
 #include "kbv/error.h"
+#include "store/metacache.h"
 #include "store/pack.h"
 #include "store/sealed.h"
 #include "store/repo_impl.h"
@@ -364,6 +365,110 @@ out:
 	return rc;
 }
 
+/* ---- refresh: index objects fetched ahead ----
+ * A new host's first command merges every index object in the bucket; read one after
+ * another they cost a round trip each. The next ones a refresh will read are fetched side
+ * by side (kbv_be_get_many), at most: as many as the backend has connections (and
+ * AHEAD_MOST), as many as packs are still wanted (each object of use gives at least one,
+ * so no more can be), and AHEAD_BYTES of listed size (a compacted object holds up to
+ * KBV_IDXOBJ_MAX_BODY before compression). Best effort, as kbv_meta_ahead: a run with any
+ * failed fetch keeps nothing, fetching ahead stops for the refresh, and each object's own
+ * GET reports what it meets (a gone one is skipped as before). Only on a backend of
+ * parallel connections: a local one reads one at a time anyway. */
+
+enum { AHEAD_MOST = 16 };
+#define AHEAD_BYTES (32u << 20)
+
+struct ahead {
+	size_t at[AHEAD_MOST]; /* listing positions fetched, ascending */
+	struct kbv_buf buf[AHEAD_MOST];
+	size_t n, next;
+	int off;
+};
+
+static void ahead_release(struct ahead *a)
+{
+	for (size_t k = 0; k < a->n; k++)
+		kbv_buf_release(&a->buf[k]);
+	a->n = a->next = 0;
+}
+
+/* Whether the index object l->id is still to be read: not merged yet (`merged_too`: read
+ * whether merged or not). 1 yes, 0 no, <0 an error. */
+static int to_read(struct kbv_repo *r, const struct kbv_meta_listed *l, int merged_too)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+	if (merged_too)
+		return 1;
+	if ((rc = kbv_index_rbegin(r->idx, &txn)) < 0)
+		return rc;
+	rc = kbv_index_obj_merged(r->idx, txn, l->id);
+	kbv_index_rend(txn);
+	return rc < 0 ? rc : !rc;
+}
+
+/* The bytes of the index object l[i] (to be read; `left`: how many more objects can be of
+ * use) into `file` when fetched ahead: 1; else 0 and the caller GETs it; <0 an error of
+ * the index cache. l[i+1..n) are fetched ahead with it when worth it. */
+static int ahead_take(struct kbv_repo *r, struct ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n,
+		      size_t left, int merged_too, struct kbv_buf *file)
+{
+	char hex[AHEAD_MOST][2 * KBV_ID_BYTES + 1];
+	const char *names[AHEAD_MOST];
+	size_t most = kbv_backend_parallel(r->be), m = 0;
+	uint64_t bytes = 0;
+	int rc = 0;
+	while (a->next < a->n && a->at[a->next] < i)
+		kbv_buf_release(&a->buf[a->next++]);
+	if (a->next < a->n && a->at[a->next] == i)
+		goto take;
+	ahead_release(a);
+	if (most > AHEAD_MOST)
+		most = AHEAD_MOST;
+	if (most > left)
+		most = left;
+	if (a->off || most < 2)
+		return 0;
+	for (size_t j = i; j < n && m < most; j++) {
+		if (m && bytes + l[j].size > AHEAD_BYTES)
+			break;
+		if (j > i && (rc = to_read(r, &l[j], merged_too)) <= 0) {
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		kbv_hex(l[j].id, KBV_ID_BYTES, hex[m]);
+		names[m] = hex[m];
+		a->at[m++] = j;
+		bytes += l[j].size;
+	}
+	if (m < 2)
+		return 0; /* one: the caller's GET */
+	if (kbv_be_get_many(r->be, KBV_OBJ_INDEX, names, m, a->buf) < 0) {
+		for (size_t k = 0; k < m; k++)
+			kbv_buf_release(&a->buf[k]);
+		a->off = 1;
+		return 0;
+	}
+	a->n = m;
+take:
+	kbv_buf_release(file);
+	*file = a->buf[a->next];
+	a->buf[a->next++] = (struct kbv_buf)KBV_BUF_INIT;
+	return 1;
+}
+
+/* The index object l[i] into `file`: fetched ahead, else a GET. */
+static int read_obj(struct kbv_repo *r, struct ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n,
+		    size_t left, int merged_too, const char *name, struct kbv_buf *file)
+{
+	int rc = ahead_take(r, a, l, i, n, left, merged_too, file);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	return kbv_be_get(r->be, KBV_OBJ_INDEX, name, file);
+}
+
 /* ---- refresh: merging ---- */
 
 static int cmp_want(const void *key, const void *elem)
@@ -394,42 +499,40 @@ static int merge_pack(void *arg, const struct kbv_pack_info *info, const struct 
 }
 
 struct listed_objs {
-	struct names all;
+	struct kbv_buf all; /* struct kbv_meta_listed, sorted */
 	struct names stale; /* merged, but no longer in the bucket */
 };
 
 static int stale_obj(void *arg, const uint8_t id[KBV_ID_BYTES])
 {
 	struct listed_objs *lo = arg;
-	return names_has(&lo->all, id) ? 0 : names_add(&lo->stale, id);
+	return kbv_meta_listed_has(&lo->all, id) ? 0 : names_add(&lo->stale, id);
 }
 
 int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, struct kbv_want_pack *want,
 				 size_t nwant, uint64_t *objects, uint64_t *packs, uint64_t *damaged, char first_damaged[65])
 {
-	struct listed_objs lo = { NAMES_INIT, NAMES_INIT };
+	struct listed_objs lo = { KBV_BUF_INIT, NAMES_INIT };
 	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
 	struct merge m = { r, want, nwant, 0, 0 };
+	struct ahead a = { .n = 0 };
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	*objects = *packs = *damaged = 0;
 	for (size_t k = 0; k < nwant; k++)
 		m.left += want[k].need != 0;
-	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, on_name, &lo.all));
-	names_sort(&lo.all);
-	for (size_t i = 0; i < lo.all.n && m.left; i++) {
+	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, kbv_meta_listed_add, &lo.all));
+	kbv_meta_listed_sort(&lo.all);
+	const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)lo.all.data;
+	size_t nl = lo.all.len / sizeof *l;
+	for (size_t i = 0; i < nl && m.left; i++) {
 		char name[65];
-		TRY(kbv_index_rbegin(r->idx, &txn));
-		rc = kbv_index_obj_merged(r->idx, txn, NAME(&lo.all, i));
-		kbv_index_rend(txn);
-		txn = NULL;
+		rc = to_read(r, &l[i], 0);
 		TRY(rc);
-		if (rc == 1) {
-			rc = 0;
-			continue;
-		}
-		kbv_hex(NAME(&lo.all, i), KBV_ID_BYTES, name);
-		rc = kbv_be_get(r->be, KBV_OBJ_INDEX, name, &file);
+		if (rc == 0)
+			continue; /* merged already */
+		kbv_hex(l[i].id, KBV_ID_BYTES, name);
+		rc = read_obj(r, &a, l, i, nl, m.left, 0, name, &file);
 		if (rc == KBV_ENOTFOUND) { /* removed by a gc since the listing */
 			rc = 0;
 			continue;
@@ -448,7 +551,7 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 			continue;
 		}
 		TRY(rc);
-		TRY(kbv_index_mark_objs(r->idx, (const uint8_t(*)[KBV_ID_BYTES])NAME(&lo.all, i), 1, NULL, 0));
+		TRY(kbv_index_mark_objs(r->idx, (const uint8_t(*)[KBV_ID_BYTES])l[i].id, 1, NULL, 0));
 	}
 	TRY(kbv_index_rbegin(r->idx, &txn));
 	rc = kbv_index_each_obj(r->idx, txn, stale_obj, &lo);
@@ -457,7 +560,8 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 	TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])lo.stale.b.data, lo.stale.n));
 	*packs = m.added;
 out:
-	kbv_buf_release(&lo.all.b);
+	ahead_release(&a);
+	kbv_buf_release(&lo.all);
 	kbv_buf_release(&lo.stale.b);
 	kbv_buf_release(&file);
 	kbv_buf_release(&body);
@@ -512,9 +616,9 @@ static int fill_pack(void *arg, const struct kbv_pack_info *info, const struct k
 
 int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec, uint64_t *filled)
 {
-	struct names all = NAMES_INIT;
-	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
+	struct kbv_buf all = KBV_BUF_INIT, file = KBV_BUF_INIT, body = KBV_BUF_INIT;
 	struct fill f = { .r = r };
+	struct ahead a = { .n = 0 };
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	*filled = 0;
@@ -524,11 +628,14 @@ int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec
 	TRY(rc);
 	if (f.n)
 		qsort(f.v, f.n, sizeof *f.v, cmp_packno_of);
-	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, on_name, &all));
-	for (size_t i = 0; i < all.n; i++) {
+	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, kbv_meta_listed_add, &all));
+	kbv_meta_listed_sort(&all);
+	const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)all.data;
+	size_t nl = all.len / sizeof *l;
+	for (size_t i = 0; i < nl; i++) {
 		char name[65];
-		kbv_hex(NAME(&all, i), KBV_ID_BYTES, name);
-		rc = kbv_be_get(r->be, KBV_OBJ_INDEX, name, &file);
+		kbv_hex(l[i].id, KBV_ID_BYTES, name);
+		rc = read_obj(r, &a, l, i, nl, nl - i, 1, name, &file);
 		if (rc == KBV_ENOTFOUND) {
 			rc = 0;
 			continue;
@@ -545,8 +652,9 @@ int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec
 	}
 	*filled = f.filled;
 out:
+	ahead_release(&a);
 	free(f.v);
-	kbv_buf_release(&all.b);
+	kbv_buf_release(&all);
 	kbv_buf_release(&file);
 	kbv_buf_release(&body);
 	return rc;

@@ -89,7 +89,7 @@ assert s["raw_bytes"] == 2 * 3000000 and s["stored_bytes"] < 3000000 * 1.02, s'
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
 }
 
-@test "s3: index objects: an empty cache is built from them, not from pack trailers; gc compacts them; a damaged one costs only speed" {
+@test "s3: index objects: an empty cache is built from them (side by side), not from pack trailers; gc compacts them; a damaged one costs only speed" {
 	s3_init
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	kbv snapshot -q --stdin b < "$TMPD/b.bin"
@@ -102,6 +102,17 @@ assert s["raw_bytes"] == 2 * 3000000 and s["stored_bytes"] < 3000000 * 1.02, s'
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"$npacks packs indexed from 3 index objects, 0 from pack trailers"* ]]
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stream b --stdout | cmp - "$TMPD/b.bin"
+	# Another new host reads them side by side (each GET held 300 ms: they overlap), each once.
+	s3proxy_start
+	: > "$TMPD/rules.inflight"
+	echo "lag /prod/idx/ 300" > "$TMPD/rules"
+	XDG_CACHE_HOME="$TMPD/cache-x" run kbv -r "s3:$PROXY/$BUCKET/prod" -v restore latest --stream b --stdout
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"$npacks packs indexed from 3 index objects, 0 from pack trailers"* ]]
+	[ "$(grep -c "^GET /$BUCKET/prod/idx/" "$TMPD/rules.log")" = 3 ]
+	[ "$(awk '$1 == "GET" && $2 ~ "/prod/idx/" && $4 > 1' "$TMPD/rules.inflight" | wc -l)" -ge 1 ] ||
+		{ cat "$TMPD/rules.inflight"; false; }
+	: > "$TMPD/rules"
 	# Host A writes once more; host B fetches that one index object only.
 	head -c 500000 /dev/urandom > "$TMPD/c.bin"
 	kbv snapshot -q --stdin c < "$TMPD/c.bin"
