@@ -149,6 +149,13 @@ int kbv_snapshot_find_in(struct kbv_snapshot **list, size_t n, const char *spec,
 void kbv_snapshot_filter_describe(const struct kbv_snapshot_filter *f, char *out, size_t cap);
 /* Read the entry table of s through `rd`. */
 int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s);
+/* On object storage, the entry tables of list[0..n) that neither are loaded nor sit in the
+ * metadata cache are loaded side by side, up to `s3-connections` (at most 16) at a time,
+ * each thread with a reader of its own, so that a host's first `snapshots` costs a round
+ * trip per connection, not per snapshot. Best effort: a table that could not be read is
+ * left unloaded, and kbv_snapshot_load_entries() then reports what it meets. A local
+ * repository: nothing (its reads come from the page cache). */
+void kbv_snapshot_load_entries_all(struct kbv_repo *r, struct kbv_snapshot **list, size_t n);
 void kbv_snapshot_free(struct kbv_snapshot *s);
 
 #endif

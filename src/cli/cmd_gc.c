@@ -186,6 +186,14 @@ static int gc_main(int argc, char **argv)
 		code = cli_fail(kbv_error(KBV_ENOMEM, "out of memory"));
 		goto done;
 	}
+	/* the ad-hoc snapshots are grouped by their streams: their entry tables side by side */
+	struct kbv_snapshot **adhoc = calloc(n + 1, sizeof *adhoc);
+	size_t nadhoc = 0;
+	for (size_t i = 0; adhoc && i < n; i++)
+		if (!list[i]->nsources)
+			adhoc[nadhoc++] = list[i];
+	kbv_snapshot_load_entries_all(r, adhoc, nadhoc); /* best effort: none when out of memory */
+	free(adhoc);
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = kbv_retention_group(rd, list[i], &groups[i])) < 0) {
 			if (rc == KBV_ENOTFOUND || rc == KBV_ECORRUPT)

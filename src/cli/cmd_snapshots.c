@@ -43,6 +43,7 @@ int cmd_snapshots(int argc, char **argv)
 		code = cli_fail(rc);
 		goto out;
 	}
+	kbv_snapshot_load_entries_all(r, list, n); /* side by side; each reported below */
 	json_t *arr = cli.json ? json_array() : NULL;
 	if (!cli.json)
 		printf("%-8s  %-25s  %-16s  %10s  %s\n", "ID", "TIME", "HOST", "SIZE", "SOURCES OR STREAMS");

@@ -610,6 +610,7 @@ int kbv_check(struct kbv_repo *r, const struct kbv_check_opts *opts, kbv_report_
 		    hex, bad[i].msg, hex);
 	}
 	TRY(kbv_reader_new(r, 1, &rd));
+	kbv_snapshot_load_entries_all(r, list, nsnap); /* each one's own load below reports */
 	for (size_t i = 0; i < nsnap; i++) {
 		char hex[2 * KBV_ID_BYTES + 1];
 		char hit[512] = ""; /* the damaged streams' names */

@@ -281,6 +281,7 @@ static int gc_pass(struct kbv_repo *r, const uint8_t (*drop)[KBV_ID_BYTES], size
 	 * catch the cache up: every blob a root references is then indexed) */
 	TRY(kbv_snapshot_list(r, &list, &n));
 	TRY(kbv_reader_new(r, 1, &rd)); /* mark only walks trees: one worker, not one per CPU */
+	kbv_snapshot_load_entries_all(r, list, n);
 	for (size_t i = 0; i < n; i++) {
 		int dropped = 0;
 		for (size_t k = 0; o->dry_run && k < ndrop && !dropped; k++)

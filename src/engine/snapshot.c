@@ -1,4 +1,5 @@
 #include "kbv/snapshot.h"
+#include "kbv/beside.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "store/idxobj.h"
@@ -10,6 +11,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -674,6 +676,68 @@ int kbv_snapshot_find_in(struct kbv_snapshot **list, size_t n, const char *spec,
 		return kbv_error(KBV_ENOTFOUND, "no snapshot '%s'", spec);
 	*out = found;
 	return 0;
+}
+
+/* ---- entry tables of many snapshots, side by side ---- */
+
+struct load_many {
+	struct kbv_repo *r;
+	struct kbv_snapshot **v; /* those to load */
+	size_t n, next;
+	pthread_mutex_t mu;
+};
+
+static int load_some(void *arg)
+{
+	struct load_many *l = arg;
+	struct kbv_reader *rd = NULL;
+	if (kbv_reader_new(l->r, 1, &rd) < 0)
+		return 0; /* best effort: each is loaded later, one after the other */
+	for (;;) {
+		pthread_mutex_lock(&l->mu);
+		size_t i = l->next++;
+		pthread_mutex_unlock(&l->mu);
+		if (i >= l->n)
+			break;
+		struct kbv_snapshot *s = l->v[i];
+		if (kbv_snapshot_load_entries(rd, s) < 0) {
+			/* what it met is reported by the caller's own load */
+			kbv_entries_free(s->entries, s->nloaded);
+			s->entries = NULL;
+			s->nloaded = 0;
+		}
+	}
+	kbv_reader_free(rd);
+	return 0;
+}
+
+void kbv_snapshot_load_entries_all(struct kbv_repo *r, struct kbv_snapshot **list, size_t n)
+{
+	enum { MOST = 16 };
+	struct load_many l = { .r = r };
+	struct kbv_beside others[MOST];
+	size_t nthreads = kbv_backend_parallel(r->be);
+	if (nthreads < 2) /* local: reads from the page cache, nothing to gain */
+		return;
+	l.v = calloc(n ? n : 1, sizeof *l.v);
+	if (!l.v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!list[i]->entries && !kbv_meta_holds(r, KBV_META_ENTRIES, list[i]->id, list[i]->table_size))
+			l.v[l.n++] = list[i];
+	if (nthreads > MOST)
+		nthreads = MOST;
+	if (nthreads > l.n)
+		nthreads = l.n;
+	if (nthreads >= 2) {
+		pthread_mutex_init(&l.mu, NULL);
+		for (size_t t = 0; t < nthreads; t++)
+			kbv_beside_start(&others[t], load_some, &l);
+		for (size_t t = 0; t < nthreads; t++)
+			kbv_beside_wait(&others[t], 0);
+		pthread_mutex_destroy(&l.mu);
+	}
+	free(l.v);
 }
 
 int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)

@@ -137,13 +137,11 @@ int kbv_meta_listed_has(void *arg, const uint8_t id[KBV_ID_BYTES])
 				 cmp_listed) != NULL;
 }
 
-/* 1 when the cache holds a file for (kind, id) whose plaintext would be `size` bytes (by
- * the file's size: not authenticated, a hint for what to fetch ahead). */
-static int holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], uint64_t size)
+int kbv_meta_holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], uint64_t size)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	return entry_path(r, kind, id, path, sizeof path) == 0 && stat(path, &st) == 0 &&
+	return kbv_meta_on(r) && entry_path(r, kind, id, path, sizeof path) == 0 && stat(path, &st) == 0 &&
 	       (uint64_t)st.st_size == HEADER + NONCE + size + TAG;
 }
 
@@ -161,7 +159,7 @@ static void fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const 
 	if (!hex || !names || !got || !at || kbv_backend_parallel(r->be) < 2) /* local: nothing to gain */
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (kbv_meta_on(r) && holds(r, kind, l[i].id, l[i].size))
+		if (kbv_meta_holds(r, kind, l[i].id, l[i].size))
 			continue;
 		kbv_hex(l[i].id, KBV_ID_BYTES, hex[m]);
 		names[m] = hex[m];

@@ -38,6 +38,9 @@ int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], s
 /* Remember (kind, id) -> plaintext. Best effort: a cache that cannot be written (disk
  * full, permissions) costs requests later, never the operation now. Thread-safe. */
 void kbv_meta_put(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], const void *p, size_t n);
+/* 1 when the cache is in use and holds a file for (kind, id) whose plaintext would be
+ * `size` bytes (by the file's size: not authenticated, a hint for what to fetch ahead). */
+int kbv_meta_holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], uint64_t size);
 /* An object a listing returned: its id (the name, unhexed) and its size. */
 struct kbv_meta_listed {
 	uint8_t id[KBV_ID_BYTES];
