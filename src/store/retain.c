@@ -11,6 +11,7 @@
  * deleting; lower bounds decide only what to extend, where being low costs a request,
  * never an object. */
 #include "kbv/backend.h"
+#include "kbv/beside.h"
 #include "kbv/buf.h"
 #include "kbv/error.h"
 #include "kbv/fsio.h"
@@ -209,10 +210,44 @@ static int on_obj(void *arg, const char *name, uint64_t size, int64_t mtime)
 	return kbv_buf_add(&s->objs, &o, sizeof o);
 }
 
+/* One kind listed into its own scan (a thread each: the kinds are listed side by side). */
+struct scan_kind {
+	struct kbv_repo *r;
+	struct scan s;
+	struct kbv_beside thread;
+};
+
+static int scan_kind(void *arg)
+{
+	struct scan_kind *k = arg;
+	return kbv_be_list(k->r->be, k->s.kind, on_obj, &k->s);
+}
+
+/* The retention of an object the listing gave no time for, asked by a HEAD (a thread each). */
+enum { HEADS = 16 };
+struct head_obj {
+	struct kbv_repo *r;
+	struct obj *o;
+	struct kbv_beside thread;
+};
+
+static int head_obj(void *arg)
+{
+	struct head_obj *h = arg;
+	int rc = kbv_be_retention(h->r->be, h->o->kind, h->o->name, &h->o->lb);
+	if (rc == KBV_ENOTFOUND) {
+		h->o->lb = INT64_MAX; /* gone meanwhile */
+		rc = 0;
+	}
+	return rc;
+}
+
 int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_report *out)
 {
 	static const enum kbv_obj kinds[] = { KBV_OBJ_CONFIG, KBV_OBJ_KEY,    KBV_OBJ_PACK,
 					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX, KBV_OBJ_WAL };
+	enum { NKINDS = sizeof kinds / sizeof *kinds };
+	struct scan_kind each[NKINDS];
 	struct record rec, next;
 	struct scan s = { .objs = KBV_BUF_INIT };
 	int64_t t0, now, L = kbv_repo_lock_seconds(r);
@@ -224,29 +259,47 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	out->seconds = L;
 	TRY(kbv_be_clock(r->be, &t0));
 	record_read(r, t0, &rec);
-	for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
-		s.kind = kinds[k];
-		TRY(kbv_be_list(r->be, kinds[k], on_obj, &s));
+	/* every kind listed side by side (a round trip for all, not one each), then taken in
+	 * this order; the first kind's error is the one reported */
+	for (size_t k = 0; k < NKINDS; k++) {
+		each[k] = (struct scan_kind){ .r = r, .s = { .kind = kinds[k], .objs = KBV_BUF_INIT } };
+		kbv_beside_start(&each[k].thread, scan_kind, &each[k]);
 	}
+	for (size_t k = 0; k < NKINDS; k++)
+		rc = kbv_beside_wait(&each[k].thread, rc);
+	for (size_t k = 0; k < NKINDS; k++) {
+		if (rc == 0)
+			rc = kbv_buf_add(&s.objs, each[k].s.objs.data, each[k].s.objs.len);
+		kbv_buf_release(&each[k].s.objs);
+	}
+	TRY(rc);
 	/* Lower bounds; an object the listing gives no time for (the config and the keys,
 	 * found by a HEAD) is asked for its retention. */
 	struct obj *v = (struct obj *)s.objs.data;
 	size_t n = s.objs.len / sizeof *v;
 	int due = 0;
 	TRY(kbv_be_clock(r->be, &now));
-	for (size_t i = 0; i < n; i++) {
-		struct obj *o = &v[i];
-		o->lb = lower_bound(r, &rec, o->mtime);
-		if (!o->mtime) {
-			rc = kbv_be_retention(r->be, o->kind, o->name, &o->lb);
-			if (rc == KBV_ENOTFOUND) {
-				o->lb = INT64_MAX; /* gone meanwhile */
-				rc = 0;
+	/* (those HEADs side by side too, HEADS at a time; the first one's error reported) */
+	struct head_obj heads[HEADS];
+	size_t nh = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n) {
+			v[i].lb = lower_bound(r, &rec, v[i].mtime);
+			if (!v[i].mtime) {
+				heads[nh] = (struct head_obj){ .r = r, .o = &v[i] };
+				kbv_beside_start(&heads[nh].thread, head_obj, &heads[nh]);
+				nh++;
 			}
+		}
+		if (nh == HEADS || (i == n && nh)) {
+			for (size_t h = 0; h < nh; h++)
+				rc = kbv_beside_wait(&heads[h].thread, rc);
+			nh = 0;
 			TRY(rc);
 		}
-		due |= o->lb < now + L / 2;
 	}
+	for (size_t i = 0; i < n; i++)
+		due |= v[i].lb < now + L / 2;
 	out->objects = n;
 	/* Due when anything has less than half the retention left: then everything not
 	 * written within the last hour (an eighth of the retention, if less) is extended to

@@ -23,6 +23,8 @@ setup() {
 	head -c 1000000 /dev/urandom > "$TMPD/b.bin"
 }
 
+teardown() { [ -z "${PROXY_PID:-}" ] || kill "$PROXY_PID" 2>/dev/null || true; }
+
 # Seconds until the storage's retention of KEY lapses (negative: lapsed).
 left() { echo $(($(s3_retention "$1" | cut -d' ' -f2) - $(date +%s))); }
 
@@ -193,6 +195,32 @@ assert d["oldest_retention_timestamp"] > time.time() + 10, d'
 	grep -E '^kbvault_host_last_snapshot_timestamp_seconds\{host="[^"]+"\} [0-9]' "$TMPD/metrics.prom"
 	grep -E '^kbvault_gc_lock_held 0' "$TMPD/metrics.prom"
 	"$PROMTOOL" check metrics < "$TMPD/metrics.prom"
+}
+
+@test "status's retention report lists every kind side by side (one round trip for all seven, not one each), each once; the config's and the key's retention asked side by side too" {
+	kbv init -q --kdf-ops 1 --kdf-mem-mib 8 --object-lock-days 1
+	kbv snapshot -q --stdin a < "$TMPD/a.bin"
+	s3proxy_start
+	echo "lag prod 300" > "$TMPD/rules" # every request held 300 ms
+	run kbv -r "s3:$PROXY/$BUCKET/prod" status --max-age 1h
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"object lock: COMPLIANCE, 1 days;"* ]]
+	[ "$(grep -c "prefix=prod%2Fidx%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+	# the report's first HEAD of the config (is it there?) and its listing of the index
+	# objects (nothing else sends either here) went out together, not seven holds apart;
+	# then the config's and the key's retention (the listings give no time for those), by a
+	# HEAD each, together too
+	python3 - "$TMPD/rules.times" "/$BUCKET/prod/" <<'PY' || { cat "$TMPD/rules.times"; false; }
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+at = lambda method, path: [float(r[0]) for r in rows if r[1] == method and r[2] == path]
+cfg = at("HEAD", sys.argv[2] + "config")
+key = at("HEAD", sys.argv[2] + "key")
+idx = [float(r[0]) for r in rows if "prefix=prod%2Fidx%2F" in r[2]]
+assert len(cfg) == 2 and len(key) == 1 and len(idx) == 1, (cfg, key, idx)
+assert abs(cfg[0] - idx[0]) < 0.3, "the listings went one after the other"
+assert abs(cfg[1] - key[0]) < 0.3, "the HEADs went one after the other"
+PY
 }
 
 @test "the golden Object Lock bucket (config version 2) restores byte for byte, and what a snapshot adds to it is retained" {

@@ -23,16 +23,6 @@ s3_init() { kbv init -q --kdf-ops 1 --kdf-mem-mib 8; }
 
 teardown() { [ -z "${PROXY_PID:-}" ] || kill "$PROXY_PID" 2>/dev/null || true; }
 
-# A fault-injecting proxy in front of radosgw (s3proxy.py): $PROXY is its endpoint, the
-# rules go into $TMPD/rules.
-s3proxy_start() {
-	: > "$TMPD/rules"
-	python3 "$BATS_TEST_DIRNAME/s3proxy.py" "${S3_ENDPOINT##*:}" "$TMPD/rules" "$TMPD/proxy.port" 3>&- &
-	PROXY_PID=$!
-	for _ in $(seq 100); do [ -f "$TMPD/proxy.port" ] && break; sleep 0.1; done
-	PROXY="http://127.0.0.1:$(cat "$TMPD/proxy.port")"
-}
-
 
 @test "s3: init creates the bucket; snapshot, restore byte for byte, check --read-data; a second init is refused" {
 	s3_init

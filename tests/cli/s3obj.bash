@@ -55,3 +55,13 @@ if m and u:
     print(m, int(t.timestamp()))
 '
 }
+
+# A fault-injecting proxy in front of radosgw (s3proxy.py): $PROXY is its endpoint, the
+# rules go into $TMPD/rules. The test file's teardown kills $PROXY_PID.
+s3proxy_start() {
+	: > "$TMPD/rules"
+	python3 "$BATS_TEST_DIRNAME/s3proxy.py" "${S3_ENDPOINT##*:}" "$TMPD/rules" "$TMPD/proxy.port" 3>&- &
+	PROXY_PID=$!
+	for _ in $(seq 100); do [ -f "$TMPD/proxy.port" ] && break; sleep 0.1; done
+	PROXY="http://127.0.0.1:$(cat "$TMPD/proxy.port")"
+}
