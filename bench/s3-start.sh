@@ -13,8 +13,10 @@
 # replacing a lost one, or a restore host reading another's snapshots). RECORDS=N: each
 # kbvault bucket also holds N of gc's records (N runs of `gc --keep-all`, as N nights of
 # a nightly gc leave), and `status` is timed too (kbvault only: restic has none).
-#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] [PLAN=1] [NEWHOST=1] [RECORDS=N] bench/s3-start.sh
-# Writes bench/results/s3-start-rttN[-plan][-newhost][-recordsN].csv and .md: medians and
+# LOCKDAYS=N: each kbvault bucket has Object Lock (`init --object-lock-days N`: `status`
+# reports the retention of every object), and `status` is timed too.
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] [PLAN=1] [NEWHOST=1] [RECORDS=N] [LOCKDAYS=N] bench/s3-start.sh
+# Writes bench/results/s3-start-rttN[-plan][-newhost][-recordsN][-lockN].csv and .md: medians and
 # restic's time over each.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
@@ -48,7 +50,7 @@ for t in "${tools[@]}"; do
 		restic init -q -r "$(repo restic)" > /dev/null
 		restic -q -r "$(repo restic)" backup --tag base --stdin --stdin-filename a < "$W/a.bin" > /dev/null
 	else
-		"${BIN[$t]}" init -q -r "$(repo "$t")"
+		"${BIN[$t]}" init -q ${LOCKDAYS:+--object-lock-days "$LOCKDAYS"} -r "$(repo "$t")"
 		"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --tag base --stdin a < "$W/a.bin"
 		if [ -n "${PLAN:-}" ]; then
 			head -c 1000000 /dev/urandom > "$W/b.bin"
@@ -80,9 +82,9 @@ one() { # TOOL OP: runs it once, timed into $W/t
 	fi
 }
 
-NAME=s3-start-rtt$RTT${PLAN:+-plan}${NEWHOST:+-newhost}${RECORDS:+-records$RECORDS}
+NAME=s3-start-rtt$RTT${PLAN:+-plan}${NEWHOST:+-newhost}${RECORDS:+-records$RECORDS}${LOCKDAYS:+-lock$LOCKDAYS}
 OPS=(snapshots restore snapshot)
-[ -z "${RECORDS:-}" ] || OPS+=(status)
+[ -z "${RECORDS:-}${LOCKDAYS:-}" ] || OPS+=(status)
 CSV=$OUT/$NAME.csv
 echo "tool,op,round,seconds,user_seconds,sys_seconds" > "$CSV"
 for r in $(seq 1 "$ROUNDS"); do
@@ -101,7 +103,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$CSV" "$OUT/$NAME.md" "$RTT" "$(restic version | cut -d' ' -f2)" \
-	"$(radosgw --version | cut -d' ' -f3)" "${PLAN:+, a gc plan in each kbvault bucket}${NEWHOST:+, each command on an empty cache}${RECORDS:+, $RECORDS gc records in each kbvault bucket}" <<'EOF'
+	"$(radosgw --version | cut -d' ' -f3)" "${PLAN:+, a gc plan in each kbvault bucket}${NEWHOST:+, each command on an empty cache}${RECORDS:+, $RECORDS gc records in each kbvault bucket}${LOCKDAYS:+, Object Lock ($LOCKDAYS days) on each kbvault bucket}" <<'EOF'
 import csv, statistics, sys, subprocess
 rows = list(csv.DictReader(open(sys.argv[1])))
 tools = list(dict.fromkeys(r["tool"] for r in rows))
