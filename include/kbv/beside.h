@@ -6,6 +6,7 @@
 #define KBV_BESIDE_H
 
 #include <pthread.h>
+#include <stddef.h>
 
 struct kbv_beside {
 	int (*fn)(void *arg);
@@ -24,5 +25,14 @@ void kbv_beside_start(struct kbv_beside *b, int (*fn)(void *arg), void *arg);
  * it is an error it is returned as it is (its message stays this thread's); otherwise the
  * call's return, and when that is an error its message becomes this thread's. */
 int kbv_beside_wait(struct kbv_beside *b, int mine);
+
+/* The same work on many items: each(arg, t, i) for every i < n, side by side on `threads`
+ * threads (at most KBV_BESIDE_MOST; the caller's thread is one of them), each i taken by
+ * one thread, in ascending order. t < threads names the thread running the call, for
+ * state of its own the caller keeps in an array (a reader per thread, say). Once a call
+ * returns an error no further i is started. Returns 0, or the error of the lowest i that
+ * failed (its message this thread's). One thread, or n < 2: here, one after the other. */
+#define KBV_BESIDE_MOST 16
+int kbv_beside_each(size_t n, unsigned threads, int (*each)(void *arg, unsigned t, size_t i), void *arg);
 
 #endif

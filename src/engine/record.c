@@ -48,13 +48,14 @@ out:
 	return rc;
 }
 
-/* A record the listing just returned: from this host's metadata cache when it holds the
- * object with the listed size (a record is written once, never changed), else its bytes
- * fetched ahead (`pre`, when not empty) or a GET, which the cache then keeps. Either way
- * it is authenticated here. */
-static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const struct kbv_meta_listed *l,
-		    struct kbv_buf *pre, json_t **out)
+/* The record all[k] the listing just returned: from this host's metadata cache when it holds
+ * the object with the listed size (a record is written once, never changed), else read
+ * through `a` (fetched ahead with others of all[0..n), or a GET), which the cache then
+ * keeps. Either way it is authenticated here. */
+static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const struct kbv_meta_listed *all, size_t k,
+		    size_t n, struct kbv_ahead *a, json_t **out)
 {
+	const struct kbv_meta_listed *l = &all[k];
 	struct kbv_buf file = KBV_BUF_INIT;
 	char name[2 * KBV_ID_BYTES + 1], path[PATH_MAX];
 	int rc = kbv_meta_on(r) ? kbv_meta_get(r, KBV_META_RECORD, l->id, &file) : 0, fetched = 0;
@@ -62,7 +63,7 @@ static int load_one(struct kbv_repo *r, struct kbv_codec *codec, const struct kb
 	kbv_be_describe(r->be, KBV_OBJ_RECORD, name, path, sizeof path);
 	TRY(rc);
 	if (rc == 0 || file.len != l->size) {
-		TRY(kbv_meta_take_or_get(r, pre, KBV_OBJ_RECORD, name, &file));
+		TRY(kbv_ahead_get(a, all, k, n, n - k, &file));
 		fetched = 1;
 	}
 	rc = kbv_record_decode(codec, l->id, file.data, file.len, path, out);
@@ -114,7 +115,8 @@ int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds
 	json_t **v = NULL;
 	size_t n = 0, nout = 0;
 	int rc = 0;
-	struct kbv_meta_ahead ahead = { 0 }; /* the records this host has not seen, side by side */
+	struct kbv_meta_ahead ahead; /* the records this host has not seen, side by side */
+	kbv_meta_ahead_init(&ahead, r, KBV_META_RECORD, KBV_OBJ_RECORD);
 	TRY(kbv_be_list(r->be, KBV_OBJ_RECORD, kbv_meta_listed_add, &ids));
 	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
 	kbv_meta_listed_sort(&ids);
@@ -127,11 +129,8 @@ int kbv_record_lists(struct kbv_repo *r, const char *const *kinds, size_t nkinds
 		goto out;
 	}
 	for (size_t k = 0; k < nids; k++) {
-		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
 		json_t *j = NULL;
-		struct kbv_buf *pre =
-			kbv_meta_ahead(r, &ahead, KBV_META_RECORD, KBV_OBJ_RECORD, (struct kbv_meta_listed *)ids.data, k, nids);
-		TRY(load_one(r, codec, l, pre, &j));
+		TRY(load_one(r, codec, (const struct kbv_meta_listed *)ids.data, k, nids, &ahead.a, &j));
 		v[n++] = j;
 	}
 	if (n)
@@ -155,7 +154,7 @@ out:
 		}
 	for (size_t i = 0; i < n; i++)
 		json_decref(v[i]);
-	kbv_meta_ahead_release(&ahead);
+	kbv_ahead_release(&ahead.a);
 	free(v);
 	kbv_buf_release(&ids);
 	kbv_codec_free(codec);

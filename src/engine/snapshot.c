@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,32 +390,35 @@ out:
 	return rc;
 }
 
-/* Load snapshot `id`. `listed`: the size the listing just gave its manifest object, or
- * UINT64_MAX when it was not listed: only a listed manifest is taken from the metadata
- * cache, and only when the cached copy has exactly the listed size (a manifest truncated
- * or replaced in the bucket is then read, and named, from there). `pre`: the object's bytes
- * fetched ahead (kbv_meta_ahead), taken instead of a GET; NULL or empty: none. */
-static int load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], uint64_t listed, struct kbv_snapshot **out,
-		int *fetched, struct kbv_buf *pre)
+/* Load snapshot all[k] (its id; its listed size unless `a` is NULL). Listed (`a`, the
+ * listing all[0..n) fetched ahead as it is read): taken from the metadata cache when the
+ * cached copy has exactly the listed size (a manifest truncated or replaced in the bucket
+ * is then read, and named, from there), else read through `a`. Not listed (`a` NULL): a
+ * GET, never the cache. */
+static int load(struct kbv_repo *r, const struct kbv_meta_listed *all, size_t k, size_t n, struct kbv_ahead *a,
+		struct kbv_snapshot **out, int *fetched)
 {
 	struct kbv_buf file = KBV_BUF_INIT;
 	char path[PATH_MAX], name[2 * KBV_ID_BYTES + 1];
+	const uint8_t *id = all[k].id;
 	int rc = 0;
 	kbv_hex(id, KBV_ID_BYTES, name);
 	kbv_be_describe(r->be, KBV_OBJ_SNAPSHOT, name, path, sizeof path);
-	if (listed != UINT64_MAX) {
+	if (a) {
 		TRY(rc = kbv_meta_get(r, KBV_META_MANIFEST, id, &file));
-		if (rc == 1 && file.len == listed && decode_manifest(r, id, path, &file, out) == 0) {
+		if (rc == 1 && file.len == all[k].size && decode_manifest(r, id, path, &file, out) == 0) {
 			rc = 0;
 			goto out;
 		}
 		rc = 0;
+		TRY(kbv_ahead_get(a, all, k, n, n - k, &file));
+	} else {
+		TRY(kbv_be_get(r->be, KBV_OBJ_SNAPSHOT, name, &file));
 	}
-	TRY(kbv_meta_take_or_get(r, pre, KBV_OBJ_SNAPSHOT, name, &file));
 	if (fetched)
 		*fetched = 1;
 	TRY(decode_manifest(r, id, path, &file, out));
-	if (listed != UINT64_MAX)
+	if (a)
 		kbv_meta_put(r, KBV_META_MANIFEST, id, file.data, file.len);
 out:
 	kbv_buf_release(&file);
@@ -425,7 +427,9 @@ out:
 
 int kbv_snapshot_load(struct kbv_repo *r, const uint8_t id[KBV_ID_BYTES], struct kbv_snapshot **out)
 {
-	return load(r, id, UINT64_MAX, out, NULL, NULL);
+	struct kbv_meta_listed one = { .size = UINT64_MAX };
+	memcpy(one.id, id, KBV_ID_BYTES);
+	return load(r, &one, 0, 1, NULL, out, NULL);
 }
 
 static int snap_cmp(const void *a, const void *b)
@@ -535,14 +539,13 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	size_t cnt = 0, cap = 0, nbad = 0;
 	int rc = 0, fetched = 0;
 	uint64_t listed_at = 0;
-	struct kbv_meta_ahead ahead = { 0 }; /* the manifests this host has not seen, side by side */
+	struct kbv_meta_ahead ahead; /* the manifests this host has not seen, side by side */
+	kbv_meta_ahead_init(&ahead, r, KBV_META_MANIFEST, KBV_OBJ_SNAPSHOT);
 	TRY(kbv_be_list_done(r->be, KBV_OBJ_SNAPSHOT, kbv_meta_listed_add, &ids, &listed_at));
 	size_t nids = ids.len / sizeof(struct kbv_meta_listed);
 	for (size_t k = 0; k < nids; k++) {
-		const struct kbv_meta_listed *l = (const struct kbv_meta_listed *)ids.data + k;
-		const uint8_t *id = l->id;
-		struct kbv_buf *pre =
-			kbv_meta_ahead(r, &ahead, KBV_META_MANIFEST, KBV_OBJ_SNAPSHOT, (struct kbv_meta_listed *)ids.data, k, nids);
+		const struct kbv_meta_listed *all = (const struct kbv_meta_listed *)ids.data;
+		const uint8_t *id = all[k].id;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
 			struct kbv_snapshot **nv = realloc(v, cap * sizeof *v);
@@ -552,7 +555,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 			}
 			v = nv;
 		}
-		rc = load(r, id, l->size, &v[cnt], &fetched, pre);
+		rc = load(r, all, k, nids, &ahead.a, &v[cnt], &fetched);
 		if (rc == KBV_ECORRUPT || rc == KBV_EVERSION) {
 			struct kbv_snapshot_damage *nb = realloc(bad, (nbad + 1) * sizeof *nb);
 			if (!nb) {
@@ -595,7 +598,7 @@ int kbv_snapshot_list_damaged(struct kbv_repo *r, struct kbv_snapshot ***list, s
 	bad = NULL;
 	nbad = 0;
 out:
-	kbv_meta_ahead_release(&ahead);
+	kbv_ahead_release(&ahead.a);
 	kbv_buf_release(&ids);
 	kbv_snapshot_list_free(v, cnt);
 	kbv_snapshot_damage_free(bad, nbad);
@@ -683,60 +686,41 @@ int kbv_snapshot_find_in(struct kbv_snapshot **list, size_t n, const char *spec,
 struct load_many {
 	struct kbv_repo *r;
 	struct kbv_snapshot **v; /* those to load */
-	size_t n, next;
-	pthread_mutex_t mu;
+	struct kbv_reader *rd[KBV_BESIDE_MOST]; /* each thread's own */
+	int no_reader[KBV_BESIDE_MOST];
 };
 
-static int load_some(void *arg)
+static int load_one_table(void *arg, unsigned t, size_t i)
 {
 	struct load_many *l = arg;
-	struct kbv_reader *rd = NULL;
-	if (kbv_reader_new(l->r, 1, &rd) < 0)
-		return 0; /* best effort: each is loaded later, one after the other */
-	for (;;) {
-		pthread_mutex_lock(&l->mu);
-		size_t i = l->next++;
-		pthread_mutex_unlock(&l->mu);
-		if (i >= l->n)
-			break;
-		struct kbv_snapshot *s = l->v[i];
-		if (kbv_snapshot_load_entries(rd, s) < 0) {
-			/* what it met is reported by the caller's own load */
-			kbv_entries_free(s->entries, s->nloaded);
-			s->entries = NULL;
-			s->nloaded = 0;
-		}
+	struct kbv_snapshot *s = l->v[i];
+	if (!l->rd[t] && (l->no_reader[t] || (l->no_reader[t] = kbv_reader_new(l->r, 1, &l->rd[t]) < 0)))
+		return 0; /* best effort: it is loaded later, by the caller's own load */
+	if (kbv_snapshot_load_entries(l->rd[t], s) < 0) {
+		/* what it met is reported by the caller's own load */
+		kbv_entries_free(s->entries, s->nloaded);
+		s->entries = NULL;
+		s->nloaded = 0;
 	}
-	kbv_reader_free(rd);
 	return 0;
 }
 
 void kbv_snapshot_load_entries_all(struct kbv_repo *r, struct kbv_snapshot **list, size_t n)
 {
-	enum { MOST = 16 };
 	struct load_many l = { .r = r };
-	struct kbv_beside others[MOST];
-	size_t nthreads = kbv_backend_parallel(r->be);
-	if (nthreads < 2) /* local: reads from the page cache, nothing to gain */
+	size_t m = 0;
+	unsigned threads = kbv_backend_parallel(r->be);
+	if (threads < 2) /* local: reads from the page cache, nothing to gain */
 		return;
-	l.v = calloc(n ? n : 1, sizeof *l.v);
-	if (!l.v)
+	if (!(l.v = calloc(n ? n : 1, sizeof *l.v)))
 		return;
 	for (size_t i = 0; i < n; i++)
 		if (!list[i]->entries && !kbv_meta_holds(r, KBV_META_ENTRIES, list[i]->id, list[i]->table_size))
-			l.v[l.n++] = list[i];
-	if (nthreads > MOST)
-		nthreads = MOST;
-	if (nthreads > l.n)
-		nthreads = l.n;
-	if (nthreads >= 2) {
-		pthread_mutex_init(&l.mu, NULL);
-		for (size_t t = 0; t < nthreads; t++)
-			kbv_beside_start(&others[t], load_some, &l);
-		for (size_t t = 0; t < nthreads; t++)
-			kbv_beside_wait(&others[t], 0);
-		pthread_mutex_destroy(&l.mu);
-	}
+			l.v[m++] = list[i];
+	if (m >= 2) /* one: the caller's own load */
+		kbv_beside_each(m, threads, load_one_table, &l);
+	for (size_t t = 0; t < KBV_BESIDE_MOST; t++)
+		kbv_reader_free(l.rd[t]);
 	free(l.v);
 }
 

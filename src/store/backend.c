@@ -318,54 +318,20 @@ struct get_many {
 	enum kbv_obj kind;
 	const char *const *names;
 	struct kbv_buf *bufs;
-	size_t n, next;
-	pthread_mutex_t mu;
-	size_t failed; /* the lowest index that failed; n: none */
-	int rc;
-	char msg[1024];
 };
 
-static int get_some(void *arg)
+static int get_one(void *arg, unsigned t, size_t i)
 {
 	struct get_many *g = arg;
-	for (;;) {
-		pthread_mutex_lock(&g->mu);
-		size_t i = g->failed < g->n ? g->n : g->next++;
-		pthread_mutex_unlock(&g->mu);
-		if (i >= g->n)
-			return 0;
-		int rc = kbv_be_get(g->be, g->kind, g->names[i], &g->bufs[i]);
-		if (rc < 0) {
-			pthread_mutex_lock(&g->mu);
-			if (i < g->failed) {
-				g->failed = i;
-				g->rc = rc;
-				snprintf(g->msg, sizeof g->msg, "%s", kbv_errmsg());
-			}
-			pthread_mutex_unlock(&g->mu);
-		}
-	}
+	(void)t;
+	return kbv_be_get(g->be, g->kind, g->names[i], &g->bufs[i]);
 }
 
 int kbv_be_get_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n,
 		    struct kbv_buf *bufs)
 {
-	enum { MOST = 16 };
-	struct get_many g = { .be = be, .kind = kind, .names = names, .bufs = bufs, .n = n, .failed = n };
-	struct kbv_beside others[MOST];
-	size_t nthreads = kbv_backend_parallel(be);
-	if (nthreads > MOST)
-		nthreads = MOST;
-	if (nthreads > n)
-		nthreads = n;
-	pthread_mutex_init(&g.mu, NULL);
-	for (size_t t = 1; t < nthreads; t++)
-		kbv_beside_start(&others[t], get_some, &g);
-	get_some(&g);
-	for (size_t t = 1; t < nthreads; t++)
-		kbv_beside_wait(&others[t], 0);
-	pthread_mutex_destroy(&g.mu);
-	return g.failed < n ? kbv_error(g.rc, "%s", g.msg) : 0;
+	struct get_many g = { .be = be, .kind = kind, .names = names, .bufs = bufs };
+	return kbv_beside_each(n, kbv_backend_parallel(be), get_one, &g);
 }
 
 int kbv_be_list_done(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, void *arg, uint64_t *done)

@@ -368,39 +368,21 @@ out:
 /* ---- refresh: index objects fetched ahead ----
  * A new host's first command merges every index object in the bucket; read one after
  * another they cost a round trip each. The next ones a refresh will read are fetched side
- * by side (kbv_be_get_many), at most: as many as the backend has connections (and
+ * by side (store/ahead.h), at most: as many as the backend has connections (and
  * AHEAD_MOST), as many as packs are still wanted (each object of use gives at least one,
  * so no more can be), and AHEAD_BYTES of listed size (a compacted object holds up to
- * KBV_IDXOBJ_MAX_BODY before compression). Best effort, as kbv_meta_ahead: a run with any
- * failed fetch keeps nothing, fetching ahead stops for the refresh, and each object's own
- * GET reports what it meets (a gone one is skipped as before). Only on a backend of
- * parallel connections: a local one reads one at a time anyway. */
+ * KBV_IDXOBJ_MAX_BODY before compression). */
 
 enum { AHEAD_MOST = 16 };
 #define AHEAD_BYTES (32u << 20)
 
-struct ahead {
-	size_t at[AHEAD_MOST]; /* listing positions fetched, ascending */
-	struct kbv_buf buf[AHEAD_MOST];
-	size_t n, next;
-	int off;
-};
-
-static void ahead_release(struct ahead *a)
+/* A kbv_ahead_want_fn: whether the index object l->id is still to be merged (arg: the
+ * repository). */
+static int not_merged(void *arg, const struct kbv_meta_listed *l)
 {
-	for (size_t k = 0; k < a->n; k++)
-		kbv_buf_release(&a->buf[k]);
-	a->n = a->next = 0;
-}
-
-/* Whether the index object l->id is still to be read: not merged yet (`merged_too`: read
- * whether merged or not). 1 yes, 0 no, <0 an error. */
-static int to_read(struct kbv_repo *r, const struct kbv_meta_listed *l, int merged_too)
-{
+	struct kbv_repo *r = arg;
 	MDB_txn *txn = NULL;
 	int rc;
-	if (merged_too)
-		return 1;
 	if ((rc = kbv_index_rbegin(r->idx, &txn)) < 0)
 		return rc;
 	rc = kbv_index_obj_merged(r->idx, txn, l->id);
@@ -408,65 +390,18 @@ static int to_read(struct kbv_repo *r, const struct kbv_meta_listed *l, int merg
 	return rc < 0 ? rc : !rc;
 }
 
-/* The bytes of the index object l[i] (to be read; `left`: how many more objects can be of
- * use) into `file` when fetched ahead: 1; else 0 and the caller GETs it; <0 an error of
- * the index cache. l[i+1..n) are fetched ahead with it when worth it. */
-static int ahead_take(struct kbv_repo *r, struct ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n,
-		      size_t left, int merged_too, struct kbv_buf *file)
+/* A kbv_ahead_want_fn: every object (a fill reads them all). */
+static int every_obj(void *arg, const struct kbv_meta_listed *l)
 {
-	char hex[AHEAD_MOST][2 * KBV_ID_BYTES + 1];
-	const char *names[AHEAD_MOST];
-	size_t most = kbv_backend_parallel(r->be), m = 0;
-	uint64_t bytes = 0;
-	int rc = 0;
-	while (a->next < a->n && a->at[a->next] < i)
-		kbv_buf_release(&a->buf[a->next++]);
-	if (a->next < a->n && a->at[a->next] == i)
-		goto take;
-	ahead_release(a);
-	if (most > AHEAD_MOST)
-		most = AHEAD_MOST;
-	if (most > left)
-		most = left;
-	if (a->off || most < 2)
-		return 0;
-	for (size_t j = i; j < n && m < most; j++) {
-		if (m && bytes + l[j].size > AHEAD_BYTES)
-			break;
-		if (j > i && (rc = to_read(r, &l[j], merged_too)) <= 0) {
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		kbv_hex(l[j].id, KBV_ID_BYTES, hex[m]);
-		names[m] = hex[m];
-		a->at[m++] = j;
-		bytes += l[j].size;
-	}
-	if (m < 2)
-		return 0; /* one: the caller's GET */
-	if (kbv_be_get_many(r->be, KBV_OBJ_INDEX, names, m, a->buf) < 0) {
-		for (size_t k = 0; k < m; k++)
-			kbv_buf_release(&a->buf[k]);
-		a->off = 1;
-		return 0;
-	}
-	a->n = m;
-take:
-	kbv_buf_release(file);
-	*file = a->buf[a->next];
-	a->buf[a->next++] = (struct kbv_buf)KBV_BUF_INIT;
+	(void)arg;
+	(void)l;
 	return 1;
 }
 
-/* The index object l[i] into `file`: fetched ahead, else a GET. */
-static int read_obj(struct kbv_repo *r, struct ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n,
-		    size_t left, int merged_too, const char *name, struct kbv_buf *file)
+static void ahead_init(struct kbv_repo *r, struct kbv_ahead *a, kbv_ahead_want_fn want)
 {
-	int rc = ahead_take(r, a, l, i, n, left, merged_too, file);
-	if (rc != 0)
-		return rc < 0 ? rc : 0;
-	return kbv_be_get(r->be, KBV_OBJ_INDEX, name, file);
+	unsigned most = kbv_backend_parallel(r->be);
+	kbv_ahead_init(a, r->be, KBV_OBJ_INDEX, most < AHEAD_MOST ? most : AHEAD_MOST, AHEAD_BYTES, want, r);
 }
 
 /* ---- refresh: merging ---- */
@@ -515,10 +450,11 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 	struct listed_objs lo = { KBV_BUF_INIT, NAMES_INIT };
 	struct kbv_buf file = KBV_BUF_INIT, body = KBV_BUF_INIT;
 	struct merge m = { r, want, nwant, 0, 0 };
-	struct ahead a = { .n = 0 };
+	struct kbv_ahead a;
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	*objects = *packs = *damaged = 0;
+	ahead_init(r, &a, not_merged);
 	for (size_t k = 0; k < nwant; k++)
 		m.left += want[k].need != 0;
 	TRY(kbv_be_list(r->be, KBV_OBJ_INDEX, kbv_meta_listed_add, &lo.all));
@@ -527,12 +463,12 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 	size_t nl = lo.all.len / sizeof *l;
 	for (size_t i = 0; i < nl && m.left; i++) {
 		char name[65];
-		rc = to_read(r, &l[i], 0);
+		rc = not_merged(r, &l[i]);
 		TRY(rc);
 		if (rc == 0)
 			continue; /* merged already */
 		kbv_hex(l[i].id, KBV_ID_BYTES, name);
-		rc = read_obj(r, &a, l, i, nl, m.left, 0, name, &file);
+		rc = kbv_ahead_get(&a, l, i, nl, m.left, &file);
 		if (rc == KBV_ENOTFOUND) { /* removed by a gc since the listing */
 			rc = 0;
 			continue;
@@ -560,7 +496,7 @@ int kbv_repo_merge_index_objects(struct kbv_repo *r, struct kbv_codec *codec, st
 	TRY(kbv_index_mark_objs(r->idx, NULL, 0, (const uint8_t(*)[KBV_ID_BYTES])lo.stale.b.data, lo.stale.n));
 	*packs = m.added;
 out:
-	ahead_release(&a);
+	kbv_ahead_release(&a);
 	kbv_buf_release(&lo.all);
 	kbv_buf_release(&lo.stale.b);
 	kbv_buf_release(&file);
@@ -618,10 +554,11 @@ int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec
 {
 	struct kbv_buf all = KBV_BUF_INIT, file = KBV_BUF_INIT, body = KBV_BUF_INIT;
 	struct fill f = { .r = r };
-	struct ahead a = { .n = 0 };
+	struct kbv_ahead a;
 	MDB_txn *txn = NULL;
 	int rc = 0;
 	*filled = 0;
+	ahead_init(r, &a, every_obj);
 	TRY(kbv_index_rbegin(r->idx, &txn));
 	rc = kbv_index_each_pack(r->idx, txn, note_packno_of, &f);
 	kbv_index_rend(txn);
@@ -635,7 +572,7 @@ int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec
 	for (size_t i = 0; i < nl; i++) {
 		char name[65];
 		kbv_hex(l[i].id, KBV_ID_BYTES, name);
-		rc = read_obj(r, &a, l, i, nl, nl - i, 1, name, &file);
+		rc = kbv_ahead_get(&a, l, i, nl, nl - i, &file);
 		if (rc == KBV_ENOTFOUND) {
 			rc = 0;
 			continue;
@@ -652,7 +589,7 @@ int kbv_repo_fill_from_index_objects(struct kbv_repo *r, struct kbv_codec *codec
 	}
 	*filled = f.filled;
 out:
-	ahead_release(&a);
+	kbv_ahead_release(&a);
 	free(f.v);
 	kbv_buf_release(&all);
 	kbv_buf_release(&file);

@@ -145,63 +145,17 @@ int kbv_meta_holds(const struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_B
 	       (uint64_t)st.st_size == HEADER + NONCE + size + TAG;
 }
 
-/* l[0..n) that the cache has no entry of `kind` for with the listed size, into pre[i] (the
- * others' emptied); on any failure none. */
-static void fetch_missing(struct kbv_repo *r, int kind, enum kbv_obj obj, const struct kbv_meta_listed *l, size_t n,
-			  struct kbv_buf *pre)
+static int meta_wants(void *arg, const struct kbv_meta_listed *l)
 {
-	char(*hex)[2 * KBV_ID_BYTES + 1] = calloc(n ? n : 1, sizeof *hex);
-	const char **names = calloc(n ? n : 1, sizeof *names);
-	struct kbv_buf *got = calloc(n ? n : 1, sizeof *got);
-	size_t *at = calloc(n ? n : 1, sizeof *at), m = 0;
-	for (size_t i = 0; i < n; i++)
-		kbv_buf_release(&pre[i]);
-	if (!hex || !names || !got || !at || kbv_backend_parallel(r->be) < 2) /* local: nothing to gain */
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (kbv_meta_holds(r, kind, l[i].id, l[i].size))
-			continue;
-		kbv_hex(l[i].id, KBV_ID_BYTES, hex[m]);
-		names[m] = hex[m];
-		at[m++] = i;
-	}
-	if (m > 1 && kbv_be_get_many(r->be, obj, names, m, got) == 0) /* one: the caller's GET */
-		for (size_t j = 0; j < m; j++) {
-			pre[at[j]] = got[j];
-			got[j] = (struct kbv_buf)KBV_BUF_INIT;
-		}
-out:
-	for (size_t j = 0; got && j < m; j++)
-		kbv_buf_release(&got[j]);
-	free(hex);
-	free(names);
-	free(got);
-	free(at);
+	const struct kbv_meta_ahead *m = arg;
+	return !kbv_meta_holds(m->r, m->kind, l->id, l->size);
 }
 
-struct kbv_buf *kbv_meta_ahead(struct kbv_repo *r, struct kbv_meta_ahead *a, int kind, enum kbv_obj obj,
-			       const struct kbv_meta_listed *l, size_t k, size_t n)
+void kbv_meta_ahead_init(struct kbv_meta_ahead *m, struct kbv_repo *r, int kind, enum kbv_obj obj)
 {
-	if (k % KBV_META_AHEAD == 0)
-		fetch_missing(r, kind, obj, l + k, n - k < KBV_META_AHEAD ? n - k : KBV_META_AHEAD, a->pre);
-	return &a->pre[k % KBV_META_AHEAD];
-}
-
-int kbv_meta_take_or_get(struct kbv_repo *r, struct kbv_buf *pre, enum kbv_obj obj, const char *name,
-			 struct kbv_buf *file)
-{
-	if (!pre || !pre->len)
-		return kbv_be_get(r->be, obj, name, file);
-	kbv_buf_release(file);
-	*file = *pre;
-	*pre = (struct kbv_buf)KBV_BUF_INIT;
-	return 0;
-}
-
-void kbv_meta_ahead_release(struct kbv_meta_ahead *a)
-{
-	for (size_t i = 0; i < KBV_META_AHEAD; i++)
-		kbv_buf_release(&a->pre[i]);
+	kbv_ahead_init(&m->a, r->be, obj, KBV_META_AHEAD, 0, meta_wants, m);
+	m->r = r;
+	m->kind = kind;
 }
 
 int kbv_meta_get(struct kbv_repo *r, int kind, const uint8_t id[KBV_ID_BYTES], struct kbv_buf *plain)

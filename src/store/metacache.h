@@ -16,6 +16,7 @@
 #include "kbv/backend.h"
 #include "kbv/blob.h"
 #include "kbv/buf.h"
+#include "store/ahead.h"
 
 struct kbv_repo;
 
@@ -53,25 +54,17 @@ int kbv_meta_listed_add(void *arg, const char *name, uint64_t size, int64_t mtim
  * `arg` is the sorted buffer). */
 void kbv_meta_listed_sort(struct kbv_buf *l);
 int kbv_meta_listed_has(void *arg, const uint8_t id[KBV_ID_BYTES]);
-/* Objects of a listing fetched ahead, side by side (kbv_be_get_many), in runs of
- * KBV_META_AHEAD: those the cache has no entry of their kind for with the listed size, so
- * that a host's first sight of many manifests or records costs a round trip per
- * connection, not per object. Only on a backend of parallel connections (object storage;
- * a local one reads one at a time anyway). Best effort: a run with any failed fetch keeps
- * nothing, and each object's own GET reports what it meets. Zero-initialised. */
+/* Objects of a listing fetched ahead (store/ahead.h) for a reader that keeps them in this
+ * cache as entries of `kind`: in runs of KBV_META_AHEAD, those the cache holds no entry of
+ * with the listed size, so that a host's first sight of many manifests or records costs a
+ * round trip per connection, not per object. */
 #define KBV_META_AHEAD 64
 struct kbv_meta_ahead {
-	struct kbv_buf pre[KBV_META_AHEAD];
+	struct kbv_ahead a;
+	struct kbv_repo *r;
+	int kind;
 };
-/* Called for each k of l[0..n) in order: at the start of each run, that run (of kind
- * `kind`, objects of `obj`) is fetched; returns where l[k]'s bytes are, empty when none. */
-struct kbv_buf *kbv_meta_ahead(struct kbv_repo *r, struct kbv_meta_ahead *a, int kind, enum kbv_obj obj,
-			       const struct kbv_meta_listed *l, size_t k, size_t n);
-void kbv_meta_ahead_release(struct kbv_meta_ahead *a);
-/* The object's bytes into `file` (its contents replaced): those fetched ahead in `pre`
- * (taken), else, when `pre` is NULL or empty, a GET of the object of `obj` named `name`. */
-int kbv_meta_take_or_get(struct kbv_repo *r, struct kbv_buf *pre, enum kbv_obj obj, const char *name,
-			 struct kbv_buf *file);
+void kbv_meta_ahead_init(struct kbv_meta_ahead *m, struct kbv_repo *r, int kind, enum kbv_obj obj);
 /* Remove every entry of `kind` for which keep(arg, id) is 0, and any leftover temporary
  * file. Returns the number removed (best effort, like put). */
 size_t kbv_meta_retain(struct kbv_repo *r, int kind, int (*keep)(void *arg, const uint8_t id[KBV_ID_BYTES]),

@@ -210,33 +210,35 @@ static int on_obj(void *arg, const char *name, uint64_t size, int64_t mtime)
 	return kbv_buf_add(&s->objs, &o, sizeof o);
 }
 
-/* One kind listed into its own scan (a thread each: the kinds are listed side by side). */
-struct scan_kind {
+/* The kinds listed side by side, each into its own scan. */
+struct scans {
 	struct kbv_repo *r;
-	struct scan s;
-	struct kbv_beside thread;
+	struct scan *each;
 };
 
-static int scan_kind(void *arg)
+static int scan_kind(void *arg, unsigned t, size_t k)
 {
-	struct scan_kind *k = arg;
-	return kbv_be_list(k->r->be, k->s.kind, on_obj, &k->s);
+	struct scans *ss = arg;
+	(void)t;
+	return kbv_be_list(ss->r->be, ss->each[k].kind, on_obj, &ss->each[k]);
 }
 
-/* The retention of an object the listing gave no time for, asked by a HEAD (a thread each). */
+/* The retention of the objects the listing gave no time for, asked by a HEAD each, side by
+ * side. */
 enum { HEADS = 16 };
-struct head_obj {
+struct heads {
 	struct kbv_repo *r;
-	struct obj *o;
-	struct kbv_beside thread;
+	struct obj **o;
 };
 
-static int head_obj(void *arg)
+static int head_obj(void *arg, unsigned t, size_t i)
 {
-	struct head_obj *h = arg;
-	int rc = kbv_be_retention(h->r->be, h->o->kind, h->o->name, &h->o->lb);
+	struct heads *h = arg;
+	struct obj *o = h->o[i];
+	(void)t;
+	int rc = kbv_be_retention(h->r->be, o->kind, o->name, &o->lb);
 	if (rc == KBV_ENOTFOUND) {
-		h->o->lb = INT64_MAX; /* gone meanwhile */
+		o->lb = INT64_MAX; /* gone meanwhile */
 		rc = 0;
 	}
 	return rc;
@@ -247,12 +249,16 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	static const enum kbv_obj kinds[] = { KBV_OBJ_CONFIG, KBV_OBJ_KEY,    KBV_OBJ_PACK,
 					      KBV_OBJ_SNAPSHOT, KBV_OBJ_RECORD, KBV_OBJ_INDEX, KBV_OBJ_WAL };
 	enum { NKINDS = sizeof kinds / sizeof *kinds };
-	struct scan_kind each[NKINDS];
+	struct scan each[NKINDS];
+	struct scans ss = { .r = r, .each = each };
+	struct heads hs = { .r = r, .o = NULL };
 	struct record rec, next;
 	struct scan s = { .objs = KBV_BUF_INIT };
 	int64_t t0, now, L = kbv_repo_lock_seconds(r);
 	int rc = 0;
 	memset(out, 0, sizeof *out);
+	for (size_t k = 0; k < NKINDS; k++)
+		each[k] = (struct scan){ .kind = kinds[k], .objs = KBV_BUF_INIT };
 	if (!r->lock_days)
 		return 0;
 	out->days = r->lock_days;
@@ -261,43 +267,30 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	record_read(r, t0, &rec);
 	/* every kind listed side by side (a round trip for all, not one each), then taken in
 	 * this order; the first kind's error is the one reported */
-	for (size_t k = 0; k < NKINDS; k++) {
-		each[k] = (struct scan_kind){ .r = r, .s = { .kind = kinds[k], .objs = KBV_BUF_INIT } };
-		kbv_beside_start(&each[k].thread, scan_kind, &each[k]);
-	}
-	for (size_t k = 0; k < NKINDS; k++)
-		rc = kbv_beside_wait(&each[k].thread, rc);
+	rc = kbv_beside_each(NKINDS, NKINDS, scan_kind, &ss);
 	for (size_t k = 0; k < NKINDS; k++) {
 		if (rc == 0)
-			rc = kbv_buf_add(&s.objs, each[k].s.objs.data, each[k].s.objs.len);
-		kbv_buf_release(&each[k].s.objs);
+			rc = kbv_buf_add(&s.objs, each[k].objs.data, each[k].objs.len);
+		kbv_buf_release(&each[k].objs);
 	}
 	TRY(rc);
 	/* Lower bounds; an object the listing gives no time for (the config and the keys,
-	 * found by a HEAD) is asked for its retention. */
+	 * found by a HEAD) is asked for its retention (those HEADs side by side too, HEADS at
+	 * a time; the first one's error reported). */
 	struct obj *v = (struct obj *)s.objs.data;
-	size_t n = s.objs.len / sizeof *v;
+	size_t n = s.objs.len / sizeof *v, nh = 0;
 	int due = 0;
 	TRY(kbv_be_clock(r->be, &now));
-	/* (those HEADs side by side too, HEADS at a time; the first one's error reported) */
-	struct head_obj heads[HEADS];
-	size_t nh = 0;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n) {
-			v[i].lb = lower_bound(r, &rec, v[i].mtime);
-			if (!v[i].mtime) {
-				heads[nh] = (struct head_obj){ .r = r, .o = &v[i] };
-				kbv_beside_start(&heads[nh].thread, head_obj, &heads[nh]);
-				nh++;
-			}
-		}
-		if (nh == HEADS || (i == n && nh)) {
-			for (size_t h = 0; h < nh; h++)
-				rc = kbv_beside_wait(&heads[h].thread, rc);
-			nh = 0;
-			TRY(rc);
-		}
+	if (!(hs.o = calloc(n ? n : 1, sizeof *hs.o))) {
+		rc = kbv_error(KBV_ENOMEM, "out of memory");
+		goto out;
 	}
+	for (size_t i = 0; i < n; i++) {
+		v[i].lb = lower_bound(r, &rec, v[i].mtime);
+		if (!v[i].mtime)
+			hs.o[nh++] = &v[i];
+	}
+	TRY(kbv_beside_each(nh, HEADS, head_obj, &hs));
 	for (size_t i = 0; i < n; i++)
 		due |= v[i].lb < now + L / 2;
 	out->objects = n;
@@ -343,6 +336,7 @@ int kbv_repo_retention(struct kbv_repo *r, int extend, struct kbv_retention_repo
 	if (extend && next.until != INT64_MAX && next.until > next.t)
 		TRY(record_write(r, &next));
 out:
+	free(hs.o);
 	kbv_buf_release(&s.objs);
 	return rc;
 }

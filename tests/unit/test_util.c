@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "kbv/beside.h"
@@ -107,6 +109,96 @@ static void test_beside(void **s)
 	kbv_beside_start(&b, answers, &v);
 	assert_int_equal(kbv_beside_wait(&b, 0), 1);
 	assert_int_equal(v, 42);
+}
+
+/* kbv_beside_each: every item once, side by side, each slot t on one thread only; the
+ * lowest failed item's error; no item started after a failure; one thread: in order. */
+struct each_log {
+	atomic_int done[64];
+	atomic_int inflight, most;
+	pthread_t who[KBV_BESIDE_MOST];
+	atomic_int who_set[KBV_BESIDE_MOST];
+	int fail_a, fail_b; /* items that fail, -1 none */
+	int wait_for;	    /* hold each call until this many run at once (or 5 s pass) */
+	int hold_ms;	    /* and then this long, but for item 0 */
+	int order[64], norder;
+	pthread_mutex_t mu;
+};
+
+static int each_item(void *arg, unsigned t, size_t i)
+{
+	struct each_log *l = arg;
+	assert_true(t < KBV_BESIDE_MOST);
+	if (atomic_exchange(&l->who_set[t], 1))
+		assert_true(pthread_equal(l->who[t], pthread_self()));
+	else
+		l->who[t] = pthread_self();
+	int now = atomic_fetch_add(&l->inflight, 1) + 1, m = atomic_load(&l->most);
+	while (now > m && !atomic_compare_exchange_weak(&l->most, &m, now))
+		;
+	for (int k = 0; k < 5000 && atomic_load(&l->most) < l->wait_for; k++)
+		usleep(1000);
+	if (i)
+		usleep(1000 * (unsigned)l->hold_ms);
+	pthread_mutex_lock(&l->mu);
+	l->order[l->norder++] = (int)i;
+	pthread_mutex_unlock(&l->mu);
+	atomic_fetch_add(&l->done[i], 1);
+	atomic_fetch_sub(&l->inflight, 1);
+	if ((int)i == l->fail_a || (int)i == l->fail_b)
+		return kbv_error((int)i == l->fail_a ? KBV_ECORRUPT : KBV_EIO, "item %zu failed", i);
+	return 0;
+}
+
+static void each_reset(struct each_log *l)
+{
+	memset(l, 0, sizeof *l);
+	l->fail_a = l->fail_b = -1;
+	pthread_mutex_init(&l->mu, NULL);
+}
+
+static void test_beside_each(void **s)
+{
+	(void)s;
+	struct each_log l;
+	each_reset(&l);
+	l.wait_for = 4;
+	assert_int_equal(kbv_beside_each(40, 4, each_item, &l), 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(atomic_load(&l.done[i]), 1);
+	assert_int_equal(atomic_load(&l.most), 4); /* side by side, never more than asked */
+
+	/* More threads asked than allowed: KBV_BESIDE_MOST. */
+	each_reset(&l);
+	l.wait_for = KBV_BESIDE_MOST;
+	assert_int_equal(kbv_beside_each(64, 64, each_item, &l), 0);
+	assert_int_equal(atomic_load(&l.most), KBV_BESIDE_MOST);
+
+	/* Two fail: the lower one's error and message, whatever finished first. */
+	each_reset(&l);
+	l.fail_a = 3;
+	l.fail_b = 7;
+	assert_int_equal(kbv_beside_each(8, 8, each_item, &l), KBV_ECORRUPT);
+	assert_string_equal(kbv_errmsg(), "item 3 failed");
+
+	/* No item is started after a failure (each held 1 ms: 60 would take 60 ms). */
+	each_reset(&l);
+	l.fail_a = 0;
+	l.hold_ms = 1;
+	assert_int_equal(kbv_beside_each(60, 2, each_item, &l), KBV_ECORRUPT);
+	int done = 0;
+	for (int i = 0; i < 60; i++)
+		done += atomic_load(&l.done[i]);
+	assert_true(done < 60);
+
+	/* One thread: here, in order, stopping at the first failure. */
+	each_reset(&l);
+	l.fail_a = 5;
+	assert_int_equal(kbv_beside_each(10, 1, each_item, &l), KBV_ECORRUPT);
+	assert_int_equal(l.norder, 6);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(l.order[i], i);
+	assert_int_equal(kbv_beside_each(0, 4, each_item, &l), 0);
 }
 
 static off_t file_size(int fd)
@@ -307,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_path_to_name),
 		cmocka_unit_test(test_buf_detach),
 		cmocka_unit_test(test_beside),
+		cmocka_unit_test(test_beside_each),
 		cmocka_unit_test(test_wbuf),
 		cmocka_unit_test(test_pipe_widen),
 		cmocka_unit_test(test_prealloc),
