@@ -174,6 +174,9 @@ int kbv_be_list(struct kbv_backend *be, enum kbv_obj kind, kbv_be_list_fn fn, vo
  * One listing of each kind is kept (a later call for that kind replaces it). Thread-safe
  * beside the backend's other calls, and beside itself for other kinds. */
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
+/* Forget the listing kept of a kind, if any: the caller's later kbv_be_list() asks the
+ * storage (a listing of something it depends on was made again since). */
+void kbv_be_list_drop(struct kbv_backend *be, enum kbv_obj kind);
 /* The order of this process's listings: each call returns a number greater than every
  * earlier one, on any thread. A listing whose last reply came in at tick a (*done below)
  * and another begun after tick b > a: what the first showed was in the storage before the

@@ -176,6 +176,16 @@ static struct kbv_be_ahead *ahead_take(struct kbv_backend *be, enum kbv_obj kind
 	return a;
 }
 
+void kbv_be_list_drop(struct kbv_backend *be, enum kbv_obj kind)
+{
+	struct kbv_be_ahead *a;
+	pthread_mutex_lock(&ahead_mu);
+	a = be->ahead[kind];
+	be->ahead[kind] = NULL;
+	pthread_mutex_unlock(&ahead_mu);
+	ahead_free(a);
+}
+
 void kbv_backend_free(struct kbv_backend *be)
 {
 	if (!be)

@@ -201,8 +201,10 @@ int kbv_repo_apply_listing(struct kbv_repo *r, struct kbv_codec *codec, struct k
 		size_t gen = 0;
 		TRY(take_lock(r, &pl->lockfd));
 		TRY(index_generation(r, &gen));
-		if (gen != pl->gen)
+		if (gen != pl->gen) {
+			kbv_be_list_drop(r->be, KBV_OBJ_INDEX); /* made after the old one: listed anew */
 			TRY(fill_listing(r, pl));
+		}
 	}
 	for (size_t off = 0; rc == 0 && off < pl->indexed.len; off += sizeof(struct indexed))
 		rc = on_indexed(&k, (const struct indexed *)(pl->indexed.data + off));
@@ -285,6 +287,8 @@ int kbv_repo_apply_listing(struct kbv_repo *r, struct kbv_codec *codec, struct k
 	if (pl->from > r->cache_from)
 		r->cache_from = pl->from;
 out:
+	/* an index listing kept for this refresh (kbv_repo_unlock) serves no later one */
+	kbv_be_list_drop(r->be, KBV_OBJ_INDEX);
 	kbv_pack_listing_release(pl);
 	kbv_buf_release(&entries);
 	kbv_idset_release(&k.have);

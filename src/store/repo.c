@@ -587,6 +587,25 @@ static int list_ahead(void *arg)
 	return 0; /* a failed one keeps nothing: the lookup asks again and reports it */
 }
 
+static int stop_at_pack(void *arg, uint32_t packno, const struct kbv_pack_info *info)
+{
+	(void)arg;
+	(void)packno;
+	(void)info;
+	return 1;
+}
+
+/* 1 when this host's index cache indexes no pack (a new host), else 0 (an error too). */
+static int indexes_no_pack(struct kbv_repo *r)
+{
+	MDB_txn *txn = NULL;
+	if (kbv_index_rbegin(r->idx, &txn) < 0)
+		return 0;
+	int rc = kbv_index_each_pack(r->idx, txn, stop_at_pack, NULL);
+	kbv_index_rend(txn);
+	return rc == 0;
+}
+
 /* gc's plans, then the packs (this host's index cache read first, under its refresh lock,
  * which is let go until the listing is applied: cache.c). The protocol's order
  * (format/repository.md, "Writers") is the plans' listing before the packs'; the plans'
@@ -612,10 +631,22 @@ static int list_beside_key(void *arg)
 	for (size_t i = 0; i < n; i++)
 		if (lists[i].kind == KBV_OBJ_SNAPSHOT)
 			rc = kbv_beside_wait(&lists[i].thread, rc);
+	/* A new host (a cache that indexes no pack): its refresh wants every pack the bucket
+	 * holds, so its first request is the listing of the index objects, made here beside
+	 * the packs', after the snapshots' was in as theirs is (format/repository.md,
+	 * "Writers"). Dropped unused if the packs are listed again before the refresh, and at
+	 * the end of every refresh (kbv_repo_apply_listing). A hint read without the refresh
+	 * lock: at worst a listing unused, or one not made ahead. */
+	struct ahead idx = { .r = o->r, .kind = KBV_OBJ_INDEX };
+	int idx_ahead = rc == 0 && indexes_no_pack(o->r);
+	if (idx_ahead)
+		kbv_beside_start(&idx.thread, list_ahead, &idx);
 	if (rc == 0) {
 		rc = kbv_repo_list_packs(o->r, &o->packs, 0);
 		o->packs_listed = rc == 0;
 	}
+	if (idx_ahead)
+		rc = kbv_beside_wait(&idx.thread, rc);
 	for (size_t i = 0; i < n; i++)
 		if (lists[i].kind != KBV_OBJ_SNAPSHOT)
 			rc = kbv_beside_wait(&lists[i].thread, rc);
@@ -671,6 +702,7 @@ int kbv_repo_unlock(struct kbv_repo *r, const char *password, size_t pwlen)
 		if (r->plans->gone && o.packs_listed) {
 			kbv_pack_listing_release(&o.packs);
 			o.packs_listed = 0;
+			kbv_be_list_drop(r->be, KBV_OBJ_INDEX);
 		}
 		/* Other hosts write to object storage too: the cache catches up before use. */
 		TRY(kbv_repo_catch_up_listed(r, o.packs_listed ? &o.packs : NULL));

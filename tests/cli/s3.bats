@@ -299,7 +299,7 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/d5"
 }
 
-@test "s3: gc's plans, the packs and the snapshots (status: records, WAL and locks too) are listed while the key is derived, not after it, a plan there or not; nothing else lists ahead; a plan gone when read has the packs listed again" {
+@test "s3: gc's plans, the packs and the snapshots (status: records, WAL and locks too) are listed while the key is derived, not after it, a plan there or not; a new host's index objects too, beside the packs; nothing else lists ahead; a plan gone when read has the packs and index objects listed again" {
 	kbv init -q --kdf-ops 40 --kdf-mem-mib 64 # a derivation of about a second
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	s3proxy_start
@@ -331,14 +331,22 @@ PY
 	[ "$(kbv snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ]
 	[ "$(grep -c "prefix=prod%2Fsnapshots%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 	# a host that had never seen the snapshot (an empty cache) lists the packs once: their
-	# listing began after the snapshots' was in, so it showed the manifest's index objects
+	# listing began after the snapshots' was in, so it showed the manifest's index objects.
+	# Its index objects are listed once too, beside the packs (after the snapshots' listing,
+	# as the packs are) and beside the derivation, in the first half of the command's time
+	# after the key's GET.
 	for cmd in "restore latest --stdout" "snapshots"; do
 		: > "$TMPD/rules.times"
 		rm -rf "$TMPD/cache-new"
 		XDG_CACHE_HOME="$TMPD/cache-new" kbv $cmd > "$TMPD/out-${cmd%% *}"
+		end=$(python3 -c 'import time; print(time.monotonic())') # the proxy's clock
 		[ "$(grep -c "prefix=prod%2Fdata%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 		python3 -c "import sys; sys.exit(not $(t "prefix=prod%2Fsnapshots%2F") < $(t "prefix=prod%2Fdata%2F"))" ||
 			{ cat "$TMPD/rules.times"; false; }
+		[ "$(grep -c "prefix=prod%2Fidx%2F" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+		key=$(t "^/$BUCKET/prod/key\$")
+		python3 -c "import sys; sys.exit(not $(t "prefix=prod%2Fsnapshots%2F") < $(t "prefix=prod%2Fidx%2F") < $key + ($end - $key) / 2)" ||
+			{ echo "$cmd: the index objects' listing"; cat "$TMPD/rules.times"; false; }
 	done
 	cmp "$TMPD/out-restore" "$TMPD/a.bin"
 	# status looks up its snapshots, records, WAL and locks: each listed once, beside the
@@ -384,12 +392,15 @@ PY
 	echo "GET 404 NoSuchKey /prod/plans/" > "$TMPD/rules"
 	: > "$TMPD/rules.times"
 	XDG_CACHE_HOME="$TMPD/cache-b" kbv restore latest --stdout | cmp - "$TMPD/b.bin"
-	# (then the listing is applied: its index objects listed and read)
+	# (then the listing is applied: its index objects listed and read; the index listing
+	# made beside the derivation, after the first listing of the packs, is not the one
+	# applied: they are listed again after the second)
 	plan=$(t "^/$BUCKET/prod/plans/")
 	again=$(awk '/prefix=prod%2Fdata%2F/ { if (++n == 2) { print $1; exit } }' "$TMPD/rules.times")
-	idx=$(t "prefix=prod%2Fidx%2F")
+	idx=$(awk '/prefix=prod%2Fidx%2F/ { last = $1 } END { print last }' "$TMPD/rules.times")
 	[ -n "$plan" ] && [ -n "$again" ] && [ -n "$idx" ] && python3 -c "import sys; sys.exit(not $plan < $again < $idx)" ||
 		{ cat "$TMPD/rules.times"; false; }
+	[ "$(grep -c "prefix=prod%2Fidx%2F" "$TMPD/rules.times")" = 2 ] || { cat "$TMPD/rules.times"; false; }
 	: > "$TMPD/rules"
 	# a wrong password is still the error a user gets, whatever the listings met
 	echo "GET 403 AccessDenied prefix=prod%2Fdata" > "$TMPD/rules"
