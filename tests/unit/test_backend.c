@@ -182,6 +182,15 @@ static void test_list_ahead(void **st)
 	assert_int_equal(snapshots_listed(be), 3); /* asked */
 	assert_int_equal(kbv_be_remove(be, KBV_OBJ_SNAPSHOT, extra), 0);
 
+	/* a listing dropped is not replayed: the storage is asked (dropping none: a no-op) */
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	write_behind(extra);
+	kbv_be_list_drop(be, KBV_OBJ_SNAPSHOT);
+	kbv_be_list_drop(be, KBV_OBJ_SNAPSHOT);
+	kbv_be_list_drop(be, KBV_OBJ_PACK);
+	assert_int_equal(snapshots_listed(be), 3);
+	assert_int_equal(kbv_be_remove(be, KBV_OBJ_SNAPSHOT, extra), 0);
+
 	/* once this backend writes, nothing listed before (or after) is replayed */
 	struct kbv_backend *be2;
 	assert_int_equal(kbv_backend_local_new(dir, &be2), 0);
