@@ -126,20 +126,114 @@ static int ahead_add(void *arg, const char *name, uint64_t size, int64_t mtime)
 	return rc < 0 ? rc : kbv_buf_add(&a->entries, &e, sizeof e);
 }
 
+/* ---- objects of a kept listing fetched ahead (kbv_be_get_listed_ahead) ---- */
+
+struct kbv_be_kept {
+	enum kbv_obj kind;
+	size_t n;
+	char **names;
+	struct kbv_buf *bufs; /* names[i]'s bytes; emptied (and names[i] freed) once taken */
+};
+
+static void kept_free(struct kbv_be_kept *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->n; i++) {
+		free(k->names[i]);
+		kbv_buf_release(&k->bufs[i]);
+	}
+	free(k->names);
+	free(k->bufs);
+	free(k);
+}
+
+/* The bytes kept of (kind, name) into out, taken: 1; else 0. */
+static int kept_take(struct kbv_backend *be, enum kbv_obj kind, const char *name, struct kbv_buf *out)
+{
+	int found = 0;
+	pthread_mutex_lock(&ahead_mu);
+	struct kbv_be_kept *k = be->changed ? NULL : be->kept;
+	for (size_t i = 0; k && k->kind == kind && i < k->n && !found; i++)
+		if (k->names[i] && !strcmp(k->names[i], name)) {
+			kbv_buf_release(out);
+			*out = k->bufs[i];
+			k->bufs[i] = (struct kbv_buf)KBV_BUF_INIT;
+			free(k->names[i]);
+			k->names[i] = NULL;
+			found = 1;
+		}
+	pthread_mutex_unlock(&ahead_mu);
+	return found;
+}
+
+struct kept_get {
+	struct kbv_backend *be;
+	struct kbv_be_kept *k;
+};
+
+static int kept_get_one(void *arg, unsigned t, size_t i)
+{
+	struct kept_get *g = arg;
+	(void)t;
+	return kbv_be_get(g->be, g->k->kind, g->k->names[i], &g->k->bufs[i]);
+}
+
+void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t most, uint64_t bytes)
+{
+	struct kbv_be_kept *k = calloc(1, sizeof *k), *old = NULL;
+	uint64_t sum = 0;
+	if (!k || !(k->names = calloc(most ? most : 1, sizeof *k->names)) ||
+	    !(k->bufs = calloc(most ? most : 1, sizeof *k->bufs)))
+		goto drop;
+	k->kind = kind;
+	pthread_mutex_lock(&ahead_mu);
+	const struct kbv_be_ahead *a = be->changed ? NULL : be->ahead[kind];
+	const struct ahead_entry *e = a ? (const struct ahead_entry *)a->entries.data : NULL;
+	for (size_t i = 0; a && i < a->entries.len / sizeof *e && k->n < most; i++) {
+		if (sum + e[i].size > bytes)
+			break;
+		if (!(k->names[k->n] = strdup((const char *)a->names.data + e[i].name)))
+			break;
+		sum += e[i].size;
+		k->n++;
+	}
+	pthread_mutex_unlock(&ahead_mu);
+	struct kept_get g = { be, k };
+	if (!k->n || kbv_beside_each(k->n, kbv_backend_parallel(be), kept_get_one, &g) < 0)
+		goto drop; /* best effort: each is read when asked for, and reports what it meets */
+	pthread_mutex_lock(&ahead_mu);
+	if (be->changed) {
+		old = k; /* a write began while they were fetched */
+	} else {
+		old = be->kept;
+		be->kept = k;
+	}
+	pthread_mutex_unlock(&ahead_mu);
+	kept_free(old);
+	return;
+drop:
+	kept_free(k);
+}
+
 /* A write or removal begins: a listing kept from before it is out of date, and none is kept
  * from now on. */
 static void changing(struct kbv_backend *be)
 {
 	struct kbv_be_ahead *old[KBV_OBJ_KINDS];
+	struct kbv_be_kept *kept;
 	pthread_mutex_lock(&ahead_mu);
 	be->changed = 1;
 	for (int k = 0; k < KBV_OBJ_KINDS; k++) {
 		old[k] = be->ahead[k];
 		be->ahead[k] = NULL;
 	}
+	kept = be->kept;
+	be->kept = NULL;
 	pthread_mutex_unlock(&ahead_mu);
 	for (int k = 0; k < KBV_OBJ_KINDS; k++)
 		ahead_free(old[k]);
+	kept_free(kept);
 }
 
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
@@ -192,6 +286,7 @@ void kbv_backend_free(struct kbv_backend *be)
 		return;
 	for (int k = 0; k < KBV_OBJ_KINDS; k++)
 		ahead_free(be->ahead[k]);
+	kept_free(be->kept);
 	be->ops->free(be);
 }
 
@@ -302,6 +397,8 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
 	struct kbv_be_rd *rd = NULL;
 	uint64_t size;
 	int rc = 0;
+	if (kept_take(be, kind, name, out))
+		return 0;
 	if (be->ops->get) {
 		if (!kbv_obj_name_ok(kind, name))
 			return bad_name(kind, name);

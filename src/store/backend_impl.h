@@ -50,6 +50,8 @@ struct kbv_backend {
 	 * and whether this backend began a write or a removal since they were made */
 	struct kbv_be_ahead *ahead[KBV_OBJ_KINDS];
 	int changed;
+	/* the same: objects of a kept listing fetched ahead (kbv_be_get_listed_ahead) */
+	struct kbv_be_kept *kept;
 };
 
 struct kbv_be_wr {

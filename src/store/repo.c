@@ -4,6 +4,7 @@
 #include "kbv/error.h"
 #include "kbv/fsio.h"
 #include "store/cache.h"
+#include "store/metacache.h"
 #include "store/plan.h"
 #include "store/repo_impl.h"
 
@@ -24,6 +25,7 @@
 #define CONFIG_BYTES 60    /* version 1 */
 #define CONFIG_BYTES_V2 64 /* version 2: a repository with Object Lock */
 #define CONFIG_BYTES_V3 68 /* version 3: the id hash recorded */
+#define MANIFESTS_AHEAD_BYTES (8u << 20) /* a new host's manifests fetched beside its derivation */
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
@@ -587,6 +589,13 @@ static int list_ahead(void *arg)
 	return 0; /* a failed one keeps nothing: the lookup asks again and reports it */
 }
 
+static int get_listed_ahead(void *arg)
+{
+	struct ahead *a = arg;
+	kbv_be_get_listed_ahead(a->r->be, a->kind, KBV_META_AHEAD, MANIFESTS_AHEAD_BYTES);
+	return 0; /* a failed one keeps nothing: the lookup reads them and reports it */
+}
+
 static int stop_at_pack(void *arg, uint32_t packno, const struct kbv_pack_info *info)
 {
 	(void)arg;
@@ -637,16 +646,23 @@ static int list_beside_key(void *arg)
 	 * "Writers"). Dropped unused if the packs are listed again before the refresh, and at
 	 * the end of every refresh (kbv_repo_apply_listing). A hint read without the refresh
 	 * lock: at worst a listing unused, or one not made ahead. */
-	struct ahead idx = { .r = o->r, .kind = KBV_OBJ_INDEX };
+	struct ahead idx = { .r = o->r, .kind = KBV_OBJ_INDEX }, man = { .r = o->r, .kind = KBV_OBJ_SNAPSHOT };
 	int idx_ahead = rc == 0 && indexes_no_pack(o->r);
+	int man_ahead = idx_ahead && (o->r->will_list & (1u << KBV_OBJ_SNAPSHOT));
 	if (idx_ahead)
 		kbv_beside_start(&idx.thread, list_ahead, &idx);
+	/* Its lookup will read every manifest it lists (its metadata cache holds none): the
+	 * first run of them is fetched now too, kept by the backend for those reads. */
+	if (man_ahead)
+		kbv_beside_start(&man.thread, get_listed_ahead, &man);
 	if (rc == 0) {
 		rc = kbv_repo_list_packs(o->r, &o->packs, 0);
 		o->packs_listed = rc == 0;
 	}
 	if (idx_ahead)
 		rc = kbv_beside_wait(&idx.thread, rc);
+	if (man_ahead)
+		rc = kbv_beside_wait(&man.thread, rc);
 	for (size_t i = 0; i < n; i++)
 		if (lists[i].kind != KBV_OBJ_SNAPSHOT)
 			rc = kbv_beside_wait(&lists[i].thread, rc);
