@@ -122,6 +122,13 @@ static void test_put_get_list_remove(void **st)
 	cleanup(be);
 }
 
+/* Names of manifests other hosts write. */
+static const char *const snap[] = {
+	"1111111111111111111111111111111111111111111111111111111111111111",
+	"2222222222222222222222222222222222222222222222222222222222222222",
+	"3333333333333333333333333333333333333333333333333333333333333333",
+};
+
 /* A manifest written behind the backend's back (another host's, as far as it knows). */
 static void write_behind(const char *name)
 {
@@ -147,11 +154,6 @@ static int snapshots_listed(struct kbv_backend *be)
 static void test_list_ahead(void **st)
 {
 	(void)st;
-	static const char *const snap[] = {
-		"1111111111111111111111111111111111111111111111111111111111111111",
-		"2222222222222222222222222222222222222222222222222222222222222222",
-		"3333333333333333333333333333333333333333333333333333333333333333",
-	};
 	struct kbv_backend *be = local();
 	struct seen s = { 0 };
 	write_behind(SNAP_A);
@@ -229,11 +231,6 @@ static void remove_behind(const char *name)
 static void test_get_listed_ahead(void **st)
 {
 	(void)st;
-	static const char *const snap[] = {
-		"1111111111111111111111111111111111111111111111111111111111111111",
-		"2222222222222222222222222222222222222222222222222222222222222222",
-		"3333333333333333333333333333333333333333333333333333333333333333",
-	};
 	struct kbv_backend *be = local();
 	struct kbv_buf b = KBV_BUF_INIT;
 	for (int i = 0; i < 3; i++)
