@@ -181,10 +181,10 @@ static void test_beside_each(void **s)
 	assert_int_equal(kbv_beside_each(8, 8, each_item, &l), KBV_ECORRUPT);
 	assert_string_equal(kbv_errmsg(), "item 3 failed");
 
-	/* No item is started after a failure (each held 1 ms: 60 would take 60 ms). */
+	/* No item is started after a failure (each held 5 ms: 60 would take 300 ms). */
 	each_reset(&l);
 	l.fail_a = 0;
-	l.hold_ms = 1;
+	l.hold_ms = 5;
 	assert_int_equal(kbv_beside_each(60, 2, each_item, &l), KBV_ECORRUPT);
 	int done = 0;
 	for (int i = 0; i < 60; i++)
