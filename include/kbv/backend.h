@@ -178,13 +178,15 @@ void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
  * them, in the listing's order, and `bytes` of listed size), side by side, and keep their
  * bytes for this backend's next kbv_be_get() of each, which takes them and sends no
  * request (a new host's first look at its snapshots fetches their manifests while its key
- * is derived). For objects never changed once written (manifests): bytes kept are bytes
- * the storage held. Best effort, as the listing: a fetch that fails keeps nothing, and
- * none are kept once this backend has begun any write or removal. One set is kept (a
- * later call replaces it); what is never asked for is freed with the backend. */
+ * is derived, and its index objects). For objects never changed once written (manifests,
+ * index objects): bytes kept are bytes the storage held. Best effort, as the listing: a
+ * fetch that fails keeps nothing, and none are kept once this backend has begun any write
+ * or removal. One set of each kind is kept (a later call for that kind replaces it); what
+ * is never asked for is freed by kbv_be_list_drop() of its kind or with the backend. */
 void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t most, uint64_t bytes);
-/* Forget the listing kept of a kind, if any: the caller's later kbv_be_list() asks the
- * storage (a listing of something it depends on was made again since). */
+/* Forget the listing kept of a kind, if any, and the bytes kept of its objects: the
+ * caller's later kbv_be_list() asks the storage (a listing of something it depends on was
+ * made again since, or the caller is done with what was made ahead). */
 void kbv_be_list_drop(struct kbv_backend *be, enum kbv_obj kind);
 /* The order of this process's listings: each call returns a number greater than every
  * earlier one, on any thread. A listing whose last reply came in at tick a (*done below)

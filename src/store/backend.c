@@ -129,7 +129,6 @@ static int ahead_add(void *arg, const char *name, uint64_t size, int64_t mtime)
 /* ---- objects of a kept listing fetched ahead (kbv_be_get_listed_ahead) ---- */
 
 struct kbv_be_kept {
-	enum kbv_obj kind;
 	size_t n;
 	char **names;
 	struct kbv_buf *bufs; /* names[i]'s bytes; emptied (and names[i] freed) once taken */
@@ -153,8 +152,8 @@ static int kept_take(struct kbv_backend *be, enum kbv_obj kind, const char *name
 {
 	int found = 0;
 	pthread_mutex_lock(&ahead_mu);
-	struct kbv_be_kept *k = be->changed ? NULL : be->kept;
-	for (size_t i = 0; k && k->kind == kind && i < k->n && !found; i++)
+	struct kbv_be_kept *k = be->changed ? NULL : be->kept[kind];
+	for (size_t i = 0; k && i < k->n && !found; i++)
 		if (k->names[i] && !strcmp(k->names[i], name)) {
 			kbv_buf_release(out);
 			*out = k->bufs[i];
@@ -169,6 +168,7 @@ static int kept_take(struct kbv_backend *be, enum kbv_obj kind, const char *name
 
 struct kept_get {
 	struct kbv_backend *be;
+	enum kbv_obj kind;
 	struct kbv_be_kept *k;
 };
 
@@ -176,7 +176,7 @@ static int kept_get_one(void *arg, unsigned t, size_t i)
 {
 	struct kept_get *g = arg;
 	(void)t;
-	return kbv_be_get(g->be, g->k->kind, g->k->names[i], &g->k->bufs[i]);
+	return kbv_be_get(g->be, g->kind, g->k->names[i], &g->k->bufs[i]);
 }
 
 void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t most, uint64_t bytes)
@@ -186,7 +186,6 @@ void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t m
 	if (!k || !(k->names = calloc(most ? most : 1, sizeof *k->names)) ||
 	    !(k->bufs = calloc(most ? most : 1, sizeof *k->bufs)))
 		goto drop;
-	k->kind = kind;
 	pthread_mutex_lock(&ahead_mu);
 	const struct kbv_be_ahead *a = be->changed ? NULL : be->ahead[kind];
 	const struct ahead_entry *e = a ? (const struct ahead_entry *)a->entries.data : NULL;
@@ -199,15 +198,15 @@ void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t m
 		k->n++;
 	}
 	pthread_mutex_unlock(&ahead_mu);
-	struct kept_get g = { be, k };
+	struct kept_get g = { be, kind, k };
 	if (!k->n || kbv_beside_each(k->n, kbv_backend_parallel(be), kept_get_one, &g) < 0)
 		goto drop; /* best effort: each is read when asked for, and reports what it meets */
 	pthread_mutex_lock(&ahead_mu);
 	if (be->changed) {
 		old = k; /* a write began while they were fetched */
 	} else {
-		old = be->kept;
-		be->kept = k;
+		old = be->kept[kind];
+		be->kept[kind] = k;
 	}
 	pthread_mutex_unlock(&ahead_mu);
 	kept_free(old);
@@ -221,19 +220,20 @@ drop:
 static void changing(struct kbv_backend *be)
 {
 	struct kbv_be_ahead *old[KBV_OBJ_KINDS];
-	struct kbv_be_kept *kept;
+	struct kbv_be_kept *kept[KBV_OBJ_KINDS];
 	pthread_mutex_lock(&ahead_mu);
 	be->changed = 1;
 	for (int k = 0; k < KBV_OBJ_KINDS; k++) {
 		old[k] = be->ahead[k];
 		be->ahead[k] = NULL;
+		kept[k] = be->kept[k];
+		be->kept[k] = NULL;
 	}
-	kept = be->kept;
-	be->kept = NULL;
 	pthread_mutex_unlock(&ahead_mu);
-	for (int k = 0; k < KBV_OBJ_KINDS; k++)
+	for (int k = 0; k < KBV_OBJ_KINDS; k++) {
 		ahead_free(old[k]);
-	kept_free(kept);
+		kept_free(kept[k]);
+	}
 }
 
 void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind)
@@ -273,20 +273,25 @@ static struct kbv_be_ahead *ahead_take(struct kbv_backend *be, enum kbv_obj kind
 void kbv_be_list_drop(struct kbv_backend *be, enum kbv_obj kind)
 {
 	struct kbv_be_ahead *a;
+	struct kbv_be_kept *k;
 	pthread_mutex_lock(&ahead_mu);
 	a = be->ahead[kind];
 	be->ahead[kind] = NULL;
+	k = be->kept[kind];
+	be->kept[kind] = NULL;
 	pthread_mutex_unlock(&ahead_mu);
 	ahead_free(a);
+	kept_free(k);
 }
 
 void kbv_backend_free(struct kbv_backend *be)
 {
 	if (!be)
 		return;
-	for (int k = 0; k < KBV_OBJ_KINDS; k++)
+	for (int k = 0; k < KBV_OBJ_KINDS; k++) {
 		ahead_free(be->ahead[k]);
-	kept_free(be->kept);
+		kept_free(be->kept[k]);
+	}
 	be->ops->free(be);
 }
 

@@ -50,8 +50,8 @@ struct kbv_backend {
 	 * and whether this backend began a write or a removal since they were made */
 	struct kbv_be_ahead *ahead[KBV_OBJ_KINDS];
 	int changed;
-	/* the same: objects of a kept listing fetched ahead (kbv_be_get_listed_ahead) */
-	struct kbv_be_kept *kept;
+	/* the same: objects of each kind's kept listing fetched ahead (kbv_be_get_listed_ahead) */
+	struct kbv_be_kept *kept[KBV_OBJ_KINDS];
 };
 
 struct kbv_be_wr {

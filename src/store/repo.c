@@ -26,6 +26,8 @@
 #define CONFIG_BYTES_V2 64 /* version 2: a repository with Object Lock */
 #define CONFIG_BYTES_V3 68 /* version 3: the id hash recorded */
 #define MANIFESTS_AHEAD_BYTES (8u << 20) /* a new host's manifests fetched beside its derivation */
+#define INDEXES_AHEAD_MOST 64             /* a new host's index objects fetched beside it too */
+#define INDEXES_AHEAD_BYTES (16u << 20)
 
 int kbv_repo_sub(const struct kbv_repo *r, const char *sub, char *out, size_t cap)
 {
@@ -596,6 +598,16 @@ static int get_listed_ahead(void *arg)
 	return 0; /* a failed one keeps nothing: the lookup reads them and reports it */
 }
 
+/* A new host's index objects: listed, then the first of them fetched, kept by the backend
+ * for the refresh's reads (it merges them all: the cache indexes no pack). */
+static int list_get_indexes(void *arg)
+{
+	struct ahead *a = arg;
+	kbv_be_list_ahead(a->r->be, a->kind);
+	kbv_be_get_listed_ahead(a->r->be, a->kind, INDEXES_AHEAD_MOST, INDEXES_AHEAD_BYTES);
+	return 0; /* a failed one keeps nothing: the refresh reads them and reports it */
+}
+
 static int stop_at_pack(void *arg, uint32_t packno, const struct kbv_pack_info *info)
 {
 	(void)arg;
@@ -650,7 +662,7 @@ static int list_beside_key(void *arg)
 	int idx_ahead = rc == 0 && indexes_no_pack(o->r);
 	int man_ahead = idx_ahead && (o->r->will_list & (1u << KBV_OBJ_SNAPSHOT));
 	if (idx_ahead)
-		kbv_beside_start(&idx.thread, list_ahead, &idx);
+		kbv_beside_start(&idx.thread, list_get_indexes, &idx);
 	/* Its lookup will read every manifest it lists (its metadata cache holds none): the
 	 * first run of them is fetched now too, kept by the backend for those reads. */
 	if (man_ahead)

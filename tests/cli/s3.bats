@@ -299,7 +299,7 @@ forget_oldest() {
 	kbv restore latest --stdout | cmp - "$TMPD/d5"
 }
 
-@test "s3: gc's plans, the packs and the snapshots (status: records, WAL and locks too) are listed while the key is derived, not after it, a plan there or not; a new host's index objects too, beside the packs, and its manifests fetched; nothing else lists ahead; a plan gone when read has the packs and index objects listed again" {
+@test "s3: gc's plans, the packs and the snapshots (status: records, WAL and locks too) are listed while the key is derived, not after it, a plan there or not; a new host's index objects too, beside the packs, and its manifests and index objects fetched; nothing else lists ahead; a plan gone when read has the packs and index objects listed again" {
 	kbv init -q --kdf-ops 40 --kdf-mem-mib 64 # a derivation of about a second
 	kbv snapshot -q --stdin a < "$TMPD/a.bin"
 	s3proxy_start
@@ -351,6 +351,10 @@ PY
 		[ "$(grep -c " /$BUCKET/prod/snapshots/" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
 		python3 -c "import sys; sys.exit(not $(t "prefix=prod%2Fsnapshots%2F") < $(t "^/$BUCKET/prod/snapshots/") < $key + ($end - $key) / 2)" ||
 			{ echo "$cmd: the manifest's GET"; cat "$TMPD/rules.times"; false; }
+		# and its index object, fetched once, after their listing, beside the derivation too
+		[ "$(grep -c " /$BUCKET/prod/idx/" "$TMPD/rules.times")" = 1 ] || { cat "$TMPD/rules.times"; false; }
+		python3 -c "import sys; sys.exit(not $(t "prefix=prod%2Fidx%2F") < $(t "^/$BUCKET/prod/idx/") < $key + ($end - $key) / 2)" ||
+			{ echo "$cmd: the index object's GET"; cat "$TMPD/rules.times"; false; }
 	done
 	cmp "$TMPD/out-restore" "$TMPD/a.bin"
 	# status looks up its snapshots, records, WAL and locks: each listed once, beside the

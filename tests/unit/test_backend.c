@@ -1,5 +1,6 @@
 /* The storage backend interface (include/kbv/backend.h) on the local directory backend and
  * through the fault-injecting wrapper: what every implementation must do. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,15 +130,25 @@ static const char *const snap[] = {
 	"3333333333333333333333333333333333333333333333333333333333333333",
 };
 
-/* A manifest written behind the backend's back (another host's, as far as it knows). */
-static void write_behind(const char *name)
+/* An object written behind the backend's back into folder `sub` (another host's, as far as
+ * it knows): one byte, `c`. */
+static void write_in(const char *sub, const char *name, char c)
 {
 	char path[300];
-	snprintf(path, sizeof path, "%s/snapshots/%s", dir, name);
+	snprintf(path, sizeof path, "%s/%s", dir, sub);
+	if (mkdir(path, 0700) < 0)
+		assert_int_equal(errno, EEXIST);
+	snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	fputs("m", f);
+	fputc(c, f);
 	fclose(f);
+}
+
+/* A manifest written behind the backend's back. */
+static void write_behind(const char *name)
+{
+	write_in("snapshots", name, 'm');
 }
 
 /* How many manifests a listing through `be` shows. */
@@ -217,12 +228,17 @@ static void test_list_ahead(void **st)
 	cleanup(be);
 }
 
-/* Remove a manifest behind the backend's back (another host's forget). */
-static void remove_behind(const char *name)
+/* Remove an object of folder `sub` behind the backend's back (another host's forget, gc). */
+static void remove_in(const char *sub, const char *name)
 {
 	char path[300];
-	snprintf(path, sizeof path, "%s/snapshots/%s", dir, name);
+	snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
 	assert_int_equal(unlink(path), 0);
+}
+
+static void remove_behind(const char *name)
+{
+	remove_in("snapshots", name);
 }
 
 /* The three manifests written, listed ahead, fetched ahead with these bounds, then removed
@@ -291,6 +307,43 @@ static void test_get_listed_ahead(void **st)
 	kbv_be_list_ahead(be2, KBV_OBJ_SNAPSHOT);
 	kbv_be_get_listed_ahead(be2, KBV_OBJ_SNAPSHOT, 8, 1 << 20);
 	kbv_backend_free(be2);
+	kbv_buf_release(&b);
+	cleanup(be);
+}
+
+/* One set of each kind is kept at once (a new host's manifests and index objects); the
+ * bytes kept of a kind go with kbv_be_list_drop() of it (the end of a refresh). */
+static void test_get_listed_ahead_kinds(void **st)
+{
+	(void)st;
+	struct kbv_backend *be = local();
+	struct kbv_buf b = KBV_BUF_INIT;
+	write_behind(snap[0]);
+	write_in("idx", snap[1], 'i');
+	write_in("idx", snap[2], 'i');
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	kbv_be_get_listed_ahead(be, KBV_OBJ_SNAPSHOT, 8, 1 << 20);
+	kbv_be_list_ahead(be, KBV_OBJ_INDEX);
+	kbv_be_get_listed_ahead(be, KBV_OBJ_INDEX, 8, 1 << 20); /* does not replace the manifests' */
+	remove_behind(snap[0]);
+	remove_in("idx", snap[1]);
+	remove_in("idx", snap[2]);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_INDEX, snap[1], &b), 0);
+	assert_int_equal(b.len, 1);
+	assert_memory_equal(b.data, "i", 1);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, snap[1], &b), KBV_ENOTFOUND); /* kept as an index object */
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, snap[0], &b), 0);
+	assert_memory_equal(b.data, "m", 1);
+	/* dropped: the index object not asked for yet is read from the storage (gone there) */
+	kbv_be_list_drop(be, KBV_OBJ_INDEX);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_INDEX, snap[2], &b), KBV_ENOTFOUND);
+	/* the manifests' are not the index objects': dropping those left these */
+	write_behind(snap[1]);
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	kbv_be_get_listed_ahead(be, KBV_OBJ_SNAPSHOT, 8, 1 << 20);
+	remove_behind(snap[1]);
+	kbv_be_list_drop(be, KBV_OBJ_INDEX);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, snap[1], &b), 0);
 	kbv_buf_release(&b);
 	cleanup(be);
 }
@@ -443,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_put_get_list_remove),
 		cmocka_unit_test(test_list_ahead),
 		cmocka_unit_test(test_get_listed_ahead),
+		cmocka_unit_test(test_get_listed_ahead_kinds),
 		cmocka_unit_test(test_ranges_and_truncation),
 		cmocka_unit_test(test_uncommitted_is_invisible),
 		cmocka_unit_test(test_large_pack),
