@@ -155,10 +155,12 @@ int kbv_be_get(struct kbv_backend *be, enum kbv_obj kind, const char *name, stru
 /* Each object names[i] into bufs[i] (its contents replaced), kbv_backend_parallel() of
  * them at a time (at most 16; one after the other on a local backend): the small objects
  * a host has not seen yet (manifests, records) cost a round trip per connection, not per
- * object. Returns 0, or the failure of the first name in order that failed (its message
- * this thread's); the others' bufs may be filled or not. */
+ * object. None is started after one failed. Returns 0, or the failure of the first name in
+ * order that failed (its message this thread's). rcs (NULL: not wanted) gets each name's
+ * own result: 0 (bufs[i] holds the object), its error, or 1 (not fetched: started after a
+ * failure); a buf whose rcs is not 0 may be filled or not. */
 int kbv_be_get_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n,
-		    struct kbv_buf *bufs);
+		    struct kbv_buf *bufs, int *rcs);
 
 /* Every object of a kind: fn(arg, name, size, mtime) in no particular order; names that do
  * not have the kind's shape are skipped. mtime is seconds since the epoch as the storage
@@ -179,8 +181,9 @@ void kbv_be_list_ahead(struct kbv_backend *be, enum kbv_obj kind);
  * bytes for this backend's next kbv_be_get() of each, which takes them and sends no
  * request (a new host's first look at its snapshots fetches their manifests while its key
  * is derived, and its index objects). For objects never changed once written (manifests,
- * index objects): bytes kept are bytes the storage held. Best effort, as the listing: a
- * fetch that fails keeps nothing, and none are kept once this backend has begun any write
+ * index objects): bytes kept are bytes the storage held. Best effort, as the listing: an
+ * object whose fetch failed is not kept (its kbv_be_get asks the storage and reports what
+ * it meets), those fetched are, and none are kept once this backend has begun any write
  * or removal. One set of each kind is kept (a later call for that kind replaces it); what
  * is never asked for is freed by kbv_be_list_drop() of its kind or with the backend. */
 void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t most, uint64_t bytes);

@@ -22,8 +22,8 @@ void kbv_ahead_release(struct kbv_ahead *a)
 	drop_run(a);
 }
 
-/* A run from l[i]: 1 fetched (a->at/buf hold it), 0 none (one object, a local backend, or a
- * failed fetch), <0 want()'s error. */
+/* A run from l[i]: 1 fetched (a->at/buf hold those whose fetch succeeded), 0 none (one
+ * object, a local backend, or every fetch failed), <0 want()'s error. */
 static int fetch_run(struct kbv_ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n, size_t left)
 {
 	char hex[KBV_AHEAD_MOST][2 * KBV_ID_BYTES + 1];
@@ -49,13 +49,25 @@ static int fetch_run(struct kbv_ahead *a, const struct kbv_meta_listed *l, size_
 	if (m < 2)
 		return 0; /* one: the caller's GET */
 	a->end = a->at[m - 1] + 1;
-	if (kbv_be_get_many(a->be, a->obj, names, m, a->buf) < 0) {
-		for (size_t k = 0; k < m; k++)
+	/* Those fetched are held; one that failed, or was not fetched after a failure, gets
+	 * its own GET when asked for (up to a->end no other run starts). */
+	int rcs[KBV_AHEAD_MOST];
+	kbv_be_get_many(a->be, a->obj, names, m, a->buf, rcs);
+	size_t held = 0;
+	for (size_t k = 0; k < m; k++) {
+		if (rcs[k] != 0) {
 			kbv_buf_release(&a->buf[k]);
-		return 0; /* each its own GET, up to a->end */
+			continue;
+		}
+		if (held != k) {
+			a->at[held] = a->at[k];
+			a->buf[held] = a->buf[k];
+			a->buf[k] = (struct kbv_buf)KBV_BUF_INIT;
+		}
+		held++;
 	}
-	a->n = m;
-	return 1;
+	a->n = held;
+	return held > 0;
 }
 
 int kbv_ahead_get(struct kbv_ahead *a, const struct kbv_meta_listed *l, size_t i, size_t n, size_t left,

@@ -9,11 +9,12 @@
  * out one by one as the reader asks. Only on a backend of parallel connections: a local
  * one reads one at a time anyway, and its reader gets a plain GET.
  *
- * Best effort: a run with any failed fetch keeps nothing; each of its objects then gets its
- * own GET, which reports what it meets (a gone object's KBV_ENOTFOUND, say), and the next
- * run starts after the failed one's last object (so an object that fails is fetched at
- * most twice, never once per run). Nothing read is trusted here: the reader authenticates
- * each object as it would a GET's bytes. */
+ * Best effort: a run keeps the objects it fetched; one whose fetch failed (and those not
+ * started after it) gets its own GET when asked for, which reports what it meets (a gone
+ * object's KBV_ENOTFOUND, say), and the next run starts after the run's last object (so
+ * an object that fails is fetched at most twice, never once per run, and one fetched is
+ * fetched once). Nothing read is trusted here: the reader authenticates each object as it
+ * would a GET's bytes. */
 #ifndef KBV_STORE_AHEAD_H
 #define KBV_STORE_AHEAD_H
 

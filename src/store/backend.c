@@ -166,22 +166,10 @@ static int kept_take(struct kbv_backend *be, enum kbv_obj kind, const char *name
 	return found;
 }
 
-struct kept_get {
-	struct kbv_backend *be;
-	enum kbv_obj kind;
-	struct kbv_be_kept *k;
-};
-
-static int kept_get_one(void *arg, unsigned t, size_t i)
-{
-	struct kept_get *g = arg;
-	(void)t;
-	return kbv_be_get(g->be, g->kind, g->k->names[i], &g->k->bufs[i]);
-}
-
 void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t most, uint64_t bytes)
 {
 	struct kbv_be_kept *k = calloc(1, sizeof *k), *old = NULL;
+	int *rcs = NULL;
 	uint64_t sum = 0;
 	if (!k || !(k->names = calloc(most ? most : 1, sizeof *k->names)) ||
 	    !(k->bufs = calloc(most ? most : 1, sizeof *k->bufs)))
@@ -198,9 +186,18 @@ void kbv_be_get_listed_ahead(struct kbv_backend *be, enum kbv_obj kind, size_t m
 		k->n++;
 	}
 	pthread_mutex_unlock(&ahead_mu);
-	struct kept_get g = { be, kind, k };
-	if (!k->n || kbv_beside_each(k->n, kbv_backend_parallel(be), kept_get_one, &g) < 0)
-		goto drop; /* best effort: each is read when asked for, and reports what it meets */
+	if (!k->n || !(rcs = calloc(k->n, sizeof *rcs)))
+		goto drop;
+	/* Best effort: those fetched are kept; one that failed (or was not fetched after a
+	 * failure) is read when asked for, and reports what it meets. */
+	kbv_be_get_many(be, kind, (const char *const *)k->names, k->n, k->bufs, rcs);
+	for (size_t i = 0; i < k->n; i++)
+		if (rcs[i] != 0) {
+			kbv_buf_release(&k->bufs[i]);
+			free(k->names[i]);
+			k->names[i] = NULL;
+		}
+	free(rcs);
 	pthread_mutex_lock(&ahead_mu);
 	if (be->changed) {
 		old = k; /* a write began while they were fetched */
@@ -430,19 +427,25 @@ struct get_many {
 	enum kbv_obj kind;
 	const char *const *names;
 	struct kbv_buf *bufs;
+	int *rcs;
 };
 
 static int get_one(void *arg, unsigned t, size_t i)
 {
 	struct get_many *g = arg;
 	(void)t;
-	return kbv_be_get(g->be, g->kind, g->names[i], &g->bufs[i]);
+	int rc = kbv_be_get(g->be, g->kind, g->names[i], &g->bufs[i]);
+	if (g->rcs)
+		g->rcs[i] = rc;
+	return rc;
 }
 
 int kbv_be_get_many(struct kbv_backend *be, enum kbv_obj kind, const char *const *names, size_t n,
-		    struct kbv_buf *bufs)
+		    struct kbv_buf *bufs, int *rcs)
 {
-	struct get_many g = { .be = be, .kind = kind, .names = names, .bufs = bufs };
+	struct get_many g = { .be = be, .kind = kind, .names = names, .bufs = bufs, .rcs = rcs };
+	for (size_t i = 0; rcs && i < n; i++)
+		rcs[i] = 1;
 	return kbv_beside_each(n, kbv_backend_parallel(be), get_one, &g);
 }
 

@@ -292,6 +292,23 @@ static void test_get_listed_ahead(void **st)
 	assert_int_equal(kept_after(be, 1, 1 << 20), 1);
 	assert_int_equal(kept_after(be, 8, 2), 2);
 
+	/* one gone when fetched: those fetched before it are kept (a local backend fetches one
+	 * at a time, in the listing's order, and starts none after a failure) */
+	struct seen s = { 0 };
+	for (int i = 0; i < 3; i++)
+		write_behind(snap[i]);
+	assert_int_equal(kbv_be_list(be, KBV_OBJ_SNAPSHOT, collect, &s), 0); /* the order */
+	assert_int_equal(s.n, 3);
+	kbv_be_list_ahead(be, KBV_OBJ_SNAPSHOT);
+	remove_behind(s.names[1]);
+	kbv_be_get_listed_ahead(be, KBV_OBJ_SNAPSHOT, 8, 1 << 20);
+	remove_behind(s.names[0]);
+	remove_behind(s.names[2]);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, s.names[0], &b), 0); /* kept */
+	assert_memory_equal(b.data, "m", 1);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, s.names[1], &b), KBV_ENOTFOUND);
+	assert_int_equal(kbv_be_get(be, KBV_OBJ_SNAPSHOT, s.names[2], &b), KBV_ENOTFOUND); /* not fetched */
+
 	/* once the backend writes, nothing kept is handed out (and the rest is freed) */
 	for (int i = 0; i < 3; i++)
 		write_behind(snap[i]);
