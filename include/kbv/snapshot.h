@@ -156,6 +156,11 @@ int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s);
  * left unloaded, and kbv_snapshot_load_entries() then reports what it meets. A local
  * repository: nothing (its reads come from the page cache). */
 void kbv_snapshot_load_entries_all(struct kbv_repo *r, struct kbv_snapshot **list, size_t n);
+/* The same for a walk from the newest down (list oldest first): list[i] and the snapshots
+ * before it that pass f (NULL: all) and are not loaded, as many as the storage reads side
+ * by side (`s3-connections`, at most 16), newest first. */
+void kbv_snapshot_load_entries_before(struct kbv_repo *r, struct kbv_snapshot **list, size_t i,
+				      const struct kbv_snapshot_filter *f);
 void kbv_snapshot_free(struct kbv_snapshot *s);
 
 #endif

@@ -211,9 +211,16 @@ static int find_snapshot(struct kbv_reader *rd, struct kbv_snapshot **list, size
 		return rc;
 	if (strcmp(spec, "latest") || !nstreams)
 		return kbv_snapshot_load_entries(rd, *out);
+	int newest = 1;
 	for (size_t i = n; i-- > 0;) {
 		if (!kbv_snapshot_matches(list[i], f))
 			continue;
+		/* The newest is read alone (it usually holds the streams); past it, as many
+		 * entry tables as the storage reads side by side, newest first (one round trip
+		 * for them, not one each; at most that many less one read in vain). */
+		if (!newest && !list[i]->entries)
+			kbv_snapshot_load_entries_before(kbv_reader_repo(rd), list, i, f);
+		newest = 0;
 		if ((rc = kbv_snapshot_load_entries(rd, list[i])) < 0)
 			return rc;
 		if (has_streams(list[i], streams, nstreams)) {

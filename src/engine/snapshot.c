@@ -724,6 +724,19 @@ void kbv_snapshot_load_entries_all(struct kbv_repo *r, struct kbv_snapshot **lis
 	free(l.v);
 }
 
+void kbv_snapshot_load_entries_before(struct kbv_repo *r, struct kbv_snapshot **list, size_t i,
+				      const struct kbv_snapshot_filter *f)
+{
+	struct kbv_snapshot *batch[KBV_BESIDE_MOST];
+	size_t most = kbv_backend_parallel(r->be), m = 0;
+	if (most > KBV_BESIDE_MOST)
+		most = KBV_BESIDE_MOST;
+	for (size_t j = i + 1; j-- > 0 && m < most;)
+		if (!list[j]->entries && kbv_snapshot_matches(list[j], f))
+			batch[m++] = list[j];
+	kbv_snapshot_load_entries_all(r, batch, m);
+}
+
 int kbv_snapshot_load_entries(struct kbv_reader *rd, struct kbv_snapshot *s)
 {
 	struct kbv_buf table = KBV_BUF_INIT;

@@ -630,6 +630,37 @@ gets() { grep -c "^GET /$BUCKET/prod/$1/" "$TMPD/rules.log" || true; }
 	[ ! -e "$meta/records/${name##*/}" ]
 }
 
+# `restore latest --stream X` walks back from the newest snapshot to the first that holds X.
+# The newest's entry table is read alone (it usually holds X); past it the older tables are
+# read side by side, not one round trip each.
+@test "s3: restore latest --stream past snapshots that lack it: the newest entry table read alone, the older ones side by side" {
+	s3_init
+	kbv snapshot -q --stdin x < "$TMPD/b.bin"
+	for i in 1 2 3 4 5; do
+		head -c 20000 /dev/urandom > "$TMPD/y$i"
+		kbv snapshot -q --stdin y < "$TMPD/y$i"
+	done
+	s3proxy_start
+	echo "lag /prod/data/ 300" > "$TMPD/rules"
+	: > "$TMPD/rules.times"
+	XDG_CACHE_HOME="$TMPD/cache-new" kbv -r "s3:$PROXY/$BUCKET/prod" restore latest --stream x --stdout |
+		cmp - "$TMPD/b.bin"
+	XDG_CACHE_HOME="$TMPD/cache-new" kbv -r "s3:$PROXY/$BUCKET/prod" restore latest --stream y --stdout |
+		cmp - "$TMPD/y5"
+	python3 - "$TMPD/rules.times" <<'PY' || { cat "$TMPD/rules.times"; false; }
+import sys
+gets = [(float(t), p) for t, m, p in (l.split() for l in open(sys.argv[1])) if m == "GET" and "/prod/data/" in p]
+gets.sort()
+print(gets)
+first, second = gets[0], gets[1]
+# the newest's table alone: the next read of a pack waited for it (each held 300 ms)
+assert second[0] - first[0] > 0.25, "the newest's table was not read alone"
+# then the older ones (four without x, and x's) side by side: three packs or more at once
+together = {p.split("?")[0] for t, p in gets[1:] if t - second[0] < 0.15}
+assert len(together) >= 3, f"the older tables were read one after another: {together}"
+PY
+}
+
 @test "s3: a restore's workers share their read windows: no range of a pack is fetched twice" {
 	s3_init
 	head -c 30000000 /dev/urandom > "$TMPD/big.bin"
