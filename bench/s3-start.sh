@@ -14,9 +14,13 @@
 # kbvault bucket also holds N of gc's records (N runs of `gc --keep-all`, as N nights of
 # a nightly gc leave), and `status` is timed too (kbvault only: restic has none).
 # LOCKDAYS=N: each kbvault bucket has Object Lock (`init --object-lock-days N`: `status`
-# reports the retention of every object), and `status` is timed too.
-#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] [PLAN=1] [NEWHOST=1] [RECORDS=N] [LOCKDAYS=N] bench/s3-start.sh
-# Writes bench/results/s3-start-rttN[-plan][-newhost][-recordsN][-lockN].csv and .md: medians and
+# reports the retention of every object), and `status` is timed too. STREAMS=N: each
+# bucket (restic's too) also holds N snapshots of 20 kB of another stream, newer than the
+# 3 MB, and the restore asks for the newest snapshot holding the 3 MB's stream
+# (`restore latest --stream a`; restic: `dump --path /a latest /a`), as a restore of one
+# source among sources snapshotted on their own schedules does.
+#   KBVAULT=build/kbvault [OTHER=old/kbvault] [ROUNDS=8] [RTT_MS=30] [PLAN=1] [NEWHOST=1] [RECORDS=N] [LOCKDAYS=N] [STREAMS=N] bench/s3-start.sh
+# Writes bench/results/s3-start-rttN[-plan][-newhost][-recordsN][-lockN][-streamsN].csv and .md: medians and
 # restic's time over each.
 set -euo pipefail
 K=${KBVAULT:?KBVAULT names the kbvault binary}
@@ -61,6 +65,14 @@ for t in "${tools[@]}"; do
 		fi
 		for _ in $(seq 1 "${RECORDS:-0}"); do "${BIN[$t]}" -r "$(repo "$t")" gc -q --keep-all; done
 	fi
+	for _ in $(seq 1 "${STREAMS:-0}"); do
+		head -c 20000 /dev/urandom > "$W/c.bin"
+		if [ "$t" = restic ]; then
+			restic -q -r "$(repo restic)" backup --stdin --stdin-filename c < "$W/c.bin" > /dev/null
+		else
+			"${BIN[$t]}" -r "$(repo "$t")" snapshot -q --stdin c < "$W/c.bin"
+		fi
+	done
 done
 
 one() { # TOOL OP: runs it once, timed into $W/t
@@ -70,10 +82,22 @@ one() { # TOOL OP: runs it once, timed into $W/t
 	[ -z "${NEWHOST:-}" ] || rm -rf "$W/cache" "$W/restic-cache"
 	case $t/$op in
 	restic/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" snapshots > /dev/null ;;
-	restic/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump --tag base latest /a > "$W/out" ;;
+	restic/restore)
+		if [ -n "${STREAMS:-}" ]; then
+			/usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump --path /a latest /a > "$W/out"
+		else
+			/usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" dump --tag base latest /a > "$W/out"
+		fi
+		;;
 	restic/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" restic -q -r "$r" backup --stdin --stdin-filename b < "$W/b.bin" > /dev/null ;;
 	*/snapshots) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshots > /dev/null ;;
-	*/restore) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --tag base --stdout > "$W/out" 2> /dev/null ;;
+	*/restore)
+		if [ -n "${STREAMS:-}" ]; then
+			/usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --stream a --stdout > "$W/out" 2> /dev/null
+		else
+			/usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" restore -q latest --tag base --stdout > "$W/out" 2> /dev/null
+		fi
+		;;
 	*/snapshot) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" snapshot -q --stdin b < "$W/b.bin" ;;
 	*/status) /usr/bin/time -f "%e %U %S" -o "$W/t" "${BIN[$t]}" -r "$r" status > /dev/null ;;
 	esac
@@ -82,7 +106,7 @@ one() { # TOOL OP: runs it once, timed into $W/t
 	fi
 }
 
-NAME=s3-start-rtt$RTT${PLAN:+-plan}${NEWHOST:+-newhost}${RECORDS:+-records$RECORDS}${LOCKDAYS:+-lock$LOCKDAYS}
+NAME=s3-start-rtt$RTT${PLAN:+-plan}${NEWHOST:+-newhost}${RECORDS:+-records$RECORDS}${LOCKDAYS:+-lock$LOCKDAYS}${STREAMS:+-streams$STREAMS}
 OPS=(snapshots restore snapshot)
 [ -z "${RECORDS:-}${LOCKDAYS:-}" ] || OPS+=(status)
 CSV=$OUT/$NAME.csv
@@ -103,7 +127,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$CSV" "$OUT/$NAME.md" "$RTT" "$(restic version | cut -d' ' -f2)" \
-	"$(radosgw --version | cut -d' ' -f3)" "${PLAN:+, a gc plan in each kbvault bucket}${NEWHOST:+, each command on an empty cache}${RECORDS:+, $RECORDS gc records in each kbvault bucket}${LOCKDAYS:+, Object Lock ($LOCKDAYS days) on each kbvault bucket}" <<'EOF'
+	"$(radosgw --version | cut -d' ' -f3)" "${PLAN:+, a gc plan in each kbvault bucket}${NEWHOST:+, each command on an empty cache}${RECORDS:+, $RECORDS gc records in each kbvault bucket}${LOCKDAYS:+, Object Lock ($LOCKDAYS days) on each kbvault bucket}${STREAMS:+, $STREAMS newer snapshots of another stream in each bucket}" <<'EOF'
 import csv, statistics, sys, subprocess
 rows = list(csv.DictReader(open(sys.argv[1])))
 tools = list(dict.fromkeys(r["tool"] for r in rows))
