@@ -595,7 +595,7 @@ static int get_listed_ahead(void *arg)
 {
 	struct ahead *a = arg;
 	kbv_be_get_listed_ahead(a->r->be, a->kind, KBV_META_AHEAD, MANIFESTS_AHEAD_BYTES);
-	return 0; /* a failed one keeps nothing: the lookup reads them and reports it */
+	return 0; /* one whose fetch failed is not kept: the lookup reads it and reports it */
 }
 
 /* A new host's index objects: listed, then the first of them fetched, kept by the backend
@@ -605,7 +605,7 @@ static int list_get_indexes(void *arg)
 	struct ahead *a = arg;
 	kbv_be_list_ahead(a->r->be, a->kind);
 	kbv_be_get_listed_ahead(a->r->be, a->kind, INDEXES_AHEAD_MOST, INDEXES_AHEAD_BYTES);
-	return 0; /* a failed one keeps nothing: the refresh reads them and reports it */
+	return 0; /* a listing or fetch that failed keeps nothing: the refresh asks again */
 }
 
 static int stop_at_pack(void *arg, uint32_t packno, const struct kbv_pack_info *info)
