@@ -1,7 +1,8 @@
 /* Objects of a listing fetched ahead (src/store/ahead.h), on an in-memory backend that
  * counts the GETs of each object: what a run holds, its bounds, what want() skips, and
  * what a failed run leaves (what it fetched handed out, the failed object its own GET,
- * the next run after it, a failing object fetched at most twice), on a backend of parallel connections and on one of one. */
+ * the next run after it, a failing object fetched at most twice), on a backend of
+ * parallel connections and on one of one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
